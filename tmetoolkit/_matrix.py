@@ -1,0 +1,79 @@
+"""Access to the expression matrix: which matrix, its row chunks, and the normalisation applied per chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ._utils import missing_key_error
+
+DEFAULT_CHUNK = 10_000
+
+
+def get_matrix(adata: AnnData, layer: str | None):
+    """``adata.X`` or ``adata.layers[layer]``, never copied."""
+    if layer is None:
+        if adata.X is None:
+            msg = "adata.X is empty; pass layer= naming the layer that holds expression values."
+            raise ValueError(msg)
+        return adata.X
+    if layer not in adata.layers:
+        raise missing_key_error(layer, "adata.layers", adata.layers.keys())
+    return adata.layers[layer]
+
+
+def is_dask(X) -> bool:
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return False
+    return isinstance(X, da.Array)
+
+
+def row_block(X, start: int, stop: int):
+    """Rows ``start:stop`` as an in-memory CSR matrix or ndarray (float64)."""
+    block = X[start:stop]
+    if is_dask(block):
+        block = block.compute()
+    if sp.issparse(block):
+        block = sp.csr_matrix(block, dtype=np.float64)
+        block.sum_duplicates()
+        return block
+    return np.asarray(block, dtype=np.float64)
+
+
+def iter_rows(X, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, int, object]]:
+    """Yield ``(start, stop, block)`` over row chunks of any supported matrix."""
+    n = X.shape[0]
+    if chunk_size < 1:
+        msg = f"chunk_size must be a positive number of cells, got {chunk_size}."
+        raise ValueError(msg)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        yield start, stop, row_block(X, start, stop)
+
+
+def row_sums(block) -> np.ndarray:
+    return np.asarray(block.sum(axis=1)).ravel()
+
+
+def normalise_block(block, state: str, target_sum: float | None):
+    """Bring a chunk to log-normalised scale: counts -> log1p(x / libsize * target), linear -> log1p(x)."""
+    if state == "counts":
+        lib = row_sums(block)
+        scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
+        if sp.issparse(block):
+            block = sp.diags(scale) @ block
+            block.data = np.log1p(block.data)
+            return block.tocsr()
+        return np.log1p(block * scale[:, None])
+    if state == "linear":
+        if sp.issparse(block):
+            block = block.copy()
+            block.data = np.log1p(block.data)
+            return block
+        return np.log1p(block)
+    return block

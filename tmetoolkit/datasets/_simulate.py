@@ -1,0 +1,364 @@
+"""``tmt.datasets.simulate``: spatial tumours with known cell states, compartments and immune phenotypes.
+
+The planted programmes overlap the registry's signatures only partly: each programme takes about half of the
+genes of the signatures it mimics (always keeping a few anchor genes) plus genes from outside them, so tests on
+simulated data are not circular.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .. import _keys
+from ..sig import get as get_signature
+from ..sig._registry import _load_all
+
+# lineage -> (registry signatures mimicked, anchor genes always planted)
+LINEAGE_PROGRAMS = {
+    "CD8 T": (("T_cell", "CD8_T"), ("CD3E", "CD8A", "CD8B")),
+    "CD4 T": (("T_cell", "CD4_T"), ("CD3E", "CD4", "CD40LG")),
+    "NK": (("NK", "Cytotoxic_cells"), ("KLRD1", "NCR1", "NKG7")),
+    "B": (("B_cell",), ("MS4A1", "CD79A")),
+    "Plasma": (("Plasma_cell",), ("MZB1", "JCHAIN")),
+    "Monocyte/Macrophage": (("MoMacDC", "Myeloid"), ("CD68", "CSF1R", "LYZ")),
+    "Neutrophil": (("Neutrophil", "Myeloid"), ("CSF3R", "FCGR3B")),
+    "DC": (("cDC2", "cDC1"), ("CD1C", "CLEC9A", "FLT3")),
+    "Mast": (("Mast",), ("KIT", "TPSAB1", "CPA3")),
+    "Fibroblast": (("Fibroblast", "panCAF"), ("COL1A1", "DCN", "LUM")),
+    "Pericyte": (("Pericyte",), ("RGS5", "NOTCH3", "KCNJ8")),
+    "Endothelial": (("Endothelial", "Endothelial_MFP"), ("VWF", "PECAM1", "CDH5")),
+    "Malignant/Epithelial": (("Epithelial",), ("EPCAM", "KRT8", "KRT18")),
+}
+IMMUNE = {"CD8 T", "CD4 T", "NK", "B", "Plasma", "Monocyte/Macrophage", "Neutrophil", "DC", "Mast"}
+
+# state -> (registry signatures mimicked, anchor genes, genes planted low)
+STATE_PROGRAMS = {
+    "CD8 naive/memory": (("CD8_naive_memory",), ("CCR7", "SELL", "TCF7", "LEF1"), ()),
+    "CD8 effector": (("CD8_effector", "T_cytotoxic"), ("GZMB", "PRF1", "GNLY", "IFNG"), ()),
+    "CD8 Tpex": (("CD8_Tpex_core", "CD8_Tpex"), ("TCF7", "PDCD1", "TOX", "SLAMF6", "TIGIT"), ("HAVCR2", "ENTPD1")),
+    "CD8 Tex": (("CD8_Tex", "T_exhaustion"), ("HAVCR2", "ENTPD1", "LAG3", "PDCD1", "TIGIT", "CTLA4", "CXCL13", "TOX"), ("TCF7",)),
+    "CD4 naive/memory": (("CD4_naive_memory",), ("CCR7", "SELL", "IL7R"), ()),
+    "CD4 helper": (("CD4_helper",), ("IFNG", "CD40LG", "IL21", "TBX21"), ()),
+    "Treg": (("Treg_core", "Treg"), ("FOXP3", "IL2RA", "CTLA4", "IKZF2"), ()),
+    "Monocyte": (("Monocyte",), ("FCN1", "S100A8", "S100A9", "VCAN"), ("C1QA", "C1QB")),
+    "TAM M1-like": (("TAM_M1_like", "Macrophage"), ("CXCL9", "CXCL10", "IL1B", "CD86"), ()),
+    "TAM M2-like": (("TAM_M2_like", "Macrophage"), ("CD163", "MRC1", "MSR1", "CCL18"), ()),
+    "M-MDSC-like": (("M_MDSC_like",), ("CD14", "S100A8", "ARG1", "CD84"), ("HLA-DRA", "HLA-DRB1", "CD74")),
+    "Neutrophil": (("Neutrophil_immature",), ("LTF", "CAMP", "LCN2"), ()),
+    "PMN-MDSC-like": (("PMN_MDSC_like",), ("OLR1", "CD84", "PTGS2", "ARG2"), ()),
+    "myCAF": (("myCAF",), ("ACTA2", "TAGLN", "MYL9", "POSTN"), ()),
+    "iCAF": (("iCAF",), ("IL6", "CXCL12", "PDGFRA", "CFD"), ()),
+    "apCAF": (("apCAF",), ("CD74", "HLA-DRA", "SLPI"), ()),
+}
+
+# cell-type mixtures per compartment (fractions of cells); CD8 T depends on the phenotype
+_BASE_MIX = {
+    "tumor": {"Malignant/Epithelial": 0.82, "Monocyte/Macrophage": 0.06, "Fibroblast": 0.04, "Endothelial": 0.02,
+              "CD4 T": 0.02, "Neutrophil": 0.01, "NK": 0.005, "DC": 0.005},
+    "margin": {"Malignant/Epithelial": 0.05, "Fibroblast": 0.25, "Monocyte/Macrophage": 0.14, "Endothelial": 0.08,
+               "Pericyte": 0.03, "CD4 T": 0.08, "B": 0.04, "Neutrophil": 0.03, "DC": 0.03, "NK": 0.02, "Mast": 0.02,
+               "Plasma": 0.02},
+    "stroma": {"Malignant/Epithelial": 0.01, "Fibroblast": 0.34, "Monocyte/Macrophage": 0.12, "Endothelial": 0.12,
+               "Pericyte": 0.05, "CD4 T": 0.06, "B": 0.05, "Neutrophil": 0.03, "DC": 0.02, "NK": 0.02, "Mast": 0.03,
+               "Plasma": 0.03},
+}
+# CD8 T fraction per compartment and phenotype
+_CD8 = {
+    "inflamed": {"tumor": 0.10, "margin": 0.10, "stroma": 0.07},
+    "excluded": {"tumor": 0.004, "margin": 0.16, "stroma": 0.08},
+    "desert": {"tumor": 0.002, "margin": 0.006, "stroma": 0.004},
+}
+MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
+
+
+def _programme(rng, sig_names, anchors, universe_outside, fraction=0.5, n_extra=6):
+    genes = []
+    for name in sig_names:
+        g = [x for x in get_signature(name).genes_up]
+        take = rng.choice(len(g), size=max(1, int(round(fraction * len(g)))), replace=False)
+        genes += [g[i] for i in sorted(take)]
+    extra = rng.choice(universe_outside, size=n_extra, replace=False).tolist()
+    return list(dict.fromkeys([*anchors, *genes, *extra]))
+
+
+def _border_distance(xy, centres, radii, wobble, phases):
+    """Signed distance (negative inside) to the union of wobbly discs."""
+    d = np.full(len(xy), np.inf)
+    for c, r, a, ph in zip(centres, radii, wobble, phases, strict=True):
+        v = xy - c
+        theta = np.arctan2(v[:, 1], v[:, 0])
+        rr = r * (1 + a[0] * np.sin(3 * theta + ph[0]) + a[1] * np.sin(5 * theta + ph[1]))
+        d = np.minimum(d, np.hypot(v[:, 0], v[:, 1]) - rr)
+    return d
+
+
+def _layout(rng, n_cells, tumor_shape, density):
+    side = np.sqrt(n_cells / density) * 1000.0  # micrometres
+    xy = rng.uniform(0, side, size=(n_cells, 2))
+    if tumor_shape == "solid":
+        centres = np.array([[side * 0.5, side * 0.5]])
+        radii = np.array([side * 0.33])
+    elif tumor_shape == "nests":
+        k = 4
+        centres = rng.uniform(side * 0.22, side * 0.78, size=(k, 2))
+        radii = rng.uniform(side * 0.15, side * 0.22, size=k)
+    elif tumor_shape == "scattered":
+        k = 10
+        centres = rng.uniform(side * 0.1, side * 0.9, size=(k, 2))
+        radii = rng.uniform(side * 0.06, side * 0.1, size=k)
+    else:
+        msg = f"tumor_shape must be 'nests', 'solid' or 'scattered', got {tumor_shape!r}."
+        raise ValueError(msg)
+    wobble = rng.uniform(0.0, 0.12, size=(len(centres), 2))
+    phases = rng.uniform(0, 2 * np.pi, size=(len(centres), 2))
+    return xy, _border_distance(xy, centres, radii, wobble, phases)
+
+
+def _sample_params(rng, phenotype):
+    return {
+        "phenotype": phenotype,
+        "treg_fraction": rng.uniform(0.1, 0.5),  # of CD4 T
+        "mdsc_fraction": rng.uniform(0.05, 0.4),  # of monocyte/macrophage and of neutrophils
+        "m2_fraction": rng.uniform(0.2, 0.8),  # of TAMs
+        "mycaf_fraction": rng.uniform(0.2, 0.7),  # of fibroblasts
+        "tex_fraction": rng.uniform(0.2, 0.5) if phenotype == "inflamed" else rng.uniform(0.05, 0.3),  # of CD8 T
+        "apm_loss": False,
+    }
+
+
+def _states(rng, lineage, p):
+    """Draw a state for every cell of a lineage from the sample's planted fractions."""
+    n = len(lineage)
+    states = np.array(lineage, dtype=object)
+    draw = rng.random(n)
+    cd8 = lineage == "CD8 T"
+    tex, tpex = p["tex_fraction"], 0.15
+    effector = 0.55 * (1 - tex - tpex)
+    states[cd8] = np.select(
+        [draw[cd8] < tex, draw[cd8] < tex + tpex, draw[cd8] < tex + tpex + effector],
+        ["CD8 Tex", "CD8 Tpex", "CD8 effector"], "CD8 naive/memory",
+    )
+    cd4 = lineage == "CD4 T"
+    states[cd4] = np.select([draw[cd4] < p["treg_fraction"], draw[cd4] < p["treg_fraction"] + 0.4],
+                            ["Treg", "CD4 helper"], "CD4 naive/memory")
+    my = lineage == "Monocyte/Macrophage"
+    mdsc = p["mdsc_fraction"]
+    rest = 1 - mdsc - 0.15
+    states[my] = np.select(
+        [draw[my] < mdsc, draw[my] < mdsc + 0.15, draw[my] < mdsc + 0.15 + rest * p["m2_fraction"]],
+        ["M-MDSC-like", "Monocyte", "TAM M2-like"], "TAM M1-like",
+    )
+    ne = lineage == "Neutrophil"
+    states[ne] = np.where(draw[ne] < p["mdsc_fraction"], "PMN-MDSC-like", "Neutrophil")
+    fb = lineage == "Fibroblast"
+    states[fb] = np.select([draw[fb] < p["mycaf_fraction"], draw[fb] < p["mycaf_fraction"] + 0.12],
+                           ["myCAF", "apCAF"], "iCAF")
+    return states
+
+
+def simulate(
+    n_samples: int = 6,
+    n_cells: int = 3000,
+    *,
+    phenotypes: Sequence[str] | None = None,
+    tumor_shape: str = "nests",
+    noise: float = 1.0,
+    density: float = 4000.0,
+    n_background_genes: int = 1000,
+    apm_loss: Sequence[bool] | None = None,
+    seed: int = 0,
+) -> AnnData:
+    """Simulate spatial tumour samples with known cell states, compartments and immune phenotypes.
+
+    Each sample is a square of tissue with tumour nests (``tumor_shape``), a margin and stroma. Cells of all
+    lineages and states of the tmetoolkit vocabulary are placed by compartment; CD8 T cells follow the sample's
+    planted phenotype: ``inflamed`` (inside the nests), ``excluded`` (held in margin and stroma) or ``desert``
+    (few anywhere). Counts are negative binomial with library-size variation, dropout and a per-sample batch effect.
+
+    Parameters
+    ----------
+    n_samples
+        Number of samples (one image each).
+    n_cells
+        Cells per sample.
+    phenotypes
+        Planted phenotype per sample; default cycles inflamed, excluded, desert.
+    tumor_shape
+        ``"nests"`` (a few irregular nests), ``"solid"`` (one large mass) or ``"scattered"`` (many small nests).
+    noise
+        Scales dispersion, dropout and batch effect (1 is the default difficulty; 0.5 easier, 2 harder).
+    density
+        Cells per mm^2; sets the size of each image.
+    n_background_genes
+        Genes outside every signature (named ``SIMGENE…``) added to the panel.
+    apm_loss
+        Per sample, whether malignant cells lose MHC class I antigen presentation (B2M, HLA-A/B/C, TAP1/2).
+        Default: the last sample of every three.
+    seed
+        Random seed; the same seed gives the same data.
+
+    Returns
+    -------
+    AnnData with raw counts in ``X`` (CSR, float32), coordinates in micrometres in ``obsm["spatial"]``, and truth:
+
+    ``obs["sample"]``, ``obs["batch"]``, ``obs["response"]``
+        Sample, sequencing batch (pairs of samples), and a planted clinical response (responders are mostly
+        inflamed).
+    ``obs["true_lineage"]``, ``obs["true_state"]``
+        Lineage and state in tmetoolkit's vocabulary.
+    ``obs["true_compartment"]``, ``obs["true_border_distance"]``
+        ``tumor`` / ``margin`` / ``stroma`` and the signed distance to the tumour border (negative inside).
+    ``obs["true_phenotype"]``
+        The sample's planted phenotype.
+    ``uns["tmt_simulation"]``
+        ``params``, ``samples`` (planted phenotype and state fractions per sample) and ``programs`` (planted genes
+        per lineage and state, and the registry signatures they mimic).
+
+    Examples
+    --------
+    >>> import tmetoolkit as tmt
+    >>> adata = tmt.datasets.simulate(n_samples=3, n_cells=500, seed=1)
+    >>> adata.obs["true_phenotype"].cat.categories.tolist()
+    ['desert', 'excluded', 'inflamed']
+    """
+    if n_samples < 1 or n_cells < 50:
+        msg = "simulate needs n_samples >= 1 and n_cells >= 50."
+        raise ValueError(msg)
+    if noise <= 0:
+        msg = f"noise must be positive, got {noise}."
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    cycle = ("inflamed", "excluded", "desert")
+    phenotypes = list(phenotypes) if phenotypes is not None else [cycle[i % 3] for i in range(n_samples)]
+    if len(phenotypes) != n_samples or not set(phenotypes) <= set(cycle):
+        msg = f"phenotypes needs {n_samples} values from {cycle}."
+        raise ValueError(msg)
+    apm = list(apm_loss) if apm_loss is not None else [i % 3 == 2 for i in range(n_samples)]
+
+    sig_genes = sorted({g for s in _load_all().values() for g in s.genes})
+    extra_named = ["PECAM1", "CDH5", "JCHAIN"]
+    background = [f"SIMGENE{i:05d}" for i in range(n_background_genes)]
+    genes = list(dict.fromkeys([*sig_genes, *extra_named, *background]))
+    gidx = {g: i for i, g in enumerate(genes)}
+    n_genes = len(genes)
+
+    base = rng.lognormal(mean=np.log(0.3), sigma=1.3, size=n_genes)
+    apm_genes = ["B2M", "HLA-A", "HLA-B", "HLA-C", "TAP1", "TAP2"]
+    base[[gidx[g] for g in apm_genes]] = rng.uniform(8, 20, size=len(apm_genes))
+
+    programs = {}
+    for lin, (sigs, anchors) in LINEAGE_PROGRAMS.items():
+        programs[lin] = (_programme(rng, sigs, anchors, background), (), sigs)
+    for st, (sigs, anchors, low) in STATE_PROGRAMS.items():
+        programs[st] = (_programme(rng, sigs, anchors, background, n_extra=4), low, sigs)
+    programs["Immune"] = (_programme(rng, ("Immune",), ("PTPRC",), background), (), ("Immune",))
+    fold = {k: rng.uniform(4, 10, size=len(v[0])) for k, v in programs.items()}
+    ifn_genes = [g for g in get_signature("IFNG_6").genes_up if g in gidx] + ["CXCL11", "GBP1", "IRF1"]
+
+    lineages_all = list(LINEAGE_PROGRAMS)
+    profiles = {}
+    for lin in lineages_all:
+        prof = base.copy()
+        for key in [lin, "Immune"] if lin in IMMUNE else [lin]:
+            g, _, _ = programs[key]
+            prof[[gidx[x] for x in g]] *= fold[key]
+        profiles[lin] = prof
+
+    obs_parts, X_parts, xy_parts, sample_rows = [], [], [], []
+    for s in range(n_samples):
+        srng = np.random.default_rng([seed, s])
+        p = _sample_params(srng, phenotypes[s])
+        p["apm_loss"] = bool(apm[s])
+        xy, dist = _layout(srng, n_cells, tumor_shape, density)
+        comp = np.where(dist < -MARGIN_HALF_WIDTH, "tumor", np.where(dist <= MARGIN_HALF_WIDTH, "margin", "stroma"))
+        lineage = np.empty(n_cells, dtype=object)
+        # cells just inside the border mix tumour and margin populations
+        for c in ("tumor", "margin", "stroma"):
+            mix = dict(_BASE_MIX[c])
+            mix["CD8 T"] = _CD8[p["phenotype"]][c]
+            if p["phenotype"] == "desert":
+                mix["CD4 T"] *= 0.25
+            if c == "margin":
+                inside = (comp == c) & (dist < 0)
+                mix_in = {k: 0.5 * v + 0.5 * _BASE_MIX["tumor"].get(k, 0) for k, v in mix.items()}
+                mix_in["CD8 T"] = 0.5 * mix["CD8 T"] + 0.5 * _CD8[p["phenotype"]]["tumor"]
+                for sel, m in ((inside, mix_in), ((comp == c) & (dist >= 0), mix)):
+                    names, probs = zip(*m.items(), strict=True)
+                    probs = np.array(probs) / sum(probs)
+                    lineage[sel] = srng.choice(names, size=sel.sum(), p=probs)
+                continue
+            sel = comp == c
+            names, probs = zip(*mix.items(), strict=True)
+            probs = np.array(probs) / sum(probs)
+            lineage[sel] = srng.choice(names, size=sel.sum(), p=probs)
+        state = _states(srng, lineage, p)
+
+        mu = np.empty((n_cells, n_genes))
+        for lin in lineages_all:
+            sel = lineage == lin
+            if sel.any():
+                mu[sel] = profiles[lin]
+        for st, (g, low, _) in programs.items():
+            if st in LINEAGE_PROGRAMS or st == "Immune":
+                continue
+            sel = state == st
+            if sel.any():
+                cols = [gidx[x] for x in g]
+                mu[np.ix_(sel, cols)] *= fold[st]
+                if low:
+                    mu[np.ix_(sel, [gidx[x] for x in low])] *= 0.1
+        malignant = lineage == "Malignant/Epithelial"
+        if p["apm_loss"]:
+            mu[np.ix_(malignant, [gidx[g] for g in apm_genes])] *= 0.12
+        if p["phenotype"] == "inflamed":
+            resp = malignant | (lineage == "Monocyte/Macrophage")
+            mu[np.ix_(resp, [gidx[g] for g in ifn_genes if g != "IFNG"])] *= 3.0
+
+        batch = np.exp(srng.normal(0, 0.25 * noise, size=n_genes))
+        mu *= batch
+        lib = srng.lognormal(np.log(1500), 0.35, size=n_cells) * np.where(malignant, 1.4, 1.0)
+        mu *= (lib / mu.sum(axis=1))[:, None]
+        theta = 6.0 / noise
+        lam = srng.gamma(theta, mu / theta)
+        counts = srng.poisson(lam).astype(np.float32)
+        counts[srng.random(counts.shape) < min(0.1 * noise, 0.5)] = 0
+        X_parts.append(sp.csr_matrix(counts))
+        xy_parts.append(xy)
+        obs_parts.append(pd.DataFrame({
+            "sample": f"S{s + 1:02d}",
+            "batch": f"B{s // 2 + 1}",
+            "true_lineage": lineage.astype(str),
+            "true_state": state.astype(str),
+            "true_compartment": comp,
+            "true_border_distance": dist,
+            "true_phenotype": p["phenotype"],
+        }))
+        sample_rows.append({"sample": f"S{s + 1:02d}", **p})
+
+    samples = pd.DataFrame(sample_rows)
+    resp_p = samples["phenotype"].map({"inflamed": 0.8, "excluded": 0.3, "desert": 0.15}).to_numpy()
+    samples["response"] = np.where(rng.random(n_samples) < resp_p, "R", "NR")
+    obs = pd.concat(obs_parts, ignore_index=True)
+    obs["response"] = obs["sample"].map(dict(zip(samples["sample"], samples["response"], strict=True)))
+    obs.index = [f"cell{i}" for i in range(len(obs))]
+    for col in ("sample", "batch", "true_lineage", "true_state", "true_compartment", "true_phenotype", "response"):
+        obs[col] = pd.Categorical(obs[col])
+    adata = AnnData(X=sp.vstack(X_parts).tocsr(), obs=obs, var=pd.DataFrame(index=genes))
+    adata.obsm["spatial"] = np.vstack(xy_parts)
+    prog_tab = pd.DataFrame([
+        {"program": k, "genes": ",".join(v[0]), "genes_low": ",".join(v[1]), "mimics": ",".join(v[2])}
+        for k, v in programs.items()
+    ])
+    adata.uns[_keys.SIMULATION] = {
+        "params": {"n_samples": n_samples, "n_cells": n_cells, "tumor_shape": tumor_shape, "noise": noise,
+                   "density": density, "seed": seed, "margin_half_width_um": MARGIN_HALF_WIDTH},
+        "samples": samples.astype({"apm_loss": bool}),
+        "programs": prog_tab,
+    }
+    adata.uns["true_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in adata.obs["true_phenotype"].cat.categories]
+    return adata

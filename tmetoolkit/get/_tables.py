@@ -1,0 +1,80 @@
+"""Tidy per-cell and per-sample tables built from what the tools stored."""
+
+from __future__ import annotations
+
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys
+from .._utils import missing_key_error
+
+
+def scores(adata: AnnData, *, key: str = _keys.SCORES, groupby: str | None = None) -> pd.DataFrame:
+    """Signature scores as a DataFrame, per cell or averaged per ``groupby`` category.
+
+    Parameters
+    ----------
+    adata
+        Scored with :func:`tmetoolkit.tl.score`.
+    key
+        The ``obsm`` key the scores were written to.
+    groupby
+        An ``obs`` column; when given, returns the mean score per category (categories x signatures).
+    """
+    if key not in adata.obsm:
+        raise missing_key_error(key, "adata.obsm (run tmt.tl.score first)", adata.obsm.keys())
+    df = pd.DataFrame(adata.obsm[key], index=adata.obs_names)
+    if groupby is None:
+        return df
+    if groupby not in adata.obs:
+        raise missing_key_error(groupby, "adata.obs", adata.obs.columns)
+    return df.groupby(adata.obs[groupby], observed=True).mean()
+
+
+def _resolve_sample_key(adata: AnnData, sample_key: str | None) -> str:
+    if sample_key is not None:
+        if sample_key not in adata.obs:
+            raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
+        return sample_key
+    for v in adata.uns.values():
+        if isinstance(v, dict) and isinstance(v.get("params"), dict) and v["params"].get("sample_key"):
+            return v["params"]["sample_key"]
+    if "sample" in adata.obs:
+        return "sample"
+    msg = "no sample column known: pass sample_key= naming the obs column that identifies samples."
+    raise KeyError(msg)
+
+
+def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
+    """One tidy row per sample with everything tmetoolkit computed about it.
+
+    Columns are prefixed by their origin: ``n_cells``; ``frac_lineage:<label>`` and ``frac_state:<label>`` for
+    composition (when :func:`tmetoolkit.tl.annotate` ran); ``score:<signature>`` for mean signature scores; and
+    the columns of every per-sample table stored under ``uns["tmt_<tool>"]["table"]`` (phenotype, features,
+    components ...), prefixed with the tool name.
+
+    Parameters
+    ----------
+    adata
+        Annotated data.
+    sample_key
+        ``obs`` column of sample identifiers; default: the one the tools recorded, else ``"sample"``.
+    """
+    key = _resolve_sample_key(adata, sample_key)
+    samples = adata.obs[key].astype(str)
+    parts = [samples.value_counts().rename("n_cells").to_frame()]
+    for col, prefix in ((_keys.LINEAGE, "frac_lineage"), (_keys.STATE, "frac_state")):
+        if col in adata.obs:
+            frac = pd.crosstab(samples, adata.obs[col].astype(str), normalize="index")
+            parts.append(frac.add_prefix(f"{prefix}:"))
+    if _keys.SCORES in adata.obsm:
+        mean = pd.DataFrame(adata.obsm[_keys.SCORES], index=adata.obs_names).groupby(samples.values).mean()
+        parts.append(mean.add_prefix("score:"))
+    for name, v in adata.uns.items():
+        if name.startswith("tmt_") and isinstance(v, dict) and isinstance(v.get("table"), pd.DataFrame):
+            tab = v["table"]
+            if tab.index.astype(str).isin(samples.unique()).all():
+                parts.append(tab.add_prefix(f"{name[4:]}:"))
+    out = pd.concat(parts, axis=1)
+    out.index.name = key
+    return out.sort_index()

@@ -1,0 +1,212 @@
+"""Input checks shared by every tool: what the matrix holds, which gene identifiers and species, and coverage."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._matrix import get_matrix, iter_rows, row_block, row_sums
+from .._utils import logger, warn
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
+_MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
+_HUMAN_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9-]*[A-Z0-9]$")
+PROTEIN_MAX_FEATURES = 100
+
+
+@dataclass
+class InputReport:
+    """What :func:`tmetoolkit.pp.check_input` found.
+
+    Attributes
+    ----------
+    state
+        ``counts`` (non-negative integers), ``lognorm`` (log-scale normalised), ``linear`` (normalised, not logged,
+        e.g. TPM), ``scaled`` (negative values, e.g. z-scores), or ``protein`` (intensities of a small marker panel).
+    gene_id
+        ``symbol`` or ``ensembl``.
+    species
+        ``human`` or ``mouse`` (guessed from the symbols' letter case or Ensembl prefixes).
+    n_empty_cells
+        Cells whose expression is all zero.
+    problems
+        Human-readable problems; a tool refuses input whose problems are fatal.
+    coverage
+        Per signature: genes in the signature, genes found, fraction found, and whether ``min_genes`` is reached.
+    """
+
+    state: str
+    gene_id: str
+    species: str
+    n_obs: int
+    n_vars: int
+    n_empty_cells: int = 0
+    target_sum: float | None = None
+    problems: list[str] = field(default_factory=list)
+    coverage: pd.DataFrame | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "coverage"}
+
+    def __repr__(self) -> str:
+        lines = [
+            f"InputReport: {self.n_obs} obs x {self.n_vars} vars",
+            f"    state: {self.state}; gene ids: {self.gene_id}; species: {self.species}",
+            f"    empty cells: {self.n_empty_cells}",
+        ]
+        if self.coverage is not None:
+            ok = int(self.coverage["scorable"].sum())
+            lines.append(f"    signatures scorable: {ok} of {len(self.coverage)}")
+        lines += [f"    problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _sample_rows(X, n: int = 2000):
+    """A deterministic sample of rows spread over the matrix (contiguous blocks, cheap for backed data)."""
+    n_obs = X.shape[0]
+    if n_obs <= n:
+        return row_block(X, 0, n_obs)
+    starts = np.linspace(0, n_obs - 200, n // 200).astype(int)
+    blocks = [row_block(X, s, s + 200) for s in starts]
+    return sp.vstack(blocks).tocsr() if sp.issparse(blocks[0]) else np.vstack(blocks)
+
+
+def _values(block) -> np.ndarray:
+    return block.data if sp.issparse(block) else np.asarray(block).ravel()
+
+
+def detect_gene_id(var_names: pd.Index) -> tuple[str, str]:
+    """``(gene_id, species)`` guessed from ``var_names``."""
+    names = pd.Index(var_names).astype(str)
+    ens = names.str.match(_ENSEMBL)
+    if ens.mean() > 0.5:
+        species = "mouse" if names[ens].str.startswith("ENSMUSG").mean() > 0.5 else "human"
+        return "ensembl", species
+    mouse = names.str.match(_MOUSE_SYMBOL).sum()
+    human = names.str.match(_HUMAN_SYMBOL).sum()
+    return "symbol", ("mouse" if mouse > human else "human")
+
+
+def _detect_state(sample, n_vars: int) -> str:
+    vals = _values(sample)
+    vals = vals[vals != 0]
+    if vals.size == 0:
+        return "counts"
+    if vals.min() < 0:
+        return "scaled"
+    integer = bool(np.all(np.abs(vals - np.round(vals)) < 1e-6))
+    if integer:
+        return "counts"
+    if n_vars <= PROTEIN_MAX_FEATURES:
+        return "protein"
+    return "lognorm" if vals.max() < 50 else "linear"
+
+
+def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True) -> InputReport:
+    """Look at the matrix once and return an :class:`InputReport` (no coverage)."""
+    X = get_matrix(adata, layer)
+    gene_id, species = detect_gene_id(adata.var_names)
+    state = _detect_state(_sample_rows(X), adata.n_vars)
+    problems: list[str] = []
+    n_empty = 0
+    libs = []
+    finite = True
+    if full_scan:
+        for _, _, block in iter_rows(X):
+            v = _values(block)
+            if not np.all(np.isfinite(v)):
+                finite = False
+            s = row_sums(np.abs(block) if not sp.issparse(block) else abs(block))
+            n_empty += int((s == 0).sum())
+            if state == "counts":
+                libs.append(row_sums(block))
+    if not finite:
+        problems.append("the matrix contains NaN or infinite values; remove or impute them before scoring.")
+    if state == "scaled":
+        problems.append(
+            "the matrix has negative values, so it looks scaled (z-scored); scores need counts or log-normalised "
+            "values: pass layer= naming such a layer, or use adata.raw."
+        )
+    if gene_id == "ensembl":
+        problems.append(
+            "var_names are Ensembl IDs; signatures use gene symbols. Set symbols as var_names, e.g. "
+            "adata.var_names = adata.var['gene_symbols'] (then adata.var_names_make_unique())."
+        )
+    target = None
+    if libs:
+        lib = np.concatenate(libs)
+        lib = lib[lib > 0]
+        target = float(np.median(lib)) if lib.size else 1.0
+    return InputReport(
+        state=state, gene_id=gene_id, species=species, n_obs=adata.n_obs, n_vars=adata.n_vars,
+        n_empty_cells=n_empty, target_sum=target, problems=problems,
+    )
+
+
+def coverage(var_names: pd.Index, sigs, species: str) -> pd.DataFrame:
+    """Per-signature gene coverage against ``var_names``."""
+    from ..sig._genes import match_genes
+
+    index = pd.Index(var_names).astype(str)
+    rows = []
+    for s in sigs:
+        found = match_genes(s.genes, index, species)
+        missing = [g for g in s.genes if g not in found]
+        rows.append(
+            {
+                "signature": s.name,
+                "version": s.version,
+                "n_genes": len(s.genes),
+                "n_found": len(found),
+                "fraction_found": len(found) / max(len(s.genes), 1),
+                "min_genes": s.min_genes,
+                "scorable": len(found) >= s.min_genes,
+                "genes_used": ",".join(g for g in s.genes if g in found),
+                "genes_missing": ",".join(missing),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def check_input(adata: AnnData, layer: str | None = None, *, signatures="all") -> InputReport:
+    """Report what the expression matrix holds before any tool uses it.
+
+    Tells raw counts from log-normalised, linear (TPM/CPM), scaled and protein-intensity data; gene symbols from
+    Ensembl IDs; human from mouse; counts empty cells and NaN/inf values; and measures how many genes of each
+    signature are present. Nothing is written into ``adata``.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix (cells or samples x genes or markers).
+    layer
+        Layer to check instead of ``adata.X``.
+    signatures
+        Signatures whose coverage to report (anything :func:`tmetoolkit.tl.score` accepts).
+
+    Returns
+    -------
+    An :class:`InputReport`; its ``problems`` list what every tool would refuse.
+
+    Examples
+    --------
+    >>> import tmetoolkit as tmt
+    >>> adata = tmt.datasets.simulate(n_samples=2, n_cells=300, seed=0)
+    >>> tmt.pp.check_input(adata).state
+    'counts'
+    """
+    from ..sig import as_signatures
+
+    report = inspect(adata, layer)
+    report.coverage = coverage(adata.var_names, as_signatures(signatures), report.species)
+    low = report.coverage.loc[~report.coverage["scorable"], "signature"].tolist()
+    if low:
+        logger.info("%d signatures lack their minimum genes: %s", len(low), ", ".join(low[:10]))
+    if report.n_empty_cells:
+        warn(f"{report.n_empty_cells} cells have no expression at all; their scores will be NaN.")
+    return report

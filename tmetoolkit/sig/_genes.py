@@ -1,0 +1,72 @@
+"""Gene-symbol harmonisation: outdated aliases and human-mouse orthologs, both from files shipped with the package."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from ._registry import _signature_dir
+
+
+def _data_file(name: str) -> Path:
+    packaged = resources.files("tmetoolkit") / "_data" / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "data" / name
+
+
+@lru_cache(maxsize=1)
+def aliases() -> dict[str, str]:
+    """Outdated symbol -> current HGNC symbol, as curated in ``signatures/aliases.tsv``."""
+    tab = pd.read_csv(_signature_dir() / "aliases.tsv", sep="\t", comment="#")
+    return dict(zip(tab["alias"], tab["symbol"], strict=True))
+
+
+@lru_cache(maxsize=1)
+def _previous_symbols() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for old, new in aliases().items():
+        out.setdefault(new, []).append(old)
+    return out
+
+
+@lru_cache(maxsize=1)
+def orthologs() -> pd.DataFrame:
+    """Human-mouse ortholog pairs (``human``, ``mouse``, ``n_sources``) built by ``data/scripts/build_orthologs.py``."""
+    return pd.read_csv(_data_file("orthologs_human_mouse.tsv.gz"), sep="\t")
+
+
+@lru_cache(maxsize=1)
+def _human_to_mouse() -> dict[str, tuple[str, ...]]:
+    tab = orthologs()
+    return {h: tuple(g["mouse"]) for h, g in tab.groupby("human", sort=False)}
+
+
+def to_mouse(genes: tuple[str, ...] | list[str]) -> dict[str, tuple[str, ...]]:
+    """Mouse orthologs of human symbols (genes without an ortholog are left out)."""
+    h2m = _human_to_mouse()
+    return {g: h2m[g] for g in genes if g in h2m}
+
+
+def match_genes(genes, var_index: pd.Index, species: str) -> dict[str, list[int]]:
+    """Column positions in ``var_index`` for each signature gene.
+
+    A human gene is found under its current symbol, under a previous symbol still used by older references, or,
+    for mouse data, under its mouse orthologs (all of them when one-to-many).
+    """
+    lookup = {g: i for i, g in enumerate(var_index)}
+    prev = _previous_symbols()
+    if species == "mouse":
+        h2m = _human_to_mouse()
+        candidates = {g: [*h2m.get(g, ()), *(m for p in prev.get(g, ()) for m in h2m.get(p, ()))] for g in genes}
+    else:
+        candidates = {g: [g, *prev.get(g, ())] for g in genes}
+    out: dict[str, list[int]] = {}
+    for g, names in candidates.items():
+        pos = [lookup[n] for n in names if n in lookup]
+        if pos:
+            out[g] = pos[:1] if species != "mouse" else sorted(set(pos))
+    return out
