@@ -77,13 +77,23 @@ MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margi
 
 
 def _programme(rng, sig_names, anchors, universe_outside, fraction=0.5, n_extra=6):
-    genes = []
+    """Anchors, about ``fraction`` of each mimicked signature's genes (never more than 60%), and outside genes."""
+    genes = list(anchors)
     for name in sig_names:
-        g = [x for x in get_signature(name).genes_up]
+        g = list(get_signature(name).genes_up)
         take = rng.choice(len(g), size=max(1, int(round(fraction * len(g)))), replace=False)
         genes += [g[i] for i in sorted(take)]
+    genes = list(dict.fromkeys(genes))
+    for name in sig_names:
+        sig = set(get_signature(name).genes_up)
+        cap = int(0.6 * len(sig))
+        over = [x for x in genes if x in sig and x not in anchors]
+        n_drop = len(set(genes) & sig) - cap
+        if len(sig) >= 4 and n_drop > 0:
+            drop = set(rng.choice(over, size=min(n_drop, len(over)), replace=False))
+            genes = [x for x in genes if x not in drop]
     extra = rng.choice(universe_outside, size=n_extra, replace=False).tolist()
-    return list(dict.fromkeys([*anchors, *genes, *extra]))
+    return [*genes, *extra]
 
 
 def _border_distance(xy, centres, radii, wobble, phases):
@@ -108,9 +118,9 @@ def _layout(rng, n_cells, tumor_shape, density):
         centres = rng.uniform(side * 0.22, side * 0.78, size=(k, 2))
         radii = rng.uniform(side * 0.15, side * 0.22, size=k)
     elif tumor_shape == "scattered":
-        k = 10
+        k = 9
         centres = rng.uniform(side * 0.1, side * 0.9, size=(k, 2))
-        radii = rng.uniform(side * 0.06, side * 0.1, size=k)
+        radii = rng.uniform(side * 0.08, side * 0.12, size=k)
     else:
         msg = f"tumor_shape must be 'nests', 'solid' or 'scattered', got {tumor_shape!r}."
         raise ValueError(msg)

@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+from anndata import AnnData
+
+import tmetoolkit as tmt
+
+from .conftest import real_data
+
+
+def test_counts_lognorm_linear_scaled_are_told_apart(sim_small):
+    assert tmt.pp.check_input(sim_small).state == "counts"
+    ln = sim_small.copy()
+    sc.pp.normalize_total(ln)
+    lin = ln.copy()
+    sc.pp.log1p(ln)
+    assert tmt.pp.check_input(ln).state == "lognorm"
+    lin.X = lin.X * 100  # CPM-like linear values
+    assert tmt.pp.check_input(lin).state == "linear"
+    sc.pp.scale(ln)
+    rep = tmt.pp.check_input(ln)
+    assert rep.state == "scaled" and any("scaled" in p for p in rep.problems)
+
+
+def test_real_data_states():
+    assert tmt.pp.check_input(real_data("chen")).state == "counts"
+    assert tmt.pp.check_input(real_data("puram")).state == "lognorm"
+    assert tmt.pp.check_input(real_data("racle")).state == "linear"
+    assert tmt.pp.check_input(real_data("phenoptr")).state == "protein"
+    assert tmt.pp.check_input(real_data("scimap")).state == "protein"
+
+
+def test_ensembl_and_mouse_are_detected(sim_small):
+    ens = sim_small.copy()
+    ens.var_names = [f"ENSG{i:011d}" for i in range(ens.n_vars)]
+    rep = tmt.pp.check_input(ens)
+    assert rep.gene_id == "ensembl" and any("Ensembl" in p for p in rep.problems)
+    mouse = sim_small.copy()
+    mouse.var_names = [g.capitalize() for g in mouse.var_names]
+    assert tmt.pp.check_input(mouse).species == "mouse"
+
+
+def test_nan_and_empty_cells_are_reported():
+    X = np.abs(np.random.default_rng(0).normal(size=(20, 150)))
+    X[3] = 0
+    a = AnnData(X, var=pd.DataFrame(index=[f"G{i}" for i in range(150)]))
+    with pytest.warns(tmt.TmtWarning, match="no expression"):
+        rep = tmt.pp.check_input(a)
+    assert rep.n_empty_cells == 1
+    a.X[0, 0] = np.nan
+    with pytest.warns(tmt.TmtWarning):
+        rep = tmt.pp.check_input(a)
+    assert any("NaN" in p for p in rep.problems)
+
+
+def test_coverage_table_and_nothing_written(sim_small):
+    before = sim_small.copy()
+    rep = tmt.pp.check_input(sim_small, signatures="tam")
+    cov = rep.coverage
+    assert set(cov["signature"]) == {s.name for s in tmt.sig.collection("tam")}
+    assert (cov["n_found"] <= cov["n_genes"]).all()
+    assert sim_small.obs.equals(before.obs) and not set(sim_small.uns) - set(before.uns)
+    assert (sim_small.X != before.X).nnz == 0
+    assert "state: counts" in repr(rep)
+    with pytest.raises(KeyError, match="layers"):
+        tmt.pp.check_input(sim_small, layer="lognorm")
+    assert sp.issparse(sim_small.X)

@@ -1,0 +1,191 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+from anndata import AnnData
+from sklearn.metrics import roc_auc_score
+
+import tmetoolkit as tmt
+from tmetoolkit.sig._genes import match_genes
+
+from .conftest import real_data
+
+PLANTED = [  # (signature, planted true state or lineage)
+    ("Treg_core", "Treg"), ("CD8_Tex", "CD8 Tex"), ("TAM_M2_like", "TAM M2-like"), ("TAM_M1_like", "TAM M1-like"),
+    ("myCAF", "myCAF"), ("iCAF", "iCAF"), ("PMN_MDSC_like", "PMN-MDSC-like"), ("M_MDSC_like", "M-MDSC-like"),
+]
+
+
+def _snapshot(adata):
+    X = adata.X
+    return (X.data.tobytes(), X.indices.tobytes(), X.indptr.tobytes()) if sp.issparse(X) else X.tobytes()
+
+
+@pytest.mark.parametrize("name", ["puram", "chen"])
+def test_mean_ctrl_equals_scanpy_score_genes(name):
+    """Same genes and same random_state give the same control genes and the same score as sc.tl.score_genes."""
+    a = real_data(name)
+    b = a.copy()
+    if name == "chen":  # raw counts: tmetoolkit normalises internally, scanpy needs it done first
+        sc.pp.normalize_total(b)
+        sc.pp.log1p(b)
+    tmt.tl.score(a, "all", method="mean_ctrl")
+    scores = a.obsm["tmt_scores"]
+    n = 0
+    for s in tmt.sig.collection("all"):
+        if s.name not in scores or s.genes_down or s.weights:
+            continue
+        genes = [a.var_names[p[0]] for p in match_genes(s.genes_up, a.var_names, "human").values()]
+        sc.tl.score_genes(b, genes, score_name="ref", random_state=0)
+        r = np.corrcoef(b.obs["ref"], scores[s.name])[0, 1]
+        assert r >= 0.99, (s.name, r)
+        np.testing.assert_allclose(scores[s.name], b.obs["ref"], atol=1e-4)
+        n += 1
+    assert n > 90
+
+
+@pytest.mark.parametrize("method", ["mean_ctrl", "rank", "aucell"])
+def test_planted_states_score_highest(sim_small, method):
+    tmt.tl.score(sim_small, [p[0] for p in PLANTED], method=method)
+    S = sim_small.obsm["tmt_scores"]
+    for sig, state in PLANTED:
+        truth = (sim_small.obs["true_state"] == state).to_numpy()
+        assert roc_auc_score(truth, S[sig]) > 0.8, (sig, method)
+
+
+def test_storage_and_provenance(sim_small):
+    before = _snapshot(sim_small)
+    sim_small.layers["counts"] = sim_small.X.copy()
+    tmt.tl.score(sim_small, "tam")
+    tmt.tl.score(sim_small, ["NK", {"mine": ["CD3E", "CD2"]}], method="rank")
+    assert _snapshot(sim_small) == before
+    S = sim_small.obsm["tmt_scores"]
+    assert isinstance(S, pd.DataFrame) and S.index.equals(sim_small.obs_names)
+    assert {"TAM_M2_like", "NK", "mine"} <= set(S.columns)  # later calls add columns
+    meta = sim_small.uns["tmt_scores"]
+    assert meta["params"]["method"] == "rank" and meta["params"]["input_state"] == "counts"
+    tab = meta["signatures"].set_index("signature")
+    assert tab.loc["TAM_M2_like", "method"] == "mean_ctrl" and tab.loc["NK", "method"] == "rank"
+    assert "CD163" in tab.loc["TAM_M2_like", "genes_used"]
+    assert tab.loc["TAM_M2_like", "version"] == 1
+
+
+def test_round_trip_h5ad(sim_small, tmp_path):
+    tmt.tl.score(sim_small, "caf")
+    sim_small.write_h5ad(tmp_path / "a.h5ad")
+    back = sc.read_h5ad(tmp_path / "a.h5ad")
+    pd.testing.assert_frame_equal(back.obsm["tmt_scores"], sim_small.obsm["tmt_scores"])
+    pd.testing.assert_frame_equal(back.uns["tmt_scores"]["signatures"], sim_small.uns["tmt_scores"]["signatures"])
+
+
+@pytest.mark.parametrize("method", ["mean_ctrl", "rank", "aucell"])
+def test_dense_csr_csc_chunks_agree(sim_small, method):
+    a = sim_small[:600].copy()
+    tmt.tl.score(a, "treg", method=method)
+    ref = a.obsm["tmt_scores"].to_numpy()
+    for X, chunk in ((a.X.toarray(), 10_000), (sp.csc_matrix(a.X), 10_000), (a.X, 97)):
+        b = AnnData(X, obs=a.obs[[]], var=a.var[[]])
+        tmt.tl.score(b, "treg", method=method, chunk_size=chunk)
+        np.testing.assert_allclose(b.obsm["tmt_scores"].to_numpy(), ref, atol=1e-10)
+
+
+def test_counts_are_normalised_internally(sim_small):
+    """Scoring raw counts equals scoring the log-normalised layer; ranks do not depend on normalisation."""
+    ln = sim_small.copy()
+    sc.pp.normalize_total(ln)
+    sc.pp.log1p(ln)
+    for method in ("mean_ctrl", "rank"):
+        tmt.tl.score(sim_small, "tcell", method=method)
+        tmt.tl.score(ln, "tcell", method=method)
+        np.testing.assert_allclose(sim_small.obsm["tmt_scores"], ln.obsm["tmt_scores"], atol=1e-5)
+
+
+def test_mouse_symbols_are_translated(sim_small):
+    h = sim_small.copy()
+    h2m = tmt.sig.to_mouse(list(h.var_names))
+    one_to_one = pd.Series({g: h2m[g][0] for g in h.var_names if g in h2m and len(h2m[g]) == 1})
+    one_to_one = one_to_one[~one_to_one.duplicated(keep=False)]
+    keep = [*one_to_one.index, *(g for g in h.var_names if g.startswith("SIMGENE"))]
+    h = h[:, keep].copy()
+    m = h.copy()
+    m.var_names = [one_to_one.get(g, g) for g in h.var_names]
+    assert tmt.pp.check_input(m).species == "mouse"
+    tmt.tl.score(h, ["CD8_T", "Treg_core", "TAM_M2_like"], method="rank")
+    tmt.tl.score(m, ["CD8_T", "Treg_core", "TAM_M2_like"], method="rank")
+    for c in ("CD8_T", "Treg_core", "TAM_M2_like"):
+        assert np.corrcoef(h.obsm["tmt_scores"][c], m.obsm["tmt_scores"][c])[0, 1] > 0.99
+
+
+def test_weights_and_down_genes_count():
+    rng = np.random.default_rng(0)
+    X = rng.poisson(1.0, size=(300, 400)).astype(float)
+    genes = [f"G{i}" for i in range(400)]
+    X[:100, 0] += 20  # G0 high in the first 100 cells
+    X[100:200, 1] += 20  # G1 high in the next 100 cells
+    a = AnnData(X, var=pd.DataFrame(index=genes))
+    tmt.tl.score(a, {"up_down": ["G0", "G1-"]}, method="rank")
+    s = a.obsm["tmt_scores"]["up_down"].to_numpy()
+    assert s[:100].mean() > s[200:].mean() > s[100:200].mean()
+    sig = tmt.sig.Signature("w", ("G0", "G1"), weights={"G0": 9.0, "G1": 1.0})
+    tmt.tl.score(a, sig)
+    w = a.obsm["tmt_scores"]["w"].to_numpy()
+    assert w[:100].mean() > 2 * w[100:200].mean()
+
+
+def test_bad_input_errors(sim_small):
+    scaled = sim_small.copy()
+    sc.pp.normalize_total(scaled)
+    sc.pp.log1p(scaled)
+    scaled.X = scaled.X.toarray()
+    sc.pp.scale(scaled)
+    with pytest.raises(ValueError, match="scaled"):
+        tmt.tl.score(scaled, "tam")
+    ens = sim_small.copy()
+    ens.var_names = [f"ENSG{i:011d}" for i in range(ens.n_vars)]
+    with pytest.raises(ValueError, match="Ensembl"):
+        tmt.tl.score(ens, "tam")
+    nan = sim_small[:50].copy()
+    nan.X = nan.X.toarray()
+    nan.X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tmt.tl.score(nan, "tam")
+    with pytest.raises(ValueError, match="method"):
+        tmt.tl.score(sim_small, "tam", method="ucell")
+    with pytest.raises(KeyError, match="TAM_M2_like"):
+        tmt.tl.score(sim_small, "TAM_M2")
+
+
+def test_too_few_genes_are_dropped_and_listed(sim_small):
+    small = sim_small[:, [g for g in sim_small.var_names if g not in {"FOXP3", "CTLA4", "IL10", "TNFRSF18", "CCR8"}]].copy()
+    with pytest.warns(tmt.TmtWarning, match="Treg_core"):
+        tmt.tl.score(small, ["Treg_core", "NK"])
+    assert "Treg_core" not in small.obsm["tmt_scores"]
+    tab = small.uns["tmt_scores"]["signatures"].set_index("signature")
+    assert not tab.loc["Treg_core", "scored"] and "FOXP3" in tab.loc["Treg_core", "genes_missing"]
+    with pytest.raises(ValueError, match="none of the"):
+        tmt.tl.score(small[:, :5].copy(), ["Treg_core"])
+
+
+def test_empty_cells_get_nan_not_a_crash(sim_small):
+    a = sim_small[:200].copy()
+    X = a.X.tolil()
+    X[5] = 0
+    a.X = X.tocsr()
+    with pytest.warns(tmt.TmtWarning, match="no expression"):
+        tmt.tl.score(a, "treg", method="mean_ctrl")
+    S = a.obsm["tmt_scores"]
+    assert S.iloc[5].isna().all() and S.drop(index=a.obs_names[5]).notna().all().all()
+
+
+def test_copy_and_determinism(sim_small):
+    out = tmt.tl.score(sim_small, "caf", copy=True, seed=3)
+    assert "tmt_scores" not in sim_small.obsm and out is not None
+    again = tmt.tl.score(sim_small, "caf", copy=True, seed=3)
+    pd.testing.assert_frame_equal(out.obsm["tmt_scores"], again.obsm["tmt_scores"])
+
+
+def test_user_key_is_not_overwritten(sim_small):
+    sim_small.obsm["mine"] = np.zeros((sim_small.n_obs, 2))
+    with pytest.raises(ValueError, match="not made by tmetoolkit"):
+        tmt.tl.score(sim_small, "treg", key_added="mine")

@@ -1,0 +1,72 @@
+"""The ``tmetoolkit`` command: ``tmetoolkit run INPUT.h5ad -o OUTDIR`` and ``tmetoolkit demo -o OUTDIR``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tmetoolkit",
+        description="Tumour-microenvironment analysis of single-cell, spatial or bulk expression data.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="analyse an .h5ad file and write the annotated data, a sample table and a report")
+    run.add_argument("input", help="input AnnData file (.h5ad) with counts or log-normalised values")
+    run.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
+    run.add_argument("--sample-key", default=None, help="obs column identifying samples (default: 'sample' if present)")
+    run.add_argument("--cell-type-key", default=None, help="obs column with given cell types (protein panels)")
+    run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
+    demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
+    demo.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    for sp in (run, demo):
+        sp.add_argument("-q", "--quiet", action="store_true", help="only print errors")
+    return p
+
+
+def _fail(msg: str) -> int:
+    print(f"tmetoolkit: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    import warnings
+
+    import anndata as ad
+
+    from . import _utils, datasets
+    from ._pipeline import run_pipeline
+
+    warnings.simplefilter("ignore", FutureWarning)
+    try:
+        if args.command == "demo":
+            adata = datasets.simulate(seed=args.seed)
+            paths = run_pipeline(adata, args.outdir, sample_key="sample", name="demo")
+        else:
+            path = Path(args.input)
+            if not path.is_file():
+                return _fail(f"input file {str(path)!r} does not exist.")
+            try:
+                adata = ad.read_h5ad(path)
+            except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable h5ad"
+                return _fail(f"could not read {str(path)!r} as an .h5ad file ({type(e).__name__}).")
+            for key in (args.sample_key, args.cell_type_key, args.group_key):
+                if key is not None and key not in adata.obs:
+                    close = _utils.nearest(key, adata.obs.columns)
+                    return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
+            paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, name=path.stem)
+    except (ValueError, KeyError, TypeError) as e:
+        return _fail(str(e).strip("'\""))
+    for kind, p in paths.items():
+        print(f"wrote {kind}: {p}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
