@@ -116,7 +116,13 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True)
     n_empty = 0
     libs = []
     finite = True
-    if full_scan:
+    if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
+        finite = bool(np.all(np.isfinite(X.data)))
+        sums = row_sums(abs(X)) if state == "scaled" else row_sums(X)
+        n_empty = int((sums == 0).sum())
+        if state == "counts":
+            libs.append(sums)
+    elif full_scan:
         for _, _, block in iter_rows(X):
             v = _values(block)
             if not np.all(np.isfinite(v)):
@@ -148,14 +154,14 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True)
     )
 
 
-def coverage(var_names: pd.Index, sigs, species: str) -> pd.DataFrame:
-    """Per-signature gene coverage against ``var_names``."""
-    from ..sig._genes import match_genes
+def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = False):
+    """Per-signature gene coverage against ``var_names`` (and, optionally, the matched columns per signature)."""
+    from ..sig._genes import GeneIndex
 
-    index = pd.Index(var_names).astype(str)
-    rows = []
+    index = GeneIndex(var_names, species)
+    rows, matches = [], {}
     for s in sigs:
-        found = match_genes(s.genes, index, species)
+        found = matches[s.name] = index.match(s.genes)
         missing = [g for g in s.genes if g not in found]
         rows.append(
             {
@@ -170,7 +176,8 @@ def coverage(var_names: pd.Index, sigs, species: str) -> pd.DataFrame:
                 "genes_missing": ",".join(missing),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return (table, matches) if return_matches else table
 
 
 def check_input(adata: AnnData, layer: str | None = None, *, signatures="all") -> InputReport:

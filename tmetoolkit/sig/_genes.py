@@ -51,13 +51,28 @@ def to_mouse(genes: tuple[str, ...] | list[str]) -> dict[str, tuple[str, ...]]:
     return {g: h2m[g] for g in genes if g in h2m}
 
 
+class GeneIndex:
+    """``var_names`` prepared once for matching many signatures."""
+
+    def __init__(self, var_names, species: str):
+        self.var_names = pd.Index(var_names).astype(str)
+        self.species = species
+        self.lookup = {g: i for i, g in enumerate(self.var_names)}
+
+    def match(self, genes) -> dict[str, list[int]]:
+        return _match(genes, self.lookup, self.species)
+
+
 def match_genes(genes, var_index: pd.Index, species: str) -> dict[str, list[int]]:
     """Column positions in ``var_index`` for each signature gene.
 
     A human gene is found under its current symbol, under a previous symbol still used by older references, or,
     for mouse data, under its mouse orthologs (all of them when one-to-many).
     """
-    lookup = {g: i for i, g in enumerate(var_index)}
+    return GeneIndex(var_index, species).match(genes)
+
+
+def _match(genes, lookup: dict[str, int], species: str) -> dict[str, list[int]]:
     prev = _previous_symbols()
     if species == "mouse":
         h2m = _human_to_mouse()

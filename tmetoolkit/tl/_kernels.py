@@ -39,6 +39,26 @@ def _rank_transform(indptr, data, n_genes, max_rank, aucell):  # pragma: no cove
     return out, zero_val
 
 
+@numba.njit(parallel=True, cache=True)
+def _csr_dense_matmul(indptr, indices, data, W):  # pragma: no cover - compiled
+    out = np.zeros((indptr.size - 1, W.shape[1]), dtype=np.float64)
+    for i in numba.prange(indptr.size - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            v = data[p]
+            row = W[indices[p]]
+            for j in range(W.shape[1]):
+                out[i, j] += v * row[j]
+    return out
+
+
+def matmul(block, W: np.ndarray) -> np.ndarray:
+    """``block @ W`` for a CSR or dense block and a dense genes x signatures ``W``, in float64, on all cores."""
+    if sp.issparse(block):
+        csr = block.tocsr()
+        return _csr_dense_matmul(csr.indptr, csr.indices, csr.data, W)
+    return np.asarray(block, dtype=np.float64) @ W
+
+
 def rank_sums(block, membership: sp.csr_matrix, max_rank: int, *, aucell: bool) -> np.ndarray:
     """Sum of rank contributions of each signature's genes, for every row of ``block``.
 

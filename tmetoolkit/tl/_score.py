@@ -15,7 +15,6 @@ from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, normalise_block
 from .._utils import check_tmt_key, logger, warn
 from ..pp._check import InputReport, coverage, inspect
 from ..sig import as_signatures
-from ..sig._genes import match_genes
 from . import _kernels
 
 Method = Literal["mean_ctrl", "rank", "aucell"]
@@ -40,6 +39,8 @@ def _positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.
 
 
 def _gene_means(X, state: str, target_sum, chunk_size: int) -> np.ndarray:
+    if state not in ("counts", "linear") and (sp.issparse(X) or isinstance(X, np.ndarray)):
+        return np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
     total = np.zeros(X.shape[1])
     for _, _, block in iter_rows(X, chunk_size):
         total += np.asarray(normalise_block(block, state, target_sum).sum(axis=0)).ravel()
@@ -97,7 +98,7 @@ def score_matrix(
         means = _gene_means(X, state, target_sum, chunk_size)
         W = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
         for start, stop, block in tqdm(chunks, total=n_chunks, disable=not progress, desc="scoring"):
-            out[start:stop] = np.asarray(normalise_block(block, state, target_sum) @ W)
+            out[start:stop] = _kernels.matmul(normalise_block(block, state, target_sum), W)
         used.update(n_bins=n_bins, ctrl_size=ctrl_size)
     else:
         aucell = method == "aucell"
@@ -193,7 +194,7 @@ def score(
     report = inspect(adata, layer)
     _refuse_bad_input(report)
     sigs = as_signatures(signatures)
-    cov = coverage(adata.var_names, sigs, report.species)
+    cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)
     dropped = cov.loc[~cov["scorable"]]
     if len(dropped):
         detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes})" for r in dropped.itertuples())
@@ -206,11 +207,7 @@ def score(
         )
         raise ValueError(msg)
 
-    index = pd.Index(adata.var_names).astype(str)
-    plan = []
-    for s in keep:
-        found = match_genes(s.genes, index, report.species)
-        plan.append((*_positions(s, found, s.genes_up), *_positions(s, found, s.genes_down)))
+    plan = [(*_positions(s, found[s.name], s.genes_up), *_positions(s, found[s.name], s.genes_down)) for s in keep]
 
     X = get_matrix(adata, layer)
     logger.info("scoring %d signatures on %d cells with %s", len(keep), adata.n_obs, method)
