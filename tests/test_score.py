@@ -106,7 +106,7 @@ def test_mouse_symbols_are_translated(sim_small):
     h2m = tmt.sig.to_mouse(list(h.var_names))
     one_to_one = pd.Series({g: h2m[g][0] for g in h.var_names if g in h2m and len(h2m[g]) == 1})
     one_to_one = one_to_one[~one_to_one.duplicated(keep=False)]
-    keep = [*one_to_one.index, *(g for g in h.var_names if g.startswith("SIMGENE"))]
+    keep = [*one_to_one.index, *[g for g in h.var_names if g.startswith("SIMGENE")][:300]]
     h = h[:, keep].copy()
     m = h.copy()
     m.var_names = [one_to_one.get(g, g) for g in h.var_names]

@@ -73,11 +73,12 @@ _CD8 = {
     "excluded": {"tumor": 0.004, "margin": 0.16, "stroma": 0.08},
     "desert": {"tumor": 0.002, "margin": 0.006, "stroma": 0.004},
 }
-MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
+MARGIN_HALF_WIDTH = 30.0
+SPECIFICITY = 5.0  # background of programme genes outside their cells, relative to their level inside / fold  # micrometres either side of the border count as margin in the truth
 
 
-def _programme(rng, sig_names, anchors, universe_outside, fraction=0.5, n_extra=6):
-    """Anchors, about ``fraction`` of each mimicked signature's genes (never more than 60%), and outside genes."""
+def _programme(rng, sig_names, anchors, universe_outside, fraction=0.6, n_extra=6):
+    """Anchors, about ``fraction`` of each mimicked signature's genes (never more than 75%), and outside genes."""
     genes = list(anchors)
     for name in sig_names:
         g = list(get_signature(name).genes_up)
@@ -86,7 +87,7 @@ def _programme(rng, sig_names, anchors, universe_outside, fraction=0.5, n_extra=
     genes = list(dict.fromkeys(genes))
     for name in sig_names:
         sig = set(get_signature(name).genes_up)
-        cap = int(0.6 * len(sig))
+        cap = int(0.75 * len(sig))
         over = [x for x in genes if x in sig and x not in anchors]
         n_drop = len(set(genes) & sig) - cap
         if len(sig) >= 4 and n_drop > 0:
@@ -179,7 +180,7 @@ def simulate(
     tumor_shape: str = "nests",
     noise: float = 1.0,
     density: float = 4000.0,
-    n_background_genes: int = 1000,
+    n_background_genes: int = 4000,
     apm_loss: Sequence[bool] | None = None,
     seed: int = 0,
 ) -> AnnData:
@@ -261,20 +262,24 @@ def simulate(
     apm_genes = ["B2M", "HLA-A", "HLA-B", "HLA-C", "TAP1", "TAP2"]
     base[[gidx[g] for g in apm_genes]] = rng.uniform(8, 20, size=len(apm_genes))
 
+    # keys are namespaced: "Neutrophil" is both a lineage and a state
     programs = {}
     for lin, (sigs, anchors) in LINEAGE_PROGRAMS.items():
-        programs[lin] = (_programme(rng, sigs, anchors, background), (), sigs)
+        programs[f"lineage:{lin}"] = (_programme(rng, sigs, anchors, background), (), sigs)
     for st, (sigs, anchors, low) in STATE_PROGRAMS.items():
-        programs[st] = (_programme(rng, sigs, anchors, background, n_extra=4), low, sigs)
-    programs["Immune"] = (_programme(rng, ("Immune",), ("PTPRC",), background), (), ("Immune",))
-    fold = {k: rng.uniform(4, 10, size=len(v[0])) for k, v in programs.items()}
+        programs[f"state:{st}"] = (_programme(rng, sigs, anchors, background, n_extra=4), low, sigs)
+    programs["lineage:Immune"] = (_programme(rng, ("Immune",), ("PTPRC",), background), (), ("Immune",))
+    # programme genes are specific: low outside the cells that express them, as lineage markers are in tissue
+    specific = sorted({gidx[g] for v in programs.values() for g in v[0]} - {gidx[g] for g in apm_genes})
+    base[specific] = rng.lognormal(np.log(1.0), 0.5, size=len(specific)) / SPECIFICITY
+    fold = {k: SPECIFICITY * rng.uniform(3, 8, size=len(v[0])) for k, v in programs.items()}
     ifn_genes = [g for g in get_signature("IFNG_6").genes_up if g in gidx] + ["CXCL11", "GBP1", "IRF1"]
 
     lineages_all = list(LINEAGE_PROGRAMS)
     profiles = {}
     for lin in lineages_all:
         prof = base.copy()
-        for key in [lin, "Immune"] if lin in IMMUNE else [lin]:
+        for key in [f"lineage:{lin}", "lineage:Immune"] if lin in IMMUNE else [f"lineage:{lin}"]:
             g, _, _ = programs[key]
             prof[[gidx[x] for x in g]] *= fold[key]
         profiles[lin] = prof
@@ -313,13 +318,13 @@ def simulate(
             sel = lineage == lin
             if sel.any():
                 mu[sel] = profiles[lin]
-        for st, (g, low, _) in programs.items():
-            if st in LINEAGE_PROGRAMS or st == "Immune":
+        for key, (g, low, _) in programs.items():
+            if not key.startswith("state:"):
                 continue
-            sel = state == st
+            sel = state == key.removeprefix("state:")
             if sel.any():
                 cols = [gidx[x] for x in g]
-                mu[np.ix_(sel, cols)] *= fold[st]
+                mu[np.ix_(sel, cols)] *= fold[key]
                 if low:
                     mu[np.ix_(sel, [gidx[x] for x in low])] *= 0.1
         malignant = lineage == "Malignant/Epithelial"
@@ -331,7 +336,7 @@ def simulate(
 
         batch = np.exp(srng.normal(0, 0.25 * noise, size=n_genes))
         mu *= batch
-        lib = srng.lognormal(np.log(1500), 0.35, size=n_cells) * np.where(malignant, 1.4, 1.0)
+        lib = srng.lognormal(np.log(3000), 0.35, size=n_cells) * np.where(malignant, 1.4, 1.0)
         mu *= (lib / mu.sum(axis=1))[:, None]
         theta = 6.0 / noise
         lam = srng.gamma(theta, mu / theta)

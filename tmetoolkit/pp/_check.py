@@ -117,7 +117,8 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True)
     libs = []
     finite = True
     if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
-        finite = bool(np.all(np.isfinite(X.data)))
+        step = 10_000_000
+        finite = all(np.isfinite(X.data[i : i + step]).all() for i in range(0, X.data.size, step))
         sums = row_sums(abs(X)) if state == "scaled" else row_sums(X)
         n_empty = int((sums == 0).sum())
         if state == "counts":

@@ -1,5 +1,6 @@
 """Tools: scoring, annotation and tumour-microenvironment calls. Each writes into ``adata`` and returns ``None``."""
 
+from ._annotate import annotate
 from ._score import score
 
-__all__ = ["score"]
+__all__ = ["annotate", "score"]

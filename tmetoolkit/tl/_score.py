@@ -39,29 +39,45 @@ def _positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.
 
 
 def _gene_means(X, state: str, target_sum, chunk_size: int) -> np.ndarray:
-    if state not in ("counts", "linear") and (sp.issparse(X) or isinstance(X, np.ndarray)):
-        return np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
+    if state not in ("counts", "linear") and isinstance(X, np.ndarray):
+        return X.mean(axis=0, dtype=np.float64)
     total = np.zeros(X.shape[1])
     for _, _, block in iter_rows(X, chunk_size):
         total += np.asarray(normalise_block(block, state, target_sum).sum(axis=0)).ravel()
     return total / X.shape[0]
 
 
-def _mean_ctrl_weights(plan, n_vars, means, *, n_bins, ctrl_size, seed) -> np.ndarray:
-    """Genes x signatures matrix such that ``X @ W`` is each signature's score."""
-    rows, cols, vals = [], [], []
+def _mean_ctrl_weights(plan, n_vars, means, *, n_bins, ctrl_size, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Genes x columns matrix ``W`` and the signature of each column.
+
+    ``X @ W`` gives, per signature, the up part (up-gene mean minus control mean) and, for signatures with down
+    genes, a second column with the down part; see :func:`_combine_parts`.
+    """
+    rows, cols, vals, owner = [], [], [], []
     for j, (up, w_up, down, w_down) in enumerate(plan):
-        for idx, w, sign in ((up, w_up, 1.0), (down, w_down, -1.0)):
+        for idx, w in ((up, w_up), (down, w_down)):
             if idx.size == 0:
                 continue
             # a fresh legacy generator per gene set reproduces scanpy.tl.score_genes(random_state=seed)
             rng = np.random.RandomState(seed)
             ctrl = _kernels.control_genes(means, np.unique(idx), n_bins=n_bins, ctrl_size=ctrl_size, rng=rng)
+            col = len(owner)
+            owner.append(j)
             rows += [idx, ctrl]
-            cols += [np.full(idx.size, j), np.full(ctrl.size, j)]
-            vals += [sign * w / w.sum(), np.full(ctrl.size, -sign / max(ctrl.size, 1))]
-    W = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_vars, len(plan)))
-    return W.toarray()  # genes x signatures is small; a dense right operand keeps the product's result dense
+            cols += [np.full(idx.size, col), np.full(ctrl.size, col)]
+            vals += [w / w.sum(), np.full(ctrl.size, -1.0 / max(ctrl.size, 1))]
+    W = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_vars, len(owner)))
+    return W.toarray(), np.asarray(owner)  # genes x columns is small; a dense right operand keeps the result dense
+
+
+def _combine_parts(parts: np.ndarray, owner: np.ndarray, n_sig: int) -> np.ndarray:
+    """Score = up part minus the down part where positive: missing down genes never raise a score."""
+    first = np.r_[True, owner[1:] != owner[:-1]]
+    out = np.empty((parts.shape[0], n_sig))
+    out[:, owner[first]] = parts[:, first]
+    if (~first).any():
+        out[:, owner[~first]] -= np.maximum(parts[:, ~first], 0.0)
+    return out
 
 
 def _membership(plan, n_vars, which: int) -> sp.csr_matrix:
@@ -96,9 +112,10 @@ def score_matrix(
     n_chunks = -(-n_obs // chunk_size)
     if method == "mean_ctrl":
         means = _gene_means(X, state, target_sum, chunk_size)
-        W = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
+        W, owner = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
         for start, stop, block in tqdm(chunks, total=n_chunks, disable=not progress, desc="scoring"):
-            out[start:stop] = _kernels.matmul(normalise_block(block, state, target_sum), W)
+            parts = _kernels.matmul(normalise_block(block, state, target_sum), W)
+            out[start:stop] = _combine_parts(parts, owner, len(plan))
         used.update(n_bins=n_bins, ctrl_size=ctrl_size)
     else:
         aucell = method == "aucell"
@@ -149,7 +166,8 @@ def score(
         objects, a ``{name: genes}`` dict (a gene ending in ``-`` is a down gene), or a GMT path.
     method
         ``"mean_ctrl"``: mean of the signature genes minus the mean of expression-matched control genes
-        (Tirosh 2016, as :func:`scanpy.tl.score_genes`), honouring weights and down genes.
+        (Tirosh 2016, as :func:`scanpy.tl.score_genes`), honouring weights; down genes (scored the same way)
+        are subtracted only where they are expressed above their controls, so lacking them never raises a score.
         ``"rank"``: UCell-like Mann-Whitney statistic on within-cell ranks, capped at ``max_rank`` (default 1500);
         independent of normalisation. ``"aucell"``: area under the recovery curve of the top ``max_rank`` genes
         (default 5% of genes), as AUCell. For the rank methods a signature with down genes scores

@@ -1,0 +1,276 @@
+"""``tmt.tl.annotate``: lineage, then state within lineage, with a confidence and an honest ``unassigned``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys
+from .._utils import check_tmt_key, logger, missing_key_error, warn
+from ..pp._check import inspect
+from . import _annotate_rules as rules
+from ._score import score
+
+UNASSIGNED = "unassigned"
+
+
+def _label_scores(S: pd.DataFrame, table: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Per label, the mean of its available signatures; labels with none are reported as not assessable."""
+    cols, missing = {}, {}
+    for label, sigs in table.items():
+        have = [s for s in sigs if s in S.columns]
+        if have:
+            cols[label] = S[have].mean(axis=1)
+        else:
+            missing[label] = "signature genes missing: " + ", ".join(sigs)
+    return pd.DataFrame(cols, index=S.index), missing
+
+
+def _noise_scale(values: np.ndarray) -> float:
+    """Spread of a control-subtracted score in cells that do not express the programme.
+
+    Such cells score around zero and expressing cells score above it, so the negative side belongs to the
+    background whatever the composition. Its median (not its mean, so that cells pushed far below zero by a
+    signature's down genes do not count) estimates the background's standard deviation.
+    """
+    v = values[np.isfinite(values)]
+    neg = v[v < 0]
+    if neg.size >= 20:
+        return float(1.4826 * np.median(-neg))
+    s = 1.4826 * np.median(np.abs(v - np.median(v))) if v.size else 0.0
+    return float(s) if s > 0 else 1.0
+
+
+def _lineage_of(label) -> str:
+    return str(label).split("|")[0]
+
+
+def _standardise(M: pd.DataFrame) -> pd.DataFrame:
+    """Scores in units of one background noise level, then the best label per lineage.
+
+    Control-subtracted scores share the log-expression scale, so labels are compared on raw scores in units of
+    the typical background spread (median over labels). A label noisier than typical (few genes, weakly
+    expressed) is measured in its own, larger unit, so that noise alone cannot win.
+    """
+    if M.shape[1] == 0:
+        return M
+    own = np.array([_noise_scale(M[c].to_numpy()) for c in M.columns])
+    typical = float(np.median(own)) or 1.0
+    Z = M / typical
+    return Z.T.groupby([_lineage_of(c) for c in Z.columns], sort=False).max().T
+
+
+def _decide(M: pd.DataFrame, sigma: float, *, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Argmax label, its score and a confidence from the gap to the runner-up (in units of background noise)."""
+    arr = M.to_numpy(dtype=float)
+    arr = np.where(np.isfinite(arr), arr, -np.inf)
+    if arr.shape[1] == 0:
+        n = arr.shape[0]
+        return np.full(n, UNASSIGNED, dtype=object), np.full(n, np.nan), np.zeros(n)
+    order = np.argsort(-arr, axis=1)
+    best = arr[np.arange(len(arr)), order[:, 0]]
+    second = arr[np.arange(len(arr)), order[:, 1]] if arr.shape[1] > 1 else np.full(len(arr), 0.0)
+    second = np.where(np.isfinite(second), second, np.minimum(best, 0.0))
+    gap = np.clip(best - np.maximum(second, 0.0 if arr.shape[1] == 1 else -np.inf), 0, None)
+    conf = 1.0 - np.exp(-gap / sigma)
+    conf = np.where(best > min_score * sigma, conf, 0.0)
+    labels = np.asarray(M.columns, dtype=object)[order[:, 0]]
+    return labels, best, conf
+
+
+def _consensus(M: pd.DataFrame, groups: pd.Series, labels, conf, sigma, *, override: float, min_score: float):
+    """Cluster-level call from mean scores; a cell keeps its own call only when its own evidence is strong."""
+    mean = M.groupby(groups.values, observed=True).mean()
+    g_labels, _, g_conf = _decide(mean, sigma, min_score=min_score)
+    g_lab = pd.Series(g_labels, index=mean.index)
+    g_cf = pd.Series(g_conf, index=mean.index)
+    cl = g_lab.reindex(groups.values).to_numpy()
+    cc = g_cf.reindex(groups.values).to_numpy()
+    own = (conf >= override) & (labels != cl)
+    out_labels = np.where(own, labels, cl)
+    out_conf = np.where(own, conf, np.maximum(cc, np.where(labels == cl, conf, 0.0)))
+    return out_labels, out_conf
+
+
+def annotate(
+    adata: AnnData,
+    *,
+    layer: str | None = None,
+    groupby: str | None = None,
+    species: str = "human",
+    min_confidence: float = 0.3,
+    override_confidence: float = 0.8,
+    copy: bool = False,
+) -> AnnData | None:
+    """Call lineages and, within each lineage, cell states of the tumour microenvironment.
+
+    Lineages come first (T/NK split into CD8 T, CD4 T and NK by co-receptor), then states within each lineage:
+    CD8 naive/memory, effector, progenitor-exhausted (Tpex) and terminally exhausted (Tex); CD4 naive/memory,
+    helper and Treg; monocyte, TAM M1-like, TAM M2-like and M-MDSC-like; neutrophil and PMN-MDSC-like; myCAF,
+    iCAF and apCAF. Each label is decided by control-matched signature scores (:func:`tmetoolkit.tl.score`,
+    ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
+    measured in units of the background noise of the scores. A cell whose lineage is not confident is
+    ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
+    "-like" because a transcriptome cannot prove suppression. TAM M1- and M2-like programmes are often
+    co-expressed (Azizi 2018), so both scores are kept and ``obs["tmt_tam_polarization"]`` says when a
+    macrophage is high in both.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes: raw counts or log-normalised values.
+    layer
+        Layer to use instead of ``X``.
+    groupby
+        Optional ``obs`` column of clusters. Each cluster gets the call of its mean scores; a cell overrides its
+        cluster's call only when its own confidence reaches ``override_confidence``.
+    species
+        ``"human"`` or ``"mouse"``; mouse symbols are recognised automatically and scored through orthologs.
+    min_confidence
+        Below this confidence a call is not made.
+    override_confidence
+        With ``groupby``, the confidence a cell needs to keep a call that differs from its cluster's.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. Sets:
+
+    ``obs["tmt_lineage"]``, ``obs["tmt_state"]``
+        Categorical labels in tmetoolkit's vocabulary (``unassigned`` where the lineage is not confident).
+    ``obs["tmt_confidence"]``
+        Confidence of the finest call made (0-1).
+    ``obs["tmt_tam_subset"]``, ``obs["tmt_caf_subset"]``
+        Consensus TAM subsets (Ma 2022) and CAF-S1 clusters (Kieffer 2020) on macrophages and fibroblasts.
+    ``obs["tmt_tam_polarization"]``
+        ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
+    ``obsm["tmt_scores"]``
+        The signature scores behind every decision.
+    ``uns["tmt_annotate"]``
+        ``params`` and ``rules``: every label, the signatures that decide it, and whether it could be assessed.
+
+    Examples
+    --------
+    >>> import tmetoolkit as tmt
+    >>> adata = tmt.datasets.simulate(n_samples=1, n_cells=800, seed=0)
+    >>> tmt.tl.annotate(adata)
+    >>> "Treg" in set(adata.obs["tmt_state"])
+    True
+    """
+    if species not in ("human", "mouse"):
+        msg = f"species must be 'human' or 'mouse', got {species!r}."
+        raise ValueError(msg)
+    adata = adata.copy() if copy else adata
+    if groupby is not None and groupby not in adata.obs:
+        raise missing_key_error(groupby, "adata.obs", adata.obs.columns)
+    for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
+        check_tmt_key(adata.obs, key, "adata.obs")
+    report = inspect(adata, layer)
+    if report.state == "protein":
+        msg = (
+            "this looks like a protein panel (few non-integer features); annotate needs RNA expression. "
+            "For protein panels, bring a cell-type column from your gating and pass it to the spatial tools."
+        )
+        raise ValueError(msg)
+
+    import warnings
+
+    from .._utils import TmtWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TmtWarning)
+        score(adata, rules.needed_signatures(), layer=layer, method="mean_ctrl")
+    S = adata.obsm[_keys.SCORES]
+    not_assessable: dict[tuple[str, str], str] = {}
+
+    groups = adata.obs[groupby].astype(str) if groupby is not None else None
+
+    def call(table, mask, level, min_score=1.0):
+        M, missing = _label_scores(S.loc[mask], table)
+        for lab, why in missing.items():
+            not_assessable[(level, lab)] = why
+        # labels naming the same lineage ("DC|cDC1", "DC|mregDC") compete as one: the runner-up is another lineage
+        M = _standardise(M)
+        sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
+        labels, best, conf = _decide(M, sigma, min_score=min_score / sigma)
+        if groups is not None and mask.sum():
+            labels, conf = _consensus(M, groups[mask], labels, conf, sigma, override=override_confidence,
+                                      min_score=min_score / sigma)
+        return labels, conf
+
+    n = adata.n_obs
+    every = np.ones(n, dtype=bool)
+    lineage, lin_conf = call(rules.LINEAGE_RULES, every, "lineage", min_score=2.0)
+    lineage = np.where(lin_conf >= min_confidence, lineage, UNASSIGNED).astype(object)
+    tnk = lineage == "T/NK"
+    sub, sub_conf = call(rules.TNK_RULES, tnk, "lineage")
+    lineage[tnk] = np.where(sub_conf >= min_confidence, sub, UNASSIGNED)
+    lin_conf[tnk] = np.minimum(lin_conf[tnk], sub_conf)
+
+    state = lineage.copy()
+    conf = lin_conf.copy()
+    for lin, table in rules.STATE_RULES.items():
+        mask = lineage == lin
+        if not mask.any():
+            if lin == "CD8 T":
+                logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
+            continue
+        st, st_conf = call(table, mask, lin, min_score=0.0)
+        ok = (st_conf >= min_confidence) & (st != UNASSIGNED)
+        state[mask] = np.where(ok, st, lin)
+        conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
+
+    vocab_lin = [*_keys.LINEAGES]
+    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in vocab_lin if c in set(lineage)])
+    state_order = [s for lin in vocab_lin for s in (lin, *_keys.STATES.get(lin, ()))]
+    adata.obs[_keys.STATE] = pd.Categorical(state, categories=[c for c in dict.fromkeys(state_order) if c in set(state)])
+    adata.obs[_keys.CONFIDENCE] = conf.astype(float)
+
+    for col, (lin, table) in rules.SUBSET_RULES.items():
+        check_tmt_key(adata.obs, col, "adata.obs")
+        mask = lineage == lin
+        out = np.full(n, "", dtype=object)
+        if mask.any():
+            st, st_conf = call(table, mask, col, min_score=0.0)
+            out[mask] = np.where(st_conf >= min_confidence, st, "undetermined")
+        adata.obs[col] = pd.Categorical(np.where(mask, out, None))
+
+    mac = lineage == "Monocyte/Macrophage"
+    pol = np.full(n, None, dtype=object)
+    if mac.any() and {"TAM_M1_like", "TAM_M2_like"} <= set(S.columns):
+        m1, m2 = S.loc[mac, "TAM_M1_like"].to_numpy(), S.loc[mac, "TAM_M2_like"].to_numpy()
+        sig = _noise_scale(np.concatenate([m1, m2]))
+        hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
+        both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
+        pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"], "neither")
+    adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
+
+    rows = []
+    for level, table in (("lineage", rules.LINEAGE_RULES), ("lineage", rules.TNK_RULES), *rules.STATE_RULES.items(),
+                         *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
+        for label, sigs in table.items():
+            why = not_assessable.get((level, label), "")
+            rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
+                         "reason": why})
+    rule_tab = pd.DataFrame(rows)
+    skipped = rule_tab.loc[~rule_tab["assessable"] & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
+    if len(skipped):
+        warn("not assessable (signature genes missing): " + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()))
+    adata.uns["tmt_annotate"] = {
+        "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
+                   "min_confidence": min_confidence, "override_confidence": override_confidence,
+                   "input_state": report.state},
+        "rules": rule_tab,
+    }
+    _set_colors(adata)
+    logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, tmt_tam_polarization")
+    return adata if copy else None
+
+
+def _set_colors(adata: AnnData) -> None:
+    from ..pl._palettes import lineage_colors, state_colors
+
+    adata.uns[f"{_keys.LINEAGE}_colors"] = [lineage_colors()[c] for c in adata.obs[_keys.LINEAGE].cat.categories]
+    adata.uns[f"{_keys.STATE}_colors"] = [state_colors()[c] for c in adata.obs[_keys.STATE].cat.categories]
