@@ -33,16 +33,37 @@ def is_dask(X) -> bool:
     return isinstance(X, da.Array)
 
 
+def _float(dtype) -> np.dtype:
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
 def row_block(X, start: int, stop: int):
-    """Rows ``start:stop`` as an in-memory CSR matrix or ndarray (float64)."""
+    """Rows ``start:stop`` as an in-memory CSR matrix or ndarray (floating point; float32 stays float32).
+
+    For an in-memory CSR matrix the block is a view on ``X``'s arrays: read it, never write to it.
+    """
+    if sp.issparse(X) and X.format == "csr" and np.issubdtype(X.dtype, np.floating):
+        a, b = X.indptr[start], X.indptr[stop]
+        return sp.csr_matrix((X.data[a:b], X.indices[a:b], X.indptr[start : stop + 1] - a),
+                             shape=(stop - start, X.shape[1]), copy=False)
     block = X[start:stop]
     if is_dask(block):
         block = block.compute()
     if sp.issparse(block):
-        block = sp.csr_matrix(block, dtype=np.float64)
-        block.sum_duplicates()
-        return block
-    return np.asarray(block, dtype=np.float64)
+        return sp.csr_matrix(block, dtype=_float(block.dtype), copy=False)
+    block = np.asarray(block)
+    return block.astype(_float(block.dtype), copy=False)
+
+
+def column_sums(X, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray | None:
+    """Per-gene sums of an in-memory CSR matrix without slicing rows (``None`` for other matrix types)."""
+    if not (sp.issparse(X) and X.format == "csr"):
+        return None
+    import numba
+
+    from .tl._kernels import column_sums_csr
+
+    return column_sums_csr(X.indices, X.data, X.shape[1], numba.get_num_threads())
 
 
 def iter_rows(X, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, int, object]]:

@@ -1,6 +1,7 @@
 """Tools: scoring, annotation and tumour-microenvironment calls. Each writes into ``adata`` and returns ``None``."""
 
 from ._annotate import annotate
+from ._checkpoints import checkpoints
 from ._score import score
 
-__all__ = ["annotate", "score"]
+__all__ = ["annotate", "checkpoints", "score"]

@@ -11,7 +11,7 @@ from anndata import AnnData
 from tqdm.auto import tqdm
 
 from .. import _keys
-from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, normalise_block
+from .._matrix import DEFAULT_CHUNK, column_sums, get_matrix, iter_rows, normalise_block
 from .._utils import check_tmt_key, logger, warn
 from ..pp._check import InputReport, coverage, inspect
 from ..sig import as_signatures
@@ -39,8 +39,12 @@ def _positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.
 
 
 def _gene_means(X, state: str, target_sum, chunk_size: int) -> np.ndarray:
-    if state not in ("counts", "linear") and isinstance(X, np.ndarray):
-        return X.mean(axis=0, dtype=np.float64)
+    if state not in ("counts", "linear"):
+        if isinstance(X, np.ndarray):
+            return X.mean(axis=0, dtype=np.float64)
+        sums = column_sums(X)
+        if sums is not None:
+            return sums / X.shape[0]
     total = np.zeros(X.shape[1])
     for _, _, block in iter_rows(X, chunk_size):
         total += np.asarray(normalise_block(block, state, target_sum).sum(axis=0)).ravel()

@@ -1,0 +1,150 @@
+"""``tmt.tl.checkpoints``: which co-inhibitory receptors each T/NK cell expresses, and the ligands around them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .. import _keys
+from .._matrix import get_matrix, iter_rows
+from .._utils import check_tmt_key, logger, missing_key_error, warn
+from ..pp._check import inspect
+from ..sig._genes import GeneIndex
+
+RECEPTORS = {"PDCD1": "PD-1", "HAVCR2": "TIM-3", "LAG3": "LAG-3", "TIGIT": "TIGIT", "CTLA4": "CTLA-4"}
+LIGANDS = {"CD274": "PD-L1", "PDCD1LG2": "PD-L2", "LGALS9": "Galectin-9", "PVR": "CD155", "NECTIN2": "CD112",
+           "FGL1": "FGL1", "CEACAM1": "CEACAM1"}
+T_NK = ("CD8 T", "CD4 T", "NK")
+LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
+
+
+def _detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
+    """Cells x genes detection (value above ``min_counts`` for counts, above zero otherwise); NaN if a gene is absent."""
+    report = inspect(adata, layer, full_scan=False)
+    found = GeneIndex(adata.var_names, report.species).match(list(genes))
+    cols = [found[g][0] for g in genes if g in found]
+    out = pd.DataFrame(np.nan, index=adata.obs_names, columns=list(genes.values()))
+    if not cols:
+        return out
+    threshold = min_counts if report.state == "counts" else 0.0
+    X = get_matrix(adata, layer)
+    det = np.zeros((adata.n_obs, len(cols)), dtype=bool)
+    for start, stop, block in iter_rows(X):
+        sub = block[:, cols]
+        sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
+        det[start:stop] = sub >= max(threshold, np.finfo(float).tiny)
+    names = [genes[g] for g in genes if g in found]
+    out[names] = det.astype(float)
+    return out
+
+
+def _smooth(det: pd.DataFrame, conn) -> pd.DataFrame:
+    """Detection averaged with the cell's graph neighbours: a receptor lost to dropout is recovered from neighbours."""
+    W = sp.csr_matrix(conn, dtype=float)
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    nb = (W @ np.nan_to_num(det.to_numpy())) / np.where(deg > 0, deg, 1)[:, None]
+    mixed = 0.5 * np.nan_to_num(det.to_numpy()) + 0.5 * nb
+    out = pd.DataFrame((mixed >= 0.5).astype(float), index=det.index, columns=det.columns)
+    return out.where(det.notna())
+
+
+def checkpoints(
+    adata: AnnData,
+    *,
+    sample_key: str | None = None,
+    layer: str | None = None,
+    min_counts: float = 1,
+    smooth: bool = False,
+    copy: bool = False,
+) -> AnnData | None:
+    """Co-inhibitory receptor profile of every T and NK cell, and checkpoint ligands on tumour and myeloid cells.
+
+    A receptor (PD-1/PDCD1, TIM-3/HAVCR2, LAG-3, TIGIT, CTLA-4) counts as expressed when its transcript is
+    detected (at least ``min_counts`` counts in raw data, above zero in normalised data). Single-cell data miss
+    many transcripts, so counts of co-expressed receptors are lower bounds; with ``smooth=True`` detection is
+    averaged with the cell's neighbours in ``adata.obsp["connectivities"]`` (run :func:`scanpy.pp.neighbors`).
+
+    Parameters
+    ----------
+    adata
+        Annotated with :func:`tmetoolkit.tl.annotate` (uses ``obs["tmt_lineage"]``).
+    sample_key
+        ``obs`` column of samples for the per-sample table; default ``"sample"`` if present, else one sample.
+    layer
+        Layer to read instead of ``X``.
+    min_counts
+        Detection threshold for raw counts.
+    smooth
+        Recover dropouts from graph neighbours.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. Sets:
+
+    ``obsm["tmt_checkpoints"]``
+        Cells x receptors and ligands, 1 where detected, 0 where not, NaN where the gene is not measured.
+    ``obs["tmt_checkpoint_n"]``
+        Number of receptors expressed by each T/NK cell (NaN for other cells).
+    ``obs["tmt_checkpoint_pattern"]``
+        The receptors expressed, e.g. ``"PD-1+TIM-3+"``, or ``"none"``; empty for other cells.
+    ``uns["tmt_checkpoints"]``
+        ``params`` and ``table``: per sample, the fraction of CD8 T cells with each receptor, with >=1, >=2 and
+        >=3 receptors, and the fraction of malignant and myeloid cells with each ligand.
+    """
+    adata = adata.copy() if copy else adata
+    if _keys.LINEAGE not in adata.obs:
+        msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
+        raise KeyError(msg)
+    if sample_key is not None and sample_key not in adata.obs:
+        raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
+    for key in ("tmt_checkpoint_n", "tmt_checkpoint_pattern"):
+        check_tmt_key(adata.obs, key, "adata.obs")
+    det = _detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
+    if smooth:
+        if "connectivities" not in adata.obsp:
+            msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."
+            raise KeyError(msg)
+        det = _smooth(det, adata.obsp["connectivities"])
+    rec = det[list(RECEPTORS.values())]
+    missing = [c for c in rec.columns if rec[c].isna().all()]
+    if missing:
+        warn(f"receptor genes not measured, reported as missing (not as negative): {', '.join(missing)}")
+    lineage = adata.obs[_keys.LINEAGE].astype(str)
+    tnk = lineage.isin(T_NK).to_numpy()
+    if not tnk.any():
+        logger.info("no T or NK cells annotated: receptor profiles not computed")
+    measured = [c for c in rec.columns if c not in missing]
+    n = rec[measured].sum(axis=1).where(tnk)
+    pattern = rec[measured].apply(lambda r: "".join(f"{c}+" for c in measured if r[c] == 1) or "none", axis=1)
+    adata.obsm["tmt_checkpoints"] = det
+    adata.obs["tmt_checkpoint_n"] = n.astype(float)
+    adata.obs["tmt_checkpoint_pattern"] = pd.Categorical(pattern.where(tnk))
+
+    samples = adata.obs[sample_key].astype(str) if sample_key else (
+        adata.obs["sample"].astype(str) if "sample" in adata.obs else pd.Series("all", index=adata.obs_names))
+    rows = {}
+    for s, idx in samples.groupby(samples, observed=True).groups.items():
+        lin = lineage.loc[idx]
+        cd8 = idx[lin == "CD8 T"]
+        row = {"n_cd8": len(cd8)}
+        for c in rec.columns:
+            row[f"cd8_frac_{c}"] = rec.loc[cd8, c].mean() if len(cd8) and c in measured else np.nan
+        for k in (1, 2, 3):
+            row[f"cd8_frac_ge{k}_receptors"] = (n.loc[cd8] >= k).mean() if len(cd8) else np.nan
+        for cell in LIGAND_CELLS:
+            ids = idx[lin == cell]
+            tag = "malignant" if cell.startswith("Malignant") else "myeloid"
+            for c in LIGANDS.values():
+                row[f"{tag}_frac_{c}"] = det.loc[ids, c].mean() if len(ids) else np.nan
+        rows[s] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    adata.uns["tmt_checkpoints"] = {
+        "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
+                   "min_counts": min_counts, "smooth": smooth, "missing_receptors": ",".join(missing)},
+        "table": table,
+    }
+    return adata if copy else None
