@@ -292,7 +292,6 @@ def simulate(
         xy, dist = _layout(srng, n_cells, tumor_shape, density)
         comp = np.where(dist < -MARGIN_HALF_WIDTH, "tumor", np.where(dist <= MARGIN_HALF_WIDTH, "margin", "stroma"))
         lineage = np.empty(n_cells, dtype=object)
-        # cells just inside the border mix tumour and margin populations
         for c in ("tumor", "margin", "stroma"):
             mix = dict(_BASE_MIX[c])
             mix["CD8 T"] = _CD8[p["phenotype"]][c]
@@ -300,8 +299,9 @@ def simulate(
                 mix["CD4 T"] *= 0.25
             if c == "margin":
                 inside = (comp == c) & (dist < 0)
-                mix_in = {k: 0.5 * v + 0.5 * _BASE_MIX["tumor"].get(k, 0) for k, v in mix.items()}
-                mix_in["CD8 T"] = 0.5 * mix["CD8 T"] + 0.5 * _CD8[p["phenotype"]]["tumor"]
+                # tumour nests have a crisp epithelial edge: the inner half of the margin is mostly tumour
+                mix_in = {k: 0.25 * v + 0.75 * _BASE_MIX["tumor"].get(k, 0) for k, v in mix.items()}
+                mix_in["CD8 T"] = 0.25 * mix["CD8 T"] + 0.75 * _CD8[p["phenotype"]]["tumor"]
                 for sel, m in ((inside, mix_in), ((comp == c) & (dist >= 0), mix)):
                     names, probs = zip(*m.items(), strict=True)
                     probs = np.array(probs) / sum(probs)

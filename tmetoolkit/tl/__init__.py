@@ -2,6 +2,8 @@
 
 from ._annotate import annotate
 from ._checkpoints import checkpoints
+from ._compartments import compartments
+from ._phenotype import immune_phenotype
 from ._score import score
 
-__all__ = ["annotate", "checkpoints", "score"]
+__all__ = ["annotate", "checkpoints", "compartments", "immune_phenotype", "score"]

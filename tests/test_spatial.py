@@ -1,0 +1,126 @@
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+
+import tmetoolkit as tmt
+
+from .conftest import real_data
+
+GRID = list(itertools.product([0.5, 1.0, 2.0], ["nests", "solid", "scattered"]))
+
+
+@pytest.fixture(scope="module")
+def grid_results():
+    rows = []
+    for i, (noise, shape) in enumerate(GRID):
+        a = tmt.datasets.simulate(n_samples=6, n_cells=2000, noise=noise, tumor_shape=shape, seed=100 + i)
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+        truth = a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+        t = a.uns["tmt_immune_phenotype"]["table"]
+        r = a.uns["tmt_immune_phenotype"]["regions"]
+        r = r[r["phenotype"] != "not assessable"]
+        rows.append({
+            "noise": noise, "shape": shape,
+            "samples_ok": int((t["phenotype"].astype(str) == truth.loc[t.index]).sum()), "samples": len(t),
+            "regions_ok": int((r["phenotype"].astype(str) == r.index.str.split(":").str[0].map(truth)).sum()),
+            "regions": len(r),
+        })
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("noise", "shape"), GRID)
+def test_each_setting_calls_its_samples(grid_results, noise, shape):
+    row = grid_results.set_index(["noise", "shape"]).loc[(noise, shape)]
+    assert row["samples_ok"] >= row["samples"] - 1
+
+
+def test_grid_accuracy(grid_results):
+    assert grid_results["samples_ok"].sum() / grid_results["samples"].sum() >= 0.95
+    assert grid_results["regions_ok"].sum() / grid_results["regions"].sum() >= 0.9
+
+
+def test_compartments_follow_the_planted_border(sim_small):
+    tmt.tl.compartments(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    o = sim_small.obs
+    assert np.corrcoef(o["true_border_distance"], o["tmt_border_distance"])[0, 1] > 0.95
+    agree = (o["true_compartment"].astype(str) == o["tmt_compartment"].astype(str)).mean()
+    assert agree > 0.8
+    inside = o["tmt_border_distance"] < 0
+    assert (inside == (o["true_border_distance"] < 0)).mean() > 0.9
+    tab = sim_small.uns["tmt_compartments"]["table"]
+    assert (tab["status"] == "ok").all() and (tab["margin_width_um"] > 0).all()
+
+
+def test_phenoptr_tumour_stroma_agreement():
+    a = real_data("phenoptr")
+    tmt.tl.compartments(a, sample_key="sample", cell_type_key="phenotype", tumor_labels=["CK+"])
+    inside = a.obs["tmt_border_distance"] < 0
+    agree = (inside == (a.obs["tissue_category"].astype(str) == "Tumor")).mean()
+    assert agree >= 0.85, agree
+
+
+def test_features_and_storage(sim_small, tmp_path):
+    tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    t = sim_small.uns["tmt_immune_phenotype"]["table"]
+    for col in ("phenotype", "confidence", "basis", "rho_tumor", "rho_stroma", "infiltration_ratio",
+                "effector_per_100_cells_tumor", "normalised_mixing_score", "effector_tumor_contact_fraction"):
+        assert col in t.columns
+    assert (t["basis"] == "spatial").all()
+    inflamed = t.index[t["phenotype"] == "inflamed"]
+    excluded = t.index[t["phenotype"] == "excluded"]
+    assert t.loc[inflamed, "effector_tumor_contact_fraction"].min() > t.loc[excluded, "effector_tumor_contact_fraction"].max()
+    assert sim_small.obs["tmt_immune_phenotype"].cat.categories.tolist() == ["inflamed", "excluded", "desert", "not assessable"]
+    assert sim_small.uns["tmt_immune_phenotype_colors"][0] == "#d62728"
+    sim_small.write_h5ad(tmp_path / "a.h5ad")
+    back = sc.read_h5ad(tmp_path / "a.h5ad")
+    assert back.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str).tolist() == t["phenotype"].astype(str).tolist()
+
+
+def test_pixel_size_scales_coordinates(sim_small):
+    a = sim_small.copy()
+    a.obsm["spatial"] = a.obsm["spatial"] / 0.5  # pixels of 0.5 um
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.5)
+    tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    pd.testing.assert_series_equal(a.uns["tmt_immune_phenotype"]["table"]["phenotype"],
+                                   sim_small.uns["tmt_immune_phenotype"]["table"]["phenotype"])
+
+
+def test_cohort_reference_needs_samples(sim_small):
+    one = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    with pytest.raises(ValueError, match="absolute"):
+        tmt.tl.immune_phenotype(one, sample_key="sample", cell_type_key="true_lineage", reference="cohort")
+    tmt.tl.immune_phenotype(one, sample_key="sample", cell_type_key="true_lineage")  # one sample, absolute: fine
+    assert one.uns["tmt_immune_phenotype"]["table"].loc["S01", "phenotype"] == "inflamed"
+
+
+def test_bad_inputs(sim_small):
+    no_xy = sim_small.copy()
+    del no_xy.obsm["spatial"]
+    with pytest.raises(KeyError, match=r"obsm\['spatial'\]"):
+        tmt.tl.compartments(no_xy, sample_key="sample", cell_type_key="true_lineage")
+    with pytest.raises(NotImplementedError, match="expression"):
+        tmt.tl.immune_phenotype(no_xy, sample_key="sample", cell_type_key="true_lineage")
+    nan = sim_small.copy()
+    nan.obsm["spatial"][3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tmt.tl.compartments(nan, sample_key="sample", cell_type_key="true_lineage")
+    with pytest.raises(ValueError, match="Malignant/Epithelial"):
+        tmt.tl.compartments(sim_small, sample_key="sample", cell_type_key="true_lineage", tumor_labels=["Tumour"])
+    with pytest.raises(KeyError, match="annotate"):
+        tmt.tl.compartments(sim_small, sample_key="sample")
+
+
+def test_sample_without_tumour_or_without_cd8(sim_small):
+    a = sim_small.copy()
+    lin = a.obs["true_lineage"].astype(str)
+    drop_tumour = (a.obs["sample"] == "S02") & (lin == "Malignant/Epithelial")
+    drop_cd8 = (a.obs["sample"] == "S01") & (lin == "CD8 T")
+    a = a[~(drop_tumour | drop_cd8)].copy()
+    with pytest.warns(tmt.TmtWarning, match="S02"):
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    t = a.uns["tmt_immune_phenotype"]["table"]
+    assert t.loc["S02", "phenotype"] == "not assessable" and "tumour" in t.loc["S02", "reason"]
+    assert t.loc["S01", "phenotype"] == "desert"

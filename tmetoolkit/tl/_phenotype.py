@@ -1,0 +1,271 @@
+"""``tmt.tl.immune_phenotype``: inflamed, excluded or desert, per sample and per region of tissue.
+
+Rules (spatial basis), after Chen & Mellman 2017 and Hegde et al. 2016, with densities as in Galon's Immunoscore
+and Kather et al. 2018: CD8 T-cell density inside the tumour region, core and internal margin (``rho_tumor``),
+and around it, external margin and stroma (``rho_stroma``), and the infiltration ratio ``f_in = rho_tumor / (rho_tumor + rho_stroma)``:
+
+- desert: both densities below ``min_density``;
+- inflamed: ``rho_tumor >= min_density`` and ``f_in >= min_infiltration``;
+- excluded: otherwise (T cells present, held outside the tumour).
+
+``min_density`` is absolute (cells/mm^2) by default; with ``reference="cohort"`` it becomes the given quantile of
+the cohort's densities. Continuous features are reported beside each label.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy.spatial import cKDTree
+
+from .. import _keys
+from .._utils import check_tmt_key, logger, warn
+from ._compartments import DEFAULT_TUMOR_LABELS, compartments
+from ._spatial_utils import check_labels, coordinates, label_column, sample_groups
+
+DEFAULT_EFFECTORS = ("CD8 T",)
+BIN_UM = 25.0  # side of the occupancy grid used to measure tissue area
+
+
+def _area_mm2(xy: np.ndarray) -> float:
+    """Tissue area covered by cells: occupied squares of a 25-um grid."""
+    if len(xy) == 0:
+        return 0.0
+    cells = np.unique(np.floor(xy / BIN_UM).astype(np.int64), axis=0)
+    return len(cells) * (BIN_UM / 1000.0) ** 2
+
+
+def _features(xy, comp, dist, is_eff, is_tum, *, radius: float) -> dict:
+    # as SPIAT: the tumour side is the core plus the internal margin, the other side external margin plus stroma
+    inside = (comp == "tumor") | ((comp == "margin") & (dist < 0))
+    around = ~inside
+    f = {"n_cells": int(len(xy)), "n_effector": int(is_eff.sum()), "n_tumor_cells": int(is_tum.sum())}
+    for name, m in (("tumor", inside), ("margin", comp == "margin"), ("stroma", comp == "stroma")):
+        area = _area_mm2(xy[m])
+        n = int((is_eff & m).sum())
+        f[f"area_{name}_mm2"] = area
+        f[f"effector_per_mm2_{name}"] = n / area if area > 0 else np.nan
+        f[f"effector_per_100_cells_{name}"] = 100.0 * n / m.sum() if m.sum() else np.nan
+    area_in, area_around = _area_mm2(xy[inside]), _area_mm2(xy[around])
+    f["rho_tumor"] = (is_eff & inside).sum() / area_in if area_in > 0 else np.nan
+    f["rho_stroma"] = (is_eff & around).sum() / area_around if area_around > 0 else np.nan
+    tot = np.nansum([f["rho_tumor"], f["rho_stroma"]])
+    f["infiltration_ratio"] = f["rho_tumor"] / tot if tot > 0 and np.isfinite(f["rho_tumor"]) else np.nan
+    # SPIAT-style normalised mixing score: effector-tumour vs effector-effector pairs within ``radius``
+    eff, tum = xy[is_eff], xy[is_tum]
+    if len(eff) >= 2 and len(tum):
+        te, tt = cKDTree(eff), cKDTree(tum)
+        et_pairs = te.count_neighbors(tt, radius)
+        ee_pairs = (te.count_neighbors(te, radius) - len(eff)) / 2
+        ms = et_pairs / ee_pairs if ee_pairs > 0 else np.nan
+        f["mixing_score"] = ms
+        f["normalised_mixing_score"] = 0.5 * ms * (len(eff) - 1) / len(tum) if np.isfinite(ms) else np.nan
+        d, _ = tt.query(eff)
+        f["effector_tumor_contact_fraction"] = float((d <= radius).mean())
+    else:
+        f.update(mixing_score=np.nan, normalised_mixing_score=np.nan, effector_tumor_contact_fraction=np.nan)
+    return f
+
+
+def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFrame:
+    rt, rs, fin = f["rho_tumor"].fillna(0), f["rho_stroma"].fillna(0), f["infiltration_ratio"].fillna(0)
+    label = np.where((rt < tau) & (rs < tau), "desert", np.where((rt >= tau) & (fin >= min_infiltration), "inflamed",
+                                                                   "excluded"))
+    eps = 1e-9
+    # how far the call sits from the thresholds that would change it (log density ratios, relative ratio margins)
+    d_desert = np.log((np.maximum(rt, rs) + eps) / tau)
+    d_inf = np.minimum(np.log((rt + eps) / tau), (fin - min_infiltration) / min_infiltration)
+    margin = np.where(label == "desert", -d_desert, np.where(label == "inflamed", d_inf,
+                      np.minimum(d_desert, np.maximum(-np.log((rt + eps) / tau), (min_infiltration - fin) / min_infiltration))))
+    out = f.copy()
+    out["phenotype"] = label
+    out["confidence"] = 1.0 - np.exp(-2.0 * np.clip(margin, 0, None))
+    return out
+
+
+def immune_phenotype(
+    adata: AnnData,
+    *,
+    sample_key: str | None = None,
+    cell_type_key: str | None = None,
+    effector_labels=None,
+    tumor_labels=None,
+    region_key: str | None = None,
+    basis: Literal["auto", "spatial", "expression"] = "auto",
+    pixel_size: float | None = None,
+    tile_size: float = 500.0,
+    min_density: float = 100.0,
+    min_infiltration: float = 0.3,
+    reference: Literal["absolute", "cohort"] = "absolute",
+    cohort_quantile: float = 0.25,
+    mixing_radius: float = 20.0,
+    min_cells: int = 50,
+    min_tumor_cells: int = 30,
+    copy: bool = False,
+) -> AnnData | None:
+    """Call each sample, and each region of tissue, immune inflamed, excluded or desert.
+
+    With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
+    where effector (CD8 T) cells sit relative to tumour cells: their density inside the tumour region (core and
+    internal margin) and in the external margin and stroma around it (:func:`tmetoolkit.tl.compartments` is run first when needed), the
+    infiltration ratio, a normalised mixing score and tumour contacts. Regions are the user's ``region_key`` or
+    square tiles of ``tile_size`` micrometres.
+
+    Parameters
+    ----------
+    adata
+        Cells with cell types (``cell_type_key``) and, for the spatial basis, coordinates.
+    sample_key
+        ``obs`` column of samples (default: one sample).
+    cell_type_key
+        ``obs`` column of cell types (default ``"tmt_lineage"``).
+    effector_labels
+        Effector cell labels (default ``"CD8 T"``).
+    tumor_labels
+        Tumour cell labels (default ``"Malignant/Epithelial"``).
+    region_key
+        ``obs`` column of regions (niches, annotated areas); default: tiles.
+    basis
+        ``"spatial"``, ``"expression"`` or ``"auto"``.
+    pixel_size
+        Micrometres per coordinate unit (``None``: coordinates are micrometres).
+    tile_size
+        Side of the square tiles in micrometres when ``region_key`` is not given.
+    min_density
+        Effector density (cells/mm^2) below which a compartment counts as empty. The default of 100/mm^2 sits
+        in the low range of CD8 densities reported in tumour cores (Galon 2006; Kather 2018).
+    min_infiltration
+        Infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md section 10.1).
+    reference
+        ``"cohort"`` replaces ``min_density`` by the ``cohort_quantile`` of the samples' densities.
+    cohort_quantile
+        Quantile used with ``reference="cohort"``.
+    mixing_radius
+        Radius (micrometres) for the mixing score and contacts (SPIAT's default of 20).
+    min_cells, min_tumor_cells
+        Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. Sets:
+
+    ``obs["tmt_immune_phenotype"]``
+        The sample's label broadcast to its cells.
+    ``obs["tmt_immune_phenotype_region"]``
+        The label of the cell's region.
+    ``uns["tmt_immune_phenotype"]``
+        ``params``; ``table`` (one row per sample: ``phenotype``, ``confidence``, ``basis``, ``reason`` and the
+        features behind the call); ``regions`` (the same per region).
+    ``uns["tmt_immune_phenotype_colors"]``
+        Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
+    """
+    adata = adata.copy() if copy else adata
+    if basis == "auto":
+        basis = "spatial" if "spatial" in adata.obsm else "expression"
+    if basis == "expression":
+        msg = (
+            "the expression basis (dissociated or bulk data) is not available yet; provide coordinates in "
+            "adata.obsm['spatial'] for the spatial basis."
+        )
+        raise NotImplementedError(msg)
+    if basis != "spatial":
+        msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
+        raise ValueError(msg)
+    cell_type_key = cell_type_key or _keys.LINEAGE
+    labels = label_column(adata, cell_type_key)
+    effector_labels = check_labels(labels, effector_labels or DEFAULT_EFFECTORS, "effector_labels") if (
+        effector_labels is not None) else list(DEFAULT_EFFECTORS)
+    tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
+    xy_all = coordinates(adata, pixel_size)
+    samples = sample_groups(adata, sample_key)
+    if region_key is not None and region_key not in adata.obs:
+        from .._utils import missing_key_error
+
+        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
+    for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
+        check_tmt_key(adata.obs, key, "adata.obs")
+
+    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
+    if "tmt_compartment" not in adata.obs or params_c.get("cell_type_key") != cell_type_key:
+        compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels,
+                     pixel_size=pixel_size)
+    comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
+    dist = adata.obs["tmt_border_distance"].to_numpy(dtype=float)
+    is_eff = labels.isin(effector_labels).to_numpy()
+    is_tum = labels.isin(tumor_labels).to_numpy()
+    status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
+
+    if region_key is not None:
+        regions = samples + ":" + adata.obs[region_key].astype(str)
+    else:
+        tiles = np.floor(xy_all / tile_size).astype(int)
+        regions = samples + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
+            tiles[:, 1], index=samples.index).astype(str)
+
+    def table_for(groups: pd.Series) -> pd.DataFrame:
+        rows = {}
+        for g, idx in groups.groupby(groups, observed=True).indices.items():
+            f = _features(xy_all[idx], comp[idx], dist[idx], is_eff[idx], is_tum[idx], radius=mixing_radius)
+            reason = ""
+            st = status.get(str(g).split(":")[0] if groups is regions else g, "ok")
+            if st in ("no tumour region", "too few cells"):
+                reason = f"{st}: no group of at least the minimum number of tumour cells"
+            elif len(idx) < min_cells:
+                reason = f"too few cells ({len(idx)} < {min_cells})"
+            elif f["n_tumor_cells"] < min_tumor_cells:
+                reason = f"too few tumour cells ({f['n_tumor_cells']} < {min_tumor_cells})"
+            elif not (np.nan_to_num(dist[idx], nan=1.0) < 0).any() and not (comp[idx] == "tumor").any():
+                reason = "no tumour region in this region"
+            f["reason"] = reason
+            rows[g] = f
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    samp_tab = table_for(samples)
+    reg_tab = table_for(regions)
+    tau = min_density
+    if reference == "cohort":
+        ok = samp_tab["reason"] == ""
+        if ok.sum() < 3:
+            msg = (f"a cohort-relative call needs at least 3 assessable samples, found {int(ok.sum())}; "
+                   "use reference='absolute' (min_density in cells/mm^2).")
+            raise ValueError(msg)
+        tau = float(np.nanquantile(np.r_[samp_tab.loc[ok, "rho_tumor"], samp_tab.loc[ok, "rho_stroma"]], cohort_quantile))
+    out = []
+    for tab in (samp_tab, reg_tab):
+        tab = _classify(tab, tau, min_infiltration)
+        na = tab["reason"] != ""
+        tab.loc[na, "phenotype"] = "not assessable"
+        tab.loc[na, "confidence"] = np.nan
+        tab["basis"] = "spatial"
+        tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
+        out.append(tab)
+    samp_tab, reg_tab = out
+    no_eff = samp_tab["n_effector"] == 0
+    if no_eff.any():
+        logger.info("samples without effector cells are desert: %s", ", ".join(map(str, samp_tab.index[no_eff])))
+    if (samp_tab["phenotype"] == "not assessable").any():
+        bad = samp_tab.loc[samp_tab["phenotype"] == "not assessable", "reason"]
+        warn("not assessable: " + "; ".join(f"{k} ({v})" for k, v in bad.items()))
+
+    cats = list(_keys.PHENOTYPES)
+    adata.obs["tmt_immune_phenotype"] = pd.Categorical(samples.map(samp_tab["phenotype"].astype(str)), categories=cats)
+    adata.obs["tmt_immune_phenotype_region"] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)),
+                                                             categories=cats)
+    cols = ["phenotype", "confidence", "basis", "reason"]
+    order = cols + [c for c in samp_tab.columns if c not in cols]
+    adata.uns["tmt_immune_phenotype"] = {
+        "params": {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
+                   "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
+                   "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
+                   "tile_size_um": tile_size, "region_key": region_key or "", "mixing_radius_um": mixing_radius,
+                   "pixel_size": pixel_size if pixel_size is not None else 1.0},
+        "table": samp_tab[order],
+        "regions": reg_tab[order],
+    }
+    adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
+    return adata if copy else None
