@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
-            paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, name=path.stem)
+            paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
+                                 name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))
     for kind, p in paths.items():

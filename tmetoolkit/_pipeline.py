@@ -1,4 +1,4 @@
-"""The whole-pipeline run behind the command line: check, score, annotate, phenotype, write outputs."""
+"""The whole-pipeline run behind the command line: check, score, annotate, checkpoints, phenotype, write outputs."""
 
 from __future__ import annotations
 
@@ -9,26 +9,53 @@ from anndata import AnnData
 from ._utils import logger
 
 
-def run_pipeline(adata: AnnData, outdir: str | Path, *, sample_key: str | None = None, name: str = "tmetoolkit") -> dict:
-    """Run every available step on ``adata`` and write ``<name>.h5ad`` and ``sample_table.csv`` into ``outdir``.
+def run_pipeline(
+    adata: AnnData,
+    outdir: str | Path,
+    *,
+    sample_key: str | None = None,
+    cell_type_key: str | None = None,
+    name: str = "tmetoolkit",
+) -> dict:
+    """Run every applicable step on ``adata`` and write ``<name>.h5ad`` and ``sample_table.csv`` into ``outdir``.
 
-    Returns the paths written.
+    Steps: input check; all signature scores; cell states (unless ``cell_type_key`` gives cell types, e.g. for
+    protein panels); checkpoint profiles; and, with coordinates, tumour compartments and the spatial immune
+    phenotype. Returns the paths written.
     """
+    from tqdm.auto import tqdm
+
     from . import get, pp, tl
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    steps = [
-        ("checking input", lambda: pp.check_input(adata)),
-        ("scoring signatures", lambda: tl.score(adata, "all")),
-    ]
-    from tqdm.auto import tqdm
-
+    if sample_key is None and "sample" in adata.obs:
+        sample_key = "sample"
+    report = pp.check_input(adata)
+    if report.problems:
+        raise ValueError("; ".join(report.problems))
+    protein = report.state == "protein"
+    steps = []
+    if not protein:
+        steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
+        if cell_type_key is None:
+            steps.append(("annotating cell states", lambda: tl.annotate(adata)))
+            steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
+    elif cell_type_key is None:
+        msg = "this is a protein panel: pass --cell-type-key naming the obs column with your gated cell types."
+        raise ValueError(msg)
+    if "spatial" in adata.obsm:
+        steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
+            adata, sample_key=sample_key, cell_type_key=cell_type_key)))
     for label, step in tqdm(steps, desc="tmetoolkit", unit="step"):
         logger.info(label)
-        result = step()
-        if label == "checking input" and result.problems:
-            raise ValueError("; ".join(result.problems))
+        try:
+            step()
+        except ValueError as e:  # a step that cannot run on these data is reported and skipped, not fatal
+            if label.startswith("immune phenotype"):
+                logger.warning("skipped %s: %s", label, e)
+                continue
+            raise
     paths = {"h5ad": outdir / f"{name}.h5ad", "sample_table": outdir / "sample_table.csv"}
     adata.write_h5ad(paths["h5ad"], compression="gzip")
     get.sample_table(adata, sample_key).to_csv(paths["sample_table"])

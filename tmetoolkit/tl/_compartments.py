@@ -15,9 +15,11 @@ DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
 COMPARTMENTS = ("tumor", "margin", "stroma")
 
 
-def _tumour_region(xy: np.ndarray, is_tumour: np.ndarray, nn: float, *, k: int, min_cluster_size: int) -> np.ndarray:
-    """Cells inside the tumour region: at least half of their ``k`` nearest neighbours are tumour cells
-    belonging to a group of at least ``min_cluster_size`` tumour cells (tiny groups are ignored)."""
+def _tumour_region(xy: np.ndarray, is_tumour: np.ndarray, votes: np.ndarray, nn: float, *, k: int,
+                   min_cluster_size: int) -> np.ndarray:
+    """Cells inside the tumour region: at least half of their ``k`` nearest voting neighbours are tumour cells
+    belonging to a group of at least ``min_cluster_size`` tumour cells (tiny groups are ignored). Cells without
+    a cell type (``votes`` False, e.g. ``unassigned``) do not vote."""
     t_idx = np.flatnonzero(is_tumour)
     keep = np.zeros(len(xy), dtype=bool)
     if t_idx.size:
@@ -29,7 +31,8 @@ def _tumour_region(xy: np.ndarray, is_tumour: np.ndarray, nn: float, *, k: int, 
     kk = min(k, len(xy))
     _, nbrs = cKDTree(xy).query(xy, k=kk)
     nbrs = nbrs.reshape(len(xy), kk)
-    return keep[nbrs].mean(axis=1) >= 0.5
+    n_votes = votes[nbrs].sum(axis=1)
+    return (keep[nbrs].sum(axis=1) >= 0.5 * np.maximum(n_votes, 1)) & (n_votes > 0)
 
 
 def _signed_distance(xy: np.ndarray, inside: np.ndarray, nn: float) -> np.ndarray:
@@ -62,7 +65,7 @@ def compartments(
 
     Per sample (image), tumour cells in groups of at least ``min_cluster_size`` define the tumour region: a cell
     lies inside when at least half of its ``n_neighbors`` nearest cells are such tumour cells (a graph version of
-    SPIAT's alpha-hull border). Every cell gets its signed distance to the region's border (negative inside).
+    SPIAT's alpha-hull border); ``unassigned`` cells do not vote. Every cell gets its signed distance to the region's border (negative inside).
     The margin is the band of ``margin_width`` micrometres on each side of the border (default ``margin_cells``
     times the sample's mean nearest-neighbour distance, about that many cell diameters); beyond it lie the
     tumour core and the stroma. KD-trees keep the cost linear in the number of cells.
@@ -122,7 +125,8 @@ def compartments(
         d_nn = cKDTree(xy).query(xy, k=2)[0][:, 1]
         nn = float(np.mean(d_nn))
         width = float(margin_width) if margin_width is not None else margin_cells * nn
-        inside = _tumour_region(xy, is_t, nn, k=n_neighbors, min_cluster_size=min_cluster_size)
+        votes = (labels.iloc[idx] != "unassigned").to_numpy()
+        inside = _tumour_region(xy, is_t, votes, nn, k=n_neighbors, min_cluster_size=min_cluster_size)
         d = _signed_distance(xy, inside, nn)
         row.update(mean_nn_distance_um=nn, margin_width_um=width)
         if not inside.any():
