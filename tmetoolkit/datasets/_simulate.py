@@ -237,8 +237,8 @@ def simulate(
     >>> adata.obs["true_phenotype"].cat.categories.tolist()
     ['desert', 'excluded', 'inflamed']
     """
-    if n_samples < 1 or n_cells < 50:
-        msg = "simulate needs n_samples >= 1 and n_cells >= 50."
+    if n_samples < 1 or n_cells < 50 or n_background_genes < 10:
+        msg = "simulate needs n_samples >= 1, n_cells >= 50 and n_background_genes >= 10."
         raise ValueError(msg)
     if noise <= 0:
         msg = f"noise must be positive, got {noise}."
