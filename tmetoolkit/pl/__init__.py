@@ -1,3 +1,6 @@
 """Plots. Every function returns Axes or a Figure, accepts ``ax=`` and never calls ``plt.show()``."""
 
-__all__: list[str] = []
+from ._spatial import spatial
+from ._summaries import checkpoints, composition, immune_phenotype, scores
+
+__all__ = ["checkpoints", "composition", "immune_phenotype", "scores", "spatial"]

@@ -9,7 +9,7 @@ from .. import _keys
 _LINEAGE = {
     "CD8 T": "#d62728", "CD4 T": "#ff9896", "NK": "#e377c2", "B": "#1f77b4", "Plasma": "#aec7e8",
     "Monocyte/Macrophage": "#2ca02c", "Neutrophil": "#98df8a", "DC": "#17becf", "Mast": "#9edae5",
-    "Fibroblast": "#8c564b", "Pericyte": "#c49c94", "Endothelial": "#9467bd", "Malignant/Epithelial": "#7f7f7f",
+    "Fibroblast": "#d9c5a0", "Pericyte": "#bcbd22", "Endothelial": "#9467bd", "Malignant/Epithelial": "#7f7f7f",
     "unassigned": "#dddddd",
 }
 _STATE_SHADES = {

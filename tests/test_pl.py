@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.testing.compare import compare_images  # noqa: E402
+
+import tmetoolkit as tmt  # noqa: E402
+
+IMAGES = Path(__file__).parent / "_images"
+
+
+@pytest.fixture(scope="module")
+def done():
+    a = tmt.datasets.simulate(n_samples=3, n_cells=1500, seed=7)
+    tmt.tl.annotate(a)
+    tmt.tl.checkpoints(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    return a
+
+
+def _compare(fig, name, tmp_path):
+    """Image regression test: the figure at 40 dpi must match the stored one (tolerance 15, as scanpy)."""
+    actual = tmp_path / f"{name}.png"
+    fig.savefig(actual, dpi=40)
+    expected = IMAGES / f"{name}.png"
+    if not expected.exists():  # first run writes the reference; commit it
+        expected.write_bytes(actual.read_bytes())
+    assert compare_images(str(expected), str(actual), tol=15) is None
+
+
+def test_spatial_map(done, tmp_path):
+    fig = tmt.pl.spatial(done)
+    assert isinstance(fig, Figure)
+    titles = [a.get_title() for a in fig.axes if a.get_visible()]
+    assert any("inflamed" in t for t in titles)
+    _compare(fig, "spatial", tmp_path)
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    assert tmt.pl.spatial(done, samples=["S02"], ax=ax) is fig
+    plt.close(fig)
+
+
+def test_phenotype_summary(done, tmp_path):
+    ax = tmt.pl.immune_phenotype(done)
+    assert isinstance(ax, Axes) and ax.get_xscale() == "log"
+    _compare(ax.figure, "immune_phenotype", tmp_path)
+    plt.close(ax.figure)
+    ax = tmt.pl.immune_phenotype(done, regions=True)
+    plt.close(ax.figure)
+
+
+def test_other_plots(done, tmp_path):
+    for ax in (tmt.pl.composition(done), tmt.pl.checkpoints(done),
+               tmt.pl.scores(done, ["Treg_core", "CD8_Tex", "TAM_M2_like"], groupby="tmt_state")):
+        assert isinstance(ax, Axes)
+        plt.close(ax.figure)
+    fig, ax = plt.subplots()
+    assert tmt.pl.composition(done, key="tmt_state", ax=ax) is ax
+    plt.close(fig)
+
+
+def test_plot_errors(sim_small):
+    with pytest.raises(KeyError, match="immune_phenotype"):
+        tmt.pl.immune_phenotype(sim_small)
+    with pytest.raises(KeyError, match="annotate"):
+        tmt.pl.composition(sim_small)
+    with pytest.raises(KeyError, match="tmt.tl.score"):
+        tmt.pl.scores(sim_small, ["NK"], groupby="sample")

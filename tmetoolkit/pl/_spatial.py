@@ -1,0 +1,118 @@
+"""Spatial maps: cells coloured by label, tumour border and margins drawn, effector cells highlighted."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .._utils import missing_key_error
+from ._utils import RASTERIZE_ABOVE, STYLE, colors_for, require_obs
+
+
+def spatial(
+    adata: AnnData,
+    color: str = "tmt_lineage",
+    *,
+    sample_key: str | None = "sample",
+    samples=None,
+    highlight: str | None = "CD8 T",
+    border: bool = True,
+    ncols: int = 3,
+    size: float | None = None,
+    panel_size: float = 3.2,
+    ax=None,
+) -> Figure:
+    """Cells at their positions, one panel per sample, coloured by a categorical ``obs`` column.
+
+    Where :func:`tmetoolkit.tl.compartments` ran, the tumour border (solid) and the outer and inner edges of
+    the margin (dashed) are drawn; cells whose label equals ``highlight`` are drawn on top, larger. Panel
+    titles carry the sample's immune phenotype when :func:`tmetoolkit.tl.immune_phenotype` ran.
+
+    Parameters
+    ----------
+    adata
+        Cells with ``obsm["spatial"]``.
+    color
+        Categorical ``obs`` column to colour by.
+    sample_key
+        ``obs`` column of samples (``None``: one panel).
+    samples
+        Subset and order of samples to draw.
+    highlight
+        Label of ``color`` drawn on top (default CD8 T cells); ``None`` to switch off.
+    border
+        Draw the tumour border and margins.
+    ncols
+        Panels per row.
+    size
+        Marker size (default from the number of cells).
+    panel_size
+        Inches per panel.
+    ax
+        An Axes to draw a single sample into.
+
+    Returns
+    -------
+    The Figure.
+    """
+    if "spatial" not in adata.obsm:
+        msg = "no coordinates in adata.obsm['spatial']."
+        raise KeyError(msg)
+    labels = require_obs(adata, color).astype(str)
+    cmap = colors_for(adata, color)
+    groups = adata.obs[sample_key].astype(str) if sample_key else None
+    if sample_key and sample_key not in adata.obs:
+        raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
+    names = list(samples) if samples is not None else (list(dict.fromkeys(groups)) if groups is not None else ["all"])
+    if ax is not None and len(names) > 1:
+        msg = "ax= draws one sample: pass samples=[name]."
+        raise ValueError(msg)
+    xy = np.asarray(adata.obsm["spatial"], dtype=float)
+    pheno = adata.uns.get("tmt_immune_phenotype", {}).get("table")
+    width = adata.uns.get("tmt_compartments", {}).get("table")
+    with plt.rc_context(STYLE):
+        if ax is None:
+            nrow = int(np.ceil(len(names) / ncols))
+            fig, axes = plt.subplots(nrow, min(ncols, len(names)), figsize=(panel_size * min(ncols, len(names)),
+                                                                             panel_size * nrow), squeeze=False)
+            axes = axes.ravel()
+        else:
+            fig, axes = ax.figure, np.array([ax])
+        for a, name in zip(axes, names, strict=False):
+            m = (groups == name).to_numpy() if groups is not None else np.ones(adata.n_obs, bool)
+            if not m.any():
+                raise missing_key_error(name, f"the samples of {sample_key!r}", dict.fromkeys(groups))
+            pts, lab = xy[m], labels[m].to_numpy()
+            s = size or max(1.0, min(20.0, 15000.0 / m.sum()))
+            raster = m.sum() > RASTERIZE_ABOVE
+            base = lab != highlight if highlight else np.ones(len(lab), bool)
+            a.scatter(pts[base, 0], pts[base, 1], c=[cmap[v] for v in lab[base]], s=s, linewidths=0, rasterized=raster)
+            if highlight and (~base).any():
+                a.scatter(pts[~base, 0], pts[~base, 1], c=cmap.get(highlight, "#d62728"), s=3 * s, linewidths=0.4,
+                          edgecolors="white", rasterized=raster)
+            if border and "tmt_border_distance" in adata.obs:
+                d = adata.obs["tmt_border_distance"].to_numpy()[m]
+                ok = np.isfinite(d)
+                if ok.sum() > 3 and (d[ok] < 0).any() and (d[ok] > 0).any():
+                    w = float(width.loc[name, "margin_width_um"]) if width is not None and name in width.index else None
+                    levels = [0.0] if not w else [-w, 0.0, w]
+                    a.tricontour(pts[ok, 0], pts[ok, 1], d[ok], levels=levels, colors="black",
+                                 linewidths=[0.6, 1.2, 0.6][-len(levels):] if w else [1.2],
+                                 linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
+            title = name
+            if pheno is not None and name in pheno.index:
+                title += f"\n{pheno.loc[name, 'phenotype']}"
+            a.set_title(title)
+            a.set_aspect("equal")
+            a.set_xticks([])
+            a.set_yticks([])
+        for a in axes[len(names):]:
+            a.set_visible(False)
+        present = list(dict.fromkeys(labels))
+        handles = [Line2D([], [], marker="o", ls="", color=cmap[c], label=c) for c in cmap if c in present]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title=color)
+        fig.tight_layout()
+    return fig

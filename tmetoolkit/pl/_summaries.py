@@ -1,0 +1,163 @@
+"""Per-sample summaries: phenotype features against thresholds, composition, checkpoint co-expression, scores."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib.axes import Axes
+
+from .._utils import missing_key_error
+from ._palettes import phenotype_colors
+from ._utils import STYLE, colors_for, new_ax, require_obs
+
+
+def _stored(adata: AnnData, key: str, run: str) -> dict:
+    if key not in adata.uns:
+        msg = f"adata.uns[{key!r}] is missing: run {run} first."
+        raise KeyError(msg)
+    return adata.uns[key]
+
+
+def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = True, ax: Axes | None = None) -> Axes:
+    """CD8 T-cell density inside the tumour against around it, coloured by the call, with the thresholds.
+
+    The dashed lines are the rules of :func:`tmetoolkit.tl.immune_phenotype`: ``min_density`` on both axes and
+    the infiltration ratio ``min_infiltration`` (the diagonal). Densities of zero are drawn at a floor.
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.immune_phenotype` (spatial basis).
+    regions
+        Plot regions (tiles) instead of samples.
+    annotate
+        Write sample names next to their points.
+    ax
+        Axes to draw into.
+    """
+    res = _stored(adata, "tmt_immune_phenotype", "tmt.tl.immune_phenotype")
+    tab = res["regions" if regions else "table"]
+    p = res["params"]
+    tau, fin = float(p["min_density_per_mm2"]), float(p["min_infiltration"])
+    floor = tau / 20
+    x = tab["rho_stroma"].fillna(0).clip(lower=floor)
+    y = tab["rho_tumor"].fillna(0).clip(lower=floor)
+    colors = phenotype_colors()
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (4.2, 3.8))
+        for lab, sub in tab.groupby(tab["phenotype"].astype(str)):
+            ax.scatter(x[sub.index], y[sub.index], c=colors[lab], label=lab, s=28 if not regions else 10,
+                       edgecolors="white", linewidths=0.4)
+        hi = max(float(np.nanmax([x.max(), y.max()])) * 2, tau * 10)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvline(tau, ls="--", lw=0.8, c="grey")
+        ax.axhline(tau, ls="--", lw=0.8, c="grey")
+        xs = np.geomspace(floor, hi, 50)
+        ax.plot(xs, xs * fin / (1 - fin), ls=":", lw=0.8, c="grey", label=f"infiltration ratio {fin:g}")
+        ax.set_xlim(floor / 1.5, hi)
+        ax.set_ylim(floor / 1.5, hi)
+        ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
+        ax.set_ylabel("CD8 T cells / mm² in tumour")
+        if annotate and not regions:
+            for name in tab.index:
+                ax.annotate(str(name), (x[name], y[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.legend(frameon=False, fontsize=7, loc="upper left")
+        ax.set_title("Immune phenotype (spatial)")
+    return ax
+
+
+def composition(adata: AnnData, *, sample_key: str = "sample", key: str = "tmt_lineage", ax: Axes | None = None) -> Axes:
+    """Stacked bars: the fraction of each label per sample.
+
+    Parameters
+    ----------
+    adata
+        Annotated data.
+    sample_key
+        ``obs`` column of samples.
+    key
+        Categorical ``obs`` column to count (default lineages; ``"tmt_state"`` for states).
+    ax
+        Axes to draw into.
+    """
+    samples = require_obs(adata, sample_key).astype(str)
+    labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
+    frac = pd.crosstab(samples, labels, normalize="index")
+    cmap = colors_for(adata, key)
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (5.5, 0.35 * len(frac) + 1.2))
+        left = np.zeros(len(frac))
+        for c in [c for c in cmap if c in frac.columns]:
+            ax.barh(frac.index, frac[c], left=left, color=cmap[c], label=c, height=0.8)
+            left += frac[c].to_numpy()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of cells")
+        ax.invert_yaxis()
+        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return ax
+
+
+def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
+    """Per sample, the fraction of CD8 T cells expressing at least 1, 2 and 3 co-inhibitory receptors.
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.checkpoints`.
+    ax
+        Axes to draw into.
+    """
+    tab = _stored(adata, "tmt_checkpoints", "tmt.tl.checkpoints")["table"]
+    cols = ["cd8_frac_ge1_receptors", "cd8_frac_ge2_receptors", "cd8_frac_ge3_receptors"]
+    shades = ["#fcbba1", "#fb6a4a", "#a50f15"]
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (0.5 * len(tab) + 2.5, 3.2))
+        for c, col, lab in zip(cols, shades, ("≥1", "≥2", "≥3"), strict=True):
+            ax.bar(tab.index.astype(str), tab[c].fillna(0), color=col, label=f"{lab} receptors", width=0.7)
+        ax.set_ylabel("fraction of CD8 T cells")
+        ax.set_ylim(0, 1)
+        ax.legend(frameon=False, fontsize=7)
+        ax.set_title("PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4 co-expression")
+        ax.tick_params(axis="x", rotation=90)
+    return ax
+
+
+def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = True, ax: Axes | None = None) -> Axes:
+    """Mean signature score per group as a heatmap (groups x signatures).
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.score`.
+    signatures
+        Signature names (columns of ``obsm["tmt_scores"]``).
+    groupby
+        Categorical ``obs`` column.
+    standard_scale
+        Scale each signature's group means to 0-1.
+    ax
+        Axes to draw into.
+    """
+    if "tmt_scores" not in adata.obsm:
+        msg = "adata.obsm['tmt_scores'] is missing: run tmt.tl.score first."
+        raise KeyError(msg)
+    S = adata.obsm["tmt_scores"]
+    signatures = [signatures] if isinstance(signatures, str) else list(signatures)
+    for s in signatures:
+        if s not in S.columns:
+            raise missing_key_error(s, "the scored signatures", S.columns)
+    g = require_obs(adata, groupby)
+    mean = S[signatures].groupby(g.values, observed=True).mean()
+    if standard_scale:
+        rng = (mean.max() - mean.min()).replace(0, 1)
+        mean = (mean - mean.min()) / rng
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (0.35 * len(signatures) + 2.5, 0.3 * len(mean) + 1.5))
+        im = ax.imshow(mean.to_numpy(), aspect="auto", cmap="Reds")
+        ax.set_xticks(range(len(signatures)), signatures, rotation=90)
+        ax.set_yticks(range(len(mean)), mean.index.astype(str))
+        ax.figure.colorbar(im, ax=ax, fraction=0.04, label="scaled mean score" if standard_scale else "mean score")
+    return ax
