@@ -101,8 +101,8 @@ def test_bad_inputs(sim_small):
     del no_xy.obsm["spatial"]
     with pytest.raises(KeyError, match=r"obsm\['spatial'\]"):
         tmt.tl.compartments(no_xy, sample_key="sample", cell_type_key="true_lineage")
-    with pytest.raises(NotImplementedError, match="expression"):
-        tmt.tl.immune_phenotype(no_xy, sample_key="sample", cell_type_key="true_lineage")
+    tmt.tl.immune_phenotype(no_xy, sample_key="sample", cell_type_key="true_lineage")  # falls back to expression
+    assert (no_xy.uns["tmt_immune_phenotype"]["table"]["basis"] == "expression").all()
     nan = sim_small.copy()
     nan.obsm["spatial"][3] = np.nan
     with pytest.raises(ValueError, match="NaN"):

@@ -99,14 +99,22 @@ def immune_phenotype(
     tile_size: float = 500.0,
     min_density: float = 100.0,
     min_infiltration: float = 0.3,
-    reference: Literal["absolute", "cohort"] = "absolute",
+    reference: Literal["absolute", "cohort"] | None = None,
     cohort_quantile: float = 0.25,
     mixing_radius: float = 20.0,
     min_cells: int = 50,
     min_tumor_cells: int = 30,
+    min_cd8_fraction: float = 0.1,
+    layer: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Call each sample, and each region of tissue, immune inflamed, excluded or desert.
+
+    Without coordinates (``basis="expression"``) the call comes from expression: for single cells (with
+    ``sample_key``) from pseudobulk programmes and the CD8 T-cell composition, for bulk data (observations are
+    samples, no ``sample_key``) from the programmes alone; cohort-relative by default. Dissociated and bulk data
+    cannot show where T cells are, so an ``excluded`` call is an inference (its confidence is capped at 0.5 and
+    the table says so in ``caveat``).
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
     where effector (CD8 T) cells sit relative to tumour cells: their density inside the tumour region (core and
@@ -140,13 +148,19 @@ def immune_phenotype(
     min_infiltration
         Infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md section 10.1).
     reference
-        ``"cohort"`` replaces ``min_density`` by the ``cohort_quantile`` of the samples' densities.
+        ``"absolute"`` or ``"cohort"``; default absolute for the spatial basis, cohort for the expression basis.
+        Spatial ``"cohort"`` replaces ``min_density`` by the ``cohort_quantile`` of the samples' densities.
     cohort_quantile
         Quantile used with ``reference="cohort"``.
     mixing_radius
         Radius (micrometres) for the mixing score and contacts (SPIAT's default of 20).
     min_cells, min_tumor_cells
         Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
+    min_cd8_fraction
+        Expression basis with ``reference="absolute"``: CD8 T cells among immune cells from which a sample is
+        inflamed (a quarter of it separates excluded from desert).
+    layer
+        Expression basis: layer to use instead of ``X``.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -163,19 +177,24 @@ def immune_phenotype(
         features behind the call); ``regions`` (the same per region).
     ``uns["tmt_immune_phenotype_colors"]``
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
+
+    With the expression basis, ``table`` holds the programme scores, CD8 fractions, the ``immune_axis`` and
+    ``stromal_axis`` and the ``caveat``; there are no regions.
     """
     adata = adata.copy() if copy else adata
     if basis == "auto":
         basis = "spatial" if "spatial" in adata.obsm else "expression"
+    if reference not in (None, "absolute", "cohort"):
+        msg = f"reference must be 'absolute' or 'cohort', got {reference!r}."
+        raise ValueError(msg)
     if basis == "expression":
-        msg = (
-            "the expression basis (dissociated or bulk data) is not available yet; provide coordinates in "
-            "adata.obsm['spatial'] for the spatial basis."
-        )
-        raise NotImplementedError(msg)
+        reference = reference or "cohort"
+        return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
+                           reference=reference, min_cd8_fraction=min_cd8_fraction, copy=copy)
     if basis != "spatial":
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
         raise ValueError(msg)
+    reference = reference or "absolute"
     cell_type_key = cell_type_key or _keys.LINEAGE
     labels = label_column(adata, cell_type_key)
     effector_labels = check_labels(labels, effector_labels or DEFAULT_EFFECTORS, "effector_labels") if (
@@ -266,6 +285,27 @@ def immune_phenotype(
                    "pixel_size": pixel_size if pixel_size is not None else 1.0},
         "table": samp_tab[order],
         "regions": reg_tab[order],
+    }
+    adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
+    return adata if copy else None
+
+
+def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, copy):
+    from ._phenotype_expression import expression_phenotype
+
+    adata = adata.copy() if copy else adata
+    check_tmt_key(adata.obs, "tmt_immune_phenotype", "adata.obs")
+    tab = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
+                               reference=reference, min_cd8_fraction=min_cd8_fraction)
+    cats = list(_keys.PHENOTYPES)
+    tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=cats)
+    obs_samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series(adata.obs_names, index=adata.obs_names)
+    adata.obs["tmt_immune_phenotype"] = pd.Categorical(obs_samples.map(tab["phenotype"].astype(str)), categories=cats)
+    cols = ["phenotype", "confidence", "basis", "reason", "caveat"]
+    adata.uns["tmt_immune_phenotype"] = {
+        "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
+                   "reference": reference, "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X"},
+        "table": tab[cols + [c for c in tab.columns if c not in cols]],
     }
     adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
     return adata if copy else None

@@ -1,0 +1,68 @@
+import pytest
+from scipy.stats import spearmanr
+
+import tmetoolkit as tmt
+
+from .conftest import real_data
+
+
+@pytest.fixture(scope="module")
+def dissociated():
+    """Twelve simulated samples without coordinates, as from dissociated scRNA-seq."""
+    a = tmt.datasets.simulate(n_samples=12, n_cells=1200, seed=21)
+    del a.obsm["spatial"]
+    tmt.tl.annotate(a)
+    return a
+
+
+def test_inflamed_and_desert_are_separated(dissociated):
+    truth = dissociated.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    for reference in ("cohort", "absolute"):
+        tmt.tl.immune_phenotype(dissociated, sample_key="sample", reference=reference)
+        t = dissociated.uns["tmt_immune_phenotype"]["table"]
+        call = t["phenotype"].astype(str)
+        pairs = truth.isin(["inflamed", "desert"])
+        # inflamed samples are called inflamed, desert samples never are
+        assert (call[truth == "inflamed"] == "inflamed").mean() >= 0.9, reference
+        assert (call[truth == "desert"] != "inflamed").all(), reference
+        assert ((call == "inflamed") == (truth == "inflamed"))[pairs].mean() >= 0.9
+        assert (t["basis"] == "expression").all() and t["caveat"].str.contains("inferred").all()
+        assert (t.loc[call == "excluded", "confidence"] <= 0.5).all()
+
+
+def test_table_and_obs(dissociated):
+    tmt.tl.immune_phenotype(dissociated, sample_key="sample")
+    t = dissociated.uns["tmt_immune_phenotype"]["table"]
+    for col in ("immune_axis", "stromal_axis", "CD8_T_effector", "Pan_F_TBRS", "cd8_fraction_immune", "tex_fraction_cd8"):
+        assert col in t.columns
+    assert dissociated.obs["tmt_immune_phenotype"].notna().all()
+    row = tmt.get.sample_table(dissociated).loc["S01"]
+    assert row["immune_phenotype:phenotype"] == t.loc["S01", "phenotype"]
+
+
+def test_one_sample_needs_absolute(dissociated):
+    one = dissociated[dissociated.obs["sample"] == "S01"].copy()
+    with pytest.raises(ValueError, match="absolute"):
+        tmt.tl.immune_phenotype(one, sample_key="sample")
+    tmt.tl.immune_phenotype(one, sample_key="sample", reference="absolute")
+    assert one.uns["tmt_immune_phenotype"]["table"].loc["S01", "phenotype"] == "inflamed"
+
+
+def test_bulk_samples():
+    """Racle 2017 bulk: T-cell score orders samples as FACS T cells; a call per sample with a caveat."""
+    r = real_data("racle")
+    tmt.tl.score(r, ["T_cell", "CD8_T"])
+    facs_t = r.obs["facs_CD4_Tcells"] + r.obs["facs_CD8_Tcells"]
+    assert spearmanr(r.obsm["tmt_scores"]["T_cell"], facs_t)[0] == pytest.approx(1.0)
+    tmt.tl.immune_phenotype(r)  # no sample_key: each observation is a sample
+    t = r.uns["tmt_immune_phenotype"]["table"]
+    assert len(t) == 4 and t.loc["LAU125", "phenotype"] != "inflamed"  # 0.4% T cells by FACS
+    with pytest.raises(ValueError, match="annotated single cells"):
+        tmt.tl.immune_phenotype(r, reference="absolute")
+
+
+def test_bad_keys(dissociated):
+    with pytest.raises(KeyError, match="sample"):
+        tmt.tl.immune_phenotype(dissociated, sample_key="smaple")
+    with pytest.raises(ValueError, match="reference"):
+        tmt.tl.immune_phenotype(dissociated, sample_key="sample", reference="relative")

@@ -1,0 +1,125 @@
+"""Immune phenotype from expression alone (dissociated single-cell or bulk): exclusion is inferred, never seen.
+
+Per sample, an immune axis (CD8 T effector, IFN-gamma and cytolytic programmes on pseudobulk or bulk expression,
+plus the CD8 T fraction among immune cells when cells are annotated) and a stromal axis (pan-fibroblast TGF-beta
+response and CAF programme; Mariathasan 2018; Bagaev 2021). Cohort-relative by default: each feature is
+standardised across samples (median and MAD), and
+
+- inflamed: immune axis >= 0 (T-cell rich, whatever the stroma; MFP's IE and IE/F);
+- excluded: immune axis < 0 and stromal axis >= 0 (T-cell poor, fibrotic and TGF-beta high: MFP's F);
+- desert: both below 0 (MFP's D).
+
+With ``reference="absolute"`` (single-cell data with cell types), CD8 T cells among immune cells decide:
+>= ``min_cd8_fraction`` inflamed, < ``min_cd8_fraction / 4`` desert, in between excluded (inferred).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .. import _keys
+from .._utils import logger, missing_key_error
+from ..pp._check import inspect
+
+IMMUNE_PROGRAMMES = ("CD8_T_effector", "IFNG_6", "Cytolytic_activity")
+STROMA_PROGRAMMES = ("Pan_F_TBRS", "MFP_CAF")
+IMMUNE_LINEAGES = ("CD8 T", "CD4 T", "NK", "B", "Plasma", "Monocyte/Macrophage", "Neutrophil", "DC", "Mast")
+CAVEAT = "exclusion inferred from expression, not seen: dissociated or bulk data carry no positions"
+
+
+def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
+    """Summed counts (or mean log values) per sample, as an AnnData of samples x genes."""
+    from .._matrix import get_matrix
+
+    report = inspect(adata, layer, full_scan=False)
+    X = get_matrix(adata, layer)
+    codes, uniques = pd.factorize(samples, sort=True)
+    G = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(uniques), len(codes)))
+    summed = G @ X
+    summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
+    if report.state in ("lognorm", "protein"):
+        summed = summed / np.bincount(codes)[:, None]  # mean of log values: already on log scale
+    return AnnData(summed.astype(np.float64), obs=pd.DataFrame(index=uniques.astype(str)), var=adata.var[[]].copy())
+
+
+def _robust_z(x: pd.Series) -> pd.Series:
+    mad = 1.4826 * (x - x.median()).abs().median()
+    sd = mad if mad > 0 else (x.std() if x.std() > 0 else 1.0)
+    return (x - x.median()) / sd
+
+
+def expression_phenotype(
+    adata: AnnData,
+    *,
+    sample_key: str | None,
+    cell_type_key: str | None,
+    layer: str | None,
+    reference: str,
+    min_cd8_fraction: float,
+) -> pd.DataFrame:
+    from ._score import score
+
+    if sample_key is None:
+        bulk = adata.copy()  # observations are samples (bulk or pseudobulk)
+        bulk.obs_names = bulk.obs_names.astype(str)
+        samples = None
+    else:
+        if sample_key not in adata.obs:
+            raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
+        samples = adata.obs[sample_key].astype(str)
+        bulk = _pseudobulk(adata, samples, layer)
+        layer = None
+    with np.errstate(all="ignore"):
+        score(bulk, [*IMMUNE_PROGRAMMES, *STROMA_PROGRAMMES], layer=layer, method="mean_ctrl")
+    S = bulk.obsm[_keys.SCORES]
+    f = S.copy()
+    ct_key = cell_type_key or (_keys.LINEAGE if _keys.LINEAGE in adata.obs else None)
+    if samples is not None and ct_key is not None and ct_key in adata.obs:
+        lab = adata.obs[ct_key].astype(str)
+        immune = lab.isin(IMMUNE_LINEAGES)
+        by = lab.groupby(samples, observed=True)
+        f["cd8_fraction_all"] = by.apply(lambda s: (s == "CD8 T").mean())
+        f["cd8_fraction_immune"] = (lab[immune] == "CD8 T").groupby(samples[immune], observed=True).mean()
+        if _keys.STATE in adata.obs:
+            st = adata.obs[_keys.STATE].astype(str)
+            cd8 = lab == "CD8 T"
+            f["tex_fraction_cd8"] = (st[cd8] == "CD8 Tex").groupby(samples[cd8], observed=True).mean()
+    have_imm = [c for c in (*IMMUNE_PROGRAMMES, "cd8_fraction_immune") if c in f.columns]
+    have_str = [c for c in STROMA_PROGRAMMES if c in f.columns]
+    if reference == "cohort":
+        if len(f) < 3:
+            msg = (f"a cohort-relative call needs at least 3 samples, found {len(f)}; use reference='absolute' "
+                   "(needs annotated cells: CD8 T fraction among immune cells).")
+            raise ValueError(msg)
+        if not have_imm:
+            msg = "none of the immune programmes could be scored (too few signature genes); check gene symbols."
+            raise ValueError(msg)
+        z = f[have_imm + have_str].apply(_robust_z)
+        f["immune_axis"] = z[have_imm].mean(axis=1)
+        f["stromal_axis"] = z[have_str].mean(axis=1) if have_str else 0.0
+        imm, stro = f["immune_axis"], f["stromal_axis"]
+        label = np.where(imm >= 0, "inflamed", np.where(stro >= 0, "excluded", "desert"))
+        margin = np.where(imm >= 0, imm, np.minimum(-imm, np.abs(stro)))
+    else:
+        if "cd8_fraction_immune" not in f.columns:
+            msg = ("absolute thresholds need annotated single cells (CD8 T cells among immune cells): pass "
+                   "sample_key= and run tmt.tl.annotate, or use reference='cohort' with at least 3 samples.")
+            raise ValueError(msg)
+        fr = f["cd8_fraction_immune"].fillna(0)
+        lo = min_cd8_fraction / 4
+        label = np.where(fr >= min_cd8_fraction, "inflamed", np.where(fr < lo, "desert", "excluded"))
+        margin = np.where(label == "inflamed", np.log(np.maximum(fr, 1e-9) / min_cd8_fraction),
+                          np.where(label == "desert", np.log(lo / np.maximum(fr, 1e-9)),
+                                   np.minimum(np.log(np.maximum(fr, 1e-9) / lo), np.log(min_cd8_fraction / np.maximum(fr, 1e-9)))))
+    f["phenotype"] = label
+    f["confidence"] = 1.0 - np.exp(-2.0 * np.clip(margin, 0, None))
+    # exclusion cannot be seen without positions: cap the confidence of an excluded call
+    f.loc[f["phenotype"] == "excluded", "confidence"] = f.loc[f["phenotype"] == "excluded", "confidence"].clip(upper=0.5)
+    f["basis"] = "expression"
+    f["reason"] = ""
+    f["caveat"] = CAVEAT
+    logger.info("immune phenotype from expression for %d samples (%s reference)", len(f), reference)
+    return f
