@@ -5,5 +5,6 @@ from ._checkpoints import checkpoints
 from ._compartments import compartments
 from ._phenotype import immune_phenotype
 from ._score import score
+from ._suppression import immunosuppression
 
-__all__ = ["annotate", "checkpoints", "compartments", "immune_phenotype", "score"]
+__all__ = ["annotate", "checkpoints", "compartments", "immune_phenotype", "immunosuppression", "score"]

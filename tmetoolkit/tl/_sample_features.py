@@ -1,0 +1,48 @@
+"""Per-sample features shared by immunosuppression and the resistance profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys
+from .._utils import missing_key_error
+
+
+def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
+    if sample_key is None:
+        if "sample" in adata.obs:
+            return adata.obs["sample"].astype(str)
+        return pd.Series("all", index=adata.obs_names)
+    if sample_key not in adata.obs:
+        raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
+    return adata.obs[sample_key].astype(str)
+
+
+def fraction(num: pd.Series, den: pd.Series, samples: pd.Series) -> pd.Series:
+    """Per sample, cells in ``num`` among cells in ``den`` (NaN where the sample has none in ``den``)."""
+    d = den.groupby(samples, observed=True).sum()
+    n = (num & den).groupby(samples, observed=True).sum()
+    return (n / d.replace(0, np.nan)).astype(float)
+
+
+def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series) -> pd.Series:
+    """Per sample, the mean over ``mask`` cells of the first scored signature in ``signatures`` (NaN if none)."""
+    S = adata.obsm.get(_keys.SCORES)
+    if S is None:
+        return pd.Series(np.nan, index=pd.Index(samples.unique()))
+    for s in signatures:
+        if s in S.columns:
+            return S.loc[mask.to_numpy(), s].groupby(samples[mask], observed=True).mean().reindex(samples.unique())
+    return pd.Series(np.nan, index=pd.Index(samples.unique()))
+
+
+def robust_z(x: pd.Series) -> pd.Series:
+    """(x - median) / (1.4826 MAD) across samples; NaN stays NaN; needs two finite values."""
+    v = x.dropna()
+    if len(v) < 2:
+        return pd.Series(np.nan, index=x.index)
+    mad = 1.4826 * (v - v.median()).abs().median()
+    sd = mad if mad > 0 else (v.std() or 1.0)
+    return (x - v.median()) / sd

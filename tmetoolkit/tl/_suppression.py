@@ -1,0 +1,144 @@
+"""``tmt.tl.immunosuppression``: a per-sample composite whose components stay visible, and per-cell scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys
+from .._utils import check_tmt_key, logger, warn
+from ._sample_features import fraction, mean_score, robust_z, samples_of
+from ._score import score
+
+COMPONENTS = {
+    "treg_fraction_cd4": "Tregs among CD4 T cells",
+    "treg_activation": "activated-Treg programme (TNFRSF9+, Zheng 2021) in Tregs",
+    "mdsc_fraction_myeloid": "M- and PMN-MDSC-like cells among monocytes, macrophages and neutrophils",
+    "m2_m1_balance": "(M2-like - M1-like) / (M2-like + M1-like) among TAMs",
+    "mycaf_fraction_caf": "myCAFs among fibroblasts",
+    "tgfb_caf": "pan-fibroblast TGF-beta response (Pan-F-TBRS) in fibroblasts",
+    "checkpoint_coexpression": "CD8 T cells with two or more co-inhibitory receptors",
+    "checkpoint_ligands": "checkpoint-ligand programme in malignant and myeloid cells",
+    "ido_adenosine": "IDO1 / CD39 / CD73 / A2A-A2B axis",
+    "hypoxia": "hypoxia programme (HALLMARK) in all cells",
+    "glycolysis": "glycolysis programme in malignant cells",
+}
+CELL_PROGRAMMES = {  # lineage -> signatures averaged into the per-cell suppressive score
+    "Monocyte/Macrophage": ("TAM_M2_like", "MDSC_suppressive_mediators"),
+    "Neutrophil": ("PMN_MDSC_like", "MDSC_suppressive_mediators"),
+    "Fibroblast": ("myCAF", "Pan_F_TBRS", "CAF_TGFb_myCAF"),
+    "CD4 T": ("Treg_activated",),
+}
+NEEDED = sorted({s for v in CELL_PROGRAMMES.values() for s in v} | {
+    "TAM_M1_like", "Checkpoint_ligands", "IDO_adenosine_axis", "HALLMARK_HYPOXIA", "Hypoxia_Buffa",
+    "HALLMARK_GLYCOLYSIS", "Glycolysis_core"})
+
+
+def immunosuppression(
+    adata: AnnData, *, sample_key: str | None = None, layer: str | None = None, copy: bool = False
+) -> AnnData | None:
+    """Measure immunosuppression per cell and per sample, keeping every component visible.
+
+    Per cell, a suppressive programme score where it means something: monocytes/macrophages (M2-like and
+    MDSC mediators), neutrophils (PMN-MDSC-like), fibroblasts (myCAF and TGF-beta) and Tregs (activated Treg).
+    Per sample, the components in ``COMPONENTS`` (Treg fraction and activation, MDSC-like fraction, M2/M1
+    balance, myCAF fraction and TGF-beta, checkpoint receptor co-expression and ligands, IDO1/adenosine,
+    hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples. A
+    component that cannot be measured (no such cells, genes missing) is NaN and listed, never zero.
+
+    Parameters
+    ----------
+    adata
+        Annotated with :func:`tmetoolkit.tl.annotate` (``obs["tmt_lineage"]``, ``obs["tmt_state"]``).
+    sample_key
+        ``obs`` column of samples (default ``"sample"`` if present, else one sample).
+    layer
+        Layer for scoring the programmes.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. Sets:
+
+    ``obs["tmt_suppression_score"]``
+        Per-cell suppressive programme score (NaN for cells of other lineages).
+    ``uns["tmt_immunosuppression"]``
+        ``params``; ``table`` (samples x components, ``composite``, ``n_components``, ``missing_components``);
+        ``components`` (what each component measures).
+    """
+    adata = adata.copy() if copy else adata
+    if _keys.LINEAGE not in adata.obs or _keys.STATE not in adata.obs:
+        msg = "obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first."
+        raise KeyError(msg)
+    check_tmt_key(adata.obs, "tmt_suppression_score", "adata.obs")
+    import warnings
+
+    from .._utils import TmtWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TmtWarning)
+        score(adata, NEEDED, layer=layer)
+    S = adata.obsm[_keys.SCORES]
+    lin = adata.obs[_keys.LINEAGE].astype(str)
+    st = adata.obs[_keys.STATE].astype(str)
+    samples = samples_of(adata, sample_key)
+
+    per_cell = pd.Series(np.nan, index=adata.obs_names)
+    for lineage, sigs in CELL_PROGRAMMES.items():
+        have = [s for s in sigs if s in S.columns]
+        mask = (lin == lineage) & ((st == "Treg") if lineage == "CD4 T" else True)
+        if have and mask.any():
+            per_cell[mask] = S.loc[mask, have].mean(axis=1)
+    adata.obs["tmt_suppression_score"] = per_cell.astype(float)
+
+    myeloid = lin.isin(["Monocyte/Macrophage", "Neutrophil"])
+    tam = st.isin(["TAM M1-like", "TAM M2-like"])
+    n_m2 = (st == "TAM M2-like").groupby(samples, observed=True).sum()
+    n_m1 = (st == "TAM M1-like").groupby(samples, observed=True).sum()
+    malignant = lin == "Malignant/Epithelial"
+    every = pd.Series(True, index=adata.obs_names)
+    tab = pd.DataFrame(index=pd.Index(sorted(samples.unique()), name=None))
+    tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", samples)
+    tab["treg_activation"] = mean_score(adata, ["Treg_activated"], st == "Treg", samples)
+    tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, samples)
+    tab["m2_m1_balance"] = ((n_m2 - n_m1) / (n_m2 + n_m1).replace(0, np.nan)).where(
+        tam.groupby(samples, observed=True).sum() > 0)
+    tab["mycaf_fraction_caf"] = fraction(st == "myCAF", lin == "Fibroblast", samples)
+    tab["tgfb_caf"] = mean_score(adata, ["Pan_F_TBRS"], lin == "Fibroblast", samples)
+    cp = adata.uns.get("tmt_checkpoints", {}).get("table")
+    tab["checkpoint_coexpression"] = (cp["cd8_frac_ge2_receptors"].reindex(tab.index) if isinstance(cp, pd.DataFrame)
+                                      else np.nan)
+    tab["checkpoint_ligands"] = mean_score(adata, ["Checkpoint_ligands"], malignant | (lin == "Monocyte/Macrophage"),
+                                           samples)
+    tab["ido_adenosine"] = mean_score(adata, ["IDO_adenosine_axis"], every, samples)
+    tab["hypoxia"] = mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, samples)
+    tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples)
+    # a state that annotate could not assess would read as a fraction of 0: report it as missing instead
+    rules = adata.uns.get("tmt_annotate", {}).get("rules")
+    if isinstance(rules, pd.DataFrame):
+        unassessable = set(rules.loc[~rules["assessable"].astype(bool), "label"])
+        needs = {"treg_fraction_cd4": {"Treg"}, "treg_activation": {"Treg"},
+                 "mdsc_fraction_myeloid": {"M-MDSC-like", "PMN-MDSC-like"},
+                 "m2_m1_balance": {"TAM M1-like", "TAM M2-like"}, "mycaf_fraction_caf": {"myCAF"}}
+        for col, states in needs.items():
+            if states & unassessable:
+                tab[col] = np.nan
+    comp = tab[list(COMPONENTS)].astype(float)
+    z = comp.apply(robust_z)
+    tab["composite"] = z.mean(axis=1, skipna=True) if len(tab) > 1 else np.nan
+    tab["n_components"] = comp.notna().sum(axis=1)
+    tab["missing_components"] = comp.isna().apply(lambda r: ",".join(r.index[r]), axis=1)
+    if len(tab) < 2:
+        logger.info("one sample: components reported, composite needs at least two samples")
+    never = [c for c in COMPONENTS if comp[c].isna().all()]
+    if never:
+        warn("immunosuppression components not measurable in any sample (reported as missing): " + ", ".join(never))
+    adata.uns["tmt_immunosuppression"] = {
+        "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
+                   "composite": "mean of robust z-scores (median/MAD across samples) of the measured components"},
+        "table": tab,
+        "components": pd.DataFrame({"component": list(COMPONENTS), "measures": list(COMPONENTS.values())}),
+    }
+    return adata if copy else None
