@@ -20,6 +20,7 @@ def done():
     tmt.tl.annotate(a)
     tmt.tl.checkpoints(a)
     tmt.tl.immune_phenotype(a, sample_key="sample")
+    tmt.tl.resistance_profile(a)
     return a
 
 
@@ -56,7 +57,8 @@ def test_phenotype_summary(done, tmp_path):
 
 def test_other_plots(done, tmp_path):
     for ax in (tmt.pl.composition(done), tmt.pl.checkpoints(done),
-               tmt.pl.scores(done, ["Treg_core", "CD8_Tex", "TAM_M2_like"], groupby="tmt_state")):
+               tmt.pl.scores(done, ["Treg_core", "CD8_Tex", "TAM_M2_like"], groupby="tmt_state"),
+               tmt.pl.immunosuppression(done), tmt.pl.resistance_profile(done)):
         assert isinstance(ax, Axes)
         plt.close(ax.figure)
     fig, ax = plt.subplots()

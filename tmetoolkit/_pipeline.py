@@ -44,15 +44,21 @@ def run_pipeline(
     elif cell_type_key is None:
         msg = "this is a protein panel: pass --cell-type-key naming the obs column with your gated cell types."
         raise ValueError(msg)
+    if not protein and cell_type_key is None:
+        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key)))
+        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key)))
+    elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
+        steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
+            adata, sample_key=sample_key, cell_type_key=cell_type_key, basis="expression")))
     for label, step in tqdm(steps, desc="tmetoolkit", unit="step"):
         logger.info(label)
         try:
             step()
         except ValueError as e:  # a step that cannot run on these data is reported and skipped, not fatal
-            if label.startswith("immune phenotype"):
+            if label.startswith(("immune phenotype", "immunosuppression", "resistance")):
                 logger.warning("skipped %s: %s", label, e)
                 continue
             raise

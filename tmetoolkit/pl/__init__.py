@@ -1,6 +1,21 @@
 """Plots. Every function returns Axes or a Figure, accepts ``ax=`` and never calls ``plt.show()``."""
 
 from ._spatial import spatial
-from ._summaries import checkpoints, composition, immune_phenotype, scores
+from ._summaries import (
+    checkpoints,
+    composition,
+    immune_phenotype,
+    immunosuppression,
+    resistance_profile,
+    scores,
+)
 
-__all__ = ["checkpoints", "composition", "immune_phenotype", "scores", "spatial"]
+__all__ = [
+    "checkpoints",
+    "composition",
+    "immune_phenotype",
+    "immunosuppression",
+    "resistance_profile",
+    "scores",
+    "spatial",
+]

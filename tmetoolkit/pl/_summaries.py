@@ -161,3 +161,63 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
         ax.set_yticks(range(len(mean)), mean.index.astype(str))
         ax.figure.colorbar(im, ax=ax, fraction=0.04, label="scaled mean score" if standard_scale else "mean score")
     return ax
+
+
+def immunosuppression(adata: AnnData, *, ax: Axes | None = None) -> Axes:
+    """Samples x immunosuppression components as robust z-scores, with the composite; missing components blank.
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.immunosuppression`.
+    ax
+        Axes to draw into.
+    """
+    from ..tl._sample_features import robust_z
+    from ..tl._suppression import COMPONENTS
+
+    tab = _stored(adata, "tmt_immunosuppression", "tmt.tl.immunosuppression")["table"]
+    z = tab[list(COMPONENTS)].astype(float).apply(robust_z)
+    z["composite"] = tab["composite"]
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (0.45 * z.shape[1] + 2.5, 0.3 * len(z) + 1.8))
+        data = np.ma.masked_invalid(z.to_numpy())
+        im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5)
+        ax.set_xticks(range(z.shape[1]), z.columns, rotation=90)
+        ax.set_yticks(range(len(z)), z.index.astype(str))
+        ax.axvline(z.shape[1] - 1.5, c="black", lw=1)
+        ax.figure.colorbar(im, ax=ax, fraction=0.04, label="robust z across samples")
+        ax.set_title("Immunosuppression components")
+    return ax
+
+
+def resistance_profile(adata: AnnData, *, ax: Axes | None = None) -> Axes:
+    """Mechanisms (grouped as in the review) x samples: flagged (dark), not flagged (light), not assessable (grey).
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.resistance_profile`.
+    ax
+        Axes to draw into.
+    """
+    res = _stored(adata, "tmt_resistance_profile", "tmt.tl.resistance_profile")
+    long = res["long"]
+    order = long.drop_duplicates("mechanism")[["group", "mechanism", "cycle_steps"]]
+    table = res["table"][order["mechanism"]].T
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (0.45 * table.shape[1] + 5.0, 0.3 * len(table) + 1.5))
+        rgb = np.full((*table.shape, 3), 0.85)
+        vals = table.to_numpy(dtype=float)
+        rgb[vals == 1] = (0.70, 0.09, 0.17)
+        rgb[vals == 0] = (0.96, 0.92, 0.90)
+        ax.imshow(rgb, aspect="auto")
+        labels = [f"{m}  [{c}]" for m, c in zip(order["mechanism"], order["cycle_steps"], strict=True)]
+        ax.set_yticks(range(len(table)), labels, fontsize=7)
+        ax.set_xticks(range(table.shape[1]), table.columns.astype(str), rotation=90)
+        groups = order["group"].to_numpy()
+        for i in range(1, len(groups)):
+            if groups[i] != groups[i - 1]:
+                ax.axhline(i - 0.5, c="white", lw=2)
+        ax.set_title("Resistance mechanisms (flagged: dark red; grey: needs data)")
+    return ax

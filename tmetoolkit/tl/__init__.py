@@ -4,7 +4,8 @@ from ._annotate import annotate
 from ._checkpoints import checkpoints
 from ._compartments import compartments
 from ._phenotype import immune_phenotype
+from ._resistance import mechanisms, resistance_profile
 from ._score import score
 from ._suppression import immunosuppression
 
-__all__ = ["annotate", "checkpoints", "compartments", "immune_phenotype", "immunosuppression", "score"]
+__all__ = ["annotate", "checkpoints", "compartments", "immune_phenotype", "immunosuppression", "mechanisms", "resistance_profile", "score"]

@@ -1,0 +1,199 @@
+"""``tmt.tl.resistance_profile``: the review's resistance mechanisms, per sample, where the transcriptome sees them."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys
+from .._utils import logger
+from ._sample_features import fraction, mean_score, robust_z, samples_of
+from ._score import score
+
+# mechanism -> (what is measured, optional sample-metadata column)
+MEASURES = {
+    "Low tumor mutational burden (TMB)": ("tumour mutational burden (mutations/Mb) from sample metadata", "tmb"),
+    "B2M/HLA mutations": ("APM/MHC-I programme in malignant minus non-malignant cells of the sample", None),
+    "IFN-gamma pathway defects (JAK1/2)": ("IFN-gamma response in malignant cells minus non-malignant cells, where "
+                                           "T/NK cells express IFNG", None),
+    "MAPK pathway activation": ("MAPK activity score (MPAS) in malignant cells", None),
+    "PI3K/AKT/mTOR pathway activation": ("PI3K-AKT-mTOR programme in malignant cells", None),
+    "WNT/beta-catenin pathway activation": ("beta-catenin target programme in malignant cells", None),
+    "Glycolysis/lactate production": ("glycolysis programme in malignant cells", None),
+    "Hypoxia": ("hypoxia programme in all cells", None),
+    "DNA/histone modifications": ("hypothesis: chromatin repressors high in malignant cells with low APM", None),
+    "Myeloid-derived suppressor cells (MDSCs)": ("MDSC-like cells among myeloid cells", None),
+    "Regulatory T cells (Tregs)": ("Tregs among CD4 T cells", None),
+    "M2-like tumor-associated macrophages (TAMs)": ("M2-like minus M1-like TAM balance", None),
+    "Cancer-associated fibroblasts (CAFs)": ("myCAFs among fibroblasts", None),
+    "Upregulation of LAG-3, TIM-3 and TIGIT": ("CD8 T cells with two or more co-inhibitory receptors", None),
+    "Gut dysbiosis": ("microbiome status from sample metadata", "dysbiosis"),
+    "HLA genotype (low heterozygosity)": ("HLA class I heterozygosity (0-1) from sample metadata", "hla_heterozygosity"),
+}
+NEEDED = ["APM", "MHC_I", "HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6", "MPAS", "HALLMARK_PI3K_AKT_MTOR_SIGNALING",
+          "HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core", "HALLMARK_GLYCOLYSIS", "Glycolysis_core",
+          "HALLMARK_HYPOXIA", "Hypoxia_Buffa", "Epigenetic_regulators"]
+APM_LOSS = -0.5  # malignant minus non-malignant APM score (log-expression units) below which APM loss is flagged
+COHORT_Z = 1.0  # cohort-relative flag: robust z above this
+
+
+def mechanisms() -> pd.DataFrame:
+    """The resistance-mechanism table (Essa et al. 2026, Table 1) shipped with tmetoolkit."""
+    packaged = resources.files("tmetoolkit") / "_data" / "resistance_mechanisms.tsv"
+    path = Path(str(packaged)) if packaged.is_file() else Path(__file__).resolve().parents[2] / "data" / "resistance_mechanisms.tsv"
+    return pd.read_csv(path, sep="\t")
+
+
+def _metadata(adata: AnnData, samples: pd.Series, column: str) -> pd.Series | None:
+    if column not in adata.obs:
+        return None
+    return adata.obs[column].groupby(samples, observed=True).first()
+
+
+def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: str | None = None,
+                       copy: bool = False) -> AnnData | None:
+    """Resistance mechanisms of the cancer-immunity cycle, per sample, from expression and optional metadata.
+
+    One row per sample and mechanism of ``tmt.tl.mechanisms()`` (the review's Table 1: group, cycle step,
+    category, evidence level, strategies). Where the transcriptome can see a mechanism it gets a value and a
+    flag: antigen-presentation loss as malignant minus non-malignant APM expression of the same sample (flagged
+    below ``-0.5``); IFN-gamma unresponsiveness as tumour IFN-gamma response against local IFNG in T/NK cells;
+    MAPK, PI3K, WNT, glycolysis and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and
+    checkpoint co-expression flagged when cohort-high (robust z > 1, at least three samples). Mechanisms that
+    need DNA, microbiome or HLA data are ``needs external data`` unless the sample metadata carry them in
+    ``obs["tmb"]``, ``obs["dysbiosis"]`` (bool) or ``obs["hla_heterozygosity"]`` (0-1).
+
+    Parameters
+    ----------
+    adata
+        Annotated with :func:`tmetoolkit.tl.annotate`; :func:`tmetoolkit.tl.immunosuppression` and
+        :func:`tmetoolkit.tl.checkpoints` are used when present (immunosuppression is run when missing).
+    sample_key
+        ``obs`` column of samples (default ``"sample"`` if present).
+    layer
+        Layer for scoring the programmes.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. Sets ``uns["tmt_resistance_profile"]``: ``params``;
+    ``long`` (one row per sample and mechanism: group, mechanism, cycle_steps, category, evidence_level,
+    strategies, measure, value, z, flagged, status); ``table`` (samples x mechanisms, 1 flagged, 0 not flagged,
+    NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots.
+    """
+    adata = adata.copy() if copy else adata
+    if _keys.LINEAGE not in adata.obs:
+        msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
+        raise KeyError(msg)
+    import warnings
+
+    from .._utils import TmtWarning
+    from ._suppression import immunosuppression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TmtWarning)
+        if "tmt_immunosuppression" not in adata.uns:
+            immunosuppression(adata, sample_key=sample_key, layer=layer)
+        score(adata, NEEDED, layer=layer)
+    samples = samples_of(adata, sample_key)
+    names = sorted(samples.unique())
+    lin = adata.obs[_keys.LINEAGE].astype(str)
+    malignant = lin == "Malignant/Epithelial"
+    other = (~malignant) & (lin != "unassigned")
+    every = pd.Series(True, index=adata.obs_names)
+    sup = adata.uns["tmt_immunosuppression"]["table"].reindex(names)
+
+    def diff(sigs):
+        return mean_score(adata, sigs, malignant, samples) - mean_score(adata, sigs, other, samples)
+
+    ifng = _ifng_in_tnk(adata, samples, lin)
+    values = {
+        "B2M/HLA mutations": diff(["APM", "MHC_I"]),
+        "IFN-gamma pathway defects (JAK1/2)": diff(["HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6"]),
+        "MAPK pathway activation": mean_score(adata, ["MPAS"], malignant, samples),
+        "PI3K/AKT/mTOR pathway activation": mean_score(adata, ["HALLMARK_PI3K_AKT_MTOR_SIGNALING"], malignant, samples),
+        "WNT/beta-catenin pathway activation": mean_score(
+            adata, ["HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core"], malignant, samples),
+        "Glycolysis/lactate production": mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples),
+        "Hypoxia": mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, samples),
+        "DNA/histone modifications": mean_score(adata, ["Epigenetic_regulators"], malignant, samples),
+        "Myeloid-derived suppressor cells (MDSCs)": sup["mdsc_fraction_myeloid"],
+        "Regulatory T cells (Tregs)": sup["treg_fraction_cd4"],
+        "M2-like tumor-associated macrophages (TAMs)": sup["m2_m1_balance"],
+        "Cancer-associated fibroblasts (CAFs)": sup["mycaf_fraction_caf"],
+        "Upregulation of LAG-3, TIM-3 and TIGIT": sup["checkpoint_coexpression"],
+    }
+    cohort = len(names) >= 3
+    rows = []
+    table = pd.DataFrame(index=names, dtype=float)
+    for r in mechanisms().itertuples(index=False):
+        measure, meta_col = MEASURES.get(r.mechanism, ("", None))
+        v = values.get(r.mechanism)
+        v = v.reindex(names) if v is not None else pd.Series(np.nan, index=names)
+        z = robust_z(v) if cohort else pd.Series(np.nan, index=names)
+        flag = pd.Series(np.nan, index=names)
+        status = pd.Series("measured", index=names)
+        if meta_col is not None:
+            meta = _metadata(adata, samples, meta_col)
+            if meta is None:
+                status[:] = f"needs external data: add obs['{meta_col}']"
+            else:
+                v = pd.to_numeric(meta.reindex(names), errors="coerce")
+                status[:] = "from sample metadata"
+                if meta_col == "tmb":
+                    flag = (v < 10).astype(float).where(v.notna())
+                elif meta_col == "dysbiosis":
+                    flag = v.astype(float)
+                else:
+                    flag = (v < 1.0).astype(float).where(v.notna())
+        elif r.mechanism == "B2M/HLA mutations":
+            flag = (v < APM_LOSS).astype(float).where(v.notna())
+        elif r.mechanism == "IFN-gamma pathway defects (JAK1/2)":
+            # IFNG present around the tumour but no stronger IFN-gamma response in malignant cells than elsewhere
+            flag = ((ifng.reindex(names) >= 0.05) & (v <= 0)).astype(float).where(v.notna() & ifng.reindex(names).notna())
+        elif r.mechanism == "DNA/histone modifications":
+            apm = values["B2M/HLA mutations"].reindex(names)
+            flag = ((z > COHORT_Z) & (apm < 0)).astype(float).where(z.notna() & apm.notna())
+            status[:] = "hypothesis"
+        elif cohort:
+            flag = (z > COHORT_Z).astype(float).where(z.notna())
+        else:
+            status[:] = "measured (a flag needs at least three samples)"
+        status[v.isna() & status.str.startswith("measured")] = "not assessable: cells or genes missing"
+        table[r.mechanism] = flag
+        for s in names:
+            rows.append({
+                "sample": s, "group": r.group, "mechanism": r.mechanism, "cycle_steps": r.cycle_steps,
+                "category": r.category, "resistance_type": r.resistance_type, "evidence_level": r.evidence_level,
+                "strategies": r.strategies_examples, "measure": measure, "value": v[s], "z": z[s],
+                "flagged": flag[s], "status": status[s],
+            })
+    long = pd.DataFrame(rows)
+    long["flagged"] = long["flagged"].astype(float)
+    adata.uns["tmt_resistance_profile"] = {
+        "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
+                   "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z, "cohort_flags": cohort},
+        "long": long,
+        "table": table,
+    }
+    logger.info("resistance profile: %d samples x %d mechanisms", len(names), table.shape[1])
+    return adata if copy else None
+
+
+def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series) -> pd.Series:
+    """Per sample, the fraction of T/NK cells with IFNG detected (NaN when IFNG is not measured)."""
+    from .._matrix import get_matrix
+
+    if "IFNG" not in adata.var_names:
+        return pd.Series(np.nan, index=pd.Index(samples.unique()))
+    X = get_matrix(adata, None)
+    col = adata.var_names.get_loc("IFNG")
+    x = X[:, col]
+    x = np.asarray(x.todense()).ravel() if hasattr(x, "todense") else np.asarray(x).ravel()
+    tnk = lin.isin(["CD8 T", "CD4 T", "NK"])
+    return fraction(pd.Series(x > 0, index=adata.obs_names), tnk, samples)
