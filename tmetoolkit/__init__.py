@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 
-from . import datasets, get, pl, pp, sig, tl
-from ._utils import TmtWarning
-
 __version__ = "0.1.0"
-__all__ = ["datasets", "get", "pl", "pp", "sig", "tl", "TmtWarning", "__version__"]
+
+from . import datasets, get, pl, pp, sig, tl  # noqa: E402
+from ._report import report  # noqa: E402
+from ._utils import TmtWarning  # noqa: E402
+
+__all__ = ["datasets", "get", "pl", "pp", "sig", "tl", "report", "TmtWarning", "__version__"]
 
 logging.getLogger("tmetoolkit").addHandler(logging.NullHandler())

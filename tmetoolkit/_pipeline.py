@@ -17,7 +17,7 @@ def run_pipeline(
     cell_type_key: str | None = None,
     name: str = "tmetoolkit",
 ) -> dict:
-    """Run every applicable step on ``adata`` and write ``<name>.h5ad`` and ``sample_table.csv`` into ``outdir``.
+    """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv`` and ``report.html``.
 
     Steps: input check; all signature scores; cell states (unless ``cell_type_key`` gives cell types, e.g. for
     protein panels); checkpoint profiles; and, with coordinates, tumour compartments and the spatial immune
@@ -62,7 +62,11 @@ def run_pipeline(
                 logger.warning("skipped %s: %s", label, e)
                 continue
             raise
-    paths = {"h5ad": outdir / f"{name}.h5ad", "sample_table": outdir / "sample_table.csv"}
+    paths = {"h5ad": outdir / f"{name}.h5ad", "sample_table": outdir / "sample_table.csv",
+             "report": outdir / "report.html"}
     adata.write_h5ad(paths["h5ad"], compression="gzip")
     get.sample_table(adata, sample_key).to_csv(paths["sample_table"])
+    from ._report import report
+
+    report(adata, paths["report"], sample_key=sample_key)
     return paths

@@ -1,0 +1,48 @@
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import tmetoolkit as tmt
+from tmetoolkit._cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "-o", str(out), "-q"]) == 0
+    return out
+
+
+def test_report_is_self_contained(demo):
+    html = (demo / "report.html").read_text()
+    for section in ("caveats", "immune-phenotype", "cell-states", "checkpoint-receptors-and-ligands",
+                    "immunosuppression", "resistance-mechanisms", "per-sample-table", "signatures-used"):
+        assert f"id='{section}'" in html, section
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 7
+    assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from the network
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package 'chromium') not installed")
+def test_report_renders_in_headless_chromium(demo, tmp_path):
+    shot = tmp_path / "report.png"
+    run = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*run, "--dump-dom", f"file://{demo / 'report.html'}"], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0
+    assert dom.stdout.count("<section") >= 7 and dom.stdout.count("<img") >= 7
+    subprocess.run([*run, "--window-size=1200,2000", f"--screenshot={shot}", f"file://{demo / 'report.html'}"],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 50_000  # a rendered page with figures, not a blank one
+
+
+def test_report_on_partial_results(sim_small, tmp_path):
+    tmt.tl.score(sim_small, "tam")
+    path = tmt.report(sim_small, tmp_path / "r.html")
+    html = path.read_text()
+    assert "id='signatures-used'" in html and "id='immune-phenotype'" not in html

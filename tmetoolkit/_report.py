@@ -1,0 +1,127 @@
+"""``tmt.report``: one self-contained HTML file with every figure and table tmetoolkit computed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+from . import __version__
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+h1{border-bottom:2px solid #d62728;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f5f5f5}.caveat{background:#fff4e5;border-left:4px solid #ff7f0e;padding:.5em 1em}
+img{max-width:100%}.meta{color:#666;font-size:12px}
+"""
+
+
+def _fig_html(fig, alt: str) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
+
+
+def _table_html(df, max_rows: int = 60, digits: int = 3) -> str:
+    return df.head(max_rows).to_html(float_format=lambda v: f"{v:.{digits}g}", na_rep="–", border=0)
+
+
+def report(adata, path, *, sample_key: str | None = None) -> Path:
+    """Write a self-contained HTML report (figures embedded, readable offline) of what tmetoolkit computed.
+
+    Sections appear for every result present: input and parameters, per-sample table, immune phenotype (maps
+    and thresholds), cell composition, checkpoint co-expression, immunosuppression, resistance profile, the
+    signatures used (version, citation, DOI, genes found) and the caveats that apply.
+
+    Parameters
+    ----------
+    adata
+        Data analysed with tmetoolkit's tools.
+    path
+        Output ``.html`` file.
+    sample_key
+        ``obs`` column of samples (default: the one the tools recorded).
+
+    Returns
+    -------
+    The path written.
+    """
+    from . import get, pl
+
+    backend = matplotlib.get_backend()
+    matplotlib.use("agg", force=True)
+    try:
+        sections: list[tuple[str, str]] = []
+        s_key = get._tables._resolve_sample_key(adata, sample_key) if sample_key or "sample" in adata.obs else None
+        inp = adata.uns.get("tmt_scores", {}).get("params", {})
+        overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: "
+                    f"{html.escape(str(inp.get('input_state', 'n/a')))}; species: {html.escape(str(inp.get('species', 'n/a')))}; "
+                    f"samples: {adata.obs[s_key].nunique() if s_key else 1}.</p>")
+        sections.append(("Overview", overview))
+        caveats = []
+        ph = adata.uns.get("tmt_immune_phenotype")
+        if ph is not None:
+            tab = ph["table"]
+            body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
+                                   [c for c in ("rho_tumor", "rho_stroma", "infiltration_ratio", "immune_axis",
+                                                "stromal_axis") if c in tab.columns]])
+            if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
+                body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
+                body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
+            else:
+                caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
+            sections.append(("Immune phenotype", body))
+        if "tmt_lineage" in adata.obs and s_key:
+            body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
+            body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
+            sections.append(("Cell states", body))
+            unass = adata.uns.get("tmt_annotate", {}).get("rules")
+            if unass is not None and (~unass["assessable"].astype(bool)).any():
+                labels = ", ".join(unass.loc[~unass["assessable"].astype(bool), "label"])
+                caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
+        if "tmt_checkpoints" in adata.uns:
+            body = _fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
+            sections.append(("Checkpoint receptors and ligands", body + _table_html(adata.uns["tmt_checkpoints"]["table"])))
+        if "tmt_immunosuppression" in adata.uns:
+            body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components")
+            sections.append(("Immunosuppression", body + _table_html(adata.uns["tmt_immunosuppression"]["table"])))
+        if "tmt_resistance_profile" in adata.uns:
+            long = adata.uns["tmt_resistance_profile"]["long"]
+            body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
+            flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
+            body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
+            sections.append(("Resistance mechanisms", body))
+        if s_key:
+            sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
+        sig = adata.uns.get("tmt_scores", {}).get("signatures")
+        if sig is not None:
+            from .sig import get as get_sig
+
+            rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
+            rows["doi"] = [get_sig(s).doi if s in set(__import__("tmetoolkit").sig.list()["name"]) else ""
+                           for s in rows["signature"]]
+            sections.append(("Signatures used", _table_html(rows, max_rows=400)))
+        caveats.append("Cell states are transcriptional: MDSC-like states cannot prove suppression.")
+        parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title><style>{CSS}</style>"
+                 "</head><body><h1>Tumour microenvironment report</h1>",
+                 f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
+                 "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
+        for title, body in sections:
+            anchor = title.lower().replace(" ", "-")
+            parts.append(f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>")
+        parts.append("</body></html>")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(parts), encoding="utf-8")
+        return path
+    finally:
+        matplotlib.use(backend, force=True)
