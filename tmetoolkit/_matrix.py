@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -66,12 +67,35 @@ def column_sums(X, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray | None:
     return column_sums_csr(X.indices, X.data, X.shape[1], numba.get_num_threads())
 
 
-def iter_rows(X, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, int, object]]:
-    """Yield ``(start, stop, block)`` over row chunks of any supported matrix."""
-    n = X.shape[0]
+def _available_memory() -> float:
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return float("inf")
+
+
+def check_chunks(X, chunk_size: int) -> None:
+    """Clear errors for a dask array without known chunk sizes and for a dense chunk that cannot fit in memory."""
     if chunk_size < 1:
         msg = f"chunk_size must be a positive number of cells, got {chunk_size}."
         raise ValueError(msg)
+    if is_dask(X) and any(np.isnan(c).any() for c in map(np.asarray, X.chunks)):
+        msg = ("the dask array has unknown chunk sizes (e.g. after boolean indexing); call "
+               "adata.X = adata.X.compute_chunk_sizes() first.")
+        raise ValueError(msg)
+    dense = isinstance(X, np.ndarray) or (is_dask(X) and not sp.issparse(getattr(X, "_meta", None)))
+    if dense:
+        need = min(chunk_size, X.shape[0]) * X.shape[1] * 8 * 3  # the block, its float64 copy and a transform
+        if need > _available_memory():
+            msg = (f"chunk_size={chunk_size} needs about {need / 2**30:.1f} GiB per chunk for {X.shape[1]} genes, "
+                   f"more than this machine has free; pass a smaller chunk_size.")
+            raise MemoryError(msg)
+
+
+def iter_rows(X, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, int, object]]:
+    """Yield ``(start, stop, block)`` over row chunks of any supported matrix (in memory, backed or dask)."""
+    n = X.shape[0]
+    check_chunks(X, chunk_size)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         yield start, stop, row_block(X, start, stop)

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._matrix import get_matrix, iter_rows, row_block, row_sums
+from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, row_block, row_sums
 from .._utils import logger, warn
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
@@ -107,7 +107,7 @@ def _detect_state(sample, n_vars: int) -> str:
     return "lognorm" if vals.max() < 50 else "linear"
 
 
-def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True) -> InputReport:
+def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True, chunk_size: int = DEFAULT_CHUNK) -> InputReport:
     """Look at the matrix once and return an :class:`InputReport` (no coverage)."""
     X = get_matrix(adata, layer)
     gene_id, species = detect_gene_id(adata.var_names)
@@ -124,7 +124,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True)
         if state == "counts":
             libs.append(sums)
     elif full_scan:
-        for _, _, block in iter_rows(X):
+        for _, _, block in iter_rows(X, chunk_size):
             v = _values(block)
             if not np.all(np.isfinite(v)):
                 finite = False

@@ -11,7 +11,7 @@ from anndata import AnnData
 from tqdm.auto import tqdm
 
 from .. import _keys
-from .._matrix import DEFAULT_CHUNK, column_sums, get_matrix, iter_rows, normalise_block
+from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
 from .._utils import check_tmt_key, logger, warn
 from ..pp._check import InputReport, coverage, inspect
 from ..sig import as_signatures
@@ -212,8 +212,9 @@ def score(
     if method not in METHODS:
         msg = f"method must be one of {METHODS}, got {method!r}."
         raise ValueError(msg)
+    check_chunks(get_matrix(adata, layer), chunk_size)
     adata = adata.copy() if copy else adata
-    report = inspect(adata, layer)
+    report = inspect(adata, layer, chunk_size=chunk_size)
     _refuse_bad_input(report)
     sigs = as_signatures(signatures)
     cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)

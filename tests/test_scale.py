@@ -1,0 +1,73 @@
+"""Backed, dask-backed and distributed data give the same results as in-memory data."""
+
+import anndata as ad
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+
+import tmetoolkit as tmt
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    a = tmt.datasets.simulate(n_samples=2, n_cells=600, seed=3)
+    path = tmp_path_factory.mktemp("backed") / "a.h5ad"
+    a.write_h5ad(path)
+    ref = a.copy()
+    tmt.tl.score(ref, "all", chunk_size=250)
+    tmt.tl.annotate(ref)
+    return a, ref, path
+
+
+def _check(adata, ref):
+    np.testing.assert_allclose(adata.obsm["tmt_scores"][ref.obsm["tmt_scores"].columns].to_numpy(),
+                               ref.obsm["tmt_scores"].to_numpy(), atol=1e-10)
+
+
+def test_backed_h5ad(reference):
+    a, ref, path = reference
+    b = ad.read_h5ad(path, backed="r")
+    tmt.tl.score(b, "all", chunk_size=250)
+    _check(b, ref)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_dask_array(reference, sparse):
+    a, ref, _ = reference
+    d = a.copy()
+    d.X = da.from_array(a.X if sparse else a.X.toarray(), chunks=(250, -1))
+    tmt.tl.score(d, "all", chunk_size=250)
+    _check(d, ref)
+    tmt.tl.annotate(d)
+    assert (d.obs["tmt_state"].astype(str) == ref.obs["tmt_state"].astype(str)).all()
+    pd.testing.assert_frame_equal(tmt.get.sample_table(d), tmt.get.sample_table(ref))
+
+
+def test_local_cluster(reference):
+    distributed = pytest.importorskip("distributed")
+    a, ref, _ = reference
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        d = a.copy()
+        d.X = da.from_array(a.X, chunks=(250, -1))
+        tmt.tl.score(d, "all", chunk_size=250)
+    _check(d, ref)
+
+
+def test_clear_errors(reference, monkeypatch):
+    from tmetoolkit._matrix import iter_rows
+
+    a, _, _ = reference
+    x = da.from_array(a.X.toarray(), chunks=(250, -1))
+    unknown = x[x[:, 0] >= 0]  # boolean indexing leaves unknown chunk sizes (AnnData itself refuses such arrays)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        next(iter_rows(unknown, 250))
+    with pytest.raises(ValueError, match="chunk_size"):
+        tmt.tl.score(a.copy(), "treg", chunk_size=0)
+    big = a.copy()
+    big.X = a.X.toarray()
+    monkeypatch.setattr("tmetoolkit._matrix._available_memory", lambda: 50e6)  # a machine with 50 MB free
+    with pytest.raises(MemoryError, match="smaller chunk_size"):
+        tmt.tl.score(big, "treg", chunk_size=1000)
+    tmt.tl.score(big, "treg", chunk_size=100)  # a chunk that fits is fine
