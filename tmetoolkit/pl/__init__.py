@@ -3,6 +3,7 @@
 from ._spatial import spatial
 from ._summaries import (
     checkpoints,
+    compare_groups,
     composition,
     immune_phenotype,
     immunosuppression,
@@ -12,6 +13,7 @@ from ._summaries import (
 
 __all__ = [
     "checkpoints",
+    "compare_groups",
     "composition",
     "immune_phenotype",
     "immunosuppression",

@@ -221,3 +221,35 @@ def resistance_profile(adata: AnnData, *, ax: Axes | None = None) -> Axes:
                 ax.axhline(i - 0.5, c="white", lw=2)
         ax.set_title("Resistance mechanisms (flagged: dark red; grey: needs data)")
     return ax
+
+
+def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None) -> Axes:
+    """Effect size (Cliff's delta) against significance for every per-sample feature compared between groups.
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.compare_groups`.
+    n_labels
+        Label this many of the most significant features.
+    ax
+        Axes to draw into.
+    """
+    res = _stored(adata, "tmt_compare_groups", "tmt.tl.compare_groups")
+    t = res["table"]
+    g = res["params"]["groups"]
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (5, 4))
+        if len(t):
+            y = -np.log10(t["pvalue"].astype(float))
+            sig = t["fdr"] < 0.1
+            ax.scatter(t["cliffs_delta"], y, c=np.where(sig, "#d62728", "#999999"), s=14, linewidths=0)
+            for i in range(min(n_labels, len(t))):
+                ax.annotate(str(t.loc[i, "feature"]), (t.loc[i, "cliffs_delta"], y.iloc[i]), fontsize=6,
+                            xytext=(2, 2), textcoords="offset points")
+        ax.axvline(0, c="grey", lw=0.6)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_xlabel(f"Cliff's delta ({g[0]} vs {g[1]})")
+        ax.set_ylabel("-log10 p (Mann-Whitney, samples)")
+        ax.set_title("Per-sample features between groups (red: FDR < 0.1)")
+    return ax

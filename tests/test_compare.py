@@ -1,0 +1,55 @@
+import anndata as ad
+import pandas as pd
+import pytest
+
+import tmetoolkit as tmt
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    a = tmt.datasets.simulate(n_samples=12, n_cells=800, seed=5)
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    return a
+
+
+def test_planted_difference_is_found(cohort):
+    a = cohort[cohort.obs["true_phenotype"].isin(["inflamed", "desert"])].copy()
+    tmt.tl.compare_groups(a, sample_key="sample", group_key="true_phenotype", groups=("inflamed", "desert"))
+    t = a.uns["tmt_compare_groups"]["table"].set_index("feature")
+    row = t.loc["frac_lineage:CD8 T"]
+    assert row["pvalue"] < 0.05 and row["cliffs_delta"] == 1.0 and row["median_difference"] > 0
+    assert (t["fdr"] >= t["pvalue"]).all()
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    ax = tmt.pl.compare_groups(a)
+    assert isinstance(ax, Axes)
+    plt.close(ax.figure)
+
+
+def test_samples_not_cells_are_the_unit(cohort):
+    """Ten copies of every cell change no p-value: significance comes from samples."""
+    tmt.tl.compare_groups(cohort, sample_key="sample", group_key="response")
+    before = cohort.uns["tmt_compare_groups"]["table"].set_index("feature")["pvalue"]
+    big = ad.concat([cohort] * 10, index_unique="-", uns_merge="first")
+    big.obsm["tmt_scores"] = pd.concat([cohort.obsm["tmt_scores"]] * 10).set_axis(big.obs_names)
+    tmt.tl.compare_groups(big, sample_key="sample", group_key="response")
+    after = big.uns["tmt_compare_groups"]["table"].set_index("feature")["pvalue"]
+    common = before.index.intersection(after.index)
+    assert len(common) > 50
+    pd.testing.assert_series_equal(before[common], after[common])
+
+
+def test_bad_groups(cohort):
+    a = cohort.copy()
+    a.obs["one"] = "x"
+    with pytest.raises(ValueError, match="only one group"):
+        tmt.tl.compare_groups(a, sample_key="sample", group_key="one")
+    with pytest.raises(KeyError, match="response"):
+        tmt.tl.compare_groups(a, sample_key="sample", group_key="responder")
+    a.obs["cellwise"] = ["a", "b"] * (a.n_obs // 2)
+    with pytest.raises(ValueError, match="one value per sample"):
+        tmt.tl.compare_groups(a, sample_key="sample", group_key="cellwise")
+    with pytest.raises(KeyError, match="nope"):
+        tmt.tl.compare_groups(a, sample_key="sample", group_key="response", groups=("R", "nope"))
