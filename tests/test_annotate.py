@@ -117,3 +117,19 @@ def test_puram_lineages():
     assert acc >= 0.75, acc
     rules = a.uns["tmt_annotate"]["rules"].set_index("label")
     assert not rules.loc["Mast", "assessable"]
+
+
+def test_chen_merfish_tam_and_exhaustion_scores():
+    """Chen 2024 MERFISH (raw counts, 479 genes): published TAM and T-cell programmes order the author labels."""
+    from sklearn.metrics import roc_auc_score
+
+    c = real_data("chen")
+    tmt.tl.score(c, ["tam", "tcell", "treg"])
+    S = c.obsm["tmt_scores"]
+    t2 = c.obs["type_lvl2"].astype(str)
+    mac = t2.isin(["SPP1+ Macrophage", "FOLR2+CD14+ Macrophage"])
+    assert roc_auc_score(t2[mac] == "FOLR2+CD14+ Macrophage", S.loc[mac, "TAM_RTM"]) >= 0.85
+    cxcl13 = t2 == "CXCL13+ CD8 T"
+    assert S.loc[cxcl13, "CD8_Tex"].mean() > S.loc[cxcl13, "CD8_Tpex_core"].mean()
+    lymph = c.obs["type_lvl1"] == "Lymphocyte"
+    assert roc_auc_score(t2[lymph] == "Treg", S.loc[lymph, "Treg_core"]) >= 0.75
