@@ -24,7 +24,8 @@ def test_planted_difference_is_found(cohort):
     from matplotlib.axes import Axes
 
     ax = tmt.pl.compare_groups(a)
-    assert isinstance(ax, Axes)
+    assert isinstance(ax, Axes) and len(ax.collections) == 1
+    assert len(ax.collections[0].get_offsets()) == len(t)  # one point per compared feature
     plt.close(ax.figure)
 
 

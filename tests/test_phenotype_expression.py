@@ -66,3 +66,12 @@ def test_bad_keys(dissociated):
         tmt.tl.immune_phenotype(dissociated, sample_key="smaple")
     with pytest.raises(ValueError, match="reference"):
         tmt.tl.immune_phenotype(dissociated, sample_key="sample", reference="relative")
+
+
+def test_bulk_with_too_few_signature_genes():
+    r = real_data("racle")
+    keep = [g for g in r.var_names if g not in {"CD8A", "GZMA", "GZMB", "IFNG", "CXCL9", "CXCL10", "PRF1", "TBX21",
+                                                  "STAT1", "IDO1", "HLA-DRA", "CD8B"}]
+    few = r[:, keep[:2000]].copy()
+    with pytest.raises(ValueError, match="minimum genes|immune programmes"):
+        tmt.tl.immune_phenotype(few)

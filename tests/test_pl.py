@@ -55,15 +55,21 @@ def test_phenotype_summary(done, tmp_path):
     plt.close(ax.figure)
 
 
-def test_other_plots(done, tmp_path):
-    for ax in (tmt.pl.composition(done), tmt.pl.checkpoints(done),
-               tmt.pl.scores(done, ["Treg_core", "CD8_Tex", "TAM_M2_like"], groupby="tmt_state"),
-               tmt.pl.immunosuppression(done), tmt.pl.resistance_profile(done)):
-        assert isinstance(ax, Axes)
-        plt.close(ax.figure)
-    fig, ax = plt.subplots()
-    assert tmt.pl.composition(done, key="tmt_state", ax=ax) is ax
-    plt.close(fig)
+@pytest.mark.parametrize("name", ["composition", "checkpoints", "scores", "immunosuppression", "resistance_profile"])
+def test_other_plots(done, tmp_path, name):
+    kwargs = {"scores": {"signatures": ["Treg_core", "CD8_Tex", "TAM_M2_like"], "groupby": "tmt_state"}}.get(name, {})
+    ax = getattr(tmt.pl, name)(done, **kwargs)
+    assert isinstance(ax, Axes)
+    _compare(ax.figure, name, tmp_path)
+    plt.close(ax.figure)
+
+
+def test_ax_is_used(done):
+    for fn in (tmt.pl.composition, tmt.pl.checkpoints, tmt.pl.immune_phenotype, tmt.pl.immunosuppression,
+               tmt.pl.resistance_profile):
+        fig, ax = plt.subplots()
+        assert fn(done, ax=ax) is ax
+        plt.close(fig)
 
 
 def test_plot_errors(sim_small):

@@ -31,18 +31,18 @@ CAVEAT = "exclusion inferred from expression, not seen: dissociated or bulk data
 
 
 def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
-    """Summed counts (or mean log values) per sample, as an AnnData of samples x genes."""
-    from .._matrix import get_matrix
+    """Summed counts (or mean log values) per sample, as an AnnData of samples x genes (``sc.get.aggregate``)."""
+    import scanpy as sc
 
     report = inspect(adata, layer, full_scan=False)
-    X = get_matrix(adata, layer)
-    codes, uniques = pd.factorize(samples, sort=True)
-    G = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(uniques), len(codes)))
-    summed = G @ X
-    summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
-    if report.state in ("lognorm", "protein"):
-        summed = summed / np.bincount(codes)[:, None]  # mean of log values: already on log scale
-    return AnnData(summed.astype(np.float64), obs=pd.DataFrame(index=uniques.astype(str)), var=adata.var[[]].copy())
+    func = "mean" if report.state in ("lognorm", "protein") else "sum"  # log values are averaged, counts summed
+    view = AnnData(X=adata.X if layer is None else adata.layers[layer], obs=pd.DataFrame({"_sample": samples.values},
+                                                                                        index=adata.obs_names),
+                   var=adata.var[[]])
+    agg = sc.get.aggregate(view, by="_sample", func=func)
+    X = agg.layers[func]
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    return AnnData(X.astype(np.float64), obs=pd.DataFrame(index=agg.obs_names.astype(str)), var=adata.var[[]].copy())
 
 
 def _robust_z(x: pd.Series) -> pd.Series:
