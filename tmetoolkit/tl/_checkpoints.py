@@ -9,9 +9,10 @@ from anndata import AnnData
 
 from .. import _keys
 from .._matrix import get_matrix, iter_rows
-from .._utils import check_tmt_key, logger, missing_key_error, warn
+from .._utils import check_tmt_key, logger, warn
 from ..pp._check import inspect
 from ..sig._genes import GeneIndex
+from ._sample_features import samples_of
 
 RECEPTORS = {"PDCD1": "PD-1", "HAVCR2": "TIM-3", "LAG3": "LAG-3", "TIGIT": "TIGIT", "CTLA4": "CTLA-4"}
 LIGANDS = {"CD274": "PD-L1", "PDCD1LG2": "PD-L2", "LGALS9": "Galectin-9", "PVR": "CD155", "NECTIN2": "CD112",
@@ -99,8 +100,6 @@ def checkpoints(
     if _keys.LINEAGE not in adata.obs:
         msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
         raise KeyError(msg)
-    if sample_key is not None and sample_key not in adata.obs:
-        raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
     for key in ("tmt_checkpoint_n", "tmt_checkpoint_pattern"):
         check_tmt_key(adata.obs, key, "adata.obs")
     det = _detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
@@ -124,8 +123,7 @@ def checkpoints(
     adata.obs["tmt_checkpoint_n"] = n.astype(float)
     adata.obs["tmt_checkpoint_pattern"] = pd.Categorical(pattern.where(tnk))
 
-    samples = adata.obs[sample_key].astype(str) if sample_key else (
-        adata.obs["sample"].astype(str) if "sample" in adata.obs else pd.Series("all", index=adata.obs_names))
+    samples = samples_of(adata, sample_key)
     rows = {}
     for s, idx in samples.groupby(samples, observed=True).groups.items():
         lin = lineage.loc[idx]

@@ -127,7 +127,8 @@ def immune_phenotype(
     adata
         Cells with cell types (``cell_type_key``) and, for the spatial basis, coordinates.
     sample_key
-        ``obs`` column of samples (default: one sample).
+        ``obs`` column of samples (default ``"sample"`` if present; otherwise one sample, or, for the expression
+        basis, each observation is a sample, as in bulk data).
     cell_type_key
         ``obs`` column of cell types (default ``"tmt_lineage"``).
     effector_labels
@@ -189,6 +190,8 @@ def immune_phenotype(
         raise ValueError(msg)
     if basis == "expression":
         reference = reference or "cohort"
+        if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
+            sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                            reference=reference, min_cd8_fraction=min_cd8_fraction, copy=copy)
     if basis != "spatial":

@@ -11,6 +11,7 @@ from .._utils import missing_key_error
 
 
 def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
+    """Sample of every cell: ``obs[sample_key]``; by default ``obs["sample"]`` if present, else one sample."""
     if sample_key is None:
         if "sample" in adata.obs:
             return adata.obs["sample"].astype(str)

@@ -48,8 +48,6 @@ def check_labels(labels: pd.Series, wanted, what: str) -> list[str]:
 
 
 def sample_groups(adata: AnnData, sample_key: str | None) -> pd.Series:
-    if sample_key is None:
-        return pd.Series("all", index=adata.obs_names)
-    if sample_key not in adata.obs:
-        raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
-    return adata.obs[sample_key].astype(str)
+    from ._sample_features import samples_of
+
+    return samples_of(adata, sample_key)
