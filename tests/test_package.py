@@ -1,0 +1,46 @@
+"""API conventions every public tool follows, and no global state changed at import."""
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import tmetoolkit as tmt
+
+TOOLS = [getattr(tmt.tl, n) for n in tmt.tl.__all__ if n != "mechanisms"]
+PLOTS = [getattr(tmt.pl, n) for n in tmt.pl.__all__]
+
+
+@pytest.mark.parametrize("fn", TOOLS + [tmt.pp.check_input], ids=lambda f: f.__name__)
+def test_tools_take_adata_first_and_are_keyword_only(fn):
+    params = list(inspect.signature(fn).parameters.values())
+    assert params[0].name == "adata"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert len(positional) <= 2
+    if "copy" in inspect.signature(fn).parameters:
+        copy = inspect.signature(fn).parameters["copy"]
+        assert copy.kind == copy.KEYWORD_ONLY and copy.default is False
+    doc = inspect.getdoc(fn)
+    assert "Parameters" in doc and "Returns" in doc
+    for p in params:
+        assert p.name in doc, (fn.__name__, p.name)
+
+
+@pytest.mark.parametrize("fn", PLOTS, ids=lambda f: f.__name__)
+def test_plots_accept_ax(fn):
+    assert "ax" in inspect.signature(fn).parameters
+    assert "show" not in inspect.signature(fn).parameters
+
+
+def test_import_changes_no_global_state():
+    code = (
+        "import logging, warnings, matplotlib, scanpy, anndata, numba, dask\n"
+        "rc = dict(matplotlib.rcParams); f = list(warnings.filters); h = list(logging.getLogger().handlers)\n"
+        "import tmetoolkit\n"
+        "assert dict(matplotlib.rcParams) == rc and list(warnings.filters) == f\n"
+        "assert list(logging.getLogger().handlers) == h\n"
+        "assert any(isinstance(x, logging.NullHandler) for x in logging.getLogger('tmetoolkit').handlers)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
