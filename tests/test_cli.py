@@ -44,3 +44,24 @@ def test_wrong_key_names_nearest(tmp_path):
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "run" in out.stdout
+
+
+def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
+    """`tmetoolkit run` on the Chen 2024 MERFISH window (raw counts), with the authors' cell types for space."""
+    from .conftest import FILES, SHARED
+
+    path = SHARED / FILES["chen"]
+    if not path.is_file():
+        import pytest
+
+        pytest.skip("real data not available")
+    code = main(["run", str(path), "-o", str(tmp_path), "--cell-type-key", "type_lvl2", "--tumor-labels", "Epithelial",
+                 "--effector-labels", "CD8 T,TCF7+ CD8 T,CXCL13+ CD8 T", "-q"])
+    assert code == 0
+    html = (tmp_path / "report.html").read_text()
+    for section in ("immune-phenotype", "checkpoint-receptors-and-ligands", "immunosuppression", "resistance-mechanisms"):
+        assert f"id='{section}'" in html
+    a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
+    tab = a.uns["tmt_immune_phenotype"]["table"]
+    assert tab["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"}
+    assert {"rho_tumor", "rho_stroma", "infiltration_ratio"} <= set(tab.columns)

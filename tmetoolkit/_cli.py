@@ -19,6 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
     run.add_argument("--sample-key", default=None, help="obs column identifying samples (default: 'sample' if present)")
     run.add_argument("--cell-type-key", default=None, help="obs column with given cell types (protein panels)")
+    run.add_argument("--tumor-labels", default=None,
+                     help="comma-separated tumour-cell labels of --cell-type-key (default 'Malignant/Epithelial')")
+    run.add_argument("--effector-labels", default=None,
+                     help="comma-separated effector (CD8 T) labels of --cell-type-key (default 'CD8 T')")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
     demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
     demo.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
@@ -44,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     from ._pipeline import run_pipeline
 
     warnings.simplefilter("ignore", FutureWarning)
+
+    def one_line(message, category, *_args, **_kwargs):
+        if issubclass(category, _utils.TmtWarning) and not args.quiet:
+            print(f"tmetoolkit: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line  # the command's own output: data-quality warnings as single lines
     try:
         if args.command == "demo":
             adata = datasets.simulate(seed=args.seed)
@@ -60,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
+            split = lambda v: [x.strip() for x in v.split(",")] if v else None  # noqa: E731
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
-                                 name=path.stem)
+                                 tumor_labels=split(args.tumor_labels), effector_labels=split(args.effector_labels),
+                                 group_key=args.group_key, name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))
     for kind, p in paths.items():

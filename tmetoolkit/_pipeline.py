@@ -15,13 +15,17 @@ def run_pipeline(
     *,
     sample_key: str | None = None,
     cell_type_key: str | None = None,
+    tumor_labels=None,
+    effector_labels=None,
+    group_key: str | None = None,
     name: str = "tmetoolkit",
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv`` and ``report.html``.
 
-    Steps: input check; all signature scores; cell states (unless ``cell_type_key`` gives cell types, e.g. for
-    protein panels); checkpoint profiles; and, with coordinates, tumour compartments and the spatial immune
-    phenotype. Returns the paths written.
+    Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
+    resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
+    ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
+    own lineages. Protein panels need ``cell_type_key``. Returns the paths written.
     """
     from tqdm.auto import tqdm
 
@@ -38,27 +42,28 @@ def run_pipeline(
     steps = []
     if not protein:
         steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
-        if cell_type_key is None:
-            steps.append(("annotating cell states", lambda: tl.annotate(adata)))
-            steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
+        steps.append(("annotating cell states", lambda: tl.annotate(adata)))
+        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
+        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key)))
+        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
     elif cell_type_key is None:
         msg = "this is a protein panel: pass --cell-type-key naming the obs column with your gated cell types."
         raise ValueError(msg)
-    if not protein and cell_type_key is None:
-        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key)))
-        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
+    labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
-            adata, sample_key=sample_key, cell_type_key=cell_type_key)))
+            adata, sample_key=sample_key, cell_type_key=cell_type_key, **labels)))
     elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, basis="expression")))
+    if group_key is not None and sample_key is not None:
+        steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key)))
     for label, step in tqdm(steps, desc="tmetoolkit", unit="step"):
         logger.info(label)
         try:
             step()
         except ValueError as e:  # a step that cannot run on these data is reported and skipped, not fatal
-            if label.startswith(("immune phenotype", "immunosuppression", "resistance")):
+            if label.startswith(("immune phenotype", "immunosuppression", "resistance", "comparing")):
                 logger.warning("skipped %s: %s", label, e)
                 continue
             raise

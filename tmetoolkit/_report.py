@@ -61,7 +61,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     matplotlib.use("agg", force=True)
     try:
         sections: list[tuple[str, str]] = []
-        s_key = get._tables._resolve_sample_key(adata, sample_key) if sample_key or "sample" in adata.obs else None
+        s_key = get._tables._resolve_sample_key(adata, sample_key)
         inp = adata.uns.get("tmt_scores", {}).get("params", {})
         overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: "
                     f"{html.escape(str(inp.get('input_state', 'n/a')))}; species: {html.escape(str(inp.get('species', 'n/a')))}; "
@@ -80,7 +80,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             else:
                 caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
             sections.append(("Immune phenotype", body))
-        if "tmt_lineage" in adata.obs and s_key:
+        if "tmt_lineage" in adata.obs and s_key:  # composition needs samples to compare
             body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
             body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
             sections.append(("Cell states", body))
@@ -100,8 +100,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
             body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
             sections.append(("Resistance mechanisms", body))
-        if s_key:
-            sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
+        sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
         sig = adata.uns.get("tmt_scores", {}).get("signatures")
         if sig is not None:
             from .sig import get as get_sig

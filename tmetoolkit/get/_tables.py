@@ -31,7 +31,8 @@ def scores(adata: AnnData, *, key: str = _keys.SCORES, groupby: str | None = Non
     return df.groupby(adata.obs[groupby], observed=True).mean()
 
 
-def _resolve_sample_key(adata: AnnData, sample_key: str | None) -> str:
+def _resolve_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
+    """The sample column: the one given, the one the tools recorded, ``"sample"``, or ``None`` (one sample)."""
     if sample_key is not None:
         if sample_key not in adata.obs:
             raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
@@ -41,8 +42,7 @@ def _resolve_sample_key(adata: AnnData, sample_key: str | None) -> str:
             return v["params"]["sample_key"]
     if "sample" in adata.obs:
         return "sample"
-    msg = "no sample column known: pass sample_key= naming the obs column that identifies samples."
-    raise KeyError(msg)
+    return None
 
 
 def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
@@ -58,10 +58,11 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     adata
         Annotated data.
     sample_key
-        ``obs`` column of sample identifiers; default: the one the tools recorded, else ``"sample"``.
+        ``obs`` column of sample identifiers; default: the one the tools recorded, else ``"sample"``, else all
+        cells form one sample called ``"all"``.
     """
     key = _resolve_sample_key(adata, sample_key)
-    samples = adata.obs[key].astype(str)
+    samples = adata.obs[key].astype(str) if key else pd.Series("all", index=adata.obs_names)
     parts = [samples.value_counts().rename("n_cells").to_frame()]
     for col, prefix in ((_keys.LINEAGE, "frac_lineage"), (_keys.STATE, "frac_state")):
         if col in adata.obs:
@@ -76,5 +77,5 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
             if tab.index.astype(str).isin(samples.unique()).all():
                 parts.append(tab.add_prefix(f"{name[4:]}:"))
     out = pd.concat(parts, axis=1)
-    out.index.name = key
+    out.index.name = key or "sample"
     return out.sort_index()
