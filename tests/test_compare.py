@@ -13,7 +13,7 @@ def cohort():
     return a
 
 
-def test_planted_difference_is_found(cohort):
+def test_planted_difference_is_found(cohort, tmp_path):
     a = cohort[cohort.obs["true_phenotype"].isin(["inflamed", "desert"])].copy()
     tmt.tl.compare_groups(a, sample_key="sample", group_key="true_phenotype", groups=("inflamed", "desert"))
     t = a.uns["tmt_compare_groups"]["table"].set_index("feature")
@@ -26,6 +26,9 @@ def test_planted_difference_is_found(cohort):
     ax = tmt.pl.compare_groups(a)
     assert isinstance(ax, Axes) and len(ax.collections) == 1
     assert len(ax.collections[0].get_offsets()) == len(t)  # one point per compared feature
+    from .test_pl import _compare
+
+    _compare(ax.figure, "compare_groups", tmp_path)
     plt.close(ax.figure)
 
 

@@ -64,6 +64,19 @@ def test_other_plots(done, tmp_path, name):
     plt.close(ax.figure)
 
 
+def test_embedding(done, tmp_path):
+    import numpy as np
+
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))  # stands in for sc.tl.umap
+    ax = tmt.pl.embedding(a)
+    assert isinstance(ax, Axes)
+    _compare(ax.figure, "embedding", tmp_path)
+    plt.close(ax.figure)
+    with pytest.raises(KeyError, match="X_tsne"):
+        tmt.pl.embedding(a, basis="tsne")
+
+
 def test_ax_is_used(done):
     for fn in (tmt.pl.composition, tmt.pl.checkpoints, tmt.pl.immune_phenotype, tmt.pl.immunosuppression,
                tmt.pl.resistance_profile):

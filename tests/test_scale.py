@@ -30,6 +30,9 @@ def test_backed_h5ad(reference):
     b = ad.read_h5ad(path, backed="r")
     tmt.tl.score(b, "all", chunk_size=250)
     _check(b, ref)
+    tmt.tl.annotate(b)
+    assert (b.obs["tmt_state"].astype(str) == ref.obs["tmt_state"].astype(str)).all()
+    pd.testing.assert_frame_equal(tmt.get.sample_table(b), tmt.get.sample_table(ref))
 
 
 @pytest.mark.parametrize("sparse", [True, False])
@@ -52,7 +55,9 @@ def test_local_cluster(reference):
         d = a.copy()
         d.X = da.from_array(a.X, chunks=(250, -1))
         tmt.tl.score(d, "all", chunk_size=250)
+        tmt.tl.annotate(d)
     _check(d, ref)
+    assert (d.obs["tmt_state"].astype(str) == ref.obs["tmt_state"].astype(str)).all()
 
 
 def test_clear_errors(reference, monkeypatch):

@@ -80,7 +80,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             else:
                 caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
             sections.append(("Immune phenotype", body))
-        if "tmt_lineage" in adata.obs and s_key:  # composition needs samples to compare
+        if "tmt_lineage" in adata.obs:
             body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
             body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
             sections.append(("Cell states", body))

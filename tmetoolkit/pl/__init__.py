@@ -1,5 +1,6 @@
 """Plots. Every function returns Axes or a Figure, accepts ``ax=`` and never calls ``plt.show()``."""
 
+from ._embedding import embedding
 from ._spatial import spatial
 from ._summaries import (
     checkpoints,
@@ -15,6 +16,7 @@ __all__ = [
     "checkpoints",
     "compare_groups",
     "composition",
+    "embedding",
     "immune_phenotype",
     "immunosuppression",
     "resistance_profile",

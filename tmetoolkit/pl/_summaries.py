@@ -69,7 +69,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     return ax
 
 
-def composition(adata: AnnData, *, sample_key: str = "sample", key: str = "tmt_lineage", ax: Axes | None = None) -> Axes:
+def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str = "tmt_lineage",
+                ax: Axes | None = None) -> Axes:
     """Stacked bars: the fraction of each label per sample.
 
     Parameters
@@ -77,14 +78,14 @@ def composition(adata: AnnData, *, sample_key: str = "sample", key: str = "tmt_l
     adata
         Annotated data.
     sample_key
-        ``obs`` column of samples.
+        ``obs`` column of samples (``None``: all cells as one bar).
     key
         Categorical ``obs`` column to count (default lineages; ``"tmt_state"`` for states).
     ax
         Axes to draw into.
     """
-    samples = require_obs(adata, sample_key).astype(str)
     labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
+    samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
     frac = pd.crosstab(samples, labels, normalize="index")
     cmap = colors_for(adata, key)
     with plt.rc_context(STYLE):

@@ -118,7 +118,10 @@ def checkpoints(
         logger.info("no T or NK cells annotated: receptor profiles not computed")
     measured = [c for c in rec.columns if c not in missing]
     n = rec[measured].sum(axis=1).where(tnk)
-    pattern = rec[measured].apply(lambda r: "".join(f"{c}+" for c in measured if r[c] == 1) or "none", axis=1)
+    pattern = np.full(adata.n_obs, "", dtype=object)
+    for c in measured:  # one vectorised pass per receptor, not a Python loop over cells
+        pattern = pattern + np.where(rec[c].to_numpy() == 1, f"{c}+", "")
+    pattern = pd.Series(np.where(pattern == "", "none", pattern), index=adata.obs_names)
     adata.obsm["tmt_checkpoints"] = det
     adata.obs["tmt_checkpoint_n"] = n.astype(float)
     adata.obs["tmt_checkpoint_pattern"] = pd.Categorical(pattern.where(tnk))

@@ -1,0 +1,44 @@
+"""Cell states on an embedding, drawn by scanpy with tmetoolkit's fixed colours."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from anndata import AnnData
+from matplotlib.axes import Axes
+
+from .._utils import missing_key_error
+from ._utils import STYLE, colors_for, new_ax, require_obs
+
+
+def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", ax: Axes | None = None, **kwargs) -> Axes:
+    """Cells on an existing embedding (``obsm["X_<basis>"]``) coloured by a tmetoolkit label.
+
+    A thin wrapper over :func:`scanpy.pl.embedding` that applies tmetoolkit's fixed palette (the same colours as
+    every other figure) and returns the Axes. Compute the embedding with scanpy first (``sc.tl.umap`` ...).
+
+    Parameters
+    ----------
+    adata
+        Data with ``obsm["X_<basis>"]``.
+    color
+        Categorical ``obs`` column (default ``"tmt_state"``).
+    basis
+        Embedding name without ``X_`` (``"umap"``, ``"pca"``, ``"tsne"``, ``"spatial"`` ...).
+    ax
+        Axes to draw into.
+    **kwargs
+        Passed to :func:`scanpy.pl.embedding`.
+    """
+    import scanpy as sc
+
+    key = basis if basis in adata.obsm else f"X_{basis}"
+    if key not in adata.obsm:
+        raise missing_key_error(f"X_{basis}", "adata.obsm (compute the embedding with scanpy first)", adata.obsm.keys())
+    labels = require_obs(adata, color)
+    cmap = colors_for(adata, color)
+    cats = list(labels.astype("category").cat.categories)
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (5, 4.5))
+        sc.pl.embedding(adata, basis=basis, color=color, palette=[cmap[c] for c in cats], ax=ax, show=False,
+                        frameon=False, **kwargs)
+    return ax
