@@ -167,7 +167,7 @@ def annotate(
         raise missing_key_error(groupby, "adata.obs", adata.obs.columns)
     for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
         check_tmt_key(adata.obs, key, "adata.obs")
-    report = inspect(adata, layer)
+    report = inspect(adata, layer, full_scan=False)  # state and species; score() below scans the matrix itself
     if report.state == "protein":
         msg = (
             "this looks like a protein panel (few non-integer features); annotate needs RNA expression. "
