@@ -49,9 +49,10 @@ class InputReport:
     target_sum: float | None = None
     problems: list[str] = field(default_factory=list)
     coverage: pd.DataFrame | None = None
+    empty_mask: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "coverage"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("coverage", "empty_mask")}
 
     def __repr__(self) -> str:
         lines = [
@@ -115,11 +116,13 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
     problems: list[str] = []
     n_empty = 0
     libs = []
+    empty_parts: list[np.ndarray] = []
     finite = True
     if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
         step = 10_000_000
         finite = all(np.isfinite(X.data[i : i + step]).all() for i in range(0, X.data.size, step))
         sums = row_sums(abs(X)) if state == "scaled" else row_sums(X)
+        empty_parts.append(sums == 0)
         n_empty = int((sums == 0).sum())
         if state == "counts":
             libs.append(sums)
@@ -129,6 +132,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
             if not np.all(np.isfinite(v)):
                 finite = False
             s = row_sums(np.abs(block) if not sp.issparse(block) else abs(block))
+            empty_parts.append(s == 0)
             n_empty += int((s == 0).sum())
             if state == "counts":
                 libs.append(row_sums(block))
@@ -152,6 +156,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
     return InputReport(
         state=state, gene_id=gene_id, species=species, n_obs=adata.n_obs, n_vars=adata.n_vars,
         n_empty_cells=n_empty, target_sum=target, problems=problems,
+        empty_mask=np.concatenate(empty_parts) if empty_parts else None,
     )
 
 

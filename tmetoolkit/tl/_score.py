@@ -240,8 +240,7 @@ def score(
         progress=adata.n_obs > 5 * chunk_size,
     )
     if report.n_empty_cells:
-        X_empty = _empty_rows(X, chunk_size)
-        scores[X_empty] = np.nan
+        scores[report.empty_mask] = np.nan
         warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.")
 
     new = pd.DataFrame(scores, index=adata.obs_names, columns=[s.name for s in keep])
@@ -270,12 +269,3 @@ def score(
     }
     logger.info("added adata.obsm[%r] (%d signatures) and adata.uns[%r]", key_added, len(keep), key_added)
     return adata if copy else None
-
-
-def _empty_rows(X, chunk_size: int) -> np.ndarray:
-    from .._matrix import row_sums
-
-    empty = np.zeros(X.shape[0], dtype=bool)
-    for start, stop, block in iter_rows(X, chunk_size):
-        empty[start:stop] = row_sums(abs(block) if sp.issparse(block) else np.abs(block)) == 0
-    return empty
