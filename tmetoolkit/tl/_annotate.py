@@ -11,6 +11,7 @@ from .._utils import check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import inspect
 from . import _annotate_rules as rules
 from ._score import score
+from ._score_neighbors import neighbour_mean, score_neighbors
 
 UNASSIGNED = "unassigned"
 
@@ -99,6 +100,7 @@ def annotate(
     layer: str | None = None,
     groupby: str | None = None,
     species: str = "human",
+    n_neighbors: int = 15,
     min_confidence: float = 0.3,
     override_confidence: float = 0.8,
     copy: bool = False,
@@ -110,7 +112,9 @@ def annotate(
     helper and Treg; monocyte, TAM M1-like, TAM M2-like and M-MDSC-like; neutrophil and PMN-MDSC-like; myCAF,
     iCAF and apCAF. Each label is decided by control-matched signature scores (:func:`tmetoolkit.tl.score`,
     ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
-    measured in units of the background noise of the scores. A cell whose lineage is not confident is
+    measured in units of the background noise of the scores. Single-cell scores are noisy (dropout, shallow
+    spatial panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells in
+    signature-score space (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
     ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
     "-like" because a transcriptome cannot prove suppression. TAM M1- and M2-like programmes are often
     co-expressed (Azizi 2018), so both scores are kept and ``obs["tmt_tam_polarization"]`` says when a
@@ -126,7 +130,12 @@ def annotate(
         Optional ``obs`` column of clusters. Each cluster gets the call of its mean scores; a cell overrides its
         cluster's call only when its own confidence reaches ``override_confidence``.
     species
-        ``"human"`` or ``"mouse"``; mouse symbols are recognised automatically and scored through orthologs.
+        ``"human"`` or ``"mouse"``. Mouse genes are scored through the packaged human-mouse ortholog table. The
+        default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``
+        are mouse symbols.
+    n_neighbors
+        Cells whose scores are averaged (the cell itself included) before deciding; ``1`` decides on each
+        cell's own scores.
     min_confidence
         Below this confidence a call is not made.
     override_confidence
@@ -147,7 +156,7 @@ def annotate(
     ``obs["tmt_tam_polarization"]``
         ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
     ``obsm["tmt_scores"]``
-        The signature scores behind every decision.
+        Each cell's own signature scores; labels are decided on their neighbour averages (``n_neighbors``).
     ``uns["tmt_annotate"]``
         ``params`` and ``rules``: every label, the signatures that decide it, and whether it could be assessed.
 
@@ -162,12 +171,15 @@ def annotate(
     if species not in ("human", "mouse"):
         msg = f"species must be 'human' or 'mouse', got {species!r}."
         raise ValueError(msg)
+    if int(n_neighbors) != n_neighbors or n_neighbors < 1:
+        msg = f"n_neighbors must be a positive integer (1 = no averaging), got {n_neighbors!r}."
+        raise ValueError(msg)
     adata = adata.copy() if copy else adata
     if groupby is not None and groupby not in adata.obs:
         raise missing_key_error(groupby, "adata.obs", adata.obs.columns)
     for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
         check_tmt_key(adata.obs, key, "adata.obs")
-    report = inspect(adata, layer, full_scan=False)  # state and species; score() below scans the matrix itself
+    report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)  # state and species; score() below scans the matrix itself
     if report.state == "protein":
         msg = (
             "this looks like a protein panel (few non-integer features); annotate needs RNA expression. "
@@ -181,8 +193,12 @@ def annotate(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
-        score(adata, rules.needed_signatures(), layer=layer, method="mean_ctrl")
+        score(adata, rules.needed_signatures(), layer=layer, method="mean_ctrl", species=report.species)
     S = adata.obsm[_keys.SCORES]
+    S = S[[c for c in rules.needed_signatures() if c in S.columns]]
+    if n_neighbors > 1 and adata.n_obs > 2:
+        idx = score_neighbors(S.to_numpy(), n_neighbors)
+        S = pd.DataFrame(neighbour_mean(S.to_numpy(dtype=np.float64), idx), index=S.index, columns=S.columns)
     not_assessable: dict[tuple[str, str], str] = {}
 
     groups = adata.obs[groupby].astype(str) if groupby is not None else None
@@ -202,7 +218,7 @@ def annotate(
 
     n = adata.n_obs
     every = np.ones(n, dtype=bool)
-    lineage, lin_conf = call(rules.LINEAGE_RULES, every, "lineage", min_score=2.0)
+    lineage, lin_conf = call(rules.LINEAGE_RULES, every, "lineage", min_score=1.0)
     lineage = np.where(lin_conf >= min_confidence, lineage, UNASSIGNED).astype(object)
     tnk = lineage == "T/NK"
     sub, sub_conf = call(rules.TNK_RULES, tnk, "lineage")
@@ -260,7 +276,7 @@ def annotate(
         warn("not assessable (signature genes missing): " + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()))
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
-                   "min_confidence": min_confidence, "override_confidence": override_confidence,
+                   "n_neighbors": n_neighbors, "min_confidence": min_confidence, "override_confidence": override_confidence,
                    "input_state": report.state},
         "rules": rule_tab,
     }

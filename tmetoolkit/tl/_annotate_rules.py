@@ -30,10 +30,12 @@ LINEAGE_RULES: dict[str, tuple[str, ...]] = {
 # rare in tumours); the 2-gene scGate neutrophil gate and the 7-gene mregDC gate (CCR7, BIRC3 also mark T
 # cells) are replaced by longer published sets; panCAF is left out because VIM marks immune cells too.
 
-# T/NK cells are split by co-receptor and NK identity
+# T/NK cells are split by co-receptor and NK identity; Tregs count as CD4 T cells by their own programme, because
+# CD40LG (half of the two-gene CD4 set) marks conventional CD4 T cells and is low in Tregs
 TNK_RULES: dict[str, tuple[str, ...]] = {
     "CD8 T": ("CD8_T",),
-    "CD4 T": ("CD4_T",),
+    "CD4 T|conventional": ("CD4_T",),
+    "CD4 T|Treg": ("Treg_core",),
     "NK": ("NK",),
 }
 

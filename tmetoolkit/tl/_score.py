@@ -148,6 +148,7 @@ def score(
     method: Method = "mean_ctrl",
     layer: str | None = None,
     key_added: str = _keys.SCORES,
+    species: str | None = None,
     n_bins: int = 25,
     ctrl_size: int = 50,
     max_rank: int | None = None,
@@ -180,6 +181,8 @@ def score(
         Use this layer instead of ``adata.X``.
     key_added
         Key in ``obsm`` and ``uns``.
+    species
+        ``"human"`` or ``"mouse"``; by default detected from ``var_names``.
     n_bins, ctrl_size
         Expression bins and control genes drawn per bin for ``mean_ctrl``.
     max_rank
@@ -212,9 +215,12 @@ def score(
     if method not in METHODS:
         msg = f"method must be one of {METHODS}, got {method!r}."
         raise ValueError(msg)
+    if species not in (None, "human", "mouse"):
+        msg = f"species must be 'human', 'mouse' or None (detect), got {species!r}."
+        raise ValueError(msg)
     check_chunks(get_matrix(adata, layer), chunk_size)
     adata = adata.copy() if copy else adata
-    report = inspect(adata, layer, chunk_size=chunk_size)
+    report = inspect(adata, layer, chunk_size=chunk_size, species=species)
     _refuse_bad_input(report)
     sigs = as_signatures(signatures)
     cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)
