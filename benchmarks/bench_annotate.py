@@ -2,7 +2,8 @@
 with ``sc.tl.score_genes`` and an argmax, on the same data, printed side by side.
 
 Data: ``simulate()`` (lineages and the five state populations) and, when ``../shared/data`` is present, Puram 2017
-(Smart-seq2 lineages) and Chen 2024 (MERFISH lineages and Tregs). Usage::
+(Smart-seq2 lineages), Chen 2024 (MERFISH lineages and Tregs) and two protein panels (phenoptr Vectra field,
+scimap CyCIF image; there the baseline is the brightest gated class marker). Usage::
 
     python benchmarks/bench_annotate.py
 """
@@ -65,6 +66,47 @@ def precision(pred: pd.Series, truth: pd.Series, abstain: set) -> float:
     return float((pred[keep].astype(str) == truth[keep].astype(str)).mean())
 
 
+def protein_rows() -> list[tuple]:
+    """Protein panels: recall and precision against the files' phenotypes; the baseline is the brightest gated
+    marker among the four class markers (what a one-gate-per-marker workflow gives)."""
+    from tmetoolkit.tl import _annotate_protein as prot
+
+    sets = {
+        "phenoptr": ("phenoptr_vectra_field/phenoptr_sample_field.h5ad", {}, None,
+                     {"CD8": (["CD8+"], ["CD8 T", "CD8 Tex", "CD8 Tpex"]), "FOXP3": (["FoxP3+"], ["Treg"]),
+                      "CD68": (["CD68+"], ["Monocyte/Macrophage", "TAM M1-like", "TAM M2-like"]),
+                      "tumor": (["CK+"], ["Malignant/Epithelial"])}),
+        "scimap (gates 0.5)": ("scimap_lymphoma_cycif/scimap_example_data.h5ad", {"tumor": "CD30"}, 0.5,
+                               {"CD8": (["CD8 T cells", "PD1+ T cells"], ["CD8 T", "CD8 Tex", "CD8 Tpex"]),
+                                "FOXP3": (["Regulatory T cells", "Aberrant T cells CD45- CD3+ FOXP3+"], ["Treg"]),
+                                "CD68": (["M2 Macrophages", "M1 Macrophages", "CD68+ Macrophages"],
+                                         ["Monocyte/Macrophage", "TAM M1-like", "TAM M2-like"]),
+                                "tumor": (["Tumor CD45- CD30+", "Tumor CD30+", "Tumor CD30+ KI67+"],
+                                          ["Malignant/Epithelial"])}),
+    }
+    rows = []
+    for name, (path, markers, gates, classes) in sets.items():
+        if not (SHARED / path).is_file():
+            continue
+        a = ad.read_h5ad(SHARED / path)
+        tmt.tl.annotate(a, markers=markers or None, gates=gates)
+        st, ph = a.obs["tmt_state"].astype(str), a.obs["phenotype"].astype(str)
+        names = list(map(str, a.var_names))
+        ch = prot.match_markers(a.var_names, markers or None)
+        X = np.asarray(a.X, dtype=float)
+        Zb = pd.DataFrame({m: prot.gate(X[:, names.index(ch[m])], gates)[0] for m in classes}, index=a.obs_names)
+        base = Zb.idxmax(axis=1).where(Zb.max(axis=1) > 0, "none")
+        for marker, (file_labels, ours) in classes.items():
+            t = ph.isin(file_labels)
+            for what, pred in (("recall", st.isin(ours)), ("precision", st.isin(ours))):
+                b = base == marker
+                val_b = (t & b).sum() / (t.sum() if what == "recall" else max(b.sum(), 1))
+                val = (t & pred).sum() / (t.sum() if what == "recall" else max(pred.sum(), 1))
+                rows.append((name, f"{ours[0]} {what}", float(val_b), float(val), np.nan,
+                             float(st[t].eq("unassigned").mean()) if what == "recall" else np.nan))
+    return rows
+
+
 def main() -> None:
     warnings.simplefilter("ignore")
     rows = []
@@ -111,7 +153,8 @@ def main() -> None:
         for name, pred in (("score_genes+argmax", st_b), ("tmetoolkit", c.obs["tmt_state"].astype(str))):
             called, true = pred == "Treg", t2 == "Treg"
             print(f"Chen 2024 Treg, {name}: precision {true[called].mean():.2f}, recall {called[true].mean():.2f}")
-    tab = pd.DataFrame(rows, columns=["data", "what", "score_genes + argmax", "tmt.tl.annotate",
+    rows += protein_rows()
+    tab = pd.DataFrame(rows, columns=["data", "what", "baseline", "tmt.tl.annotate",
                                       "tmt among called", "tmt abstained"])
     print(tab.round(3).to_string(index=False))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -101,6 +103,8 @@ def annotate(
     groupby: str | None = None,
     species: str = "human",
     n_neighbors: int = 15,
+    markers: Mapping[str, str] | None = None,
+    gates: Mapping[str, float] | float | None = None,
     min_confidence: float = 0.3,
     override_confidence: float = 0.8,
     copy: bool = False,
@@ -135,7 +139,15 @@ def annotate(
         are mouse symbols.
     n_neighbors
         Cells whose scores are averaged (the cell itself included) before deciding; ``1`` decides on each
-        cell's own scores.
+        cell's own scores. RNA only.
+    markers
+        Protein panels only: canonical marker -> channel in ``var_names``, for channels not recognised by name
+        (``CD8 (Opal 540)``, ``CD8A`` and ``PanCK`` are). ``"tumor"`` is the malignant-cell marker, keratin by
+        default; e.g. ``{"tumor": "CD30"}`` for Hodgkin lymphoma. See ``tmt.tl._annotate_protein.MARKER_ALIASES``.
+    gates
+        Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
+        (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
+        mixture on its log intensity.
     min_confidence
         Below this confidence a call is not made.
     override_confidence
@@ -179,12 +191,15 @@ def annotate(
         raise missing_key_error(groupby, "adata.obs", adata.obs.columns)
     for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
         check_tmt_key(adata.obs, key, "adata.obs")
-    report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)  # state and species; score() below scans the matrix itself
+    # state and species only; score() below scans the matrix itself
+    report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
     if report.state == "protein":
-        msg = (
-            "this looks like a protein panel (few non-integer features); annotate needs RNA expression. "
-            "For protein panels, bring a cell-type column from your gating and pass it to the spatial tools."
-        )
+        _annotate_protein(adata, layer, markers=markers, gates=gates, groupby=groupby,
+                          min_confidence=min_confidence, override_confidence=override_confidence)
+        return adata if copy else None
+    if markers is not None or gates is not None:
+        msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
+               f"(state: {report.state}). Leave them out.")
         raise ValueError(msg)
 
     import warnings
@@ -283,6 +298,80 @@ def annotate(
     _set_colors(adata)
     logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, tmt_tam_polarization")
     return adata if copy else None
+
+
+def _annotate_protein(adata, layer, *, markers, gates, groupby, min_confidence, override_confidence) -> None:
+    """Protein-panel path of :func:`annotate`: gate markers, then the same decision and confidence as for RNA."""
+    from .._matrix import get_matrix
+    from . import _annotate_protein as prot
+
+    channels = prot.match_markers(adata.var_names, markers)
+    defining = {m for groups in prot.LINEAGE_RULES.values() for m in groups[0]}
+    if not defining & set(channels):
+        msg = (f"no lineage marker recognised among the channels {list(adata.var_names)}; map them with "
+               "markers={'CD8': ..., 'CD68': ..., 'tumor': ...}.")
+        raise ValueError(msg)
+    X = get_matrix(adata, layer)
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    if not np.isfinite(X).all():
+        msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
+        raise ValueError(msg)
+    names = list(map(str, adata.var_names))
+    Z, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
+                                         adata.obs_names)
+    groups = adata.obs[groupby].astype(str) if groupby is not None else None
+
+    def call(rules, mask, negative=None):
+        E, missing = prot.label_evidence(Z.loc[mask], rules, negative)
+        L = E.T.groupby([_lineage_of(c) for c in E.columns], sort=False).max().T
+        labels, _, conf = _decide(L, 1.0, min_score=0.0)
+        if groups is not None and mask.sum():
+            labels, conf = _consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
+        return labels, conf, E, missing
+
+    n = adata.n_obs
+    lineage, conf, E, missing = call(prot.LINEAGE_RULES, np.ones(n, dtype=bool), prot.NEGATIVE)
+    lineage = np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object)
+    state = lineage.copy()
+    treg = (lineage == "CD4 T") & (E.get("CD4 T|Treg", pd.Series(-np.inf, index=E.index)).to_numpy()
+                                   >= E.get("CD4 T|conventional", pd.Series(-np.inf, index=E.index)).to_numpy())
+    state[treg] = "Treg"
+    rows = [{"level": "lineage", "label": lab, "markers": " & ".join("/".join(g) for g in grp),
+             "assessable": lab not in missing, "reason": missing.get(lab, "")} for lab, grp in prot.LINEAGE_RULES.items()]
+    evidence = [E]
+    for lin, table in prot.STATE_RULES.items():
+        mask = lineage == lin
+        st, st_conf, Es, miss = call(table, mask) if mask.any() else (None, None, None, {})
+        for lab, grp in table.items():
+            why = miss.get(lab, "") if mask.any() else f"no {lin} cells"
+            rows.append({"level": lin, "label": lab, "markers": " & ".join("/".join(g) for g in grp),
+                         "assessable": not why, "reason": why})
+        if st is None or Es.shape[1] == 0:
+            continue
+        ok = st_conf >= min_confidence
+        state[mask] = np.where(ok, st, lin)
+        conf[mask] = np.where(ok, np.minimum(conf[mask], st_conf), conf[mask])
+        evidence.append(Es.reindex(adata.obs_names))
+    conf = np.where(lineage == UNASSIGNED, np.minimum(conf, min_confidence), conf)
+
+    vocab_lin = [*_keys.LINEAGES]
+    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in vocab_lin if c in set(lineage)])
+    state_order = [s for lin in vocab_lin for s in (lin, *_keys.STATES.get(lin, ()))]
+    adata.obs[_keys.STATE] = pd.Categorical(state, categories=[c for c in dict.fromkeys(state_order) if c in set(state)])
+    adata.obs[_keys.CONFIDENCE] = conf.astype(float)
+    adata.obsm[_keys.SCORES] = pd.concat(evidence, axis=1)
+    rule_tab = pd.DataFrame(rows)
+    adata.uns["tmt_annotate"] = {
+        "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
+                   "min_confidence": min_confidence, "override_confidence": override_confidence,
+                   "gates": "given" if gates is not None else "mixture"},
+        "rules": rule_tab,
+        "gates": gate_table,
+    }
+    skipped = rule_tab.loc[~rule_tab["assessable"] & (rule_tab["level"] == "lineage"), "label"]
+    logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
+                ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
+    _set_colors(adata)
 
 
 def _set_colors(adata: AnnData) -> None:

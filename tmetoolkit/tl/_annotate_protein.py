@@ -1,0 +1,161 @@
+"""Lineage and state calls from protein panels (multiplex IF, IMC, MIBI, CyCIF): gate each marker, then decide.
+
+Each marker is gated on its log intensity: a two-component Gaussian mixture separates negative from positive cells
+(or the user gives the gate), and a cell's evidence for a marker is its distance above the gate in standard
+deviations of the negative population. A label needs every one of its marker groups (any marker of a group will
+do; groups absent from the panel are skipped, except the first, defining one) and is contradicted by its negative
+markers. The best-supported label wins; its confidence grows with its lead over the runner-up, as for RNA.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+# canonical marker -> channel names it goes by (compared after upper-casing and dropping non-alphanumerics and any
+# "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
+# map it to another channel for non-epithelial tumours (e.g. markers={"tumor": "CD30"} in Hodgkin lymphoma).
+MARKER_ALIASES: dict[str, tuple[str, ...]] = {
+    "tumor": ("PANCK", "CK", "PANCYTOKERATIN", "CYTOKERATIN", "KRT", "KERATIN", "ECAD", "ECADHERIN", "CDH1", "EPCAM",
+              "SOX10", "MELANA", "S100"),
+    "CD45": ("CD45", "PTPRC"),
+    "CD3": ("CD3", "CD3D", "CD3E"),
+    "CD8": ("CD8", "CD8A"),
+    "CD4": ("CD4",),
+    "FOXP3": ("FOXP3",),
+    "CD56": ("CD56", "NCAM1"),
+    "B": ("CD20", "MS4A1", "CD19", "CD79A"),
+    "CD138": ("CD138", "SDC1"),
+    "CD68": ("CD68",),
+    "CD163": ("CD163",),
+    "CD206": ("CD206", "MRC1"),
+    "CD14": ("CD14",),
+    "M1": ("NOS2", "INOS", "CD86"),
+    "granulocyte": ("CD15", "CD66B", "MPO"),
+    "CD11C": ("CD11C", "ITGAX"),
+    "HLADR": ("HLADR",),
+    "mast": ("TRYPTASE", "TPSAB1", "CKIT", "CD117"),
+    "stroma": ("SMA", "ASMA", "ACTA2", "FAP", "PDGFRB", "COL1", "COL1A1"),
+    "endothelial": ("CD31", "PECAM1", "CD34", "VWF"),
+    "PD1": ("PD1", "PDCD1"),
+    "TIM3": ("TIM3", "HAVCR2"),
+    "LAG3": ("LAG3",),
+    "CD39": ("CD39", "ENTPD1"),
+    "TCF1": ("TCF1", "TCF7"),
+}
+
+IMMUNE = ("CD45",)
+# label -> marker groups (AND of groups, OR within a group); the first group defines the label
+LINEAGE_RULES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Malignant/Epithelial": (("tumor",),),
+    "CD8 T": (("CD8",), ("CD3",), IMMUNE),
+    "CD4 T|conventional": (("CD4",), ("CD3",), IMMUNE),
+    "CD4 T|Treg": (("FOXP3",), ("CD3", "CD4"), IMMUNE),
+    "NK": (("CD56",), IMMUNE),
+    "B": (("B",), IMMUNE),
+    "Plasma": (("CD138",), IMMUNE),
+    "Monocyte/Macrophage": (("CD68", "CD163", "CD206", "CD14"), IMMUNE),
+    "Neutrophil": (("granulocyte",), IMMUNE),
+    "DC": (("CD11C",), ("HLADR",), IMMUNE),
+    "Mast": (("mast",),),
+    "Fibroblast": (("stroma",),),
+    "Endothelial": (("endothelial",),),
+}
+NEGATIVE: dict[str, tuple[str, ...]] = {
+    "NK": ("CD3",),
+    "DC": ("CD68", "CD163"),
+    "CD8 T": ("CD4",),
+    "CD4 T|conventional": ("CD8",),
+}
+STATE_RULES: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
+    "Monocyte/Macrophage": {"TAM M2-like": (("CD163", "CD206"),), "TAM M1-like": (("M1",),)},
+    "CD8 T": {"CD8 Tex": (("PD1",), ("TIM3", "LAG3", "CD39")), "CD8 Tpex": (("PD1",), ("TCF1",))},
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", re.sub(r"\(.*?\)", "", str(name).upper()))
+
+
+def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Canonical marker -> channel in ``var_names``: recognised by name, completed or overridden by ``markers``."""
+    var_names = pd.Index(var_names).astype(str)
+    found: dict[str, str] = {}
+    normed = {_norm(v): v for v in var_names}
+    for canon, aliases in MARKER_ALIASES.items():
+        for alias in aliases:
+            if alias in normed:
+                found[canon] = normed[alias]
+                break
+    for canon, channel in (markers or {}).items():
+        if canon not in MARKER_ALIASES:
+            msg = f"unknown marker {canon!r} in markers=; known: {', '.join(MARKER_ALIASES)}."
+            raise KeyError(msg)
+        if channel not in var_names:
+            from .._utils import nearest
+
+            msg = f"markers[{canon!r}] = {channel!r} is not in var_names; nearest: {nearest(channel, var_names)}."
+            raise KeyError(msg)
+        found[canon] = channel
+    return found
+
+
+def _log(x: np.ndarray) -> tuple[np.ndarray, float]:
+    pos = x[x > 0]
+    offset = float(np.quantile(pos, 0.01)) if pos.size else 1e-3
+    return np.log(np.clip(x, 0, None) + offset), offset
+
+
+def gate(x: np.ndarray, threshold: float | None = None, *, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Evidence of positivity (distance above the gate in negative-population SDs) and the gate in data units."""
+    from sklearn.mixture import GaussianMixture
+
+    x = np.asarray(x, dtype=np.float64)
+    t, offset = _log(x)
+    finite = np.isfinite(t)
+    sample = t[finite]
+    if sample.size > 50_000:
+        sample = np.random.default_rng(seed).choice(sample, 50_000, replace=False)
+    gm = GaussianMixture(2, random_state=seed).fit(sample[:, None])
+    lo, hi = np.argsort(gm.means_.ravel())
+    sd_neg = float(np.sqrt(gm.covariances_.ravel()[lo]))
+    if threshold is None:
+        grid = np.linspace(gm.means_[lo, 0], gm.means_[hi, 0], 512)
+        post = gm.predict_proba(grid[:, None])[:, hi]
+        cut = float(grid[np.argmax(post >= 0.5)])
+    else:
+        cut = float(np.log(max(threshold, 0) + offset))
+    return (t - cut) / max(sd_neg, 1e-6), float(np.exp(cut) - offset)
+
+
+def label_evidence(Z: pd.DataFrame, rules, negative=None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Per label, the weakest of its marker groups (each group's best marker), capped by its negative markers."""
+    cols, missing = {}, {}
+    for label, groups in rules.items():
+        if not any(m in Z for m in groups[0]):
+            missing[label] = "no channel for " + " / ".join(groups[0])
+            continue
+        parts = [Z[[m for m in g if m in Z]].max(axis=1) for g in groups if any(m in Z for m in g)]
+        ev = np.minimum.reduce([p.to_numpy() for p in parts])
+        for m in (negative or {}).get(label, ()):
+            if m in Z:
+                ev = np.minimum(ev, -Z[m].to_numpy())
+        cols[label] = ev
+    return pd.DataFrame(cols, index=Z.index), missing
+
+
+def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str, float] | float | None,
+                    names: list[str], index) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gate every recognised marker; returns the evidence per canonical marker and the gate table."""
+    Z, rows = {}, []
+    for canon, j in channels.items():
+        name = names[j]
+        given = gates if isinstance(gates, (int, float)) else (gates or {}).get(name)
+        z, thr = gate(X[:, j], given)
+        Z[canon] = z
+        rows.append({"marker": canon, "channel": name, "gate": thr, "source": "given" if given is not None else "mixture",
+                     "fraction_positive": float(np.mean(z > 0))})
+    return pd.DataFrame(Z, index=index), pd.DataFrame(rows)
