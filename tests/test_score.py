@@ -189,3 +189,15 @@ def test_user_key_is_not_overwritten(sim_small):
     sim_small.obsm["mine"] = np.zeros((sim_small.n_obs, 2))
     with pytest.raises(ValueError, match="not made by tmetoolkit"):
         tmt.tl.score(sim_small, "treg", key_added="mine")
+
+
+def test_ssgsea_orders_cells_and_is_chunk_independent(sim_small):
+    a = sim_small[:600].copy()
+    tmt.tl.score(a, ["CD8_T", "TAM_M2_like"], method="ssgsea")
+    S = a.obsm["tmt_scores"]
+    lin = a.obs["true_lineage"].astype(str)
+    assert S.loc[lin == "CD8 T", "CD8_T"].mean() > S.loc[lin != "CD8 T", "CD8_T"].quantile(0.9)
+    assert S.loc[lin == "Monocyte/Macrophage", "TAM_M2_like"].mean() > S.loc[lin != "Monocyte/Macrophage", "TAM_M2_like"].mean()
+    b = a.copy()
+    tmt.tl.score(b, ["CD8_T", "TAM_M2_like"], method="ssgsea", chunk_size=128)
+    np.testing.assert_allclose(b.obsm["tmt_scores"].to_numpy(), S.to_numpy())

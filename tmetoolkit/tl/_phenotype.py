@@ -111,7 +111,7 @@ def immune_phenotype(
     """Call each sample, and each region of tissue, immune inflamed, excluded or desert.
 
     Without coordinates (``basis="expression"``) the call comes from expression: for single cells (with
-    ``sample_key``) from pseudobulk programmes and the CD8 T-cell composition, for bulk data (observations are
+    ``sample_key``) from pseudobulk programmes (ssGSEA) and the CD8 T-cell composition, for bulk data (observations are
     samples, no ``sample_key``) from the programmes alone; cohort-relative by default. Dissociated and bulk data
     cannot show where T cells are, so an ``excluded`` call is an inference (its confidence is capped at 0.5 and
     the table says so in ``caveat``).

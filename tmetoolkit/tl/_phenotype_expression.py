@@ -1,7 +1,8 @@
 """Immune phenotype from expression alone (dissociated single-cell or bulk): exclusion is inferred, never seen.
 
 Per sample, an immune axis (CD8 T effector, IFN-gamma and cytolytic programmes on pseudobulk or bulk expression,
-plus the CD8 T fraction among immune cells when cells are annotated) and a stromal axis (pan-fibroblast TGF-beta
+scored by single-sample GSEA through gseapy as is usual for bulk cohorts, plus the CD8 T fraction among immune
+cells when cells are annotated) and a stromal axis (pan-fibroblast TGF-beta
 response and CAF programme; Mariathasan 2018; Bagaev 2021). Cohort-relative by default: each feature is
 standardised across samples (median and MAD), and
 
@@ -73,7 +74,7 @@ def expression_phenotype(
         bulk = _pseudobulk(adata, samples, layer)
         layer = None
     with np.errstate(all="ignore"):
-        score(bulk, [*IMMUNE_PROGRAMMES, *STROMA_PROGRAMMES], layer=layer, method="mean_ctrl")
+        score(bulk, [*IMMUNE_PROGRAMMES, *STROMA_PROGRAMMES], layer=layer, method="ssgsea")
     S = bulk.obsm[_keys.SCORES]
     f = S.copy()
     ct_key = cell_type_key or (_keys.LINEAGE if _keys.LINEAGE in adata.obs else None)
