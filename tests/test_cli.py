@@ -65,3 +65,19 @@ def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
     tab = a.uns["tmt_immune_phenotype"]["table"]
     assert tab["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"}
     assert {"rho_tumor", "rho_stroma", "infiltration_ratio"} <= set(tab.columns)
+
+
+def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
+    """`tmetoolkit run` on the Vectra field without given cell types: markers -> lineages -> spatial phenotype."""
+    from .conftest import FILES, SHARED
+
+    path = SHARED / FILES["phenoptr"]
+    if not path.is_file():
+        import pytest
+
+        pytest.skip("real data not available")
+    assert main(["run", str(path), "-o", str(tmp_path), "-q"]) == 0
+    a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
+    assert a.uns["tmt_annotate"]["params"]["input_state"] == "protein"
+    tab = a.uns["tmt_immune_phenotype"]["table"]
+    assert tab["phenotype"].iloc[0] == "excluded"  # as with inForm's own phenotypes (test_spatial)

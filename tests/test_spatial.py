@@ -124,3 +124,30 @@ def test_sample_without_tumour_or_without_cd8(sim_small):
     t = a.uns["tmt_immune_phenotype"]["table"]
     assert t.loc["S02", "phenotype"] == "not assessable" and "tumour" in t.loc["S02", "reason"]
     assert t.loc["S01", "phenotype"] == "desert"
+
+
+def test_several_images_per_sample():
+    """Two fields of one patient share coordinates; with image_key each is processed alone and densities pool."""
+    a = tmt.datasets.simulate(n_samples=4, n_cells=1500, phenotypes=["inflamed", "inflamed", "desert", "desert"],
+                              seed=31)
+    single = a.copy()
+    tmt.tl.immune_phenotype(single, sample_key="sample", cell_type_key="true_lineage")
+    per_field = single.uns["tmt_immune_phenotype"]["table"]
+    a.obs["field"] = a.obs["sample"].astype(str)
+    a.obs["patient"] = a.obs["sample"].map({"S01": "P1", "S02": "P1", "S03": "P2", "S04": "P2"}).astype(str)
+    tmt.tl.immune_phenotype(a, sample_key="patient", image_key="field", cell_type_key="true_lineage")
+    t = a.uns["tmt_immune_phenotype"]["table"]
+    assert list(t["phenotype"].astype(str)) == ["inflamed", "desert"]
+    assert (t["n_images"] == 2).all()
+    assert set(a.uns["tmt_compartments"]["table"].index) == {"P1/S01", "P1/S02", "P2/S03", "P2/S04"}
+    # the compartments of each field are exactly those found when the field is its own sample
+    assert (a.obs["tmt_compartment"] == single.obs["tmt_compartment"]).all()
+    f1, f2 = per_field.loc["S01"], per_field.loc["S02"]
+    pooled = (f1["rho_tumor"] * f1["area_tumor_mm2"] + f2["rho_tumor"] * f2["area_tumor_mm2"]) / (
+        f1["area_tumor_mm2"] + f2["area_tumor_mm2"])
+    assert t.loc["P1", "rho_tumor"] == pytest.approx(pooled)
+    assert t.loc["P1", "n_cells"] == f1["n_cells"] + f2["n_cells"]
+    regions = a.uns["tmt_immune_phenotype"]["regions"].index
+    assert regions.str.startswith("P1/S01:tile_").any() and regions.str.startswith("P1/S02:tile_").any()
+    with pytest.raises(KeyError, match="field"):
+        tmt.tl.immune_phenotype(a, sample_key="patient", image_key="fild", cell_type_key="true_lineage")

@@ -18,11 +18,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("input", help="input AnnData file (.h5ad) with counts or log-normalised values")
     run.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
     run.add_argument("--sample-key", default=None, help="obs column identifying samples (default: 'sample' if present)")
-    run.add_argument("--cell-type-key", default=None, help="obs column with given cell types (protein panels)")
+    run.add_argument("--cell-type-key", default=None, help="obs column with given cell types (default: tmetoolkit's own calls)")
     run.add_argument("--tumor-labels", default=None,
                      help="comma-separated tumour-cell labels of --cell-type-key (default 'Malignant/Epithelial')")
     run.add_argument("--effector-labels", default=None,
                      help="comma-separated effector (CD8 T) labels of --cell-type-key (default 'CD8 T')")
+    run.add_argument("--image-key", default=None,
+                     help="obs column of images when a sample has several fields or sections")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
     demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
     demo.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
@@ -66,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
                 adata = ad.read_h5ad(path)
             except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable h5ad"
                 return _fail(f"could not read {str(path)!r} as an .h5ad file ({type(e).__name__}).")
-            for key in (args.sample_key, args.cell_type_key, args.group_key):
+            for key in (args.sample_key, args.cell_type_key, args.group_key, args.image_key):
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
             split = lambda v: [x.strip() for x in v.split(",")] if v else None  # noqa: E731
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=split(args.tumor_labels), effector_labels=split(args.effector_labels),
-                                 group_key=args.group_key, name=path.stem)
+                                 group_key=args.group_key, image_key=args.image_key, name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))
     for kind, p in paths.items():

@@ -18,6 +18,7 @@ def run_pipeline(
     tumor_labels=None,
     effector_labels=None,
     group_key: str | None = None,
+    image_key: str | None = None,
     name: str = "tmetoolkit",
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv`` and ``report.html``.
@@ -25,7 +26,7 @@ def run_pipeline(
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
-    own lineages. Protein panels need ``cell_type_key``. Returns the paths written.
+    own lineages (protein panels: cell types from marker intensities). Returns the paths written.
     """
     from tqdm.auto import tqdm
 
@@ -47,12 +48,11 @@ def run_pipeline(
         steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key)))
         steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
     elif cell_type_key is None:
-        msg = "this is a protein panel: pass --cell-type-key naming the obs column with your gated cell types."
-        raise ValueError(msg)
+        steps.append(("annotating cells from protein markers", lambda: tl.annotate(adata)))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
-            adata, sample_key=sample_key, cell_type_key=cell_type_key, **labels)))
+            adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key, **labels)))
     elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, basis="expression")))

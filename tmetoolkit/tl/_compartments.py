@@ -9,7 +9,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .._utils import check_tmt_key, logger
-from ._spatial_utils import check_labels, coordinates, label_column, sample_groups
+from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
 COMPARTMENTS = ("tumor", "margin", "stroma")
@@ -55,6 +55,7 @@ def compartments(
     cell_type_key: str = "tmt_lineage",
     tumor_labels=None,
     pixel_size: float | None = None,
+    image_key: str | None = None,
     margin_width: float | None = None,
     margin_cells: float = 4.0,
     n_neighbors: int = 15,
@@ -82,6 +83,9 @@ def compartments(
         Labels of tumour cells in ``cell_type_key`` (default ``"Malignant/Epithelial"``).
     pixel_size
         Micrometres per coordinate unit; ``None`` when coordinates are micrometres.
+    image_key
+        ``obs`` column of images when a sample has several, each with its own coordinates; every image is
+        processed on its own (the table's rows are ``"sample/image"``).
     margin_width
         Half-width of the margin in micrometres (overrides ``margin_cells``).
     margin_cells
@@ -102,14 +106,14 @@ def compartments(
     ``obs["tmt_border_distance"]``
         Signed distance to the tumour border in micrometres (negative inside; NaN without a border).
     ``uns["tmt_compartments"]``
-        ``params`` and ``table``: per sample, cells, tumour cells, mean nearest-neighbour distance, margin width,
+        ``params`` and ``table``: per sample (or image), cells, tumour cells, mean nearest-neighbour distance, margin width,
         the fraction of tumour cells on the border (a high value means no clear margin) and a status.
     """
     adata = adata.copy() if copy else adata
     xy_all = coordinates(adata, pixel_size)
     labels = label_column(adata, cell_type_key)
     tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
-    samples = sample_groups(adata, sample_key)
+    samples = image_groups(adata, sample_groups(adata, sample_key), image_key)
     for key in ("tmt_compartment", "tmt_border_distance"):
         check_tmt_key(adata.obs, key, "adata.obs")
     comp = np.full(adata.n_obs, "stroma", dtype=object)
@@ -146,7 +150,7 @@ def compartments(
     adata.uns["tmt_compartments"] = {
         "params": {"sample_key": sample_key, "cell_type_key": cell_type_key, "tumor_labels": list(tumor_labels),
                    "pixel_size": pixel_size if pixel_size is not None else 1.0,
-                   "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
+                   "image_key": image_key or "", "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
                    "n_neighbors": n_neighbors, "min_cluster_size": min_cluster_size},
         "table": table,
     }

@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
-from ._spatial_utils import check_labels, coordinates, label_column, sample_groups
+from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 
 DEFAULT_EFFECTORS = ("CD8 T",)
 BIN_UM = 25.0  # side of the occupancy grid used to measure tissue area
@@ -38,35 +38,49 @@ def _area_mm2(xy: np.ndarray) -> float:
     return len(cells) * (BIN_UM / 1000.0) ** 2
 
 
-def _features(xy, comp, dist, is_eff, is_tum, *, radius: float) -> dict:
+def _counts(xy, comp, dist, is_eff, is_tum, *, radius: float) -> dict:
+    """Additive quantities of one image: cells, effectors and areas per compartment, and pair counts."""
     # as SPIAT: the tumour side is the core plus the internal margin, the other side external margin plus stroma
     inside = (comp == "tumor") | ((comp == "margin") & (dist < 0))
-    around = ~inside
-    f = {"n_cells": int(len(xy)), "n_effector": int(is_eff.sum()), "n_tumor_cells": int(is_tum.sum())}
-    for name, m in (("tumor", inside), ("margin", comp == "margin"), ("stroma", comp == "stroma")):
-        area = _area_mm2(xy[m])
-        n = int((is_eff & m).sum())
+    c = {"n_cells": len(xy), "n_effector": int(is_eff.sum()), "n_tumor_cells": int(is_tum.sum())}
+    for name, m in (("tumor", inside), ("margin", comp == "margin"), ("stroma", comp == "stroma"),
+                    ("around", ~inside)):
+        c[f"area_{name}"] = _area_mm2(xy[m])
+        c[f"eff_{name}"] = int((is_eff & m).sum())
+        c[f"cells_{name}"] = int(m.sum())
+    # SPIAT-style mixing: effector-tumour vs effector-effector pairs within ``radius``
+    eff, tum = xy[is_eff], xy[is_tum]
+    c.update(et_pairs=0.0, ee_pairs=0.0, contacts=0)
+    if len(eff) and len(tum):
+        te, tt = cKDTree(eff), cKDTree(tum)
+        c["et_pairs"] = float(te.count_neighbors(tt, radius))
+        c["ee_pairs"] = float((te.count_neighbors(te, radius) - len(eff)) / 2)
+        c["contacts"] = int((tt.query(eff)[0] <= radius).sum())
+    return c
+
+
+def _features(parts: list[dict]) -> dict:
+    """Features of a sample or region from its images' counts: densities pool cells and areas over images."""
+    c = {k: sum(p[k] for p in parts) for k in parts[0]}
+    f = {"n_cells": int(c["n_cells"]), "n_effector": int(c["n_effector"]), "n_tumor_cells": int(c["n_tumor_cells"]),
+         "n_images": len(parts)}
+    for name in ("tumor", "margin", "stroma"):
+        area, n, cells = c[f"area_{name}"], c[f"eff_{name}"], c[f"cells_{name}"]
         f[f"area_{name}_mm2"] = area
         f[f"effector_per_mm2_{name}"] = n / area if area > 0 else np.nan
-        f[f"effector_per_100_cells_{name}"] = 100.0 * n / m.sum() if m.sum() else np.nan
-    area_in, area_around = _area_mm2(xy[inside]), _area_mm2(xy[around])
-    f["rho_tumor"] = (is_eff & inside).sum() / area_in if area_in > 0 else np.nan
-    f["rho_stroma"] = (is_eff & around).sum() / area_around if area_around > 0 else np.nan
+        f[f"effector_per_100_cells_{name}"] = 100.0 * n / cells if cells else np.nan
+    f["rho_tumor"] = c["eff_tumor"] / c["area_tumor"] if c["area_tumor"] > 0 else np.nan
+    f["rho_stroma"] = c["eff_around"] / c["area_around"] if c["area_around"] > 0 else np.nan
     tot = np.nansum([f["rho_tumor"], f["rho_stroma"]])
     f["infiltration_ratio"] = f["rho_tumor"] / tot if tot > 0 and np.isfinite(f["rho_tumor"]) else np.nan
-    # SPIAT-style normalised mixing score: effector-tumour vs effector-effector pairs within ``radius``
-    eff, tum = xy[is_eff], xy[is_tum]
-    if len(eff) >= 2 and len(tum):
-        te, tt = cKDTree(eff), cKDTree(tum)
-        et_pairs = te.count_neighbors(tt, radius)
-        ee_pairs = (te.count_neighbors(te, radius) - len(eff)) / 2
-        ms = et_pairs / ee_pairs if ee_pairs > 0 else np.nan
+    n_eff, n_tum = c["n_effector"], c["n_tumor_cells"]
+    if n_eff >= 2 and n_tum and c["ee_pairs"] > 0:
+        ms = c["et_pairs"] / c["ee_pairs"]
         f["mixing_score"] = ms
-        f["normalised_mixing_score"] = 0.5 * ms * (len(eff) - 1) / len(tum) if np.isfinite(ms) else np.nan
-        d, _ = tt.query(eff)
-        f["effector_tumor_contact_fraction"] = float((d <= radius).mean())
+        f["normalised_mixing_score"] = 0.5 * ms * (n_eff - 1) / n_tum
     else:
-        f.update(mixing_score=np.nan, normalised_mixing_score=np.nan, effector_tumor_contact_fraction=np.nan)
+        f.update(mixing_score=np.nan, normalised_mixing_score=np.nan)
+    f["effector_tumor_contact_fraction"] = c["contacts"] / n_eff if n_eff and n_tum else np.nan
     return f
 
 
@@ -94,6 +108,7 @@ def immune_phenotype(
     effector_labels=None,
     tumor_labels=None,
     region_key: str | None = None,
+    image_key: str | None = None,
     basis: Literal["auto", "spatial", "expression"] = "auto",
     pixel_size: float | None = None,
     tile_size: float = 500.0,
@@ -137,6 +152,9 @@ def immune_phenotype(
         Tumour cell labels (default ``"Malignant/Epithelial"``).
     region_key
         ``obs`` column of regions (niches, annotated areas); default: tiles.
+    image_key
+        ``obs`` column of images when a sample has several (fields, cores, sections), each with its own
+        coordinates. Compartments are found per image; a sample's densities pool its images' cells and areas.
     basis
         ``"spatial"``, ``"expression"`` or ``"auto"``.
     pixel_size
@@ -212,10 +230,12 @@ def immune_phenotype(
     for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
         check_tmt_key(adata.obs, key, "adata.obs")
 
+    images = image_groups(adata, samples, image_key)
     params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
-    if "tmt_compartment" not in adata.obs or params_c.get("cell_type_key") != cell_type_key:
+    if ("tmt_compartment" not in adata.obs or params_c.get("cell_type_key") != cell_type_key
+            or params_c.get("image_key", "") != (image_key or "")):
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels,
-                     pixel_size=pixel_size)
+                     pixel_size=pixel_size, image_key=image_key)
     comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
     dist = adata.obs["tmt_border_distance"].to_numpy(dtype=float)
     is_eff = labels.isin(effector_labels).to_numpy()
@@ -224,19 +244,21 @@ def immune_phenotype(
 
     if region_key is not None:
         regions = samples + ":" + adata.obs[region_key].astype(str)
-    else:
+    else:  # tiles never span two images
         tiles = np.floor(xy_all / tile_size).astype(int)
-        regions = samples + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
+        regions = images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
             tiles[:, 1], index=samples.index).astype(str)
 
     def table_for(groups: pd.Series) -> pd.DataFrame:
         rows = {}
         for g, idx in groups.groupby(groups, observed=True).indices.items():
-            f = _features(xy_all[idx], comp[idx], dist[idx], is_eff[idx], is_tum[idx], radius=mixing_radius)
+            parts = [_counts(xy_all[i], comp[i], dist[i], is_eff[i], is_tum[i], radius=mixing_radius)
+                     for i in (idx[images.iloc[idx].to_numpy() == im] for im in pd.unique(images.iloc[idx]))]
+            f = _features(parts)
             reason = ""
-            st = status.get(str(g).split(":")[0] if groups is regions else g, "ok")
-            if st in ("no tumour region", "too few cells"):
-                reason = f"{st}: no group of at least the minimum number of tumour cells"
+            image_status = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
+            if image_status <= {"no tumour region", "too few cells"}:
+                reason = f"{sorted(image_status)[0]}: no group of at least the minimum number of tumour cells"
             elif len(idx) < min_cells:
                 reason = f"too few cells ({len(idx)} < {min_cells})"
             elif f["n_tumor_cells"] < min_tumor_cells:
@@ -284,7 +306,7 @@ def immune_phenotype(
         "params": {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
                    "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
                    "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
-                   "tile_size_um": tile_size, "region_key": region_key or "", "mixing_radius_um": mixing_radius,
+                   "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "", "mixing_radius_um": mixing_radius,
                    "pixel_size": pixel_size if pixel_size is not None else 1.0},
         "table": samp_tab[order],
         "regions": reg_tab[order],

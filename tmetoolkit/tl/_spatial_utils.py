@@ -51,3 +51,12 @@ def sample_groups(adata: AnnData, sample_key: str | None) -> pd.Series:
     from ._sample_features import samples_of
 
     return samples_of(adata, sample_key)
+
+
+def image_groups(adata: AnnData, samples: pd.Series, image_key: str | None) -> pd.Series:
+    """Image of every cell as ``"sample"`` (one image per sample) or ``"sample/image"`` with ``image_key``."""
+    if image_key is None:
+        return samples
+    if image_key not in adata.obs:
+        raise missing_key_error(image_key, "adata.obs", adata.obs.columns)
+    return samples + "/" + adata.obs[image_key].astype(str)
