@@ -26,7 +26,8 @@ def run_pipeline(
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
-    own lineages (protein panels: cell types from marker intensities). Returns the paths written.
+    own lineages (protein panels: cell types from marker intensities). Spot data (Visium) get signature scores and
+    the spot phenotype only. Returns the paths written.
     """
     from tqdm.auto import tqdm
 
@@ -40,8 +41,13 @@ def run_pipeline(
     if report.problems:
         raise ValueError("; ".join(report.problems))
     protein = report.state == "protein"
+    from .tl._spots import is_spot_data
+
+    spots = is_spot_data(adata) and cell_type_key is None
     steps = []
-    if not protein:
+    if spots:  # spots mix cells: no per-cell states; scores, then the spot phenotype
+        steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
+    elif not protein:
         steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
         steps.append(("annotating cell states", lambda: tl.annotate(adata)))
         steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))

@@ -1,5 +1,6 @@
-"""Simulated tumours with known truth, and loaders for local real data."""
+"""Simulated tumours with known truth, and Visium-like spots pooled from them."""
 
 from ._simulate import simulate
+from ._spots import to_spots
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "to_spots"]

@@ -24,7 +24,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     """CD8 T-cell density inside the tumour against around it, coloured by the call, with the thresholds.
 
     The dashed lines are the rules of :func:`tmetoolkit.tl.immune_phenotype`: ``min_density`` on both axes and
-    the infiltration ratio ``min_infiltration`` (the diagonal). Densities of zero are drawn at a floor.
+    the infiltration ratio ``min_infiltration`` (the diagonal). Densities of zero are drawn at a floor. For spot
+    data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction``.
 
     Parameters
     ----------
@@ -40,7 +41,9 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     res = _stored(adata, "tmt_immune_phenotype", "tmt.tl.immune_phenotype")
     tab = res["regions" if regions else "table"]
     p = res["params"]
-    tau, fin = float(p["min_density_per_mm2"]), float(p["min_infiltration"])
+    spots = "min_spot_fraction" in p
+    tau = float(p["min_spot_fraction"] if spots else p["min_density_per_mm2"])
+    fin = float(p["min_infiltration"])
     floor = tau / 20
     x = tab["rho_stroma"].fillna(0).clip(lower=floor)
     y = tab["rho_tumor"].fillna(0).clip(lower=floor)
@@ -51,6 +54,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
             ax.scatter(x[sub.index], y[sub.index], c=colors[lab], label=lab, s=28 if not regions else 10,
                        edgecolors="white", linewidths=0.4)
         hi = max(float(np.nanmax([x.max(), y.max()])) * 2, tau * 10)
+        if spots:
+            hi = min(hi, 1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.axvline(tau, ls="--", lw=0.8, c="grey")
@@ -59,8 +64,12 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
         ax.plot(xs, xs * fin / (1 - fin), ls=":", lw=0.8, c="grey", label=f"infiltration ratio {fin:g}")
         ax.set_xlim(floor / 1.5, hi)
         ax.set_ylim(floor / 1.5, hi)
-        ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
-        ax.set_ylabel("CD8 T cells / mm² in tumour")
+        if spots:
+            ax.set_xlabel("fraction of CD8 T-positive spots, outside tumour")
+            ax.set_ylabel("fraction CD8 T-positive, tumour core")
+        else:
+            ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
+            ax.set_ylabel("CD8 T cells / mm² in tumour")
         if annotate and not regions:
             for name in tab.index:
                 ax.annotate(str(name), (x[name], y[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")

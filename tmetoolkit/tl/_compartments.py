@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 
 from .._utils import check_tmt_key, logger
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
+from ._spots import is_spot_data
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
 COMPARTMENTS = ("tumor", "margin", "stroma")
@@ -57,9 +58,10 @@ def compartments(
     pixel_size: float | None = None,
     image_key: str | None = None,
     margin_width: float | None = None,
-    margin_cells: float = 4.0,
+    margin_cells: float | None = None,
     n_neighbors: int = 15,
-    min_cluster_size: int = 10,
+    min_cluster_size: int | None = None,
+    tumor_signature: str = "Epithelial",
     copy: bool = False,
 ) -> AnnData | None:
     """Split each sample into tumour, margin and stroma from where the tumour cells are.
@@ -70,6 +72,12 @@ def compartments(
     The margin is the band of ``margin_width`` micrometres on each side of the border (default ``margin_cells``
     times the sample's mean nearest-neighbour distance, about that many cell diameters); beyond it lie the
     tumour core and the stroma. KD-trees keep the cost linear in the number of cells.
+
+    Spot data (Visium: ``obs["array_row"]`` and ``obs["array_col"]`` present) have no cell types: unless
+    ``cell_type_key`` names a spot label column, tumour spots are those high in the malignant programme
+    (``tumor_signature``; above the crossing of a two-component mixture fitted over all spots), the region is
+    built on the hexagonal spot graph (squidpy grid neighbours), and the margin is ``margin_cells`` rings of
+    spots on each side of the border.
 
     Parameters
     ----------
@@ -89,11 +97,15 @@ def compartments(
     margin_width
         Half-width of the margin in micrometres (overrides ``margin_cells``).
     margin_cells
-        Half-width of the margin in mean nearest-neighbour distances.
+        Half-width of the margin in mean nearest-neighbour distances (default 4) or, for spots, in rings (default 1:
+        the spots on either side of the border, about 100 micrometres each on Visium).
     n_neighbors
         Neighbourhood used to decide inside/outside.
     min_cluster_size
-        Smaller groups of tumour cells (within three nearest-neighbour distances) are ignored.
+        Smaller groups of tumour cells (within three nearest-neighbour distances) are ignored; default 10 cells,
+        or 3 spots.
+    tumor_signature
+        Spots only: the registry signature (or its genes are missing: an error) that marks malignant spots.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -111,6 +123,12 @@ def compartments(
     """
     adata = adata.copy() if copy else adata
     xy_all = coordinates(adata, pixel_size)
+    if is_spot_data(adata) and cell_type_key not in adata.obs:
+        return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
+                                  margin_width=margin_width, margin_rings=margin_cells, min_spots=min_cluster_size,
+                                  tumor_signature=tumor_signature, copy=copy)
+    margin_cells = 4.0 if margin_cells is None else margin_cells
+    min_cluster_size = 10 if min_cluster_size is None else min_cluster_size
     labels = label_column(adata, cell_type_key)
     tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
     samples = image_groups(adata, sample_groups(adata, sample_key), image_key)
@@ -156,4 +174,42 @@ def compartments(
     }
     adata.uns["tmt_compartment_colors"] = ["#7f7f7f", "#ffbb78", "#c5b0d5"]
     logger.info("added obs tmt_compartment and tmt_border_distance for %d samples", len(rows))
+    return adata if copy else None
+
+
+def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
+                       tumor_signature, copy):
+    from .. import _keys
+    from ._score import score
+    from ._spots import mixture_threshold, spot_compartments
+
+    for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"):
+        check_tmt_key(adata.obs, key, "adata.obs")
+    images = image_groups(adata, sample_groups(adata, sample_key), image_key)
+    msg = (f"the malignant programme {tumor_signature!r} cannot be scored on these genes; pass tumor_signature= a "
+           "signature whose genes the panel has, or a spot label column as cell_type_key.")
+    try:
+        score(adata, [tumor_signature], method="mean_ctrl")
+    except (KeyError, ValueError) as e:
+        raise ValueError(msg) from e
+    if tumor_signature not in adata.obsm[_keys.SCORES]:
+        raise ValueError(msg)
+    t_score = adata.obsm[_keys.SCORES][tumor_signature].to_numpy(dtype=float)
+    thr = mixture_threshold(t_score)
+    is_t = np.nan_to_num(t_score, nan=-np.inf) > thr
+    pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
+    rings = int(round(margin_width / pitch)) if margin_width is not None else int(margin_rings or 1)
+    comp, dist, rows = spot_compartments(xy, images, is_t, margin_rings=max(rings, 1), min_spots=min_spots or 3)
+    adata.obs["tmt_tumor_spot"] = is_t
+    adata.obs["tmt_compartment"] = pd.Categorical(comp, categories=list(COMPARTMENTS))
+    adata.obs["tmt_border_distance"] = dist
+    adata.uns["tmt_compartments"] = {
+        "params": {"sample_key": sample_key or "", "cell_type_key": "", "spots": True, "image_key": image_key or "",
+                   "tumor_signature": tumor_signature, "tumor_score_threshold": thr, "margin_rings": max(rings, 1),
+                   "min_cluster_size": min_spots or 3, "pixel_size": pixel_size if pixel_size is not None else 1.0},
+        "table": pd.DataFrame.from_dict(rows, orient="index"),
+    }
+    adata.uns["tmt_compartment_colors"] = ["#7f7f7f", "#ffbb78", "#c5b0d5"]
+    logger.info("spots: %d of %d above the malignant-programme threshold; added obs tmt_compartment, "
+                "tmt_border_distance, tmt_tumor_spot", int(is_t.sum()), len(is_t))
     return adata if copy else None

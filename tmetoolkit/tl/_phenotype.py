@@ -25,6 +25,7 @@ from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
+from ._spots import is_spot_data
 
 DEFAULT_EFFECTORS = ("CD8 T",)
 BIN_UM = 25.0  # side of the occupancy grid used to measure tissue area
@@ -113,6 +114,7 @@ def immune_phenotype(
     pixel_size: float | None = None,
     tile_size: float = 500.0,
     min_density: float = 100.0,
+    min_spot_fraction: float = 0.1,
     min_infiltration: float = 0.3,
     reference: Literal["absolute", "cohort"] | None = None,
     cohort_quantile: float = 0.25,
@@ -136,6 +138,11 @@ def immune_phenotype(
     internal margin) and in the external margin and stroma around it (:func:`tmetoolkit.tl.compartments` is run first when needed), the
     infiltration ratio, a normalised mixing score and tumour contacts. Regions are the user's ``region_key`` or
     square tiles of ``tile_size`` micrometres.
+
+    Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no cell-type column) follow the same rules on
+    fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture) in the
+    tumour core and outside the tumour region, with ``min_spot_fraction`` in place of ``min_density``; the tumour
+    region and rings of margin come from :func:`tmetoolkit.tl.compartments` on the spot graph.
 
     Parameters
     ----------
@@ -164,6 +171,8 @@ def immune_phenotype(
     min_density
         Effector density (cells/mm^2) below which a compartment counts as empty. The default of 100/mm^2 sits
         in the low range of CD8 densities reported in tumour cores (Galon 2006; Kather 2018).
+    min_spot_fraction
+        Spot data (Visium): fraction of effector-positive spots below which a compartment counts as empty.
     min_infiltration
         Infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md section 10.1).
     reference
@@ -216,6 +225,10 @@ def immune_phenotype(
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
         raise ValueError(msg)
     reference = reference or "absolute"
+    if is_spot_data(adata) and (cell_type_key or _keys.LINEAGE) not in adata.obs:
+        return _spots(adata, sample_key=sample_key, image_key=image_key, region_key=region_key, pixel_size=pixel_size,
+                      tile_size=tile_size, min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
+                      reference=reference, copy=copy)
     cell_type_key = cell_type_key or _keys.LINEAGE
     labels = label_column(adata, cell_type_key)
     effector_labels = check_labels(labels, effector_labels or DEFAULT_EFFECTORS, "effector_labels") if (
@@ -242,12 +255,7 @@ def immune_phenotype(
     is_tum = labels.isin(tumor_labels).to_numpy()
     status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
 
-    if region_key is not None:
-        regions = samples + ":" + adata.obs[region_key].astype(str)
-    else:  # tiles never span two images
-        tiles = np.floor(xy_all / tile_size).astype(int)
-        regions = images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
-            tiles[:, 1], index=samples.index).astype(str)
+    regions = _regions(samples, images, xy_all, region_key, tile_size, adata)
 
     def table_for(groups: pd.Series) -> pd.DataFrame:
         rows = {}
@@ -296,22 +304,66 @@ def immune_phenotype(
         bad = samp_tab.loc[samp_tab["phenotype"] == "not assessable", "reason"]
         warn("not assessable: " + "; ".join(f"{k} ({v})" for k, v in bad.items()))
 
+    params = {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
+              "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
+              "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
+              "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "",
+              "mixing_radius_um": mixing_radius, "pixel_size": pixel_size if pixel_size is not None else 1.0}
+    _write(adata, samples, regions, samp_tab, reg_tab, params)
+    return adata if copy else None
+
+
+def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
+    if region_key is not None:
+        if region_key not in adata.obs:
+            from .._utils import missing_key_error
+
+            raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
+        return samples + ":" + adata.obs[region_key].astype(str)
+    tiles = np.floor(xy / tile_size).astype(int)  # tiles never span two images
+    return images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
+        tiles[:, 1], index=samples.index).astype(str)
+
+
+def _write(adata, samples, regions, samp_tab, reg_tab, params) -> None:
     cats = list(_keys.PHENOTYPES)
     adata.obs["tmt_immune_phenotype"] = pd.Categorical(samples.map(samp_tab["phenotype"].astype(str)), categories=cats)
     adata.obs["tmt_immune_phenotype_region"] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)),
                                                              categories=cats)
     cols = ["phenotype", "confidence", "basis", "reason"]
     order = cols + [c for c in samp_tab.columns if c not in cols]
-    adata.uns["tmt_immune_phenotype"] = {
-        "params": {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
-                   "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
-                   "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
-                   "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "", "mixing_radius_um": mixing_radius,
-                   "pixel_size": pixel_size if pixel_size is not None else 1.0},
-        "table": samp_tab[order],
-        "regions": reg_tab[order],
-    }
+    adata.uns["tmt_immune_phenotype"] = {"params": params, "table": samp_tab[order], "regions": reg_tab[order]}
     adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
+
+
+def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, min_spot_fraction, min_infiltration,
+           reference, copy):
+    """Spot data: compartments on the spot graph, effector spots from the CD8 T programme, the same rules."""
+    from ._phenotype_spots import EFFECTOR_SIGNATURE, spot_phenotype
+
+    if reference != "absolute":
+        msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
+        raise ValueError(msg)
+    for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
+        check_tmt_key(adata.obs, key, "adata.obs")
+    xy = coordinates(adata, pixel_size)
+    samples = sample_groups(adata, sample_key)
+    images = image_groups(adata, samples, image_key)
+    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
+    if "tmt_compartment" not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (
+            image_key or ""):
+        compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size)
+    status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
+    regions = _regions(samples, images, xy, region_key, tile_size, adata)
+    samp_tab, reg_tab, thr = spot_phenotype(adata, samples=samples, images=images, regions=regions, status=status,
+                                            min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
+                                            classify=_classify)
+    params = {"basis": "spatial (spots)", "sample_key": sample_key or "", "effector_signature": EFFECTOR_SIGNATURE,
+              "effector_score_threshold": thr, "min_spot_fraction": min_spot_fraction,
+              "min_infiltration": min_infiltration, "reference": reference, "tile_size_um": tile_size,
+              "region_key": region_key or "", "image_key": image_key or "",
+              "pixel_size": pixel_size if pixel_size is not None else 1.0}
+    _write(adata, samples, regions, samp_tab, reg_tab, params)
     return adata if copy else None
 
 

@@ -1,0 +1,93 @@
+"""Spot data (Visium-like spots pooled from simulated cells): compartments on the spot graph and the phenotype."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tmetoolkit as tmt
+
+SETTINGS = [(0.5, "nests"), (1.0, "solid"), (2.0, "nests")]
+
+
+@pytest.fixture(scope="module")
+def spot_cohorts():
+    out = []
+    for i, (noise, shape) in enumerate(SETTINGS):
+        cells = tmt.datasets.simulate(n_samples=6, n_cells=6000, noise=noise, tumor_shape=shape, seed=300 + i)
+        spots = tmt.datasets.to_spots(cells)
+        tmt.tl.immune_phenotype(spots, sample_key="sample")
+        out.append((cells, spots))
+    return out
+
+
+def test_to_spots_pools_cells(sim_small):
+    spots = tmt.datasets.to_spots(sim_small)
+    assert {"array_row", "array_col", "in_tissue", "n_cells", "true_compartment"} <= set(spots.obs.columns)
+    assert (spots.obs["n_cells"] >= 1).all()
+    # a spot holds the cells within 27.5 um of its centre and their summed counts
+    assert spots.obs["n_cells"].sum() < sim_small.n_obs
+    assert 1 < spots.obs["n_cells"].mean() < 15
+    total = float(spots.X.sum())
+    assert 0 < total < float(sim_small.X.sum())
+    from scipy.spatial import cKDTree
+
+    one = spots.obsm["spatial"][(spots.obs["sample"] == "S01").to_numpy()]
+    assert np.allclose(cKDTree(one).query(one, k=2)[0][:, 1].min(), 100.0)  # hexagonal grid, 100-um pitch
+
+
+def test_spot_compartments_follow_the_tumour(spot_cohorts):
+    for _, spots in spot_cohorts:
+        o = spots.obs
+        mostly_tumour = o["true_n_Malignant_Epithelial"] > 0.5 * o["n_cells"]
+        assert o.loc[mostly_tumour, "tmt_tumor_spot"].mean() >= 0.95
+        no_tumour = o["true_n_Malignant_Epithelial"] == 0
+        assert o.loc[no_tumour, "tmt_tumor_spot"].mean() <= 0.05
+        inside = o["tmt_compartment"].isin(["tumor"]) | (o["tmt_border_distance"] < 0)
+        assert (inside[o["true_compartment"] == "tumor"]).mean() >= 0.9
+        assert (~inside[o["true_compartment"] == "stroma"]).mean() >= 0.9
+        assert spots.uns["tmt_compartments"]["params"]["spots"]
+
+
+def test_spot_phenotypes_as_planted(spot_cohorts):
+    ok = total = 0
+    for _, spots in spot_cohorts:
+        t = spots.uns["tmt_immune_phenotype"]["table"]
+        truth = spots.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+        ok += int((t["phenotype"].astype(str) == truth.loc[t.index]).sum())
+        total += len(t)
+        assert (t["basis"] == "spatial (spots)").all()
+        assert {"effector_spot_fraction_tumor", "effector_spot_fraction_stroma", "infiltration_ratio"} <= set(t.columns)
+    # measured 17/18 here (6,000 cells, about 170 spots per sample); 90/90 over 15 cohorts of 8,000 cells
+    assert ok >= total - 1, (ok, total)
+
+
+def test_spots_without_tumour_or_effector_genes(sim_small):
+    spots = tmt.datasets.to_spots(sim_small)
+    no_tumour = spots[spots.obs["true_n_Malignant_Epithelial"] == 0].copy()
+    no_tumour.obs["sample"] = no_tumour.obs["sample"].astype(str)
+    with pytest.warns(tmt.TmtWarning, match="not assessable"):
+        tmt.tl.immune_phenotype(no_tumour, sample_key="sample")
+    t = no_tumour.uns["tmt_immune_phenotype"]["table"]
+    assert (t["phenotype"] == "not assessable").all() and t["reason"].str.len().gt(0).all()
+    keep = [g for g in spots.var_names if g not in {"CD8A", "CD8B"}]
+    no_cd8 = spots[:, keep].copy()
+    with pytest.raises(ValueError, match="CD8"):
+        tmt.tl.immune_phenotype(no_cd8, sample_key="sample")
+    with pytest.raises(ValueError, match="spot data"):
+        tmt.tl.immune_phenotype(spots, sample_key="sample", reference="cohort")
+    before = spots.copy()
+    tmt.tl.compartments(spots, sample_key="sample")
+    assert np.array_equal(spots.X.toarray(), before.X.toarray())
+    assert set(spots.obs.columns) - set(before.obs.columns) <= {"tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"}
+    assert isinstance(spots.uns["tmt_compartments"]["table"], pd.DataFrame)
+
+
+def test_cli_run_on_spots(sim_small, tmp_path):
+    from tmetoolkit._cli import main
+
+    spots = tmt.datasets.to_spots(sim_small)
+    spots.write_h5ad(tmp_path / "visium.h5ad")
+    assert main(["run", str(tmp_path / "visium.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "sample_table.csv", index_col=0)
+    assert table["immune_phenotype:phenotype"].notna().all()
+    assert "id='immune-phenotype'" in (tmp_path / "out" / "report.html").read_text()
