@@ -151,3 +151,22 @@ def test_several_images_per_sample():
     assert regions.str.startswith("P1/S01:tile_").any() and regions.str.startswith("P1/S02:tile_").any()
     with pytest.raises(KeyError, match="field"):
         tmt.tl.immune_phenotype(a, sample_key="patient", image_key="fild", cell_type_key="true_lineage")
+
+
+def test_tumour_from_a_programme_when_labels_cannot_find_it():
+    """Chen 2024 MERFISH: no keratins on the panel, so annotate finds no tumour cells; its MAPK programme (MPAS)
+    marks them. The region it gives matches the one from the authors' Epithelial label."""
+    c = real_data("chen")
+    w = c.copy()
+    tmt.tl.compartments(c, sample_key=None, tumor_signature="MPAS")
+    assert c.obs["tmt_tumor_cell"].dtype == bool
+    assert c.uns["tmt_compartments"]["params"]["tumor_signature"] == "MPAS"
+    tmt.tl.compartments(w, sample_key=None, cell_type_key="type_lvl2", tumor_labels="Epithelial")
+    inside, inside_labels = c.obs["tmt_border_distance"] < 0, w.obs["tmt_border_distance"] < 0
+    assert (inside == inside_labels).mean() >= 0.9  # measured 0.946
+    ep = c.obs["type_lvl1"] == "Epithelial"
+    assert inside[ep].mean() >= 0.75 and ep[inside].mean() >= 0.7  # measured 0.81 / 0.75
+    tmt.tl.annotate(c)
+    tmt.tl.immune_phenotype(c, sample_key=None, tumor_signature="MPAS")
+    t = c.uns["tmt_immune_phenotype"]["table"]
+    assert t["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"} and t["n_tumor_cells"].iloc[0] > 500

@@ -61,7 +61,7 @@ def compartments(
     margin_cells: float | None = None,
     n_neighbors: int = 15,
     min_cluster_size: int | None = None,
-    tumor_signature: str = "Epithelial",
+    tumor_signature: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Split each sample into tumour, margin and stroma from where the tumour cells are.
@@ -105,7 +105,10 @@ def compartments(
         Smaller groups of tumour cells (within three nearest-neighbour distances) are ignored; default 10 cells,
         or 3 spots.
     tumor_signature
-        Spots only: the registry signature (or its genes are missing: an error) that marks malignant spots.
+        A registry signature that marks the malignant cells or spots on this panel: those above the crossing of a
+        two-component mixture of its scores are the tumour (cell labels are then not used). Spots default to
+        ``"Epithelial"``; for cells it helps when the panel lacks the markers ``annotate`` needs (e.g. ``"MPAS"``,
+        MAPK activity, on a lung-cancer MERFISH panel without keratins).
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -117,6 +120,8 @@ def compartments(
         ``tumor``, ``margin`` or ``stroma`` (all ``stroma`` in a sample without a tumour region).
     ``obs["tmt_border_distance"]``
         Signed distance to the tumour border in micrometres (negative inside; NaN without a border).
+    ``obs["tmt_tumor_cell"]`` / ``obs["tmt_tumor_spot"]``
+        With ``tumor_signature`` (and always for spots): which cells or spots the programme calls tumour.
     ``uns["tmt_compartments"]``
         ``params`` and ``table``: per sample (or image), cells, tumour cells, mean nearest-neighbour distance, margin width,
         the fraction of tumour cells on the border (a high value means no clear margin) and a status.
@@ -126,14 +131,20 @@ def compartments(
     if is_spot_data(adata) and cell_type_key not in adata.obs:
         return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
                                   margin_width=margin_width, margin_rings=margin_cells, min_spots=min_cluster_size,
-                                  tumor_signature=tumor_signature, copy=copy)
+                                  tumor_signature=tumor_signature or "Epithelial", copy=copy)
     margin_cells = 4.0 if margin_cells is None else margin_cells
     min_cluster_size = 10 if min_cluster_size is None else min_cluster_size
-    labels = label_column(adata, cell_type_key)
-    tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
-    samples = image_groups(adata, sample_groups(adata, sample_key), image_key)
-    for key in ("tmt_compartment", "tmt_border_distance"):
+    for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_cell"):
         check_tmt_key(adata.obs, key, "adata.obs")
+    if tumor_signature is not None:
+        is_tumour, tumor_thr = programme_positive(adata, tumor_signature)
+        adata.obs["tmt_tumor_cell"] = is_tumour
+        labels = pd.Series(np.where(is_tumour, "tumour", "other"), index=adata.obs_names)
+        tumor_labels = ["tumour"]
+    else:
+        labels = label_column(adata, cell_type_key)
+        tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
+    samples = image_groups(adata, sample_groups(adata, sample_key), image_key)
     comp = np.full(adata.n_obs, "stroma", dtype=object)
     dist = np.full(adata.n_obs, np.nan)
     rows = {}
@@ -166,7 +177,9 @@ def compartments(
     adata.obs["tmt_border_distance"] = dist
     table = pd.DataFrame.from_dict(rows, orient="index")
     adata.uns["tmt_compartments"] = {
-        "params": {"sample_key": sample_key, "cell_type_key": cell_type_key, "tumor_labels": list(tumor_labels),
+        "params": {"sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
+                   "tumor_labels": [] if tumor_signature else list(tumor_labels), "tumor_signature": tumor_signature or "",
+                   "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
                    "pixel_size": pixel_size if pixel_size is not None else 1.0,
                    "image_key": image_key or "", "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
                    "n_neighbors": n_neighbors, "min_cluster_size": min_cluster_size},
@@ -177,26 +190,33 @@ def compartments(
     return adata if copy else None
 
 
-def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
-                       tumor_signature, copy):
+def programme_positive(adata: AnnData, signature: str) -> tuple[np.ndarray, float]:
+    """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``)."""
     from .. import _keys
     from ._score import score
-    from ._spots import mixture_threshold, spot_compartments
+    from ._spots import mixture_threshold
+
+    msg = (f"the malignant programme {signature!r} cannot be scored on these genes; pass tumor_signature= a "
+           "signature whose genes the panel has, or a label column with tumor_labels.")
+    try:
+        score(adata, [signature], method="mean_ctrl")
+    except (KeyError, ValueError) as e:
+        raise ValueError(msg) from e
+    if signature not in adata.obsm[_keys.SCORES]:
+        raise ValueError(msg)
+    values = adata.obsm[_keys.SCORES][signature].to_numpy(dtype=float)
+    thr = mixture_threshold(values)
+    return np.nan_to_num(values, nan=-np.inf) > thr, thr
+
+
+def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
+                       tumor_signature, copy):
+    from ._spots import spot_compartments
 
     for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"):
         check_tmt_key(adata.obs, key, "adata.obs")
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
-    msg = (f"the malignant programme {tumor_signature!r} cannot be scored on these genes; pass tumor_signature= a "
-           "signature whose genes the panel has, or a spot label column as cell_type_key.")
-    try:
-        score(adata, [tumor_signature], method="mean_ctrl")
-    except (KeyError, ValueError) as e:
-        raise ValueError(msg) from e
-    if tumor_signature not in adata.obsm[_keys.SCORES]:
-        raise ValueError(msg)
-    t_score = adata.obsm[_keys.SCORES][tumor_signature].to_numpy(dtype=float)
-    thr = mixture_threshold(t_score)
-    is_t = np.nan_to_num(t_score, nan=-np.inf) > thr
+    is_t, thr = programme_positive(adata, tumor_signature)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
     rings = int(round(margin_width / pitch)) if margin_width is not None else int(margin_rings or 1)
     comp, dist, rows = spot_compartments(xy, images, is_t, margin_rings=max(rings, 1), min_spots=min_spots or 3)

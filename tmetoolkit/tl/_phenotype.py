@@ -108,6 +108,7 @@ def immune_phenotype(
     cell_type_key: str | None = None,
     effector_labels=None,
     tumor_labels=None,
+    tumor_signature: str | None = None,
     region_key: str | None = None,
     image_key: str | None = None,
     basis: Literal["auto", "spatial", "expression"] = "auto",
@@ -157,6 +158,9 @@ def immune_phenotype(
         Effector cell labels (default ``"CD8 T"``).
     tumor_labels
         Tumour cell labels (default ``"Malignant/Epithelial"``).
+    tumor_signature
+        Instead of labels, a signature marking the malignant cells on this panel (see
+        :func:`tmetoolkit.tl.compartments`); cells above its mixture threshold are the tumour.
     region_key
         ``obs`` column of regions (niches, annotated areas); default: tiles.
     image_key
@@ -233,7 +237,10 @@ def immune_phenotype(
     labels = label_column(adata, cell_type_key)
     effector_labels = check_labels(labels, effector_labels or DEFAULT_EFFECTORS, "effector_labels") if (
         effector_labels is not None) else list(DEFAULT_EFFECTORS)
-    tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
+    if tumor_signature is None:
+        tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
+    else:
+        tumor_labels = []
     xy_all = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
     if region_key is not None and region_key not in adata.obs:
@@ -245,14 +252,16 @@ def immune_phenotype(
 
     images = image_groups(adata, samples, image_key)
     params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
-    if ("tmt_compartment" not in adata.obs or params_c.get("cell_type_key") != cell_type_key
-            or params_c.get("image_key", "") != (image_key or "")):
-        compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels,
-                     pixel_size=pixel_size, image_key=image_key)
+    if ("tmt_compartment" not in adata.obs or params_c.get("image_key", "") != (image_key or "")
+            or params_c.get("tumor_signature", "") != (tumor_signature or "")
+            or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)):
+        compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
+                     pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature)
     comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
     dist = adata.obs["tmt_border_distance"].to_numpy(dtype=float)
     is_eff = labels.isin(effector_labels).to_numpy()
-    is_tum = labels.isin(tumor_labels).to_numpy()
+    is_tum = (adata.obs["tmt_tumor_cell"].to_numpy(dtype=bool) if tumor_signature is not None
+              else labels.isin(tumor_labels).to_numpy())
     status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
 
     regions = _regions(samples, images, xy_all, region_key, tile_size, adata)
@@ -306,6 +315,7 @@ def immune_phenotype(
 
     params = {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
               "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
+              "tumor_signature": tumor_signature or "",
               "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
               "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "",
               "mixing_radius_um": mixing_radius, "pixel_size": pixel_size if pixel_size is not None else 1.0}
