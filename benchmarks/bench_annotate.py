@@ -150,6 +150,17 @@ def main() -> None:
                      accuracy(c.obs["tmt_lineage"], truth), precision(c.obs["tmt_lineage"], truth, {"unassigned"}),
                      float((c.obs["tmt_lineage"] == "unassigned").mean())))
         t2 = c.obs["type_lvl2"].astype(str)
+        from sklearn.metrics import roc_auc_score
+
+        tmt.tl.score(c, ["TAM_RTM", "CD8_Tpex_core", "CD8_Tex"])
+        S = c.obsm["tmt_scores"]
+        mac = t2.isin(["SPP1+ Macrophage", "FOLR2+CD14+ Macrophage"])
+        print(f"Chen 2024 FOLR2+ vs SPP1+ macrophages, RTM-TAM score AUROC "
+              f"{roc_auc_score(t2[mac] == 'FOLR2+CD14+ Macrophage', S.loc[mac, 'TAM_RTM']):.3f}")
+        cd8 = t2.isin(["CD8 T", "TCF7+ CD8 T", "CXCL13+ CD8 T"])
+        sub = S.loc[cd8, ["CD8_Tpex_core", "CD8_Tex"]]
+        print("Chen 2024 Tpex/Tex scores standardised within CD8 T cells, mean per author label:")
+        print(((sub - sub.mean()) / sub.std()).groupby(t2[cd8]).mean().round(2).to_string())
         for name, pred in (("score_genes+argmax", st_b), ("tmetoolkit", c.obs["tmt_state"].astype(str))):
             called, true = pred == "Treg", t2 == "Treg"
             print(f"Chen 2024 Treg, {name}: precision {true[called].mean():.2f}, recall {called[true].mean():.2f}")
