@@ -60,6 +60,7 @@ def spot_phenotype(adata: AnnData, *, samples: pd.Series, images: pd.Series, reg
         rows = {}
         for g, idx in groups.groupby(groups, observed=True).indices.items():
             f = _spot_features(comp[idx], dist[idx], eff[idx], tum[idx], sc_[idx])
+            f["n_images"] = int(pd.unique(images.iloc[idx]).size)
             st = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
             if st <= {"no tumour region"}:
                 reason = "no tumour region: no group of tumour spots"
