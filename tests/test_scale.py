@@ -26,7 +26,7 @@ def _check(adata, ref):
 
 
 def test_backed_h5ad(reference):
-    a, ref, path = reference
+    _, ref, path = reference
     b = ad.read_h5ad(path, backed="r")
     tmt.tl.score(b, "all", chunk_size=250)
     _check(b, ref)

@@ -15,10 +15,10 @@ import logging
 
 __version__ = "0.1.0"
 
-from . import datasets, get, pl, pp, sig, tl  # noqa: E402
-from ._report import report  # noqa: E402
-from ._utils import TmtWarning  # noqa: E402
+from . import datasets, get, pl, pp, sig, tl
+from ._report import report
+from ._utils import TmtWarning
 
-__all__ = ["datasets", "get", "pl", "pp", "sig", "tl", "report", "TmtWarning", "__version__"]
+__all__ = ["TmtWarning", "__version__", "datasets", "get", "pl", "pp", "report", "sig", "tl"]
 
 logging.getLogger("tmetoolkit").addHandler(logging.NullHandler())

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
-            split = lambda v: [x.strip() for x in v.split(",")] if v else None  # noqa: E731
+            split = lambda v: [x.strip() for x in v.split(",")] if v else None
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=split(args.tumor_labels), effector_labels=split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, name=path.stem)

@@ -110,8 +110,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
                            for s in rows["signature"]]
             sections.append(("Signatures used", _table_html(rows, max_rows=400)))
         caveats.append("Cell states are transcriptional: MDSC-like states cannot prove suppression.")
-        parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title><style>{CSS}</style>"
-                 "</head><body><h1>Tumour microenvironment report</h1>",
+        parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title><style>{CSS}</style>"
+                  "</head><body><h1>Tumour microenvironment report</h1>"),
                  f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
                  "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
         for title, body in sections:

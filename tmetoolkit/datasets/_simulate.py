@@ -82,7 +82,7 @@ def _programme(rng, sig_names, anchors, universe_outside, fraction=0.6, n_extra=
     genes = list(anchors)
     for name in sig_names:
         g = list(get_signature(name).genes_up)
-        take = rng.choice(len(g), size=max(1, int(round(fraction * len(g)))), replace=False)
+        take = rng.choice(len(g), size=max(1, round(fraction * len(g))), replace=False)
         genes += [g[i] for i in sorted(take)]
     genes = list(dict.fromkeys(genes))
     for name in sig_names:

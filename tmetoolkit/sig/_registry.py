@@ -54,7 +54,7 @@ def _load_all() -> dict[str, Signature]:
     return out
 
 
-def list(collection: str | None = None) -> pd.DataFrame:  # noqa: A001 - fixed public name
+def list(collection: str | None = None) -> pd.DataFrame:
     """Table of the packaged signatures.
 
     Parameters

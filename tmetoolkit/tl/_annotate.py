@@ -206,7 +206,7 @@ def annotate(
 
     from .._utils import TmtWarning
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):  # the rule table reports what could not be scored
         warnings.simplefilter("always", TmtWarning)
         score(adata, rules.needed_signatures(), layer=layer, method="mean_ctrl", species=report.species)
     S = adata.obsm[_keys.SCORES]
@@ -225,7 +225,7 @@ def annotate(
         # labels naming the same lineage ("DC|cDC1", "DC|mregDC") compete as one: the runner-up is another lineage
         M = _standardise(M)
         sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
-        labels, best, conf = _decide(M, sigma, min_score=min_score / sigma)
+        labels, _, conf = _decide(M, sigma, min_score=min_score / sigma)
         if groups is not None and mask.sum():
             labels, conf = _consensus(M, groups[mask], labels, conf, sigma, override=override_confidence,
                                       min_score=min_score / sigma)

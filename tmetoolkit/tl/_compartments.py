@@ -218,7 +218,7 @@ def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_w
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
     is_t, thr = programme_positive(adata, tumor_signature)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
-    rings = int(round(margin_width / pitch)) if margin_width is not None else int(margin_rings or 1)
+    rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)
     comp, dist, rows = spot_compartments(xy, images, is_t, margin_rings=max(rings, 1), min_spots=min_spots or 3)
     adata.obs["tmt_tumor_spot"] = is_t
     adata.obs["tmt_compartment"] = pd.Categorical(comp, categories=list(COMPARTMENTS))

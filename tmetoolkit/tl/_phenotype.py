@@ -275,7 +275,7 @@ def immune_phenotype(
             reason = ""
             image_status = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
             if image_status <= {"no tumour region", "too few cells"}:
-                reason = f"{sorted(image_status)[0]}: no group of at least the minimum number of tumour cells"
+                reason = f"{min(image_status)}: no group of at least the minimum number of tumour cells"
             elif len(idx) < min_cells:
                 reason = f"too few cells ({len(idx)} < {min_cells})"
             elif f["n_tumor_cells"] < min_tumor_cells:

@@ -18,8 +18,8 @@ from ._score import score
 MEASURES = {
     "Low tumor mutational burden (TMB)": ("tumour mutational burden (mutations/Mb) from sample metadata", "tmb"),
     "B2M/HLA mutations": ("APM/MHC-I programme in malignant minus non-malignant cells of the sample", None),
-    "IFN-gamma pathway defects (JAK1/2)": ("IFN-gamma response in malignant cells minus non-malignant cells, where "
-                                           "T/NK cells express IFNG", None),
+    "IFN-gamma pathway defects (JAK1/2)": (("IFN-gamma response in malignant cells minus non-malignant cells, where "
+                                            "T/NK cells express IFNG"), None),
     "MAPK pathway activation": ("MAPK activity score (MPAS) in malignant cells", None),
     "PI3K/AKT/mTOR pathway activation": ("PI3K-AKT-mTOR programme in malignant cells", None),
     "WNT/beta-catenin pathway activation": ("beta-catenin target programme in malignant cells", None),
