@@ -101,6 +101,17 @@ def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFr
     return out
 
 
+def _labelled(tab: pd.DataFrame, tau: float, min_infiltration: float, basis: str) -> pd.DataFrame:
+    """Labels and confidences by the rules; rows with a ``reason`` are ``not assessable``."""
+    tab = _classify(tab, tau, min_infiltration)
+    na = tab["reason"] != ""
+    tab.loc[na, "phenotype"] = "not assessable"
+    tab.loc[na, "confidence"] = np.nan
+    tab["basis"] = basis
+    tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
+    return tab
+
+
 def immune_phenotype(
     adata: AnnData,
     *,
@@ -296,16 +307,7 @@ def immune_phenotype(
                    "use reference='absolute' (min_density in cells/mm^2).")
             raise ValueError(msg)
         tau = float(np.nanquantile(np.r_[samp_tab.loc[ok, "rho_tumor"], samp_tab.loc[ok, "rho_stroma"]], cohort_quantile))
-    out = []
-    for tab in (samp_tab, reg_tab):
-        tab = _classify(tab, tau, min_infiltration)
-        na = tab["reason"] != ""
-        tab.loc[na, "phenotype"] = "not assessable"
-        tab.loc[na, "confidence"] = np.nan
-        tab["basis"] = "spatial"
-        tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
-        out.append(tab)
-    samp_tab, reg_tab = out
+    samp_tab, reg_tab = (_labelled(t, tau, min_infiltration, "spatial") for t in (samp_tab, reg_tab))
     no_eff = samp_tab["n_effector"] == 0
     if no_eff.any():
         logger.info("samples without effector cells are desert: %s", ", ".join(map(str, samp_tab.index[no_eff])))
@@ -367,7 +369,7 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
     regions = _regions(samples, images, xy, region_key, tile_size, adata)
     samp_tab, reg_tab, thr = spot_phenotype(adata, samples=samples, images=images, regions=regions, status=status,
                                             min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
-                                            classify=_classify)
+                                            label_table=_labelled)
     params = {"basis": "spatial (spots)", "sample_key": sample_key or "", "effector_signature": EFFECTOR_SIGNATURE,
               "effector_score_threshold": thr, "min_spot_fraction": min_spot_fraction,
               "min_infiltration": min_infiltration, "reference": reference, "tile_size_um": tile_size,

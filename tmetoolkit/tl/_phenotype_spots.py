@@ -38,8 +38,8 @@ def _spot_features(comp, dist, eff, tum, score) -> dict:
 
 
 def spot_phenotype(adata: AnnData, *, samples: pd.Series, images: pd.Series, regions: pd.Series, status: dict,
-                   min_spot_fraction: float, min_infiltration: float, classify) -> tuple:
-    """Sample and region tables for spot data (``classify`` is the cell rules' classifier)."""
+                   min_spot_fraction: float, min_infiltration: float, label_table) -> tuple:
+    """Sample and region tables for spot data (``label_table`` applies the cell rules)."""
     from ._score import score
 
     msg = f"the effector programme {EFFECTOR_SIGNATURE} (CD8A, CD8B) cannot be scored: its genes are missing."
@@ -76,15 +76,8 @@ def spot_phenotype(adata: AnnData, *, samples: pd.Series, images: pd.Series, reg
             rows[g] = f
         return pd.DataFrame.from_dict(rows, orient="index")
 
-    out = []
-    for groups, n_min in ((samples, MIN_SPOTS_SAMPLE), (regions, MIN_SPOTS_REGION)):
-        tab = classify(table_for(groups, n_min), min_spot_fraction, min_infiltration)
-        na = tab["reason"] != ""
-        tab.loc[na, "phenotype"] = "not assessable"
-        tab.loc[na, "confidence"] = np.nan
-        tab["basis"] = "spatial (spots)"
-        tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
-        out.append(tab)
+    out = [label_table(table_for(groups, n_min), min_spot_fraction, min_infiltration, "spatial (spots)")
+           for groups, n_min in ((samples, MIN_SPOTS_SAMPLE), (regions, MIN_SPOTS_REGION))]
     bad = out[0].loc[out[0]["phenotype"] == "not assessable", "reason"]
     if len(bad):
         warn("not assessable: " + "; ".join(f"{k} ({v})" for k, v in bad.items()))
