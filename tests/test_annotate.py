@@ -35,7 +35,7 @@ def test_lineages_with_clusters(annotated):
 def test_lineages_per_cell(annotated):
     per_cell, _ = annotated
     o = per_cell.obs
-    assert (o["tmt_lineage"].astype(str) == o["true_lineage"].astype(str)).mean() >= 0.95  # measured 0.971
+    assert (o["tmt_lineage"].astype(str) == o["true_lineage"].astype(str)).mean() >= 0.95  # measured 0.982
     assert (o["tmt_lineage"] == "unassigned").mean() < 0.05
 
 
@@ -47,6 +47,19 @@ def test_states_within_lineage(annotated):
         true = o["true_lineage"] == lin
         acc = (o.loc[true, "tmt_state"].astype(str) == o.loc[true, "true_state"].astype(str)).mean()
         assert acc >= 0.9, (lin, acc)
+
+
+def test_states_hold_over_seeds():
+    """The three hardest of eight seeds: the mean state accuracy of each population stays >= 0.9."""
+    acc = {lin: [] for lin in STATES}
+    for seed in (0, 5, 7):
+        a = tmt.datasets.simulate(n_samples=3, n_cells=3000, seed=seed)
+        tmt.tl.annotate(a)
+        for lin in STATES:
+            m = a.obs["true_lineage"] == lin
+            acc[lin].append((a.obs.loc[m, "tmt_state"].astype(str) == a.obs.loc[m, "true_state"].astype(str)).mean())
+    means = {lin: float(np.mean(v)) for lin, v in acc.items()}
+    assert min(means.values()) >= 0.9, means  # measured CD8 0.923, CD4 0.908, Mono/Mac 0.916, Neu 0.987, Fib 0.976
 
 
 def test_neighbour_averaging_is_what_lifts_the_calls(sim_small):
@@ -185,7 +198,7 @@ def test_puram_lineages():
     rules = a.uns["tmt_annotate"]["rules"].set_index("label")
     assert not rules.loc["Mast", "assessable"]
     treg = a.obs["celltypes"] == "reg. T cell"
-    assert (a.obs.loc[treg, "tmt_state"] == "Treg").mean() >= 0.6  # measured 0.70 (20 cells)
+    assert (a.obs.loc[treg, "tmt_state"] == "Treg").mean() >= 0.6  # measured 0.75 (20 cells)
 
 
 def test_chen_merfish_tam_and_exhaustion_scores():

@@ -117,8 +117,8 @@ def annotate(
     iCAF and apCAF. Each label is decided by control-matched signature scores (:func:`tmetoolkit.tl.score`,
     ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
     measured in units of the background noise of the scores. Single-cell scores are noisy (dropout, shallow
-    spatial panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells in
-    signature-score space (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
+    spatial panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by
+    label evidence (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
     ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
     "-like" because a transcriptome cannot prove suppression. TAM M1- and M2-like programmes are often
     co-expressed (Azizi 2018), so both scores are kept and ``obs["tmt_tam_polarization"]`` says when a
@@ -212,7 +212,11 @@ def annotate(
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in rules.needed_signatures() if c in S.columns]]
     if n_neighbors > 1 and adata.n_obs > 2:
-        idx = score_neighbors(S.to_numpy(), n_neighbors)
+        # neighbours by label evidence, each label once: a programme measured by many signatures (naive-like T
+        # cells) must not outweigh one measured by a few (the CD8 and CD4 co-receptors)
+        tables = [rules.LINEAGE_RULES, rules.TNK_RULES, *rules.STATE_RULES.values()]
+        evidence = pd.concat([_label_scores(S, t)[0] for t in tables], axis=1)
+        idx = score_neighbors(evidence.to_numpy(), n_neighbors)
         S = pd.DataFrame(neighbour_mean(S.to_numpy(dtype=np.float64), idx), index=S.index, columns=S.columns)
     not_assessable: dict[tuple[str, str], str] = {}
 

@@ -1,4 +1,4 @@
-"""Neighbours in signature-score space, used to average noisy per-cell scores before labels are decided."""
+"""Neighbours in score space, used to average noisy per-cell scores before labels are decided."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ EXACT_LIMIT = 50_000  # above this many cells, approximate neighbours (pynndesce
 def score_neighbors(S: np.ndarray, n_neighbors: int, *, n_comps: int = 20, seed: int = 0) -> np.ndarray:
     """Indices of each cell's ``n_neighbors`` nearest cells (itself included) in standardised score space.
 
-    Every score column is z-scored so that no programme dominates by its scale, the matrix is reduced to its
+    ``S`` is cells x scores (``annotate`` passes its label evidence). Every column is z-scored so that no programme dominates by its scale, the matrix is reduced to its
     first ``n_comps`` principal components, and neighbours are searched there: exactly (scikit-learn) up to
     50,000 cells and approximately (pynndescent, as scanpy does) beyond.
     """
