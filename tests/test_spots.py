@@ -33,6 +33,10 @@ def test_to_spots_pools_cells(sim_small):
 
     one = spots.obsm["spatial"][(spots.obs["sample"] == "S01").to_numpy()]
     assert np.allclose(cKDTree(one).query(one, k=2)[0][:, 1].min(), 100.0)  # hexagonal grid, 100-um pitch
+    logged = sim_small.copy()
+    logged.X = logged.X.log1p()
+    with pytest.raises(ValueError, match="raw counts"):
+        tmt.datasets.to_spots(logged)
 
 
 def test_spot_compartments_follow_the_tumour(spot_cohorts):

@@ -57,6 +57,12 @@ def to_spots(
         raise KeyError(msg)
     if sample_key not in adata.obs:
         raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
+    from ..pp._check import inspect
+
+    state = inspect(adata, full_scan=False).state
+    if state != "counts":
+        msg = f"to_spots sums counts, but X looks {state}; pass an AnnData whose X holds raw counts."
+        raise ValueError(msg)
     if not 0 < spot_diameter <= spacing:
         msg = f"need 0 < spot_diameter <= spacing, got {spot_diameter} and {spacing}."
         raise ValueError(msg)
