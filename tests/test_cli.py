@@ -41,6 +41,14 @@ def test_wrong_key_names_nearest(tmp_path):
     assert out.returncode == 2 and "'sample'" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_image_key_must_exist(tmp_path):
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=200, seed=0)
+    a.write_h5ad(tmp_path / "a.h5ad")
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "out"), "--image-key", "feild", "-q"]) == 2
+
+
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "run" in out.stdout

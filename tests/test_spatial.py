@@ -170,3 +170,18 @@ def test_tumour_from_a_programme_when_labels_cannot_find_it():
     tmt.tl.immune_phenotype(c, sample_key=None, tumor_signature="MPAS")
     t = c.uns["tmt_immune_phenotype"]["table"]
     assert t["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"} and t["n_tumor_cells"].iloc[0] > 500
+
+
+def test_tumour_from_a_programme_on_simulated_cells(sim_small):
+    """tumor_signature: cells high in the epithelial programme give the same tumour region as the true labels."""
+    by_labels = sim_small.copy()
+    tmt.tl.compartments(by_labels, sample_key="sample", cell_type_key="true_lineage")
+    tmt.tl.compartments(sim_small, sample_key="sample", tumor_signature="Epithelial")
+    is_t = sim_small.obs["tmt_tumor_cell"]
+    truth = sim_small.obs["true_lineage"] == "Malignant/Epithelial"
+    assert (is_t == truth).mean() >= 0.95
+    inside = sim_small.obs["tmt_border_distance"] < 0
+    assert (inside == (by_labels.obs["tmt_border_distance"] < 0)).mean() >= 0.95
+    no_keratin = sim_small[:, [g for g in sim_small.var_names if g not in tmt.sig.get("Epithelial").genes_up]].copy()
+    with pytest.raises(ValueError, match="malignant programme"):
+        tmt.tl.compartments(no_keratin, sample_key="sample", tumor_signature="Epithelial")

@@ -61,6 +61,11 @@ def test_spot_phenotypes_as_planted(spot_cohorts):
         total += len(t)
         assert (t["basis"] == "spatial (spots)").all()
         assert {"effector_spot_fraction_tumor", "effector_spot_fraction_stroma", "infiltration_ratio"} <= set(t.columns)
+    import matplotlib.pyplot as plt
+
+    ax = tmt.pl.immune_phenotype(spots)
+    assert "spots" in ax.get_xlabel() and len(ax.collections) >= 1
+    plt.close(ax.figure)
     # measured 17/18 here (6,000 cells, about 170 spots per sample); 90/90 over 15 cohorts of 8,000 cells
     assert ok >= total - 1, (ok, total)
 

@@ -356,7 +356,6 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, min_confidence, 
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(conf[mask], st_conf), conf[mask])
         evidence.append(Es.reindex(adata.obs_names))
-    conf = np.where(lineage == UNASSIGNED, np.minimum(conf, min_confidence), conf)
 
     vocab_lin = [*_keys.LINEAGES]
     adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in vocab_lin if c in set(lineage)])

@@ -111,24 +111,12 @@ def _log(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 def gate(x: np.ndarray, threshold: float | None = None, *, seed: int = 0) -> tuple[np.ndarray, float]:
     """Evidence of positivity (distance above the gate in negative-population SDs) and the gate in data units."""
-    from sklearn.mixture import GaussianMixture
+    from ._mixture import fit_two_components
 
-    x = np.asarray(x, dtype=np.float64)
-    t, offset = _log(x)
-    finite = np.isfinite(t)
-    sample = t[finite]
-    if sample.size > 50_000:
-        sample = np.random.default_rng(seed).choice(sample, 50_000, replace=False)
-    gm = GaussianMixture(2, random_state=seed).fit(sample[:, None])
-    lo, hi = np.argsort(gm.means_.ravel())
-    sd_neg = float(np.sqrt(gm.covariances_.ravel()[lo]))
-    if threshold is None:
-        grid = np.linspace(gm.means_[lo, 0], gm.means_[hi, 0], 512)
-        post = gm.predict_proba(grid[:, None])[:, hi]
-        cut = float(grid[np.argmax(post >= 0.5)])
-    else:
-        cut = float(np.log(max(threshold, 0) + offset))
-    return (t - cut) / max(sd_neg, 1e-6), float(np.exp(cut) - offset)
+    t, offset = _log(np.asarray(x, dtype=np.float64))
+    fit = fit_two_components(t, seed=seed)
+    cut = fit.crossing if threshold is None else float(np.log(max(threshold, 0) + offset))
+    return (t - cut) / max(fit.low_sd, 1e-6), float(np.exp(cut) - offset)
 
 
 def label_evidence(Z: pd.DataFrame, rules, negative=None) -> tuple[pd.DataFrame, dict[str, str]]:

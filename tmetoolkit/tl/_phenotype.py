@@ -240,6 +240,10 @@ def immune_phenotype(
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
         raise ValueError(msg)
     reference = reference or "absolute"
+    if region_key is not None and region_key not in adata.obs:
+        from .._utils import missing_key_error
+
+        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
     if is_spot_data(adata) and (cell_type_key or _keys.LINEAGE) not in adata.obs:
         return _spots(adata, sample_key=sample_key, image_key=image_key, region_key=region_key, pixel_size=pixel_size,
                       tile_size=tile_size, min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
@@ -254,10 +258,6 @@ def immune_phenotype(
         tumor_labels = []
     xy_all = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
-    if region_key is not None and region_key not in adata.obs:
-        from .._utils import missing_key_error
-
-        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
     for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
         check_tmt_key(adata.obs, key, "adata.obs")
 
@@ -327,10 +327,6 @@ def immune_phenotype(
 
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
     if region_key is not None:
-        if region_key not in adata.obs:
-            from .._utils import missing_key_error
-
-            raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
         return samples + ":" + adata.obs[region_key].astype(str)
     tiles = np.floor(xy / tile_size).astype(int)  # tiles never span two images
     return images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(

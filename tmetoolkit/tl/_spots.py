@@ -45,21 +45,16 @@ def spot_graph(xy: np.ndarray, images: pd.Series):
 
 
 def mixture_threshold(values: np.ndarray, *, seed: int = 0, min_separation: float = 2.0) -> float:
-    """Value above which a spot carries the programme: where a two-component Gaussian mixture fitted over all
-    spots turns to the high component. When the two components are not separated (Ashman's D below
-    ``min_separation``: no positive population, e.g. a cohort without such spots), three SDs above the mean."""
-    from sklearn.mixture import GaussianMixture
+    """Value above which an observation carries the programme: where a two-component Gaussian mixture turns to
+    the high component. When the components are not separated (Ashman's D below ``min_separation``: no positive
+    population, e.g. a cohort without such spots), three SDs above the mean."""
+    from ._mixture import fit_two_components
 
-    v = values[np.isfinite(values)]
-    gm = GaussianMixture(2, random_state=seed).fit(v[:, None])
-    lo, hi = np.argsort(gm.means_.ravel())
-    mu, sd = gm.means_.ravel(), np.sqrt(gm.covariances_.ravel())
-    ashman_d = np.sqrt(2) * abs(mu[hi] - mu[lo]) / np.sqrt(sd[hi] ** 2 + sd[lo] ** 2)
-    if ashman_d < min_separation:
+    fit = fit_two_components(values, seed=seed)
+    if fit.separation < min_separation:
+        v = values[np.isfinite(values)]
         return float(v.mean() + 3 * v.std())
-    grid = np.linspace(mu[lo], mu[hi], 512)
-    post = gm.predict_proba(grid[:, None])[:, hi]
-    return float(grid[np.argmax(post >= 0.5)])
+    return fit.crossing
 
 
 def _rings(graph, sources: np.ndarray) -> np.ndarray:
@@ -120,8 +115,9 @@ def spot_compartments(xy: np.ndarray, images: pd.Series, is_tumour: np.ndarray, 
 def effector_spots(scores: pd.Series) -> tuple[np.ndarray, float]:
     """Spots whose effector score is positive by :func:`mixture_threshold`."""
     v = scores.to_numpy(dtype=float)
-    thr = mixture_threshold(v)
-    if not np.isfinite(v).any():
+    if np.isfinite(v).sum() < 3:
         warn("no effector score could be computed for the spots; every spot counts as effector-negative.")
+        return np.zeros(len(v), dtype=bool), np.nan
+    thr = mixture_threshold(v)
     logger.info("effector spots: score above %.3f (%d of %d spots)", thr, int(np.nansum(v > thr)), len(v))
     return np.nan_to_num(v, nan=-np.inf) > thr, thr
