@@ -240,7 +240,7 @@ def annotate(
     lineage, lin_conf = call(rules.LINEAGE_RULES, every, "lineage", min_score=1.0)
     lineage = np.where(lin_conf >= min_confidence, lineage, UNASSIGNED).astype(object)
     tnk = lineage == "T/NK"
-    sub, sub_conf = call(rules.TNK_RULES, tnk, "lineage")
+    sub, sub_conf = call(rules.TNK_RULES, tnk, "lineage", min_score=0.0)
     lineage[tnk] = np.where(sub_conf >= min_confidence, sub, UNASSIGNED)
     lin_conf[tnk] = np.minimum(lin_conf[tnk], sub_conf)
 

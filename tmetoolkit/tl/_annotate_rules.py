@@ -9,6 +9,7 @@ from __future__ import annotations
 LINEAGE_RULES: dict[str, tuple[str, ...]] = {
     "T/NK|T": ("T_cell",),
     "T/NK|NK": ("NK",),
+    "T/NK|Treg": ("Treg_core",),
     "B": ("B_cell",),
     "Plasma": ("Plasma_cell",),
     "Monocyte/Macrophage|Macrophage": ("Macrophage", "MoMacDC"),
@@ -26,7 +27,8 @@ LINEAGE_RULES: dict[str, tuple[str, ...]] = {
     "Malignant/Epithelial|squamous": ("Epithelial_squamous",),
 }
 
-# Only robust programmes decide lineages: pDC is left out (its GZMB also marks cytotoxic T cells, and pDCs are
+# Tregs count as T cells by their own programme as well: on small spatial panels FOXP3 and CTLA4 are often detected
+# where CD3 is not. Only robust programmes decide lineages: pDC is left out (its GZMB also marks cytotoxic T cells, and pDCs are
 # rare in tumours); the 2-gene scGate neutrophil gate and the 7-gene mregDC gate (CCR7, BIRC3 also mark T
 # cells) are replaced by longer published sets; panCAF is left out because VIM marks immune cells too.
 
