@@ -214,7 +214,7 @@ def test_puram_lineages_with_clusters():
          "Fibroblast": "Fibroblast", "Macrophage": "Monocyte/Macrophage"}
     keep = truth.isin(m)
     acc = (a.obs.loc[keep, "tmt_lineage"].astype(str) == truth[keep].map(m)).mean()
-    assert acc >= 0.9, acc  # measured 0.919
+    assert acc >= 0.9, acc  # measured 0.906 (0.800 per cell without clusters)
     assert (a.obs.loc[truth == "Mast", "tmt_lineage"] == "unassigned").all()
 
 
