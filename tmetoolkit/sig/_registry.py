@@ -39,11 +39,13 @@ def _load_all() -> dict[str, Signature]:
     import jsonschema
 
     sch = schema()
+    validator = jsonschema.validators.validator_for(sch)(sch)  # one validator: jsonschema.validate re-checks the schema
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out: dict[str, Signature] = {}
     for path in sorted(_signature_dir().glob("*/*.yaml")):
-        d = yaml.safe_load(path.read_text())
+        d = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
         try:
-            jsonschema.validate(d, sch)
+            validator.validate(d)
         except jsonschema.ValidationError as e:
             msg = f"signature file {path.name} is invalid: {e.message}"
             raise ValueError(msg) from e
