@@ -149,12 +149,57 @@ def test_protein_panel_phenoptr():
     r_treg, p_treg = _agreement(st, ph, ["FoxP3+"], ["Treg"])
     r_mac, _ = _agreement(st, ph, ["CD68+"], mac)
     r_tum, p_tum = _agreement(st, ph, ["CK+"], ["Malignant/Epithelial"])
-    # measured: recall 0.96 / 0.82 / 0.83 / 0.97, precision Treg 0.86, tumour 0.92 (CD8 and CD68 precision are
+    # measured: recall 0.95 / 0.86 / 0.89 / 0.93, precision Treg 0.88, tumour 0.96 (CD8 and CD68 precision stay
     # low: inForm puts many dim CD8+ and CD68+ cells in "other")
-    assert r_cd8 >= 0.9 and r_treg >= 0.8 and r_mac >= 0.8 and r_tum >= 0.95
-    assert p_treg >= 0.8 and p_tum >= 0.9
+    assert min(r_cd8, r_treg, r_mac, r_tum) >= 0.85
+    assert p_treg >= 0.85 and p_tum >= 0.9
+    assert a.uns["tmt_annotate"]["params"]["spillover"] > 0
+    # without spill-over compensation, cells beside bright CD8 T cells pass as CD8 T cells
+    b = before.copy()
+    tmt.tl.annotate(b, spillover=0)
+    _, p_cd8 = _agreement(st, ph, ["CD8+"], ["CD8 T", "CD8 Tex", "CD8 Tpex"])
+    _, p_cd8_raw = _agreement(b.obs["tmt_state"].astype(str), ph, ["CD8+"], ["CD8 T", "CD8 Tex", "CD8 Tpex"])
+    assert p_cd8 >= p_cd8_raw + 0.1  # measured 0.52 vs 0.36
     rules = a.uns["tmt_annotate"]["rules"].set_index("label")
     assert not rules.loc["B", "assessable"] and "no channel" in rules.loc["B", "reason"]
+
+
+def test_protein_spillover_from_touching_cells_is_removed(sim_small):
+    """Planted lateral spill-over: every cell picks up 20% of its brightest touching neighbour's signal."""
+    import anndata as ad
+    from sklearn.neighbors import NearestNeighbors
+
+    o = sim_small.obs
+    rng = np.random.default_rng(1)
+    positive = {"CD8": o["true_lineage"] == "CD8 T", "CD3": o["true_lineage"].isin(["CD8 T", "CD4 T"]),
+                "CD68": o["true_lineage"] == "Monocyte/Macrophage", "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
+    true = np.column_stack([rng.lognormal(np.where(p, 1.5, -1.5), 0.5) for p in positive.values()])
+    xy = sim_small.obsm["spatial"]
+    seen = true.copy()
+    for s in o["sample"].unique():  # the samples share one coordinate system: cells touch only within a sample
+        rows = np.flatnonzero(o["sample"] == s)
+        dist, idx = NearestNeighbors(n_neighbors=4).fit(xy[rows]).kneighbors(xy[rows])
+        touching = (dist[:, 1:] <= 1.5 * np.median(dist[:, 1]))[:, :, None]
+        seen[rows] += 0.2 * (true[rows][idx[:, 1:]] * touching).max(axis=1)
+    panel = ad.AnnData(seen.astype(np.float32), obs=o[["sample"]].copy(), obsm={"spatial": xy})
+    panel.var_names = list(positive)
+    is_cd8 = o["true_lineage"].to_numpy() == "CD8 T"
+
+    def cd8_precision_recall(**kw):
+        b = panel.copy()
+        tmt.tl.annotate(b, **kw)
+        called = (b.obs["tmt_lineage"] == "CD8 T").to_numpy()
+        return is_cd8[called].mean(), called[is_cd8].mean()
+
+    p_raw, _ = cd8_precision_recall(spillover=0)
+    p_comp, r_comp = cd8_precision_recall()  # obs["sample"]: each sample its own image
+    assert (p_comp, r_comp) == cd8_precision_recall(sample_key="sample")
+    assert p_comp >= 0.9 and r_comp >= 0.9, (p_comp, r_comp)  # measured 0.98 / 0.996
+    assert p_comp > p_raw + 0.1, (p_comp, p_raw)  # measured 0.67 without compensation
+    with pytest.raises(KeyError, match="nope"):
+        tmt.tl.annotate(panel, image_key="nope")
+    with pytest.raises(ValueError, match="spillover"):
+        tmt.tl.annotate(panel, spillover=1.5)
 
 
 def test_protein_panel_scimap_with_given_gates():

@@ -54,7 +54,8 @@ def run_pipeline(
         steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key)))
         steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
     elif cell_type_key is None:
-        steps.append(("annotating cells from protein markers", lambda: tl.annotate(adata)))
+        steps.append(("annotating cells from protein markers",
+                      lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key)))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(

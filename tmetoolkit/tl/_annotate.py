@@ -105,6 +105,9 @@ def annotate(
     n_neighbors: int = 15,
     markers: Mapping[str, str] | None = None,
     gates: Mapping[str, float] | float | None = None,
+    spillover: float = 0.15,
+    sample_key: str | None = None,
+    image_key: str | None = None,
     min_confidence: float = 0.3,
     override_confidence: float = 0.8,
     copy: bool = False,
@@ -148,6 +151,14 @@ def annotate(
         Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
         mixture on its log intensity.
+    spillover
+        Protein panels with ``obsm["spatial"]`` and fitted gates only: lateral spill-over removed before gating.
+        Each cell loses this fraction of its brightest touching neighbour's intensity, channel by channel, so a
+        dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities
+        as imaged. ``0`` turns it off; given ``gates`` apply to the intensities as they are.
+    sample_key, image_key
+        Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
+        images within a sample. Each image has its own coordinates, so cells touch only within it.
     min_confidence
         Below this confidence a call is not made.
     override_confidence
@@ -187,15 +198,20 @@ def annotate(
         msg = f"n_neighbors must be a positive integer (1 = no averaging), got {n_neighbors!r}."
         raise ValueError(msg)
     adata = adata.copy() if copy else adata
-    if groupby is not None and groupby not in adata.obs:
-        raise missing_key_error(groupby, "adata.obs", adata.obs.columns)
+    for key in (groupby, sample_key, image_key):
+        if key is not None and key not in adata.obs:
+            raise missing_key_error(key, "adata.obs", adata.obs.columns)
+    if not 0 <= spillover < 1:
+        msg = f"spillover must be a fraction in [0, 1), got {spillover!r}."
+        raise ValueError(msg)
     for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
         check_tmt_key(adata.obs, key, "adata.obs")
     # state and species only; score() below scans the matrix itself
     report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
     if report.state == "protein":
-        _annotate_protein(adata, layer, markers=markers, gates=gates, groupby=groupby,
-                          min_confidence=min_confidence, override_confidence=override_confidence)
+        _annotate_protein(adata, layer, markers=markers, gates=gates, groupby=groupby, spillover=spillover,
+                          sample_key=sample_key, image_key=image_key, min_confidence=min_confidence,
+                          override_confidence=override_confidence)
         return adata if copy else None
     if markers is not None or gates is not None:
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
@@ -304,10 +320,12 @@ def annotate(
     return adata if copy else None
 
 
-def _annotate_protein(adata, layer, *, markers, gates, groupby, min_confidence, override_confidence) -> None:
+def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
+                      override_confidence) -> None:
     """Protein-panel path of :func:`annotate`: gate markers, then the same decision and confidence as for RNA."""
     from .._matrix import get_matrix
     from . import _annotate_protein as prot
+    from ._spatial_utils import image_groups, sample_groups
 
     channels = prot.match_markers(adata.var_names, markers)
     defining = {m for groups in prot.LINEAGE_RULES.values() for m in groups[0]}
@@ -321,8 +339,17 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, min_confidence, 
         msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
         raise ValueError(msg)
     names = list(map(str, adata.var_names))
+    compensate = spillover > 0 and gates is None and "spatial" in adata.obsm
+    compensated = None
+    if compensate:
+        xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+        if not np.isfinite(xy).all():
+            msg = 'obsm["spatial"] has NaN or infinite coordinates; fix them or pass spillover=0.'
+            raise ValueError(msg)
+        images = image_groups(adata, sample_groups(adata, sample_key), image_key).to_numpy()
+        compensated = prot.compensate_spillover(X, xy, spillover, images)
     Z, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
-                                         adata.obs_names)
+                                         adata.obs_names, compensated)
     groups = adata.obs[groupby].astype(str) if groupby is not None else None
 
     def call(rules, mask, negative=None):
@@ -367,7 +394,9 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, min_confidence, 
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
                    "min_confidence": min_confidence, "override_confidence": override_confidence,
-                   "gates": "given" if gates is not None else "mixture"},
+                   "gates": "given" if gates is not None else "mixture",
+                   "spillover": spillover if compensate else 0.0, "sample_key": sample_key or "",
+                   "image_key": image_key or ""},
         "rules": rule_tab,
         "gates": gate_table,
     }
