@@ -22,7 +22,7 @@ def test_bad_input_gives_one_line_and_non_zero_exit(tmp_path):
         (["run", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "o")], "does not exist"),
         (["run", str(bad), "-o", str(tmp_path / "o")], "could not read"),
     ):
-        out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", *args], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", *args], capture_output=True, text=True, check=False)
         assert out.returncode != 0
         assert needle in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
@@ -36,7 +36,7 @@ def test_wrong_key_names_nearest(tmp_path):
     a.write_h5ad(path)
     out = subprocess.run(
         [sys.executable, "-m", "tmetoolkit._cli", "run", str(path), "-o", str(tmp_path / "o"), "--sample-key", "smaple"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert out.returncode == 2 and "'sample'" in out.stderr and "Traceback" not in out.stderr
 
@@ -50,7 +50,7 @@ def test_image_key_must_exist(tmp_path):
 
 
 def test_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "demo" in out.stdout and "run" in out.stdout
 
 

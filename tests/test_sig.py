@@ -141,6 +141,6 @@ def test_signatures_are_inside_the_built_wheel(tmp_path):
         "assert len(tmt.sig.orthologs()) > 15000; print(len(t))"
     )
     out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, check=False, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 80

@@ -43,7 +43,7 @@ def _load_all() -> dict[str, Signature]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out: dict[str, Signature] = {}
     for path in sorted(_signature_dir().glob("*/*.yaml")):
-        d = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+        d = yaml.load(path.read_text(), Loader=loader)  # CSafeLoader or SafeLoader
         try:
             validator.validate(d)
         except jsonschema.ValidationError as e:
