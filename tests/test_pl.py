@@ -92,3 +92,37 @@ def test_plot_errors(sim_small):
         tmt.pl.composition(sim_small)
     with pytest.raises(KeyError, match="tmt.tl.score"):
         tmt.pl.scores(sim_small, ["NK"], groupby="sample")
+
+
+def test_gates(done, tmp_path):
+    """Protein gates: a synthetic panel with spill-over from touching cells into their neighbours."""
+    import anndata as ad
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    o = done.obs
+    rng = np.random.default_rng(3)
+    bright = {"CD8": o["true_lineage"] == "CD8 T", "CD68": o["true_lineage"] == "Monocyte/Macrophage",
+              "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
+    X = np.column_stack([rng.lognormal(np.where(b, 1.5, -1.5), 0.5) for b in bright.values()])
+    xy = done.obsm["spatial"]
+    for s in o["sample"].unique():
+        rows = np.flatnonzero(o["sample"] == s)
+        _, idx = NearestNeighbors(n_neighbors=2).fit(xy[rows]).kneighbors(xy[rows])
+        X[rows] += 0.2 * X[rows][idx[:, 1]]
+    panel = ad.AnnData(X.astype(np.float32), obs=o[["sample"]].copy(), obsm={"spatial": xy})
+    panel.var_names = list(bright)
+    with pytest.raises(KeyError, match="protein panel"):
+        tmt.pl.gates(panel)
+    tmt.tl.annotate(panel)
+    fig = tmt.pl.gates(panel)
+    assert [a.get_title().split(":")[0] for a in fig.axes if a.get_visible()] == ["tumor", "CD8", "CD68"]
+    _compare(fig, "gates", tmp_path)
+    plt.close(fig)
+    _, ax = plt.subplots()
+    assert tmt.pl.gates(panel, markers="CD8", ax=ax) is ax.figure
+    plt.close("all")
+    with pytest.raises(KeyError, match="gated markers"):
+        tmt.pl.gates(panel, markers=["CD4"])
+    with pytest.raises(ValueError, match="one marker"):
+        tmt.pl.gates(panel, ax=ax)

@@ -1,6 +1,7 @@
 """Plots. Every function returns Axes or a Figure, accepts ``ax=`` and never calls ``plt.show()``."""
 
 from ._embedding import embedding
+from ._gates import gates
 from ._spatial import spatial
 from ._summaries import (
     checkpoints,
@@ -17,6 +18,7 @@ __all__ = [
     "compare_groups",
     "composition",
     "embedding",
+    "gates",
     "immune_phenotype",
     "immunosuppression",
     "resistance_profile",

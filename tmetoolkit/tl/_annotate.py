@@ -180,8 +180,11 @@ def annotate(
         ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
     ``obsm["tmt_scores"]``
         Each cell's own signature scores; labels are decided on their neighbour averages (``n_neighbors``).
+        For protein panels: each marker's evidence (``"CD8+"``: distance above the gate in SDs of the negative
+        cells, after spill-over removal) and each label's evidence; :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
-        ``params`` and ``rules``: every label, the signatures that decide it, and whether it could be assessed.
+        ``params`` and ``rules``: every label, the signatures that decide it, and whether it could be assessed;
+        for protein panels also ``gates``: per marker its channel, gate, source and fraction of positive cells.
 
     Examples
     --------
@@ -369,7 +372,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     state[treg] = "Treg"
     rows = [{"level": "lineage", "label": lab, "markers": " & ".join("/".join(g) for g in grp),
              "assessable": lab not in missing, "reason": missing.get(lab, "")} for lab, grp in prot.LINEAGE_RULES.items()]
-    evidence = [E]
+    evidence = [Z.add_suffix("+"), E]  # per marker ("CD8+"), then per label
     for lin, table in prot.STATE_RULES.items():
         mask = lineage == lin
         st, st_conf, Es, miss = call(table, mask) if mask.any() else (None, None, None, {})

@@ -1,0 +1,100 @@
+"""Marker gates of a protein panel: where each marker's positive cells begin, and who was called positive."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from .._matrix import get_matrix
+from ._utils import STYLE
+
+
+def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2.6, bins: int = 60,
+          ax=None) -> Figure:
+    """Histogram of each gated marker's intensity with its gate and the cells called positive.
+
+    Intensities are drawn as imaged, on a log axis. Cells above the gate that were not called positive lost their
+    signal to spill-over removal (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright
+    touching neighbour.
+
+    Parameters
+    ----------
+    adata
+        A protein panel after :func:`tmetoolkit.tl.annotate`.
+    markers
+        Canonical marker names to draw (``"CD8"``, ``"tumor"``, ...); default every gated marker.
+    ncols
+        Panels per row.
+    panel_size
+        Width of one panel in inches.
+    bins
+        Histogram bins.
+    ax
+        Axes to draw into; only with a single marker.
+
+    Returns
+    -------
+    The Figure.
+    """
+    res = adata.uns.get("tmt_annotate")
+    if res is None or "gates" not in res:
+        msg = "adata.uns['tmt_annotate']['gates'] is missing: run tmt.tl.annotate on a protein panel first."
+        raise KeyError(msg)
+    table = res["gates"].set_index("marker")
+    names = list(table.index) if markers is None else [markers] if isinstance(markers, str) else list(markers)
+    unknown = [m for m in names if m not in table.index]
+    if unknown:
+        msg = f"no gate for {unknown}; gated markers: {list(table.index)}."
+        raise KeyError(msg)
+    if ax is not None and len(names) > 1:
+        msg = "ax= draws one marker: pass markers=[name]."
+        raise ValueError(msg)
+    layer = res["params"].get("layer", "X")
+    X = get_matrix(adata, None if layer == "X" else layer)
+    scores = adata.obsm["tmt_scores"]
+    spill = float(res["params"].get("spillover", 0.0))
+    with plt.rc_context(STYLE):
+        if ax is None:
+            nrow = int(np.ceil(len(names) / ncols))
+            ncol = min(ncols, len(names))
+            fig, axes = plt.subplots(nrow, ncol, figsize=(panel_size * ncol, panel_size * 0.8 * nrow), squeeze=False)
+            axes = axes.ravel()
+            for a in axes[len(names):]:
+                a.set_visible(False)
+        else:
+            fig, axes = ax.figure, [ax]
+        for a, marker in zip(axes, names, strict=False):
+            row = table.loc[marker]
+            j = list(map(str, adata.var_names)).index(str(row["channel"]))
+            x = np.asarray(X[:, j].toarray() if hasattr(X[:, j], "toarray") else X[:, j], dtype=float).ravel()
+            floor = np.quantile(x[x > 0], 0.01) if (x > 0).any() else 1e-3
+            x = np.clip(x, floor, None)
+            edges = np.geomspace(x.min(), x.max() * 1.001, bins + 1)
+            positive = scores[f"{marker}+"].to_numpy() > 0
+            above = x > row["gate"]
+            parts = [x[positive], x[~positive & above], x[~positive & ~above]]
+            labels = ["positive", "above gate, spill-over", "negative"]
+            colors = ["#c0392b", "#e5a29a", "#9a9a9a"]
+            keep = [i for i, p in enumerate(parts) if len(p) and (i != 1 or spill > 0)]
+            a.hist([parts[i] for i in keep], bins=edges, stacked=True, color=[colors[i] for i in keep],
+                   label=[labels[i] for i in keep], linewidth=0)
+            a.axvline(row["gate"], color="black", lw=0.8, ls="--")
+            a.set_xscale("log")
+            a.xaxis.set_minor_formatter(NullFormatter())
+            a.set_title(f"{marker}: {positive.mean():.1%} positive", fontsize=9)
+            a.set_xlabel(str(row["channel"]), fontsize=8)
+            a.set_ylabel("cells")
+        if ax is not None:
+            ax.legend(frameon=False, fontsize=7)
+        else:
+            handles = {}
+            for a in axes[: len(names)]:  # the spill-over class may be absent from the first panel
+                for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+                    handles.setdefault(lab, h)
+            fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=len(handles), frameon=False,
+                       fontsize=8, bbox_to_anchor=(0.5, 1.0))
+            fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
+    return fig
