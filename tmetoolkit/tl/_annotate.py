@@ -52,9 +52,10 @@ def _lineage_of(label) -> str:
 def _standardise(M: pd.DataFrame) -> pd.DataFrame:
     """Scores in units of one background noise level, then the best label per lineage.
 
-    Control-subtracted scores share the log-expression scale, so labels are compared on raw scores in units of
-    the typical background spread (median over labels). A label noisier than typical (few genes, weakly
-    expressed) is measured in its own, larger unit, so that noise alone cannot win.
+    Control-subtracted scores share the log-expression scale, so labels are compared on raw scores, all divided by
+    the typical background spread (the median over labels), which makes a lead read in noise units. (Dividing each
+    label by its own spread instead, to hold back labels of few genes, lowered state accuracy on simulated data
+    from 0.93-0.98 to 0.82-0.89 per population.)
     """
     if M.shape[1] == 0:
         return M
