@@ -155,8 +155,8 @@ def annotate(
     spillover
         Protein panels with ``obsm["spatial"]`` and fitted gates only: lateral spill-over removed before gating.
         Each cell loses this fraction of its brightest touching neighbour's intensity, channel by channel, so a
-        dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities
-        as imaged. ``0`` turns it off; given ``gates`` apply to the intensities as they are.
+        dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities as imaged.
+        ``0`` turns it off; given ``gates`` apply to the intensities as they are.
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
         images within a sample. Each image has its own coordinates, so cells touch only within it.
