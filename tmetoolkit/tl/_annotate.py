@@ -120,7 +120,9 @@ def annotate(
     helper and Treg; monocyte, TAM M1-like, TAM M2-like and M-MDSC-like; neutrophil and PMN-MDSC-like; myCAF,
     iCAF and apCAF. Each label is decided by control-matched signature scores (:func:`tmetoolkit.tl.score`,
     ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
-    measured in units of the background noise of the scores. Single-cell scores are noisy (dropout, shallow
+    measured in units of the background noise of the scores. States of one lineage are compared on the genes
+    that are their own (S100A8/S100A9 mark both monocytes and M-MDSC-like cells, so they cannot tell them apart):
+    signatures ``<name>_specific`` without the genes of sibling states. Single-cell scores are noisy (dropout, shallow
     spatial panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by
     label evidence (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
     ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
@@ -226,11 +228,15 @@ def annotate(
 
     from .._utils import TmtWarning
 
+    state_rules, specific = rules.specific_state_rules()
     with warnings.catch_warnings(record=True):  # the rule table reports what could not be scored
         warnings.simplefilter("always", TmtWarning)
-        score(adata, rules.needed_signatures(), layer=layer, method="mean_ctrl", species=report.species)
+        score(adata, [*rules.needed_signatures(), *specific], layer=layer, method="mean_ctrl", species=report.species)
     S = adata.obsm[_keys.SCORES]
-    S = S[[c for c in rules.needed_signatures() if c in S.columns]]
+    S = S[[c for c in [*rules.needed_signatures(), *(s.name for s in specific)] if c in S.columns]]
+    # where a state's own genes could not be scored, its published signature decides
+    state_rules = {lin: {lab: tuple(n if n in S.columns else n.removesuffix(rules.SPECIFIC_SUFFIX) for n in sigs)
+                         for lab, sigs in table.items()} for lin, table in state_rules.items()}
     if n_neighbors > 1 and adata.n_obs > 2:
         # neighbours by label evidence, each label once: a programme measured by many signatures (naive-like T
         # cells) must not outweigh one measured by a few (the CD8 and CD4 co-receptors)
@@ -266,7 +272,7 @@ def annotate(
 
     state = lineage.copy()
     conf = lin_conf.copy()
-    for lin, table in rules.STATE_RULES.items():
+    for lin, table in state_rules.items():
         mask = lineage == lin
         if not mask.any():
             if lin == "CD8 T":
@@ -303,7 +309,7 @@ def annotate(
     adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
 
     rows = []
-    for level, table in (("lineage", rules.LINEAGE_RULES), ("lineage", rules.TNK_RULES), *rules.STATE_RULES.items(),
+    for level, table in (("lineage", rules.LINEAGE_RULES), ("lineage", rules.TNK_RULES), *state_rules.items(),
                          *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")

@@ -92,6 +92,44 @@ SUBSET_RULES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
 }
 
 
+SPECIFIC_SUFFIX = "_specific"
+MIN_SPECIFIC_GENES = 2
+
+
+def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list]:
+    """State tables decided on each state's own genes, and the derived signatures they need.
+
+    Sibling states share published genes (S100A8 and S100A9 are in both the monocyte and the M-MDSC-like set), and
+    on shared genes a cell scores as high for its sibling as for its own state. So within a lineage each state is
+    decided on the up genes that no sibling's signature has (its down genes kept), where at least
+    ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. The derived signatures are named
+    ``<signature>_specific``.
+    """
+    from dataclasses import replace
+
+    from ..sig import get
+
+    tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    derived = {}
+    for lineage, table in STATE_RULES.items():
+        tables[lineage] = {}
+        for label, sigs in table.items():
+            siblings = {g for other, s2 in table.items() if other != label for n in s2 for g in get(n).genes_up}
+            names = []
+            for name in sigs:
+                sig = get(name)
+                own = tuple(g for g in sig.genes_up if g not in siblings)
+                if MIN_SPECIFIC_GENES <= len(own) < len(sig.genes_up):
+                    spec = replace(sig, name=name + SPECIFIC_SUFFIX, genes_up=own,
+                                   weights={g: w for g, w in sig.weights.items() if g in own or g in sig.genes_down},
+                                   min_genes=min(sig.min_genes, len(own)))
+                    derived[spec.name] = spec
+                    name = spec.name
+                names.append(name)
+            tables[lineage][label] = tuple(names)
+    return tables, list(derived.values())
+
+
 def needed_signatures() -> list[str]:
     names: list[str] = []
     for rules in (LINEAGE_RULES, TNK_RULES, *STATE_RULES.values(), *(r for _, r in SUBSET_RULES.values())):
