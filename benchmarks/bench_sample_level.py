@@ -3,7 +3,8 @@
 1. ``simulate()`` cohort of 36 samples (12 inflamed, 12 excluded, 12 desert), coordinates removed: the expression
    basis of ``tmt.tl.immune_phenotype`` (cohort-relative and absolute), as a confusion table with confidences.
 2. Racle 2017 bulk (when ``../shared/data`` is present): Spearman of CD8 T and T-cell scores with the FACS
-   fractions, for every scoring method, next to the plain TPM of the marker genes (the baseline).
+   fractions, for every scoring method, next to the plain TPM of the marker genes (the baseline) and a
+   reference-based deconvolution (NNLS on the Puram 2017 single-cell profiles).
 
 Usage::
 
@@ -41,6 +42,29 @@ def cohort() -> None:
         print("mean confidence by call:", t.groupby("phenotype", observed=True)["confidence"].mean().round(2).to_dict())
 
 
+def reference_nnls(tpm: pd.DataFrame) -> pd.DataFrame | None:
+    """Deconvolution with a real single-cell reference, to show what a reference-based method gets here.
+
+    Mean TPM per cell type of the Puram 2017 head-and-neck cells (9 types, 20 cells each; log2(TPM/10+1) undone),
+    the 50 most type-specific genes per type, and non-negative least squares per bulk sample, genes weighted by
+    1/sqrt(mean). Melanoma cells have no profile; the fit leaves them out, as EPIC does with "other cells".
+    """
+    from scipy.optimize import nnls
+
+    path = SHARED / "puram2017_hnscc_chetah/puram2017_hnscc_ref180.h5ad"
+    if not path.is_file():
+        return None
+    ref = ad.read_h5ad(path)
+    X = ref.X.toarray() if hasattr(ref.X, "toarray") else np.asarray(ref.X)
+    profiles = pd.DataFrame((2 ** X - 1) * 10, columns=ref.var_names).groupby(ref.obs["celltypes"].to_numpy()).mean().T
+    profiles = profiles.loc[profiles.index.intersection(tpm.columns)]
+    logp = np.log1p(profiles)
+    genes = sorted({g for t in profiles for g in (logp[t] - logp.drop(columns=t).max(axis=1)).nlargest(50).index})
+    A, w = profiles.loc[genes].to_numpy(), 1 / np.sqrt(profiles.loc[genes].mean(axis=1).to_numpy() + 1)
+    fits = {s: nnls(A * w[:, None], tpm.loc[s, genes].to_numpy() * w)[0] for s in tpm.index}
+    return pd.DataFrame(fits, index=profiles.columns).T
+
+
 def racle() -> None:
     path = SHARED / "racle2017_melanoma_bulk_facs/racle2017_melanoma_4samples.h5ad"
     if not path.is_file():
@@ -58,6 +82,10 @@ def racle() -> None:
         S = b.obsm["tmt_scores"]
         rows.append((f"tmt.tl.score {method}", spearmanr(S["CD8_T"], facs["CD8_T"])[0],
                      spearmanr(S["T_cell"], facs["T_cell"])[0]))
+    nnls = reference_nnls(tpm)
+    if nnls is not None:
+        rows.append(("NNLS on Puram 2017 cell-type profiles (no tmt)", spearmanr(nnls["CD8 T cell"], facs["CD8_T"])[0],
+                     spearmanr(nnls[["CD8 T cell", "CD4 T cell", "reg. T cell"]].sum(1), facs["T_cell"])[0]))
     print("\nRacle 2017, Spearman with FACS over 4 samples")
     print(pd.DataFrame(rows, columns=["score", "CD8 T vs FACS CD8", "T cell vs FACS CD4+CD8"]).round(2).to_string(index=False))
     print("FACS CD8 fraction:", r.obs["facs_CD8_Tcells"].to_dict())
