@@ -89,3 +89,5 @@ def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     assert a.uns["tmt_annotate"]["params"]["input_state"] == "protein"
     tab = a.uns["tmt_immune_phenotype"]["table"]
     assert tab["phenotype"].iloc[0] == "excluded"  # as with inForm's own phenotypes (test_spatial)
+    report = (tmp_path / "report.html").read_text()
+    assert 'alt="protein marker gates"' in report

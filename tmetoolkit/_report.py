@@ -83,6 +83,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
         if "tmt_lineage" in adata.obs:
             body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
             body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
+            if "gates" in adata.uns.get("tmt_annotate", {}):
+                body += _fig_html(pl.gates(adata), "protein marker gates")
             sections.append(("Cell states", body))
             unass = adata.uns.get("tmt_annotate", {}).get("rules")
             if unass is not None and (~unass["assessable"].astype(bool)).any():
@@ -106,7 +108,9 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             from .sig import get as get_sig
 
             rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
-            rows["doi"] = [get_sig(s).doi if s in set(__import__("tmetoolkit").sig.list()["name"]) else ""
+            registry = set(__import__("tmetoolkit").sig.list()["name"])
+            # annotate's "<name>_specific" sets are published sets without the genes of sibling states
+            rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
                            for s in rows["signature"]]
             sections.append(("Signatures used", _table_html(rows, max_rows=400)))
         caveats.append("Cell states are transcriptional: MDSC-like states cannot prove suppression.")
