@@ -172,7 +172,8 @@ def label_evidence(Z: pd.DataFrame, rules, negative=None) -> tuple[pd.DataFrame,
 
 
 def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str, float] | float | None,
-                    names: list[str], index, compensated: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    names: list[str], index,
+                    compensated: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gate every recognised marker; returns the evidence per canonical marker and the gate table.
 
     Mixture gates are fitted on ``X`` (the populations as imaged) and applied to ``compensated`` intensities when

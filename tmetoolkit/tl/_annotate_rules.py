@@ -6,6 +6,11 @@ A label's evidence is the mean of its signatures' scores. Several labels may nam
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..sig import Signature
+
 LINEAGE_RULES: dict[str, tuple[str, ...]] = {
     "T/NK|T": ("T_cell",),
     "T/NK|NK": ("NK",),
@@ -27,10 +32,10 @@ LINEAGE_RULES: dict[str, tuple[str, ...]] = {
     "Malignant/Epithelial|squamous": ("Epithelial_squamous",),
 }
 
-# Tregs count as T cells by their own programme as well: on small spatial panels FOXP3 and CTLA4 are often detected
-# where CD3 is not. Only robust programmes decide lineages: pDC is left out (its GZMB also marks cytotoxic T cells, and pDCs are
-# rare in tumours); the 2-gene scGate neutrophil gate and the 7-gene mregDC gate (CCR7, BIRC3 also mark T
-# cells) are replaced by longer published sets; panCAF is left out because VIM marks immune cells too.
+# Tregs count as T cells by their own programme as well: on small spatial panels FOXP3 and CTLA4 are often
+# detected where CD3 is not. Only robust programmes decide lineages: pDC is left out (its GZMB also marks cytotoxic
+# T cells, and pDCs are rare in tumours); the 2-gene scGate neutrophil gate and the 7-gene mregDC gate (CCR7, BIRC3
+# also mark T cells) are replaced by longer published sets; panCAF is left out because VIM marks immune cells too.
 
 # T/NK cells are split by co-receptor and NK identity; Tregs count as CD4 T cells by their own programme, because
 # CD40LG (half of the two-gene CD4 set) marks conventional CD4 T cells and is low in Tregs
@@ -96,7 +101,7 @@ SPECIFIC_SUFFIX = "_specific"
 MIN_SPECIFIC_GENES = 2
 
 
-def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list]:
+def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Signature]]:
     """State tables decided on each state's own genes, and the derived signatures they need.
 
     Sibling states share published genes (S100A8 and S100A9 are in both the monocyte and the M-MDSC-like set), and
@@ -120,9 +125,11 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list]
                 sig = get(name)
                 own = tuple(g for g in sig.genes_up if g not in siblings)
                 if MIN_SPECIFIC_GENES <= len(own) < len(sig.genes_up):
+                    about = f"{name} without the genes it shares with the other {lineage} states"
                     spec = replace(sig, name=name + SPECIFIC_SUFFIX, genes_up=own,
                                    weights={g: w for g, w in sig.weights.items() if g in own or g in sig.genes_down},
-                                   min_genes=min(sig.min_genes, len(own)))
+                                   min_genes=min(sig.min_genes, len(own)),
+                                   metadata={**sig.metadata, "description": about})
                     derived[spec.name] = spec
                     name = spec.name
                 names.append(name)
