@@ -155,7 +155,7 @@ def annotate(
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
         mixture on its log intensity.
     spillover
-        Protein panels with ``obsm["spatial"]`` and fitted gates only: lateral spill-over removed before gating.
+        Protein panels with ``obsm["spatial"]``, channels with fitted gates: lateral spill-over removed before gating.
         Each cell loses this fraction of its brightest touching neighbour's intensity, channel by channel, so a
         dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities as imaged.
         ``0`` turns it off; given ``gates`` apply to the intensities as they are.
@@ -349,7 +349,8 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
         raise ValueError(msg)
     names = list(map(str, adata.var_names))
-    compensate = spillover > 0 and gates is None and "spatial" in adata.obsm
+    # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
+    compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
     compensated = None
     if compensate:
         xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
