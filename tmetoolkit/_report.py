@@ -109,7 +109,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
 
             rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
             registry = set(__import__("tmetoolkit").sig.list()["name"])
-            # annotate's "<name>_specific" sets are published sets without the genes of sibling states
+            # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
             rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
                            for s in rows["signature"]]
             sections.append(("Signatures used", _table_html(rows, max_rows=400)))

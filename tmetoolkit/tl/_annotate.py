@@ -121,10 +121,11 @@ def annotate(
     iCAF and apCAF. Each label is decided by control-matched signature scores (:func:`tmetoolkit.tl.score`,
     ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
     measured in units of the background noise of the scores. States of one lineage are compared on the genes
-    that are their own (S100A8/S100A9 mark both monocytes and M-MDSC-like cells, so they cannot tell them apart):
-    signatures ``<name>_specific`` without the genes of sibling states. Single-cell scores are noisy (dropout, shallow
-    spatial panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by
-    label evidence (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
+    that are their own (S100A8/S100A9 mark both monocytes and M-MDSC-like cells, CSF1R every monocyte and
+    macrophage, so they cannot tell states apart): signatures ``<name>_specific`` without the genes of sibling states and of the
+    lineage's identity signatures. Single-cell scores are noisy (dropout, shallow spatial panels), so each
+    cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by label evidence
+    (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
     ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
     "-like" because a transcriptome cannot prove suppression. TAM M1- and M2-like programmes are often
     co-expressed (Azizi 2018), so both scores are kept and ``obs["tmt_tam_polarization"]`` says when a

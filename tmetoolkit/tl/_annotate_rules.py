@@ -101,14 +101,26 @@ SPECIFIC_SUFFIX = "_specific"
 MIN_SPECIFIC_GENES = 2
 
 
+def lineage_identity_signatures(lineage: str) -> set[str]:
+    """Signatures that every label of ``lineage`` in ``LINEAGE_RULES`` and ``TNK_RULES`` is decided by.
+
+    ``MoMacDC`` decides both macrophages and monocytes; ``CD4_T`` decides conventional CD4 T cells but not Tregs,
+    so it is not an identity of all CD4 T cells.
+    """
+    per_label = [set(sigs) for table in (LINEAGE_RULES, TNK_RULES) for label, sigs in table.items()
+                 if label.split("|")[0] == lineage]
+    return set.intersection(*per_label) if per_label else set()
+
+
 def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Signature]]:
     """State tables decided on each state's own genes, and the derived signatures they need.
 
-    Sibling states share published genes (S100A8 and S100A9 are in both the monocyte and the M-MDSC-like set), and
-    on shared genes a cell scores as high for its sibling as for its own state. So within a lineage each state is
-    decided on the up genes that no sibling's signature has (its down genes kept), where at least
-    ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. The derived signatures are named
-    ``<signature>_specific``.
+    Genes that several states of a lineage share cannot tell those states apart: S100A8 and S100A9 are in both the
+    monocyte and the M-MDSC-like set, and CSF1R and MSR1, in the TAM M2-like set, are in the MoMacDC set that makes a
+    cell a monocyte or macrophage in the first place. Within a lineage each state is therefore decided on the up
+    genes that neither a sibling state's signature nor the lineage's identity signatures
+    (:func:`lineage_identity_signatures`) have (down genes kept), where at least ``MIN_SPECIFIC_GENES`` remain;
+    otherwise on the published set. The derived signatures are named ``<signature>_specific``.
     """
     from dataclasses import replace
 
@@ -118,14 +130,17 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     derived = {}
     for lineage, table in STATE_RULES.items():
         tables[lineage] = {}
+        identity = lineage_identity_signatures(lineage)
         for label, sigs in table.items():
-            siblings = {g for other, s2 in table.items() if other != label for n in s2 for g in get(n).genes_up}
+            shared = {g for other, s2 in table.items() if other != label for n in s2 for g in get(n).genes_up}
+            shared |= {g for n in identity - set(sigs) for g in get(n).genes_up}
             names = []
             for name in sigs:
                 sig = get(name)
-                own = tuple(g for g in sig.genes_up if g not in siblings)
+                own = tuple(g for g in sig.genes_up if g not in shared)
                 if MIN_SPECIFIC_GENES <= len(own) < len(sig.genes_up):
-                    about = f"{name} without the genes it shares with the other {lineage} states"
+                    about = (f"{name} without the genes it shares with the other {lineage} states or with the "
+                             f"signatures that identify {lineage} cells")
                     spec = replace(sig, name=name + SPECIFIC_SUFFIX, genes_up=own,
                                    weights={g: w for g, w in sig.weights.items() if g in own or g in sig.genes_down},
                                    min_genes=min(sig.min_genes, len(own)),
