@@ -150,7 +150,8 @@ def scale(n_cells: int) -> None:
     t0 = time.perf_counter()
     tmt.tl.annotate(a)
     t_tmt = time.perf_counter() - t0
-    print(f"{a.n_obs} cells: tmt.tl.annotate {t_tmt:.1f} s (state accuracy {(a.obs['tmt_state'].astype(str) == truth).mean():.3f}); "
+    acc = (a.obs["tmt_state"].astype(str) == truth).mean()
+    print(f"{a.n_obs} cells: tmt.tl.annotate {t_tmt:.1f} s (state accuracy {acc:.3f}); "
           f"score_genes + argmax {t_base:.1f} s (state accuracy {(st_b.astype(str) == truth).mean():.3f}); "
           f"ratio {t_base / t_tmt:.1f}x")
     for lin in tmt._keys.STATES:
@@ -173,7 +174,8 @@ def main() -> None:
     lin_b, st_b = argmax_baseline(a)
     tmt.tl.annotate(a)
     o = a.obs
-    rows.append(("simulate", "lineage", accuracy(lin_b, o["true_lineage"]), accuracy(o["tmt_lineage"], o["true_lineage"]),
+    rows.append(("simulate", "lineage", accuracy(lin_b, o["true_lineage"]),
+                 accuracy(o["tmt_lineage"], o["true_lineage"]),
                  precision(o["tmt_lineage"], o["true_lineage"], {"unassigned"}),
                  float((o["tmt_lineage"] == "unassigned").mean())))
     for lin, states in tmt._keys.STATES.items():
@@ -187,7 +189,8 @@ def main() -> None:
     if puram.is_file():
         p = ad.read_h5ad(puram)
         m = {"B cell": "B", "CD4 T cell": "CD4 T", "reg. T cell": "CD4 T", "CD8 T cell": "CD8 T", "Dendritic": "DC",
-             "Endothelial": "Endothelial", "Fibroblast": "Fibroblast", "Macrophage": "Monocyte/Macrophage", "Mast": "Mast"}
+             "Endothelial": "Endothelial", "Fibroblast": "Fibroblast", "Macrophage": "Monocyte/Macrophage",
+             "Mast": "Mast"}
         truth = p.obs["celltypes"].astype(str).map(m)
         lin_b, st_b = argmax_baseline(p)
         tmt.tl.annotate(p)

@@ -87,7 +87,8 @@ def racle() -> None:
         rows.append(("NNLS on Puram 2017 cell-type profiles (no tmt)", spearmanr(nnls["CD8 T cell"], facs["CD8_T"])[0],
                      spearmanr(nnls[["CD8 T cell", "CD4 T cell", "reg. T cell"]].sum(1), facs["T_cell"])[0]))
     print("\nRacle 2017, Spearman with FACS over 4 samples")
-    print(pd.DataFrame(rows, columns=["score", "CD8 T vs FACS CD8", "T cell vs FACS CD4+CD8"]).round(2).to_string(index=False))
+    table = pd.DataFrame(rows, columns=["score", "CD8 T vs FACS CD8", "T cell vs FACS CD4+CD8"])
+    print(table.round(2).to_string(index=False))
     print("FACS CD8 fraction:", r.obs["facs_CD8_Tcells"].to_dict())
     print("CD8A TPM:", tpm["CD8A"].round(1).to_dict())
 

@@ -119,7 +119,8 @@ def main() -> None:
               f"(written in {time.perf_counter() - t0:.0f} s)")
         for mode in ("lazy", "memory"):
             out = subprocess.run([sys.executable, __file__, "--worker", mode, "--path", str(path), "--chunk",
-                                  str(args.chunk), "--memory-cells", str(args.memory_cells)], capture_output=True, text=True, check=False)
+                                  str(args.chunk), "--memory-cells", str(args.memory_cells)],
+                                 capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 print(f"{mode}: failed\n{out.stderr[-3000:]}")
                 continue

@@ -147,7 +147,8 @@ def main() -> None:
         res = {}
         for name in ("tmt_mean_ctrl", "scanpy_loop", "tmt_rank", "tmt_aucell", "decoupler_aucell"):
             out = subprocess.run([sys.executable, __file__, "--worker", name, "--path", str(path)],
-                                 capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                                 capture_output=True, text=True, check=False,
+                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if out.returncode != 0:
                 print(f"{name}: failed\n{out.stderr[-2000:]}")
                 continue

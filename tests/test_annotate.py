@@ -172,7 +172,8 @@ def test_protein_spillover_from_touching_cells_is_removed(sim_small):
     o = sim_small.obs
     rng = np.random.default_rng(1)
     positive = {"CD8": o["true_lineage"] == "CD8 T", "CD3": o["true_lineage"].isin(["CD8 T", "CD4 T"]),
-                "CD68": o["true_lineage"] == "Monocyte/Macrophage", "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
+                "CD68": o["true_lineage"] == "Monocyte/Macrophage",
+                "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
     true = np.column_stack([rng.lognormal(np.where(p, 1.5, -1.5), 0.5) for p in positive.values()])
     xy = sim_small.obsm["spatial"]
     seen = true.copy()
@@ -210,7 +211,8 @@ def test_protein_panel_scimap_with_given_gates():
     a = real_data("scimap")
     tmt.tl.annotate(a, markers={"tumor": "CD30"}, gates=0.5)
     st, ph = a.obs["tmt_state"].astype(str), a.obs["phenotype"].astype(str)
-    r_tum, p_tum = _agreement(st, ph, ["Tumor CD45- CD30+", "Tumor CD30+", "Tumor CD30+ KI67+"], ["Malignant/Epithelial"])
+    tumour = ["Tumor CD45- CD30+", "Tumor CD30+", "Tumor CD30+ KI67+"]
+    r_tum, p_tum = _agreement(st, ph, tumour, ["Malignant/Epithelial"])
     _, p_cd8 = _agreement(st, ph, ["CD8 T cells", "PD1+ T cells"], ["CD8 T", "CD8 Tex", "CD8 Tpex"])
     _, p_treg = _agreement(st, ph, ["Regulatory T cells", "Aberrant T cells CD45- CD3+ FOXP3+"], ["Treg"])
     assert r_tum >= 0.85 and p_tum >= 0.95  # measured 0.89 / 0.98
@@ -349,17 +351,19 @@ def test_protein_panel_with_planted_markers(sim_small):
 
 
 def test_states_are_not_decided_on_the_lineage_identity_genes():
-    """CD40LG makes a T cell a CD4 T cell, so it cannot tell CD4 helpers from other CD4 T cells; a state whose own
-    set also identifies the lineage (Tregs, monocytes) keeps it."""
+    """MoMacDC decides every monocyte and macrophage, so its CSF1R and MSR1 cannot tell TAM M2-like cells from the
+    other states; CD4 T cells have no such common set (CD4_T decides conventional cells, Treg_core Tregs)."""
     from tmetoolkit.tl import _annotate_rules as rules
 
+    assert rules.lineage_identity_signatures("Monocyte/Macrophage") == {"MoMacDC"}
+    assert rules.lineage_identity_signatures("CD4 T") == set()
     tables, derived = rules.specific_state_rules()
     genes = {s.name: set(s.genes_up) for s in derived}
-    assert tables["CD4 T"]["CD4 helper"] == ("CD4_helper_specific",)
-    assert "CD40LG" not in genes["CD4_helper_specific"] and {"IFNG", "TBX21"} <= genes["CD4_helper_specific"]
-    assert tables["CD4 T"]["Treg"] == ("Treg_core",)
-    assert not {"CSF1R", "MSR1"} & genes["TAM_M2_like_specific"]  # MoMacDC identity genes
+    assert tables["Monocyte/Macrophage"]["TAM M2-like"] == ("TAM_M2_like_specific",)
+    assert not {"CSF1R", "MSR1"} & genes["TAM_M2_like_specific"] and {"CD163", "MRC1"} <= genes["TAM_M2_like_specific"]
     assert {"FCN1", "VCAN"} <= genes["Monocyte_specific"]
+    assert tables["CD4 T"] == {"CD4 naive/memory": ("CD4_naive_memory",), "CD4 helper": ("CD4_helper",),
+                               "Treg": ("Treg_core",)}
 
 
 def test_sibling_states_are_decided_on_their_own_genes():

@@ -22,7 +22,8 @@ def test_bad_input_gives_one_line_and_non_zero_exit(tmp_path):
         (["run", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "o")], "does not exist"),
         (["run", str(bad), "-o", str(tmp_path / "o")], "could not read"),
     ):
-        out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", *args], capture_output=True, text=True, check=False)
+        out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", *args], capture_output=True, text=True,
+                             check=False)
         assert out.returncode != 0
         assert needle in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
@@ -35,7 +36,8 @@ def test_wrong_key_names_nearest(tmp_path):
     path = tmp_path / "in.h5ad"
     a.write_h5ad(path)
     out = subprocess.run(
-        [sys.executable, "-m", "tmetoolkit._cli", "run", str(path), "-o", str(tmp_path / "o"), "--sample-key", "smaple"],
+        [sys.executable, "-m", "tmetoolkit._cli", "run", str(path), "-o", str(tmp_path / "o"),
+         "--sample-key", "smaple"],
         capture_output=True, text=True, check=False,
     )
     assert out.returncode == 2 and "'sample'" in out.stderr and "Traceback" not in out.stderr
@@ -50,7 +52,8 @@ def test_image_key_must_exist(tmp_path):
 
 
 def test_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0 and "demo" in out.stdout and "run" in out.stdout
 
 
@@ -67,7 +70,8 @@ def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
                  "--effector-labels", "CD8 T,TCF7+ CD8 T,CXCL13+ CD8 T", "-q"])
     assert code == 0
     html = (tmp_path / "report.html").read_text()
-    for section in ("immune-phenotype", "checkpoint-receptors-and-ligands", "immunosuppression", "resistance-mechanisms"):
+    for section in ("immune-phenotype", "checkpoint-receptors-and-ligands", "immunosuppression",
+                    "resistance-mechanisms"):
         assert f"id='{section}'" in html
     a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
     tab = a.uns["tmt_immune_phenotype"]["table"]

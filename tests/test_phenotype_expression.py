@@ -33,7 +33,8 @@ def test_inflamed_and_desert_are_separated(dissociated):
 def test_table_and_obs(dissociated):
     tmt.tl.immune_phenotype(dissociated, sample_key="sample")
     t = dissociated.uns["tmt_immune_phenotype"]["table"]
-    for col in ("immune_axis", "stromal_axis", "CD8_T_effector", "Pan_F_TBRS", "cd8_fraction_immune", "tex_fraction_cd8"):
+    for col in ("immune_axis", "stromal_axis", "CD8_T_effector", "Pan_F_TBRS", "cd8_fraction_immune",
+                "tex_fraction_cd8"):
         assert col in t.columns
     assert dissociated.obs["tmt_immune_phenotype"].notna().all()
     row = tmt.get.sample_table(dissociated).loc["S01"]

@@ -32,8 +32,8 @@ def test_report_is_self_contained(demo):
 def test_report_renders_in_headless_chromium(demo, tmp_path):
     shot = tmp_path / "report.png"
     run = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*run, "--dump-dom", f"file://{demo / 'report.html'}"], capture_output=True, text=True, check=False,
-                         timeout=120)
+    dom = subprocess.run([*run, "--dump-dom", f"file://{demo / 'report.html'}"], capture_output=True, text=True,
+                         check=False, timeout=120)
     assert dom.returncode == 0
     assert dom.stdout.count("<section") >= 7 and dom.stdout.count("<img") >= 7
     subprocess.run([*run, "--window-size=1200,2000", f"--screenshot={shot}", f"file://{demo / 'report.html'}"],

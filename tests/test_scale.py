@@ -51,8 +51,8 @@ def test_dask_array(reference, sparse):
 def test_local_cluster(reference):
     distributed = pytest.importorskip("distributed")
     a, ref, _ = reference
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            distributed.Client(cluster):
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster):
         d = a.copy()
         d.X = da.from_array(a.X, chunks=(250, -1))
         tmt.tl.score(d, "all", chunk_size=250)

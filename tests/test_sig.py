@@ -124,7 +124,8 @@ def test_signatures_are_inside_the_built_wheel(tmp_path):
     """Build the wheel, install it into a private folder and load the registry from there."""
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir),
+         str(ROOT)],
         check=True,
     )
     (wheel,) = wheel_dir.glob("tmetoolkit-*.whl")
@@ -133,7 +134,8 @@ def test_signatures_are_inside_the_built_wheel(tmp_path):
     assert sum(n.startswith("tmetoolkit/_signatures/") and n.endswith(".yaml") for n in names) >= 80
     assert "tmetoolkit/_signatures/schema.json" in names
     assert "tmetoolkit/_data/orthologs_human_mouse.tsv.gz" in names
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True)
     code = (
         "import tmetoolkit as tmt, tmetoolkit.sig._registry as r; "
         "d = r._signature_dir(); assert 'site' in str(d), d; "

@@ -71,12 +71,15 @@ def test_features_and_storage(sim_small, tmp_path):
     assert (t["basis"] == "spatial").all()
     inflamed = t.index[t["phenotype"] == "inflamed"]
     excluded = t.index[t["phenotype"] == "excluded"]
-    assert t.loc[inflamed, "effector_tumor_contact_fraction"].min() > t.loc[excluded, "effector_tumor_contact_fraction"].max()
-    assert sim_small.obs["tmt_immune_phenotype"].cat.categories.tolist() == ["inflamed", "excluded", "desert", "not assessable"]
+    contact = t["effector_tumor_contact_fraction"]
+    assert contact[inflamed].min() > contact[excluded].max()
+    categories = sim_small.obs["tmt_immune_phenotype"].cat.categories.tolist()
+    assert categories == ["inflamed", "excluded", "desert", "not assessable"]
     assert sim_small.uns["tmt_immune_phenotype_colors"][0] == "#d62728"
     sim_small.write_h5ad(tmp_path / "a.h5ad")
     back = sc.read_h5ad(tmp_path / "a.h5ad")
-    assert back.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str).tolist() == t["phenotype"].astype(str).tolist()
+    round_tripped = back.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str)
+    assert round_tripped.tolist() == t["phenotype"].astype(str).tolist()
 
 
 def test_pixel_size_scales_coordinates(sim_small):

@@ -87,7 +87,8 @@ def test_spots_without_tumour_or_effector_genes(sim_small):
     before = spots.copy()
     tmt.tl.compartments(spots, sample_key="sample")
     assert np.array_equal(spots.X.toarray(), before.X.toarray())
-    assert set(spots.obs.columns) - set(before.obs.columns) <= {"tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"}
+    added = set(spots.obs.columns) - set(before.obs.columns)
+    assert added <= {"tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"}
     assert isinstance(spots.uns["tmt_compartments"]["table"], pd.DataFrame)
 
 

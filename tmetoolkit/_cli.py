@@ -18,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("input", help="input AnnData file (.h5ad) with counts or log-normalised values")
     run.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
     run.add_argument("--sample-key", default=None, help="obs column identifying samples (default: 'sample' if present)")
-    run.add_argument("--cell-type-key", default=None, help="obs column with given cell types (default: tmetoolkit's own calls)")
+    run.add_argument("--cell-type-key", default=None,
+                     help="obs column with given cell types (default: tmetoolkit's own calls)")
     run.add_argument("--tumor-labels", default=None,
                      help="comma-separated tumour-cell labels of --cell-type-key (default 'Malignant/Epithelial')")
     run.add_argument("--effector-labels", default=None,
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
 def _fail(msg: str) -> int:
     print(f"tmetoolkit: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _split(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list of stripped labels."""
+    return [x.strip() for x in value.split(",")] if value else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,9 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
-            split = lambda v: [x.strip() for x in v.split(",")] if v else None
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
-                                 tumor_labels=split(args.tumor_labels), effector_labels=split(args.effector_labels),
+                                 tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))

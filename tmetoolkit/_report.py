@@ -15,7 +15,8 @@ from . import __version__
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 h1{border-bottom:2px solid #d62728;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f5f5f5}.caveat{background:#fff4e5;border-left:4px solid #ff7f0e;padding:.5em 1em}
 img{max-width:100%}.meta{color:#666;font-size:12px}
 """
@@ -63,9 +64,9 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
         sections: list[tuple[str, str]] = []
         s_key = get._tables._resolve_sample_key(adata, sample_key)
         inp = adata.uns.get("tmt_scores", {}).get("params", {})
-        overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: "
-                    f"{html.escape(str(inp.get('input_state', 'n/a')))}; species: {html.escape(str(inp.get('species', 'n/a')))}; "
-                    f"samples: {adata.obs[s_key].nunique() if s_key else 1}.</p>")
+        state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
+        overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; "
+                    f"species: {species}; samples: {adata.obs[s_key].nunique() if s_key else 1}.</p>")
         sections.append(("Overview", overview))
         caveats = []
         ph = adata.uns.get("tmt_immune_phenotype")
@@ -92,7 +93,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
                 caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
         if "tmt_checkpoints" in adata.uns:
             body = _fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
-            sections.append(("Checkpoint receptors and ligands", body + _table_html(adata.uns["tmt_checkpoints"]["table"])))
+            body += _table_html(adata.uns["tmt_checkpoints"]["table"])
+            sections.append(("Checkpoint receptors and ligands", body))
         if "tmt_immunosuppression" in adata.uns:
             body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components")
             sections.append(("Immunosuppression", body + _table_html(adata.uns["tmt_immunosuppression"]["table"])))
@@ -114,8 +116,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
                            for s in rows["signature"]]
             sections.append(("Signatures used", _table_html(rows, max_rows=400)))
         caveats.append("Cell states are transcriptional: MDSC-like states cannot prove suppression.")
-        parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title><style>{CSS}</style>"
-                  "</head><body><h1>Tumour microenvironment report</h1>"),
+        parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"
+                  f"<style>{CSS}</style></head><body><h1>Tumour microenvironment report</h1>"),
                  f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
                  "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
         for title, body in sections:

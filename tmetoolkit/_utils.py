@@ -40,6 +40,7 @@ def check_tmt_key(container, key: str, where: str) -> None:
     """Refuse to overwrite a user key; warn when replacing one of ours."""
     if key in container:
         if not key.startswith("tmt_"):
-            msg = f"{where}[{key!r}] exists and was not made by tmetoolkit; choose another key (tmetoolkit keys start with 'tmt_')."
+            msg = (f"{where}[{key!r}] exists and was not made by tmetoolkit; choose another key "
+                   "(tmetoolkit keys start with 'tmt_').")
             raise ValueError(msg)
         logger.info("overwriting %s[%r]", where, key)

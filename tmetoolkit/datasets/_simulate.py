@@ -41,7 +41,8 @@ STATE_PROGRAMS = {
     "CD8 naive/memory": (("CD8_naive_memory",), ("CCR7", "SELL", "TCF7", "LEF1"), ()),
     "CD8 effector": (("CD8_effector", "T_cytotoxic"), ("GZMB", "PRF1", "GNLY", "IFNG"), ()),
     "CD8 Tpex": (("CD8_Tpex_core", "CD8_Tpex"), ("TCF7", "PDCD1", "TOX", "SLAMF6", "TIGIT"), ("HAVCR2", "ENTPD1")),
-    "CD8 Tex": (("CD8_Tex", "T_exhaustion"), ("HAVCR2", "ENTPD1", "LAG3", "PDCD1", "TIGIT", "CTLA4", "CXCL13", "TOX"), ("TCF7",)),
+    "CD8 Tex": (("CD8_Tex", "T_exhaustion"), ("HAVCR2", "ENTPD1", "LAG3", "PDCD1", "TIGIT", "CTLA4", "CXCL13", "TOX"),
+                ("TCF7",)),
     "CD4 naive/memory": (("CD4_naive_memory",), ("CCR7", "SELL", "IL7R"), ()),
     "CD4 helper": (("CD4_helper",), ("IFNG", "CD40LG", "IL21", "TBX21"), ()),
     "Treg": (("Treg_core", "Treg"), ("FOXP3", "IL2RA", "CTLA4", "IKZF2"), ()),
@@ -73,8 +74,8 @@ _CD8 = {
     "excluded": {"tumor": 0.004, "margin": 0.16, "stroma": 0.08},
     "desert": {"tumor": 0.002, "margin": 0.006, "stroma": 0.004},
 }
-MARGIN_HALF_WIDTH = 30.0
-SPECIFICITY = 5.0  # background of programme genes outside their cells, relative to their level inside / fold  # micrometres either side of the border count as margin in the truth
+MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
+SPECIFICITY = 5.0  # a programme gene's level inside its cells over its background outside them
 
 
 def _programme(rng, sig_names, anchors, universe_outside, fraction=0.6, n_extra=6):

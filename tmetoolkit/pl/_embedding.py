@@ -10,7 +10,8 @@ from .._utils import missing_key_error
 from ._utils import STYLE, colors_for, new_ax, require_obs
 
 
-def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", ax: Axes | None = None, **kwargs) -> Axes:
+def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", ax: Axes | None = None,
+              **kwargs) -> Axes:
     """Cells on an existing embedding (``obsm["X_<basis>"]``) coloured by a tmetoolkit label.
 
     A thin wrapper over :func:`scanpy.pl.embedding` that applies tmetoolkit's fixed palette (the same colours as

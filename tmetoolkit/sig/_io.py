@@ -28,7 +28,8 @@ def read_gmt(path: str | os.PathLike) -> list[Signature]:
             continue
         parts = [p.strip() for p in line.split("\t")]
         if len(parts) < 3:
-            msg = f"{path.name}, line {ln}: a GMT line needs a name, a description and at least one gene, tab-separated."
+            msg = (f"{path.name}, line {ln}: a GMT line needs a name, a description and at least one gene, "
+                   "tab-separated.")
             raise ValueError(msg)
         name, desc, genes = parts[0], parts[1], [g for g in parts[2:] if g]
         up = tuple(dict.fromkeys(g for g in genes if not g.endswith("-")))
@@ -94,5 +95,6 @@ def as_signatures(sigs) -> list[Signature]:
             for s in as_signatures(item):
                 out[s.name] = s
         return [*out.values()]
-    msg = f"signatures must be a name, a collection, a GMT path, a Signature, a dict or a list of these; got {type(sigs).__name__}."
+    msg = ("signatures must be a name, a collection, a GMT path, a Signature, a dict or a list of these; "
+           f"got {type(sigs).__name__}.")
     raise TypeError(msg)

@@ -9,4 +9,5 @@ from ._resistance import mechanisms, resistance_profile
 from ._score import score
 from ._suppression import immunosuppression
 
-__all__ = ["annotate", "checkpoints", "compare_groups", "compartments", "immune_phenotype", "immunosuppression", "mechanisms", "resistance_profile", "score"]
+__all__ = ["annotate", "checkpoints", "compare_groups", "compartments", "immune_phenotype", "immunosuppression",
+           "mechanisms", "resistance_profile", "score"]

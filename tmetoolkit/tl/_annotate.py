@@ -122,10 +122,10 @@ def annotate(
     ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
     measured in units of the background noise of the scores. States of one lineage are compared on the genes
     that are their own (S100A8/S100A9 mark both monocytes and M-MDSC-like cells, CSF1R every monocyte and
-    macrophage, so they cannot tell states apart): signatures ``<name>_specific`` without the genes of sibling states and of the
-    lineage's identity signatures. Single-cell scores are noisy (dropout, shallow spatial panels), so each
-    cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by label evidence
-    (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
+    macrophage, so they cannot tell states apart): signatures ``<name>_specific`` without the genes of sibling
+    states and of the lineage's identity signatures. Single-cell scores are noisy (dropout, shallow spatial
+    panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by label
+    evidence (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
     ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
     "-like" because a transcriptome cannot prove suppression. TAM M1- and M2-like programmes are often
     co-expressed (Azizi 2018), so both scores are kept and ``obs["tmt_tam_polarization"]`` says when a
@@ -284,11 +284,7 @@ def annotate(
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
 
-    vocab_lin = [*_keys.LINEAGES]
-    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in vocab_lin if c in set(lineage)])
-    state_order = [s for lin in vocab_lin for s in (lin, *_keys.STATES.get(lin, ()))]
-    adata.obs[_keys.STATE] = pd.Categorical(state, categories=[c for c in dict.fromkeys(state_order) if c in set(state)])
-    adata.obs[_keys.CONFIDENCE] = conf.astype(float)
+    _write_calls(adata, lineage, state, conf)
 
     for col, (lin, table) in rules.SUBSET_RULES.items():
         check_tmt_key(adata.obs, col, "adata.obs")
@@ -306,7 +302,8 @@ def annotate(
         sig = _noise_scale(np.concatenate([m1, m2]))
         hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
         both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
-        pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"], "neither")
+        pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"],
+                             "neither")
     adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
 
     rows = []
@@ -319,15 +316,17 @@ def annotate(
     rule_tab = pd.DataFrame(rows)
     skipped = rule_tab.loc[~rule_tab["assessable"] & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
     if len(skipped):
-        warn("not assessable (signature genes missing): " + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()))
+        warn("not assessable (signature genes missing): "
+             + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()))
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
-                   "n_neighbors": n_neighbors, "min_confidence": min_confidence, "override_confidence": override_confidence,
-                   "input_state": report.state},
+                   "n_neighbors": n_neighbors, "min_confidence": min_confidence,
+                   "override_confidence": override_confidence, "input_state": report.state},
         "rules": rule_tab,
     }
     _set_colors(adata)
-    logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, tmt_tam_polarization")
+    logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, "
+                "tmt_tam_polarization")
     return adata if copy else None
 
 
@@ -380,7 +379,8 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
                                    >= E.get("CD4 T|conventional", pd.Series(-np.inf, index=E.index)).to_numpy())
     state[treg] = "Treg"
     rows = [{"level": "lineage", "label": lab, "markers": " & ".join("/".join(g) for g in grp),
-             "assessable": lab not in missing, "reason": missing.get(lab, "")} for lab, grp in prot.LINEAGE_RULES.items()]
+             "assessable": lab not in missing, "reason": missing.get(lab, "")}
+            for lab, grp in prot.LINEAGE_RULES.items()]
     evidence = [Z.add_suffix("+"), E]  # per marker ("CD8+"), then per label
     for lin, table in prot.STATE_RULES.items():
         mask = lineage == lin
@@ -396,11 +396,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         conf[mask] = np.where(ok, np.minimum(conf[mask], st_conf), conf[mask])
         evidence.append(Es.reindex(adata.obs_names))
 
-    vocab_lin = [*_keys.LINEAGES]
-    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in vocab_lin if c in set(lineage)])
-    state_order = [s for lin in vocab_lin for s in (lin, *_keys.STATES.get(lin, ()))]
-    adata.obs[_keys.STATE] = pd.Categorical(state, categories=[c for c in dict.fromkeys(state_order) if c in set(state)])
-    adata.obs[_keys.CONFIDENCE] = conf.astype(float)
+    _write_calls(adata, lineage, state, conf)
     adata.obsm[_keys.SCORES] = pd.concat(evidence, axis=1)
     rule_tab = pd.DataFrame(rows)
     adata.uns["tmt_annotate"] = {
@@ -416,6 +412,15 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
                 ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
     _set_colors(adata)
+
+
+def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: np.ndarray) -> None:
+    """Lineage and state as categoricals in vocabulary order (only the labels present), and the confidence."""
+    present_lin, present_state = set(lineage), set(state)
+    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in _keys.LINEAGES if c in present_lin])
+    order = dict.fromkeys(s for lin in _keys.LINEAGES for s in (lin, *_keys.STATES.get(lin, ())))
+    adata.obs[_keys.STATE] = pd.Categorical(state, categories=[c for c in order if c in present_state])
+    adata.obs[_keys.CONFIDENCE] = conf.astype(float)
 
 
 def _set_colors(adata: AnnData) -> None:

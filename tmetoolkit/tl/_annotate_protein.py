@@ -185,6 +185,6 @@ def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str,
         given = gates if isinstance(gates, (int, float)) else (gates or {}).get(name)
         z, thr = gate(X[:, j], given, score=None if compensated is None or given is not None else compensated[:, j])
         Z[canon] = z
-        rows.append({"marker": canon, "channel": name, "gate": thr, "source": "given" if given is not None else "mixture",
-                     "fraction_positive": float(np.mean(z > 0))})
+        rows.append({"marker": canon, "channel": name, "gate": thr,
+                     "source": "given" if given is not None else "mixture", "fraction_positive": float(np.mean(z > 0))})
     return pd.DataFrame(Z, index=index), pd.DataFrame(rows)

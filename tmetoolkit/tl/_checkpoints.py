@@ -22,7 +22,7 @@ LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
 
 
 def _detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
-    """Cells x genes detection (value above ``min_counts`` for counts, above zero otherwise); NaN if a gene is absent."""
+    """Cells x genes detection (above ``min_counts`` for counts, above zero otherwise); NaN where a gene is absent."""
     report = inspect(adata, layer, full_scan=False)
     found = GeneIndex(adata.var_names, report.species).match(list(genes))
     cols = [found[g][0] for g in genes if g in found]

@@ -69,8 +69,9 @@ def compare_groups(
     present = sorted(group_of.unique())
     if groups is None:
         if len(present) != 2:
-            msg = (f"{group_key!r} has {len(present)} group(s) {present}; comparing needs exactly two: pass groups=(a, b)"
-                   if len(present) > 2 else f"{group_key!r} has only one group ({present}); nothing to compare.")
+            msg = (f"{group_key!r} has {len(present)} group(s) {present}; comparing needs exactly two: "
+                   "pass groups=(a, b)" if len(present) > 2
+                   else f"{group_key!r} has only one group ({present}); nothing to compare.")
             raise ValueError(msg)
         groups = (present[0], present[1])
     for g in groups:

@@ -68,7 +68,8 @@ def compartments(
 
     Per sample (image), tumour cells in groups of at least ``min_cluster_size`` define the tumour region: a cell
     lies inside when at least half of its ``n_neighbors`` nearest cells are such tumour cells (a graph version of
-    SPIAT's alpha-hull border); ``unassigned`` cells do not vote. Every cell gets its signed distance to the region's border (negative inside).
+    SPIAT's alpha-hull border); ``unassigned`` cells do not vote. Every cell gets its signed distance to the
+    region's border (negative inside).
     The margin is the band of ``margin_width`` micrometres on each side of the border (default ``margin_cells``
     times the sample's mean nearest-neighbour distance, about that many cell diameters); beyond it lie the
     tumour core and the stroma. KD-trees keep the cost linear in the number of cells.
@@ -123,8 +124,8 @@ def compartments(
     ``obs["tmt_tumor_cell"]`` / ``obs["tmt_tumor_spot"]``
         With ``tumor_signature`` (and always for spots): which cells or spots the programme calls tumour.
     ``uns["tmt_compartments"]``
-        ``params`` and ``table``: per sample (or image), cells, tumour cells, mean nearest-neighbour distance, margin width,
-        the fraction of tumour cells on the border (a high value means no clear margin) and a status.
+        ``params`` and ``table``: per sample (or image), cells, tumour cells, mean nearest-neighbour distance,
+        margin width, the fraction of tumour cells on the border (a high value means no clear margin) and a status.
     """
     adata = adata.copy() if copy else adata
     xy_all = coordinates(adata, pixel_size)
@@ -178,10 +179,11 @@ def compartments(
     table = pd.DataFrame.from_dict(rows, orient="index")
     adata.uns["tmt_compartments"] = {
         "params": {"sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
-                   "tumor_labels": [] if tumor_signature else list(tumor_labels), "tumor_signature": tumor_signature or "",
+                   "tumor_labels": [] if tumor_signature else list(tumor_labels),
+                   "tumor_signature": tumor_signature or "",
                    "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
-                   "pixel_size": pixel_size if pixel_size is not None else 1.0,
-                   "image_key": image_key or "", "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
+                   "pixel_size": pixel_size if pixel_size is not None else 1.0, "image_key": image_key or "",
+                   "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
                    "n_neighbors": n_neighbors, "min_cluster_size": min_cluster_size},
         "table": table,
     }

@@ -2,7 +2,8 @@
 
 Rules (spatial basis), after Chen & Mellman 2017 and Hegde et al. 2016, with densities as in Galon's Immunoscore
 and Kather et al. 2018: CD8 T-cell density inside the tumour region, core and internal margin (``rho_tumor``),
-and around it, external margin and stroma (``rho_stroma``), and the infiltration ratio ``f_in = rho_tumor / (rho_tumor + rho_stroma)``:
+and around it, external margin and stroma (``rho_stroma``), and the infiltration ratio
+``f_in = rho_tumor / (rho_tumor + rho_stroma)``:
 
 - desert: both densities below ``min_density``;
 - inflamed: ``rho_tumor >= min_density`` and ``f_in >= min_infiltration``;
@@ -93,8 +94,8 @@ def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFr
     # how far the call sits from the thresholds that would change it (log density ratios, relative ratio margins)
     d_desert = np.log((np.maximum(rt, rs) + eps) / tau)
     d_inf = np.minimum(np.log((rt + eps) / tau), (fin - min_infiltration) / min_infiltration)
-    margin = np.where(label == "desert", -d_desert, np.where(label == "inflamed", d_inf,
-                      np.minimum(d_desert, np.maximum(-np.log((rt + eps) / tau), (min_infiltration - fin) / min_infiltration))))
+    d_exc = np.minimum(d_desert, np.maximum(-np.log((rt + eps) / tau), (min_infiltration - fin) / min_infiltration))
+    margin = np.where(label == "desert", -d_desert, np.where(label == "inflamed", d_inf, d_exc))
     out = f.copy()
     out["phenotype"] = label
     out["confidence"] = 1.0 - np.exp(-2.0 * np.clip(margin, 0, None))
@@ -147,9 +148,9 @@ def immune_phenotype(
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
     where effector (CD8 T) cells sit relative to tumour cells: their density inside the tumour region (core and
-    internal margin) and in the external margin and stroma around it (:func:`tmetoolkit.tl.compartments` is run first when needed), the
-    infiltration ratio, a normalised mixing score and tumour contacts. Regions are the user's ``region_key`` or
-    square tiles of ``tile_size`` micrometres.
+    internal margin) and in the external margin and stroma around it (:func:`tmetoolkit.tl.compartments` is run
+    first when needed), the infiltration ratio, a normalised mixing score and tumour contacts. Regions are the
+    user's ``region_key`` or square tiles of ``tile_size`` micrometres.
 
     Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no cell-type column) follow the same rules on
     fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture) in the
@@ -306,7 +307,8 @@ def immune_phenotype(
             msg = (f"a cohort-relative call needs at least 3 assessable samples, found {int(ok.sum())}; "
                    "use reference='absolute' (min_density in cells/mm^2).")
             raise ValueError(msg)
-        tau = float(np.nanquantile(np.r_[samp_tab.loc[ok, "rho_tumor"], samp_tab.loc[ok, "rho_stroma"]], cohort_quantile))
+        densities = np.r_[samp_tab.loc[ok, "rho_tumor"], samp_tab.loc[ok, "rho_stroma"]]
+        tau = float(np.nanquantile(densities, cohort_quantile))
     samp_tab, reg_tab = (_labelled(t, tau, min_infiltration, "spatial") for t in (samp_tab, reg_tab))
     no_eff = samp_tab["n_effector"] == 0
     if no_eff.any():

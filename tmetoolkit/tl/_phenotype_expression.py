@@ -112,13 +112,15 @@ def expression_phenotype(
         fr = f["cd8_fraction_immune"].fillna(0)
         lo = min_cd8_fraction / 4
         label = np.where(fr >= min_cd8_fraction, "inflamed", np.where(fr < lo, "desert", "excluded"))
-        margin = np.where(label == "inflamed", np.log(np.maximum(fr, 1e-9) / min_cd8_fraction),
-                          np.where(label == "desert", np.log(lo / np.maximum(fr, 1e-9)),
-                                   np.minimum(np.log(np.maximum(fr, 1e-9) / lo), np.log(min_cd8_fraction / np.maximum(fr, 1e-9)))))
+        log_fr = np.log(np.maximum(fr, 1e-9))
+        margin = np.where(label == "inflamed", log_fr - np.log(min_cd8_fraction),
+                          np.where(label == "desert", np.log(lo) - log_fr,
+                                   np.minimum(log_fr - np.log(lo), np.log(min_cd8_fraction) - log_fr)))
     f["phenotype"] = label
     f["confidence"] = 1.0 - np.exp(-2.0 * np.clip(margin, 0, None))
     # exclusion cannot be seen without positions: cap the confidence of an excluded call
-    f.loc[f["phenotype"] == "excluded", "confidence"] = f.loc[f["phenotype"] == "excluded", "confidence"].clip(upper=0.5)
+    excluded = f["phenotype"] == "excluded"
+    f.loc[excluded, "confidence"] = f.loc[excluded, "confidence"].clip(upper=0.5)
     f["basis"] = "expression"
     f["reason"] = ""
     f["caveat"] = CAVEAT

@@ -32,7 +32,8 @@ MEASURES = {
     "Cancer-associated fibroblasts (CAFs)": ("myCAFs among fibroblasts", None),
     "Upregulation of LAG-3, TIM-3 and TIGIT": ("CD8 T cells with two or more co-inhibitory receptors", None),
     "Gut dysbiosis": ("microbiome status from sample metadata", "dysbiosis"),
-    "HLA genotype (low heterozygosity)": ("HLA class I heterozygosity (0-1) from sample metadata", "hla_heterozygosity"),
+    "HLA genotype (low heterozygosity)": ("HLA class I heterozygosity (0-1) from sample metadata",
+                                          "hla_heterozygosity"),
 }
 NEEDED = ["APM", "MHC_I", "HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6", "MPAS", "HALLMARK_PI3K_AKT_MTOR_SIGNALING",
           "HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core", "HALLMARK_GLYCOLYSIS", "Glycolysis_core",
@@ -44,7 +45,8 @@ COHORT_Z = 1.0  # cohort-relative flag: robust z above this
 def mechanisms() -> pd.DataFrame:
     """The resistance-mechanism table (Essa et al. 2026, Table 1) shipped with tmetoolkit."""
     packaged = resources.files("tmetoolkit") / "_data" / "resistance_mechanisms.tsv"
-    path = Path(str(packaged)) if packaged.is_file() else Path(__file__).resolve().parents[2] / "data" / "resistance_mechanisms.tsv"
+    in_repo = Path(__file__).resolve().parents[2] / "data" / "resistance_mechanisms.tsv"
+    path = Path(str(packaged)) if packaged.is_file() else in_repo
     return pd.read_csv(path, sep="\t")
 
 
@@ -119,7 +121,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
         "PI3K/AKT/mTOR pathway activation": mean_score(adata, ["HALLMARK_PI3K_AKT_MTOR_SIGNALING"], malignant, samples),
         "WNT/beta-catenin pathway activation": mean_score(
             adata, ["HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core"], malignant, samples),
-        "Glycolysis/lactate production": mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples),
+        "Glycolysis/lactate production": mean_score(
+            adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples),
         "Hypoxia": mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, samples),
         "DNA/histone modifications": mean_score(adata, ["Epigenetic_regulators"], malignant, samples),
         "Myeloid-derived suppressor cells (MDSCs)": sup["mdsc_fraction_myeloid"],
@@ -155,7 +158,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
             flag = (v < APM_LOSS).astype(float).where(v.notna())
         elif r.mechanism == "IFN-gamma pathway defects (JAK1/2)":
             # IFNG present around the tumour but no stronger IFN-gamma response in malignant cells than elsewhere
-            flag = ((ifng.reindex(names) >= 0.05) & (v <= 0)).astype(float).where(v.notna() & ifng.reindex(names).notna())
+            local_ifng = ifng.reindex(names)
+            flag = ((local_ifng >= 0.05) & (v <= 0)).astype(float).where(v.notna() & local_ifng.notna())
         elif r.mechanism == "DNA/histone modifications":
             apm = values["B2M/HLA mutations"].reindex(names)
             flag = ((z > COHORT_Z) & (apm < 0)).astype(float).where(z.notna() & apm.notna())

@@ -259,13 +259,15 @@ def score(
     cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)
     dropped = cov.loc[~cov["scorable"]]
     if len(dropped):
-        detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes})" for r in dropped.itertuples())
+        detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes})"
+                           for r in dropped.itertuples())
         warn(f"{len(dropped)} signatures have too few genes in the data and are not scored: {detail}.")
     keep = [s for s, ok in zip(sigs, cov["scorable"], strict=True) if ok]
     if not keep:
         msg = (
             f"none of the {len(sigs)} signatures has its minimum genes in var_names "
-            f"(detected {report.gene_id}s, {report.species}). Check that var_names hold gene symbols of the right species."
+            f"(detected {report.gene_id}s, {report.species}). Check that var_names hold gene symbols of the right "
+            "species."
         )
         raise ValueError(msg)
 

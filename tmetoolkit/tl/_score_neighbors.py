@@ -12,9 +12,10 @@ EXACT_LIMIT = 50_000  # above this many cells, approximate neighbours (pynndesce
 def score_neighbors(S: np.ndarray, n_neighbors: int, *, n_comps: int = 20, seed: int = 0) -> np.ndarray:
     """Indices of each cell's ``n_neighbors`` nearest cells (itself included) in standardised score space.
 
-    ``S`` is cells x scores (``annotate`` passes its label evidence). Every column is z-scored so that no programme dominates by its scale, the matrix is reduced to its
-    first ``n_comps`` principal components, and neighbours are searched there: exactly (scikit-learn) up to
-    50,000 cells and approximately (pynndescent, as scanpy does) beyond.
+    ``S`` is cells x scores (``annotate`` passes its label evidence). Every column is z-scored so that no programme
+    dominates by its scale, the matrix is reduced to its first ``n_comps`` principal components, and neighbours
+    are searched there: exactly (scikit-learn) up to 50,000 cells and approximately (pynndescent, as scanpy does)
+    beyond.
     """
     from sklearn.decomposition import PCA
 

@@ -20,7 +20,8 @@ def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
     xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
     bad = ~np.isfinite(xy).all(axis=1)
     if bad.any():
-        msg = f"{int(bad.sum())} cells have NaN or infinite coordinates in adata.obsm['spatial']; drop or fix them first."
+        msg = (f"{int(bad.sum())} cells have NaN or infinite coordinates in adata.obsm['spatial']; "
+               "drop or fix them first.")
         raise ValueError(msg)
     if pixel_size is not None:
         if pixel_size <= 0:
@@ -32,7 +33,8 @@ def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
 
 def label_column(adata: AnnData, key: str) -> pd.Series:
     if key not in adata.obs:
-        hint = " (run tmt.tl.annotate first, or pass cell_type_key= naming your cell-type column)" if key.startswith("tmt_") else ""
+        hint = (" (run tmt.tl.annotate first, or pass cell_type_key= naming your cell-type column)"
+                if key.startswith("tmt_") else "")
         err = missing_key_error(key, "adata.obs" + hint, adata.obs.columns)
         raise err
     return adata.obs[key].astype(str)
