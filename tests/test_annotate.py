@@ -1,4 +1,5 @@
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -364,6 +365,49 @@ def test_states_are_not_decided_on_the_lineage_identity_genes():
     assert {"FCN1", "VCAN"} <= genes["Monocyte_specific"]
     assert tables["CD4 T"] == {"CD4 naive/memory": ("CD4_naive_memory",), "CD4 helper": ("CD4_helper",),
                                "Treg": ("Treg_core",)}
+
+
+def test_mixed_lineage_evidence_is_reported(sim_small):
+    """Planted spill-over between T/NK cells and fibroblasts (each gets the counts of a random cell of the other)
+    makes T/NK + Fibroblast the most frequent pair of lineages that cells' own scores both support."""
+    import scipy.sparse as sp
+
+    def pairs(adata):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tmt.tl.annotate(adata)
+        assert not [w for w in caught if "two lineages" in str(w.message)]  # simulated cells: 4.5-5% mixed
+        table = adata.uns["tmt_annotate"]["mixed_evidence"]
+        return table.set_index(["lineage_a", "lineage_b"])["n_cells"]
+
+    clean = pairs(sim_small.copy())
+    rng = np.random.default_rng(0)
+    lin = sim_small.obs["true_lineage"].astype(str).to_numpy()
+    tnk, fib = np.flatnonzero(np.isin(lin, ["CD8 T", "CD4 T", "NK"])), np.flatnonzero(lin == "Fibroblast")
+    X = sp.csr_matrix(sim_small.X, dtype=np.float64).toarray()
+    spilled = X.copy()
+    spilled[tnk] += X[rng.choice(fib, size=len(tnk))]
+    spilled[fib] += X[rng.choice(tnk, size=len(fib))]
+    sim_small.X = sp.csr_matrix(spilled)
+    mixed = pairs(sim_small)
+    assert mixed.index[0] == ("T/NK", "Fibroblast")
+    assert mixed.iloc[0] >= 10 * max(clean.get(("T/NK", "Fibroblast"), 0), 1)  # measured 97 vs 0
+
+
+def test_chen_merfish_mixed_lineage_evidence():
+    """On the MERFISH window a quarter of the cells carry two lineages' evidence, T/NK + Fibroblast among the most
+    frequent; on Smart-seq2 (Puram) there is no warning."""
+    c = real_data("chen")
+    with pytest.warns(tmt._utils.TmtWarning, match="two lineages"):
+        tmt.tl.annotate(c)
+    pairs = c.uns["tmt_annotate"]["mixed_evidence"]
+    assert pairs["fraction"].sum() > 0.2  # measured 0.25
+    assert ("T/NK", "Fibroblast") in set(zip(pairs["lineage_a"].head(3), pairs["lineage_b"].head(3), strict=True))
+    p = real_data("puram")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tmt.tl.annotate(p)
+    assert not [w for w in caught if "two lineages" in str(w.message)]
 
 
 def test_sibling_states_are_decided_on_their_own_genes():

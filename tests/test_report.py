@@ -46,3 +46,16 @@ def test_report_on_partial_results(sim_small, tmp_path):
     path = tmt.report(sim_small, tmp_path / "r.html")
     html = path.read_text()
     assert "id='signatures-used'" in html and "id='immune-phenotype'" not in html
+
+
+def test_report_warns_about_mixed_lineage_evidence(tmp_path):
+    """A MERFISH window where a quarter of the cells carry two lineages' evidence gets a caveat naming the pairs."""
+    from .conftest import real_data
+
+    c = real_data("chen")
+    with pytest.warns(tmt._utils.TmtWarning, match="two lineages"):
+        tmt.tl.annotate(c)
+    html = tmt.report(c, tmp_path / "r.html").read_text()
+    caveat = re.search(r"<p class='caveat'>(\d+)% of cells carry strong evidence of two lineages \(([^)]*)\)", html)
+    assert caveat is not None and int(caveat.group(1)) >= 20
+    assert "T/NK + Fibroblast" in caveat.group(2)

@@ -16,6 +16,9 @@ from ._score import score
 from ._score_neighbors import neighbour_mean, score_neighbors
 
 UNASSIGNED = "unassigned"
+# a cell is "mixed" when its own evidence for its second lineage reaches 2 noise units and half of its first's
+MIXED_EVIDENCE, MIXED_RATIO = 2.0, 0.5
+MIXED_WARN = 0.2  # share of mixed cells above which annotate warns
 
 
 def _label_scores(S: pd.DataFrame, table: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -188,7 +191,10 @@ def annotate(
         cells, after spill-over removal) and each label's evidence; :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
         ``params`` and ``rules``: every label, the signatures that decide it, and whether it could be assessed;
-        for protein panels also ``gates``: per marker its channel, gate, source and fraction of positive cells.
+        ``mixed_evidence``: lineage pairs that cells' own scores both support (the second by at least 2 noise units
+        and half the first), with the share of cells (above 20% in all annotate warns: in segmented spatial data,
+        transcripts assigned to the wrong cell); for protein panels ``gates``: per marker its channel, gate,
+        source and fraction of positive cells.
 
     Examples
     --------
@@ -238,6 +244,7 @@ def annotate(
     # where a state's own genes could not be scored, its published signature decides
     state_rules = {lin: {lab: tuple(n if n in S.columns else n.removesuffix(rules.SPECIFIC_SUFFIX) for n in sigs)
                          for lab, sigs in table.items()} for lin, table in state_rules.items()}
+    mixed = _mixed_lineage_evidence(S)
     if n_neighbors > 1 and adata.n_obs > 2:
         # neighbours by label evidence, each label once: a programme measured by many signatures (naive-like T
         # cells) must not outweigh one measured by a few (the CD8 and CD4 co-receptors)
@@ -323,7 +330,15 @@ def annotate(
                    "n_neighbors": n_neighbors, "min_confidence": min_confidence,
                    "override_confidence": override_confidence, "input_state": report.state},
         "rules": rule_tab,
+        "mixed_evidence": mixed,
     }
+    share = mixed["fraction"].sum() if len(mixed) else 0.0
+    if share > MIXED_WARN:
+        top = ", ".join(f"{r.lineage_a} + {r.lineage_b} ({r.fraction:.0%})" for r in mixed.head(3).itertuples())
+        warn(f"{share:.0%} of cells carry strong evidence of two lineages ({top}). In segmented spatial data this "
+             "usually means transcripts assigned to the wrong cell; such cells get the stronger lineage. Review "
+             "the segmentation or call on clusters (groupby=); uns['tmt_annotate']['mixed_evidence'] lists the "
+             "pairs.")
     _set_colors(adata)
     logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, "
                 "tmt_tam_polarization")
@@ -412,6 +427,30 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
                 ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
     _set_colors(adata)
+
+
+def _mixed_lineage_evidence(S: pd.DataFrame) -> pd.DataFrame:
+    """Lineage pairs that cells' own scores both support: the second by ``MIXED_EVIDENCE`` noise units and by at
+    least ``MIXED_RATIO`` of the first.
+
+    Columns ``lineage_a``, ``lineage_b`` (in rule order), ``n_cells`` and ``fraction`` of all cells, most frequent
+    pair first. Doublets and, in segmented spatial data, transcripts assigned to a neighbouring cell produce them;
+    so do related lineages that share a programme (fibroblasts and pericytes).
+    """
+    Z = _standardise(_label_scores(S, rules.LINEAGE_RULES)[0])
+    cols = ["lineage_a", "lineage_b", "n_cells", "fraction"]
+    if Z.shape[1] < 2 or len(Z) == 0:
+        return pd.DataFrame(columns=cols)
+    arr = np.where(np.isfinite(Z.to_numpy(dtype=float)), Z.to_numpy(dtype=float), -np.inf)
+    top2 = np.argsort(-arr, axis=1)[:, :2]
+    first, second = arr[np.arange(len(arr)), top2[:, 0]], arr[np.arange(len(arr)), top2[:, 1]]
+    hit = (second >= MIXED_EVIDENCE) & (second >= MIXED_RATIO * first)
+    names = np.asarray(Z.columns, dtype=object)
+    pair = np.sort(top2[hit], axis=1)
+    pairs = pd.DataFrame({"lineage_a": names[pair[:, 0]], "lineage_b": names[pair[:, 1]]})
+    table = pairs.value_counts().rename("n_cells").reset_index()
+    table["fraction"] = table["n_cells"] / len(arr)
+    return table[cols].reset_index(drop=True)
 
 
 def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: np.ndarray) -> None:
