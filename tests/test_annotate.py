@@ -404,9 +404,19 @@ def test_mixed_lineage_evidence_is_reported(sim_small):
     spilled[tnk] += X[rng.choice(fib, size=len(tnk))]
     spilled[fib] += X[rng.choice(tnk, size=len(fib))]
     sim_small.X = sp.csr_matrix(spilled)
-    mixed = pairs(sim_small)
+    mixed = pairs(sim_small.copy())
     assert mixed.index[0] == ("T/NK", "Fibroblast")
     assert mixed.iloc[0] >= 10 * max(clean.get(("T/NK", "Fibroblast"), 0), 1)  # measured 97 vs 0
+
+
+def test_mixed_lineage_warning_names_the_pairs(sim_small, monkeypatch):
+    """Above ``MIXED_WARN`` of mixed cells annotate warns and names the most frequent pairs (real data: Chen test)."""
+    from tmetoolkit.tl import _annotate
+
+    monkeypatch.setattr(_annotate, "MIXED_WARN", 0.01)  # simulated cells: 4.5-5% mixed
+    with pytest.warns(tmt._utils.TmtWarning, match=r"of cells carry strong evidence of two lineages \(\w"):
+        tmt.tl.annotate(sim_small)
+    assert _annotate.mixed_evidence_summary(sim_small.uns["tmt_annotate"]["mixed_evidence"])
 
 
 def test_chen_merfish_mixed_lineage_evidence():

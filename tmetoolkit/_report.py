@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib
 
 from . import __version__
-from .tl._annotate import MIXED_WARN
+from .tl._annotate import mixed_evidence_summary
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -92,11 +92,9 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             if unass is not None and (~unass["assessable"].astype(bool)).any():
                 labels = ", ".join(unass.loc[~unass["assessable"].astype(bool), "label"])
                 caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
-            mixed = adata.uns.get("tmt_annotate", {}).get("mixed_evidence")
-            if mixed is not None and len(mixed) and mixed["fraction"].sum() > MIXED_WARN:
-                top = ", ".join(f"{r.lineage_a} + {r.lineage_b}" for r in mixed.head(3).itertuples())
-                caveats.append(f"{mixed['fraction'].sum():.0%} of cells carry strong evidence of two lineages "
-                               f"({html.escape(top)}): in segmented spatial data, transcripts assigned to the wrong "
+            mixed = mixed_evidence_summary(adata.uns.get("tmt_annotate", {}).get("mixed_evidence"))
+            if mixed:
+                caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong "
                                "cell. Their calls rest on the stronger lineage.")
         if "tmt_checkpoints" in adata.uns:
             body = _fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")

@@ -332,13 +332,11 @@ def annotate(
         "rules": rule_tab,
         "mixed_evidence": mixed,
     }
-    share = mixed["fraction"].sum() if len(mixed) else 0.0
-    if share > MIXED_WARN:
-        top = ", ".join(f"{r.lineage_a} + {r.lineage_b} ({r.fraction:.0%})" for r in mixed.head(3).itertuples())
-        warn(f"{share:.0%} of cells carry strong evidence of two lineages ({top}). In segmented spatial data this "
-             "usually means transcripts assigned to the wrong cell; such cells get the stronger lineage. Review "
-             "the segmentation or call on clusters (groupby=); uns['tmt_annotate']['mixed_evidence'] lists the "
-             "pairs.")
+    summary = mixed_evidence_summary(mixed)
+    if summary:
+        warn(f"{summary}. In segmented spatial data this usually means transcripts assigned to the wrong cell; such "
+             "cells get the stronger lineage. Review the segmentation or call on clusters (groupby=); "
+             "uns['tmt_annotate']['mixed_evidence'] lists the pairs.")
     _set_colors(adata)
     logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, "
                 "tmt_tam_polarization")
@@ -451,6 +449,15 @@ def _mixed_lineage_evidence(S: pd.DataFrame) -> pd.DataFrame:
     table = pairs.value_counts().rename("n_cells").reset_index()
     table["fraction"] = table["n_cells"] / len(arr)
     return table[cols].reset_index(drop=True)
+
+
+def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
+    """``"30% of cells carry strong evidence of two lineages (T/NK + Fibroblast (5%), ...)"`` when the share of
+    mixed cells exceeds ``MIXED_WARN``, else ``""``."""
+    if mixed is None or not len(mixed) or mixed["fraction"].sum() <= MIXED_WARN:
+        return ""
+    top = ", ".join(f"{r.lineage_a} + {r.lineage_b} ({r.fraction:.0%})" for r in mixed.head(3).itertuples())
+    return f"{mixed['fraction'].sum():.0%} of cells carry strong evidence of two lineages ({top})"
 
 
 def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: np.ndarray) -> None:
