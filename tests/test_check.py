@@ -24,6 +24,20 @@ def test_counts_lognorm_linear_scaled_are_told_apart(sim_small):
     assert rep.state == "scaled" and any("scaled" in p for p in rep.problems)
 
 
+def test_scaled_x_with_raw_says_how_to_use_raw(sim_small):
+    """The usual scanpy workflow keeps log values in raw and z-scores in X: the error shows the way, and it works."""
+    ln = sim_small.copy()
+    sc.pp.normalize_total(ln)
+    sc.pp.log1p(ln)
+    ln.raw = ln
+    sc.pp.scale(ln)
+    with pytest.raises(ValueError, match=r"adata\.raw\[:, adata\.var_names\]\.X"):
+        tmt.tl.score(ln, ["CD8_T"])
+    ln.layers["log"] = ln.raw[:, ln.var_names].X
+    tmt.tl.score(ln, ["CD8_T"], layer="log")
+    assert ln.obsm["tmt_scores"]["CD8_T"].notna().all()
+
+
 def test_real_data_states():
     assert tmt.pp.check_input(real_data("chen")).state == "counts"
     assert tmt.pp.check_input(real_data("puram")).state == "lognorm"

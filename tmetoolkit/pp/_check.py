@@ -147,9 +147,13 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
     if not finite:
         problems.append("the matrix contains NaN or infinite values; remove or impute them before scoring.")
     if state == "scaled":
+        hint = "pass layer= naming a layer of counts or log-normalised values"
+        if adata.raw is not None and layer is None:
+            hint += (", e.g. from adata.raw: adata.layers['log'] = adata.raw[:, adata.var_names].X, then "
+                     "layer='log' (or run on adata.raw.to_adata(), which keeps all of raw's genes)")
         problems.append(
             "the matrix has negative values, so it looks scaled (z-scored); scores need counts or log-normalised "
-            "values: pass layer= naming such a layer, or use adata.raw."
+            f"values: {hint}."
         )
     if gene_id == "ensembl":
         problems.append(

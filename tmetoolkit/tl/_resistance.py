@@ -113,7 +113,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     def diff(sigs):
         return mean_score(adata, sigs, malignant, samples) - mean_score(adata, sigs, other, samples)
 
-    ifng = _ifng_in_tnk(adata, samples, lin)
+    ifng = _ifng_in_tnk(adata, samples, lin, layer)
     values = {
         "B2M/HLA mutations": diff(["APM", "MHC_I"]),
         "IFN-gamma pathway defects (JAK1/2)": diff(["HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6"]),
@@ -160,6 +160,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
             # IFNG present around the tumour but no stronger IFN-gamma response in malignant cells than elsewhere
             local_ifng = ifng.reindex(names)
             flag = ((local_ifng >= 0.05) & (v <= 0)).astype(float).where(v.notna() & local_ifng.notna())
+            status[:] = [f"measured (IFNG detected in {f:.0%} of T/NK cells)" if np.isfinite(f)
+                         else "measured (IFNG not measured: no flag)" for f in local_ifng]
         elif r.mechanism == "DNA/histone modifications":
             apm = values["B2M/HLA mutations"].reindex(names)
             flag = ((z > COHORT_Z) & (apm < 0)).astype(float).where(z.notna() & apm.notna())
@@ -189,15 +191,12 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     return adata if copy else None
 
 
-def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series) -> pd.Series:
+def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series, layer: str | None) -> pd.Series:
     """Per sample, the fraction of T/NK cells with IFNG detected (NaN when IFNG is not measured)."""
-    from .._matrix import get_matrix
+    from ._checkpoints import _detect
 
-    if "IFNG" not in adata.var_names:
+    det = _detect(adata, layer, {"IFNG": "IFNG"}, min_counts=1)["IFNG"]
+    if det.isna().all():
         return pd.Series(np.nan, index=pd.Index(samples.unique()))
-    X = get_matrix(adata, None)
-    col = adata.var_names.get_loc("IFNG")
-    x = X[:, col]
-    x = np.asarray(x.todense()).ravel() if hasattr(x, "todense") else np.asarray(x).ravel()
     tnk = lin.isin(["CD8 T", "CD4 T", "NK"])
-    return fraction(pd.Series(x > 0, index=adata.obs_names), tnk, samples)
+    return fraction(det.astype(bool), tnk, samples)
