@@ -79,6 +79,26 @@ def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
     assert {"rho_tumor", "rho_stroma", "infiltration_ratio"} <= set(tab.columns)
 
 
+def test_tumor_signature_finds_the_tumour_without_epithelial_calls(tmp_path, capsys, caplog):
+    """Chen's panel lacks the epithelial genes annotate uses: the spatial phenotype is skipped with a hint, and
+    --tumor-signature finds the tumour instead."""
+    from .conftest import FILES, SHARED
+
+    path = SHARED / FILES["chen"]
+    if not path.is_file():
+        import pytest
+
+        pytest.skip("real data not available")
+    assert main(["run", str(path), "-o", str(tmp_path / "a")]) == 0
+    assert "--tumor-signature" in caplog.text
+    capsys.readouterr()
+    assert main(["run", str(path), "-o", str(tmp_path / "b"), "--tumor-signature", "MPAS", "-q"]) == 0
+    assert "tmetoolkit:" not in capsys.readouterr().err  # -q: no progress bar
+    a = ad.read_h5ad(next((tmp_path / "b").glob("*.h5ad")))
+    assert a.uns["tmt_immune_phenotype"]["table"]["basis"].iloc[0] == "spatial"
+    assert a.obs["tmt_tumor_cell"].mean() > 0.2
+
+
 def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     """`tmetoolkit run` on the Vectra field without given cell types: markers -> lineages -> spatial phenotype."""
     from .conftest import FILES, SHARED

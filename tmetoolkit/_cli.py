@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated tumour-cell labels of --cell-type-key (default 'Malignant/Epithelial')")
     run.add_argument("--effector-labels", default=None,
                      help="comma-separated effector (CD8 T) labels of --cell-type-key (default 'CD8 T')")
+    run.add_argument("--tumor-signature", default=None,
+                     help="signature marking the malignant cells, for panels without epithelial markers "
+                          "(e.g. MPAS; see tmt.sig.list()); replaces --tumor-labels")
     run.add_argument("--image-key", default=None,
                      help="obs column of images when a sample has several fields or sections")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
-                                 group_key=args.group_key, image_key=args.image_key, name=path.stem)
+                                 group_key=args.group_key, image_key=args.image_key,
+                                 tumor_signature=args.tumor_signature, name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))
     for kind, p in paths.items():

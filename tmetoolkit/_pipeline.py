@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from anndata import AnnData
@@ -19,6 +20,7 @@ def run_pipeline(
     effector_labels=None,
     group_key: str | None = None,
     image_key: str | None = None,
+    tumor_signature: str | None = None,
     name: str = "tmetoolkit",
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv`` and ``report.html``.
@@ -26,7 +28,8 @@ def run_pipeline(
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
-    own lineages (protein panels: cell types from marker intensities). Spot data (Visium) get signature scores and
+    own lineages (protein panels: cell types from marker intensities); ``tumor_signature`` marks the malignant
+    cells where no label does (panels without epithelial markers). Spot data (Visium) get signature scores and
     the spot phenotype only. Returns the paths written.
     """
     from tqdm.auto import tqdm
@@ -59,19 +62,25 @@ def run_pipeline(
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
-            adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key, **labels)))
+            adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
+            tumor_signature=tumor_signature, **labels)))
     elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, basis="expression")))
     if group_key is not None and sample_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key)))
-    for label, step in tqdm(steps, desc="tmetoolkit", unit="step"):
+    # the bar is progress information: hidden when only warnings and errors are wanted (the command's -q)
+    for label, step in tqdm(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO)):
         logger.info(label)
         try:
             step()
         except ValueError as e:  # a step that cannot run on these data is reported and skipped, not fatal
             if label.startswith(("immune phenotype", "immunosuppression", "resistance", "comparing")):
-                logger.warning("skipped %s: %s", label, e)
+                hint = ""
+                if label == "immune phenotype (spatial)" and "tumor_labels" in str(e):
+                    hint = (" Without malignant-cell labels, a signature that marks the malignant cells on this panel"
+                            " can find the tumour: --tumor-signature NAME (tumor_signature= in Python).")
+                logger.warning("skipped %s: %s%s", label, e, hint)
                 continue
             raise
     paths = {"h5ad": outdir / f"{name}.h5ad", "sample_table": outdir / "sample_table.csv",
