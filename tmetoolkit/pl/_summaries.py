@@ -113,6 +113,8 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
 def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     """Per sample, the fraction of CD8 T cells expressing at least 1, 2 and 3 co-inhibitory receptors.
 
+    The number of CD8 T cells behind each bar is written above it: a fraction of a handful of cells says little.
+
     Parameters
     ----------
     adata
@@ -127,8 +129,13 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
         ax = new_ax(ax, (0.5 * len(tab) + 2.5, 3.2))
         for c, col, lab in zip(cols, shades, ("≥1", "≥2", "≥3"), strict=True):
             ax.bar(tab.index.astype(str), tab[c].fillna(0), color=col, label=f"{lab} receptors", width=0.7)
+        if "n_cd8" in tab:
+            for x, (n, top) in enumerate(zip(tab["n_cd8"], tab[cols[0]].fillna(0), strict=True)):
+                ax.text(x, top + 0.02, f"n={int(n)}" if np.isfinite(n) else "", ha="center", va="bottom",
+                        fontsize=6, color="0.35", rotation=90 if len(tab) > 12 else 0)
         ax.set_ylabel("fraction of CD8 T cells")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.1)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.legend(frameon=False, fontsize=7)
         ax.set_title("PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4 co-expression")
         ax.tick_params(axis="x", rotation=90)
