@@ -55,6 +55,16 @@ def test_phenotype_summary(done, tmp_path):
     plt.close(ax.figure)
 
 
+def test_phenotype_labels_of_coinciding_samples_are_merged():
+    import pandas as pd
+
+    from tmetoolkit.pl._summaries import _merge_close
+
+    x = pd.Series([2.50, 2.51, 1.0], index=["S01", "S04", "S02"])
+    y = pd.Series([2.40, 2.41, 1.7], index=x.index)
+    assert [names for names, _ in _merge_close(x, y, 0.05)] == [["S01", "S04"], ["S02"]]
+
+
 @pytest.mark.parametrize("name", ["composition", "checkpoints", "scores", "immunosuppression", "resistance_profile"])
 def test_other_plots(done, tmp_path, name):
     kwargs = {"scores": {"signatures": ["Treg_core", "CD8_Tex", "TAM_M2_like"], "groupby": "tmt_state"}}.get(name, {})

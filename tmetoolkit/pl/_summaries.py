@@ -71,11 +71,25 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
             ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
             ax.set_ylabel("CD8 T cells / mm² in tumour")
         if annotate and not regions:
-            for name in tab.index:
-                ax.annotate(str(name), (x[name], y[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            for names, (px, py) in _merge_close(np.log10(x), np.log10(y), np.log10(hi / (floor / 1.5)) * 0.03):
+                ax.annotate(", ".join(map(str, names)), (10**px, 10**py), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
         ax.legend(frameon=False, fontsize=7, loc="upper left")
         ax.set_title("Immune phenotype (spatial)")
     return ax
+
+
+def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tuple[float, float]]]:
+    """Points closer than ``tol`` on both axes share one label ("S01, S04"), placed at the first of them."""
+    groups: list[tuple[list, tuple[float, float]]] = []
+    for name in x.index:
+        for names, (gx, gy) in groups:
+            if abs(x[name] - gx) < tol and abs(y[name] - gy) < tol:
+                names.append(name)
+                break
+        else:
+            groups.append(([name], (float(x[name]), float(y[name]))))
+    return groups
 
 
 def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str = "tmt_lineage",
