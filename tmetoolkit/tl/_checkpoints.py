@@ -42,12 +42,13 @@ def _detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> 
 
 
 def _smooth(det: pd.DataFrame, conn) -> pd.DataFrame:
-    """Detection averaged with the cell's graph neighbours: a receptor lost to dropout is recovered from neighbours."""
+    """Detection recovered from graph neighbours: a gene counts as expressed when the cell itself or at least half
+    of its neighbours (weighted by the graph) detect it."""
     W = sp.csr_matrix(conn, dtype=float)
     deg = np.asarray(W.sum(axis=1)).ravel()
-    nb = (W @ np.nan_to_num(det.to_numpy())) / np.where(deg > 0, deg, 1)[:, None]
-    mixed = 0.5 * np.nan_to_num(det.to_numpy()) + 0.5 * nb
-    out = pd.DataFrame((mixed >= 0.5).astype(float), index=det.index, columns=det.columns)
+    own = np.nan_to_num(det.to_numpy())
+    nb = (W @ own) / np.where(deg > 0, deg, 1)[:, None]
+    out = pd.DataFrame(((own > 0) | (nb >= 0.5)).astype(float), index=det.index, columns=det.columns)
     return out.where(det.notna())
 
 
@@ -64,8 +65,9 @@ def checkpoints(
 
     A receptor (PD-1/PDCD1, TIM-3/HAVCR2, LAG-3, TIGIT, CTLA-4) counts as expressed when its transcript is
     detected (at least ``min_counts`` counts in raw data, above zero in normalised data). Single-cell data miss
-    many transcripts, so counts of co-expressed receptors are lower bounds; with ``smooth=True`` detection is
-    averaged with the cell's neighbours in ``adata.obsp["connectivities"]`` (run :func:`scanpy.pp.neighbors`).
+    many transcripts, so counts of co-expressed receptors are lower bounds; with ``smooth=True`` a receptor also
+    counts when at least half of the cell's neighbours in ``adata.obsp["connectivities"]`` (run
+    :func:`scanpy.pp.neighbors`) detect it.
 
     Parameters
     ----------
@@ -78,7 +80,7 @@ def checkpoints(
     min_counts
         Detection threshold for raw counts.
     smooth
-        Recover dropouts from graph neighbours.
+        Recover dropouts from graph neighbours (majority of the neighbours).
     copy
         Return a modified copy instead of writing into ``adata``.
 
