@@ -203,3 +203,14 @@ def test_ssgsea_orders_cells_and_is_chunk_independent(sim_small):
     b = a.copy()
     tmt.tl.score(b, ["CD8_T", "TAM_M2_like"], method="ssgsea", chunk_size=128)
     np.testing.assert_allclose(b.obsm["tmt_scores"].to_numpy(), S.to_numpy())
+
+
+@pytest.mark.parametrize(("ctrl_size", "n_bins"), [(100, 10), (20, 40)])
+def test_control_parameters_match_scanpy(sim_small, ctrl_size, n_bins):
+    """ctrl_size and n_bins mean what they mean in sc.tl.score_genes."""
+    sc.pp.normalize_total(sim_small)
+    sc.pp.log1p(sim_small)
+    genes = [*tmt.sig.get("CD8_T").genes_up, *tmt.sig.get("T_cell").genes_up]
+    tmt.tl.score(sim_small, {"t": genes}, ctrl_size=ctrl_size, n_bins=n_bins)
+    sc.tl.score_genes(sim_small, genes, ctrl_size=ctrl_size, n_bins=n_bins, score_name="ref", random_state=0)
+    np.testing.assert_allclose(sim_small.obsm["tmt_scores"]["t"], sim_small.obs["ref"], atol=1e-5)
