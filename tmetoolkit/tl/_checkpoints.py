@@ -21,7 +21,7 @@ T_NK = ("CD8 T", "CD4 T", "NK")
 LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
 
 
-def _detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
+def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
     """Cells x genes detection (above ``min_counts`` for counts, above zero otherwise); NaN where a gene is absent."""
     report = inspect(adata, layer, full_scan=False)
     found = GeneIndex(adata.var_names, report.species).match(list(genes))
@@ -104,7 +104,7 @@ def checkpoints(
         raise KeyError(msg)
     for key in ("tmt_checkpoint_n", "tmt_checkpoint_pattern"):
         check_tmt_key(adata.obs, key, "adata.obs")
-    det = _detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
+    det = detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
     if smooth:
         if "connectivities" not in adata.obsp:
             msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."

@@ -193,9 +193,9 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
 
 def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series, layer: str | None) -> pd.Series:
     """Per sample, the fraction of T/NK cells with IFNG detected (NaN when IFNG is not measured)."""
-    from ._checkpoints import _detect
+    from ._checkpoints import detect
 
-    det = _detect(adata, layer, {"IFNG": "IFNG"}, min_counts=1)["IFNG"]
+    det = detect(adata, layer, {"IFNG": "IFNG"}, min_counts=1)["IFNG"]
     if det.isna().all():
         return pd.Series(np.nan, index=pd.Index(samples.unique()))
     tnk = lin.isin(["CD8 T", "CD4 T", "NK"])
