@@ -115,3 +115,38 @@ def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     assert tab["phenotype"].iloc[0] == "excluded"  # as with inForm's own phenotypes (test_spatial)
     report = (tmp_path / "report.html").read_text()
     assert 'alt="protein marker gates"' in report
+
+
+def test_bulk_run_treats_observations_as_samples(tmp_path):
+    """`--bulk`: a pseudobulk cohort (one observation per sample) gets per-sample results, no per-cell calls."""
+    import scanpy as sc
+
+    import tmetoolkit as tmt
+
+    cells = tmt.datasets.simulate(n_samples=6, n_cells=600, seed=4)
+    agg = sc.get.aggregate(cells, by="sample", func="sum")
+    bulk = ad.AnnData(agg.layers["sum"], obs=pd.DataFrame(index=agg.obs_names.astype(str)), var=cells.var[[]])
+    bulk.obs["response"] = ["R", "NR", "R", "NR", "R", "NR"]
+    bulk.write_h5ad(tmp_path / "bulk.h5ad")
+    assert main(["run", str(tmp_path / "bulk.h5ad"), "-o", str(tmp_path / "out"), "--bulk", "--group-key",
+                 "response", "-q"]) == 0
+    out = ad.read_h5ad(tmp_path / "out" / "bulk.h5ad")
+    assert "tmt_lineage" not in out.obs
+    assert out.uns["tmt_immune_phenotype"]["table"]["basis"].eq("expression").all()
+    assert out.uns["tmt_immunosuppression"]["params"]["bulk"] and "tmt_compare_groups" in out.uns
+    table = pd.read_csv(tmp_path / "out" / "sample_table.csv", index_col=0)
+    assert len(table) == 6 and table["immune_phenotype:phenotype"].notna().all()
+    assert main(["run", str(tmp_path / "bulk.h5ad"), "-o", str(tmp_path / "x"), "--bulk", "--sample-key",
+                 "response", "-q"]) == 2
+
+
+def test_bulk_looking_input_gets_a_hint(tmp_path, caplog):
+    from .conftest import FILES, SHARED
+
+    path = SHARED / FILES["racle"]
+    if not path.is_file():
+        import pytest
+
+        pytest.skip("real data not available")
+    assert main(["run", str(path), "-o", str(tmp_path)]) == 0
+    assert "--bulk" in caplog.text

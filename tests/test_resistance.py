@@ -95,3 +95,26 @@ def test_mouse_symbols_give_the_same_profile(profiled):
     # the status names the share of T/NK cells with IFNG; the response programme itself loses the genes
     # without a one-to-one mouse ortholog, so its value may differ
     assert ours.xs(ifn, level="mechanism")["status"].equals(ref.xs(ifn, level="mechanism")["status"])
+
+
+def test_bulk_profile_measures_what_bulk_can_see(profiled):
+    """Bulk samples (the cohort summed per sample): every row is present; the two malignant-against-other
+    contrasts are not assessable, tumour programmes and abundances are measured and flagged cohort-relatively."""
+    import anndata as ad
+    import pandas as pd
+    import scanpy as sc
+
+    agg = sc.get.aggregate(profiled, by="sample", func="sum")
+    bulk = ad.AnnData(agg.layers["sum"], obs=pd.DataFrame(index=agg.obs_names.astype(str)), var=profiled.var[[]])
+    with pytest.raises(KeyError, match="bulk=True"):
+        tmt.tl.resistance_profile(bulk)
+    tmt.tl.resistance_profile(bulk, bulk=True)
+    long = bulk.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
+    assert len(long) == len(tmt.tl.mechanisms()) * bulk.n_obs
+    for mech in ("B2M/HLA mutations", "IFN-gamma pathway defects (JAK1/2)"):
+        assert long.xs(mech, level="mechanism")["status"].str.startswith("not assessable in bulk").all()
+    for mech in ("MAPK pathway activation", "Hypoxia", "Regulatory T cells (Tregs)",
+                 "Cancer-associated fibroblasts (CAFs)"):
+        rows = long.xs(mech, level="mechanism")
+        assert np.isfinite(rows["value"]).all() and rows["flagged"].notna().all(), mech
+        assert "bulk" in rows["measure"].iloc[0]

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--image-key", default=None,
                      help="obs column of images when a sample has several fields or sections")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
+    run.add_argument("--bulk", action="store_true",
+                     help="observations are samples (bulk RNA-seq or pseudobulk), not cells")
     demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
     demo.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key,
-                                 tumor_signature=args.tumor_signature, name=path.stem)
+                                 tumor_signature=args.tumor_signature, bulk=args.bulk, name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))
     for kind, p in paths.items():

@@ -21,6 +21,7 @@ def run_pipeline(
     group_key: str | None = None,
     image_key: str | None = None,
     tumor_signature: str | None = None,
+    bulk: bool = False,
     name: str = "tmetoolkit",
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv`` and ``report.html``.
@@ -30,19 +31,29 @@ def run_pipeline(
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
     own lineages (protein panels: cell types from marker intensities); ``tumor_signature`` marks the malignant
     cells where no label does (panels without epithelial markers). Spot data (Visium) get signature scores and
-    the spot phenotype only. Returns the paths written.
+    the spot phenotype only. With ``bulk=True`` every observation is a sample (bulk RNA-seq or pseudobulk): scores,
+    the cohort-relative expression phenotype, and immunosuppression and resistance profiles from whole-sample
+    programmes. Returns the paths written.
     """
     from tqdm.auto import tqdm
 
-    from . import get, pp, tl
+    from . import pp, tl
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    if sample_key is None and "sample" in adata.obs:
+    if bulk and (sample_key is not None or cell_type_key is not None):
+        msg = "bulk data: every observation is a sample, so sample_key and cell_type_key do not apply."
+        raise ValueError(msg)
+    if sample_key is None and "sample" in adata.obs and not bulk:
         sample_key = "sample"
     report = pp.check_input(adata)
     if report.problems:
         raise ValueError("; ".join(report.problems))
+    if bulk:
+        return _run_bulk(adata, outdir, group_key=group_key, name=name)
+    if report.state == "linear" and adata.n_obs <= 1000 and _median_detected(adata) > 10_000:
+        logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
+                       "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")
     protein = report.state == "protein"
     from .tl._spots import is_spot_data
 
@@ -83,11 +94,50 @@ def run_pipeline(
                 logger.warning("skipped %s: %s%s", label, e, hint)
                 continue
             raise
+    return _write(adata, outdir, sample_key=sample_key, name=name)
+
+
+def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, name: str) -> dict:
+    """Observations are samples: scores, expression phenotype, whole-sample immunosuppression and resistance."""
+    from tqdm.auto import tqdm
+
+    from . import tl
+
+    steps = [("scoring signatures", lambda: tl.score(adata, "all")),
+             ("immunosuppression", lambda: tl.immunosuppression(adata, bulk=True)),
+             ("resistance profile", lambda: tl.resistance_profile(adata, bulk=True))]
+    if adata.n_obs >= 3:
+        steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(adata, basis="expression")))
+    if group_key is not None:
+        steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=None, group_key=group_key)))
+    for label, step in tqdm(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO)):
+        logger.info(label)
+        try:
+            step()
+        except ValueError as e:
+            if label == "scoring signatures":
+                raise
+            logger.warning("skipped %s: %s", label, e)
+    return _write(adata, outdir, sample_key=None, name=name)
+
+
+def _median_detected(adata: AnnData) -> float:
+    """Median number of detected genes per observation (at most 200 observations read)."""
+    import numpy as np
+
+    from ._matrix import get_matrix, row_block
+
+    X = row_block(get_matrix(adata, None), 0, min(adata.n_obs, 200))
+    return float(np.median((X > 0).sum(axis=1)))
+
+
+def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, name: str) -> dict:
+    from . import get
+    from ._report import report
+
     paths = {"h5ad": outdir / f"{name}.h5ad", "sample_table": outdir / "sample_table.csv",
              "report": outdir / "report.html"}
     adata.write_h5ad(paths["h5ad"], compression="gzip")
     get.sample_table(adata, sample_key).to_csv(paths["sample_table"])
-    from ._report import report
-
     report(adata, paths["report"], sample_key=sample_key)
     return paths

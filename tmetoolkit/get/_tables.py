@@ -45,6 +45,12 @@ def _resolve_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
     return None
 
 
+def _bulk(adata: AnnData) -> bool:
+    """Whether a tool ran on bulk or pseudobulk data, where every observation is a sample."""
+    return any(isinstance(v, dict) and isinstance(v.get("params"), dict) and bool(v["params"].get("bulk"))
+               for k, v in adata.uns.items() if k.startswith("tmt_"))
+
+
 def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     """One tidy row per sample with everything tmetoolkit computed about it.
 
@@ -58,11 +64,17 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     adata
         Annotated data.
     sample_key
-        ``obs`` column of sample identifiers; default: the one the tools recorded, else ``"sample"``, else all
-        cells form one sample called ``"all"``.
+        ``obs`` column of sample identifiers; default: the one the tools recorded, else ``"sample"``; after
+        tools ran on bulk data (``bulk=True``, or ``immune_phenotype`` without ``sample_key``) every observation
+        is a sample; else all cells form one sample called ``"all"``.
     """
     key = _resolve_sample_key(adata, sample_key)
-    samples = adata.obs[key].astype(str) if key else pd.Series("all", index=adata.obs_names)
+    if key:
+        samples = adata.obs[key].astype(str)
+    elif _bulk(adata):
+        samples = pd.Series(adata.obs_names.astype(str), index=adata.obs_names)
+    else:
+        samples = pd.Series("all", index=adata.obs_names)
     parts = [samples.value_counts().rename("n_cells").to_frame()]
     for col, prefix in ((_keys.LINEAGE, "frac_lineage"), (_keys.STATE, "frac_state")):
         if col in adata.obs:

@@ -205,10 +205,10 @@ def immunosuppression(adata: AnnData, *, ax: Axes | None = None) -> Axes:
         Axes to draw into.
     """
     from ..tl._sample_features import robust_z
-    from ..tl._suppression import COMPONENTS
 
-    tab = _stored(adata, "tmt_immunosuppression", "tmt.tl.immunosuppression")["table"]
-    z = tab[list(COMPONENTS)].astype(float).apply(robust_z)
+    res = _stored(adata, "tmt_immunosuppression", "tmt.tl.immunosuppression")
+    tab = res["table"]
+    z = tab[list(res["components"]["component"])].astype(float).apply(robust_z)
     z["composite"] = tab["composite"]
     with plt.rc_context(STYLE):
         ax = new_ax(ax, (0.45 * z.shape[1] + 2.5, 0.3 * len(z) + 1.8))

@@ -19,7 +19,7 @@ def _cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
 def compare_groups(
     adata: AnnData,
     *,
-    sample_key: str,
+    sample_key: str | None,
     group_key: str,
     groups: tuple[str, str] | None = None,
     min_samples: int = 2,
@@ -37,7 +37,8 @@ def compare_groups(
     adata
         Data analysed with tmetoolkit's tools.
     sample_key
-        ``obs`` column of samples.
+        ``obs`` column of samples; ``None`` when every observation is a sample (bulk or pseudobulk, after the
+        tools ran with ``bulk=True``).
     group_key
         ``obs`` column of the sample's group (constant within a sample), e.g. ``"response"``.
     groups
@@ -57,9 +58,11 @@ def compare_groups(
 
     adata = adata.copy() if copy else adata
     for key in (sample_key, group_key):
-        if key not in adata.obs:
+        if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)
-    per_sample = adata.obs.groupby(adata.obs[sample_key].astype(str), observed=True)[group_key].agg(
+    samples = (adata.obs[sample_key].astype(str) if sample_key is not None
+               else pd.Series(adata.obs_names.astype(str), index=adata.obs_names))
+    per_sample = adata.obs.groupby(samples, observed=True)[group_key].agg(
         lambda s: s.astype(str).unique().tolist())
     mixed = per_sample[per_sample.map(len) > 1]
     if len(mixed):
@@ -78,6 +81,10 @@ def compare_groups(
         if g not in present:
             raise missing_key_error(g, f"the groups of {group_key!r}", present)
     table = sample_table(adata, sample_key)
+    if not group_of.index.isin(table.index).all():
+        msg = ("sample_key=None compares observations as samples (bulk or pseudobulk), but the per-sample results "
+               "are not per observation: run the bulk tools (immunosuppression(bulk=True), ...) or pass sample_key=.")
+        raise ValueError(msg)
     numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
     a_idx, b_idx = group_of.index[group_of == groups[0]], group_of.index[group_of == groups[1]]
     if min(len(a_idx), len(b_idx)) < min_samples:

@@ -391,7 +391,8 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
     cols = ["phenotype", "confidence", "basis", "reason", "caveat"]
     adata.uns["tmt_immune_phenotype"] = {
         "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
-                   "reference": reference, "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X"},
+                   "reference": reference, "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
+                   "bulk": not sample_key},
         "table": tab[cols + [c for c in tab.columns if c not in cols]],
     }
     adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]

@@ -38,6 +38,16 @@ MEASURES = {
 NEEDED = ["APM", "MHC_I", "HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6", "MPAS", "HALLMARK_PI3K_AKT_MTOR_SIGNALING",
           "HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core", "HALLMARK_GLYCOLYSIS", "Glycolysis_core",
           "HALLMARK_HYPOXIA", "Hypoxia_Buffa", "Epigenetic_regulators"]
+# per-sample abundance rows: the immunosuppression component behind each, for cells and for bulk samples
+ABUNDANCE = {
+    "Myeloid-derived suppressor cells (MDSCs)": ("mdsc_fraction_myeloid", "mdsc_programme"),
+    "Regulatory T cells (Tregs)": ("treg_fraction_cd4", "treg_programme"),
+    "M2-like tumor-associated macrophages (TAMs)": ("m2_m1_balance", "m2_m1_difference"),
+    "Cancer-associated fibroblasts (CAFs)": ("mycaf_fraction_caf", "mycaf_programme"),
+    "Upregulation of LAG-3, TIM-3 and TIGIT": ("checkpoint_coexpression", "checkpoint_receptors"),
+}
+# within-sample contrasts of malignant against other cells: bulk samples have no such cells
+CONTRASTS = ("B2M/HLA mutations", "IFN-gamma pathway defects (JAK1/2)")
 APM_LOSS = -0.5  # malignant minus non-malignant APM score (log-expression units) below which APM loss is flagged
 COHORT_Z = 1.0  # cohort-relative flag: robust z above this
 
@@ -57,7 +67,7 @@ def _metadata(adata: AnnData, samples: pd.Series, column: str) -> pd.Series | No
 
 
 def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: str | None = None,
-                       copy: bool = False) -> AnnData | None:
+                       bulk: bool = False, copy: bool = False) -> AnnData | None:
     """Resistance mechanisms of the cancer-immunity cycle, per sample, from expression and optional metadata.
 
     One row per sample and mechanism of ``tmt.tl.mechanisms()`` (the review's Table 1: group, cycle step,
@@ -69,6 +79,11 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     need DNA, microbiome or HLA data are ``needs external data`` unless the sample metadata carry them in
     ``obs["tmb"]``, ``obs["dysbiosis"]`` (bool) or ``obs["hla_heterozygosity"]`` (0-1).
 
+    Bulk or pseudobulk data (``bulk=True``, observations are samples) need no annotation: tumour programmes are
+    measured on the whole sample, abundance rows use the whole-sample programmes of
+    :func:`tmetoolkit.tl.immunosuppression` with ``bulk=True``, and the two within-sample contrasts (antigen
+    presentation, IFN-gamma response of malignant against other cells) are not assessable.
+
     Parameters
     ----------
     adata
@@ -78,6 +93,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
         ``obs`` column of samples (default ``"sample"`` if present).
     layer
         Layer for scoring the programmes.
+    bulk
+        Observations are samples (bulk RNA-seq or pseudobulk).
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -89,8 +106,12 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots.
     """
     adata = adata.copy() if copy else adata
-    if _keys.LINEAGE not in adata.obs:
-        msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
+    if bulk and sample_key is not None:
+        msg = "bulk=True: every observation is a sample, so sample_key= does not apply; leave it out."
+        raise ValueError(msg)
+    if not bulk and _keys.LINEAGE not in adata.obs:
+        msg = ("obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first; for bulk or pseudobulk data "
+               "(observations are samples) pass bulk=True.")
         raise KeyError(msg)
     import warnings
 
@@ -99,21 +120,28 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TmtWarning)
-        if "tmt_immunosuppression" not in adata.uns:
-            immunosuppression(adata, sample_key=sample_key, layer=layer)
+        stored = adata.uns.get("tmt_immunosuppression")
+        if not isinstance(stored, dict) or bool(stored.get("params", {}).get("bulk", False)) != bulk:
+            immunosuppression(adata, sample_key=sample_key, layer=layer, bulk=bulk)
         score(adata, NEEDED, layer=layer)
-    samples = samples_of(adata, sample_key)
-    names = sorted(samples.unique())
-    lin = adata.obs[_keys.LINEAGE].astype(str)
-    malignant = lin == "Malignant/Epithelial"
-    other = (~malignant) & (lin != "unassigned")
     every = pd.Series(True, index=adata.obs_names)
+    if bulk:
+        samples = pd.Series(adata.obs_names.astype(str), index=adata.obs_names)
+        malignant = every  # tumour programmes of the whole sample
+    else:
+        samples = samples_of(adata, sample_key)
+        lin = adata.obs[_keys.LINEAGE].astype(str)
+        malignant = lin == "Malignant/Epithelial"
+        other = (~malignant) & (lin != "unassigned")
+    names = sorted(samples.unique())
     sup = adata.uns["tmt_immunosuppression"]["table"].reindex(names)
 
     def diff(sigs):
+        if bulk:
+            return pd.Series(np.nan, index=names)
         return mean_score(adata, sigs, malignant, samples) - mean_score(adata, sigs, other, samples)
 
-    ifng = _ifng_in_tnk(adata, samples, lin, layer)
+    ifng = pd.Series(np.nan, index=names) if bulk else _ifng_in_tnk(adata, samples, lin, layer)
     values = {
         "B2M/HLA mutations": diff(["APM", "MHC_I"]),
         "IFN-gamma pathway defects (JAK1/2)": diff(["HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6"]),
@@ -125,17 +153,20 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
             adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples),
         "Hypoxia": mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, samples),
         "DNA/histone modifications": mean_score(adata, ["Epigenetic_regulators"], malignant, samples),
-        "Myeloid-derived suppressor cells (MDSCs)": sup["mdsc_fraction_myeloid"],
-        "Regulatory T cells (Tregs)": sup["treg_fraction_cd4"],
-        "M2-like tumor-associated macrophages (TAMs)": sup["m2_m1_balance"],
-        "Cancer-associated fibroblasts (CAFs)": sup["mycaf_fraction_caf"],
-        "Upregulation of LAG-3, TIM-3 and TIGIT": sup["checkpoint_coexpression"],
+        **{mech: sup[cols[1] if bulk else cols[0]] for mech, cols in ABUNDANCE.items()},
     }
     cohort = len(names) >= 3
     rows = []
     table = pd.DataFrame(index=names, dtype=float)
     for r in mechanisms().itertuples(index=False):
         measure, meta_col = MEASURES.get(r.mechanism, ("", None))
+        if bulk and r.mechanism in ABUNDANCE:
+            from ._suppression import BULK_COMPONENTS
+
+            measure = BULK_COMPONENTS[ABUNDANCE[r.mechanism][1]][0] + " (bulk)"
+        elif bulk and r.mechanism not in CONTRASTS:
+            for cells in ("in malignant cells", "in all cells"):
+                measure = measure.replace(cells, "in the whole sample (bulk)")
         v = values.get(r.mechanism)
         v = v.reindex(names) if v is not None else pd.Series(np.nan, index=names)
         z = robust_z(v) if cohort else pd.Series(np.nan, index=names)
@@ -171,6 +202,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
         else:
             status[:] = "measured (a flag needs at least three samples)"
         status[v.isna() & status.str.startswith("measured")] = "not assessable: cells or genes missing"
+        if bulk and r.mechanism in CONTRASTS:
+            status[:] = "not assessable in bulk data: needs malignant and non-malignant cells of the sample"
         table[r.mechanism] = flag
         for s in names:
             rows.append({
@@ -182,7 +215,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     long = pd.DataFrame(rows)
     long["flagged"] = long["flagged"].astype(float)
     adata.uns["tmt_resistance_profile"] = {
-        "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
+        "params": {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
+                   "layer": layer or "X", "bulk": bulk,
                    "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z, "cohort_flags": cohort},
         "long": long,
         "table": table,

@@ -33,10 +33,26 @@ CELL_PROGRAMMES = {  # lineage -> signatures averaged into the per-cell suppress
 NEEDED = sorted({s for v in CELL_PROGRAMMES.values() for s in v} | {
     "TAM_M1_like", "Checkpoint_ligands", "IDO_adenosine_axis", "HALLMARK_HYPOXIA", "Hypoxia_Buffa",
     "HALLMARK_GLYCOLYSIS", "Glycolysis_core"})
+# bulk or pseudobulk (observations are samples): no cells to count, so each component is a programme of the whole
+# sample; component -> (what it measures, signatures added, signatures subtracted)
+BULK_COMPONENTS = {
+    "treg_programme": ("Treg programme (Treg_core)", ("Treg_core",), ()),
+    "treg_activation": ("activated-Treg programme (Treg_activated)", ("Treg_activated",), ()),
+    "mdsc_programme": ("M- and PMN-MDSC-like programmes", ("M_MDSC_like", "PMN_MDSC_like"), ()),
+    "m2_m1_difference": ("TAM M2-like minus TAM M1-like programme", ("TAM_M2_like",), ("TAM_M1_like",)),
+    "mycaf_programme": ("myCAF programme", ("myCAF",), ()),
+    "tgfb": ("pan-fibroblast TGF-beta response (Pan-F-TBRS)", ("Pan_F_TBRS",), ()),
+    "checkpoint_receptors": ("co-inhibitory receptor programme", ("Checkpoint_receptors",), ()),
+    "checkpoint_ligands": ("checkpoint-ligand programme", ("Checkpoint_ligands",), ()),
+    "ido_adenosine": (COMPONENTS["ido_adenosine"], ("IDO_adenosine_axis",), ()),
+    "hypoxia": ("hypoxia programme (HALLMARK)", ("HALLMARK_HYPOXIA", "Hypoxia_Buffa"), ()),
+    "glycolysis": ("glycolysis programme", ("HALLMARK_GLYCOLYSIS", "Glycolysis_core"), ()),
+}
 
 
 def immunosuppression(
-    adata: AnnData, *, sample_key: str | None = None, layer: str | None = None, copy: bool = False
+    adata: AnnData, *, sample_key: str | None = None, layer: str | None = None, bulk: bool = False,
+    copy: bool = False
 ) -> AnnData | None:
     """Measure immunosuppression per cell and per sample, keeping every component visible.
 
@@ -47,14 +63,22 @@ def immunosuppression(
     hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples. A
     component that cannot be measured (no such cells, genes missing) is NaN and listed, never zero.
 
+    Bulk or pseudobulk data (``bulk=True``, observations are samples) have no cells to count: each component is
+    then a programme of the whole sample (``BULK_COMPONENTS``: Treg, activated-Treg, MDSC, M2-minus-M1, myCAF,
+    TGF-beta, co-inhibitory receptor and ligand, IDO/adenosine, hypoxia and glycolysis programmes), compared
+    across the cohort in the same way.
+
     Parameters
     ----------
     adata
-        Annotated with :func:`tmetoolkit.tl.annotate` (``obs["tmt_lineage"]``, ``obs["tmt_state"]``).
+        Annotated with :func:`tmetoolkit.tl.annotate` (``obs["tmt_lineage"]``, ``obs["tmt_state"]``), or bulk
+        samples with ``bulk=True``.
     sample_key
         ``obs`` column of samples (default ``"sample"`` if present, else one sample).
     layer
         Layer for scoring the programmes.
+    bulk
+        Observations are samples (bulk RNA-seq or pseudobulk): whole-sample programmes, no annotation needed.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -63,14 +87,21 @@ def immunosuppression(
     ``None``, or the modified copy with ``copy=True``. Sets:
 
     ``obs["tmt_suppression_score"]``
-        Per-cell suppressive programme score (NaN for cells of other lineages).
+        Per-cell suppressive programme score (NaN for cells of other lineages); not for bulk data.
     ``uns["tmt_immunosuppression"]``
         ``params``; ``table`` (samples x components, ``composite``, ``n_components``, ``missing_components``);
         ``components`` (what each component measures).
     """
     adata = adata.copy() if copy else adata
+    if bulk:
+        if sample_key is not None:
+            msg = "bulk=True: every observation is a sample, so sample_key= does not apply; leave it out."
+            raise ValueError(msg)
+        _finish(adata, _bulk_components(adata, layer), BULK_COMPONENTS, sample_key=None, layer=layer, bulk=True)
+        return adata if copy else None
     if _keys.LINEAGE not in adata.obs or _keys.STATE not in adata.obs:
-        msg = "obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first."
+        msg = ("obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first; for bulk or "
+               "pseudobulk data (observations are samples) pass bulk=True.")
         raise KeyError(msg)
     check_tmt_key(adata.obs, "tmt_suppression_score", "adata.obs")
     import warnings
@@ -125,20 +156,49 @@ def immunosuppression(
         for col, states in needs.items():
             if states & unassessable:
                 tab[col] = np.nan
-    comp = tab[list(COMPONENTS)].astype(float)
+    _finish(adata, tab, COMPONENTS, sample_key=sample_key, layer=layer, bulk=False)
+    return adata if copy else None
+
+
+def _bulk_components(adata: AnnData, layer: str | None) -> pd.DataFrame:
+    """Per observation (a sample), each component of ``BULK_COMPONENTS`` from whole-sample programme scores."""
+    import warnings
+
+    from .._utils import TmtWarning
+
+    needed = sorted({s for _, plus, minus in BULK_COMPONENTS.values() for s in (*plus, *minus)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TmtWarning)
+        score(adata, needed, layer=layer)
+    S = adata.obsm[_keys.SCORES]
+    tab = pd.DataFrame(index=pd.Index(adata.obs_names.astype(str)))
+    for col, (_, plus, minus) in BULK_COMPONENTS.items():
+        up = [s for s in plus if s in S.columns]
+        down = [s for s in minus if s in S.columns]
+        value = np.nan
+        if up and len(down) == len(minus):
+            value = S[up].mean(axis=1).to_numpy() - (S[down].mean(axis=1).to_numpy() if down else 0.0)
+        tab[col] = value
+    return tab
+
+
+def _finish(adata: AnnData, tab: pd.DataFrame, components: dict, *, sample_key, layer, bulk: bool) -> None:
+    """Composite, counts of measured components, warnings, and ``uns["tmt_immunosuppression"]``."""
+    comp = tab[list(components)].astype(float)
     z = comp.apply(robust_z)
     tab["composite"] = z.mean(axis=1, skipna=True) if len(tab) > 1 else np.nan
     tab["n_components"] = comp.notna().sum(axis=1)
     tab["missing_components"] = comp.isna().apply(lambda r: ",".join(r.index[r]), axis=1)
     if len(tab) < 2:
         logger.info("one sample: components reported, composite needs at least two samples")
-    never = [c for c in COMPONENTS if comp[c].isna().all()]
+    never = [c for c in components if comp[c].isna().all()]
     if never:
         warn("immunosuppression components not measurable in any sample (reported as missing): " + ", ".join(never))
+    measures = [v[0] if isinstance(v, tuple) else v for v in components.values()]
     adata.uns["tmt_immunosuppression"] = {
-        "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
+        "params": {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
+                   "layer": layer or "X", "bulk": bulk,
                    "composite": "mean of robust z-scores (median/MAD across samples) of the measured components"},
         "table": tab,
-        "components": pd.DataFrame({"component": list(COMPONENTS), "measures": list(COMPONENTS.values())}),
+        "components": pd.DataFrame({"component": list(components), "measures": measures}),
     }
-    return adata if copy else None
