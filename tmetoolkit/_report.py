@@ -66,8 +66,11 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
         s_key = get._tables._resolve_sample_key(adata, sample_key)
         inp = adata.uns.get("tmt_scores", {}).get("params", {})
         state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
+        bulk = get._tables._bulk(adata)
+        n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
         overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; "
-                    f"species: {species}; samples: {adata.obs[s_key].nunique() if s_key else 1}.</p>")
+                    f"species: {species}; samples: {n_samples}"
+                    f"{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
         sections.append(("Overview", overview))
         caveats = []
         ph = adata.uns.get("tmt_immune_phenotype")
@@ -120,7 +123,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
                            for s in rows["signature"]]
             sections.append(("Signatures used", _table_html(rows, max_rows=400)))
-        caveats.append("Cell states are transcriptional: MDSC-like states cannot prove suppression.")
+        if "tmt_lineage" in adata.obs or bulk:
+            caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
         parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"
                   f"<style>{CSS}</style></head><body><h1>Tumour microenvironment report</h1>"),
                  f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
