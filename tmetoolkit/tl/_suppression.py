@@ -45,8 +45,8 @@ BULK_COMPONENTS = {
     "checkpoint_receptors": ("co-inhibitory receptor programme", ("Checkpoint_receptors",), ()),
     "checkpoint_ligands": ("checkpoint-ligand programme", ("Checkpoint_ligands",), ()),
     "ido_adenosine": (COMPONENTS["ido_adenosine"], ("IDO_adenosine_axis",), ()),
-    "hypoxia": ("hypoxia programme (HALLMARK)", ("HALLMARK_HYPOXIA", "Hypoxia_Buffa"), ()),
-    "glycolysis": ("glycolysis programme", ("HALLMARK_GLYCOLYSIS", "Glycolysis_core"), ()),
+    "hypoxia": ("hypoxia programme (HALLMARK)", ("HALLMARK_HYPOXIA",), ()),
+    "glycolysis": ("glycolysis programme (HALLMARK)", ("HALLMARK_GLYCOLYSIS",), ()),
 }
 
 
