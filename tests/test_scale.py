@@ -77,3 +77,32 @@ def test_clear_errors(reference, monkeypatch):
     with pytest.raises(MemoryError, match="smaller chunk_size"):
         tmt.tl.score(big, "treg", chunk_size=1000)
     tmt.tl.score(big, "treg", chunk_size=100)  # a chunk that fits is fine
+
+
+def _downstream(adata):
+    tmt.tl.checkpoints(adata)
+    tmt.tl.immunosuppression(adata)
+    tmt.tl.resistance_profile(adata)
+    tmt.tl.immune_phenotype(adata, sample_key="sample", basis="expression", reference="absolute")
+    return adata
+
+
+@pytest.mark.parametrize("kind", ["backed", "dask"])
+def test_downstream_tools_on_lazy_matrices(reference, kind):
+    """Checkpoints, immunosuppression, resistance and the expression phenotype (pseudobulk summed chunk by chunk)
+    give the same per-sample results on backed and dask-backed matrices as in memory."""
+    a, ref, path = reference
+    if kind == "backed":
+        lazy = ad.read_h5ad(path, backed="r")
+    else:
+        lazy = a.copy()
+        lazy.X = da.from_array(a.X, chunks=(250, -1))
+    mem = ref.copy()
+    for x in (lazy, mem):
+        x.obs[["tmt_lineage", "tmt_state"]] = ref.obs[["tmt_lineage", "tmt_state"]]
+        x.uns["tmt_annotate"] = ref.uns["tmt_annotate"]
+        _downstream(x)
+    for key in ("tmt_checkpoints", "tmt_immunosuppression", "tmt_immune_phenotype"):
+        pd.testing.assert_frame_equal(lazy.uns[key]["table"], mem.uns[key]["table"], atol=1e-8, check_dtype=False)
+    pd.testing.assert_frame_equal(lazy.uns["tmt_resistance_profile"]["long"], mem.uns["tmt_resistance_profile"]["long"],
+                                  atol=1e-8, check_dtype=False)

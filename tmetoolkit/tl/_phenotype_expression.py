@@ -32,18 +32,35 @@ CAVEAT = "exclusion inferred from expression, not seen: dissociated or bulk data
 
 
 def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
-    """Summed counts (or mean log values) per sample, as an AnnData of samples x genes (``sc.get.aggregate``)."""
+    """Summed counts (or mean log values) per sample, as an AnnData of samples x genes.
+
+    In-memory matrices go through ``sc.get.aggregate``; dask-backed and backed matrices, which it does not take,
+    are summed chunk by chunk with the same result.
+    """
     import scanpy as sc
+
+    from .._matrix import get_matrix, is_dask, iter_rows
 
     report = inspect(adata, layer, full_scan=False)
     func = "mean" if report.state in ("lognorm", "protein") else "sum"  # log values are averaged, counts summed
-    view = AnnData(X=adata.X if layer is None else adata.layers[layer], obs=pd.DataFrame({"_sample": samples.values},
-                                                                                        index=adata.obs_names),
-                   var=adata.var[[]])
-    agg = sc.get.aggregate(view, by="_sample", func=func)
-    X = agg.layers[func]
-    X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    return AnnData(X.astype(np.float64), obs=pd.DataFrame(index=agg.obs_names.astype(str)), var=adata.var[[]].copy())
+    X = get_matrix(adata, layer)
+    if isinstance(X, np.ndarray) or (sp.issparse(X) and not is_dask(X)):
+        view = AnnData(X=X, obs=pd.DataFrame({"_sample": samples.values}, index=adata.obs_names), var=adata.var[[]])
+        agg = sc.get.aggregate(view, by="_sample", func=func)
+        out, names = agg.layers[func], agg.obs_names.astype(str)
+        out = out.toarray() if sp.issparse(out) else np.asarray(out)
+    else:
+        codes, uniques = pd.factorize(samples.values, sort=True)
+        n = len(codes)
+        member = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(len(uniques), n))
+        out = np.zeros((len(uniques), adata.n_vars))
+        for start, stop, block in iter_rows(X):
+            part = member[:, start:stop] @ block
+            out += part.toarray() if sp.issparse(part) else np.asarray(part)
+        if func == "mean":
+            out /= np.bincount(codes, minlength=len(uniques))[:, None]
+        names = pd.Index(uniques).astype(str)
+    return AnnData(out.astype(np.float64), obs=pd.DataFrame(index=names), var=adata.var[[]].copy())
 
 
 def _robust_z(x: pd.Series) -> pd.Series:
