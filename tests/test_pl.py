@@ -55,6 +55,18 @@ def test_phenotype_summary(done, tmp_path):
     plt.close(ax.figure)
 
 
+@pytest.mark.parametrize("reference", ["cohort", "absolute"])
+def test_expression_phenotype_plot_shows_the_deciding_axes(sim_small, reference):
+    a = sim_small.copy()
+    del a.obsm["spatial"]
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample", reference=reference)
+    ax = tmt.pl.immune_phenotype(a)
+    assert ("immune axis" in ax.get_ylabel()) == (reference == "cohort")
+    assert len(ax.collections) == a.uns["tmt_immune_phenotype"]["table"]["phenotype"].nunique()
+    plt.close(ax.figure)
+
+
 def test_phenotype_labels_of_coinciding_samples_are_merged():
     import pandas as pd
 

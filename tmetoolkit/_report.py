@@ -83,6 +83,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
                 body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
                 body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
             else:
+                if ph["params"].get("basis") == "expression":
+                    body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
                 caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
             sections.append(("Immune phenotype", body))
         if "tmt_lineage" in adata.obs:

@@ -25,7 +25,9 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
 
     The dashed lines are the rules of :func:`tmetoolkit.tl.immune_phenotype`: ``min_density`` on both axes and
     the infiltration ratio ``min_infiltration`` (the diagonal). Densities of zero are drawn at a floor. For spot
-    data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction``.
+    data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction``. For the expression
+    basis the axes are the cohort's immune and stromal axes (``reference="cohort"``) or the CD8 T fraction among
+    immune cells (``reference="absolute"``), again with the lines that decide the call.
 
     Parameters
     ----------
@@ -39,6 +41,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
         Axes to draw into.
     """
     res = _stored(adata, "tmt_immune_phenotype", "tmt.tl.immune_phenotype")
+    if res["params"].get("basis") == "expression":
+        return _expression_phenotype(res, annotate=annotate, ax=ax)
     tab = res["regions" if regions else "table"]
     p = res["params"]
     spots = "min_spot_fraction" in p
@@ -76,6 +80,42 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
                             textcoords="offset points")
         ax.legend(frameon=False, fontsize=7, loc="upper left")
         ax.set_title("Immune phenotype (spatial)")
+    return ax
+
+
+def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes:
+    """Samples on the axes that decided their expression-based call, with the decision lines."""
+    tab, p = res["table"], res["params"]
+    colors = phenotype_colors()
+    cohort = p.get("reference") == "cohort"
+    with plt.rc_context(STYLE):
+        ax = new_ax(ax, (4.2, 3.8))
+        if cohort:
+            x, y = tab["stromal_axis"].astype(float), tab["immune_axis"].astype(float)
+        else:
+            y = tab["cd8_fraction_immune"].astype(float).fillna(0)
+            x = pd.Series(np.arange(len(tab), dtype=float), index=tab.index)
+        for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
+            ax.scatter(x[sub.index], y[sub.index], c=colors.get(lab, "grey"), label=lab, s=28, edgecolors="white",
+                       linewidths=0.4)
+        if cohort:
+            ax.axhline(0, ls="--", lw=0.8, c="grey")
+            ax.plot([0, 0], [min(float(y.min()), -1) * 1.1, 0], ls="--", lw=0.8, c="grey")
+            ax.set_xlabel("stromal axis: TGF-beta, CAF (robust z)")
+            ax.set_ylabel("immune axis: CD8 T, IFN-gamma (robust z)")
+            tol = 0.03 * max(float(np.ptp(x)), float(np.ptp(y)), 1e-9)
+        else:
+            t = float(p["min_cd8_fraction"])
+            ax.axhline(t, ls="--", lw=0.8, c="grey")
+            ax.axhline(t / 4, ls=":", lw=0.8, c="grey")
+            ax.set_xticks(x.to_numpy(), tab.index.astype(str), rotation=90)
+            ax.set_ylabel("CD8 T cells among immune cells")
+            tol = 0.0
+        if annotate and cohort:
+            for names, (px, py) in _merge_close(x, y, tol):
+                ax.annotate(", ".join(map(str, names)), (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.legend(frameon=False, fontsize=7, loc="best")
+        ax.set_title("Immune phenotype (expression; exclusion inferred)")
     return ax
 
 
