@@ -76,3 +76,20 @@ def test_bulk_with_too_few_signature_genes():
     few = r[:, keep[:2000]].copy()
     with pytest.raises(ValueError, match="minimum genes|immune programmes"):
         tmt.tl.immune_phenotype(few)
+
+
+def test_user_labels_and_effector_labels_are_used(sim_small):
+    """With the user's own cell types, the effector labels count as CD8 T cells (they used to be ignored, so
+    every sample was called desert with absolute thresholds); a typo is an error naming the labels present."""
+    a = sim_small.copy()
+    del a.obsm["spatial"]
+    a.obs["ct"] = a.obs["true_lineage"].astype(str).replace({"CD8 T": "CD8+ T cell"})
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="ct", effector_labels=["CD8+ T cell"],
+                            reference="absolute")
+    tab = a.uns["tmt_immune_phenotype"]["table"]
+    planted = a.obs.groupby("sample", observed=True)["true_phenotype"].first().astype(str)
+    assert tab.loc[planted == "inflamed", "cd8_fraction_immune"].min() > 0.1
+    assert (tab["phenotype"].astype(str)[planted == "desert"] == "desert").all()
+    assert (tab["phenotype"].astype(str)[planted == "inflamed"] == "inflamed").all()
+    with pytest.raises(KeyError, match="CD8\\+ T cell"):
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="ct", effector_labels=["CD8 T cells"])

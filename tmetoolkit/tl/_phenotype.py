@@ -236,7 +236,8 @@ def immune_phenotype(
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
-                           reference=reference, min_cd8_fraction=min_cd8_fraction, copy=copy)
+                           reference=reference, min_cd8_fraction=min_cd8_fraction,
+                           effector_labels=effector_labels, copy=copy)
     if basis != "spatial":
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
         raise ValueError(msg)
@@ -377,13 +378,14 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
     return adata if copy else None
 
 
-def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, copy):
+def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, effector_labels, copy):
     from ._phenotype_expression import expression_phenotype
 
     adata = adata.copy() if copy else adata
     check_tmt_key(adata.obs, "tmt_immune_phenotype", "adata.obs")
     tab = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
-                               reference=reference, min_cd8_fraction=min_cd8_fraction)
+                               reference=reference, min_cd8_fraction=min_cd8_fraction,
+                               effector_labels=effector_labels)
     cats = list(_keys.PHENOTYPES)
     tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=cats)
     obs_samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series(adata.obs_names, index=adata.obs_names)
@@ -392,6 +394,7 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
     adata.uns["tmt_immune_phenotype"] = {
         "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
                    "reference": reference, "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
+                   "effector_labels": list(effector_labels or ("CD8 T",)),
                    "bulk": not sample_key},
         "table": tab[cols + [c for c in tab.columns if c not in cols]],
     }

@@ -77,6 +77,7 @@ def expression_phenotype(
     layer: str | None,
     reference: str,
     min_cd8_fraction: float,
+    effector_labels=None,
 ) -> pd.DataFrame:
     from ._score import score
 
@@ -97,13 +98,23 @@ def expression_phenotype(
     ct_key = cell_type_key or (_keys.LINEAGE if _keys.LINEAGE in adata.obs else None)
     if samples is not None and ct_key is not None and ct_key in adata.obs:
         lab = adata.obs[ct_key].astype(str)
-        immune = lab.isin(IMMUNE_LINEAGES)
-        by = lab.groupby(samples, observed=True)
-        f["cd8_fraction_all"] = by.apply(lambda s: (s == "CD8 T").mean())
-        f["cd8_fraction_immune"] = (lab[immune] == "CD8 T").groupby(samples[immune], observed=True).mean()
+        effectors = list(effector_labels or ("CD8 T",))
+        missing = [e for e in effectors if e not in set(lab)]
+        if missing and effector_labels is not None:  # the default may simply have no cells in these data
+            raise missing_key_error(missing[0], f"the labels of obs[{ct_key!r}] (effector_labels)", sorted(set(lab)))
+        cd8 = lab.isin(effectors)
+        # immune cells: tmetoolkit's immune lineages in this column, the effectors, and cells annotate called immune
+        immune = lab.isin(IMMUNE_LINEAGES) | cd8
+        if ct_key != _keys.LINEAGE and _keys.LINEAGE in adata.obs:
+            immune |= adata.obs[_keys.LINEAGE].astype(str).isin(IMMUNE_LINEAGES)
+        f["cd8_fraction_all"] = cd8.groupby(samples, observed=True).mean()
+        if (immune & ~cd8).any():
+            f["cd8_fraction_immune"] = cd8[immune].groupby(samples[immune], observed=True).mean()
+        else:
+            logger.warning("no immune cells other than the effectors are recognisable in obs[%r]: CD8 T cells among "
+                           "immune cells not computed (run tmt.tl.annotate to recognise immune cells)", ct_key)
         if _keys.STATE in adata.obs:
             st = adata.obs[_keys.STATE].astype(str)
-            cd8 = lab == "CD8 T"
             f["tex_fraction_cd8"] = (st[cd8] == "CD8 Tex").groupby(samples[cd8], observed=True).mean()
     have_imm = [c for c in (*IMMUNE_PROGRAMMES, "cd8_fraction_immune") if c in f.columns]
     have_str = [c for c in STROMA_PROGRAMMES if c in f.columns]
