@@ -394,7 +394,7 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
     adata.uns["tmt_immune_phenotype"] = {
         "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
                    "reference": reference, "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
-                   "effector_labels": list(effector_labels or ("CD8 T",)),
+                   "effector_labels": list(effector_labels or DEFAULT_EFFECTORS),
                    "bulk": not sample_key},
         "table": tab[cols + [c for c in tab.columns if c not in cols]],
     }
