@@ -188,3 +188,32 @@ def test_tumour_from_a_programme_on_simulated_cells(sim_small):
     no_keratin = sim_small[:, [g for g in sim_small.var_names if g not in tmt.sig.get("Epithelial").genes_up]].copy()
     with pytest.raises(ValueError, match="malignant programme"):
         tmt.tl.compartments(no_keratin, sample_key="sample", tumor_signature="Epithelial")
+
+
+def test_layer_reaches_every_expression_read(sim_small):
+    """z-scored X with the counts in a layer: the tumour programme (cells) and the CD8 T programme (spots) are
+    scored on the layer, giving the same calls as counts in X; without layer= the error names the real cause."""
+    import scanpy as sc
+
+    def scaled(a):
+        a.layers["counts"] = a.X.copy()
+        sc.pp.normalize_total(a)
+        sc.pp.log1p(a)
+        sc.pp.scale(a)
+        return a
+
+    ref = sim_small.copy()
+    tmt.tl.immune_phenotype(ref, sample_key="sample", tumor_signature="Epithelial", cell_type_key="true_lineage")
+    z = scaled(sim_small.copy())
+    with pytest.raises(ValueError, match="scaled"):
+        tmt.tl.immune_phenotype(z, sample_key="sample", tumor_signature="Epithelial", cell_type_key="true_lineage")
+    tmt.tl.immune_phenotype(z, sample_key="sample", tumor_signature="Epithelial", cell_type_key="true_lineage",
+                            layer="counts")
+    assert z.obs["tmt_tumor_cell"].equals(ref.obs["tmt_tumor_cell"])
+    pd.testing.assert_frame_equal(z.uns["tmt_immune_phenotype"]["table"], ref.uns["tmt_immune_phenotype"]["table"])
+    spots = tmt.datasets.to_spots(sim_small)
+    zs = scaled(spots.copy())
+    tmt.tl.immune_phenotype(spots, sample_key="sample")
+    tmt.tl.immune_phenotype(zs, sample_key="sample", layer="counts")
+    pd.testing.assert_frame_equal(zs.uns["tmt_immune_phenotype"]["table"],
+                                  spots.uns["tmt_immune_phenotype"]["table"])

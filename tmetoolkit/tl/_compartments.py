@@ -62,6 +62,7 @@ def compartments(
     n_neighbors: int = 15,
     min_cluster_size: int | None = None,
     tumor_signature: str | None = None,
+    layer: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Split each sample into tumour, margin and stroma from where the tumour cells are.
@@ -110,6 +111,8 @@ def compartments(
         two-component mixture of its scores are the tumour (cell labels are then not used). Spots default to
         ``"Epithelial"``; for cells it helps when the panel lacks the markers ``annotate`` needs (e.g. ``"MPAS"``,
         MAPK activity, on a lung-cancer MERFISH panel without keratins).
+    layer
+        With ``tumor_signature``: the layer to score instead of ``X``.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -132,13 +135,13 @@ def compartments(
     if is_spot_data(adata) and cell_type_key not in adata.obs:
         return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
                                   margin_width=margin_width, margin_rings=margin_cells, min_spots=min_cluster_size,
-                                  tumor_signature=tumor_signature or "Epithelial", copy=copy)
+                                  tumor_signature=tumor_signature or "Epithelial", layer=layer, copy=copy)
     margin_cells = 4.0 if margin_cells is None else margin_cells
     min_cluster_size = 10 if min_cluster_size is None else min_cluster_size
     for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_cell"):
         check_tmt_key(adata.obs, key, "adata.obs")
     if tumor_signature is not None:
-        is_tumour, tumor_thr = programme_positive(adata, tumor_signature)
+        is_tumour, tumor_thr = programme_positive(adata, tumor_signature, layer)
         adata.obs["tmt_tumor_cell"] = is_tumour
         labels = pd.Series(np.where(is_tumour, "tumour", "other"), index=adata.obs_names)
         tumor_labels = ["tumour"]
@@ -192,7 +195,7 @@ def compartments(
     return adata if copy else None
 
 
-def programme_positive(adata: AnnData, signature: str) -> tuple[np.ndarray, float]:
+def programme_positive(adata: AnnData, signature: str, layer: str | None = None) -> tuple[np.ndarray, float]:
     """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``)."""
     from .. import _keys
     from ._score import score
@@ -201,9 +204,9 @@ def programme_positive(adata: AnnData, signature: str) -> tuple[np.ndarray, floa
     msg = (f"the malignant programme {signature!r} cannot be scored on these genes; pass tumor_signature= a "
            "signature whose genes the panel has, or a label column with tumor_labels.")
     try:
-        score(adata, [signature], method="mean_ctrl")
+        score(adata, [signature], method="mean_ctrl", layer=layer)
     except (KeyError, ValueError) as e:
-        raise ValueError(msg) from e
+        raise ValueError(f"the malignant programme {signature!r} cannot be scored: {e}") from e
     if signature not in adata.obsm[_keys.SCORES]:
         raise ValueError(msg)
     values = adata.obsm[_keys.SCORES][signature].to_numpy(dtype=float)
@@ -212,13 +215,13 @@ def programme_positive(adata: AnnData, signature: str) -> tuple[np.ndarray, floa
 
 
 def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
-                       tumor_signature, copy):
+                       tumor_signature, layer, copy):
     from ._spots import spot_compartments
 
     for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"):
         check_tmt_key(adata.obs, key, "adata.obs")
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
-    is_t, thr = programme_positive(adata, tumor_signature)
+    is_t, thr = programme_positive(adata, tumor_signature, layer)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
     rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)
     comp, dist, rows = spot_compartments(xy, images, is_t, margin_rings=max(rings, 1), min_spots=min_spots or 3)

@@ -204,7 +204,8 @@ def immune_phenotype(
         Expression basis with ``reference="absolute"``: CD8 T cells among immune cells from which a sample is
         inflamed (a quarter of it separates excluded from desert).
     layer
-        Expression basis: layer to use instead of ``X``.
+        Layer to use instead of ``X`` wherever expression is read: the expression basis, ``tumor_signature`` and
+        the CD8 T programme of spot data.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -249,7 +250,7 @@ def immune_phenotype(
     if is_spot_data(adata) and (cell_type_key or _keys.LINEAGE) not in adata.obs:
         return _spots(adata, sample_key=sample_key, image_key=image_key, region_key=region_key, pixel_size=pixel_size,
                       tile_size=tile_size, min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
-                      reference=reference, copy=copy)
+                      reference=reference, layer=layer, copy=copy)
     cell_type_key = cell_type_key or _keys.LINEAGE
     labels = label_column(adata, cell_type_key)
     effector_labels = check_labels(labels, effector_labels or DEFAULT_EFFECTORS, "effector_labels") if (
@@ -269,7 +270,7 @@ def immune_phenotype(
             or params_c.get("tumor_signature", "") != (tumor_signature or "")
             or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)):
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
-                     pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature)
+                     pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature, layer=layer)
     comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
     dist = adata.obs["tmt_border_distance"].to_numpy(dtype=float)
     is_eff = labels.isin(effector_labels).to_numpy()
@@ -348,7 +349,7 @@ def _write(adata, samples, regions, samp_tab, reg_tab, params) -> None:
 
 
 def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, min_spot_fraction, min_infiltration,
-           reference, copy):
+           reference, layer, copy):
     """Spot data: compartments on the spot graph, effector spots from the CD8 T programme, the same rules."""
     from ._phenotype_spots import EFFECTOR_SIGNATURE, spot_phenotype
 
@@ -363,12 +364,12 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
     params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
     if "tmt_compartment" not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (
             image_key or ""):
-        compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size)
+        compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size, layer=layer)
     status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
     regions = _regions(samples, images, xy, region_key, tile_size, adata)
     samp_tab, reg_tab, thr = spot_phenotype(adata, samples=samples, images=images, regions=regions, status=status,
                                             min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
-                                            label_table=_labelled)
+                                            label_table=_labelled, layer=layer)
     params = {"basis": "spatial (spots)", "sample_key": sample_key or "", "effector_signature": EFFECTOR_SIGNATURE,
               "effector_score_threshold": thr, "min_spot_fraction": min_spot_fraction,
               "min_infiltration": min_infiltration, "reference": reference, "tile_size_um": tile_size,
