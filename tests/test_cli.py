@@ -151,3 +151,22 @@ def test_bulk_looking_input_gets_a_hint(tmp_path, caplog):
         pytest.skip("real data not available")
     assert main(["run", str(path), "-o", str(tmp_path)]) == 0
     assert "--bulk" in caplog.text
+
+
+def test_markers_option_maps_protein_channels(tmp_path):
+    """A lymphoma CyCIF panel: the tumour marker is CD30, not keratin, which --markers says."""
+    from .conftest import FILES, SHARED
+
+    path = SHARED / FILES["scimap"]
+    if not path.is_file():
+        import pytest
+
+        pytest.skip("real data not available")
+    assert main(["run", str(path), "-o", str(tmp_path), "--markers", "tumor=CD30", "-q"]) == 0
+    a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
+    gates = a.uns["tmt_annotate"]["gates"].set_index("marker")
+    assert gates.loc["tumor", "channel"] == "CD30"
+    truth = a.obs["phenotype"].astype(str).str.startswith("Tumor")
+    called = a.obs["tmt_lineage"] == "Malignant/Epithelial"
+    assert (called & truth).sum() / truth.sum() > 0.8
+    assert main(["run", str(path), "-o", str(tmp_path), "--markers", "tumor", "-q"]) == 2

@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tumor-signature", default=None,
                      help="signature marking the malignant cells, for panels without epithelial markers "
                           "(e.g. MPAS; see tmt.sig.list()); replaces --tumor-labels")
+    run.add_argument("--markers", default=None,
+                     help="protein panels: canonical marker=channel pairs for channels not recognised by name, "
+                          "comma-separated (e.g. tumor=CD30,CD8=CD8A)")
     run.add_argument("--image-key", default=None,
                      help="obs column of images when a sample has several fields or sections")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
@@ -48,6 +51,20 @@ def _fail(msg: str) -> int:
 def _split(value: str | None) -> list[str] | None:
     """A comma-separated option as a list of stripped labels."""
     return [x.strip() for x in value.split(",")] if value else None
+
+
+def _pairs(value: str | None) -> dict[str, str] | None:
+    """``"tumor=CD30,CD8=CD8A"`` as ``{"tumor": "CD30", "CD8": "CD8A"}``."""
+    if not value:
+        return None
+    pairs = {}
+    for item in _split(value):
+        key, sep, channel = item.partition("=")
+        if not sep or not key.strip() or not channel.strip():
+            msg = f"--markers takes marker=channel pairs separated by commas, got {item!r}."
+            raise ValueError(msg)
+        pairs[key.strip()] = channel.strip()
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key,
-                                 tumor_signature=args.tumor_signature, bulk=args.bulk, name=path.stem)
+                                 tumor_signature=args.tumor_signature, markers=_pairs(args.markers), bulk=args.bulk,
+                                 name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
         return _fail(str(e).strip("'\""))
     for kind, p in paths.items():

@@ -21,6 +21,7 @@ def run_pipeline(
     group_key: str | None = None,
     image_key: str | None = None,
     tumor_signature: str | None = None,
+    markers: dict[str, str] | None = None,
     bulk: bool = False,
     name: str = "tmetoolkit",
 ) -> dict:
@@ -29,7 +30,8 @@ def run_pipeline(
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
-    own lineages (protein panels: cell types from marker intensities); ``tumor_signature`` marks the malignant
+    own lineages (protein panels: cell types from marker intensities, channels mapped by name or by ``markers``);
+    ``tumor_signature`` marks the malignant
     cells where no label does (panels without epithelial markers). Spot data (Visium) get signature scores and
     the spot phenotype only. With ``bulk=True`` every observation is a sample (bulk RNA-seq or pseudobulk): scores,
     the cohort-relative expression phenotype, and immunosuppression and resistance profiles from whole-sample
@@ -69,7 +71,7 @@ def run_pipeline(
         steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
     elif cell_type_key is None:
         steps.append(("annotating cells from protein markers",
-                      lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key)))
+                      lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key, markers=markers)))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
