@@ -241,14 +241,17 @@ def annotate(
         score(adata, [*rules.needed_signatures(), *specific], layer=layer, method="mean_ctrl", species=report.species)
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*rules.needed_signatures(), *(s.name for s in specific)] if c in S.columns]]
-    # where a state's own genes could not be scored, its published signature decides
-    state_rules = {lin: {lab: tuple(n if n in S.columns else n.removesuffix(rules.SPECIFIC_SUFFIX) for n in sigs)
-                         for lab, sigs in table.items()} for lin, table in state_rules.items()}
-    mixed = _mixed_lineage_evidence(S)
+    # where a signature could not be scored, its published set or a listed fallback decides (rules.resolve)
+    info = adata.uns["tmt_scores"]["signatures"].set_index("signature")
+    used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
+            for name in S.columns}
+    state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
+    lineage_rules, tnk_rules = rules.resolve(rules.LINEAGE_RULES, used), rules.resolve(rules.TNK_RULES, used)
+    mixed = _mixed_lineage_evidence(S, lineage_rules)
     if n_neighbors > 1 and adata.n_obs > 2:
         # neighbours by label evidence, each label once: a programme measured by many signatures (naive-like T
         # cells) must not outweigh one measured by a few (the CD8 and CD4 co-receptors)
-        tables = [rules.LINEAGE_RULES, rules.TNK_RULES, *rules.STATE_RULES.values()]
+        tables = [lineage_rules, tnk_rules, *(rules.resolve(t, used) for t in rules.STATE_RULES.values())]
         evidence = pd.concat([_label_scores(S, t)[0] for t in tables], axis=1)
         idx = score_neighbors(evidence.to_numpy(), n_neighbors)
         S = pd.DataFrame(neighbour_mean(S.to_numpy(dtype=np.float64), idx), index=S.index, columns=S.columns)
@@ -271,10 +274,10 @@ def annotate(
 
     n = adata.n_obs
     every = np.ones(n, dtype=bool)
-    lineage, lin_conf = call(rules.LINEAGE_RULES, every, "lineage", min_score=1.0)
+    lineage, lin_conf = call(lineage_rules, every, "lineage", min_score=1.0)
     lineage = np.where(lin_conf >= min_confidence, lineage, UNASSIGNED).astype(object)
     tnk = lineage == "T/NK"
-    sub, sub_conf = call(rules.TNK_RULES, tnk, "lineage", min_score=0.0)
+    sub, sub_conf = call(tnk_rules, tnk, "lineage", min_score=0.0)
     lineage[tnk] = np.where(sub_conf >= min_confidence, sub, UNASSIGNED)
     lin_conf[tnk] = np.minimum(lin_conf[tnk], sub_conf)
 
@@ -314,7 +317,7 @@ def annotate(
     adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
 
     rows = []
-    for level, table in (("lineage", rules.LINEAGE_RULES), ("lineage", rules.TNK_RULES), *state_rules.items(),
+    for level, table in (("lineage", lineage_rules), ("lineage", tnk_rules), *state_rules.items(),
                          *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")
@@ -427,7 +430,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     _set_colors(adata)
 
 
-def _mixed_lineage_evidence(S: pd.DataFrame) -> pd.DataFrame:
+def _mixed_lineage_evidence(S: pd.DataFrame, lineage_rules: dict[str, tuple[str, ...]]) -> pd.DataFrame:
     """Lineage pairs that cells' own scores both support: the second by ``MIXED_EVIDENCE`` noise units and by at
     least ``MIXED_RATIO`` of the first.
 
@@ -435,7 +438,7 @@ def _mixed_lineage_evidence(S: pd.DataFrame) -> pd.DataFrame:
     pair first. Doublets and, in segmented spatial data, transcripts assigned to a neighbouring cell produce them;
     so do related lineages that share a programme (fibroblasts and pericytes).
     """
-    Z = _standardise(_label_scores(S, rules.LINEAGE_RULES)[0])
+    Z = _standardise(_label_scores(S, lineage_rules)[0])
     cols = ["lineage_a", "lineage_b", "n_cells", "fraction"]
     if Z.shape[1] < 2 or len(Z) == 0:
         return pd.DataFrame(columns=cols)

@@ -97,6 +97,13 @@ SUBSET_RULES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
 }
 
 
+# where a panel cannot score a rule's signature, a longer published set for the same population decides instead,
+# provided the panel measures the population's defining gene: signature -> ((fallbacks), (genes it must use)).
+# Spatial panels often carry FOXP3 and CTLA4 but not the rest of Treg_core (Xenium's breast panel: 7 Treg genes).
+FALLBACKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Treg_core": (("Treg",), ("FOXP3",)),
+}
+
 SPECIFIC_SUFFIX = "_specific"
 MIN_SPECIFIC_GENES = 2
 
@@ -152,10 +159,28 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     return tables, list(derived.values())
 
 
+def resolve(table: dict[str, tuple[str, ...]], used: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
+    """The rule table with each signature that could not be scored replaced by what can decide in its place:
+    a ``<name>_specific`` set by its published set, a set listed in ``FALLBACKS`` by its first fallback that was
+    scored with the required genes. ``used`` maps each scored signature to the genes it used."""
+
+    def one(name: str) -> str:
+        if name in used:
+            return name
+        base = name.removesuffix(SPECIFIC_SUFFIX)
+        if base in used:
+            return base
+        fallbacks, required = FALLBACKS.get(base, ((), ()))
+        return next((f for f in fallbacks if f in used and set(required) <= used[f]), name)
+
+    return {label: tuple(one(n) for n in sigs) for label, sigs in table.items()}
+
+
 def needed_signatures() -> list[str]:
     names: list[str] = []
     for rules in (LINEAGE_RULES, TNK_RULES, *STATE_RULES.values(), *(r for _, r in SUBSET_RULES.values())):
         for sigs in rules.values():
             names += sigs
     names += ["TAM_M1_like", "TAM_M2_like"]
+    names += [f for n in list(names) for f in FALLBACKS.get(n, ((), ()))[0]]
     return list(dict.fromkeys(names))
