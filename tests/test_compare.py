@@ -57,3 +57,15 @@ def test_bad_groups(cohort):
         tmt.tl.compare_groups(a, sample_key="sample", group_key="cellwise")
     with pytest.raises(KeyError, match="nope"):
         tmt.tl.compare_groups(a, sample_key="sample", group_key="response", groups=("R", "nope"))
+
+
+def test_boolean_groups(cohort):
+    """A boolean group column: groups=(True, False) names the groups as the column holds them."""
+    a = cohort.copy()
+    a.obs["responder"] = a.obs["response"].astype(str) == "R"
+    tmt.tl.compare_groups(a, sample_key="sample", group_key="responder", groups=(True, False))
+    res = a.uns["tmt_compare_groups"]["table"]
+    assert {"n_True", "n_False"} <= set(res.columns)
+    tmt.tl.compare_groups(a, sample_key="sample", group_key="response", groups=("R", "NR"))
+    ref = a.uns["tmt_compare_groups"]["table"].set_index("feature")["pvalue"]
+    pd.testing.assert_series_equal(res.set_index("feature")["pvalue"], ref)

@@ -77,6 +77,7 @@ def compare_groups(
                    else f"{group_key!r} has only one group ({present}); nothing to compare.")
             raise ValueError(msg)
         groups = (present[0], present[1])
+    groups = tuple(str(g) for g in groups)  # group values are compared as text: True and "True" are one group
     for g in groups:
         if g not in present:
             raise missing_key_error(g, f"the groups of {group_key!r}", present)
