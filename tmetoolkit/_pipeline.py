@@ -31,11 +31,10 @@ def run_pipeline(
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
     own lineages (protein panels: cell types from marker intensities, channels mapped by name or by ``markers``);
-    ``tumor_signature`` marks the malignant
-    cells where no label does (panels without epithelial markers). Spot data (Visium) get signature scores and
-    the spot phenotype only. With ``bulk=True`` every observation is a sample (bulk RNA-seq or pseudobulk): scores,
-    the cohort-relative expression phenotype, and immunosuppression and resistance profiles from whole-sample
-    programmes. Returns the paths written.
+    ``tumor_signature`` marks the malignant cells where no label does (panels without epithelial markers). Spot
+    data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
+    sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
+    and resistance profiles from whole-sample programmes. Returns the paths written.
     """
     from tqdm.auto import tqdm
 
