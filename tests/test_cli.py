@@ -170,3 +170,17 @@ def test_markers_option_maps_protein_channels(tmp_path):
     called = a.obs["tmt_lineage"] == "Malignant/Epithelial"
     assert (called & truth).sum() / truth.sum() > 0.8
     assert main(["run", str(path), "-o", str(tmp_path), "--markers", "tumor", "-q"]) == 2
+
+
+def test_run_passes_effector_labels_to_the_expression_phenotype(tmp_path):
+    """Dissociated cells with the user's own labels: --effector-labels reaches the expression-based phenotype."""
+    import tmetoolkit as tmt
+
+    cells = tmt.datasets.simulate(n_samples=3, n_cells=400, seed=4)
+    del cells.obsm["spatial"]
+    cells.obs["ct"] = cells.obs["true_lineage"].astype(str).replace({"CD8 T": "CD8+ T cell"})
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    assert main(["run", str(tmp_path / "cells.h5ad"), "-o", str(tmp_path / "out"), "--cell-type-key", "ct",
+                 "--effector-labels", "CD8+ T cell", "-q"]) == 0
+    tab = ad.read_h5ad(tmp_path / "out" / "cells.h5ad").uns["tmt_immune_phenotype"]["table"]
+    assert tab["cd8_fraction_all"].max() > 0.01

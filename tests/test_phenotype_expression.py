@@ -93,3 +93,14 @@ def test_user_labels_and_effector_labels_are_used(sim_small):
     assert (tab["phenotype"].astype(str)[planted == "inflamed"] == "inflamed").all()
     with pytest.raises(KeyError, match="CD8\\+ T cell"):
         tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="ct", effector_labels=["CD8 T cells"])
+
+
+def test_one_effector_label_may_be_a_string(sim_small):
+    a = sim_small.copy()
+    del a.obsm["spatial"]
+    a.obs["ct"] = a.obs["true_lineage"].astype(str).replace({"CD8 T": "CD8+ T cell"})
+    b = a.copy()
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="ct", effector_labels="CD8+ T cell")
+    tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="ct", effector_labels=["CD8+ T cell"])
+    assert a.uns["tmt_immune_phenotype"]["table"].equals(b.uns["tmt_immune_phenotype"]["table"])
+    assert a.uns["tmt_immune_phenotype"]["table"]["cd8_fraction_all"].max() > 0

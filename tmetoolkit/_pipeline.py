@@ -78,7 +78,8 @@ def run_pipeline(
             tumor_signature=tumor_signature, **labels)))
     elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
-            adata, sample_key=sample_key, cell_type_key=cell_type_key, basis="expression")))
+            adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
+            basis="expression")))
     if group_key is not None and sample_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key)))
     # the bar is progress information: hidden when only warnings and errors are wanted (the command's -q)

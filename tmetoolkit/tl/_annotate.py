@@ -190,7 +190,8 @@ def annotate(
         For protein panels: each marker's evidence (``"CD8+"``: distance above the gate in SDs of the negative
         cells, after spill-over removal) and each label's evidence; :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
-        ``params`` and ``rules``: every label, the signatures that decide it, and whether it could be assessed;
+        ``params`` and ``rules``: every label, the signatures that decide it (on panels without most of Treg_core
+        but with FOXP3, the longer Treg set: ``_annotate_rules.FALLBACKS``), and whether it could be assessed;
         ``mixed_evidence``: lineage pairs that cells' own scores both support (the second by at least 2 noise units
         and half the first), with the share of cells (above 20% in all annotate warns: in segmented spatial data,
         transcripts assigned to the wrong cell); for protein panels ``gates``: per marker its channel, gate,

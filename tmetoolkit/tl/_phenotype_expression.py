@@ -98,7 +98,7 @@ def expression_phenotype(
     ct_key = cell_type_key or (_keys.LINEAGE if _keys.LINEAGE in adata.obs else None)
     if samples is not None and ct_key is not None and ct_key in adata.obs:
         lab = adata.obs[ct_key].astype(str)
-        effectors = list(effector_labels or ("CD8 T",))
+        effectors = [effector_labels] if isinstance(effector_labels, str) else list(effector_labels or ("CD8 T",))
         missing = [e for e in effectors if e not in set(lab)]
         if missing and effector_labels is not None:  # the default may simply have no cells in these data
             raise missing_key_error(missing[0], f"the labels of obs[{ct_key!r}] (effector_labels)", sorted(set(lab)))

@@ -97,7 +97,8 @@ def immunosuppression(
         if sample_key is not None:
             msg = "bulk=True: every observation is a sample, so sample_key= does not apply; leave it out."
             raise ValueError(msg)
-        _finish(adata, _bulk_components(adata, layer), BULK_COMPONENTS, sample_key=None, layer=layer, bulk=True)
+        measures = {name: v[0] for name, v in BULK_COMPONENTS.items()}
+        _finish(adata, _bulk_components(adata, layer), measures, sample_key=None, layer=layer, bulk=True)
         return adata if copy else None
     if _keys.LINEAGE not in adata.obs or _keys.STATE not in adata.obs:
         msg = ("obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first; for bulk or "
@@ -182,7 +183,7 @@ def _bulk_components(adata: AnnData, layer: str | None) -> pd.DataFrame:
     return tab
 
 
-def _finish(adata: AnnData, tab: pd.DataFrame, components: dict, *, sample_key, layer, bulk: bool) -> None:
+def _finish(adata: AnnData, tab: pd.DataFrame, components: dict[str, str], *, sample_key, layer, bulk: bool) -> None:
     """Composite, counts of measured components, warnings, and ``uns["tmt_immunosuppression"]``."""
     comp = tab[list(components)].astype(float)
     z = comp.apply(robust_z)
@@ -194,11 +195,10 @@ def _finish(adata: AnnData, tab: pd.DataFrame, components: dict, *, sample_key, 
     never = [c for c in components if comp[c].isna().all()]
     if never:
         warn("immunosuppression components not measurable in any sample (reported as missing): " + ", ".join(never))
-    measures = [v[0] if isinstance(v, tuple) else v for v in components.values()]
     adata.uns["tmt_immunosuppression"] = {
         "params": {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
                    "layer": layer or "X", "bulk": bulk,
                    "composite": "mean of robust z-scores (median/MAD across samples) of the measured components"},
         "table": tab,
-        "components": pd.DataFrame({"component": list(components), "measures": measures}),
+        "components": pd.DataFrame({"component": list(components), "measures": list(components.values())}),
     }
