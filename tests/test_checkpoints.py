@@ -47,6 +47,19 @@ def test_needs_annotation_and_reports_missing_receptors(sim_small):
     assert a.uns["tmt_checkpoints"]["table"]["cd8_frac_LAG-3"].isna().all()
 
 
+def test_no_receptor_measured_is_unknown_not_zero(annotated):
+    """A panel without any receptor gene has no receptor counts: NaN, never 0 receptors per cell."""
+    receptors = {"PDCD1", "HAVCR2", "LAG3", "TIGIT", "CTLA4"}
+    a = annotated[:, [g for g in annotated.var_names if g not in receptors]].copy()
+    with pytest.warns(tmt.TmtWarning, match="not measured"):
+        tmt.tl.checkpoints(a)
+    assert a.obs["tmt_checkpoint_n"].isna().all() and a.obs["tmt_checkpoint_pattern"].isna().all()
+    tab = a.uns["tmt_checkpoints"]["table"]
+    assert tab.filter(like="_receptors").isna().all().all() and tab["n_cd8"].gt(0).all()
+    tmt.tl.immunosuppression(a)
+    assert a.uns["tmt_immunosuppression"]["table"]["checkpoint_coexpression"].isna().all()
+
+
 def test_smoothing_recovers_receptors_lost_to_dropout(annotated):
     """Receptor counts thinned to a quarter lose co-expression; neighbour smoothing brings exhausted cells back
     near their full profile without making naive cells look exhausted."""

@@ -184,3 +184,20 @@ def test_run_passes_effector_labels_to_the_expression_phenotype(tmp_path):
                  "--effector-labels", "CD8+ T cell", "-q"]) == 0
     tab = ad.read_h5ad(tmp_path / "out" / "cells.h5ad").uns["tmt_immune_phenotype"]["table"]
     assert tab["cd8_fraction_all"].max() > 0.01
+
+
+def test_region_key_gives_phenotype_and_immunosuppression_per_region(tmp_path):
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=1200, seed=2)
+    a.write_h5ad(tmp_path / "a.h5ad")
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "out"), "--region-key", "true_compartment",
+                 "-q"]) == 0
+    out = ad.read_h5ad(tmp_path / "out" / "a.h5ad")
+    phen = out.uns["tmt_immune_phenotype"]["regions"]
+    sup = out.uns["tmt_immunosuppression"]["regions"]
+    assert set(sup.index) == set(phen.index) == {f"{s}:{c}" for s in ("S01", "S02") for c in ("tumor", "margin",
+                                                                                               "stroma")}
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Regions (true_compartment)" in html and "Per region (true_compartment)" in html
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "o2"), "--region-key", "zone", "-q"]) == 2

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -84,6 +85,40 @@ def test_other_plots(done, tmp_path, name):
     assert isinstance(ax, Axes)
     _compare(ax.figure, name, tmp_path)
     plt.close(ax.figure)
+
+
+def test_immunosuppression_per_region(done):
+    """One row per region, labelled with its cells; a missing component is grey, not the white of z = 0."""
+    a = done.copy()
+    tmt.tl.immunosuppression(a)
+    with pytest.raises(KeyError, match="region_key"):
+        tmt.pl.immunosuppression(a, regions=True)
+    tmt.tl.immunosuppression(a, region_key="tmt_compartment")
+    ax = tmt.pl.immunosuppression(a, regions=True)
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(rows) == 9 and rows[0].startswith("S01:margin (n=")
+    image = ax.get_images()[0]
+    assert tuple(image.get_cmap().get_bad()[:3]) != (1.0, 1.0, 1.0)
+    plt.close(ax.figure)
+
+
+def test_region_labels_stagger_and_drop_a_lone_sample_name(done):
+    """Regions of one sample are named without the sample; labels at one height do not share a baseline."""
+    a = done[done.obs["sample"] == "S02"].copy()
+    a.obs["area"] = np.where(a.obsm["spatial"][:, 0] < np.median(a.obsm["spatial"][:, 0]), "west", "east")
+    tmt.tl.immune_phenotype(a, sample_key="sample", region_key="area")
+    ax = tmt.pl.immune_phenotype(a, regions=True)
+    texts = {t.get_text(): t for t in ax.texts}
+    assert set(texts) <= {"west", "east", "west, east", "east, west"} and texts
+    plt.close(ax.figure)
+
+    from tmetoolkit.pl._summaries import _annotate_points
+
+    fig, ax = plt.subplots()
+    _annotate_points(ax, [(["a"], (0.0, 1.0)), (["b"], (0.5, 1.0)), (["c"], (0.2, 3.0))], 0.05, log=False)
+    offsets = {t.get_text(): t.xyann[1] for t in ax.texts}
+    assert offsets["a"] != offsets["b"] and offsets["c"] == offsets["a"]
+    plt.close(fig)
 
 
 def test_embedding(done, tmp_path):

@@ -110,3 +110,65 @@ def test_bulk_sample_table_and_comparison_are_per_observation(pseudobulk):
     tmt.tl.score(single, ["T_cell"])  # no bulk tool ran: per-sample results are not per observation
     with pytest.raises(ValueError, match="bulk"):
         tmt.tl.compare_groups(single, sample_key=None, group_key="response")
+
+
+@pytest.fixture(scope="module")
+def one_slide(cohort):
+    """The 12 simulated tumours as regions of one slide: each region's truth is its tumour's planted abundance."""
+    a = cohort.copy()
+    a.obs["region"] = a.obs["sample"].astype(str)
+    a.obs["sample"] = "slide"
+    tmt.tl.immunosuppression(a, region_key="region")
+    return a
+
+
+@pytest.mark.parametrize(("component", "planted", "min_rho"), [
+    ("treg_fraction_cd4", "treg_fraction", 0.6),
+    ("mdsc_fraction_myeloid", "mdsc_fraction", 0.4),
+    ("m2_m1_balance", "m2_fraction", 0.7),
+    ("mycaf_fraction_caf", "mycaf_fraction", 0.8),
+])
+def test_region_components_follow_planted_abundance(one_slide, component, planted, min_rho):
+    r = one_slide.uns["tmt_immunosuppression"]["regions"]
+    p = one_slide.uns["tmt_simulation"]["samples"].set_index("sample")
+    assert (r["sample"] == "slide").all() and r.index.str.startswith("slide:").all()
+    assert spearmanr(r[component], p.loc[r["region"], planted])[0] >= min_rho
+
+
+def test_regions_reproduce_the_samples_they_cover(cohort, one_slide):
+    """Regions equal to the samples give the samples' components; the composite is taken across regions."""
+    r = one_slide.uns["tmt_immunosuppression"]["regions"].set_index("region")
+    t = cohort.uns["tmt_immunosuppression"]["table"]
+    np.testing.assert_allclose(r.loc[t.index, list(COMPONENTS)].to_numpy(float), t[list(COMPONENTS)].to_numpy(float))
+    np.testing.assert_allclose(r.loc[t.index, "composite"], t["composite"])
+    assert (r["n_cells"] == cohort.obs["sample"].value_counts().reindex(r.index)).all()
+    assert one_slide.uns["tmt_immunosuppression"]["params"]["region_key"] == "region"
+
+
+def test_small_regions_and_small_denominators_are_missing(cohort):
+    a = cohort[cohort.obs["sample"].isin(["S01", "S02"])].copy()
+    lin = a.obs["tmt_lineage"].astype(str)
+    cd4 = np.flatnonzero((lin == "CD4 T").to_numpy() & (a.obs["sample"] == "S01").to_numpy())
+    a.obs["region"] = "rest"
+    a.obs.iloc[cd4[:3], a.obs.columns.get_loc("region")] = "three CD4 T cells"
+    tmt.tl.immunosuppression(a, region_key="region", min_cells=2)
+    r = a.uns["tmt_immunosuppression"]["regions"]
+    few = r.loc["S01:three CD4 T cells"]
+    assert few["n_cells"] == 3 and np.isnan(few["treg_fraction_cd4"])
+    assert "treg_fraction_cd4" in few["missing_components"]
+    tmt.tl.immunosuppression(a, region_key="region")  # min_cells=50
+    r = a.uns["tmt_immunosuppression"]["regions"]
+    assert r.loc["S01:three CD4 T cells", "reason"] == "fewer than 50 cells"
+    assert r.loc["S01:three CD4 T cells", "n_components"] == 0 and r.loc["S01:rest", "n_components"] > 0
+
+
+def test_region_key_errors(cohort):
+    with pytest.raises(KeyError, match="'sample'"):
+        tmt.tl.immunosuppression(cohort.copy(), region_key="sampel")
+    with pytest.raises(ValueError, match="min_cells"):
+        tmt.tl.immunosuppression(cohort.copy(), region_key="sample", min_cells=0)
+
+
+def test_bulk_takes_no_region_key(pseudobulk):
+    with pytest.raises(ValueError, match="region_key"):
+        tmt.tl.immunosuppression(pseudobulk.copy(), bulk=True, region_key="response")

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                           "comma-separated (e.g. tumor=CD30,CD8=CD8A)")
     run.add_argument("--image-key", default=None,
                      help="obs column of images when a sample has several fields or sections")
+    run.add_argument("--region-key", default=None,
+                     help="obs column of tissue regions (e.g. pathologist annotations): phenotype and "
+                          "immunosuppression per region (default: square tiles for the phenotype only)")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
     run.add_argument("--bulk", action="store_true",
                      help="observations are samples (bulk RNA-seq or pseudobulk), not cells")
@@ -96,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                 adata = ad.read_h5ad(path)
             except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable h5ad"
                 return _fail(f"could not read {str(path)!r} as an .h5ad file ({type(e).__name__}).")
-            for key in (args.sample_key, args.cell_type_key, args.group_key, args.image_key):
+            for key in (args.sample_key, args.cell_type_key, args.group_key, args.image_key, args.region_key):
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
-                                 group_key=args.group_key, image_key=args.image_key,
+                                 group_key=args.group_key, image_key=args.image_key, region_key=args.region_key,
                                  tumor_signature=args.tumor_signature, markers=_pairs(args.markers), bulk=args.bulk,
                                  name=path.stem)
     except (ValueError, KeyError, TypeError) as e:

@@ -20,6 +20,7 @@ def run_pipeline(
     effector_labels=None,
     group_key: str | None = None,
     image_key: str | None = None,
+    region_key: str | None = None,
     tumor_signature: str | None = None,
     markers: dict[str, str] | None = None,
     bulk: bool = False,
@@ -34,7 +35,8 @@ def run_pipeline(
     ``tumor_signature`` marks the malignant cells where no label does (panels without epithelial markers). Spot
     data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
-    and resistance profiles from whole-sample programmes. Returns the paths written.
+    and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
+    phenotype and immunosuppression of every region. Returns the paths written.
     """
     from tqdm.auto import tqdm
 
@@ -42,8 +44,8 @@ def run_pipeline(
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    if bulk and (sample_key is not None or cell_type_key is not None):
-        msg = "bulk data: every observation is a sample, so sample_key and cell_type_key do not apply."
+    if bulk and (sample_key is not None or cell_type_key is not None or region_key is not None):
+        msg = "bulk data: every observation is a sample, so sample_key, cell_type_key and region_key do not apply."
         raise ValueError(msg)
     if sample_key is None and "sample" in adata.obs and not bulk:
         sample_key = "sample"
@@ -66,7 +68,8 @@ def run_pipeline(
         steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
         steps.append(("annotating cell states", lambda: tl.annotate(adata)))
         steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
-        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key)))
+        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
+                                                                         region_key=region_key)))
         steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
     elif cell_type_key is None:
         steps.append(("annotating cells from protein markers",
@@ -75,7 +78,7 @@ def run_pipeline(
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
-            tumor_signature=tumor_signature, **labels)))
+            region_key=region_key, tumor_signature=tumor_signature, **labels)))
     elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,

@@ -19,7 +19,7 @@ h1{border-bottom:2px solid #d62728;padding-bottom:.2em}h2{margin-top:1.6em;borde
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f5f5f5}.caveat{background:#fff4e5;border-left:4px solid #ff7f0e;padding:.5em 1em}
-img{max-width:100%}.meta{color:#666;font-size:12px}
+img{max-width:100%}.meta{color:#666;font-size:12px}.scroll{overflow-x:auto}
 """
 
 
@@ -34,7 +34,30 @@ def _fig_html(fig, alt: str) -> str:
 
 
 def _table_html(df, max_rows: int = 60, digits: int = 3) -> str:
-    return df.head(max_rows).to_html(float_format=lambda v: f"{v:.{digits}g}", na_rep="–", border=0)
+    table = df.head(max_rows).to_html(float_format=lambda v: f"{v:.{digits}g}", na_rep="–", border=0)
+    return f"<div class='scroll'>{table}</div>"
+
+
+def _regions_html(adata) -> str:
+    """Regions of the spatial phenotype: the user's regions one by one, tiles counted per phenotype and image."""
+    import pandas as pd
+
+    from . import pl
+
+    ph = adata.uns["tmt_immune_phenotype"]
+    regions, params = ph.get("regions"), ph["params"]
+    if regions is None or not len(regions):
+        return ""
+    if params.get("region_key"):
+        title = f"Regions ({html.escape(str(params['region_key']))})"
+        table = regions[[c for c in ("phenotype", "confidence", "reason", "n_cells", "rho_tumor", "rho_stroma",
+                                     "infiltration_ratio") if c in regions.columns]]
+    else:
+        title = f"Tiles of {float(params.get('tile_size_um', 0)):g} µm"
+        owner = pd.Series(regions.index.str.rsplit(":", n=1).str[0], index=regions.index, name="sample or image")
+        table = pd.crosstab(owner, regions["phenotype"].astype(str).rename("tiles"))
+    fig = pl.immune_phenotype(adata, regions=True).figure
+    return f"<h3>{title}</h3>" + _fig_html(fig, "regions against thresholds") + _table_html(table)
 
 
 def report(adata, path, *, sample_key: str | None = None) -> Path:
@@ -82,6 +105,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
                 body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
                 body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
+                body += _regions_html(adata)
             else:
                 if ph["params"].get("basis") == "expression":
                     body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
@@ -106,8 +130,16 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             body += _table_html(adata.uns["tmt_checkpoints"]["table"])
             sections.append(("Checkpoint receptors and ligands", body))
         if "tmt_immunosuppression" in adata.uns:
-            body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components")
-            sections.append(("Immunosuppression", body + _table_html(adata.uns["tmt_immunosuppression"]["table"])))
+            sup = adata.uns["tmt_immunosuppression"]
+            # z-scores across samples need two of them; one sample's values are in the table
+            body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components") if len(
+                sup["table"]) > 1 else ""
+            body += _table_html(sup["table"])
+            if "regions" in sup:
+                body += (f"<h3>Per region ({html.escape(str(sup['params'].get('region_key', '')))})</h3>"
+                         + _fig_html(pl.immunosuppression(adata, regions=True).figure, "immunosuppression per region")
+                         + _table_html(sup["regions"]))
+            sections.append(("Immunosuppression", body))
         if "tmt_resistance_profile" in adata.uns:
             long = adata.uns["tmt_resistance_profile"]["long"]
             body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")

@@ -12,6 +12,8 @@ from .._utils import missing_key_error
 from ._palettes import phenotype_colors
 from ._utils import STYLE, colors_for, new_ax, require_obs
 
+MAX_REGION_LABELS = 20
+
 
 def _stored(adata: AnnData, key: str, run: str) -> dict:
     if key not in adata.uns:
@@ -34,9 +36,9 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     adata
         After :func:`tmetoolkit.tl.immune_phenotype` (spatial basis).
     regions
-        Plot regions (tiles) instead of samples.
+        Plot regions (``region_key`` or tiles) instead of samples.
     annotate
-        Write sample names next to their points.
+        Write sample names next to their points (region names when there are at most 20 regions).
     ax
         Axes to draw into.
     """
@@ -74,10 +76,14 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
         else:
             ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
             ax.set_ylabel("CD8 T cells / mm² in tumour")
-        if annotate and not regions:
-            for names, (px, py) in _merge_close(np.log10(x), np.log10(y), np.log10(hi / (floor / 1.5)) * 0.03):
-                ax.annotate(", ".join(map(str, names)), (10**px, 10**py), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+        if annotate and (not regions or len(tab) <= MAX_REGION_LABELS):
+            names = tab.index.astype(str)
+            owners = {n.rsplit(":", 1)[0] for n in names}
+            if regions and len(owners) == 1:  # one sample: its name in front of every region says nothing
+                names = names.str.rsplit(":", n=1).str[-1]
+            lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
+            tol = np.log10(hi / (floor / 1.5)) * 0.03
+            _annotate_points(ax, _merge_close(lx, ly, tol), tol, log=True)
         ax.legend(frameon=False, fontsize=7, loc="upper left")
         ax.set_title("Immune phenotype (spatial)")
     return ax
@@ -112,11 +118,21 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
             ax.set_ylabel("CD8 T cells among immune cells")
             tol = 0.0
         if annotate and cohort:
-            for names, (px, py) in _merge_close(x, y, tol):
-                ax.annotate(", ".join(map(str, names)), (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            _annotate_points(ax, _merge_close(x, y, tol), tol, log=False)
         ax.legend(frameon=False, fontsize=7, loc="best")
         ax.set_title("Immune phenotype (expression; exclusion inferred)")
     return ax
+
+
+def _annotate_points(ax: Axes, groups: list[tuple[list, tuple[float, float]]], tol: float, *, log: bool) -> None:
+    """Write each group's names beside it; labels of points at about the same height alternate above and below."""
+    offsets = (3, -10, 16, -23)
+    placed: list[float] = []
+    for names, (px, py) in sorted(groups, key=lambda g: g[1]):
+        k = sum(abs(py - other) < 2 * tol for other in placed)
+        placed.append(py)
+        ax.annotate(", ".join(map(str, names)), (10**px, 10**py) if log else (px, py), fontsize=7,
+                    xytext=(3, offsets[k % len(offsets)]), textcoords="offset points")
 
 
 def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tuple[float, float]]]:
@@ -234,31 +250,42 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     return ax
 
 
-def immunosuppression(adata: AnnData, *, ax: Axes | None = None) -> Axes:
-    """Samples x immunosuppression components as robust z-scores, with the composite; missing components blank.
+def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
+    """Samples (or regions) x immunosuppression components as robust z-scores, with the composite; missing grey.
 
     Parameters
     ----------
     adata
         After :func:`tmetoolkit.tl.immunosuppression`.
+    regions
+        One row per region of tissue (after ``tmt.tl.immunosuppression(adata, region_key=...)``), z-scored across
+        all regions, instead of one per sample.
     ax
         Axes to draw into.
     """
     from ..tl._sample_features import robust_z
 
     res = _stored(adata, "tmt_immunosuppression", "tmt.tl.immunosuppression")
-    tab = res["table"]
+    if regions and "regions" not in res:
+        msg = "no regions stored: run tmt.tl.immunosuppression(adata, region_key=...) first."
+        raise KeyError(msg)
+    tab = res["regions"] if regions else res["table"]
     z = tab[list(res["components"]["component"])].astype(float).apply(robust_z)
     z["composite"] = tab["composite"]
+    unit = "regions" if regions else "samples"
     with plt.rc_context(STYLE):
         ax = new_ax(ax, (0.45 * z.shape[1] + 2.5, 0.3 * len(z) + 1.8))
         data = np.ma.masked_invalid(z.to_numpy())
-        im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-2.5, vmax=2.5)
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # missing must not look like a z-score of 0
+        im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=-2.5, vmax=2.5)
         ax.set_xticks(range(z.shape[1]), z.columns, rotation=90)
-        ax.set_yticks(range(len(z)), z.index.astype(str))
+        rows = z.index.astype(str)
+        if regions:
+            rows = [f"{name} (n={n:,})" for name, n in zip(rows, tab["n_cells"], strict=True)]
+        ax.set_yticks(range(len(z)), rows)
         ax.axvline(z.shape[1] - 1.5, c="black", lw=1)
-        ax.figure.colorbar(im, ax=ax, fraction=0.04, label="robust z across samples")
-        ax.set_title("Immunosuppression components")
+        ax.figure.colorbar(im, ax=ax, fraction=0.04, label=f"robust z across {unit}")
+        ax.set_title("Immunosuppression components" + (" per region" if regions else ""))
     return ax
 
 

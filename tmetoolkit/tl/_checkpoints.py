@@ -91,7 +91,8 @@ def checkpoints(
     ``obsm["tmt_checkpoints"]``
         Cells x receptors and ligands, 1 where detected, 0 where not, NaN where the gene is not measured.
     ``obs["tmt_checkpoint_n"]``
-        Number of receptors expressed by each T/NK cell (NaN for other cells).
+        Number of measured receptors expressed by each T/NK cell (NaN for other cells, and where no receptor
+        gene is measured).
     ``obs["tmt_checkpoint_pattern"]``
         The receptors expressed, e.g. ``"PD-1+TIM-3+"``, or ``"none"``; empty for other cells.
     ``uns["tmt_checkpoints"]``
@@ -119,14 +120,14 @@ def checkpoints(
     if not tnk.any():
         logger.info("no T or NK cells annotated: receptor profiles not computed")
     measured = [c for c in rec.columns if c not in missing]
-    n = rec[measured].sum(axis=1).where(tnk)
+    n = rec[measured].sum(axis=1).where(tnk & bool(measured))  # no receptor measured: unknown, not zero
     pattern = np.full(adata.n_obs, "", dtype=object)
     for c in measured:  # one vectorised pass per receptor, not a Python loop over cells
         pattern = pattern + np.where(rec[c].to_numpy() == 1, f"{c}+", "")
     pattern = pd.Series(np.where(pattern == "", "none", pattern), index=adata.obs_names)
     adata.obsm["tmt_checkpoints"] = det
     adata.obs["tmt_checkpoint_n"] = n.astype(float)
-    adata.obs["tmt_checkpoint_pattern"] = pd.Categorical(pattern.where(tnk))
+    adata.obs["tmt_checkpoint_pattern"] = pd.Categorical(pattern.where(tnk & bool(measured)))
 
     samples = samples_of(adata, sample_key)
     rows = {}
@@ -137,7 +138,7 @@ def checkpoints(
         for c in rec.columns:
             row[f"cd8_frac_{c}"] = rec.loc[cd8, c].mean() if len(cd8) and c in measured else np.nan
         for k in (1, 2, 3):
-            row[f"cd8_frac_ge{k}_receptors"] = (n.loc[cd8] >= k).mean() if len(cd8) else np.nan
+            row[f"cd8_frac_ge{k}_receptors"] = (n.loc[cd8] >= k).mean() if len(cd8) and measured else np.nan
         for cell in LIGAND_CELLS:
             ids = idx[lin == cell]
             tag = "malignant" if cell.startswith("Malignant") else "myeloid"

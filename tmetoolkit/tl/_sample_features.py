@@ -21,11 +21,11 @@ def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
     return adata.obs[sample_key].astype(str)
 
 
-def fraction(num: pd.Series, den: pd.Series, samples: pd.Series) -> pd.Series:
-    """Per sample, cells in ``num`` among cells in ``den`` (NaN where the sample has none in ``den``)."""
+def fraction(num: pd.Series, den: pd.Series, samples: pd.Series, min_den: int = 1) -> pd.Series:
+    """Per sample, cells in ``num`` among cells in ``den`` (NaN where the sample has fewer than ``min_den``)."""
     d = den.groupby(samples, observed=True).sum()
     n = (num & den).groupby(samples, observed=True).sum()
-    return (n / d.replace(0, np.nan)).astype(float)
+    return (n / d.where(d >= max(min_den, 1))).astype(float)
 
 
 def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series) -> pd.Series:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import check_tmt_key, logger, warn
+from .._utils import TmtWarning, check_tmt_key, logger, missing_key_error, warn
 from ._sample_features import fraction, mean_score, robust_z, samples_of
 from ._score import score
 
@@ -24,6 +26,7 @@ COMPONENTS = {
     "hypoxia": "hypoxia programme (HALLMARK) in all cells",
     "glycolysis": "glycolysis programme in malignant cells",
 }
+MIN_DENOMINATOR = 5  # cells a fraction or balance rests on at least
 CELL_PROGRAMMES = {  # lineage -> signatures averaged into the per-cell suppressive score
     "Monocyte/Macrophage": ("TAM_M2_like", "MDSC_suppressive_mediators"),
     "Neutrophil": ("PMN_MDSC_like", "MDSC_suppressive_mediators"),
@@ -51,8 +54,8 @@ BULK_COMPONENTS = {
 
 
 def immunosuppression(
-    adata: AnnData, *, sample_key: str | None = None, layer: str | None = None, bulk: bool = False,
-    copy: bool = False
+    adata: AnnData, *, sample_key: str | None = None, region_key: str | None = None, min_cells: int = 50,
+    layer: str | None = None, bulk: bool = False, copy: bool = False
 ) -> AnnData | None:
     """Measure immunosuppression per cell and per sample, keeping every component visible.
 
@@ -61,7 +64,10 @@ def immunosuppression(
     Per sample, the components in ``COMPONENTS`` (Treg fraction and activation, MDSC-like fraction, M2/M1
     balance, myCAF fraction and TGF-beta, checkpoint receptor co-expression and ligands, IDO1/adenosine,
     hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples. A
-    component that cannot be measured (no such cells, genes missing) is NaN and listed, never zero.
+    component that cannot be measured (genes missing, fewer than five cells to take a fraction of) is NaN and
+    listed, never zero. With
+    ``region_key`` the same components and composite are computed for each region of tissue (pathologist
+    annotations, niches), so that the suppressed regions of a sample stand out.
 
     Bulk or pseudobulk data (``bulk=True``, observations are samples) have no cells to count: each component is
     then a programme of the whole sample (``BULK_COMPONENTS``: Treg, activated-Treg, MDSC, M2-minus-M1, myCAF,
@@ -75,6 +81,13 @@ def immunosuppression(
         samples with ``bulk=True``.
     sample_key
         ``obs`` column of samples (default ``"sample"`` if present, else one sample).
+    region_key
+        Optional ``obs`` column of tissue regions within samples (e.g. ``"region"`` with "Invasive Tumor",
+        "Stroma", ...). Regions are named ``"<sample>:<region>"``, as in :func:`tmetoolkit.tl.immune_phenotype`
+        with the same ``region_key``, so the two ``regions`` tables join on their index.
+    min_cells
+        With ``region_key``: regions with fewer cells get no components (their fractions would rest on a handful
+        of cells).
     layer
         Layer for scoring the programmes.
     bulk
@@ -90,12 +103,15 @@ def immunosuppression(
         Per-cell suppressive programme score (NaN for cells of other lineages); not for bulk data.
     ``uns["tmt_immunosuppression"]``
         ``params``; ``table`` (samples x components, ``composite``, ``n_components``, ``missing_components``);
-        ``components`` (what each component measures).
+        ``components`` (what each component measures); with ``region_key``, ``regions`` (one row per region:
+        ``sample``, ``region``, ``n_cells``, the components, a ``composite`` of robust z-scores across all
+        regions, ``n_components``, ``missing_components`` and ``reason``).
     """
     adata = adata.copy() if copy else adata
     if bulk:
-        if sample_key is not None:
-            msg = "bulk=True: every observation is a sample, so sample_key= does not apply; leave it out."
+        if sample_key is not None or region_key is not None:
+            msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave "
+                   "them out.")
             raise ValueError(msg)
         measures = {name: v[0] for name, v in BULK_COMPONENTS.items()}
         _finish(adata, _bulk_components(adata, layer), measures, sample_key=None, layer=layer, bulk=True)
@@ -105,10 +121,11 @@ def immunosuppression(
                "pseudobulk data (observations are samples) pass bulk=True.")
         raise KeyError(msg)
     check_tmt_key(adata.obs, "tmt_suppression_score", "adata.obs")
-    import warnings
-
-    from .._utils import TmtWarning
-
+    if region_key is not None and region_key not in adata.obs:
+        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
+    if int(min_cells) != min_cells or min_cells < 1:
+        msg = f"min_cells must be a positive integer, got {min_cells!r}."
+        raise ValueError(msg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TmtWarning)
         score(adata, NEEDED, layer=layer)
@@ -125,28 +142,54 @@ def immunosuppression(
             per_cell[mask] = S.loc[mask, have].mean(axis=1)
     adata.obs["tmt_suppression_score"] = per_cell.astype(float)
 
+    tab = _cell_components(adata, lin, st, samples)
+    regions = None
+    if region_key is not None:
+        region_of = samples + ":" + adata.obs[region_key].astype(str)
+        regions = _cell_components(adata, lin, st, region_of)
+        first = pd.DataFrame({"sample": samples, "region": adata.obs[region_key].astype(str), "id": region_of})
+        first = first.drop_duplicates("id").set_index("id")
+        n_cells = region_of.value_counts()
+        regions.insert(0, "n_cells", n_cells.reindex(regions.index).astype(int))
+        regions.insert(0, "region", first.loc[regions.index, "region"])
+        regions.insert(0, "sample", first.loc[regions.index, "sample"])
+        regions.loc[regions["n_cells"] < min_cells, list(COMPONENTS)] = np.nan
+        regions = _summarise(regions, list(COMPONENTS))
+        regions["reason"] = np.where(regions["n_cells"] < min_cells, f"fewer than {min_cells} cells", "")
+    _finish(adata, tab, COMPONENTS, sample_key=sample_key, layer=layer, bulk=False, regions=regions,
+            region_key=region_key, min_cells=min_cells)
+    return adata if copy else None
+
+
+def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.Series) -> pd.DataFrame:
+    """The components of ``COMPONENTS`` per group of cells (samples or regions), NaN where not measurable.
+
+    A fraction or balance needs ``MIN_DENOMINATOR`` cells below the line: one Treg among one CD4 T cell is no
+    Treg fraction of 100%.
+    """
+    k = MIN_DENOMINATOR
     myeloid = lin.isin(["Monocyte/Macrophage", "Neutrophil"])
     tam = st.isin(["TAM M1-like", "TAM M2-like"])
-    n_m2 = (st == "TAM M2-like").groupby(samples, observed=True).sum()
-    n_m1 = (st == "TAM M1-like").groupby(samples, observed=True).sum()
+    n_m2 = (st == "TAM M2-like").groupby(groups, observed=True).sum()
+    n_m1 = (st == "TAM M1-like").groupby(groups, observed=True).sum()
     malignant = lin == "Malignant/Epithelial"
     every = pd.Series(True, index=adata.obs_names)
-    tab = pd.DataFrame(index=pd.Index(sorted(samples.unique()), name=None))
-    tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", samples)
-    tab["treg_activation"] = mean_score(adata, ["Treg_activated"], st == "Treg", samples)
-    tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, samples)
+    tab = pd.DataFrame(index=pd.Index(sorted(groups.unique()), name=None))
+    tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", groups, k)
+    tab["treg_activation"] = mean_score(adata, ["Treg_activated"], st == "Treg", groups)
+    tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, groups, k)
     tab["m2_m1_balance"] = ((n_m2 - n_m1) / (n_m2 + n_m1).replace(0, np.nan)).where(
-        tam.groupby(samples, observed=True).sum() > 0)
-    tab["mycaf_fraction_caf"] = fraction(st == "myCAF", lin == "Fibroblast", samples)
-    tab["tgfb_caf"] = mean_score(adata, ["Pan_F_TBRS"], lin == "Fibroblast", samples)
-    cp = adata.uns.get("tmt_checkpoints", {}).get("table")
-    tab["checkpoint_coexpression"] = (cp["cd8_frac_ge2_receptors"].reindex(tab.index) if isinstance(cp, pd.DataFrame)
-                                      else np.nan)
+        tam.groupby(groups, observed=True).sum() >= k)
+    tab["mycaf_fraction_caf"] = fraction(st == "myCAF", lin == "Fibroblast", groups, k)
+    tab["tgfb_caf"] = mean_score(adata, ["Pan_F_TBRS"], lin == "Fibroblast", groups)
+    # CD8 T cells with a receptor count (tmt.tl.checkpoints; NaN where no receptor gene is measured)
+    n_receptors = adata.obs.get("tmt_checkpoint_n", pd.Series(np.nan, index=adata.obs_names)).astype(float)
+    tab["checkpoint_coexpression"] = fraction(n_receptors >= 2, (lin == "CD8 T") & n_receptors.notna(), groups, k)
     tab["checkpoint_ligands"] = mean_score(adata, ["Checkpoint_ligands"], malignant | (lin == "Monocyte/Macrophage"),
-                                           samples)
-    tab["ido_adenosine"] = mean_score(adata, ["IDO_adenosine_axis"], every, samples)
-    tab["hypoxia"] = mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, samples)
-    tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples)
+                                           groups)
+    tab["ido_adenosine"] = mean_score(adata, ["IDO_adenosine_axis"], every, groups)
+    tab["hypoxia"] = mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, groups)
+    tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, groups)
     # a state that annotate could not assess would read as a fraction of 0: report it as missing instead
     rules = adata.uns.get("tmt_annotate", {}).get("rules")
     if isinstance(rules, pd.DataFrame):
@@ -157,16 +200,11 @@ def immunosuppression(
         for col, states in needs.items():
             if states & unassessable:
                 tab[col] = np.nan
-    _finish(adata, tab, COMPONENTS, sample_key=sample_key, layer=layer, bulk=False)
-    return adata if copy else None
+    return tab
 
 
 def _bulk_components(adata: AnnData, layer: str | None) -> pd.DataFrame:
     """Per observation (a sample), each component of ``BULK_COMPONENTS`` from whole-sample programme scores."""
-    import warnings
-
-    from .._utils import TmtWarning
-
     needed = sorted({s for _, plus, minus in BULK_COMPONENTS.values() for s in (*plus, *minus)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TmtWarning)
@@ -183,22 +221,32 @@ def _bulk_components(adata: AnnData, layer: str | None) -> pd.DataFrame:
     return tab
 
 
-def _finish(adata: AnnData, tab: pd.DataFrame, components: dict[str, str], *, sample_key, layer, bulk: bool) -> None:
-    """Composite, counts of measured components, warnings, and ``uns["tmt_immunosuppression"]``."""
-    comp = tab[list(components)].astype(float)
+def _summarise(tab: pd.DataFrame, components: list[str]) -> pd.DataFrame:
+    """Add the composite (mean robust z-score across rows), the number of measured components and the missing ones."""
+    comp = tab[components].astype(float)
     z = comp.apply(robust_z)
     tab["composite"] = z.mean(axis=1, skipna=True) if len(tab) > 1 else np.nan
     tab["n_components"] = comp.notna().sum(axis=1)
     tab["missing_components"] = comp.isna().apply(lambda r: ",".join(r.index[r]), axis=1)
+    return tab
+
+
+def _finish(adata: AnnData, tab: pd.DataFrame, components: dict[str, str], *, sample_key, layer, bulk: bool,
+            regions: pd.DataFrame | None = None, region_key: str | None = None, min_cells: int | None = None) -> None:
+    """Composite, counts of measured components, warnings, and ``uns["tmt_immunosuppression"]``."""
+    tab = _summarise(tab, list(components))
     if len(tab) < 2:
         logger.info("one sample: components reported, composite needs at least two samples")
-    never = [c for c in components if comp[c].isna().all()]
+    never = [c for c in components if tab[c].isna().all()]
     if never:
         warn("immunosuppression components not measurable in any sample (reported as missing): " + ", ".join(never))
-    adata.uns["tmt_immunosuppression"] = {
-        "params": {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
-                   "layer": layer or "X", "bulk": bulk,
-                   "composite": "mean of robust z-scores (median/MAD across samples) of the measured components"},
-        "table": tab,
-        "components": pd.DataFrame({"component": list(components), "measures": list(components.values())}),
-    }
+    params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
+              "layer": layer or "X", "bulk": bulk,
+              "composite": "mean of robust z-scores (median/MAD across samples) of the measured components"}
+    result = {"params": params, "table": tab,
+              "components": pd.DataFrame({"component": list(components), "measures": list(components.values())})}
+    if regions is not None:
+        params.update(region_key=region_key, min_cells=min_cells)
+        result["regions"] = regions
+        logger.info("immunosuppression of %d regions in %d samples", len(regions), regions["sample"].nunique())
+    adata.uns["tmt_immunosuppression"] = result
