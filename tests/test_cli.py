@@ -199,5 +199,6 @@ def test_region_key_gives_phenotype_and_immunosuppression_per_region(tmp_path):
     assert set(sup.index) == set(phen.index) == {f"{s}:{c}" for s in ("S01", "S02") for c in ("tumor", "margin",
                                                                                                "stroma")}
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "Regions (true_compartment)" in html and "Per region (true_compartment)" in html
+    assert set(out.uns["tmt_resistance_profile"]["regions"].index) == set(sup.index)
+    assert "Regions (true_compartment)" in html and html.count("Per region (true_compartment)") == 2
     assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "o2"), "--region-key", "zone", "-q"]) == 2

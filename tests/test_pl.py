@@ -21,6 +21,7 @@ def done():
     tmt.tl.annotate(a)
     tmt.tl.checkpoints(a)
     tmt.tl.immune_phenotype(a, sample_key="sample")
+    tmt.tl.immunosuppression(a)
     tmt.tl.resistance_profile(a)
     return a
 
@@ -183,3 +184,21 @@ def test_gates(done, tmp_path):
         tmt.pl.gates(panel, markers=["CD4"])
     with pytest.raises(ValueError, match="one marker"):
         tmt.pl.gates(panel, ax=ax)
+
+
+def test_plots_and_report_leave_later_figures_showing_in_jupyter(tmp_path):
+    """In a fresh Jupyter kernel whose first figure is ours, later figures still show (matplotlib#24351: restoring
+    every rcParam after our style, or switching the backend for the report, silenced them)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cells = [
+        "import tmetoolkit as tmt\na = tmt.datasets.simulate(n_samples=1, n_cells=300, seed=0)\ntmt.tl.annotate(a)",
+        "if True:\n    tmt.pl.composition(a)",
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2]);",
+        f"tmt.report(a, {str(tmp_path / 'r.html')!r});",
+        "plt.plot([1, 2]);",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    shown = ["image/png" in "".join(str(o.get("data", {}).keys()) for o in c.outputs) for c in nb.cells]
+    assert shown == [False, True, True, False, True]

@@ -43,7 +43,6 @@ def test_metadata_is_used_when_given(profiled):
 
 def test_one_sample_reports_values_without_cohort_flags(profiled):
     one = profiled[profiled.obs["sample"] == "S03"].copy()
-    del one.uns["tmt_immunosuppression"]
     tmt.tl.resistance_profile(one)
     long = one.uns["tmt_resistance_profile"]["long"].set_index("mechanism")
     assert long.loc["B2M/HLA mutations", "flagged"] == 1.0  # within-sample comparison needs no cohort
@@ -61,7 +60,7 @@ def test_layer_is_used_for_every_measure(profiled):
 
     scaled = profiled.copy()
     for key in ("tmt_immunosuppression", "tmt_resistance_profile"):
-        del scaled.uns[key]
+        scaled.uns.pop(key, None)
     scaled.layers["counts"] = scaled.X.copy()
     sc.pp.normalize_total(scaled)
     sc.pp.log1p(scaled)
@@ -86,7 +85,7 @@ def test_mouse_symbols_give_the_same_profile(profiled):
     mouse.var_names = [one_to_one.get(g, g) for g in profiled.var_names]
     assert "Ifng" in mouse.var_names
     for key in ("tmt_immunosuppression", "tmt_resistance_profile"):
-        del mouse.uns[key]
+        mouse.uns.pop(key, None)
     del mouse.obsm["tmt_scores"]
     tmt.tl.resistance_profile(mouse)
     ours = mouse.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
@@ -118,3 +117,43 @@ def test_bulk_profile_measures_what_bulk_can_see(profiled):
         rows = long.xs(mech, level="mechanism")
         assert np.isfinite(rows["value"]).all() and rows["flagged"].notna().all(), mech
         assert "bulk" in rows["measure"].iloc[0]
+
+
+def test_profile_per_region(profiled):
+    """The six tumours as regions of one slide: antigen-presentation loss is flagged in the planted regions, and the
+    values are the samples' values; a region below min_cells is not assessable."""
+    a = profiled.copy()
+    a.obs["region"] = a.obs["sample"].astype(str)
+    a.obs["sample"] = "slide"
+    tmt.tl.resistance_profile(a, region_key="region")
+    res = a.uns["tmt_resistance_profile"]
+    assert list(res["table"].index) == ["slide"] and res["params"]["region_key"] == "region"
+    planted = a.uns["tmt_simulation"]["samples"].set_index("sample")["apm_loss"]
+    flags = res["regions"]["B2M/HLA mutations"].rename(lambda r: r.split(":", 1)[1]).astype(bool)
+    assert (flags == planted.loc[flags.index]).all()
+    ours = res["regions_long"].assign(sample=lambda d: d["region"].str.split(":").str[1]).set_index(
+        ["sample", "mechanism"])["value"]
+    ref = profiled.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])["value"]
+    measured = [m for m in ref.index.get_level_values(1).unique() if m != "Low tumor mutational burden (TMB)"]
+    np.testing.assert_allclose(ours.loc[(slice(None), measured)].sort_index(),
+                               ref.loc[(slice(None), measured)].sort_index(), equal_nan=True)
+    small = a[a.obs["region"] != "S01"].copy()
+    small.obs.loc[small.obs_names[:10], "region"] = "ten cells"
+    tmt.tl.resistance_profile(small, region_key="region")
+    rows = small.uns["tmt_resistance_profile"]["regions_long"].set_index(["region", "mechanism"])
+    assert rows.loc[("slide:ten cells", "Hypoxia"), "status"] == "not assessable: fewer than 50 cells"
+    assert np.isnan(rows.loc[("slide:ten cells", "Hypoxia"), "value"])
+    flags = small.uns["tmt_resistance_profile"]["regions"].loc["slide:ten cells"]
+    assert flags.drop("Low tumor mutational burden (TMB)").isna().all()  # the TMB flag is the sample's metadata
+
+
+def test_abundance_rows_follow_the_profile_samples_not_an_earlier_run(profiled):
+    """immunosuppression stored for other groups (here per response) must not leave the profile's rows empty."""
+    a = profiled.copy()
+    tmt.tl.immunosuppression(a, sample_key="response")
+    tmt.tl.resistance_profile(a)
+    long = a.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
+    ref = profiled.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
+    tregs = "Regulatory T cells (Tregs)"
+    assert np.isfinite(long.xs(tregs, level="mechanism")["value"]).all()
+    np.testing.assert_allclose(long["value"], ref["value"], equal_nan=True)

@@ -99,6 +99,7 @@ def test_bulk_needs_the_flag_and_no_sample_key(pseudobulk):
 
 def test_bulk_sample_table_and_comparison_are_per_observation(pseudobulk):
     bulk = pseudobulk.copy()
+    tmt.tl.immunosuppression(bulk, bulk=True)
     tmt.tl.resistance_profile(bulk, bulk=True)
     tab = tmt.get.sample_table(bulk)
     assert set(tab.index) == set(bulk.obs_names)

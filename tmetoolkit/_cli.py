@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--image-key", default=None,
                      help="obs column of images when a sample has several fields or sections")
     run.add_argument("--region-key", default=None,
-                     help="obs column of tissue regions (e.g. pathologist annotations): phenotype and "
-                          "immunosuppression per region (default: square tiles for the phenotype only)")
+                     help="obs column of tissue regions (e.g. pathologist annotations): phenotype, "
+                          "immunosuppression and resistance profile per region (default: square tiles for the "
+                          "phenotype only)")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
     run.add_argument("--bulk", action="store_true",
                      help="observations are samples (bulk RNA-seq or pseudobulk), not cells")

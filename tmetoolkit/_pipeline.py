@@ -36,7 +36,7 @@ def run_pipeline(
     data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
     and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
-    phenotype and immunosuppression of every region. Returns the paths written.
+    phenotype, immunosuppression and resistance profile of every region. Returns the paths written.
     """
     from tqdm.auto import tqdm
 
@@ -70,7 +70,8 @@ def run_pipeline(
         steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
         steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
                                                                          region_key=region_key)))
-        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key)))
+        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
+                                                                          region_key=region_key)))
     elif cell_type_key is None:
         steps.append(("annotating cells from protein markers",
                       lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key, markers=markers)))

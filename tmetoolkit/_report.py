@@ -8,7 +8,7 @@ import io
 from datetime import date
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
 from . import __version__
 from .tl._annotate import mixed_evidence_summary
@@ -24,7 +24,6 @@ img{max-width:100%}.meta{color:#666;font-size:12px}.scroll{overflow-x:auto}
 
 
 def _fig_html(fig, alt: str) -> str:
-    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -82,94 +81,95 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     """
     from . import get, pl
 
-    backend = matplotlib.get_backend()
-    matplotlib.use("agg", force=True)
-    try:
-        sections: list[tuple[str, str]] = []
-        s_key = get._tables._resolve_sample_key(adata, sample_key)
-        inp = adata.uns.get("tmt_scores", {}).get("params", {})
-        state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
-        bulk = get._tables._bulk(adata)
-        n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
-        overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; "
-                    f"species: {species}; samples: {n_samples}"
-                    f"{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
-        sections.append(("Overview", overview))
-        caveats = []
-        ph = adata.uns.get("tmt_immune_phenotype")
-        if ph is not None:
-            tab = ph["table"]
-            body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
-                                   [c for c in ("rho_tumor", "rho_stroma", "infiltration_ratio", "immune_axis",
-                                                "stromal_axis") if c in tab.columns]])
-            if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
-                body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
-                body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
-                body += _regions_html(adata)
-            else:
-                if ph["params"].get("basis") == "expression":
-                    body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
-                caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
-            sections.append(("Immune phenotype", body))
-        if "tmt_lineage" in adata.obs:
-            body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
-            body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
-            if "gates" in adata.uns.get("tmt_annotate", {}):
-                body += _fig_html(pl.gates(adata), "protein marker gates")
-            sections.append(("Cell states", body))
-            unass = adata.uns.get("tmt_annotate", {}).get("rules")
-            if unass is not None and (~unass["assessable"].astype(bool)).any():
-                labels = ", ".join(unass.loc[~unass["assessable"].astype(bool), "label"])
-                caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
-            mixed = mixed_evidence_summary(adata.uns.get("tmt_annotate", {}).get("mixed_evidence"))
-            if mixed:
-                caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong "
-                               "cell. Their calls rest on the stronger lineage.")
-        if "tmt_checkpoints" in adata.uns:
-            body = _fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
-            body += _table_html(adata.uns["tmt_checkpoints"]["table"])
-            sections.append(("Checkpoint receptors and ligands", body))
-        if "tmt_immunosuppression" in adata.uns:
-            sup = adata.uns["tmt_immunosuppression"]
-            # z-scores across samples need two of them; one sample's values are in the table
-            body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components") if len(
-                sup["table"]) > 1 else ""
-            body += _table_html(sup["table"])
-            if "regions" in sup:
-                body += (f"<h3>Per region ({html.escape(str(sup['params'].get('region_key', '')))})</h3>"
-                         + _fig_html(pl.immunosuppression(adata, regions=True).figure, "immunosuppression per region")
-                         + _table_html(sup["regions"]))
-            sections.append(("Immunosuppression", body))
-        if "tmt_resistance_profile" in adata.uns:
-            long = adata.uns["tmt_resistance_profile"]["long"]
-            body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
-            flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
-            body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
-            sections.append(("Resistance mechanisms", body))
-        sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
-        sig = adata.uns.get("tmt_scores", {}).get("signatures")
-        if sig is not None:
-            from .sig import get as get_sig
+    # figures are drawn into the file and closed; no backend switch or ioff(), which would stop later figures
+    # from showing in Jupyter when the report makes the session's first figure (matplotlib#24351)
+    sections: list[tuple[str, str]] = []
+    s_key = get._tables._resolve_sample_key(adata, sample_key)
+    inp = adata.uns.get("tmt_scores", {}).get("params", {})
+    state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
+    bulk = get._tables._bulk(adata)
+    n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
+    overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; "
+                f"species: {species}; samples: {n_samples}"
+                f"{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
+    sections.append(("Overview", overview))
+    caveats = []
+    ph = adata.uns.get("tmt_immune_phenotype")
+    if ph is not None:
+        tab = ph["table"]
+        body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
+                               [c for c in ("rho_tumor", "rho_stroma", "infiltration_ratio", "immune_axis",
+                                            "stromal_axis") if c in tab.columns]])
+        if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
+            body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
+            body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
+            body += _regions_html(adata)
+        else:
+            if ph["params"].get("basis") == "expression":
+                body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
+            caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
+        sections.append(("Immune phenotype", body))
+    if "tmt_lineage" in adata.obs:
+        body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
+        body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
+        if "gates" in adata.uns.get("tmt_annotate", {}):
+            body += _fig_html(pl.gates(adata), "protein marker gates")
+        sections.append(("Cell states", body))
+        unass = adata.uns.get("tmt_annotate", {}).get("rules")
+        if unass is not None and (~unass["assessable"].astype(bool)).any():
+            labels = ", ".join(unass.loc[~unass["assessable"].astype(bool), "label"])
+            caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
+        mixed = mixed_evidence_summary(adata.uns.get("tmt_annotate", {}).get("mixed_evidence"))
+        if mixed:
+            caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong "
+                           "cell. Their calls rest on the stronger lineage.")
+    if "tmt_checkpoints" in adata.uns:
+        body = _fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
+        body += _table_html(adata.uns["tmt_checkpoints"]["table"])
+        sections.append(("Checkpoint receptors and ligands", body))
+    if "tmt_immunosuppression" in adata.uns:
+        sup = adata.uns["tmt_immunosuppression"]
+        # z-scores across samples need two of them; one sample's values are in the table
+        body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components") if len(
+            sup["table"]) > 1 else ""
+        body += _table_html(sup["table"])
+        if "regions" in sup:
+            body += (f"<h3>Per region ({html.escape(str(sup['params'].get('region_key', '')))})</h3>"
+                     + _fig_html(pl.immunosuppression(adata, regions=True).figure, "immunosuppression per region")
+                     + _table_html(sup["regions"]))
+        sections.append(("Immunosuppression", body))
+    if "tmt_resistance_profile" in adata.uns:
+        long = adata.uns["tmt_resistance_profile"]["long"]
+        body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
+        flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
+        body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
+        if "regions" in adata.uns["tmt_resistance_profile"]:
+            key = html.escape(str(adata.uns["tmt_resistance_profile"]["params"].get("region_key", "")))
+            body += (f"<h3>Per region ({key})</h3>"
+                     + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region"))
+        sections.append(("Resistance mechanisms", body))
+    sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
+    sig = adata.uns.get("tmt_scores", {}).get("signatures")
+    if sig is not None:
+        from .sig import get as get_sig
 
-            rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
-            registry = set(__import__("tmetoolkit").sig.list()["name"])
-            # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
-            rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
-                           for s in rows["signature"]]
-            sections.append(("Signatures used", _table_html(rows, max_rows=400)))
-        if "tmt_lineage" in adata.obs or bulk:
-            caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
-        parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"
-                  f"<style>{CSS}</style></head><body><h1>Tumour microenvironment report</h1>"),
-                 f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
-                 "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
-        for title, body in sections:
-            anchor = title.lower().replace(" ", "-")
-            parts.append(f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>")
-        parts.append("</body></html>")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(parts), encoding="utf-8")
-        return path
-    finally:
-        matplotlib.use(backend, force=True)
+        rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
+        registry = set(__import__("tmetoolkit").sig.list()["name"])
+        # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
+        rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
+                       for s in rows["signature"]]
+        sections.append(("Signatures used", _table_html(rows, max_rows=400)))
+    if "tmt_lineage" in adata.obs or bulk:
+        caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
+    parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"
+              f"<style>{CSS}</style></head><body><h1>Tumour microenvironment report</h1>"),
+             f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
+             "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
+    for title, body in sections:
+        anchor = title.lower().replace(" ", "-")
+        parts.append(f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>")
+    parts.append("</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

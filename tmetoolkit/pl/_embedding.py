@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .._utils import missing_key_error
-from ._utils import STYLE, colors_for, new_ax, require_obs
+from ._utils import colors_for, new_ax, require_obs, style
 
 
 def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", ax: Axes | None = None,
@@ -38,7 +37,7 @@ def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", 
     labels = require_obs(adata, color)
     cmap = colors_for(adata, color)
     cats = list(labels.astype("category").cat.categories)
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (5, 4.5))
         sc.pl.embedding(adata, basis=basis, color=color, palette=[cmap[c] for c in cats], ax=ax, show=False,
                         frameon=False, **kwargs)

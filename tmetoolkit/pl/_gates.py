@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from .._matrix import get_matrix
-from ._utils import STYLE
+from ._utils import style
 
 
 def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2.6, bins: int = 60,
@@ -56,7 +56,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
     X = get_matrix(adata, None if layer == "X" else layer)
     scores = adata.obsm["tmt_scores"]
     spill = float(res["params"].get("spillover", 0.0))
-    with plt.rc_context(STYLE):
+    with style():
         if ax is None:
             nrow = int(np.ceil(len(names) / ncols))
             ncol = min(ncols, len(names))

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .._utils import missing_key_error
-from ._utils import RASTERIZE_ABOVE, STYLE, colors_for, require_obs
+from ._utils import RASTERIZE_ABOVE, colors_for, require_obs, style
 
 
 def spatial(
@@ -73,7 +73,7 @@ def spatial(
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     pheno = adata.uns.get("tmt_immune_phenotype", {}).get("table")
     width = adata.uns.get("tmt_compartments", {}).get("table")
-    with plt.rc_context(STYLE):
+    with style():
         if ax is None:
             nrow = int(np.ceil(len(names) / ncols))
             fig, axes = plt.subplots(nrow, min(ncols, len(names)), figsize=(panel_size * min(ncols, len(names)),

@@ -10,9 +10,17 @@ from matplotlib.axes import Axes
 
 from .._utils import missing_key_error
 from ._palettes import phenotype_colors
-from ._utils import STYLE, colors_for, new_ax, require_obs
+from ._utils import colors_for, new_ax, require_obs, style
 
 MAX_REGION_LABELS = 20
+
+
+def _region_names(index: pd.Index) -> pd.Index:
+    """Region names ``"<sample>:<region>"``, without the sample when all regions are of one sample."""
+    names = pd.Index(index.astype(str))
+    if len({n.rsplit(":", 1)[0] for n in names}) == 1:
+        return names.str.rsplit(":", n=1).str[-1]
+    return names
 
 
 def _stored(adata: AnnData, key: str, run: str) -> dict:
@@ -54,7 +62,7 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     x = tab["rho_stroma"].fillna(0).clip(lower=floor)
     y = tab["rho_tumor"].fillna(0).clip(lower=floor)
     colors = phenotype_colors()
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (4.2, 3.8))
         for lab, sub in tab.groupby(tab["phenotype"].astype(str)):
             ax.scatter(x[sub.index], y[sub.index], c=colors[lab], label=lab, s=28 if not regions else 10,
@@ -77,10 +85,7 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
             ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
             ax.set_ylabel("CD8 T cells / mm² in tumour")
         if annotate and (not regions or len(tab) <= MAX_REGION_LABELS):
-            names = tab.index.astype(str)
-            owners = {n.rsplit(":", 1)[0] for n in names}
-            if regions and len(owners) == 1:  # one sample: its name in front of every region says nothing
-                names = names.str.rsplit(":", n=1).str[-1]
+            names = _region_names(tab.index) if regions else tab.index.astype(str)
             lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
             tol = np.log10(hi / (floor / 1.5)) * 0.03
             _annotate_points(ax, _merge_close(lx, ly, tol), tol, log=True)
@@ -94,7 +99,7 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
     tab, p = res["table"], res["params"]
     colors = phenotype_colors()
     cohort = p.get("reference") == "cohort"
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (4.2, 3.8))
         if cohort:
             x, y = tab["stromal_axis"].astype(float), tab["immune_axis"].astype(float)
@@ -167,7 +172,7 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
     frac = pd.crosstab(samples, labels, normalize="index")
     cmap = colors_for(adata, key)
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (5.5, 0.35 * len(frac) + 1.2))
         left = np.zeros(len(frac))
         for c in [c for c in cmap if c in frac.columns]:
@@ -195,7 +200,7 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     tab = _stored(adata, "tmt_checkpoints", "tmt.tl.checkpoints")["table"]
     cols = ["cd8_frac_ge1_receptors", "cd8_frac_ge2_receptors", "cd8_frac_ge3_receptors"]
     shades = ["#fcbba1", "#fb6a4a", "#a50f15"]
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (0.5 * len(tab) + 2.5, 3.2))
         for c, col, lab in zip(cols, shades, ("≥1", "≥2", "≥3"), strict=True):
             ax.bar(tab.index.astype(str), tab[c].fillna(0), color=col, label=f"{lab} receptors", width=0.7)
@@ -241,7 +246,7 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     if standard_scale:
         rng = (mean.max() - mean.min()).replace(0, 1)
         mean = (mean - mean.min()) / rng
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (0.35 * len(signatures) + 2.5, 0.3 * len(mean) + 1.5))
         im = ax.imshow(mean.to_numpy(), aspect="auto", cmap="Reds")
         ax.set_xticks(range(len(signatures)), signatures, rotation=90)
@@ -273,7 +278,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     z = tab[list(res["components"]["component"])].astype(float).apply(robust_z)
     z["composite"] = tab["composite"]
     unit = "regions" if regions else "samples"
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (0.45 * z.shape[1] + 2.5, 0.3 * len(z) + 1.8))
         data = np.ma.masked_invalid(z.to_numpy())
         cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # missing must not look like a z-score of 0
@@ -281,7 +286,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
         ax.set_xticks(range(z.shape[1]), z.columns, rotation=90)
         rows = z.index.astype(str)
         if regions:
-            rows = [f"{name} (n={n:,})" for name, n in zip(rows, tab["n_cells"], strict=True)]
+            rows = [f"{name} (n={n:,})" for name, n in zip(_region_names(z.index), tab["n_cells"], strict=True)]
         ax.set_yticks(range(len(z)), rows)
         ax.axvline(z.shape[1] - 1.5, c="black", lw=1)
         ax.figure.colorbar(im, ax=ax, fraction=0.04, label=f"robust z across {unit}")
@@ -289,35 +294,56 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     return ax
 
 
-def resistance_profile(adata: AnnData, *, ax: Axes | None = None) -> Axes:
-    """Mechanisms (grouped as in the review) x samples: flagged (dark), not flagged (light), not assessable (grey).
+def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
+    """Mechanisms (grouped as in the review) x samples: flagged, not flagged, measured without a flag, not assessable.
+
+    A mechanism is measured without a flag when its rule is cohort-relative and there are fewer than three samples
+    (or regions), or when it is a hypothesis (DNA/histone modifications) whose rule did not fire.
 
     Parameters
     ----------
     adata
         After :func:`tmetoolkit.tl.resistance_profile`.
+    regions
+        One column per region of tissue (after ``tmt.tl.resistance_profile(adata, region_key=...)``).
     ax
         Axes to draw into.
     """
+    from matplotlib.patches import Patch
+
     res = _stored(adata, "tmt_resistance_profile", "tmt.tl.resistance_profile")
-    long = res["long"]
+    if regions and "regions" not in res:
+        msg = "no regions stored: run tmt.tl.resistance_profile(adata, region_key=...) first."
+        raise KeyError(msg)
+    long = res["regions_long"] if regions else res["long"]
+    unit = "region" if regions else "sample"
     order = long.drop_duplicates("mechanism")[["group", "mechanism", "cycle_steps"]]
-    table = res["table"][order["mechanism"]].T
-    with plt.rc_context(STYLE):
-        ax = new_ax(ax, (0.45 * table.shape[1] + 5.0, 0.3 * len(table) + 1.5))
-        rgb = np.full((*table.shape, 3), 0.85)
+    table = res["regions" if regions else "table"][order["mechanism"]].T
+    status = long.pivot(index="mechanism", columns=unit, values="status").reindex(index=table.index,
+                                                                                   columns=table.columns)
+    measured = status.apply(lambda c: c.str.startswith(("measured", "from sample metadata", "hypothesis")))
+    colours = {"flagged": (0.70, 0.09, 0.17), "not flagged": (0.96, 0.86, 0.82),
+               "measured, no flag": (1.0, 1.0, 1.0), "not assessable or needs data": (0.8, 0.8, 0.8)}
+    with style():
+        ax = new_ax(ax, (0.45 * table.shape[1] + 5.0, 0.3 * len(table) + 2.0))
         vals = table.to_numpy(dtype=float)
-        rgb[vals == 1] = (0.70, 0.09, 0.17)
-        rgb[vals == 0] = (0.96, 0.92, 0.90)
+        rgb = np.empty((*table.shape, 3))
+        rgb[:] = colours["not assessable or needs data"]
+        rgb[np.isnan(vals) & measured.to_numpy(dtype=bool)] = colours["measured, no flag"]
+        rgb[vals == 0] = colours["not flagged"]
+        rgb[vals == 1] = colours["flagged"]
         ax.imshow(rgb, aspect="auto")
         labels = [f"{m}  [{c}]" for m, c in zip(order["mechanism"], order["cycle_steps"], strict=True)]
         ax.set_yticks(range(len(table)), labels, fontsize=7)
-        ax.set_xticks(range(table.shape[1]), table.columns.astype(str), rotation=90)
+        ax.set_xticks(range(table.shape[1]), _region_names(table.columns) if regions else table.columns.astype(str),
+                      rotation=90)
         groups = order["group"].to_numpy()
         for i in range(1, len(groups)):
             if groups[i] != groups[i - 1]:
-                ax.axhline(i - 0.5, c="white", lw=2)
-        ax.set_title("Resistance mechanisms (flagged: dark red; grey: needs data)")
+                ax.axhline(i - 0.5, c="black", lw=0.8)
+        ax.legend(handles=[Patch(facecolor=c, edgecolor="0.5", label=k) for k, c in colours.items()], frameon=False,
+                  fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title("Resistance mechanisms" + (" per region" if regions else ""))
     return ax
 
 
@@ -336,7 +362,7 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
     res = _stored(adata, "tmt_compare_groups", "tmt.tl.compare_groups")
     t = res["table"]
     g = res["params"]["groups"]
-    with plt.rc_context(STYLE):
+    with style():
         ax = new_ax(ax, (5, 4))
         if len(t):
             y = -np.log10(t["pvalue"].astype(float))

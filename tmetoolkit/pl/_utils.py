@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -12,6 +14,21 @@ from ._palettes import lineage_colors, phenotype_colors, state_colors
 
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 9, "axes.titlesize": 10}
 RASTERIZE_ABOVE = 5_000
+
+
+@contextmanager
+def style():
+    """tmetoolkit's plot style for the figures drawn inside; afterwards only the keys it set are restored.
+
+    ``matplotlib.rc_context`` restores every rcParam, ``interactive`` included. When a tmetoolkit plot was the
+    session's first figure in Jupyter, that stopped every later figure from showing (matplotlib#24351).
+    """
+    old = {key: mpl.rcParams[key] for key in STYLE}
+    mpl.rcParams.update(STYLE)
+    try:
+        yield
+    finally:
+        mpl.rcParams.update(old)
 
 
 def colors_for(adata: AnnData, key: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import logger
+from .._utils import TmtWarning, logger, missing_key_error
 from ._sample_features import fraction, mean_score, robust_z, samples_of
 from ._score import score
+from ._suppression import BULK_COMPONENTS, MIN_DENOMINATOR, _bulk_components, _cell_components
+from ._suppression import NEEDED as SUPPRESSION_NEEDED
 
 # mechanism -> (what is measured, optional sample-metadata column)
 MEASURES = {
@@ -66,8 +69,9 @@ def _metadata(adata: AnnData, samples: pd.Series, column: str) -> pd.Series | No
     return adata.obs[column].groupby(samples, observed=True).first()
 
 
-def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: str | None = None,
-                       bulk: bool = False, copy: bool = False) -> AnnData | None:
+def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_key: str | None = None,
+                       min_cells: int = 50, layer: str | None = None, bulk: bool = False,
+                       copy: bool = False) -> AnnData | None:
     """Resistance mechanisms of the cancer-immunity cycle, per sample, from expression and optional metadata.
 
     One row per sample and mechanism of ``tmt.tl.mechanisms()`` (the review's Table 1: group, cycle step,
@@ -75,9 +79,11 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     flag: antigen-presentation loss as malignant minus non-malignant APM expression of the same sample (flagged
     below ``-0.5``); IFN-gamma unresponsiveness as tumour IFN-gamma response against local IFNG in T/NK cells;
     MAPK, PI3K, WNT, glycolysis and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and
-    checkpoint co-expression flagged when cohort-high (robust z > 1, at least three samples). Mechanisms that
-    need DNA, microbiome or HLA data are ``needs external data`` unless the sample metadata carry them in
-    ``obs["tmb"]``, ``obs["dysbiosis"]`` (bool) or ``obs["hla_heterozygosity"]`` (0-1).
+    checkpoint co-expression (the components of :func:`tmetoolkit.tl.immunosuppression`) flagged when
+    cohort-high (robust z > 1, at least three samples). Mechanisms that need DNA, microbiome or HLA data are
+    ``needs external data`` unless the sample metadata carry them in ``obs["tmb"]``, ``obs["dysbiosis"]``
+    (bool) or ``obs["hla_heterozygosity"]`` (0-1). With ``region_key`` the same profile is made for each tissue
+    region, with cohort-relative flags taken across all regions.
 
     Bulk or pseudobulk data (``bulk=True``, observations are samples) need no annotation: tumour programmes are
     measured on the whole sample, abundance rows use the whole-sample programmes of
@@ -87,10 +93,15 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     Parameters
     ----------
     adata
-        Annotated with :func:`tmetoolkit.tl.annotate`; :func:`tmetoolkit.tl.immunosuppression` and
-        :func:`tmetoolkit.tl.checkpoints` are used when present (immunosuppression is run when missing).
+        Annotated with :func:`tmetoolkit.tl.annotate`; receptor counts of :func:`tmetoolkit.tl.checkpoints` are
+        used when present.
     sample_key
         ``obs`` column of samples (default ``"sample"`` if present).
+    region_key
+        Optional ``obs`` column of tissue regions within samples; regions are named ``"<sample>:<region>"`` as in
+        :func:`tmetoolkit.tl.immune_phenotype` and :func:`tmetoolkit.tl.immunosuppression`.
+    min_cells
+        With ``region_key``: regions with fewer cells are not assessable.
     layer
         Layer for scoring the programmes.
     bulk
@@ -103,77 +114,112 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
     ``None``, or the modified copy with ``copy=True``. Sets ``uns["tmt_resistance_profile"]``: ``params``;
     ``long`` (one row per sample and mechanism: group, mechanism, cycle_steps, category, evidence_level,
     strategies, measure, value, z, flagged, status); ``table`` (samples x mechanisms, 1 flagged, 0 not flagged,
-    NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots.
+    NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots; with ``region_key``,
+    ``regions_long`` and ``regions`` (the same per region; ``regions_long`` has ``region`` and ``sample``).
     """
     adata = adata.copy() if copy else adata
-    if bulk and sample_key is not None:
-        msg = "bulk=True: every observation is a sample, so sample_key= does not apply; leave it out."
+    if bulk and (sample_key is not None or region_key is not None):
+        msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave them "
+               "out.")
         raise ValueError(msg)
     if not bulk and _keys.LINEAGE not in adata.obs:
         msg = ("obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first; for bulk or pseudobulk data "
                "(observations are samples) pass bulk=True.")
         raise KeyError(msg)
-    import warnings
-
-    from .._utils import TmtWarning
-    from ._suppression import immunosuppression
-
+    if not bulk and _keys.STATE not in adata.obs:
+        msg = "obs['tmt_state'] is missing: run tmt.tl.annotate(adata) first."
+        raise KeyError(msg)
+    if region_key is not None and region_key not in adata.obs:
+        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
+    if int(min_cells) != min_cells or min_cells < 1:
+        msg = f"min_cells must be a positive integer, got {min_cells!r}."
+        raise ValueError(msg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TmtWarning)
-        stored = adata.uns.get("tmt_immunosuppression")
-        if not isinstance(stored, dict) or bool(stored.get("params", {}).get("bulk", False)) != bulk:
-            immunosuppression(adata, sample_key=sample_key, layer=layer, bulk=bulk)
-        score(adata, NEEDED, layer=layer)
-    every = pd.Series(True, index=adata.obs_names)
+        score(adata, sorted({*NEEDED, *SUPPRESSION_NEEDED}), layer=layer)
     if bulk:
         samples = pd.Series(adata.obs_names.astype(str), index=adata.obs_names)
-        malignant = every  # tumour programmes of the whole sample
     else:
         samples = samples_of(adata, sample_key)
+    long, table = _profile(adata, samples, layer=layer, bulk=bulk)
+    params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
+              "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
+              "cohort_flags": len(table) >= 3}
+    result = {"params": params, "long": long, "table": table}
+    if region_key is not None:
+        regions = samples + ":" + adata.obs[region_key].astype(str)
+        too_small = regions.value_counts()
+        too_small = set(too_small.index[too_small < min_cells])
+        r_long, r_table = _profile(adata, regions, layer=layer, bulk=False, unit="regions", too_small=too_small,
+                                   min_cells=min_cells)
+        owner = pd.Series(samples.to_numpy(), index=regions.to_numpy())
+        owner = owner[~owner.index.duplicated()]
+        r_long = r_long.rename(columns={"sample": "region"})
+        r_long.insert(1, "sample", owner.reindex(r_long["region"]).to_numpy())
+        params.update(region_key=region_key, min_cells=min_cells)
+        result.update(regions_long=r_long, regions=r_table)
+    adata.uns["tmt_resistance_profile"] = result
+    logger.info("resistance profile: %d samples x %d mechanisms%s", len(table), table.shape[1],
+                f", {len(result['regions'])} regions" if region_key is not None else "")
+    return adata if copy else None
+
+
+def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool, unit: str = "samples",
+             too_small=frozenset(), min_cells: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The long table (group x mechanism) and the flag table (groups x mechanisms) for samples or regions."""
+    every = pd.Series(True, index=adata.obs_names)
+    names = sorted(groups.unique())
+    if bulk:
+        malignant = every  # tumour programmes of the whole sample
+        sup = _bulk_components(adata, layer).reindex(names)
+    else:
         lin = adata.obs[_keys.LINEAGE].astype(str)
         malignant = lin == "Malignant/Epithelial"
         other = (~malignant) & (lin != "unassigned")
-    names = sorted(samples.unique())
-    sup = adata.uns["tmt_immunosuppression"]["table"].reindex(names)
+        sup = _cell_components(adata, lin, adata.obs[_keys.STATE].astype(str), groups).reindex(names)
+
+    k = 1 if bulk else MIN_DENOMINATOR  # a programme "in malignant cells" of a region with one such cell is noise
 
     def diff(sigs):
         if bulk:
             return pd.Series(np.nan, index=names)
-        return mean_score(adata, sigs, malignant, samples) - mean_score(adata, sigs, other, samples)
+        return mean_score(adata, sigs, malignant, groups, k) - mean_score(adata, sigs, other, groups, k)
 
-    ifng = pd.Series(np.nan, index=names) if bulk else _ifng_in_tnk(adata, samples, lin, layer)
+    def in_tumour(sigs):
+        return mean_score(adata, sigs, malignant, groups, k)
+
+    ifng = pd.Series(np.nan, index=names) if bulk else _ifng_in_tnk(adata, groups, lin, layer)
     values = {
         "B2M/HLA mutations": diff(["APM", "MHC_I"]),
         "IFN-gamma pathway defects (JAK1/2)": diff(["HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6"]),
-        "MAPK pathway activation": mean_score(adata, ["MPAS"], malignant, samples),
-        "PI3K/AKT/mTOR pathway activation": mean_score(adata, ["HALLMARK_PI3K_AKT_MTOR_SIGNALING"], malignant, samples),
-        "WNT/beta-catenin pathway activation": mean_score(
-            adata, ["HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core"], malignant, samples),
-        "Glycolysis/lactate production": mean_score(
-            adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, samples),
-        "Hypoxia": mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, samples),
-        "DNA/histone modifications": mean_score(adata, ["Epigenetic_regulators"], malignant, samples),
+        "MAPK pathway activation": in_tumour(["MPAS"]),
+        "PI3K/AKT/mTOR pathway activation": in_tumour(["HALLMARK_PI3K_AKT_MTOR_SIGNALING"]),
+        "WNT/beta-catenin pathway activation": in_tumour(["HALLMARK_WNT_BETA_CATENIN_SIGNALING",
+                                                          "WNT_beta_catenin_core"]),
+        "Glycolysis/lactate production": in_tumour(["HALLMARK_GLYCOLYSIS", "Glycolysis_core"]),
+        "Hypoxia": mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, groups),
+        "DNA/histone modifications": in_tumour(["Epigenetic_regulators"]),
         **{mech: sup[cols[1] if bulk else cols[0]] for mech, cols in ABUNDANCE.items()},
     }
-    cohort = len(names) >= 3
+    small = pd.Series([n in too_small for n in names], index=names)
+    cohort = int((~small).sum()) >= 3
     rows = []
     table = pd.DataFrame(index=names, dtype=float)
     for r in mechanisms().itertuples(index=False):
         measure, meta_col = MEASURES.get(r.mechanism, ("", None))
         if bulk and r.mechanism in ABUNDANCE:
-            from ._suppression import BULK_COMPONENTS
-
             measure = BULK_COMPONENTS[ABUNDANCE[r.mechanism][1]][0] + " (bulk)"
         elif bulk and r.mechanism not in CONTRASTS:
             for cells in ("in malignant cells", "in all cells"):
                 measure = measure.replace(cells, "in the whole sample (bulk)")
         v = values.get(r.mechanism)
         v = v.reindex(names) if v is not None else pd.Series(np.nan, index=names)
+        v = v.where(~small)
         z = robust_z(v) if cohort else pd.Series(np.nan, index=names)
         flag = pd.Series(np.nan, index=names)
         status = pd.Series("measured", index=names)
         if meta_col is not None:
-            meta = _metadata(adata, samples, meta_col)
+            meta = _metadata(adata, groups, meta_col)
             if meta is None:
                 status[:] = f"needs external data: add obs['{meta_col}']"
             else:
@@ -200,8 +246,10 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
         elif cohort:
             flag = (z > COHORT_Z).astype(float).where(z.notna())
         else:
-            status[:] = "measured (a flag needs at least three samples)"
+            status[:] = f"measured (a flag needs at least three {unit})"
         status[v.isna() & status.str.startswith("measured")] = "not assessable: cells or genes missing"
+        if meta_col is None:
+            status[small] = f"not assessable: fewer than {min_cells} cells"
         if bulk and r.mechanism in CONTRASTS:
             status[:] = "not assessable in bulk data: needs malignant and non-malignant cells of the sample"
         table[r.mechanism] = flag
@@ -214,15 +262,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, layer: 
             })
     long = pd.DataFrame(rows)
     long["flagged"] = long["flagged"].astype(float)
-    adata.uns["tmt_resistance_profile"] = {
-        "params": {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
-                   "layer": layer or "X", "bulk": bulk,
-                   "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z, "cohort_flags": cohort},
-        "long": long,
-        "table": table,
-    }
-    logger.info("resistance profile: %d samples x %d mechanisms", len(names), table.shape[1])
-    return adata if copy else None
+    return long, table
 
 
 def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series, layer: str | None) -> pd.Series:
@@ -233,4 +273,4 @@ def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series, layer: str 
     if det.isna().all():
         return pd.Series(np.nan, index=pd.Index(samples.unique()))
     tnk = lin.isin(["CD8 T", "CD4 T", "NK"])
-    return fraction(det.astype(bool), tnk, samples)
+    return fraction(det.astype(bool), tnk, samples, MIN_DENOMINATOR)

@@ -28,14 +28,16 @@ def fraction(num: pd.Series, den: pd.Series, samples: pd.Series, min_den: int = 
     return (n / d.where(d >= max(min_den, 1))).astype(float)
 
 
-def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series) -> pd.Series:
-    """Per sample, the mean over ``mask`` cells of the first scored signature in ``signatures`` (NaN if none)."""
+def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series, min_cells: int = 1) -> pd.Series:
+    """Per sample, the mean over ``mask`` cells of the first scored signature in ``signatures`` (NaN if none, or
+    where the sample has fewer than ``min_cells`` such cells)."""
     S = adata.obsm.get(_keys.SCORES)
     if S is None:
         return pd.Series(np.nan, index=pd.Index(samples.unique()))
     for s in signatures:
         if s in S.columns:
-            return S.loc[mask.to_numpy(), s].groupby(samples[mask], observed=True).mean().reindex(samples.unique())
+            groups = S.loc[mask.to_numpy(), s].groupby(samples[mask], observed=True)
+            return groups.mean().where(groups.size() >= min_cells).reindex(samples.unique())
     return pd.Series(np.nan, index=pd.Index(samples.unique()))
 
 

@@ -26,7 +26,7 @@ COMPONENTS = {
     "hypoxia": "hypoxia programme (HALLMARK) in all cells",
     "glycolysis": "glycolysis programme in malignant cells",
 }
-MIN_DENOMINATOR = 5  # cells a fraction or balance rests on at least
+MIN_DENOMINATOR = 5  # cells a fraction, balance or cell-type mean rests on at least
 CELL_PROGRAMMES = {  # lineage -> signatures averaged into the per-cell suppressive score
     "Monocyte/Macrophage": ("TAM_M2_like", "MDSC_suppressive_mediators"),
     "Neutrophil": ("PMN_MDSC_like", "MDSC_suppressive_mediators"),
@@ -64,8 +64,8 @@ def immunosuppression(
     Per sample, the components in ``COMPONENTS`` (Treg fraction and activation, MDSC-like fraction, M2/M1
     balance, myCAF fraction and TGF-beta, checkpoint receptor co-expression and ligands, IDO1/adenosine,
     hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples. A
-    component that cannot be measured (genes missing, fewer than five cells to take a fraction of) is NaN and
-    listed, never zero. With
+    component that cannot be measured (genes missing, fewer than five cells of the type it is measured in) is
+    NaN and listed, never zero. With
     ``region_key`` the same components and composite are computed for each region of tissue (pathologist
     annotations, niches), so that the suppressed regions of a sample stand out.
 
@@ -164,8 +164,8 @@ def immunosuppression(
 def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.Series) -> pd.DataFrame:
     """The components of ``COMPONENTS`` per group of cells (samples or regions), NaN where not measurable.
 
-    A fraction or balance needs ``MIN_DENOMINATOR`` cells below the line: one Treg among one CD4 T cell is no
-    Treg fraction of 100%.
+    A fraction, balance or mean over a cell type needs ``MIN_DENOMINATOR`` such cells: one Treg among one CD4 T
+    cell is no Treg fraction of 100%.
     """
     k = MIN_DENOMINATOR
     myeloid = lin.isin(["Monocyte/Macrophage", "Neutrophil"])
@@ -176,20 +176,20 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     every = pd.Series(True, index=adata.obs_names)
     tab = pd.DataFrame(index=pd.Index(sorted(groups.unique()), name=None))
     tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", groups, k)
-    tab["treg_activation"] = mean_score(adata, ["Treg_activated"], st == "Treg", groups)
+    tab["treg_activation"] = mean_score(adata, ["Treg_activated"], st == "Treg", groups, k)
     tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, groups, k)
     tab["m2_m1_balance"] = ((n_m2 - n_m1) / (n_m2 + n_m1).replace(0, np.nan)).where(
         tam.groupby(groups, observed=True).sum() >= k)
     tab["mycaf_fraction_caf"] = fraction(st == "myCAF", lin == "Fibroblast", groups, k)
-    tab["tgfb_caf"] = mean_score(adata, ["Pan_F_TBRS"], lin == "Fibroblast", groups)
+    tab["tgfb_caf"] = mean_score(adata, ["Pan_F_TBRS"], lin == "Fibroblast", groups, k)
     # CD8 T cells with a receptor count (tmt.tl.checkpoints; NaN where no receptor gene is measured)
     n_receptors = adata.obs.get("tmt_checkpoint_n", pd.Series(np.nan, index=adata.obs_names)).astype(float)
     tab["checkpoint_coexpression"] = fraction(n_receptors >= 2, (lin == "CD8 T") & n_receptors.notna(), groups, k)
     tab["checkpoint_ligands"] = mean_score(adata, ["Checkpoint_ligands"], malignant | (lin == "Monocyte/Macrophage"),
-                                           groups)
+                                           groups, k)
     tab["ido_adenosine"] = mean_score(adata, ["IDO_adenosine_axis"], every, groups)
     tab["hypoxia"] = mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, groups)
-    tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, groups)
+    tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, groups, k)
     # a state that annotate could not assess would read as a fraction of 0: report it as missing instead
     rules = adata.uns.get("tmt_annotate", {}).get("rules")
     if isinstance(rules, pd.DataFrame):
