@@ -186,7 +186,7 @@ def test_gates(done, tmp_path):
         tmt.pl.gates(panel, ax=ax)
 
 
-def test_plots_and_report_leave_later_figures_showing_in_jupyter(tmp_path):
+def test_plots_and_report_leave_later_figures_showing_in_jupyter(tmp_path, monkeypatch):
     """In a fresh Jupyter kernel whose first figure is ours, later figures still show (matplotlib#24351: restoring
     every rcParam after our style, or switching the backend for the report, silenced them)."""
     nbformat = pytest.importorskip("nbformat")
@@ -198,6 +198,7 @@ def test_plots_and_report_leave_later_figures_showing_in_jupyter(tmp_path):
         f"tmt.report(a, {str(tmp_path / 'r.html')!r});",
         "plt.plot([1, 2]);",
     ]
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel must pick Jupyter's inline backend, as for users
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
     shown = ["image/png" in "".join(str(o.get("data", {}).keys()) for o in c.outputs) for c in nb.cells]
