@@ -200,5 +200,7 @@ def test_region_key_gives_phenotype_and_immunosuppression_per_region(tmp_path):
                                                                                                "stroma")}
     html = (tmp_path / "out" / "report.html").read_text()
     assert set(out.uns["tmt_resistance_profile"]["regions"].index) == set(sup.index)
+    table = pd.read_csv(tmp_path / "out" / "region_table.csv", index_col=0)
+    assert set(table.index) == set(sup.index) and "immunosuppression:composite" in table
     assert "Regions (true_compartment)" in html and html.count("Per region (true_compartment)") == 2
     assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "o2"), "--region-key", "zone", "-q"]) == 2

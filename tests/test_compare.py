@@ -69,3 +69,28 @@ def test_boolean_groups(cohort):
     tmt.tl.compare_groups(a, sample_key="sample", group_key="response", groups=("R", "NR"))
     ref = a.uns["tmt_compare_groups"]["table"].set_index("feature")["pvalue"]
     pd.testing.assert_series_equal(res.set_index("feature")["pvalue"], ref)
+
+
+def test_region_table_joins_every_per_region_result():
+    """One row per region of an obs column: composition from the cells, then phenotype, immunosuppression and
+    resistance flags of that region; the spatial phenotype's tiles without a region_key."""
+    import numpy as np
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=1200, seed=2)
+    tmt.tl.annotate(a)
+    with pytest.raises(KeyError, match="region_key"):
+        tmt.get.region_table(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    tiles = tmt.get.region_table(a)
+    assert tiles.index.str.contains(":tile_").all() and "immune_phenotype:phenotype" in tiles
+    for tool in (tmt.tl.immune_phenotype, tmt.tl.immunosuppression, tmt.tl.resistance_profile):
+        tool(a, sample_key="sample", region_key="true_compartment")
+    t = tmt.get.region_table(a)
+    assert len(t) == 6 and t.loc["S02:tumor", "sample"] == "S02" and t.loc["S02:tumor", "region"] == "tumor"
+    cells = a.obs[(a.obs["sample"] == "S02") & (a.obs["true_compartment"] == "tumor")]
+    assert t.loc["S02:tumor", "n_cells"] == len(cells)
+    frac = (cells["tmt_lineage"] == "Malignant/Epithelial").mean()
+    assert np.isclose(t.loc["S02:tumor", "frac_lineage:Malignant/Epithelial"], frac)
+    for col in ("immune_phenotype:phenotype", "immunosuppression:composite", "resistance_profile:B2M/HLA mutations"):
+        assert col in t.columns
+    assert t["immune_phenotype:phenotype"].notna().all()

@@ -26,7 +26,8 @@ def run_pipeline(
     bulk: bool = False,
     name: str = "tmetoolkit",
 ) -> dict:
-    """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv`` and ``report.html``.
+    """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv``, ``report.html`` and,
+    where tissue regions were assessed (``region_key`` or the spatial phenotype's tiles), ``region_table.csv``.
 
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
@@ -145,5 +146,8 @@ def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, name: str) -
              "report": outdir / "report.html"}
     adata.write_h5ad(paths["h5ad"], compression="gzip")
     get.sample_table(adata, sample_key).to_csv(paths["sample_table"])
+    if any(isinstance(v, dict) and "regions" in v for k, v in adata.uns.items() if k.startswith("tmt_")):
+        paths["region_table"] = outdir / "region_table.csv"
+        get.region_table(adata).to_csv(paths["region_table"])
     report(adata, paths["report"], sample_key=sample_key)
     return paths

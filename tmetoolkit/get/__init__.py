@@ -1,5 +1,5 @@
 """Tidy tables pulled out of an annotated ``adata``."""
 
-from ._tables import sample_table, scores
+from ._tables import region_table, sample_table, scores
 
-__all__ = ["sample_table", "scores"]
+__all__ = ["region_table", "sample_table", "scores"]

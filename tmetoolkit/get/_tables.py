@@ -91,3 +91,55 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     out = pd.concat(parts, axis=1)
     out.index.name = key or "sample"
     return out.sort_index()
+
+
+REGION_TOOLS = ("tmt_immune_phenotype", "tmt_immunosuppression", "tmt_resistance_profile")
+
+
+def region_table(adata: AnnData) -> pd.DataFrame:
+    """One tidy row per tissue region with everything tmetoolkit computed about it.
+
+    Regions are those of ``region_key`` (pathologist annotations, niches) given to
+    :func:`tmetoolkit.tl.immune_phenotype`, :func:`tmetoolkit.tl.immunosuppression` or
+    :func:`tmetoolkit.tl.resistance_profile`, named ``"<sample>:<region>"``; without a ``region_key`` the tiles of the
+    spatial phenotype. Columns: ``sample``, ``region``, ``n_cells`` and the composition (``frac_lineage:<label>``,
+    ``frac_state:<label>``) where regions come from an ``obs`` column, then each tool's per-region table prefixed
+    with the tool name (``immune_phenotype:phenotype``, ``immunosuppression:composite``,
+    ``resistance_profile:<mechanism>`` with 1 flagged, 0 not flagged, NaN not assessable).
+
+    Parameters
+    ----------
+    adata
+        Data after one of the tools above with regions.
+    """
+    stored = {name: adata.uns[name] for name in REGION_TOOLS
+              if isinstance(adata.uns.get(name), dict) and isinstance(adata.uns[name].get("regions"), pd.DataFrame)}
+    if not stored:
+        msg = ("no per-region results: run tmt.tl.immune_phenotype, tmt.tl.immunosuppression or "
+               "tmt.tl.resistance_profile with region_key= (the spatial phenotype also makes tiles).")
+        raise KeyError(msg)
+    region_keys = [str(v["params"].get("region_key") or "") for v in stored.values()]
+    region_key = next((k for k in region_keys if k), "")
+    # tables made from other regions (tiles beside a region_key) would not share rows
+    stored = {name: v for (name, v), k in zip(stored.items(), region_keys, strict=True) if k == region_key}
+    parts = []
+    if region_key and region_key in adata.obs:
+        # the tools record the sample column they used, or "" for one sample called "all"
+        sample_key = next(iter(stored.values()))["params"].get("sample_key") or ""
+        samples = (adata.obs[sample_key].astype(str) if sample_key in adata.obs
+                   else pd.Series("all", index=adata.obs_names))
+        region = adata.obs[region_key].astype(str)
+        ids = samples + ":" + region
+        frame = pd.DataFrame({"sample": samples.to_numpy(), "region": region.to_numpy()}, index=ids.to_numpy())
+        frame = frame[~frame.index.duplicated()]
+        frame["n_cells"] = ids.value_counts()
+        parts.append(frame)
+        for col, prefix in ((_keys.LINEAGE, "frac_lineage"), (_keys.STATE, "frac_state")):
+            if col in adata.obs:
+                parts.append(pd.crosstab(ids, adata.obs[col].astype(str), normalize="index").add_prefix(f"{prefix}:"))
+    for name, v in stored.items():
+        tab = v["regions"].drop(columns=["sample", "region", "n_cells"] if parts else [], errors="ignore")
+        parts.append(tab.add_prefix(f"{name[4:]}:"))
+    out = pd.concat(parts, axis=1)
+    out.index.name = "region_id"
+    return out.sort_index()
