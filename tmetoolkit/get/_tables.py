@@ -7,6 +7,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._utils import missing_key_error
+from ..tl._sample_features import regions_of
 
 
 def scores(adata: AnnData, *, key: str = _keys.SCORES, groupby: str | None = None) -> pd.DataFrame:
@@ -128,11 +129,7 @@ def region_table(adata: AnnData) -> pd.DataFrame:
         sample_key = next(iter(stored.values()))["params"].get("sample_key") or ""
         samples = (adata.obs[sample_key].astype(str) if sample_key in adata.obs
                    else pd.Series("all", index=adata.obs_names))
-        region = adata.obs[region_key].astype(str)
-        ids = samples + ":" + region
-        frame = pd.DataFrame({"sample": samples.to_numpy(), "region": region.to_numpy()}, index=ids.to_numpy())
-        frame = frame[~frame.index.duplicated()]
-        frame["n_cells"] = ids.value_counts()
+        ids, frame = regions_of(adata, samples, region_key)
         parts.append(frame)
         for col, prefix in ((_keys.LINEAGE, "frac_lineage"), (_keys.STATE, "frac_state")):
             if col in adata.obs:

@@ -11,8 +11,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtWarning, logger, missing_key_error
-from ._sample_features import fraction, mean_score, robust_z, samples_of
+from .._utils import TmtWarning, logger
+from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
@@ -129,33 +129,29 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     if not bulk and _keys.STATE not in adata.obs:
         msg = "obs['tmt_state'] is missing: run tmt.tl.annotate(adata) first."
         raise KeyError(msg)
-    if region_key is not None and region_key not in adata.obs:
-        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
         raise ValueError(msg)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TmtWarning)
-        score(adata, sorted({*NEEDED, *SUPPRESSION_NEEDED}), layer=layer)
     if bulk:
         samples = pd.Series(adata.obs_names.astype(str), index=adata.obs_names)
     else:
         samples = samples_of(adata, sample_key)
+    if region_key is not None:
+        region_of, regions = regions_of(adata, samples, region_key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TmtWarning)
+        score(adata, sorted({*NEEDED, *SUPPRESSION_NEEDED}), layer=layer)
     long, table = _profile(adata, samples, layer=layer, bulk=bulk)
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
               "cohort_flags": len(table) >= 3}
     result = {"params": params, "long": long, "table": table}
     if region_key is not None:
-        regions = samples + ":" + adata.obs[region_key].astype(str)
-        too_small = regions.value_counts()
-        too_small = set(too_small.index[too_small < min_cells])
-        r_long, r_table = _profile(adata, regions, layer=layer, bulk=False, unit="regions", too_small=too_small,
+        too_small = set(regions.index[regions["n_cells"] < min_cells])
+        r_long, r_table = _profile(adata, region_of, layer=layer, bulk=False, unit="regions", too_small=too_small,
                                    min_cells=min_cells)
-        owner = pd.Series(samples.to_numpy(), index=regions.to_numpy())
-        owner = owner[~owner.index.duplicated()]
         r_long = r_long.rename(columns={"sample": "region"})
-        r_long.insert(1, "sample", owner.reindex(r_long["region"]).to_numpy())
+        r_long.insert(1, "sample", regions.loc[r_long["region"], "sample"].to_numpy())
         params.update(region_key=region_key, min_cells=min_cells)
         result.update(regions_long=r_long, regions=r_table)
     adata.uns["tmt_resistance_profile"] = result

@@ -49,3 +49,16 @@ def robust_z(x: pd.Series) -> pd.Series:
     mad = 1.4826 * (v - v.median()).abs().median()
     sd = mad if mad > 0 else (v.std() or 1.0)
     return (x - v.median()) / sd
+
+
+def regions_of(adata: AnnData, samples: pd.Series, region_key: str) -> tuple[pd.Series, pd.DataFrame]:
+    """Region of every cell, named ``"<sample>:<region>"``, and per region its ``sample``, ``region`` and
+    ``n_cells`` (sorted by name, as the tables of the tools)."""
+    if region_key not in adata.obs:
+        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
+    region = adata.obs[region_key].astype(str)
+    ids = samples.astype(str) + ":" + region
+    frame = pd.DataFrame({"sample": samples.astype(str).to_numpy(), "region": region.to_numpy()}, index=ids.to_numpy())
+    frame = frame[~frame.index.duplicated()].sort_index()
+    frame["n_cells"] = ids.value_counts().reindex(frame.index).astype(int)
+    return ids, frame

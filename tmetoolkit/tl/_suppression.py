@@ -9,8 +9,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtWarning, check_tmt_key, logger, missing_key_error, warn
-from ._sample_features import fraction, mean_score, robust_z, samples_of
+from .._utils import TmtWarning, check_tmt_key, logger, warn
+from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 
 COMPONENTS = {
@@ -65,9 +65,8 @@ def immunosuppression(
     balance, myCAF fraction and TGF-beta, checkpoint receptor co-expression and ligands, IDO1/adenosine,
     hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples. A
     component that cannot be measured (genes missing, fewer than five cells of the type it is measured in) is
-    NaN and listed, never zero. With
-    ``region_key`` the same components and composite are computed for each region of tissue (pathologist
-    annotations, niches), so that the suppressed regions of a sample stand out.
+    NaN and listed, never zero. With ``region_key`` the same components and composite are computed for each
+    region of tissue (pathologist annotations, niches), so that the suppressed regions of a sample stand out.
 
     Bulk or pseudobulk data (``bulk=True``, observations are samples) have no cells to count: each component is
     then a programme of the whole sample (``BULK_COMPONENTS``: Treg, activated-Treg, MDSC, M2-minus-M1, myCAF,
@@ -121,18 +120,18 @@ def immunosuppression(
                "pseudobulk data (observations are samples) pass bulk=True.")
         raise KeyError(msg)
     check_tmt_key(adata.obs, "tmt_suppression_score", "adata.obs")
-    if region_key is not None and region_key not in adata.obs:
-        raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
         raise ValueError(msg)
+    samples = samples_of(adata, sample_key)
+    if region_key is not None:
+        region_of, regions = regions_of(adata, samples, region_key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TmtWarning)
         score(adata, NEEDED, layer=layer)
     S = adata.obsm[_keys.SCORES]
     lin = adata.obs[_keys.LINEAGE].astype(str)
     st = adata.obs[_keys.STATE].astype(str)
-    samples = samples_of(adata, sample_key)
 
     per_cell = pd.Series(np.nan, index=adata.obs_names)
     for lineage, sigs in CELL_PROGRAMMES.items():
@@ -143,16 +142,10 @@ def immunosuppression(
     adata.obs["tmt_suppression_score"] = per_cell.astype(float)
 
     tab = _cell_components(adata, lin, st, samples)
-    regions = None
-    if region_key is not None:
-        region_of = samples + ":" + adata.obs[region_key].astype(str)
-        regions = _cell_components(adata, lin, st, region_of)
-        first = pd.DataFrame({"sample": samples, "region": adata.obs[region_key].astype(str), "id": region_of})
-        first = first.drop_duplicates("id").set_index("id")
-        n_cells = region_of.value_counts()
-        regions.insert(0, "n_cells", n_cells.reindex(regions.index).astype(int))
-        regions.insert(0, "region", first.loc[regions.index, "region"])
-        regions.insert(0, "sample", first.loc[regions.index, "sample"])
+    if region_key is None:
+        regions = None
+    else:
+        regions = regions.join(_cell_components(adata, lin, st, region_of))
         regions.loc[regions["n_cells"] < min_cells, list(COMPONENTS)] = np.nan
         regions = _summarise(regions, list(COMPONENTS))
         regions["reason"] = np.where(regions["n_cells"] < min_cells, f"fewer than {min_cells} cells", "")
