@@ -93,3 +93,47 @@ def test_smoothing_recovers_receptors_lost_to_dropout(annotated):
     assert smooth[naive].mean() < full[naive].mean() and (smooth[naive] >= 2).mean() < 0.1
     tnk = raw.notna()
     assert (smooth[tnk] >= raw[tnk]).all()  # smoothing only adds receptors that most neighbours show
+
+
+def test_protein_panel_receptors_and_ligands_from_gates(sim_small):
+    """A synthetic multiplex-IF panel with PD-1 and TIM-3 planted on exhausted CD8 T cells and PD-L1 on
+    macrophages: receptors and ligands come from the marker gates, and the protein-based immunosuppression and
+    resistance rows are measured where the panel can see them and missing, never 0, where it cannot."""
+    import anndata as ad
+
+    o = sim_small.obs
+    lin, state = o["true_lineage"].astype(str), o["true_state"].astype(str)
+    tex = state == "CD8 Tex"
+    positive = {
+        "CD8": lin == "CD8 T", "CD3": lin.isin(["CD8 T", "CD4 T"]), "CD4": lin == "CD4 T",
+        "FOXP3": state == "Treg", "CD68": lin == "Monocyte/Macrophage", "PanCK": lin == "Malignant/Epithelial",
+        "PD-1 (Opal 650)": tex, "TIM-3": tex, "PD-L1 (Opal 520)": lin == "Monocyte/Macrophage",
+    }
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.lognormal(np.where(p, 1.5, -1.5), 0.5) for p in positive.values()])
+    panel = ad.AnnData(X.astype(np.float32), obs=o[["sample"]].copy())
+    panel.var_names = list(positive)
+    tmt.tl.annotate(panel)
+    with pytest.warns(tmt.TmtWarning, match="LAG-3, TIGIT, CTLA-4"):
+        tmt.tl.checkpoints(panel)
+    det = panel.obsm["tmt_checkpoints"]
+    assert det["PD-1"][tex].mean() > 0.95 and det["PD-1"][~tex].mean() < 0.05
+    assert det[["LAG-3", "TIGIT", "CTLA-4", "Galectin-9"]].isna().all().all()
+    called_cd8 = panel.obs["tmt_lineage"] == "CD8 T"
+    tab = panel.uns["tmt_checkpoints"]["table"]
+    truth = tex[called_cd8].groupby(o.loc[called_cd8, "sample"], observed=True).mean()
+    np.testing.assert_allclose(tab["cd8_frac_ge2_receptors"], truth.reindex(tab.index), atol=0.05)
+    assert (tab["myeloid_frac_PD-L1"] > 0.9).all() and (tab["malignant_frac_PD-L1"] < 0.1).all()
+
+    tmt.tl.immunosuppression(panel)
+    sup = panel.uns["tmt_immunosuppression"]["table"]
+    np.testing.assert_allclose(sup["checkpoint_coexpression"], tab["cd8_frac_ge2_receptors"].reindex(sup.index))
+    planted_treg = (state == "Treg")[lin == "CD4 T"].groupby(o.loc[lin == "CD4 T", "sample"], observed=True).mean()
+    np.testing.assert_allclose(sup["treg_fraction_cd4"], planted_treg.reindex(sup.index), atol=0.1)
+    assert sup["checkpoint_ligands"].between(0, 1).all()
+    for col in ("mdsc_fraction_myeloid", "mycaf_fraction_caf", "m2_m1_balance", "hypoxia"):  # no marker for them
+        assert sup[col].isna().all(), col
+    tmt.tl.resistance_profile(panel)
+    long = panel.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
+    assert long.loc[("S01", "Hypoxia"), "status"] == "not assessable on a protein panel: needs expression"
+    assert np.isfinite(long.loc[("S01", "Regulatory T cells (Tregs)"), "value"])

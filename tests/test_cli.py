@@ -108,13 +108,21 @@ def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
         import pytest
 
         pytest.skip("real data not available")
-    assert main(["run", str(path), "-o", str(tmp_path), "-q"]) == 0
+    assert main(["run", str(path), "-o", str(tmp_path), "--region-key", "tissue_category", "-q"]) == 0
     a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
     assert a.uns["tmt_annotate"]["params"]["input_state"] == "protein"
     tab = a.uns["tmt_immune_phenotype"]["table"]
     assert tab["phenotype"].iloc[0] == "excluded"  # as with inForm's own phenotypes (test_spatial)
     report = (tmp_path / "report.html").read_text()
     assert 'alt="protein marker gates"' in report
+    # PD-1 and PD-L1 from their gates; per region of inForm's tissue categories, PD-L1 on tumour cells and
+    # macrophages, and no MDSC fraction (the panel has no marker for it), not a fraction of 0
+    cp = a.uns["tmt_checkpoints"]["table"].iloc[0]
+    assert 0 < cp["cd8_frac_PD-1"] < 1 and 0 < cp["myeloid_frac_PD-L1"] < 1
+    regions = pd.read_csv(tmp_path / "region_table.csv", index_col=0)
+    assert list(regions["region"]) == ["Stroma", "Tumor"]
+    assert regions["immunosuppression:checkpoint_ligands"].between(0, 1).all()
+    assert regions["immunosuppression:mdsc_fraction_myeloid"].isna().all()
 
 
 def test_bulk_run_treats_observations_as_samples(tmp_path):

@@ -32,7 +32,8 @@ def run_pipeline(
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
-    own lineages (protein panels: cell types from marker intensities, channels mapped by name or by ``markers``);
+    own lineages (protein panels: cell types from marker intensities, channels mapped by name or by ``markers``,
+    then receptors, immunosuppression and resistance rows from the calls and the marker gates);
     ``tumor_signature`` marks the malignant cells where no label does (panels without epithelial markers). Spot
     data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
@@ -76,6 +77,11 @@ def run_pipeline(
     elif cell_type_key is None:
         steps.append(("annotating cells from protein markers",
                       lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key, markers=markers)))
+        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
+        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
+                                                                         region_key=region_key)))
+        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
+                                                                          region_key=region_key)))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(

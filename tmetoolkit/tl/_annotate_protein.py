@@ -44,6 +44,10 @@ MARKER_ALIASES: dict[str, tuple[str, ...]] = {
     "PD1": ("PD1", "PDCD1"),
     "TIM3": ("TIM3", "HAVCR2"),
     "LAG3": ("LAG3",),
+    "TIGIT": ("TIGIT",),
+    "CTLA4": ("CTLA4", "CD152"),
+    "PDL1": ("PDL1", "CD274", "B7H1"),
+    "PDL2": ("PDL2", "PDCD1LG2", "CD273"),
     "CD39": ("CD39", "ENTPD1"),
     "TCF1": ("TCF1", "TCF7"),
 }

@@ -17,6 +17,9 @@ from ._sample_features import samples_of
 RECEPTORS = {"PDCD1": "PD-1", "HAVCR2": "TIM-3", "LAG3": "LAG-3", "TIGIT": "TIGIT", "CTLA4": "CTLA-4"}
 LIGANDS = {"CD274": "PD-L1", "PDCD1LG2": "PD-L2", "LGALS9": "Galectin-9", "PVR": "CD155", "NECTIN2": "CD112",
            "FGL1": "FGL1", "CEACAM1": "CEACAM1"}
+# protein panels: receptor or ligand -> canonical marker of tmt.tl._annotate_protein.MARKER_ALIASES
+PROTEIN_MARKERS = {"PD-1": "PD1", "TIM-3": "TIM3", "LAG-3": "LAG3", "TIGIT": "TIGIT", "CTLA-4": "CTLA4",
+                   "PD-L1": "PDL1", "PD-L2": "PDL2"}
 T_NK = ("CD8 T", "CD4 T", "NK")
 LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
 
@@ -38,6 +41,24 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
         det[start:stop] = sub >= max(threshold, np.finfo(float).tiny)
     names = [genes[g] for g in genes if g in found]
     out[names] = det.astype(float)
+    return out
+
+
+def is_protein(adata: AnnData) -> bool:
+    """Whether :func:`tmetoolkit.tl.annotate` called these cells from a protein panel."""
+    params = adata.uns.get("tmt_annotate", {}).get("params", {})
+    return isinstance(params, dict) and params.get("input_state") == "protein"
+
+
+def detect_protein(adata: AnnData) -> pd.DataFrame:
+    """Cells x receptors and ligands from a protein panel: 1 above the marker's gate (``annotate``'s evidence
+    ``obsm["tmt_scores"]["<marker>+"]``), 0 below, NaN where the panel has no such channel."""
+    evidence = adata.obsm.get(_keys.SCORES)
+    cols = list(RECEPTORS.values()) + list(LIGANDS.values())
+    out = pd.DataFrame(np.nan, index=adata.obs_names, columns=cols)
+    for name, marker in PROTEIN_MARKERS.items():
+        if isinstance(evidence, pd.DataFrame) and f"{marker}+" in evidence.columns:
+            out[name] = (evidence[f"{marker}+"].to_numpy(dtype=float) > 0).astype(float)
     return out
 
 
@@ -64,7 +85,9 @@ def checkpoints(
     """Co-inhibitory receptor profile of every T and NK cell, and checkpoint ligands on tumour and myeloid cells.
 
     A receptor (PD-1/PDCD1, TIM-3/HAVCR2, LAG-3, TIGIT, CTLA-4) counts as expressed when its transcript is
-    detected (at least ``min_counts`` counts in raw data, above zero in normalised data). Single-cell data miss
+    detected (at least ``min_counts`` counts in raw data, above zero in normalised data); on a protein panel
+    annotated by :func:`tmetoolkit.tl.annotate`, when the cell is above the marker's gate (PD-1, TIM-3, LAG-3,
+    TIGIT, CTLA-4, PD-L1 and PD-L2 channels). Single-cell data miss
     many transcripts, so counts of co-expressed receptors are lower bounds; with ``smooth=True`` a receptor also
     counts when at least half of the cell's neighbours in ``adata.obsp["connectivities"]`` (run
     :func:`scanpy.pp.neighbors`) detect it.
@@ -105,7 +128,7 @@ def checkpoints(
         raise KeyError(msg)
     for key in ("tmt_checkpoint_n", "tmt_checkpoint_pattern"):
         check_tmt_key(adata.obs, key, "adata.obs")
-    det = detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
+    det = detect_protein(adata) if is_protein(adata) else detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
     if smooth:
         if "connectivities" not in adata.obsp:
             msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."

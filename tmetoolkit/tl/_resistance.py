@@ -12,6 +12,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._utils import TmtWarning, logger
+from ._checkpoints import is_protein
 from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, MIN_DENOMINATOR, _bulk_components, _cell_components
@@ -138,9 +139,10 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         samples = samples_of(adata, sample_key)
     if region_key is not None:
         region_of, regions = regions_of(adata, samples, region_key)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TmtWarning)
-        score(adata, sorted({*NEEDED, *SUPPRESSION_NEEDED}), layer=layer)
+    if bulk or not is_protein(adata):  # a protein panel has no programmes to score
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TmtWarning)
+            score(adata, sorted({*NEEDED, *SUPPRESSION_NEEDED}), layer=layer)
     long, table = _profile(adata, samples, layer=layer, bulk=bulk)
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
@@ -198,6 +200,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         **{mech: sup[cols[1] if bulk else cols[0]] for mech, cols in ABUNDANCE.items()},
     }
     small = pd.Series([n in too_small for n in names], index=names)
+    protein = not bulk and is_protein(adata)
     cohort = int((~small).sum()) >= 3
     rows = []
     table = pd.DataFrame(index=names, dtype=float)
@@ -243,7 +246,9 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
             flag = (z > COHORT_Z).astype(float).where(z.notna())
         else:
             status[:] = f"measured (a flag needs at least three {unit})"
-        status[v.isna() & status.str.startswith("measured")] = "not assessable: cells or genes missing"
+        status[v.isna() & status.str.startswith("measured")] = (
+            "not assessable on a protein panel: needs expression" if protein and r.mechanism not in ABUNDANCE
+            else "not assessable: cells or genes missing")
         if meta_col is None:
             status[small] = f"not assessable: fewer than {min_cells} cells"
         if bulk and r.mechanism in CONTRASTS:

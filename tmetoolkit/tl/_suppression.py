@@ -10,6 +10,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._utils import TmtWarning, check_tmt_key, logger, warn
+from ._checkpoints import is_protein
 from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 
@@ -25,6 +26,19 @@ COMPONENTS = {
     "ido_adenosine": "IDO1 / CD39 / CD73 / A2A-A2B axis",
     "hypoxia": "hypoxia programme (HALLMARK) in all cells",
     "glycolysis": "glycolysis programme in malignant cells",
+}
+# protein panels (tmt.tl.annotate from marker gates): what the gate-based components measure there
+PROTEIN_COMPONENTS = {
+    "checkpoint_coexpression": "CD8 T cells above the gates of two or more co-inhibitory receptors (protein)",
+    "checkpoint_ligands": "malignant cells and macrophages above the PD-L1 or PD-L2 gate (protein)",
+}
+# the annotate labels a component counts; both must be callable for a fraction to mean something
+COMPONENT_LABELS = {
+    "treg_fraction_cd4": ("CD4 T|Treg", "CD4 T|conventional"),
+    "treg_activation": ("CD4 T|Treg",),
+    "mdsc_fraction_myeloid": ("M-MDSC-like", "PMN-MDSC-like"),
+    "m2_m1_balance": ("TAM M1-like", "TAM M2-like"),
+    "mycaf_fraction_caf": ("myCAF",),
 }
 MIN_DENOMINATOR = 5  # cells a fraction, balance or cell-type mean rests on at least
 CELL_PROGRAMMES = {  # lineage -> signatures averaged into the per-cell suppressive score
@@ -67,6 +81,10 @@ def immunosuppression(
     component that cannot be measured (genes missing, fewer than five cells of the type it is measured in) is
     NaN and listed, never zero. With ``region_key`` the same components and composite are computed for each
     region of tissue (pathologist annotations, niches), so that the suppressed regions of a sample stand out.
+
+    On a protein panel called by :func:`tmetoolkit.tl.annotate` the components come from the cell calls and the
+    marker gates (Treg fraction, M2/M1 balance, receptors on CD8 T cells and PD-L1/PD-L2 on tumour cells and
+    macrophages after :func:`tmetoolkit.tl.checkpoints`); programme components are missing.
 
     Bulk or pseudobulk data (``bulk=True``, observations are samples) have no cells to count: each component is
     then a programme of the whole sample (``BULK_COMPONENTS``: Treg, activated-Treg, MDSC, M2-minus-M1, myCAF,
@@ -126,10 +144,12 @@ def immunosuppression(
     samples = samples_of(adata, sample_key)
     if region_key is not None:
         region_of, regions = regions_of(adata, samples, region_key)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TmtWarning)
-        score(adata, NEEDED, layer=layer)
-    S = adata.obsm[_keys.SCORES]
+    protein = is_protein(adata)
+    if not protein:  # a protein panel has no programmes to score: its components come from cell calls and gates
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TmtWarning)
+            score(adata, NEEDED, layer=layer)
+    S = adata.obsm.get(_keys.SCORES, pd.DataFrame(index=adata.obs_names))
     lin = adata.obs[_keys.LINEAGE].astype(str)
     st = adata.obs[_keys.STATE].astype(str)
 
@@ -149,8 +169,8 @@ def immunosuppression(
         regions.loc[regions["n_cells"] < min_cells, list(COMPONENTS)] = np.nan
         regions = _summarise(regions, list(COMPONENTS))
         regions["reason"] = np.where(regions["n_cells"] < min_cells, f"fewer than {min_cells} cells", "")
-    _finish(adata, tab, COMPONENTS, sample_key=sample_key, layer=layer, bulk=False, regions=regions,
-            region_key=region_key, min_cells=min_cells)
+    _finish(adata, tab, {**COMPONENTS, **PROTEIN_COMPONENTS} if protein else COMPONENTS, sample_key=sample_key,
+            layer=layer, bulk=False, regions=regions, region_key=region_key, min_cells=min_cells)
     return adata if copy else None
 
 
@@ -178,20 +198,24 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     # CD8 T cells with a receptor count (tmt.tl.checkpoints; NaN where no receptor gene is measured)
     n_receptors = adata.obs.get("tmt_checkpoint_n", pd.Series(np.nan, index=adata.obs_names)).astype(float)
     tab["checkpoint_coexpression"] = fraction(n_receptors >= 2, (lin == "CD8 T") & n_receptors.notna(), groups, k)
-    tab["checkpoint_ligands"] = mean_score(adata, ["Checkpoint_ligands"], malignant | (lin == "Monocyte/Macrophage"),
-                                           groups, k)
+    ligand_cells = malignant | (lin == "Monocyte/Macrophage")
+    if is_protein(adata):
+        ligands = adata.obsm.get("tmt_checkpoints", pd.DataFrame(index=adata.obs_names)).reindex(
+            columns=["PD-L1", "PD-L2"])
+        measured = ligands.notna().any(axis=1)
+        tab["checkpoint_ligands"] = fraction(ligands.fillna(0).sum(axis=1) > 0, ligand_cells & measured, groups, k)
+    else:
+        tab["checkpoint_ligands"] = mean_score(adata, ["Checkpoint_ligands"], ligand_cells, groups, k)
     tab["ido_adenosine"] = mean_score(adata, ["IDO_adenosine_axis"], every, groups)
     tab["hypoxia"] = mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, groups)
     tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, groups, k)
-    # a state that annotate could not assess would read as a fraction of 0: report it as missing instead
+    # a label that annotate could not assess, or has no rule for (MDSC-like states on a protein panel), would read as
+    # a fraction of 0: report the component as missing instead
     rules = adata.uns.get("tmt_annotate", {}).get("rules")
     if isinstance(rules, pd.DataFrame):
-        unassessable = set(rules.loc[~rules["assessable"].astype(bool), "label"])
-        needs = {"treg_fraction_cd4": {"Treg"}, "treg_activation": {"Treg"},
-                 "mdsc_fraction_myeloid": {"M-MDSC-like", "PMN-MDSC-like"},
-                 "m2_m1_balance": {"TAM M1-like", "TAM M2-like"}, "mycaf_fraction_caf": {"myCAF"}}
-        for col, states in needs.items():
-            if states & unassessable:
+        assessable = dict(zip(rules["label"], rules["assessable"].astype(bool), strict=True))
+        for col, labels in COMPONENT_LABELS.items():
+            if not all(assessable.get(label, False) for label in labels):
                 tab[col] = np.nan
     return tab
 
