@@ -85,7 +85,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     # from showing in Jupyter when the report makes the session's first figure (matplotlib#24351)
     sections: list[tuple[str, str]] = []
     s_key = get._tables._resolve_sample_key(adata, sample_key)
-    inp = adata.uns.get("tmt_scores", {}).get("params", {})
+    # what the input was, as scoring recorded it, or annotate on a protein panel (which scores no programmes)
+    inp = {**adata.uns.get("tmt_annotate", {}).get("params", {}), **adata.uns.get("tmt_scores", {}).get("params", {})}
     state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
     bulk = get._tables._bulk(adata)
     n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
