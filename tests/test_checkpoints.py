@@ -124,6 +124,7 @@ def test_protein_panel_receptors_and_ligands_from_gates(sim_small):
     truth = tex[called_cd8].groupby(o.loc[called_cd8, "sample"], observed=True).mean()
     np.testing.assert_allclose(tab["cd8_frac_ge2_receptors"], truth.reindex(tab.index), atol=0.05)
     assert (tab["myeloid_frac_PD-L1"] > 0.9).all() and (tab["malignant_frac_PD-L1"] < 0.1).all()
+    assert tab["cd8_frac_ge3_receptors"].isna().all()  # two receptors on the panel: three cannot be seen
 
     tmt.tl.immunosuppression(panel)
     sup = panel.uns["tmt_immunosuppression"]["table"]

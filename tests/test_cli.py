@@ -123,6 +123,8 @@ def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     assert list(regions["region"]) == ["Stroma", "Tumor"]
     assert regions["immunosuppression:checkpoint_ligands"].between(0, 1).all()
     assert regions["immunosuppression:mdsc_fraction_myeloid"].isna().all()
+    # PD-1 is the panel's only receptor: co-expression of two cannot be seen
+    assert pd.isna(cp["cd8_frac_ge2_receptors"]) and regions["immunosuppression:checkpoint_coexpression"].isna().all()
 
 
 def test_bulk_run_treats_observations_as_samples(tmp_path):

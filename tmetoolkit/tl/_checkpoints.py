@@ -120,7 +120,8 @@ def checkpoints(
         The receptors expressed, e.g. ``"PD-1+TIM-3+"``, or ``"none"``; empty for other cells.
     ``uns["tmt_checkpoints"]``
         ``params`` and ``table``: per sample, the fraction of CD8 T cells with each receptor, with >=1, >=2 and
-        >=3 receptors, and the fraction of malignant and myeloid cells with each ligand.
+        >=3 receptors (NaN where fewer receptors are measured), and the fraction of malignant and myeloid cells
+        with each ligand.
     """
     adata = adata.copy() if copy else adata
     if _keys.LINEAGE not in adata.obs:
@@ -161,7 +162,8 @@ def checkpoints(
         for c in rec.columns:
             row[f"cd8_frac_{c}"] = rec.loc[cd8, c].mean() if len(cd8) and c in measured else np.nan
         for k in (1, 2, 3):
-            row[f"cd8_frac_ge{k}_receptors"] = (n.loc[cd8] >= k).mean() if len(cd8) and measured else np.nan
+            # "k or more" cannot be seen with fewer than k receptors measured: missing, not 0
+            row[f"cd8_frac_ge{k}_receptors"] = (n.loc[cd8] >= k).mean() if len(cd8) and len(measured) >= k else np.nan
         for cell in LIGAND_CELLS:
             ids = idx[lin == cell]
             tag = "malignant" if cell.startswith("Malignant") else "myeloid"

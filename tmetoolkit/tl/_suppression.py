@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._utils import TmtWarning, check_tmt_key, logger, warn
-from ._checkpoints import is_protein
+from ._checkpoints import RECEPTORS, is_protein
 from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 
@@ -198,6 +198,8 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     # CD8 T cells with a receptor count (tmt.tl.checkpoints; NaN where no receptor gene is measured)
     n_receptors = adata.obs.get("tmt_checkpoint_n", pd.Series(np.nan, index=adata.obs_names)).astype(float)
     tab["checkpoint_coexpression"] = fraction(n_receptors >= 2, (lin == "CD8 T") & n_receptors.notna(), groups, k)
+    if _receptors_measured(adata) < 2:  # "two or more" cannot be seen on a panel with one receptor
+        tab["checkpoint_coexpression"] = np.nan
     ligand_cells = malignant | (lin == "Monocyte/Macrophage")
     if is_protein(adata):
         ligands = adata.obsm.get("tmt_checkpoints", pd.DataFrame(index=adata.obs_names)).reindex(
@@ -218,6 +220,15 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
             if not all(assessable.get(label, False) for label in labels):
                 tab[col] = np.nan
     return tab
+
+
+def _receptors_measured(adata: AnnData) -> int:
+    """How many co-inhibitory receptors :func:`tmetoolkit.tl.checkpoints` could measure (0 if it did not run)."""
+    det = adata.obsm.get("tmt_checkpoints")
+    if not isinstance(det, pd.DataFrame):
+        return 0
+    cols = [c for c in RECEPTORS.values() if c in det.columns]
+    return int(det[cols].notna().any(axis=0).sum())
 
 
 def _bulk_components(adata: AnnData, layer: str | None) -> pd.DataFrame:
