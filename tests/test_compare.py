@@ -94,3 +94,23 @@ def test_region_table_joins_every_per_region_result():
     for col in ("immune_phenotype:phenotype", "immunosuppression:composite", "resistance_profile:B2M/HLA mutations"):
         assert col in t.columns
     assert t["immune_phenotype:phenotype"].notna().all()
+
+
+def test_regions_compare_each_region_across_samples():
+    """Inflamed and excluded tumours have as many CD8 T cells overall; in the tumour region they differ. With
+    regions=True the comparison sees that, still with one value per sample."""
+    a = tmt.datasets.simulate(n_samples=12, n_cells=1000, seed=31)
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    with pytest.raises(ValueError, match="region_key"):  # tiles are not shared across samples
+        tmt.tl.compare_groups(a, sample_key="sample", group_key="true_phenotype", groups=("inflamed", "excluded"),
+                              regions=True)
+    tmt.tl.immune_phenotype(a, sample_key="sample", region_key="true_compartment")
+    tmt.tl.compare_groups(a, sample_key="sample", group_key="true_phenotype", groups=("inflamed", "excluded"),
+                          regions=True)
+    t = a.uns["tmt_compare_groups"]["table"].set_index("feature")
+    assert (t[["n_inflamed", "n_excluded"]] <= 4).all().all()  # samples, not cells or regions
+    assert t.loc["tumor|frac_lineage:CD8 T", "cliffs_delta"] == 1.0
+    assert t.loc["tumor|frac_lineage:CD8 T", "pvalue"] < 0.05
+    assert abs(t.loc["frac_lineage:CD8 T", "cliffs_delta"]) < 0.5
+    assert t.loc["stroma|frac_lineage:CD8 T", "pvalue"] > 0.1

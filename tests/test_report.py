@@ -22,7 +22,8 @@ def demo(tmp_path_factory):
 def test_report_is_self_contained(demo):
     html = (demo / "report.html").read_text()
     for section in ("caveats", "immune-phenotype", "cell-states", "checkpoint-receptors-and-ligands",
-                    "immunosuppression", "resistance-mechanisms", "per-sample-table", "signatures-used"):
+                    "immunosuppression", "resistance-mechanisms", "group-comparison", "per-sample-table",
+                    "signatures-used"):
         assert f"id='{section}'" in html, section
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 7
     assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from the network

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             adata = datasets.simulate(seed=args.seed)
-            paths = run_pipeline(adata, args.outdir, sample_key="sample", name="demo")
+            paths = run_pipeline(adata, args.outdir, sample_key="sample", group_key="response", name="demo")
         else:
             path = Path(args.input)
             if not path.is_file():

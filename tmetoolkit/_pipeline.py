@@ -92,7 +92,8 @@ def run_pipeline(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
             basis="expression")))
     if group_key is not None and sample_key is not None:
-        steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key)))
+        steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key,
+                                                                    regions=region_key is not None)))
     # the bar is progress information: hidden when only warnings and errors are wanted (the command's -q)
     for label, step in tqdm(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO)):
         logger.info(label)

@@ -62,9 +62,10 @@ def _regions_html(adata) -> str:
 def report(adata, path, *, sample_key: str | None = None) -> Path:
     """Write a self-contained HTML report (figures embedded, readable offline) of what tmetoolkit computed.
 
-    Sections appear for every result present: input and parameters, per-sample table, immune phenotype (maps
-    and thresholds), cell composition, checkpoint co-expression, immunosuppression, resistance profile, the
-    signatures used (version, citation, DOI, genes found) and the caveats that apply.
+    Sections appear for every result present: input and parameters, immune phenotype (maps and thresholds, per
+    sample and per region), cell composition, checkpoint co-expression, immunosuppression, resistance profile, the
+    group comparison, the per-sample table, the signatures used (version, citation, DOI, genes found) and the
+    caveats that apply.
 
     Parameters
     ----------
@@ -149,6 +150,14 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             body += (f"<h3>Per region ({key})</h3>"
                      + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region"))
         sections.append(("Resistance mechanisms", body))
+    if "tmt_compare_groups" in adata.uns:
+        cmp = adata.uns["tmt_compare_groups"]
+        g = [html.escape(str(x)) for x in cmp["params"]["groups"]]
+        body = (f"<p>{g[0]} against {g[1]} ({html.escape(str(cmp['params']['group_key']))}); one value per sample, "
+                "two-sided Mann-Whitney U, Benjamini-Hochberg FDR across features.</p>")
+        body += _fig_html(pl.compare_groups(adata).figure, "group comparison")
+        body += _table_html(cmp["table"].head(30), max_rows=30)
+        sections.append(("Group comparison", body))
     sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
     sig = adata.uns.get("tmt_scores", {}).get("signatures")
     if sig is not None:

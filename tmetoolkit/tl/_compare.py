@@ -22,6 +22,7 @@ def compare_groups(
     sample_key: str | None,
     group_key: str,
     groups: tuple[str, str] | None = None,
+    regions: bool = False,
     min_samples: int = 2,
     copy: bool = False,
 ) -> AnnData | None:
@@ -43,6 +44,11 @@ def compare_groups(
         ``obs`` column of the sample's group (constant within a sample), e.g. ``"response"``.
     groups
         The two groups to compare, first against second (default: the two groups present, sorted).
+    regions
+        Also compare every per-region feature of :func:`tmetoolkit.get.region_table`, region by region, e.g.
+        ``"Stroma|immunosuppression:treg_fraction_cd4"``: for regions of an ``obs`` column that recur across samples
+        (pathologist annotations, ``tmt_compartment``), given to the tools as ``region_key``. Each region's value
+        is one number per sample, so samples stay the unit.
     min_samples
         Fewest samples per group.
     copy
@@ -82,6 +88,8 @@ def compare_groups(
         if g not in present:
             raise missing_key_error(g, f"the groups of {group_key!r}", present)
     table = sample_table(adata, sample_key)
+    if regions:
+        table = table.join(_region_features(adata))
     if not group_of.index.isin(table.index).all():
         msg = ("sample_key=None compares observations as samples (bulk or pseudobulk), but the per-sample results "
                "are not per observation: run the bulk tools (immunosuppression(bulk=True), ...) or pass sample_key=.")
@@ -110,8 +118,23 @@ def compare_groups(
         out["fdr"] = false_discovery_control(out["pvalue"].to_numpy(), method="bh")
         out = out.sort_values("pvalue").reset_index(drop=True)
     adata.uns["tmt_compare_groups"] = {
-        "params": {"sample_key": sample_key, "group_key": group_key, "groups": list(groups),
+        "params": {"sample_key": sample_key, "group_key": group_key, "groups": list(groups), "regions": regions,
                    "test": "two-sided Mann-Whitney U on samples; Benjamini-Hochberg FDR"},
         "table": out,
     }
     return adata if copy else None
+
+
+def _region_features(adata: AnnData) -> pd.DataFrame:
+    """Samples x ``"<region>|<feature>"``: the numeric columns of the region table, one column per region name."""
+    from ..get import region_table
+
+    table = region_table(adata)
+    if "region" not in table.columns:
+        msg = ("regions=True compares regions that recur across samples: run the tools with region_key= (an obs "
+               "column such as pathologist regions or tmt_compartment); tiles differ from sample to sample.")
+        raise ValueError(msg)
+    numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
+    wide = numeric.set_index([table["sample"], table["region"]]).unstack("region")
+    wide.columns = [f"{region}|{feature}" for feature, region in wide.columns]
+    return wide
