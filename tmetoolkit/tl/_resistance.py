@@ -246,7 +246,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
             flag = (z > COHORT_Z).astype(float).where(z.notna())
         else:
             status[:] = f"measured (a flag needs at least three {unit})"
-        status[v.isna() & status.str.startswith("measured")] = (
+        status[v.isna() & status.str.startswith(("measured", "hypothesis"))] = (
             "not assessable on a protein panel: needs expression" if protein and r.mechanism not in ABUNDANCE
             else "not assessable: cells or genes missing")
         if meta_col is None:
