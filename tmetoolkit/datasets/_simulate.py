@@ -8,6 +8,7 @@ simulated data are not circular.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,6 @@ from anndata import AnnData
 
 from .. import _keys
 from ..sig import get as get_signature
-from ..sig._registry import _load_all
 
 # lineage -> (registry signatures mimicked, anchor genes always planted)
 LINEAGE_PROGRAMS = {
@@ -76,6 +76,12 @@ _CD8 = {
 }
 MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
 SPECIFICITY = 5.0  # a programme gene's level inside its cells over its background outside them
+
+
+def _panel_genes() -> list[str]:
+    """The named genes of the simulated panel (``simulated_genes.txt``: the registry's genes when it was fixed)."""
+    text = resources.files("tmetoolkit.datasets").joinpath("simulated_genes.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def _programme(rng, sig_names, anchors, universe_outside, fraction=0.6, n_extra=6):
@@ -252,7 +258,7 @@ def simulate(
         raise ValueError(msg)
     apm = list(apm_loss) if apm_loss is not None else [i % 3 == 2 for i in range(n_samples)]
 
-    sig_genes = sorted({g for s in _load_all().values() for g in s.genes})
+    sig_genes = _panel_genes()
     extra_named = ["PECAM1", "CDH5", "JCHAIN"]
     background = [f"SIMGENE{i:05d}" for i in range(n_background_genes)]
     genes = list(dict.fromkeys([*sig_genes, *extra_named, *background]))

@@ -100,8 +100,10 @@ SUBSET_RULES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
 # where a panel cannot score a rule's signature, a longer published set for the same population decides instead,
 # provided the panel measures the population's defining gene: signature -> ((fallbacks), (genes it must use)).
 # Spatial panels often carry FOXP3 and CTLA4 but not the rest of Treg_core (Xenium's breast panel: 7 Treg genes).
+# The CHETAH subset of Puram 2017 carries none of the tryptase/KIT/CPA3 mast genes; Bindea's longer set still scores.
 FALLBACKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "Treg_core": (("Treg",), ("FOXP3",)),
+    "Mast": (("Mast_Bindea",), ()),
 }
 
 SPECIFIC_SUFFIX = "_specific"
