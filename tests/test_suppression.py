@@ -15,12 +15,16 @@ def cohort():
     return a
 
 
-@pytest.mark.parametrize(("component", "planted", "min_rho"), [
+# component -> planted abundance it must follow across samples, and the least Spearman correlation
+PLANTED = [
     ("treg_fraction_cd4", "treg_fraction", 0.6),
     ("mdsc_fraction_myeloid", "mdsc_fraction", 0.4),
     ("m2_m1_balance", "m2_fraction", 0.7),
     ("mycaf_fraction_caf", "mycaf_fraction", 0.8),
-])
+]
+
+
+@pytest.mark.parametrize(("component", "planted", "min_rho"), PLANTED)
 def test_components_follow_planted_abundance(cohort, component, planted, min_rho):
     t = cohort.uns["tmt_immunosuppression"]["table"]
     p = cohort.uns["tmt_simulation"]["samples"].set_index("sample")
@@ -123,12 +127,7 @@ def one_slide(cohort):
     return a
 
 
-@pytest.mark.parametrize(("component", "planted", "min_rho"), [
-    ("treg_fraction_cd4", "treg_fraction", 0.6),
-    ("mdsc_fraction_myeloid", "mdsc_fraction", 0.4),
-    ("m2_m1_balance", "m2_fraction", 0.7),
-    ("mycaf_fraction_caf", "mycaf_fraction", 0.8),
-])
+@pytest.mark.parametrize(("component", "planted", "min_rho"), PLANTED)
 def test_region_components_follow_planted_abundance(one_slide, component, planted, min_rho):
     r = one_slide.uns["tmt_immunosuppression"]["regions"]
     p = one_slide.uns["tmt_simulation"]["samples"].set_index("sample")
