@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from . import __version__
 from .tl._annotate import mixed_evidence_summary
@@ -24,7 +25,6 @@ img{max-width:100%}.meta{color:#666;font-size:12px}.scroll{overflow-x:auto}
 
 
 def _fig_html(fig, alt: str) -> str:
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -39,8 +39,6 @@ def _table_html(df, max_rows: int = 60, digits: int = 3) -> str:
 
 def _regions_html(adata) -> str:
     """Regions of the spatial phenotype: the user's regions one by one, tiles counted per phenotype and image."""
-    import pandas as pd
-
     from . import pl
 
     ph = adata.uns["tmt_immune_phenotype"]
