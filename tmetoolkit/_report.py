@@ -57,6 +57,131 @@ def _regions_html(adata) -> str:
     return f"<h3>{title}</h3>" + _fig_html(fig, "regions against thresholds") + _table_html(table)
 
 
+def _overview(adata, s_key, bulk: bool) -> str:
+    # what the input was, as scoring recorded it, or annotate on a protein panel (which scores no programmes)
+    inp = {**adata.uns.get("tmt_annotate", {}).get("params", {}), **adata.uns.get("tmt_scores", {}).get("params", {})}
+    state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
+    n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
+    return (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; species: {species}; "
+            f"samples: {n_samples}{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
+
+
+def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
+    from . import pl
+
+    ph = adata.uns.get("tmt_immune_phenotype")
+    if ph is None:
+        return None
+    tab = ph["table"]
+    body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
+                           [c for c in ("rho_tumor", "rho_stroma", "infiltration_ratio", "immune_axis",
+                                        "stromal_axis") if c in tab.columns]])
+    if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
+        body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
+        body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
+        return body + _regions_html(adata)
+    if ph["params"].get("basis") == "expression":
+        body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
+    caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
+    return body
+
+
+def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
+    from . import pl
+
+    if "tmt_lineage" not in adata.obs:
+        return None
+    body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
+    body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
+    annotated = adata.uns.get("tmt_annotate", {})
+    if "gates" in annotated:
+        body += _fig_html(pl.gates(adata), "protein marker gates")
+    rules = annotated.get("rules")
+    if rules is not None and (~rules["assessable"].astype(bool)).any():
+        labels = ", ".join(rules.loc[~rules["assessable"].astype(bool), "label"])
+        caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
+    mixed = mixed_evidence_summary(annotated.get("mixed_evidence"))
+    if mixed:
+        caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong cell. "
+                       "Their calls rest on the stronger lineage.")
+    return body
+
+
+def _checkpoint_section(adata, s_key, caveats: list[str]) -> str | None:
+    from . import pl
+
+    if "tmt_checkpoints" not in adata.uns:
+        return None
+    return (_fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
+            + _table_html(adata.uns["tmt_checkpoints"]["table"]))
+
+
+def _suppression_section(adata, s_key, caveats: list[str]) -> str | None:
+    from . import pl
+
+    sup = adata.uns.get("tmt_immunosuppression")
+    if sup is None:
+        return None
+    # z-scores across samples need two of them; one sample's values are in the table
+    body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components") if len(
+        sup["table"]) > 1 else ""
+    body += _table_html(sup["table"])
+    if "regions" in sup:
+        body += (f"<h3>Per region ({html.escape(str(sup['params'].get('region_key', '')))})</h3>"
+                 + _fig_html(pl.immunosuppression(adata, regions=True).figure, "immunosuppression per region")
+                 + _table_html(sup["regions"]))
+    return body
+
+
+def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
+    from . import pl
+
+    res = adata.uns.get("tmt_resistance_profile")
+    if res is None:
+        return None
+    long = res["long"]
+    body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
+    flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
+    body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
+    if "regions" in res:
+        body += (f"<h3>Per region ({html.escape(str(res['params'].get('region_key', '')))})</h3>"
+                 + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region"))
+    return body
+
+
+def _comparison_section(adata, s_key, caveats: list[str]) -> str | None:
+    from . import pl
+
+    cmp = adata.uns.get("tmt_compare_groups")
+    if cmp is None:
+        return None
+    g = [html.escape(str(x)) for x in cmp["params"]["groups"]]
+    body = (f"<p>{g[0]} against {g[1]} ({html.escape(str(cmp['params']['group_key']))}); one value per sample, "
+            "two-sided Mann-Whitney U, Benjamini-Hochberg FDR across features.</p>")
+    body += _fig_html(pl.compare_groups(adata).figure, "group comparison")
+    return body + _table_html(cmp["table"].head(30), max_rows=30)
+
+
+def _signature_section(adata) -> str | None:
+    from .sig import get as get_sig
+    from .sig import list as list_sigs
+
+    sig = adata.uns.get("tmt_scores", {}).get("signatures")
+    if sig is None:
+        return None
+    rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
+    registry = set(list_sigs()["name"])
+    # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
+    rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
+                   for s in rows["signature"]]
+    return _table_html(rows, max_rows=400)
+
+
+SECTIONS = (("Immune phenotype", _phenotype_section), ("Cell states", _cell_state_section),
+            ("Checkpoint receptors and ligands", _checkpoint_section), ("Immunosuppression", _suppression_section),
+            ("Resistance mechanisms", _resistance_section), ("Group comparison", _comparison_section))
+
+
 def report(adata, path, *, sample_key: str | None = None) -> Path:
     """Write a self-contained HTML report (figures embedded, readable offline) of what tmetoolkit computed.
 
@@ -78,95 +203,22 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     -------
     The path written.
     """
-    from . import get, pl
+    from . import get
 
     # figures are drawn into the file and closed; no backend switch or ioff(), which would stop later figures
     # from showing in Jupyter when the report makes the session's first figure (matplotlib#24351)
-    sections: list[tuple[str, str]] = []
     s_key = get._tables._resolve_sample_key(adata, sample_key)
-    # what the input was, as scoring recorded it, or annotate on a protein panel (which scores no programmes)
-    inp = {**adata.uns.get("tmt_annotate", {}).get("params", {}), **adata.uns.get("tmt_scores", {}).get("params", {})}
-    state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
     bulk = get._tables._bulk(adata)
-    n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
-    overview = (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; "
-                f"species: {species}; samples: {n_samples}"
-                f"{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
-    sections.append(("Overview", overview))
-    caveats = []
-    ph = adata.uns.get("tmt_immune_phenotype")
-    if ph is not None:
-        tab = ph["table"]
-        body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
-                               [c for c in ("rho_tumor", "rho_stroma", "infiltration_ratio", "immune_axis",
-                                            "stromal_axis") if c in tab.columns]])
-        if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
-            body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
-            body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
-            body += _regions_html(adata)
-        else:
-            if ph["params"].get("basis") == "expression":
-                body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
-            caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
-        sections.append(("Immune phenotype", body))
-    if "tmt_lineage" in adata.obs:
-        body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
-        body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
-        if "gates" in adata.uns.get("tmt_annotate", {}):
-            body += _fig_html(pl.gates(adata), "protein marker gates")
-        sections.append(("Cell states", body))
-        unass = adata.uns.get("tmt_annotate", {}).get("rules")
-        if unass is not None and (~unass["assessable"].astype(bool)).any():
-            labels = ", ".join(unass.loc[~unass["assessable"].astype(bool), "label"])
-            caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
-        mixed = mixed_evidence_summary(adata.uns.get("tmt_annotate", {}).get("mixed_evidence"))
-        if mixed:
-            caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong "
-                           "cell. Their calls rest on the stronger lineage.")
-    if "tmt_checkpoints" in adata.uns:
-        body = _fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
-        body += _table_html(adata.uns["tmt_checkpoints"]["table"])
-        sections.append(("Checkpoint receptors and ligands", body))
-    if "tmt_immunosuppression" in adata.uns:
-        sup = adata.uns["tmt_immunosuppression"]
-        # z-scores across samples need two of them; one sample's values are in the table
-        body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components") if len(
-            sup["table"]) > 1 else ""
-        body += _table_html(sup["table"])
-        if "regions" in sup:
-            body += (f"<h3>Per region ({html.escape(str(sup['params'].get('region_key', '')))})</h3>"
-                     + _fig_html(pl.immunosuppression(adata, regions=True).figure, "immunosuppression per region")
-                     + _table_html(sup["regions"]))
-        sections.append(("Immunosuppression", body))
-    if "tmt_resistance_profile" in adata.uns:
-        long = adata.uns["tmt_resistance_profile"]["long"]
-        body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
-        flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
-        body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
-        if "regions" in adata.uns["tmt_resistance_profile"]:
-            key = html.escape(str(adata.uns["tmt_resistance_profile"]["params"].get("region_key", "")))
-            body += (f"<h3>Per region ({key})</h3>"
-                     + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region"))
-        sections.append(("Resistance mechanisms", body))
-    if "tmt_compare_groups" in adata.uns:
-        cmp = adata.uns["tmt_compare_groups"]
-        g = [html.escape(str(x)) for x in cmp["params"]["groups"]]
-        body = (f"<p>{g[0]} against {g[1]} ({html.escape(str(cmp['params']['group_key']))}); one value per sample, "
-                "two-sided Mann-Whitney U, Benjamini-Hochberg FDR across features.</p>")
-        body += _fig_html(pl.compare_groups(adata).figure, "group comparison")
-        body += _table_html(cmp["table"].head(30), max_rows=30)
-        sections.append(("Group comparison", body))
+    caveats: list[str] = []
+    sections = [("Overview", _overview(adata, s_key, bulk))]
+    for title, build in SECTIONS:
+        body = build(adata, s_key, caveats)
+        if body is not None:
+            sections.append((title, body))
     sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
-    sig = adata.uns.get("tmt_scores", {}).get("signatures")
-    if sig is not None:
-        from .sig import get as get_sig
-
-        rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
-        registry = set(__import__("tmetoolkit").sig.list()["name"])
-        # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
-        rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
-                       for s in rows["signature"]]
-        sections.append(("Signatures used", _table_html(rows, max_rows=400)))
+    signatures = _signature_section(adata)
+    if signatures is not None:
+        sections.append(("Signatures used", signatures))
     if "tmt_lineage" in adata.obs or bulk:
         caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
     parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"

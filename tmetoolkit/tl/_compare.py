@@ -116,7 +116,7 @@ def compare_groups(
         out = pd.DataFrame(columns=["feature", "pvalue", "fdr"])
     else:
         out["fdr"] = false_discovery_control(out["pvalue"].to_numpy(), method="bh")
-        out = out.sort_values("pvalue").reset_index(drop=True)
+        out = out.sort_values(["pvalue", "feature"]).reset_index(drop=True)
     adata.uns["tmt_compare_groups"] = {
         "params": {"sample_key": sample_key, "group_key": group_key, "groups": list(groups), "regions": regions,
                    "test": "two-sided Mann-Whitney U on samples; Benjamini-Hochberg FDR"},
