@@ -87,10 +87,9 @@ def checkpoints(
     A receptor (PD-1/PDCD1, TIM-3/HAVCR2, LAG-3, TIGIT, CTLA-4) counts as expressed when its transcript is
     detected (at least ``min_counts`` counts in raw data, above zero in normalised data); on a protein panel
     annotated by :func:`tmetoolkit.tl.annotate`, when the cell is above the marker's gate (PD-1, TIM-3, LAG-3,
-    TIGIT, CTLA-4, PD-L1 and PD-L2 channels). Single-cell data miss
-    many transcripts, so counts of co-expressed receptors are lower bounds; with ``smooth=True`` a receptor also
-    counts when at least half of the cell's neighbours in ``adata.obsp["connectivities"]`` (run
-    :func:`scanpy.pp.neighbors`) detect it.
+    TIGIT, CTLA-4, PD-L1 and PD-L2 channels). Single-cell data miss many transcripts, so counts of co-expressed
+    receptors are lower bounds; with ``smooth=True`` a receptor also counts when at least half of the cell's
+    neighbours in ``adata.obsp["connectivities"]`` (run :func:`scanpy.pp.neighbors`) detect it.
 
     Parameters
     ----------
