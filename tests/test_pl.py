@@ -203,3 +203,19 @@ def test_plots_and_report_leave_later_figures_showing_in_jupyter(tmp_path, monke
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
     shown = ["image/png" in "".join(str(o.get("data", {}).keys()) for o in c.outputs) for c in nb.cells]
     assert shown == [False, True, True, False, True]
+
+
+def test_compare_groups_labels_tied_features_once():
+    """With few samples many features share one point; they get one label naming the first and counting the rest."""
+    import anndata as ad
+    import pandas as pd
+
+    a = ad.AnnData(np.zeros((2, 1)))
+    a.uns["tmt_compare_groups"] = {
+        "params": {"groups": ["R", "NR"]},
+        "table": pd.DataFrame({"feature": ["f1", "f2", "f3", "f4"], "cliffs_delta": [1.0, 1.0, 1.0, -0.5],
+                               "pvalue": [0.1, 0.1, 0.1, 0.4], "fdr": [1.0, 1.0, 1.0, 1.0]}),
+    }
+    ax = tmt.pl.compare_groups(a)
+    assert sorted(t.get_text() for t in ax.texts) == ["f1 (+2 more)", "f4"]
+    plt.close(ax.figure)

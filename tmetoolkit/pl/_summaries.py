@@ -368,9 +368,13 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
             y = -np.log10(t["pvalue"].astype(float))
             sig = t["fdr"] < 0.1
             ax.scatter(t["cliffs_delta"], y, c=np.where(sig, "#d62728", "#999999"), s=14, linewidths=0)
-            for i in range(min(n_labels, len(t))):
-                ax.annotate(str(t.loc[i, "feature"]), (t.loc[i, "cliffs_delta"], y.iloc[i]), fontsize=6,
-                            xytext=(2, 2), textcoords="offset points")
+            top = t.head(n_labels)
+            # few samples give many features the same point: one label per point, naming the first of them
+            close = _merge_close(pd.Series(top["cliffs_delta"].to_numpy(float), index=top["feature"].astype(str)),
+                                 pd.Series(y.head(n_labels).to_numpy(), index=top["feature"].astype(str)), 0.02)
+            labels = [([f"{names[0]} (+{len(names) - 1} more)" if len(names) > 1 else names[0]], xy)
+                      for names, xy in close]
+            _annotate_points(ax, labels, 0.02, log=False)
         ax.axvline(0, c="grey", lw=0.6)
         ax.set_xlim(-1.05, 1.05)
         ax.set_xlabel(f"Cliff's delta ({g[0]} vs {g[1]})")
