@@ -18,12 +18,17 @@ FILES = {
 }
 
 
-def real_data(name: str) -> ad.AnnData:
-    """Load a real data set from ../shared/data, or skip the test when it is absent."""
+def real_data_path(name: str) -> Path:
+    """The file of a real data set in ../shared/data; the test is skipped when it is absent."""
     path = SHARED / FILES[name]
     if not path.is_file():
         pytest.skip(f"real data not available: {path}")
-    return ad.read_h5ad(path)
+    return path
+
+
+def real_data(name: str) -> ad.AnnData:
+    """Load a real data set from ../shared/data, or skip the test when it is absent."""
+    return ad.read_h5ad(real_data_path(name))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import pandas as pd
 
 from tmetoolkit._cli import main
 
+from .conftest import real_data_path
+
 
 def test_demo_writes_outputs(tmp_path):
     assert main(["demo", "-o", str(tmp_path), "-q"]) == 0
@@ -59,13 +61,7 @@ def test_help_lists_commands():
 
 def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
     """`tmetoolkit run` on the Chen 2024 MERFISH window (raw counts), with the authors' cell types for space."""
-    from .conftest import FILES, SHARED
-
-    path = SHARED / FILES["chen"]
-    if not path.is_file():
-        import pytest
-
-        pytest.skip("real data not available")
+    path = real_data_path("chen")
     code = main(["run", str(path), "-o", str(tmp_path), "--cell-type-key", "type_lvl2", "--tumor-labels", "Epithelial",
                  "--effector-labels", "CD8 T,TCF7+ CD8 T,CXCL13+ CD8 T", "-q"])
     assert code == 0
@@ -82,13 +78,7 @@ def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
 def test_tumor_signature_finds_the_tumour_without_epithelial_calls(tmp_path, capsys, caplog):
     """Chen's panel lacks the epithelial genes annotate uses: the spatial phenotype is skipped with a hint, and
     --tumor-signature finds the tumour instead."""
-    from .conftest import FILES, SHARED
-
-    path = SHARED / FILES["chen"]
-    if not path.is_file():
-        import pytest
-
-        pytest.skip("real data not available")
+    path = real_data_path("chen")
     assert main(["run", str(path), "-o", str(tmp_path / "a")]) == 0
     assert "--tumor-signature" in caplog.text
     capsys.readouterr()
@@ -101,13 +91,7 @@ def test_tumor_signature_finds_the_tumour_without_epithelial_calls(tmp_path, cap
 
 def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     """`tmetoolkit run` on the Vectra field without given cell types: markers -> lineages -> spatial phenotype."""
-    from .conftest import FILES, SHARED
-
-    path = SHARED / FILES["phenoptr"]
-    if not path.is_file():
-        import pytest
-
-        pytest.skip("real data not available")
+    path = real_data_path("phenoptr")
     assert main(["run", str(path), "-o", str(tmp_path), "--region-key", "tissue_category", "-q"]) == 0
     a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
     assert a.uns["tmt_annotate"]["params"]["input_state"] == "protein"
@@ -152,26 +136,14 @@ def test_bulk_run_treats_observations_as_samples(tmp_path):
 
 
 def test_bulk_looking_input_gets_a_hint(tmp_path, caplog):
-    from .conftest import FILES, SHARED
-
-    path = SHARED / FILES["racle"]
-    if not path.is_file():
-        import pytest
-
-        pytest.skip("real data not available")
+    path = real_data_path("racle")
     assert main(["run", str(path), "-o", str(tmp_path)]) == 0
     assert "--bulk" in caplog.text
 
 
 def test_markers_option_maps_protein_channels(tmp_path):
     """A lymphoma CyCIF panel: the tumour marker is CD30, not keratin, which --markers says."""
-    from .conftest import FILES, SHARED
-
-    path = SHARED / FILES["scimap"]
-    if not path.is_file():
-        import pytest
-
-        pytest.skip("real data not available")
+    path = real_data_path("scimap")
     assert main(["run", str(path), "-o", str(tmp_path), "--markers", "tumor=CD30", "-q"]) == 0
     a = ad.read_h5ad(next(tmp_path.glob("*.h5ad")))
     gates = a.uns["tmt_annotate"]["gates"].set_index("marker")
