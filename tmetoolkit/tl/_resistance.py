@@ -15,7 +15,7 @@ from .._utils import TmtWarning, logger
 from ._checkpoints import is_protein
 from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
-from ._suppression import BULK_COMPONENTS, MIN_DENOMINATOR, _bulk_components, _cell_components
+from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
 
 # mechanism -> (what is measured, optional sample-metadata column)
@@ -142,7 +142,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     if bulk or not is_protein(adata):  # a protein panel has no programmes to score
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
-            score(adata, sorted({*NEEDED, *SUPPRESSION_NEEDED}), layer=layer)
+            score(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
     long, table = _profile(adata, samples, layer=layer, bulk=bulk)
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
@@ -169,7 +169,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
     names = sorted(groups.unique())
     if bulk:
         malignant = every  # tumour programmes of the whole sample
-        sup = _bulk_components(adata, layer).reindex(names)
+        sup = _bulk_components(adata).reindex(names)
     else:
         lin = adata.obs[_keys.LINEAGE].astype(str)
         malignant = lin == "Malignant/Epithelial"

@@ -65,6 +65,7 @@ BULK_COMPONENTS = {
     "hypoxia": ("hypoxia programme (HALLMARK)", ("HALLMARK_HYPOXIA",), ()),
     "glycolysis": ("glycolysis programme (HALLMARK)", ("HALLMARK_GLYCOLYSIS",), ()),
 }
+BULK_NEEDED = sorted({s for _, plus, minus in BULK_COMPONENTS.values() for s in (*plus, *minus)})
 
 
 def immunosuppression(
@@ -131,7 +132,10 @@ def immunosuppression(
                    "them out.")
             raise ValueError(msg)
         measures = {name: v[0] for name, v in BULK_COMPONENTS.items()}
-        _finish(adata, _bulk_components(adata, layer), measures, sample_key=None, layer=layer, bulk=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TmtWarning)
+            score(adata, BULK_NEEDED, layer=layer)
+        _finish(adata, _bulk_components(adata), measures, sample_key=None, layer=layer, bulk=True)
         return adata if copy else None
     if _keys.LINEAGE not in adata.obs or _keys.STATE not in adata.obs:
         msg = ("obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first; for bulk or "
@@ -231,12 +235,8 @@ def _receptors_measured(adata: AnnData) -> int:
     return int(det[cols].notna().any(axis=0).sum())
 
 
-def _bulk_components(adata: AnnData, layer: str | None) -> pd.DataFrame:
-    """Per observation (a sample), each component of ``BULK_COMPONENTS`` from whole-sample programme scores."""
-    needed = sorted({s for _, plus, minus in BULK_COMPONENTS.values() for s in (*plus, *minus)})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TmtWarning)
-        score(adata, needed, layer=layer)
+def _bulk_components(adata: AnnData) -> pd.DataFrame:
+    """Per observation (a sample), each component of ``BULK_COMPONENTS`` from the scores of ``BULK_NEEDED``."""
     S = adata.obsm[_keys.SCORES]
     tab = pd.DataFrame(index=pd.Index(adata.obs_names.astype(str)))
     for col, (_, plus, minus) in BULK_COMPONENTS.items():
