@@ -91,7 +91,7 @@ def test_region_table_joins_every_per_region_result():
     assert t.loc["S02:tumor", "n_cells"] == len(cells)
     frac = (cells["tmt_lineage"] == "Malignant/Epithelial").mean()
     assert np.isclose(t.loc["S02:tumor", "frac_lineage:Malignant/Epithelial"], frac)
-    for col in ("immune_phenotype:phenotype", "immunosuppression:composite", "resistance_profile:B2M/HLA mutations"):
+    for col in ("immune_phenotype:phenotype", "immunosuppression:composite", "resistance_profile:b2m_hla_mutations"):
         assert col in t.columns
     assert t["immune_phenotype:phenotype"].notna().all()
 

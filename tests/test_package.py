@@ -1,9 +1,11 @@
-"""API conventions every public tool follows, and no global state changed at import."""
+"""API conventions every public tool follows, results that survive writing, no global state changed at import."""
 
 import inspect
 import subprocess
 import sys
 
+import anndata as ad
+import pandas as pd
 import pytest
 
 import tmetoolkit as tmt
@@ -44,3 +46,21 @@ def test_import_changes_no_global_state():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_every_result_writes_to_h5ad_and_zarr(tmp_path):
+    # HDF5 and zarr keys cannot hold "/": mechanism names such as "B2M/HLA mutations" must not become keys
+    a = tmt.datasets.simulate(n_samples=4, n_cells=800, seed=7)  # two responders, two non-responders
+    tmt.tl.annotate(a)
+    tmt.tl.checkpoints(a)
+    for tool in (tmt.tl.immune_phenotype, tmt.tl.immunosuppression, tmt.tl.resistance_profile):
+        tool(a, sample_key="sample", region_key="true_compartment")
+    tmt.tl.compare_groups(a, sample_key="sample", group_key="response")
+    with ad.settings.override(disallow_forward_slash_in_h5ad=True):
+        a.write_h5ad(tmp_path / "a.h5ad")
+    a.write_zarr(tmp_path / "a.zarr")
+    for back in (ad.read_h5ad(tmp_path / "a.h5ad"), ad.read_zarr(tmp_path / "a.zarr")):
+        pd.testing.assert_frame_equal(tmt.get.sample_table(back), tmt.get.sample_table(a), check_dtype=False)
+        pd.testing.assert_frame_equal(tmt.get.region_table(back), tmt.get.region_table(a), check_dtype=False)
+        pd.testing.assert_frame_equal(back.uns["tmt_compare_groups"]["table"], a.uns["tmt_compare_groups"]["table"],
+                                      check_dtype=False)

@@ -118,6 +118,8 @@ def test_as_signatures_accepts_every_form(tmp_path):
     assert custom.genes_down == ("CD3E",)
     with pytest.raises(TypeError):
         tmt.sig.as_signatures(3)
+    with pytest.raises(ValueError, match="without '/'"):  # a score column named "M1/M2" could not be written
+        tmt.sig.as_signatures({"M1/M2": ["CD86", "CD163"]})
 
 
 def test_signatures_are_inside_the_built_wheel(tmp_path):

@@ -106,7 +106,7 @@ def region_table(adata: AnnData) -> pd.DataFrame:
     spatial phenotype. Columns: ``sample``, ``region``, ``n_cells`` and the composition (``frac_lineage:<label>``,
     ``frac_state:<label>``) where regions come from an ``obs`` column, then each tool's per-region table prefixed
     with the tool name (``immune_phenotype:phenotype``, ``immunosuppression:composite``,
-    ``resistance_profile:<mechanism>`` with 1 flagged, 0 not flagged, NaN not assessable).
+    ``resistance_profile:<id>`` with 1 flagged, 0 not flagged, NaN not assessable; ids in ``tmt.tl.mechanisms()``).
 
     Parameters
     ----------

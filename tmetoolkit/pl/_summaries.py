@@ -317,8 +317,8 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
         raise KeyError(msg)
     long = res["regions_long"] if regions else res["long"]
     unit = "region" if regions else "sample"
-    order = long.drop_duplicates("mechanism")[["group", "mechanism", "cycle_steps"]]
-    table = res["regions" if regions else "table"][order["mechanism"]].T
+    order = long.drop_duplicates("mechanism")[["id", "group", "mechanism", "cycle_steps"]]
+    table = res["regions" if regions else "table"][order["id"]].T.set_axis(order["mechanism"], axis=0)
     status = long.pivot(index="mechanism", columns=unit, values="status").reindex(index=table.index,
                                                                                    columns=table.columns)
     measured = status.apply(lambda c: c.str.startswith(("measured", "from sample metadata", "hypothesis")))

@@ -32,6 +32,13 @@ class Signature:
     min_genes: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            msg = (f"signature name {self.name!r} cannot be a score column: names must be non-empty strings "
+                   "without '/' (HDF5 and zarr keys cannot hold slashes); rename it, e.g. "
+                   f"{str(self.name).replace('/', '_') or 'my_signature'!r}.")
+            raise ValueError(msg)
+
     @property
     def genes(self) -> tuple[str, ...]:
         """All genes, up first."""

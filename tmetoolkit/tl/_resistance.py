@@ -57,7 +57,12 @@ COHORT_Z = 1.0  # cohort-relative flag: robust z above this
 
 
 def mechanisms() -> pd.DataFrame:
-    """The resistance-mechanism table (Essa et al. 2026, Table 1) shipped with tmetoolkit."""
+    """The resistance-mechanism table (Essa et al. 2026, Table 1) shipped with tmetoolkit.
+
+    One row per mechanism: ``id`` (a short key without ``/``, used as the column name of the stored flag tables,
+    since HDF5 and zarr keys cannot hold slashes), ``group``, ``mechanism``, ``category``, ``resistance_type``,
+    ``evidence_level``, ``strategies_examples``, ``cycle_steps`` and ``measurable_from_transcriptome``.
+    """
     packaged = resources.files("tmetoolkit") / "_data" / "resistance_mechanisms.tsv"
     in_repo = Path(__file__).resolve().parents[2] / "data" / "resistance_mechanisms.tsv"
     path = Path(str(packaged)) if packaged.is_file() else in_repo
@@ -113,9 +118,9 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     Returns
     -------
     ``None``, or the modified copy with ``copy=True``. Sets ``uns["tmt_resistance_profile"]``: ``params``;
-    ``long`` (one row per sample and mechanism: group, mechanism, cycle_steps, category, evidence_level,
-    strategies, measure, value, z, flagged, status); ``table`` (samples x mechanisms, 1 flagged, 0 not flagged,
-    NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots; with ``region_key``,
+    ``long`` (one row per sample and mechanism: id, group, mechanism, cycle_steps, category, evidence_level,
+    strategies, measure, value, z, flagged, status); ``table`` (samples x mechanism ids, 1 flagged, 0 not
+    flagged, NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots; with ``region_key``,
     ``regions_long`` and ``regions`` (the same per region; ``regions_long`` has ``region`` and ``sample``).
     """
     adata = adata.copy() if copy else adata
@@ -253,10 +258,10 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
             status[small] = f"not assessable: fewer than {min_cells} cells"
         if bulk and r.mechanism in CONTRASTS:
             status[:] = "not assessable in bulk data: needs malignant and non-malignant cells of the sample"
-        table[r.mechanism] = flag
+        table[r.id] = flag
         for s in names:
             rows.append({
-                "sample": s, "group": r.group, "mechanism": r.mechanism, "cycle_steps": r.cycle_steps,
+                "sample": s, "id": r.id, "group": r.group, "mechanism": r.mechanism, "cycle_steps": r.cycle_steps,
                 "category": r.category, "resistance_type": r.resistance_type, "evidence_level": r.evidence_level,
                 "strategies": r.strategies_examples, "measure": measure, "value": v[s], "z": z[s],
                 "flagged": flag[s], "status": status[s],
