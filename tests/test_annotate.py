@@ -338,7 +338,7 @@ def test_mouse_data_get_the_same_calls(sim_small):
     assert (mouse.obs["tmt_state"].astype(str) == human.obs["tmt_state"].astype(str)).mean() >= 0.95
 
 
-def test_protein_panel_with_planted_markers(sim_small):
+def test_protein_panel_with_planted_markers(sim_small, tmp_path):
     """A synthetic multiplex-IF panel from the simulated truth: each lineage bright in its marker, dim elsewhere."""
     import anndata as ad
 
@@ -365,6 +365,9 @@ def test_protein_panel_with_planted_markers(sim_small):
     gates = panel.uns["tmt_annotate"]["gates"].set_index("marker")
     assert {"CD8", "CD3", "FOXP3", "CD68", "tumor"} <= set(gates.index)
     assert gates["fraction_positive"].between(0, 1).all()
+    with ad.settings.override(disallow_forward_slash_in_h5ad=True):  # label evidence columns hold no "/"
+        panel.write_h5ad(tmp_path / "panel.h5ad")
+    assert "Monocyte_Macrophage" in ad.read_h5ad(tmp_path / "panel.h5ad").obsm["tmt_scores"].columns
 
 
 def test_states_are_not_decided_on_the_lineage_identity_genes():

@@ -188,7 +188,8 @@ def annotate(
     ``obsm["tmt_scores"]``
         Each cell's own signature scores; labels are decided on their neighbour averages (``n_neighbors``).
         For protein panels: each marker's evidence (``"CD8+"``: distance above the gate in SDs of the negative
-        cells, after spill-over removal) and each label's evidence; :func:`tmetoolkit.pl.gates` draws the gates.
+        cells, after spill-over removal) and each label's evidence (``"/"`` in a label written ``"_"``, as
+        ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
         ``params`` and ``rules``: every label, the signatures that decide it (on panels without most of Treg_core
         but with FOXP3, the longer Treg set: ``_annotate_rules.FALLBACKS``), and whether it could be assessed;
@@ -414,7 +415,8 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         evidence.append(Es.reindex(adata.obs_names))
 
     _write_calls(adata, lineage, state, conf)
-    adata.obsm[_keys.SCORES] = pd.concat(evidence, axis=1)
+    # lineage names hold "/", which HDF5 and zarr keys cannot: "Monocyte/Macrophage" -> "Monocyte_Macrophage"
+    adata.obsm[_keys.SCORES] = pd.concat(evidence, axis=1).rename(columns=lambda c: str(c).replace("/", "_"))
     rule_tab = pd.DataFrame(rows)
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
