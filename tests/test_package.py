@@ -58,7 +58,8 @@ def test_every_result_writes_to_h5ad_and_zarr(tmp_path):
     tmt.tl.compare_groups(a, sample_key="sample", group_key="response")
     with ad.settings.override(disallow_forward_slash_in_h5ad=True):
         a.write_h5ad(tmp_path / "a.h5ad")
-    a.write_zarr(tmp_path / "a.zarr")
+    with ad.settings.override(zarr_write_format=3):
+        a.write_zarr(tmp_path / "a.zarr")
     for back in (ad.read_h5ad(tmp_path / "a.h5ad"), ad.read_zarr(tmp_path / "a.zarr")):
         pd.testing.assert_frame_equal(tmt.get.sample_table(back), tmt.get.sample_table(a), check_dtype=False)
         pd.testing.assert_frame_equal(tmt.get.region_table(back), tmt.get.region_table(a), check_dtype=False)

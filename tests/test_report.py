@@ -63,3 +63,14 @@ def test_report_warns_about_mixed_lineage_evidence(tmp_path):
     caveat = re.search(r"<p class='caveat'>(\d+)% of cells carry strong evidence of two lineages \(([^)]*)\)", html)
     assert caveat is not None and int(caveat.group(1)) >= 20
     assert "T/NK + Fibroblast" in caveat.group(2)
+    missing = re.search(r"<p class='caveat'>Not assessable with this gene panel: ([^<]*)</p>", html)
+    assert missing is not None and "|" not in missing.group(1), missing  # "DC: cDC1", not the rule key "DC|cDC1"
+
+
+def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):
+    one = sim_small[sim_small.obs["sample"] == "S01"].copy()  # no planted antigen-presentation loss
+    tmt.tl.annotate(one)
+    tmt.tl.resistance_profile(one)
+    assert not (one.uns["tmt_resistance_profile"]["long"]["flagged"] == 1).any()
+    html = tmt.report(one, tmp_path / "r.html").read_text()
+    assert "No mechanism is flagged in any sample (cohort-relative flags need at least three samples)." in html

@@ -98,7 +98,9 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
         body += _fig_html(pl.gates(adata), "protein marker gates")
     rules = annotated.get("rules")
     if rules is not None and (~rules["assessable"].astype(bool)).any():
-        labels = ", ".join(rules.loc[~rules["assessable"].astype(bool), "label"])
+        # "Pericyte|pericyte": one of several labels deciding a lineage, shown as "Pericyte: pericyte"
+        labels = ", ".join(dict.fromkeys(str(lab).replace("|", ": ")
+                                         for lab in rules.loc[~rules["assessable"].astype(bool), "label"]))
         caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
     mixed = mixed_evidence_summary(annotated.get("mixed_evidence"))
     if mixed:
@@ -142,7 +144,11 @@ def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
     long = res["long"]
     body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
     flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
-    body += "<h3>Flagged mechanisms and strategy classes</h3>" + _table_html(flagged, max_rows=200)
+    body += "<h3>Flagged mechanisms and strategy classes</h3>" + (
+        _table_html(flagged, max_rows=200) if len(flagged) else
+        "<p>No mechanism is flagged in any sample"
+        + ("." if res["params"].get("cohort_flags") else " (cohort-relative flags need at least three samples).")
+        + "</p>")
     if "regions" in res:
         body += (f"<h3>Per region ({html.escape(str(res['params'].get('region_key', '')))})</h3>"
                  + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region"))

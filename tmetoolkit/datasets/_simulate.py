@@ -146,6 +146,7 @@ def _sample_params(rng, phenotype):
         "mycaf_fraction": rng.uniform(0.2, 0.7),  # of fibroblasts
         "tex_fraction": rng.uniform(0.2, 0.5) if phenotype == "inflamed" else rng.uniform(0.05, 0.3),  # of CD8 T
         "apm_loss": False,
+        "ifng_unresponsive": False,
     }
 
 
@@ -189,6 +190,7 @@ def simulate(
     density: float = 4000.0,
     n_background_genes: int = 4000,
     apm_loss: Sequence[bool] | None = None,
+    ifng_unresponsive: Sequence[bool] | None = None,
     seed: int = 0,
 ) -> AnnData:
     """Simulate spatial tumour samples with known cell states, compartments and immune phenotypes.
@@ -217,6 +219,10 @@ def simulate(
     apm_loss
         Per sample, whether malignant cells lose MHC class I antigen presentation (B2M, HLA-A/B/C, TAP1/2).
         Default: the last sample of every three.
+    ifng_unresponsive
+        Per sample, whether malignant cells do not respond to IFN-gamma (as after JAK1/2 loss): in inflamed
+        samples, where macrophages and malignant cells raise their IFN-gamma response genes, the malignant cells
+        then keep them at baseline. Default: no sample.
     seed
         Random seed; the same seed gives the same data.
 
@@ -257,6 +263,10 @@ def simulate(
         msg = f"phenotypes needs {n_samples} values from {cycle}."
         raise ValueError(msg)
     apm = list(apm_loss) if apm_loss is not None else [i % 3 == 2 for i in range(n_samples)]
+    unresponsive = list(ifng_unresponsive) if ifng_unresponsive is not None else [False] * n_samples
+    if len(apm) != n_samples or len(unresponsive) != n_samples:
+        msg = f"apm_loss and ifng_unresponsive need one value per sample ({n_samples})."
+        raise ValueError(msg)
 
     sig_genes = _panel_genes()
     extra_named = ["PECAM1", "CDH5", "JCHAIN"]
@@ -296,6 +306,7 @@ def simulate(
         srng = np.random.default_rng([seed, s])
         p = _sample_params(srng, phenotypes[s])
         p["apm_loss"] = bool(apm[s])
+        p["ifng_unresponsive"] = bool(unresponsive[s])
         xy, dist = _layout(srng, n_cells, tumor_shape, density)
         comp = np.where(dist < -MARGIN_HALF_WIDTH, "tumor", np.where(dist <= MARGIN_HALF_WIDTH, "margin", "stroma"))
         lineage = np.empty(n_cells, dtype=object)
@@ -338,7 +349,7 @@ def simulate(
         if p["apm_loss"]:
             mu[np.ix_(malignant, [gidx[g] for g in apm_genes])] *= 0.12
         if p["phenotype"] == "inflamed":
-            resp = malignant | (lineage == "Monocyte/Macrophage")
+            resp = (lineage == "Monocyte/Macrophage") | (malignant & (not p["ifng_unresponsive"]))
             mu[np.ix_(resp, [gidx[g] for g in ifn_genes if g != "IFNG"])] *= 3.0
 
         batch = np.exp(srng.normal(0, 0.25 * noise, size=n_genes))
@@ -379,7 +390,7 @@ def simulate(
     adata.uns[_keys.SIMULATION] = {
         "params": {"n_samples": n_samples, "n_cells": n_cells, "tumor_shape": tumor_shape, "noise": noise,
                    "density": density, "seed": seed, "margin_half_width_um": MARGIN_HALF_WIDTH},
-        "samples": samples.astype({"apm_loss": bool}),
+        "samples": samples.astype({"apm_loss": bool, "ifng_unresponsive": bool}),
         "programs": prog_tab,
     }
     adata.uns["true_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in adata.obs["true_phenotype"].cat.categories]

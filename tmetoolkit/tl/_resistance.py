@@ -13,7 +13,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import TmtWarning, logger
 from ._checkpoints import is_protein
-from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
+from ._sample_features import mean_score, regions_of, robust_z, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
@@ -22,8 +22,9 @@ from ._suppression import NEEDED as SUPPRESSION_NEEDED
 MEASURES = {
     "Low tumor mutational burden (TMB)": ("tumour mutational burden (mutations/Mb) from sample metadata", "tmb"),
     "B2M/HLA mutations": ("APM/MHC-I programme in malignant minus non-malignant cells of the sample", None),
-    "IFN-gamma pathway defects (JAK1/2)": (("IFN-gamma response in malignant cells minus non-malignant cells, where "
-                                            "T/NK cells express IFNG"), None),
+    "IFN-gamma pathway defects (JAK1/2)": (("IFN-gamma response of malignant cells against those of the less "
+                                            "exposed tumours (AUC), where IFNG+ T/NK cells per malignant cell are "
+                                            "above the cohort median"), None),
     "MAPK pathway activation": ("MAPK activity score (MPAS) in malignant cells", None),
     "PI3K/AKT/mTOR pathway activation": ("PI3K-AKT-mTOR programme in malignant cells", None),
     "WNT/beta-catenin pathway activation": ("beta-catenin target programme in malignant cells", None),
@@ -50,9 +51,14 @@ ABUNDANCE = {
     "Cancer-associated fibroblasts (CAFs)": ("mycaf_fraction_caf", "mycaf_programme"),
     "Upregulation of LAG-3, TIM-3 and TIGIT": ("checkpoint_coexpression", "checkpoint_receptors"),
 }
-# within-sample contrasts of malignant against other cells: bulk samples have no such cells
+# measures on malignant cells told apart from the other cells of the sample: bulk samples have no such cells
 CONTRASTS = ("B2M/HLA mutations", "IFN-gamma pathway defects (JAK1/2)")
 APM_LOSS = -0.5  # malignant minus non-malignant APM score (log-expression units) below which APM loss is flagged
+IFNG_RESPONSE = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6")
+# an IFN-gamma-exposed tumour whose malignant cells outscore those of the less-exposed tumours with probability
+# below this is flagged; on simulated cohorts responding tumours reach 0.79-0.87, unresponsive ones 0.45-0.67
+IFNG_RESPONSE_AUC = 0.7
+INSIDE = "inside the tumour"
 COHORT_Z = 1.0  # cohort-relative flag: robust z above this
 
 
@@ -83,8 +89,12 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     One row per sample and mechanism of ``tmt.tl.mechanisms()`` (the review's Table 1: group, cycle step,
     category, evidence level, strategies). Where the transcriptome can see a mechanism it gets a value and a
     flag: antigen-presentation loss as malignant minus non-malignant APM expression of the same sample (flagged
-    below ``-0.5``); IFN-gamma unresponsiveness as tumour IFN-gamma response against local IFNG in T/NK cells;
-    MAPK, PI3K, WNT, glycolysis and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and
+    below ``-0.5``); IFN-gamma unresponsiveness from the malignant cells' IFN-gamma response (Hallmark and Ayers
+    sets) against that of the cohort's tumours below the median exposure, as an AUC, where exposure is IFNG+ T/NK
+    cells per 100 malignant cells inside the tumour region (after :func:`tmetoolkit.tl.compartments` or a spatial
+    :func:`tmetoolkit.tl.immune_phenotype`): flagged when a tumour above the median exposure scores below 0.7.
+    Without positions the value is given but not flagged, since T cells held in the stroma would count as
+    exposure; MAPK, PI3K, WNT, glycolysis and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and
     checkpoint co-expression (the components of :func:`tmetoolkit.tl.immunosuppression`) flagged when
     cohort-high (robust z > 1, at least three samples). Mechanisms that need DNA, microbiome or HLA data are
     ``needs external data`` unless the sample metadata carry them in ``obs["tmb"]``, ``obs["dysbiosis"]``
@@ -93,8 +103,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
 
     Bulk or pseudobulk data (``bulk=True``, observations are samples) need no annotation: tumour programmes are
     measured on the whole sample, abundance rows use the whole-sample programmes of
-    :func:`tmetoolkit.tl.immunosuppression` with ``bulk=True``, and the two within-sample contrasts (antigen
-    presentation, IFN-gamma response of malignant against other cells) are not assessable.
+    :func:`tmetoolkit.tl.immunosuppression` with ``bulk=True``, and the two rows that need malignant cells told
+    apart from the others (antigen presentation, IFN-gamma response) are not assessable.
 
     Parameters
     ----------
@@ -191,10 +201,15 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
     def in_tumour(sigs):
         return mean_score(adata, sigs, malignant, groups, k)
 
-    ifng = pd.Series(np.nan, index=names) if bulk else _ifng_in_tnk(adata, groups, lin, layer)
+    if bulk:
+        exposure, ifng_where, ifng_auc = pd.Series(np.nan, index=names), "", pd.Series(np.nan, index=names)
+    else:
+        exposure, ifng_where = _ifng_exposure(adata, groups, lin, malignant, layer)
+        exposure = exposure.reindex(names).where(~pd.Series([n in too_small for n in names], index=names))
+        ifng_auc = _ifng_response_auc(adata, groups, malignant, exposure, k).reindex(names)
     values = {
         "B2M/HLA mutations": diff(["APM", "MHC_I"]),
-        "IFN-gamma pathway defects (JAK1/2)": diff(["HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6"]),
+        "IFN-gamma pathway defects (JAK1/2)": ifng_auc,
         "MAPK pathway activation": in_tumour(["MPAS"]),
         "PI3K/AKT/mTOR pathway activation": in_tumour(["HALLMARK_PI3K_AKT_MTOR_SIGNALING"]),
         "WNT/beta-catenin pathway activation": in_tumour(["HALLMARK_WNT_BETA_CATENIN_SIGNALING",
@@ -238,11 +253,13 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         elif r.mechanism == "B2M/HLA mutations":
             flag = (v < APM_LOSS).astype(float).where(v.notna())
         elif r.mechanism == "IFN-gamma pathway defects (JAK1/2)":
-            # IFNG present around the tumour but no stronger IFN-gamma response in malignant cells than elsewhere
-            local_ifng = ifng.reindex(names)
-            flag = ((local_ifng >= 0.05) & (v <= 0)).astype(float).where(v.notna() & local_ifng.notna())
-            status[:] = [f"measured (IFNG detected in {f:.0%} of T/NK cells)" if np.isfinite(f)
-                         else "measured (IFNG not measured: no flag)" for f in local_ifng]
+            # exposed to IFN-gamma (IFNG+ T/NK cells per malignant cell above the cohort median), yet the
+            # malignant cells respond no more than those of the less-exposed tumours
+            # without positions nobody knows whether the T cells reach the malignant cells: value, but no flag
+            exposed = exposure > exposure.median()
+            flag = (v < IFNG_RESPONSE_AUC).astype(float).where(exposed & v.notna() & (ifng_where == INSIDE) & cohort)
+            status[:] = [_ifng_status(e, auc, x, ifng_where, cohort, unit)
+                         for e, auc, x in zip(exposure, v, exposed, strict=True)]
         elif r.mechanism == "DNA/histone modifications":
             apm = values["B2M/HLA mutations"].reindex(names)
             flag = ((z > COHORT_Z) & (apm < 0)).astype(float).where(z.notna() & apm.notna())
@@ -257,7 +274,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         if meta_col is None:
             status[small] = f"not assessable: fewer than {min_cells} cells"
         if bulk and r.mechanism in CONTRASTS:
-            status[:] = "not assessable in bulk data: needs malignant and non-malignant cells of the sample"
+            status[:] = "not assessable in bulk data: needs the malignant cells told apart from the others"
         table[r.id] = flag
         for s in names:
             rows.append({
@@ -271,12 +288,62 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
     return long, table
 
 
-def _ifng_in_tnk(adata: AnnData, samples: pd.Series, lin: pd.Series, layer: str | None) -> pd.Series:
-    """Per sample, the fraction of T/NK cells with IFNG detected (NaN when IFNG is not measured)."""
+def _ifng_exposure(adata: AnnData, groups: pd.Series, lin: pd.Series, malignant: pd.Series,
+                   layer: str | None) -> tuple[pd.Series, str]:
+    """Per group, IFNG+ T/NK cells per 100 malignant cells, and where they were counted.
+
+    Where :func:`tmetoolkit.tl.compartments` placed the cells (``obs["tmt_border_distance"]``), both are counted
+    inside the tumour region: malignant cells meet the IFN-gamma of T cells among them, not of T cells held in the
+    stroma. NaN where fewer than ``MIN_DENOMINATOR`` malignant cells are counted; all NaN and ``""`` when IFNG is
+    not measured.
+    """
     from ._checkpoints import detect
 
+    tnk, mal = lin.isin(["CD8 T", "CD4 T", "NK"]), malignant.copy()
+    where = "in the sample"
+    if "tmt_border_distance" in adata.obs:
+        inside = adata.obs["tmt_border_distance"].to_numpy(dtype=float) < 0
+        tnk, mal = tnk & inside, mal & inside
+        where = INSIDE
     det = detect(adata, layer, {"IFNG": "IFNG"}, min_counts=1)["IFNG"]
     if det.isna().all():
-        return pd.Series(np.nan, index=pd.Index(samples.unique()))
-    tnk = lin.isin(["CD8 T", "CD4 T", "NK"])
-    return fraction(det.astype(bool), tnk, samples, MIN_DENOMINATOR)
+        return pd.Series(np.nan, index=pd.Index(groups.unique())), ""
+    n_ifng = (det.astype(bool) & tnk).groupby(groups, observed=True).sum()
+    n_mal = mal.groupby(groups, observed=True).sum()
+    return (100 * n_ifng / n_mal.where(n_mal >= MIN_DENOMINATOR)).astype(float), where
+
+
+def _ifng_response_auc(adata: AnnData, groups: pd.Series, malignant: pd.Series, exposure: pd.Series,
+                       min_cells: int) -> pd.Series:
+    """Per group, the probability that one of its malignant cells has a higher IFN-gamma response than a malignant
+    cell of the groups below the median exposure (Mann-Whitney AUC; the group itself left out of that baseline)."""
+    from scipy.stats import mannwhitneyu
+
+    S = adata.obsm.get(_keys.SCORES)
+    cols = [c for c in IFNG_RESPONSE if S is not None and c in S.columns]
+    out = pd.Series(np.nan, index=exposure.index)
+    low = exposure.index[exposure < exposure.median()]  # the median tumour itself is neither baseline nor exposed
+    if not cols or not len(low):
+        return out
+    response = S.loc[malignant.to_numpy(), cols].mean(axis=1)
+    g = groups[malignant]
+    for name in exposure.index:
+        x, base = response[g == name], response[g.isin(low) & (g != name)]
+        if len(x) >= min_cells and len(base) >= min_cells:
+            out[name] = mannwhitneyu(x, base).statistic / (len(x) * len(base))
+    return out
+
+
+def _ifng_status(exposure: float, auc: float, exposed: bool, where: str, cohort: bool, unit: str) -> str:
+    if not where:
+        return "measured (IFNG not measured: no flag)"
+    if not np.isfinite(exposure):
+        return f"not assessable: fewer than {MIN_DENOMINATOR} malignant cells {where}"
+    seen = f"{exposure:.1f} IFNG+ T/NK cells per 100 malignant cells {where}"
+    if not np.isfinite(auc):
+        return f"not assessable: no less-exposed tumour to compare with ({seen})"
+    if where != INSIDE:
+        return f"measured ({seen}; no positions: whether they reach the malignant cells is unknown, no flag)"
+    if not cohort:
+        return f"measured ({seen}; a flag needs at least three {unit})"
+    return f"measured ({seen}{'' if exposed else ', not above the cohort median: no flag'})"
