@@ -336,7 +336,7 @@ def _ifng_response_auc(adata: AnnData, groups: pd.Series, malignant: pd.Series, 
 
 def _ifng_status(exposure: float, auc: float, exposed: bool, where: str, cohort: bool, unit: str) -> str:
     if not where:
-        return "measured (IFNG not measured: no flag)"
+        return "not assessable: IFNG not measured"
     if not np.isfinite(exposure):
         return f"not assessable: fewer than {MIN_DENOMINATOR} malignant cells {where}"
     seen = f"{exposure:.1f} IFNG+ T/NK cells per 100 malignant cells {where}"
