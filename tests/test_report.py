@@ -74,3 +74,16 @@ def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):
     assert not (one.uns["tmt_resistance_profile"]["long"]["flagged"] == 1).any()
     html = tmt.report(one, tmp_path / "r.html").read_text()
     assert "No mechanism is flagged in any sample (cohort-relative flags need at least three samples)." in html
+
+
+def test_report_lists_flagged_regions(sim_small, tmp_path):
+    """Regions flagged by the resistance profile are listed with their strategy classes, one row each."""
+    tmt.tl.annotate(sim_small)
+    tmt.tl.resistance_profile(sim_small, region_key="true_compartment")
+    r_long = sim_small.uns["tmt_resistance_profile"]["regions_long"]
+    flagged = r_long[r_long["flagged"] == 1]
+    assert len(flagged)
+    html = tmt.report(sim_small, tmp_path / "r.html").read_text()
+    section = html[html.index("id='resistance-mechanisms'"):].split("</section>")[0]
+    for region in flagged["region"].unique():
+        assert f"<th>{region}</th>" in section

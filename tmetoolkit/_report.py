@@ -143,15 +143,20 @@ def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
         return None
     long = res["long"]
     body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
-    flagged = long[long["flagged"] == 1][["sample", "mechanism", "cycle_steps", "value", "strategies"]]
+    flagged = long[long["flagged"] == 1].set_index("sample")[["mechanism", "cycle_steps", "value", "strategies"]]
     body += "<h3>Flagged mechanisms and strategy classes</h3>" + (
         _table_html(flagged, max_rows=200) if len(flagged) else
         "<p>No mechanism is flagged in any sample"
         + ("." if res["params"].get("cohort_flags") else " (cohort-relative flags need at least three samples).")
         + "</p>")
     if "regions" in res:
+        r_long = res["regions_long"]
+        r_flagged = r_long[r_long["flagged"] == 1].set_index("region")[["mechanism", "cycle_steps", "value",
+                                                                          "strategies"]]
         body += (f"<h3>Per region ({html.escape(str(res['params'].get('region_key', '')))})</h3>"
-                 + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region"))
+                 + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region")
+                 + (_table_html(r_flagged, max_rows=200) if len(r_flagged) else "<p>No mechanism is flagged in any "
+                    "region.</p>"))
     return body
 
 
