@@ -192,6 +192,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         sup = _cell_components(adata, lin, adata.obs[_keys.STATE].astype(str), groups).reindex(names)
 
     k = 1 if bulk else MIN_DENOMINATOR  # a programme "in malignant cells" of a region with one such cell is noise
+    small = pd.Series([n in too_small for n in names], index=names)
 
     def diff(sigs):
         if bulk:
@@ -205,7 +206,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         exposure, ifng_where, ifng_auc = pd.Series(np.nan, index=names), "", pd.Series(np.nan, index=names)
     else:
         exposure, ifng_where = _ifng_exposure(adata, groups, lin, malignant, layer)
-        exposure = exposure.reindex(names).where(~pd.Series([n in too_small for n in names], index=names))
+        exposure = exposure.reindex(names).where(~small)  # regions below min_cells do not set the median
         ifng_auc = _ifng_response_auc(adata, groups, malignant, exposure, k).reindex(names)
     values = {
         "B2M/HLA mutations": diff(["APM", "MHC_I"]),
@@ -219,7 +220,6 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         "DNA/histone modifications": in_tumour(["Epigenetic_regulators"]),
         **{mech: sup[cols[1] if bulk else cols[0]] for mech, cols in ABUNDANCE.items()},
     }
-    small = pd.Series([n in too_small for n in names], index=names)
     protein = not bulk and is_protein(adata)
     cohort = int((~small).sum()) >= 3
     rows = []
