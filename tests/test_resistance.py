@@ -53,21 +53,33 @@ def test_one_sample_reports_values_without_cohort_flags(profiled):
 def test_planted_ifng_unresponsiveness_is_flagged_where_t_cells_reach_the_tumour(seed):
     """Malignant cells of two inflamed tumours ignore IFN-gamma (as after JAK1/2 loss). With positions, exactly
     those two are flagged: the responding inflamed tumour is not, and excluded and desert tumours, whose T cells do
-    not reach the malignant cells, are below the median exposure. Without positions no tumour is flagged."""
+    not reach the malignant cells, are the baseline. Without positions it is not assessable."""
     a = tmt.datasets.simulate(n_samples=6, n_cells=1500, seed=seed, apm_loss=[False] * 6,
                               phenotypes=["inflamed", "inflamed", "excluded", "desert", "inflamed", "excluded"],
                               ifng_unresponsive=[False, True, False, False, True, False])
     tmt.tl.annotate(a)
     dissociated = a.copy()
-    tmt.tl.immune_phenotype(a, sample_key="sample")  # places the cells: tumour region and margin
     ifn = "IFN-gamma pathway defects (JAK1/2)"
+    tmt.tl.immune_phenotype(a, sample_key="sample")
     for data, expected in ((a, [0.0, 1.0, np.nan, np.nan, 1.0, np.nan]), (dissociated, [np.nan] * 6)):
         tmt.tl.resistance_profile(data, sample_key="sample")
         long = data.uns["tmt_resistance_profile"]["long"]
         rows = long[long["mechanism"] == ifn].set_index("sample").sort_index()
         np.testing.assert_array_equal(rows["flagged"].to_numpy(), expected)
-        assert rows["value"].notna().all()  # the AUC is reported either way
-    assert rows["status"].str.contains("no positions").all()
+    assert rows["status"].str.startswith("not assessable: needs positions").all()
+
+
+def test_ifng_row_needs_an_excluded_or_desert_baseline():
+    """Two inflamed tumours and no other: nothing to compare their response with, so not assessable, not 0."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=1500, seed=3, phenotypes=["inflamed", "inflamed"],
+                              apm_loss=[False, False])
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    tmt.tl.resistance_profile(a, sample_key="sample")
+    long = a.uns["tmt_resistance_profile"]["long"]
+    rows = long[long["mechanism"] == "IFN-gamma pathway defects (JAK1/2)"]
+    assert rows["flagged"].isna().all() and rows["value"].isna().all()
+    assert rows["status"].str.startswith("not assessable: no excluded or desert tumour").all()
 
 
 def test_needs_annotation(sim_small):
@@ -90,8 +102,8 @@ def test_layer_is_used_for_every_measure(profiled):
     ours = scaled.uns["tmt_resistance_profile"]["long"]
     ref = profiled.uns["tmt_resistance_profile"]["long"]
     assert ours["flagged"].equals(ref["flagged"])
-    assert ours["status"].equals(ref["status"])  # the IFN-gamma row counts IFNG+ T/NK cells
-    assert ref["status"].str.contains("IFNG+ T/NK cells per 100 malignant cells", regex=False).any()
+    assert ours["status"].equals(ref["status"])  # IFNG found in the layer: the IFN-gamma row then asks for positions
+    assert ref["status"].str.startswith("not assessable: needs positions").any()
     np.testing.assert_allclose(ours["value"], ref["value"], equal_nan=True)
 
 
@@ -112,7 +124,7 @@ def test_mouse_symbols_give_the_same_profile(profiled):
     ours = mouse.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
     ref = profiled.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
     ifn = "IFN-gamma pathway defects (JAK1/2)"
-    # the status counts IFNG+ T/NK cells; the response programme itself loses the genes
+    # IFNG is found (the status asks for positions, not for IFNG); the response programme itself loses the genes
     # without a one-to-one mouse ortholog, so its value may differ
     assert ours.xs(ifn, level="mechanism")["status"].equals(ref.xs(ifn, level="mechanism")["status"])
 

@@ -55,8 +55,8 @@ ABUNDANCE = {
 CONTRASTS = ("B2M/HLA mutations", "IFN-gamma pathway defects (JAK1/2)")
 APM_LOSS = -0.5  # malignant minus non-malignant APM score (log-expression units) below which APM loss is flagged
 IFNG_RESPONSE = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6")
-# an IFN-gamma-exposed tumour whose malignant cells outscore those of the less-exposed tumours with probability
-# below this is flagged; on simulated cohorts responding tumours reach 0.79-0.87, unresponsive ones 0.45-0.67
+# an inflamed tumour whose malignant cells outscore those of the excluded and desert tumours with probability below
+# this is flagged; on 12 simulated cohorts responding tumours scored 0.70-0.87, unresponsive ones 0.29-0.66
 IFNG_RESPONSE_AUC = 0.7
 INSIDE = "inside the tumour"
 COHORT_Z = 1.0  # cohort-relative flag: robust z above this
@@ -89,14 +89,14 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     One row per sample and mechanism of ``tmt.tl.mechanisms()`` (the review's Table 1: group, cycle step,
     category, evidence level, strategies). Where the transcriptome can see a mechanism it gets a value and a
     flag: antigen-presentation loss as malignant minus non-malignant APM expression of the same sample (flagged
-    below ``-0.5``); IFN-gamma unresponsiveness from the malignant cells' IFN-gamma response (Hallmark and Ayers
-    sets) against that of the cohort's tumours below the median exposure, as an AUC, where exposure is IFNG+ T/NK
-    cells per 100 malignant cells inside the tumour region (after :func:`tmetoolkit.tl.compartments` or a spatial
-    :func:`tmetoolkit.tl.immune_phenotype`): flagged when a tumour above the median exposure scores below 0.7.
-    Without positions the value is given but not flagged, since T cells held in the stroma would count as
-    exposure; MAPK, PI3K, WNT, glycolysis and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and
-    checkpoint co-expression (the components of :func:`tmetoolkit.tl.immunosuppression`) flagged when
-    cohort-high (robust z > 1, at least three samples). Mechanisms that need DNA, microbiome or HLA data are
+    below ``-0.5``); IFN-gamma unresponsiveness where T cells reach the tumour: in tumours called inflamed by
+    the spatial :func:`tmetoolkit.tl.immune_phenotype` with IFNG+ T/NK cells inside the tumour region, the AUC of
+    their malignant cells' IFN-gamma response (Hallmark and Ayers sets) against the malignant cells of the excluded
+    and desert tumours, flagged below 0.7 (without positions and that phenotype it is not assessable, since T
+    cells counted in a dissociated sample may never have met the malignant cells); MAPK, PI3K, WNT, glycolysis
+    and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and checkpoint co-expression (the
+    components of :func:`tmetoolkit.tl.immunosuppression`) flagged when cohort-high (robust z > 1, at least three
+    samples). Mechanisms that need DNA, microbiome or HLA data are
     ``needs external data`` unless the sample metadata carry them in ``obs["tmb"]``, ``obs["dysbiosis"]``
     (bool) or ``obs["hla_heterozygosity"]`` (0-1). With ``region_key`` the same profile is made for each tissue
     region, with cohort-relative flags taken across all regions.
@@ -158,7 +158,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
             score(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
-    long, table = _profile(adata, samples, layer=layer, bulk=bulk)
+    long, table = _profile(adata, samples, layer=layer, bulk=bulk, phenotype=_spatial_phenotype(adata))
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
               "cohort_flags": len(table) >= 3}
@@ -166,7 +166,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     if region_key is not None:
         too_small = set(regions.index[regions["n_cells"] < min_cells])
         r_long, r_table = _profile(adata, region_of, layer=layer, bulk=False, unit="regions", too_small=too_small,
-                                   min_cells=min_cells)
+                                   min_cells=min_cells, phenotype=_spatial_phenotype(adata, region_key))
         r_long = r_long.rename(columns={"sample": "region"})
         r_long.insert(1, "sample", regions.loc[r_long["region"], "sample"].to_numpy())
         params.update(region_key=region_key, min_cells=min_cells)
@@ -178,7 +178,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
 
 
 def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool, unit: str = "samples",
-             too_small=frozenset(), min_cells: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+             too_small=frozenset(), min_cells: int = 0,
+             phenotype: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The long table (group x mechanism) and the flag table (groups x mechanisms) for samples or regions."""
     every = pd.Series(True, index=adata.obs_names)
     names = sorted(groups.unique())
@@ -202,12 +203,14 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
     def in_tumour(sigs):
         return mean_score(adata, sigs, malignant, groups, k)
 
+    phenotype = (phenotype if phenotype is not None else pd.Series(dtype=object)).reindex(names)
     if bulk:
         exposure, ifng_where, ifng_auc = pd.Series(np.nan, index=names), "", pd.Series(np.nan, index=names)
     else:
         exposure, ifng_where = _ifng_exposure(adata, groups, lin, malignant, layer)
-        exposure = exposure.reindex(names).where(~small)  # regions below min_cells do not set the median
-        ifng_auc = _ifng_response_auc(adata, groups, malignant, exposure, k).reindex(names)
+        exposure = exposure.reindex(names).where(~small)
+        ifng_auc = _ifng_response_auc(adata, groups, malignant, phenotype.isin(["excluded", "desert"]) & ~small,
+                                      k).reindex(names)
     values = {
         "B2M/HLA mutations": diff(["APM", "MHC_I"]),
         "IFN-gamma pathway defects (JAK1/2)": ifng_auc,
@@ -253,13 +256,12 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         elif r.mechanism == "B2M/HLA mutations":
             flag = (v < APM_LOSS).astype(float).where(v.notna())
         elif r.mechanism == "IFN-gamma pathway defects (JAK1/2)":
-            # exposed to IFN-gamma (IFNG+ T/NK cells per malignant cell above the cohort median), yet the
-            # malignant cells respond no more than those of the less-exposed tumours
-            # without positions nobody knows whether the T cells reach the malignant cells: value, but no flag
-            exposed = exposure > exposure.median()
-            flag = (v < IFNG_RESPONSE_AUC).astype(float).where(exposed & v.notna() & (ifng_where == INSIDE) & cohort)
-            status[:] = [_ifng_status(e, auc, x, ifng_where, cohort, unit)
-                         for e, auc, x in zip(exposure, v, exposed, strict=True)]
+            # T cells reach the tumour (spatially inflamed) and make IFNG there, yet its malignant cells respond no
+            # more than those of the excluded and desert tumours, whose T cells stay away
+            exposed = (phenotype == "inflamed") & (exposure > 0)
+            flag = (v < IFNG_RESPONSE_AUC).astype(float).where(exposed & v.notna())
+            status[:] = [_ifng_status(e, auc, ph, ifng_where)
+                         for e, auc, ph in zip(exposure, v, phenotype, strict=True)]
         elif r.mechanism == "DNA/histone modifications":
             apm = values["B2M/HLA mutations"].reindex(names)
             flag = ((z > COHORT_Z) & (apm < 0)).astype(float).where(z.notna() & apm.notna())
@@ -313,37 +315,51 @@ def _ifng_exposure(adata: AnnData, groups: pd.Series, lin: pd.Series, malignant:
     return (100 * n_ifng / n_mal.where(n_mal >= MIN_DENOMINATOR)).astype(float), where
 
 
-def _ifng_response_auc(adata: AnnData, groups: pd.Series, malignant: pd.Series, exposure: pd.Series,
+def _ifng_response_auc(adata: AnnData, groups: pd.Series, malignant: pd.Series, baseline: pd.Series,
                        min_cells: int) -> pd.Series:
     """Per group, the probability that one of its malignant cells has a higher IFN-gamma response than a malignant
-    cell of the groups below the median exposure (Mann-Whitney AUC; the group itself left out of that baseline)."""
+    cell of the ``baseline`` groups (Mann-Whitney AUC; the group itself left out of the baseline)."""
     from scipy.stats import mannwhitneyu
 
     S = adata.obsm.get(_keys.SCORES)
     cols = [c for c in IFNG_RESPONSE if S is not None and c in S.columns]
-    out = pd.Series(np.nan, index=exposure.index)
-    low = exposure.index[exposure < exposure.median()]  # the median tumour itself is neither baseline nor exposed
+    out = pd.Series(np.nan, index=baseline.index)
+    low = baseline.index[baseline.to_numpy(dtype=bool)]
     if not cols or not len(low):
         return out
     response = S.loc[malignant.to_numpy(), cols].mean(axis=1)
     g = groups[malignant]
-    for name in exposure.index:
+    for name in baseline.index:
         x, base = response[g == name], response[g.isin(low) & (g != name)]
         if len(x) >= min_cells and len(base) >= min_cells:
             out[name] = mannwhitneyu(x, base).statistic / (len(x) * len(base))
     return out
 
 
-def _ifng_status(exposure: float, auc: float, exposed: bool, where: str, cohort: bool, unit: str) -> str:
+def _spatial_phenotype(adata: AnnData, region_key: str | None = None) -> pd.Series:
+    """The spatial immune phenotype per sample, or per region when it was called with the same ``region_key``."""
+    ph = adata.uns.get("tmt_immune_phenotype")
+    if not isinstance(ph, dict) or (region_key is not None and ph.get("params", {}).get("region_key") != region_key):
+        return pd.Series(dtype=object)
+    tab = ph.get("regions" if region_key is not None else "table")
+    if not isinstance(tab, pd.DataFrame) or "basis" not in tab:
+        return pd.Series(dtype=object)
+    return tab["phenotype"].astype(str).where(tab["basis"].astype(str).str.startswith("spatial"))
+
+
+def _ifng_status(exposure: float, auc: float, phenotype, where: str) -> str:
     if not where:
         return "not assessable: IFNG not measured"
+    if not isinstance(phenotype, str) or phenotype == "not assessable":
+        if where != INSIDE:
+            return ("not assessable: needs positions (whether T cells reach the malignant cells cannot be seen in "
+                    "dissociated cells)")
+        return "not assessable: needs the spatial immune phenotype (run tmt.tl.immune_phenotype first)"
     if not np.isfinite(exposure):
         return f"not assessable: fewer than {MIN_DENOMINATOR} malignant cells {where}"
-    seen = f"{exposure:.1f} IFNG+ T/NK cells per 100 malignant cells {where}"
+    seen = f"{phenotype}; {exposure:.1f} IFNG+ T/NK cells per 100 malignant cells {where}"
     if not np.isfinite(auc):
-        return f"not assessable: no less-exposed tumour to compare with ({seen})"
-    if where != INSIDE:
-        return f"measured ({seen}; no positions: whether they reach the malignant cells is unknown, no flag)"
-    if not cohort:
-        return f"measured ({seen}; a flag needs at least three {unit})"
-    return f"measured ({seen}{'' if exposed else ', not above the cohort median: no flag'})"
+        return f"not assessable: no excluded or desert tumour to compare with, or too few malignant cells ({seen})"
+    if phenotype != "inflamed" or not exposure > 0:
+        return f"measured ({seen}: T cells do not reach the malignant cells, no flag)"
+    return f"measured ({seen})"
