@@ -22,9 +22,9 @@ from ._suppression import NEEDED as SUPPRESSION_NEEDED
 MEASURES = {
     "Low tumor mutational burden (TMB)": ("tumour mutational burden (mutations/Mb) from sample metadata", "tmb"),
     "B2M/HLA mutations": ("APM/MHC-I programme in malignant minus non-malignant cells of the sample", None),
-    "IFN-gamma pathway defects (JAK1/2)": (("IFN-gamma response of malignant cells against those of the less "
-                                            "exposed tumours (AUC), where IFNG+ T/NK cells per malignant cell are "
-                                            "above the cohort median"), None),
+    "IFN-gamma pathway defects (JAK1/2)": (("IFN-gamma response of malignant cells of inflamed tumours (spatial "
+                                            "phenotype, IFNG+ T/NK cells inside) against those of excluded and "
+                                            "desert tumours (AUC)"), None),
     "MAPK pathway activation": ("MAPK activity score (MPAS) in malignant cells", None),
     "PI3K/AKT/mTOR pathway activation": ("PI3K-AKT-mTOR programme in malignant cells", None),
     "WNT/beta-catenin pathway activation": ("beta-catenin target programme in malignant cells", None),
@@ -360,6 +360,8 @@ def _ifng_status(exposure: float, auc: float, phenotype, where: str) -> str:
     seen = f"{phenotype}; {exposure:.1f} IFNG+ T/NK cells per 100 malignant cells {where}"
     if not np.isfinite(auc):
         return f"not assessable: no excluded or desert tumour to compare with, or too few malignant cells ({seen})"
-    if phenotype != "inflamed" or not exposure > 0:
+    if phenotype != "inflamed":
         return f"measured ({seen}: T cells do not reach the malignant cells, no flag)"
+    if not exposure > 0:
+        return f"measured ({seen}: no IFNG+ T/NK cell among the malignant cells, no flag)"
     return f"measured ({seen})"
