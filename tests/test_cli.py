@@ -15,6 +15,10 @@ def test_demo_writes_outputs(tmp_path):
     assert "tmt_scores" in a.obsm
     tab = pd.read_csv(tmp_path / "sample_table.csv", index_col=0)
     assert len(tab) == 6 and "n_cells" in tab.columns
+    # the phenotype runs before the resistance profile, whose IFN-gamma row needs to know where T cells are
+    long = a.uns["tmt_resistance_profile"]["long"]
+    ifn = long.loc[long["mechanism"] == "IFN-gamma pathway defects (JAK1/2)", "status"]
+    assert ifn.str.startswith("measured (inflamed;").any(), ifn.tolist()
 
 
 def test_bad_input_gives_one_line_and_non_zero_exit(tmp_path):

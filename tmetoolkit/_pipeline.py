@@ -70,19 +70,12 @@ def run_pipeline(
         steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
         steps.append(("annotating cell states", lambda: tl.annotate(adata)))
         steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
-        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
-                                                                         region_key=region_key)))
-        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
-                                                                          region_key=region_key)))
     elif cell_type_key is None:
         steps.append(("annotating cells from protein markers",
                       lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key, markers=markers)))
         steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
-        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
-                                                                         region_key=region_key)))
-        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
-                                                                          region_key=region_key)))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
+    # the phenotype comes before the resistance profile, whose IFN-gamma row asks whether T cells reach the tumour
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
@@ -91,6 +84,11 @@ def run_pipeline(
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
             basis="expression")))
+    if not spots and (not protein or cell_type_key is None):
+        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
+                                                                         region_key=region_key)))
+        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
+                                                                          region_key=region_key)))
     if group_key is not None and sample_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key,
                                                                     regions=region_key is not None)))
