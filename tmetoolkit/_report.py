@@ -101,7 +101,8 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
         # "Pericyte|pericyte": one of several labels deciding a lineage, shown as "Pericyte: pericyte"
         labels = ", ".join(dict.fromkeys(str(lab).replace("|", ": ")
                                          for lab in rules.loc[~rules["assessable"].astype(bool), "label"]))
-        caveats.append(f"Not assessable with this gene panel: {html.escape(labels)}.")
+        panel = "marker panel" if "gates" in annotated else "gene panel"
+        caveats.append(f"Not assessable with this {panel}: {html.escape(labels)}.")
     mixed = mixed_evidence_summary(annotated.get("mixed_evidence"))
     if mixed:
         caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong cell. "
