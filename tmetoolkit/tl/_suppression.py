@@ -255,7 +255,7 @@ def _summarise(tab: pd.DataFrame, components: list[str]) -> pd.DataFrame:
     z = comp.apply(robust_z)
     tab["composite"] = z.mean(axis=1, skipna=True) if len(tab) > 1 else np.nan
     tab["n_components"] = comp.notna().sum(axis=1)
-    tab["missing_components"] = comp.isna().apply(lambda r: ",".join(r.index[r]), axis=1)
+    tab["missing_components"] = comp.isna().apply(lambda r: ", ".join(r.index[r]), axis=1)
     return tab
 
 
