@@ -73,4 +73,6 @@ def test_bad_arguments():
         tmt.datasets.simulate(n_samples=1, tumor_shape="star")
     with pytest.raises(ValueError, match="phenotypes"):
         tmt.datasets.simulate(n_samples=2, phenotypes=["hot", "cold"])
+    with pytest.raises(ValueError, match="one value per sample"):
+        tmt.datasets.simulate(n_samples=2, ifng_unresponsive=[True])
     assert isinstance(tmt.datasets.simulate(n_samples=1, n_cells=100).obs, pd.DataFrame)
