@@ -33,6 +33,19 @@ def test_planted_antigen_presentation_loss_is_flagged(profiled):
     assert (flagged == planted.loc[flagged.index]).all()
 
 
+def test_programmes_that_barely_differ_are_not_flagged(profiled):
+    """No pathway is planted in the simulated tumours: their programme rows differ by noise and stay unflagged. The
+    planted abundances (MDSC-like, Treg, M2-like, myCAF) spread widely, and cohort-high samples are flagged."""
+    from tmetoolkit.tl._resistance import ABUNDANCE
+
+    long = profiled.uns["tmt_resistance_profile"]["long"]
+    programmes = ["MAPK pathway activation", "PI3K/AKT/mTOR pathway activation",
+                  "WNT/beta-catenin pathway activation", "Glycolysis/lactate production", "Hypoxia"]
+    rows = long[long["mechanism"].isin(programmes)]
+    assert rows["value"].notna().all() and not (rows["flagged"] == 1).any()
+    assert (long.loc[long["mechanism"].isin(list(ABUNDANCE)), "flagged"] == 1).any()
+
+
 def test_metadata_is_used_when_given(profiled):
     long = profiled.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
     tmb = "Low tumor mutational burden (TMB)"

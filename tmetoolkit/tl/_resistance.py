@@ -60,6 +60,10 @@ IFNG_RESPONSE = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6")
 IFNG_RESPONSE_AUC = 0.7
 INSIDE = "inside the tumour"
 COHORT_Z = 1.0  # cohort-relative flag: robust z above this
+# ... with the cohort's spread taken as at least this (score units, about 10% more expression of a programme's genes,
+# or 10 points of a fraction): simulated tumours with no pathway planted, but a per-gene batch effect, differ by up to
+# 0.08 in their programmes, and z > 1 had flagged one or two of six samples per programme row as noise
+MIN_SPREAD = 0.1
 
 
 def mechanisms() -> pd.DataFrame:
@@ -96,7 +100,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     cells counted in a dissociated sample may never have met the malignant cells); MAPK, PI3K, WNT, glycolysis
     and hypoxia programmes in malignant cells, MDSC/Treg/TAM/CAF abundance and checkpoint co-expression (the
     components of :func:`tmetoolkit.tl.immunosuppression`) flagged when cohort-high (robust z > 1, at least three
-    samples). Mechanisms that need DNA, microbiome or HLA data are
+    samples; the spread taken as at least 0.1, in score units or of a fraction, so that noise in a cohort whose
+    programmes barely differ is not flagged). Mechanisms that need DNA, microbiome or HLA data are
     ``needs external data`` unless the sample metadata carry them in ``obs["tmb"]``, ``obs["dysbiosis"]``
     (bool) or ``obs["hla_heterozygosity"]`` (0-1). With ``region_key`` the same profile is made for each tissue
     region, with cohort-relative flags taken across all regions.
@@ -237,7 +242,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
         v = values.get(r.mechanism)
         v = v.reindex(names) if v is not None else pd.Series(np.nan, index=names)
         v = v.where(~small)
-        z = robust_z(v) if cohort else pd.Series(np.nan, index=names)
+        z = robust_z(v, MIN_SPREAD) if cohort else pd.Series(np.nan, index=names)
         flag = pd.Series(np.nan, index=names)
         status = pd.Series("measured", index=names)
         if meta_col is not None:
