@@ -13,7 +13,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import TmtWarning, logger
 from ._checkpoints import is_protein
-from ._sample_features import mean_score, regions_of, robust_z, samples_of
+from ._sample_features import MIN_SPREAD, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
@@ -60,10 +60,6 @@ IFNG_RESPONSE = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6")
 IFNG_RESPONSE_AUC = 0.7
 INSIDE = "inside the tumour"
 COHORT_Z = 1.0  # cohort-relative flag: robust z above this
-# ... with the cohort's spread taken as at least this (score units, about 10% more expression of a programme's genes,
-# or 10 points of a fraction): simulated tumours with no pathway planted, but a per-gene batch effect, differ by up to
-# 0.08 in their programmes, and z > 1 had flagged one or two of six samples per programme row as noise
-MIN_SPREAD = 0.1
 
 
 def mechanisms() -> pd.DataFrame:

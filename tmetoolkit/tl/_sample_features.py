@@ -41,6 +41,13 @@ def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series, 
     return pd.Series(np.nan, index=pd.Index(samples.unique()))
 
 
+# the smallest spread of a per-sample feature (score units, about 10% more expression of a programme's genes, or 10
+# points of a fraction) that robust z-scores divide by. Simulated tumours with no pathway planted, only per-gene batch
+# effects, differ by up to 0.08 in their programmes; dividing such noise by its own spread flagged one or two of six
+# samples per programme row, and gave noise components the weight of real ones in the immunosuppression composite.
+MIN_SPREAD = 0.1
+
+
 def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
     """(x - median) / (1.4826 MAD) across samples, the spread taken as at least ``min_spread``; NaN stays NaN;
     needs two finite values."""

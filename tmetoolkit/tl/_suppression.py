@@ -11,7 +11,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import TmtWarning, check_tmt_key, logger, warn
 from ._checkpoints import RECEPTORS, is_protein
-from ._sample_features import fraction, mean_score, regions_of, robust_z, samples_of
+from ._sample_features import MIN_SPREAD, fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 
 COMPONENTS = {
@@ -78,7 +78,8 @@ def immunosuppression(
     MDSC mediators), neutrophils (PMN-MDSC-like), fibroblasts (myCAF and TGF-beta) and Tregs (activated Treg).
     Per sample, the components in ``COMPONENTS`` (Treg fraction and activation, MDSC-like fraction, M2/M1
     balance, myCAF fraction and TGF-beta, checkpoint receptor co-expression and ligands, IDO1/adenosine,
-    hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples. A
+    hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples, each
+    component's spread taken as at least 0.1 so that one barely varying across the cohort adds no noise. A
     component that cannot be measured (genes missing, fewer than five cells of the type it is measured in) is
     NaN and listed, never zero. With ``region_key`` the same components and composite are computed for each
     region of tissue (pathologist annotations, niches), so that the suppressed regions of a sample stand out.
@@ -252,7 +253,7 @@ def _bulk_components(adata: AnnData) -> pd.DataFrame:
 def _summarise(tab: pd.DataFrame, components: list[str]) -> pd.DataFrame:
     """Add the composite (mean robust z-score across rows), the number of measured components and the missing ones."""
     comp = tab[components].astype(float)
-    z = comp.apply(robust_z)
+    z = comp.apply(robust_z, min_spread=MIN_SPREAD)
     tab["composite"] = z.mean(axis=1, skipna=True) if len(tab) > 1 else np.nan
     tab["n_components"] = comp.notna().sum(axis=1)
     tab["missing_components"] = comp.isna().apply(lambda r: ", ".join(r.index[r]), axis=1)
@@ -270,7 +271,8 @@ def _finish(adata: AnnData, tab: pd.DataFrame, components: dict[str, str], *, sa
         warn("immunosuppression components not measurable in any sample (reported as missing): " + ", ".join(never))
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk,
-              "composite": "mean of robust z-scores (median/MAD across samples) of the measured components"}
+              "composite": ("mean of robust z-scores (median/MAD across samples, the spread at least "
+                            f"{MIN_SPREAD}) of the measured components")}
     result = {"params": params, "table": tab,
               "components": pd.DataFrame({"component": list(components), "measures": list(components.values())})}
     if regions is not None:
