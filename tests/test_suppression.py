@@ -31,6 +31,16 @@ def test_components_follow_planted_abundance(cohort, component, planted, min_rho
     assert spearmanr(t[component], p.loc[t.index, planted])[0] >= min_rho
 
 
+def test_composite_follows_the_planted_suppressive_cells(cohort):
+    """The composite ranks samples by their planted Treg, MDSC-like, M2-like and myCAF shares (mean rank). Components
+    that barely vary across the cohort (hypoxia, glycolysis: no pathway planted) must not add their noise: without
+    the spread floor the correlation here is 0.67."""
+    t = cohort.uns["tmt_immunosuppression"]["table"]
+    p = cohort.uns["tmt_simulation"]["samples"].set_index("sample")
+    planted = p[["treg_fraction", "mdsc_fraction", "m2_fraction", "mycaf_fraction"]].rank().mean(axis=1)
+    assert spearmanr(t["composite"], planted.loc[t.index])[0] >= 0.7
+
+
 def test_table_composite_and_cells(cohort):
     t = cohort.uns["tmt_immunosuppression"]["table"]
     assert set(COMPONENTS) <= set(t.columns)
