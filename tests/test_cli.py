@@ -103,6 +103,7 @@ def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     assert tab["phenotype"].iloc[0] == "excluded"  # as with inForm's own phenotypes (test_spatial)
     report = (tmp_path / "report.html").read_text()
     assert 'alt="protein marker gates"' in report and "input: protein" in report
+    assert "Not assessable with this marker panel:" in report  # a protein panel is no gene panel
     # PD-1 and PD-L1 from their gates; per region of inForm's tissue categories, PD-L1 on tumour cells and
     # macrophages, and no MDSC fraction (the panel has no marker for it), not a fraction of 0
     cp = a.uns["tmt_checkpoints"]["table"].iloc[0]

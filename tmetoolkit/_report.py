@@ -136,28 +136,26 @@ def _suppression_section(adata, s_key, caveats: list[str]) -> str | None:
     return body
 
 
+def _flagged_html(long: pd.DataFrame, unit: str, none: str) -> str:
+    """The flagged mechanisms of each sample or region with their cycle steps and strategy classes, or ``none``."""
+    flagged = long[long["flagged"] == 1].set_index(unit)[["mechanism", "cycle_steps", "value", "strategies"]]
+    return _table_html(flagged, max_rows=200) if len(flagged) else f"<p>{none}</p>"
+
+
 def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
     res = adata.uns.get("tmt_resistance_profile")
     if res is None:
         return None
-    long = res["long"]
-    body = _fig_html(pl.resistance_profile(adata).figure, "resistance profile")
-    flagged = long[long["flagged"] == 1].set_index("sample")[["mechanism", "cycle_steps", "value", "strategies"]]
-    body += "<h3>Flagged mechanisms and strategy classes</h3>" + (
-        _table_html(flagged, max_rows=200) if len(flagged) else
-        "<p>No mechanism is flagged in any sample"
-        + ("." if res["params"].get("cohort_flags") else " (cohort-relative flags need at least three samples).")
-        + "</p>")
+    few = "" if res["params"].get("cohort_flags") else " (cohort-relative flags need at least three samples)"
+    body = (_fig_html(pl.resistance_profile(adata).figure, "resistance profile")
+            + "<h3>Flagged mechanisms and strategy classes</h3>"
+            + _flagged_html(res["long"], "sample", f"No mechanism is flagged in any sample{few}."))
     if "regions" in res:
-        r_long = res["regions_long"]
-        r_flagged = r_long[r_long["flagged"] == 1].set_index("region")[["mechanism", "cycle_steps", "value",
-                                                                          "strategies"]]
         body += (f"<h3>Per region ({html.escape(str(res['params'].get('region_key', '')))})</h3>"
                  + _fig_html(pl.resistance_profile(adata, regions=True).figure, "resistance per region")
-                 + (_table_html(r_flagged, max_rows=200) if len(r_flagged) else "<p>No mechanism is flagged in any "
-                    "region.</p>"))
+                 + _flagged_html(res["regions_long"], "region", "No mechanism is flagged in any region."))
     return body
 
 

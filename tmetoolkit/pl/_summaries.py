@@ -268,14 +268,14 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     ax
         Axes to draw into.
     """
-    from ..tl._sample_features import MIN_SPREAD, robust_z
+    from ..tl._suppression import component_z
 
     res = _stored(adata, "tmt_immunosuppression", "tmt.tl.immunosuppression")
     if regions and "regions" not in res:
         msg = "no regions stored: run tmt.tl.immunosuppression(adata, region_key=...) first."
         raise KeyError(msg)
     tab = res["regions"] if regions else res["table"]
-    z = tab[list(res["components"]["component"])].astype(float).apply(robust_z, min_spread=MIN_SPREAD)
+    z = component_z(tab, list(res["components"]["component"]))
     z["composite"] = tab["composite"]
     unit = "regions" if regions else "samples"
     with style():

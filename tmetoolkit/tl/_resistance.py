@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._utils import TmtWarning, logger
-from ._checkpoints import is_protein
+from ._checkpoints import detect, is_protein
 from ._sample_features import MIN_SPREAD, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
@@ -159,14 +159,16 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
             score(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
-    long, table = _profile(adata, samples, layer=layer, bulk=bulk, phenotype=_spatial_phenotype(adata))
+    # IFNG detected once, for the samples and the regions: all NaN where the gene is not measured
+    ifng = pd.Series(np.nan, index=adata.obs_names) if bulk else detect(adata, layer, {"IFNG": "IFNG"}, 1)["IFNG"]
+    long, table = _profile(adata, samples, ifng=ifng, bulk=bulk, phenotype=_spatial_phenotype(adata))
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
               "cohort_flags": len(table) >= 3}
     result = {"params": params, "long": long, "table": table}
     if region_key is not None:
         too_small = set(regions.index[regions["n_cells"] < min_cells])
-        r_long, r_table = _profile(adata, region_of, layer=layer, bulk=False, unit="regions", too_small=too_small,
+        r_long, r_table = _profile(adata, region_of, ifng=ifng, bulk=False, unit="regions", too_small=too_small,
                                    min_cells=min_cells, phenotype=_spatial_phenotype(adata, region_key))
         r_long = r_long.rename(columns={"sample": "region"})
         r_long.insert(1, "sample", regions.loc[r_long["region"], "sample"].to_numpy())
@@ -178,7 +180,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     return adata if copy else None
 
 
-def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool, unit: str = "samples",
+def _profile(adata: AnnData, groups: pd.Series, *, ifng: pd.Series, bulk: bool, unit: str = "samples",
              too_small=frozenset(), min_cells: int = 0,
              phenotype: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The long table (group x mechanism) and the flag table (groups x mechanisms) for samples or regions."""
@@ -208,7 +210,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
     if bulk:
         exposure, ifng_where, ifng_auc = pd.Series(np.nan, index=names), "", pd.Series(np.nan, index=names)
     else:
-        exposure, ifng_where = _ifng_exposure(adata, groups, lin, malignant, layer)
+        exposure, ifng_where = _ifng_exposure(adata, groups, lin, malignant, ifng)
         exposure = exposure.reindex(names).where(~small)
         ifng_auc = _ifng_response_auc(adata, groups, malignant, phenotype.isin(["excluded", "desert"]) & ~small,
                                       k).reindex(names)
@@ -292,26 +294,23 @@ def _profile(adata: AnnData, groups: pd.Series, *, layer: str | None, bulk: bool
 
 
 def _ifng_exposure(adata: AnnData, groups: pd.Series, lin: pd.Series, malignant: pd.Series,
-                   layer: str | None) -> tuple[pd.Series, str]:
+                   ifng: pd.Series) -> tuple[pd.Series, str]:
     """Per group, IFNG+ T/NK cells per 100 malignant cells, and where they were counted.
 
     Where :func:`tmetoolkit.tl.compartments` placed the cells (``obs["tmt_border_distance"]``), both are counted
     inside the tumour region: malignant cells meet the IFN-gamma of T cells among them, not of T cells held in the
-    stroma. NaN where fewer than ``MIN_DENOMINATOR`` malignant cells are counted; all NaN and ``""`` when IFNG is
-    not measured.
+    stroma. ``ifng`` is each cell's IFNG detection (1/0; all NaN when the gene is not measured, and then the result
+    is all NaN and ``""``). NaN where fewer than ``MIN_DENOMINATOR`` malignant cells are counted.
     """
-    from ._checkpoints import detect
-
     tnk, mal = lin.isin(["CD8 T", "CD4 T", "NK"]), malignant.copy()
     where = "in the sample"
     if "tmt_border_distance" in adata.obs:
         inside = adata.obs["tmt_border_distance"].to_numpy(dtype=float) < 0
         tnk, mal = tnk & inside, mal & inside
         where = INSIDE
-    det = detect(adata, layer, {"IFNG": "IFNG"}, min_counts=1)["IFNG"]
-    if det.isna().all():
+    if ifng.isna().all():
         return pd.Series(np.nan, index=pd.Index(groups.unique())), ""
-    n_ifng = (det.astype(bool) & tnk).groupby(groups, observed=True).sum()
+    n_ifng = (ifng.astype(bool) & tnk).groupby(groups, observed=True).sum()
     n_mal = mal.groupby(groups, observed=True).sum()
     return (100 * n_ifng / n_mal.where(n_mal >= MIN_DENOMINATOR)).astype(float), where
 

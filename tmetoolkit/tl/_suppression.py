@@ -250,10 +250,16 @@ def _bulk_components(adata: AnnData) -> pd.DataFrame:
     return tab
 
 
+def component_z(tab: pd.DataFrame, components: list[str]) -> pd.DataFrame:
+    """Each component as robust z-scores across the rows (samples or regions), its spread at least ``MIN_SPREAD``:
+    what the composite averages and :func:`tmetoolkit.pl.immunosuppression` draws."""
+    return tab[components].astype(float).apply(robust_z, min_spread=MIN_SPREAD)
+
+
 def _summarise(tab: pd.DataFrame, components: list[str]) -> pd.DataFrame:
     """Add the composite (mean robust z-score across rows), the number of measured components and the missing ones."""
     comp = tab[components].astype(float)
-    z = comp.apply(robust_z, min_spread=MIN_SPREAD)
+    z = component_z(tab, components)
     tab["composite"] = z.mean(axis=1, skipna=True) if len(tab) > 1 else np.nan
     tab["n_components"] = comp.notna().sum(axis=1)
     tab["missing_components"] = comp.isna().apply(lambda r: ", ".join(r.index[r]), axis=1)
