@@ -25,7 +25,8 @@ def test_report_is_self_contained(demo):
                     "immunosuppression", "resistance-mechanisms", "group-comparison", "per-sample-table",
                     "signatures-used"):
         assert f"id='{section}'" in html, section
-    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 7
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 8
+    assert "Genes behind the state calls" in html
     assert not re.search(r'(src|href)="https?://', html)  # nothing fetched from the network
     # tiles of the spatial phenotype, counted per sample: the demo's 6 samples are 1,000 um across (2 x 2 tiles)
     tiles = html[html.index("Tiles of 500 µm"):].split("</section>")[0]

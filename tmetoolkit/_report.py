@@ -96,6 +96,12 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     annotated = adata.uns.get("tmt_annotate", {})
     if "gates" in annotated:
         body += _fig_html(pl.gates(adata), "protein marker gates")
+    elif "tmt_annotate" in adata.uns:
+        try:
+            dots = _fig_html(pl.markers(adata, n_genes=2).figure, "marker genes per state")
+            body += "<h3>Genes behind the state calls</h3>" + dots
+        except ValueError:  # no cell got a label that a signature rule decides
+            pass
     rules = annotated.get("rules")
     if rules is not None and (~rules["assessable"].astype(bool)).any():
         # "Pericyte|pericyte": one of several labels deciding a lineage, shown as "Pericyte: pericyte"

@@ -2,6 +2,7 @@
 
 from ._embedding import embedding
 from ._gates import gates
+from ._markers import markers
 from ._spatial import spatial
 from ._summaries import (
     checkpoints,
@@ -21,6 +22,7 @@ __all__ = [
     "gates",
     "immune_phenotype",
     "immunosuppression",
+    "markers",
     "resistance_profile",
     "scores",
     "spatial",

@@ -1,0 +1,121 @@
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from matplotlib.axes import Axes
+
+import tmetoolkit as tmt
+
+from .conftest import real_data
+
+
+@pytest.fixture(scope="module")
+def annotated():
+    a = tmt.datasets.simulate(n_samples=3, n_cells=1500, seed=7)
+    tmt.tl.annotate(a)
+    return a
+
+
+def test_marker_genes_are_the_planted_ones(annotated):
+    """Each state's top deciding genes are genes the simulator planted in that state (the planted programmes hold
+    only about half of each signature's genes, so the ranking must find them)."""
+    table = tmt.get.markers(annotated, n_genes=3)
+    programs = annotated.uns["tmt_simulation"]["programs"].set_index("program")
+    states = [s for lin in tmt._keys.STATES.values() for s in lin]
+    checked = 0
+    for label, rows in table[table["direction"] == "up"].groupby("label"):
+        if label not in states or rows["n_cells"].iloc[0] < 30:
+            continue
+        planted = set(programs.at[f"state:{label}", "genes"].split(","))
+        assert set(rows["gene"]) <= planted, (label, list(rows["gene"]))
+        assert (rows["frac"] > rows["frac_rest"]).all() and (rows["delta"] > 0.5).all()
+        checked += 1
+    assert checked >= 12, checked
+    tpex_low = table[(table["label"] == "CD8 Tpex") & (table["direction"] == "down")].set_index("gene")
+    planted_low = set(programs.at["state:CD8 Tpex", "genes_low"].split(",")) & set(tpex_low.index)
+    assert planted_low and (tpex_low.loc[sorted(planted_low), "delta"] < 0).all()
+
+
+def test_markers_equal_scanpy_group_means(annotated):
+    """Means and detection rates equal those of scanpy's normalize_total + log1p, split as documented: a state
+    against the other cells of its lineage, a lineage-only label against all other cells with a lineage."""
+    a = annotated
+    table = tmt.get.markers(a)
+    b = a.copy()
+    sc.pp.normalize_total(b, target_sum=float(np.median(np.asarray(a.X.sum(axis=1)).ravel())))
+    sc.pp.log1p(b)
+    state, lineage = a.obs["tmt_state"].astype(str), a.obs["tmt_lineage"].astype(str)
+    for label, parent in [("TAM M2-like", "Monocyte/Macrophage"), ("Treg", "CD4 T"), ("Mast", None)]:
+        rows = table[table["label"] == label].set_index("gene")
+        inside = state == label
+        rest = (lineage == parent if parent else lineage != "unassigned") & ~inside
+        X = b[:, rows.index].X.toarray()
+        np.testing.assert_allclose(rows["mean"], X[inside.to_numpy()].mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(rows["mean_rest"], X[rest.to_numpy()].mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(rows["frac_rest"], (X[rest.to_numpy()] > 0).mean(axis=0), rtol=1e-5)
+        assert (rows["n_rest"] == rest.sum()).all()
+
+
+def test_markers_leave_adata_alone_and_cover_every_key(annotated):
+    a = annotated.copy()
+    before = (set(a.obs), set(a.uns), set(a.obsm), a.X.copy())
+    lin = tmt.get.markers(a, "tmt_lineage", n_genes=2)
+    assert set(lin.loc[lin["label"] == "CD8 T", "gene"]) & {"CD8A", "CD8B"}
+    assert (lin["compared_with"] == "all cells").all()
+    tam = tmt.get.markers(a, "tmt_tam_subset")
+    assert (tam["compared_with"] == "Monocyte/Macrophage").all()
+    assert (set(a.obs), set(a.uns), set(a.obsm)) == before[:3] and (a.X != before[3]).nnz == 0
+
+
+def test_markers_plot(annotated):
+    ax = tmt.pl.markers(annotated, lineage="Monocyte/Macrophage", n_genes=2)
+    assert isinstance(ax, Axes)
+    genes = [t.get_text() for t in ax.get_xticklabels()]
+    table = tmt.get.markers(annotated, n_genes=2)
+    expected = table[(table["compared_with"] == "Monocyte/Macrophage") & (table["direction"] == "up")]["gene"]
+    assert genes == list(expected)
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="choose one of"):
+        tmt.pl.markers(annotated, lineage="Monocytes")
+
+
+def test_markers_on_mouse_symbols(sim_small):
+    """Mouse symbols (here with duplicates: var_names need not be unique) give the mouse genes."""
+    h2m = tmt.sig.to_mouse(list(sim_small.var_names))
+    mouse = sim_small.copy()
+    mouse.var_names = [h2m[g][0] if g in h2m else g for g in sim_small.var_names]
+    assert not mouse.var_names.is_unique
+    tmt.tl.annotate(mouse, species="mouse")
+    treg = tmt.get.markers(mouse).query("label == 'Treg'").set_index("gene")
+    assert treg.index.str.match("^[A-Z][a-z0-9]+$").all()
+    assert treg.loc["Foxp3", "delta"] > 0.5, treg.loc["Foxp3"]
+
+
+def test_markers_bad_input(sim_small):
+    with pytest.raises(KeyError, match="tmt.tl.annotate"):
+        tmt.get.markers(sim_small)
+    tmt.tl.annotate(sim_small)
+    with pytest.raises(ValueError, match="key must be one of"):
+        tmt.get.markers(sim_small, "cell_type")
+    with pytest.raises(ValueError, match="n_genes"):
+        tmt.get.markers(sim_small, n_genes=0)
+
+
+def test_markers_refused_on_protein_panels():
+    a = real_data("phenoptr")
+    tmt.tl.annotate(a)
+    with pytest.raises(ValueError, match="tmt.pl.gates"):
+        tmt.get.markers(a)
+
+
+def test_puram_treg_markers():
+    """Puram 2017 (log values): the cells called Treg carry FOXP3 far more often than the other CD4 T cells."""
+    a = real_data("puram")
+    tmt.tl.annotate(a)
+    rows = tmt.get.markers(a).query("label == 'Treg'").set_index("gene")
+    assert rows.loc["FOXP3", "frac"] > 2 * rows.loc["FOXP3", "frac_rest"], rows.loc["FOXP3"]
+    assert pd.api.types.is_float_dtype(rows["mean"])

@@ -1,0 +1,184 @@
+"""The genes behind each ``tmt.tl.annotate`` call: how the deciding signatures' genes differ between a label's cells
+and the cells the label was chosen against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .. import _keys
+from .._matrix import get_matrix, iter_rows, normalise_block
+
+SUBSET_KEYS = ("tmt_tam_subset", "tmt_caf_subset")
+KEYS = (_keys.LINEAGE, _keys.STATE, *SUBSET_KEYS)
+
+
+def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict]:
+    if key not in KEYS:
+        msg = f"key must be one of {KEYS} (a column written by tmt.tl.annotate), got {key!r}."
+        raise ValueError(msg)
+    if "tmt_annotate" not in adata.uns or key not in adata.obs:
+        msg = f"adata.obs[{key!r}] or adata.uns['tmt_annotate'] is missing: run tmt.tl.annotate(adata) first."
+        raise KeyError(msg)
+    stored = adata.uns["tmt_annotate"]
+    params = dict(stored["params"])
+    if params.get("input_state") == "protein":
+        msg = ("marker genes are for RNA data; on a protein panel the calls follow the marker gates: see "
+               "tmt.pl.gates(adata) and adata.uns['tmt_annotate']['gates'].")
+        raise ValueError(msg)
+    return stored["rules"], params
+
+
+def _deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None, list[str]]]:
+    """label -> (the lineage its cells are compared within, or ``None`` for all cells; deciding signatures)."""
+    lineage_of = rules["label"].astype(str).str.split("|").str[0]
+    lineage_rows = rules[rules["level"] == "lineage"]
+    out: dict[str, tuple[str | None, list[str]]] = {}
+
+    def add(label, parent, sigs):
+        have = out.setdefault(label, (parent, []))[1]
+        have += [s for s in str(sigs).split(",") if s and s not in have]
+
+    if key == _keys.LINEAGE:
+        for lab, sigs in zip(lineage_of[lineage_rows.index], lineage_rows["signatures"], strict=True):
+            add(lab, None, sigs)
+        return out
+    if key in SUBSET_KEYS:
+        from ..tl._annotate_rules import SUBSET_RULES
+
+        for _, row in rules[rules["level"] == key].iterrows():
+            add(str(row["label"]), SUBSET_RULES[key][0], row["signatures"])
+        return out
+    state_rows = rules[~rules["level"].isin(["lineage", *SUBSET_KEYS])]
+    for _, row in state_rows.iterrows():
+        add(str(row["label"]), str(row["level"]), row["signatures"])
+    # lineages without states (B, Mast, DC, ...) keep their lineage label as the state
+    for lab, sigs in zip(lineage_of[lineage_rows.index], lineage_rows["signatures"], strict=True):
+        if lab not in _keys.STATES and lab not in out:
+            add(lab, None, sigs)
+    return out
+
+
+def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tuple[int, str, str]]:
+    """``(column of var_names, signature, "up"|"down")`` for each gene a signature was scored on."""
+    from ..sig import get
+    from ..sig._genes import GeneIndex
+    from ..tl._annotate_rules import SPECIFIC_SUFFIX
+
+    info = adata.uns[_keys.SCORES]["signatures"].set_index("signature")
+    index = GeneIndex(adata.var_names, species)
+    out = []
+    for name in names:
+        if name not in info.index or not info.at[name, "genes_used"]:
+            continue
+        down = set(get(name.removesuffix(SPECIFIC_SUFFIX)).genes_down)
+        used = str(info.at[name, "genes_used"]).split(",")
+        for gene, pos in index.match(used).items():
+            for i in pos:
+                out.append((int(i), name, "down" if gene in down else "up"))
+    return out
+
+
+def lognormalised(adata: AnnData, cols: list[int]) -> sp.csr_matrix:
+    """Cells x the columns ``cols`` of var_names on the log-normalised scale that :func:`tmetoolkit.tl.annotate`
+    scored on (raw counts normalised to the median library size, linear values log1p-transformed)."""
+    from ..pp._check import inspect
+
+    params = adata.uns["tmt_annotate"]["params"]
+    layer = None if params.get("layer", "X") == "X" else params["layer"]
+    report = inspect(adata, layer, species=params.get("species"))
+    parts = [sp.csr_matrix(normalise_block(block, report.state, report.target_sum)[:, cols])
+             for _, _, block in iter_rows(get_matrix(adata, layer))]
+    return sp.vstack(parts, format="csr")
+
+
+def _group_sums(V: sp.csr_matrix, cols: list[int], groups: pd.Series):
+    """Per category of ``groups`` (missing values left out): cells, summed values and cells detecting each gene."""
+    g = groups.astype("category")
+    codes, cats = g.cat.codes.to_numpy(), g.cat.categories.astype(str)
+    ok = codes >= 0
+    onehot = sp.csr_matrix((np.ones(ok.sum()), (codes[ok], np.flatnonzero(ok))), shape=(len(cats), V.shape[0]))
+    n = pd.Series(np.asarray(onehot.sum(axis=1)).ravel(), index=cats)
+    sums = pd.DataFrame(np.asarray((onehot @ V).todense()), index=cats, columns=cols)
+    detected = pd.DataFrame(np.asarray((onehot @ (V > 0).astype(np.float64)).todense()), index=cats, columns=cols)
+    return n, sums, detected
+
+
+def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = None) -> pd.DataFrame:
+    """The genes behind each call of :func:`tmetoolkit.tl.annotate`, per label.
+
+    For every label in ``obs[key]``, the genes of the signatures that decided it (those the scoring used, after
+    :func:`~tmetoolkit.tl.annotate` removed genes shared between sibling states), with their mean log-normalised
+    expression and detection rate in the label's cells and in the cells it was chosen against: for lineages all
+    other cells with a lineage, for states and subsets the other cells of the same lineage. Genes a label is
+    decided against (down genes, such as HAVCR2 for progenitor-exhausted CD8 T cells) are listed with
+    ``direction = "down"``. Use it to check a call the way one checks clusters with marker genes; plot it with
+    :func:`tmetoolkit.pl.markers`.
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.annotate` on RNA data (raw counts are log-normalised here as for scoring).
+    key
+        ``"tmt_state"``, ``"tmt_lineage"``, ``"tmt_tam_subset"`` or ``"tmt_caf_subset"``.
+    n_genes
+        Keep the ``n_genes`` up genes with the largest difference per label (down genes are kept in full).
+
+    Returns
+    -------
+    One row per label and gene: ``label``, ``compared_with`` (the lineage, or ``"all cells"``), ``gene``
+    (its var name), ``column`` (its position in var_names), ``signatures``, ``direction``, ``n_cells``,
+    ``n_rest``, ``mean``, ``mean_rest``, ``frac``, ``frac_rest`` and ``delta`` (``mean - mean_rest``); per label
+    up genes first, by decreasing ``delta``. Nothing is written into ``adata``.
+    """
+    rules, params = _stored_annotation(adata, key)
+    if n_genes is not None and (int(n_genes) != n_genes or n_genes < 1):
+        msg = f"n_genes must be a positive integer or None, got {n_genes!r}."
+        raise ValueError(msg)
+    deciding = _deciding_rules(rules, key)
+    called = adata.obs[key].astype(str)
+    present = adata.obs[key].cat.categories if isinstance(adata.obs[key].dtype, pd.CategoricalDtype) else deciding
+    labels = [lab for lab in map(str, present) if lab in deciding and (called == lab).any()]
+    if not labels:
+        msg = f"no label in adata.obs[{key!r}] was decided by a signature rule (all cells unassigned?)."
+        raise ValueError(msg)
+    species = params.get("species") or "human"
+    per_label = {lab: _signature_genes(adata, deciding[lab][1], species) for lab in labels}
+    cols = list(dict.fromkeys(i for rows in per_label.values() for i, _, _ in rows))
+    lineage = adata.obs[_keys.LINEAGE].astype(str)
+    assigned = lineage.where(lineage != "unassigned")
+    V = lognormalised(adata, cols)
+    n_lab, s_lab, d_lab = _group_sums(V, cols, called)
+    n_lin, s_lin, d_lin = _group_sums(V, cols, assigned)
+
+    rows = []
+    for lab in labels:
+        parent = deciding[lab][0]
+        if parent is None:  # every cell with a lineage
+            n_p, s_p, d_p = n_lin.sum(), s_lin.sum(), d_lin.sum()
+        else:
+            n_p, s_p, d_p = n_lin[parent], s_lin.loc[parent], d_lin.loc[parent]
+        n_in, n_rest = n_lab[lab], n_p - n_lab[lab]  # a label's cells lie within the cells it is compared with
+        by_gene: dict[tuple[int, str], list[str]] = {}
+        for col, sig, direction in per_label[lab]:
+            by_gene.setdefault((col, direction), []).append(sig)
+        for (col, direction), sigs in by_gene.items():
+            mean = s_lab.at[lab, col] / max(n_in, 1)
+            mean_rest = (s_p[col] - s_lab.at[lab, col]) / max(n_rest, 1)
+            frac = d_lab.at[lab, col] / max(n_in, 1)
+            frac_rest = (d_p[col] - d_lab.at[lab, col]) / max(n_rest, 1)
+            rows.append({"label": lab, "compared_with": parent or "all cells", "gene": adata.var_names[col],
+                         "column": col, "signatures": ",".join(sigs), "direction": direction, "n_cells": int(n_in),
+                         "n_rest": int(n_rest), "mean": mean, "mean_rest": mean_rest, "frac": frac,
+                         "frac_rest": frac_rest, "delta": mean - mean_rest})
+    table = pd.DataFrame(rows)
+    order = {lab: i for i, lab in enumerate(labels)}
+    table = table.assign(_o=table["label"].map(order), _d=table["direction"].eq("down"))
+    table = table.sort_values(["_o", "_d", "delta"], ascending=[True, True, False])
+    if n_genes is not None:
+        table = table[table["_d"] | (table.groupby("label").cumcount() < n_genes)]
+    return table.drop(columns=["_o", "_d"]).reset_index(drop=True)
+
+

@@ -1,0 +1,59 @@
+"""Dot plot of the genes behind the cell-state calls."""
+
+from __future__ import annotations
+
+import pandas as pd
+from anndata import AnnData
+from matplotlib.axes import Axes
+
+from .. import _keys
+from ..get._markers import lognormalised
+from ..get._markers import markers as marker_table
+
+
+def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = None, n_genes: int = 3,
+            ax: Axes | None = None) -> Axes:
+    """Scanpy dot plot of each label's top deciding genes across the labels of ``key``.
+
+    The genes are those of :func:`tmetoolkit.get.markers` with the largest difference between a label's cells
+    and the cells it was chosen against. Dot size is the fraction of cells detecting the gene and colour the mean
+    log-normalised expression, scaled per gene to 0-1; a good call shows a diagonal.
+
+    Parameters
+    ----------
+    adata
+        After :func:`tmetoolkit.tl.annotate` on RNA data.
+    key
+        ``"tmt_state"``, ``"tmt_lineage"``, ``"tmt_tam_subset"`` or ``"tmt_caf_subset"``.
+    lineage
+        Only the states of this lineage (e.g. ``"Monocyte/Macrophage"``), for ``key="tmt_state"``.
+    n_genes
+        Genes per label.
+    ax
+        Axes to draw into (scanpy divides it into the plot and its legends).
+
+    Returns
+    -------
+    The Axes of the dots.
+    """
+    import scanpy as sc
+
+    table = marker_table(adata, key, n_genes=n_genes)
+    table = table[table["direction"] == "up"]
+    if lineage is not None:
+        options = sorted(set(table["compared_with"]) - {"all cells"})
+        if lineage not in options:
+            msg = f"lineage {lineage!r} has no called states in adata.obs[{key!r}]; choose one of {options}."
+            raise ValueError(msg)
+        table = table[table["compared_with"] == lineage]
+    labels = list(dict.fromkeys(table["label"]))
+    cols = list(dict.fromkeys(table["column"]))
+    keep = adata.obs[key].astype(str).isin(labels).to_numpy()
+    sub = AnnData(lognormalised(adata, cols)[keep],
+                  obs=pd.DataFrame({key: pd.Categorical(adata.obs[key].astype(str)[keep], categories=labels)},
+                                   index=adata.obs_names[keep]),
+                  var=pd.DataFrame(index=adata.var_names[cols]))
+    var_names = {lab: list(table.loc[table["label"] == lab, "gene"]) for lab in labels}
+    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False,
+                         colorbar_title="mean expression\nscaled per gene", size_title="fraction of cells\n(%)")
+    return axes["mainplot_ax"]
