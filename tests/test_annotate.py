@@ -273,16 +273,19 @@ def test_puram_lineages():
 
 
 def test_puram_lineages_with_clusters():
-    """With clusters as ``groupby`` (the usual scanpy workflow), >= 0.9 of Puram's cells get their lineage."""
+    """With Leiden clusters as ``groupby`` (scanpy's usual workflow, default neighbours and resolution), >= 0.9 of
+    Puram's cells get their lineage (0.833 per cell without clusters)."""
     a = real_data("puram")
     b = a.copy()
     sc.pp.highly_variable_genes(b, n_top_genes=2000)
     sc.pp.pca(b, n_comps=20, mask_var="highly_variable", random_state=0)
-    a.obs["cluster"] = KMeans(10, n_init=10, random_state=0).fit_predict(b.obsm["X_pca"]).astype(str)
-    tmt.tl.annotate(a, groupby="cluster")
+    sc.pp.neighbors(b, random_state=0)
+    sc.tl.leiden(b, flavor="igraph", n_iterations=2, random_state=0)
+    a.obs["leiden"] = b.obs["leiden"]
+    tmt.tl.annotate(a, groupby="leiden")
     truth = a.obs["celltypes"].astype(str).map(PURAM_LINEAGES)
     acc = (a.obs["tmt_lineage"].astype(str) == truth).mean()
-    assert acc >= 0.9, acc  # measured 0.911 (0.833 per cell without clusters)
+    assert acc >= 0.9, acc  # measured 0.928 (0.900-0.939 over 3 seeds, 10/15 neighbours, resolution 0.5-2)
 
 
 def test_chen_merfish_tregs_found_without_cd3():
