@@ -295,10 +295,12 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
 
 
 def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
-    """Mechanisms (grouped as in the review) x samples: flagged, not flagged, measured without a flag, not assessable.
+    """Mechanisms (grouped as in the review) x samples: flagged, not flagged, rule not applicable, not assessable.
 
-    A mechanism is measured without a flag when its rule is cohort-relative and there are fewer than three samples
-    (or regions), or when it is a hypothesis (DNA/histone modifications) whose rule did not fire.
+    A measured mechanism whose rule cannot apply is white: a cohort-relative rule with fewer than three samples
+    (or regions), or the IFN-gamma pathway row of a tumour that is not inflamed (its T cells do not reach the
+    malignant cells, so an absent response says nothing). The status column of ``uns["tmt_resistance_profile"]
+    ["long"]`` gives the reason.
 
     Parameters
     ----------
@@ -323,13 +325,13 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
                                                                                    columns=table.columns)
     measured = status.apply(lambda c: c.str.startswith(("measured", "from sample metadata", "hypothesis")))
     colours = {"flagged": (0.70, 0.09, 0.17), "not flagged": (0.96, 0.86, 0.82),
-               "measured, no flag": (1.0, 1.0, 1.0), "not assessable or needs data": (0.8, 0.8, 0.8)}
+               "measured, rule not applicable": (1.0, 1.0, 1.0), "not assessable or needs data": (0.8, 0.8, 0.8)}
     with style():
         ax = new_ax(ax, (0.45 * table.shape[1] + 5.0, 0.3 * len(table) + 2.0))
         vals = table.to_numpy(dtype=float)
         rgb = np.empty((*table.shape, 3))
         rgb[:] = colours["not assessable or needs data"]
-        rgb[np.isnan(vals) & measured.to_numpy(dtype=bool)] = colours["measured, no flag"]
+        rgb[np.isnan(vals) & measured.to_numpy(dtype=bool)] = colours["measured, rule not applicable"]
         rgb[vals == 0] = colours["not flagged"]
         rgb[vals == 1] = colours["flagged"]
         ax.imshow(rgb, aspect="auto")
