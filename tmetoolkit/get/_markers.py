@@ -81,29 +81,41 @@ def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tup
     return out
 
 
-def lognormalised(adata: AnnData, cols: list[int]) -> sp.csr_matrix:
-    """Cells x the columns ``cols`` of var_names on the log-normalised scale that :func:`tmetoolkit.tl.annotate`
-    scored on (raw counts normalised to the median library size, linear values log1p-transformed)."""
+def _lognormalised_chunks(adata: AnnData, cols: list[int]):
+    """Row chunks of cells x the columns ``cols`` of var_names on the log-normalised scale that
+    :func:`tmetoolkit.tl.annotate` scored on (raw counts normalised to the median library size, linear values
+    log1p-transformed)."""
     from ..pp._check import inspect
 
     params = adata.uns["tmt_annotate"]["params"]
     layer = None if params.get("layer", "X") == "X" else params["layer"]
     report = inspect(adata, layer, species=params.get("species"))
-    parts = [sp.csr_matrix(normalise_block(block, report.state, report.target_sum)[:, cols])
-             for _, _, block in iter_rows(get_matrix(adata, layer))]
-    return sp.vstack(parts, format="csr")
+    for start, stop, block in iter_rows(get_matrix(adata, layer)):
+        yield start, stop, sp.csr_matrix(normalise_block(block, report.state, report.target_sum)[:, cols])
 
 
-def _group_sums(V: sp.csr_matrix, cols: list[int], groups: pd.Series):
-    """Per category of ``groups`` (missing values left out): cells, summed values and cells detecting each gene."""
-    g = groups.astype("category")
-    codes, cats = g.cat.codes.to_numpy(), g.cat.categories.astype(str)
-    ok = codes >= 0
-    onehot = sp.csr_matrix((np.ones(ok.sum()), (codes[ok], np.flatnonzero(ok))), shape=(len(cats), V.shape[0]))
-    n = pd.Series(np.asarray(onehot.sum(axis=1)).ravel(), index=cats)
-    sums = pd.DataFrame(np.asarray((onehot @ V).todense()), index=cats, columns=cols)
-    detected = pd.DataFrame(np.asarray((onehot @ (V > 0).astype(np.float64)).todense()), index=cats, columns=cols)
-    return n, sums, detected
+def lognormalised(adata: AnnData, cols: list[int]) -> sp.csr_matrix:
+    """Cells x the columns ``cols`` of var_names, log-normalised as :func:`tmetoolkit.tl.annotate` scored them."""
+    return sp.vstack([V for _, _, V in _lognormalised_chunks(adata, cols)], format="csr")
+
+
+def _group_sums(adata: AnnData, cols: list[int], groupings: list[pd.Series]):
+    """Per category of each grouping (missing values left out): cells, summed values and cells detecting each
+    gene, accumulated over row chunks."""
+    cats = [g.astype("category").cat.categories.astype(str) for g in groupings]
+    codes = [g.astype("category").cat.codes.to_numpy() for g in groupings]
+    sums = [np.zeros((len(c), len(cols))) for c in cats]
+    detected = [np.zeros((len(c), len(cols))) for c in cats]
+    for start, stop, V in _lognormalised_chunks(adata, cols):
+        for k, code in enumerate(codes):
+            c = code[start:stop]
+            ok = c >= 0
+            onehot = sp.csr_matrix((np.ones(ok.sum()), (c[ok], np.flatnonzero(ok))), shape=(len(cats[k]), stop - start))
+            sums[k] += (onehot @ V).toarray()
+            detected[k] += (onehot @ (V > 0).astype(np.float64)).toarray()
+    return [(pd.Series(np.bincount(code[code >= 0], minlength=len(c)), index=c),
+             pd.DataFrame(s_, index=c, columns=cols), pd.DataFrame(d_, index=c, columns=cols))
+            for code, c, s_, d_ in zip(codes, cats, sums, detected, strict=True)]
 
 
 def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = None) -> pd.DataFrame:
@@ -149,9 +161,7 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     cols = list(dict.fromkeys(i for rows in per_label.values() for i, _, _ in rows))
     lineage = adata.obs[_keys.LINEAGE].astype(str)
     assigned = lineage.where(lineage != "unassigned")
-    V = lognormalised(adata, cols)
-    n_lab, s_lab, d_lab = _group_sums(V, cols, called)
-    n_lin, s_lin, d_lin = _group_sums(V, cols, assigned)
+    (n_lab, s_lab, d_lab), (n_lin, s_lin, d_lin) = _group_sums(adata, cols, [called, assigned])
 
     rows = []
     for lab in labels:
