@@ -15,6 +15,8 @@ def test_demo_writes_outputs(tmp_path):
     assert "tmt_scores" in a.obsm
     tab = pd.read_csv(tmp_path / "sample_table.csv", index_col=0)
     assert len(tab) == 6 and "n_cells" in tab.columns
+    markers = pd.read_csv(tmp_path / "markers.csv").query("label == 'Treg' and direction == 'up'")
+    assert markers.iloc[0]["frac"] > markers.iloc[0]["frac_rest"] and "FOXP3" in set(markers["gene"])
     # the phenotype runs before the resistance profile, whose IFN-gamma row needs to know where T cells are
     long = a.uns["tmt_resistance_profile"]["long"]
     ifn = long.loc[long["mechanism"] == "IFN-gamma pathway defects (JAK1/2)", "status"]

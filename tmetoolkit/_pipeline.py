@@ -26,8 +26,9 @@ def run_pipeline(
     bulk: bool = False,
     name: str = "tmetoolkit",
 ) -> dict:
-    """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv``, ``report.html`` and,
-    where tissue regions were assessed (``region_key`` or the spatial phenotype's tiles), ``region_table.csv``.
+    """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv``, ``report.html``,
+    ``markers.csv`` (the genes behind the state calls, RNA only) and, where tissue regions were assessed
+    (``region_key`` or the spatial phenotype's tiles), ``region_table.csv``.
 
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
     resistance profile; then the immune phenotype (spatial with coordinates, from expression otherwise) from
@@ -154,5 +155,13 @@ def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, name: str) -
     if any(isinstance(v, dict) and "regions" in v for k, v in adata.uns.items() if k.startswith("tmt_")):
         paths["region_table"] = outdir / "region_table.csv"
         get.region_table(adata).to_csv(paths["region_table"])
+    if adata.uns.get("tmt_annotate", {}).get("params", {}).get("input_state") not in (None, "protein"):
+        try:
+            table = get.markers(adata)
+        except ValueError:  # no cell got a label that a signature rule decides
+            table = None
+        if table is not None:
+            paths["markers"] = outdir / "markers.csv"
+            table.to_csv(paths["markers"], index=False)
     report(adata, paths["report"], sample_key=sample_key)
     return paths
