@@ -114,3 +114,19 @@ def test_regions_compare_each_region_across_samples():
     assert t.loc["tumor|frac_lineage:CD8 T", "pvalue"] < 0.05
     assert abs(t.loc["frac_lineage:CD8 T", "cliffs_delta"]) < 0.5
     assert t.loc["stroma|frac_lineage:CD8 T", "pvalue"] > 0.1
+
+
+@pytest.mark.parametrize("tool", ["checkpoints", "immune_phenotype", "expression_phenotype", "immunosuppression",
+                                  "resistance_profile", "compare_groups", "compartments"])
+def test_cells_without_a_sample_are_refused(sim_small, tool):
+    """A missing sample label would otherwise become a sample named "nan"; every per-sample tool says so."""
+    tmt.tl.annotate(sim_small)
+    sim_small.obs["patient"] = sim_small.obs["sample"].astype(object)
+    sim_small.obs.loc[sim_small.obs_names[:10], "patient"] = None
+    calls = {
+        "expression_phenotype": lambda a: tmt.tl.immune_phenotype(a, sample_key="patient", basis="expression"),
+        "compare_groups": lambda a: tmt.tl.compare_groups(a, sample_key="patient", group_key="response"),
+    }
+    call = calls.get(tool, lambda a: getattr(tmt.tl, tool)(a, sample_key="patient"))
+    with pytest.raises(ValueError, match=r"10 cells have no value in adata.obs\['patient'\]"):
+        call(sim_small)

@@ -8,6 +8,7 @@ from anndata import AnnData
 from scipy.stats import false_discovery_control, mannwhitneyu
 
 from .._utils import missing_key_error, warn
+from ._sample_features import samples_of
 
 
 def _cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -66,7 +67,7 @@ def compare_groups(
     for key in (sample_key, group_key):
         if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)
-    samples = (adata.obs[sample_key].astype(str) if sample_key is not None
+    samples = (samples_of(adata, sample_key) if sample_key is not None
                else pd.Series(adata.obs_names.astype(str), index=adata.obs_names))
     per_sample = adata.obs.groupby(samples, observed=True)[group_key].agg(
         lambda s: s.astype(str).unique().tolist())

@@ -24,6 +24,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import logger, missing_key_error
 from ..pp._check import inspect
+from ._sample_features import samples_of
 
 IMMUNE_PROGRAMMES = ("CD8_T_effector", "IFNG_6", "Cytolytic_activity")
 STROMA_PROGRAMMES = ("Pan_F_TBRS", "MFP_CAF")
@@ -86,9 +87,7 @@ def expression_phenotype(
         bulk.obs_names = bulk.obs_names.astype(str)
         samples = None
     else:
-        if sample_key not in adata.obs:
-            raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
-        samples = adata.obs[sample_key].astype(str)
+        samples = samples_of(adata, sample_key)
         bulk = _pseudobulk(adata, samples, layer)
         layer = None
     with np.errstate(all="ignore"):

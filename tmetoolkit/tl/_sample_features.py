@@ -11,14 +11,22 @@ from .._utils import missing_key_error
 
 
 def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
-    """Sample of every cell: ``obs[sample_key]``; by default ``obs["sample"]`` if present, else one sample."""
+    """Sample of every cell: ``obs[sample_key]``; by default ``obs["sample"]`` if present, else one sample.
+
+    Cells without a sample would otherwise form a sample named "nan", so they are refused.
+    """
     if sample_key is None:
-        if "sample" in adata.obs:
-            return adata.obs["sample"].astype(str)
-        return pd.Series("all", index=adata.obs_names)
-    if sample_key not in adata.obs:
+        if "sample" not in adata.obs:
+            return pd.Series("all", index=adata.obs_names)
+        sample_key = "sample"
+    elif sample_key not in adata.obs:
         raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
-    return adata.obs[sample_key].astype(str)
+    column = adata.obs[sample_key]
+    if column.isna().any():
+        msg = (f"{int(column.isna().sum())} cells have no value in adata.obs[{sample_key!r}]. Give them a sample, "
+               f"or leave them out: adata = adata[adata.obs[{sample_key!r}].notna()].copy().")
+        raise ValueError(msg)
+    return column.astype(str)
 
 
 def fraction(num: pd.Series, den: pd.Series, samples: pd.Series, min_den: int = 1) -> pd.Series:
