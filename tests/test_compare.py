@@ -96,6 +96,29 @@ def test_region_table_joins_every_per_region_result():
     assert t["immune_phenotype:phenotype"].notna().all()
 
 
+def test_cells_without_a_region_count_for_their_sample_only():
+    """Annotated regions rarely cover a whole section: cells without a region are left out of the region tables
+    (no region named "nan") and still count for their sample."""
+    import numpy as np
+
+    a = tmt.datasets.simulate(n_samples=3, n_cells=1200, seed=2)
+    tmt.tl.annotate(a)
+    a.obs["area"] = a.obs["true_compartment"].astype(object)
+    unannotated = a.obsm["spatial"][:, 1] < np.quantile(a.obsm["spatial"][:, 1], 0.2)
+    a.obs.loc[unannotated, "area"] = None
+    tools = (tmt.tl.immune_phenotype, tmt.tl.immunosuppression, tmt.tl.resistance_profile)
+    whole = a.copy()
+    for tool in tools:
+        tool(whole, sample_key="sample")
+        tool(a, sample_key="sample", region_key="area")
+    t = tmt.get.region_table(a)
+    assert not t.index.str.endswith(":nan").any() and len(t) == 9
+    assert t["n_cells"].sum() == (~unannotated).sum()
+    for key in ("tmt_immune_phenotype", "tmt_immunosuppression", "tmt_resistance_profile"):
+        assert not a.uns[key]["regions"].index.str.endswith(":nan").any()
+        pd.testing.assert_frame_equal(a.uns[key]["table"], whole.uns[key]["table"])
+
+
 def test_regions_compare_each_region_across_samples():
     """Inflamed and excluded tumours have as many CD8 T cells overall; in the tumour region they differ. With
     regions=True the comparison sees that, still with one value per sample."""

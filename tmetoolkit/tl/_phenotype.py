@@ -174,7 +174,8 @@ def immune_phenotype(
         Instead of labels, a signature marking the malignant cells on this panel (see
         :func:`tmetoolkit.tl.compartments`); cells above its mixture threshold are the tumour.
     region_key
-        ``obs`` column of regions (niches, annotated areas); default: tiles.
+        ``obs`` column of regions (niches, annotated areas); default: tiles. Cells without a region (NaN) count
+        for their sample only.
     image_key
         ``obs`` column of images when a sample has several (fields, cores, sections), each with its own
         coordinates. Compartments are found per image; a sample's densities pool its images' cells and areas.
@@ -330,8 +331,8 @@ def immune_phenotype(
 
 
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
-    if region_key is not None:
-        return samples + ":" + adata.obs[region_key].astype(str)
+    if region_key is not None:  # cells without a region count for their sample only
+        return (samples + ":" + adata.obs[region_key].astype(str)).where(adata.obs[region_key].notna())
     tiles = np.floor(xy / tile_size).astype(int)  # tiles never span two images
     return images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
         tiles[:, 1], index=samples.index).astype(str)

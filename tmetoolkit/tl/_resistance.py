@@ -116,7 +116,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         ``obs`` column of samples (default ``"sample"`` if present).
     region_key
         Optional ``obs`` column of tissue regions within samples; regions are named ``"<sample>:<region>"`` as in
-        :func:`tmetoolkit.tl.immune_phenotype` and :func:`tmetoolkit.tl.immunosuppression`.
+        :func:`tmetoolkit.tl.immune_phenotype` and :func:`tmetoolkit.tl.immunosuppression`. Cells without a
+        region (NaN) count for their sample only.
     min_cells
         With ``region_key``: regions with fewer cells are not assessable.
     layer
@@ -185,7 +186,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, ifng: pd.Series, bulk: bool, 
              phenotype: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The long table (group x mechanism) and the flag table (groups x mechanisms) for samples or regions."""
     every = pd.Series(True, index=adata.obs_names)
-    names = sorted(groups.unique())
+    names = sorted(groups.dropna().unique())
     if bulk:
         malignant = every  # tumour programmes of the whole sample
         sup = _bulk_components(adata).reindex(names)
@@ -309,7 +310,7 @@ def _ifng_exposure(adata: AnnData, groups: pd.Series, lin: pd.Series, malignant:
         tnk, mal = tnk & inside, mal & inside
         where = INSIDE
     if ifng.isna().all():
-        return pd.Series(np.nan, index=pd.Index(groups.unique())), ""
+        return pd.Series(np.nan, index=pd.Index(groups.dropna().unique())), ""
     n_ifng = (ifng.astype(bool) & tnk).groupby(groups, observed=True).sum()
     n_mal = mal.groupby(groups, observed=True).sum()
     return (100 * n_ifng / n_mal.where(n_mal >= MIN_DENOMINATOR)).astype(float), where

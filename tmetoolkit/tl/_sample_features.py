@@ -41,12 +41,12 @@ def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series, 
     where the sample has fewer than ``min_cells`` such cells)."""
     S = adata.obsm.get(_keys.SCORES)
     if S is None:
-        return pd.Series(np.nan, index=pd.Index(samples.unique()))
+        return pd.Series(np.nan, index=pd.Index(samples.dropna().unique()))
     for s in signatures:
         if s in S.columns:
             groups = S.loc[mask.to_numpy(), s].groupby(samples[mask], observed=True)
-            return groups.mean().where(groups.size() >= min_cells).reindex(samples.unique())
-    return pd.Series(np.nan, index=pd.Index(samples.unique()))
+            return groups.mean().where(groups.size() >= min_cells).reindex(samples.dropna().unique())
+    return pd.Series(np.nan, index=pd.Index(samples.dropna().unique()))
 
 
 # the smallest spread of a per-sample feature (score units, about 10% more expression of a programme's genes, or 10
@@ -68,13 +68,16 @@ def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
 
 
 def regions_of(adata: AnnData, samples: pd.Series, region_key: str) -> tuple[pd.Series, pd.DataFrame]:
-    """Region of every cell, named ``"<sample>:<region>"``, and per region its ``sample``, ``region`` and
-    ``n_cells`` (sorted by name, as the tables of the tools)."""
+    """Region of every cell, named ``"<sample>:<region>"`` (NaN for cells without a region, which then count
+    for their sample only), and per region its ``sample``, ``region`` and ``n_cells`` (sorted by name, as the
+    tables of the tools)."""
     if region_key not in adata.obs:
         raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
-    region = adata.obs[region_key].astype(str)
-    ids = samples.astype(str) + ":" + region
-    frame = pd.DataFrame({"sample": samples.astype(str).to_numpy(), "region": region.to_numpy()}, index=ids.to_numpy())
+    region = adata.obs[region_key]
+    ids = (samples.astype(str) + ":" + region.astype(str)).where(region.notna())
+    has = ids.notna().to_numpy()
+    frame = pd.DataFrame({"sample": samples.astype(str).to_numpy()[has], "region": region.astype(str).to_numpy()[has]},
+                         index=ids.to_numpy()[has])
     frame = frame[~frame.index.duplicated()].sort_index()
     frame["n_cells"] = ids.value_counts().reindex(frame.index).astype(int)
     return ids, frame

@@ -103,7 +103,8 @@ def immunosuppression(
     region_key
         Optional ``obs`` column of tissue regions within samples (e.g. ``"region"`` with "Invasive Tumor",
         "Stroma", ...). Regions are named ``"<sample>:<region>"``, as in :func:`tmetoolkit.tl.immune_phenotype`
-        with the same ``region_key``, so the two ``regions`` tables join on their index.
+        with the same ``region_key``, so the two ``regions`` tables join on their index. Cells without a region
+        (NaN) count for their sample only.
     min_cells
         With ``region_key``: regions with fewer cells get no components (their fractions would rest on a handful
         of cells).
@@ -192,7 +193,7 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     n_m1 = (st == "TAM M1-like").groupby(groups, observed=True).sum()
     malignant = lin == "Malignant/Epithelial"
     every = pd.Series(True, index=adata.obs_names)
-    tab = pd.DataFrame(index=pd.Index(sorted(groups.unique()), name=None))
+    tab = pd.DataFrame(index=pd.Index(sorted(groups.dropna().unique()), name=None))
     tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", groups, k)
     tab["treg_activation"] = mean_score(adata, ["Treg_activated"], st == "Treg", groups, k)
     tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, groups, k)
