@@ -153,3 +153,17 @@ def test_cells_without_a_sample_are_refused(sim_small, tool):
     call = calls.get(tool, lambda a: getattr(tmt.tl, tool)(a, sample_key="patient"))
     with pytest.raises(ValueError, match=r"10 cells have no value in adata.obs\['patient'\]"):
         call(sim_small)
+
+
+def test_samples_without_a_group_are_left_out(cohort):
+    """Patients whose response is unknown (NaN) are left out with a warning, not compared as a group "nan"."""
+    a = cohort.copy()
+    a.obs["response"] = a.obs["response"].astype(object)
+    first = a.obs["sample"].cat.categories[0]
+    a.obs.loc[a.obs["sample"] == first, "response"] = None
+    n = a.obs.groupby("sample", observed=True)["response"].first().value_counts()
+    expected = f"1 sample\\(s\\) without a value in obs\\['response'\\] left out: {first}"
+    with pytest.warns(tmt.TmtWarning, match=expected):
+        tmt.tl.compare_groups(a, sample_key="sample", group_key="response")
+    t = a.uns["tmt_compare_groups"]["table"]
+    assert t["n_NR"].max() == n["NR"] and t["n_R"].max() == n["R"]

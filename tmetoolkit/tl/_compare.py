@@ -42,7 +42,8 @@ def compare_groups(
         ``obs`` column of samples; ``None`` when every observation is a sample (bulk or pseudobulk, after the
         tools ran with ``bulk=True``).
     group_key
-        ``obs`` column of the sample's group (constant within a sample), e.g. ``"response"``.
+        ``obs`` column of the sample's group (constant within a sample), e.g. ``"response"``. Samples without a
+        value (NaN, e.g. response not known) are left out, with a warning.
     groups
         The two groups to compare, first against second (default: the two groups present, sorted).
     regions
@@ -70,12 +71,15 @@ def compare_groups(
     samples = (samples_of(adata, sample_key) if sample_key is not None
                else pd.Series(adata.obs_names.astype(str), index=adata.obs_names))
     per_sample = adata.obs.groupby(samples, observed=True)[group_key].agg(
-        lambda s: s.astype(str).unique().tolist())
+        lambda s: s.dropna().astype(str).unique().tolist())
     mixed = per_sample[per_sample.map(len) > 1]
     if len(mixed):
         msg = f"{group_key!r} varies within samples ({', '.join(mixed.index[:5])}); it must be one value per sample."
         raise ValueError(msg)
-    group_of = per_sample.map(lambda v: v[0])
+    unknown = per_sample.index[per_sample.map(len) == 0]
+    if len(unknown):  # e.g. patients whose response is not known
+        warn(f"{len(unknown)} sample(s) without a value in obs[{group_key!r}] left out: {', '.join(unknown[:5])}.")
+    group_of = per_sample.drop(unknown).map(lambda v: v[0])
     present = sorted(group_of.unique())
     if groups is None:
         if len(present) != 2:
