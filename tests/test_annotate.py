@@ -146,6 +146,25 @@ def test_single_cell_type_and_bad_groupby(sim_small):
         tmt.tl.annotate(sim_small, groupby="smaple")
 
 
+def test_cells_without_a_cluster_keep_their_own_call(sim_small):
+    """Cells whose groupby value is missing are not pooled into a cluster "nan": they keep their per-cell call,
+    while the others follow their clusters."""
+    per_cell = sim_small.copy()
+    tmt.tl.annotate(per_cell)
+    sim_small.obs["cluster"] = sim_small.obs["true_lineage"].astype(object)
+    loose = np.random.default_rng(0).choice(sim_small.n_obs, 300, replace=False)
+    sim_small.obs.iloc[loose, sim_small.obs.columns.get_loc("cluster")] = None
+    tmt.tl.annotate(sim_small, groupby="cluster")
+    for key in ("tmt_lineage", "tmt_state"):
+        assert (sim_small.obs[key].iloc[loose].to_numpy() == per_cell.obs[key].iloc[loose].to_numpy()).all(), key
+    # states are scored against the other cells of their lineage, which the clusters changed a little
+    np.testing.assert_allclose(sim_small.obs["tmt_confidence"].iloc[loose], per_cell.obs["tmt_confidence"].iloc[loose],
+                               atol=0.01)
+    clustered = np.setdiff1d(np.arange(sim_small.n_obs), loose)
+    truth = sim_small.obs["true_lineage"].astype(str).iloc[clustered]
+    assert (sim_small.obs["tmt_lineage"].astype(str).iloc[clustered] == truth).mean() >= 0.98
+
+
 def _agreement(pred: pd.Series, truth: pd.Series, file_labels, our_labels) -> tuple[float, float]:
     t, p = truth.isin(file_labels), pred.isin(our_labels)
     return (t & p).sum() / t.sum(), (t & p).sum() / max(p.sum(), 1)

@@ -92,8 +92,9 @@ def _consensus(M: pd.DataFrame, groups: pd.Series, labels, conf, sigma, *, overr
     g_labels, _, g_conf = _decide(mean, sigma, min_score=min_score)
     g_lab = pd.Series(g_labels, index=mean.index)
     g_cf = pd.Series(g_conf, index=mean.index)
-    cl = g_lab.reindex(groups.values).to_numpy()
-    cc = g_cf.reindex(groups.values).to_numpy()
+    has = groups.notna().to_numpy()  # a cell without a cluster keeps its own call
+    cl = np.where(has, g_lab.reindex(groups.values).to_numpy(), labels)
+    cc = np.where(has, g_cf.reindex(groups.values).to_numpy(), conf)
     own = (conf >= override) & (labels != cl)
     out_labels = np.where(own, labels, cl)
     out_conf = np.where(own, conf, np.maximum(cc, np.where(labels == cl, conf, 0.0)))
@@ -142,7 +143,8 @@ def annotate(
         Layer to use instead of ``X``.
     groupby
         Optional ``obs`` column of clusters. Each cluster gets the call of its mean scores; a cell overrides its
-        cluster's call only when its own confidence reaches ``override_confidence``.
+        cluster's call only when its own confidence reaches ``override_confidence``. Cells without a cluster
+        (NaN) keep their own call.
     species
         ``"human"`` or ``"mouse"``. Mouse genes are scored through the packaged human-mouse ortholog table. The
         default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``
@@ -259,7 +261,7 @@ def annotate(
         S = pd.DataFrame(neighbour_mean(S.to_numpy(dtype=np.float64), idx), index=S.index, columns=S.columns)
     not_assessable: dict[tuple[str, str], str] = {}
 
-    groups = adata.obs[groupby].astype(str) if groupby is not None else None
+    groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
     def call(table, mask, level, min_score=1.0):
         M, missing = _label_scores(S.loc[mask], table)
@@ -379,7 +381,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         compensated = prot.compensate_spillover(X, xy, spillover, images)
     Z, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
                                          adata.obs_names, compensated)
-    groups = adata.obs[groupby].astype(str) if groupby is not None else None
+    groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
     def call(rules, mask, negative=None):
         E, missing = prot.label_evidence(Z.loc[mask], rules, negative)
