@@ -167,3 +167,26 @@ def test_samples_without_a_group_are_left_out(cohort):
         tmt.tl.compare_groups(a, sample_key="sample", group_key="response")
     t = a.uns["tmt_compare_groups"]["table"]
     assert t["n_NR"].max() == n["NR"] and t["n_R"].max() == n["R"]
+
+
+def test_repeated_obs_names_give_the_same_results():
+    """Samples concatenated without unique cell names (obs_names repeat per sample): every tool and table gives
+    what it gives with unique names."""
+    import numpy as np
+
+    ref = tmt.datasets.simulate(n_samples=3, n_cells=800, seed=4)
+    dup = ref.copy()
+    dup.obs_names = [f"cell{i % 800}" for i in range(dup.n_obs)]
+    for a in (ref, dup):
+        tmt.tl.annotate(a)
+        tmt.tl.checkpoints(a)
+        for tool in (tmt.tl.immune_phenotype, tmt.tl.immunosuppression, tmt.tl.resistance_profile):
+            tool(a, sample_key="sample", region_key="true_compartment")
+    for key in ("tmt_lineage", "tmt_state", "tmt_checkpoint_pattern", "tmt_compartment", "tmt_suppression_score"):
+        assert (dup.obs[key].astype(str).to_numpy() == ref.obs[key].astype(str).to_numpy()).all(), key
+    for key in ("tmt_checkpoints", "tmt_immune_phenotype", "tmt_immunosuppression", "tmt_resistance_profile"):
+        pd.testing.assert_frame_equal(dup.uns[key]["table"], ref.uns[key]["table"])
+    pd.testing.assert_frame_equal(tmt.get.sample_table(dup), tmt.get.sample_table(ref))
+    pd.testing.assert_frame_equal(tmt.get.region_table(dup), tmt.get.region_table(ref))
+    pd.testing.assert_frame_equal(tmt.get.markers(dup), tmt.get.markers(ref))
+    assert np.isfinite(dup.obs["tmt_confidence"]).all()

@@ -154,20 +154,21 @@ def checkpoints(
 
     samples = samples_of(adata, sample_key)
     rows = {}
-    for s, idx in samples.groupby(samples, observed=True).groups.items():
-        lin = lineage.loc[idx]
+    lin_all = lineage.to_numpy()
+    for s, idx in samples.groupby(samples, observed=True).indices.items():  # positions: obs_names may repeat
+        lin = lin_all[idx]
         cd8 = idx[lin == "CD8 T"]
         row = {"n_cd8": len(cd8)}
         for c in rec.columns:
-            row[f"cd8_frac_{c}"] = rec.loc[cd8, c].mean() if len(cd8) and c in measured else np.nan
+            row[f"cd8_frac_{c}"] = rec[c].iloc[cd8].mean() if len(cd8) and c in measured else np.nan
         for k in (1, 2, 3):
             # "k or more" cannot be seen with fewer than k receptors measured: missing, not 0
-            row[f"cd8_frac_ge{k}_receptors"] = (n.loc[cd8] >= k).mean() if len(cd8) and len(measured) >= k else np.nan
+            row[f"cd8_frac_ge{k}_receptors"] = (n.iloc[cd8] >= k).mean() if len(cd8) and len(measured) >= k else np.nan
         for cell in LIGAND_CELLS:
             ids = idx[lin == cell]
             tag = "malignant" if cell.startswith("Malignant") else "myeloid"
             for c in LIGANDS.values():
-                row[f"{tag}_frac_{c}"] = det.loc[ids, c].mean() if len(ids) else np.nan
+                row[f"{tag}_frac_{c}"] = det[c].iloc[ids].mean() if len(ids) else np.nan
         rows[s] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     adata.uns["tmt_checkpoints"] = {
