@@ -487,3 +487,14 @@ def test_a_fallback_set_decides_where_the_rule_set_cannot_be_scored(sim_small):
     tmt.tl.annotate(sim_small)
     full = sim_small.uns["tmt_annotate"]["rules"].set_index(["level", "label"])
     assert full.loc[("CD4 T", "Treg"), "signatures"] == "Treg_core"
+
+
+def test_protein_panel_with_repeated_obs_names():
+    """Protein calls and their evidence do not depend on cell names being unique."""
+    ref = real_data("phenoptr")
+    dup = ref.copy()
+    dup.obs_names = [f"c{i % 1000}" for i in range(dup.n_obs)]
+    for a in (ref, dup):
+        tmt.tl.annotate(a)
+    assert (dup.obs["tmt_state"].to_numpy() == ref.obs["tmt_state"].to_numpy()).all()
+    np.testing.assert_allclose(dup.obsm["tmt_scores"].to_numpy(), ref.obsm["tmt_scores"].to_numpy())

@@ -414,7 +414,9 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         ok = st_conf >= min_confidence
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(conf[mask], st_conf), conf[mask])
-        evidence.append(Es.reindex(adata.obs_names))
+        full = pd.DataFrame(np.nan, index=adata.obs_names, columns=Es.columns)
+        full.iloc[np.flatnonzero(mask)] = Es.to_numpy()  # by position: obs_names may repeat
+        evidence.append(full)
 
     _write_calls(adata, lineage, state, conf)
     # lineage names hold "/", which HDF5 and zarr keys cannot: "Monocyte/Macrophage" -> "Monocyte_Macrophage"
