@@ -1,3 +1,4 @@
+import anndata as ad
 import pytest
 from scipy.stats import spearmanr
 
@@ -60,6 +61,23 @@ def test_bulk_samples():
     assert len(t) == 4 and t.loc["LAU125", "phenotype"] != "inflamed"  # 0.4% T cells by FACS
     with pytest.raises(ValueError, match="annotated single cells"):
         tmt.tl.immune_phenotype(r, reference="absolute")
+
+
+@pytest.mark.parametrize("tool", ["immune_phenotype", "immunosuppression", "resistance_profile", "compare_groups"])
+def test_bulk_samples_need_unique_names(sim_small, tool):
+    """In bulk or pseudobulk data the observations are the samples: repeated names are refused, not merged."""
+    import scanpy as sc
+
+    bulk = sc.get.aggregate(sim_small, by="sample", func="sum")
+    bulk = ad.AnnData(bulk.layers["sum"], obs=bulk.obs, var=bulk.var)
+    bulk.obs_names = ["P1", "P1", "P2"]
+    bulk.obs["group"] = ["a", "a", "b"]
+    calls = {"immune_phenotype": lambda: tmt.tl.immune_phenotype(bulk),
+             "immunosuppression": lambda: tmt.tl.immunosuppression(bulk, bulk=True),
+             "resistance_profile": lambda: tmt.tl.resistance_profile(bulk, bulk=True),
+             "compare_groups": lambda: tmt.tl.compare_groups(bulk, sample_key=None, group_key="group")}
+    with pytest.raises(ValueError, match=r"must be unique; repeated: \['P1'\]"):
+        calls[tool]()
 
 
 def test_bad_keys(dissociated):

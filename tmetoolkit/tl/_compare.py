@@ -8,7 +8,7 @@ from anndata import AnnData
 from scipy.stats import false_discovery_control, mannwhitneyu
 
 from .._utils import missing_key_error, warn
-from ._sample_features import samples_of
+from ._sample_features import bulk_samples, samples_of
 
 
 def _cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -69,7 +69,7 @@ def compare_groups(
         if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)
     samples = (samples_of(adata, sample_key) if sample_key is not None
-               else pd.Series(adata.obs_names.astype(str), index=adata.obs_names))
+               else bulk_samples(adata))
     per_sample = adata.obs.groupby(samples, observed=True)[group_key].agg(
         lambda s: s.dropna().astype(str).unique().tolist())
     mixed = per_sample[per_sample.map(len) > 1]

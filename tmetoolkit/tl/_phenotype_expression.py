@@ -24,7 +24,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import logger, missing_key_error
 from ..pp._check import inspect
-from ._sample_features import samples_of
+from ._sample_features import bulk_samples, samples_of
 
 IMMUNE_PROGRAMMES = ("CD8_T_effector", "IFNG_6", "Cytolytic_activity")
 STROMA_PROGRAMMES = ("Pan_F_TBRS", "MFP_CAF")
@@ -84,7 +84,7 @@ def expression_phenotype(
 
     if sample_key is None:
         bulk = adata.copy()  # observations are samples (bulk or pseudobulk)
-        bulk.obs_names = bulk.obs_names.astype(str)
+        bulk.obs_names = bulk_samples(adata).to_numpy()
         samples = None
     else:
         samples = samples_of(adata, sample_key)

@@ -13,7 +13,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import TmtWarning, logger
 from ._checkpoints import detect, is_protein
-from ._sample_features import MIN_SPREAD, mean_score, regions_of, robust_z, samples_of
+from ._sample_features import MIN_SPREAD, bulk_samples, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
@@ -151,7 +151,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
         raise ValueError(msg)
     if bulk:
-        samples = pd.Series(adata.obs_names.astype(str), index=adata.obs_names)
+        samples = bulk_samples(adata)
     else:
         samples = samples_of(adata, sample_key)
     if region_key is not None:

@@ -29,6 +29,17 @@ def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
     return column.astype(str)
 
 
+def bulk_samples(adata: AnnData) -> pd.Series:
+    """Observations as samples (bulk or pseudobulk): each one's name, which must be unique."""
+    names = adata.obs_names.astype(str)
+    if not names.is_unique:
+        repeated = list(names[names.duplicated()].unique()[:5])
+        msg = (f"bulk observations are samples, so their names must be unique; repeated: {repeated}. Name each "
+               "sample, or call adata.obs_names_make_unique().")
+        raise ValueError(msg)
+    return pd.Series(names, index=adata.obs_names)
+
+
 def fraction(num: pd.Series, den: pd.Series, samples: pd.Series, min_den: int = 1) -> pd.Series:
     """Per sample, cells in ``num`` among cells in ``den`` (NaN where the sample has fewer than ``min_den``)."""
     d = den.groupby(samples, observed=True).sum()

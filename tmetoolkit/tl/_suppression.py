@@ -11,7 +11,7 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import TmtWarning, check_tmt_key, logger, warn
 from ._checkpoints import RECEPTORS, is_protein
-from ._sample_features import MIN_SPREAD, fraction, mean_score, regions_of, robust_z, samples_of
+from ._sample_features import MIN_SPREAD, bulk_samples, fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
 
 COMPONENTS = {
@@ -133,6 +133,7 @@ def immunosuppression(
             msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave "
                    "them out.")
             raise ValueError(msg)
+        bulk_samples(adata)
         measures = {name: v[0] for name, v in BULK_COMPONENTS.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
