@@ -219,3 +219,19 @@ def test_compare_groups_labels_tied_features_once():
     ax = tmt.pl.compare_groups(a)
     assert sorted(t.get_text() for t in ax.texts) == ["f1 (+2 more)", "f4"]
     plt.close(ax.figure)
+
+
+def test_phenotype_names_are_left_out_of_a_crowded_plot():
+    """Past 20 samples the names would overlap into a cloud: the points stay, the names are left to the table."""
+    a = tmt.datasets.simulate(n_samples=24, n_cells=250, seed=3)
+    del a.obsm["spatial"]
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    ax = tmt.pl.immune_phenotype(a)
+    assert not ax.texts and sum(len(c.get_offsets()) for c in ax.collections) == 24
+    plt.close(ax.figure)
+    few = a[a.obs["sample"].isin([f"S{i:02d}" for i in range(1, 13)])].copy()
+    tmt.tl.immune_phenotype(few, sample_key="sample")
+    ax = tmt.pl.immune_phenotype(few)
+    assert ax.texts
+    plt.close(ax.figure)

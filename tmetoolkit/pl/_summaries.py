@@ -12,7 +12,7 @@ from .._utils import missing_key_error
 from ._palettes import phenotype_colors
 from ._utils import colors_for, new_ax, require_obs, style
 
-MAX_REGION_LABELS = 20
+MAX_LABELS = 20  # more names than this overlap into an unreadable cloud
 
 
 def _region_names(index: pd.Index) -> pd.Index:
@@ -46,7 +46,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     regions
         Plot regions (``region_key`` or tiles) instead of samples.
     annotate
-        Write sample names next to their points (region names when there are at most 20 regions).
+        Write sample (or region) names next to their points, when there are at most 20; the table
+        ``uns["tmt_immune_phenotype"]`` names them all.
     ax
         Axes to draw into.
     """
@@ -84,7 +85,7 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
         else:
             ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
             ax.set_ylabel("CD8 T cells / mm² in tumour")
-        if annotate and (not regions or len(tab) <= MAX_REGION_LABELS):
+        if annotate and len(tab) <= MAX_LABELS:
             names = _region_names(tab.index) if regions else tab.index.astype(str)
             lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
             tol = np.log10(hi / (floor / 1.5)) * 0.03
@@ -122,7 +123,7 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
             ax.set_xticks(x.to_numpy(), tab.index.astype(str), rotation=90)
             ax.set_ylabel("CD8 T cells among immune cells")
             tol = 0.0
-        if annotate and cohort:
+        if annotate and cohort and len(tab) <= MAX_LABELS:
             _annotate_points(ax, _merge_close(x, y, tol), tol, log=False)
         ax.legend(frameon=False, fontsize=7, loc="best")
         ax.set_title("Immune phenotype (expression; exclusion inferred)")
