@@ -105,10 +105,16 @@ def row_sums(block) -> np.ndarray:
     return np.asarray(block.sum(axis=1)).ravel()
 
 
-def normalise_block(block, state: str, target_sum: float | None):
-    """Bring a chunk to log-normalised scale: counts -> log1p(x / libsize * target), linear -> log1p(x)."""
+def normalise_block(block, state: str, target_sum: float | None, cols=None):
+    """Bring a chunk to log-normalised scale: counts -> log1p(x / libsize * target), linear -> log1p(x).
+
+    With ``cols``, only those columns are returned; library sizes still come from every column, and the other
+    columns are never normalised (much less memory when few genes are needed).
+    """
+    lib = row_sums(block) if state == "counts" else None
+    if cols is not None:
+        block = block[:, cols]
     if state == "counts":
-        lib = row_sums(block)
         scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0)
         if sp.issparse(block):
             block = sp.diags(scale) @ block

@@ -91,7 +91,7 @@ def _lognormalised_chunks(adata: AnnData, cols: list[int]):
     layer = None if params.get("layer", "X") == "X" else params["layer"]
     report = inspect(adata, layer, species=params.get("species"))
     for start, stop, block in iter_rows(get_matrix(adata, layer)):
-        yield start, stop, sp.csr_matrix(normalise_block(block, report.state, report.target_sum)[:, cols])
+        yield start, stop, sp.csr_matrix(normalise_block(block, report.state, report.target_sum, cols))
 
 
 def lognormalised(adata: AnnData, cols: list[int]) -> sp.csr_matrix:
