@@ -25,6 +25,14 @@ from tmetoolkit.tl import _annotate_rules as rules
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def local(name: str) -> ad.AnnData | None:
+    """A real data set from ../shared/data beside the repository, or None when it is absent."""
+    try:
+        return tmt.datasets.load(name, path=SHARED)
+    except FileNotFoundError:
+        return None
+
+
 def argmax_baseline(adata: ad.AnnData) -> tuple[pd.Series, pd.Series]:
     """score_genes on each rule signature, label = argmax (lineage, then state within the argmax lineage)."""
     b = adata.copy()
@@ -78,13 +86,14 @@ def precision(pred: pd.Series, truth: pd.Series, abstain: set) -> float:
     return float((pred[keep].astype(str) == truth[keep].astype(str)).mean())
 
 
-# per panel: file, marker mapping, gates, and the four compared classes: the file's labels and ours
+# per panel: data set (tmt.datasets.load), marker mapping, gates, and the four compared classes: the file's labels
+# and ours
 PROTEIN_SETS = {
-    "phenoptr": ("phenoptr_vectra_field/phenoptr_sample_field.h5ad", {}, None,
+    "phenoptr": ("phenoptr", {}, None,
                  {"CD8": (["CD8+"], ["CD8 T", "CD8 Tex", "CD8 Tpex"]), "FOXP3": (["FoxP3+"], ["Treg"]),
                   "CD68": (["CD68+"], ["Monocyte/Macrophage", "TAM M1-like", "TAM M2-like"]),
                   "tumor": (["CK+"], ["Malignant/Epithelial"])}),
-    "scimap (gates 0.5)": ("scimap_lymphoma_cycif/scimap_example_data.h5ad", {"tumor": "CD30"}, 0.5,
+    "scimap (gates 0.5)": ("scimap", {"tumor": "CD30"}, 0.5,
                            {"CD8": (["CD8 T cells", "PD1+ T cells"], ["CD8 T", "CD8 Tex", "CD8 Tpex"]),
                             "FOXP3": (["Regulatory T cells", "Aberrant T cells CD45- CD3+ FOXP3+"], ["Treg"]),
                             "CD68": (["M2 Macrophages", "M1 Macrophages", "CD68+ Macrophages"],
@@ -100,10 +109,10 @@ def protein_rows() -> list[tuple]:
     from tmetoolkit.tl import _annotate_protein as prot
 
     rows = []
-    for name, (path, markers, gates, classes) in PROTEIN_SETS.items():
-        if not (SHARED / path).is_file():
+    for name, (data, markers, gates, classes) in PROTEIN_SETS.items():
+        a = local(data)
+        if a is None:
             continue
-        a = ad.read_h5ad(SHARED / path)
         tmt.tl.annotate(a, markers=markers or None, gates=gates)
         st, ph = a.obs["tmt_state"].astype(str), a.obs["phenotype"].astype(str)
         names = list(map(str, a.var_names))
@@ -149,10 +158,10 @@ def protein_supervised_ceiling() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    for name, (path, _, _, classes) in PROTEIN_SETS.items():
-        if not (SHARED / path).is_file():
+    for name, (data, _, _, classes) in PROTEIN_SETS.items():
+        a = local(data)
+        if a is None:
             continue
-        a = ad.read_h5ad(SHARED / path)
         y = a.obs["phenotype"].astype(str).to_numpy()
         pred = cross_val_predict(HistGradientBoostingClassifier(random_state=0), np.asarray(a.X, dtype=float), y,
                                  cv=StratifiedKFold(5, shuffle=True, random_state=0))
@@ -212,9 +221,8 @@ def main() -> None:
                      accuracy(o.loc[m, "tmt_state"], o.loc[m, "true_state"]),
                      precision(o.loc[m, "tmt_state"], o.loc[m, "true_state"], abstain),
                      float(o.loc[m, "tmt_state"].astype(str).isin(abstain).mean())))
-    puram = SHARED / "puram2017_hnscc_chetah/puram2017_hnscc_ref180.h5ad"
-    if puram.is_file():
-        p = ad.read_h5ad(puram)
+    p = local("puram2017")
+    if p is not None:
         m = {"B cell": "B", "CD4 T cell": "CD4 T", "reg. T cell": "CD4 T", "CD8 T cell": "CD8 T", "Dendritic": "DC",
              "Endothelial": "Endothelial", "Fibroblast": "Fibroblast", "Macrophage": "Monocyte/Macrophage",
              "Mast": "Mast"}
@@ -238,9 +246,8 @@ def main() -> None:
         tr = p.obs["celltypes"] == "reg. T cell"
         rows.append(("Puram 2017", "Treg recall", float((st_b[tr] == "Treg").mean()),
                      float((p.obs.loc[tr, "tmt_state"] == "Treg").mean()), np.nan, np.nan))
-    chen = SHARED / "chen2024_nsclc_merfish/chen2024_nsclc_merfish_patient002_3177cells.h5ad"
-    if chen.is_file():
-        c = ad.read_h5ad(chen)
+    c = local("chen2024")
+    if c is not None:
         m = {"Fibroblast": "Fibroblast", "Mast": "Mast", "Myeloid": "Monocyte/Macrophage", "Plasma": "Plasma",
              "Vascular": "Endothelial"}
         truth = c.obs["type_lvl1"].astype(str).map(m)

@@ -26,6 +26,14 @@ import tmetoolkit as tmt
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def local(name: str) -> ad.AnnData | None:
+    """A real data set from ../shared/data beside the repository, or None when it is absent."""
+    try:
+        return tmt.datasets.load(name, path=SHARED)
+    except FileNotFoundError:
+        return None
+
+
 def cohort() -> None:
     a = tmt.datasets.simulate(n_samples=36, n_cells=1000, seed=5)
     del a.obsm["spatial"]
@@ -51,10 +59,9 @@ def reference_nnls(tpm: pd.DataFrame) -> pd.DataFrame | None:
     """
     from scipy.optimize import nnls
 
-    path = SHARED / "puram2017_hnscc_chetah/puram2017_hnscc_ref180.h5ad"
-    if not path.is_file():
+    ref = local("puram2017")
+    if ref is None:
         return None
-    ref = ad.read_h5ad(path)
     X = ref.X.toarray() if hasattr(ref.X, "toarray") else np.asarray(ref.X)
     profiles = pd.DataFrame((2 ** X - 1) * 10, columns=ref.var_names).groupby(ref.obs["celltypes"].to_numpy()).mean().T
     profiles = profiles.loc[profiles.index.intersection(tpm.columns)]
@@ -66,11 +73,10 @@ def reference_nnls(tpm: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def racle() -> None:
-    path = SHARED / "racle2017_melanoma_bulk_facs/racle2017_melanoma_4samples.h5ad"
-    if not path.is_file():
+    r = local("racle2017")
+    if r is None:
         print("\nRacle 2017 not available; skipped.")
         return
-    r = ad.read_h5ad(path)
     facs = {"CD8_T": r.obs["facs_CD8_Tcells"], "T_cell": r.obs["facs_CD8_Tcells"] + r.obs["facs_CD4_Tcells"]}
     rows = []
     tpm = pd.DataFrame(r.X, index=r.obs_names, columns=r.var_names)

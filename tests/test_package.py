@@ -65,3 +65,26 @@ def test_every_result_writes_to_h5ad_and_zarr(tmp_path):
         pd.testing.assert_frame_equal(tmt.get.region_table(back), tmt.get.region_table(a), check_dtype=False)
         pd.testing.assert_frame_equal(back.uns["tmt_compare_groups"]["table"], a.uns["tmt_compare_groups"]["table"],
                                       check_dtype=False)
+
+
+def test_local_real_data_loader(tmp_path, monkeypatch):
+    """tmt.datasets.load finds the data folder given, named by TMETOOLKIT_DATA, or as shared/data above the working
+    directory; a missing file or an unknown name gets an error that says what to do."""
+    import numpy as np
+
+    folder = tmp_path / "shared" / "data"
+    (folder / "phenoptr_vectra_field").mkdir(parents=True)
+    ad.AnnData(np.ones((3, 2), dtype=np.float32)).write_h5ad(folder / tmt.datasets._local.REAL_DATA["phenoptr"])
+    monkeypatch.delenv("TMETOOLKIT_DATA", raising=False)
+    (tmp_path / "repo" / "tutorials").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo" / "tutorials")  # ../../shared/data, as from a checkout's tutorials
+    assert tmt.datasets.data_dir() == folder.resolve()
+    assert tmt.datasets.load("phenoptr").shape == (3, 2)
+    monkeypatch.chdir(tmp_path.parent)
+    assert tmt.datasets.load("phenoptr", path=folder).shape == (3, 2)
+    monkeypatch.setenv("TMETOOLKIT_DATA", str(folder))
+    assert tmt.datasets.load("phenoptr").shape == (3, 2)
+    with pytest.raises(FileNotFoundError, match="chen2024_nsclc_merfish.*TMETOOLKIT_DATA"):
+        tmt.datasets.load("chen2024")
+    with pytest.raises(KeyError, match="Did you mean \\['chen2024'"):
+        tmt.datasets.load("chen")

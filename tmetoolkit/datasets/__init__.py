@@ -1,6 +1,7 @@
-"""Simulated tumours with known truth, and Visium-like spots pooled from them."""
+"""Simulated tumours with known truth, Visium-like spots pooled from them, and loaders for the local real data."""
 
+from ._local import data_dir, load
 from ._simulate import simulate
 from ._spots import to_spots
 
-__all__ = ["simulate", "to_spots"]
+__all__ = ["data_dir", "load", "simulate", "to_spots"]
