@@ -200,6 +200,11 @@ def annotate(
         transcripts assigned to the wrong cell); for protein panels ``gates``: per marker its channel, gate,
         source and fraction of positive cells.
 
+    See Also
+    --------
+    tmetoolkit.get.markers : the genes behind each call, in the label's cells and in those it was chosen against.
+    tmetoolkit.pl.markers : the same as a dot plot.
+
     Examples
     --------
     >>> import tmetoolkit as tmt
