@@ -105,11 +105,27 @@ def test_markers_bad_input(sim_small):
         tmt.get.markers(sim_small, n_genes=0)
 
 
-def test_markers_refused_on_protein_panels():
+def test_markers_on_a_protein_panel():
+    """On a protein panel the rows are the gated markers of each rule: the fraction above the gate and the mean
+    evidence equal what annotate stored per cell; a label without cells to compare with gets NaN, not 0."""
     a = real_data("phenoptr")
     tmt.tl.annotate(a)
-    with pytest.raises(ValueError, match="tmt.pl.gates"):
-        tmt.get.markers(a)
+    table = tmt.get.markers(a, "tmt_lineage").set_index("label")
+    E = a.obsm["tmt_scores"]
+    lineage = a.obs["tmt_lineage"].astype(str)
+    for label, marker in [("CD8 T", "CD8"), ("Monocyte/Macrophage", "CD68"), ("Malignant/Epithelial", "tumor")]:
+        row = table.loc[label]
+        inside, rest = lineage == label, (lineage != label) & (lineage != "unassigned")
+        assert row["signatures"] == marker and row["frac"] > 0.9 and row["frac_rest"] < 0.15
+        np.testing.assert_allclose(row["frac_rest"], (E.loc[rest.to_numpy(), f"{marker}+"] > 0).mean())
+        np.testing.assert_allclose(row["mean"], E.loc[inside.to_numpy(), f"{marker}+"].mean())
+    treg = tmt.get.markers(a).query("label == 'Treg'").iloc[0]
+    assert treg["n_rest"] == 0 and np.isnan(treg["mean_rest"])  # the panel has no CD4: every CD4 T cell is a Treg
+    ax = tmt.pl.markers(a, "tmt_lineage")
+    assert [t.get_text() for t in ax.get_xticklabels()][:1] == ["CD8 (Opal 540)"]
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="protein panel has no such column"):
+        tmt.get.markers(a, "tmt_tam_subset")
 
 
 def test_puram_treg_markers():

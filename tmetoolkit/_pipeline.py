@@ -27,7 +27,7 @@ def run_pipeline(
     name: str = "tmetoolkit",
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv``, ``report.html``,
-    ``markers.csv`` (the genes behind the state calls, RNA only) and, where tissue regions were assessed
+    ``markers.csv`` (the genes or markers behind the state calls) and, where tissue regions were assessed
     (``region_key`` or the spatial phenotype's tiles), ``region_table.csv``.
 
     Steps for RNA: input check, all signature scores, cell states, checkpoint profiles, immunosuppression and the
@@ -155,7 +155,7 @@ def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, name: str) -
     if any(isinstance(v, dict) and "regions" in v for k, v in adata.uns.items() if k.startswith("tmt_")):
         paths["region_table"] = outdir / "region_table.csv"
         get.region_table(adata).to_csv(paths["region_table"])
-    if adata.uns.get("tmt_annotate", {}).get("params", {}).get("input_state") not in (None, "protein"):
+    if "tmt_annotate" in adata.uns:
         try:
             table = get.markers(adata)
         except ValueError:  # no cell got a label that a signature rule decides

@@ -96,10 +96,10 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     annotated = adata.uns.get("tmt_annotate", {})
     if "gates" in annotated:
         body += _fig_html(pl.gates(adata), "protein marker gates")
-    elif "tmt_annotate" in adata.uns:
+    if annotated:
         try:
-            dots = _fig_html(pl.markers(adata, n_genes=2).figure, "marker genes per state")
-            body += "<h3>Genes behind the state calls</h3>" + dots
+            dots = _fig_html(pl.markers(adata, n_genes=2).figure, "genes or markers per state")
+            body += f"<h3>{'Markers' if 'gates' in annotated else 'Genes'} behind the state calls</h3>" + dots
         except ValueError:  # no cell got a label that a signature rule decides
             pass
     rules = annotated.get("rules")

@@ -15,20 +15,19 @@ SUBSET_KEYS = ("tmt_tam_subset", "tmt_caf_subset")
 KEYS = (_keys.LINEAGE, _keys.STATE, *SUBSET_KEYS)
 
 
-def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict]:
+def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict, bool]:
     if key not in KEYS:
         msg = f"key must be one of {KEYS} (a column written by tmt.tl.annotate), got {key!r}."
         raise ValueError(msg)
-    if "tmt_annotate" not in adata.uns or key not in adata.obs:
+    stored = adata.uns.get("tmt_annotate")
+    protein = stored is not None and dict(stored["params"]).get("input_state") == "protein"
+    if protein and key in SUBSET_KEYS:
+        msg = f"{key} is called from expression programmes; a protein panel has no such column."
+        raise ValueError(msg)
+    if stored is None or key not in adata.obs:
         msg = f"adata.obs[{key!r}] or adata.uns['tmt_annotate'] is missing: run tmt.tl.annotate(adata) first."
         raise KeyError(msg)
-    stored = adata.uns["tmt_annotate"]
-    params = dict(stored["params"])
-    if params.get("input_state") == "protein":
-        msg = ("marker genes are for RNA data; on a protein panel the calls follow the marker gates: see "
-               "tmt.pl.gates(adata) and adata.uns['tmt_annotate']['gates'].")
-        raise ValueError(msg)
-    return stored["rules"], params
+    return stored["rules"], dict(stored["params"]), protein
 
 
 def _deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None, list[str]]]:
@@ -59,6 +58,32 @@ def _deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None
         if lab not in _keys.STATES and lab not in out:
             add(lab, None, sigs)
     return out
+
+
+def _protein_markers(adata: AnnData, key: str) -> dict[str, tuple[str | None, list[tuple[int, str, str]]]]:
+    """Protein panels: label -> (the lineage it is compared within, or ``None``; ``(channel column, marker, "up")``
+    for each gated marker of its rule)."""
+    from ..tl import _annotate_protein as prot
+
+    gates = adata.uns["tmt_annotate"]["gates"].set_index("marker")
+    column = {m: adata.var_names.get_loc(ch) for m, ch in gates["channel"].items()}
+
+    def gated(rule):
+        return [(column[m], m, "up") for group in rule for m in group if m in column]
+
+    out: dict[str, tuple[str | None, list[tuple[int, str, str]]]] = {}
+    for label, rule in prot.LINEAGE_RULES.items():
+        lineage, _, sub = label.partition("|")
+        if key == _keys.STATE and sub == "Treg":  # Tregs are the CD4 T cells whose FOXP3 rule wins
+            out["Treg"] = ("CD4 T", gated(rule))
+        elif key == _keys.LINEAGE or lineage not in _keys.STATES:
+            have = out.setdefault(lineage, (None, []))[1]
+            have += [g for g in gated(rule) if g not in have]
+    if key == _keys.STATE:
+        for lineage, table in prot.STATE_RULES.items():
+            for label, rule in table.items():
+                out[label] = (lineage, gated(rule))
+    return {lab: v for lab, v in out.items() if v[1]}
 
 
 def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tuple[int, str, str]]:
@@ -94,9 +119,23 @@ def _lognormalised_chunks(adata: AnnData, cols: list[int]):
         yield start, stop, sp.csr_matrix(normalise_block(block, report.state, report.target_sum, cols))
 
 
-def lognormalised(adata: AnnData, cols: list[int]) -> sp.csr_matrix:
-    """Cells x the columns ``cols`` of var_names, log-normalised as :func:`tmetoolkit.tl.annotate` scored them."""
-    return sp.vstack([V for _, _, V in _lognormalised_chunks(adata, cols)], format="csr")
+def _evidence_chunks(adata: AnnData, cols: list[int]):
+    """Protein panels: each channel's marker evidence (SDs above its gate, after spill-over removal)."""
+    marker = adata.uns["tmt_annotate"]["gates"].set_index("channel")["marker"]
+    E = adata.obsm[_keys.SCORES][[f"{marker[adata.var_names[c]]}+" for c in cols]].to_numpy(dtype=np.float64)
+    yield 0, adata.n_obs, E
+
+
+def _value_chunks(adata: AnnData, cols: list[int]):
+    protein = adata.uns["tmt_annotate"]["params"].get("input_state") == "protein"
+    return _evidence_chunks(adata, cols) if protein else _lognormalised_chunks(adata, cols)
+
+
+def marker_values(adata: AnnData, cols: list[int]) -> sp.csr_matrix | np.ndarray:
+    """Cells x the columns ``cols`` of var_names as :func:`markers` measures them: log-normalised as
+    :func:`tmetoolkit.tl.annotate` scored them, or a protein marker's evidence."""
+    parts = [V for _, _, V in _value_chunks(adata, cols)]
+    return sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
 
 
 def _group_sums(adata: AnnData, cols: list[int], groupings: list[pd.Series]):
@@ -106,13 +145,15 @@ def _group_sums(adata: AnnData, cols: list[int], groupings: list[pd.Series]):
     codes = [g.astype("category").cat.codes.to_numpy() for g in groupings]
     sums = [np.zeros((len(c), len(cols))) for c in cats]
     detected = [np.zeros((len(c), len(cols))) for c in cats]
-    for start, stop, V in _lognormalised_chunks(adata, cols):
+    for start, stop, V in _value_chunks(adata, cols):
+        positive = (V > 0).astype(np.float64)
         for k, code in enumerate(codes):
             c = code[start:stop]
             ok = c >= 0
             onehot = sp.csr_matrix((np.ones(ok.sum()), (c[ok], np.flatnonzero(ok))), shape=(len(cats[k]), stop - start))
-            sums[k] += (onehot @ V).toarray()
-            detected[k] += (onehot @ (V > 0).astype(np.float64)).toarray()
+            for total, M in ((sums[k], V), (detected[k], positive)):
+                part = onehot @ M
+                total += part.toarray() if sp.issparse(part) else np.asarray(part)
     return [(pd.Series(np.bincount(code[code >= 0], minlength=len(c)), index=c),
              pd.DataFrame(s_, index=c, columns=cols), pd.DataFrame(d_, index=c, columns=cols))
             for code, c, s_, d_ in zip(codes, cats, sums, detected, strict=True)]
@@ -129,12 +170,16 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     ``direction = "down"``. Use it to check a call the way one checks clusters with marker genes; plot it with
     :func:`tmetoolkit.pl.markers`.
 
+    On a protein panel the rows are the gated markers of each label's rule (``signatures`` holds the marker,
+    ``gene`` its channel); ``mean`` is the marker evidence, in SDs of the negative cells above the gate after
+    spill-over removal, and ``frac`` the fraction of cells above the gate.
+
     Parameters
     ----------
     adata
-        After :func:`tmetoolkit.tl.annotate` on RNA data (raw counts are log-normalised here as for scoring).
+        After :func:`tmetoolkit.tl.annotate` (raw counts are log-normalised here as for scoring).
     key
-        ``"tmt_state"``, ``"tmt_lineage"``, ``"tmt_tam_subset"`` or ``"tmt_caf_subset"``.
+        ``"tmt_state"``, ``"tmt_lineage"``, ``"tmt_tam_subset"`` or ``"tmt_caf_subset"`` (RNA only).
     n_genes
         Keep the ``n_genes`` up genes with the largest difference per label (down genes are kept in full).
 
@@ -145,19 +190,25 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     ``n_rest``, ``mean``, ``mean_rest``, ``frac``, ``frac_rest`` and ``delta`` (``mean - mean_rest``); per label
     up genes first, by decreasing ``delta``. Nothing is written into ``adata``.
     """
-    rules, params = _stored_annotation(adata, key)
+    rules, params, protein = _stored_annotation(adata, key)
     if n_genes is not None and (int(n_genes) != n_genes or n_genes < 1):
         msg = f"n_genes must be a positive integer or None, got {n_genes!r}."
         raise ValueError(msg)
-    deciding = _deciding_rules(rules, key)
+    if protein:
+        deciding = _protein_markers(adata, key)
+    else:
+        deciding = _deciding_rules(rules, key)
     called = adata.obs[key].astype(str)
     present = adata.obs[key].cat.categories if isinstance(adata.obs[key].dtype, pd.CategoricalDtype) else deciding
     labels = [lab for lab in map(str, present) if lab in deciding and (called == lab).any()]
     if not labels:
-        msg = f"no label in adata.obs[{key!r}] was decided by a signature rule (all cells unassigned?)."
+        msg = f"no label in adata.obs[{key!r}] was decided by a rule (all cells unassigned?)."
         raise ValueError(msg)
-    species = params.get("species") or "human"
-    per_label = {lab: _signature_genes(adata, deciding[lab][1], species) for lab in labels}
+    if protein:
+        per_label = {lab: deciding[lab][1] for lab in labels}
+    else:
+        species = params.get("species") or "human"
+        per_label = {lab: _signature_genes(adata, deciding[lab][1], species) for lab in labels}
     cols = list(dict.fromkeys(i for rows in per_label.values() for i, _, _ in rows))
     lineage = adata.obs[_keys.LINEAGE].astype(str)
     assigned = lineage.where(lineage != "unassigned")
@@ -175,10 +226,11 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
         for col, sig, direction in per_label[lab]:
             by_gene.setdefault((col, direction), []).append(sig)
         for (col, direction), sigs in by_gene.items():
-            mean = s_lab.at[lab, col] / max(n_in, 1)
-            mean_rest = (s_p[col] - s_lab.at[lab, col]) / max(n_rest, 1)
-            frac = d_lab.at[lab, col] / max(n_in, 1)
-            frac_rest = (d_p[col] - d_lab.at[lab, col]) / max(n_rest, 1)
+            rest = n_rest if n_rest else np.nan  # no cells to compare with: NaN, not 0
+            mean = s_lab.at[lab, col] / n_in
+            mean_rest = (s_p[col] - s_lab.at[lab, col]) / rest
+            frac = d_lab.at[lab, col] / n_in
+            frac_rest = (d_p[col] - d_lab.at[lab, col]) / rest
             rows.append({"label": lab, "compared_with": parent or "all cells", "gene": adata.var_names[col],
                          "column": col, "signatures": ",".join(sigs), "direction": direction, "n_cells": int(n_in),
                          "n_rest": int(n_rest), "mean": mean, "mean_rest": mean_rest, "frac": frac,

@@ -7,7 +7,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
-from ..get._markers import lognormalised
+from ..get._markers import marker_values
 from ..get._markers import markers as marker_table
 
 
@@ -17,12 +17,14 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
 
     The genes are those of :func:`tmetoolkit.get.markers` with the largest difference between a label's cells
     and the cells it was chosen against. Dot size is the fraction of cells detecting the gene and colour the mean
-    log-normalised expression, scaled per gene to 0-1; a good call shows a diagonal.
+    log-normalised expression, scaled per gene to 0-1; a good call shows a diagonal. On a protein panel the
+    dots are the markers of each label's rule: size the fraction of cells above the marker's gate, colour the
+    mean marker evidence (SDs from the gate).
 
     Parameters
     ----------
     adata
-        After :func:`tmetoolkit.tl.annotate` on RNA data.
+        After :func:`tmetoolkit.tl.annotate`.
     key
         ``"tmt_state"``, ``"tmt_lineage"``, ``"tmt_tam_subset"`` or ``"tmt_caf_subset"``.
     lineage
@@ -49,11 +51,15 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
     labels = list(dict.fromkeys(table["label"]))
     cols = list(dict.fromkeys(table["column"]))
     keep = adata.obs[key].astype(str).isin(labels).to_numpy()
-    sub = AnnData(lognormalised(adata, cols)[keep],
+    sub = AnnData(marker_values(adata, cols)[keep],
                   obs=pd.DataFrame({key: pd.Categorical(adata.obs[key].astype(str)[keep], categories=labels)},
                                    index=adata.obs_names[keep]),
                   var=pd.DataFrame(index=adata.var_names[cols]))
     var_names = {lab: list(table.loc[table["label"] == lab, "gene"]) for lab in labels}
-    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False,
-                         colorbar_title="mean expression\nscaled per gene", size_title="fraction of cells\n(%)")
+    protein = adata.uns["tmt_annotate"]["params"].get("input_state") == "protein"
+    if protein:
+        titles = {"colorbar_title": "mean marker evidence\nscaled per marker", "size_title": "above the gate\n(%)"}
+    else:
+        titles = {"colorbar_title": "mean expression\nscaled per gene", "size_title": "fraction of cells\n(%)"}
+    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False, **titles)
     return axes["mainplot_ax"]
