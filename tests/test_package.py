@@ -88,3 +88,19 @@ def test_local_real_data_loader(tmp_path, monkeypatch):
         tmt.datasets.load("chen2024")
     with pytest.raises(KeyError, match="Did you mean \\['chen2024'"):
         tmt.datasets.load("chen")
+
+
+def test_readme_quickstart_runs(tmp_path, monkeypatch):
+    """The README's quickstart block runs as written (it writes report.html into the working directory)."""
+    import re
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    block = re.search(r"## Quickstart\n\n```python\n(.*?)```", readme.read_text(), re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102 - running the README is the test
+    plt.close("all")
+    assert (tmp_path / "report.html").is_file() and "tmt_resistance_profile" in namespace["adata"].uns
