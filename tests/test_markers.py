@@ -135,3 +135,17 @@ def test_puram_treg_markers():
     rows = tmt.get.markers(a).query("label == 'Treg'").set_index("gene")
     assert rows.loc["FOXP3", "frac"] > 2 * rows.loc["FOXP3", "frac_rest"], rows.loc["FOXP3"]
     assert pd.api.types.is_float_dtype(rows["mean"])
+
+
+def test_markers_use_the_scale_annotate_scored_on(annotated):
+    """Counts are normalised to the library size annotate recorded, so a subset taken after annotate keeps the
+    scale of the calls (the subset's own median library size would shift every mean)."""
+    target = annotated.uns["tmt_annotate"]["params"]["target_sum"]
+    assert target == annotated.uns["tmt_scores"]["params"]["target_sum"] > 0
+    sub = annotated[annotated.obs["sample"] == "S01"].copy()
+    rows = tmt.get.markers(sub).query("label == 'TAM M2-like'").set_index("gene")
+    b = sub.copy()
+    sc.pp.normalize_total(b, target_sum=target)
+    sc.pp.log1p(b)
+    inside = (sub.obs["tmt_state"] == "TAM M2-like").to_numpy()
+    np.testing.assert_allclose(rows["mean"], b[inside, rows.index].X.toarray().mean(axis=0), rtol=1e-5)

@@ -10,6 +10,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._matrix import get_matrix, iter_rows, normalise_block
+from ..tl._checkpoints import is_protein
 
 SUBSET_KEYS = ("tmt_tam_subset", "tmt_caf_subset")
 KEYS = (_keys.LINEAGE, _keys.STATE, *SUBSET_KEYS)
@@ -20,7 +21,7 @@ def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict, bo
         msg = f"key must be one of {KEYS} (a column written by tmt.tl.annotate), got {key!r}."
         raise ValueError(msg)
     stored = adata.uns.get("tmt_annotate")
-    protein = stored is not None and dict(stored["params"]).get("input_state") == "protein"
+    protein = is_protein(adata)
     if protein and key in SUBSET_KEYS:
         msg = f"{key} is called from expression programmes; a protein panel has no such column."
         raise ValueError(msg)
@@ -108,15 +109,17 @@ def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tup
 
 def _lognormalised_chunks(adata: AnnData, cols: list[int]):
     """Row chunks of cells x the columns ``cols`` of var_names on the log-normalised scale that
-    :func:`tmetoolkit.tl.annotate` scored on (raw counts normalised to the median library size, linear values
-    log1p-transformed)."""
-    from ..pp._check import inspect
-
+    :func:`tmetoolkit.tl.annotate` scored on (raw counts normalised to the median library size it recorded,
+    linear values log1p-transformed)."""
     params = adata.uns["tmt_annotate"]["params"]
     layer = None if params.get("layer", "X") == "X" else params["layer"]
-    report = inspect(adata, layer, species=params.get("species"))
+    state, target_sum = params["input_state"], params.get("target_sum")
+    if target_sum is None and state == "counts":  # annotated before annotate recorded it
+        from ..pp._check import inspect
+
+        target_sum = inspect(adata, layer).target_sum
     for start, stop, block in iter_rows(get_matrix(adata, layer)):
-        yield start, stop, sp.csr_matrix(normalise_block(block, report.state, report.target_sum, cols))
+        yield start, stop, sp.csr_matrix(normalise_block(block, state, target_sum, cols))
 
 
 def _evidence_chunks(adata: AnnData, cols: list[int]):
@@ -127,8 +130,7 @@ def _evidence_chunks(adata: AnnData, cols: list[int]):
 
 
 def _value_chunks(adata: AnnData, cols: list[int]):
-    protein = adata.uns["tmt_annotate"]["params"].get("input_state") == "protein"
-    return _evidence_chunks(adata, cols) if protein else _lognormalised_chunks(adata, cols)
+    return _evidence_chunks(adata, cols) if is_protein(adata) else _lognormalised_chunks(adata, cols)
 
 
 def marker_values(adata: AnnData, cols: list[int]) -> sp.csr_matrix | np.ndarray:

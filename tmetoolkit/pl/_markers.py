@@ -9,6 +9,7 @@ from matplotlib.axes import Axes
 from .. import _keys
 from ..get._markers import marker_values
 from ..get._markers import markers as marker_table
+from ..tl._checkpoints import is_protein
 
 
 def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = None, n_genes: int = 3,
@@ -56,8 +57,7 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
                                    index=adata.obs_names[keep]),
                   var=pd.DataFrame(index=adata.var_names[cols]))
     var_names = {lab: list(table.loc[table["label"] == lab, "gene"]) for lab in labels}
-    protein = adata.uns["tmt_annotate"]["params"].get("input_state") == "protein"
-    if protein:
+    if is_protein(adata):
         titles = {"colorbar_title": "mean marker evidence\nscaled per marker", "size_title": "above the gate\n(%)"}
     else:
         titles = {"colorbar_title": "mean expression\nscaled per gene", "size_title": "fraction of cells\n(%)"}

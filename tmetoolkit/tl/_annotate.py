@@ -340,7 +340,8 @@ def annotate(
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
                    "n_neighbors": n_neighbors, "min_confidence": min_confidence,
-                   "override_confidence": override_confidence, "input_state": report.state},
+                   "override_confidence": override_confidence, "input_state": report.state,
+                   "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"]},
         "rules": rule_tab,
         "mixed_evidence": mixed,
     }

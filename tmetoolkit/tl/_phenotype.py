@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
+from ._sample_features import regions_of
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
@@ -331,8 +332,8 @@ def immune_phenotype(
 
 
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
-    if region_key is not None:  # cells without a region count for their sample only
-        return (samples + ":" + adata.obs[region_key].astype(str)).where(adata.obs[region_key].notna())
+    if region_key is not None:  # named as in the other tools; cells without a region count for their sample only
+        return regions_of(adata, samples, region_key)[0]
     tiles = np.floor(xy / tile_size).astype(int)  # tiles never span two images
     return images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
         tiles[:, 1], index=samples.index).astype(str)

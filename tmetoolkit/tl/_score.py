@@ -234,7 +234,8 @@ def score(
     ``adata.obsm[key_added]``
         :class:`pandas.DataFrame`, cells x signatures. Columns of signatures scored earlier and not now are kept.
     ``adata.uns[key_added]``
-        ``params`` (method, layer, input state, seed, ...) and ``signatures``: one row per requested signature with
+        ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
+        to, seed, ...) and ``signatures``: one row per requested signature with
         version, genes used and missing, and whether it was scored.
 
     Examples
@@ -301,6 +302,7 @@ def score(
             "method": method,
             "layer": layer or "X",
             "input_state": report.state,
+            "target_sum": float("nan") if report.target_sum is None else report.target_sum,
             "species": report.species,
             "seed": seed,
             "n_empty_cells": report.n_empty_cells,
