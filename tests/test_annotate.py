@@ -265,6 +265,19 @@ def test_protein_panel_bad_input():
         tmt.tl.annotate(b)
 
 
+def test_a_channel_stands_for_one_marker():
+    from tmetoolkit.tl._annotate_protein import match_markers
+
+    channels = ["CD8", "CD163", "CD206", "PanCK", "CD30"]
+    assert match_markers(channels)["CD206"] == "CD206"
+    # the user's word wins over the name: CD206's channel now counts as CD163 only
+    mapped = match_markers(channels, {"CD163": "CD206"})
+    assert mapped["CD163"] == "CD206" and "CD206" not in mapped
+    assert match_markers(channels, {"tumor": "CD30"})["tumor"] == "CD30"
+    with pytest.raises(ValueError, match="one marker only"):
+        match_markers(channels, {"CD163": "CD206", "CD206": "CD206"})
+
+
 def test_markers_on_rna_are_refused(sim_small):
     with pytest.raises(ValueError, match="protein panels"):
         tmt.tl.annotate(sim_small, markers={"tumor": "EPCAM"})

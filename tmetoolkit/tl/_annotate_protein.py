@@ -86,8 +86,19 @@ def _norm(name: str) -> str:
 
 
 def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Canonical marker -> channel in ``var_names``: recognised by name, completed or overridden by ``markers``."""
+    """Canonical marker -> channel in ``var_names``: recognised by name, completed or overridden by ``markers``.
+
+    A channel stands for one marker: one the user maps is no longer matched by name to another marker, and
+    mapping one channel to two markers is refused.
+    """
     var_names = pd.Index(var_names).astype(str)
+    markers = dict(markers or {})
+    mapped = pd.Series(markers, dtype=object)
+    twice = mapped[mapped.duplicated(keep=False)]
+    if len(twice):
+        msg = (f"markers= maps channel {twice.iloc[0]!r} to {', '.join(map(repr, twice.index))}; a channel can stand "
+               "for one marker only: keep the mapping you mean.")
+        raise ValueError(msg)
     found: dict[str, str] = {}
     normed = {_norm(v): v for v in var_names}
     for canon, aliases in MARKER_ALIASES.items():
@@ -95,7 +106,8 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
             if alias in normed:
                 found[canon] = normed[alias]
                 break
-    for canon, channel in (markers or {}).items():
+    found = {canon: ch for canon, ch in found.items() if ch not in markers.values()}
+    for canon, channel in markers.items():
         if canon not in MARKER_ALIASES:
             msg = f"unknown marker {canon!r} in markers=; known: {', '.join(MARKER_ALIASES)}."
             raise KeyError(msg)
