@@ -32,6 +32,15 @@ def data_dir(path: str | Path | None = None) -> Path | None:
     ``path`` if given; else the folder named by the environment variable ``TMETOOLKIT_DATA``; else the first
     ``shared/data`` folder found in the working directory or one of its parents (``../shared/data`` from a
     checkout of the repository, ``../../shared/data`` from its ``tutorials`` folder).
+
+    Parameters
+    ----------
+    path
+        A folder to use instead of searching; returned only if it exists.
+
+    Returns
+    -------
+    The folder, or ``None``.
     """
     if path is not None:
         return Path(path) if Path(path).is_dir() else None

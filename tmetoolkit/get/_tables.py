@@ -21,6 +21,10 @@ def scores(adata: AnnData, *, key: str = _keys.SCORES, groupby: str | None = Non
         The ``obsm`` key the scores were written to.
     groupby
         An ``obs`` column; when given, returns the mean score per category (categories x signatures).
+
+    Returns
+    -------
+    Cells x signatures (the stored scores), or categories x signatures (their means) with ``groupby``.
     """
     if key not in adata.obsm:
         raise missing_key_error(key, "adata.obsm (run tmt.tl.score first)", adata.obsm.keys())
@@ -68,6 +72,10 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
         ``obs`` column of sample identifiers; default: the one the tools recorded, else ``"sample"``; after
         tools ran on bulk data (``bulk=True``, or ``immune_phenotype`` without ``sample_key``) every observation
         is a sample; else all cells form one sample called ``"all"``.
+
+    Returns
+    -------
+    One row per sample, indexed by sample name; nothing is written into ``adata``.
     """
     key = _resolve_sample_key(adata, sample_key)
     if key:
@@ -112,6 +120,10 @@ def region_table(adata: AnnData) -> pd.DataFrame:
     ----------
     adata
         Data after one of the tools above with regions.
+
+    Returns
+    -------
+    One row per region, indexed by ``"<sample>:<region>"``; nothing is written into ``adata``.
     """
     stored = {name: adata.uns[name] for name in REGION_TOOLS
               if isinstance(adata.uns.get(name), dict) and isinstance(adata.uns[name].get("regions"), pd.DataFrame)}

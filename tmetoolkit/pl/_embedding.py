@@ -28,6 +28,10 @@ def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", 
         Axes to draw into.
     **kwargs
         Passed to :func:`scanpy.pl.embedding`.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     import scanpy as sc
 

@@ -50,6 +50,10 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
         ``uns["tmt_immune_phenotype"]`` names them all.
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     res = _stored(adata, "tmt_immune_phenotype", "tmt.tl.immune_phenotype")
     if res["params"].get("basis") == "expression":
@@ -168,6 +172,10 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
         Categorical ``obs`` column to count (default lineages; ``"tmt_state"`` for states).
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
     samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
@@ -197,6 +205,10 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
         After :func:`tmetoolkit.tl.checkpoints`.
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     tab = _stored(adata, "tmt_checkpoints", "tmt.tl.checkpoints")["table"]
     cols = ["cd8_frac_ge1_receptors", "cd8_frac_ge2_receptors", "cd8_frac_ge3_receptors"]
@@ -233,6 +245,10 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
         Scale each signature's group means to 0-1.
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     if "tmt_scores" not in adata.obsm:
         msg = "adata.obsm['tmt_scores'] is missing: run tmt.tl.score first."
@@ -268,6 +284,10 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
         all regions, instead of one per sample.
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     from ..tl._suppression import component_z
 
@@ -311,6 +331,10 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
         One column per region of tissue (after ``tmt.tl.resistance_profile(adata, region_key=...)``).
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     from matplotlib.patches import Patch
 
@@ -361,6 +385,10 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
         Label this many of the most significant features.
     ax
         Axes to draw into.
+
+    Returns
+    -------
+    The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     res = _stored(adata, "tmt_compare_groups", "tmt.tl.compare_groups")
     t = res["table"]

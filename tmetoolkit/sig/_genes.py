@@ -46,7 +46,17 @@ def _human_to_mouse() -> dict[str, tuple[str, ...]]:
 
 
 def to_mouse(genes: tuple[str, ...] | list[str]) -> dict[str, tuple[str, ...]]:
-    """Mouse orthologs of human symbols (genes without an ortholog are left out)."""
+    """Mouse orthologs of human symbols, from the packaged HCOP table (:func:`orthologs`).
+
+    Parameters
+    ----------
+    genes
+        Human gene symbols.
+
+    Returns
+    -------
+    Human symbol -> its mouse orthologs (one or more); genes without an ortholog are left out.
+    """
     h2m = _human_to_mouse()
     return {g: h2m[g] for g in genes if g in h2m}
 

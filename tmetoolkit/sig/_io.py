@@ -17,6 +17,15 @@ def read_gmt(path: str | os.PathLike) -> list[Signature]:
     """Read a GMT file (name, description, genes; tab-separated) into signatures.
 
     A gene ending in ``-`` is read as a down gene, as in scGate's model tables.
+
+    Parameters
+    ----------
+    path
+        The GMT file.
+
+    Returns
+    -------
+    One :class:`Signature` per line, in collection ``"user"`` with the file named as its source.
     """
     path = Path(path)
     if not path.is_file():
@@ -40,7 +49,18 @@ def read_gmt(path: str | os.PathLike) -> list[Signature]:
 
 
 def write_gmt(sigs, path: str | os.PathLike) -> None:
-    """Write signatures to a GMT file; the description field holds ``version|doi``; down genes get a ``-`` suffix."""
+    """Write signatures to a GMT file, for tools that read gene sets (GSEA, gseapy, fgsea).
+
+    The description field holds ``v<version>|<doi>``; down genes get a ``-`` suffix, which :func:`read_gmt` reads
+    back.
+
+    Parameters
+    ----------
+    sigs
+        Anything ``signatures=`` accepts (see :func:`as_signatures`).
+    path
+        The file to write (overwritten).
+    """
     lines = []
     for s in as_signatures(sigs):
         genes = [*s.genes_up, *(f"{g}-" for g in s.genes_down)]
@@ -49,7 +69,18 @@ def write_gmt(sigs, path: str | os.PathLike) -> None:
 
 
 def to_decoupler(sigs="all") -> pd.DataFrame:
-    """Signatures as a decoupler network: columns ``source``, ``target``, ``weight`` (down genes negative)."""
+    """Signatures as a decoupler network, for ``decoupler.mt.*`` methods (``net=``).
+
+    Parameters
+    ----------
+    sigs
+        Anything ``signatures=`` accepts (see :func:`as_signatures`); default every packaged signature.
+
+    Returns
+    -------
+    One row per signature and gene: ``source`` (signature), ``target`` (gene) and ``weight`` (the gene's weight,
+    negative for down genes).
+    """
     rows = []
     for s in as_signatures(sigs):
         rows += [(s.name, g, s.weight(g)) for g in s.genes_up]
@@ -72,8 +103,15 @@ def _user_signature(name: str, genes) -> Signature:
 def as_signatures(sigs) -> list[Signature]:
     """Turn any accepted ``signatures=`` value into a list of :class:`Signature`.
 
-    Accepted: a collection name or ``"all"``; a registry signature name; a GMT path; a :class:`Signature`;
-    a mapping ``{name: genes}``; or a list mixing these.
+    Parameters
+    ----------
+    sigs
+        A collection name or ``"all"``; a registry signature name; a GMT path; a :class:`Signature`; a mapping
+        ``{name: genes}`` (a gene ending in ``-`` is a down gene); or a list mixing these.
+
+    Returns
+    -------
+    The signatures, each name once (a later one of the same name replaces an earlier one).
     """
     if isinstance(sigs, Signature):
         return [sigs]

@@ -93,7 +93,17 @@ def list(collection: str | None = None) -> pd.DataFrame:
 
 
 def get(name: str) -> Signature:
-    """One packaged signature by name, e.g. ``tmt.sig.get("TAM_M2_like")``."""
+    """One packaged signature by name, e.g. ``tmt.sig.get("TAM_M2_like")``.
+
+    Parameters
+    ----------
+    name
+        A name from :func:`list` (the error names the nearest ones).
+
+    Returns
+    -------
+    The signature, with its up and down genes, weights and source (citation, DOI).
+    """
     sigs = _load_all()
     if name not in sigs:
         raise missing_key_error(name, "the signature registry", sigs)
@@ -101,7 +111,18 @@ def get(name: str) -> Signature:
 
 
 def collection(name: str = "all") -> list[Signature]:
-    """All signatures of a collection (or ``"all"``)."""
+    """All signatures of a collection.
+
+    Parameters
+    ----------
+    name
+        ``lineage``, ``tam``, ``caf``, ``mdsc``, ``treg``, ``tcell``, ``phenotype``, ``suppression``,
+        ``resistance`` or ``"all"``.
+
+    Returns
+    -------
+    The collection's signatures, in name order.
+    """
     sigs = _load_all()
     if name == "all":
         return [*sigs.values()]

@@ -68,6 +68,10 @@ def mechanisms() -> pd.DataFrame:
     One row per mechanism: ``id`` (a short key without ``/``, used as the column name of the stored flag tables,
     since HDF5 and zarr keys cannot hold slashes), ``group``, ``mechanism``, ``category``, ``resistance_type``,
     ``evidence_level``, ``strategies_examples``, ``cycle_steps`` and ``measurable_from_transcriptome``.
+
+    Returns
+    -------
+    The table, one row per mechanism (a fresh copy on each call).
     """
     packaged = resources.files("tmetoolkit") / "_data" / "resistance_mechanisms.tsv"
     in_repo = Path(__file__).resolve().parents[2] / "data" / "resistance_mechanisms.tsv"
