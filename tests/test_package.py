@@ -56,6 +56,8 @@ def test_import_changes_no_global_state():
         "assert dict(matplotlib.rcParams) == rc and list(warnings.filters) == f\n"
         "assert list(logging.getLogger().handlers) == h\n"
         "assert any(isinstance(x, logging.NullHandler) for x in logging.getLogger('tmetoolkit').handlers)\n"
+        "import sys\n"
+        "assert 'tqdm.autonotebook' not in sys.modules  # it warns in notebooks without ipywidgets\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from anndata import AnnData
 
-from ._utils import logger
+from ._utils import logger, progress_bar
+
+
+def _step_bar(steps):
+    """The pipeline's steps with a progress bar, hidden when only warnings and errors are wanted (the command's
+    ``-q``)."""
+    return progress_bar(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO))
 
 
 def run_pipeline(
@@ -41,8 +47,6 @@ def run_pipeline(
     and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
     phenotype, immunosuppression and resistance profile of every region. Returns the paths written.
     """
-    from tqdm.auto import tqdm
-
     from . import pp, tl
 
     outdir = Path(outdir)
@@ -93,8 +97,7 @@ def run_pipeline(
     if group_key is not None and sample_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key,
                                                                     regions=region_key is not None)))
-    # the bar is progress information: hidden when only warnings and errors are wanted (the command's -q)
-    for label, step in tqdm(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO)):
+    for label, step in _step_bar(steps):
         logger.info(label)
         try:
             step()
@@ -112,8 +115,6 @@ def run_pipeline(
 
 def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, name: str) -> dict:
     """Observations are samples: scores, expression phenotype, whole-sample immunosuppression and resistance."""
-    from tqdm.auto import tqdm
-
     from . import tl
 
     steps = [("scoring signatures", lambda: tl.score(adata, "all")),
@@ -123,7 +124,7 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, name: str)
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(adata, basis="expression")))
     if group_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=None, group_key=group_key)))
-    for label, step in tqdm(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO)):
+    for label, step in _step_bar(steps):
         logger.info(label)
         try:
             step()

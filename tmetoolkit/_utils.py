@@ -19,6 +19,17 @@ def warn(msg: str, *, stacklevel: int = 3) -> None:
     warnings.warn(msg, TmtWarning, stacklevel=stacklevel)
 
 
+def progress_bar(iterable, **kwargs):
+    """A tqdm progress bar: a notebook widget where ipywidgets is installed, else text (``tqdm.auto`` without
+    ipywidgets warns in notebooks, on every import)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm(iterable, **kwargs)
+
+
 def nearest(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     """Closest matches of ``name`` among ``options`` (case-insensitive), for error messages."""
     options = [str(o) for o in options]

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 from .. import _keys
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
-from .._utils import check_tmt_key, logger, warn
+from .._utils import check_tmt_key, logger, progress_bar, warn
 from ..pp._check import InputReport, coverage, inspect
 from ..sig import as_signatures
 from . import _kernels
@@ -145,12 +144,12 @@ def score_matrix(
     if method == "mean_ctrl":
         means = _gene_means(X, state, target_sum, chunk_size)
         W, owner = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
-        for start, stop, block in tqdm(chunks, total=n_chunks, disable=not progress, desc="scoring"):
+        for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="scoring"):
             parts = _kernels.matmul(normalise_block(block, state, target_sum), W)
             out[start:stop] = _combine_parts(parts, owner, len(plan))
         used.update(n_bins=n_bins, ctrl_size=ctrl_size)
     elif method == "ssgsea":
-        for start, stop, block in tqdm(chunks, total=n_chunks, disable=not progress, desc="ssGSEA"):
+        for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ssGSEA"):
             out[start:stop] = _ssgsea_block(normalise_block(block, state, target_sum), plan, seed=seed)
         used.update(sample_norm_method="rank", statistic="ES")
     else:
@@ -163,7 +162,7 @@ def score_matrix(
         n_down = np.asarray(m_down.sum(axis=0)).ravel()
         has_down = n_down > 0
         finish = _kernels.auc if aucell else _kernels.ucell
-        for start, stop, block in tqdm(chunks, total=n_chunks, disable=not progress, desc="ranking"):
+        for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ranking"):
             up = finish(_kernels.rank_sums(block, m_up, max_rank, aucell=aucell), n_up, max_rank)
             if has_down.any():
                 down = finish(_kernels.rank_sums(block, m_down, max_rank, aucell=aucell), n_down, max_rank)
