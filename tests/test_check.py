@@ -51,6 +51,14 @@ def test_ensembl_and_mouse_are_detected(sim_small):
     ens.var_names = [f"ENSG{i:011d}" for i in range(ens.n_vars)]
     rep = tmt.pp.check_input(ens)
     assert rep.gene_id == "ensembl" and any("Ensembl" in p for p in rep.problems)
+    # as read from 10x with var_names="gene_ids": the message names the column that holds the symbols
+    ens.var["feature_types"] = "Gene Expression"
+    ens.var["gene_name"] = list(sim_small.var_names)
+    (problem,) = [p for p in tmt.pp.check_input(ens).problems if "Ensembl" in p]
+    assert "adata.var['gene_name']" in problem
+    fixed = ens.copy()
+    fixed.var_names = fixed.var["gene_name"].astype(str)
+    assert tmt.pp.check_input(fixed).gene_id == "symbol"
     mouse = sim_small.copy()
     mouse.var_names = [g.capitalize() for g in mouse.var_names]
     assert tmt.pp.check_input(mouse).species == "mouse"

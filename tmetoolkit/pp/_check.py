@@ -99,6 +99,22 @@ def detect_gene_id(var_names: pd.Index) -> tuple[str, str]:
     return "symbol", ("mouse" if mouse > human else "human")
 
 
+def _symbol_column(var: pd.DataFrame) -> str | None:
+    """The ``var`` column that holds gene symbols (most known human or mouse symbols), or ``None``."""
+    from ..sig._genes import orthologs
+
+    tab = orthologs()
+    known = set(tab["human"]) | set(tab["mouse"])
+    best, hits = None, 0
+    for col in var.columns:
+        if var[col].dtype.kind not in "OUS" and not isinstance(var[col].dtype, pd.CategoricalDtype):
+            continue
+        n = int(var[col].astype(str).isin(known).sum())
+        if n > hits:
+            best, hits = str(col), n
+    return best if hits >= max(10, 0.1 * len(var)) else None
+
+
 def _detect_state(sample, n_vars: int) -> str:
     vals = _values(sample)
     vals = vals[vals != 0]
@@ -156,9 +172,11 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
             f"values: {hint}."
         )
     if gene_id == "ensembl":
+        column = _symbol_column(adata.var)
         problems.append(
-            "var_names are Ensembl IDs; signatures use gene symbols. Set symbols as var_names, e.g. "
-            "adata.var_names = adata.var['gene_symbols'] (then adata.var_names_make_unique())."
+            "var_names are Ensembl IDs; signatures use gene symbols. Set symbols as var_names: "
+            f"adata.var_names = adata.var[{column or 'gene_symbols'!r}].astype(str), then "
+            "adata.var_names_make_unique()" + ("." if column else " (name the var column that holds symbols).")
         )
     target = None
     if libs:
