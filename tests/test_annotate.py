@@ -278,6 +278,27 @@ def test_a_channel_stands_for_one_marker():
         match_markers(channels, {"CD163": "CD206", "CD206": "CD206"})
 
 
+def test_channels_are_recognised_across_panel_naming():
+    """Channel names as published panels write them: a MIBI-TOF TNBC panel (Keren 2018) and an IMC breast panel
+    (Jackson 2020), plus common variants. Keratins, the SMA/collagen and endothelial families are matched by
+    pattern where no alias names them exactly; look-alikes (CD45RO, c-Kit, collagen IV, N-cadherin) are not."""
+    from tmetoolkit.tl._annotate_protein import match_markers
+
+    mibi = ["Keratin6", "Keratin17", "Pan-Keratin", "CD45", "CD45RO", "CD3", "CD4", "CD8", "CD20", "CD68", "CD11c",
+            "CD163", "CD31", "FoxP3", "HLA-DR", "Lag3", "MPO", "PD1", "PD-L1", "SMA", "Vimentin", "dsDNA"]
+    got = match_markers(mibi)
+    assert got["tumor"] == "Pan-Keratin" and got["CD45"] == "CD45" and got["LAG3"] == "Lag3"
+    assert got["endothelial"] == "CD31" and got["stroma"] == "SMA" and got["PDL1"] == "PD-L1"
+    imc = ["Cytokeratin 7", "Cytokeratin 8/18", "Pan Cytokeratin", "E/P-Cadherin", "CD3", "CD20", "CD68", "CD45",
+           "Vimentin", "Fibronectin", "vWF/CD31", "Collagen I", "Histone H3"]
+    got = match_markers(imc)
+    assert got["tumor"] == "Pan Cytokeratin" and got["endothelial"] == "vWF/CD31" and got["stroma"] == "Collagen I"
+    got = match_markers(["Keratin 8/18", "CD3e", "alpha-SMA", "CD8a", "CD279 (PD-1)", "Podoplanin", "DAPI"])
+    assert got == {"tumor": "Keratin 8/18", "CD3": "CD3e", "CD8": "CD8a", "stroma": "alpha-SMA",
+                   "PD1": "CD279 (PD-1)"}
+    assert match_markers(["CK5", "CD45RO", "c-Kit", "Collagen IV", "N-Cadherin"]) == {"tumor": "CK5", "mast": "c-Kit"}
+
+
 def test_markers_on_rna_are_refused(sim_small):
     with pytest.raises(ValueError, match="protein panels"):
         tmt.tl.annotate(sim_small, markers={"tumor": "EPCAM"})

@@ -154,8 +154,9 @@ def annotate(
         cell's own scores. RNA only.
     markers
         Protein panels only: canonical marker -> channel in ``var_names``, for channels not recognised by name
-        (``CD8 (Opal 540)``, ``CD8A`` and ``PanCK`` are). ``"tumor"`` is the malignant-cell marker, keratin by
-        default; e.g. ``{"tumor": "CD30"}`` for Hodgkin lymphoma. See ``tmt.tl._annotate_protein.MARKER_ALIASES``.
+        (``CD8 (Opal 540)``, ``CD8A``, ``PanCK``, ``Pan-Keratin``, ``Keratin17``, ``vWF/CD31`` are). ``"tumor"`` is
+        the malignant-cell marker, keratin by default; e.g. ``{"tumor": "CD30"}`` for Hodgkin lymphoma. See
+        ``tmt.tl._annotate_protein.MARKER_ALIASES`` and ``MARKER_PATTERNS``.
     gates
         Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian

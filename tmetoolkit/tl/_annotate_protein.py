@@ -20,15 +20,15 @@ import pandas as pd
 # "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
 # map it to another channel for non-epithelial tumours (e.g. markers={"tumor": "CD30"} in Hodgkin lymphoma).
 MARKER_ALIASES: dict[str, tuple[str, ...]] = {
-    "tumor": ("PANCK", "CK", "PANCYTOKERATIN", "CYTOKERATIN", "KRT", "KERATIN", "ECAD", "ECADHERIN", "CDH1", "EPCAM",
-              "SOX10", "MELANA", "S100"),
+    "tumor": ("PANCK", "CK", "PANCYTOKERATIN", "PANKERATIN", "CYTOKERATIN", "KRT", "KERATIN", "ECAD", "ECADHERIN",
+              "CDH1", "EPCAM", "SOX10", "MELANA", "MART1", "S100"),
     "CD45": ("CD45", "PTPRC"),
     "CD3": ("CD3", "CD3D", "CD3E"),
-    "CD8": ("CD8", "CD8A"),
+    "CD8": ("CD8", "CD8A", "CD8ALPHA"),
     "CD4": ("CD4",),
     "FOXP3": ("FOXP3",),
     "CD56": ("CD56", "NCAM1"),
-    "B": ("CD20", "MS4A1", "CD19", "CD79A"),
+    "B": ("CD20", "MS4A1", "CD19", "CD79A", "PAX5"),
     "CD138": ("CD138", "SDC1"),
     "CD68": ("CD68",),
     "CD163": ("CD163",),
@@ -38,18 +38,26 @@ MARKER_ALIASES: dict[str, tuple[str, ...]] = {
     "granulocyte": ("CD15", "CD66B", "MPO"),
     "CD11C": ("CD11C", "ITGAX"),
     "HLADR": ("HLADR",),
-    "mast": ("TRYPTASE", "TPSAB1", "CKIT", "CD117"),
-    "stroma": ("SMA", "ASMA", "ACTA2", "FAP", "PDGFRB", "COL1", "COL1A1"),
-    "endothelial": ("CD31", "PECAM1", "CD34", "VWF"),
-    "PD1": ("PD1", "PDCD1"),
-    "TIM3": ("TIM3", "HAVCR2"),
-    "LAG3": ("LAG3",),
+    "mast": ("TRYPTASE", "MASTCELLTRYPTASE", "TPSAB1", "CKIT", "CD117"),
+    "stroma": ("SMA", "ASMA", "ALPHASMA", "ACTA2", "FAP", "PDGFRB", "COL1", "COL1A1"),
+    "endothelial": ("CD31", "PECAM1", "CD34", "VWF", "VONWILLEBRANDFACTOR"),
+    "PD1": ("PD1", "PDCD1", "CD279"),
+    "TIM3": ("TIM3", "HAVCR2", "CD366"),
+    "LAG3": ("LAG3", "CD223"),
     "TIGIT": ("TIGIT",),
     "CTLA4": ("CTLA4", "CD152"),
     "PDL1": ("PDL1", "CD274", "B7H1"),
     "PDL2": ("PDL2", "PDCD1LG2", "CD273"),
     "CD39": ("CD39", "ENTPD1"),
     "TCF1": ("TCF1", "TCF7"),
+}
+# where no alias names a channel exactly: patterns (whole normalised names, tried in order) for the families that
+# panels name in many ways - single keratins ("Keratin17", "CK8/18", "Cytokeratin 7"), "E/P-Cadherin", "vWF/CD31"
+MARKER_PATTERNS: dict[str, tuple[str, ...]] = {
+    "tumor": (r"PAN(CYTO)?(KERATIN|CK)\w*", r"CKPAN|AE1AE3", r"(CYTO)?KERATIN\d+\w*", r"CK\d+", r"KRT\d+\w*",
+              r"E?PCADHERIN"),
+    "stroma": (r"COL(LAGEN)?(1|I)(A1)?", r"PDPN|PODOPLANIN"),
+    "endothelial": (r"\w*CD31\w*|VWF\w*", r"LYVE1"),
 }
 
 IMMUNE = ("CD45",)
@@ -88,6 +96,10 @@ def _norm(name: str) -> str:
 def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[str, str]:
     """Canonical marker -> channel in ``var_names``: recognised by name, completed or overridden by ``markers``.
 
+    Names are compared after upper-casing, dropping non-alphanumerics and any "(Opal 540)"-style suffix: first
+    against :data:`MARKER_ALIASES`, then, for keratins, collagen and endothelial markers, against
+    :data:`MARKER_PATTERNS` (``"Pan-Keratin"``, ``"Keratin17"``, ``"CK8/18"``, ``"vWF/CD31"``).
+
     A channel stands for one marker: one the user maps is no longer matched by name to another marker, and
     mapping one channel to two markers is refused.
     """
@@ -106,6 +118,13 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
             if alias in normed:
                 found[canon] = normed[alias]
                 break
+    taken = set(found.values())
+    for canon, patterns in MARKER_PATTERNS.items():
+        hits = (normed[n] for pattern in patterns for n in normed if re.fullmatch(pattern, n))
+        channel = next((ch for ch in hits if ch not in taken), None) if canon not in found else None
+        if channel is not None:
+            found[canon] = channel
+            taken.add(channel)
     found = {canon: ch for canon, ch in found.items() if ch not in markers.values()}
     for canon, channel in markers.items():
         if canon not in MARKER_ALIASES:
