@@ -16,7 +16,8 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
           ax=None) -> Figure:
     """Histogram of each gated marker's intensity with its gate and the cells called positive.
 
-    Intensities are drawn as imaged, on a log axis. Cells above the gate that were not called positive lost their
+    Intensities are drawn as imaged, on a log axis (channels with negative values, transformed or z-scored, on a
+    linear one). Cells above the gate that were not called positive lost their
     signal to spill-over removal (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright
     touching neighbour.
 
@@ -70,9 +71,13 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
             row = table.loc[marker]
             j = list(map(str, adata.var_names)).index(str(row["channel"]))
             x = np.asarray(X[:, j].toarray() if hasattr(X[:, j], "toarray") else X[:, j], dtype=float).ravel()
-            floor = np.quantile(x[x > 0], 0.01) if (x > 0).any() else 1e-3
-            x = np.clip(x, floor, None)
-            edges = np.geomspace(x.min(), x.max() * 1.001, bins + 1)
+            transformed = bool((x < 0).any())  # gated on its own values, as annotate did
+            if transformed:
+                edges = np.linspace(x.min(), x.max(), bins + 1)
+            else:
+                floor = np.quantile(x[x > 0], 0.01) if (x > 0).any() else 1e-3
+                x = np.clip(x, floor, None)
+                edges = np.geomspace(x.min(), x.max() * 1.001, bins + 1)
             positive = scores[f"{marker}+"].to_numpy() > 0
             above = x > row["gate"]
             parts = [x[positive], x[~positive & above], x[~positive & ~above]]
@@ -82,8 +87,9 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
             a.hist([parts[i] for i in keep], bins=edges, stacked=True, color=[colors[i] for i in keep],
                    label=[labels[i] for i in keep], linewidth=0)
             a.axvline(row["gate"], color="black", lw=0.8, ls="--")
-            a.set_xscale("log")
-            a.xaxis.set_minor_formatter(NullFormatter())
+            if not transformed:
+                a.set_xscale("log")
+                a.xaxis.set_minor_formatter(NullFormatter())
             a.set_title(f"{marker}: {positive.mean():.1%} positive", fontsize=9)
             a.set_xlabel(str(row["channel"]), fontsize=8)
             a.set_ylabel("cells")

@@ -27,7 +27,8 @@ class InputReport:
     ----------
     state
         ``counts`` (non-negative integers), ``lognorm`` (log-scale normalised), ``linear`` (normalised, not logged,
-        e.g. TPM), ``scaled`` (negative values, e.g. z-scores), or ``protein`` (intensities of a small marker panel).
+        e.g. TPM), ``scaled`` (negative values, e.g. z-scores), or ``protein`` (intensities of a small marker panel,
+        raw, transformed or z-scored).
     gene_id
         ``symbol`` or ``ensembl``.
     species
@@ -120,8 +121,8 @@ def _detect_state(sample, n_vars: int) -> str:
     vals = vals[vals != 0]
     if vals.size == 0:
         return "counts"
-    if vals.min() < 0:
-        return "scaled"
+    if vals.min() < 0:  # a marker panel may come arcsinh-transformed and z-scored per channel
+        return "protein" if n_vars <= PROTEIN_MAX_FEATURES else "scaled"
     integer = bool(np.all(np.abs(vals - np.round(vals)) < 1e-6))
     if integer:
         return "counts"

@@ -162,7 +162,8 @@ def annotate(
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
         mixture on its log intensity.
     spillover
-        Protein panels with ``obsm["spatial"]``, channels with fitted gates: lateral spill-over removed before gating.
+        Protein panels with ``obsm["spatial"]`` and intensities (not transformed values with negatives), channels with
+        fitted gates: lateral spill-over removed before gating.
         Each cell loses this fraction of its brightest touching neighbour's intensity, channel by channel, so a
         dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities as imaged.
         ``0`` turns it off; given ``gates`` apply to the intensities as they are.
@@ -378,6 +379,10 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     names = list(map(str, adata.var_names))
     # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
     compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
+    if compensate and (X < 0).any():  # spill-over adds intensities; transformed or z-scored values do not add
+        logger.info("protein panel: intensities hold negative values (transformed or z-scored), so spill-over from "
+                    "touching cells is not removed")
+        compensate = False
     compensated = None
     if compensate:
         xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]

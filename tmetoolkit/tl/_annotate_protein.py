@@ -139,10 +139,19 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
     return found
 
 
-def _log(x: np.ndarray) -> tuple[np.ndarray, float]:
+def _gating_offset(x: np.ndarray) -> float | None:
+    """Channels are gated on log intensity, offset by the 1% quantile of the positive values; ``None`` for a
+    channel that holds negative values: it was transformed already (arcsinh, z-scored per channel) and is gated on
+    its own values."""
+    if (x < 0).any():
+        return None
     pos = x[x > 0]
-    offset = float(np.quantile(pos, 0.01)) if pos.size else 1e-3
-    return np.log(np.clip(x, 0, None) + offset), offset
+    return float(np.quantile(pos, 0.01)) if pos.size else 1e-3
+
+
+def _to_gating_scale(v, offset: float | None) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v if offset is None else np.log(np.clip(v, 0, None) + offset)
 
 
 def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | None = None,
@@ -154,12 +163,12 @@ def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | N
     """
     from ._mixture import fit_two_components
 
-    t, offset = _log(np.asarray(x, dtype=np.float64))
-    fit = fit_two_components(t, seed=seed)
-    cut = fit.crossing if threshold is None else float(np.log(max(threshold, 0) + offset))
-    if score is not None:
-        t = np.log(np.clip(np.asarray(score, dtype=np.float64), 0, None) + offset)
-    return (t - cut) / max(fit.low_sd, 1e-6), float(np.exp(cut) - offset)
+    x = np.asarray(x, dtype=np.float64)
+    offset = _gating_offset(x)
+    fit = fit_two_components(_to_gating_scale(x, offset), seed=seed)
+    cut = fit.crossing if threshold is None else float(_to_gating_scale(threshold, offset))
+    t = _to_gating_scale(x if score is None else score, offset)
+    return (t - cut) / max(fit.low_sd, 1e-6), float(cut if offset is None else np.exp(cut) - offset)
 
 
 def compensate_spillover(X: np.ndarray, xy: np.ndarray, fraction: float, images: np.ndarray,
