@@ -196,3 +196,33 @@ def test_region_key_gives_phenotype_and_immunosuppression_per_region(tmp_path):
     assert set(table.index) == set(sup.index) and "immunosuppression:composite" in table
     assert "Regions (true_compartment)" in html and html.count("Per region (true_compartment)") == 2
     assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "o2"), "--region-key", "zone", "-q"]) == 2
+
+
+def test_layer_option_reads_counts_when_x_is_scaled(tmp_path, capsys):
+    """The usual scanpy file: X scaled, counts in a layer. The run refuses X and names --layer; with it, the calls
+    equal those made from the counts, and X is written back unchanged."""
+    import anndata as ad
+    import numpy as np
+    import scanpy as sc
+
+    import tmetoolkit as tmt
+
+    counts = tmt.datasets.simulate(n_samples=3, n_cells=300, seed=2)
+    scaled = counts.copy()
+    scaled.layers["counts"] = scaled.X.copy()
+    sc.pp.normalize_total(scaled)
+    sc.pp.log1p(scaled)
+    sc.pp.scale(scaled, max_value=10)
+    x_before = np.asarray(scaled.X).copy()
+    counts.write_h5ad(tmp_path / "counts.h5ad")
+    scaled.write_h5ad(tmp_path / "scaled.h5ad")
+
+    assert main(["run", str(tmp_path / "scaled.h5ad"), "-o", str(tmp_path / "refused"), "-q"]) == 2
+    assert "--layer NAME (layers in this file: counts)" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "scaled.h5ad"), "-o", str(tmp_path / "s"), "--layer", "counts", "-q"]) == 0
+    assert main(["run", str(tmp_path / "counts.h5ad"), "-o", str(tmp_path / "c"), "-q"]) == 0
+    from_layer, from_x = ad.read_h5ad(tmp_path / "s" / "scaled.h5ad"), ad.read_h5ad(tmp_path / "c" / "counts.h5ad")
+    assert (from_layer.obs["tmt_state"] == from_x.obs["tmt_state"]).all()
+    np.testing.assert_array_equal(np.asarray(from_layer.X), x_before)
+    assert main(["run", str(tmp_path / "scaled.h5ad"), "-o", str(tmp_path / "x"), "--layer", "cnts", "-q"]) == 2
+    assert "'counts'" in capsys.readouterr().err

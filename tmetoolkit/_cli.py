@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                           "immunosuppression and resistance profile per region (default: square tiles for the "
                           "phenotype only)")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
+    run.add_argument("--layer", default=None,
+                     help="layer of counts or log-normalised values to read when X holds something else (e.g. "
+                          "scaled values); X is not changed")
     run.add_argument("--bulk", action="store_true",
                      help="observations are samples (bulk RNA-seq or pseudobulk), not cells")
     demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
@@ -108,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, region_key=args.region_key,
                                  tumor_signature=args.tumor_signature, markers=_pairs(args.markers), bulk=args.bulk,
-                                 name=path.stem)
+                                 layer=args.layer, name=path.stem)
     except (ValueError, KeyError, TypeError) as e:
-        return _fail(str(e).strip("'\""))
+        msg = str(e).strip("'\"")
+        if args.command == "run" and "pass layer=" in msg:
+            layers = ", ".join(adata.layers.keys()) or "none"
+            msg += f" From the command line: --layer NAME (layers in this file: {layers})."
+        return _fail(msg)
     for kind, p in paths.items():
         print(f"wrote {kind}: {p}")
     return 0

@@ -30,6 +30,7 @@ def run_pipeline(
     tumor_signature: str | None = None,
     markers: dict[str, str] | None = None,
     bulk: bool = False,
+    layer: str | None = None,
     name: str = "tmetoolkit",
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv``, ``report.html``,
@@ -45,7 +46,9 @@ def run_pipeline(
     data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
     and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
-    phenotype, immunosuppression and resistance profile of every region. Returns the paths written.
+    phenotype, immunosuppression and resistance profile of every region. ``layer`` names the layer of counts or
+    log-normalised values to read when ``X`` holds something else (scaled values); ``X`` is never changed. Returns
+    the paths written.
     """
     from . import pp, tl
 
@@ -56,12 +59,16 @@ def run_pipeline(
         raise ValueError(msg)
     if sample_key is None and "sample" in adata.obs and not bulk:
         sample_key = "sample"
-    report = pp.check_input(adata)
+    if layer is not None and layer not in adata.layers:
+        from ._utils import missing_key_error
+
+        raise missing_key_error(layer, "adata.layers", adata.layers.keys())
+    report = pp.check_input(adata, layer=layer)
     if report.problems:
         raise ValueError("; ".join(report.problems))
     if bulk:
-        return _run_bulk(adata, outdir, group_key=group_key, name=name)
-    if report.state == "linear" and adata.n_obs <= 1000 and _median_detected(adata) > 10_000:
+        return _run_bulk(adata, outdir, group_key=group_key, layer=layer, name=name)
+    if report.state == "linear" and adata.n_obs <= 1000 and _median_detected(adata, layer) > 10_000:
         logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
                        "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")
     protein = report.state == "protein"
@@ -70,30 +77,30 @@ def run_pipeline(
     spots = is_spot_data(adata) and cell_type_key is None
     steps = []
     if spots:  # spots mix cells: no per-cell states; scores, then the spot phenotype
-        steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
+        steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
     elif not protein:
-        steps.append(("scoring signatures", lambda: tl.score(adata, "all")))
-        steps.append(("annotating cell states", lambda: tl.annotate(adata)))
-        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
+        steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
+        steps.append(("annotating cell states", lambda: tl.annotate(adata, layer=layer)))
+        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key, layer=layer)))
     elif cell_type_key is None:
-        steps.append(("annotating cells from protein markers",
-                      lambda: tl.annotate(adata, sample_key=sample_key, image_key=image_key, markers=markers)))
-        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key)))
+        steps.append(("annotating cells from protein markers", lambda: tl.annotate(
+            adata, layer=layer, sample_key=sample_key, image_key=image_key, markers=markers)))
+        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key, layer=layer)))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     # the phenotype comes before the resistance profile, whose IFN-gamma row asks whether T cells reach the tumour
     if "spatial" in adata.obsm:
         steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
-            region_key=region_key, tumor_signature=tumor_signature, **labels)))
+            region_key=region_key, tumor_signature=tumor_signature, layer=layer, **labels)))
     elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
-            basis="expression")))
+            basis="expression", layer=layer)))
     if not spots and (not protein or cell_type_key is None):
         steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
-                                                                         region_key=region_key)))
+                                                                         region_key=region_key, layer=layer)))
         steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
-                                                                          region_key=region_key)))
+                                                                          region_key=region_key, layer=layer)))
     if group_key is not None and sample_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key,
                                                                     regions=region_key is not None)))
@@ -113,15 +120,16 @@ def run_pipeline(
     return _write(adata, outdir, sample_key=sample_key, name=name)
 
 
-def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, name: str) -> dict:
+def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str | None, name: str) -> dict:
     """Observations are samples: scores, expression phenotype, whole-sample immunosuppression and resistance."""
     from . import tl
 
-    steps = [("scoring signatures", lambda: tl.score(adata, "all")),
-             ("immunosuppression", lambda: tl.immunosuppression(adata, bulk=True)),
-             ("resistance profile", lambda: tl.resistance_profile(adata, bulk=True))]
+    steps = [("scoring signatures", lambda: tl.score(adata, "all", layer=layer)),
+             ("immunosuppression", lambda: tl.immunosuppression(adata, bulk=True, layer=layer)),
+             ("resistance profile", lambda: tl.resistance_profile(adata, bulk=True, layer=layer))]
     if adata.n_obs >= 3:
-        steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(adata, basis="expression")))
+        steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(adata, basis="expression",
+                                                                                  layer=layer)))
     if group_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=None, group_key=group_key)))
     for label, step in _step_bar(steps):
@@ -135,13 +143,13 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, name: str)
     return _write(adata, outdir, sample_key=None, name=name)
 
 
-def _median_detected(adata: AnnData) -> float:
+def _median_detected(adata: AnnData, layer: str | None) -> float:
     """Median number of detected genes per observation (at most 200 observations read)."""
     import numpy as np
 
     from ._matrix import get_matrix, row_block
 
-    X = row_block(get_matrix(adata, None), 0, min(adata.n_obs, 200))
+    X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, 200))
     return float(np.median((X > 0).sum(axis=1)))
 
 
