@@ -226,3 +226,16 @@ def test_layer_option_reads_counts_when_x_is_scaled(tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(from_layer.X), x_before)
     assert main(["run", str(tmp_path / "scaled.h5ad"), "-o", str(tmp_path / "x"), "--layer", "cnts", "-q"]) == 2
     assert "'counts'" in capsys.readouterr().err
+
+
+def test_run_without_sample_key_names_candidate_columns(tmp_path, caplog):
+    import logging
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=200, seed=0)
+    a.obs = a.obs.rename(columns={"sample": "patient_id"})
+    a.write_h5ad(tmp_path / "a.h5ad")
+    with caplog.at_level(logging.WARNING, logger="tmetoolkit"):
+        assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert "candidates: patient_id" in caplog.text

@@ -59,6 +59,12 @@ def run_pipeline(
         raise ValueError(msg)
     if sample_key is None and "sample" in adata.obs and not bulk:
         sample_key = "sample"
+    if sample_key is None and not bulk:
+        candidates = _sample_like_columns(adata)
+        if candidates:
+            logger.warning("no sample_key: all cells are treated as one sample. If the data hold several samples, "
+                           "name their obs column (--sample-key / sample_key=); candidates: %s.",
+                           ", ".join(candidates))
     if layer is not None and layer not in adata.layers:
         from ._utils import missing_key_error
 
@@ -141,6 +147,15 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
                 raise
             logger.warning("skipped %s: %s", label, e)
     return _write(adata, outdir, sample_key=None, name=name)
+
+
+def _sample_like_columns(adata: AnnData) -> list[str]:
+    """``obs`` columns whose name says sample, patient, donor ... and that hold between 2 and 1,000 values."""
+    import re
+
+    pattern = re.compile(r"sample|patient|donor|orig\.ident|library|specimen|subject|case_?id|slide", re.IGNORECASE)
+    return [str(c) for c in adata.obs.columns
+            if pattern.search(str(c)) and 2 <= adata.obs[c].nunique() <= 1000 and not str(c).startswith("tmt_")]
 
 
 def _median_detected(adata: AnnData, layer: str | None) -> float:
