@@ -239,3 +239,27 @@ def test_run_without_sample_key_names_candidate_columns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tmetoolkit"):
         assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert "candidates: patient_id" in caplog.text
+
+
+def test_spatial_columns_option_uses_coordinates_kept_in_obs(tmp_path, caplog):
+    """Coordinates in obs columns (as scimap and many readers keep them): the run names them and, given
+    --spatial-columns, makes the spatial phenotype with them."""
+    import logging
+
+    import anndata as ad
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=3, n_cells=300, seed=0)
+    a.obs["X_centroid"], a.obs["Y_centroid"] = a.obsm["spatial"][:, 0], a.obsm["spatial"][:, 1]
+    del a.obsm["spatial"]
+    a.write_h5ad(tmp_path / "a.h5ad")
+    with caplog.at_level(logging.WARNING, logger="tmetoolkit"):
+        assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "plain"), "-q"]) == 0
+    assert "--spatial-columns X_centroid,Y_centroid" in caplog.text
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "xy"), "-q",
+                 "--spatial-columns", "X_centroid,Y_centroid"]) == 0
+    out = ad.read_h5ad(tmp_path / "xy" / "a.h5ad")
+    assert (out.uns["tmt_immune_phenotype"]["table"]["basis"] == "spatial").all()
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "bad"), "-q",
+                 "--spatial-columns", "X_centroid"]) == 2

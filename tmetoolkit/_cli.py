@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                           "immunosuppression and resistance profile per region (default: square tiles for the "
                           "phenotype only)")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
+    run.add_argument("--spatial-columns", default=None,
+                     help="X,Y: obs columns of cell coordinates (micrometres), when the file has no "
+                          "obsm['spatial']; they are copied there")
     run.add_argument("--layer", default=None,
                      help="layer of counts or log-normalised values to read when X holds something else (e.g. "
                           "scaled values); X is not changed")
@@ -103,10 +106,18 @@ def main(argv: list[str] | None = None) -> int:
                 adata = ad.read_h5ad(path)
             except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable h5ad"
                 return _fail(f"could not read {str(path)!r} as an .h5ad file ({type(e).__name__}).")
-            for key in (args.sample_key, args.cell_type_key, args.group_key, args.image_key, args.region_key):
+            columns = _split(args.spatial_columns) or []
+            if args.spatial_columns is not None and len(columns) != 2:
+                return _fail(f"--spatial-columns takes two obs columns, X,Y; got {args.spatial_columns!r}.")
+            for key in (args.sample_key, args.cell_type_key, args.group_key, args.image_key, args.region_key,
+                        *columns):
                 if key is not None and key not in adata.obs:
                     close = _utils.nearest(key, adata.obs.columns)
                     return _fail(f"obs column {key!r} not found" + (f"; did you mean {close}?" if close else "."))
+            if columns:
+                if "spatial" in adata.obsm:
+                    return _fail("the file has obsm['spatial'] already; leave out --spatial-columns.")
+                adata.obsm["spatial"] = adata.obs[columns].to_numpy(dtype=float)
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, region_key=args.region_key,

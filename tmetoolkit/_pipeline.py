@@ -78,6 +78,10 @@ def run_pipeline(
         logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
                        "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")
     protein = report.state == "protein"
+    if "spatial" not in adata.obsm and (pair := _coordinate_columns(adata)):
+        logger.warning("no adata.obsm['spatial'], so no spatial phenotype; obs columns %s look like cell coordinates: "
+                       "use them with --spatial-columns %s (adata.obsm['spatial'] = adata.obs[[%r, %r]].to_numpy() "
+                       "in Python).", " and ".join(pair), ",".join(pair), *pair)
     from .tl._spots import is_spot_data
 
     spots = is_spot_data(adata) and cell_type_key is None
@@ -147,6 +151,19 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
                 raise
             logger.warning("skipped %s: %s", label, e)
     return _write(adata, outdir, sample_key=None, name=name)
+
+
+COORDINATE_PAIRS = (("x", "y"), ("X", "Y"), ("X_centroid", "Y_centroid"), ("x_centroid", "y_centroid"),
+                    ("center_x", "center_y"), ("CenterX_global_px", "CenterY_global_px"), ("X_position", "Y_position"),
+                    ("x_location", "y_location"), ("Cell X Position", "Cell Y Position"))
+
+
+def _coordinate_columns(adata: AnnData) -> tuple[str, str] | None:
+    """The first pair of numeric ``obs`` columns named like cell coordinates, or ``None``."""
+    for pair in COORDINATE_PAIRS:
+        if all(c in adata.obs and adata.obs[c].dtype.kind in "if" for c in pair):
+            return pair
+    return None
 
 
 def _sample_like_columns(adata: AnnData) -> list[str]:
