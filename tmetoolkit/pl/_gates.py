@@ -17,9 +17,8 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
     """Histogram of each gated marker's intensity with its gate and the cells called positive.
 
     Intensities are drawn as imaged, on a log axis (channels with negative values, transformed or z-scored, on a
-    linear one). Cells above the gate that were not called positive lost their
-    signal to spill-over removal (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright
-    touching neighbour.
+    linear one). Cells above the gate that were not called positive lost their signal to spill-over removal
+    (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright touching neighbour.
 
     Parameters
     ----------
