@@ -299,6 +299,32 @@ def test_channels_are_recognised_across_panel_naming():
     assert match_markers(["CK5", "CD45RO", "c-Kit", "Collagen IV", "N-Cadherin"]) == {"tumor": "CK5", "mast": "c-Kit"}
 
 
+def test_tumor_signature_decides_malignant_cells_on_a_panel_without_epithelial_genes():
+    """Chen's immune MERFISH panel holds KRT8 alone of the epithelial sets, so no cell can be called malignant and
+    the MHC-II-rich tumour cells go to DC. With a programme that marks them (MAPK activity, MPAS) the authors'
+    epithelial cells are found and leave the DC calls."""
+    c = real_data("chen")
+    plain = c.copy()
+    tmt.tl.annotate(plain)
+    tmt.tl.annotate(c, tumor_signature="MPAS")
+    epi = (c.obs["type_lvl1"] == "Epithelial").to_numpy()
+    assert (plain.obs["tmt_lineage"] == "Malignant/Epithelial").sum() == 0
+    assert (plain.obs["tmt_lineage"][epi] == "DC").mean() > 0.4  # measured 290 of 634
+    lin = c.obs["tmt_lineage"]
+    assert (lin[epi] == "Malignant/Epithelial").mean() >= 0.5  # measured 0.56
+    assert (lin[epi] == "DC").mean() < 0.1  # measured 0.07
+    assert (c.obs["type_lvl1"][lin == "Malignant/Epithelial"] == "Epithelial").mean() >= 0.9  # measured 0.96
+    rules = c.uns["tmt_annotate"]["rules"].set_index("label")
+    assert rules.at["Malignant/Epithelial|MPAS", "assessable"] and not rules.at["Malignant/Epithelial|epithelial",
+                                                                                   "assessable"]
+    genes = tmt.get.markers(c, key="tmt_lineage").query("label == 'Malignant/Epithelial'")
+    assert set(genes["signatures"]) == {"MPAS"}  # KRT8 alone did not score the epithelial set
+    with pytest.raises(KeyError, match="MPAS"):
+        tmt.tl.annotate(c, tumor_signature="MAPS")
+    with pytest.raises(ValueError, match="protein panel"):
+        tmt.tl.annotate(real_data("phenoptr"), tumor_signature="MPAS")
+
+
 def test_markers_on_rna_are_refused(sim_small):
     with pytest.raises(ValueError, match="protein panels"):
         tmt.tl.annotate(sim_small, markers={"tumor": "EPCAM"})

@@ -93,6 +93,8 @@ def test_tumor_signature_finds_the_tumour_without_epithelial_calls(tmp_path, cap
     a = ad.read_h5ad(next((tmp_path / "b").glob("*.h5ad")))
     assert a.uns["tmt_immune_phenotype"]["table"]["basis"].iloc[0] == "spatial"
     assert a.obs["tmt_tumor_cell"].mean() > 0.2
+    assert a.uns["tmt_annotate"]["params"]["tumor_signature"] == "MPAS"
+    assert (a.obs["tmt_lineage"] == "Malignant/Epithelial").sum() > 300  # none without the programme
 
 
 def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):

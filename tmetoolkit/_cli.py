@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated effector (CD8 T) labels of --cell-type-key (default 'CD8 T')")
     run.add_argument("--tumor-signature", default=None,
                      help="signature marking the malignant cells, for panels without epithelial markers "
-                          "(e.g. MPAS; see tmt.sig.list()); replaces --tumor-labels")
+                          "(e.g. MPAS; see tmt.sig.list()): annotate calls them Malignant/Epithelial and the "
+                          "phenotype finds the tumour with it; replaces --tumor-labels")
     run.add_argument("--markers", default=None,
                      help="protein panels: canonical marker=channel pairs for channels not recognised by name, "
                           "comma-separated (e.g. tumor=CD30,CD8=CD8A)")

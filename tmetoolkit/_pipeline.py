@@ -90,7 +90,8 @@ def run_pipeline(
         steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
     elif not protein:
         steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
-        steps.append(("annotating cell states", lambda: tl.annotate(adata, layer=layer)))
+        steps.append(("annotating cell states", lambda: tl.annotate(adata, layer=layer,
+                                                                    tumor_signature=tumor_signature)))
         steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key, layer=layer)))
     elif cell_type_key is None:
         steps.append(("annotating cells from protein markers", lambda: tl.annotate(

@@ -99,6 +99,8 @@ def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tup
     for name in names:
         if name not in info.index or not info.at[name, "genes_used"]:
             continue
+        if "scored" in info.columns and not info.at[name, "scored"]:
+            continue  # too few of its genes on the panel: it decided nothing
         down = set(get(name.removesuffix(SPECIFIC_SUFFIX)).genes_down)
         used = str(info.at[name, "genes_used"]).split(",")
         for gene, pos in index.match(used).items():

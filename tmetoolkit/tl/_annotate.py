@@ -113,6 +113,7 @@ def annotate(
     spillover: float = 0.15,
     sample_key: str | None = None,
     image_key: str | None = None,
+    tumor_signature: str | None = None,
     min_confidence: float = 0.3,
     override_confidence: float = 0.8,
     copy: bool = False,
@@ -170,6 +171,12 @@ def annotate(
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
         images within a sample. Each image has its own coordinates, so cells touch only within it.
+    tumor_signature
+        RNA only: a registry signature that marks the malignant cells on this panel, for panels without the
+        epithelial genes the malignant lineage is otherwise decided by (e.g. ``"MPAS"``, MAPK activity, on a lung
+        cancer MERFISH panel without keratins). It decides ``Malignant/Epithelial`` next to the epithelial sets;
+        pass the same name to :func:`tmetoolkit.tl.immune_phenotype`. On protein panels map a channel instead:
+        ``markers={"tumor": ...}``.
     min_confidence
         Below this confidence a call is not made.
     override_confidence
@@ -233,6 +240,10 @@ def annotate(
     # state and species only; score() below scans the matrix itself
     report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
     if report.state == "protein":
+        if tumor_signature is not None:
+            msg = ("tumor_signature= applies to RNA; on a protein panel map the channel that marks the malignant "
+                   "cells: markers={'tumor': '<channel>'}.")
+            raise ValueError(msg)
         _annotate_protein(adata, layer, markers=markers, gates=gates, groupby=groupby, spillover=spillover,
                           sample_key=sample_key, image_key=image_key, min_confidence=min_confidence,
                           override_confidence=override_confidence)
@@ -241,6 +252,12 @@ def annotate(
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
                f"(state: {report.state}). Leave them out.")
         raise ValueError(msg)
+    lineage_table = dict(rules.LINEAGE_RULES)
+    if tumor_signature is not None:
+        from ..sig import get
+
+        get(tumor_signature)  # a KeyError naming the nearest registry names
+        lineage_table[f"Malignant/Epithelial|{tumor_signature}"] = (tumor_signature,)
 
     import warnings
 
@@ -249,15 +266,16 @@ def annotate(
     state_rules, specific = rules.specific_state_rules()
     with warnings.catch_warnings(record=True):  # the rule table reports what could not be scored
         warnings.simplefilter("always", TmtWarning)
-        score(adata, [*rules.needed_signatures(), *specific], layer=layer, method="mean_ctrl", species=report.species)
+        needed = list(dict.fromkeys([*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]))
+        score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     S = adata.obsm[_keys.SCORES]
-    S = S[[c for c in [*rules.needed_signatures(), *(s.name for s in specific)] if c in S.columns]]
+    S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]
     # where a signature could not be scored, its published set or a listed fallback decides (rules.resolve)
     info = adata.uns["tmt_scores"]["signatures"].set_index("signature")
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
-    lineage_rules, tnk_rules = rules.resolve(rules.LINEAGE_RULES, used), rules.resolve(rules.TNK_RULES, used)
+    lineage_rules, tnk_rules = rules.resolve(lineage_table, used), rules.resolve(rules.TNK_RULES, used)
     mixed = _mixed_lineage_evidence(S, lineage_rules)
     if n_neighbors > 1 and adata.n_obs > 2:
         # neighbours by label evidence, each label once: a programme measured by many signatures (naive-like T
@@ -343,6 +361,7 @@ def annotate(
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
                    "n_neighbors": n_neighbors, "min_confidence": min_confidence,
                    "override_confidence": override_confidence, "input_state": report.state,
+                   "tumor_signature": tumor_signature or "",
                    "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"]},
         "rules": rule_tab,
         "mixed_evidence": mixed,
