@@ -9,6 +9,7 @@ from sklearn.cluster import KMeans
 
 import tmetoolkit as tmt
 from tmetoolkit._keys import STATES
+from tmetoolkit._utils import TmtWarning
 
 from .conftest import real_data
 
@@ -305,7 +306,8 @@ def test_tumor_signature_decides_malignant_cells_on_a_panel_without_epithelial_g
     epithelial cells are found and leave the DC calls."""
     c = real_data("chen")
     plain = c.copy()
-    tmt.tl.annotate(plain)
+    with pytest.warns(TmtWarning, match="no cell can be called malignant on this panel"):
+        tmt.tl.annotate(plain)
     tmt.tl.annotate(c, tumor_signature="MPAS")
     epi = (c.obs["type_lvl1"] == "Epithelial").to_numpy()
     assert (plain.obs["tmt_lineage"] == "Malignant/Epithelial").sum() == 0

@@ -355,8 +355,12 @@ def annotate(
     rule_tab = pd.DataFrame(rows)
     skipped = rule_tab.loc[~rule_tab["assessable"] & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
     if len(skipped):
+        malignant = rule_tab[(rule_tab["level"] == "lineage")
+                             & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]
+        hint = ("; no cell can be called malignant on this panel: if a programme marks the malignant cells, pass "
+                "tumor_signature= (e.g. 'MPAS')" if not malignant.any() else "")
         warn("not assessable (signature genes missing): "
-             + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()))
+             + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
                    "n_neighbors": n_neighbors, "min_confidence": min_confidence,
