@@ -249,10 +249,13 @@ def test_protein_panel_scimap_with_given_gates():
     st, ph = a.obs["tmt_state"].astype(str), a.obs["phenotype"].astype(str)
     tumour = ["Tumor CD45- CD30+", "Tumor CD30+", "Tumor CD30+ KI67+"]
     r_tum, p_tum = _agreement(st, ph, tumour, ["Malignant/Epithelial"])
-    _, p_cd8 = _agreement(st, ph, ["CD8 T cells", "PD1+ T cells"], ["CD8 T", "CD8 Tex", "CD8 Tpex"])
-    _, p_treg = _agreement(st, ph, ["Regulatory T cells", "Aberrant T cells CD45- CD3+ FOXP3+"], ["Treg"])
-    assert r_tum >= 0.85 and p_tum >= 0.95  # measured 0.89 / 0.98
-    assert p_cd8 >= 0.85 and p_treg >= 0.8  # measured 0.89 / 0.86; recall is lower (many cells abstain)
+    r_cd8, p_cd8 = _agreement(st, ph, ["CD8 T cells", "PD1+ T cells"], ["CD8 T", "CD8 Tex", "CD8 Tpex"])
+    r_treg, p_treg = _agreement(st, ph, ["Regulatory T cells", "Aberrant T cells CD45- CD3+ FOXP3+"], ["Treg"])
+    assert r_tum >= 0.85 and p_tum >= 0.95  # measured 0.90 / 0.97
+    assert p_cd8 >= 0.85 and p_treg >= 0.75  # measured 0.89 / 0.81
+    # CD3 contradicts myeloid labels (lineage exclusion): T cells that are also above the gate of a myeloid
+    # marker are called T cells (recall 0.33 / 0.35 without), not left unassigned
+    assert r_cd8 >= 0.5 and r_treg >= 0.55  # measured 0.53 / 0.62
 
 
 def test_protein_panel_bad_input():

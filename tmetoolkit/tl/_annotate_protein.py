@@ -77,9 +77,13 @@ LINEAGE_RULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "Fibroblast": (("stroma",),),
     "Endothelial": (("endothelial",),),
 }
+# lineage exclusion as in flow gating: CD3 marks T cells only, so it contradicts NK, B and myeloid labels
 NEGATIVE: dict[str, tuple[str, ...]] = {
     "NK": ("CD3",),
-    "DC": ("CD68", "CD163"),
+    "B": ("CD3",),
+    "Monocyte/Macrophage": ("CD3",),
+    "Neutrophil": ("CD3",),
+    "DC": ("CD68", "CD163", "CD3"),
     "CD8 T": ("CD4",),
     "CD4 T|conventional": ("CD8",),
 }
