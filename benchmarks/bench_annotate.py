@@ -272,6 +272,16 @@ def main() -> None:
             called, true = pred == "Treg", t2 == "Treg"
             print(f"Chen 2024 Treg, {name}: precision {true[called].mean():.2f}, recall {called[true].mean():.2f}")
         supervised_ceiling(c, t2 == "Treg")
+        # the panel has KRT8 alone of the epithelial sets: a programme that marks the malignant cells decides them
+        with_mpas = local("chen2024")
+        tmt.tl.annotate(with_mpas, tumor_signature="MPAS")
+        epi = c.obs["type_lvl1"] == "Epithelial"
+        for name, lin in (("annotate", c.obs["tmt_lineage"]), ("annotate(tumor_signature='MPAS')",
+                                                              with_mpas.obs["tmt_lineage"])):
+            called = lin == "Malignant/Epithelial"
+            prec = epi[called].mean() if called.any() else float("nan")
+            print(f"Chen 2024 epithelial cells, {name}: recall {called[epi].mean():.2f}, precision {prec:.2f}, "
+                  f"called DC {(lin[epi] == 'DC').mean():.2f}")
     rows += protein_rows()
     protein_supervised_ceiling()
     tab = pd.DataFrame(rows, columns=["data", "what", "baseline", "tmt.tl.annotate",
