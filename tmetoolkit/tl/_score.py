@@ -12,7 +12,7 @@ from anndata import AnnData
 from .. import _keys
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
 from .._utils import check_tmt_key, logger, progress_bar, warn
-from ..pp._check import InputReport, coverage, inspect
+from ..pp._check import InputReport, control_probes, coverage, inspect
 from ..sig import as_signatures
 from . import _kernels
 
@@ -131,9 +131,11 @@ def score_matrix(
     chunk_size: int = DEFAULT_CHUNK,
     seed: int = 0,
     progress: bool = False,
+    background: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Score a cells x genes matrix for every signature of ``plan`` (up columns, weights, down columns, weights).
 
+    ``background`` (boolean, per column) limits the genes ``mean_ctrl`` may draw controls from; default all.
     Returns the cells x signatures scores and the parameters actually used.
     """
     n_obs, n_vars = X.shape
@@ -143,6 +145,8 @@ def score_matrix(
     n_chunks = -(-n_obs // chunk_size)
     if method == "mean_ctrl":
         means = _gene_means(X, state, target_sum, chunk_size)
+        if background is not None:
+            means = np.where(background, means, np.nan)  # left out of every expression bin
         W, owner = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
         for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="scoring"):
             parts = _kernels.matmul(normalise_block(block, state, target_sum), W)
@@ -275,11 +279,14 @@ def score(
 
     X = get_matrix(adata, layer)
     logger.info("scoring %d signatures on %d cells with %s", len(keep), adata.n_obs, method)
+    probes = control_probes(adata.var_names)
     scores, used = score_matrix(
         X, plan, state=report.state, method=method, target_sum=report.target_sum, n_bins=n_bins,
         ctrl_size=ctrl_size, max_rank=max_rank, chunk_size=chunk_size, seed=seed,
-        progress=adata.n_obs > 5 * chunk_size,
+        progress=adata.n_obs > 5 * chunk_size, background=~probes if probes.any() else None,
     )
+    if method == "mean_ctrl" and probes.any():
+        used["control_probes_left_out"] = int(probes.sum())
     if report.n_empty_cells:
         scores[report.empty_mask] = np.nan
         warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.")
