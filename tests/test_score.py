@@ -244,3 +244,7 @@ def test_control_probes_are_not_control_genes(sim_small):
     pd.testing.assert_frame_equal(panel.obsm["tmt_scores"], silent.obsm["tmt_scores"])
     assert (panel.obs["tmt_lineage"] == silent.obs["tmt_lineage"]).all()
     assert (panel.obs["tmt_lineage"] == counted.obs["tmt_lineage"]).mean() >= 0.95  # 0.84 among control genes
+    for method in ("rank", "aucell"):  # ranked among the genes only
+        tmt.tl.score(panel, "lineage", method=method, key_added="r")
+        tmt.tl.score(silent, "lineage", method=method, key_added="r")
+        pd.testing.assert_frame_equal(panel.obsm["r"], silent.obsm["r"])

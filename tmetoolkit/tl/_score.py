@@ -135,7 +135,8 @@ def score_matrix(
 ) -> tuple[np.ndarray, dict]:
     """Score a cells x genes matrix for every signature of ``plan`` (up columns, weights, down columns, weights).
 
-    ``background`` (boolean, per column) limits the genes ``mean_ctrl`` may draw controls from; default all.
+    ``background`` (boolean, per column) marks the genes: ``mean_ctrl`` draws controls only from them and ``rank``
+    and ``aucell`` rank only them (the others are control probes); default all columns.
     Returns the cells x signatures scores and the parameters actually used.
     """
     n_obs, n_vars = X.shape
@@ -158,15 +159,21 @@ def score_matrix(
         used.update(sample_norm_method="rank", statistic="ES")
     else:
         aucell = method == "aucell"
+        genes = np.flatnonzero(background) if background is not None else None  # ranked among genes only
+        n_ranked = n_vars if genes is None else genes.size
         if max_rank is None:
-            max_rank = int(np.ceil(0.05 * n_vars)) if aucell else 1500
-        max_rank = int(min(max_rank, n_vars))
+            max_rank = int(np.ceil(0.05 * n_ranked)) if aucell else 1500
+        max_rank = int(min(max_rank, n_ranked))
         m_up, m_down = _membership(plan, n_vars, 0), _membership(plan, n_vars, 2)
+        if genes is not None:
+            m_up, m_down = m_up[genes], m_down[genes]
         n_up = np.asarray(m_up.sum(axis=0)).ravel()
         n_down = np.asarray(m_down.sum(axis=0)).ravel()
         has_down = n_down > 0
         finish = _kernels.auc if aucell else _kernels.ucell
         for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ranking"):
+            if genes is not None:
+                block = block[:, genes]
             up = finish(_kernels.rank_sums(block, m_up, max_rank, aucell=aucell), n_up, max_rank)
             if has_down.any():
                 down = finish(_kernels.rank_sums(block, m_down, max_rank, aucell=aucell), n_down, max_rank)
@@ -285,7 +292,7 @@ def score(
         ctrl_size=ctrl_size, max_rank=max_rank, chunk_size=chunk_size, seed=seed,
         progress=adata.n_obs > 5 * chunk_size, background=~probes if probes.any() else None,
     )
-    if method == "mean_ctrl" and probes.any():
+    if probes.any() and method != "ssgsea":
         used["control_probes_left_out"] = int(probes.sum())
     if report.n_empty_cells:
         scores[report.empty_mask] = np.nan
