@@ -129,6 +129,27 @@ def test_sample_without_tumour_or_without_cd8(sim_small):
     assert t.loc["S01", "phenotype"] == "desert"
 
 
+def test_panel_that_cannot_show_cd8_t_cells_is_not_assessable(sim_small):
+    """A sample without CD8 T cells is a desert, but a panel on which no cell can be called CD8 T (no CD8 genes,
+    or no CD8 channel) says nothing about them: not assessable, with the reason, rather than desert everywhere."""
+    a = sim_small[:, [g for g in sim_small.var_names if g not in ("CD8A", "CD8B")]].copy()
+    tmt.tl.annotate(a)
+    assert (a.obs["tmt_lineage"] == "CD8 T").sum() == 0
+    with pytest.warns(tmt.TmtWarning, match="cannot be recognised"):
+        tmt.tl.immune_phenotype(a, sample_key="sample")
+    t = a.uns["tmt_immune_phenotype"]["table"]
+    assert (t["phenotype"] == "not assessable").all() and t["reason"].str.contains("CD8_T").all()
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")  # the user's labels still work
+    assert (a.uns["tmt_immune_phenotype"]["table"]["phenotype"] != "not assessable").all()
+
+    v = real_data("phenoptr")
+    v = v[:, [c for c in v.var_names if not c.startswith("CD8")]].copy()
+    tmt.tl.annotate(v)
+    with pytest.warns(tmt.TmtWarning, match="no channel for CD8"):
+        tmt.tl.immune_phenotype(v)
+    assert (v.uns["tmt_immune_phenotype"]["table"]["phenotype"] == "not assessable").all()
+
+
 def test_several_images_per_sample():
     """Two fields of one patient share coordinates; with image_key each is processed alone and densities pool."""
     a = tmt.datasets.simulate(n_samples=4, n_cells=1500, phenotypes=["inflamed", "inflamed", "desert", "desert"],

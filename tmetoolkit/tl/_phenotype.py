@@ -103,6 +103,23 @@ def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFr
     return out
 
 
+def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_labels) -> str:
+    """Why no effector cell can be found, when annotate could not assess any effector label; else ``""``.
+
+    Without it, a panel that lacks CD8 (genes or a channel) would have no CD8 T cells and every tumour would look
+    like a desert.
+    """
+    rules = adata.uns.get("tmt_annotate", {}).get("rules") if cell_type_key == _keys.LINEAGE else None
+    if not isinstance(rules, pd.DataFrame) or "assessable" not in rules:
+        return ""
+    lineage = rules["label"].astype(str).str.split("|").str[0]
+    rows = rules[(rules["level"] == "lineage") & lineage.isin(effector_labels)]
+    if len(rows) == 0 or rows["assessable"].astype(bool).any():
+        return ""
+    return (f"{', '.join(effector_labels)} cannot be recognised on this panel ({rows['reason'].iloc[0]}); pass "
+            "cell_type_key= and effector_labels= naming cells of your own")
+
+
 def _labelled(tab: pd.DataFrame, tau: float, min_infiltration: float, basis: str) -> pd.DataFrame:
     """Labels and confidences by the rules; rows with a ``reason`` are ``not assessable``."""
     tab = _classify(tab, tau, min_infiltration)
@@ -281,6 +298,19 @@ def immune_phenotype(
     status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
 
     regions = _regions(samples, images, xy_all, region_key, tile_size, adata)
+    no_effectors = _effectors_unrecognisable(adata, cell_type_key, effector_labels)
+
+    def _unassessable(idx: np.ndarray, f: dict) -> str:
+        image_status = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
+        if image_status <= {"no tumour region", "too few cells"}:
+            return f"{min(image_status)}: no group of at least the minimum number of tumour cells"
+        if len(idx) < min_cells:
+            return f"too few cells ({len(idx)} < {min_cells})"
+        if f["n_tumor_cells"] < min_tumor_cells:
+            return f"too few tumour cells ({f['n_tumor_cells']} < {min_tumor_cells})"
+        if not (np.nan_to_num(dist[idx], nan=1.0) < 0).any() and not (comp[idx] == "tumor").any():
+            return "no tumour region in this region"
+        return ""
 
     def table_for(groups: pd.Series) -> pd.DataFrame:
         rows = {}
@@ -288,17 +318,7 @@ def immune_phenotype(
             parts = [_counts(xy_all[i], comp[i], dist[i], is_eff[i], is_tum[i], radius=mixing_radius)
                      for i in (idx[images.iloc[idx].to_numpy() == im] for im in pd.unique(images.iloc[idx]))]
             f = _features(parts)
-            reason = ""
-            image_status = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
-            if image_status <= {"no tumour region", "too few cells"}:
-                reason = f"{min(image_status)}: no group of at least the minimum number of tumour cells"
-            elif len(idx) < min_cells:
-                reason = f"too few cells ({len(idx)} < {min_cells})"
-            elif f["n_tumor_cells"] < min_tumor_cells:
-                reason = f"too few tumour cells ({f['n_tumor_cells']} < {min_tumor_cells})"
-            elif not (np.nan_to_num(dist[idx], nan=1.0) < 0).any() and not (comp[idx] == "tumor").any():
-                reason = "no tumour region in this region"
-            f["reason"] = reason
+            f["reason"] = no_effectors or _unassessable(idx, f)
             rows[g] = f
         return pd.DataFrame.from_dict(rows, orient="index")
 
