@@ -1,4 +1,5 @@
 import itertools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -89,6 +90,23 @@ def test_pixel_size_scales_coordinates(sim_small):
     tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage")
     pd.testing.assert_series_equal(a.uns["tmt_immune_phenotype"]["table"]["phenotype"],
                                    sim_small.uns["tmt_immune_phenotype"]["table"]["phenotype"])
+
+
+def test_coordinates_in_pixels_are_noticed(sim_small):
+    """CosMx-like pixels (0.12 um each): the cells' spacing gives it away and the warning names pixel_size=; with
+    it the densities are those of the micrometre coordinates, without it they are not."""
+    a = sim_small.copy()
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    um = a.uns["tmt_immune_phenotype"]["table"]["rho_tumor"]
+    px = sim_small.copy()
+    px.obsm["spatial"] = px.obsm["spatial"] / 0.12
+    with pytest.warns(tmt.TmtWarning, match="pixel_size="):
+        tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage")
+    assert (px.uns["tmt_immune_phenotype"]["table"]["rho_tumor"] < 0.5 * um).all()  # densities off
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tmt.TmtWarning)
+        tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.12)
+    pd.testing.assert_series_equal(px.uns["tmt_immune_phenotype"]["table"]["rho_tumor"], um, rtol=1e-6)
 
 
 def test_cohort_reference_needs_samples(sim_small):

@@ -8,7 +8,7 @@ from anndata import AnnData
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .._utils import check_tmt_key, logger
+from .._utils import check_tmt_key, logger, warn
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
@@ -180,6 +180,7 @@ def compartments(
     adata.obs["tmt_compartment"] = pd.Categorical(comp, categories=list(COMPARTMENTS))
     adata.obs["tmt_border_distance"] = dist
     table = pd.DataFrame.from_dict(rows, orient="index")
+    _check_scale(table, pixel_size)
     adata.uns["tmt_compartments"] = {
         "params": {"sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
                    "tumor_labels": [] if tumor_signature else list(tumor_labels),
@@ -193,6 +194,23 @@ def compartments(
     adata.uns["tmt_compartment_colors"] = ["#7f7f7f", "#ffbb78", "#c5b0d5"]
     logger.info("added obs tmt_compartment and tmt_border_distance for %d samples", len(rows))
     return adata if copy else None
+
+
+NN_DISTANCE_UM = (1.5, 30.0)  # plausible mean distance between neighbouring cells in tissue, micrometres
+
+
+def _check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
+    """Warn when the cells' spacing says the coordinates are not micrometres: densities per mm2 and margins in
+    micrometres would then be off by the square of the pixel size."""
+    if pixel_size is not None or "mean_nn_distance_um" not in table or table["mean_nn_distance_um"].isna().all():
+        return
+    nn = float(table["mean_nn_distance_um"].median())
+    lo, hi = NN_DISTANCE_UM
+    if not lo <= nn <= hi:
+        warn(f"neighbouring cells lie {nn:.3g} coordinate units apart (median over images); in tissue that is "
+             f"{lo:g}-{hi:g} micrometres. If obsm['spatial'] holds pixels or another unit, pass pixel_size= "
+             "(micrometres per unit, e.g. 0.12 for CosMx global pixels, 0.2125 for Xenium image pixels): "
+             "densities per mm2 and margin widths depend on it.")
 
 
 def programme_positive(adata: AnnData, signature: str, layer: str | None = None) -> tuple[np.ndarray, float]:
