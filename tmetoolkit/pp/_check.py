@@ -17,6 +17,7 @@ _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
 _HUMAN_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9-]*[A-Z0-9]$")
 PROTEIN_MAX_FEATURES = 100
+MAX_LINEAR_CV = 0.1  # spread of per-cell totals (SD / mean) up to which non-integer values count as normalised
 
 
 @dataclass
@@ -26,9 +27,10 @@ class InputReport:
     Attributes
     ----------
     state
-        ``counts`` (non-negative integers), ``lognorm`` (log-scale normalised), ``linear`` (normalised, not logged,
-        e.g. TPM), ``scaled`` (negative values, e.g. z-scores), or ``protein`` (intensities of a small marker panel,
-        raw, transformed or z-scored).
+        ``counts`` (non-negative integers, or non-integer values whose per-cell totals vary, as counts after
+        ambient-RNA removal), ``lognorm`` (log-scale normalised), ``linear`` (normalised, not logged, e.g. TPM:
+        one total per cell), ``scaled`` (negative values, e.g. z-scores), or ``protein`` (intensities of a small
+        marker panel, raw, transformed or z-scored).
     gene_id
         ``symbol`` or ``ensembl``.
     species
@@ -139,7 +141,13 @@ def _detect_state(sample, n_vars: int) -> str:
         return "counts"
     if n_vars <= PROTEIN_MAX_FEATURES:
         return "protein"
-    return "lognorm" if vals.max() < 50 else "linear"
+    if vals.max() < 50:
+        return "lognorm"
+    # normalised linear values (CPM, TPM, normalize_total) share one total per cell; counts that are not integers
+    # (after ambient-RNA removal, or expected counts) do not, and still need normalising to library size
+    sums = np.asarray(sample.sum(axis=1)).ravel()
+    sums = sums[sums > 0]
+    return "linear" if sums.size and sums.std() <= MAX_LINEAR_CV * sums.mean() else "counts"
 
 
 def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True, chunk_size: int = DEFAULT_CHUNK,
