@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -248,3 +250,22 @@ def test_control_probes_are_not_control_genes(sim_small):
         tmt.tl.score(panel, "lineage", method=method, key_added="r")
         tmt.tl.score(silent, "lineage", method=method, key_added="r")
         pd.testing.assert_frame_equal(panel.obsm["r"], silent.obsm["r"])
+
+
+def test_highly_variable_subset_points_to_raw(sim_small):
+    """The usual scanpy object keeps all genes in .raw and a few highly variable ones in X: scores would miss the
+    signature genes outside X, so score (and annotate) say where they are."""
+    a = sim_small.copy()
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.raw = a
+    sc.pp.highly_variable_genes(a, n_top_genes=300)
+    hvg = a[:, a.var["highly_variable"]].copy()
+    with pytest.warns(tmt.TmtWarning, match=r"adata.raw.to_adata\(\)"):
+        tmt.tl.score(hvg, "lineage")
+    with pytest.warns(tmt.TmtWarning, match="signature genes are in raw only"):
+        tmt.tl.annotate(hvg)
+    full = hvg.raw.to_adata()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tmt.TmtWarning)
+        tmt.tl.score(full, ["T_cell", "CD8_T"])  # all genes in X: nothing to say

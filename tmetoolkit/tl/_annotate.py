@@ -264,10 +264,13 @@ def annotate(
     from .._utils import TmtWarning
 
     state_rules, specific = rules.specific_state_rules()
-    with warnings.catch_warnings(record=True):  # the rule table reports what could not be scored
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
         needed = list(dict.fromkeys([*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]))
         score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
+    for w in caught:  # the rule table reports what could not be scored; anything else is passed on
+        if "have too few genes" not in str(w.message):
+            warn(str(w.message))
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]
     # where a signature could not be scored, its published set or a listed fallback decides (rules.resolve)

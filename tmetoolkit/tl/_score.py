@@ -183,6 +183,18 @@ def score_matrix(
     return out, used
 
 
+def _hint_raw(adata: AnnData, layer: str | None, sigs, cov: pd.DataFrame, species: str) -> None:
+    """Warn when ``X`` holds a gene subset (highly variable genes) of ``adata.raw`` and raw would cover more genes."""
+    if layer is not None or adata.raw is None or adata.raw.n_vars < 1.5 * adata.n_vars:
+        return
+    raw_cov = coverage(adata.raw.var_names, sigs, species)
+    gained = int(raw_cov["n_found"].sum() - cov["n_found"].sum())
+    if gained > 0:
+        warn(f"X holds {adata.n_vars:,} of the {adata.raw.n_vars:,} genes in adata.raw (highly variable genes?): "
+             f"{gained} signature genes are in raw only, and scores use X. To use them, run the tools on "
+             "r = adata.raw.to_adata() (all genes) and copy the tmt_ columns of r.obs back.")
+
+
 def score(
     adata: AnnData,
     signatures="all",
@@ -273,6 +285,7 @@ def score(
         detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes})"
                            for r in dropped.itertuples())
         warn(f"{len(dropped)} signatures have too few genes in the data and are not scored: {detail}.")
+    _hint_raw(adata, layer, sigs, cov, report.species)
     keep = [s for s, ok in zip(sigs, cov["scorable"], strict=True) if ok]
     if not keep:
         msg = (
