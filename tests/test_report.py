@@ -88,3 +88,23 @@ def test_report_lists_flagged_regions(sim_small, tmp_path):
     section = html[html.index("id='resistance-mechanisms'"):].split("</section>")[0]
     for region in flagged["region"].unique():
         assert f"<th>{region}</th>" in section
+
+
+def test_large_cohorts_say_what_the_report_leaves_out(tmp_path):
+    """A cohort of 30 samples: the report draws 24 maps, the calls taking turns, and says so; a table longer than
+    its rows shown says where the rest is."""
+    import pandas as pd
+
+    from tmetoolkit._report import MAX_MAPS, _mapped_samples, _table_html
+
+    a = tmt.datasets.simulate(n_samples=30, n_cells=150, seed=1)
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    tab = a.uns["tmt_immune_phenotype"]["table"]
+    shown = _mapped_samples(tab)
+    assert len(shown) == MAX_MAPS and shown == [s for s in tab.index if s in shown]
+    counts = tab.loc[shown, "phenotype"].value_counts()
+    assert counts.max() - counts[counts > 0].min() <= 1  # each call in turn (10 samples of each planted)
+    html = tmt.report(a, tmp_path / "r.html").read_text()
+    assert f"Maps of {MAX_MAPS} of 30 samples" in html
+    long = _table_html(pd.DataFrame({"x": range(70)}))
+    assert "The first 60 of 70 rows" in long and "The first" not in _table_html(pd.DataFrame({"x": range(5)}))

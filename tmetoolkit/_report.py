@@ -34,7 +34,25 @@ def _fig_html(fig, alt: str) -> str:
 
 def _table_html(df, max_rows: int = 60, digits: int = 3) -> str:
     table = df.head(max_rows).to_html(float_format=lambda v: f"{v:.{digits}g}", na_rep="–", border=0)
-    return f"<div class='scroll'>{table}</div>"
+    more = (f"<p class='meta'>The first {max_rows} of {len(df)} rows; the whole table is in adata.uns (and in "
+            "tmt.get.sample_table / region_table).</p>" if len(df) > max_rows else "")
+    return f"<div class='scroll'>{table}</div>{more}"
+
+
+MAX_MAPS = 24  # spatial maps drawn in the report; beyond that, the phenotype calls take turns
+
+
+def _mapped_samples(tab: pd.DataFrame) -> list:
+    """Samples whose maps the report draws: all up to ``MAX_MAPS``, else the same number of each call in turn."""
+    if len(tab) <= MAX_MAPS:
+        return list(tab.index)
+    by_call = [list(g.index) for _, g in tab.groupby(tab["phenotype"].astype(str), sort=False)]
+    chosen: list = []
+    while len(chosen) < MAX_MAPS and any(by_call):
+        for names in by_call:
+            if names and len(chosen) < MAX_MAPS:
+                chosen.append(names.pop(0))
+    return [s for s in tab.index if s in set(chosen)]
 
 
 def _regions_html(adata) -> str:
@@ -78,7 +96,15 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
                                         "stromal_axis") if c in tab.columns]])
     if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
         body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
-        body += _fig_html(pl.spatial(adata, sample_key=s_key), "spatial maps")
+        shown = _mapped_samples(tab)
+        params = ph["params"]  # the cell types the phenotype was made from: the user's, or tmetoolkit's lineages
+        effectors = list(params.get("effector_labels", ["CD8 T"]))
+        body += _fig_html(pl.spatial(adata, params.get("cell_type_key") or "tmt_lineage", sample_key=s_key,
+                                     samples=shown, highlight=effectors[0] if len(effectors) == 1 else None),
+                          "spatial maps")
+        if len(shown) < len(tab):
+            body += (f"<p class='meta'>Maps of {len(shown)} of {len(tab)} samples, taking each call in turn; "
+                     "tmt.pl.spatial(adata, samples=[...]) draws any of them.</p>")
         return body + _regions_html(adata)
     if ph["params"].get("basis") == "expression":
         body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
