@@ -300,7 +300,8 @@ def test_channels_are_recognised_across_panel_naming():
     got = match_markers(["Keratin 8/18", "CD3e", "alpha-SMA", "CD8a", "CD279 (PD-1)", "Podoplanin", "DAPI"])
     assert got == {"tumor": "Keratin 8/18", "CD3": "CD3e", "CD8": "CD8a", "stroma": "alpha-SMA",
                    "PD1": "CD279 (PD-1)"}
-    assert match_markers(["CK5", "CD45RO", "c-Kit", "Collagen IV", "N-Cadherin"]) == {"tumor": "CK5", "mast": "c-Kit"}
+    assert match_markers(["CK5", "CD45RO", "c-Kit", "Collagen IV", "N-Cadherin", "CD314", "CD319"]) == {
+        "tumor": "CK5", "mast": "c-Kit"}
 
 
 def test_tumor_signature_decides_malignant_cells_on_a_panel_without_epithelial_genes():

@@ -161,7 +161,8 @@ def annotate(
     gates
         Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
-        mixture on its log intensity.
+        mixture on its log intensity (on its own values when the channel holds negative values, as after an
+        arcsinh transform and z-scoring).
     spillover
         Protein panels with ``obsm["spatial"]`` and intensities (not transformed values with negatives), channels with
         fitted gates: lateral spill-over removed before gating.

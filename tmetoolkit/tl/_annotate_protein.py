@@ -57,7 +57,7 @@ MARKER_PATTERNS: dict[str, tuple[str, ...]] = {
     "tumor": (r"PAN(CYTO)?(KERATIN|CK)\w*", r"CKPAN|AE1AE3", r"(CYTO)?KERATIN\d+\w*", r"CK\d+", r"KRT\d+\w*",
               r"E?PCADHERIN"),
     "stroma": (r"COL(LAGEN)?(1|I)(A1)?", r"PDPN|PODOPLANIN"),
-    "endothelial": (r"\w*CD31\w*|VWF\w*", r"LYVE1"),
+    "endothelial": (r"([A-Z0-9]*[A-Z])?CD31([A-Z][A-Z0-9]*)?|VWF\w*", r"LYVE1"),  # not CD314, CD319 ...
 }
 
 IMMUNE = ("CD45",)
