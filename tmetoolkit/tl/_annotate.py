@@ -269,9 +269,9 @@ def annotate(
         warnings.simplefilter("always", TmtWarning)
         needed = list(dict.fromkeys([*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]))
         score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
-    for w in caught:  # the rule table reports what could not be scored; anything else is passed on
-        if "have too few genes" not in str(w.message):
-            warn(str(w.message))
+    for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
+        if not (issubclass(w.category, TmtWarning) and "have too few genes" in str(w.message)):
+            warnings.warn(w.message, stacklevel=2)
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]
     # where a signature could not be scored, its published set or a listed fallback decides (rules.resolve)
