@@ -63,7 +63,7 @@ def test_report_warns_about_mixed_lineage_evidence(tmp_path):
     html = tmt.report(c, tmp_path / "r.html").read_text()
     caveat = re.search(r"<p class='caveat'>(\d+)% of cells carry strong evidence of two lineages \(([^)]*)\)", html)
     assert caveat is not None and int(caveat.group(1)) >= 20
-    assert "T/NK + Fibroblast" in caveat.group(2)
+    assert "T + Fibroblast" in caveat.group(2)
     missing = re.search(r"<p class='caveat'>Not assessable with this gene panel: ([^<]*)</p>", html)
     assert missing is not None and "|" not in missing.group(1), missing  # "DC: cDC1", not the rule key "DC|cDC1"
 

@@ -87,6 +87,9 @@ def _protein_markers(adata: AnnData, key: str) -> dict[str, tuple[str | None, li
     return {lab: v for lab, v in out.items() if v[1]}
 
 
+MARKER_PREFIX = "markers:"
+
+
 def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tuple[int, str, str]]:
     """``(column of var_names, signature, "up"|"down")`` for each gene a signature was scored on."""
     from ..sig import get
@@ -96,7 +99,19 @@ def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tup
     info = adata.uns[_keys.SCORES]["signatures"].set_index("signature")
     index = GeneIndex(adata.var_names, species)
     out = []
-    for name in names:
+    todo = list(names)
+    for name in todo:  # grows by the registry signature behind a user's malignant label
+        if name.startswith(MARKER_PREFIX):  # a lineage label of the marker table: its positive and negative genes
+            label = name.removeprefix(MARKER_PREFIX)
+            lab = _marker_label(label)
+            if lab is None:  # a malignant programme given as tumor_signature=: a registry signature
+                todo.append(label.split("|")[-1])
+                continue
+            negative = [g for grp in lab.negative for g in grp]
+            for direction, genes in (("up", lab.genes), ("down", negative)):
+                for pos in index.match(genes).values():
+                    out += [(int(i), label, direction) for i in pos]
+            continue
         if name not in info.index or not info.at[name, "genes_used"]:
             continue
         if "scored" in info.columns and not info.at[name, "scored"]:
@@ -107,6 +122,15 @@ def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tup
             for i in pos:
                 out.append((int(i), name, "down" if gene in down else "up"))
     return out
+
+
+def _marker_label(label: str):
+    """The entry of the lineage marker table that decided ``label`` (``None`` for a user's malignant programme)."""
+    from .._core.annotation.markers import lineage_markers
+
+    table = lineage_markers()
+    every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
+    return next((lab for lab in every if lab.label == label), None)
 
 
 def _lognormalised_chunks(adata: AnnData, cols: list[int]):

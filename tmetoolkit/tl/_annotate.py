@@ -11,14 +11,15 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import inspect
-from . import _annotate_rules as rules
-from ._score import score
-from .._core.annotation import embedding, lineage as lineage_core, ranks
+from .._core.annotation import embedding, ranks
+from .._core.annotation import lineage as lineage_core
 from .._core.annotation.markers import MarkerTable, lineage_markers
 from .._matrix import get_matrix, iter_rows, normalise_block
+from .._utils import check_tmt_key, logger, missing_key_error, warn
+from ..pp._check import inspect
 from ..sig._genes import match_genes
+from . import _annotate_rules as rules
+from ._score import score
 
 UNASSIGNED = "unassigned"
 # a cell is "mixed" when its own marker evidence for a second lineage reaches 0.5 (rank units) and half its first's
@@ -130,21 +131,27 @@ def annotate(
 ) -> AnnData | None:
     """Call lineages and, within each lineage, cell states of the tumour microenvironment.
 
-    Lineages come first (T/NK split into CD8 T, CD4 T and NK by co-receptor), then states within each lineage:
-    CD8 naive/memory, effector, progenitor-exhausted (Tpex) and terminally exhausted (Tex); CD4 naive/memory,
-    helper and Treg; monocyte, TAM M1-like, TAM M2-like and M-MDSC-like; neutrophil and PMN-MDSC-like; myCAF,
-    iCAF and apCAF. Each label is decided by control-matched signature scores (:func:`tmetoolkit.tl.score`,
-    ``mean_ctrl``): the best-scoring label wins, and the confidence grows with its lead over the runner-up,
-    measured in units of the background noise of the scores. States of one lineage are compared on the genes
-    that are their own (S100A8/S100A9 mark both monocytes and M-MDSC-like cells, CSF1R every monocyte and
-    macrophage, so they cannot tell states apart): signatures ``<name>_specific`` without the genes of sibling
-    states and of the lineage's identity signatures. Single-cell scores are noisy (dropout, shallow spatial
-    panels), so each cell's scores are first averaged with those of its ``n_neighbors`` nearest cells by label
-    evidence (neighbours in expression programmes, never in tissue). A cell whose lineage is not confident is
-    ``unassigned``; a cell whose state is not confident keeps its lineage name. MDSC states are called
-    "-like" because a transcriptome cannot prove suppression. TAM M1- and M2-like programmes are often
-    co-expressed (Azizi 2018), so both scores are kept and ``obs["tmt_tam_polarization"]`` says when a
-    macrophage is high in both.
+    **Lineages (RNA).** Each lineage is defined by cited marker genes chosen to separate it from all others,
+    positive and negative (``signatures/lineage_markers.yaml``: a DC is not CD3+ and not C1Q-high, a pericyte is
+    RGS5/KCNJ8+ and DCN/LUM/PDGFRA-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
+    within-cell ranks (UCell), which do not depend on library size, normalisation or the rest of the panel, and
+    each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
+    else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
+    lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
+    every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
+    ``min_confidence`` or its own markers speak against the lineage the classifier chose. T cells are divided into
+    CD8 T and CD4 T among themselves the same way. A lineage with too few seeds to learn keeps its marker calls
+    (with a warning); a data set of one lineage is called by its markers alone.
+
+    **States** are decided within their lineage: CD8 naive/memory, effector, progenitor-exhausted (Tpex) and
+    terminally exhausted (Tex); CD4 naive/memory, helper and Treg; monocyte, TAM M1-like, TAM M2-like and
+    M-MDSC-like; neutrophil and PMN-MDSC-like; myCAF, iCAF and apCAF. Each is decided by control-matched signature
+    scores (:func:`tmetoolkit.tl.score`, ``mean_ctrl``) on the genes that are a state's own (signatures
+    ``<name>_specific`` without the genes of sibling states and of the lineage's identity), averaged over the same
+    expression neighbours; the best-scoring state wins when its lead over the runner-up is clear, else the cell
+    keeps its lineage name. MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
+    M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
+    ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
 
     Parameters
     ----------
@@ -161,8 +168,8 @@ def annotate(
         default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``
         are mouse symbols.
     n_neighbors
-        Cells whose scores are averaged (the cell itself included) before deciding; ``1`` decides on each
-        cell's own scores. RNA only.
+        Cells whose evidence is pooled (the cell itself included), at most 2% of the cells and at least 5, when
+        ``obsp["connectivities"]`` is absent; ``1`` decides on each cell's own evidence. RNA only.
     markers
         Protein panels only: canonical marker -> channel in ``var_names``, for channels not recognised by name
         (``CD8 (Opal 540)``, ``CD8A``, ``PanCK``, ``Pan-Keratin``, ``Keratin17``, ``vWF/CD31`` are). ``"tumor"`` is
@@ -189,7 +196,8 @@ def annotate(
         pass the same name to :func:`tmetoolkit.tl.immune_phenotype`. On protein panels map a channel instead:
         ``markers={"tumor": ...}``.
     min_confidence
-        Below this confidence a call is not made.
+        Below this confidence a call is not made. Default: a probability of 0.5 for RNA lineages, a confidence
+        of 0.3 (a lead of a third of a noise unit) for states and protein labels.
     override_confidence
         With ``groupby``, the confidence a cell needs to keep a call that differs from its cluster's.
     copy
@@ -213,12 +221,14 @@ def annotate(
         cells, after spill-over removal) and each label's evidence (``"/"`` in a label written ``"_"``, as
         ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
-        ``params`` and ``rules``: every label, the signatures that decide it (on panels without most of Treg_core
-        but with FOXP3, the longer Treg set: ``_annotate_rules.FALLBACKS``), and whether it could be assessed;
-        ``mixed_evidence``: lineage pairs that cells' own scores both support (the second by at least 2 noise units
-        and half the first), with the share of cells (above 20% in all annotate warns: in segmented spatial data,
-        transcripts assigned to the wrong cell); for protein panels ``gates``: per marker its channel, gate,
-        source and fraction of positive cells.
+        ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, and the neighbour graph used) and
+        ``rules``: every label, what decides it (lineages: marker ``genes`` and ``negative`` genes, ``n_seeds``;
+        states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it
+        could be assessed; ``lineage_by_markers``: lineages with too few seeds to learn; ``mixed_evidence``:
+        lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
+        share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
+        wrong cell); for protein panels ``gates``: per marker its channel, gate, source and fraction of positive
+        cells.
 
     See Also
     --------
@@ -291,7 +301,6 @@ def annotate(
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
-    target_sum = adata.uns["tmt_scores"]["params"]["target_sum"]
     ident = _rna_identity(adata, layer, report, marker_table, n_neighbors=n_neighbors, seed=0,
                           min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
     state_min = LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence
@@ -320,8 +329,9 @@ def annotate(
     n = adata.n_obs
     lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
     if groups is not None:
-        lineage, lin_conf = _cluster_consensus(ident.result, groups, override_confidence,
-                                               LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
+        lineage, lin_conf = _cluster_consensus(
+            ident.result, groups, override_confidence,
+            LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence, parents=marker_table.splits)
     state = lineage.copy()
     conf = lin_conf.copy()
     for lin, table in state_rules.items():
@@ -357,17 +367,21 @@ def annotate(
                              "neither")
     adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
 
-    rows = [{"level": "lineage", "label": lab.label, "signatures": "", "genes": ",".join(lab.genes),
+    split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
+    rows = [{"level": "lineage", "label": lab.label, "signatures": f"markers:{lab.label}",
+             "genes": ",".join(lab.genes),
              "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
              "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
              "assessable": ("lineage", lab.label) not in not_assessable,
-             "reason": not_assessable.get(("lineage", lab.label), "")} for lab in marker_table.labels]
+             "reason": not_assessable.get(("lineage", lab.label), "")}
+            for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
     for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why})
-    rule_tab = pd.DataFrame(rows)
+    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "negative": "", "n_seeds": 0})
+    rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
     # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
     lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
     lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
@@ -380,9 +394,14 @@ def annotate(
                 "tumor_signature= (e.g. 'MPAS')" if not malignant.any() else "")
         warn("not assessable (signature genes missing): "
              + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
+    if "Malignant/Epithelial" in ident.result.by_markers and tumor_signature is None:
+        warn("too few cells carry the epithelial markers to learn the malignant lineage on this panel, so no cell can "
+             "be called malignant with confidence: if a programme marks the malignant cells, pass tumor_signature= "
+             "(e.g. 'MPAS')")
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
-                   "n_neighbors": n_neighbors, "min_confidence": min_confidence if min_confidence is not None else "default",
+                   "n_neighbors": n_neighbors,
+                   "min_confidence": "default" if min_confidence is None else min_confidence,
                    "override_confidence": override_confidence, "input_state": report.state,
                    "tumor_signature": tumor_signature or "",
                    "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"],
@@ -518,7 +537,7 @@ def _mixed_lineage_evidence(E: pd.DataFrame) -> pd.DataFrame:
 
 
 def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
-    """``"30% of cells carry strong evidence of two lineages (T/NK + Fibroblast (5%), ...)"`` when the share of
+    """``"30% of cells carry strong evidence of two lineages (T + Fibroblast (5%), ...)"`` when the share of
     mixed cells exceeds ``MIXED_WARN``, else ``""``."""
     if mixed is None or not len(mixed) or mixed["fraction"].sum() <= MIXED_WARN:
         return ""
@@ -548,6 +567,9 @@ class _Identity:
     evidence_own: pd.DataFrame
     weights: sp.csr_matrix
     graph: str
+    ranks: np.ndarray  # within-cell rank scores of the marker genes
+    gene_col: dict[str, int]
+    pcs: np.ndarray | None
 
 
 def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighbors: int, seed: int,
@@ -570,7 +592,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     E.index = adata.obs_names
     lognorm = sp.vstack(L_parts).tocsr()
     pcs = embedding.principal_components(lognorm, np.unique(cols), seed=seed) if adata.n_obs > 2 else None
-    conn = adata.obsp["connectivities"] if "connectivities" in adata.obsp else None
+    conn = adata.obsp.get("connectivities")
     if conn is not None and conn.shape == (adata.n_obs, adata.n_obs):
         W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
     elif pcs is not None and n_neighbors > 1:
@@ -587,7 +609,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     if res.by_markers:
         warn(f"too few confident cells to learn {', '.join(res.by_markers)} from this data set (fewer than "
              f"{lineage_core.MIN_SEEDS}): their cells are called by their markers alone")
-    return _Identity(res, E, W, graph)
+    return _Identity(res, E, W, graph, R, gene_col, pcs)
 
 
 def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np.ndarray, gene_col: dict,
@@ -630,19 +652,20 @@ def neighbour_mean_w(values: np.ndarray, W: sp.csr_matrix) -> np.ndarray:
 
 
 def _cluster_consensus(res: lineage_core.LineageResult, groups: pd.Series, override: float,
-                       min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each cluster's lineage from its cells' mean probability; a cell keeps a different own call only when its
-    confidence reaches ``override``. Cells without a cluster keep their own call."""
+                       min_confidence: float, parents=()) -> tuple[np.ndarray, np.ndarray]:
+    """Lineages smoothed over clusters: a cluster whose cells' mean probability for one lineage reaches ``override``
+    gives that lineage to its cells that are less sure of their own call. Mixed clusters (CD4 and CD8 T cells in
+    one Leiden cluster) and cells without a cluster keep the cells' own calls; so do the cells of a cluster whose
+    lineage is divided further (``parents``: T cells, divided into CD8 T and CD4 T cell by cell)."""
     P = res.probability
     if P.shape[1] == 0:
         return res.lineage.copy(), res.confidence.copy()
     mean = P.groupby(groups.to_numpy(), observed=True).mean()
     g_lab = pd.Series(np.asarray(mean.columns, dtype=object)[np.argmax(mean.to_numpy(), axis=1)], index=mean.index)
     g_conf = pd.Series(mean.to_numpy().max(axis=1), index=mean.index)
-    has = groups.notna().to_numpy()
-    cl = np.where(has, g_lab.reindex(groups.to_numpy()).to_numpy(), res.lineage)
-    cc = np.where(has, g_conf.reindex(groups.to_numpy()).to_numpy(), res.confidence)
-    own = (res.confidence >= override) & (res.lineage != cl) & (res.lineage != UNASSIGNED)
-    lineage = np.where(own, res.lineage, np.where(cc >= min_confidence, cl, UNASSIGNED)).astype(object)
-    conf = np.where(own, res.confidence, cc).astype(float)
-    return lineage, conf
+    cl = g_lab.reindex(groups.to_numpy()).to_numpy()
+    cc = g_conf.reindex(groups.to_numpy()).fillna(0.0).to_numpy()
+    take = groups.notna().to_numpy() & (cc >= override) & (res.confidence < override) & ~np.isin(cl, list(parents))
+    lineage = np.where(take, cl, res.lineage).astype(object)
+    conf = np.where(take, cc, res.confidence).astype(float)
+    return np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object), conf

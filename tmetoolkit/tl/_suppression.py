@@ -222,7 +222,13 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     # a fraction of 0: report the component as missing instead
     rules = adata.uns.get("tmt_annotate", {}).get("rules")
     if isinstance(rules, pd.DataFrame):
-        assessable = dict(zip(rules["label"], rules["assessable"].astype(bool), strict=True))
+        ok = rules["assessable"].astype(bool)
+        assessable = dict(zip(rules["label"], ok, strict=True))
+        # RNA: Tregs are a state within CD4 T ("CD4 T" / "Treg"), conventional CD4 T cells the rest of the lineage
+        assessable |= {f"{lv}|{lab}": a for lv, lab, a in zip(rules["level"], rules["label"], ok, strict=True)
+                       if lv != "lineage"}
+        if "CD4 T" in assessable and "CD4 T|conventional" not in assessable:
+            assessable["CD4 T|conventional"] = assessable["CD4 T"]
         for col, labels in COMPONENT_LABELS.items():
             if not all(assessable.get(label, False) for label in labels):
                 tab[col] = np.nan

@@ -25,6 +25,8 @@ MIN_EVIDENCE = 0.2
 # a group's background (ambient RNA, spill-over from neighbouring cells in segmented images) is its score in the
 # 20% of cells that express it least; at most 0.3, so that a lineage making up most cells keeps its evidence
 BACKGROUND_QUANTILE, MAX_BACKGROUND = 0.2, 0.3
+RANGE_SCALE, MIN_RANGE = False, 0.3
+LR_C, LR_WEIGHT = 1.0, "balanced"  # measured across the four labelled RNA sets: C=1 >= C=0.1 on each
 # a lineage with fewer seeds than this is not learned by the classifier; its cells keep their marker call
 MIN_SEEDS = 10
 # seeds per label used to train (a random subset of larger sets; keeps 1,000,000 cells cheap)
@@ -62,8 +64,14 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
         # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
         k = (len(idx) + 1) // 2
         score = np.sort(R[:, idx], axis=1)[:, -k:].mean(axis=1)
+        if not score.size:
+            return score
         # ambient RNA and segmentation spill-over give every cell some of the abundant lineages' transcripts
-        return score - min(np.quantile(score, BACKGROUND_QUANTILE), MAX_BACKGROUND) if score.size else score
+        bg = min(np.quantile(score, BACKGROUND_QUANTILE), MAX_BACKGROUND)
+        if RANGE_SCALE:
+            top = np.quantile(score, 0.99)
+            return (score - bg) / max(top - bg, MIN_RANGE)
+        return score - bg
 
     cols, missing = {}, {}
     for lab in table.labels:
@@ -133,7 +141,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     Xf = np.asarray(features, dtype=np.float64)
     mu, sd = Xf[train].mean(axis=0), Xf[train].std(axis=0)
     Xf = (Xf - mu) / np.where(sd > 0, sd, 1.0)
-    model = LogisticRegression(C=0.1, max_iter=1000, class_weight="balanced")
+    model = LogisticRegression(C=LR_C, max_iter=1000, class_weight=LR_WEIGHT)
     model.fit(Xf[train], seeds[train])
     P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
@@ -149,6 +157,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     # no class claims a cell whose own (pooled) markers speak against the lineage the classifier chose
     claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
     claimed = rare | (claim > 0)
+    conf = np.where(claimed, conf, 0.0)
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
     label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)
     by_markers = sorted({lineage_of[lab] for lab in n_seeds if lab not in learn} - {lineage_of[lab] for lab in learn})
