@@ -45,8 +45,11 @@ class MarkerTable:
         return MarkerTable(self.splits.get(parent, ()), self.sources, self.version)
 
     def with_label(self, label: str, genes: tuple[str, ...], source: str) -> MarkerTable:
-        """A copy with one more label (e.g. a malignant programme given by the user), no negatives."""
-        extra = LabelMarkers(label, (tuple(genes),), (), (source,))
+        """A copy with one more label (e.g. a malignant programme given by the user), with the negatives of the
+        table's other labels of its lineage."""
+        lineage = label.split("|")[0]
+        negative = next((lab.negative for lab in self.labels if lab.lineage == lineage), ())
+        extra = LabelMarkers(label, (tuple(genes),), negative, (source,))
         return MarkerTable((*self.labels, extra), self.sources, self.version, self.splits)
 
     def table(self) -> pd.DataFrame:
