@@ -32,6 +32,8 @@ confidence is capped at 0.5.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -239,13 +241,11 @@ def expression_phenotype(
         samples = samples_of(adata, sample_key)
         bulk = _pseudobulk(adata, samples, layer)
     X = get_matrix(bulk, None)
-    no_expression = np.concatenate([row_sums(abs(b) if sp.issparse(b) else np.abs(b)) for _, _, b in iter_rows(X)]) == 0
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():  # samples without expression are reported in the table's reason
-            warnings.filterwarnings("ignore", message=".*no expression.*")
-            score(bulk, _programmes(), method="ssgsea")
+    sums = [row_sums(abs(b) if sp.issparse(b) else np.abs(b)) for _, _, b in iter_rows(X)]
+    no_expression = np.concatenate(sums) == 0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no expression.*")  # reported in the table's reason instead
+        score(bulk, _programmes(), method="ssgsea")
     f = bulk.obsm[_keys.SCORES].copy()
     have_imm = [c for c in IMMUNE_PROGRAMMES if c in f.columns]
     have_str = [c for c in STROMA_PROGRAMMES if c in f.columns]
@@ -253,7 +253,7 @@ def expression_phenotype(
         msg = "none of the immune programmes could be scored (too few signature genes); check gene symbols."
         raise ValueError(msg)
     enrich = _random_set_z(bulk, None, [EFFECTOR_PROGRAMME, *STROMA_PROGRAMMES])
-    f["immune_enrichment"] = enrich[EFFECTOR_PROGRAMME] if EFFECTOR_PROGRAMME in enrich else np.nan
+    f["immune_enrichment"] = enrich.get(EFFECTOR_PROGRAMME, np.nan)
     f["stromal_enrichment"] = enrich[[c for c in STROMA_PROGRAMMES if c in enrich]].mean(axis=1)
     _cells(adata, samples, cell_type_key, effector_labels, f)
 
@@ -272,6 +272,10 @@ def expression_phenotype(
                f"{MIN_COHORT} samples).")
         raise ValueError(msg)
     use_cells = reference == "absolute" and "cd8_fraction_immune" in f.columns
+    if reference == "absolute" and not use_cells:
+        unknown = f["immune_enrichment"].isna().to_numpy() & ok
+        reason[unknown] = "the CD8 T-effector programme could not be set against random gene sets"
+        ok &= ~unknown
     sub = f.loc[ok]
     if reference == "cohort":
         res = _cohort_calls(sub, have_imm, have_str)
