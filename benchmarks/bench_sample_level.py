@@ -87,7 +87,7 @@ def separation(truth: pd.Series, call: pd.Series) -> tuple[float, float]:
     return float(1 - swapped[pair].mean()), float(strict[pair].mean())
 
 
-def cohorts(seeds=range(100, 106)) -> None:
+def cohorts(seeds=range(100, 108)) -> None:
     rows = []
     for barrier in (False, True):
         for seed in seeds:

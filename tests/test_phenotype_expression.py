@@ -165,17 +165,23 @@ def test_bulk_and_pseudobulk_of_the_same_tumours_get_the_same_calls(dissociated)
         assert _calls(moved).equals(_calls(log2))
 
 
-def test_cohort_call_is_terciles_of_the_t_cell_programmes(dissociated):
-    """Top third of the immune axis inflamed, middle excluded, bottom desert; planted inflamed and desert samples
-    are never swapped; the confidence of an excluded call is capped."""
+def test_cohort_call_is_terciles_led_by_t_effector(dissociated):
+    """Top third of the CD8 T-effector programme inflamed, middle excluded, bottom desert, the three T-cell
+    programmes deciding near a boundary; planted inflamed and desert samples are never swapped; the confidence of an
+    excluded call is capped."""
     tmt.tl.immune_phenotype(dissociated, sample_key="sample")
     res = dissociated.uns["tmt_immune_phenotype"]
     t, p = res["table"], res["params"]
     assert (t["reference"] == "cohort").all() and p["reference"] == "cohort"
     assert p["programmes_immune"] == ["CD8_T_effector", "IFNG_6", "Tcell_inflamed_GEP"]
-    assert t["phenotype"].astype(str).value_counts().to_dict() == {"inflamed": 4, "excluded": 4, "desert": 4}
-    assert (t.loc[t["immune_axis"] >= p["immune_tercile_high"], "phenotype"] == "inflamed").all()
-    assert (t.loc[t["immune_axis"] < p["immune_tercile_low"], "phenotype"] == "desert").all()
+    by_terciles = t["decided_by"] == "CD8 T-effector (cohort terciles)"
+    assert by_terciles.mean() >= 0.5
+    lead = t.loc[by_terciles]
+    assert (lead.loc[lead["immune_axis"] >= p["immune_tercile_high"], "phenotype"] == "inflamed").all()
+    assert (lead.loc[lead["immune_axis"] < p["immune_tercile_low"], "phenotype"] == "desert").all()
+    near = t.loc[~by_terciles]  # within a tercile's standard error of a boundary: the three programmes decide
+    assert ((near["immune_axis"] - p["immune_tercile_low"]).abs().lt(p["immune_tercile_standard_error"])
+            | (near["immune_axis"] - p["immune_tercile_high"]).abs().lt(p["immune_tercile_standard_error"])).all()
     truth = dissociated.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
     call = t["phenotype"].astype(str).reindex(truth.index)
     assert not ((truth == "inflamed") & (call == "desert")).any()

@@ -123,7 +123,7 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
                 if key in p:
                     ax.axhline(float(p[key]), ls="--", lw=0.8, c="grey")
             ax.set_xlabel("stromal axis: TGF-beta, CAF (robust z)")
-            ax.set_ylabel("immune axis: T-cell programmes (robust z; terciles)")
+            ax.set_ylabel("immune axis: CD8 T-effector (robust z; terciles)")
         elif mode == "enrichment":
             ax.axhline(0, ls="--", lw=0.8, c="grey")
             ax.axhline(float(p.get("enrichment_enriched", 1.645)), ls=":", lw=0.8, c="grey")
