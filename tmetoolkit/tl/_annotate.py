@@ -21,8 +21,8 @@ from .._matrix import get_matrix, iter_rows, normalise_block
 from ..sig._genes import match_genes
 
 UNASSIGNED = "unassigned"
-# a cell is "mixed" when its own marker evidence for a second lineage reaches 0.3 (rank units) and half its first's
-MIXED_EVIDENCE, MIXED_RATIO = 0.3, 0.5
+# a cell is "mixed" when its own marker evidence for a second lineage reaches 0.5 (rank units) and half its first's
+MIXED_EVIDENCE, MIXED_RATIO = 0.5, 0.5
 MIXED_WARN = 0.2  # share of mixed cells above which annotate warns
 # RNA lineages: the classifier's probability a call needs; states and protein labels: the confidence from the
 # lead over the runner-up (0.3 = a lead of a third of a noise unit)
@@ -368,7 +368,11 @@ def annotate(
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why})
     rule_tab = pd.DataFrame(rows)
-    skipped = rule_tab.loc[~rule_tab["assessable"] & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
+    # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
+    lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
+    lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
+    quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok).fillna(False).astype(bool)
+    skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
     if len(skipped):
         malignant = rule_tab[(rule_tab["level"] == "lineage")
                              & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]

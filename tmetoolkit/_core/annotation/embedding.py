@@ -10,6 +10,8 @@ N_COMPS = 30
 N_NEIGHBORS = 15
 # above this many cells, approximate neighbours (pynndescent, as scanpy) replace the exact search
 EXACT_LIMIT = 100_000
+# the principal axes are fitted on at most this many cells (a random subset), then every cell is projected
+MAX_FIT_CELLS = 20_000
 
 
 def principal_components(lognorm, keep_cols: np.ndarray, *, n_top: int = N_TOP_GENES, n_comps: int = N_COMPS,
@@ -33,15 +35,23 @@ def principal_components(lognorm, keep_cols: np.ndarray, *, n_top: int = N_TOP_G
             warnings.simplefilter("ignore")
             hv = sc.pp.highly_variable_genes(tmp, n_top_genes=n_top, flavor="seurat", inplace=False)
         cols = np.union1d(np.flatnonzero(hv["highly_variable"].to_numpy()), keep_cols)
-    M = tmp.X[:, cols]
-    M = M.toarray() if sp.issparse(M) else np.array(M)
-    mean, sd = M.mean(axis=0), M.std(axis=0)
-    M = np.clip((M - mean) / np.where(sd > 0, sd, 1.0), -10, 10)
-    n_comps = max(1, min(n_comps, n_obs - 1, M.shape[1] - 1))
+    X = tmp.X[:, cols]
+    rng = np.random.default_rng(seed)
+    fit = np.sort(rng.choice(n_obs, MAX_FIT_CELLS, replace=False)) if n_obs > MAX_FIT_CELLS else np.arange(n_obs)
+    F = X[fit].toarray() if sp.issparse(X) else np.asarray(X[fit])
+    mean, sd = F.mean(axis=0), F.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    n_comps = max(1, min(n_comps, n_obs - 1, F.shape[1] - 1))
     from sklearn.decomposition import PCA
 
-    return PCA(n_comps, svd_solver="randomized" if min(M.shape) > 500 else "full",
-               random_state=seed).fit_transform(M).astype(np.float32)
+    pca = PCA(n_comps, svd_solver="randomized" if min(F.shape) > 500 else "full", random_state=seed)
+    pca.fit(np.clip((F - mean) / sd, -10, 10))
+    out = np.empty((n_obs, n_comps), dtype=np.float32)
+    for start in range(0, n_obs, MAX_FIT_CELLS):  # bounded memory: one dense block at a time
+        B = X[start:start + MAX_FIT_CELLS]
+        B = B.toarray() if sp.issparse(B) else np.asarray(B)
+        out[start:start + MAX_FIT_CELLS] = pca.transform(np.clip((B - mean) / sd, -10, 10))
+    return out
 
 
 def neighbour_weights(pcs: np.ndarray, n_neighbors: int = N_NEIGHBORS, *, seed: int = 0) -> sp.csr_matrix:

@@ -28,7 +28,7 @@ BACKGROUND_QUANTILE, MAX_BACKGROUND = 0.2, 0.3
 # a lineage with fewer seeds than this is not learned by the classifier; its cells keep their marker call
 MIN_SEEDS = 10
 # seeds per label used to train (a random subset of larger sets; keeps 1,000,000 cells cheap)
-MAX_TRAIN_PER_LABEL = 3000
+MAX_TRAIN_PER_LABEL = 500
 
 
 @dataclass
