@@ -99,3 +99,51 @@ def test_coverage_table_and_nothing_written(sim_small):
     with pytest.raises(KeyError, match="layers"):
         tmt.pp.check_input(sim_small, layer="lognorm")
     assert sp.issparse(sim_small.X)
+
+
+def _log2_bulk(sim_small, offset=0.001):
+    """Pseudobulk of the simulated samples as log2(CPM + offset): log values with negatives, as voom or microarrays."""
+    agg = sc.get.aggregate(sim_small, by="sample", func="sum")
+    X = np.asarray(agg.layers["sum"].toarray() if sp.issparse(agg.layers["sum"]) else agg.layers["sum"])
+    cpm = X / X.sum(axis=1, keepdims=True) * 1e6
+    return AnnData(np.log2(cpm + offset), obs=pd.DataFrame(index=agg.obs_names.astype(str)),
+                   var=pd.DataFrame(index=sim_small.var_names))
+
+
+def test_log_values_with_negatives_are_log_and_z_scores_are_not(sim_small):
+    """log2(CPM + 0.001) has negative values yet is log expression; z-scores of the same values are refused, and
+    the message says what was seen and how to fix it."""
+    log2 = _log2_bulk(sim_small)
+    assert log2.X.min() < -5
+    rep = tmt.pp.check_input(log2)
+    assert rep.state == "lognorm" and not rep.problems
+    assert rep.detail.startswith("log values with negatives") and "seen: log values" in repr(rep)
+    z = log2.copy()
+    z.X = (z.X - z.X.mean(axis=0)) / np.where(z.X.std(axis=0) > 0, z.X.std(axis=0), 1)
+    rep = tmt.pp.check_input(z)
+    assert rep.state == "scaled" and rep.detail.startswith("z-scored")
+    (problem,) = rep.problems
+    assert "centred per gene" in problem and "100% of genes centred" in problem and "layer=" in problem
+    with pytest.raises(ValueError, match="z-scored"):
+        tmt.tl.score(z, ["CD8_T"])
+
+
+def test_pearson_residuals_are_scaled(sim_small):
+    pr = sim_small.copy()
+    sc.experimental.pp.normalize_pearson_residuals(pr)
+    rep = tmt.pp.check_input(pr, signatures=["CD8_T"])
+    assert rep.state == "scaled" and "centred" in rep.problems[0]
+
+
+@pytest.mark.parametrize("method", ["mean_ctrl", "rank", "aucell", "ssgsea"])
+def test_log_values_score_the_same_after_any_shift(sim_small, method):
+    """No flag needed: a constant added to log values (log2(x + 0.001) against log2(x + 0.001) + 12, or any
+    other) changes no score. Before, the rank methods took the zeros of the shifted rows as their lowest values."""
+    log2 = _log2_bulk(sim_small)
+    sigs = ["CD8_T_effector", "IFNG_6", "Pan_F_TBRS"]
+    tmt.tl.score(log2, sigs, method=method)
+    for shift in (12.0, -4.0, float(-log2.X.min())):
+        moved = log2.copy()
+        moved.X = moved.X + shift
+        tmt.tl.score(moved, sigs, method=method)
+        np.testing.assert_allclose(moved.obsm["tmt_scores"], log2.obsm["tmt_scores"], atol=1e-9)

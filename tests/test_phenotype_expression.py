@@ -22,12 +22,12 @@ def test_inflamed_and_desert_are_separated(dissociated):
         tmt.tl.immune_phenotype(dissociated, sample_key="sample", reference=reference)
         t = dissociated.uns["tmt_immune_phenotype"]["table"]
         call = t["phenotype"].astype(str)
-        pairs = truth.isin(["inflamed", "desert"])
-        # inflamed samples are called inflamed, desert samples never are
-        assert (call[truth == "inflamed"] == "inflamed").mean() >= 0.9, reference
+        # inflamed samples are never called desert, desert samples never inflamed
+        assert (call[truth == "inflamed"] != "desert").all(), reference
         assert (call[truth == "desert"] != "inflamed").all(), reference
-        assert ((call == "inflamed") == (truth == "inflamed"))[pairs].mean() >= 0.9
+        assert (call[truth == "inflamed"] == "inflamed").mean() >= 0.75, reference
         assert (t["basis"] == "expression").all() and t["caveat"].str.contains("inferred").all()
+        assert (t["reference"] == reference).all()
         assert (t.loc[call == "excluded", "confidence"] <= 0.5).all()
 
 
@@ -45,9 +45,11 @@ def test_table_and_obs(dissociated):
 def test_one_sample_needs_absolute(dissociated):
     one = dissociated[dissociated.obs["sample"] == "S01"].copy()
     with pytest.raises(ValueError, match="absolute"):
-        tmt.tl.immune_phenotype(one, sample_key="sample")
-    tmt.tl.immune_phenotype(one, sample_key="sample", reference="absolute")
-    assert one.uns["tmt_immune_phenotype"]["table"].loc["S01", "phenotype"] == "inflamed"
+        tmt.tl.immune_phenotype(one, sample_key="sample", reference="cohort")
+    tmt.tl.immune_phenotype(one, sample_key="sample")  # fewer than 9 samples: absolute, and the table says so
+    t = one.uns["tmt_immune_phenotype"]["table"]
+    assert t.loc["S01", "phenotype"] == "inflamed" and t.loc["S01", "reference"] == "absolute"
+    assert t.loc["S01", "decided_by"] == "CD8 T cells among immune cells"
 
 
 def test_bulk_samples():
@@ -59,8 +61,9 @@ def test_bulk_samples():
     tmt.tl.immune_phenotype(r)  # no sample_key: each observation is a sample
     t = r.uns["tmt_immune_phenotype"]["table"]
     assert len(t) == 4 and t.loc["LAU125", "phenotype"] != "inflamed"  # 0.4% T cells by FACS
-    with pytest.raises(ValueError, match="annotated single cells"):
-        tmt.tl.immune_phenotype(r, reference="absolute")
+    # four samples: each is judged against random gene sets of its own (no cells to count)
+    assert (t["reference"] == "absolute").all() and t["decided_by"].str.contains("random gene sets").all()
+    assert t["immune_enrichment"].idxmin() == "LAU125"
 
 
 @pytest.mark.parametrize("tool", ["immune_phenotype", "immunosuppression", "resistance_profile", "compare_groups"])
@@ -122,3 +125,128 @@ def test_one_effector_label_may_be_a_string(sim_small):
     tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="ct", effector_labels=["CD8+ T cell"])
     assert a.uns["tmt_immune_phenotype"]["table"].equals(b.uns["tmt_immune_phenotype"]["table"])
     assert a.uns["tmt_immune_phenotype"]["table"]["cd8_fraction_all"].max() > 0
+
+
+def _bulk_of(cells, *, log2: bool = False):
+    """The dissociated samples as a bulk cohort: summed counts, or log2(CPM + 0.001) with negative values."""
+    import numpy as np
+    import pandas as pd
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    agg = sc.get.aggregate(cells, by="sample", func="sum")
+    X = agg.layers["sum"]
+    X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=float)
+    if log2:
+        X = np.log2(X / X.sum(axis=1, keepdims=True) * 1e6 + 0.001)
+    return ad.AnnData(X, obs=pd.DataFrame(index=agg.obs_names.astype(str)), var=pd.DataFrame(index=cells.var_names))
+
+
+def _calls(a):
+    return a.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str)
+
+
+def test_bulk_and_pseudobulk_of_the_same_tumours_get_the_same_calls(dissociated):
+    """One path: the cells with sample_key, their summed counts as bulk, and log2(CPM + 0.001) of them (negative
+    values, no flag) get the same calls, also after any shift of the log values."""
+    cells = dissociated.copy()
+    tmt.tl.immune_phenotype(cells, sample_key="sample")
+    bulk, log2 = _bulk_of(dissociated), _bulk_of(dissociated, log2=True)
+    assert log2.X.min() < 0 and tmt.pp.check_input(log2).state == "lognorm"
+    tmt.tl.immune_phenotype(bulk)
+    tmt.tl.immune_phenotype(log2)
+    for other in (bulk, log2):
+        assert _calls(other).equals(_calls(cells).reindex(_calls(other).index))
+        assert other.uns["tmt_immune_phenotype"]["params"]["reference"] == "cohort"
+    for shift in (9.97, 40.0):
+        moved = log2.copy()
+        moved.X = moved.X + shift
+        tmt.tl.immune_phenotype(moved)
+        assert _calls(moved).equals(_calls(log2))
+
+
+def test_cohort_call_is_terciles_led_by_t_effector(dissociated):
+    """Top third of the CD8 T-effector programme inflamed, middle excluded, bottom desert, the three T-cell
+    programmes deciding near a boundary; planted inflamed and desert samples are never swapped; the confidence of an
+    excluded call is capped."""
+    tmt.tl.immune_phenotype(dissociated, sample_key="sample")
+    res = dissociated.uns["tmt_immune_phenotype"]
+    t, p = res["table"], res["params"]
+    assert (t["reference"] == "cohort").all() and p["reference"] == "cohort"
+    assert p["programmes_immune"] == ["CD8_T_effector", "IFNG_6", "Tcell_inflamed_GEP"]
+    by_terciles = t["decided_by"] == "CD8 T-effector (cohort terciles)"
+    assert by_terciles.mean() >= 0.5
+    lead = t.loc[by_terciles]
+    assert (lead.loc[lead["immune_axis"] >= p["immune_tercile_high"], "phenotype"] == "inflamed").all()
+    assert (lead.loc[lead["immune_axis"] < p["immune_tercile_low"], "phenotype"] == "desert").all()
+    near = t.loc[~by_terciles]  # within a tercile's standard error of a boundary: the three programmes decide
+    assert ((near["immune_axis"] - p["immune_tercile_low"]).abs().lt(p["immune_tercile_standard_error"])
+            | (near["immune_axis"] - p["immune_tercile_high"]).abs().lt(p["immune_tercile_standard_error"])).all()
+    truth = dissociated.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    call = t["phenotype"].astype(str).reindex(truth.index)
+    assert not ((truth == "inflamed") & (call == "desert")).any()
+    assert not ((truth == "desert") & (call == "inflamed")).any()
+    assert (t.loc[call.index[call == "excluded"], "confidence"] <= 0.5).all()
+    assert t["immune_axis_uncertainty"].gt(0).all() and t["confidence"].between(0, 1).all()
+
+
+def test_two_samples_get_absolute_thresholds_and_say_so(dissociated):
+    """Two bulk samples: no cohort to cut into terciles, so each is judged against random gene sets of its own."""
+    bulk = _bulk_of(dissociated)
+    truth = dissociated.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    pair = [truth.index[truth == "inflamed"][0], truth.index[truth == "desert"][0]]
+    two = bulk[pair].copy()
+    tmt.tl.immune_phenotype(two)
+    res = two.uns["tmt_immune_phenotype"]
+    t = res["table"]
+    assert res["params"]["reference"] == "absolute" and (t["reference"] == "absolute").all()
+    assert t["decided_by"].str.contains("random gene sets").all()
+    assert t.loc[pair[1], "phenotype"] == "desert" and t.loc[pair[0], "phenotype"] != "desert"
+    assert t.loc[pair[0], "immune_enrichment"] > 0 > t.loc[pair[1], "immune_enrichment"]
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        tmt.tl.immune_phenotype(two, reference="cohort")
+
+
+def test_a_sample_without_expression_is_not_assessable(dissociated):
+    """An all-zero sample is reported, not called and not counted in the cohort; the others keep their calls."""
+    import numpy as np
+
+    bulk = _bulk_of(dissociated)
+    tmt.tl.immune_phenotype(bulk)
+    before = _calls(bulk)
+    empty = bulk.copy()
+    empty.X[np.flatnonzero(empty.obs_names == "S05")[0]] = 0
+    with pytest.warns(tmt.TmtWarning, match="S05 \\(no expression"):
+        tmt.tl.immune_phenotype(empty)
+    t = empty.uns["tmt_immune_phenotype"]["table"]
+    assert t.loc["S05", "phenotype"] == "not assessable" and np.isnan(t.loc["S05", "confidence"])
+    assert "no expression" in t.loc["S05", "reason"]
+    assert empty.uns["tmt_immune_phenotype"]["params"]["n_samples_assessable"] == 11
+    others = t.index != "S05"
+    assert (t.loc[others, "phenotype"] != "not assessable").all()
+    assert (_calls(empty)[others] == before[others]).mean() >= 0.8  # terciles of 11 instead of 12 samples
+
+
+def test_pseudobulk_of_real_cells():
+    """Zilionis 2019 NSCLC tumour cells (inDrop, normalised values): one pseudobulk sample per patient, fewer than 9,
+    so absolute; the same calls as the bulk made of the same cells."""
+    import anndata as ad_
+    import numpy as np
+    import pandas as pd
+
+    from .conftest import SHARED
+
+    path = SHARED / "zilionis2019_nsclc_indrop" / "zilionis2019_nsclc_scgate_300cells.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    z = ad_.read_h5ad(path)
+    z = z[z.obs["Tissue"] == "tumor"].copy()
+    tmt.tl.immune_phenotype(z, sample_key="Patient")
+    t = z.uns["tmt_immune_phenotype"]["table"]
+    assert len(t) == 7 and (t["reference"] == "absolute").all()
+    assert t["phenotype"].isin(["inflamed", "excluded", "desert"]).all()
+    X = z.X.toarray() if hasattr(z.X, "toarray") else np.asarray(z.X)
+    summed = pd.DataFrame(X, index=z.obs_names).groupby(z.obs["Patient"].astype(str).to_numpy()).sum()
+    bulk = ad_.AnnData(summed.to_numpy(), obs=pd.DataFrame(index=summed.index), var=z.var[[]])
+    tmt.tl.immune_phenotype(bulk)
+    assert _calls(bulk).equals(t["phenotype"].astype(str).reindex(_calls(bulk).index))

@@ -74,6 +74,11 @@ _CD8 = {
     "excluded": {"tumor": 0.004, "margin": 0.16, "stroma": 0.08},
     "desert": {"tumor": 0.002, "margin": 0.006, "stroma": 0.004},
 }
+# ``stromal_barrier``: excluded tumours get a fibrotic rim, more fibroblasts at the margin and in the stroma, mostly
+# myofibroblastic (TGF-beta-driven) CAFs; planted through the fibroblast and myCAF programmes, which share 5 genes
+# (ACTA2, COL1A1, COL1A2, LUM, TAGLN) with the 36 of the stromal programmes the expression phenotype reads
+BARRIER_FIBROBLASTS = {"margin": 3.0, "stroma": 1.5}
+BARRIER_MYCAF = (0.7, 0.9)
 MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
 SPECIFICITY = 5.0  # a programme gene's level inside its cells over its background outside them
 
@@ -191,6 +196,7 @@ def simulate(
     n_background_genes: int = 4000,
     apm_loss: Sequence[bool] | None = None,
     ifng_unresponsive: Sequence[bool] | None = None,
+    stromal_barrier: bool = False,
     seed: int = 0,
 ) -> AnnData:
     """Simulate spatial tumour samples with known cell states, compartments and immune phenotypes.
@@ -223,6 +229,10 @@ def simulate(
         Per sample, whether malignant cells do not respond to IFN-gamma (as after JAK1/2 loss): in inflamed
         samples, where macrophages and malignant cells raise their IFN-gamma response genes, the malignant cells
         then keep them at baseline. Default: no sample.
+    stromal_barrier
+        Whether excluded tumours hold their T cells behind a fibrotic rim: three times the fibroblasts at the margin
+        and 1.5 times in the stroma, 70-90% of them myCAF (TGF-beta-driven), as in the excluded tumours of
+        Mariathasan 2018. Default off.
     seed
         Random seed; the same seed gives the same data.
 
@@ -307,6 +317,11 @@ def simulate(
         p = _sample_params(srng, phenotypes[s])
         p["apm_loss"] = bool(apm[s])
         p["ifng_unresponsive"] = bool(unresponsive[s])
+        barrier = stromal_barrier and p["phenotype"] == "excluded"
+        p["stromal_barrier"] = bool(barrier)
+        if barrier:  # no draw from srng, so the other samples stay as without the barrier
+            lo, hi = BARRIER_MYCAF
+            p["mycaf_fraction"] = lo + (hi - lo) * (p["mycaf_fraction"] - 0.2) / 0.5
         xy, dist = _layout(srng, n_cells, tumor_shape, density)
         comp = np.where(dist < -MARGIN_HALF_WIDTH, "tumor", np.where(dist <= MARGIN_HALF_WIDTH, "margin", "stroma"))
         lineage = np.empty(n_cells, dtype=object)
@@ -315,6 +330,8 @@ def simulate(
             mix["CD8 T"] = _CD8[p["phenotype"]][c]
             if p["phenotype"] == "desert":
                 mix["CD4 T"] *= 0.25
+            if barrier and c in BARRIER_FIBROBLASTS:
+                mix["Fibroblast"] *= BARRIER_FIBROBLASTS[c]
             if c == "margin":
                 inside = (comp == c) & (dist < 0)
                 # tumour nests have a crisp epithelial edge: the inner half of the margin is mostly tumour
@@ -389,8 +406,9 @@ def simulate(
     ])
     adata.uns[_keys.SIMULATION] = {
         "params": {"n_samples": n_samples, "n_cells": n_cells, "tumor_shape": tumor_shape, "noise": noise,
-                   "density": density, "seed": seed, "margin_half_width_um": MARGIN_HALF_WIDTH},
-        "samples": samples.astype({"apm_loss": bool, "ifng_unresponsive": bool}),
+                   "density": density, "seed": seed, "margin_half_width_um": MARGIN_HALF_WIDTH,
+                   "stromal_barrier": bool(stromal_barrier)},
+        "samples": samples.astype({"apm_loss": bool, "ifng_unresponsive": bool, "stromal_barrier": bool}),
         "programs": prog_tab,
     }
     adata.uns["true_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in adata.obs["true_phenotype"].cat.categories]

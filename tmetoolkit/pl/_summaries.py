@@ -102,32 +102,41 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
 def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes:
     """Samples on the axes that decided their expression-based call, with the decision lines."""
     tab, p = res["table"], res["params"]
+    tab = tab[tab["phenotype"].astype(str) != "not assessable"]
     colors = phenotype_colors()
-    cohort = p.get("reference") == "cohort"
+    mode = "cohort" if p.get("reference") == "cohort" else (
+        "cells" if p.get("decided_by") == "cell composition" or "immune_enrichment" not in tab else "enrichment")
     with style():
         ax = new_ax(ax, (4.2, 3.8))
-        if cohort:
+        if mode == "cohort":
             x, y = tab["stromal_axis"].astype(float), tab["immune_axis"].astype(float)
+        elif mode == "enrichment":
+            x, y = tab["stromal_enrichment"].astype(float), tab["immune_enrichment"].astype(float)
         else:
             y = tab["cd8_fraction_immune"].astype(float).fillna(0)
             x = pd.Series(np.arange(len(tab), dtype=float), index=tab.index)
         for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
             ax.scatter(x[sub.index], y[sub.index], c=colors.get(lab, "grey"), label=lab, s=28, edgecolors="white",
                        linewidths=0.4)
-        if cohort:
-            ax.axhline(0, ls="--", lw=0.8, c="grey")
-            ax.plot([0, 0], [min(float(y.min()), -1) * 1.1, 0], ls="--", lw=0.8, c="grey")
+        if mode == "cohort":
+            for key in ("immune_tercile_low", "immune_tercile_high"):
+                if key in p:
+                    ax.axhline(float(p[key]), ls="--", lw=0.8, c="grey")
             ax.set_xlabel("stromal axis: TGF-beta, CAF (robust z)")
-            ax.set_ylabel("immune axis: CD8 T, IFN-gamma (robust z)")
-            tol = 0.03 * max(float(np.ptp(x)), float(np.ptp(y)), 1e-9)
+            ax.set_ylabel("immune axis: CD8 T-effector (robust z; terciles)")
+        elif mode == "enrichment":
+            ax.axhline(0, ls="--", lw=0.8, c="grey")
+            ax.axhline(float(p.get("enrichment_enriched", 1.645)), ls=":", lw=0.8, c="grey")
+            ax.set_xlabel("stromal programmes (z vs random gene sets)")
+            ax.set_ylabel("CD8 T-effector programme (z vs random gene sets)")
         else:
             t = float(p["min_cd8_fraction"])
             ax.axhline(t, ls="--", lw=0.8, c="grey")
             ax.axhline(t / 4, ls=":", lw=0.8, c="grey")
             ax.set_xticks(x.to_numpy(), tab.index.astype(str), rotation=90)
             ax.set_ylabel("CD8 T cells among immune cells")
-            tol = 0.0
-        if annotate and cohort and len(tab) <= MAX_LABELS:
+        tol = 0.03 * max(float(np.ptp(x)) if len(x) else 0.0, float(np.ptp(y)) if len(y) else 0.0, 1e-9)
+        if annotate and mode != "cells" and len(tab) <= MAX_LABELS:
             _annotate_points(ax, _merge_close(x, y, tol), tol, log=False)
         ax.legend(frameon=False, fontsize=7, loc="best")
         ax.set_title("Immune phenotype (expression; exclusion inferred)")

@@ -18,6 +18,11 @@ _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
 _HUMAN_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9-]*[A-Z0-9]$")
 PROTEIN_MAX_FEATURES = 100
 MAX_LINEAR_CV = 0.1  # spread of per-cell totals (SD / mean) up to which non-integer values count as normalised
+# a gene is centred when its mean lies within this many of its SDs of zero; z-scores, centred values and Pearson
+# residuals have every gene centred by construction, log values (log-CPM, log2 intensities, log2(TPM + 0.001)) only
+# the few whose level happens to sit at zero (1 of 872 genes in a urothelial log2 cohort, per-gene means -5 to 11)
+CENTRED_SD = 0.2
+MAX_CENTRED_FRACTION = 0.5  # more genes centred than this: the values were centred per gene, not expression levels
 
 
 @dataclass
@@ -28,9 +33,13 @@ class InputReport:
     ----------
     state
         ``counts`` (non-negative integers, or non-integer values whose per-cell totals vary, as counts after
-        ambient-RNA removal), ``lognorm`` (log-scale normalised), ``linear`` (normalised, not logged, e.g. TPM:
-        one total per cell), ``scaled`` (negative values, e.g. z-scores), or ``protein`` (intensities of a small
-        marker panel, raw, transformed or z-scored).
+        ambient-RNA removal), ``lognorm`` (log-scale values, including log values with negatives such as voom
+        log-CPM, microarray log2 intensities or log2(TPM + 0.001)), ``linear`` (normalised, not logged, e.g. TPM:
+        one total per cell), ``scaled`` (centred per gene: z-scores, Pearson residuals), or ``protein``
+        (intensities of a small marker panel, raw, transformed or z-scored).
+    detail
+        What the state was read from, in words (e.g. the per-gene means and SDs behind ``scaled`` or behind log
+        values with negatives).
     gene_id
         ``symbol`` or ``ensembl``.
     species
@@ -49,6 +58,7 @@ class InputReport:
     n_obs: int
     n_vars: int
     n_empty_cells: int = 0
+    detail: str = ""
     target_sum: float | None = None
     problems: list[str] = field(default_factory=list)
     coverage: pd.DataFrame | None = None
@@ -61,6 +71,7 @@ class InputReport:
         lines = [
             f"InputReport: {self.n_obs} obs x {self.n_vars} vars",
             f"    state: {self.state}; gene ids: {self.gene_id}; species: {self.species}",
+            *([f"    seen: {self.detail}"] if self.detail else []),
             f"    empty cells: {self.n_empty_cells}",
         ]
         if self.coverage is not None:
@@ -129,25 +140,65 @@ def _symbol_column(var: pd.DataFrame) -> str | None:
     return best if hits >= max(10, 0.1 * len(var)) else None
 
 
-def _detect_state(sample, n_vars: int) -> str:
+def _gene_moments(sample) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene means and SDs over the sampled rows (sparse or dense)."""
+    if sp.issparse(sample):
+        mean = np.asarray(sample.mean(axis=0)).ravel()
+        sq = np.asarray(sample.multiply(sample).mean(axis=0)).ravel()
+        return mean, np.sqrt(np.maximum(sq - mean**2, 0.0))
+    X = np.asarray(sample, dtype=np.float64)
+    return X.mean(axis=0), X.std(axis=0)
+
+
+def _negative_state(sample) -> tuple[str, str]:
+    """``scaled`` or ``lognorm`` for values with negatives, from the per-gene means and SDs together.
+
+    Values centred per gene (z-scores, centred log values, Pearson residuals) have nearly every gene's mean at zero;
+    log values with negatives have their genes spread over the log scale, a few of them near zero.
+    """
+    if sample.shape[0] < 2:
+        return "lognorm", ("one observation with negative values: per-gene means and SDs cannot be told apart from "
+                           "z-scores, taken as log values")
+    mean, sd = _gene_moments(sample)
+    varies = sd > 0
+    if not varies.any():
+        return "lognorm", "negative values that do not vary between observations: taken as log values"
+    m, s = mean[varies], sd[varies]
+    centred = float(np.mean(np.abs(m) <= CENTRED_SD * s))
+    near_one = float(np.mean(np.abs(s - 1.0) <= 0.25))
+    seen = (f"per-gene means {np.percentile(m, 1):.2g} to {np.percentile(m, 99):.2g} (1st-99th percentile), "
+            f"{centred:.0%} of genes centred (|mean| <= {CENTRED_SD} SD), median SD {np.median(s):.2g}")
+    if centred > MAX_CENTRED_FRACTION:
+        kind = "z-scored (means near 0, SDs near 1)" if near_one > 0.5 else "centred per gene (means near 0)"
+        return "scaled", f"{kind}: {seen}"
+    return "lognorm", f"log values with negatives: {seen}"
+
+
+def _detect_state(sample, n_vars: int) -> tuple[str, str]:
+    """The input state of the sampled rows and, in words, what it was read from."""
     vals = _values(sample)
     vals = vals[vals != 0]
     if vals.size == 0:
-        return "counts"
+        return "counts", "all values zero"
     if vals.min() < 0:  # a marker panel may come arcsinh-transformed and z-scored per channel
-        return "protein" if n_vars <= PROTEIN_MAX_FEATURES else "scaled"
+        if n_vars <= PROTEIN_MAX_FEATURES:
+            return "protein", f"{n_vars} features with negative values: marker intensities"
+        return _negative_state(sample)
     integer = bool(np.all(np.abs(vals - np.round(vals)) < 1e-6))
     if integer:
-        return "counts"
+        return "counts", "non-negative integers"
     if n_vars <= PROTEIN_MAX_FEATURES:
-        return "protein"
+        return "protein", f"{n_vars} features: marker intensities"
     if vals.max() < 50:
-        return "lognorm"
+        return "lognorm", f"non-negative values below 50 (maximum {vals.max():.3g}): log scale"
     # normalised linear values (CPM, TPM, normalize_total) share one total per cell; counts that are not integers
     # (after ambient-RNA removal, or expected counts) do not, and still need normalising to library size
     sums = np.asarray(sample.sum(axis=1)).ravel()
     sums = sums[sums > 0]
-    return "linear" if sums.size and sums.std() <= MAX_LINEAR_CV * sums.mean() else "counts"
+    cv = float(sums.std() / sums.mean()) if sums.size else 0.0
+    if sums.size and cv <= MAX_LINEAR_CV:
+        return "linear", f"non-integer values up to {vals.max():.3g} with one total per observation (CV {cv:.2g})"
+    return "counts", f"non-integer values whose totals vary between observations (CV {cv:.2g}): counts"
 
 
 def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True, chunk_size: int = DEFAULT_CHUNK,
@@ -156,7 +207,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
     X = get_matrix(adata, layer)
     gene_id, detected = detect_gene_id(adata.var_names)
     species = species or detected
-    state = _detect_state(_sample_rows(X), adata.n_vars)
+    state, detail = _detect_state(_sample_rows(X), adata.n_vars)
     problems: list[str] = []
     n_empty = 0
     libs = []
@@ -165,7 +216,8 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
     if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
         step = 10_000_000
         finite = all(np.isfinite(X.data[i : i + step]).all() for i in range(0, X.data.size, step))
-        sums = row_sums(abs(X)) if state == "scaled" else row_sums(X)
+        negative = X.data.size > 0 and X.data.min() < 0
+        sums = row_sums(abs(X)) if negative else row_sums(X)
         empty_parts.append(sums == 0)
         n_empty = int((sums == 0).sum())
         if state == "counts":
@@ -188,8 +240,8 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
             hint += (", e.g. from adata.raw: adata.layers['log'] = adata.raw[:, adata.var_names].X, then "
                      "layer='log' (or run on adata.raw.to_adata(), which keeps all of raw's genes)")
         problems.append(
-            "the matrix has negative values, so it looks scaled (z-scored); scores need counts or log-normalised "
-            f"values: {hint}."
+            f"the values look scaled, centred per gene ({detail}), so they are not expression levels: scores need "
+            f"counts, log values or TPM. Use the values from before scaling: {hint}."
         )
     if gene_id == "ensembl":
         column = _symbol_column(adata.var)
@@ -205,7 +257,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
         target = float(np.median(lib)) if lib.size else 1.0
     return InputReport(
         state=state, gene_id=gene_id, species=species, n_obs=adata.n_obs, n_vars=adata.n_vars,
-        n_empty_cells=n_empty, target_sum=target, problems=problems,
+        n_empty_cells=n_empty, detail=detail, target_sum=target, problems=problems,
         empty_mask=np.concatenate(empty_parts) if empty_parts else None,
     )
 
@@ -242,6 +294,11 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all") -
     Tells raw counts from log-normalised, linear (TPM/CPM), scaled and protein-intensity data; gene symbols from
     Ensembl IDs; human from mouse; counts empty cells and NaN/inf values; and measures how many genes of each
     signature are present. Nothing is written into ``adata``.
+
+    Negative values alone do not make data scaled: log values with negatives (voom log-CPM, microarray log2
+    intensities, log2(TPM + 0.001)) are ``lognorm``. Values count as ``scaled`` when they were centred per gene:
+    more than half of the genes have a mean within 0.2 of their SD of zero (z-scores and Pearson residuals have
+    all of them there; log values only the few whose level happens to sit at zero). ``detail`` says what was seen.
 
     Parameters
     ----------

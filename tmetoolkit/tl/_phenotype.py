@@ -158,11 +158,16 @@ def immune_phenotype(
 ) -> AnnData | None:
     """Call each sample, and each region of tissue, immune inflamed, excluded or desert.
 
-    Without coordinates (``basis="expression"``) the call comes from expression: for single cells (with
-    ``sample_key``) from pseudobulk programmes (ssGSEA) and the CD8 T-cell composition, for bulk data (observations are
-    samples, no ``sample_key``) from the programmes alone; cohort-relative by default. Dissociated and bulk data
-    cannot show where T cells are, so an ``excluded`` call is an inference (its confidence is capped at 0.5 and
-    the table says so in ``caveat``).
+    Without coordinates (``basis="expression"``) the call comes from expression, bulk samples (no ``sample_key``:
+    each observation is a sample; counts, TPM or log values, negatives allowed) and the pseudobulk of single-cell
+    samples taking the same path: the CD8 T-effector programme (ssGSEA) cut into cohort terciles (top inflamed,
+    middle excluded, bottom desert), the three T-cell programmes together (CD8 T-effector, IFN-gamma, T-cell-inflamed
+    GEP) deciding the samples within a tercile's standard error of a boundary. From 9 samples the call is
+    cohort-relative; with fewer, absolute: CD8 T cells among immune cells when cells are annotated, otherwise the
+    CD8 T-effector programme against random gene sets of the same sample (the table's ``reference`` says which).
+    Dissociated and bulk data cannot show where T cells are, so an ``excluded`` call is an inference (its
+    confidence is capped at 0.5 and the table says so in ``caveat``). See ``tmetoolkit.tl._phenotype_expression``
+    for the rule and its sources.
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
     where effector (CD8 T) cells sit relative to tumour cells: their density inside the tumour region (core and
@@ -211,8 +216,9 @@ def immune_phenotype(
     min_infiltration
         Infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md section 10.1).
     reference
-        ``"absolute"`` or ``"cohort"``; default absolute for the spatial basis, cohort for the expression basis.
-        Spatial ``"cohort"`` replaces ``min_density`` by the ``cohort_quantile`` of the samples' densities.
+        ``"absolute"`` or ``"cohort"``; default absolute for the spatial basis; for the expression basis cohort from
+        9 samples with expression, absolute below. Spatial ``"cohort"`` replaces ``min_density`` by the
+        ``cohort_quantile`` of the samples' densities.
     cohort_quantile
         Quantile used with ``reference="cohort"``.
     mixing_radius
@@ -242,8 +248,12 @@ def immune_phenotype(
     ``uns["tmt_immune_phenotype_colors"]``
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
 
-    With the expression basis, ``table`` holds the programme scores, CD8 fractions, the ``immune_axis`` and
-    ``stromal_axis`` and the ``caveat``; there are no regions.
+    With the expression basis, ``table`` holds the ``reference`` used, what ``decided_by`` the call, the programme
+    scores (ssGSEA), the ``immune_axis`` (robust z of the CD8 T-effector programme), ``t_cell_programmes`` (mean
+    robust z of the three), the ``immune_axis_uncertainty``, the ``stromal_axis``, ``immune_enrichment`` and ``stromal_enrichment`` (z against
+    random gene sets of the sample), CD8 fractions when cells are annotated, and the ``caveat``; samples without
+    expression are ``not assessable`` with the reason. ``params`` holds the tercile thresholds or the absolute
+    ones. There are no regions.
     """
     adata = adata.copy() if copy else adata
     if basis == "auto":
@@ -252,7 +262,6 @@ def immune_phenotype(
         msg = f"reference must be 'absolute' or 'cohort', got {reference!r}."
         raise ValueError(msg)
     if basis == "expression":
-        reference = reference or "cohort"
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
@@ -406,19 +415,19 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
 
     adata = adata.copy() if copy else adata
     check_tmt_key(adata.obs, "tmt_immune_phenotype", "adata.obs")
-    tab = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
-                               reference=reference, min_cd8_fraction=min_cd8_fraction,
-                               effector_labels=effector_labels)
+    tab, used = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
+                                     reference=reference, min_cd8_fraction=min_cd8_fraction,
+                                     effector_labels=effector_labels)
     cats = list(_keys.PHENOTYPES)
     tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=cats)
     obs_samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series(adata.obs_names, index=adata.obs_names)
     adata.obs["tmt_immune_phenotype"] = pd.Categorical(obs_samples.map(tab["phenotype"].astype(str)), categories=cats)
-    cols = ["phenotype", "confidence", "basis", "reason", "caveat"]
+    cols = ["phenotype", "confidence", "basis", "reference", "reason", "caveat"]
     adata.uns["tmt_immune_phenotype"] = {
         "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
-                   "reference": reference, "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
+                   "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
                    "effector_labels": list(effector_labels or DEFAULT_EFFECTORS),
-                   "bulk": not sample_key},
+                   "bulk": not sample_key, **used},
         "table": tab[cols + [c for c in tab.columns if c not in cols]],
     }
     adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]

@@ -83,6 +83,22 @@ def _combine_parts(parts: np.ndarray, owner: np.ndarray, n_sig: int) -> np.ndarr
     return out
 
 
+def nonnegative_rows(block):
+    """``block`` with each row shifted so that its smallest value is 0, when it has negative values.
+
+    Log values may be negative (voom log-CPM, log2 intensities, log2(TPM + 0.001)); the rank methods take the zeros
+    of a sparse row as its lowest values. A shift within a row keeps its ranks, so their scores do not change.
+    """
+    if sp.issparse(block):
+        if block.data.size == 0 or block.data.min() >= 0:
+            return block
+        block = block.toarray()
+    block = np.asarray(block, dtype=np.float64)
+    if block.size == 0 or block.min() >= 0:
+        return block
+    return block - block.min(axis=1, keepdims=True)
+
+
 def _membership(plan, n_vars, which: int) -> sp.csr_matrix:
     rows = [p[which] for p in plan]
     cols = [np.full(r.size, j) for j, r in enumerate(rows)]
@@ -155,7 +171,8 @@ def score_matrix(
         used.update(n_bins=n_bins, ctrl_size=ctrl_size)
     elif method == "ssgsea":
         for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ssGSEA"):
-            out[start:stop] = _ssgsea_block(normalise_block(block, state, target_sum), plan, seed=seed)
+            out[start:stop] = _ssgsea_block(nonnegative_rows(normalise_block(block, state, target_sum)), plan,
+                                            seed=seed)
         used.update(sample_norm_method="rank", statistic="ES")
     else:
         aucell = method == "aucell"
@@ -174,6 +191,7 @@ def score_matrix(
         for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ranking"):
             if genes is not None:
                 block = block[:, genes]
+            block = nonnegative_rows(block)
             up = finish(_kernels.rank_sums(block, m_up, max_rank, aucell=aucell), n_up, max_rank)
             if has_down.any():
                 down = finish(_kernels.rank_sums(block, m_down, max_rank, aucell=aucell), n_down, max_rank)
@@ -213,7 +231,11 @@ def score(
     """Score gene signatures per cell (or per sample) in one vectorised pass over the expression matrix.
 
     Raw counts are normalised internally (library size to the median, then ``log1p``) and linear values such as
-    TPM are ``log1p``-transformed, chunk by chunk; ``X``, ``raw`` and layers are never changed. Mouse symbols are
+    TPM are ``log1p``-transformed, chunk by chunk; ``X``, ``raw`` and layers are never changed. Log values with
+    negatives (voom log-CPM, log2 intensities, log2(TPM + 0.001)) are scored as they are, with no flag: the rank
+    methods and ssGSEA rank within each observation and ``mean_ctrl`` subtracts control genes, so shifting all
+    values by a constant changes no score. Values centred per gene (z-scores) are refused; see
+    :func:`tmetoolkit.pp.check_input`. Mouse symbols are
     matched through the packaged ortholog table, and outdated symbols through the alias table.
 
     Parameters
