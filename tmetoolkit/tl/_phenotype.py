@@ -20,71 +20,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.spatial import cKDTree
 
 from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
+from ._spatial_measures import (CONTACT_NN, MEASURES, cell_columns, classify, contact_counts, effector_features,
+                                median_nn, tissue_grid)
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
 DEFAULT_EFFECTORS = ("CD8 T",)
-BIN_UM = 25.0  # side of the occupancy grid used to measure tissue area
-
-
-def _area_mm2(xy: np.ndarray) -> float:
-    """Tissue area covered by cells: occupied squares of a 25-um grid."""
-    if len(xy) == 0:
-        return 0.0
-    cells = np.unique(np.floor(xy / BIN_UM).astype(np.int64), axis=0)
-    return len(cells) * (BIN_UM / 1000.0) ** 2
-
-
-def _counts(xy, comp, dist, is_eff, is_tum, *, radius: float) -> dict:
-    """Additive quantities of one image: cells, effectors and areas per compartment, and pair counts."""
-    # as SPIAT: the tumour side is the core plus the internal margin, the other side external margin plus stroma
-    inside = (comp == "tumor") | ((comp == "margin") & (dist < 0))
-    c = {"n_cells": len(xy), "n_effector": int(is_eff.sum()), "n_tumor_cells": int(is_tum.sum())}
-    for name, m in (("tumor", inside), ("margin", comp == "margin"), ("stroma", comp == "stroma"),
-                    ("around", ~inside)):
-        c[f"area_{name}"] = _area_mm2(xy[m])
-        c[f"eff_{name}"] = int((is_eff & m).sum())
-        c[f"cells_{name}"] = int(m.sum())
-    # SPIAT-style mixing: effector-tumour vs effector-effector pairs within ``radius``
-    eff, tum = xy[is_eff], xy[is_tum]
-    c.update(et_pairs=0.0, ee_pairs=0.0, contacts=0)
-    if len(eff) and len(tum):
-        te, tt = cKDTree(eff), cKDTree(tum)
-        c["et_pairs"] = float(te.count_neighbors(tt, radius))
-        c["ee_pairs"] = float((te.count_neighbors(te, radius) - len(eff)) / 2)
-        c["contacts"] = int((tt.query(eff)[0] <= radius).sum())
-    return c
-
-
-def _features(parts: list[dict]) -> dict:
-    """Features of a sample or region from its images' counts: densities pool cells and areas over images."""
-    c = {k: sum(p[k] for p in parts) for k in parts[0]}
-    f = {"n_cells": int(c["n_cells"]), "n_effector": int(c["n_effector"]), "n_tumor_cells": int(c["n_tumor_cells"]),
-         "n_images": len(parts)}
-    for name in ("tumor", "margin", "stroma"):
-        area, n, cells = c[f"area_{name}"], c[f"eff_{name}"], c[f"cells_{name}"]
-        f[f"area_{name}_mm2"] = area
-        f[f"effector_per_mm2_{name}"] = n / area if area > 0 else np.nan
-        f[f"effector_per_100_cells_{name}"] = 100.0 * n / cells if cells else np.nan
-    f["rho_tumor"] = c["eff_tumor"] / c["area_tumor"] if c["area_tumor"] > 0 else np.nan
-    f["rho_stroma"] = c["eff_around"] / c["area_around"] if c["area_around"] > 0 else np.nan
-    tot = np.nansum([f["rho_tumor"], f["rho_stroma"]])
-    f["infiltration_ratio"] = f["rho_tumor"] / tot if tot > 0 and np.isfinite(f["rho_tumor"]) else np.nan
-    n_eff, n_tum = c["n_effector"], c["n_tumor_cells"]
-    if n_eff >= 2 and n_tum and c["ee_pairs"] > 0:
-        ms = c["et_pairs"] / c["ee_pairs"]
-        f["mixing_score"] = ms
-        f["normalised_mixing_score"] = 0.5 * ms * (n_eff - 1) / n_tum
-    else:
-        f.update(mixing_score=np.nan, normalised_mixing_score=np.nan)
-    f["effector_tumor_contact_fraction"] = c["contacts"] / n_eff if n_eff and n_tum else np.nan
-    return f
 
 
 def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFrame:
@@ -149,7 +95,10 @@ def immune_phenotype(
     min_infiltration: float = 0.3,
     reference: Literal["absolute", "cohort"] | None = None,
     cohort_quantile: float = 0.25,
-    mixing_radius: float = 20.0,
+    null_ratio: float = 0.5,
+    contact_cells: float = CONTACT_NN,
+    min_effectors: int = 16,
+    min_stroma_fraction: float = 0.1,
     min_cells: int = 50,
     min_tumor_cells: int = 30,
     min_cd8_fraction: float = 0.1,
@@ -278,6 +227,7 @@ def immune_phenotype(
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
     else:
         tumor_labels = []
+    pixel_size = _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key)
     xy_all = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
     for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
@@ -287,7 +237,8 @@ def immune_phenotype(
     params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
     if ("tmt_compartment" not in adata.obs or params_c.get("image_key", "") != (image_key or "")
             or params_c.get("tumor_signature", "") != (tumor_signature or "")
-            or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)):
+            or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)
+            or (tumor_signature is None and set(params_c.get("tumor_labels", [])) != set(tumor_labels))):
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
                      pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature, layer=layer)
     comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
@@ -295,32 +246,59 @@ def immune_phenotype(
     is_eff = labels.isin(effector_labels).to_numpy()
     is_tum = (adata.obs["tmt_tumor_cell"].to_numpy(dtype=bool) if tumor_signature is not None
               else labels.isin(tumor_labels).to_numpy())
-    status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
+    ctab = adata.uns["tmt_compartments"]["table"]
+    status = ctab["status"].to_dict()
+    inside = (dist < 0) | (comp == "tumor")
+
+    cols, radius = {}, {}
+    for im, idx in images.groupby(images, observed=True).indices.items():
+        xy = xy_all[idx]
+        if len(idx) < 3:
+            area, nn = np.zeros(len(idx)), np.nan
+        else:
+            nn = median_nn(xy)
+            area = tissue_grid(xy, nn)[-1]
+        radius[im] = contact_cells * nn
+        counts = (contact_counts(xy, is_tum[idx], is_eff[idx], radius[im]) if np.isfinite(nn)
+                  else {k: np.zeros(len(idx)) for k in ("tum", "nontum", "eff")})
+        for k, v in cell_columns(inside[idx], comp[idx] == "tumor", area, is_tum[idx], is_eff[idx], counts).items():
+            cols.setdefault(k, np.zeros(adata.n_obs))[idx] = v
+    cols = pd.DataFrame(cols, index=adata.obs_names)
+    cols["margin_area"] = cols["area"] * (comp == "margin")
+    cols["eff_margin"] = is_eff * (comp == "margin")
 
     regions = _regions(samples, images, xy_all, region_key, tile_size, adata)
     no_effectors = _effectors_unrecognisable(adata, cell_type_key, effector_labels)
 
-    def _unassessable(idx: np.ndarray, f: dict) -> str:
-        image_status = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
+    def table_for(groups: pd.Series) -> pd.DataFrame:
+        sums = cols.groupby(groups.to_numpy(), observed=True, sort=True).sum()
+        sums = sums.loc[[g for g in pd.unique(groups.dropna()) if g in sums.index]]
+        f = pd.DataFrame(effector_features(sums), index=sums.index)
+        f.insert(0, "n_cells", sums["n_cells"].astype(int))
+        f.insert(1, "n_effector", sums["n_effector"].astype(int))
+        f.insert(2, "n_tumor_cells", sums["n_tumor_cells"].astype(int))
+        f.insert(3, "n_images", images.groupby(groups.to_numpy(), observed=True).nunique().reindex(f.index))
+        f["area_margin_mm2"] = sums["margin_area"]
+        f["effector_per_mm2_margin"] = (sums["eff_margin"] / sums["margin_area"]).where(sums["margin_area"] > 0)
+        f["effector_per_100_cells_tumor"] = (100 * sums["eff_in"] / sums["cells_in"]).where(sums["cells_in"] > 0)
+        f["effector_tumor_contact_fraction"] = f["contact_share"]
+        f["normalised_mixing_score"] = (0.5 * f["mixing_score"] * (f["n_effector"] - 1)
+                                        / f["n_tumor_cells"].where(f["n_tumor_cells"] > 0))
+        ims_of = images.groupby(groups.to_numpy(), observed=True).unique()
+        f["reason"] = [no_effectors or _unassessable(f.loc[g], ims_of[g]) for g in f.index]
+        return f
+
+    def _unassessable(row, ims) -> str:
+        image_status = {status.get(im, "ok") for im in ims}
         if image_status <= {"no tumour region", "too few cells"}:
             return f"{min(image_status)}: no group of at least the minimum number of tumour cells"
-        if len(idx) < min_cells:
-            return f"too few cells ({len(idx)} < {min_cells})"
-        if f["n_tumor_cells"] < min_tumor_cells:
-            return f"too few tumour cells ({f['n_tumor_cells']} < {min_tumor_cells})"
-        if not (np.nan_to_num(dist[idx], nan=1.0) < 0).any() and not (comp[idx] == "tumor").any():
+        if row["n_cells"] < min_cells:
+            return f"too few cells ({int(row['n_cells'])} < {min_cells})"
+        if row["n_tumor_cells"] < min_tumor_cells:
+            return f"too few tumour cells ({int(row['n_tumor_cells'])} < {min_tumor_cells})"
+        if not row["area_tumor_mm2"] > 0:
             return "no tumour region in this region"
         return ""
-
-    def table_for(groups: pd.Series) -> pd.DataFrame:
-        rows = {}
-        for g, idx in groups.groupby(groups, observed=True).indices.items():
-            parts = [_counts(xy_all[i], comp[i], dist[i], is_eff[i], is_tum[i], radius=mixing_radius)
-                     for i in (idx[images.iloc[idx].to_numpy() == im] for im in pd.unique(images.iloc[idx]))]
-            f = _features(parts)
-            f["reason"] = no_effectors or _unassessable(idx, f)
-            rows[g] = f
-        return pd.DataFrame.from_dict(rows, orient="index")
 
     samp_tab = table_for(samples)
     reg_tab = table_for(regions)
@@ -331,9 +309,10 @@ def immune_phenotype(
             msg = (f"a cohort-relative call needs at least 3 assessable samples, found {int(ok.sum())}; "
                    "use reference='absolute' (min_density in cells/mm^2).")
             raise ValueError(msg)
-        densities = np.r_[samp_tab.loc[ok, "rho_tumor"], samp_tab.loc[ok, "rho_stroma"]]
-        tau = float(np.nanquantile(densities, cohort_quantile))
-    samp_tab, reg_tab = (_labelled(t, tau, min_infiltration, "spatial") for t in (samp_tab, reg_tab))
+        tau = float(np.nanquantile(samp_tab.loc[ok, "effector_per_mm2"], cohort_quantile))
+    rule = {"min_density": tau, "null_ratio": null_ratio, "min_effectors": min_effectors,
+            "min_stroma_fraction": min_stroma_fraction}
+    samp_tab, reg_tab = (_called(t, rule) for t in (samp_tab, reg_tab))
     no_eff = samp_tab["n_effector"] == 0
     if no_eff.any():
         logger.info("samples without effector cells are desert: %s", ", ".join(map(str, samp_tab.index[no_eff])))
@@ -344,11 +323,56 @@ def immune_phenotype(
     params = {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
               "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
               "tumor_signature": tumor_signature or "",
-              "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
+              "min_density_per_mm2": float(tau), "null_ratio": float(null_ratio),
+              "min_effectors": int(min_effectors), "min_stroma_fraction": float(min_stroma_fraction),
+              "measures": list(MEASURES), "reference": reference,
               "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "",
-              "mixing_radius_um": mixing_radius, "pixel_size": pixel_size if pixel_size is not None else 1.0}
+              "contact_cells": float(contact_cells),
+              "contact_distance_um": float(np.nanmedian(list(radius.values()))) if radius else np.nan,
+              "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre"}
     _write(adata, samples, regions, samp_tab, reg_tab, params)
     return adata if copy else None
+
+
+def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> float | None:
+    """The micrometre scale: the user's ``pixel_size`` or the one of the compartments this call builds on.
+
+    Two different scales for the same coordinates are refused: densities and distances would mix units.
+    """
+    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
+    if "tmt_compartment" not in adata.obs or "pixel_size" not in params_c or params_c.get("spots"):
+        return pixel_size
+    earlier = float(params_c["pixel_size"])
+    if pixel_size is None:
+        if earlier != 1.0:
+            logger.info("using the compartments' pixel_size of %g micrometres", earlier)
+        return earlier if earlier != 1.0 else None
+    if not np.isclose(float(pixel_size), earlier, rtol=1e-9):
+        msg = (f"pixel_size={pixel_size:g} differs from the pixel_size={earlier:g} (micrometres per coordinate "
+               "unit) that tmt.tl.compartments used on these coordinates; pass the same scale to both, or rerun "
+               "tmt.tl.compartments with the right one.")
+        raise ValueError(msg)
+    return pixel_size
+
+
+def _called(tab: pd.DataFrame, rule: dict) -> pd.DataFrame:
+    """The call of :func:`._spatial_measures.classify`; rows with a ``reason`` are ``not assessable``."""
+    label, conf, n_agree, n_votes, can_exclude = classify(tab, **rule)
+    tab = tab.copy()
+    tab["phenotype"], tab["confidence"] = label, conf
+    tab["measures_agreeing"], tab["measures_available"] = n_agree, n_votes
+    tab["exclusion_assessable"] = can_exclude
+    low = (tab["reason"] == "") & (label == "not assessable")
+    tab.loc[low & ~can_exclude, "reason"] = (
+        "too little stroma to show exclusion (stroma < " + f"{rule['min_stroma_fraction']:.0%}" + " of the tissue; "
+        "the effector cells avoid the tumour, but there is no stroma to hold them)")
+    tab.loc[low & can_exclude, "reason"] = "no measure of where the effector cells sit could be computed"
+    na = tab["reason"] != ""
+    tab.loc[na, "phenotype"] = "not assessable"
+    tab.loc[na, "confidence"] = np.nan
+    tab["basis"] = "spatial"
+    tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
+    return tab
 
 
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
