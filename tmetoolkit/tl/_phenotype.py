@@ -365,7 +365,7 @@ def _called(tab: pd.DataFrame, rule: dict) -> pd.DataFrame:
     low = (tab["reason"] == "") & (label == "not assessable")
     tab.loc[low & ~can_exclude, "reason"] = (
         "too little stroma to show exclusion (stroma < " + f"{rule['min_stroma_fraction']:.0%}" + " of the tissue; "
-        "the effector cells avoid the tumour, but there is no stroma to hold them)")
+        "a field without stroma cannot show exclusion)")
     tab.loc[low & can_exclude, "reason"] = "no measure of where the effector cells sit could be computed"
     na = tab["reason"] != ""
     tab.loc[na, "phenotype"] = "not assessable"

@@ -261,9 +261,11 @@ def classify(f: dict, *, min_density: float, null_ratio: float = 0.5, min_effect
       cells (ratio 1, the null model), so neither hypothesis is favoured. Contact share and mixing score vote
       with the same cut; they set the confidence (they are local to the border and so see effector cells that
       line the tumour edge as half-mixed, which is why they do not decide).
-    - an **excluded** vote where the stroma covers less than ``min_stroma_fraction`` of the tissue is not a call:
-      such a field has no stroma in which T cells could be held, so it cannot show exclusion
-      (``exclusion_assessable`` False; ``not assessable``).
+    - where the stroma covers less than ``min_stroma_fraction`` (a tenth) of the tissue, the field cannot show
+      exclusion: its stroma is septa too thin to hold T cells apart from the tumour, so effector cells held in
+      them still touch tumour cells and sit inside the drawn region. Such a field is called inflamed only when
+      every measure says so; any excluded vote makes it ``not assessable`` (``exclusion_assessable`` False,
+      with the reason), never excluded.
 
     Returns ``(phenotype, confidence, n_agree, n_votes, exclusion_assessable)``. Confidence is the share of the
     measures that agree with the call times ``min(1, n_effector / min_effectors)``: a share estimated from
@@ -285,7 +287,9 @@ def classify(f: dict, *, min_density: float, null_ratio: float = 0.5, min_effect
     exclusion_assessable = stroma_frac >= min_stroma_fraction
     label = np.where(desert, "desert", np.where(inflamed, "inflamed", "excluded"))
     no_votes = ~desert & (n_votes == 0)
-    label = np.where(no_votes | ((label == "excluded") & ~exclusion_assessable), "not assessable", label)
+    # too little stroma: an excluded vote by any measure cannot be told from effector cells in thin septa
+    unsure = ~exclusion_assessable & ~desert & (n_exc > 0)
+    label = np.where(no_votes | unsure, "not assessable", label)
     n_agree = np.where(label == "inflamed", n_inf, np.where(label == "excluded", n_exc, n_votes))
     n_eff = np.asarray(f["n_effector"], float)
     conf = _ratio(n_agree, n_votes) * np.minimum(1.0, n_eff / min_effectors)
