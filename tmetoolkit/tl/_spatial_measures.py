@@ -211,7 +211,8 @@ def effector_features(s) -> dict[str, np.ndarray]:
         as against the invasive margin), among all effector cells. ``infiltration_vs_null`` is its ratio to the
         null wherever the null expects at least ``MIN_EXPECTED`` = 5 effector cells in the core (Cochran's rule
         for a count compared with its expectation), else that of ``parenchyma_share`` (small nests are all
-        margin). The core, not the whole parenchyma, decides because effector cells held at the border line
+        margin), else NaN: with fewer than 5 expected in the whole parenchyma (a sliver of tumour, or a handful
+        of effector cells) where they sit says nothing. The core, not the whole parenchyma, decides because effector cells held at the border line
         both sides of it: an excluded tumour still has them in its inner margin.
     ``contact_share``
         Effector cells with a tumour cell within the contact distance (``CONTACT_NN`` cell spacings).
@@ -241,8 +242,10 @@ def effector_features(s) -> dict[str, np.ndarray]:
     out["core_share_null"] = _ratio(s["cand_core"], N)
     for m in ("parenchyma_share", "core_share", "contact_share", "mixing_score"):
         out[f"{m}_vs_null"] = _ratio(out[m], out[f"{m}_null"])
-    has_core = n * out["core_share_null"] >= MIN_EXPECTED
-    out["infiltration_vs_null"] = np.where(has_core, out["core_share_vs_null"], out["parenchyma_share_vs_null"])
+    has_core = n * np.nan_to_num(out["core_share_null"]) >= MIN_EXPECTED
+    has_par = n * np.nan_to_num(out["parenchyma_share_null"]) >= MIN_EXPECTED
+    out["infiltration_vs_null"] = np.where(has_core, out["core_share_vs_null"],
+                                           np.where(has_par, out["parenchyma_share_vs_null"], np.nan))
     return out
 
 
@@ -283,10 +286,10 @@ def classify(f: dict, *, min_density: float, null_ratio: float = 0.5, min_effect
     n_exc = (votes < null_ratio).sum(axis=0)
     desert = dens < min_density
     main = votes[0]
-    inflamed = ~desert & np.where(np.isfinite(main), main >= null_ratio, n_inf >= n_exc) & (n_votes > 0)
+    inflamed = ~desert & (main >= null_ratio)
     exclusion_assessable = stroma_frac >= min_stroma_fraction
     label = np.where(desert, "desert", np.where(inflamed, "inflamed", "excluded"))
-    no_votes = ~desert & (n_votes == 0)
+    no_votes = ~desert & ~np.isfinite(main)
     # too little stroma: an excluded vote by any measure cannot be told from effector cells in thin septa
     unsure = ~exclusion_assessable & ~desert & (n_exc > 0)
     label = np.where(no_votes | unsure, "not assessable", label)
