@@ -140,7 +140,7 @@ def simulate_fields(
                 name = f"F{k:03d}"
                 xy = _lattice(rng, field_size, cell_spacing)
                 n = len(xy)
-                stroma = _stroma_mask(rng, xy, field_size, s_frac, scale=field_size / 8)
+                stroma = _stroma_mask(rng, xy, field_size, s_frac, scale=100.0)
                 types = np.where(stroma, _draw(rng, n, _STROMA_MIX), _draw(rng, n, _TUMOUR_MIX))
                 area = field_size**2 / 1e6
                 tumour_area = (~stroma).mean() * area

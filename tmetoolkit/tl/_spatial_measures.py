@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from scipy.stats import poisson
 
 GRID_PER_NN = 2.0  # grid squares per nearest-neighbour distance (a square is half a cell across)
 SMOOTH_NN = 1.5  # Gaussian sigma of the tumour-fraction map, in nearest-neighbour distances
 TISSUE_NN = 2.0  # gaps narrower than twice this many nearest-neighbour distances are tissue, not background
 CONTACT_NN = 1.5  # two cells are in contact when their centres lie within 1.5 nearest-neighbour distances
-MIN_EXPECTED = 5.0  # Cochran: a count is compared with its expectation only when that is at least 5
+MIN_EXPECTED = 5.0  # Cochran: a count is compared with its chance expectation when that is at least 5
 
 
 @dataclass
@@ -210,9 +211,10 @@ def effector_features(s) -> dict[str, np.ndarray]:
         Effector cells in the tumour core, the parenchyma beyond the inner margin (Galon's "centre of the tumour"
         as against the invasive margin), among all effector cells. ``infiltration_vs_null`` is its ratio to the
         null wherever the null expects at least ``MIN_EXPECTED`` = 5 effector cells in the core (Cochran's rule
-        for a count compared with its expectation), else that of ``parenchyma_share`` (small nests are all
-        margin), else NaN: with fewer than 5 expected in the whole parenchyma (a sliver of tumour, or a handful
-        of effector cells) where they sit says nothing. The core, not the whole parenchyma, decides because effector cells held at the border line
+        for comparing a count with its expectation), else that of ``parenchyma_share`` (small nests are all
+        margin). ``infiltration_p_below_chance`` is the one-sided Poisson probability of so few effector cells
+        there under the null; it lowers the confidence of excluded calls. ``infiltration_p_below_chance`` is the Poisson probability of so few effector cells there
+        under the null. The core, not the whole parenchyma, decides because effector cells held at the border line
         both sides of it: an excluded tumour still has them in its inner margin.
     ``contact_share``
         Effector cells with a tumour cell within the contact distance (``CONTACT_NN`` cell spacings).
@@ -243,9 +245,12 @@ def effector_features(s) -> dict[str, np.ndarray]:
     for m in ("parenchyma_share", "core_share", "contact_share", "mixing_score"):
         out[f"{m}_vs_null"] = _ratio(out[m], out[f"{m}_null"])
     has_core = n * np.nan_to_num(out["core_share_null"]) >= MIN_EXPECTED
-    has_par = n * np.nan_to_num(out["parenchyma_share_null"]) >= MIN_EXPECTED
-    out["infiltration_vs_null"] = np.where(has_core, out["core_share_vs_null"],
-                                           np.where(has_par, out["parenchyma_share_vs_null"], np.nan))
+    out["infiltration_vs_null"] = np.where(has_core, out["core_share_vs_null"], out["parenchyma_share_vs_null"])
+    k = np.where(has_core, np.asarray(s["eff_core"], float), np.asarray(s["eff_in"], float))
+    expected = n * np.where(has_core, out["core_share_null"], out["parenchyma_share_null"])
+    out["infiltration_expected"] = expected
+    out["infiltration_p_below_chance"] = np.where(expected > 0, poisson.cdf(k, np.where(expected > 0, expected, 1)),
+                                                  np.nan)
     return out
 
 
@@ -274,7 +279,8 @@ def classify(f: dict, *, min_density: float, null_ratio: float = 0.5, min_effect
     measures that agree with the call times ``min(1, n_effector / min_effectors)``: a share estimated from
     ``min_effectors`` = 16 cells has a 95% binomial interval of at most +-0.25 (1.96 * sqrt(0.25 / 16)), half the
     distance between the 0.5 decision ratio and either hypothesis; fewer cells give a proportionally lower
-    confidence. Deserts get ``1 - exp(-2 |log(density / min_density)|)``, their distance from the threshold.
+    confidence. Excluded calls are further multiplied by ``1 - infiltration_p_below_chance``: few effector
+    cells in a small tumour may be bad luck. Deserts get ``1 - exp(-2 |log(density / min_density)|)``, their distance from the threshold.
     """
     dens = np.nan_to_num(f["effector_per_mm2"])
     stroma_frac = np.nan_to_num(f["stroma_area_fraction"])
@@ -296,6 +302,8 @@ def classify(f: dict, *, min_density: float, null_ratio: float = 0.5, min_effect
     n_agree = np.where(label == "inflamed", n_inf, np.where(label == "excluded", n_exc, n_votes))
     n_eff = np.asarray(f["n_effector"], float)
     conf = _ratio(n_agree, n_votes) * np.minimum(1.0, n_eff / min_effectors)
+    p_chance = np.nan_to_num(np.asarray(f["infiltration_p_below_chance"], float), nan=1.0)
+    conf = np.where(label == "excluded", conf * (1 - p_chance), conf)
     eps = 1e-9
     conf = np.where(desert, 1 - np.exp(-2 * np.abs(np.log((dens + eps) / min_density))), conf)
     conf = np.where(label == "not assessable", np.nan, conf)
