@@ -25,7 +25,7 @@ from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
-from ._spatial_measures import (CONTACT_NN, MEASURES, cell_columns, classify, contact_counts, effector_features,
+from ._spatial_measures import (CONTACT_NN, MEASURES, MIN_EXPECTED, cell_columns, classify, contact_counts, effector_features,
                                 median_nn, tissue_grid)
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
@@ -368,8 +368,8 @@ def _called(tab: pd.DataFrame, rule: dict) -> pd.DataFrame:
         "too little stroma to show exclusion (stroma < " + f"{rule['min_stroma_fraction']:.0%}" + " of the tissue; "
         "a field without stroma cannot show exclusion)")
     tab.loc[low & no_main, "reason"] = (
-        "no effector cell would sit in the tumour by chance (no non-tumour cell there): where they sit says "
-        "nothing")
+        f"fewer than {MIN_EXPECTED:g} effector cells would sit in the tumour by chance (too little tumour or too "
+        "few effector cells to tell where they sit)")
     na = tab["reason"] != ""
     tab.loc[na, "phenotype"] = "not assessable"
     tab.loc[na, "confidence"] = np.nan
