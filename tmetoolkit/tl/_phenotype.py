@@ -368,8 +368,8 @@ def _called(tab: pd.DataFrame, rule: dict) -> pd.DataFrame:
         "too little stroma to show exclusion (stroma < " + f"{rule['min_stroma_fraction']:.0%}" + " of the tissue; "
         "a field without stroma cannot show exclusion)")
     tab.loc[low & no_main, "reason"] = (
-        f"fewer than {MIN_EXPECTED:g} effector cells would sit in the tumour by chance (too little tumour or too "
-        "few effector cells to tell where they sit)")
+        f"fewer than {MIN_EXPECTED:g} effector cells in the tumour, observed or expected by chance (too little "
+        "tumour or too few effector cells to tell where they sit)")
     na = tab["reason"] != ""
     tab.loc[na, "phenotype"] = "not assessable"
     tab.loc[na, "confidence"] = np.nan

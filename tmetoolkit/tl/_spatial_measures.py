@@ -212,7 +212,8 @@ def effector_features(s) -> dict[str, np.ndarray]:
         as against the invasive margin), among all effector cells. ``infiltration_vs_null`` is its ratio to the
         null wherever the null expects at least ``MIN_EXPECTED`` = 5 effector cells in the core (Cochran's rule
         for comparing a count with its expectation), else that of ``parenchyma_share`` (small nests are all
-        margin), else NaN (a sliver of tumour or a handful of effector cells: the group is not assessable).
+        margin) when it expects or holds at least 5 there, else NaN (a sliver of tumour or a handful of
+        effector cells: the group is not assessable).
         ``infiltration_p_below_chance`` is the one-sided Poisson probability of so few effector cells
         there under the null; it lowers the confidence of excluded calls. ``infiltration_p_below_chance`` is the Poisson probability of so few effector cells there
         under the null. The core, not the whole parenchyma, decides because effector cells held at the border line
@@ -246,7 +247,7 @@ def effector_features(s) -> dict[str, np.ndarray]:
     for m in ("parenchyma_share", "core_share", "contact_share", "mixing_score"):
         out[f"{m}_vs_null"] = _ratio(out[m], out[f"{m}_null"])
     has_core = n * np.nan_to_num(out["core_share_null"]) >= MIN_EXPECTED
-    has_par = n * np.nan_to_num(out["parenchyma_share_null"]) >= MIN_EXPECTED
+    has_par = np.maximum(n * np.nan_to_num(out["parenchyma_share_null"]), s["eff_in"]) >= MIN_EXPECTED
     out["infiltration_vs_null"] = np.where(has_core, out["core_share_vs_null"],
                                            np.where(has_par, out["parenchyma_share_vs_null"], np.nan))
     k = np.where(has_core, np.asarray(s["eff_core"], float), np.asarray(s["eff_in"], float))
