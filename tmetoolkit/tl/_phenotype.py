@@ -1,16 +1,10 @@
 """``tmt.tl.immune_phenotype``: inflamed, excluded or desert, per sample and per region of tissue.
 
-Rules (spatial basis), after Chen & Mellman 2017 and Hegde et al. 2016, with densities as in Galon's Immunoscore
-and Kather et al. 2018: CD8 T-cell density inside the tumour region, core and internal margin (``rho_tumor``),
-and around it, external margin and stroma (``rho_stroma``), and the infiltration ratio
-``f_in = rho_tumor / (rho_tumor + rho_stroma)``:
-
-- desert: both densities below ``min_density``;
-- inflamed: ``rho_tumor >= min_density`` and ``f_in >= min_infiltration``;
-- excluded: otherwise (T cells present, held outside the tumour).
-
-``min_density`` is absolute (cells/mm^2) by default; with ``reference="cohort"`` it becomes the given quantile of
-the cohort's densities. Continuous features are reported beside each label.
+Spatial basis (cells): where the effector (CD8 T) cells sit, each measure against a null model in which the same
+cells are relabelled at random among the non-tumour cells of the field (``_spatial_measures``): their share in
+the tumour core (else parenchyma), their share in contact with a tumour cell, and Keren's mixing score; desert
+from their density (Chen & Mellman 2017; Hegde et al. 2016 for the three classes). Expression and spot bases live
+in ``_phenotype_expression`` and ``_phenotype_spots``.
 """
 
 from __future__ import annotations
@@ -114,10 +108,27 @@ def immune_phenotype(
     the table says so in ``caveat``).
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
-    where effector (CD8 T) cells sit relative to tumour cells: their density inside the tumour region (core and
-    internal margin) and in the external margin and stroma around it (:func:`tmetoolkit.tl.compartments` is run
-    first when needed), the infiltration ratio, a normalised mixing score and tumour contacts. Regions are the
-    user's ``region_key`` or square tiles of ``tile_size`` micrometres.
+    where the effector (CD8 T) cells sit relative to the tumour region of :func:`tmetoolkit.tl.compartments` (run
+    first when needed), per sample, image and region (the user's ``region_key`` or square tiles of
+    ``tile_size`` micrometres). Each measure is compared with a null model, the same cells with the effector
+    labels shuffled at random among the non-tumour cells of the group, and reported as observed / expected (1:
+    as mixed with the tumour as chance; 0: never in it):
+
+    - ``infiltration_vs_null``: their share in the tumour core (beyond the inner margin; in the parenchyma when
+      the core is too small to expect 5 of them), which decides: inflamed at ``null_ratio`` (0.5, midway between
+      exclusion, 0, and random placement, 1) or above, excluded below;
+    - ``contact_share_vs_null``: their share with a tumour cell within ``contact_cells`` (1.5) median
+      nearest-neighbour distances, i.e. touching at the tissue's own cell spacing;
+    - ``mixing_score_vs_null``: Keren et al. 2018 (Cell 174:1373) effector-tumour over effector-effector contacts.
+
+    Desert: the effector density stays below ``min_density`` over the tissue and in each compartment covering a
+    tenth of it. A field whose stroma covers less than ``min_stroma_fraction`` of the tissue cannot show
+    exclusion: it is called inflamed only when all three measures agree, else ``not assessable`` with
+    ``exclusion_assessable`` False. The confidence is the share of measures agreeing with the call times
+    ``min(1, n_effector / min_effectors)`` (excluded calls also times one minus the Poisson chance of so few cells
+    in the tumour). Densities and areas are per mm^2 of tissue, each grid square of tissue going to its nearest
+    cell so that compartments add up without double counts; the micrometre scale is ``pixel_size`` or the one the
+    compartments were built with (two different scales are refused).
 
     Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no cell-type column) follow the same rules on
     fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture) in the
@@ -153,19 +164,30 @@ def immune_phenotype(
     tile_size
         Side of the square tiles in micrometres when ``region_key`` is not given.
     min_density
-        Effector density (cells/mm^2) below which a compartment counts as empty. The default of 100/mm^2 sits
-        in the low range of CD8 densities reported in tumour cores (Galon 2006; Kather 2018).
+        Effector density (cells/mm^2 of tissue) below which a sample or region is a desert. The default of
+        100/mm^2 sits in the low range of CD8 densities reported in tumour cores (Galon 2006; Kather 2018).
     min_spot_fraction
         Spot data (Visium): fraction of effector-positive spots below which a compartment counts as empty.
     min_infiltration
-        Infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md section 10.1).
+        Spot data only: infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md
+        section 10.1).
     reference
         ``"absolute"`` or ``"cohort"``; default absolute for the spatial basis, cohort for the expression basis.
         Spatial ``"cohort"`` replaces ``min_density`` by the ``cohort_quantile`` of the samples' densities.
     cohort_quantile
         Quantile used with ``reference="cohort"``.
-    mixing_radius
-        Radius (micrometres) for the mixing score and contacts (SPIAT's default of 20).
+    null_ratio
+        Observed / expected share of effector cells in the tumour below which the call is excluded (0.5: the
+        midpoint between complete exclusion, 0, and random placement among the non-tumour cells, 1).
+    contact_cells
+        Contact distance in median nearest-neighbour distances (1.5: the first shell of neighbours, the second
+        lying at about two).
+    min_effectors
+        Effector cells below which an inflamed or excluded call loses confidence in proportion (16: a share from
+        16 cells has a 95% binomial interval of at most +-0.25, half the distance from the cut to either
+        hypothesis).
+    min_stroma_fraction
+        Share of the tissue on the stroma side of the border below which a field cannot show exclusion (0.1).
     min_cells, min_tumor_cells
         Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
     min_cd8_fraction
@@ -186,8 +208,10 @@ def immune_phenotype(
     ``obs["tmt_immune_phenotype_region"]``
         The label of the cell's region.
     ``uns["tmt_immune_phenotype"]``
-        ``params``; ``table`` (one row per sample: ``phenotype``, ``confidence``, ``basis``, ``reason`` and the
-        features behind the call); ``regions`` (the same per region).
+        ``params`` (thresholds, ``pixel_size``, the contact distance in micrometres); ``table`` (one row per
+        sample: ``phenotype``, ``confidence``, ``basis``, ``reason``, ``exclusion_assessable``, the three measures
+        with their null expectations and ratios, densities ``effector_per_mm2``, ``rho_tumor``, ``rho_stroma``
+        and areas in mm^2); ``regions`` (the same per region).
     ``uns["tmt_immune_phenotype_colors"]``
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
 
