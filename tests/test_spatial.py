@@ -221,7 +221,9 @@ def test_tumour_from_a_programme_when_labels_cannot_find_it():
     tmt.tl.annotate(c)
     tmt.tl.immune_phenotype(c, sample_key=None, tumor_signature="MPAS")
     t = c.uns["tmt_immune_phenotype"]["table"]
-    assert t["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"} and t["n_tumor_cells"].iloc[0] > 500
+    assert t["n_tumor_cells"].iloc[0] > 500
+    # annotate finds about 20 CD8 T cells on this panel, too few in the tumour to place: not assessable, saying why
+    assert t["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"} or "fewer than 5" in t["reason"].iloc[0]
 
 
 def test_tumour_from_a_programme_on_simulated_cells(sim_small):
