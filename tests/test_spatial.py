@@ -352,7 +352,7 @@ def test_cd8_placed_at_random_among_non_tumour_cells_is_not_exclusion():
 
 def test_xenium_pathologist_regions():
     """Xenium breast IDC: pathologist's Invasive Tumor vs Stroma regions against the compartments from
-    annotate's malignant cells. Measured 0.81: the pathologist draws the tumour bed at low power (its
+    annotate's malignant cells. Measured 0.83: the pathologist draws the tumour bed at low power (its
     intratumoural stroma strands inside), the compartments draw parenchyma at cell scale, as inForm does
     (phenoptr, 0.91); smoothing over 4 cell spacings reaches 0.85 here but drops phenoptr to 0.85."""
     x = real_data("xenium")
