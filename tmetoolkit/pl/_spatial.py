@@ -28,8 +28,10 @@ def spatial(
     """Cells at their positions, one panel per sample, coloured by a categorical ``obs`` column.
 
     Where :func:`tmetoolkit.tl.compartments` ran, the tumour border (solid) and the outer and inner edges of
-    the margin (dashed) are drawn; cells whose label equals ``highlight`` are drawn on top, larger. Panel
-    titles carry the sample's immune phenotype when :func:`tmetoolkit.tl.immune_phenotype` ran.
+    the margin (dashed) are drawn and named in the legend; cells whose label equals ``highlight`` are drawn on
+    top, larger. Every panel carries a scale bar in micrometres (coordinates are converted with the
+    ``pixel_size`` the spatial tools recorded). Panel titles carry the sample's immune phenotype when
+    :func:`tmetoolkit.tl.immune_phenotype` ran.
 
     Parameters
     ----------
@@ -73,6 +75,8 @@ def spatial(
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     pheno = adata.uns.get("tmt_immune_phenotype", {}).get("table")
     width = adata.uns.get("tmt_compartments", {}).get("table")
+    um_per_unit = float(adata.uns.get("tmt_compartments", {}).get("params", {}).get("pixel_size", 1.0) or 1.0)
+    drew_border = drew_margin = False
     with style():
         if ax is None:
             nrow = int(np.ceil(len(names) / ncols))
@@ -102,6 +106,8 @@ def spatial(
                     a.tricontour(pts[ok, 0], pts[ok, 1], d[ok], levels=levels, colors="black",
                                  linewidths=[0.6, 1.2, 0.6][-len(levels):] if w else [1.2],
                                  linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
+                    drew_border, drew_margin = True, drew_margin or bool(w)
+            _scale_bar(a, pts, um_per_unit)
             title = name
             if pheno is not None and name in pheno.index:
                 title += f"\n{pheno.loc[name, 'phenotype']}"
@@ -113,6 +119,23 @@ def spatial(
             a.set_visible(False)
         present = list(dict.fromkeys(labels))
         handles = [Line2D([], [], marker="o", ls="", color=cmap[c], label=c) for c in cmap if c in present]
+        if drew_border:
+            handles.append(Line2D([], [], color="black", lw=1.2, ls="-", label="tumour border"))
+        if drew_margin:
+            handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title=color)
         fig.tight_layout()
     return fig
+
+
+def _scale_bar(ax, pts: np.ndarray, um_per_unit: float) -> None:
+    """A bar of a round number of micrometres (1, 2 or 5 x 10^k, about a fifth of the panel) in the lower left."""
+    span_um = float(np.ptp(pts[:, 0])) * um_per_unit if len(pts) else 0.0
+    if span_um <= 0:
+        return
+    target = span_um / 5
+    k = 10 ** np.floor(np.log10(target))
+    length = max(m * k for m in (1, 2, 5) if m * k <= target)
+    x0, y0 = pts[:, 0].min(), pts[:, 1].min() - 0.04 * np.ptp(pts[:, 1])
+    ax.plot([x0, x0 + length / um_per_unit], [y0, y0], color="black", lw=2, solid_capstyle="butt")
+    ax.text(x0 + length / um_per_unit / 2, y0, f"{length:g} µm", ha="center", va="bottom", fontsize=6)

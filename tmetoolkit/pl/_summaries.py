@@ -31,11 +31,15 @@ def _stored(adata: AnnData, key: str, run: str) -> dict:
 
 
 def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = True, ax: Axes | None = None) -> Axes:
-    """CD8 T-cell density inside the tumour against around it, coloured by the call, with the thresholds.
+    """The quantities behind each immune-phenotype call, coloured by the call, with the rule's thresholds.
 
-    The dashed lines are the rules of :func:`tmetoolkit.tl.immune_phenotype`: ``min_density`` on both axes and
-    the infiltration ratio ``min_infiltration`` (the diagonal). Densities of zero are drawn at a floor. For spot
-    data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction``. For the expression
+    Cells (spatial basis): where the CD8 T cells sit relative to chance, ``infiltration_vs_null`` (their share in
+    the tumour core or parenchyma over its expectation when the same cells are relabelled at random), against
+    their density in the tissue; the dashed lines are the ``null_ratio`` and ``min_density_per_mm2`` read from
+    the result's params (dashed and dotted). Hollow markers are calls that rest on fewer than ``min_effectors`` CD8 T cells; crosses
+    are fields flagged for too little stroma to show exclusion. Values of zero are drawn at a floor.
+    For spot data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction`` and the
+    infiltration ratio ``min_infiltration``. For the expression
     basis the axes are the cohort's immune and stromal axes (``reference="cohort"``) or the CD8 T fraction among
     immune cells (``reference="absolute"``), again with the lines that decide the call.
 
@@ -60,6 +64,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
         return _expression_phenotype(res, annotate=annotate, ax=ax)
     tab = res["regions" if regions else "table"]
     p = res["params"]
+    if "null_ratio" in p:
+        return _cell_phenotype(tab, p, regions=regions, annotate=annotate, ax=ax)
     spots = "min_spot_fraction" in p
     tau = float(p["min_spot_fraction"] if spots else p["min_density_per_mm2"])
     fin = float(p["min_infiltration"])
@@ -95,6 +101,46 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
             tol = np.log10(hi / (floor / 1.5)) * 0.03
             _annotate_points(ax, _merge_close(lx, ly, tol), tol, log=True)
         ax.legend(frameon=False, fontsize=7, loc="upper left")
+        ax.set_title("Immune phenotype (spatial)")
+    return ax
+
+
+def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool, ax: Axes | None) -> Axes:
+    """Cells: infiltration relative to the null model against CD8 T-cell density, with the rule's lines."""
+    tau, cut = float(p["min_density_per_mm2"]), float(p["null_ratio"])
+    x_floor, y_floor = cut / 20, tau / 20
+    x = tab["infiltration_vs_null"].astype(float).fillna(0).clip(lower=x_floor)
+    y = tab["effector_per_mm2"].astype(float).fillna(0).clip(lower=y_floor)
+    few = tab["n_effector"] < int(p.get("min_effectors", 0))
+    flagged = ~tab["exclusion_assessable"].astype(bool) & (tab["phenotype"].astype(str) == "not assessable")
+    colors = phenotype_colors()
+    with style():
+        ax = new_ax(ax, (4.2, 3.8))
+        for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
+            i = sub.index
+            ax.scatter(x[i], y[i], label=lab, s=28 if not regions else 10, linewidths=0.8,
+                       facecolors=[("none" if f else colors[lab]) for f in few[i]],
+                       edgecolors=[colors[lab] if f else "white" for f in few[i]],
+                       marker="o")
+        if flagged.any():
+            ax.scatter(x[flagged], y[flagged], marker="x", c="black", s=18, linewidths=0.8,
+                       label="too little stroma to show exclusion")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvline(cut, ls="--", lw=0.8, c="grey", label=f"null ratio {cut:g}")
+        ax.axhline(tau, ls=":", lw=0.8, c="grey", label=f"min density {tau:g}/mm²")
+        hx = max(float(x.max()) * 2, cut * 10)
+        hy = max(float(y.max()) * 2, tau * 10)
+        ax.set_xlim(x_floor / 1.5, hx)
+        ax.set_ylim(y_floor / 1.5, hy)
+        ax.set_xlabel("CD8 T cells in tumour / expected at random (null ratio)")
+        ax.set_ylabel("CD8 T cells / mm² of tissue")
+        if annotate and len(tab) <= MAX_LABELS:
+            names = _region_names(tab.index) if regions else tab.index.astype(str)
+            lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
+            tol = np.log10(hy / (y_floor / 1.5)) * 0.03
+            _annotate_points(ax, _merge_close(lx, ly, tol), tol, log=True)
+        ax.legend(frameon=False, fontsize=7, loc="lower right")
         ax.set_title("Immune phenotype (spatial)")
     return ax
 

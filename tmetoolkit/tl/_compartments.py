@@ -5,48 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .._utils import check_tmt_key, logger, warn
+from ._spatial_measures import tumour_region
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
 COMPARTMENTS = ("tumor", "margin", "stroma")
-
-
-def _tumour_region(xy: np.ndarray, is_tumour: np.ndarray, votes: np.ndarray, nn: float, *, k: int,
-                   min_cluster_size: int) -> np.ndarray:
-    """Cells inside the tumour region: at least half of their ``k`` nearest voting neighbours are tumour cells
-    belonging to a group of at least ``min_cluster_size`` tumour cells (tiny groups are ignored). Cells without
-    a cell type (``votes`` False, e.g. ``unassigned``) do not vote."""
-    t_idx = np.flatnonzero(is_tumour)
-    keep = np.zeros(len(xy), dtype=bool)
-    if t_idx.size:
-        tree_t = cKDTree(xy[t_idx])
-        graph = tree_t.sparse_distance_matrix(tree_t, 3.0 * nn, output_type="coo_matrix")
-        _, comp = connected_components(graph, directed=False)
-        sizes = np.bincount(comp)
-        keep[t_idx[sizes[comp] >= min_cluster_size]] = True
-    kk = min(k, len(xy))
-    _, nbrs = cKDTree(xy).query(xy, k=kk)
-    nbrs = nbrs.reshape(len(xy), kk)
-    n_votes = votes[nbrs].sum(axis=1)
-    return (keep[nbrs].sum(axis=1) >= 0.5 * np.maximum(n_votes, 1)) & (n_votes > 0)
-
-
-def _signed_distance(xy: np.ndarray, inside: np.ndarray, nn: float) -> np.ndarray:
-    """Distance to the region's border: negative inside, positive outside (NaN when there is no border)."""
-    d = np.full(len(xy), np.nan)
-    if inside.all() or not inside.any():
-        return d
-    d_in, _ = cKDTree(xy[~inside]).query(xy[inside])
-    d_out, _ = cKDTree(xy[inside]).query(xy[~inside])
-    # the border runs between the last inside and the first outside cell
-    d[inside] = -(d_in - nn / 2)
-    d[~inside] = d_out - nn / 2
-    return d
 
 
 def compartments(
@@ -59,7 +26,6 @@ def compartments(
     image_key: str | None = None,
     margin_width: float | None = None,
     margin_cells: float | None = None,
-    n_neighbors: int = 15,
     min_cluster_size: int | None = None,
     tumor_signature: str | None = None,
     layer: str | None = None,
@@ -67,13 +33,20 @@ def compartments(
 ) -> AnnData | None:
     """Split each sample into tumour, margin and stroma from where the tumour cells are.
 
-    Per sample (image), tumour cells in groups of at least ``min_cluster_size`` define the tumour region: a cell
-    lies inside when at least half of its ``n_neighbors`` nearest cells are such tumour cells (a graph version of
-    SPIAT's alpha-hull border); ``unassigned`` cells do not vote. Every cell gets its signed distance to the
-    region's border (negative inside).
+    Per sample (image) the tumour region is drawn as a pathologist would draw it (see
+    ``tmetoolkit.tl._spatial_measures.tumour_region``): on a grid of half a cell, the density of tumour cells
+    smoothed over 1.5 cell spacings makes a point parenchyma where it reaches half the tumour's own packing (the
+    median smoothed density at its cells); parenchyma holding fewer than ``min_cluster_size`` tumour cells is
+    dropped, and immune or stromal pockets enclosed by the parenchyma that lie wholly within the margin width of
+    it are parenchyma (wider enclosed areas stay stroma). Other cells do not shape the region, so T cells
+    infiltrating the tumour cannot turn it into stroma. Every cell gets its signed distance to the region's
+    border (negative inside), in micrometres.
     The margin is the band of ``margin_width`` micrometres on each side of the border (default ``margin_cells``
-    times the sample's mean nearest-neighbour distance, about that many cell diameters); beyond it lie the
-    tumour core and the stroma. KD-trees keep the cost linear in the number of cells.
+    times the image's median nearest-neighbour distance, about that many cell diameters); beyond it lie the
+    tumour core and the stroma. Every length is a multiple of the image's own cell spacing, so the result does
+    not depend on the unit of the coordinates once ``pixel_size`` is given. The tissue area is split without
+    double counts: each grid square of tissue belongs to its nearest cell (a discrete Voronoi tessellation
+    clipped to the tissue), so the areas of tumour and stroma add up to the tissue area.
 
     Spot data (Visium: ``obs["array_row"]`` and ``obs["array_col"]`` present) have no cell types: unless
     ``cell_type_key`` names a spot label column, tumour spots are those high in the malignant programme
@@ -99,13 +72,10 @@ def compartments(
     margin_width
         Half-width of the margin in micrometres (overrides ``margin_cells``).
     margin_cells
-        Half-width of the margin in mean nearest-neighbour distances (default 4) or, for spots, in rings (default 1:
+        Half-width of the margin in median nearest-neighbour distances (default 4) or, for spots, in rings (default 1:
         the spots on either side of the border, about 100 micrometres each on Visium).
-    n_neighbors
-        Neighbourhood used to decide inside/outside.
     min_cluster_size
-        Smaller groups of tumour cells (within three nearest-neighbour distances) are ignored; default 10 cells,
-        or 3 spots.
+        Parenchyma holding fewer tumour cells is ignored; default 10 cells, or 3 spots.
     tumor_signature
         A registry signature that marks the malignant cells or spots on this panel: those above the crossing of a
         two-component mixture of its scores are the tumour (cell labels are then not used). Spots default to
@@ -127,8 +97,10 @@ def compartments(
     ``obs["tmt_tumor_cell"]`` / ``obs["tmt_tumor_spot"]``
         With ``tumor_signature`` (and always for spots): which cells or spots the programme calls tumour.
     ``uns["tmt_compartments"]``
-        ``params`` and ``table``: per sample (or image), cells, tumour cells, mean nearest-neighbour distance,
-        margin width, the fraction of tumour cells on the border (a high value means no clear margin) and a status.
+        ``params`` (with ``pixel_size``, the micrometres per coordinate unit every later spatial tool reuses) and
+        ``table``: per sample (or image), cells, tumour cells, median nearest-neighbour distance, margin width,
+        tissue, tumour and stroma areas (mm^2, adding up), stroma share of the tissue, pockets filled, the
+        fraction of tumour cells on the border (a high value means no clear margin) and a status.
     """
     adata = adata.copy() if copy else adata
     xy_all = coordinates(adata, pixel_size)
@@ -159,23 +131,22 @@ def compartments(
         if len(idx) < 3:
             rows[s] = {**row, "status": "too few cells"}
             continue
-        d_nn = cKDTree(xy).query(xy, k=2)[0][:, 1]
-        nn = float(np.mean(d_nn))
-        width = float(margin_width) if margin_width is not None else margin_cells * nn
-        votes = (labels.iloc[idx] != "unassigned").to_numpy()
-        inside = _tumour_region(xy, is_t, votes, nn, k=n_neighbors, min_cluster_size=min_cluster_size)
-        d = _signed_distance(xy, inside, nn)
-        row.update(mean_nn_distance_um=nn, margin_width_um=width)
-        if not inside.any():
-            row["status"] = "no tumour region"
-        elif inside.all():
-            row["status"] = "all tumour"
+        reg = tumour_region(xy, is_t, margin_width_nn=margin_cells, margin_width=margin_width,
+                            min_cluster_size=min_cluster_size)
+        width = float(margin_width) if margin_width is not None else margin_cells * reg.nn
+        area_in = float(reg.area[reg.inside].sum())
+        row.update(median_nn_distance_um=reg.nn, margin_width_um=width, area_mm2=float(reg.area.sum()),
+                   area_tumor_mm2=area_in, area_stroma_mm2=float(reg.area.sum()) - area_in,
+                   stroma_area_fraction=1 - area_in / max(float(reg.area.sum()), 1e-12),
+                   pockets_filled=reg.n_pockets_filled, status=reg.status)
+        if reg.status == "all tumour":
             comp[idx] = "tumor"
-        else:
+        elif reg.status == "ok":
+            d = reg.distance
             comp[idx] = np.where(d < -width, "tumor", np.where(d <= width, "margin", "stroma"))
             dist[idx] = d
-            border = is_t & (np.abs(d) <= nn)
-            row.update(status="ok", border_tumor_fraction=float(border.sum() / max(is_t.sum(), 1)))
+            border = is_t & (np.abs(d) <= reg.nn)
+            row["border_tumor_fraction"] = float(border.sum() / max(is_t.sum(), 1))
         rows[s] = row
     adata.obs["tmt_compartment"] = pd.Categorical(comp, categories=list(COMPARTMENTS))
     adata.obs["tmt_border_distance"] = dist
@@ -186,9 +157,10 @@ def compartments(
                    "tumor_labels": [] if tumor_signature else list(tumor_labels),
                    "tumor_signature": tumor_signature or "",
                    "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
-                   "pixel_size": pixel_size if pixel_size is not None else 1.0, "image_key": image_key or "",
+                   "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre",
+                   "image_key": image_key or "",
                    "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
-                   "n_neighbors": n_neighbors, "min_cluster_size": min_cluster_size},
+                   "min_cluster_size": min_cluster_size},
         "table": table,
     }
     adata.uns["tmt_compartment_colors"] = ["#7f7f7f", "#ffbb78", "#c5b0d5"]
@@ -202,9 +174,9 @@ NN_DISTANCE_UM = (1.5, 30.0)  # plausible mean distance between neighbouring cel
 def _check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
     """Warn when the cells' spacing says the coordinates are not micrometres: densities per mm2 and margins in
     micrometres would then be off by the square of the pixel size."""
-    if pixel_size is not None or "mean_nn_distance_um" not in table or table["mean_nn_distance_um"].isna().all():
+    if pixel_size is not None or "median_nn_distance_um" not in table or table["median_nn_distance_um"].isna().all():
         return
-    nn = float(table["mean_nn_distance_um"].median())
+    nn = float(table["median_nn_distance_um"].median())
     lo, hi = NN_DISTANCE_UM
     if not lo <= nn <= hi:
         warn(f"neighbouring cells lie {nn:.3g} coordinate units apart (median over images); in tissue that is "

@@ -1,16 +1,10 @@
 """``tmt.tl.immune_phenotype``: inflamed, excluded or desert, per sample and per region of tissue.
 
-Rules (spatial basis), after Chen & Mellman 2017 and Hegde et al. 2016, with densities as in Galon's Immunoscore
-and Kather et al. 2018: CD8 T-cell density inside the tumour region, core and internal margin (``rho_tumor``),
-and around it, external margin and stroma (``rho_stroma``), and the infiltration ratio
-``f_in = rho_tumor / (rho_tumor + rho_stroma)``:
-
-- desert: both densities below ``min_density``;
-- inflamed: ``rho_tumor >= min_density`` and ``f_in >= min_infiltration``;
-- excluded: otherwise (T cells present, held outside the tumour).
-
-``min_density`` is absolute (cells/mm^2) by default; with ``reference="cohort"`` it becomes the given quantile of
-the cohort's densities. Continuous features are reported beside each label.
+Spatial basis (cells): where the effector (CD8 T) cells sit, each measure against a null model in which the same
+cells are relabelled at random among the non-tumour cells of the field (``_spatial_measures``): their share in
+the tumour core (else parenchyma), their share in contact with a tumour cell, and Keren's mixing score; desert
+from their density (Chen & Mellman 2017; Hegde et al. 2016 for the three classes). Expression and spot bases live
+in ``_phenotype_expression`` and ``_phenotype_spots``.
 """
 
 from __future__ import annotations
@@ -20,71 +14,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.spatial import cKDTree
 
 from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
+from ._spatial_measures import (CONTACT_NN, MEASURES, MIN_EXPECTED, cell_columns, classify, contact_counts, effector_features,
+                                median_nn, tissue_grid)
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
 DEFAULT_EFFECTORS = ("CD8 T",)
-BIN_UM = 25.0  # side of the occupancy grid used to measure tissue area
-
-
-def _area_mm2(xy: np.ndarray) -> float:
-    """Tissue area covered by cells: occupied squares of a 25-um grid."""
-    if len(xy) == 0:
-        return 0.0
-    cells = np.unique(np.floor(xy / BIN_UM).astype(np.int64), axis=0)
-    return len(cells) * (BIN_UM / 1000.0) ** 2
-
-
-def _counts(xy, comp, dist, is_eff, is_tum, *, radius: float) -> dict:
-    """Additive quantities of one image: cells, effectors and areas per compartment, and pair counts."""
-    # as SPIAT: the tumour side is the core plus the internal margin, the other side external margin plus stroma
-    inside = (comp == "tumor") | ((comp == "margin") & (dist < 0))
-    c = {"n_cells": len(xy), "n_effector": int(is_eff.sum()), "n_tumor_cells": int(is_tum.sum())}
-    for name, m in (("tumor", inside), ("margin", comp == "margin"), ("stroma", comp == "stroma"),
-                    ("around", ~inside)):
-        c[f"area_{name}"] = _area_mm2(xy[m])
-        c[f"eff_{name}"] = int((is_eff & m).sum())
-        c[f"cells_{name}"] = int(m.sum())
-    # SPIAT-style mixing: effector-tumour vs effector-effector pairs within ``radius``
-    eff, tum = xy[is_eff], xy[is_tum]
-    c.update(et_pairs=0.0, ee_pairs=0.0, contacts=0)
-    if len(eff) and len(tum):
-        te, tt = cKDTree(eff), cKDTree(tum)
-        c["et_pairs"] = float(te.count_neighbors(tt, radius))
-        c["ee_pairs"] = float((te.count_neighbors(te, radius) - len(eff)) / 2)
-        c["contacts"] = int((tt.query(eff)[0] <= radius).sum())
-    return c
-
-
-def _features(parts: list[dict]) -> dict:
-    """Features of a sample or region from its images' counts: densities pool cells and areas over images."""
-    c = {k: sum(p[k] for p in parts) for k in parts[0]}
-    f = {"n_cells": int(c["n_cells"]), "n_effector": int(c["n_effector"]), "n_tumor_cells": int(c["n_tumor_cells"]),
-         "n_images": len(parts)}
-    for name in ("tumor", "margin", "stroma"):
-        area, n, cells = c[f"area_{name}"], c[f"eff_{name}"], c[f"cells_{name}"]
-        f[f"area_{name}_mm2"] = area
-        f[f"effector_per_mm2_{name}"] = n / area if area > 0 else np.nan
-        f[f"effector_per_100_cells_{name}"] = 100.0 * n / cells if cells else np.nan
-    f["rho_tumor"] = c["eff_tumor"] / c["area_tumor"] if c["area_tumor"] > 0 else np.nan
-    f["rho_stroma"] = c["eff_around"] / c["area_around"] if c["area_around"] > 0 else np.nan
-    tot = np.nansum([f["rho_tumor"], f["rho_stroma"]])
-    f["infiltration_ratio"] = f["rho_tumor"] / tot if tot > 0 and np.isfinite(f["rho_tumor"]) else np.nan
-    n_eff, n_tum = c["n_effector"], c["n_tumor_cells"]
-    if n_eff >= 2 and n_tum and c["ee_pairs"] > 0:
-        ms = c["et_pairs"] / c["ee_pairs"]
-        f["mixing_score"] = ms
-        f["normalised_mixing_score"] = 0.5 * ms * (n_eff - 1) / n_tum
-    else:
-        f.update(mixing_score=np.nan, normalised_mixing_score=np.nan)
-    f["effector_tumor_contact_fraction"] = c["contacts"] / n_eff if n_eff and n_tum else np.nan
-    return f
 
 
 def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFrame:
@@ -149,7 +89,10 @@ def immune_phenotype(
     min_infiltration: float = 0.3,
     reference: Literal["absolute", "cohort"] | None = None,
     cohort_quantile: float = 0.25,
-    mixing_radius: float = 20.0,
+    null_ratio: float = 0.5,
+    contact_cells: float = CONTACT_NN,
+    min_effectors: int = 16,
+    min_stroma_fraction: float = 0.1,
     min_cells: int = 50,
     min_tumor_cells: int = 30,
     min_cd8_fraction: float = 0.1,
@@ -170,10 +113,27 @@ def immune_phenotype(
     for the rule and its sources.
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
-    where effector (CD8 T) cells sit relative to tumour cells: their density inside the tumour region (core and
-    internal margin) and in the external margin and stroma around it (:func:`tmetoolkit.tl.compartments` is run
-    first when needed), the infiltration ratio, a normalised mixing score and tumour contacts. Regions are the
-    user's ``region_key`` or square tiles of ``tile_size`` micrometres.
+    where the effector (CD8 T) cells sit relative to the tumour region of :func:`tmetoolkit.tl.compartments` (run
+    first when needed), per sample, image and region (the user's ``region_key`` or square tiles of
+    ``tile_size`` micrometres). Each measure is compared with a null model, the same cells with the effector
+    labels shuffled at random among the non-tumour cells of the group, and reported as observed / expected (1:
+    as mixed with the tumour as chance; 0: never in it):
+
+    - ``infiltration_vs_null``: their share in the tumour core (beyond the inner margin; in the parenchyma when
+      the core is too small to expect 5 of them), which decides: inflamed at ``null_ratio`` (0.5, midway between
+      exclusion, 0, and random placement, 1) or above, excluded below;
+    - ``contact_share_vs_null``: their share with a tumour cell within ``contact_cells`` (1.5) median
+      nearest-neighbour distances, i.e. touching at the tissue's own cell spacing;
+    - ``mixing_score_vs_null``: Keren et al. 2018 (Cell 174:1373) effector-tumour over effector-effector contacts.
+
+    Desert: the effector density stays below ``min_density`` over the tissue and in each compartment covering a
+    tenth of it. A field whose stroma covers less than ``min_stroma_fraction`` of the tissue cannot show
+    exclusion: it is called inflamed only when all three measures agree, else ``not assessable`` with
+    ``exclusion_assessable`` False. The confidence is the share of measures agreeing with the call times
+    ``min(1, n_effector / min_effectors)`` (excluded calls also times one minus the Poisson chance of so few cells
+    in the tumour). Densities and areas are per mm^2 of tissue, each grid square of tissue going to its nearest
+    cell so that compartments add up without double counts; the micrometre scale is ``pixel_size`` or the one the
+    compartments were built with (two different scales are refused).
 
     Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no cell-type column) follow the same rules on
     fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture) in the
@@ -209,20 +169,31 @@ def immune_phenotype(
     tile_size
         Side of the square tiles in micrometres when ``region_key`` is not given.
     min_density
-        Effector density (cells/mm^2) below which a compartment counts as empty. The default of 100/mm^2 sits
-        in the low range of CD8 densities reported in tumour cores (Galon 2006; Kather 2018).
+        Effector density (cells/mm^2 of tissue) below which a sample or region is a desert. The default of
+        100/mm^2 sits in the low range of CD8 densities reported in tumour cores (Galon 2006; Kather 2018).
     min_spot_fraction
         Spot data (Visium): fraction of effector-positive spots below which a compartment counts as empty.
     min_infiltration
-        Infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md section 10.1).
+        Spot data only: infiltration ratio from which a tumour with T cells counts as inflamed (0.3, signatures.md
+        section 10.1).
     reference
         ``"absolute"`` or ``"cohort"``; default absolute for the spatial basis; for the expression basis cohort from
         9 samples with expression, absolute below. Spatial ``"cohort"`` replaces ``min_density`` by the
         ``cohort_quantile`` of the samples' densities.
     cohort_quantile
         Quantile used with ``reference="cohort"``.
-    mixing_radius
-        Radius (micrometres) for the mixing score and contacts (SPIAT's default of 20).
+    null_ratio
+        Observed / expected share of effector cells in the tumour below which the call is excluded (0.5: the
+        midpoint between complete exclusion, 0, and random placement among the non-tumour cells, 1).
+    contact_cells
+        Contact distance in median nearest-neighbour distances (1.5: the first shell of neighbours, the second
+        lying at about two).
+    min_effectors
+        Effector cells below which an inflamed or excluded call loses confidence in proportion (16: a share from
+        16 cells has a 95% binomial interval of at most +-0.25, half the distance from the cut to either
+        hypothesis).
+    min_stroma_fraction
+        Share of the tissue on the stroma side of the border below which a field cannot show exclusion (0.1).
     min_cells, min_tumor_cells
         Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
     min_cd8_fraction
@@ -243,8 +214,10 @@ def immune_phenotype(
     ``obs["tmt_immune_phenotype_region"]``
         The label of the cell's region.
     ``uns["tmt_immune_phenotype"]``
-        ``params``; ``table`` (one row per sample: ``phenotype``, ``confidence``, ``basis``, ``reason`` and the
-        features behind the call); ``regions`` (the same per region).
+        ``params`` (thresholds, ``pixel_size``, the contact distance in micrometres); ``table`` (one row per
+        sample: ``phenotype``, ``confidence``, ``basis``, ``reason``, ``exclusion_assessable``, the three measures
+        with their null expectations and ratios, densities ``effector_per_mm2``, ``rho_tumor``, ``rho_stroma``
+        and areas in mm^2); ``regions`` (the same per region).
     ``uns["tmt_immune_phenotype_colors"]``
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
 
@@ -287,6 +260,7 @@ def immune_phenotype(
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
     else:
         tumor_labels = []
+    pixel_size = _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key)
     xy_all = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
     for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
@@ -296,7 +270,8 @@ def immune_phenotype(
     params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
     if ("tmt_compartment" not in adata.obs or params_c.get("image_key", "") != (image_key or "")
             or params_c.get("tumor_signature", "") != (tumor_signature or "")
-            or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)):
+            or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)
+            or (tumor_signature is None and set(params_c.get("tumor_labels", [])) != set(tumor_labels))):
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
                      pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature, layer=layer)
     comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
@@ -304,32 +279,59 @@ def immune_phenotype(
     is_eff = labels.isin(effector_labels).to_numpy()
     is_tum = (adata.obs["tmt_tumor_cell"].to_numpy(dtype=bool) if tumor_signature is not None
               else labels.isin(tumor_labels).to_numpy())
-    status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
+    ctab = adata.uns["tmt_compartments"]["table"]
+    status = ctab["status"].to_dict()
+    inside = (dist < 0) | (comp == "tumor")
+
+    cols, radius = {}, {}
+    for im, idx in images.groupby(images, observed=True).indices.items():
+        xy = xy_all[idx]
+        if len(idx) < 3:
+            area, nn = np.zeros(len(idx)), np.nan
+        else:
+            nn = median_nn(xy)
+            area = tissue_grid(xy, nn)[-1]
+        radius[im] = contact_cells * nn
+        counts = (contact_counts(xy, is_tum[idx], is_eff[idx], radius[im]) if np.isfinite(nn)
+                  else {k: np.zeros(len(idx)) for k in ("tum", "nontum", "eff")})
+        for k, v in cell_columns(inside[idx], comp[idx] == "tumor", area, is_tum[idx], is_eff[idx], counts).items():
+            cols.setdefault(k, np.zeros(adata.n_obs))[idx] = v
+    cols = pd.DataFrame(cols, index=adata.obs_names)
+    cols["margin_area"] = cols["area"] * (comp == "margin")
+    cols["eff_margin"] = is_eff * (comp == "margin")
 
     regions = _regions(samples, images, xy_all, region_key, tile_size, adata)
     no_effectors = _effectors_unrecognisable(adata, cell_type_key, effector_labels)
 
-    def _unassessable(idx: np.ndarray, f: dict) -> str:
-        image_status = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
+    def table_for(groups: pd.Series) -> pd.DataFrame:
+        sums = cols.groupby(groups.to_numpy(), observed=True, sort=True).sum()
+        sums = sums.loc[[g for g in pd.unique(groups.dropna()) if g in sums.index]]
+        f = pd.DataFrame(effector_features(sums), index=sums.index)
+        f.insert(0, "n_cells", sums["n_cells"].astype(int))
+        f.insert(1, "n_effector", sums["n_effector"].astype(int))
+        f.insert(2, "n_tumor_cells", sums["n_tumor_cells"].astype(int))
+        f.insert(3, "n_images", images.groupby(groups.to_numpy(), observed=True).nunique().reindex(f.index))
+        f["area_margin_mm2"] = sums["margin_area"]
+        f["effector_per_mm2_margin"] = (sums["eff_margin"] / sums["margin_area"]).where(sums["margin_area"] > 0)
+        f["effector_per_100_cells_tumor"] = (100 * sums["eff_in"] / sums["cells_in"]).where(sums["cells_in"] > 0)
+        f["effector_tumor_contact_fraction"] = f["contact_share"]
+        f["normalised_mixing_score"] = (0.5 * f["mixing_score"] * (f["n_effector"] - 1)
+                                        / f["n_tumor_cells"].where(f["n_tumor_cells"] > 0))
+        ims_of = images.groupby(groups.to_numpy(), observed=True).unique()
+        f["reason"] = [no_effectors or _unassessable(f.loc[g], ims_of[g]) for g in f.index]
+        return f
+
+    def _unassessable(row, ims) -> str:
+        image_status = {status.get(im, "ok") for im in ims}
         if image_status <= {"no tumour region", "too few cells"}:
             return f"{min(image_status)}: no group of at least the minimum number of tumour cells"
-        if len(idx) < min_cells:
-            return f"too few cells ({len(idx)} < {min_cells})"
-        if f["n_tumor_cells"] < min_tumor_cells:
-            return f"too few tumour cells ({f['n_tumor_cells']} < {min_tumor_cells})"
-        if not (np.nan_to_num(dist[idx], nan=1.0) < 0).any() and not (comp[idx] == "tumor").any():
+        if row["n_cells"] < min_cells:
+            return f"too few cells ({int(row['n_cells'])} < {min_cells})"
+        if row["n_tumor_cells"] < min_tumor_cells:
+            return f"too few tumour cells ({int(row['n_tumor_cells'])} < {min_tumor_cells})"
+        if not row["area_tumor_mm2"] > 0:
             return "no tumour region in this region"
         return ""
-
-    def table_for(groups: pd.Series) -> pd.DataFrame:
-        rows = {}
-        for g, idx in groups.groupby(groups, observed=True).indices.items():
-            parts = [_counts(xy_all[i], comp[i], dist[i], is_eff[i], is_tum[i], radius=mixing_radius)
-                     for i in (idx[images.iloc[idx].to_numpy() == im] for im in pd.unique(images.iloc[idx]))]
-            f = _features(parts)
-            f["reason"] = no_effectors or _unassessable(idx, f)
-            rows[g] = f
-        return pd.DataFrame.from_dict(rows, orient="index")
 
     samp_tab = table_for(samples)
     reg_tab = table_for(regions)
@@ -340,9 +342,10 @@ def immune_phenotype(
             msg = (f"a cohort-relative call needs at least 3 assessable samples, found {int(ok.sum())}; "
                    "use reference='absolute' (min_density in cells/mm^2).")
             raise ValueError(msg)
-        densities = np.r_[samp_tab.loc[ok, "rho_tumor"], samp_tab.loc[ok, "rho_stroma"]]
-        tau = float(np.nanquantile(densities, cohort_quantile))
-    samp_tab, reg_tab = (_labelled(t, tau, min_infiltration, "spatial") for t in (samp_tab, reg_tab))
+        tau = float(np.nanquantile(samp_tab.loc[ok, "effector_per_mm2"], cohort_quantile))
+    rule = {"min_density": tau, "null_ratio": null_ratio, "min_effectors": min_effectors,
+            "min_stroma_fraction": min_stroma_fraction}
+    samp_tab, reg_tab = (_called(t, rule) for t in (samp_tab, reg_tab))
     no_eff = samp_tab["n_effector"] == 0
     if no_eff.any():
         logger.info("samples without effector cells are desert: %s", ", ".join(map(str, samp_tab.index[no_eff])))
@@ -353,11 +356,59 @@ def immune_phenotype(
     params = {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
               "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
               "tumor_signature": tumor_signature or "",
-              "min_density_per_mm2": float(tau), "min_infiltration": min_infiltration, "reference": reference,
+              "min_density_per_mm2": float(tau), "null_ratio": float(null_ratio),
+              "min_effectors": int(min_effectors), "min_stroma_fraction": float(min_stroma_fraction),
+              "measures": list(MEASURES), "reference": reference,
               "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "",
-              "mixing_radius_um": mixing_radius, "pixel_size": pixel_size if pixel_size is not None else 1.0}
+              "contact_cells": float(contact_cells),
+              "contact_distance_um": float(np.nanmedian(list(radius.values()))) if radius else np.nan,
+              "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre"}
     _write(adata, samples, regions, samp_tab, reg_tab, params)
     return adata if copy else None
+
+
+def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> float | None:
+    """The micrometre scale: the user's ``pixel_size`` or the one of the compartments this call builds on.
+
+    Two different scales for the same coordinates are refused: densities and distances would mix units.
+    """
+    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
+    if "tmt_compartment" not in adata.obs or "pixel_size" not in params_c or params_c.get("spots"):
+        return pixel_size
+    earlier = float(params_c["pixel_size"])
+    if pixel_size is None:
+        if earlier != 1.0:
+            logger.info("using the compartments' pixel_size of %g micrometres", earlier)
+        return earlier if earlier != 1.0 else None
+    if not np.isclose(float(pixel_size), earlier, rtol=1e-9):
+        msg = (f"pixel_size={pixel_size:g} differs from the pixel_size={earlier:g} (micrometres per coordinate "
+               "unit) that tmt.tl.compartments used on these coordinates; pass the same scale to both, or rerun "
+               "tmt.tl.compartments with the right one.")
+        raise ValueError(msg)
+    return pixel_size
+
+
+def _called(tab: pd.DataFrame, rule: dict) -> pd.DataFrame:
+    """The call of :func:`._spatial_measures.classify`; rows with a ``reason`` are ``not assessable``."""
+    label, conf, n_agree, n_votes, can_exclude = classify(tab, **rule)
+    tab = tab.copy()
+    tab["phenotype"], tab["confidence"] = label, conf
+    tab["measures_agreeing"], tab["measures_available"] = n_agree, n_votes
+    tab["exclusion_assessable"] = can_exclude
+    low = (tab["reason"] == "") & (label == "not assessable")
+    no_main = ~np.isfinite(tab["infiltration_vs_null"].to_numpy(dtype=float))
+    tab.loc[low & ~no_main, "reason"] = (
+        "too little stroma to show exclusion (stroma < " + f"{rule['min_stroma_fraction']:.0%}" + " of the tissue; "
+        "a field without stroma cannot show exclusion)")
+    tab.loc[low & no_main, "reason"] = (
+        f"fewer than {MIN_EXPECTED:g} effector cells in the tumour, observed or expected by chance (too little "
+        "tumour or too few effector cells to tell where they sit)")
+    na = tab["reason"] != ""
+    tab.loc[na, "phenotype"] = "not assessable"
+    tab.loc[na, "confidence"] = np.nan
+    tab["basis"] = "spatial"
+    tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
+    return tab
 
 
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:

@@ -28,7 +28,9 @@ def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
             msg = f"pixel_size must be positive (micrometres per coordinate unit), got {pixel_size}."
             raise ValueError(msg)
         xy = xy * pixel_size
-    return xy
+    # to a picometre: pixels times pixel_size then equal the same micrometres exactly, so every grid and
+    # neighbour search gives identical results in either unit
+    return np.round(xy, 6)
 
 
 def label_column(adata: AnnData, key: str) -> pd.Series:
