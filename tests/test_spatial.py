@@ -165,7 +165,7 @@ def test_panel_that_cannot_show_cd8_t_cells_is_not_assessable(sim_small):
     with pytest.warns(tmt.TmtWarning, match="cannot be recognised"):
         tmt.tl.immune_phenotype(a, sample_key="sample")
     t = a.uns["tmt_immune_phenotype"]["table"]
-    assert (t["phenotype"] == "not assessable").all() and t["reason"].str.contains("CD8_T").all()
+    assert (t["phenotype"] == "not assessable").all() and t["reason"].str.contains("CD8A").all()
     tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")  # the user's labels still work
     assert (a.uns["tmt_immune_phenotype"]["table"]["phenotype"] != "not assessable").all()
 

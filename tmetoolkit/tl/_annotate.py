@@ -622,9 +622,16 @@ def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np
     mask = res.lineage == parent
     E, missing = lineage_core.label_evidence(R[mask], gene_col, sub)
     res.not_assessable.update(missing)
-    if not mask.any() or E.shape[1] < 2:
-        res.lineage[mask] = UNASSIGNED
-        res.label[mask] = UNASSIGNED
+    if not mask.any():
+        return
+    if E.shape[1] < 2:  # one lineage cannot be measured (no CD8 genes): the other is called where its markers are
+        have = lineage_core.pool(E, W[mask][:, mask]) if E.shape[1] else None
+        sub_lin = np.full(int(mask.sum()), UNASSIGNED, dtype=object)
+        if have is not None:
+            sub_lin[have.iloc[:, 0].to_numpy() > 0] = have.columns[0]
+        res.lineage[mask] = sub_lin
+        res.label[mask] = sub_lin
+        res.confidence[mask] = np.where(sub_lin == UNASSIGNED, 0.0, res.confidence[mask])
         return
     Ws = W[mask][:, mask]
     s = np.asarray(Ws.sum(axis=1)).ravel()
