@@ -57,7 +57,7 @@ def argmax_baseline(adata: ad.AnnData) -> tuple[pd.Series, pd.Series]:
     tnk = lineage == "T/NK"
     lineage[tnk] = best(rules.TNK_RULES)[tnk]
     state = lineage.copy()
-    for lin, table in rules.STATE_RULES.items():
+    for lin, table in rules.state_rules().items():
         m = lineage == lin
         if m.any():
             state[m] = best(table)[m]

@@ -672,3 +672,23 @@ def test_one_lineage_and_too_few_cells_to_learn(sim_small):
     with pytest.warns(UserWarning, match="too few confident cells to learn"):
         tmt.tl.annotate(b)
     assert "B" in b.uns["tmt_annotate"]["lineage_by_markers"]
+
+
+def test_adding_a_state_is_one_row_of_the_label_table(sim_small, monkeypatch):
+    """A new state needs one row in ``_keys.LABELS``: its category, order, colour and rule follow from it."""
+    from tmetoolkit import _keys
+
+    row = ("CD8 T", "CD8 ISG-high", "#123456", ("ISG_Tcell",))
+    rows = list(_keys.LABELS)
+    rows.insert(rows.index(next(r for r in rows if r[1] == "CD8 Tex")) + 1, row)
+    monkeypatch.setattr(_keys, "LABELS", rows)
+    tmt.tl.annotate(sim_small)
+    rules = sim_small.uns["tmt_annotate"]["rules"].set_index(["level", "label"])
+    assert rules.loc[("CD8 T", "CD8 ISG-high"), "assessable"]
+    assert _keys.states()["CD8 T"][-1] == "CD8 ISG-high"
+    assert tmt.pl._palettes.state_colors()["CD8 ISG-high"] == "#123456"
+    cats = list(sim_small.obs["tmt_state"].cat.categories)
+    colours = dict(zip(cats, sim_small.uns["tmt_state_colors"], strict=True))
+    if "CD8 ISG-high" in cats:
+        assert colours["CD8 ISG-high"] == "#123456"
+        assert cats.index("CD8 ISG-high") > cats.index("CD8 T")

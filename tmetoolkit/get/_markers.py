@@ -56,7 +56,7 @@ def _deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None
         add(str(row["label"]), str(row["level"]), row["signatures"])
     # lineages without states (B, Mast, DC, ...) keep their lineage label as the state
     for lab, sigs in zip(lineage_of[lineage_rows.index], lineage_rows["signatures"], strict=True):
-        if lab not in _keys.STATES and lab not in out:
+        if lab not in _keys.states() and lab not in out:
             add(lab, None, sigs)
     return out
 
@@ -77,7 +77,7 @@ def _protein_markers(adata: AnnData, key: str) -> dict[str, tuple[str | None, li
         lineage, _, sub = label.partition("|")
         if key == _keys.STATE and sub == "Treg":  # Tregs are the CD4 T cells whose FOXP3 rule wins
             out["Treg"] = ("CD4 T", gated(rule))
-        elif key == _keys.LINEAGE or lineage not in _keys.STATES:
+        elif key == _keys.LINEAGE or lineage not in _keys.states():
             have = out.setdefault(lineage, (None, []))[1]
             have += [g for g in gated(rule) if g not in have]
     if key == _keys.STATE:

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from .. import _keys
 
-_LINEAGE = {
-    "CD8 T": "#d62728", "CD4 T": "#ff9896", "NK": "#e377c2", "B": "#1f77b4", "Plasma": "#aec7e8",
-    "Monocyte/Macrophage": "#2ca02c", "Neutrophil": "#98df8a", "DC": "#17becf", "Mast": "#9edae5",
-    "Fibroblast": "#d9c5a0", "Pericyte": "#bcbd22", "Endothelial": "#9467bd", "Malignant/Epithelial": "#7f7f7f",
-    "unassigned": "#dddddd",
-}
-_STATE_SHADES = {
-    "CD8 T": ["#fcbba1", "#fb6a4a", "#cb181d", "#67000d"],
-    "CD4 T": ["#fdd0a2", "#fd8d3c", "#a63603"],
-    "Monocyte/Macrophage": ["#c7e9c0", "#74c476", "#238b45", "#00441b"],
-    "Neutrophil": ["#d9f0a3", "#78c679"],
-    "Fibroblast": ["#d8b365", "#8c510a", "#c7a97f"],
-}
 
-
-@lru_cache(maxsize=1)
 def lineage_colors() -> dict[str, str]:
-    return dict(_LINEAGE)
+    return _keys.label_colors()
 
 
-@lru_cache(maxsize=1)
 def state_colors() -> dict[str, str]:
-    out = dict(_LINEAGE)
-    for lin, states in _keys.STATES.items():
-        out.update(dict(zip(states, _STATE_SHADES[lin], strict=True)))
-    return out
+    return _keys.state_label_colors()
 
 
 def phenotype_colors() -> dict[str, str]:

@@ -386,7 +386,7 @@ def annotate(
     lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
     lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
     quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok).fillna(False).astype(bool)
-    skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
+    skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *_keys.states()])]
     if len(skipped):
         malignant = rule_tab[(rule_tab["level"] == "lineage")
                              & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]
@@ -548,8 +548,8 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
 def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: np.ndarray) -> None:
     """Lineage and state as categoricals in vocabulary order (only the labels present), and the confidence."""
     present_lin, present_state = set(lineage), set(state)
-    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in _keys.LINEAGES if c in present_lin])
-    order = dict.fromkeys(s for lin in _keys.LINEAGES for s in (lin, *_keys.STATES.get(lin, ())))
+    adata.obs[_keys.LINEAGE] = pd.Categorical(lineage, categories=[c for c in _keys.lineages() if c in present_lin])
+    order = dict.fromkeys(s for lin in _keys.lineages() for s in (lin, *_keys.states().get(lin, ())))
     adata.obs[_keys.STATE] = pd.Categorical(state, categories=[c for c in order if c in present_state])
     adata.obs[_keys.CONFIDENCE] = conf.astype(float)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import _keys
+
 if TYPE_CHECKING:
     from ..sig import Signature
 
@@ -46,34 +48,10 @@ TNK_RULES: dict[str, tuple[str, ...]] = {
     "NK": ("NK",),
 }
 
-STATE_RULES: dict[str, dict[str, tuple[str, ...]]] = {
-    "CD8 T": {
-        "CD8 naive/memory": ("CD8_naive_memory",),
-        "CD8 effector": ("CD8_effector",),
-        "CD8 Tpex": ("CD8_Tpex_core",),
-        "CD8 Tex": ("CD8_Tex",),
-    },
-    "CD4 T": {
-        "CD4 naive/memory": ("CD4_naive_memory",),
-        "CD4 helper": ("CD4_helper",),
-        "Treg": ("Treg_core",),
-    },
-    "Monocyte/Macrophage": {
-        "Monocyte": ("Monocyte",),
-        "TAM M1-like": ("TAM_M1_like",),
-        "TAM M2-like": ("TAM_M2_like",),
-        "M-MDSC-like": ("M_MDSC_like",),
-    },
-    "Neutrophil": {
-        "Neutrophil": ("Neutrophil_immature",),
-        "PMN-MDSC-like": ("PMN_MDSC_like",),
-    },
-    "Fibroblast": {
-        "myCAF": ("myCAF",),
-        "iCAF": ("iCAF",),
-        "apCAF": ("apCAF",),
-    },
-}
+def state_rules() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Lineage -> {state: deciding signatures}, from the label table in ``_keys.LABELS``."""
+    return _keys.state_signatures()
+
 
 # finer, optional columns: column -> lineage -> {label: signatures}
 SUBSET_RULES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
@@ -137,7 +115,7 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
 
     tables: dict[str, dict[str, tuple[str, ...]]] = {}
     derived = {}
-    for lineage, table in STATE_RULES.items():
+    for lineage, table in state_rules().items():
         tables[lineage] = {}
         identity = lineage_identity_signatures(lineage)
         for label, sigs in table.items():
@@ -180,7 +158,7 @@ def resolve(table: dict[str, tuple[str, ...]], used: dict[str, set[str]]) -> dic
 
 def needed_signatures() -> list[str]:
     names: list[str] = []
-    for rules in (LINEAGE_RULES, TNK_RULES, *STATE_RULES.values(), *(r for _, r in SUBSET_RULES.values())):
+    for rules in (LINEAGE_RULES, TNK_RULES, *state_rules().values(), *(r for _, r in SUBSET_RULES.values())):
         for sigs in rules.values():
             names += sigs
     names += ["TAM_M1_like", "TAM_M2_like"]

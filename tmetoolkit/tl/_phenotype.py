@@ -19,8 +19,17 @@ from .. import _keys
 from .._utils import check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
-from ._spatial_measures import (CONTACT_NN, MEASURES, MIN_EXPECTED, cell_columns, classify, contact_counts, effector_features,
-                                median_nn, tissue_grid)
+from ._spatial_measures import (
+    CONTACT_NN,
+    MEASURES,
+    MIN_EXPECTED,
+    cell_columns,
+    classify,
+    contact_counts,
+    effector_features,
+    median_nn,
+    tissue_grid,
+)
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
