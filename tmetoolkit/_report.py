@@ -47,8 +47,9 @@ def _table_html(df, max_rows: int = 60, digits: int = 3, *, name: str = "table")
     df = df.loc[:, [c for c in df.columns if not _empty(df[c])]]
     shown = _SHOWN.get(None)
     if shown is not None:
-        for c in df.columns:
-            shown.setdefault(str(c), None)
+        for c in [*df.columns, *df.index.names, df.columns.name]:
+            if c is not None:
+                shown.setdefault(str(c), None)
     table = df.head(max_rows).to_html(float_format=lambda v: f"{v:.{digits}g}", na_rep="–", border=0)
     more = (f"<p class='meta'>The first {max_rows} of {len(df)} rows; the whole table is in the CSV, in "
             "adata.uns (and in tmt.get.sample_table / region_table).</p>" if len(df) > max_rows else "")
@@ -326,6 +327,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     if "tmt_lineage" in adata.obs or bulk:
         caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
     context = glossary_context(adata)
+    if s_key is not None:
+        context[str(s_key)] = f"sample (adata.obs[{s_key!r}])"
     entries = {c: f"<dt>{html.escape(c)}</dt><dd>{html.escape(describe(c, context))}</dd>"
                for c in sorted(shown, key=str.lower) if c != ""}
     prefixed = [c for c in entries if ":" in c]  # columns of the per-sample table, named tool:column
