@@ -147,7 +147,9 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     if "tmt_lineage" not in adata.obs:
         return None
     body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
-    body += _fig_html(_state_panels(adata, s_key), "cell states within each lineage")
+    states = _state_panels(adata, s_key)
+    if states is not None:
+        body += _fig_html(states, "cell states within each lineage")
     annotated = adata.uns.get("tmt_annotate", {})
     if "gates" in annotated:
         body += _fig_html(pl.gates(adata), "protein marker gates")
@@ -177,6 +179,8 @@ def _state_panels(adata, s_key):
     from . import _keys, pl
 
     lineages = [lin for lin in _keys.STATES if (adata.obs["tmt_lineage"].astype(str) == lin).any()]
+    if not lineages:
+        return None
     n_rows = -(-len(lineages) // 2)
     n_samples = adata.obs[s_key].nunique() if s_key else 1
     fig, axes = plt.subplots(n_rows, 2, figsize=(13, n_rows * (0.3 * n_samples + 1.4)), squeeze=False)
