@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
@@ -13,12 +15,20 @@ from .._utils import check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import inspect
 from . import _annotate_rules as rules
 from ._score import score
-from ._score_neighbors import neighbour_mean, score_neighbors
+from .._core.annotation import embedding, lineage as lineage_core, ranks
+from .._core.annotation.markers import MarkerTable, lineage_markers
+from .._matrix import get_matrix, iter_rows, normalise_block
+from ..sig._genes import match_genes
 
 UNASSIGNED = "unassigned"
-# a cell is "mixed" when its own evidence for its second lineage reaches 2 noise units and half of its first's
-MIXED_EVIDENCE, MIXED_RATIO = 2.0, 0.5
+# a cell is "mixed" when its own marker evidence for a second lineage reaches 0.5 (rank units) and half its first's
+MIXED_EVIDENCE, MIXED_RATIO = 0.5, 0.5
 MIXED_WARN = 0.2  # share of mixed cells above which annotate warns
+# RNA lineages: the classifier's probability a call needs; states and protein labels: the confidence from the
+# lead over the runner-up (0.3 = a lead of a third of a noise unit)
+LINEAGE_MIN_PROBABILITY = 0.5
+LEAD_MIN_CONFIDENCE = 0.3
+MIN_POOL = 5  # fewest cells (the cell included) that a cell's marker evidence is pooled over
 
 
 def _label_scores(S: pd.DataFrame, table: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -114,7 +124,7 @@ def annotate(
     sample_key: str | None = None,
     image_key: str | None = None,
     tumor_signature: str | None = None,
-    min_confidence: float = 0.3,
+    min_confidence: float | None = None,
     override_confidence: float = 0.8,
     copy: bool = False,
 ) -> AnnData | None:
@@ -246,19 +256,21 @@ def annotate(
                    "cells: markers={'tumor': '<channel>'}.")
             raise ValueError(msg)
         _annotate_protein(adata, layer, markers=markers, gates=gates, groupby=groupby, spillover=spillover,
-                          sample_key=sample_key, image_key=image_key, min_confidence=min_confidence,
+                          sample_key=sample_key, image_key=image_key,
+                          min_confidence=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
                           override_confidence=override_confidence)
         return adata if copy else None
     if markers is not None or gates is not None:
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
                f"(state: {report.state}). Leave them out.")
         raise ValueError(msg)
-    lineage_table = dict(rules.LINEAGE_RULES)
+    marker_table = lineage_markers()
     if tumor_signature is not None:
         from ..sig import get
 
-        get(tumor_signature)  # a KeyError naming the nearest registry names
-        lineage_table[f"Malignant/Epithelial|{tumor_signature}"] = (tumor_signature,)
+        tsig = get(tumor_signature)  # a KeyError naming the nearest registry names
+        marker_table = marker_table.with_label(f"Malignant/Epithelial|{tumor_signature}", tsig.genes_up,
+                                               tumor_signature)
 
     import warnings
 
@@ -267,11 +279,11 @@ def annotate(
     state_rules, specific = rules.specific_state_rules()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
-        needed = list(dict.fromkeys([*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]))
+        needed = rules.needed_signatures()
         score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
         if not (issubclass(w.category, TmtWarning) and "have too few genes" in str(w.message)):
-            warnings.warn(w.message, stacklevel=2)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]
     # where a signature could not be scored, its published set or a listed fallback decides (rules.resolve)
@@ -279,16 +291,16 @@ def annotate(
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
-    lineage_rules, tnk_rules = rules.resolve(lineage_table, used), rules.resolve(rules.TNK_RULES, used)
-    mixed = _mixed_lineage_evidence(S, lineage_rules)
+    target_sum = adata.uns["tmt_scores"]["params"]["target_sum"]
+    ident = _rna_identity(adata, layer, report, marker_table, n_neighbors=n_neighbors, seed=0,
+                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
+    state_min = LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence
+    W = ident.weights
+    mixed = _mixed_lineage_evidence(ident.evidence_own)
     if n_neighbors > 1 and adata.n_obs > 2:
-        # neighbours by label evidence, each label once: a programme measured by many signatures (naive-like T
-        # cells) must not outweigh one measured by a few (the CD8 and CD4 co-receptors)
-        tables = [lineage_rules, tnk_rules, *(rules.resolve(t, used) for t in rules.STATE_RULES.values())]
-        evidence = pd.concat([_label_scores(S, t)[0] for t in tables], axis=1)
-        idx = score_neighbors(evidence.to_numpy(), n_neighbors)
-        S = pd.DataFrame(neighbour_mean(S.to_numpy(dtype=np.float64), idx), index=S.index, columns=S.columns)
-    not_assessable: dict[tuple[str, str], str] = {}
+        S = pd.DataFrame(neighbour_mean_w(S.to_numpy(dtype=np.float64), W), index=S.index, columns=S.columns)
+    not_assessable: dict[tuple[str, str], str] = {("lineage", lab): why
+                                                  for lab, why in ident.result.not_assessable.items()}
 
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
@@ -296,7 +308,7 @@ def annotate(
         M, missing = _label_scores(S.loc[mask], table)
         for lab, why in missing.items():
             not_assessable[(level, lab)] = why
-        # labels naming the same lineage ("DC|cDC1", "DC|mregDC") compete as one: the runner-up is another lineage
+        # labels naming the same lineage compete as one: the runner-up is another label
         M = _standardise(M)
         sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
         labels, _, conf = _decide(M, sigma, min_score=min_score / sigma)
@@ -306,14 +318,10 @@ def annotate(
         return labels, conf
 
     n = adata.n_obs
-    every = np.ones(n, dtype=bool)
-    lineage, lin_conf = call(lineage_rules, every, "lineage", min_score=1.0)
-    lineage = np.where(lin_conf >= min_confidence, lineage, UNASSIGNED).astype(object)
-    tnk = lineage == "T/NK"
-    sub, sub_conf = call(tnk_rules, tnk, "lineage", min_score=0.0)
-    lineage[tnk] = np.where(sub_conf >= min_confidence, sub, UNASSIGNED)
-    lin_conf[tnk] = np.minimum(lin_conf[tnk], sub_conf)
-
+    lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
+    if groups is not None:
+        lineage, lin_conf = _cluster_consensus(ident.result, groups, override_confidence,
+                                               LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
     state = lineage.copy()
     conf = lin_conf.copy()
     for lin, table in state_rules.items():
@@ -323,7 +331,7 @@ def annotate(
                 logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
             continue
         st, st_conf = call(table, mask, lin, min_score=0.0)
-        ok = (st_conf >= min_confidence) & (st != UNASSIGNED)
+        ok = (st_conf >= state_min) & (st != UNASSIGNED)
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
 
@@ -335,7 +343,7 @@ def annotate(
         out = np.full(n, "", dtype=object)
         if mask.any():
             st, st_conf = call(table, mask, col, min_score=0.0)
-            out[mask] = np.where(st_conf >= min_confidence, st, "undetermined")
+            out[mask] = np.where(st_conf >= state_min, st, "undetermined")
         adata.obs[col] = pd.Categorical(np.where(mask, out, None))
 
     mac = lineage == "Monocyte/Macrophage"
@@ -349,15 +357,22 @@ def annotate(
                              "neither")
     adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
 
-    rows = []
-    for level, table in (("lineage", lineage_rules), ("lineage", tnk_rules), *state_rules.items(),
-                         *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
+    rows = [{"level": "lineage", "label": lab.label, "signatures": "", "genes": ",".join(lab.genes),
+             "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
+             "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
+             "assessable": ("lineage", lab.label) not in not_assessable,
+             "reason": not_assessable.get(("lineage", lab.label), "")} for lab in marker_table.labels]
+    for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why})
     rule_tab = pd.DataFrame(rows)
-    skipped = rule_tab.loc[~rule_tab["assessable"] & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
+    # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
+    lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
+    lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
+    quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok).fillna(False).astype(bool)
+    skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *rules.STATE_RULES])]
     if len(skipped):
         malignant = rule_tab[(rule_tab["level"] == "lineage")
                              & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]
@@ -367,11 +382,14 @@ def annotate(
              + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
-                   "n_neighbors": n_neighbors, "min_confidence": min_confidence,
+                   "n_neighbors": n_neighbors, "min_confidence": min_confidence if min_confidence is not None else "default",
                    "override_confidence": override_confidence, "input_state": report.state,
                    "tumor_signature": tumor_signature or "",
-                   "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"]},
+                   "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"],
+                   "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
+                   "neighbours": ident.graph},
         "rules": rule_tab,
+        "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
     }
     summary = mixed_evidence_summary(mixed)
@@ -476,15 +494,14 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     _set_colors(adata)
 
 
-def _mixed_lineage_evidence(S: pd.DataFrame, lineage_rules: dict[str, tuple[str, ...]]) -> pd.DataFrame:
-    """Lineage pairs that cells' own scores both support: the second by ``MIXED_EVIDENCE`` noise units and by at
-    least ``MIXED_RATIO`` of the first.
+def _mixed_lineage_evidence(E: pd.DataFrame) -> pd.DataFrame:
+    """Lineage pairs that cells' own marker evidence both supports: the second by at least ``MIXED_EVIDENCE`` and
+    by ``MIXED_RATIO`` of the first.
 
-    Columns ``lineage_a``, ``lineage_b`` (in rule order), ``n_cells`` and ``fraction`` of all cells, most frequent
-    pair first. Doublets and, in segmented spatial data, transcripts assigned to a neighbouring cell produce them;
-    so do related lineages that share a programme (fibroblasts and pericytes).
+    Columns ``lineage_a``, ``lineage_b`` (in table order), ``n_cells`` and ``fraction`` of all cells, most frequent
+    pair first. Doublets and, in segmented spatial data, transcripts assigned to a neighbouring cell produce them.
     """
-    Z = _standardise(_label_scores(S, lineage_rules)[0])
+    Z = lineage_core.by_lineage(E)
     cols = ["lineage_a", "lineage_b", "n_cells", "fraction"]
     if Z.shape[1] < 2 or len(Z) == 0:
         return pd.DataFrame(columns=cols)
@@ -523,3 +540,109 @@ def _set_colors(adata: AnnData) -> None:
 
     adata.uns[f"{_keys.LINEAGE}_colors"] = [lineage_colors()[c] for c in adata.obs[_keys.LINEAGE].cat.categories]
     adata.uns[f"{_keys.STATE}_colors"] = [state_colors()[c] for c in adata.obs[_keys.STATE].cat.categories]
+
+
+@dataclass
+class _Identity:
+    result: lineage_core.LineageResult
+    evidence_own: pd.DataFrame
+    weights: sp.csr_matrix
+    graph: str
+
+
+def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighbors: int, seed: int,
+                  min_confidence: float) -> _Identity:
+    """Marker evidence from within-cell ranks, pooled over expression neighbours, and the classifier's calls.
+
+    One pass over the matrix reads the markers' within-cell ranks and the log-normalised values the data set's
+    own principal components are computed from.
+    """
+    X = get_matrix(adata, layer)
+    found = match_genes(table.genes, adata.var_names, report.species)
+    genes = list(found)
+    cols = np.array([found[g][0] for g in genes], dtype=np.int64)
+    R_parts, L_parts = [], []
+    for _, _, block in iter_rows(X):
+        R_parts.append(ranks.within_cell_ranks(block, cols))
+        L_parts.append(sp.csr_matrix(normalise_block(block, report.state, 1e4)))
+    R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
+    E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
+    E.index = adata.obs_names
+    lognorm = sp.vstack(L_parts).tocsr()
+    pcs = embedding.principal_components(lognorm, np.unique(cols), seed=seed) if adata.n_obs > 2 else None
+    conn = adata.obsp["connectivities"] if "connectivities" in adata.obsp else None
+    if conn is not None and conn.shape == (adata.n_obs, adata.n_obs):
+        W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
+    elif pcs is not None and n_neighbors > 1:
+        # in a small data set 15 neighbours reach beyond a population of 20 cells: at most 2% of the cells
+        k = int(min(n_neighbors, max(MIN_POOL, adata.n_obs // 50)))
+        W, graph = embedding.neighbour_weights(pcs, k, seed=seed), f"{k} nearest cells on PCs"
+    else:
+        W, graph = sp.identity(adata.n_obs, format="csr"), "none"
+    pooled = lineage_core.pool(E, W)
+    res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
+    gene_col = {g: i for i, g in enumerate(genes)}
+    for parent in table.splits:
+        _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
+    if res.by_markers:
+        warn(f"too few confident cells to learn {', '.join(res.by_markers)} from this data set (fewer than "
+             f"{lineage_core.MIN_SEEDS}): their cells are called by their markers alone")
+    return _Identity(res, E, W, graph)
+
+
+def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np.ndarray, gene_col: dict,
+           W: sp.csr_matrix, pcs, seed: int) -> None:
+    """Divide the cells called ``parent`` (T cells) into the lineages of ``sub`` (CD8 T, CD4 T), in place.
+
+    Evidence is pooled over neighbours of the same parent only; seeds and the classifier work as for lineages, and
+    every such cell gets the likelier lineage (its confidence is the lower of the two calls).
+    """
+    mask = res.lineage == parent
+    E, missing = lineage_core.label_evidence(R[mask], gene_col, sub)
+    res.not_assessable.update(missing)
+    if not mask.any() or E.shape[1] < 2:
+        res.lineage[mask] = UNASSIGNED
+        res.label[mask] = UNASSIGNED
+        return
+    Ws = W[mask][:, mask]
+    s = np.asarray(Ws.sum(axis=1)).ravel()
+    Ws = sp.csr_matrix(sp.diags(1.0 / np.where(s > 0, s, 1.0)) @ Ws)
+    part = lineage_core.call_lineages(lineage_core.pool(E, Ws), None if pcs is None else pcs[mask],
+                                      min_confidence=0.0, seed=seed)
+    res.n_seeds.update(part.n_seeds)
+    for lab in part.by_markers:
+        if lab not in res.by_markers:
+            res.by_markers.append(lab)
+    res.lineage[mask] = part.lineage
+    res.label[mask] = part.lineage
+    res.confidence[mask] = np.minimum(res.confidence[mask], np.where(part.lineage == UNASSIGNED, 0.0, part.confidence))
+
+
+def neighbour_mean_w(values: np.ndarray, W: sp.csr_matrix) -> np.ndarray:
+    """Rows averaged with row-normalised weights ``W``; NaN entries are skipped, an empty row stays empty."""
+    finite = np.isfinite(values)
+    num = W @ np.where(finite, values, 0.0)
+    den = W @ finite.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[~finite] = np.nan
+    return out
+
+
+def _cluster_consensus(res: lineage_core.LineageResult, groups: pd.Series, override: float,
+                       min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each cluster's lineage from its cells' mean probability; a cell keeps a different own call only when its
+    confidence reaches ``override``. Cells without a cluster keep their own call."""
+    P = res.probability
+    if P.shape[1] == 0:
+        return res.lineage.copy(), res.confidence.copy()
+    mean = P.groupby(groups.to_numpy(), observed=True).mean()
+    g_lab = pd.Series(np.asarray(mean.columns, dtype=object)[np.argmax(mean.to_numpy(), axis=1)], index=mean.index)
+    g_conf = pd.Series(mean.to_numpy().max(axis=1), index=mean.index)
+    has = groups.notna().to_numpy()
+    cl = np.where(has, g_lab.reindex(groups.to_numpy()).to_numpy(), res.lineage)
+    cc = np.where(has, g_conf.reindex(groups.to_numpy()).to_numpy(), res.confidence)
+    own = (res.confidence >= override) & (res.lineage != cl) & (res.lineage != UNASSIGNED)
+    lineage = np.where(own, res.lineage, np.where(cc >= min_confidence, cl, UNASSIGNED)).astype(object)
+    conf = np.where(own, res.confidence, cc).astype(float)
+    return lineage, conf

@@ -1,0 +1,361 @@
+"""``tmt.tl.annotate`` on every author-labelled set in ``../shared/data``, beside two references on the same cells.
+
+- **baseline**: what a user writes in a few lines: ``sc.tl.score_genes`` on each label's positive marker genes
+  (the same markers annotate reads), label = argmax;
+- **ceiling**: a logistic regression trained on the authors' labels (5-fold cross-validation) on 50 principal
+  components of the log-normalised variable genes: what the data allow with labels.
+
+RNA sets are also run after the two stresses users bring every day: only 2,000 highly variable genes kept
+(``hvg2000``), and counts down-sampled to 1,000 per cell (``depth1000``). Protein panels are scored by recall and
+precision against the files' classes. Usage::
+
+    python benchmarks/validate_annotation.py            # every set, every variant (a few minutes)
+    python benchmarks/validate_annotation.py --quick    # no stresses
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+
+import tmetoolkit as tmt
+from tmetoolkit._core.annotation.markers import lineage_markers
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FILES = {
+    "puram": "puram2017_hnscc_chetah/puram2017_hnscc_ref180.h5ad",
+    "chen": "chen2024_nsclc_merfish/chen2024_nsclc_merfish_patient002_3177cells.h5ad",
+    "zilionis_hs": "zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad",
+    "zilionis_mm": "zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad",
+}
+T = "CD4 T;CD8 T"  # T cells whose co-receptor the authors did not give
+MM = "Monocyte/Macrophage"
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    adata: ad.AnnData
+    truth: pd.Series  # allowed lineages per cell, ";"-separated; NaN = not evaluated
+    author: pd.Series  # the authors' own classes (the ceiling learns these)
+    states: dict[str, tuple[pd.Series, str]]  # state task -> (binary or multiclass truth within a lineage, lineage)
+
+
+def _puram(a):
+    m = {"B cell": "B;Plasma", "CD4 T cell": "CD4 T", "CD8 T cell": "CD8 T", "reg. T cell": "CD4 T", "Dendritic": "DC",
+         "Endothelial": "Endothelial", "Fibroblast": "Fibroblast", "Macrophage": MM, "Mast": "Mast"}
+    ct = a.obs["celltypes"].astype(str)
+    treg = pd.Series(np.where(ct == "reg. T cell", "Treg", np.where(ct == "CD4 T cell", "conv", None)), index=a.obs_names)
+    return ct.map(m), ct, {"Treg vs conventional CD4 (F1 Treg)": (treg, "CD4 T")}
+
+
+def _chen(a):
+    l2 = a.obs["type_lvl2"].astype(str)
+
+    def lin(x):
+        if x == "Epithelial":
+            return "Malignant/Epithelial"
+        if x in ("Fibroblast", "Plasma", "B", "Mast", "NK"):
+            return x
+        if x == "Vascular":
+            return "Endothelial;Pericyte"
+        if "CD8 T" in x:
+            return "CD8 T"
+        if "CD4 T" in x or x == "Treg":
+            return "CD4 T"
+        if "Macrophage" in x:
+            return MM
+        if "DC" in x:
+            return "DC"
+        return None  # ILC, NCAM1+S100B+ and MMP1+SOX4+ myeloid cells: no lineage in the vocabulary
+
+    truth = l2.map(lin)
+    cd4 = truth == "CD4 T"
+    treg = pd.Series(np.where(l2 == "Treg", "Treg", np.where(cd4, "conv", None)), index=a.obs_names)
+    myel = l2.str.contains("Macrophage") | l2.str.contains("DC")
+    mmd = pd.Series(np.where(l2.str.contains("DC") & myel, "DC", np.where(l2 == "FCN1+LYZ+ Macrophage", "Monocyte",
+                    np.where(myel, "Macrophage", None))), index=a.obs_names)
+    return truth, l2, {"Treg vs conventional CD4 (F1 Treg)": (treg, "CD4 T"),
+                       "monocyte vs macrophage vs DC (bal. acc.)": (mmd, "myeloid")}
+
+
+def _zilionis_hs(a):
+    minor = a.obs["author_minor_subset"].astype(str)
+    major = a.obs["author_major_cell_type"].astype(str)
+
+    def lin(mj, mn):
+        if "specific" in mj or mj == "Ciliated cells":
+            return "Malignant/Epithelial"
+        if mj in ("tB cells", "bB cells"):
+            return "B"
+        if mj in ("tNK cells", "bNK cells"):
+            return "NK"
+        if mj in ("tNeutrophils", "bNeutrophils"):
+            return "Neutrophil"
+        if mj == "tPlasma cells":
+            return "Plasma"
+        if mj == "tMast cells":
+            return "Mast"
+        if mj == "Fibroblasts":
+            return "Fibroblast"
+        if mj == "Endothelial cells":
+            return "Endothelial"
+        if mj == "Smooth muscle cells":
+            return "Pericyte"
+        if mj == "tpDC":
+            return "DC"
+        if mj in ("tT cells", "bT cells"):
+            return "CD8 T" if "CD8" in mn else "CD4 T" if ("CD4" in mn or mn == "tT3") else T
+        if mj in ("tMoMacDC", "bMonocytes"):
+            if mn.startswith("tDC") or mn in ("tMonoDC", "bMonoDC"):
+                return "DC" if mn.startswith("tDC") else None
+            return MM
+        return None
+
+    truth = pd.Series([lin(x, y) for x, y in zip(major, minor, strict=True)], index=a.obs_names)
+    t = major == "tT cells"
+    treg = pd.Series(np.where(minor == "tT3", "Treg", np.where(t, "conv", None)), index=a.obs_names)
+    myel = major.isin(["tMoMacDC", "bMonocytes", "tpDC"])
+    mmd = pd.Series(np.where(myel & (minor.str.startswith("tDC") | (major == "tpDC")), "DC",
+                    np.where(myel & minor.str.contains("Mono") & ~minor.str.contains("DC"), "Monocyte",
+                    np.where(myel & minor.str.startswith("tMac"), "Macrophage", None))), index=a.obs_names)
+    return truth, major + ":" + minor.where(major.isin(["tT cells", "bT cells", "tMoMacDC"]), ""), {
+        "Treg vs conventional T (F1 Treg)": (treg, "T"),
+        "monocyte vs macrophage vs DC (bal. acc.)": (mmd, "myeloid")}
+
+
+def _zilionis_mm(a):
+    major = a.obs["author_major_cell_type"].astype(str)
+    minor = a.obs["author_minor_subset"].astype(str)
+    m = {"B cells": "B", "NK cells": "NK", "Neutrophils": "Neutrophil", "T cells": T}
+    truth = major.map(m)
+    treg = pd.Series(np.where(minor == "T2", "Treg", np.where(major == "T cells", "conv", None)), index=a.obs_names)
+    return truth, major, {"Treg vs conventional T (F1 Treg)": (treg, "T")}
+
+
+LOADERS = {"puram": _puram, "chen": _chen, "zilionis_hs": _zilionis_hs, "zilionis_mm": _zilionis_mm}
+
+
+def load_sets() -> list[LabelledSet]:
+    out = []
+    for name, file in FILES.items():
+        path = SHARED / file
+        if not path.is_file():
+            print(f"skipped {name}: {path} not found")
+            continue
+        a = ad.read_h5ad(path)
+        a.obs_names_make_unique()
+        truth, author, states = LOADERS[name](a)
+        out.append(LabelledSet(name, a, truth, author, states))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the stresses
+
+def lognorm(a: ad.AnnData) -> ad.AnnData:
+    b = a.copy()
+    if tmt.pp.check_input(b).state in ("counts", "linear"):
+        if tmt.pp.check_input(b).state == "counts":
+            sc.pp.normalize_total(b, target_sum=1e4)
+        sc.pp.log1p(b)
+    return b
+
+
+def hvg_only(a: ad.AnnData, n: int = 2000) -> ad.AnnData:
+    """Only the ``n`` most variable genes, as files shared after ``sc.pp.highly_variable_genes`` often hold."""
+    b = lognorm(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.highly_variable_genes(b, n_top_genes=min(n, b.n_vars - 1), flavor="seurat")
+    return a[:, b.var["highly_variable"].to_numpy()].copy()
+
+
+def downsample(a: ad.AnnData, depth: int = 1000, seed: int = 0) -> ad.AnnData:
+    """Counts thinned to at most ``depth`` per cell (droplet depth). Log values are first brought back to a linear
+    scale; each cell's expression profile is then sampled ``depth`` times."""
+    rng = np.random.default_rng(seed)
+    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=float)
+    if tmt.pp.check_input(a).state == "lognorm":
+        X = np.expm1(X * np.log(2)) if X.max() > 12 else np.expm1(X)  # Puram: log2(TPM/10 + 1)
+    X = np.clip(X, 0, None)
+    out = np.zeros_like(X)
+    for i, row in enumerate(X):
+        tot = row.sum()
+        if tot <= 0:
+            continue
+        if tot <= depth and np.allclose(row, np.round(row)):
+            out[i] = row
+        else:
+            out[i] = rng.multinomial(depth, row / tot)
+    b = a.copy()
+    b.X = sp.csr_matrix(out.astype(np.float32))
+    return b
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the three callers
+
+def ours(a: ad.AnnData) -> pd.DataFrame:
+    b = a.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(b)
+    return b.obs[["tmt_lineage", "tmt_state", "tmt_confidence"]].astype({"tmt_lineage": str, "tmt_state": str})
+
+
+def baseline(a: ad.AnnData) -> pd.Series:
+    b = lognorm(a)
+    table = lineage_markers()
+    scores = {}
+    for lab in table.labels:
+        genes = [g for g in lab.genes if g in b.var_names]
+        if genes:
+            sc.tl.score_genes(b, genes, score_name="s", random_state=0)
+            scores[lab.label] = b.obs["s"].to_numpy()
+    S = pd.DataFrame(scores, index=b.obs_names)
+    return S.idxmax(axis=1).str.split("|").str[0]
+
+
+def ceiling(a: ad.AnnData, author: pd.Series, seed: int = 0) -> pd.Series:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    keep = author.notna().to_numpy()
+    y = author.to_numpy().astype(str)
+    b = lognorm(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if b.n_vars > 2000:
+            sc.pp.highly_variable_genes(b, n_top_genes=2000, flavor="seurat")
+            b = b[:, b.var["highly_variable"]].copy()
+        sc.pp.scale(b, max_value=10)
+        sc.pp.pca(b, n_comps=min(50, b.n_obs - 1, b.n_vars - 1), random_state=seed)
+    Z = b.obsm["X_pca"]
+    pred = np.full(len(y), None, dtype=object)
+    counts = pd.Series(y[keep]).value_counts()
+    ok = keep & np.isin(y, counts[counts >= 5].index)
+    idx = np.flatnonzero(ok)
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(idx, y[idx]):
+        m = LogisticRegression(max_iter=2000, C=0.1).fit(Z[idx[tr]], y[idx[tr]])
+        pred[idx[te]] = m.predict(Z[idx[te]])
+    return pd.Series(pred, index=a.obs_names)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# measures
+
+def lineage_accuracy(pred: pd.Series, truth: pd.Series) -> float:
+    keep = truth.notna()
+    ok = [p in str(t).split(";") for p, t in zip(pred[keep].astype(str), truth[keep], strict=True)]
+    return float(np.mean(ok))
+
+
+def ceiling_accuracy(pred: pd.Series, author: pd.Series, truth: pd.Series) -> float:
+    """Predicted author class counts as right when it maps to an allowed lineage of the cell."""
+    lut = pd.Series(truth.to_numpy(), index=author.to_numpy()).groupby(level=0).first()
+    keep = truth.notna()
+    mapped = pred.map(lambda c: lut.get(c) if c is not None else None)
+    ok = [m is not None and isinstance(m, str) and bool(set(m.split(";")) & set(str(t).split(";")))
+          for m, t in zip(mapped[keep], truth[keep], strict=True)]
+    return float(np.mean(ok))
+
+
+def f1(pred: pd.Series, truth: pd.Series, positive: str) -> float:
+    keep = truth.notna()
+    p, t = pred[keep].astype(str) == positive, truth[keep].astype(str) == positive
+    tp = float((p & t).sum())
+    return 2 * tp / max(float(p.sum() + t.sum()), 1.0)
+
+
+def balanced_accuracy(pred: pd.Series, truth: pd.Series) -> float:
+    keep = truth.notna()
+    t, p = truth[keep].astype(str), pred[keep].astype(str)
+    return float(np.mean([(p[t == c] == c).mean() for c in t.unique()]))
+
+
+def state_prediction(calls: pd.DataFrame, task: str) -> pd.Series:
+    lin, st = calls["tmt_lineage"], calls["tmt_state"]
+    if "Treg" in task:
+        return pd.Series(np.where(st == "Treg", "Treg", "conv"), index=calls.index)
+    return pd.Series(np.where(lin == "DC", "DC", np.where(st.isin(["Monocyte", "M-MDSC-like"]), "Monocyte",
+                     np.where(lin == MM, "Macrophage", "other"))), index=calls.index)
+
+
+def ceiling_state(a: ad.AnnData, truth: pd.Series, seed: int = 0) -> pd.Series:
+    sub = truth.notna().to_numpy()
+    pred = ceiling(a[sub].copy(), truth[sub])
+    return pred.reindex(truth.index)
+
+
+def baseline_state(a: ad.AnnData, truth: pd.Series, task: str) -> pd.Series:
+    """score_genes of the registry state sets within the labelled cells, argmax."""
+    sub = truth.notna().to_numpy()
+    b = lognorm(a)[sub].copy()
+    if "Treg" in task:
+        sets = {"Treg": tmt.sig.get("Treg_core").genes_up, "conv": tmt.sig.get("CD4_T").genes_up}
+    else:
+        sets = {"Monocyte": tmt.sig.get("Monocyte").genes_up, "Macrophage": tmt.sig.get("Macrophage").genes_up,
+                "DC": tuple(dict.fromkeys((*tmt.sig.get("cDC2").genes_up, *tmt.sig.get("cDC1").genes_up,
+                                           *tmt.sig.get("pDC").genes_up, *tmt.sig.get("mregDC_Xue").genes_up)))}
+    S = {}
+    for k, genes in sets.items():
+        g = [x for x in genes if x in b.var_names]
+        sc.tl.score_genes(b, g, score_name="s", random_state=0, ctrl_size=min(50, b.n_vars // 4))
+        S[k] = b.obs["s"].to_numpy()
+    return pd.DataFrame(S, index=b.obs_names).idxmax(axis=1).reindex(truth.index)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="no stressed variants")
+    args = ap.parse_args()
+    sets = load_sets()
+    rows, state_rows = [], []
+    for s in sets:
+        variants = {"as shared": s.adata}
+        if not args.quick and s.adata.n_vars > 2000:
+            variants["hvg2000"] = hvg_only(s.adata)
+        if not args.quick:
+            variants["depth1000"] = downsample(s.adata)
+        for vname, a in variants.items():
+            calls = ours(a)
+            base = baseline(a)
+            ceil = ceiling(a, s.author)
+            keep = s.truth.notna()
+            rows.append({"set": s.name, "variant": vname, "n": int(keep.sum()),
+                         "ours": lineage_accuracy(calls["tmt_lineage"], s.truth),
+                         "unassigned": float((calls["tmt_lineage"][keep] == "unassigned").mean()),
+                         "baseline": lineage_accuracy(base, s.truth),
+                         "ceiling": ceiling_accuracy(ceil, s.author, s.truth)})
+            if vname != "as shared":
+                continue
+            for task, (truth, _) in s.states.items():
+                pred = state_prediction(calls, task)
+                bpred = baseline_state(a, truth, task)
+                cpred = ceiling_state(a, truth)
+                if "F1" in task:
+                    m = {k: f1(p, truth, "Treg") for k, p in (("ours", pred), ("baseline", bpred), ("ceiling", cpred))}
+                else:
+                    m = {k: balanced_accuracy(p, truth) for k, p in (("ours", pred), ("baseline", bpred),
+                                                                       ("ceiling", cpred))}
+                state_rows.append({"set": s.name, "task": task, "n": int(truth.notna().sum()), **m})
+            conf = pd.crosstab(s.truth.fillna("-"), calls["tmt_lineage"])
+            print(f"\n{s.name}: author lineage (rows) x tmt_lineage (columns)\n{conf.to_string()}")
+    pd.set_option("display.width", 200)
+    print("\nLineage accuracy per cell (unassigned counts as wrong)")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print("\nStates within their lineage")
+    print(pd.DataFrame(state_rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+if __name__ == "__main__":
+    main()

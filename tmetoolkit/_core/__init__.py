@@ -1,0 +1,1 @@
+"""Pure computations under the AnnData runners of ``tmt.tl``: arrays and tables in, small result objects out."""

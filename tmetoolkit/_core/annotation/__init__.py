@@ -1,0 +1,1 @@
+"""Cell identity from marker genes: within-cell ranks, neighbour pooling, confident seeds and a classifier."""

@@ -1,0 +1,173 @@
+"""Lineage calls: marker evidence pooled over expression neighbours, confident seeds, then a classifier.
+
+The markers decide only the cells they call with confidence; a classifier trained on those cells, in the data
+set's own expression space, calls every cell. It learns what the markers cannot say: the depth, platform and
+panel of this data set and the many genes each lineage expresses beyond its markers (the scheme of Garnett,
+Pliner 2019 doi:10.1038/s41592-019-0535-3, and of scGate's kNN-smoothed gating, Andreatta 2022
+doi:10.1093/bioinformatics/btac141).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .markers import MarkerTable
+
+UNASSIGNED = "unassigned"
+# a seed's lineage must lead every other lineage by this much pooled evidence (in within-cell rank units: the
+# share of a full marker group that is expressed), and its own evidence must reach MIN_EVIDENCE
+SEED_MARGIN = 0.1
+MIN_EVIDENCE = 0.2
+# a group's background (ambient RNA, spill-over from neighbouring cells in segmented images) is its score in the
+# 20% of cells that express it least; at most 0.3, so that a lineage making up most cells keeps its evidence
+BACKGROUND_QUANTILE, MAX_BACKGROUND = 0.2, 0.3
+# a lineage with fewer seeds than this is not learned by the classifier; its cells keep their marker call
+MIN_SEEDS = 10
+# seeds per label used to train (a random subset of larger sets; keeps 1,000,000 cells cheap)
+MAX_TRAIN_PER_LABEL = 500
+
+
+@dataclass
+class LineageResult:
+    """What :func:`call_lineages` decided, per cell and per label."""
+
+    lineage: np.ndarray
+    label: np.ndarray  # the finest marker label ("DC|cDC2"), or the lineage where the classifier decided alone
+    confidence: np.ndarray
+    evidence: pd.DataFrame  # pooled marker evidence per label
+    probability: pd.DataFrame  # classifier probability per lineage (empty when it did not run)
+    seed: np.ndarray  # the seed label of each cell, "" for cells that were not seeds
+    n_seeds: dict[str, int]
+    by_markers: list[str] = field(default_factory=list)  # lineages called by their markers alone (too few seeds)
+    not_assessable: dict[str, str] = field(default_factory=dict)
+    method: str = "classifier"
+
+
+def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) -> tuple[pd.DataFrame, dict]:
+    """Per label: the weakest positive group's score minus the strongest negative group's.
+
+    A group's score is the mean rank score of its best-expressed half of genes.
+
+    ``R`` holds within-cell rank scores of the marker genes, ``gene_col`` says which column holds which gene.
+    A label none of whose genes are on a positive group's list is not assessable (reason returned).
+    """
+    def group_mean(genes):
+        idx = [gene_col[g] for g in genes if g in gene_col]
+        if not idx:
+            return None
+        # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
+        k = (len(idx) + 1) // 2
+        score = np.sort(R[:, idx], axis=1)[:, -k:].mean(axis=1)
+        # ambient RNA and segmentation spill-over give every cell some of the abundant lineages' transcripts
+        return score - min(np.quantile(score, BACKGROUND_QUANTILE), MAX_BACKGROUND) if score.size else score
+
+    cols, missing = {}, {}
+    for lab in table.labels:
+        pos = [group_mean(g) for g in lab.positive]
+        if any(p is None for p in pos):
+            absent = [",".join(g) for g, p in zip(lab.positive, pos, strict=True) if p is None]
+            missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
+            continue
+        neg = [m for m in (group_mean(g) for g in lab.negative) if m is not None]
+        ev = np.min(np.vstack(pos), axis=0)
+        if neg:
+            ev = ev - np.max(np.vstack(neg), axis=0)
+        cols[lab.label] = ev
+    return pd.DataFrame(cols), missing
+
+
+def by_lineage(E: pd.DataFrame) -> pd.DataFrame:
+    """Labels naming one lineage ("DC|cDC1", "DC|pDC") collapsed to the lineage by their maximum."""
+    return E.T.groupby([c.split("|")[0] for c in E.columns], sort=False).max().T
+
+
+def select_seeds(E: pd.DataFrame, *, margin: float = SEED_MARGIN, min_evidence: float = MIN_EVIDENCE) -> np.ndarray:
+    """The label each cell is a confident seed of ("" otherwise): its best label reaches ``min_evidence`` and its
+    lineage leads every other lineage by ``margin``."""
+    L = by_lineage(E)
+    arr = L.to_numpy()
+    if arr.shape[1] == 0:
+        return np.full(len(E), "", dtype=object)
+    top2 = np.sort(arr, axis=1)[:, ::-1]
+    lead = top2[:, 0] - (top2[:, 1] if arr.shape[1] > 1 else 0.0)
+    best = np.asarray(E.columns, dtype=object)[np.argmax(E.to_numpy(), axis=1)]
+    ok = (top2[:, 0] >= min_evidence) & (lead >= margin)
+    return np.where(ok, best, "").astype(object)
+
+
+def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_confidence: float = 0.5,
+                  seed: int = 0, not_assessable: dict | None = None) -> LineageResult:
+    """Seeds from pooled marker evidence, then a logistic regression on ``features`` trained on them.
+
+    Labels with at least ``MIN_SEEDS`` seeds are learned (each lineage's probability is the sum of its labels');
+    cells whose seed label is too rare to learn keep it, with a confidence from the marker lead. Without
+    ``features`` or with fewer than two learnable labels, every cell gets its marker call.
+    """
+    n = len(E_pooled)
+    seeds = select_seeds(E_pooled)
+    labels, counts = np.unique(seeds[seeds != ""], return_counts=True)
+    n_seeds = dict(zip(labels.tolist(), counts.tolist(), strict=True))
+    learn = [lab for lab, c in n_seeds.items() if c >= MIN_SEEDS]
+    lineage_of = {lab: lab.split("|")[0] for lab in E_pooled.columns}
+    L = by_lineage(E_pooled)
+    marker_lineage = np.asarray(L.columns, dtype=object)[np.argmax(L.to_numpy(), axis=1)] if L.shape[1] else \
+        np.full(n, UNASSIGNED, dtype=object)
+    lead = _lead(L)
+    marker_conf = 1.0 - np.exp(-np.clip(lead, 0, None) / SEED_MARGIN)
+    if features is None or len({lineage_of[lab] for lab in learn}) < 2:
+        ok = (seeds != "")
+        lineage = np.where(ok | (marker_conf >= min_confidence), marker_lineage, UNASSIGNED).astype(object)
+        best = np.asarray(E_pooled.columns, dtype=object)[np.argmax(E_pooled.to_numpy(), axis=1)] \
+            if E_pooled.shape[1] else lineage
+        return LineageResult(lineage, np.where(lineage == UNASSIGNED, UNASSIGNED, best), marker_conf, E_pooled,
+                             pd.DataFrame(index=E_pooled.index), seeds, n_seeds,
+                             sorted({lineage_of[lab] for lab in n_seeds}), dict(not_assessable or {}), "markers")
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    train = np.concatenate([_subsample(np.flatnonzero(seeds == lab), MAX_TRAIN_PER_LABEL, rng) for lab in learn])
+    Xf = np.asarray(features, dtype=np.float64)
+    mu, sd = Xf[train].mean(axis=0), Xf[train].std(axis=0)
+    Xf = (Xf - mu) / np.where(sd > 0, sd, 1.0)
+    model = LogisticRegression(C=0.1, max_iter=1000, class_weight="balanced")
+    model.fit(Xf[train], seeds[train])
+    P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
+    PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
+    lin_arr = PL.to_numpy()
+    lineage = np.asarray(PL.columns, dtype=object)[np.argmax(lin_arr, axis=1)]
+    conf = lin_arr.max(axis=1)
+    label = np.asarray(P.columns, dtype=object)[np.argmax(P.to_numpy(), axis=1)]
+    # a rare label's seeds keep their marker call: the classifier never saw that lineage
+    rare = np.isin(seeds, [lab for lab in n_seeds if lab not in learn])
+    lineage[rare] = [lineage_of[s] for s in seeds[rare]]
+    label[rare] = seeds[rare]
+    conf[rare] = marker_conf[rare]
+    # no class claims a cell whose own (pooled) markers speak against the lineage the classifier chose
+    claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
+    claimed = rare | (claim > 0)
+    lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
+    label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)
+    by_markers = sorted({lineage_of[lab] for lab in n_seeds if lab not in learn} - {lineage_of[lab] for lab in learn})
+    return LineageResult(lineage, label, conf, E_pooled, PL, seeds, n_seeds, by_markers,
+                         dict(not_assessable or {}), "classifier")
+
+
+def _lead(L: pd.DataFrame) -> np.ndarray:
+    arr = L.to_numpy()
+    if arr.shape[1] == 0:
+        return np.zeros(len(L))
+    top2 = np.sort(arr, axis=1)[:, ::-1]
+    return top2[:, 0] - (top2[:, 1] if arr.shape[1] > 1 else 0.0)
+
+
+def _subsample(idx: np.ndarray, k: int, rng) -> np.ndarray:
+    return idx if idx.size <= k else np.sort(rng.choice(idx, k, replace=False))
+
+
+def pool(E: pd.DataFrame, W: sp.csr_matrix) -> pd.DataFrame:
+    """Each cell's evidence averaged over its expression neighbours (``W`` row-normalised)."""
+    return pd.DataFrame(W @ E.to_numpy(dtype=np.float64), index=E.index, columns=E.columns)

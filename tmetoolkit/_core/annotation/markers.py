@@ -1,0 +1,85 @@
+"""The lineage marker table (``signatures/lineage_markers.yaml``) and its resolution against a panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class LabelMarkers:
+    """One label's identity: every ``positive`` group must be expressed, no ``negative`` group may be."""
+
+    label: str
+    positive: tuple[tuple[str, ...], ...]
+    negative: tuple[tuple[str, ...], ...]
+    sources: tuple[str, ...]
+
+    @property
+    def lineage(self) -> str:
+        return self.label.split("|")[0]
+
+    @property
+    def genes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g for grp in self.positive for g in grp))
+
+
+@dataclass(frozen=True)
+class MarkerTable:
+    labels: tuple[LabelMarkers, ...]
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    version: int = 1
+    splits: dict[str, tuple[LabelMarkers, ...]] = field(default_factory=dict)  # parent label -> its lineages
+
+    @property
+    def genes(self) -> list[str]:
+        every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
+        return list(dict.fromkeys(g for lab in every for grp in (*lab.positive, *lab.negative) for g in grp))
+
+    def split(self, parent: str) -> MarkerTable:
+        """The table that divides ``parent``'s cells into lineages (empty when it is a lineage itself)."""
+        return MarkerTable(self.splits.get(parent, ()), self.sources, self.version)
+
+    def with_label(self, label: str, genes: tuple[str, ...], source: str) -> MarkerTable:
+        """A copy with one more label (e.g. a malignant programme given by the user), no negatives."""
+        extra = LabelMarkers(label, (tuple(genes),), (), (source,))
+        return MarkerTable((*self.labels, extra), self.sources, self.version, self.splits)
+
+    def table(self) -> pd.DataFrame:
+        """One row per label: lineage, positive and negative genes (groups joined by ``;``), sources."""
+        every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
+        return pd.DataFrame([{
+            "label": lab.label, "lineage": lab.lineage,
+            "positive": "; ".join(",".join(g) for g in lab.positive),
+            "negative": "; ".join(",".join(g) for g in lab.negative),
+            "sources": "; ".join(self.sources.get(s, {}).get("doi", s) for s in lab.sources),
+        } for lab in every])
+
+
+def _marker_file() -> Path:
+    packaged = resources.files("tmetoolkit") / "_signatures" / "lineage_markers.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[3] / "signatures" / "lineage_markers.yaml"
+
+
+@lru_cache(maxsize=1)
+def lineage_markers() -> MarkerTable:
+    """The packaged lineage marker table (read once)."""
+    import yaml
+
+    spec = yaml.safe_load(_marker_file().read_text())
+    groups = {**spec["groups"], **spec.get("negative_groups", {})}
+
+    def one(name, entry):
+        return LabelMarkers(name, tuple(tuple(groups[g]) for g in entry["positive"]),
+                            tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())))
+
+    labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
+    splits = {parent: tuple(one(name, entry) for name, entry in table.items())
+              for parent, table in spec.get("splits", {}).items()}
+    return MarkerTable(labels, spec.get("sources", {}), int(spec.get("version", 1)), splits)
