@@ -52,7 +52,7 @@ def test_report_renders_in_headless_chromium(demo, tmp_path):
     # the summary comes first: one paragraph per sample with the phenotype, suppressive states and mechanisms
     assert re.findall(r"<h2[^>]*>([^<]+)</h2>", page)[0] == "Summary"
     summary = page[page.index('id="summary"'):page.index('id="caveats"')]
-    paragraphs = re.findall(r'<p class="sample">(.*?)</p>', summary, flags=re.S)
+    paragraphs = re.findall(r'<p class="sample">(.*?)</p>', summary, flags=re.DOTALL)
     assert len(paragraphs) == 6
     for p in paragraphs:
         assert re.search(r"Immune phenotype <b>(inflamed|excluded|desert)</b> \(spatial; confidence 0\.\d\d\)", p)
@@ -63,8 +63,8 @@ def test_report_renders_in_headless_chromium(demo, tmp_path):
     glossary = page[page.index('id="glossary"'):]
     terms = set(re.findall(r"<dt>(.*?)</dt>", glossary))
     headers = set()
-    for head in re.findall(r"<thead>(.*?)</thead>", page, flags=re.S):
-        headers |= {h for h in re.findall(r"<th[^>]*>(.*?)</th>", head, flags=re.S) if h.strip()}
+    for head in re.findall(r"<thead>(.*?)</thead>", page, flags=re.DOTALL):
+        headers |= {h for h in re.findall(r"<th[^>]*>(.*?)</th>", head, flags=re.DOTALL) if h.strip()}
     assert len(headers) > 250 and not headers - terms, sorted(headers - terms)[:10]
     assert "no description" not in glossary
     # wide tables are folded and the whole table is on the page as CSV
