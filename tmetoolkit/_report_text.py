@@ -104,11 +104,12 @@ def glossary_context(adata) -> dict:
     if sup is not None:
         for row in sup["components"].itertuples():
             out[str(row.component)] = f"immunosuppression component: {row.measures}"
-            out[readable(row.component)] = out[str(row.component)]
+            out[readable(row.component)] = out[f"immunosuppression:{row.component}"] = out[str(row.component)]
     res = adata.uns.get("tmt_resistance_profile")
     if res is not None:
         for row in res["long"].drop_duplicates("id").itertuples():
-            out[str(row.id)] = f"resistance mechanism {row.mechanism}: 1 flagged, 0 not flagged, empty not assessed"
+            out[f"resistance_profile:{row.id}"] = (f"resistance mechanism {row.mechanism}: 1 flagged, 0 not "
+                                                   "flagged, empty not assessed")
     return out
 
 
