@@ -147,3 +147,73 @@ def test_log_values_score_the_same_after_any_shift(sim_small, method):
         moved.X = moved.X + shift
         tmt.tl.score(moved, sigs, method=method)
         np.testing.assert_allclose(moved.obsm["tmt_scores"], log2.obsm["tmt_scores"], atol=1e-9)
+
+
+def test_implausible_values_are_refused_or_warned_with_their_number(sim_small):
+    """Counts above 1e9 (corrupt values, overflow) are refused, above 1e7 warned, each with the number of entries;
+    a cell cannot hold 1e7 copies of one transcript."""
+    X = sim_small.X.tocsr().astype(np.float64)
+    rng = np.random.default_rng(0)
+    hit = rng.choice(X.nnz, size=X.nnz // 100, replace=False)
+    corrupt = sim_small.copy()
+    corrupt.X = X.copy()
+    corrupt.X.data[hit] = 1e30
+    rep = tmt.pp.check_input(corrupt)
+    (problem,) = [p for p in rep.problems if "exceed" in p]
+    assert f"{hit.size:,} entries exceed 1e+09" in problem
+    with pytest.raises(tmt.TmtInputError, match="exceed"):
+        tmt.tl.score(corrupt, ["CD8_T"])
+    high = sim_small.copy()
+    high.X = X.copy()
+    high.X.data[hit[:25]] = 5e7
+    with pytest.warns(tmt.TmtWarning, match=r"^25 entries \(.*\) exceed 1e\+07"):
+        rep = tmt.pp.check_input(high)
+    assert rep.n_implausible == 25 and not rep.problems
+    # int32 counts that overflowed wrap round to negative values
+    wrapped = sim_small.copy()
+    wrapped.X = X.astype(np.int32)
+    wrapped.X.data[hit[:5]] = -2_000_000_000
+    assert any("integer overflow" in p for p in tmt.pp.check_input(wrapped).problems)
+
+
+def test_no_cells_no_expression_or_one_gene_are_refused(sim_small):
+    zero = sim_small.copy()
+    zero.X = sp.csr_matrix(zero.shape, dtype=np.float32)
+    with pytest.warns(tmt.TmtWarning):
+        assert any("every value of the matrix is zero" in p for p in tmt.pp.check_input(zero).problems)
+    one = sim_small[:, ["CD8A"]].copy()
+    with pytest.warns(tmt.TmtWarning, match="no expression"):  # most cells have no CD8A
+        assert any("1 feature;" in p for p in tmt.pp.check_input(one).problems)
+    none = sim_small[:0].copy()
+    assert any("0 cells" in p for p in tmt.pp.check_input(none).problems)
+
+
+def test_duplicated_var_names_are_flagged(sim_small):
+    a = sim_small.copy()
+    names = a.var_names.to_numpy().copy()
+    names[[i for i, g in enumerate(names) if g != "CD8A"][:10]] = "CD8A"  # 11 copies of CD8A
+    a.var_names = names
+    with pytest.warns(tmt.TmtWarning, match=r"1 var_names occur more than once \(CD8A\)"):
+        rep = tmt.pp.check_input(a)
+    assert rep.duplicated_var_names == ["CD8A"]
+
+
+def test_use_raw_reads_all_genes_of_a_highly_variable_subset(sim_small):
+    a = sim_small.copy()
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.raw = a
+    sc.pp.highly_variable_genes(a, n_top_genes=300)
+    hvg = a[:, a.var["highly_variable"]].copy()
+    with pytest.warns(tmt.TmtWarning, match="use_raw=True"):
+        rep = tmt.pp.check_input(hvg)
+    raw_rep = tmt.pp.check_input(hvg, use_raw=True)
+    assert raw_rep.n_vars == a.n_vars and raw_rep.coverage["n_found"].sum() > rep.coverage["n_found"].sum()
+    before = hvg.X.copy()
+    tmt.tl.score(hvg, ["T_cell", "CD8_T"], use_raw=True)
+    full = hvg.raw.to_adata()
+    tmt.tl.score(full, ["T_cell", "CD8_T"])
+    pd.testing.assert_frame_equal(hvg.obsm["tmt_scores"], full.obsm["tmt_scores"])
+    assert hvg.uns["tmt_scores"]["params"]["layer"] == "raw" and (hvg.X != before).nnz == 0
+    with pytest.raises(tmt.TmtInputError, match="adata.raw is empty"):
+        tmt.tl.score(sim_small, ["CD8_T"], use_raw=True)

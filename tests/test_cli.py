@@ -267,3 +267,127 @@ def test_spatial_columns_option_uses_coordinates_kept_in_obs(tmp_path, caplog):
     assert (out.uns["tmt_immune_phenotype"]["table"]["basis"] == "spatial").all()
     assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "bad"), "-q",
                  "--spatial-columns", "X_centroid"]) == 2
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_run_never_replaces_the_input_and_removes_an_earlier_runs_outputs(tmp_path, caplog):
+    """`-o` the input's own folder: the input stays as it was, the results go beside it; a spatial run's region
+    table does not stay beside a later dissociated run's outputs, and files tmetoolkit did not write stay."""
+    import hashlib
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=300, seed=0)
+    a.write_h5ad(tmp_path / "spatial.h5ad")
+    assert main(["run", str(tmp_path / "spatial.h5ad"), "-o", str(tmp_path), "-q"]) == 0
+    assert (tmp_path / "region_table.csv").is_file()  # tiles of the spatial phenotype
+    del a.obsm["spatial"]
+    base = tmp_path / "base.h5ad"
+    a.write_h5ad(base)
+    digest = hashlib.sha256(base.read_bytes()).hexdigest()
+    (tmp_path / "notes.txt").write_text("mine")
+    with caplog.at_level("WARNING", logger="tmetoolkit"):
+        assert main(["run", str(base), "-o", str(tmp_path), "-q"]) == 0
+    assert hashlib.sha256(base.read_bytes()).hexdigest() == digest
+    assert "tmt_scores" in ad.read_h5ad(tmp_path / "base.tmt.h5ad").obsm
+    assert not (tmp_path / "region_table.csv").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "spatial.h5ad").is_file()
+    assert (tmp_path / "tmetoolkit_outputs.txt").read_text().split() == [
+        "base.tmt.h5ad", "sample_table.csv", "report.html", "markers.csv", "tmetoolkit_outputs.txt"]
+    assert not (tmp_path / "spatial.tmt.h5ad").exists()  # the earlier run's, as its region table
+    # one sample without coordinates: no phenotype, and the log and the report say why
+    assert "no immune phenotype: 1 sample and no cell coordinates" in caplog.text
+    assert "no cell coordinates" in (tmp_path / "report.html").read_text()
+
+
+def test_an_unusable_output_folder_stops_the_run_before_the_analysis(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=200, seed=0)
+    a.write_h5ad(tmp_path / "a.h5ad")
+    (tmp_path / "file").write_text("x")
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "file" / "out")]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "file")]) == 2
+    assert "is a file" in _one_line_error(capsys)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the analysis ran")
+
+    monkeypatch.setattr(tmt.tl, "score", never)
+    if os.geteuid() != 0:  # root writes into read-only folders
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(ro)]) == 2
+        assert "permission denied" in _one_line_error(capsys)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "new")]) == 2
+    assert "the file system is read-only" in _one_line_error(capsys)
+
+
+def test_unanalysable_input_exits_non_zero_with_one_line(tmp_path, capsys):
+    import numpy as np
+    import scipy.sparse as sp
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=200, seed=0)
+    corrupt = a.copy()
+    corrupt.X = corrupt.X.astype(np.float64)
+    corrupt.X.data[::100] = 1e30
+    zero = a.copy()
+    zero.X = sp.csr_matrix(a.shape, dtype=np.float32)
+    for name, data, needle in (("zero", zero, "every value of the matrix is zero"),
+                               ("one", a[:, ["CD8A"]].copy(), "1 feature"),
+                               ("empty", a[:0].copy(), "0 cells"),
+                               ("corrupt", corrupt, f"{corrupt.X.data[::100].size:,} entries exceed 1e+09")):
+        data.write_h5ad(tmp_path / f"{name}.h5ad")
+        assert main(["run", str(tmp_path / f"{name}.h5ad"), "-o", str(tmp_path / name), "-q"]) == 2, name
+        assert needle in _one_line_error(capsys), name
+
+
+def test_internal_errors_show_as_bugs_with_a_traceback(tmp_path, capsys, monkeypatch):
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=200, seed=0)
+    a.write_h5ad(tmp_path / "a.h5ad")
+
+    def broken(*args, **kwargs):
+        return {}["flagged"]
+
+    monkeypatch.setattr(tmt.tl, "checkpoints", broken)
+    assert main(["run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'flagged'" in err and "this is a bug in tmetoolkit" in err
+
+
+def test_use_raw_option_reads_all_genes_and_keeps_x(tmp_path):
+    import scanpy as sc
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=300, seed=0)
+    del a.obsm["spatial"]
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.raw = a
+    hvg = a[:, a.var_names[:300]].copy()  # a gene subset, as after highly variable gene selection
+    hvg.write_h5ad(tmp_path / "hvg.h5ad")
+    assert main(["run", str(tmp_path / "hvg.h5ad"), "-o", str(tmp_path / "out"), "--use-raw", "-q"]) == 0
+    out = ad.read_h5ad(tmp_path / "out" / "hvg.h5ad")
+    assert out.n_vars == 300 and out.raw.n_vars == a.n_vars
+    assert out.uns["tmt_scores"]["params"]["layer"] == "X"  # the pipeline read raw's matrix as X
+    assert out.obs["tmt_lineage"].notna().all() and out.obsm["tmt_scores"].shape[1] > 100

@@ -119,3 +119,27 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
     exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102 - running the README is the test
     plt.close("all")
     assert (tmp_path / "report.html").is_file() and "tmt_resistance_profile" in namespace["adata"].uns
+
+
+def test_installed_scanpy_stack_clusters_more_than_8192_cells():
+    """What pyproject.toml resolves must run the clustering the README recommends as groupby: scanpy switches to
+    pynndescent from 8,192 cells (pynndescent 0.7's sparse arrays broke it there), and Leiden needs igraph and
+    leidenalg."""
+    import warnings
+
+    import numpy as np
+    import scanpy as sc
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=6, size=(4, 10))
+    truth = np.repeat(np.arange(4), 2100)
+    a = ad.AnnData(X=(centres[truth] + rng.normal(size=(truth.size, 10))).astype(np.float32))
+    a.obsm["X_pca"] = a.X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        sc.pp.neighbors(a, n_neighbors=10, use_rep="X_pca", random_state=0)
+        sc.tl.leiden(a, resolution=0.1, random_state=0)
+        sc.tl.leiden(a, key_added="leiden_igraph", flavor="igraph", n_iterations=2, resolution=0.1, random_state=0)
+    assert a.n_obs > 8192 and a.obsp["connectivities"].shape == (a.n_obs, a.n_obs)
+    for key in ("leiden", "leiden_igraph"):  # four well separated groups come out as four clusters
+        assert pd.crosstab(a.obs[key], truth).gt(0).sum(axis=1).eq(1).all() and a.obs[key].nunique() == 4

@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -234,4 +235,55 @@ def test_phenotype_names_are_left_out_of_a_crowded_plot():
     tmt.tl.immune_phenotype(few, sample_key="sample")
     ax = tmt.pl.immune_phenotype(few)
     assert ax.texts
+    plt.close(ax.figure)
+
+
+def test_composition_uses_at_most_12_colour_blind_safe_colours(done):
+    """28 state labels: 12 colours of the colour-blind-safe palette, the rest grouped in one grey bar."""
+    from tmetoolkit.pl._palettes import COLORBLIND_SAFE
+
+    a = done.copy()
+    rng = np.random.default_rng(0)
+    a.obs["many"] = [f"state {i}" for i in rng.integers(0, 28, a.n_obs)]
+    ax = tmt.pl.composition(a, key="many")
+    handles, labels = ax.get_legend_handles_labels()
+    colours = [matplotlib.colors.to_hex(h.patches[0].get_facecolor()) for h in handles]
+    assert len(labels) == 13 and labels[-1] == "other (16 labels)"
+    assert {c.upper() for c in colours[:12]} == set(COLORBLIND_SAFE) and "grouped" in ax.get_title()
+    plt.close(ax.figure)
+
+
+def test_heatmap_labels_are_words_and_flags_stand_out(done):
+    import colorsys
+
+    ax = tmt.pl.immunosuppression(done)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert "Treg fraction CD4" in labels and not any("_" in t for t in labels)
+    plt.close(ax.figure)
+    ax = tmt.pl.resistance_profile(done)
+    legend = {t.get_text(): p.get_facecolor() for t, p in zip(ax.get_legend().get_texts(),
+                                                              ax.get_legend().get_patches(), strict=True)}
+    flagged = colorsys.rgb_to_hls(*legend["flagged (✕)"][:3])
+    not_flagged = colorsys.rgb_to_hls(*legend["not flagged"][:3])
+    hue = abs(flagged[0] - not_flagged[0]) * 360
+    assert min(hue, 360 - hue) > 90  # not two shades of one red (they were 10 degrees apart)
+    plt.close(ax.figure)
+
+
+def test_dot_plot_rows_of_few_cells_are_faded_and_counted(done):
+    a = done.copy()
+    treg = np.flatnonzero(a.obs["tmt_state"].astype(str) == "Treg")
+    state = a.obs["tmt_state"].astype(str).to_numpy()
+    state[treg[1:]] = "CD4 helper"  # one Treg left
+    a.obs["tmt_state"] = pd.Categorical(state, categories=a.obs["tmt_state"].cat.categories)
+    ax = tmt.pl.markers(a, n_genes=2)
+    labels = {t.get_text(): t for t in ax.get_yticklabels()}
+    assert "Treg (n=1)" in labels and matplotlib.colors.to_hex(labels["Treg (n=1)"].get_color()) == "#999999"
+    helper = next(t for t in labels if t.startswith("CD4 helper (n="))
+    assert matplotlib.colors.to_hex(labels[helper].get_color()) != "#999999"
+    row = list(labels).index("Treg (n=1)")
+    dots = max(ax.collections, key=lambda c: len(c.get_offsets()))
+    y = np.floor(np.asarray(dots.get_offsets())[:, 1]).astype(int)
+    alpha = np.asarray(dots.get_facecolors())[:, 3]
+    assert (alpha[y == row] < 0.3).all() and (alpha[y != row] > 0.9).all()
     plt.close(ax.figure)

@@ -35,12 +35,44 @@ def test_report_is_self_contained(demo):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium (Debian package 'chromium') not installed")
 def test_report_renders_in_headless_chromium(demo, tmp_path):
+    """The rendered page: the summary first, a paragraph per sample in words with confidences; every column of
+    every table in the glossary; large tables folded and downloadable as CSV; readable figures."""
+    import base64
+    import io
+
+    import pandas as pd
+
     shot = tmp_path / "report.png"
     run = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*run, "--dump-dom", f"file://{demo / 'report.html'}"], capture_output=True, text=True,
                          check=False, timeout=120)
     assert dom.returncode == 0
-    assert dom.stdout.count("<section") >= 7 and dom.stdout.count("<img") >= 7
+    page = dom.stdout
+    assert page.count("<section") >= 9 and page.count("<img") >= 7
+    # the summary comes first: one paragraph per sample with the phenotype, suppressive states and mechanisms
+    assert re.findall(r"<h2[^>]*>([^<]+)</h2>", page)[0] == "Summary"
+    summary = page[page.index('id="summary"'):page.index('id="caveats"')]
+    paragraphs = re.findall(r'<p class="sample">(.*?)</p>', summary, flags=re.DOTALL)
+    assert len(paragraphs) == 6
+    for p in paragraphs:
+        assert re.search(r"Immune phenotype <b>(inflamed|excluded|desert)</b> \(spatial; confidence 0\.\d\d\)", p)
+        assert re.search(r"Dominant suppressive states: [^(]+\(\d+% of cells, mean call confidence 0\.\d\d", p)
+        assert "resistance mechanism" in p
+    assert re.search(r"Flagged resistance mechanisms: .+\(z [+-]\d", summary)
+    # every column header shown has a glossary entry, and every entry says something
+    glossary = page[page.index('id="glossary"'):]
+    terms = set(re.findall(r"<dt>(.*?)</dt>", glossary))
+    headers = set()
+    for head in re.findall(r"<thead>(.*?)</thead>", page, flags=re.DOTALL):
+        headers |= {h for h in re.findall(r"<th[^>]*>(.*?)</th>", head, flags=re.DOTALL) if h.strip()}
+    assert len(headers) > 250 and not headers - terms, sorted(headers - terms)[:10]
+    assert "no description" not in glossary
+    # wide tables are folded and the whole table is on the page as CSV
+    assert page.count("<details>") >= 4
+    links = dict(re.findall(r'download="([^"]+)" href="data:text/csv;base64,([^"]+)"', page))
+    table = pd.read_csv(io.BytesIO(base64.b64decode(links["sample_table.csv"])), index_col=0)
+    assert table.shape[0] == 6 and table.shape[1] > 250
+    assert len(pd.read_csv(io.BytesIO(base64.b64decode(links["group_comparison.csv"])))) > 30  # more than shown
     subprocess.run([*run, "--window-size=1200,2000", f"--screenshot={shot}", f"file://{demo / 'report.html'}"],
                    capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 50_000  # a rendered page with figures, not a blank one

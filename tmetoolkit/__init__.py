@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 from . import datasets, get, pl, pp, sig, tl
 from ._report import report
-from ._utils import TmtWarning
+from ._utils import TmtInputError, TmtWarning
 
-__all__ = ["TmtWarning", "__version__", "datasets", "get", "pl", "pp", "report", "sig", "tl"]
+__all__ = ["TmtInputError", "TmtWarning", "__version__", "datasets", "get", "pl", "pp", "report", "sig", "tl"]
 
 logging.getLogger("tmetoolkit").addHandler(logging.NullHandler())

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from . import _utils
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -16,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="analyse an .h5ad file and write the annotated data, a sample table and a report")
     run.add_argument("input", help="input AnnData file (.h5ad) with counts or log-normalised values")
-    run.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
+    run.add_argument("-o", "--outdir", required=True,
+                     help="output folder (created if missing); files of an earlier run there that this run does not "
+                          "write again are removed (those listed in its tmetoolkit_outputs.txt), the input never")
     run.add_argument("--sample-key", default=None, help="obs column identifying samples (default: 'sample' if present)")
     run.add_argument("--cell-type-key", default=None,
                      help="obs column with given cell types (default: tmetoolkit's own calls)")
@@ -44,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--layer", default=None,
                      help="layer of counts or log-normalised values to read when X holds something else (e.g. "
                           "scaled values); X is not changed")
+    run.add_argument("--use-raw", action="store_true",
+                     help="read adata.raw (all genes) instead of X, e.g. when X holds highly variable genes only; "
+                          "the results are written into the data as given")
     run.add_argument("--bulk", action="store_true",
                      help="observations are samples (bulk RNA-seq or pseudobulk), not cells")
     demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
@@ -57,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
 def _fail(msg: str) -> int:
     print(f"tmetoolkit: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _bug() -> int:
+    """An exception that is not an input problem: show it as the bug it is, with the traceback to report."""
+    import traceback
+
+    traceback.print_exc()
+    from . import __version__
+
+    print(f"tmetoolkit: internal error: this is a bug in tmetoolkit {__version__}, not a problem with your data. "
+          "Please report it to the tmetoolkit developers (the issue tracker of the repository you installed it "
+          "from) with the command you ran and the traceback above.", file=sys.stderr)
+    return 1
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -73,7 +93,7 @@ def _pairs(value: str | None) -> dict[str, str] | None:
         key, sep, channel = item.partition("=")
         if not sep or not key.strip() or not channel.strip():
             msg = f"--markers takes marker=channel pairs separated by commas, got {item!r}."
-            raise ValueError(msg)
+            raise _utils.TmtInputError(msg)
         pairs[key.strip()] = channel.strip()
     return pairs
 
@@ -85,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import anndata as ad
 
-    from . import _utils, datasets
-    from ._pipeline import run_pipeline
+    from . import datasets
+    from ._pipeline import prepare_outdir, run_pipeline
 
     warnings.simplefilter("ignore", FutureWarning)
 
@@ -95,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tmetoolkit: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = one_line  # the command's own output: data-quality warnings as single lines
+    adata = None
     try:
+        prepare_outdir(args.outdir)  # an unusable output folder stops the run before anything is read
         if args.command == "demo":
             adata = datasets.simulate(seed=args.seed)
             paths = run_pipeline(adata, args.outdir, sample_key="sample", group_key="response", name="demo")
@@ -123,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, region_key=args.region_key,
                                  tumor_signature=args.tumor_signature, markers=_pairs(args.markers), bulk=args.bulk,
-                                 layer=args.layer, name=path.stem)
-    except (ValueError, KeyError, TypeError) as e:
+                                 layer=args.layer, use_raw=args.use_raw, name=path.stem, input_path=path)
+    except _utils.TmtInputError as e:
         msg = str(e).strip("'\"")
-        if args.command == "run" and "pass layer=" in msg:
+        if adata is not None and "pass layer=" in msg:
             layers = ", ".join(adata.layers.keys()) or "none"
             msg += f" From the command line: --layer NAME (layers in this file: {layers})."
+            if adata.raw is not None:
+                msg += " Or --use-raw to read adata.raw."
         return _fail(msg)
+    except KeyboardInterrupt:
+        return _fail("interrupted.")
+    except Exception:  # noqa: BLE001 - everything that is not an input problem is a bug to report
+        return _bug()
     for kind, p in paths.items():
         print(f"wrote {kind}: {p}")
     return 0

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._utils import missing_key_error
+from ._utils import TmtInputError, missing_key_error
 
 DEFAULT_CHUNK = 10_000
 
@@ -19,11 +19,21 @@ def get_matrix(adata: AnnData, layer: str | None):
     if layer is None:
         if adata.X is None:
             msg = "adata.X is empty; pass layer= naming the layer that holds expression values."
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         return adata.X
     if layer not in adata.layers:
         raise missing_key_error(layer, "adata.layers", adata.layers.keys())
     return adata.layers[layer]
+
+
+def raw_adata(adata: AnnData) -> AnnData:
+    """``adata.raw`` as an AnnData with ``adata``'s observations (``raw``'s matrix and genes, not copied)."""
+    import pandas as pd
+
+    if adata.raw is None:
+        msg = "use_raw=True, but adata.raw is empty; leave it out to read X (or layer= for a layer)."
+        raise TmtInputError(msg)
+    return AnnData(X=adata.raw.X, obs=pd.DataFrame(index=adata.obs_names), var=adata.raw.var.copy())
 
 
 def is_dask(X) -> bool:
@@ -78,11 +88,11 @@ def check_chunks(X, chunk_size: int) -> None:
     """Clear errors for a dask array without known chunk sizes and for a dense chunk that cannot fit in memory."""
     if chunk_size < 1:
         msg = f"chunk_size must be a positive number of cells, got {chunk_size}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if is_dask(X) and any(np.isnan(c).any() for c in map(np.asarray, X.chunks)):
         msg = ("the dask array has unknown chunk sizes (e.g. after boolean indexing); call "
                "adata.X = adata.X.compute_chunk_sizes() first.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     dense = isinstance(X, np.ndarray) or (is_dask(X) and not sp.issparse(getattr(X, "_meta", None)))
     if dense:
         need = min(chunk_size, X.shape[0]) * X.shape[1] * 8 * 3  # the block, its float64 copy and a transform

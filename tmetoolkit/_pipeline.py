@@ -7,7 +7,9 @@ from pathlib import Path
 
 from anndata import AnnData
 
-from ._utils import logger, progress_bar
+from ._utils import TmtInputError, logger, progress_bar
+
+MANIFEST = "tmetoolkit_outputs.txt"  # the files a run wrote; the next run into the folder removes those it does not
 
 
 def _step_bar(steps):
@@ -31,7 +33,10 @@ def run_pipeline(
     markers: dict[str, str] | None = None,
     bulk: bool = False,
     layer: str | None = None,
+    use_raw: bool = False,
     name: str = "tmetoolkit",
+    input_path: str | Path | None = None,
+    _h5ad: AnnData | None = None,
 ) -> dict:
     """Run every applicable step on ``adata``; write ``<name>.h5ad``, ``sample_table.csv``, ``report.html``,
     ``markers.csv`` (the genes or markers behind the state calls) and, where tissue regions were assessed
@@ -47,16 +52,34 @@ def run_pipeline(
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
     and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
     phenotype, immunosuppression and resistance profile of every region. ``layer`` names the layer of counts or
-    log-normalised values to read when ``X`` holds something else (scaled values); ``X`` is never changed. Returns
-    the paths written.
+    log-normalised values to read when ``X`` holds something else (scaled values); ``X`` is never changed.
+    ``use_raw=True`` runs every step on ``adata.raw`` (all genes, when ``X`` holds highly variable genes only) and
+    writes the results into ``adata``.
+
+    The output folder is checked (created, written to) before any step runs. The annotated data never replace
+    ``input_path``: when ``<name>.h5ad`` would be that file, it is written as ``<name>.tmt.h5ad``. The files a run
+    writes are listed in ``tmetoolkit_outputs.txt``; the next run into the folder removes the ones it does not
+    write again (a ``region_table.csv`` of an earlier spatial run), and nothing else. Steps that cannot run on the
+    data are logged, listed in ``uns["tmt_run"]["skipped"]`` and named in the report. Returns the paths written.
     """
     from . import pp, tl
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = prepare_outdir(outdir)
+    h5ad_name = _h5ad_name(outdir, name, input_path)
+    if use_raw:
+        if adata.raw is None:
+            raise TmtInputError("--use-raw (use_raw=True), but the file has no adata.raw; leave it out to read X.")
+        if layer is not None:
+            raise TmtInputError("--use-raw reads adata.raw; --layer (layer=) reads a layer: give one of them.")
+        work = adata.raw.to_adata()
+        paths = run_pipeline(work, outdir, sample_key=sample_key, cell_type_key=cell_type_key,
+                             tumor_labels=tumor_labels, effector_labels=effector_labels, group_key=group_key,
+                             image_key=image_key, region_key=region_key, tumor_signature=tumor_signature,
+                             markers=markers, bulk=bulk, name=name, input_path=input_path, _h5ad=adata)
+        return paths
     if bulk and (sample_key is not None or cell_type_key is not None or region_key is not None):
         msg = "bulk data: every observation is a sample, so sample_key, cell_type_key and region_key do not apply."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if sample_key is None and "sample" in adata.obs and not bulk:
         sample_key = "sample"
     if sample_key is None and not bulk:
@@ -71,9 +94,10 @@ def run_pipeline(
         raise missing_key_error(layer, "adata.layers", adata.layers.keys())
     report = pp.check_input(adata, layer=layer)
     if report.problems:
-        raise ValueError("; ".join(report.problems))
+        raise TmtInputError("; ".join(report.problems))
+    out = {"h5ad_name": h5ad_name, "h5ad_data": _h5ad, "keep": input_path}
     if bulk:
-        return _run_bulk(adata, outdir, group_key=group_key, layer=layer, name=name)
+        return _run_bulk(adata, outdir, group_key=group_key, layer=layer, out=out)
     if report.state == "linear" and adata.n_obs <= 1000 and _median_detected(adata, layer) > 10_000:
         logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
                        "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")
@@ -86,6 +110,7 @@ def run_pipeline(
 
     spots = is_spot_data(adata) and cell_type_key is None
     steps = []
+    skipped: list[tuple[str, str]] = []
     if spots:  # spots mix cells: no per-cell states; scores, then the spot phenotype
         steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
     elif not protein:
@@ -107,6 +132,13 @@ def run_pipeline(
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
             basis="expression", layer=layer)))
+    elif not spots:
+        n = adata.obs[sample_key].nunique() if sample_key is not None else 1
+        why = ("a protein panel without cell coordinates (adata.obsm['spatial'])" if protein else
+               f"{n} sample{'s' if n != 1 else ''} and no cell coordinates (adata.obsm['spatial']): the spatial "
+               "phenotype needs coordinates, the expression phenotype ranks samples within a cohort of at least 3")
+        skipped.append(("immune phenotype", why))
+        logger.warning("no immune phenotype: %s.", why)
     if not spots and (not protein or cell_type_key is None):
         steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
                                                                          region_key=region_key, layer=layer)))
@@ -126,21 +158,28 @@ def run_pipeline(
                     hint = (" Without malignant-cell labels, a signature that marks the malignant cells on this panel"
                             " can find the tumour: --tumor-signature NAME (tumor_signature= in Python).")
                 logger.warning("skipped %s: %s%s", label, e, hint)
+                skipped.append((label, f"{e}{hint}"))
                 continue
             raise
-    return _write(adata, outdir, sample_key=sample_key, name=name)
+    _record_run(adata, skipped)
+    return _write(adata, outdir, sample_key=sample_key, **out)
 
 
-def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str | None, name: str) -> dict:
+def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str | None, out: dict) -> dict:
     """Observations are samples: scores, expression phenotype, whole-sample immunosuppression and resistance."""
     from . import tl
 
     steps = [("scoring signatures", lambda: tl.score(adata, "all", layer=layer)),
              ("immunosuppression", lambda: tl.immunosuppression(adata, bulk=True, layer=layer)),
              ("resistance profile", lambda: tl.resistance_profile(adata, bulk=True, layer=layer))]
+    skipped: list[tuple[str, str]] = []
     if adata.n_obs >= 3:
         steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(adata, basis="expression",
                                                                                   layer=layer)))
+    else:
+        why = f"{adata.n_obs} bulk samples: the expression phenotype ranks samples within a cohort of at least 3"
+        skipped.append(("immune phenotype", why))
+        logger.warning("no immune phenotype: %s.", skipped[-1][1])
     if group_key is not None:
         steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=None, group_key=group_key)))
     for label, step in _step_bar(steps):
@@ -151,7 +190,9 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
             if label == "scoring signatures":
                 raise
             logger.warning("skipped %s: %s", label, e)
-    return _write(adata, outdir, sample_key=None, name=name)
+            skipped.append((label, str(e)))
+    _record_run(adata, skipped)
+    return _write(adata, outdir, sample_key=None, **out)
 
 
 COORDINATE_PAIRS = (("x", "y"), ("X", "Y"), ("X_centroid", "Y_centroid"), ("x_centroid", "y_centroid"),
@@ -186,13 +227,71 @@ def _median_detected(adata: AnnData, layer: str | None) -> float:
     return float(np.median((X > 0).sum(axis=1)))
 
 
-def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, name: str) -> dict:
+def prepare_outdir(outdir: str | Path) -> Path:
+    """Create ``outdir`` and write a probe file into it, so an unusable folder stops the run before any step
+    (a path under a file, a read-only folder or file system, a full disk)."""
+    import errno
+    import os
+    import tempfile
+
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise TmtInputError(f"output folder {str(outdir)!r} is a file; give a folder (-o OUTDIR).")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmetoolkit-probe-", dir=outdir)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        why = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
+               errno.EEXIST: "a part of the path is a file, not a folder",
+               errno.ENOSPC: "no space left on the device"}.get(e.errno, e.strerror or type(e).__name__)
+        raise TmtInputError(f"cannot write into output folder {str(outdir)!r}: {why}. Choose another folder "
+                            "(-o OUTDIR).") from e
+    return outdir
+
+
+def _h5ad_name(outdir: Path, name: str, input_path: str | Path | None) -> str:
+    """``<name>.h5ad``, or ``<name>.tmt.h5ad`` when that would be the input file itself."""
+    target = outdir / f"{name}.h5ad"
+    if input_path is not None and target.exists() and Path(input_path).exists() and target.samefile(input_path):
+        logger.warning("the output folder holds the input file %s: the annotated data are written beside it as "
+                       "%s.tmt.h5ad; the input is not changed.", target.name, name)
+        return f"{name}.tmt.h5ad"
+    return target.name
+
+
+def _record_run(adata: AnnData, skipped: list[tuple[str, str]]) -> None:
+    """``uns["tmt_run"]``: the steps that could not run on these data, with the reason (the report names them)."""
+    import pandas as pd
+
+    adata.uns["tmt_run"] = {"skipped": pd.DataFrame(skipped, columns=["step", "reason"], dtype=str)}
+
+
+def _copy_tmt_keys(source: AnnData, target: AnnData) -> None:
+    """Every ``tmt_`` result of ``source`` (same observations) into ``target``."""
+    for col in source.obs.columns:
+        if str(col).startswith("tmt_"):
+            target.obs[col] = source.obs[col].values
+    for store in ("obsm", "obsp", "uns"):
+        for key, value in getattr(source, store).items():
+            if str(key).startswith("tmt_"):
+                getattr(target, store)[key] = value
+
+
+def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, h5ad_name: str,
+           h5ad_data: AnnData | None = None, keep: str | Path | None = None) -> dict:
+    """Write the outputs; files an earlier run listed in the folder's manifest and this run does not write are
+    removed. ``h5ad_data``: the data to write as ``.h5ad`` when the analysis ran on another object (``use_raw``)."""
     from . import get
     from ._report import report
 
-    paths = {"h5ad": outdir / f"{name}.h5ad", "sample_table": outdir / "sample_table.csv",
+    paths = {"h5ad": outdir / h5ad_name, "sample_table": outdir / "sample_table.csv",
              "report": outdir / "report.html"}
-    adata.write_h5ad(paths["h5ad"], compression="gzip")
+    if h5ad_data is not None:
+        _copy_tmt_keys(adata, h5ad_data)
+    (adata if h5ad_data is None else h5ad_data).write_h5ad(paths["h5ad"], compression="gzip")
     get.sample_table(adata, sample_key).to_csv(paths["sample_table"])
     if any(isinstance(v, dict) and "regions" in v for k, v in adata.uns.items() if k.startswith("tmt_")):
         paths["region_table"] = outdir / "region_table.csv"
@@ -206,4 +305,24 @@ def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, name: str) -
             paths["markers"] = outdir / "markers.csv"
             table.to_csv(paths["markers"], index=False)
     report(adata, paths["report"], sample_key=sample_key)
+    _remove_stale(outdir, {p.name for p in paths.values()}, keep)
+    paths["manifest"] = outdir / MANIFEST
+    paths["manifest"].write_text("".join(f"{p.name}\n" for p in paths.values()), encoding="utf-8")
     return paths
+
+
+def _remove_stale(outdir: Path, written: set[str], keep: str | Path | None) -> None:
+    """Remove the files an earlier run listed in the manifest that this run did not write again (never ``keep``,
+    the input file)."""
+    manifest = outdir / MANIFEST
+    if not manifest.is_file():
+        return
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        name = line.strip()
+        path = outdir / name
+        # only plain names, as this module writes them; never a path leading elsewhere
+        if (not name or name in written or name == MANIFEST or Path(name).name != name or not path.is_file()
+                or (keep is not None and Path(keep).exists() and path.samefile(keep))):
+            continue
+        path.unlink()
+        logger.info("removed %s, written by an earlier run into this folder", name)

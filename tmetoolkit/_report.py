@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextvars
 import html
 import io
 from datetime import date
@@ -12,7 +13,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import __version__
+from ._report_text import describe, glossary_context, sample_summaries
 from .tl._annotate import mixed_evidence_summary
+
+_SHOWN: contextvars.ContextVar[dict] = contextvars.ContextVar("columns shown in the report")
+COLLAPSE_ROWS, COLLAPSE_COLUMNS = 15, 12  # larger tables are folded (<details>) and offered as CSV
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -21,6 +26,10 @@ table{border-collapse:collapse;font-size:12px;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f5f5f5}.caveat{background:#fff4e5;border-left:4px solid #ff7f0e;padding:.5em 1em}
 img{max-width:100%}.meta{color:#666;font-size:12px}.scroll{overflow-x:auto}
+details{margin:.4em 0}summary{cursor:pointer;color:#1f4e79}a.csv{font-size:12px;margin-left:.6em}
+.summary p.sample{margin:.4em 0}dl.glossary dt{font-weight:600;font-family:monospace;font-size:12px}
+dl.glossary dd{margin:0 0 .3em 1.5em;font-size:13px}.skipped{background:#eef3f8;border-left:4px solid #4a7ab5;
+padding:.5em 1em}
 """
 
 
@@ -32,11 +41,31 @@ def _fig_html(fig, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
 
 
-def _table_html(df, max_rows: int = 60, digits: int = 3) -> str:
+def _table_html(df, max_rows: int = 60, digits: int = 3, *, name: str = "table") -> str:
+    """A table with its columns entered in the glossary; large ones folded and downloadable as CSV (the whole
+    table, not only the rows shown). Columns without a single value (an empty ``reason``) are left out."""
+    df = df.loc[:, [c for c in df.columns if not _empty(df[c])]]
+    shown = _SHOWN.get(None)
+    if shown is not None:
+        for c in [*df.columns, *df.index.names, df.columns.name]:
+            if c is not None:
+                shown.setdefault(str(c), None)
     table = df.head(max_rows).to_html(float_format=lambda v: f"{v:.{digits}g}", na_rep="–", border=0)
-    more = (f"<p class='meta'>The first {max_rows} of {len(df)} rows; the whole table is in adata.uns (and in "
-            "tmt.get.sample_table / region_table).</p>" if len(df) > max_rows else "")
-    return f"<div class='scroll'>{table}</div>{more}"
+    more = (f"<p class='meta'>The first {max_rows} of {len(df)} rows; the whole table is in the CSV, in "
+            "adata.uns (and in tmt.get.sample_table / region_table).</p>" if len(df) > max_rows else "")
+    csv = base64.b64encode(df.to_csv().encode()).decode()
+    link = (f"<a class='csv' download='{html.escape(name)}.csv' href='data:text/csv;base64,{csv}'>"
+            f"download {html.escape(name)}.csv</a>")
+    body = f"<div class='scroll'>{table}</div>{more}"
+    if len(df) > COLLAPSE_ROWS or df.shape[1] > COLLAPSE_COLUMNS:
+        return (f"<details><summary>Table: {len(df):,} rows x {df.shape[1]:,} columns (click to show)</summary>"
+                f"{body}</details>{link}")
+    return body + link
+
+
+def _empty(column: pd.Series) -> bool:
+    values = column.dropna()
+    return values.astype(str).str.strip().eq("").all() if len(values) else True
 
 
 MAX_MAPS = 24  # spatial maps drawn in the report; beyond that, the phenotype calls take turns
@@ -73,7 +102,7 @@ def _regions_html(adata) -> str:
         owner = pd.Series(regions.index.str.rsplit(":", n=1).str[0], index=regions.index, name="sample or image")
         table = pd.crosstab(owner, regions["phenotype"].astype(str).rename("tiles"))
     fig = pl.immune_phenotype(adata, regions=True).figure
-    return f"<h3>{title}</h3>" + _fig_html(fig, "regions against thresholds") + _table_html(table)
+    return f"<h3>{title}</h3>" + _fig_html(fig, "regions against thresholds") + _table_html(table, name="regions")
 
 
 def _overview(adata, s_key, bulk: bool) -> str:
@@ -95,7 +124,7 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
     body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
                            [c for c in ("exclusion_assessable", "effector_per_mm2", "infiltration_vs_null",
                                         "contact_share_vs_null", "mixing_score_vs_null", "rho_tumor", "rho_stroma",
-                                        "immune_axis", "stromal_axis") if c in tab.columns]])
+                                        "immune_axis", "stromal_axis") if c in tab.columns]], name="immune_phenotype")
     if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
         body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
         shown = _mapped_samples(tab)
@@ -120,7 +149,9 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     if "tmt_lineage" not in adata.obs:
         return None
     body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
-    body += _fig_html(pl.composition(adata, sample_key=s_key, key="tmt_state").figure, "state composition")
+    states = _state_panels(adata, s_key)
+    if states is not None:
+        body += _fig_html(states, "cell states within each lineage")
     annotated = adata.uns.get("tmt_annotate", {})
     if "gates" in annotated:
         body += _fig_html(pl.gates(adata), "protein marker gates")
@@ -144,13 +175,35 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     return body
 
 
+def _state_panels(adata, s_key):
+    """One composition panel per lineage with states (CD8 T, CD4 T, myeloid, neutrophils, fibroblasts): each
+    panel has few colours, and a rare state such as CD8 Tex is not grouped away beside abundant cell types."""
+    from . import _keys, pl
+
+    lineages = [lin for lin in _keys.STATES if (adata.obs["tmt_lineage"].astype(str) == lin).any()]
+    if not lineages:
+        return None
+    n_rows = -(-len(lineages) // 2)
+    n_samples = adata.obs[s_key].nunique() if s_key else 1
+    fig, axes = plt.subplots(n_rows, 2, figsize=(13, n_rows * (0.3 * n_samples + 1.4)), squeeze=False)
+    for ax, lin in zip(axes.ravel(), lineages, strict=False):
+        cells = adata[(adata.obs["tmt_lineage"].astype(str) == lin).to_numpy()]
+        pl.composition(cells, sample_key=s_key, key="tmt_state", ax=ax)
+        ax.set_title(f"{lin}: states per sample", fontsize=10)
+        ax.set_xlabel(f"fraction of {lin} cells")
+    for ax in axes.ravel()[len(lineages):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
 def _checkpoint_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
     if "tmt_checkpoints" not in adata.uns:
         return None
     return (_fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
-            + _table_html(adata.uns["tmt_checkpoints"]["table"]))
+            + _table_html(adata.uns["tmt_checkpoints"]["table"], name="checkpoints"))
 
 
 def _suppression_section(adata, s_key, caveats: list[str]) -> str | None:
@@ -162,18 +215,18 @@ def _suppression_section(adata, s_key, caveats: list[str]) -> str | None:
     # z-scores across samples need two of them; one sample's values are in the table
     body = _fig_html(pl.immunosuppression(adata).figure, "immunosuppression components") if len(
         sup["table"]) > 1 else ""
-    body += _table_html(sup["table"])
+    body += _table_html(sup["table"], name="immunosuppression")
     if "regions" in sup:
         body += (f"<h3>Per region ({html.escape(str(sup['params'].get('region_key', '')))})</h3>"
                  + _fig_html(pl.immunosuppression(adata, regions=True).figure, "immunosuppression per region")
-                 + _table_html(sup["regions"]))
+                 + _table_html(sup["regions"], name="immunosuppression_regions"))
     return body
 
 
 def _flagged_html(long: pd.DataFrame, unit: str, none: str) -> str:
     """The flagged mechanisms of each sample or region with their cycle steps and strategy classes, or ``none``."""
     flagged = long[long["flagged"] == 1].set_index(unit)[["mechanism", "cycle_steps", "value", "strategies"]]
-    return _table_html(flagged, max_rows=200) if len(flagged) else f"<p>{none}</p>"
+    return _table_html(flagged, max_rows=200, name=f"flagged_per_{unit}") if len(flagged) else f"<p>{none}</p>"
 
 
 def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
@@ -203,7 +256,7 @@ def _comparison_section(adata, s_key, caveats: list[str]) -> str | None:
     body = (f"<p>{g[0]} against {g[1]} ({html.escape(str(cmp['params']['group_key']))}); one value per sample, "
             "two-sided Mann-Whitney U, Benjamini-Hochberg FDR across features.</p>")
     body += _fig_html(pl.compare_groups(adata).figure, "group comparison")
-    return body + _table_html(cmp["table"].head(30), max_rows=30)
+    return body + _table_html(cmp["table"], max_rows=30, name="group_comparison")
 
 
 def _signature_section(adata) -> str | None:
@@ -218,7 +271,7 @@ def _signature_section(adata) -> str | None:
     # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
     rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
                    for s in rows["signature"]]
-    return _table_html(rows, max_rows=400)
+    return _table_html(rows, max_rows=400, name="signatures")
 
 
 SECTIONS = (("Immune phenotype", _phenotype_section), ("Cell states", _cell_state_section),
@@ -229,10 +282,13 @@ SECTIONS = (("Immune phenotype", _phenotype_section), ("Cell states", _cell_stat
 def report(adata, path, *, sample_key: str | None = None) -> Path:
     """Write a self-contained HTML report (figures embedded, readable offline) of what tmetoolkit computed.
 
-    Sections appear for every result present: input and parameters, immune phenotype (maps and thresholds, per
+    A summary comes first: one paragraph per sample in words (phenotype, dominant suppressive states, flagged
+    resistance mechanisms, each with its confidence) and the analyses that could not run on the data, with the
+    reason. Then sections for every result present: input and parameters, immune phenotype (maps and thresholds, per
     sample and per region), cell composition, checkpoint co-expression, immunosuppression, resistance profile, the
     group comparison, the per-sample table, the signatures used (version, citation, DOI, genes found) and the
-    caveats that apply.
+    caveats that apply; a glossary explains every column shown. Tables larger than 15 rows or 12 columns are
+    folded, and every table can be downloaded as CSV from the page.
 
     Parameters
     ----------
@@ -254,24 +310,48 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     s_key = get._tables._resolve_sample_key(adata, sample_key)
     bulk = get._tables._bulk(adata)
     caveats: list[str] = []
-    sections = [("Overview", _overview(adata, s_key, bulk))]
-    for title, build in SECTIONS:
-        body = build(adata, s_key, caveats)
-        if body is not None:
-            sections.append((title, body))
-    sections.append(("Per-sample table", _table_html(get.sample_table(adata, s_key).T, max_rows=400)))
-    signatures = _signature_section(adata)
-    if signatures is not None:
-        sections.append(("Signatures used", signatures))
+    shown: dict = {}
+    token = _SHOWN.set(shown)
+    try:
+        sections = [("Overview", _overview(adata, s_key, bulk))]
+        for title, build in SECTIONS:
+            body = build(adata, s_key, caveats)
+            if body is not None:
+                sections.append((title, body))
+        sections.append(("Per-sample table", "<p>One row per sample: every number of every tool.</p>"
+                         + _table_html(get.sample_table(adata, s_key), max_rows=400, name="sample_table")))
+        signatures = _signature_section(adata)
+        if signatures is not None:
+            sections.append(("Signatures used", signatures))
+    finally:
+        _SHOWN.reset(token)
+    skipped = adata.uns.get("tmt_run", {}).get("skipped")
+    notes = ""
+    if isinstance(skipped, pd.DataFrame) and len(skipped):
+        notes = "".join(f"<p class='skipped'>Not run: <b>{html.escape(str(r.step))}</b>: {html.escape(str(r.reason))}"
+                        "</p>" for r in skipped.itertuples())
     if "tmt_lineage" in adata.obs or bulk:
         caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
+    context = glossary_context(adata)
+    if s_key is not None:
+        context[str(s_key)] = f"sample (adata.obs[{s_key!r}])"
+    entries = {c: f"<dt>{html.escape(c)}</dt><dd>{html.escape(describe(c, context))}</dd>"
+               for c in sorted(shown, key=str.lower) if c != ""}
+    prefixed = [c for c in entries if ":" in c]  # columns of the per-sample table, named tool:column
+    glossary = ("".join(v for c, v in entries.items() if c not in prefixed)
+                + (f"<details><summary>Columns of the per-sample table ({len(prefixed)})</summary>"
+                   + "".join(entries[c] for c in prefixed) + "</details>" if prefixed else ""))
+    summary = "".join(sample_summaries(adata, s_key, skipped if isinstance(skipped, pd.DataFrame) else None))
     parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"
               f"<style>{CSS}</style></head><body><h1>Tumour microenvironment report</h1>"),
              f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
+             f"<section id='summary' class='summary'><h2>Summary</h2>{summary}{notes}</section>",
              "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
     for title, body in sections:
         anchor = title.lower().replace(" ", "-")
         parts.append(f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>")
+    parts.append("<section id='glossary'><h2>Glossary</h2><p>Every column of the tables above.</p>"
+                 f"<dl class='glossary'>{glossary}</dl></section>")
     parts.append("</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

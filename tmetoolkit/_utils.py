@@ -14,6 +14,18 @@ class TmtWarning(UserWarning):
     """A data-quality or overwrite warning that users may filter."""
 
 
+class TmtInputError(ValueError):
+    """The input cannot be analysed as given (wrong matrix, missing key, implausible values, unusable output
+    folder); the message says what to do. The command line prints it as one line; any other exception is a bug."""
+
+
+class TmtKeyError(KeyError, TmtInputError):
+    """A key (``obs`` column, layer, signature ...) that is not in the data; the message names the closest ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message
+        return str(self.args[0]) if self.args else ""
+
+
 def warn(msg: str, *, stacklevel: int = 3) -> None:
     """Emit a :class:`TmtWarning`."""
     warnings.warn(msg, TmtWarning, stacklevel=stacklevel)
@@ -38,13 +50,13 @@ def nearest(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     return [lower[h] for h in hits]
 
 
-def missing_key_error(key: str, where: str, options: Iterable[str]) -> KeyError:
-    """A KeyError that names the closest existing keys."""
+def missing_key_error(key: str, where: str, options: Iterable[str]) -> TmtKeyError:
+    """A :class:`TmtKeyError` (a ``KeyError``) that names the closest existing keys."""
     options = list(options)
     close = nearest(key, options)
     hint = f" Did you mean {close}?" if close else ""
     avail = ", ".join(map(repr, options[:20])) + (" ..." if len(options) > 20 else "")
-    return KeyError(f"{key!r} is not in {where}.{hint} Available: {avail or 'none'}.")
+    return TmtKeyError(f"{key!r} is not in {where}.{hint} Available: {avail or 'none'}.")
 
 
 def check_tmt_key(container, key: str, where: str) -> None:

@@ -10,6 +10,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._matrix import get_matrix, iter_rows, normalise_block
+from .._utils import TmtInputError
 from ..tl._checkpoints import is_protein
 
 SUBSET_KEYS = ("tmt_tam_subset", "tmt_caf_subset")
@@ -19,12 +20,12 @@ KEYS = (_keys.LINEAGE, _keys.STATE, *SUBSET_KEYS)
 def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict, bool]:
     if key not in KEYS:
         msg = f"key must be one of {KEYS} (a column written by tmt.tl.annotate), got {key!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     stored = adata.uns.get("tmt_annotate")
     protein = is_protein(adata)
     if protein and key in SUBSET_KEYS:
         msg = f"{key} is called from expression programmes; a protein panel has no such column."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if stored is None or key not in adata.obs:
         msg = f"adata.obs[{key!r}] or adata.uns['tmt_annotate'] is missing: run tmt.tl.annotate(adata) first."
         raise KeyError(msg)
@@ -221,7 +222,7 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     rules, params, protein = _stored_annotation(adata, key)
     if n_genes is not None and (int(n_genes) != n_genes or n_genes < 1):
         msg = f"n_genes must be a positive integer or None, got {n_genes!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if protein:
         deciding = _protein_markers(adata, key)
     else:
@@ -231,7 +232,7 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     labels = [lab for lab in map(str, present) if lab in deciding and (called == lab).any()]
     if not labels:
         msg = f"no label in adata.obs[{key!r}] was decided by a rule (all cells unassigned?)."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if protein:
         per_label = {lab: deciding[lab][1] for lab in labels}
     else:

@@ -11,6 +11,8 @@ from ..get._markers import marker_values
 from ..get._markers import markers as marker_table
 from ..tl._checkpoints import is_protein
 
+MIN_ROW_CELLS = 20  # rows of fewer cells are drawn faded: a detection fraction of 20 cells is uncertain by +-0.2
+
 
 def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = None, n_genes: int = 3,
             ax: Axes | None = None) -> Axes:
@@ -20,7 +22,8 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
     and the cells it was chosen against. Dot size is the fraction of cells detecting the gene and colour the mean
     log-normalised expression, scaled per gene to 0-1; a good call shows a diagonal. On a protein panel the
     dots are the markers of each label's rule: size the fraction of cells above the marker's gate, colour the
-    mean marker evidence (SDs from the gate).
+    mean marker evidence (SDs from the gate). Each row names its number of cells; rows of fewer than 20 cells
+    (a fraction from 20 cells has a 95% interval of about +-0.2) are drawn faded, their labels grey.
 
     Parameters
     ----------
@@ -62,4 +65,36 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
     else:
         titles = {"colorbar_title": "mean expression\nscaled per gene", "size_title": "fraction of cells\n(%)"}
     axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False, **titles)
-    return axes["mainplot_ax"]
+    main = axes["mainplot_ax"]
+    _label_rows(main, sub.obs[key].value_counts().reindex(labels).fillna(0).astype(int))
+    return main
+
+
+def _label_rows(ax: Axes, counts: pd.Series) -> None:
+    """Row labels with their cell numbers; rows of fewer than ``MIN_ROW_CELLS`` cells faded."""
+    import numpy as np
+
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    few = {lab for lab in ticks if counts.get(lab, 0) < MIN_ROW_CELLS}
+    ax.set_yticks(ax.get_yticks(), [f"{lab} (n={counts.get(lab, 0):,})" for lab in ticks])
+    for text, lab in zip(ax.get_yticklabels(), ticks, strict=True):
+        if lab in few:
+            text.set_color("0.6")
+    if not few:
+        return
+    rows = [i for i, lab in enumerate(ticks) if lab in few]
+    for coll in ax.collections:
+        offsets = coll.get_offsets()
+        if len(offsets) == 0:
+            continue
+        colours = np.array(coll.get_facecolors())
+        if len(colours) != len(offsets):
+            continue
+        row_of = np.floor(np.asarray(offsets)[:, 1]).astype(int)
+        faded = np.isin(row_of, rows)
+        colours[faded, 3] = 0.25
+        coll.set_facecolors(colours)
+        edges = np.array(coll.get_edgecolors())
+        if len(edges) == len(offsets):
+            edges[faded, 3] = 0.25
+            coll.set_edgecolors(edges)

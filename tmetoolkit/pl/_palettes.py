@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from .. import _keys
 
+# at most 12 colours that stay apart for the common colour-vision deficiencies: Paul Tol's "muted" scheme (9) with
+# Okabe & Ito's orange, blue and black (Tol 2021, SRON/EPS/TN/09-002; Okabe & Ito 2008, jfly.uni-koeln.de/color)
+COLORBLIND_SAFE = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+                   "#AA4499", "#E69F00", "#0072B2", "#000000")
+OTHER_COLOR = "#DDDDDD"  # grouped labels and "unassigned"
+
 
 def lineage_colors() -> dict[str, str]:
     return _keys.label_colors()

@@ -9,8 +9,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .._utils import missing_key_error
-from ._palettes import phenotype_colors
-from ._utils import colors_for, new_ax, require_obs, style
+from ._palettes import COLORBLIND_SAFE, OTHER_COLOR, phenotype_colors
+from ._utils import new_ax, readable, require_obs, style
 
 MAX_LABELS = 20  # more names than this overlap into an unreadable cloud
 
@@ -214,8 +214,14 @@ def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tup
 
 
 def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str = "tmt_lineage",
-                ax: Axes | None = None) -> Axes:
+                max_colors: int = len(COLORBLIND_SAFE), ax: Axes | None = None) -> Axes:
     """Stacked bars: the fraction of each label per sample.
+
+    Labels get colours of a colour-blind-safe palette (Paul Tol's muted scheme with Okabe-Ito's orange, blue and
+    black) in order of abundance; beyond ``max_colors`` distinguishable colours the least abundant labels are
+    grouped as one grey "other" bar. Greys: malignant cells (dark), cells whose state could not be decided (they
+    keep their lineage's name), unassigned cells (pale). Drawn for the cells of one lineage
+    (``adata[adata.obs["tmt_lineage"] == "CD8 T"]``), the states are that lineage's composition.
 
     Parameters
     ----------
@@ -225,6 +231,8 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
         ``obs`` column of samples (``None``: all cells as one bar).
     key
         Categorical ``obs`` column to count (default lineages; ``"tmt_state"`` for states).
+    max_colors
+        Labels drawn in their own colour (at most 12).
     ax
         Axes to draw into.
 
@@ -232,20 +240,36 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
+    from .. import _keys
+
     labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
     samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
-    frac = pd.crosstab(samples, labels, normalize="index")
-    cmap = colors_for(adata, key)
+    if key == _keys.STATE:  # a cell whose state could not be decided keeps its lineage's name
+        undecided = {lin: f"{lin} (state undecided)" for lin, states in _keys.STATES.items() if lin not in states}
+        labels = labels.replace(undecided)
+    neutral = {"unassigned": "#F2F2F2", "Malignant/Epithelial": "#777777"}  # greys, outside the 12 colours
+    neutral.update({lab: "#BBBBBB" for lab in labels.unique() if lab.endswith("(state undecided)")})
+    max_colors = min(int(max_colors), len(COLORBLIND_SAFE))
+    order = [c for c in labels.value_counts().index if c not in neutral]
+    own, rest = order[:max_colors], order[max_colors:]
+    other = f"other ({len(rest)} label{'s' if len(rest) != 1 else ''})"
+    grouped = labels.where(labels.isin(own) | labels.isin(list(neutral)), other)
+    frac = pd.crosstab(samples, grouped, normalize="index")
+    cmap = dict(zip(own, COLORBLIND_SAFE, strict=False))
+    cmap.update({other: OTHER_COLOR, **neutral})
+    what = {"tmt_lineage": "Lineages", "tmt_state": "Cell states"}.get(key, readable(key))
     with style():
         ax = new_ax(ax, (5.5, 0.35 * len(frac) + 1.2))
         left = np.zeros(len(frac))
         for c in [c for c in cmap if c in frac.columns]:
-            ax.barh(frac.index, frac[c], left=left, color=cmap[c], label=c, height=0.8)
+            ax.barh(frac.index, frac[c], left=left, color=cmap[c], label=c, height=0.8, edgecolor="white",
+                    linewidth=0.3)
             left += frac[c].to_numpy()
         ax.set_xlim(0, 1)
         ax.set_xlabel("fraction of cells")
         ax.invert_yaxis()
         ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_title(f"{what} per sample" + (f" ({len(rest)} least abundant grouped as other)" if rest else ""))
     return ax
 
 
@@ -359,7 +383,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
         data = np.ma.masked_invalid(z.to_numpy())
         cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # missing must not look like a z-score of 0
         im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=-2.5, vmax=2.5)
-        ax.set_xticks(range(z.shape[1]), z.columns, rotation=90)
+        ax.set_xticks(range(z.shape[1]), [readable(c) for c in z.columns], rotation=90)
         rows = z.index.astype(str)
         if regions:
             rows = [f"{name} (n={n:,})" for name, n in zip(_region_names(z.index), tab["n_cells"], strict=True)]
@@ -404,8 +428,9 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     status = long.pivot(index="mechanism", columns=unit, values="status").reindex(index=table.index,
                                                                                    columns=table.columns)
     measured = status.apply(lambda c: c.str.startswith(("measured", "from sample metadata", "hypothesis")))
-    colours = {"flagged": (0.70, 0.09, 0.17), "not flagged": (0.96, 0.86, 0.82),
-               "measured, rule not applicable": (1.0, 1.0, 1.0), "not assessable or needs data": (0.8, 0.8, 0.8)}
+    # flagged and not flagged differ in hue and lightness (dark red, pale blue), for colour-blind readers too
+    colours = {"flagged (✕)": (0.70, 0.09, 0.17), "not flagged": (0.82, 0.90, 0.96),
+               "measured, rule not applicable": (1.0, 1.0, 1.0), "not assessable or needs data": (0.6, 0.6, 0.6)}
     with style():
         ax = new_ax(ax, (0.45 * table.shape[1] + 5.0, 0.3 * len(table) + 2.0))
         vals = table.to_numpy(dtype=float)
@@ -413,8 +438,10 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
         rgb[:] = colours["not assessable or needs data"]
         rgb[np.isnan(vals) & measured.to_numpy(dtype=bool)] = colours["measured, rule not applicable"]
         rgb[vals == 0] = colours["not flagged"]
-        rgb[vals == 1] = colours["flagged"]
+        rgb[vals == 1] = colours["flagged (✕)"]
         ax.imshow(rgb, aspect="auto")
+        for i, j in zip(*np.nonzero(vals == 1), strict=True):  # a mark as well as a colour
+            ax.text(j, i, "✕", ha="center", va="center", color="white", fontsize=7)
         labels = [f"{m}  [{c}]" for m, c in zip(order["mechanism"], order["cycle_steps"], strict=True)]
         ax.set_yticks(range(len(table)), labels, fontsize=7)
         ax.set_xticks(range(table.shape[1]), _region_names(table.columns) if regions else table.columns.astype(str),

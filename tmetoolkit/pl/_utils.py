@@ -52,3 +52,14 @@ def new_ax(ax, figsize):
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
+
+
+_WORDS = {"cd4": "CD4", "cd8": "CD8", "caf": "CAF", "tgfb": "TGF-beta", "m2": "M2", "m1": "M1", "mdsc": "MDSC",
+          "treg": "Treg", "ido": "IDO", "mycaf": "myCAF", "icaf": "iCAF", "tam": "TAM", "pd": "PD"}
+
+
+def readable(name: str) -> str:
+    """``"treg_fraction_cd4"`` as ``"Treg fraction CD4"``: words, not snake_case, on axes and in legends."""
+    words = [_WORDS.get(w.lower(), w) for w in str(name).split("_")]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, row_block, row_sums
-from .._utils import logger, warn
+from .._utils import TmtInputError, logger, warn
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
@@ -23,6 +23,11 @@ MAX_LINEAR_CV = 0.1  # spread of per-cell totals (SD / mean) up to which non-int
 # the few whose level happens to sit at zero (1 of 872 genes in a urothelial log2 cohort, per-gene means -5 to 11)
 CENTRED_SD = 0.2
 MAX_CENTRED_FRACTION = 0.5  # more genes centred than this: the values were centred per gene, not expression levels
+# One gene's count in one cell: a mammalian cell holds about 1e5-1e6 mRNA molecules in all (Marinov 2014, doi:
+# 10.1101/gr.161034.113), so a single entry above 1e7 is not a molecule count of one cell (warned); above 1e9 it
+# exceeds the reads of a whole sequencing run, so no count matrix holds it (corrupt values or integer overflow: refused)
+MAX_PLAUSIBLE_COUNT = 1e7
+MAX_POSSIBLE_VALUE = 1e9
 
 
 @dataclass
@@ -63,6 +68,8 @@ class InputReport:
     problems: list[str] = field(default_factory=list)
     coverage: pd.DataFrame | None = None
     empty_mask: np.ndarray | None = field(default=None, repr=False)
+    n_implausible: int = 0
+    duplicated_var_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("coverage", "empty_mask")}
@@ -74,6 +81,10 @@ class InputReport:
             *([f"    seen: {self.detail}"] if self.detail else []),
             f"    empty cells: {self.n_empty_cells}",
         ]
+        if self.n_implausible:
+            lines.append(f"    entries above {MAX_PLAUSIBLE_COUNT:.0e}: {self.n_implausible:,}")
+        if self.duplicated_var_names:
+            lines.append(f"    duplicated var_names: {len(self.duplicated_var_names)}")
         if self.coverage is not None:
             ok = int(self.coverage["scorable"].sum())
             lines.append(f"    signatures scorable: {ok} of {len(self.coverage)}")
@@ -213,9 +224,12 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
     libs = []
     empty_parts: list[np.ndarray] = []
     finite = True
+    big = np.zeros(2, dtype=np.int64)  # entries above MAX_PLAUSIBLE_COUNT and above MAX_POSSIBLE_VALUE
     if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
         step = 10_000_000
         finite = all(np.isfinite(X.data[i : i + step]).all() for i in range(0, X.data.size, step))
+        for i in range(0, X.data.size, step):
+            big += _count_large(X.data[i : i + step])
         negative = X.data.size > 0 and X.data.min() < 0
         sums = row_sums(abs(X)) if negative else row_sums(X)
         empty_parts.append(sums == 0)
@@ -227,6 +241,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
             v = _values(block)
             if not np.all(np.isfinite(v)):
                 finite = False
+            big += _count_large(v)
             s = row_sums(np.abs(block) if not sp.issparse(block) else abs(block))
             empty_parts.append(s == 0)
             n_empty += int((s == 0).sum())
@@ -234,6 +249,7 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
                 libs.append(row_sums(block))
     if not finite:
         problems.append("the matrix contains NaN or infinite values; remove or impute them before scoring.")
+    problems += _implausible_problems(X, state, adata.n_obs, adata.n_vars, n_empty, big, full_scan)
     if state == "scaled":
         hint = "pass layer= naming a layer of counts or log-normalised values"
         if adata.raw is not None and layer is None:
@@ -259,7 +275,37 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
         state=state, gene_id=gene_id, species=species, n_obs=adata.n_obs, n_vars=adata.n_vars,
         n_empty_cells=n_empty, detail=detail, target_sum=target, problems=problems,
         empty_mask=np.concatenate(empty_parts) if empty_parts else None,
+        n_implausible=int(big[0]) if state in ("counts", "linear") else 0,
+        duplicated_var_names=sorted(set(adata.var_names[adata.var_names.duplicated()].astype(str))),
     )
+
+
+def _count_large(values: np.ndarray) -> np.ndarray:
+    """How many finite values exceed ``MAX_PLAUSIBLE_COUNT`` and ``MAX_POSSIBLE_VALUE``."""
+    v = np.abs(values[np.isfinite(values)]) if values.dtype.kind == "f" else np.abs(values)
+    return np.array([(v > MAX_PLAUSIBLE_COUNT).sum(), (v > MAX_POSSIBLE_VALUE).sum()], dtype=np.int64)
+
+
+def _implausible_problems(X, state: str, n_obs: int, n_vars: int, n_empty: int, big: np.ndarray,
+                          full_scan: bool) -> list[str]:
+    """Input no tool can analyse: no cells, no expression at all, a single feature, impossible values."""
+    problems = []
+    if n_obs == 0:
+        problems.append("the data hold no observations (0 cells); check the file or the subset that made it.")
+        return problems
+    if n_vars < 2:
+        problems.append(f"the data hold {n_vars} feature{'s' if n_vars != 1 else ''}; cell types, states and "
+                        "programmes need a panel of genes or markers (at least two; signatures need several).")
+    if full_scan and n_empty == n_obs:
+        problems.append("every value of the matrix is zero, so there is no expression to analyse; check that X (or "
+                        "the layer) holds the data.")
+    if big[1]:
+        problems.append(f"{int(big[1]):,} entries exceed {MAX_POSSIBLE_VALUE:.0e} (corrupt values or integer "
+                        "overflow); no expression matrix holds such values: fix or remove them.")
+    elif state == "scaled" and X.dtype.kind == "i":
+        problems.append("the matrix has an integer type and negative values: integer overflow? Counts are never "
+                        "negative; store them as a wider integer type (int64) or float.")
+    return problems
 
 
 def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = False):
@@ -288,12 +334,16 @@ def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = 
     return (table, matches) if return_matches else table
 
 
-def check_input(adata: AnnData, layer: str | None = None, *, signatures="all") -> InputReport:
+def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", use_raw: bool = False) -> InputReport:
     """Report what the expression matrix holds before any tool uses it.
 
     Tells raw counts from log-normalised, linear (TPM/CPM), scaled and protein-intensity data; gene symbols from
     Ensembl IDs; human from mouse; counts empty cells and NaN/inf values; and measures how many genes of each
-    signature are present. Nothing is written into ``adata``.
+    signature are present. Refuses (in ``problems``) data without observations, without any expression, with a
+    single feature, or with entries above 1e9 (no count matrix holds them: corrupt values or integer overflow);
+    warns, with the number of entries, about counts above 1e7 (more than a whole cell's mRNA), about duplicated
+    ``var_names``, and when ``X`` holds a gene subset of ``adata.raw`` that leaves signature genes out. Nothing is
+    written into ``adata``.
 
     Negative values alone do not make data scaled: log values with negatives (voom log-CPM, microarray log2
     intensities, log2(TPM + 0.001)) are ``lognorm``. Values count as ``scaled`` when they were centred per gene:
@@ -308,6 +358,8 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all") -
         Layer to check instead of ``adata.X``.
     signatures
         Signatures whose coverage to report (anything :func:`tmetoolkit.tl.score` accepts).
+    use_raw
+        Check ``adata.raw`` (all genes, e.g. when ``X`` holds highly variable genes only) instead of ``X``.
 
     Returns
     -------
@@ -320,13 +372,49 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all") -
     >>> tmt.pp.check_input(adata).state
     'counts'
     """
+    from .._matrix import raw_adata
     from ..sig import as_signatures
 
+    if use_raw:
+        if layer is not None:
+            msg = "use_raw=True reads adata.raw; leave out layer= (or use_raw=False to read the layer)."
+            raise TmtInputError(msg)
+        adata = raw_adata(adata)
     report = inspect(adata, layer)
-    report.coverage = coverage(adata.var_names, as_signatures(signatures), report.species)
+    sigs = as_signatures(signatures)
+    report.coverage = coverage(adata.var_names, sigs, report.species)
+    _warn_implausible(report)
+    if not use_raw and layer is None:
+        hint_raw(adata, sigs, report.coverage, report.species)
     low = report.coverage.loc[~report.coverage["scorable"], "signature"].tolist()
     if low:
         logger.info("%d signatures lack their minimum genes: %s", len(low), ", ".join(low[:10]))
     if report.n_empty_cells:
         warn(f"{report.n_empty_cells} cells have no expression at all; their scores will be NaN.")
     return report
+
+
+def _warn_implausible(report: InputReport) -> None:
+    """Warnings, with counts, about values and names that are legal but unlikely to be what the user meant."""
+    if report.n_implausible and not any("exceed" in p for p in report.problems):
+        warn(f"{report.n_implausible:,} entries ({report.n_implausible / max(report.n_obs * report.n_vars, 1):.2%}) "
+             f"exceed {MAX_PLAUSIBLE_COUNT:.0e}, more than a whole cell's mRNA: corrupt values, or data that are not "
+             "counts of single cells (with bulk samples: --bulk / bulk=True).")
+    dup = report.duplicated_var_names
+    if dup:
+        warn(f"{len(dup)} var_names occur more than once ({', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}): "
+             "a signature gene with several columns is scored from their mean. If the copies are one gene, sum "
+             "them; else adata.var_names_make_unique() names them apart.")
+
+
+def hint_raw(adata: AnnData, sigs, cov: pd.DataFrame, species: str) -> None:
+    """Warn when ``X`` holds a gene subset (highly variable genes) of ``adata.raw`` that misses signature genes."""
+    if adata.raw is None or adata.raw.n_vars < 1.5 * adata.n_vars:
+        return
+    raw_cov = coverage(adata.raw.var_names, sigs, species)
+    gained = int(raw_cov["n_found"].sum() - cov["n_found"].sum())
+    if gained > 0:
+        warn(f"X holds {adata.n_vars:,} of the {adata.raw.n_vars:,} genes in adata.raw (highly variable genes?): "
+             f"{gained} signature genes are in raw only, and the tools read X. To read raw: use_raw=True "
+             "(tmt.pp.check_input, tmt.tl.score), --use-raw on the command line, or run the tools on "
+             "r = adata.raw.to_adata() and copy the tmt_ keys back.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._utils import missing_key_error
+from .._utils import TmtInputError, missing_key_error
 from ._model import Signature
 from ._registry import COLLECTIONS, _load_all, collection
 
@@ -39,7 +39,7 @@ def read_gmt(path: str | os.PathLike) -> list[Signature]:
         if len(parts) < 3:
             msg = (f"{path.name}, line {ln}: a GMT line needs a name, a description and at least one gene, "
                    "tab-separated.")
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         name, desc, genes = parts[0], parts[1], [g for g in parts[2:] if g]
         up = tuple(dict.fromkeys(g for g in genes if not g.endswith("-")))
         down = tuple(dict.fromkeys(g[:-1] for g in genes if g.endswith("-")))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._utils import TmtInputError
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -37,7 +39,7 @@ class Signature:
             msg = (f"signature name {self.name!r} cannot be a score column: names must be non-empty strings "
                    "without '/' (HDF5 and zarr keys cannot hold slashes); rename it, e.g. "
                    f"{str(self.name).replace('/', '_') or 'my_signature'!r}.")
-            raise ValueError(msg)
+            raise TmtInputError(msg)
 
     @property
     def genes(self) -> tuple[str, ...]:

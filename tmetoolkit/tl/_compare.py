@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.stats import false_discovery_control, mannwhitneyu
 
-from .._utils import missing_key_error, warn
+from .._utils import TmtInputError, missing_key_error, warn
 from ._sample_features import bulk_samples, samples_of
 
 
@@ -75,7 +75,7 @@ def compare_groups(
     mixed = per_sample[per_sample.map(len) > 1]
     if len(mixed):
         msg = f"{group_key!r} varies within samples ({', '.join(mixed.index[:5])}); it must be one value per sample."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     unknown = per_sample.index[per_sample.map(len) == 0]
     if len(unknown):  # e.g. patients whose response is not known
         warn(f"{len(unknown)} sample(s) without a value in obs[{group_key!r}] left out: {', '.join(unknown[:5])}.")
@@ -86,7 +86,7 @@ def compare_groups(
             msg = (f"{group_key!r} has {len(present)} group(s) {present}; comparing needs exactly two: "
                    "pass groups=(a, b)" if len(present) > 2
                    else f"{group_key!r} has only one group ({present}); nothing to compare.")
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         groups = (present[0], present[1])
     groups = tuple(str(g) for g in groups)  # group values are compared as text: True and "True" are one group
     for g in groups:
@@ -98,12 +98,12 @@ def compare_groups(
     if not group_of.index.isin(table.index).all():
         msg = ("sample_key=None compares observations as samples (bulk or pseudobulk), but the per-sample results "
                "are not per observation: run the bulk tools (immunosuppression(bulk=True), ...) or pass sample_key=.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
     a_idx, b_idx = group_of.index[group_of == groups[0]], group_of.index[group_of == groups[1]]
     if min(len(a_idx), len(b_idx)) < min_samples:
         msg = f"each group needs at least {min_samples} samples: {groups[0]}={len(a_idx)}, {groups[1]}={len(b_idx)}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     rows = []
     for feature in numeric.columns:
         x = numeric.loc[a_idx, feature].dropna().to_numpy(float)
@@ -138,7 +138,7 @@ def _region_features(adata: AnnData) -> pd.DataFrame:
     if "region" not in table.columns:
         msg = ("regions=True compares regions that recur across samples: run the tools with region_key= (an obs "
                "column such as pathologist regions or tmt_compartment); tiles differ from sample to sample.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
     wide = numeric.set_index([table["sample"], table["region"]]).unstack("region")
     wide.columns = [f"{region}|{feature}" for feature, region in wide.columns]

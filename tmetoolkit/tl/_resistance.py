@@ -11,7 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtWarning, logger
+from .._utils import TmtInputError, TmtWarning, logger
 from ._checkpoints import detect, is_protein
 from ._sample_features import MIN_SPREAD, bulk_samples, mean_score, regions_of, robust_z, samples_of
 from ._score import score
@@ -143,7 +143,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     if bulk and (sample_key is not None or region_key is not None):
         msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave them "
                "out.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if not bulk and _keys.LINEAGE not in adata.obs:
         msg = ("obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first; for bulk or pseudobulk data "
                "(observations are samples) pass bulk=True.")
@@ -153,7 +153,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         raise KeyError(msg)
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if bulk:
         samples = bulk_samples(adata)
     else:

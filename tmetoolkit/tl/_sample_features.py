@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import missing_key_error
+from .._utils import TmtInputError, missing_key_error
 
 
 def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
@@ -25,7 +25,7 @@ def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
     if column.isna().any():
         msg = (f"{int(column.isna().sum())} cells have no value in adata.obs[{sample_key!r}]. Give them a sample, "
                f"or leave them out: adata = adata[adata.obs[{sample_key!r}].notna()].copy().")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     return column.astype(str)
 
 
@@ -36,7 +36,7 @@ def bulk_samples(adata: AnnData) -> pd.Series:
         repeated = list(names[names.duplicated()].unique()[:5])
         msg = (f"bulk observations are samples, so their names must be unique; repeated: {repeated}. Name each "
                "sample, or call adata.obs_names_make_unique().")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     return pd.Series(names, index=adata.obs_names)
 
 

@@ -11,8 +11,8 @@ from anndata import AnnData
 
 from .. import _keys
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
-from .._utils import check_tmt_key, logger, progress_bar, warn
-from ..pp._check import InputReport, control_probes, coverage, inspect
+from .._utils import TmtInputError, check_tmt_key, logger, progress_bar, warn
+from ..pp._check import InputReport, control_probes, coverage, hint_raw, inspect
 from ..sig import as_signatures
 from . import _kernels
 
@@ -23,7 +23,7 @@ METHODS = ("mean_ctrl", "rank", "aucell", "ssgsea")
 def _refuse_bad_input(report: InputReport) -> None:
     """Scaled data, NaN/inf and Ensembl IDs are refused by every method (ranks of z-scores are not expression ranks)."""
     if report.problems:
-        raise ValueError("cannot score this input: " + " ".join(report.problems))
+        raise TmtInputError("cannot score this input: " + " ".join(report.problems))
 
 
 def _positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.ndarray]:
@@ -203,14 +203,8 @@ def score_matrix(
 
 def _hint_raw(adata: AnnData, layer: str | None, sigs, cov: pd.DataFrame, species: str) -> None:
     """Warn when ``X`` holds a gene subset (highly variable genes) of ``adata.raw`` and raw would cover more genes."""
-    if layer is not None or adata.raw is None or adata.raw.n_vars < 1.5 * adata.n_vars:
-        return
-    raw_cov = coverage(adata.raw.var_names, sigs, species)
-    gained = int(raw_cov["n_found"].sum() - cov["n_found"].sum())
-    if gained > 0:
-        warn(f"X holds {adata.n_vars:,} of the {adata.raw.n_vars:,} genes in adata.raw (highly variable genes?): "
-             f"{gained} signature genes are in raw only, and scores use X. To use them, run the tools on "
-             "r = adata.raw.to_adata() (all genes) and copy the tmt_ columns of r.obs back.")
+    if layer is None:
+        hint_raw(adata, sigs, cov, species)
 
 
 def score(
@@ -226,6 +220,7 @@ def score(
     max_rank: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     seed: int = 0,
+    use_raw: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
     """Score gene signatures per cell (or per sample) in one vectorised pass over the expression matrix.
@@ -268,6 +263,9 @@ def score(
         Cells per chunk; memory grows with the chunk, not with the data.
     seed
         Seed for drawing control genes.
+    use_raw
+        Read ``adata.raw`` (all genes, when ``X`` holds highly variable genes only) instead of ``X``; the scores
+        are written into ``adata`` as usual.
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -296,8 +294,12 @@ def score(
     if species not in (None, "human", "mouse"):
         msg = f"species must be 'human', 'mouse' or None (detect), got {species!r}."
         raise ValueError(msg)
-    check_chunks(get_matrix(adata, layer), chunk_size)
     adata = adata.copy() if copy else adata
+    if use_raw:
+        _score_raw(adata, signatures, layer=layer, key_added=key_added, method=method, species=species,
+                   n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank, chunk_size=chunk_size, seed=seed)
+        return adata if copy else None
+    check_chunks(get_matrix(adata, layer), chunk_size)
     report = inspect(adata, layer, chunk_size=chunk_size, species=species)
     _refuse_bad_input(report)
     sigs = as_signatures(signatures)
@@ -315,7 +317,7 @@ def score(
             f"(detected {report.gene_id}s, {report.species}). Check that var_names hold gene symbols of the right "
             "species."
         )
-        raise ValueError(msg)
+        raise TmtInputError(msg)
 
     plan = [(*_positions(s, found[s.name], s.genes_up), *_positions(s, found[s.name], s.genes_down)) for s in keep]
 
@@ -360,3 +362,22 @@ def score(
     }
     logger.info("added adata.obsm[%r] (%d signatures) and adata.uns[%r]", key_added, len(keep), key_added)
     return adata if copy else None
+
+
+def _score_raw(adata: AnnData, signatures, *, layer: str | None, key_added: str, **kwargs) -> None:
+    """:func:`score` on ``adata.raw``, the results written into ``adata``."""
+    from .._matrix import raw_adata
+
+    if layer is not None:
+        msg = "use_raw=True reads adata.raw; leave out layer= (or use_raw=False to read the layer)."
+        raise TmtInputError(msg)
+    raw = raw_adata(adata)
+    for store in ("obsm", "uns"):  # earlier scores under key_added are kept, as without use_raw
+        if key_added in getattr(adata, store):
+            getattr(raw, store)[key_added] = getattr(adata, store)[key_added]
+    score(raw, signatures, key_added=key_added, **kwargs)
+    if key_added in adata.obsm:
+        check_tmt_key(adata.obsm, key_added, "adata.obsm")
+    adata.obsm[key_added] = raw.obsm[key_added]
+    adata.uns[key_added] = raw.uns[key_added]
+    adata.uns[key_added]["params"]["layer"] = "raw"

@@ -9,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtWarning, check_tmt_key, logger, warn
+from .._utils import TmtInputError, TmtWarning, check_tmt_key, logger, warn
 from ._checkpoints import RECEPTORS, is_protein
 from ._sample_features import MIN_SPREAD, bulk_samples, fraction, mean_score, regions_of, robust_z, samples_of
 from ._score import score
@@ -132,7 +132,7 @@ def immunosuppression(
         if sample_key is not None or region_key is not None:
             msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave "
                    "them out.")
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         bulk_samples(adata)
         measures = {name: v[0] for name, v in BULK_COMPONENTS.items()}
         with warnings.catch_warnings():
@@ -147,7 +147,7 @@ def immunosuppression(
     check_tmt_key(adata.obs, "tmt_suppression_score", "adata.obs")
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     samples = samples_of(adata, sample_key)
     if region_key is not None:
         region_of, regions = regions_of(adata, samples, region_key)

@@ -1,0 +1,185 @@
+"""The words of the report: the per-sample summary and the glossary of every column the report shows."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pandas as pd
+
+from .pl._utils import readable
+
+# states whose abundance the summary reports as suppressive (the immunosuppression components' cell states)
+SUPPRESSIVE_STATES = ("Treg", "TAM M2-like", "M-MDSC-like", "PMN-MDSC-like", "myCAF", "iCAF", "CD8 Tex")
+MIN_STATE_FRACTION = 0.01  # a state under 1% of a sample's cells is not called dominant
+MAX_SUMMARY_SAMPLES = 40
+
+_EXACT = {
+    "phenotype": "immune phenotype: inflamed (CD8 T cells inside the tumour), excluded (CD8 T cells held at the "
+                 "margin or in stroma), desert (few CD8 T cells anywhere), or not assessable",
+    "confidence": "confidence of the call, 0-1 (how far the features lie from the thresholds that decide it)",
+    "basis": "what the phenotype was read from: spatial (cell positions) or expression (cohort-relative, exclusion "
+             "inferred, not seen)",
+    "reason": "why a sample or region could not be assessed",
+    "n_cells": "number of cells",
+    "n_effector": "number of effector (CD8 T) cells",
+    "n_tumor_cells": "number of malignant cells",
+    "n_images": "number of images or fields of view",
+    "rho_tumor": "CD8 T cells per mm² inside the tumour",
+    "rho_stroma": "CD8 T cells per mm² in the margin and stroma",
+    "infiltration_ratio": "share of the CD8 T-cell density that lies inside the tumour: tumour / (tumour + stroma)",
+    "immune_axis": "cohort-relative immune axis (CD8 T, IFN-gamma programmes; robust z across samples)",
+    "stromal_axis": "cohort-relative stromal axis (TGF-beta, CAF programmes; robust z across samples)",
+    "cd8_fraction_immune": "CD8 T cells among immune cells",
+    "mixing_score": "CD8 T-tumour cell contacts per CD8 T-CD8 T contact (Keren 2018)",
+    "normalised_mixing_score": "mixing score relative to its expectation under random placement",
+    "effector_tumor_contact_fraction": "share of CD8 T cells touching a malignant cell",
+    "inflamed": "tiles called inflamed", "excluded": "tiles called excluded", "desert": "tiles called desert",
+    "not assessable": "tiles that could not be called (too few cells, no tumour or no stroma)",
+    "n_cd8": "number of CD8 T cells",
+    "sample": "sample", "region": "tissue region within a sample (sample:region)",
+    "sample or image": "the sample, or the image within it, whose tiles are counted",
+    "tiles": "number of square tiles given each call",
+    "composite": "immunosuppression composite: mean of the component robust z-scores",
+    "n_components": "number of immunosuppression components measured",
+    "missing_components": "components that could not be measured",
+    "mechanism": "resistance mechanism (review's Table 1)",
+    "cycle_steps": "steps of the cancer-immunity cycle the mechanism acts on",
+    "value": "the measured value behind the flag",
+    "strategies": "classes of treatment strategy that target the mechanism",
+    "feature": "per-sample feature compared between the groups",
+    "median_difference": "difference of the group medians",
+    "cliffs_delta": "Cliff's delta effect size, -1 to 1",
+    "U": "Mann-Whitney U statistic",
+    "pvalue": "two-sided Mann-Whitney p-value",
+    "fdr": "Benjamini-Hochberg false discovery rate across features",
+    "signature": "gene signature", "version": "version of the signature", "n_genes": "genes in the signature",
+    "n_found": "signature genes found in the data", "scored": "whether the signature was scored",
+    "method": "scoring method", "doi": "DOI of the publication that defined the signature",
+    "mean_nn_distance_um": "mean distance to the nearest cell (µm)",
+    "margin_width_um": "width of the invasive margin (µm)",
+    "status": "status of the tumour-compartment assignment",
+    "border_tumor_fraction": "share of tumour-border cells among malignant cells",
+}
+_PATTERNS = (
+    (r"^area_(\w+)_mm2$", "area of the {0} compartment (mm²)"),
+    (r"^effector_per_mm2_(\w+)$", "CD8 T cells per mm² in the {0} compartment"),
+    (r"^effector_per_100_cells_(\w+)$", "CD8 T cells per 100 cells in the {0} compartment"),
+    (r"^cd8_frac_ge(\d)_receptors$", "share of CD8 T cells expressing at least {0} co-inhibitory receptors"),
+    (r"^cd8_frac_(.+)$", "share of CD8 T cells expressing {0}"),
+    (r"^malignant_frac_(.+)$", "share of malignant cells expressing {0}"),
+    (r"^myeloid_frac_(.+)$", "share of myeloid cells expressing {0}"),
+    (r"^frac_lineage:(.+)$", "share of the sample's cells called {0}"),
+    (r"^frac_state:(.+)$", "share of the sample's cells in state {0}"),
+    (r"^score:(.+)$", "mean score of signature {0} over the sample's cells (see Signatures used)"),
+    (r"^n_(.+)$", "samples in group {0}"),
+    (r"^median_(.+)$", "median in group {0}"),
+)
+UNDESCRIBED = "no description"
+
+
+def describe(column: str, context: dict) -> str:
+    """The glossary entry of a column name (``"tool:column"`` for the per-sample table)."""
+    column = str(column)
+    if column in context:
+        return context[column]
+    _, sep, rest = column.partition(":")
+    if sep and not column.startswith(("frac_", "score:")):
+        column = rest
+        if column in context:
+            return context[column]
+    if column in _EXACT:
+        return _EXACT[column]
+    for pattern, text in _PATTERNS:
+        m = re.match(pattern, column)
+        if m:
+            return text.format(*m.groups())
+    return UNDESCRIBED
+
+
+def glossary_context(adata) -> dict:
+    """Descriptions the data carry themselves: immunosuppression components and resistance mechanisms."""
+    out = {}
+    sup = adata.uns.get("tmt_immunosuppression")
+    if sup is not None:
+        for row in sup["components"].itertuples():
+            out[str(row.component)] = f"immunosuppression component: {row.measures}"
+            out[readable(row.component)] = out[f"immunosuppression:{row.component}"] = out[str(row.component)]
+    res = adata.uns.get("tmt_resistance_profile")
+    if res is not None:
+        for row in res["long"].drop_duplicates("id").itertuples():
+            out[f"resistance_profile:{row.id}"] = (f"resistance mechanism {row.mechanism}: 1 flagged, 0 not "
+                                                   "flagged, empty not assessed")
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%" if x >= 0.01 else "<1%"
+
+
+def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> list[str]:
+    """One paragraph per sample, in words: phenotype, dominant suppressive states, flagged mechanisms, each with its
+    confidence; and the analyses that did not run."""
+    ph = adata.uns.get("tmt_immune_phenotype", {}).get("table")
+    res = adata.uns.get("tmt_resistance_profile", {}).get("long")
+    sup = adata.uns.get("tmt_immunosuppression", {}).get("table")
+    if s_key is not None:
+        samples = list(pd.unique(adata.obs[s_key].astype(str)))
+    elif ph is not None:
+        samples = [str(s) for s in ph.index]
+    else:
+        samples = ["all cells"]
+    states = adata.obs.get("tmt_state")
+    paras = []
+    for sample in samples[:MAX_SUMMARY_SAMPLES]:
+        parts = []
+        if ph is not None and sample in ph.index.astype(str):
+            row = ph.loc[ph.index.astype(str) == sample].iloc[0]
+            conf = row.get("confidence")
+            conf = f"confidence {float(conf):.2f}" if pd.notna(conf) else "no confidence"
+            call = str(row["phenotype"])
+            why = f": {row['reason']}" if str(row.get("reason", "") or "").strip() not in ("", "nan") else ""
+            parts.append(f"Immune phenotype <b>{html.escape(call)}</b>{html.escape(why)} "
+                         f"({html.escape(str(row.get('basis', '')))}; {conf}).")
+        elif skipped is not None and (skipped["step"].str.startswith("immune phenotype")).any():
+            reason = skipped.loc[skipped["step"].str.startswith("immune phenotype"), "reason"].iloc[0]
+            parts.append(f"No immune phenotype: {html.escape(str(reason))}.")
+        if states is not None:
+            cells = (adata.obs[s_key].astype(str) == sample) if s_key is not None else pd.Series(True,
+                                                                                                   adata.obs_names)
+            st = states[cells.to_numpy()].astype(str)
+            frac = st.value_counts(normalize=True)
+            top = [(s, f) for s, f in frac.items() if s in SUPPRESSIVE_STATES and f >= MIN_STATE_FRACTION][:2]
+            if top:
+                conf = adata.obs.get("tmt_confidence")
+                items = []
+                for s, f in top:
+                    c = "" if conf is None else (
+                        f", mean call confidence {float(conf[cells.to_numpy()][(st == s).to_numpy()].mean()):.2f}")
+                    items.append(f"{html.escape(s)} ({_pct(f)} of cells{c})")
+                parts.append("Dominant suppressive states: " + "; ".join(items) + ".")
+            else:
+                parts.append("No suppressive state reaches 1% of cells.")
+        if sup is not None and sample in sup.index.astype(str) and len(sup) > 1:
+            comp = sup.loc[sup.index.astype(str) == sample, "composite"].iloc[0]
+            if pd.notna(comp):
+                parts.append(f"Immunosuppression composite {float(comp):+.2f} (robust z across samples).")
+        if res is not None:
+            mine = res[(res["sample"].astype(str) == sample)]
+            flagged = mine[mine["flagged"] == 1]
+            if len(flagged):
+                items = [_flag_text(r) for r in flagged.itertuples()]
+                parts.append("Flagged resistance mechanisms: " + "; ".join(items) + ".")
+            elif len(mine):
+                parts.append(f"No resistance mechanism flagged ({int(mine['flagged'].notna().sum())} assessed).")
+        paras.append(f"<p class='sample'><b>{html.escape(sample)}</b>: " + " ".join(parts) + "</p>")
+    if len(samples) > MAX_SUMMARY_SAMPLES:
+        paras.append(f"<p class='meta'>The first {MAX_SUMMARY_SAMPLES} of {len(samples)} samples; the per-sample "
+                     "table holds them all.</p>")
+    return paras
+
+
+def _flag_text(row) -> str:
+    """``"Regulatory T cells (Tregs) (z +2.1 across samples; evidence clinical)"``."""
+    z = f"z {float(row.z):+.1f} across samples; " if pd.notna(row.z) else ""
+    return f"{html.escape(str(row.mechanism))} ({z}evidence {html.escape(str(row.evidence_level).lower())})"
