@@ -15,7 +15,7 @@ from .._core.annotation import embedding, ranks
 from .._core.annotation import lineage as lineage_core
 from .._core.annotation.markers import MarkerTable, lineage_markers
 from .._matrix import get_matrix, iter_rows, normalise_block
-from .._utils import check_tmt_key, logger, missing_key_error, warn
+from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import inspect
 from ..sig._genes import match_genes
 from . import _annotate_rules as rules
@@ -245,17 +245,17 @@ def annotate(
     """
     if species not in ("human", "mouse"):
         msg = f"species must be 'human' or 'mouse', got {species!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if int(n_neighbors) != n_neighbors or n_neighbors < 1:
         msg = f"n_neighbors must be a positive integer (1 = no averaging), got {n_neighbors!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     adata = adata.copy() if copy else adata
     for key in (groupby, sample_key, image_key):
         if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)
     if not 0 <= spillover < 1:
         msg = f"spillover must be a fraction in [0, 1), got {spillover!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
         check_tmt_key(adata.obs, key, "adata.obs")
     # state and species only; score() below scans the matrix itself
@@ -264,7 +264,7 @@ def annotate(
         if tumor_signature is not None:
             msg = ("tumor_signature= applies to RNA; on a protein panel map the channel that marks the malignant "
                    "cells: markers={'tumor': '<channel>'}.")
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         _annotate_protein(adata, layer, markers=markers, gates=gates, groupby=groupby, spillover=spillover,
                           sample_key=sample_key, image_key=image_key,
                           min_confidence=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
@@ -273,7 +273,7 @@ def annotate(
     if markers is not None or gates is not None:
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
                f"(state: {report.state}). Leave them out.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     marker_table = lineage_markers()
     if tumor_signature is not None:
         from ..sig import get
@@ -434,12 +434,12 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     if not defining & set(channels):
         msg = (f"no lineage marker recognised among the channels {list(adata.var_names)}; map them with "
                "markers={'CD8': ..., 'CD68': ..., 'tumor': ...}.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     X = get_matrix(adata, layer)
     X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
     if not np.isfinite(X).all():
         msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     names = list(map(str, adata.var_names))
     # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
     compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
@@ -452,7 +452,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
         if not np.isfinite(xy).all():
             msg = 'obsm["spatial"] has NaN or infinite coordinates; fix them or pass spillover=0.'
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         images = image_groups(adata, sample_groups(adata, sample_key), image_key).to_numpy()
         compensated = prot.compensate_spillover(X, xy, spillover, images)
     Z, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .._utils import TmtInputError
+
 # canonical marker -> channel names it goes by (compared after upper-casing and dropping non-alphanumerics and any
 # "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
 # map it to another channel for non-epithelial tumours (e.g. markers={"tumor": "CD30"} in Hodgkin lymphoma).
@@ -114,7 +116,7 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
     if len(twice):
         msg = (f"markers= maps channel {twice.iloc[0]!r} to {', '.join(map(repr, twice.index))}; a channel can stand "
                "for one marker only: keep the mapping you mean.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     found: dict[str, str] = {}
     normed = {_norm(v): v for v in var_names}
     for canon, aliases in MARKER_ALIASES.items():

@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.spatial import cKDTree
 
-from .._utils import check_tmt_key, logger, warn
+from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._spatial_measures import tumour_region
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
@@ -196,9 +196,9 @@ def programme_positive(adata: AnnData, signature: str, layer: str | None = None)
     try:
         score(adata, [signature], method="mean_ctrl", layer=layer)
     except (KeyError, ValueError) as e:
-        raise ValueError(f"the malignant programme {signature!r} cannot be scored: {e}") from e
+        raise TmtInputError(f"the malignant programme {signature!r} cannot be scored: {e}") from e
     if signature not in adata.obsm[_keys.SCORES]:
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     values = adata.obsm[_keys.SCORES][signature].to_numpy(dtype=float)
     thr = mixture_threshold(values)
     return np.nan_to_num(values, nan=-np.inf) > thr, thr

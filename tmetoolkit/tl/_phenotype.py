@@ -16,7 +16,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import check_tmt_key, logger, warn
+from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
 from ._spatial_measures import (
@@ -242,7 +242,7 @@ def immune_phenotype(
         basis = "spatial" if "spatial" in adata.obsm else "expression"
     if reference not in (None, "absolute", "cohort"):
         msg = f"reference must be 'absolute' or 'cohort', got {reference!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if basis == "expression":
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
@@ -251,7 +251,7 @@ def immune_phenotype(
                            effector_labels=effector_labels, copy=copy)
     if basis != "spatial":
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     reference = reference or "absolute"
     if region_key is not None and region_key not in adata.obs:
         from .._utils import missing_key_error
@@ -350,7 +350,7 @@ def immune_phenotype(
         if ok.sum() < 3:
             msg = (f"a cohort-relative call needs at least 3 assessable samples, found {int(ok.sum())}; "
                    "use reference='absolute' (min_density in cells/mm^2).")
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         tau = float(np.nanquantile(samp_tab.loc[ok, "effector_per_mm2"], cohort_quantile))
     rule = {"min_density": tau, "null_ratio": null_ratio, "min_effectors": min_effectors,
             "min_stroma_fraction": min_stroma_fraction}
@@ -393,7 +393,7 @@ def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> 
         msg = (f"pixel_size={pixel_size:g} differs from the pixel_size={earlier:g} (micrometres per coordinate "
                "unit) that tmt.tl.compartments used on these coordinates; pass the same scale to both, or rerun "
                "tmt.tl.compartments with the right one.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     return pixel_size
 
 
@@ -446,7 +446,7 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
 
     if reference != "absolute":
         msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
         check_tmt_key(adata.obs, key, "adata.obs")
     xy = coordinates(adata, pixel_size)

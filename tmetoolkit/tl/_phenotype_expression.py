@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import logger, missing_key_error
+from .._utils import TmtInputError, logger, missing_key_error
 from ..pp._check import inspect
 from ._sample_features import bulk_samples, samples_of
 
@@ -267,7 +267,7 @@ def expression_phenotype(
     have_str = [c for c in STROMA_PROGRAMMES if c in f.columns]
     if not have_imm:
         msg = "none of the immune programmes could be scored (too few signature genes); check gene symbols."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     enrich = _random_set_z(bulk, None, [EFFECTOR_PROGRAMME, *STROMA_PROGRAMMES])
     f["immune_enrichment"] = enrich.get(EFFECTOR_PROGRAMME, np.nan)
     f["stromal_enrichment"] = enrich[[c for c in STROMA_PROGRAMMES if c in enrich]].mean(axis=1)
@@ -286,7 +286,7 @@ def expression_phenotype(
         msg = (f"a cohort-relative call needs at least 3 samples with expression, found {n_ok}; use "
                "reference='absolute' (or leave reference unset: absolute below "
                f"{MIN_COHORT} samples).")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     use_cells = reference == "absolute" and "cd8_fraction_immune" in f.columns
     if reference == "absolute" and not use_cells:
         unknown = f["immune_enrichment"].isna().to_numpy() & ok

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import missing_key_error
+from .._utils import TmtInputError, missing_key_error
 
 
 def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
@@ -22,11 +22,11 @@ def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
     if bad.any():
         msg = (f"{int(bad.sum())} cells have NaN or infinite coordinates in adata.obsm['spatial']; "
                "drop or fix them first.")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if pixel_size is not None:
         if pixel_size <= 0:
             msg = f"pixel_size must be positive (micrometres per coordinate unit), got {pixel_size}."
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         xy = xy * pixel_size
     # to a picometre: pixels times pixel_size then equal the same micrometres exactly, so every grid and
     # neighbour search gives identical results in either unit
@@ -47,7 +47,7 @@ def check_labels(labels: pd.Series, wanted, what: str) -> list[str]:
     present = set(labels.unique())
     if not present & set(wanted):
         msg = f"none of the {what} {wanted} occurs in the cell-type column; labels present: {sorted(present)}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     return wanted
 
 
