@@ -91,15 +91,24 @@ def test_approximate_neighbours_agree_with_exact(monkeypatch):
 
 
 def test_confidence_means_something(annotated):
+    """The confidence is the classifier's probability: calls made with more of it are right more often. Simulated
+    cells are all called right, so the real MERFISH window (half of its calls right) shows it; measured accuracy
+    0.58, 0.59, 0.78 by tertile of confidence."""
     per_cell, _ = annotated
     o = per_cell.obs
-    ok = o["tmt_lineage"].astype(str) == o["true_lineage"].astype(str)
-    assigned = o["tmt_lineage"] != "unassigned"
-    bins = pd.qcut(o.loc[assigned, "tmt_confidence"], 3, labels=["low", "mid", "high"])
+    assert (o.loc[o["tmt_lineage"] == "unassigned", "tmt_confidence"] < 0.5).all()  # below 0.5, or no marker claim
+    c = real_data("chen")
+    tmt.tl.annotate(c)
+    allowed = {"Lymphocyte": {"CD4 T", "CD8 T", "B", "NK"}, "Myeloid": {"Monocyte/Macrophage", "DC"},
+               "Epithelial": {"Malignant/Epithelial"}, "Fibroblast": {"Fibroblast"},
+               "Vascular": {"Endothelial", "Pericyte"}, "Plasma": {"Plasma"}, "Mast": {"Mast"}}
+    pairs = zip(c.obs["tmt_lineage"].astype(str), c.obs["type_lvl1"].astype(str), strict=True)
+    ok = pd.Series([lab in allowed[t] for lab, t in pairs], index=c.obs_names)
+    assigned = c.obs["tmt_lineage"] != "unassigned"
+    bins = pd.qcut(c.obs.loc[assigned, "tmt_confidence"], 3, labels=["low", "mid", "high"])
     acc = ok[assigned].groupby(bins, observed=True).mean()
-    assert acc["low"] <= acc["mid"] <= acc["high"] and acc["low"] < acc["high"]
-    assert acc["high"] > 0.97
-    assert (o.loc[~assigned, "tmt_confidence"] < 0.5).all()  # a probability below 0.5, or no marker claim (0)
+    assert acc["low"] <= acc["mid"] < acc["high"]
+    assert acc["high"] - acc["low"] > 0.1
 
 
 def test_outputs_vocabulary_and_round_trip(annotated, tmp_path):
