@@ -16,7 +16,7 @@ from .._core.annotation import lineage as lineage_core
 from .._core.annotation.markers import MarkerTable, lineage_markers
 from .._matrix import get_matrix, iter_rows, normalise_block
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import inspect
+from ..pp._check import control_probes, inspect
 from ..sig._genes import match_genes
 from . import _annotate_rules as rules
 from ._score import score
@@ -583,15 +583,24 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     found = match_genes(table.genes, adata.var_names, report.species)
     genes = list(found)
     cols = np.array([found[g][0] for g in genes], dtype=np.int64)
+    probes = control_probes(adata.var_names)
+    not_probe = sp.diags((~probes).astype(np.float64)) if probes.any() else None
     R_parts, L_parts = [], []
     for _, _, block in iter_rows(X):
-        R_parts.append(ranks.within_cell_ranks(block, cols))
-        L_parts.append(sp.csr_matrix(normalise_block(block, report.state, 1e4)))
+        # ranks and library sizes are among the genes: blank and negative-control probes take no part
+        ranked = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+        if not_probe is not None:
+            ranked = ranked @ not_probe
+            ranked = sp.csr_matrix(ranked) if sp.issparse(ranked) else np.asarray(ranked)
+        R_parts.append(ranks.within_cell_ranks(ranked, cols))
+        L_parts.append(sp.csr_matrix(normalise_block(ranked, report.state, 1e4)))
     R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
     E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
     E.index = adata.obs_names
     lognorm = sp.vstack(L_parts).tocsr()
-    pcs = embedding.principal_components(lognorm, np.unique(cols), seed=seed) if adata.n_obs > 2 else None
+    genes_only = np.flatnonzero(~probes)
+    keep = np.searchsorted(genes_only, np.intersect1d(np.unique(cols), genes_only))
+    pcs = embedding.principal_components(lognorm[:, genes_only], keep, seed=seed) if adata.n_obs > 2 else None
     conn = adata.obsp.get("connectivities")
     if conn is not None and conn.shape == (adata.n_obs, adata.n_obs):
         W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
