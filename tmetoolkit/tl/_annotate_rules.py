@@ -1,7 +1,9 @@
-"""Which signatures decide which label: the rule tables behind ``tmt.tl.annotate``.
+"""Which signatures decide which state: the signature rule tables behind ``tmt.tl.annotate``.
 
-A label's evidence is the mean of its signatures' scores. Several labels may name one lineage (``"DC|cDC1"``,
-``"DC|pDC"``): the part before ``|`` is the lineage. States are decided only among cells of their lineage.
+Lineages (RNA) are decided by the marker table ``signatures/lineage_markers.yaml``; the lineage signature tables
+below are the published identity programmes each lineage is scored on (kept in ``obsm["tmt_scores"]``) and whose
+genes a state's own set leaves out (:func:`specific_state_rules`). A state's evidence is the mean of its
+signatures' scores; states (``_keys.LABELS``) are decided only among cells of their lineage.
 """
 
 from __future__ import annotations

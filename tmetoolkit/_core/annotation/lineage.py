@@ -25,7 +25,6 @@ MIN_EVIDENCE = 0.2
 # a group's background (ambient RNA, spill-over from neighbouring cells in segmented images) is its score in the
 # 20% of cells that express it least; at most 0.3, so that a lineage making up most cells keeps its evidence
 BACKGROUND_QUANTILE, MAX_BACKGROUND = 0.2, 0.3
-RANGE_SCALE, MIN_RANGE = False, 0.3
 LR_C, LR_WEIGHT = 1.0, "balanced"  # measured across the four labelled RNA sets: C=1 >= C=0.1 on each
 # a lineage with fewer seeds than this is not learned by the classifier; its cells keep their marker call
 MIN_SEEDS = 10
@@ -67,11 +66,7 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
         if not score.size:
             return score
         # ambient RNA and segmentation spill-over give every cell some of the abundant lineages' transcripts
-        bg = min(np.quantile(score, BACKGROUND_QUANTILE), MAX_BACKGROUND)
-        if RANGE_SCALE:
-            top = np.quantile(score, 0.99)
-            return (score - bg) / max(top - bg, MIN_RANGE)
-        return score - bg
+        return score - min(np.quantile(score, BACKGROUND_QUANTILE), MAX_BACKGROUND)
 
     cols, missing = {}, {}
     for lab in table.labels:
