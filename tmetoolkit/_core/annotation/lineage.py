@@ -25,6 +25,7 @@ MIN_EVIDENCE = 0.2
 # a group's background (ambient RNA, spill-over from neighbouring cells in segmented images) is its score in the
 # 20% of cells that express it least; at most 0.3, so that a lineage making up most cells keeps its evidence
 BACKGROUND_QUANTILE, MAX_BACKGROUND = 0.2, 0.3
+NEGATIVE_BACKGROUND = False
 LR_C, LR_WEIGHT = 1.0, "balanced"  # measured across the four labelled RNA sets: C=1 >= C=0.1 on each
 # a lineage with fewer seeds than this is not learned by the classifier; its cells keep their marker call
 MIN_SEEDS = 10
@@ -56,7 +57,7 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     ``R`` holds within-cell rank scores of the marker genes, ``gene_col`` says which column holds which gene.
     A label none of whose genes are on a positive group's list is not assessable (reason returned).
     """
-    def group_mean(genes):
+    def group_mean(genes, background=True):
         idx = [gene_col[g] for g in genes if g in gene_col]
         if not idx:
             return None
@@ -66,6 +67,8 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
         if not score.size:
             return score
         # ambient RNA and segmentation spill-over give every cell some of the abundant lineages' transcripts
+        if not background:
+            return score
         return score - min(np.quantile(score, BACKGROUND_QUANTILE), MAX_BACKGROUND)
 
     cols, missing = {}, {}
@@ -75,7 +78,7 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             absent = [",".join(g) for g, p in zip(lab.positive, pos, strict=True) if p is None]
             missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
             continue
-        neg = [m for m in (group_mean(g) for g in lab.negative) if m is not None]
+        neg = [m for m in (group_mean(g, NEGATIVE_BACKGROUND) for g in lab.negative) if m is not None]
         ev = np.min(np.vstack(pos), axis=0)
         if neg:
             ev = ev - np.max(np.vstack(neg), axis=0)
