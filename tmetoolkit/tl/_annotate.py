@@ -289,7 +289,7 @@ def annotate(
     state_rules, specific = rules.specific_state_rules()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
-        needed = rules.needed_signatures()
+        needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]
         score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
         if not (issubclass(w.category, TmtWarning) and "have too few genes" in str(w.message)):
@@ -394,7 +394,9 @@ def annotate(
                 "tumor_signature= (e.g. 'MPAS')" if not malignant.any() else "")
         warn("not assessable (signature genes missing): "
              + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
-    if "Malignant/Epithelial" in ident.result.by_markers and tumor_signature is None:
+    malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
+    malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
+    if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
         warn("too few cells carry the epithelial markers to learn the malignant lineage on this panel, so no cell can "
              "be called malignant with confidence: if a programme marks the malignant cells, pass tumor_signature= "
              "(e.g. 'MPAS')")
