@@ -75,17 +75,22 @@ def test_neighbour_averaging_is_what_lifts_the_calls(sim_small):
 
 
 def test_approximate_neighbours_agree_with_exact(monkeypatch):
-    """Beyond ``EXACT_LIMIT`` cells pynndescent finds the neighbours; on clustered scores it finds the exact ones."""
-    from tmetoolkit.tl import _score_neighbors as neighbours
+    """Beyond ``EXACT_LIMIT`` cells pynndescent finds the neighbours; on clustered data it finds the exact ones."""
+    from tmetoolkit._core.annotation import embedding
 
     rng = np.random.default_rng(0)
-    scores = (rng.normal(size=(10, 8)) * 3)[rng.integers(0, 10, 3000)] + rng.normal(size=(3000, 8))
-    exact = neighbours.score_neighbors(scores, 15)
-    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 0)
-    approx = neighbours.score_neighbors(scores, 15)
+    pcs = ((rng.normal(size=(10, 8)) * 3)[rng.integers(0, 10, 3000)] + rng.normal(size=(3000, 8))).astype(np.float32)
+
+    def neighbours():
+        W = embedding.neighbour_weights(pcs, 15)
+        return np.vstack([np.sort(W.indices[W.indptr[i]:W.indptr[i + 1]]) for i in range(W.shape[0])])
+
+    exact = neighbours()
+    monkeypatch.setattr(embedding, "EXACT_LIMIT", 0)
+    approx = neighbours()
     assert approx.shape == exact.shape == (3000, 15)
     overlap = np.mean([len(set(a) & set(e)) / 15 for a, e in zip(approx, exact, strict=True)])
-    assert overlap >= 0.9, overlap  # measured 0.9996
+    assert overlap >= 0.9, overlap
     assert (approx == np.arange(3000)[:, None]).any(axis=1).all()  # every cell is among its own neighbours
 
 

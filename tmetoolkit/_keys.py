@@ -79,6 +79,7 @@ def state_signatures() -> dict[str, dict[str, tuple[str, ...]]]:
     return out
 
 
+# the table as it is at import, for reading; code that must see a row added later calls the functions
 LINEAGES = lineages()
 STATES = states()
 PHENOTYPES = ("inflamed", "excluded", "desert", "not assessable")

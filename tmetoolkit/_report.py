@@ -180,7 +180,7 @@ def _state_panels(adata, s_key):
     panel has few colours, and a rare state such as CD8 Tex is not grouped away beside abundant cell types."""
     from . import _keys, pl
 
-    lineages = [lin for lin in _keys.STATES if (adata.obs["tmt_lineage"].astype(str) == lin).any()]
+    lineages = [lin for lin in _keys.states() if (adata.obs["tmt_lineage"].astype(str) == lin).any()]
     if not lineages:
         return None
     n_rows = -(-len(lineages) // 2)

@@ -245,7 +245,7 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
     samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
     if key == _keys.STATE:  # a cell whose state could not be decided keeps its lineage's name
-        undecided = {lin: f"{lin} (state undecided)" for lin, states in _keys.STATES.items() if lin not in states}
+        undecided = {lin: f"{lin} (state undecided)" for lin, states in _keys.states().items() if lin not in states}
         labels = labels.replace(undecided)
     neutral = {"unassigned": "#F2F2F2", "Malignant/Epithelial": "#777777"}  # greys, outside the 12 colours
     neutral.update({lab: "#BBBBBB" for lab in labels.unique() if lab.endswith("(state undecided)")})
