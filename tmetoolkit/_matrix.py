@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
@@ -66,15 +67,22 @@ def row_block(X, start: int, stop: int):
     return block.astype(_float(block.dtype), copy=False)
 
 
+@numba.njit(parallel=True, cache=True)
+def _column_sums_csr(indices, data, n_cols, n_threads):  # pragma: no cover - compiled
+    """Per-column sums of CSR ``data``, one partial sum per thread."""
+    partial = np.zeros((n_threads, n_cols))
+    step = (data.size + n_threads - 1) // n_threads
+    for t in numba.prange(n_threads):
+        for p in range(t * step, min((t + 1) * step, data.size)):
+            partial[t, indices[p]] += data[p]
+    return partial.sum(axis=0)
+
+
 def column_sums(X, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray | None:
     """Per-gene sums of an in-memory CSR matrix without slicing rows (``None`` for other matrix types)."""
     if not (sp.issparse(X) and X.format == "csr"):
         return None
-    import numba
-
-    from .tl._kernels import column_sums_csr
-
-    return column_sums_csr(X.indices, X.data, X.shape[1], numba.get_num_threads())
+    return _column_sums_csr(X.indices, X.data, X.shape[1], numba.get_num_threads())
 
 
 def _available_memory() -> float:

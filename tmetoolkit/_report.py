@@ -15,6 +15,7 @@ import pandas as pd
 from . import __version__
 from ._report_text import describe, glossary_context, sample_summaries
 from .tl._annotate import mixed_evidence_summary
+from .tl._tables import is_bulk, resolve_sample_key
 
 _SHOWN: contextvars.ContextVar[dict] = contextvars.ContextVar("columns shown in the report")
 COLLAPSE_ROWS, COLLAPSE_COLUMNS = 15, 12  # larger tables are folded (<details>) and offered as CSV
@@ -307,8 +308,8 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
 
     # figures are drawn into the file and closed; no backend switch or ioff(), which would stop later figures
     # from showing in Jupyter when the report makes the session's first figure (matplotlib#24351)
-    s_key = get._tables._resolve_sample_key(adata, sample_key)
-    bulk = get._tables._bulk(adata)
+    s_key = resolve_sample_key(adata, sample_key)
+    bulk = is_bulk(adata)
     caveats: list[str] = []
     shown: dict = {}
     token = _SHOWN.set(shown)

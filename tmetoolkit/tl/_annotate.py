@@ -557,10 +557,8 @@ def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: n
 
 
 def _set_colors(adata: AnnData) -> None:
-    from ..pl._palettes import lineage_colors, state_colors
-
-    adata.uns[f"{_keys.LINEAGE}_colors"] = [lineage_colors()[c] for c in adata.obs[_keys.LINEAGE].cat.categories]
-    adata.uns[f"{_keys.STATE}_colors"] = [state_colors()[c] for c in adata.obs[_keys.STATE].cat.categories]
+    adata.uns[f"{_keys.LINEAGE}_colors"] = [_keys.label_colors()[c] for c in adata.obs[_keys.LINEAGE].cat.categories]
+    adata.uns[f"{_keys.STATE}_colors"] = [_keys.state_label_colors()[c] for c in adata.obs[_keys.STATE].cat.categories]
 
 
 @dataclass

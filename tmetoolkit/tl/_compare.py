@@ -9,6 +9,7 @@ from scipy.stats import false_discovery_control, mannwhitneyu
 
 from .._utils import TmtInputError, missing_key_error, warn
 from ._sample_features import bulk_samples, samples_of
+from ._tables import region_table, sample_table
 
 
 def _cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -62,8 +63,6 @@ def compare_groups(
     ``table`` (one row per feature: n per group, medians, median difference, Cliff's delta, U, p-value, FDR),
     sorted by p-value.
     """
-    from ..get import sample_table
-
     adata = adata.copy() if copy else adata
     for key in (sample_key, group_key):
         if key is not None and key not in adata.obs:
@@ -132,8 +131,6 @@ def compare_groups(
 
 def _region_features(adata: AnnData) -> pd.DataFrame:
     """Samples x ``"<region>|<feature>"``: the numeric columns of the region table, one column per region name."""
-    from ..get import region_table
-
     table = region_table(adata)
     if "region" not in table.columns:
         msg = ("regions=True compares regions that recur across samples: run the tools with region_key= (an obs "

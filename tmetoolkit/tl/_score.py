@@ -10,11 +10,11 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._core.scoring import kernels as _kernels
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
 from .._utils import TmtInputError, check_tmt_key, logger, progress_bar, warn
 from ..pp._check import InputReport, control_probes, coverage, hint_raw, inspect
 from ..sig import as_signatures
-from . import _kernels
 
 Method = Literal["mean_ctrl", "rank", "aucell", "ssgsea"]
 METHODS = ("mean_ctrl", "rank", "aucell", "ssgsea")

@@ -51,17 +51,6 @@ def _csr_dense_matmul(indptr, indices, data, W):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(parallel=True, cache=True)
-def column_sums_csr(indices, data, n_cols, n_threads):  # pragma: no cover - compiled
-    """Per-column sums of CSR ``data``, one partial sum per thread."""
-    partial = np.zeros((n_threads, n_cols))
-    step = (data.size + n_threads - 1) // n_threads
-    for t in numba.prange(n_threads):
-        for p in range(t * step, min((t + 1) * step, data.size)):
-            partial[t, indices[p]] += data[p]
-    return partial.sum(axis=0)
-
-
 def matmul(block, W: np.ndarray) -> np.ndarray:
     """``block @ W`` for a CSR or dense block and a dense genes x signatures ``W``, in float64, on all cores."""
     if sp.issparse(block):

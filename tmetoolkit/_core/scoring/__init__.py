@@ -1,0 +1,1 @@
+"""Scoring of gene sets: the numerical kernels (arrays in, arrays out)."""
