@@ -9,6 +9,7 @@ from anndata import AnnData
 from sklearn.metrics import roc_auc_score
 
 import tmetoolkit as tmt
+from tmetoolkit._utils import TmtCoverageWarning, TmtMatrixError
 from tmetoolkit.sig._genes import match_genes
 
 from .conftest import real_data
@@ -141,12 +142,17 @@ def test_bad_input_errors(sim_small):
     sc.pp.log1p(scaled)
     scaled.X = scaled.X.toarray()
     sc.pp.scale(scaled)
-    with pytest.raises(ValueError, match="scaled"):
+    with pytest.raises(TmtMatrixError, match="scaled"):  # another layer may hold the values: a typed error
         tmt.tl.score(scaled, "tam")
     ens = sim_small.copy()
     ens.var_names = [f"ENSG{i:011d}" for i in range(ens.n_vars)]
-    with pytest.raises(ValueError, match="Ensembl"):
+    with pytest.raises(ValueError, match="Ensembl") as err:
         tmt.tl.score(ens, "tam")
+    assert not isinstance(err.value, TmtMatrixError)
+    empty = sim_small.copy()
+    empty.X = None
+    with pytest.raises(TmtMatrixError, match="layer="):
+        tmt.tl.score(empty, "tam")
     nan = sim_small[:50].copy()
     nan.X = nan.X.toarray()
     nan.X[0, 0] = np.nan
@@ -161,7 +167,7 @@ def test_bad_input_errors(sim_small):
 def test_too_few_genes_are_dropped_and_listed(sim_small):
     treg_genes = {"FOXP3", "CTLA4", "IL10", "TNFRSF18", "CCR8"}
     small = sim_small[:, [g for g in sim_small.var_names if g not in treg_genes]].copy()
-    with pytest.warns(tmt.TmtWarning, match="Treg_core"):
+    with pytest.warns(TmtCoverageWarning, match="Treg_core"):  # a TmtWarning of its own class
         tmt.tl.score(small, ["Treg_core", "NK"])
     assert "Treg_core" not in small.obsm["tmt_scores"]
     tab = small.uns["tmt_scores"]["signatures"].set_index("signature")

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                                  layer=args.layer, use_raw=args.use_raw, name=path.stem, input_path=path)
     except _utils.TmtInputError as e:
         msg = str(e).strip("'\"")
-        if adata is not None and "pass layer=" in msg:
+        if adata is not None and isinstance(e, _utils.TmtMatrixError):
             layers = ", ".join(adata.layers.keys()) or "none"
             msg += f" From the command line: --layer NAME (layers in this file: {layers})."
             if adata.raw is not None:

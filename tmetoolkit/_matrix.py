@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._utils import TmtInputError, missing_key_error
+from ._utils import TmtInputError, TmtMatrixError, missing_key_error
 
 DEFAULT_CHUNK = 10_000
 
@@ -20,7 +20,7 @@ def get_matrix(adata: AnnData, layer: str | None):
     if layer is None:
         if adata.X is None:
             msg = "adata.X is empty; pass layer= naming the layer that holds expression values."
-            raise TmtInputError(msg)
+            raise TmtMatrixError(msg)
         return adata.X
     if layer not in adata.layers:
         raise missing_key_error(layer, "adata.layers", adata.layers.keys())

@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from anndata import AnnData
 
-from ._utils import TmtInputError, logger, progress_bar
+from ._core.sample.cohort import MIN_COHORT_SIZE
+from ._utils import TmtInputError, TmtLabelError, logger, progress_bar
+from .pp._check import input_error
 
 MANIFEST = "tmetoolkit_outputs.txt"  # the files a run wrote; the next run into the folder removes those it does not
+
+
+class Step(NamedTuple):
+    """One step of the pipeline: its progress label, the ``tmt.tl`` tool it runs, and whether input it cannot
+    analyse (a ``TmtInputError``) skips the step with the reason (``optional``) or stops the run."""
+
+    label: str
+    tool: str
+    run: Callable[[], object]
+    optional: bool = True
+
+
+def _run_steps(steps: list[Step]) -> list[tuple[str, str, str]]:
+    """Run ``steps`` in order; the optional ones that cannot run on these data are reported and skipped:
+    ``(label, tool, reason)`` each."""
+    skipped = []
+    for step in _step_bar(steps):
+        logger.info(step.label)
+        try:
+            step.run()
+        except ValueError as e:
+            if not step.optional:
+                raise
+            hint = ""
+            if isinstance(e, TmtLabelError) and e.argument == "tumor_labels":
+                hint = (" Without malignant-cell labels, a signature that marks the malignant cells on this panel"
+                        " can find the tumour: --tumor-signature NAME (tumor_signature= in Python).")
+            logger.warning("skipped %s: %s%s", step.label, e, hint)
+            skipped.append((step.label, step.tool, f"{e}{hint}"))
+    return skipped
 
 
 def _step_bar(steps):
@@ -94,7 +128,7 @@ def run_pipeline(
         raise missing_key_error(layer, "adata.layers", adata.layers.keys())
     report = pp.check_input(adata, layer=layer)
     if report.problems:
-        raise TmtInputError("; ".join(report.problems))
+        raise input_error(report, "; ".join(report.problems))
     out = {"h5ad_name": h5ad_name, "h5ad_data": _h5ad, "keep": input_path}
     if bulk:
         return _run_bulk(adata, outdir, group_key=group_key, layer=layer, out=out)
@@ -109,58 +143,48 @@ def run_pipeline(
     from .tl._spots import is_spot_data
 
     spots = is_spot_data(adata) and cell_type_key is None
-    steps = []
-    skipped: list[tuple[str, str]] = []
+    steps: list[Step] = []
+    skipped: list[tuple[str, str, str]] = []
     if spots:  # spots mix cells: no per-cell states; scores, then the spot phenotype
-        steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
+        steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, "all", layer=layer), optional=False))
     elif not protein:
-        steps.append(("scoring signatures", lambda: tl.score(adata, "all", layer=layer)))
-        steps.append(("annotating cell states", lambda: tl.annotate(adata, layer=layer,
-                                                                    tumor_signature=tumor_signature)))
-        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key, layer=layer)))
+        steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, "all", layer=layer), optional=False))
+        steps.append(Step("annotating cell states", "annotate", lambda: tl.annotate(
+            adata, layer=layer, tumor_signature=tumor_signature), optional=False))
+        steps.append(Step("checkpoint profiles", "checkpoints", lambda: tl.checkpoints(
+            adata, sample_key=sample_key, layer=layer), optional=False))
     elif cell_type_key is None:
-        steps.append(("annotating cells from protein markers", lambda: tl.annotate(
-            adata, layer=layer, sample_key=sample_key, image_key=image_key, markers=markers)))
-        steps.append(("checkpoint profiles", lambda: tl.checkpoints(adata, sample_key=sample_key, layer=layer)))
+        steps.append(Step("annotating cells from protein markers", "annotate", lambda: tl.annotate(
+            adata, layer=layer, sample_key=sample_key, image_key=image_key, markers=markers), optional=False))
+        steps.append(Step("checkpoint profiles", "checkpoints", lambda: tl.checkpoints(
+            adata, sample_key=sample_key, layer=layer), optional=False))
     labels = {"tumor_labels": tumor_labels, "effector_labels": effector_labels}
     # the phenotype comes before the resistance profile, whose IFN-gamma row asks whether T cells reach the tumour
     if "spatial" in adata.obsm:
-        steps.append(("immune phenotype (spatial)", lambda: tl.immune_phenotype(
+        steps.append(Step("immune phenotype (spatial)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
             region_key=region_key, tumor_signature=tumor_signature, layer=layer, **labels)))
-    elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= 3:
-        steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(
+    elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= MIN_COHORT_SIZE:
+        steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
             basis="expression", layer=layer)))
     elif not spots:
         n = adata.obs[sample_key].nunique() if sample_key is not None else 1
         why = ("a protein panel without cell coordinates (adata.obsm['spatial'])" if protein else
                f"{n} sample{'s' if n != 1 else ''} and no cell coordinates (adata.obsm['spatial']): the spatial "
-               "phenotype needs coordinates, the expression phenotype ranks samples within a cohort of at least 3")
-        skipped.append(("immune phenotype", why))
+               f"phenotype needs coordinates, the expression phenotype ranks samples within a cohort of at least "
+               f"{MIN_COHORT_SIZE}")
+        skipped.append(("immune phenotype", "immune_phenotype", why))
         logger.warning("no immune phenotype: %s.", why)
     if not spots and (not protein or cell_type_key is None):
-        steps.append(("immunosuppression", lambda: tl.immunosuppression(adata, sample_key=sample_key,
-                                                                         region_key=region_key, layer=layer)))
-        steps.append(("resistance profile", lambda: tl.resistance_profile(adata, sample_key=sample_key,
-                                                                          region_key=region_key, layer=layer)))
+        steps.append(Step("immunosuppression", "immunosuppression", lambda: tl.immunosuppression(
+            adata, sample_key=sample_key, region_key=region_key, layer=layer)))
+        steps.append(Step("resistance profile", "resistance_profile", lambda: tl.resistance_profile(
+            adata, sample_key=sample_key, region_key=region_key, layer=layer)))
     if group_key is not None and sample_key is not None:
-        steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=sample_key, group_key=group_key,
-                                                                    regions=region_key is not None)))
-    for label, step in _step_bar(steps):
-        logger.info(label)
-        try:
-            step()
-        except ValueError as e:  # a step that cannot run on these data is reported and skipped, not fatal
-            if label.startswith(("immune phenotype", "immunosuppression", "resistance", "comparing")):
-                hint = ""
-                if label == "immune phenotype (spatial)" and "tumor_labels" in str(e):
-                    hint = (" Without malignant-cell labels, a signature that marks the malignant cells on this panel"
-                            " can find the tumour: --tumor-signature NAME (tumor_signature= in Python).")
-                logger.warning("skipped %s: %s%s", label, e, hint)
-                skipped.append((label, f"{e}{hint}"))
-                continue
-            raise
+        steps.append(Step("comparing groups", "compare_groups", lambda: tl.compare_groups(
+            adata, sample_key=sample_key, group_key=group_key, regions=region_key is not None)))
+    skipped += _run_steps(steps)
     _record_run(adata, skipped)
     return _write(adata, outdir, sample_key=sample_key, **out)
 
@@ -169,28 +193,24 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
     """Observations are samples: scores, expression phenotype, whole-sample immunosuppression and resistance."""
     from . import tl
 
-    steps = [("scoring signatures", lambda: tl.score(adata, "all", layer=layer)),
-             ("immunosuppression", lambda: tl.immunosuppression(adata, bulk=True, layer=layer)),
-             ("resistance profile", lambda: tl.resistance_profile(adata, bulk=True, layer=layer))]
-    skipped: list[tuple[str, str]] = []
-    if adata.n_obs >= 3:
-        steps.append(("immune phenotype (expression)", lambda: tl.immune_phenotype(adata, basis="expression",
-                                                                                  layer=layer)))
+    steps = [Step("scoring signatures", "score", lambda: tl.score(adata, "all", layer=layer), optional=False),
+             Step("immunosuppression", "immunosuppression", lambda: tl.immunosuppression(
+                 adata, bulk=True, layer=layer)),
+             Step("resistance profile", "resistance_profile", lambda: tl.resistance_profile(
+                 adata, bulk=True, layer=layer))]
+    skipped: list[tuple[str, str, str]] = []
+    if adata.n_obs >= MIN_COHORT_SIZE:
+        steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
+            adata, basis="expression", layer=layer)))
     else:
-        why = f"{adata.n_obs} bulk samples: the expression phenotype ranks samples within a cohort of at least 3"
-        skipped.append(("immune phenotype", why))
-        logger.warning("no immune phenotype: %s.", skipped[-1][1])
+        why = (f"{adata.n_obs} bulk samples: the expression phenotype ranks samples within a cohort of at least "
+               f"{MIN_COHORT_SIZE}")
+        skipped.append(("immune phenotype", "immune_phenotype", why))
+        logger.warning("no immune phenotype: %s.", why)
     if group_key is not None:
-        steps.append(("comparing groups", lambda: tl.compare_groups(adata, sample_key=None, group_key=group_key)))
-    for label, step in _step_bar(steps):
-        logger.info(label)
-        try:
-            step()
-        except ValueError as e:
-            if label == "scoring signatures":
-                raise
-            logger.warning("skipped %s: %s", label, e)
-            skipped.append((label, str(e)))
+        steps.append(Step("comparing groups", "compare_groups", lambda: tl.compare_groups(
+            adata, sample_key=None, group_key=group_key)))
+    skipped += _run_steps(steps)
     _record_run(adata, skipped)
     return _write(adata, outdir, sample_key=None, **out)
 
@@ -262,11 +282,12 @@ def _h5ad_name(outdir: Path, name: str, input_path: str | Path | None) -> str:
     return target.name
 
 
-def _record_run(adata: AnnData, skipped: list[tuple[str, str]]) -> None:
-    """``uns["tmt_run"]``: the steps that could not run on these data, with the reason (the report names them)."""
+def _record_run(adata: AnnData, skipped: list[tuple[str, str, str]]) -> None:
+    """``uns["tmt_run"]``: the steps that could not run on these data, the tool each runs, and the reason (the
+    report names them)."""
     import pandas as pd
 
-    adata.uns["tmt_run"] = {"skipped": pd.DataFrame(skipped, columns=["step", "reason"], dtype=str)}
+    adata.uns["tmt_run"] = {"skipped": pd.DataFrame(skipped, columns=["step", "tool", "reason"], dtype=str)}
 
 
 def _copy_tmt_keys(source: AnnData, target: AnnData) -> None:

@@ -167,8 +167,8 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
             why = f": {row['reason']}" if str(row.get("reason", "") or "").strip() not in ("", "nan") else ""
             parts.append(f"Immune phenotype <b>{html.escape(call)}</b>{html.escape(why)} "
                          f"({html.escape(str(row.get('basis', '')))}; {conf}).")
-        elif skipped is not None and (skipped["step"].str.startswith("immune phenotype")).any():
-            reason = skipped.loc[skipped["step"].str.startswith("immune phenotype"), "reason"].iloc[0]
+        elif skipped is not None and "tool" in skipped and (skipped["tool"] == "immune_phenotype").any():
+            reason = skipped.loc[skipped["tool"] == "immune_phenotype", "reason"].iloc[0]
             parts.append(f"No immune phenotype: {html.escape(str(reason))}.")
         if states is not None:
             cells = (adata.obs[s_key].astype(str) == sample) if s_key is not None else pd.Series(True,

@@ -1,4 +1,8 @@
-"""Small shared helpers: the logger, the warning class, key handling and nearest-name hints."""
+"""Small shared helpers: the logger, the typed warnings and errors, key handling and nearest-name hints.
+
+Decisions travel by type, never by matching message text: a caller that treats one kind of warning or error
+differently catches its class (or reads its fields).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ class TmtWarning(UserWarning):
     """A data-quality or overwrite warning that users may filter."""
 
 
+class TmtCoverageWarning(TmtWarning):
+    """Signatures that have too few of their genes in the data, so they are not scored."""
+
+
 class TmtInputError(ValueError):
     """The input cannot be analysed as given (wrong matrix, missing key, implausible values, unusable output
     folder); the message says what to do. The command line prints it as one line; any other exception is a bug."""
@@ -26,9 +34,23 @@ class TmtKeyError(KeyError, TmtInputError):
         return str(self.args[0]) if self.args else ""
 
 
-def warn(msg: str, *, stacklevel: int = 3) -> None:
-    """Emit a :class:`TmtWarning`."""
-    warnings.warn(msg, TmtWarning, stacklevel=stacklevel)
+class TmtMatrixError(TmtInputError):
+    """The matrix read holds no expression values (``X`` empty, values scaled per gene): another layer or
+    ``adata.raw`` may hold them, so callers can point to ``layer=`` / ``--layer`` / ``--use-raw``."""
+
+
+class TmtLabelError(TmtInputError):
+    """None of the labels asked for occurs in the cell-type column; ``argument`` names the parameter that gave
+    them (e.g. ``"tumor_labels"``)."""
+
+    def __init__(self, msg: str, argument: str):
+        super().__init__(msg)
+        self.argument = argument
+
+
+def warn(msg: str, *, category: type[TmtWarning] = TmtWarning, stacklevel: int = 3) -> None:
+    """Emit a :class:`TmtWarning` (or the subclass ``category``)."""
+    warnings.warn(msg, category, stacklevel=stacklevel)
 
 
 def progress_bar(iterable, **kwargs):

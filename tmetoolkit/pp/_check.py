@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, row_block, row_sums
-from .._utils import TmtInputError, logger, warn
+from .._utils import TmtInputError, TmtMatrixError, logger, warn
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
@@ -210,6 +210,12 @@ def _detect_state(sample, n_vars: int) -> tuple[str, str]:
     if sums.size and cv <= MAX_LINEAR_CV:
         return "linear", f"non-integer values up to {vals.max():.3g} with one total per observation (CV {cv:.2g})"
     return "counts", f"non-integer values whose totals vary between observations (CV {cv:.2g}): counts"
+
+
+def input_error(report: InputReport, msg: str) -> TmtInputError:
+    """The error for input ``report`` refuses: a :class:`TmtMatrixError` when the values read are scaled, not
+    expression (another layer or ``adata.raw`` may hold the values from before scaling)."""
+    return TmtMatrixError(msg) if report.state == "scaled" else TmtInputError(msg)
 
 
 def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True, chunk_size: int = DEFAULT_CHUNK,

@@ -284,7 +284,7 @@ def annotate(
 
     import warnings
 
-    from .._utils import TmtWarning
+    from .._utils import TmtCoverageWarning, TmtWarning
 
     state_rules, specific = rules.specific_state_rules()
     with warnings.catch_warnings(record=True) as caught:
@@ -292,7 +292,7 @@ def annotate(
         needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]
         score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
-        if not (issubclass(w.category, TmtWarning) and "have too few genes" in str(w.message)):
+        if not issubclass(w.category, TmtCoverageWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]

@@ -16,6 +16,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._core.sample.cohort import MIN_COHORT_SIZE
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
@@ -347,8 +348,9 @@ def immune_phenotype(
     tau = min_density
     if reference == "cohort":
         ok = samp_tab["reason"] == ""
-        if ok.sum() < 3:
-            msg = (f"a cohort-relative call needs at least 3 assessable samples, found {int(ok.sum())}; "
+        if ok.sum() < MIN_COHORT_SIZE:
+            msg = (f"a cohort-relative call needs at least {MIN_COHORT_SIZE} assessable samples, found "
+                   f"{int(ok.sum())}; "
                    "use reference='absolute' (min_density in cells/mm^2).")
             raise TmtInputError(msg)
         tau = float(np.nanquantile(samp_tab.loc[ok, "effector_per_mm2"], cohort_quantile))

@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._core.sample.cohort import MIN_COHORT_SIZE, robust_sd, robust_z
 from .._utils import TmtInputError, logger, missing_key_error
 from ..pp._check import inspect
 from ._sample_features import bulk_samples, samples_of
@@ -98,13 +99,6 @@ def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
             out /= np.bincount(codes, minlength=len(uniques))[:, None]
         names = pd.Index(uniques).astype(str)
     return AnnData(out.astype(np.float64), obs=pd.DataFrame(index=names), var=adata.var[[]].copy())
-
-
-def _robust_z(x: pd.Series) -> pd.Series:
-    v = x.dropna()
-    mad = 1.4826 * (v - v.median()).abs().median()
-    sd = mad if mad > 0 else (v.std() if v.std() > 0 else 1.0)
-    return (x - v.median()) / sd
 
 
 def _confidence(margin) -> np.ndarray:
@@ -186,13 +180,13 @@ def _terciles(x: pd.Series) -> tuple[np.ndarray, float, float]:
 def _cohort_calls(f: pd.DataFrame, have_imm: list[str], have_str: list[str]) -> dict:
     """Cohort terciles of the CD8 T-effector programme; within a tercile's standard error of a boundary, terciles of
     the three T-cell programmes together decide. The stromal axis is reported beside them."""
-    z = f[have_imm + have_str].apply(_robust_z)
+    z = f[have_imm + have_str].apply(robust_z)
     lead = z[EFFECTOR_PROGRAMME] if EFFECTOR_PROGRAMME in z else z[have_imm].mean(axis=1)
     both = z[have_imm].mean(axis=1)
     stro = z[have_str].mean(axis=1) if have_str else pd.Series(np.nan, index=f.index)
     n, k = len(f), len(have_imm)
     se_prog = z[have_imm].std(axis=1, ddof=1).fillna(0) / np.sqrt(k) if k > 1 else pd.Series(0.0, index=f.index)
-    spread = 1.4826 * (lead - lead.median()).abs().median() or float(lead.std()) or 1.0
+    spread = robust_sd(lead)
     se_tercile = TERCILE_SE * spread / np.sqrt(n)
     label, t1, t2 = _terciles(lead)
     label_all, a1, a2 = _terciles(both)
@@ -282,8 +276,8 @@ def expression_phenotype(
         reference = "cohort" if n_ok >= MIN_COHORT else "absolute"
         if reference == "absolute":
             logger.info("%d samples, fewer than %d for cohort terciles: absolute thresholds", n_ok, MIN_COHORT)
-    if reference == "cohort" and n_ok < 3:
-        msg = (f"a cohort-relative call needs at least 3 samples with expression, found {n_ok}; use "
+    if reference == "cohort" and n_ok < MIN_COHORT_SIZE:
+        msg = (f"a cohort-relative call needs at least {MIN_COHORT_SIZE} samples with expression, found {n_ok}; use "
                "reference='absolute' (or leave reference unset: absolute below "
                f"{MIN_COHORT} samples).")
         raise TmtInputError(msg)
@@ -299,7 +293,7 @@ def expression_phenotype(
             f[col] = res[col].reindex(f.index)
     else:
         res = _absolute_cell_calls(sub, min_cd8_fraction) if use_cells else _absolute_expression_calls(sub)
-        if n_ok >= 3:  # the cohort axes are still shown beside an absolute call
+        if n_ok >= MIN_COHORT_SIZE:  # the cohort axes are still shown beside an absolute call
             axes = _cohort_calls(sub, have_imm, have_str)
             f["immune_axis"], f["stromal_axis"] = axes["immune_axis"], axes["stromal_axis"]
         else:

@@ -11,9 +11,10 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._core.sample.cohort import MIN_COHORT_SIZE, robust_z
 from .._utils import TmtInputError, TmtWarning, logger
 from ._checkpoints import detect, is_protein
-from ._sample_features import MIN_SPREAD, bulk_samples, mean_score, regions_of, robust_z, samples_of
+from ._sample_features import MIN_SPREAD, bulk_samples, mean_score, regions_of, samples_of
 from ._score import score
 from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
@@ -169,7 +170,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     long, table = _profile(adata, samples, ifng=ifng, bulk=bulk, phenotype=_spatial_phenotype(adata))
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
-              "cohort_flags": len(table) >= 3}
+              "cohort_flags": len(table) >= MIN_COHORT_SIZE}
     result = {"params": params, "long": long, "table": table}
     if region_key is not None:
         too_small = set(regions.index[regions["n_cells"] < min_cells])
@@ -232,7 +233,7 @@ def _profile(adata: AnnData, groups: pd.Series, *, ifng: pd.Series, bulk: bool, 
         **{mech: sup[cols[1] if bulk else cols[0]] for mech, cols in ABUNDANCE.items()},
     }
     protein = not bulk and is_protein(adata)
-    cohort = int((~small).sum()) >= 3
+    cohort = int((~small).sum()) >= MIN_COHORT_SIZE
     rows = []
     table = pd.DataFrame(index=names, dtype=float)
     for r in mechanisms().itertuples(index=False):

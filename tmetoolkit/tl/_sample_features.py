@@ -67,17 +67,6 @@ def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series, 
 MIN_SPREAD = 0.1
 
 
-def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
-    """(x - median) / (1.4826 MAD) across samples, the spread taken as at least ``min_spread``; NaN stays NaN;
-    needs two finite values."""
-    v = x.dropna()
-    if len(v) < 2:
-        return pd.Series(np.nan, index=x.index)
-    mad = 1.4826 * (v - v.median()).abs().median()
-    sd = mad if mad > 0 else (v.std() or 1.0)
-    return (x - v.median()) / max(sd, min_spread)
-
-
 def regions_of(adata: AnnData, samples: pd.Series, region_key: str) -> tuple[pd.Series, pd.DataFrame]:
     """Region of every cell, named ``"<sample>:<region>"`` (NaN for cells without a region, which then count
     for their sample only), and per region its ``sample``, ``region`` and ``n_cells`` (sorted by name, as the

@@ -12,8 +12,8 @@ from anndata import AnnData
 from .. import _keys
 from .._core.scoring import kernels as _kernels
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
-from .._utils import TmtInputError, check_tmt_key, logger, progress_bar, warn
-from ..pp._check import InputReport, control_probes, coverage, hint_raw, inspect
+from .._utils import TmtCoverageWarning, TmtInputError, check_tmt_key, logger, progress_bar, warn
+from ..pp._check import InputReport, control_probes, coverage, hint_raw, input_error, inspect
 from ..sig import as_signatures
 
 Method = Literal["mean_ctrl", "rank", "aucell", "ssgsea"]
@@ -23,7 +23,7 @@ METHODS = ("mean_ctrl", "rank", "aucell", "ssgsea")
 def _refuse_bad_input(report: InputReport) -> None:
     """Scaled data, NaN/inf and Ensembl IDs are refused by every method (ranks of z-scores are not expression ranks)."""
     if report.problems:
-        raise TmtInputError("cannot score this input: " + " ".join(report.problems))
+        raise input_error(report, "cannot score this input: " + " ".join(report.problems))
 
 
 def _positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.ndarray]:
@@ -308,7 +308,8 @@ def score(
     if len(dropped):
         detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes})"
                            for r in dropped.itertuples())
-        warn(f"{len(dropped)} signatures have too few genes in the data and are not scored: {detail}.")
+        warn(f"{len(dropped)} signatures have too few genes in the data and are not scored: {detail}.",
+             category=TmtCoverageWarning)
     _hint_raw(adata, layer, sigs, cov, report.species)
     keep = [s for s, ok in zip(sigs, cov["scorable"], strict=True) if ok]
     if not keep:

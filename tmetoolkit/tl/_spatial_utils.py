@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import TmtInputError, missing_key_error
+from .._utils import TmtInputError, TmtLabelError, missing_key_error
 
 
 def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
@@ -47,7 +47,7 @@ def check_labels(labels: pd.Series, wanted, what: str) -> list[str]:
     present = set(labels.unique())
     if not present & set(wanted):
         msg = f"none of the {what} {wanted} occurs in the cell-type column; labels present: {sorted(present)}."
-        raise TmtInputError(msg)
+        raise TmtLabelError(msg, what)
     return wanted
 
 

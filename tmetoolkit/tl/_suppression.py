@@ -9,9 +9,10 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._core.sample.cohort import robust_z
 from .._utils import TmtInputError, TmtWarning, check_tmt_key, logger, warn
 from ._checkpoints import RECEPTORS, is_protein
-from ._sample_features import MIN_SPREAD, bulk_samples, fraction, mean_score, regions_of, robust_z, samples_of
+from ._sample_features import MIN_SPREAD, bulk_samples, fraction, mean_score, regions_of, samples_of
 from ._score import score
 
 COMPONENTS = {

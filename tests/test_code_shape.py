@@ -92,3 +92,34 @@ def test_forward_edges_pass():
     assert imports("from .._matrix import get_matrix\n", "tmetoolkit.tl._score") == [("tmetoolkit._matrix", 1)]
     assert back_edges("from .._matrix import get_matrix\nfrom .. import _keys\n", "tmetoolkit.tl._score") == []
     assert back_edges("from ..tl._tables import sample_table\n", "tmetoolkit.get._tables") == []
+
+
+def _text_matches(source: str) -> list[int]:
+    """Lines that decide by the text of an exception or a warning: ``"..." in str(e)`` for ``e`` bound by an
+    ``except`` clause, or a comparison with ``w.message``."""
+    tree = ast.parse(source)
+    caught = {h.name for h in ast.walk(tree) if isinstance(h, ast.ExceptHandler) and h.name}
+    lines = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)):
+            continue
+        for side in (node.left, *node.comparators):
+            text_of = (isinstance(side, ast.Call) and isinstance(side.func, ast.Name) and side.func.id == "str"
+                       and side.args and side.args[0])
+            inner = text_of or side
+            if ((isinstance(inner, ast.Name) and text_of and inner.id in caught)
+                    or (isinstance(inner, ast.Attribute) and inner.attr == "message")):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_decision_by_message_text():
+    found = [f"{name}:{line}" for name, source, _ in _modules() for line in _text_matches(source)]
+    assert not found, found
+
+
+def test_message_matching_is_seen():
+    source = "try:\n    f()\nexcept ValueError as e:\n    if 'pass layer=' in str(e):\n        g()\n"
+    assert _text_matches(source) == [4]
+    assert _text_matches("for w in caught:\n    if 'too few genes' in str(w.message):\n        pass\n") == [2]
+    assert _text_matches("if 'x' in str(value):\n    pass\n") == []

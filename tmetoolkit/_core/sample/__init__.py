@@ -1,0 +1,1 @@
+"""Per-sample statistics: computations across the samples of a cohort."""
