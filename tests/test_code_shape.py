@@ -123,3 +123,25 @@ def test_message_matching_is_seen():
     assert _text_matches(source) == [4]
     assert _text_matches("for w in caught:\n    if 'too few genes' in str(w.message):\n        pass\n") == [2]
     assert _text_matches("if 'x' in str(value):\n    pass\n") == []
+
+
+# modules reshaped by work in progress when the key registry grew; their literals move to _keys once it lands
+KEYS_TO_MOVE = {"tmetoolkit.tl._phenotype", "tmetoolkit.tl._compartments", "tmetoolkit.tl._annotate",
+                "tmetoolkit.tl._checkpoints", "tmetoolkit.datasets._simulate", "tmetoolkit.datasets._fields"}
+
+
+def _key_literals(source: str) -> list[tuple[int, str]]:
+    """String literals in code that are a whole ``tmt_`` key (docstrings and messages that mention one are not)."""
+    import io
+    import re
+    import tokenize
+
+    return [(t.start[0], t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type == tokenize.STRING and re.fullmatch(r"""(["'])tmt_\w*\1""", t.string)]
+
+
+def test_every_key_comes_from_the_registry():
+    found = [f"{name}:{line} {text}" for name, source, _ in _modules()
+             if name != "tmetoolkit._keys" and name not in KEYS_TO_MOVE for line, text in _key_literals(source)]
+    assert not found, "\n".join(found)
+    assert _key_literals('x = adata.obs["tmt_lineage"]\n"""Writes ``obs["tmt_state"]``."""\n') == [(1, '"tmt_lineage"')]

@@ -1,11 +1,44 @@
-"""Every key tmetoolkit writes into AnnData, in one place."""
+"""Every key tmetoolkit writes into AnnData, in one place, and the table of labels ``annotate`` writes."""
 
-SCORES = "tmt_scores"
+PREFIX = "tmt_"  # every key the package writes starts with it; a key without it belongs to the user
+
+# obsm
+SCORES = "tmt_scores"  # cells x signatures (tl.score)
+CHECKPOINT_DETECTION = "tmt_checkpoints"  # cells x checkpoint genes detected (tl.checkpoints)
+
+# obs: per-cell labels and values
 LINEAGE = "tmt_lineage"
 STATE = "tmt_state"
 CONFIDENCE = "tmt_confidence"
+TAM_SUBSET = "tmt_tam_subset"
+CAF_SUBSET = "tmt_caf_subset"
+TAM_POLARIZATION = "tmt_tam_polarization"
+TUMOR_CELL = "tmt_tumor_cell"
+TUMOR_SPOT = "tmt_tumor_spot"
+COMPARTMENT = "tmt_compartment"
+BORDER_DISTANCE = "tmt_border_distance"
+PHENOTYPE_REGION = "tmt_immune_phenotype_region"
+CHECKPOINT_N = "tmt_checkpoint_n"
+CHECKPOINT_PATTERN = "tmt_checkpoint_pattern"
+SUPPRESSION_SCORE = "tmt_suppression_score"
+
+# uns: one entry per tool, {"params": ..., "table": ...}
+ANNOTATE = "tmt_annotate"
+COMPARTMENTS = "tmt_compartments"
+IMMUNE_PHENOTYPE = "tmt_immune_phenotype"
+CHECKPOINTS = "tmt_checkpoints"
+IMMUNOSUPPRESSION = "tmt_immunosuppression"
+RESISTANCE_PROFILE = "tmt_resistance_profile"
+COMPARE_GROUPS = "tmt_compare_groups"
+RUN = "tmt_run"  # the pipeline: steps skipped and why
 INPUT = "tmt_input"
-SIMULATION = "tmt_simulation"
+SIMULATION = "tmt_simulation"  # datasets.simulate: the planted truth
+
+
+def colors(key: str) -> str:
+    """``uns`` key of the colours of categorical ``obs[key]`` (scanpy's convention)."""
+    return f"{key}_colors"
+
 
 # Every label tmt.tl.annotate writes, in display order: (lineage, state or None for the lineage itself, colour,
 # signatures that decide the state within its lineage). Categories, their order, colours and the RNA state rules

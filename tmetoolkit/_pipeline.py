@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from anndata import AnnData
 
+from . import _keys
 from ._core.sample.cohort import MIN_COHORT_SIZE
 from ._utils import TmtInputError, TmtLabelError, logger, progress_bar
 from .pp._check import input_error
@@ -234,7 +235,7 @@ def _sample_like_columns(adata: AnnData) -> list[str]:
 
     pattern = re.compile(r"sample|patient|donor|orig\.ident|library|specimen|subject|case_?id|slide", re.IGNORECASE)
     return [str(c) for c in adata.obs.columns
-            if pattern.search(str(c)) and 2 <= adata.obs[c].nunique() <= 1000 and not str(c).startswith("tmt_")]
+            if pattern.search(str(c)) and 2 <= adata.obs[c].nunique() <= 1000 and not str(c).startswith(_keys.PREFIX)]
 
 
 def _median_detected(adata: AnnData, layer: str | None) -> float:
@@ -287,17 +288,17 @@ def _record_run(adata: AnnData, skipped: list[tuple[str, str, str]]) -> None:
     report names them)."""
     import pandas as pd
 
-    adata.uns["tmt_run"] = {"skipped": pd.DataFrame(skipped, columns=["step", "tool", "reason"], dtype=str)}
+    adata.uns[_keys.RUN] = {"skipped": pd.DataFrame(skipped, columns=["step", "tool", "reason"], dtype=str)}
 
 
 def _copy_tmt_keys(source: AnnData, target: AnnData) -> None:
     """Every ``tmt_`` result of ``source`` (same observations) into ``target``."""
     for col in source.obs.columns:
-        if str(col).startswith("tmt_"):
+        if str(col).startswith(_keys.PREFIX):
             target.obs[col] = source.obs[col].values
     for store in ("obsm", "obsp", "uns"):
         for key, value in getattr(source, store).items():
-            if str(key).startswith("tmt_"):
+            if str(key).startswith(_keys.PREFIX):
                 getattr(target, store)[key] = value
 
 
@@ -314,10 +315,10 @@ def _write(adata: AnnData, outdir: Path, *, sample_key: str | None, h5ad_name: s
         _copy_tmt_keys(adata, h5ad_data)
     (adata if h5ad_data is None else h5ad_data).write_h5ad(paths["h5ad"], compression="gzip")
     get.sample_table(adata, sample_key).to_csv(paths["sample_table"])
-    if any(isinstance(v, dict) and "regions" in v for k, v in adata.uns.items() if k.startswith("tmt_")):
+    if any(isinstance(v, dict) and "regions" in v for k, v in adata.uns.items() if k.startswith(_keys.PREFIX)):
         paths["region_table"] = outdir / "region_table.csv"
         get.region_table(adata).to_csv(paths["region_table"])
-    if "tmt_annotate" in adata.uns:
+    if _keys.ANNOTATE in adata.uns:
         try:
             table = get.markers(adata)
         except ValueError:  # no cell got a label that a signature rule decides

@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import __version__
+from . import __version__, _keys
 from ._report_text import describe, glossary_context, sample_summaries
 from .tl._annotate import mixed_evidence_summary
 from .tl._tables import is_bulk, resolve_sample_key
@@ -89,7 +89,7 @@ def _regions_html(adata) -> str:
     """Regions of the spatial phenotype: the user's regions one by one, tiles counted per phenotype and image."""
     from . import pl
 
-    ph = adata.uns["tmt_immune_phenotype"]
+    ph = adata.uns[_keys.IMMUNE_PHENOTYPE]
     regions, params = ph.get("regions"), ph["params"]
     if regions is None or not len(regions):
         return ""
@@ -108,7 +108,7 @@ def _regions_html(adata) -> str:
 
 def _overview(adata, s_key, bulk: bool) -> str:
     # what the input was, as scoring recorded it, or annotate on a protein panel (which scores no programmes)
-    inp = {**adata.uns.get("tmt_annotate", {}).get("params", {}), **adata.uns.get("tmt_scores", {}).get("params", {})}
+    inp = {**adata.uns.get(_keys.ANNOTATE, {}).get("params", {}), **adata.uns.get(_keys.SCORES, {}).get("params", {})}
     state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
     n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
     return (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; species: {species}; "
@@ -118,7 +118,7 @@ def _overview(adata, s_key, bulk: bool) -> str:
 def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
-    ph = adata.uns.get("tmt_immune_phenotype")
+    ph = adata.uns.get(_keys.IMMUNE_PHENOTYPE)
     if ph is None:
         return None
     tab = ph["table"]
@@ -131,7 +131,7 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
         shown = _mapped_samples(tab)
         params = ph["params"]  # the cell types the phenotype was made from: the user's, or tmetoolkit's lineages
         effectors = list(params.get("effector_labels", ["CD8 T"]))
-        body += _fig_html(pl.spatial(adata, params.get("cell_type_key") or "tmt_lineage", sample_key=s_key,
+        body += _fig_html(pl.spatial(adata, params.get("cell_type_key") or _keys.LINEAGE, sample_key=s_key,
                                      samples=shown, highlight=effectors[0] if len(effectors) == 1 else None),
                           "spatial maps")
         if len(shown) < len(tab):
@@ -147,13 +147,13 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
 def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
-    if "tmt_lineage" not in adata.obs:
+    if _keys.LINEAGE not in adata.obs:
         return None
     body = _fig_html(pl.composition(adata, sample_key=s_key).figure, "lineage composition")
     states = _state_panels(adata, s_key)
     if states is not None:
         body += _fig_html(states, "cell states within each lineage")
-    annotated = adata.uns.get("tmt_annotate", {})
+    annotated = adata.uns.get(_keys.ANNOTATE, {})
     if "gates" in annotated:
         body += _fig_html(pl.gates(adata), "protein marker gates")
     if annotated:
@@ -179,17 +179,17 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
 def _state_panels(adata, s_key):
     """One composition panel per lineage with states (CD8 T, CD4 T, myeloid, neutrophils, fibroblasts): each
     panel has few colours, and a rare state such as CD8 Tex is not grouped away beside abundant cell types."""
-    from . import _keys, pl
+    from . import pl
 
-    lineages = [lin for lin in _keys.states() if (adata.obs["tmt_lineage"].astype(str) == lin).any()]
+    lineages = [lin for lin in _keys.states() if (adata.obs[_keys.LINEAGE].astype(str) == lin).any()]
     if not lineages:
         return None
     n_rows = -(-len(lineages) // 2)
     n_samples = adata.obs[s_key].nunique() if s_key else 1
     fig, axes = plt.subplots(n_rows, 2, figsize=(13, n_rows * (0.3 * n_samples + 1.4)), squeeze=False)
     for ax, lin in zip(axes.ravel(), lineages, strict=False):
-        cells = adata[(adata.obs["tmt_lineage"].astype(str) == lin).to_numpy()]
-        pl.composition(cells, sample_key=s_key, key="tmt_state", ax=ax)
+        cells = adata[(adata.obs[_keys.LINEAGE].astype(str) == lin).to_numpy()]
+        pl.composition(cells, sample_key=s_key, key=_keys.STATE, ax=ax)
         ax.set_title(f"{lin}: states per sample", fontsize=10)
         ax.set_xlabel(f"fraction of {lin} cells")
     for ax in axes.ravel()[len(lineages):]:
@@ -201,16 +201,16 @@ def _state_panels(adata, s_key):
 def _checkpoint_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
-    if "tmt_checkpoints" not in adata.uns:
+    if _keys.CHECKPOINTS not in adata.uns:
         return None
     return (_fig_html(pl.checkpoints(adata).figure, "checkpoint co-expression")
-            + _table_html(adata.uns["tmt_checkpoints"]["table"], name="checkpoints"))
+            + _table_html(adata.uns[_keys.CHECKPOINTS]["table"], name="checkpoints"))
 
 
 def _suppression_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
-    sup = adata.uns.get("tmt_immunosuppression")
+    sup = adata.uns.get(_keys.IMMUNOSUPPRESSION)
     if sup is None:
         return None
     # z-scores across samples need two of them; one sample's values are in the table
@@ -233,7 +233,7 @@ def _flagged_html(long: pd.DataFrame, unit: str, none: str) -> str:
 def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
-    res = adata.uns.get("tmt_resistance_profile")
+    res = adata.uns.get(_keys.RESISTANCE_PROFILE)
     if res is None:
         return None
     few = "" if res["params"].get("cohort_flags") else " (cohort-relative flags need at least three samples)"
@@ -250,7 +250,7 @@ def _resistance_section(adata, s_key, caveats: list[str]) -> str | None:
 def _comparison_section(adata, s_key, caveats: list[str]) -> str | None:
     from . import pl
 
-    cmp = adata.uns.get("tmt_compare_groups")
+    cmp = adata.uns.get(_keys.COMPARE_GROUPS)
     if cmp is None:
         return None
     g = [html.escape(str(x)) for x in cmp["params"]["groups"]]
@@ -264,7 +264,7 @@ def _signature_section(adata) -> str | None:
     from .sig import get as get_sig
     from .sig import list as list_sigs
 
-    sig = adata.uns.get("tmt_scores", {}).get("signatures")
+    sig = adata.uns.get(_keys.SCORES, {}).get("signatures")
     if sig is None:
         return None
     rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
@@ -326,12 +326,12 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
             sections.append(("Signatures used", signatures))
     finally:
         _SHOWN.reset(token)
-    skipped = adata.uns.get("tmt_run", {}).get("skipped")
+    skipped = adata.uns.get(_keys.RUN, {}).get("skipped")
     notes = ""
     if isinstance(skipped, pd.DataFrame) and len(skipped):
         notes = "".join(f"<p class='skipped'>Not run: <b>{html.escape(str(r.step))}</b>: {html.escape(str(r.reason))}"
                         "</p>" for r in skipped.itertuples())
-    if "tmt_lineage" in adata.obs or bulk:
+    if _keys.LINEAGE in adata.obs or bulk:
         caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
     context = glossary_context(adata)
     if s_key is not None:

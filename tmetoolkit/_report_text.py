@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 
+from . import _keys
 from .pl._utils import readable
 
 # states whose abundance the summary reports as suppressive (the immunosuppression components' cell states)
@@ -126,12 +127,12 @@ def describe(column: str, context: dict) -> str:
 def glossary_context(adata) -> dict:
     """Descriptions the data carry themselves: immunosuppression components and resistance mechanisms."""
     out = {}
-    sup = adata.uns.get("tmt_immunosuppression")
+    sup = adata.uns.get(_keys.IMMUNOSUPPRESSION)
     if sup is not None:
         for row in sup["components"].itertuples():
             out[str(row.component)] = f"immunosuppression component: {row.measures}"
             out[readable(row.component)] = out[f"immunosuppression:{row.component}"] = out[str(row.component)]
-    res = adata.uns.get("tmt_resistance_profile")
+    res = adata.uns.get(_keys.RESISTANCE_PROFILE)
     if res is not None:
         for row in res["long"].drop_duplicates("id").itertuples():
             out[f"resistance_profile:{row.id}"] = (f"resistance mechanism {row.mechanism}: 1 flagged, 0 not "
@@ -146,16 +147,16 @@ def _pct(x: float) -> str:
 def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> list[str]:
     """One paragraph per sample, in words: phenotype, dominant suppressive states, flagged mechanisms, each with its
     confidence; and the analyses that did not run."""
-    ph = adata.uns.get("tmt_immune_phenotype", {}).get("table")
-    res = adata.uns.get("tmt_resistance_profile", {}).get("long")
-    sup = adata.uns.get("tmt_immunosuppression", {}).get("table")
+    ph = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
+    res = adata.uns.get(_keys.RESISTANCE_PROFILE, {}).get("long")
+    sup = adata.uns.get(_keys.IMMUNOSUPPRESSION, {}).get("table")
     if s_key is not None:
         samples = list(pd.unique(adata.obs[s_key].astype(str)))
     elif ph is not None:
         samples = [str(s) for s in ph.index]
     else:
         samples = ["all cells"]
-    states = adata.obs.get("tmt_state")
+    states = adata.obs.get(_keys.STATE)
     paras = []
     for sample in samples[:MAX_SUMMARY_SAMPLES]:
         parts = []
@@ -177,7 +178,7 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
             frac = st.value_counts(normalize=True)
             top = [(s, f) for s, f in frac.items() if s in SUPPRESSIVE_STATES and f >= MIN_STATE_FRACTION][:2]
             if top:
-                conf = adata.obs.get("tmt_confidence")
+                conf = adata.obs.get(_keys.CONFIDENCE)
                 items = []
                 for s, f in top:
                     c = "" if conf is None else (

@@ -11,6 +11,8 @@ import logging
 import warnings
 from collections.abc import Iterable
 
+from . import _keys
+
 logger = logging.getLogger("tmetoolkit")
 
 
@@ -84,7 +86,7 @@ def missing_key_error(key: str, where: str, options: Iterable[str]) -> TmtKeyErr
 def check_tmt_key(container, key: str, where: str) -> None:
     """Refuse to overwrite a user key; warn when replacing one of ours."""
     if key in container:
-        if not key.startswith("tmt_"):
+        if not key.startswith(_keys.PREFIX):
             msg = (f"{where}[{key!r}] exists and was not made by tmetoolkit; choose another key "
                    "(tmetoolkit keys start with 'tmt_').")
             raise ValueError(msg)

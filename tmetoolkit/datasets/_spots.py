@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.spatial import cKDTree
 
+from .. import _keys
 from .._utils import missing_key_error
 
 
@@ -104,6 +105,6 @@ def to_spots(
     obs.index = [f"spot{i}" for i in range(len(obs))]
     out = AnnData(X.astype(np.float32), obs=obs, var=adata.var[[]].copy())
     out.obsm["spatial"] = np.vstack(centres)
-    if "tmt_simulation" in adata.uns:
-        out.uns["tmt_simulation"] = adata.uns["tmt_simulation"]
+    if _keys.SIMULATION in adata.uns:
+        out.uns[_keys.SIMULATION] = adata.uns[_keys.SIMULATION]
     return out

@@ -13,7 +13,7 @@ from .._matrix import get_matrix, iter_rows, normalise_block
 from .._utils import TmtInputError
 from ..tl._checkpoints import is_protein
 
-SUBSET_KEYS = ("tmt_tam_subset", "tmt_caf_subset")
+SUBSET_KEYS = (_keys.TAM_SUBSET, _keys.CAF_SUBSET)
 KEYS = (_keys.LINEAGE, _keys.STATE, *SUBSET_KEYS)
 
 
@@ -21,7 +21,7 @@ def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict, bo
     if key not in KEYS:
         msg = f"key must be one of {KEYS} (a column written by tmt.tl.annotate), got {key!r}."
         raise TmtInputError(msg)
-    stored = adata.uns.get("tmt_annotate")
+    stored = adata.uns.get(_keys.ANNOTATE)
     protein = is_protein(adata)
     if protein and key in SUBSET_KEYS:
         msg = f"{key} is called from expression programmes; a protein panel has no such column."
@@ -67,7 +67,7 @@ def _protein_markers(adata: AnnData, key: str) -> dict[str, tuple[str | None, li
     for each gated marker of its rule)."""
     from ..tl import _annotate_protein as prot
 
-    gates = adata.uns["tmt_annotate"]["gates"].set_index("marker")
+    gates = adata.uns[_keys.ANNOTATE]["gates"].set_index("marker")
     column = {m: adata.var_names.get_loc(ch) for m, ch in gates["channel"].items()}
 
     def gated(rule):
@@ -138,7 +138,7 @@ def _lognormalised_chunks(adata: AnnData, cols: list[int]):
     """Row chunks of cells x the columns ``cols`` of var_names on the log-normalised scale that
     :func:`tmetoolkit.tl.annotate` scored on (raw counts normalised to the median library size it recorded,
     linear values log1p-transformed)."""
-    params = adata.uns["tmt_annotate"]["params"]
+    params = adata.uns[_keys.ANNOTATE]["params"]
     layer = None if params.get("layer", "X") == "X" else params["layer"]
     state, target_sum = params["input_state"], params.get("target_sum")
     if target_sum is None and state == "counts":  # annotated before annotate recorded it
@@ -151,7 +151,7 @@ def _lognormalised_chunks(adata: AnnData, cols: list[int]):
 
 def _evidence_chunks(adata: AnnData, cols: list[int]):
     """Protein panels: each channel's marker evidence (SDs above its gate, after spill-over removal)."""
-    marker = adata.uns["tmt_annotate"]["gates"].set_index("channel")["marker"]
+    marker = adata.uns[_keys.ANNOTATE]["gates"].set_index("channel")["marker"]
     E = adata.obsm[_keys.SCORES][[f"{marker[adata.var_names[c]]}+" for c in cols]].to_numpy(dtype=np.float64)
     yield 0, adata.n_obs, E
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from .. import _keys
 from .._utils import missing_key_error
 from ._utils import colors_for, new_ax, require_obs, style
 
 
-def embedding(adata: AnnData, color: str = "tmt_state", *, basis: str = "umap", ax: Axes | None = None,
+def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", ax: Axes | None = None,
               **kwargs) -> Axes:
     """Cells on an existing embedding (``obsm["X_<basis>"]``) coloured by a tmetoolkit label.
 

@@ -8,6 +8,7 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from .. import _keys
 from .._matrix import get_matrix
 from ._utils import style
 
@@ -39,7 +40,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
     -------
     The Figure.
     """
-    res = adata.uns.get("tmt_annotate")
+    res = adata.uns.get(_keys.ANNOTATE)
     if res is None or "gates" not in res:
         msg = "adata.uns['tmt_annotate']['gates'] is missing: run tmt.tl.annotate on a protein panel first."
         raise KeyError(msg)
@@ -54,7 +55,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
         raise ValueError(msg)
     layer = res["params"].get("layer", "X")
     X = get_matrix(adata, None if layer == "X" else layer)
-    scores = adata.obsm["tmt_scores"]
+    scores = adata.obsm[_keys.SCORES]
     spill = float(res["params"].get("spillover", 0.0))
     with style():
         if ax is None:

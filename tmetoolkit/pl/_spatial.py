@@ -8,13 +8,14 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from .. import _keys
 from .._utils import missing_key_error
 from ._utils import RASTERIZE_ABOVE, colors_for, require_obs, style
 
 
 def spatial(
     adata: AnnData,
-    color: str = "tmt_lineage",
+    color: str = _keys.LINEAGE,
     *,
     sample_key: str | None = "sample",
     samples=None,
@@ -73,9 +74,9 @@ def spatial(
         msg = "ax= draws one sample: pass samples=[name]."
         raise ValueError(msg)
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
-    pheno = adata.uns.get("tmt_immune_phenotype", {}).get("table")
-    width = adata.uns.get("tmt_compartments", {}).get("table")
-    um_per_unit = float(adata.uns.get("tmt_compartments", {}).get("params", {}).get("pixel_size", 1.0) or 1.0)
+    pheno = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
+    width = adata.uns.get(_keys.COMPARTMENTS, {}).get("table")
+    um_per_unit = float(adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {}).get("pixel_size", 1.0) or 1.0)
     drew_border = drew_margin = False
     with style():
         if ax is None:
@@ -97,8 +98,8 @@ def spatial(
             if highlight and (~base).any():
                 a.scatter(pts[~base, 0], pts[~base, 1], c=cmap.get(highlight, "#d62728"), s=3 * s, linewidths=0.4,
                           edgecolors="white", rasterized=raster)
-            if border and "tmt_border_distance" in adata.obs:
-                d = adata.obs["tmt_border_distance"].to_numpy()[m]
+            if border and _keys.BORDER_DISTANCE in adata.obs:
+                d = adata.obs[_keys.BORDER_DISTANCE].to_numpy()[m]
                 ok = np.isfinite(d)
                 if ok.sum() > 3 and (d[ok] < 0).any() and (d[ok] > 0).any():
                     w = float(width.loc[name, "margin_width_um"]) if width is not None and name in width.index else None

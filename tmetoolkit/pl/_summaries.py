@@ -8,6 +8,7 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from .. import _keys
 from .._utils import missing_key_error
 from ._palettes import COLORBLIND_SAFE, OTHER_COLOR, phenotype_colors
 from ._utils import new_ax, readable, require_obs, style
@@ -59,7 +60,7 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    res = _stored(adata, "tmt_immune_phenotype", "tmt.tl.immune_phenotype")
+    res = _stored(adata, _keys.IMMUNE_PHENOTYPE, "tmt.tl.immune_phenotype")
     if res["params"].get("basis") == "expression":
         return _expression_phenotype(res, annotate=annotate, ax=ax)
     tab = res["regions" if regions else "table"]
@@ -213,7 +214,7 @@ def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tup
     return groups
 
 
-def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str = "tmt_lineage",
+def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str = _keys.LINEAGE,
                 max_colors: int = len(COLORBLIND_SAFE), ax: Axes | None = None) -> Axes:
     """Stacked bars: the fraction of each label per sample.
 
@@ -240,8 +241,6 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    from .. import _keys
-
     labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
     samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
     if key == _keys.STATE:  # a cell whose state could not be decided keeps its lineage's name
@@ -257,7 +256,7 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     frac = pd.crosstab(samples, grouped, normalize="index")
     cmap = dict(zip(own, COLORBLIND_SAFE, strict=False))
     cmap.update({other: OTHER_COLOR, **neutral})
-    what = {"tmt_lineage": "Lineages", "tmt_state": "Cell states"}.get(key, readable(key))
+    what = {_keys.LINEAGE: "Lineages", _keys.STATE: "Cell states"}.get(key, readable(key))
     with style():
         ax = new_ax(ax, (5.5, 0.35 * len(frac) + 1.2))
         left = np.zeros(len(frac))
@@ -289,7 +288,7 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    tab = _stored(adata, "tmt_checkpoints", "tmt.tl.checkpoints")["table"]
+    tab = _stored(adata, _keys.CHECKPOINTS, "tmt.tl.checkpoints")["table"]
     cols = ["cd8_frac_ge1_receptors", "cd8_frac_ge2_receptors", "cd8_frac_ge3_receptors"]
     shades = ["#fcbba1", "#fb6a4a", "#a50f15"]
     with style():
@@ -329,10 +328,10 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    if "tmt_scores" not in adata.obsm:
+    if _keys.SCORES not in adata.obsm:
         msg = "adata.obsm['tmt_scores'] is missing: run tmt.tl.score first."
         raise KeyError(msg)
-    S = adata.obsm["tmt_scores"]
+    S = adata.obsm[_keys.SCORES]
     signatures = [signatures] if isinstance(signatures, str) else list(signatures)
     for s in signatures:
         if s not in S.columns:
@@ -370,7 +369,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     """
     from ..tl._suppression import component_z
 
-    res = _stored(adata, "tmt_immunosuppression", "tmt.tl.immunosuppression")
+    res = _stored(adata, _keys.IMMUNOSUPPRESSION, "tmt.tl.immunosuppression")
     if regions and "regions" not in res:
         msg = "no regions stored: run tmt.tl.immunosuppression(adata, region_key=...) first."
         raise KeyError(msg)
@@ -417,7 +416,7 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     """
     from matplotlib.patches import Patch
 
-    res = _stored(adata, "tmt_resistance_profile", "tmt.tl.resistance_profile")
+    res = _stored(adata, _keys.RESISTANCE_PROFILE, "tmt.tl.resistance_profile")
     if regions and "regions" not in res:
         msg = "no regions stored: run tmt.tl.resistance_profile(adata, region_key=...) first."
         raise KeyError(msg)
@@ -472,7 +471,7 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    res = _stored(adata, "tmt_compare_groups", "tmt.tl.compare_groups")
+    res = _stored(adata, _keys.COMPARE_GROUPS, "tmt.tl.compare_groups")
     t = res["table"]
     g = res["params"]["groups"]
     with style():

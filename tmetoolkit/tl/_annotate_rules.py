@@ -57,7 +57,7 @@ def state_rules() -> dict[str, dict[str, tuple[str, ...]]]:
 
 # finer, optional columns: column -> lineage -> {label: signatures}
 SUBSET_RULES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
-    "tmt_tam_subset": ("Monocyte/Macrophage", {
+    _keys.TAM_SUBSET: ("Monocyte/Macrophage", {
         "IFN-TAM": ("TAM_IFN",),
         "Inflam-TAM": ("TAM_Inflam",),
         "LA-TAM": ("TAM_LA",),
@@ -66,7 +66,7 @@ SUBSET_RULES: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
         "RTM-TAM": ("TAM_RTM",),
         "Prolif-TAM": ("TAM_Prolif",),
     }),
-    "tmt_caf_subset": ("Fibroblast", {
+    _keys.CAF_SUBSET: ("Fibroblast", {
         "ecm-myCAF": ("CAF_ecm_myCAF",),
         "TGFb-myCAF": ("CAF_TGFb_myCAF",),
         "wound-myCAF": ("CAF_wound_myCAF",),

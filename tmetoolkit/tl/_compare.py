@@ -7,6 +7,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.stats import false_discovery_control, mannwhitneyu
 
+from .. import _keys
 from .._utils import TmtInputError, missing_key_error, warn
 from ._sample_features import bulk_samples, samples_of
 from ._tables import region_table, sample_table
@@ -121,7 +122,7 @@ def compare_groups(
     else:
         out["fdr"] = false_discovery_control(out["pvalue"].to_numpy(), method="bh")
         out = out.sort_values(["pvalue", "feature"]).reset_index(drop=True)
-    adata.uns["tmt_compare_groups"] = {
+    adata.uns[_keys.COMPARE_GROUPS] = {
         "params": {"sample_key": sample_key, "group_key": group_key, "groups": list(groups), "regions": regions,
                    "test": "two-sided Mann-Whitney U on samples; Benjamini-Hochberg FDR"},
         "table": out,

@@ -52,9 +52,9 @@ def spot_phenotype(adata: AnnData, *, samples: pd.Series, images: pd.Series, reg
         raise ValueError(msg)
     eff, thr = effector_spots(S[EFFECTOR_SIGNATURE])
     sc_ = S[EFFECTOR_SIGNATURE].to_numpy(dtype=float)
-    comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
-    dist = adata.obs["tmt_border_distance"].to_numpy(dtype=float)
-    tum = adata.obs["tmt_tumor_spot"].to_numpy(dtype=bool) if "tmt_tumor_spot" in adata.obs else comp == "tumor"
+    comp = adata.obs[_keys.COMPARTMENT].astype(str).to_numpy()
+    dist = adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float)
+    tum = adata.obs[_keys.TUMOR_SPOT].to_numpy(dtype=bool) if _keys.TUMOR_SPOT in adata.obs else comp == "tumor"
 
     def table_for(groups: pd.Series, min_spots: int) -> pd.DataFrame:
         rows = {}

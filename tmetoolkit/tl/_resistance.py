@@ -180,7 +180,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         r_long.insert(1, "sample", regions.loc[r_long["region"], "sample"].to_numpy())
         params.update(region_key=region_key, min_cells=min_cells)
         result.update(regions_long=r_long, regions=r_table)
-    adata.uns["tmt_resistance_profile"] = result
+    adata.uns[_keys.RESISTANCE_PROFILE] = result
     logger.info("resistance profile: %d samples x %d mechanisms%s", len(table), table.shape[1],
                 f", {len(result['regions'])} regions" if region_key is not None else "")
     return adata if copy else None
@@ -310,8 +310,8 @@ def _ifng_exposure(adata: AnnData, groups: pd.Series, lin: pd.Series, malignant:
     """
     tnk, mal = lin.isin(["CD8 T", "CD4 T", "NK"]), malignant.copy()
     where = "in the sample"
-    if "tmt_border_distance" in adata.obs:
-        inside = adata.obs["tmt_border_distance"].to_numpy(dtype=float) < 0
+    if _keys.BORDER_DISTANCE in adata.obs:
+        inside = adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float) < 0
         tnk, mal = tnk & inside, mal & inside
         where = INSIDE
     if ifng.isna().all():
@@ -344,7 +344,7 @@ def _ifng_response_auc(adata: AnnData, groups: pd.Series, malignant: pd.Series, 
 
 def _spatial_phenotype(adata: AnnData, region_key: str | None = None) -> pd.Series:
     """The spatial immune phenotype per sample, or per region when it was called with the same ``region_key``."""
-    ph = adata.uns.get("tmt_immune_phenotype")
+    ph = adata.uns.get(_keys.IMMUNE_PHENOTYPE)
     if not isinstance(ph, dict) or (region_key is not None and ph.get("params", {}).get("region_key") != region_key):
         return pd.Series(dtype=object)
     tab = ph.get("regions" if region_key is not None else "table")

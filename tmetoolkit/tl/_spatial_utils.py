@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .. import _keys
 from .._utils import TmtInputError, TmtLabelError, missing_key_error
 
 
@@ -36,7 +37,7 @@ def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
 def label_column(adata: AnnData, key: str) -> pd.Series:
     if key not in adata.obs:
         hint = (" (run tmt.tl.annotate first, or pass cell_type_key= naming your cell-type column)"
-                if key.startswith("tmt_") else "")
+                if key.startswith(_keys.PREFIX) else "")
         err = missing_key_error(key, "adata.obs" + hint, adata.obs.columns)
         raise err
     return adata.obs[key].astype(str)

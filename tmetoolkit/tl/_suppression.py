@@ -145,7 +145,7 @@ def immunosuppression(
         msg = ("obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first; for bulk or "
                "pseudobulk data (observations are samples) pass bulk=True.")
         raise KeyError(msg)
-    check_tmt_key(adata.obs, "tmt_suppression_score", "adata.obs")
+    check_tmt_key(adata.obs, _keys.SUPPRESSION_SCORE, "adata.obs")
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
         raise TmtInputError(msg)
@@ -167,7 +167,7 @@ def immunosuppression(
         mask = (lin == lineage) & ((st == "Treg") if lineage == "CD4 T" else True)
         if have and mask.any():
             per_cell[mask] = S.loc[mask, have].mean(axis=1)
-    adata.obs["tmt_suppression_score"] = per_cell.astype(float)
+    adata.obs[_keys.SUPPRESSION_SCORE] = per_cell.astype(float)
 
     tab = _cell_components(adata, lin, st, samples)
     if region_key is None:
@@ -204,13 +204,13 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     tab["mycaf_fraction_caf"] = fraction(st == "myCAF", lin == "Fibroblast", groups, k)
     tab["tgfb_caf"] = mean_score(adata, ["Pan_F_TBRS"], lin == "Fibroblast", groups, k)
     # CD8 T cells with a receptor count (tmt.tl.checkpoints; NaN where no receptor gene is measured)
-    n_receptors = adata.obs.get("tmt_checkpoint_n", pd.Series(np.nan, index=adata.obs_names)).astype(float)
+    n_receptors = adata.obs.get(_keys.CHECKPOINT_N, pd.Series(np.nan, index=adata.obs_names)).astype(float)
     tab["checkpoint_coexpression"] = fraction(n_receptors >= 2, (lin == "CD8 T") & n_receptors.notna(), groups, k)
     if _receptors_measured(adata) < 2:  # "two or more" cannot be seen on a panel with one receptor
         tab["checkpoint_coexpression"] = np.nan
     ligand_cells = malignant | (lin == "Monocyte/Macrophage")
     if is_protein(adata):
-        ligands = adata.obsm.get("tmt_checkpoints", pd.DataFrame(index=adata.obs_names)).reindex(
+        ligands = adata.obsm.get(_keys.CHECKPOINT_DETECTION, pd.DataFrame(index=adata.obs_names)).reindex(
             columns=["PD-L1", "PD-L2"])
         measured = ligands.notna().any(axis=1)
         tab["checkpoint_ligands"] = fraction(ligands.fillna(0).sum(axis=1) > 0, ligand_cells & measured, groups, k)
@@ -221,7 +221,7 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
     tab["glycolysis"] = mean_score(adata, ["HALLMARK_GLYCOLYSIS", "Glycolysis_core"], malignant, groups, k)
     # a label that annotate could not assess, or has no rule for (MDSC-like states on a protein panel), would read as
     # a fraction of 0: report the component as missing instead
-    rules = adata.uns.get("tmt_annotate", {}).get("rules")
+    rules = adata.uns.get(_keys.ANNOTATE, {}).get("rules")
     if isinstance(rules, pd.DataFrame):
         ok = rules["assessable"].astype(bool)
         assessable = dict(zip(rules["label"], ok, strict=True))
@@ -238,7 +238,7 @@ def _cell_components(adata: AnnData, lin: pd.Series, st: pd.Series, groups: pd.S
 
 def _receptors_measured(adata: AnnData) -> int:
     """How many co-inhibitory receptors :func:`tmetoolkit.tl.checkpoints` could measure (0 if it did not run)."""
-    det = adata.obsm.get("tmt_checkpoints")
+    det = adata.obsm.get(_keys.CHECKPOINT_DETECTION)
     if not isinstance(det, pd.DataFrame):
         return 0
     cols = [c for c in RECEPTORS.values() if c in det.columns]
@@ -294,4 +294,4 @@ def _finish(adata: AnnData, tab: pd.DataFrame, components: dict[str, str], *, sa
         params.update(region_key=region_key, min_cells=min_cells)
         result["regions"] = regions
         logger.info("immunosuppression of %d regions in %d samples", len(regions), regions["sample"].nunique())
-    adata.uns["tmt_immunosuppression"] = result
+    adata.uns[_keys.IMMUNOSUPPRESSION] = result

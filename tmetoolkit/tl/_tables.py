@@ -28,7 +28,7 @@ def resolve_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
 def is_bulk(adata: AnnData) -> bool:
     """Whether a tool ran on bulk or pseudobulk data, where every observation is a sample."""
     return any(isinstance(v, dict) and isinstance(v.get("params"), dict) and bool(v["params"].get("bulk"))
-               for k, v in adata.uns.items() if k.startswith("tmt_"))
+               for k, v in adata.uns.items() if k.startswith(_keys.PREFIX))
 
 
 def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
         mean = pd.DataFrame(adata.obsm[_keys.SCORES], index=adata.obs_names).groupby(samples.values).mean()
         parts.append(mean.add_prefix("score:"))
     for name, v in adata.uns.items():
-        if name.startswith("tmt_") and isinstance(v, dict) and isinstance(v.get("table"), pd.DataFrame):
+        if name.startswith(_keys.PREFIX) and isinstance(v, dict) and isinstance(v.get("table"), pd.DataFrame):
             tab = v["table"]
             if tab.index.astype(str).isin(samples.unique()).all():
                 parts.append(tab.add_prefix(f"{name[4:]}:"))
@@ -77,7 +77,7 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     return out.sort_index()
 
 
-REGION_TOOLS = ("tmt_immune_phenotype", "tmt_immunosuppression", "tmt_resistance_profile")
+REGION_TOOLS = (_keys.IMMUNE_PHENOTYPE, _keys.IMMUNOSUPPRESSION, _keys.RESISTANCE_PROFILE)
 
 
 def region_table(adata: AnnData) -> pd.DataFrame:
