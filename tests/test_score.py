@@ -275,3 +275,49 @@ def test_highly_variable_subset_points_to_raw(sim_small):
     with warnings.catch_warnings():
         warnings.simplefilter("error", tmt.TmtWarning)
         tmt.tl.score(full, ["T_cell", "CD8_T"])  # all genes in X: nothing to say
+
+
+def test_tools_reuse_scores_of_the_run(sim_small, monkeypatch):
+    """The pipeline scores every signature of the run once; annotate, immunosuppression and the resistance
+    profile then find their columns scored and pass over the matrix no more for them."""
+    from tmetoolkit._pipeline import run_signatures
+    from tmetoolkit.tl import _score
+
+    passes = []
+    original = _score.score_matrix
+    monkeypatch.setattr(_score, "score_matrix", lambda X, plan, **kw: passes.append(len(plan)) or original(X, plan,
+                                                                                                             **kw))
+    tmt.tl.score(sim_small, run_signatures(annotate=True))
+    first = sim_small.obsm["tmt_scores"].copy()
+    tmt.tl.annotate(sim_small)
+    tmt.tl.immunosuppression(sim_small, sample_key="sample")
+    tmt.tl.resistance_profile(sim_small, sample_key="sample")
+    assert len(passes) == 1 and passes[0] == first.shape[1]
+    pd.testing.assert_frame_equal(sim_small.obsm["tmt_scores"][first.columns], first)
+
+
+def test_score_once_scores_what_differs(sim_small):
+    """A signature is taken from obsm only when it was scored on the same genes with the same method, layer and
+    settings: the same call gives the same numbers as scoring afresh, and any difference scores again."""
+    from tmetoolkit.tl._score import score_once
+
+    sim_small.layers["counts"] = sim_small.X.copy()
+    tmt.tl.score(sim_small, ["Treg_core", "NK"], method="rank")
+    rank = sim_small.obsm["tmt_scores"]["NK"].copy()
+    score_once(sim_small, ["NK"], method="rank")  # same: kept
+    assert sim_small.obsm["tmt_scores"]["NK"].equals(rank)
+    score_once(sim_small, ["NK"])  # another method: scored, as score() would
+    fresh = sim_small.copy()
+    tmt.tl.score(fresh, ["NK"])
+    np.testing.assert_allclose(sim_small.obsm["tmt_scores"]["NK"], fresh.obsm["tmt_scores"]["NK"])
+    tab = sim_small.uns["tmt_scores"]["signatures"].set_index("signature")
+    assert tab.loc["NK", "method"] == "mean_ctrl" and tab.loc["Treg_core", "method"] == "rank"
+    score_once(sim_small, ["NK"], seed=3)  # other control genes
+    assert tab.loc["NK", "settings"] != sim_small.uns["tmt_scores"]["signatures"].set_index("signature").loc[
+        "NK", "settings"]
+    score_once(sim_small, ["NK"], seed=3, layer="counts")
+    assert sim_small.uns["tmt_scores"]["signatures"].set_index("signature").loc["NK", "layer"] == "counts"
+    fewer = sim_small[:, [g for g in sim_small.var_names if g != "NKG7"]].copy()
+    before = fewer.obsm["tmt_scores"]["NK"].copy()
+    score_once(fewer, ["NK"], seed=3, layer="counts")  # one gene fewer: scored again
+    assert not fewer.obsm["tmt_scores"]["NK"].equals(before)

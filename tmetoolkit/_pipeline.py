@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from anndata import AnnData
 from . import _keys
 from ._core.sample.cohort import MIN_COHORT_SIZE
 from ._utils import TmtInputError, TmtLabelError, logger, progress_bar
-from .pp._check import input_error
+from .pp._check import input_error, reuse_reports
 
 MANIFEST = "tmetoolkit_outputs.txt"  # the files a run wrote; the next run into the folder removes those it does not
 
@@ -53,6 +54,34 @@ def _step_bar(steps):
     return progress_bar(steps, desc="tmetoolkit", unit="step", disable=not logger.isEnabledFor(logging.INFO))
 
 
+def _read_once(run):
+    """The matrix is checked once per run (``pp._check.reuse_reports``): the tools' own checks take that report."""
+
+    @functools.wraps(run)
+    def once(*args, **kwargs):
+        with reuse_reports():
+            return run(*args, **kwargs)
+
+    return once
+
+
+def run_signatures(*, annotate: bool, tumor_signature: str | None = None) -> list:
+    """Every signature the run's tools score (the registry's, ``annotate``'s state-specific sets, the tumour
+    programme), so that the first step scores them in one pass and each tool finds its columns scored
+    (``tl._score.score_once``)."""
+    from . import sig
+    from .tl import _annotate_rules
+
+    sigs = list(sig.collection("all"))
+    if annotate:
+        sigs += _annotate_rules.specific_state_rules()[1]
+    names = {s.name for s in sigs}
+    if tumor_signature and tumor_signature not in names:
+        sigs.append(tumor_signature)
+    return sigs
+
+
+@_read_once
 def run_pipeline(
     adata: AnnData,
     outdir: str | Path,
@@ -146,10 +175,11 @@ def run_pipeline(
     spots = is_spot_data(adata) and cell_type_key is None
     steps: list[Step] = []
     skipped: list[tuple[str, str, str]] = []
+    every = run_signatures(annotate=not spots, tumor_signature=tumor_signature)
     if spots:  # spots mix cells: no per-cell states; scores, then the spot phenotype
-        steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, "all", layer=layer), optional=False))
+        steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, every, layer=layer), optional=False))
     elif not protein:
-        steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, "all", layer=layer), optional=False))
+        steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, every, layer=layer), optional=False))
         steps.append(Step("annotating cell states", "annotate", lambda: tl.annotate(
             adata, layer=layer, tumor_signature=tumor_signature), optional=False))
         steps.append(Step("checkpoint profiles", "checkpoints", lambda: tl.checkpoints(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import re
 from dataclasses import dataclass, field
 
@@ -218,10 +221,38 @@ def input_error(report: InputReport, msg: str) -> TmtInputError:
     return TmtMatrixError(msg) if report.state == "scaled" else TmtInputError(msg)
 
 
+# reports kept while a pipeline run is active (reuse_reports): the run never changes the matrix between its steps
+_RUN_REPORTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("tmt_run_reports", default=None)
+
+
+@contextlib.contextmanager
+def reuse_reports():
+    """Within the block, :func:`inspect` reads each matrix once: a later call on the same matrix object (and the
+    same genes, ``full_scan`` and ``species``) gets a copy of the first report. For a run of the pipeline."""
+    token = _RUN_REPORTS.set([])
+    try:
+        yield
+    finally:
+        _RUN_REPORTS.reset(token)
+
+
 def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True, chunk_size: int = DEFAULT_CHUNK,
             species: str | None = None) -> InputReport:
     """Look at the matrix once and return an :class:`InputReport` (no coverage); ``species`` overrides detection."""
     X = get_matrix(adata, layer)
+    kept = _RUN_REPORTS.get()
+    if kept is not None:
+        for matrix, var_names, args, report in kept:
+            if matrix is X and var_names is adata.var_names and args == (layer, full_scan, species):
+                return copy.deepcopy(report)
+    report = _inspect(adata, X, layer, full_scan=full_scan, chunk_size=chunk_size, species=species)
+    if kept is not None:
+        kept.append((X, adata.var_names, (layer, full_scan, species), copy.deepcopy(report)))
+    return report
+
+
+def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_size: int,
+             species: str | None) -> InputReport:
     gene_id, detected = detect_gene_id(adata.var_names)
     species = species or detected
     state, detail = _detect_state(_sample_rows(X), adata.n_vars)

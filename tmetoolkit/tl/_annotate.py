@@ -19,7 +19,7 @@ from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, wa
 from ..pp._check import control_probes, inspect
 from ..sig._genes import match_genes
 from . import _annotate_rules as rules
-from ._score import score
+from ._score import score_once
 
 UNASSIGNED = "unassigned"
 # a cell is "mixed" when its own marker evidence for a second lineage reaches 0.5 (rank units) and half its first's
@@ -290,7 +290,7 @@ def annotate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
         needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]
-        score(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
+        score_once(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
         if not issubclass(w.category, TmtCoverageWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -188,13 +188,13 @@ def _check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
 def programme_positive(adata: AnnData, signature: str, layer: str | None = None) -> tuple[np.ndarray, float]:
     """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``)."""
     from .. import _keys
-    from ._score import score
+    from ._score import score_once
     from ._spots import mixture_threshold
 
     msg = (f"the malignant programme {signature!r} cannot be scored on these genes; pass tumor_signature= a "
            "signature whose genes the panel has, or a label column with tumor_labels.")
     try:
-        score(adata, [signature], method="mean_ctrl", layer=layer)
+        score_once(adata, [signature], method="mean_ctrl", layer=layer)
     except (KeyError, ValueError) as e:
         raise TmtInputError(f"the malignant programme {signature!r} cannot be scored: {e}") from e
     if signature not in adata.obsm[_keys.SCORES]:

@@ -40,11 +40,11 @@ def _spot_features(comp, dist, eff, tum, score) -> dict:
 def spot_phenotype(adata: AnnData, *, samples: pd.Series, images: pd.Series, regions: pd.Series, status: dict,
                    min_spot_fraction: float, min_infiltration: float, label_table, layer=None) -> tuple:
     """Sample and region tables for spot data (``label_table`` applies the cell rules)."""
-    from ._score import score
+    from ._score import score_once
 
     msg = f"the effector programme {EFFECTOR_SIGNATURE} (CD8A, CD8B) cannot be scored: its genes are missing."
     try:
-        score(adata, [EFFECTOR_SIGNATURE], method="mean_ctrl", layer=layer)
+        score_once(adata, [EFFECTOR_SIGNATURE], method="mean_ctrl", layer=layer)
     except ValueError as e:
         raise ValueError(f"the effector programme {EFFECTOR_SIGNATURE} cannot be scored: {e}") from e
     S = adata.obsm[_keys.SCORES]

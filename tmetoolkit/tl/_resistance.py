@@ -15,7 +15,7 @@ from .._core.sample.cohort import MIN_COHORT_SIZE, robust_z
 from .._utils import TmtInputError, TmtWarning, logger
 from ._checkpoints import detect, is_protein
 from ._sample_features import MIN_SPREAD, bulk_samples, mean_score, regions_of, samples_of
-from ._score import score
+from ._score import score_once
 from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
 from ._suppression import NEEDED as SUPPRESSION_NEEDED
 
@@ -164,7 +164,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     if bulk or not is_protein(adata):  # a protein panel has no programmes to score
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
-            score(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
+            score_once(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
     # IFNG detected once, for the samples and the regions: all NaN where the gene is not measured
     ifng = pd.Series(np.nan, index=adata.obs_names) if bulk else detect(adata, layer, {"IFNG": "IFNG"}, 1)["IFNG"]
     long, table = _profile(adata, samples, ifng=ifng, bulk=bulk, phenotype=_spatial_phenotype(adata))

@@ -13,7 +13,7 @@ from .. import _keys
 from .._core.scoring import kernels as _kernels
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
 from .._utils import TmtCoverageWarning, TmtInputError, check_tmt_key, logger, progress_bar, warn
-from ..pp._check import InputReport, control_probes, coverage, hint_raw, input_error, inspect
+from ..pp._check import InputReport, control_probes, coverage, detect_gene_id, hint_raw, input_error, inspect
 from ..sig import as_signatures
 
 Method = Literal["mean_ctrl", "rank", "aucell", "ssgsea"]
@@ -278,7 +278,10 @@ def score(
     ``adata.uns[key_added]``
         ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
         to, seed, ...) and ``signatures``: one row per requested signature with
-        version, genes used and missing, and whether it was scored.
+        version, genes used and missing, whether it was scored, and the ``method``, ``layer`` and ``settings`` it
+        was scored with. The tools that need a signature (``annotate``, ``immunosuppression``, ...) reuse its column
+        when it was scored on the same genes with the same method, layer and settings, so a run scores each
+        signature once; score again after changing the matrix.
 
     Examples
     --------
@@ -344,7 +347,8 @@ def score(
         check_tmt_key(adata.obsm, key_added, "adata.obsm")
     adata.obsm[key_added] = new
 
-    cov = cov.assign(scored=cov["scorable"], method=method)
+    cov = cov.assign(scored=cov["scorable"], method=method, layer=layer or "X",
+                     settings=_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank))
     prev = adata.uns.get(key_added, {}).get("signatures") if isinstance(adata.uns.get(key_added), dict) else None
     if isinstance(prev, pd.DataFrame):
         cov = pd.concat([prev[~prev["signature"].isin(cov["signature"])], cov], ignore_index=True)
@@ -365,6 +369,43 @@ def score(
     return adata if copy else None
 
 
+def _settings(method: str, *, seed: int, n_bins: int, ctrl_size: int, max_rank: int | None) -> str:
+    """The parameters besides method and layer that a score depends on, as recorded per signature."""
+    if method == "mean_ctrl":
+        return f"seed={seed}, n_bins={n_bins}, ctrl_size={ctrl_size}"
+    if method == "ssgsea":
+        return f"seed={seed}"
+    return f"max_rank={max_rank}"
+
+
+def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", layer: str | None = None,
+               species: str | None = None, seed: int = 0, n_bins: int = 25, ctrl_size: int = 50,
+               max_rank: int | None = None) -> None:
+    """:func:`score` for the ``signatures`` that ``obsm["tmt_scores"]`` does not hold yet as this call would score
+    them: on the same genes, with the same method, layer and settings (and the unscorable ones not tried again).
+    The tools call it, so a signature the run scored once is shared by every tool that needs it."""
+    sigs = as_signatures(signatures)
+    species = species or detect_gene_id(adata.var_names)[1]
+    stored = adata.uns.get(_keys.SCORES)
+    table = stored.get("signatures") if isinstance(stored, dict) else None
+    S = adata.obsm.get(_keys.SCORES)
+    todo = sigs
+    if isinstance(table, pd.DataFrame) and isinstance(S, pd.DataFrame) and {"layer", "settings"} <= set(table):
+        cov = coverage(adata.var_names, sigs, species)
+        settings = _settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank)
+        done = table.drop_duplicates("signature", keep="last").set_index("signature")
+        todo = []
+        for s, genes in zip(sigs, cov["genes_used"], strict=True):
+            row = done.loc[s.name] if s.name in done.index else None
+            same = (row is not None and row["genes_used"] == genes and row["method"] == method
+                    and row["layer"] == (layer or "X") and row["settings"] == settings)
+            if not (same and (s.name in S.columns or not row["scored"])):
+                todo.append(s)
+    if todo:
+        score(adata, todo, method=method, layer=layer, species=species, seed=seed, n_bins=n_bins,
+              ctrl_size=ctrl_size, max_rank=max_rank)
+
+
 def _score_raw(adata: AnnData, signatures, *, layer: str | None, key_added: str, **kwargs) -> None:
     """:func:`score` on ``adata.raw``, the results written into ``adata``."""
     from .._matrix import raw_adata
@@ -381,4 +422,7 @@ def _score_raw(adata: AnnData, signatures, *, layer: str | None, key_added: str,
         check_tmt_key(adata.obsm, key_added, "adata.obsm")
     adata.obsm[key_added] = raw.obsm[key_added]
     adata.uns[key_added] = raw.uns[key_added]
+    table = adata.uns[key_added]["signatures"]
+    now = table["signature"].isin([s.name for s in as_signatures(signatures)])
+    table.loc[now, "layer"] = "raw"  # never taken for a score of X
     adata.uns[key_added]["params"]["layer"] = "raw"

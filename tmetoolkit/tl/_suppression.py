@@ -13,7 +13,7 @@ from .._core.sample.cohort import robust_z
 from .._utils import TmtInputError, TmtWarning, check_tmt_key, logger, warn
 from ._checkpoints import RECEPTORS, is_protein
 from ._sample_features import MIN_SPREAD, bulk_samples, fraction, mean_score, regions_of, samples_of
-from ._score import score
+from ._score import score_once
 
 COMPONENTS = {
     "treg_fraction_cd4": "Tregs among CD4 T cells",
@@ -138,7 +138,7 @@ def immunosuppression(
         measures = {name: v[0] for name, v in BULK_COMPONENTS.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
-            score(adata, BULK_NEEDED, layer=layer)
+            score_once(adata, BULK_NEEDED, layer=layer)
         _finish(adata, _bulk_components(adata), measures, sample_key=None, layer=layer, bulk=True)
         return adata if copy else None
     if _keys.LINEAGE not in adata.obs or _keys.STATE not in adata.obs:
@@ -156,7 +156,7 @@ def immunosuppression(
     if not protein:  # a protein panel has no programmes to score: its components come from cell calls and gates
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
-            score(adata, NEEDED, layer=layer)
+            score_once(adata, NEEDED, layer=layer)
     S = adata.obsm.get(_keys.SCORES, pd.DataFrame(index=adata.obs_names))
     lin = adata.obs[_keys.LINEAGE].astype(str)
     st = adata.obs[_keys.STATE].astype(str)
