@@ -8,7 +8,7 @@ Writes a synthetic log-normalised CSR matrix to zarr (in pieces), then, each in 
 
 For the ratios against scanpy and decoupler at 200,000 cells in memory run
 ``python benchmarks/bench_score.py --cells 200000``. A ``distributed.Client`` that is active when scoring runs
-computes the chunks on its cluster (see the README). Usage::
+computes the chunks on its cluster (see docs/guide.md, "Data larger than memory"). Usage::
 
     python benchmarks/bench_scale.py                      # 1M cells, ~300 non-zeros per cell
     python benchmarks/bench_scale.py --cells 200000
