@@ -57,8 +57,11 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     ``R`` holds within-cell rank scores of the marker genes, ``gene_col`` says which column holds which gene.
     A label none of whose genes are on a positive group's list is not assessable (reason returned).
     """
-    def group_mean(genes, background=True):
+    def group_mean(genes, background=True, reserve=()):
         idx = [gene_col[g] for g in genes if g in gene_col]
+        # a panel that lacks most of a group (the best half is read) borrows the group's reserve, in its order
+        spare = [gene_col[g] for g in reserve if g in gene_col and gene_col[g] not in idx]
+        idx += spare[:max(0, (len(genes) + 1) // 2 - len(idx))]
         if not idx:
             return None
         # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
@@ -73,7 +76,8 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
 
     cols, missing = {}, {}
     for lab in table.labels:
-        pos = [group_mean(g) for g in lab.positive]
+        pos = [group_mean(g, reserve=r) for g, r in zip(lab.positive, lab.reserve or [()] * len(lab.positive),
+                                                         strict=True)]
         if any(p is None for p in pos):
             absent = [",".join(g) for g, p in zip(lab.positive, pos, strict=True) if p is None]
             missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
