@@ -618,6 +618,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     pooled = lineage_core.pool(E, W)
     res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
     gene_col = {g: i for i, g in enumerate(genes)}
+    lineage_core.apply_decisive(res, E, R, gene_col, table)
     for parent in table.splits:
         _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
     if res.by_markers:

@@ -167,6 +167,27 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
                          dict(not_assessable or {}), "classifier")
 
 
+def apply_decisive(res: LineageResult, own: pd.DataFrame, R: np.ndarray, gene_col: dict[str, int],
+                   table: MarkerTable) -> np.ndarray:
+    """Give a label's lineage to the cells that carry its decisive transcripts (in place); returns those cells.
+
+    A cell qualifies when every decisive gene is expressed in it and its own (not pooled) evidence for the label
+    reaches ``MIN_EVIDENCE``. Its confidence is read from that evidence as a seed's is from its lead.
+    """
+    changed = np.zeros(len(own), dtype=bool)
+    for lab in table.labels:
+        if not lab.decisive or lab.label not in own.columns or any(g not in gene_col for g in lab.decisive):
+            continue
+        carries = np.all(np.column_stack([R[:, gene_col[g]] > 0 for g in lab.decisive]), axis=1)
+        ev = own[lab.label].to_numpy()
+        take = carries & (ev >= MIN_EVIDENCE) & (res.lineage != lab.lineage)
+        res.lineage[take] = lab.lineage
+        res.label[take] = lab.label
+        res.confidence[take] = 1.0 - np.exp(-ev[take] / SEED_MARGIN)
+        changed |= take
+    return changed
+
+
 def _lead(L: pd.DataFrame) -> np.ndarray:
     arr = L.to_numpy()
     if arr.shape[1] == 0:

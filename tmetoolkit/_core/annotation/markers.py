@@ -24,6 +24,7 @@ class LabelMarkers:
     negative: tuple[tuple[str, ...], ...]
     sources: tuple[str, ...]
     reserve: tuple[tuple[str, ...], ...] = ()
+    decisive: tuple[str, ...] = ()  # transcripts only this label's cells make (see the marker file)
 
     @property
     def lineage(self) -> str:
@@ -96,7 +97,8 @@ def lineage_markers() -> MarkerTable:
     def one(name, entry):
         return LabelMarkers(name, tuple(tuple(groups[g]) for g in entry["positive"]),
                             tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())),
-                            tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]))
+                            tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]),
+                            tuple(entry.get("decisive", ())))
 
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
     splits = {parent: tuple(one(name, entry) for name, entry in table.items())
