@@ -90,6 +90,21 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     return pd.DataFrame(cols), missing
 
 
+def stand_ins(table: MarkerTable, gene_col: dict[str, int]) -> dict[str, list[str]]:
+    """Per label, the reserve genes :func:`label_evidence` reads on this panel in place of missing markers."""
+    out = {}
+    every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
+    for lab in every:
+        used = []
+        for genes, reserve in zip(lab.positive, lab.reserve or [()] * len(lab.positive), strict=True):
+            n_have = sum(g in gene_col for g in genes)
+            spare = [g for g in reserve if g in gene_col and g not in genes]
+            used += spare[:max(0, (len(genes) + 1) // 2 - n_have)]
+        if used:
+            out[lab.label] = used
+    return out
+
+
 def by_lineage(E: pd.DataFrame) -> pd.DataFrame:
     """Labels naming one lineage ("DC|cDC1", "DC|pDC") collapsed to the lineage by their maximum."""
     return E.T.groupby([c.split("|")[0] for c in E.columns], sort=False).max().T
