@@ -222,7 +222,7 @@ def input_error(report: InputReport, msg: str) -> TmtInputError:
 
 
 # reports kept while a pipeline run is active (reuse_reports): the run never changes the matrix between its steps
-_RUN_REPORTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("tmt_run_reports", default=None)
+_RUN_REPORTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("run_reports", default=None)
 
 
 @contextlib.contextmanager
