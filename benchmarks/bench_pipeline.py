@@ -4,8 +4,9 @@ earlier commit.
 Simulates ``--cells`` cells in ``--samples`` samples (``tmt.datasets.simulate``, with coordinates, so every step
 runs: scores, annotation, checkpoints, spatial phenotype, immunosuppression, resistance profile, group
 comparison), writes them to an ``.h5ad`` and runs ``tmetoolkit run FILE --sample-key sample --group-key response``
-in a fresh process for each package tree: the working tree and, with ``--before COMMIT``, the package as it was at
-that commit (``git archive``), so the old and the new path are measured on the same file in one run.
+in a fresh process for each package tree: the working tree (or ``--after COMMIT``) and, with ``--before COMMIT``,
+the package as it was at that commit (``git archive``), so the old and the new path are measured on the same file
+in one run, and the per-sample tables they write are compared.
 
 Counted in each run (by wrapping the matrix helpers wherever the package holds them):
 
@@ -16,7 +17,8 @@ Counted in each run (by wrapping the matrix helpers wherever the package holds t
 
 Usage::
 
-    python benchmarks/bench_pipeline.py --before 5acf506            # 100,000 cells, this tree and the commit
+    python benchmarks/bench_pipeline.py --before 5acf506                  # 100,000 cells: the commit, this tree
+    python benchmarks/bench_pipeline.py --before 5acf506 --after f61a1dd  # two commits
     python benchmarks/bench_pipeline.py --cells 20000 --before HEAD~1
 
 Measured (2 shared cores; 100,000 cells, 6 samples), ``--before 5acf506`` (before scoring once per run):
@@ -65,14 +67,24 @@ def _install_counters(counts: dict) -> None:
     scans = getattr(_check, "_inspect", None)  # the scan itself, where reports are reused within a run
 
     def inspect(*args, **kwargs):
-        if scans is None and kwargs.get("full_scan", True):
+        if scans is not None:
+            return originals["inspect"](*args, **kwargs)
+        if kwargs.get("full_scan", True):
             counts["input_scans"][f"{tool()} <- {caller()}"] += 1
-        return originals["inspect"](*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return originals["inspect"](*args, **kwargs)
+        finally:
+            counts["seconds"]["in input checks"] += time.perf_counter() - t0
 
     def _scan(*args, **kwargs):
         if kwargs.get("full_scan", True):
             counts["input_scans"][f"{tool()} <- {caller(3)}"] += 1
-        return scans(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return scans(*args, **kwargs)
+        finally:
+            counts["seconds"]["in input checks"] += time.perf_counter() - t0
 
     if scans is not None:
         _check._inspect = _scan
@@ -87,7 +99,11 @@ def _install_counters(counts: dict) -> None:
 
     def score(*args, **kwargs):
         counts["score_calls"][caller()] += 1
-        return originals["score"](*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return originals["score"](*args, **kwargs)
+        finally:
+            counts["seconds"]["in score()"] += time.perf_counter() - t0
 
     def score_matrix(X, plan, **kwargs):
         counts["signatures_scored"][tool()] += len(plan)
@@ -104,7 +120,7 @@ def _install_counters(counts: dict) -> None:
 
 def child(h5ad: str, outdir: str) -> None:
     """One ``tmetoolkit run`` with counters; prints the counts and the wall time as JSON."""
-    counts = {k: collections.Counter() for k in KINDS}
+    counts = {k: collections.Counter() for k in (*KINDS, "seconds")}
     _install_counters(counts)
     from tmetoolkit._cli import main
 
@@ -129,12 +145,22 @@ def run_tree(package_root: Path, h5ad: Path, outdir: Path) -> dict:
     return result
 
 
+def _checkout(commit: str, where: Path) -> Path:
+    """The package as it was at ``commit`` (its code, signatures and data files), in ``where``."""
+    where.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "tmetoolkit", "signatures", "data"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
 def show(label: str, r: dict) -> None:
     n = {k: sum(r[k].values()) for k in KINDS}
     print(f"\n{label} ({r['package']}): exit {r['exit']}, wall {r['wall_s']:.1f} s; passes over the matrix: "
           f"{n['row_passes'] + n['column_sums'] + n['input_scans']} ({n['row_passes']} over rows, "
           f"{n['column_sums']} column sums, {n['input_scans']} input scans); {n['score_calls']} score() calls, "
-          f"{n['signatures_scored']} signature scorings")
+          f"{n['signatures_scored']} signature scorings; "
+          + ", ".join(f"{v:.1f} s {k}" for k, v in sorted(r["seconds"].items())))
     for what in KINDS:
         for where, n in sorted(r[what].items(), key=lambda kv: -kv[1]):
             print(f"  {what:<18} {n:>4}  {where}")
@@ -145,6 +171,7 @@ def main() -> None:
     p.add_argument("--cells", type=int, default=100_000)
     p.add_argument("--samples", type=int, default=6)
     p.add_argument("--before", help="an earlier commit to measure beside the working tree")
+    p.add_argument("--after", help="a commit to measure instead of the working tree")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     import pandas as pd
@@ -158,14 +185,10 @@ def main() -> None:
         h5ad = tmp / "sim.h5ad"
         adata.write_h5ad(h5ad)
         print(f"simulated {adata.n_obs:,} cells x {adata.n_vars:,} genes in {time.perf_counter() - t0:.0f} s")
-        trees = [("this tree", ROOT)]
-        if args.before:
-            old = tmp / "before"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "tmetoolkit", "signatures",
-                                      "data"], capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            trees.insert(0, (f"before ({args.before})", old))
+        trees = [(f"before ({c})" if i == 0 else f"after ({c})", _checkout(c, tmp / f"tree{i}"))
+                 for i, c in enumerate((args.before, args.after)) if c]
+        if not args.after:
+            trees.append(("this tree", ROOT))
         tables = []
         for i, (label, root) in enumerate(trees):
             show(label, run_tree(root, h5ad, tmp / f"out{i}"))

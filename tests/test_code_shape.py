@@ -1,6 +1,10 @@
-"""Imports run one way (DESIGN.md, "Code shape"): ``_cli`` -> ``_pipeline`` -> ``_report`` -> ``pl``/``get`` ->
-``tl`` -> ``_core`` -> ``sig``/``_matrix`` -> ``_keys``. Read from the source with ``ast``, function-local imports
-included, so a back-edge hidden inside a function fails here too."""
+"""The code shape of DESIGN.md, read from the source (``ast``, ``tokenize``):
+
+- imports run one way: ``_cli`` -> ``_pipeline`` -> ``_report`` -> ``pl``/``get`` -> ``tl`` -> ``_core`` ->
+  ``sig``/``_matrix`` -> ``_keys``; function-local imports included, so a back-edge hidden in a function fails too;
+- no decision is made by matching the text of an exception or a warning (typed errors and warnings instead);
+- every ``tmt_`` key the package writes is named in ``_keys``.
+"""
 
 import ast
 from pathlib import Path
