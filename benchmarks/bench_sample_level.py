@@ -1,11 +1,14 @@
 """Sample-level calls without coordinates, against planted truth and FACS, printed next to the baselines a user has.
 
-1. ``simulate()`` cohorts of 36 samples (12 inflamed, 12 excluded, 12 desert), coordinates removed, with and without
-   a fibrotic rim around the excluded tumours (``stromal_barrier=True``): the expression basis of
-   ``tmt.tl.immune_phenotype`` against the obvious rule (the CD8 T-effector programme cut into cohort terciles), the
-   earlier rule (immune axis split at the median, the stromal axis deciding excluded against desert) and terciles
-   with the stroma deciding at the lower tercile; macro-F1 against the planted phenotypes, and how often inflamed
-   and desert are told apart. The same tumours as a bulk cohort (summed counts, log2(CPM + 0.001)) get the same calls.
+1. ``simulate()`` cohorts of 12, 24 and 48 samples (a third each inflamed, excluded, desert), five seeds each,
+   coordinates removed, with and without a fibrotic rim around the excluded tumours (``stromal_barrier=True``): the
+   expression basis of ``tmt.tl.immune_phenotype`` against the obvious rule (the CD8 T-effector programme cut into
+   cohort terciles) and against the alternatives measured before choosing the rule (the T-cell programmes deciding
+   near a boundary, the earlier median/stroma rule, the stroma deciding near the lower tercile or among all
+   non-inflamed samples); macro-F1 against the planted phenotypes, how often inflamed and desert are told apart,
+   and the share of calls right by confidence. The same tumours as a bulk cohort (summed counts, log2(CPM + 0.001))
+   get the same calls. Cohorts of 3 and 6 samples get absolute thresholds; they are shown against terciles of so
+   few samples.
 2. Racle 2017 bulk and the pseudobulk of Zilionis 2019 NSCLC tumour cells (when ``../shared/data`` is present):
    the calls next to the tercile rule, with FACS T-cell fractions (Racle) and the authors' T-cell share (Zilionis).
 3. Racle 2017: Spearman of CD8 T and T-cell scores with the FACS fractions, for every scoring method, next to the
@@ -122,7 +125,7 @@ ALTERNATIVES = ["programmes near boundary", "earlier rule", "stroma at lower ter
 
 def cohorts(sizes=(12, 24, 48), seeds=range(100, 105), n_cells: int = 300) -> None:
     """Cohort-relative calls on simulated cohorts of several sizes and seeds, with and without a stromal barrier."""
-    rows = []
+    rows, calib = [], []
     for barrier in (False, True):
         for n in sizes:
             for seed in seeds:
@@ -139,7 +142,10 @@ def cohorts(sizes=(12, 24, 48), seeds=range(100, 105), n_cells: int = 300) -> No
                 rows.append({"barrier": barrier, "n": n, "seed": seed, "reference": p["reference"],
                              "tmt": macro_f1(truth, call), "T-eff terciles": macro_f1(truth, tercile_rule(
                                  t["CD8_T_effector"])), **{k: macro_f1(truth, v) for k, v in alt.items()},
-                             "not swapped": sep, "inflamed called inflamed": strict})
+                             "not swapped": sep, "inflamed called inflamed": strict,
+                             "confidence right": float(t.loc[call == truth, "confidence"].mean()),
+                             "confidence wrong": float(t.loc[call != truth, "confidence"].mean())})
+                calib.append(pd.DataFrame({"confidence": t["confidence"], "right": call == truth}))
                 if seed == seeds[0] and n == sizes[-1]:
                     side = pd.DataFrame({"planted": truth, "tmt": call, "confidence": t["confidence"].round(2),
                                          "agreeing": t["programmes_agreeing"],
@@ -160,6 +166,10 @@ def cohorts(sizes=(12, 24, 48), seeds=range(100, 105), n_cells: int = 300) -> No
         diff = tab[col] - tab["T-eff terciles"]
         print(f"{col:>26}: below the tercile rule in {(diff < -1e-9).sum():2d} of {len(tab)} cohorts, above in "
               f"{(diff > 1e-9).sum():2d}; mean difference {diff.mean():+.3f}, worst {diff.min():+.3f}")
+    pooled = pd.concat(calib)
+    bins = pd.cut(pooled["confidence"], [0, 0.25, 0.5, 0.75, 0.95, 1.0], include_lowest=True)
+    print("\nshare of calls right by confidence, pooled over the cohorts (excluded capped at 0.5):")
+    print(pooled.groupby(bins, observed=True)["right"].agg(["mean", "size"]).round(3).T.to_string())
     print(f"inflamed/desert not swapped: minimum {tab['not swapped'].min():.3f}, pooled "
           f"{tab['not swapped'].mean():.3f}; inflamed called inflamed and desert not: minimum "
           f"{tab['inflamed called inflamed'].min():.3f}")

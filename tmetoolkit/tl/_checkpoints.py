@@ -37,7 +37,8 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
     Raw counts: at least ``min_counts``. Any other scale (TPM, log1p, log2(x + eps) with negatives, shifted log
     values): above the cell's floor, the value its zero counts map to (:func:`_floor`), so a constant added to every
     value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are refused: above zero
-    there means above the gene's mean, not expressed.
+    there means above the gene's mean, not expressed. Protein intensities not gated by
+    :func:`tmetoolkit.tl.annotate` count above zero.
     """
     report = inspect(adata, layer, full_scan=False)
     if report.state == "scaled":
@@ -55,6 +56,8 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
         sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
         if counts:
             det[start:stop] = sub >= max(min_counts, np.finfo(float).tiny)
+        elif report.state == "protein":  # channels not gated by annotate: above zero, as before
+            det[start:stop] = sub > 0
         else:
             floor = _floor(block)[:, None]
             det[start:stop] = sub > floor + 1e-6 * np.maximum(1.0, np.abs(floor))
