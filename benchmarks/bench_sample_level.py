@@ -10,7 +10,9 @@
    get the same calls. Cohorts of 3 and 6 samples get absolute thresholds; they are shown against terciles of so
    few samples.
 2. Racle 2017 bulk and the pseudobulk of Zilionis 2019 NSCLC tumour cells (when ``../shared/data`` is present):
-   the calls next to the tercile rule, with FACS T-cell fractions (Racle) and the authors' T-cell share (Zilionis).
+   the calls next to the tercile rule, with FACS T-cell fractions (Racle) and the authors' T-cell share (Zilionis);
+   the pseudobulk of the pathologist's regions of the Xenium breast section as a positive control. The other real
+   sets have one sample (Chen, Schuerch), no samples (Puram) or no tumours (mouse lung): no cohort to call.
 3. Racle 2017: Spearman of CD8 T and T-cell scores with the FACS fractions, for every scoring method, next to the
    plain TPM of the marker genes (the baseline) and a reference-based deconvolution (NNLS on the Puram 2017
    single-cell profiles).
@@ -249,6 +251,23 @@ def real_cohorts() -> None:
               f"{spearmanr(t['CD8_T_effector'], share.reindex(t.index))[0]:.2f}")
 
 
+def xenium_regions() -> None:
+    """Pseudobulk of the pathologist's regions of one Xenium breast section: not tumours with phenotypes, a positive
+    control (the "Immune cells" region should top the CD8 T-effector programme, the tumour regions sit low)."""
+    x = local("xenium_idc")
+    if x is None:
+        return
+    del x.obsm["spatial"]
+    tmt.tl.immune_phenotype(x, sample_key="region")
+    t = x.uns["tmt_immune_phenotype"]["table"]
+    side = pd.DataFrame({"tmt (absolute)": t["phenotype"].astype(str), "confidence": t["confidence"].round(2),
+                         "enrichment": t["immune_enrichment"].round(2), "immune axis": t["immune_axis"].round(2),
+                         "stromal axis": t["stromal_axis"].round(2),
+                         "cells": x.obs["region"].astype(str).value_counts()})
+    print("\nXenium breast IDC, pseudobulk per pathologist region (6 regions: absolute), ordered by immune axis")
+    print(side.sort_values("immune axis", ascending=False).to_string())
+
+
 def reference_nnls(tpm: pd.DataFrame) -> pd.DataFrame | None:
     """Deconvolution with a real single-cell reference, to show what a reference-based method gets here.
 
@@ -304,4 +323,5 @@ if __name__ == "__main__":
     cohorts()
     small_cohorts()
     real_cohorts()
+    xenium_regions()
     racle()
