@@ -601,7 +601,10 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     E.index = adata.obs_names
     lognorm = sp.vstack(L_parts).tocsr()
     genes_only = np.flatnonzero(~probes)
-    keep = np.searchsorted(genes_only, np.intersect1d(np.unique(cols), genes_only))
+    # the markers join the variable genes the components are computed on (stand-ins only when they are read)
+    spare = table.reserve_genes
+    marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
+    keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
     pcs = embedding.principal_components(lognorm[:, genes_only], keep, seed=seed) if adata.n_obs > 2 else None
     conn = adata.obsp.get("connectivities")
     if conn is not None and conn.shape == (adata.n_obs, adata.n_obs):
@@ -615,6 +618,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     pooled = lineage_core.pool(E, W)
     res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
     gene_col = {g: i for i, g in enumerate(genes)}
+    lineage_core.apply_decisive(res, E, R, gene_col, table)
     for parent in table.splits:
         _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
     if res.by_markers:
