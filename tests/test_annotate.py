@@ -771,3 +771,20 @@ def test_adding_a_state_is_one_row_of_the_label_table(sim_small, monkeypatch):
     if "CD8 ISG-high" in cats:
         assert colours["CD8 ISG-high"] == "#123456"
         assert cats.index("CD8 ISG-high") > cats.index("CD8 T")
+
+
+def test_marker_table_is_consistent():
+    """Every label cites known sources; decisive genes belong to the label's own groups; reserve genes are no
+    other lineage's marker (a stand-in for T cells must not be a B-cell gene)."""
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    table = lineage_markers()
+    every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
+    for lab in every:
+        assert lab.sources and set(lab.sources) <= set(table.sources), lab.label
+        assert set(lab.decisive) <= set(lab.genes), lab.label
+        if lab.decisive_state is not None:
+            assert lab.decisive_state in {s for states in STATES.values() for s in states}
+        others = {g for o in every if o.lineage != lab.lineage for grp in o.positive for g in grp}
+        for grp in lab.reserve:
+            assert not set(grp) & others, (lab.label, set(grp) & others)
