@@ -21,8 +21,16 @@ Usage::
     python benchmarks/bench_pipeline.py --before 5acf506 --after f61a1dd  # two commits
     python benchmarks/bench_pipeline.py --cells 20000 --before HEAD~1
 
-Measured (2 shared cores; 100,000 cells, 6 samples), ``--before 5acf506`` (before scoring once per run):
-see the figures at the end of this docstring, filled in from the run that made them.
+Measured with ``--before 5acf506 --after f61a1dd`` (100,000 cells, 6 samples, 6,000 genes; 2 cores shared with
+running test suites, so wall times are noisy), as printed::
+
+    before (5acf506): exit 0, wall 609.6 s; passes over the matrix: 19 (14 over rows, 0 column sums, 5 input scans);
+        4 score() calls, 242 signature scorings; 12.5 s in input checks, 117.6 s in score()
+    after (f61a1dd): exit 0, wall 416.8 s; passes over the matrix: 9 (8 over rows, 0 column sums, 1 input scans);
+        1 score() calls, 150 signature scorings; 3.9 s in input checks, 52.8 s in score()
+    sample_table.csv: same rows and columns True, same text True, largest difference of a number 0
+
+(an earlier run without the timers: wall 480.2 s before, 492.2 s after, the same counts).
 """
 
 from __future__ import annotations
