@@ -188,6 +188,8 @@ def annotate(
         fitted gates: lateral spill-over removed before gating.
         Each cell loses this fraction of its brightest touching neighbour's intensity, channel by channel, so a
         dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities as imaged.
+        Removal applies to each label's defining and negative markers; its supporting markers (CD45, CD3 for T
+        cells) are read as imaged, since removal erases genuine dim signal such as CD45 on myeloid cells.
         ``0`` turns it off; given ``gates`` apply to the intensities as they are.
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of

@@ -5,7 +5,8 @@ Each marker is gated on its log intensity: a two-component Gaussian mixture sepa
 (:func:`compensate_spillover`). A cell's evidence for a marker is its distance above the gate in standard
 deviations of the negative population. A label needs every one of its marker groups (any marker of a group will
 do; groups absent from the panel are skipped, except the first, defining one) and is contradicted by its negative
-markers. The best-supported label wins; its confidence grows with its lead over the runner-up, as for RNA.
+markers; the supporting groups (all but the first) are read from the intensities as imaged, the defining and
+negative markers after spill-over removal (see :func:`marker_evidence`). The best-supported label wins; its confidence grows with its lead over the runner-up, as for RNA.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ LINEAGE_RULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "CD4 T|Treg": (("FOXP3",), ("CD3", "CD4"), IMMUNE),
     "NK": (("CD56",), IMMUNE),
     "B": (("B",), IMMUNE),
-    "Plasma": (("CD138",), IMMUNE),
+    "Plasma": (("CD138",),),  # plasma cells lose CD45 (CD45-negative/dim is their normal phenotype): no IMMUNE
     "Monocyte/Macrophage": (("CD68", "CD163", "CD206", "CD14"), IMMUNE),
     "Neutrophil": (("granulocyte",), IMMUNE),
     "DC": (("CD11C",), ("HLADR",), IMMUNE),
@@ -90,6 +91,9 @@ NEGATIVE: dict[str, tuple[str, ...]] = {
     "Monocyte/Macrophage": ("CD3",),
     "Neutrophil": ("CD3",),
     "DC": ("CD68", "CD163", "CD3"),
+    # CD138 (syndecan-1) is on epithelia as well: a CD138+ cell is a plasma cell when it is not epithelial (as
+    # pathologists read CD138 beside a keratin) and not a T cell - the exclusions that CD45 made before
+    "Plasma": ("tumor", "CD3"),
 }
 STATE_RULES: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "Monocyte/Macrophage": {"TAM M2-like": (("CD163", "CD206"),), "TAM M1-like": (("M1",),)},
