@@ -6,7 +6,8 @@ Each marker is gated on its log intensity: a two-component Gaussian mixture sepa
 deviations of the negative population. A label needs every one of its marker groups (any marker of a group will
 do; groups absent from the panel are skipped, except the first, defining one) and is contradicted by its negative
 markers; the supporting groups (all but the first) are read from the intensities as imaged, the defining and
-negative markers after spill-over removal (see :func:`marker_evidence`). The best-supported label wins; its confidence grows with its lead over the runner-up, as for RNA.
+negative markers after spill-over removal (see :func:`marker_evidence`). The best-supported label wins; its
+confidence grows with its lead over the runner-up, as for RNA.
 """
 
 from __future__ import annotations
