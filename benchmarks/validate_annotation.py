@@ -1,7 +1,8 @@
 """``tmt.tl.annotate`` on every author-labelled set in ``../shared/data``, beside two references on the same cells.
 
 - **baseline**: what a user writes in a few lines: ``sc.tl.score_genes`` on each label's positive marker genes
-  (the same markers annotate reads), label = argmax;
+  (the same markers annotate reads), label = argmax; for states, the same within the lineage that baseline called
+  (no labels used);
 - **ceiling**: a logistic regression trained on the authors' labels (5-fold cross-validation) on 50 principal
   components of the log-normalised variable genes: what the data allow with labels.
 
@@ -300,21 +301,29 @@ def ceiling_state(a: ad.AnnData, truth: pd.Series, seed: int = 0) -> pd.Series:
 
 
 def baseline_state(a: ad.AnnData, truth: pd.Series, task: str) -> pd.Series:
-    """score_genes of the registry state sets within the labelled cells, argmax."""
-    sub = truth.notna().to_numpy()
-    b = lognorm(a)[sub].copy()
+    """What a user writes without labels: the lineage baseline (``score_genes`` argmax on the markers), then, within
+    the cells it calls T (Treg task) or monocyte/macrophage (myeloid task), ``score_genes`` of the registry state
+    sets and argmax. Cells of other lineages get the negative class ("conv", "other")."""
+    lineage = baseline(a).reindex(truth.index)
+    b = lognorm(a)
     if "Treg" in task:
         sets = {"Treg": tmt.sig.get("Treg_core").genes_up, "conv": tmt.sig.get("CD4_T").genes_up}
+        within = lineage.isin(["T", "CD4 T", "CD8 T"]).to_numpy()
+        out = pd.Series("conv", index=truth.index, dtype=object)
     else:
-        sets = {"Monocyte": tmt.sig.get("Monocyte").genes_up, "Macrophage": tmt.sig.get("Macrophage").genes_up,
-                "DC": tuple(dict.fromkeys((*tmt.sig.get("cDC2").genes_up, *tmt.sig.get("cDC1").genes_up,
-                                           *tmt.sig.get("pDC").genes_up, *tmt.sig.get("mregDC_Xue").genes_up)))}
+        sets = {"Monocyte": tmt.sig.get("Monocyte").genes_up, "Macrophage": tmt.sig.get("Macrophage").genes_up}
+        within = (lineage == MM).to_numpy()
+        out = pd.Series(np.where(lineage == "DC", "DC", "other"), index=truth.index, dtype=object)
+    if within.sum() < 2:
+        return out
+    b = b[within].copy()
     S = {}
     for k, genes in sets.items():
         g = [x for x in genes if x in b.var_names]
         sc.tl.score_genes(b, g, score_name="s", random_state=0, ctrl_size=min(50, b.n_vars // 4))
         S[k] = b.obs["s"].to_numpy()
-    return pd.DataFrame(S, index=b.obs_names).idxmax(axis=1).reindex(truth.index)
+    out[within] = pd.DataFrame(S, index=b.obs_names).idxmax(axis=1).to_numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
