@@ -436,7 +436,8 @@ def per_label(pred: pd.Series, truth: pd.Series) -> pd.DataFrame:
         tp = float((t & p).sum())
         prec, rec = tp / max(float(p.sum()), 1.0), tp / max(float(t.sum()), 1.0)
         rows.append({"label": lab, "n": int(t.sum()), "precision": prec, "recall": rec,
-                     "f1": 2 * prec * rec / max(prec + rec, 1e-12), "unassigned": float((pred[t] == "unassigned").mean())})
+                     "f1": 2 * prec * rec / max(prec + rec, 1e-12),
+                     "unassigned": float((pred[t] == "unassigned").mean())})
     return pd.DataFrame(rows)
 
 
