@@ -460,6 +460,33 @@ def test_puram_tregs_by_foxp3_with_a_partner():
     assert true[called].mean() >= 0.85 and called[true].mean() >= 0.85
 
 
+def test_a_decisive_gene_seen_everywhere_decides_nothing():
+    """Puram with FOXP3 (decisive for Tregs) given to 70% of cells, as a broad background would: more than a tenth
+    of other lineages' seeds carry it, so it is switched off (params) and moves no cell; in the shared file it
+    decides (no seed of another lineage carries it)."""
+    from tmetoolkit._core.annotation import lineage as core
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    p = real_data("puram")
+    ref = p.copy()
+    tmt.tl.annotate(ref)
+    rng = np.random.default_rng(0)
+    col = p.var_names.get_loc("FOXP3")
+    X = np.asarray(p.X.toarray() if hasattr(p.X, "toarray") else p.X, dtype=np.float32).copy()
+    X[:, col] = np.where(rng.random(p.n_obs) < 0.7, X.max(axis=1) * 0.5, 0.0)
+    p.X = X
+    tmt.tl.annotate(p)
+    assert "FOXP3" in p.uns["tmt_annotate"]["params"]["not_decisive"].split(",")
+    assert "FOXP3" not in ref.uns["tmt_annotate"]["params"]["not_decisive"].split(",")
+    # the core: a gene in not_decisive makes no cell a carrier, however strong its evidence
+    treg = next(lab for lab in lineage_markers().labels if lab.decisive_state == "Treg")
+    own = pd.DataFrame({treg.label: np.ones(4)})
+    R = np.ones((4, 2))
+    gene_col = {"FOXP3": 0, "CTLA4": 1}
+    assert core.carries_decisive(treg, own, R, gene_col, with_partner=True).all()
+    assert not core.carries_decisive(treg, own, R, gene_col, not_decisive=["FOXP3"]).any()
+
+
 def test_reserve_genes_stand_in_for_a_lost_marker_group():
     """Puram without CD3D, CD3E, CD3G and CD2 (as in files of highly variable genes): the T-cell reserve (CD6,
     TRAT1, CD5, CD28, THEMIS...) stands in. Measured: 0.73 of the T cells called CD4 or CD8 T (0.35 without the

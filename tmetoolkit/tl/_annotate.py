@@ -358,7 +358,7 @@ def annotate(
             continue
         family = {lab.lineage, *(sub.label for sub in marker_table.splits.get(lab.lineage, ()))}
         carries = lineage_core.carries_decisive(lab, ident.evidence_own, ident.ranks, ident.gene_col,
-                                                with_partner=True)
+                                                with_partner=True, not_decisive=ident.result.not_decisive)
         take = carries & np.isin(lineage, [f for f in family if lab.decisive_state in _keys.states().get(f, ())])
         state[take] = lab.decisive_state
     _write_calls(adata, lineage, state, conf)
@@ -428,6 +428,7 @@ def annotate(
                    "tumor_signature": tumor_signature or "",
                    "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"],
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
+                   "not_decisive": ",".join(ident.result.not_decisive),
                    "neighbours": ident.graph},
         "rules": rule_tab,
         "lineage_by_markers": list(ident.result.by_markers),
