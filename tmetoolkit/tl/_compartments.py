@@ -51,7 +51,7 @@ def compartments(
     The region is parenchyma at cell scale, as image-analysis tissue segmentation draws it: it agrees with
     inForm's Tumor/Stroma categories (phenoptr sample field) for 0.909 of cells. A pathologist's low-power
     regions are coarser: Xenium's breast IDC "Invasive Tumor" holds stroma strands and a rim around the
-    tumour cells, and leaves two small tumour-cell nests in "Stroma"; there agreement is 0.833. No setting of
+    tumour cells, and leaves two small tumour-cell nests in "Stroma"; there agreement is 0.832. No setting of
     this rule (smoothing 0.75-3 cell spacings, threshold 0.2-0.5 of the packing, closing 0-6 spacings) nor any
     majority of tumour cells within 5-160 micrometres reaches both 0.90 on the first and 0.85 on the second,
     even chosen with the labels (``benchmarks/bench_spatial.py --ceiling``): coarser smoothing gains the
