@@ -349,6 +349,16 @@ def annotate(
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
 
+    # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
+    # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
+    for lab in marker_table.labels:
+        if lab.decisive_state is None:
+            continue
+        family = {lab.lineage, *(sub.label for sub in marker_table.splits.get(lab.lineage, ()))}
+        carries = lineage_core.carries_decisive(lab, ident.evidence_own, ident.ranks, ident.gene_col,
+                                                with_partner=True)
+        take = carries & np.isin(lineage, [f for f in family if lab.decisive_state in _keys.states().get(f, ())])
+        state[take] = lab.decisive_state
     _write_calls(adata, lineage, state, conf)
 
     for col, (lin, table) in rules.SUBSET_RULES.items():

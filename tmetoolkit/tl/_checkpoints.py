@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._matrix import get_matrix, iter_rows
+from .._matrix import above_floor, get_matrix, iter_rows, row_floor
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import inspect
 from ..sig._genes import GeneIndex
@@ -24,18 +24,11 @@ T_NK = ("CD8 T", "CD4 T", "NK")
 LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
 
 
-def _floor(block) -> np.ndarray:
-    """Per row, the value its zero counts map to: the row's minimum (0 for counts, TPM and log1p values;
-    log2(eps) for log2(x + eps); the constant of a shift). A single cell always has genes with no counts."""
-    low = block.min(axis=1)
-    return np.asarray(low.toarray() if sp.issparse(low) else low, dtype=np.float64).ravel()
-
-
 def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
     """Cells x genes detection; NaN where a gene is absent.
 
     Raw counts: at least ``min_counts``. Any other scale (TPM, log1p, log2(x + eps) with negatives, shifted log
-    values): above the cell's floor, the value its zero counts map to (:func:`_floor`), so a constant added to every
+    values): above the cell's floor, the value its zero counts map to (:func:`tmetoolkit._matrix.row_floor`), so a constant added to every
     value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are refused: above zero
     there means above the gene's mean, not expressed. Protein intensities not gated by
     :func:`tmetoolkit.tl.annotate` count above zero.
@@ -59,8 +52,7 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
         elif report.state == "protein":  # channels not gated by annotate: above zero, as before
             det[start:stop] = sub > 0
         else:
-            floor = _floor(block)[:, None]
-            det[start:stop] = sub > floor + 1e-6 * np.maximum(1.0, np.abs(floor))
+            det[start:stop] = above_floor(sub, row_floor(block))
     names = [genes[g] for g in genes if g in found]
     out[names] = det.astype(float)
     return out

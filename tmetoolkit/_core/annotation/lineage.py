@@ -182,23 +182,38 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
                          dict(not_assessable or {}), "classifier")
 
 
+def carries_decisive(lab, own: pd.DataFrame, R: np.ndarray, gene_col: dict[str, int], *,
+                     with_partner: bool = False) -> np.ndarray:
+    """Cells that express every decisive gene of ``lab`` with their own (not pooled) evidence for the label at
+    ``MIN_EVIDENCE`` or more (and, ``with_partner``, a second gene of its positive groups); all False when the
+    panel lacks a decisive gene."""
+    n = len(own)
+    if not lab.decisive or lab.label not in own.columns or any(g not in gene_col for g in lab.decisive):
+        return np.zeros(n, dtype=bool)
+    ok = np.all(np.column_stack([R[:, gene_col[g]] > 0 for g in lab.decisive]), axis=1)
+    ok &= own[lab.label].to_numpy() >= MIN_EVIDENCE
+    if with_partner:
+        others = [gene_col[g] for g in lab.genes if g in gene_col and g not in lab.decisive]
+        ok &= (R[:, others] > 0).any(axis=1) if others else False
+    return ok
+
+
 def apply_decisive(res: LineageResult, own: pd.DataFrame, R: np.ndarray, gene_col: dict[str, int],
                    table: MarkerTable) -> np.ndarray:
     """Give a label's lineage to the cells that carry its decisive transcripts (in place); returns those cells.
 
-    A cell qualifies when every decisive gene is expressed in it and its own (not pooled) evidence for the label
-    reaches ``MIN_EVIDENCE``. Its confidence is read from that evidence as a seed's is from its lead.
+    The label's own evidence is net of the other lineages' genes (its negatives: for Tregs the macrophage and
+    monocyte groups, where spill-over shows). Their confidence is read from that evidence as a seed's is from its
+    lead.
     """
     changed = np.zeros(len(own), dtype=bool)
     for lab in table.labels:
-        if not lab.decisive or lab.label not in own.columns or any(g not in gene_col for g in lab.decisive):
+        take = carries_decisive(lab, own, R, gene_col) & (res.lineage != lab.lineage)
+        if not take.any():
             continue
-        carries = np.all(np.column_stack([R[:, gene_col[g]] > 0 for g in lab.decisive]), axis=1)
-        ev = own[lab.label].to_numpy()
-        take = carries & (ev >= MIN_EVIDENCE) & (res.lineage != lab.lineage)
         res.lineage[take] = lab.lineage
         res.label[take] = lab.label
-        res.confidence[take] = 1.0 - np.exp(-ev[take] / SEED_MARGIN)
+        res.confidence[take] = 1.0 - np.exp(-own[lab.label].to_numpy()[take] / SEED_MARGIN)
         changed |= take
     return changed
 
