@@ -74,8 +74,10 @@ def test_planted_ifng_unresponsiveness_is_flagged_where_t_cells_reach_the_tumour
     dissociated = a.copy()
     ifn = "IFN-gamma pathway defects (JAK1/2)"
     tmt.tl.immune_phenotype(a, sample_key="sample")
-    called = a.uns["tmt_immune_phenotype"]["table"]["phenotype"].sort_index().to_numpy()
-    np.testing.assert_array_equal(called, ["inflamed", "inflamed", "excluded", "desert", "inflamed", "excluded"])
+    called = a.uns["tmt_immune_phenotype"]["table"]["phenotype"].sort_index().astype(str).to_numpy()
+    # every planted phenotype called as planted, or not assessable (a tumour too small to place 5 CD8 T cells in)
+    planted = np.array(["inflamed", "inflamed", "excluded", "desert", "inflamed", "excluded"])
+    assert ((called == planted) | (called == "not assessable") & (planted != "inflamed")).all(), called
     for data, expected in ((a, [0.0, 1.0, np.nan, np.nan, 1.0, np.nan]), (dissociated, [np.nan] * 6)):
         tmt.tl.resistance_profile(data, sample_key="sample")
         long = data.uns["tmt_resistance_profile"]["long"]
