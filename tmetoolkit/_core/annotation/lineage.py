@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from .markers import MarkerTable
 
@@ -159,8 +160,10 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     mu, sd = Xf[train].mean(axis=0), Xf[train].std(axis=0)
     Xf = (Xf - mu) / np.where(sd > 0, sd, 1.0)
     model = LogisticRegression(C=LR_C, max_iter=1000, class_weight=LR_WEIGHT)
-    model.fit(Xf[train], seeds[train])
-    P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
+    # a few thousand rows x 30 features: BLAS threads only add overhead (30x on a busy 2-core machine)
+    with threadpool_limits(1):
+        model.fit(Xf[train], seeds[train])
+        P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
     lin_arr = PL.to_numpy()
     lineage = np.asarray(PL.columns, dtype=object)[np.argmax(lin_arr, axis=1)]
