@@ -6,11 +6,18 @@
 2. Real images in ../shared/data (skipped when absent): phenoptr's inForm tissue categories and Xenium's
    pathologist regions as truth for the compartments; Chen MERFISH and Schürch CODEX for plausibility.
 3. 1,000,000 cells in 50 samples (cell types given): time of compartments + immune_phenotype.
+4. ``--floor N``: the stroma floor of ``immune_phenotype`` derived from a null model: N planted excluded and N
+   inflamed fields per planted stroma share from 1% to 20%, called without the floor; the share of excluded fields
+   called excluded per bin of measured stroma share.
+5. ``--ceiling``: why one rule cannot meet both compartment truths: agreement with phenoptr (inForm tissue
+   categories) and with Xenium's pathologist regions over a grid of region rules and of neighbourhood-majority
+   rules (every setting chosen here *with* the labels, so the best is an upper bound, not a fit to adopt).
 
 Usage::
 
-    python benchmarks/bench_spatial.py              # all
+    python benchmarks/bench_spatial.py              # 1-3
     python benchmarks/bench_spatial.py --samples 10 # smaller timing cohort
+    python benchmarks/bench_spatial.py --fields 0 --samples 0 --floor 20 --ceiling   # only 2, 4, 5
 """
 
 from __future__ import annotations
@@ -106,6 +113,110 @@ def real_images() -> None:
               f"{t['phenotype']} (confidence {t['confidence']:.2f}) {t['reason']}")
 
 
+def stroma_floor(n_per_setting: int) -> None:
+    """Below which measured stroma share is a planted excluded field indistinguishable from an inflamed one?"""
+    print("\n== stroma floor: planted excluded vs inflamed fields, called without the floor ==")
+    fr = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12, 0.15, 0.2)
+    f = tmt.datasets.simulate_fields(stroma_fractions=fr, phenotypes=["inflamed", "excluded"],
+                                     n_per_setting=n_per_setting, seed=7)
+    tmt.tl.compartments(f, sample_key="sample", cell_type_key="cell_type", tumor_labels=TUMOUR)
+    tmt.tl.immune_phenotype(f, sample_key="sample", cell_type_key="cell_type", tumor_labels=TUMOUR,
+                            min_stroma_fraction=0.0)
+    t = f.uns["tmt_immune_phenotype"]["table"]
+    truth = f.uns["tmt_simulation"]["samples"].set_index("sample").loc[t.index]
+    d = pd.DataFrame({"planted": truth["stroma_fraction"], "phenotype": truth["phenotype"],
+                      "measured": t["stroma_area_fraction"], "ratio": t["infiltration_vs_null"],
+                      "as_planted": t["phenotype"].astype(str) == truth["phenotype"]})
+    g = d.groupby(["planted", "phenotype"])
+    print("per planted stroma share (median measured share, infiltration / chance, share called as planted):")
+    print(pd.DataFrame({"measured": g["measured"].median(), "ratio_median": g["ratio"].median(),
+                        "called_as_planted": g["as_planted"].mean()}).round(3).unstack().to_string())
+    e = d[d["phenotype"] == "excluded"]
+    edges = np.r_[np.arange(0, 0.16, 0.02), 1.0]
+    by_bin = e.groupby(pd.cut(e["measured"], edges, right=False), observed=True)["as_planted"].agg(["size", "mean"])
+    print("excluded fields per bin of measured stroma share:")
+    print(by_bin.rename(columns={"size": "fields", "mean": "called excluded"}).round(3).to_string())
+    ok = (by_bin["mean"] >= 0.95).to_numpy()
+    first = len(ok) - int(np.argmin(ok[::-1])) if not ok.all() else 0
+    floor = by_bin.index[first].left if first < len(ok) else np.nan
+    inflamed_ok = d.loc[d["phenotype"] == "inflamed", "as_planted"].mean()
+    print(f"derived floor: excluded fields are called excluded in >= 95% of every bin from a measured stroma share "
+          f"of {floor:.2f} up (inflamed fields called inflamed: {inflamed_ok:.3f} of them at every share)")
+
+
+def ceiling() -> None:
+    """Upper bound of compartment agreement on both truths, over rule settings chosen with the labels."""
+    from scipy.spatial import cKDTree
+
+    from tmetoolkit.tl._spatial_measures import tumour_region
+
+    print("\n== ceiling: one rule against inForm tissue categories (phenoptr) and pathologist regions (Xenium) ==")
+    if not SHARED.is_dir():
+        print("(skipped: ../shared/data absent)")
+        return
+    p = tmt.datasets.load("phenoptr", path=SHARED)
+    x = tmt.datasets.load("xenium_idc", path=SHARED)
+    tmt.tl.annotate(x)
+    keep = x.obs["region"].isin(["Invasive Tumor", "Stroma"]).to_numpy()
+    sets = {"phenoptr": (np.asarray(p.obsm["spatial"], float), (p.obs["phenotype"] == "CK+").to_numpy(),
+                         (p.obs["tissue_category"].astype(str) == "Tumor").to_numpy(), np.ones(p.n_obs, bool)),
+            "xenium": (np.asarray(x.obsm["spatial"], float), (x.obs["tmt_lineage"] == "Malignant/Epithelial").to_numpy(),
+                       (x.obs["region"] == "Invasive Tumor").to_numpy(), keep)}
+    xy, is_t, truth, keep = sets["xenium"]
+    reg = tumour_region(xy, is_t)
+    regions = x.obs["region"].astype(str).to_numpy()
+    out_it = keep & truth & ~reg.inside
+    in_st = keep & ~truth & reg.inside
+    d = reg.distance
+    print(f"Xenium, current rule: {int((out_it | in_st).sum())} of {int(keep.sum())} cells disagree: "
+          f"{int(out_it.sum())} Invasive Tumor cells outside the drawn region ({int((out_it & ~is_t).sum())} of them "
+          f"not tumour cells; {int((out_it & (d <= 2 * reg.nn)).sum())} within 2 cell spacings of the border, "
+          f"{int((out_it & (d > 2 * reg.nn)).sum())} farther: stroma strands and rim the pathologist drew inside), "
+          f"{int(in_st.sum())} Stroma cells inside ({int((in_st & is_t).sum())} of them tumour cells, "
+          "in nests the pathologist left in the stroma); DCIS "
+          f"({int((regions == 'DCIS').sum())} cells) is not scored")
+    print(f"tumour cells alone (a cell is inside when it is a tumour cell): phenoptr "
+          f"{(sets['phenoptr'][1] == sets['phenoptr'][2]).mean():.3f}, Xenium {(is_t == truth)[keep].mean():.3f}")
+    rows = []
+    for smooth in (0.75, 1.0, 1.5, 2.0, 3.0):
+        for frac in (0.2, 0.3, 0.5):
+            for close in (0.0, 2.0, 4.0, 6.0):
+                row = {"rule": "region", "smooth_nn": smooth, "packing_fraction": frac, "closing_nn": close}
+                for name, (xy, is_t, truth, keep) in sets.items():
+                    r = tumour_region(xy, is_t, smooth_nn=smooth, packing_fraction=frac, closing_nn=close)
+                    row[name] = float((r.inside == truth)[keep].mean())
+                rows.append(row)
+    for radius in (5, 10, 15, 20, 30, 40, 60, 80, 100, 130, 160):
+        for share in (0.2, 0.3, 0.4, 0.5, 0.6):
+            row = {"rule": "majority", "radius_um": radius, "tumour_share": share}
+            for name, (xy, is_t, truth, keep) in sets.items():
+                nb = cKDTree(xy).query_ball_point(xy, radius)
+                sh = np.array([is_t[i].mean() for i in nb])
+                row[name] = float(((sh >= share) == truth)[keep].mean())
+            rows.append(row)
+    g = pd.DataFrame(rows)
+    cur = g[(g["rule"] == "region") & (g["smooth_nn"] == 1.5) & (g["packing_fraction"] == 0.5)
+            & (g["closing_nn"] == 0)].iloc[0]
+    both = g[(g["phenoptr"] >= 0.90) & (g["xenium"] >= 0.85)]
+    print(f"{len(g)} settings (region rule: Gaussian sigma 0.75-3 cell spacings, threshold 0.2-0.5 of the tumour's "
+          "packing, closing 0-6 spacings; majority of tumour cells within 5-160 um, share 0.2-0.6)")
+    print(f"current rule (sigma 1.5, half the packing, no closing): phenoptr {cur['phenoptr']:.3f}, "
+          f"Xenium {cur['xenium']:.3f}")
+    print(f"settings meeting both phenoptr >= 0.90 and Xenium >= 0.85: {len(both)}")
+    for rule in ("region", "majority"):
+        r = g[g["rule"] == rule]
+        b1 = r[r["phenoptr"] >= 0.90].sort_values("xenium").iloc[-1]
+        b2 = r[r["xenium"] >= 0.85].sort_values("phenoptr").iloc[-1] if (r["xenium"] >= 0.85).any() else None
+        best = r.sort_values("xenium").iloc[-1]
+        cols = [c for c in ("smooth_nn", "packing_fraction", "closing_nn", "radius_um", "tumour_share") if c in r
+                and np.isfinite(best[c])]
+        desc = lambda row: ", ".join(f"{c} {row[c]:g}" for c in cols)  # noqa: E731
+        print(f"{rule}: best Xenium with phenoptr >= 0.90: {b1['xenium']:.3f} ({desc(b1)}; phenoptr "
+              f"{b1['phenoptr']:.3f}); best phenoptr with Xenium >= 0.85: "
+              + (f"{b2['phenoptr']:.3f} ({desc(b2)}; Xenium {b2['xenium']:.3f})" if b2 is not None else "none")
+              + f"; best Xenium at all: {best['xenium']:.3f} ({desc(best)}; phenoptr {best['phenoptr']:.3f})")
+
+
 def cohort(n_samples: int, n_cells: int, seed: int = 0) -> AnnData:
     """Positions and cell types of ``n_samples`` simulated tumours (three templates, shifted and rotated)."""
     rng = np.random.default_rng(seed)
@@ -157,12 +268,19 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--cells", type=int, default=20_000)
     p.add_argument("--fields", type=int, default=10, help="simulated fields per stroma share and phenotype")
+    p.add_argument("--floor", type=int, default=0, help="fields per setting for the stroma-floor null model (20)")
+    p.add_argument("--ceiling", action="store_true", help="sweep compartment rules against both truths")
     args = p.parse_args()
     warnings.simplefilter("ignore")
     if args.fields:
         realistic_fields(args.fields)
     real_images()
-    timing(args.samples, args.cells)
+    if args.floor:
+        stroma_floor(args.floor)
+    if args.ceiling:
+        ceiling()
+    if args.samples:
+        timing(args.samples, args.cells)
 
 
 if __name__ == "__main__":

@@ -276,7 +276,34 @@ def test_protein_channels_with_a_spike_of_zeros_are_gated_above_it():
          "plasma cells": {"Plasma"}}
     cl = a.obs["ClusterName"].astype(str)
     keep = cl.isin(list(m)).to_numpy()
-    assert _accuracy(a.obs["tmt_lineage"][keep], [m[c] for c in cl[keep]]) >= 0.4
+    assert _accuracy(a.obs["tmt_lineage"][keep], [m[c] for c in cl[keep]]) >= 0.46  # measured 0.49
+
+
+def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_veto():
+    """Schürch's CODEX spot, recall per author class. Three rules cost these cells before:
+    CD45 read after spill-over removal (which erases the dim CD45 of myeloid cells beside bright lymphocytes)
+    vetoed macrophages; one CD4 gate, above which 41% of CD8 T cells sit, vetoed CD8 T cells; and plasma cells,
+    which lose CD45, needed it. Measured recall CD8 T 0.28 (0.08 before), CD4 T 0.43 (0.30), Treg 0.51 (0.34),
+    macrophage 0.155 (0.07), plasma 0.17 (0.0); CD8 T precision 0.96 (0.94). CD15 contradicts NK (CD56 on CD15+
+    granulocytes called them NK): granulocyte recall 0.06 (0.013), precision 0.60 on 15 calls (0.67 on 3)."""
+    path = SHARED / "schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    a = ad.read_h5ad(path)
+    tmt.tl.annotate(a)
+    st, cl = a.obs["tmt_state"].astype(str), a.obs["ClusterName"].astype(str)
+    lin = a.obs["tmt_lineage"].astype(str)
+    r_cd8, p_cd8 = _agreement(st, cl, ["CD8+ T cells"], ["CD8 T", "CD8 Tex", "CD8 Tpex"])
+    r_cd4, _ = _agreement(lin, cl, ["CD4+ T cells CD45RO+", "Tregs"], ["CD4 T"])
+    r_treg, _ = _agreement(st, cl, ["Tregs"], ["Treg"])
+    r_mac, _ = _agreement(lin, cl, ["CD68+CD163+ macrophages", "CD68+ macrophages", "CD11b+CD68+ macrophages"],
+                          ["Monocyte/Macrophage"])
+    r_pla, _ = _agreement(lin, cl, ["plasma cells"], ["Plasma"])
+    assert r_cd8 >= 0.24 and p_cd8 >= 0.9
+    assert r_cd4 >= 0.38 and r_treg >= 0.43 and r_mac >= 0.12 and r_pla >= 0.1
+    r_gra, p_gra = _agreement(lin, cl, ["granulocytes"], ["Neutrophil"])
+    assert r_gra >= 0.04 and p_gra >= 0.4
+    assert "Plasma" in set(lin)  # CD138 with no keratin or CD3 suffices
 
 
 def test_protein_panel_scimap_with_given_gates():
@@ -291,8 +318,9 @@ def test_protein_panel_scimap_with_given_gates():
     assert r_tum >= 0.85 and p_tum >= 0.95  # measured 0.90 / 0.97
     assert p_cd8 >= 0.85 and p_treg >= 0.75  # measured 0.89 / 0.81
     # CD3 contradicts myeloid labels (lineage exclusion): T cells that are also above the gate of a myeloid
-    # marker are called T cells (recall 0.33 / 0.35 without), not left unassigned
-    assert r_cd8 >= 0.5 and r_treg >= 0.55  # measured 0.53 / 0.62
+    # marker are called T cells (recall 0.33 / 0.35 without), not left unassigned; CD4 no longer vetoes CD8 T
+    # cells (the stronger co-receptor wins): CD8 T recall 0.73 (0.53 with the veto)
+    assert r_cd8 >= 0.68 and r_treg >= 0.55  # measured 0.73 / 0.62
 
 
 def test_protein_panel_bad_input():
@@ -430,6 +458,33 @@ def test_puram_tregs_by_foxp3_with_a_partner():
     tmt.tl.annotate(p)
     called, true = p.obs["tmt_state"] == "Treg", p.obs["celltypes"] == "reg. T cell"
     assert true[called].mean() >= 0.85 and called[true].mean() >= 0.85
+
+
+def test_a_decisive_gene_seen_everywhere_decides_nothing():
+    """Puram with FOXP3 (decisive for Tregs) given to 70% of cells, as a broad background would: more than a tenth
+    of other lineages' seeds carry it, so it is switched off (params) and moves no cell; in the shared file it
+    decides (no seed of another lineage carries it)."""
+    from tmetoolkit._core.annotation import lineage as core
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    p = real_data("puram")
+    ref = p.copy()
+    tmt.tl.annotate(ref)
+    rng = np.random.default_rng(0)
+    col = p.var_names.get_loc("FOXP3")
+    X = np.asarray(p.X.toarray() if hasattr(p.X, "toarray") else p.X, dtype=np.float32).copy()
+    X[:, col] = np.where(rng.random(p.n_obs) < 0.7, X.max(axis=1) * 0.5, 0.0)
+    p.X = X
+    tmt.tl.annotate(p)
+    assert "FOXP3" in p.uns["tmt_annotate"]["params"]["not_decisive"].split(",")
+    assert "FOXP3" not in ref.uns["tmt_annotate"]["params"]["not_decisive"].split(",")
+    # the core: a gene in not_decisive makes no cell a carrier, however strong its evidence
+    treg = next(lab for lab in lineage_markers().labels if lab.decisive_state == "Treg")
+    own = pd.DataFrame({treg.label: np.ones(4)})
+    R = np.ones((4, 2))
+    gene_col = {"FOXP3": 0, "CTLA4": 1}
+    assert core.carries_decisive(treg, own, R, gene_col, with_partner=True).all()
+    assert not core.carries_decisive(treg, own, R, gene_col, not_decisive=["FOXP3"]).any()
 
 
 def test_reserve_genes_stand_in_for_a_lost_marker_group():

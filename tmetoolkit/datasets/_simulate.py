@@ -74,6 +74,11 @@ _CD8 = {
     "excluded": {"tumor": 0.004, "margin": 0.16, "stroma": 0.08},
     "desert": {"tumor": 0.002, "margin": 0.006, "stroma": 0.004},
 }
+# excluded tumours hold their CD8 T cells in the stroma, out of contact with the tumour cells (Salmon et al. 2012,
+# J Clin Invest 122:899; Joyce & Fearon 2015, Science 348:74): after the draw, those within one mean cell spacing
+# outside the border trade places with other non-tumour cells of the outer margin, as do three in four of those
+# inside it (0.004 of the tumour cells planted, 0.001 kept)
+_EXCLUDED_KEEP_INSIDE = 0.25
 # ``stromal_barrier``: excluded tumours get a fibrotic rim, more fibroblasts at the margin and in the stroma, mostly
 # myofibroblastic (TGF-beta-driven) CAFs; planted through the fibroblast and myCAF programmes, which share 5 genes
 # (ACTA2, COL1A1, COL1A2, LUM, TAGLN) with the 36 of the stromal programmes the expression phenotype reads
@@ -142,6 +147,21 @@ def _layout(rng, n_cells, tumor_shape, density):
     return xy, _border_distance(xy, centres, radii, wobble, phases)
 
 
+def _hold_back(rng, lineage, dist, density):
+    """Excluded tumour: move CD8 T cells off the tumour edge (in place; lineage counts and the sample's own random
+    stream are unchanged, so only where the CD8 T cells sit differs from the draw)."""
+    gap = min(1000.0 / np.sqrt(density), MARGIN_HALF_WIDTH / 2)
+    cd8 = lineage == "CD8 T"
+    move = cd8 & (((dist >= 0) & (dist < gap)) | ((dist < 0) & (rng.random(len(dist)) >= _EXCLUDED_KEEP_INSIDE)))
+    held = np.flatnonzero(~cd8 & (lineage != "Malignant/Epithelial") & (dist >= gap) & (dist <= MARGIN_HALF_WIDTH))
+    src = np.flatnonzero(move)
+    if src.size == 0 or held.size == 0:
+        return
+    dst = rng.choice(held, size=min(src.size, held.size), replace=False)
+    src = src[: dst.size]
+    lineage[src], lineage[dst] = lineage[dst], lineage[src].copy()
+
+
 def _sample_params(rng, phenotype):
     return {
         "phenotype": phenotype,
@@ -203,7 +223,8 @@ def simulate(
 
     Each sample is a square of tissue with tumour nests (``tumor_shape``), a margin and stroma. Cells of all
     lineages and states of the tmetoolkit vocabulary are placed by compartment; CD8 T cells follow the sample's
-    planted phenotype: ``inflamed`` (inside the nests), ``excluded`` (held in margin and stroma) or ``desert``
+    planted phenotype: ``inflamed`` (inside the nests), ``excluded`` (held in margin and stroma, none within one
+    cell spacing of the tumour edge and a quarter of the few drawn inside kept there) or ``desert``
     (few anywhere). Counts are negative binomial with library-size variation, dropout and a per-sample batch effect.
 
     Parameters
@@ -348,6 +369,8 @@ def simulate(
             names, probs = zip(*mix.items(), strict=True)
             probs = np.array(probs) / sum(probs)
             lineage[sel] = srng.choice(names, size=sel.sum(), p=probs)
+        if p["phenotype"] == "excluded":
+            _hold_back(np.random.default_rng([seed, s, 1]), lineage, dist, density)
         state = _states(srng, lineage, p)
 
         mu = np.empty((n_cells, n_genes))

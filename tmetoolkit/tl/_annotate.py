@@ -188,6 +188,8 @@ def annotate(
         fitted gates: lateral spill-over removed before gating.
         Each cell loses this fraction of its brightest touching neighbour's intensity, channel by channel, so a
         dim "positive" beside a bright cell no longer counts. Gates are fitted on the intensities as imaged.
+        Removal applies to each label's defining and negative markers; its supporting markers (CD45, CD3 for T
+        cells) are read as imaged, since removal erases genuine dim signal such as CD45 on myeloid cells.
         ``0`` turns it off; given ``gates`` apply to the intensities as they are.
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
@@ -356,7 +358,7 @@ def annotate(
             continue
         family = {lab.lineage, *(sub.label for sub in marker_table.splits.get(lab.lineage, ()))}
         carries = lineage_core.carries_decisive(lab, ident.evidence_own, ident.ranks, ident.gene_col,
-                                                with_partner=True)
+                                                with_partner=True, not_decisive=ident.result.not_decisive)
         take = carries & np.isin(lineage, [f for f in family if lab.decisive_state in _keys.states().get(f, ())])
         state[take] = lab.decisive_state
     _write_calls(adata, lineage, state, conf)
@@ -426,6 +428,7 @@ def annotate(
                    "tumor_signature": tumor_signature or "",
                    "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"],
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
+                   "not_decisive": ",".join(ident.result.not_decisive),
                    "neighbours": ident.graph},
         "rules": rule_tab,
         "lineage_by_markers": list(ident.result.by_markers),
@@ -475,12 +478,12 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
             raise TmtInputError(msg)
         images = image_groups(adata, sample_groups(adata, sample_key), image_key).to_numpy()
         compensated = prot.compensate_spillover(X, xy, spillover, images)
-    Z, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
+    Z, Z_imaged, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
                                          adata.obs_names, compensated)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
     def call(rules, mask, negative=None):
-        E, missing = prot.label_evidence(Z.loc[mask], rules, negative)
+        E, missing = prot.label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask])
         L = E.T.groupby([_lineage_of(c) for c in E.columns], sort=False).max().T
         labels, _, conf = _decide(L, 1.0, min_score=0.0)
         if groups is not None and mask.sum():

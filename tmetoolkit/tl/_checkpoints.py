@@ -28,9 +28,9 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
     """Cells x genes detection; NaN where a gene is absent.
 
     Raw counts: at least ``min_counts``. Any other scale (TPM, log1p, log2(x + eps) with negatives, shifted log
-    values): above the cell's floor, the value its zero counts map to (:func:`tmetoolkit._matrix.row_floor`), so a constant added to every
-    value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are refused: above zero
-    there means above the gene's mean, not expressed. Protein intensities not gated by
+    values): above the cell's floor, the value its zero counts map to (``_matrix.row_floor``), so a constant
+    added to every value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are
+    refused: above zero there means above the gene's mean, not expressed. Protein intensities not gated by
     :func:`tmetoolkit.tl.annotate` count above zero.
     """
     report = inspect(adata, layer, full_scan=False)

@@ -204,7 +204,10 @@ def immune_phenotype(
         16 cells has a 95% binomial interval of at most +-0.25, half the distance from the cut to either
         hypothesis).
     min_stroma_fraction
-        Share of the tissue on the stroma side of the border below which a field cannot show exclusion (0.1).
+        Share of the tissue on the stroma side of the border below which a field cannot show exclusion (0.1: on
+        simulated fields with CD8 T cells planted in the stroma only, fewer than 95% are called excluded below a
+        measured stroma share of 0.10 and all from it up; ``benchmarks/bench_spatial.py --floor 20``, derivation in
+        ``tmetoolkit.tl._spatial_measures.classify``).
     min_cells, min_tumor_cells
         Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
     min_cd8_fraction

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from .markers import MarkerTable
 
@@ -31,6 +32,10 @@ LR_C, LR_WEIGHT = 1.0, "balanced"  # measured across the four labelled RNA sets:
 MIN_SEEDS = 10
 # seeds per label used to train (a random subset of larger sets; keeps 1,000,000 cells cheap)
 MAX_TRAIN_PER_LABEL = 500
+# a decisive transcript decides nothing in a data set where more than this share of other lineages' seeds carry
+# it (ambient RNA and spill-over reach a few percent of cells: 4.9% for FOXP3 on Chen's MERFISH; a broad background
+# reaches most: 73% for LILRA4 in simulate()'s background before it planted ambient RNA by abundance)
+MAX_DECISIVE_ELSEWHERE = 0.1
 
 
 @dataclass
@@ -47,6 +52,7 @@ class LineageResult:
     by_markers: list[str] = field(default_factory=list)  # lineages called by their markers alone (too few seeds)
     not_assessable: dict[str, str] = field(default_factory=dict)
     method: str = "classifier"
+    not_decisive: list[str] = field(default_factory=list)  # decisive genes this data set shows in other lineages
 
 
 def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) -> tuple[pd.DataFrame, dict]:
@@ -159,8 +165,10 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     mu, sd = Xf[train].mean(axis=0), Xf[train].std(axis=0)
     Xf = (Xf - mu) / np.where(sd > 0, sd, 1.0)
     model = LogisticRegression(C=LR_C, max_iter=1000, class_weight=LR_WEIGHT)
-    model.fit(Xf[train], seeds[train])
-    P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
+    # a few thousand rows x 30 features: BLAS threads only add overhead (30x on a busy 2-core machine)
+    with threadpool_limits(1):
+        model.fit(Xf[train], seeds[train])
+        P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
     lin_arr = PL.to_numpy()
     lineage = np.asarray(PL.columns, dtype=object)[np.argmax(lin_arr, axis=1)]
@@ -182,13 +190,26 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
                          dict(not_assessable or {}), "classifier")
 
 
+def not_decisive_here(table: MarkerTable, R: np.ndarray, gene_col: dict[str, int], seeds: np.ndarray) -> list[str]:
+    """Decisive genes that more than ``MAX_DECISIVE_ELSEWHERE`` of the seeds of other lineages express."""
+    lineage_of_seed = np.array([s.split("|")[0] for s in seeds], dtype=object)
+    off = []
+    for lab in table.labels:
+        other = (seeds != "") & (lineage_of_seed != lab.lineage)
+        for g in lab.decisive:
+            if g in gene_col and other.any() and (R[other, gene_col[g]] > 0).mean() > MAX_DECISIVE_ELSEWHERE:
+                off.append(g)
+    return off
+
+
 def carries_decisive(lab, own: pd.DataFrame, R: np.ndarray, gene_col: dict[str, int], *,
-                     with_partner: bool = False) -> np.ndarray:
+                     with_partner: bool = False, not_decisive=()) -> np.ndarray:
     """Cells that express every decisive gene of ``lab`` with their own (not pooled) evidence for the label at
     ``MIN_EVIDENCE`` or more (and, ``with_partner``, a second gene of its positive groups); all False when the
-    panel lacks a decisive gene."""
+    panel lacks a decisive gene or the data set shows it elsewhere (``not_decisive``)."""
     n = len(own)
-    if not lab.decisive or lab.label not in own.columns or any(g not in gene_col for g in lab.decisive):
+    if not lab.decisive or lab.label not in own.columns or any(g not in gene_col or g in not_decisive
+                                                               for g in lab.decisive):
         return np.zeros(n, dtype=bool)
     ok = np.all(np.column_stack([R[:, gene_col[g]] > 0 for g in lab.decisive]), axis=1)
     ok &= own[lab.label].to_numpy() >= MIN_EVIDENCE
@@ -207,8 +228,9 @@ def apply_decisive(res: LineageResult, own: pd.DataFrame, R: np.ndarray, gene_co
     lead.
     """
     changed = np.zeros(len(own), dtype=bool)
+    res.not_decisive = not_decisive_here(table, R, gene_col, res.seed)
     for lab in table.labels:
-        take = carries_decisive(lab, own, R, gene_col) & (res.lineage != lab.lineage)
+        take = carries_decisive(lab, own, R, gene_col, not_decisive=res.not_decisive) & (res.lineage != lab.lineage)
         if not take.any():
             continue
         res.lineage[take] = lab.lineage
