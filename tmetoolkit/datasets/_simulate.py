@@ -43,8 +43,9 @@ _CD8 = {
     "desert": {"tumor": 0.002, "margin": 0.006, "stroma": 0.004},
 }
 # ``stromal_barrier``: excluded tumours get a fibrotic rim, more fibroblasts at the margin and in the stroma, mostly
-# myofibroblastic (TGF-beta-driven) CAFs; planted through the fibroblast and myCAF programmes, which share 5 genes
-# (ACTA2, COL1A1, COL1A2, LUM, TAGLN) with the 36 of the stromal programmes the expression phenotype reads
+# myofibroblastic (TGF-beta-driven) CAFs; planted through the fibroblast and myCAF programmes, which share 11 genes
+# (ACTA2, COL1A1, COL1A2, COL6A2, FAP, FBLN1, LUM, MMP2, PDGFRA, PDGFRB, TAGLN) with the 37 of the stromal
+# programmes the expression phenotype reads
 BARRIER_FIBROBLASTS = {"margin": 3.0, "stroma": 1.5}
 BARRIER_MYCAF = (0.7, 0.9)
 MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
@@ -104,8 +105,9 @@ def _plan(rng, table: dict, unnamed: list[str]) -> dict[str, _Programme]:
         if n_unnamed:
             extra = rng.choice(unnamed, size=min(n_unnamed, len(unnamed)), replace=False)
             lf.update(zip(extra.tolist(), rng.uniform(levels["low"], levels["mid"], len(extra)), strict=True))
-        srcs = {*spec.get("sources", ())} | {s for m in spec.get("modules") or {} for s in table["modules"][m]["sources"]}
-        return _Programme(tuple(lf), np.array(list(lf.values())), tuple(spec.get("low") or ()), tuple(sorted(srcs)))
+        mods = spec.get("modules") or {}
+        srcs = sorted({*spec.get("sources", ()), *(s for m in mods for s in table["modules"][m]["sources"])})
+        return _Programme(tuple(lf), np.array(list(lf.values())), tuple(spec.get("low") or ()), tuple(srcs))
 
     plan = {}
     for lin, spec in table["lineages"].items():
