@@ -1,13 +1,18 @@
 """Sample-level calls without coordinates, against planted truth and FACS, printed next to the baselines a user has.
 
-1. ``simulate()`` cohorts of 36 samples (12 inflamed, 12 excluded, 12 desert), coordinates removed, with and without
-   a fibrotic rim around the excluded tumours (``stromal_barrier=True``): the expression basis of
-   ``tmt.tl.immune_phenotype`` against the obvious rule (the CD8 T-effector programme cut into cohort terciles), the
-   earlier rule (immune axis split at the median, the stromal axis deciding excluded against desert) and terciles
-   with the stroma deciding at the lower tercile; macro-F1 against the planted phenotypes, and how often inflamed
-   and desert are told apart. The same tumours as a bulk cohort (summed counts, log2(CPM + 0.001)) get the same calls.
+1. ``simulate()`` cohorts of 12, 24 and 48 samples (a third each inflamed, excluded, desert), five seeds each,
+   coordinates removed, with and without a fibrotic rim around the excluded tumours (``stromal_barrier=True``): the
+   expression basis of ``tmt.tl.immune_phenotype`` against the obvious rule (the CD8 T-effector programme cut into
+   cohort terciles) and against the alternatives measured before choosing the rule (the T-cell programmes deciding
+   near a boundary, the earlier median/stroma rule, the stroma deciding near the lower tercile or among all
+   non-inflamed samples); macro-F1 against the planted phenotypes, how often inflamed and desert are told apart,
+   and the share of calls right by confidence. The same tumours as a bulk cohort (summed counts, log2(CPM + 0.001))
+   get the same calls. Cohorts of 3 and 6 samples get absolute thresholds; they are shown against terciles of so
+   few samples.
 2. Racle 2017 bulk and the pseudobulk of Zilionis 2019 NSCLC tumour cells (when ``../shared/data`` is present):
-   the calls next to the tercile rule, with FACS T-cell fractions (Racle) and the authors' T-cell share (Zilionis).
+   the calls next to the tercile rule, with FACS T-cell fractions (Racle) and the authors' T-cell share (Zilionis);
+   the pseudobulk of the pathologist's regions of the Xenium breast section as a positive control. The other real
+   sets have one sample (Chen, Schuerch), no samples (Puram) or no tumours (mouse lung): no cohort to call.
 3. Racle 2017: Spearman of CD8 T and T-cell scores with the FACS fractions, for every scoring method, next to the
    plain TPM of the marker genes (the baseline) and a reference-based deconvolution (NNLS on the Puram 2017
    single-cell profiles).
@@ -61,13 +66,36 @@ def earlier_rule(t: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(imm >= 0, "inflamed", np.where(stro >= 0, "excluded", "desert")), index=t.index)
 
 
-def stroma_at_lower_tercile(t: pd.DataFrame, p: dict) -> pd.Series:
+def _grey(t: pd.DataFrame, p: dict, boundary: str) -> pd.Series:
+    return (t["immune_axis"] - p[boundary]).abs() < p["immune_tercile_standard_error"]
+
+
+def programmes_near_boundary(t: pd.DataFrame, p: dict) -> pd.Series:
+    """The rule of the previous engineer: within a tercile's standard error of either boundary, terciles of the mean
+    of the three T-cell programmes decide."""
+    call = tercile_rule(t["CD8_T_effector"])
+    grey = _grey(t, p, "immune_tercile_low") | _grey(t, p, "immune_tercile_high")
+    call[grey] = tercile_rule(t["t_cell_programmes"])[grey]
+    return call
+
+
+def stroma_at_lower_tercile(t: pd.DataFrame, p: dict, column: str = "stromal_axis") -> pd.Series:
     """Terciles, and within a tercile's standard error of the lower boundary the stroma's top/bottom third decides."""
-    call = t["phenotype"].astype(str).copy()
-    s1, s2 = t["stromal_axis"].quantile([1 / 3, 2 / 3])
-    grey = (t["immune_axis"] - p["immune_tercile_low"]).abs() < p["immune_tercile_standard_error"]
-    call[grey & (t["stromal_axis"] >= s2)] = "excluded"
-    call[grey & (t["stromal_axis"] < s1)] = "desert"
+    call = tercile_rule(t["CD8_T_effector"])
+    stro = _z(t[column]) if column != "stromal_axis" else t[column]
+    s1, s2 = stro.quantile([1 / 3, 2 / 3])
+    grey = _grey(t, p, "immune_tercile_low")
+    call[grey & (stro >= s2)] = "excluded"
+    call[grey & (stro < s1)] = "desert"
+    return call
+
+
+def stroma_among_non_inflamed(t: pd.DataFrame) -> pd.Series:
+    """Top tercile inflamed; among the rest the stromal axis decides (upper half excluded, lower half desert)."""
+    call = tercile_rule(t["CD8_T_effector"])
+    rest = call != "inflamed"
+    stro = t.loc[rest, "stromal_axis"]
+    call[rest] = np.where(stro >= stro.median(), "excluded", "desert")
     return call
 
 
@@ -87,42 +115,88 @@ def separation(truth: pd.Series, call: pd.Series) -> tuple[float, float]:
     return float(1 - swapped[pair].mean()), float(strict[pair].mean())
 
 
-def cohorts(seeds=range(100, 108)) -> None:
+def _cohort(n: int, seed: int, barrier: bool, n_cells: int) -> tuple[ad.AnnData, pd.Series]:
+    a = tmt.datasets.simulate(n_samples=n, n_cells=n_cells, seed=seed, stromal_barrier=barrier)
+    del a.obsm["spatial"]
+    return a, a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+
+
+ALTERNATIVES = ["programmes near boundary", "earlier rule", "stroma at lower tercile", "TBRS at lower tercile",
+                "stroma among non-inflamed"]
+
+
+def cohorts(sizes=(12, 24, 48), seeds=range(100, 105), n_cells: int = 300) -> None:
+    """Cohort-relative calls on simulated cohorts of several sizes and seeds, with and without a stromal barrier."""
+    rows, calib = [], []
+    for barrier in (False, True):
+        for n in sizes:
+            for seed in seeds:
+                a, truth = _cohort(n, seed, barrier, n_cells)
+                tmt.tl.immune_phenotype(a, sample_key="sample")
+                res = a.uns["tmt_immune_phenotype"]
+                t, p = res["table"].reindex(truth.index), res["params"]
+                call = t["phenotype"].astype(str)
+                sep, strict = separation(truth, call)
+                alt = {"programmes near boundary": programmes_near_boundary(t, p), "earlier rule": earlier_rule(t),
+                       "stroma at lower tercile": stroma_at_lower_tercile(t, p),
+                       "TBRS at lower tercile": stroma_at_lower_tercile(t, p, "Pan_F_TBRS"),
+                       "stroma among non-inflamed": stroma_among_non_inflamed(t)}
+                rows.append({"barrier": barrier, "n": n, "seed": seed, "reference": p["reference"],
+                             "tmt": macro_f1(truth, call), "T-eff terciles": macro_f1(truth, tercile_rule(
+                                 t["CD8_T_effector"])), **{k: macro_f1(truth, v) for k, v in alt.items()},
+                             "not swapped": sep, "inflamed called inflamed": strict,
+                             "confidence right": float(t.loc[call == truth, "confidence"].mean()),
+                             "confidence wrong": float(t.loc[call != truth, "confidence"].mean())})
+                calib.append(pd.DataFrame({"confidence": t["confidence"], "right": call == truth}))
+                if seed == seeds[0] and n == sizes[-1]:
+                    side = pd.DataFrame({"planted": truth, "tmt": call, "confidence": t["confidence"].round(2),
+                                         "agreeing": t["programmes_agreeing"],
+                                         "T-eff terciles": tercile_rule(t["CD8_T_effector"])})
+                    print(f"\nsimulated cohort n={n} seed={seed}, stromal_barrier={barrier}: calls next to the "
+                          "tercile rule")
+                    print(pd.crosstab(side["planted"], side["tmt"]).to_string())
+                    print("mean confidence by (planted == call):",
+                          side.groupby(side["planted"] == side["tmt"])["confidence"].mean().round(2).to_dict())
+                    if not barrier:
+                        same_tumours(a, call)
+    tab = pd.DataFrame(rows)
+    print(f"\nmacro-F1 against the planted phenotypes, {n_cells} cells per sample, cohort-relative calls")
+    print(tab.round(3).to_string(index=False))
+    print("\nmean by barrier and size:")
+    print(tab.groupby(["barrier", "n"]).mean(numeric_only=True).drop(columns="seed").round(3).to_string())
+    for col in ["tmt", *ALTERNATIVES]:
+        diff = tab[col] - tab["T-eff terciles"]
+        print(f"{col:>26}: below the tercile rule in {(diff < -1e-9).sum():2d} of {len(tab)} cohorts, above in "
+              f"{(diff > 1e-9).sum():2d}; mean difference {diff.mean():+.3f}, worst {diff.min():+.3f}")
+    pooled = pd.concat(calib)
+    bins = pd.cut(pooled["confidence"], [0, 0.25, 0.5, 0.75, 0.95, 1.0], include_lowest=True)
+    print("\nshare of calls right by confidence, pooled over the cohorts (excluded capped at 0.5):")
+    print(pooled.groupby(bins, observed=True)["right"].agg(["mean", "size"]).round(3).T.to_string())
+    print(f"inflamed/desert not swapped: minimum {tab['not swapped'].min():.3f}, pooled "
+          f"{tab['not swapped'].mean():.3f}; inflamed called inflamed and desert not: minimum "
+          f"{tab['inflamed called inflamed'].min():.3f}")
+
+
+def small_cohorts(sizes=(3, 6), seeds=range(100, 105), n_cells: int = 300) -> None:
+    """Below 9 samples the calls use absolute thresholds; how they compare with terciles of so few samples."""
     rows = []
     for barrier in (False, True):
-        for seed in seeds:
-            a = tmt.datasets.simulate(n_samples=36, n_cells=600, seed=seed, stromal_barrier=barrier)
-            del a.obsm["spatial"]
-            truth = a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
-            tmt.tl.immune_phenotype(a, sample_key="sample")
-            res = a.uns["tmt_immune_phenotype"]
-            t = res["table"].reindex(truth.index)
-            call = t["phenotype"].astype(str)
-            sep, strict = separation(truth, call)
-            rows.append({"stromal barrier": barrier, "seed": seed, "tmt": macro_f1(truth, call),
-                         "T-eff terciles": macro_f1(truth, tercile_rule(t["CD8_T_effector"])),
-                         "earlier rule": macro_f1(truth, earlier_rule(t)),
-                         "terciles + stroma": macro_f1(truth, stroma_at_lower_tercile(t, res["params"])),
-                         "inflamed/desert not swapped": sep, "inflamed called inflamed": strict,
-                         "stroma excluded - others": float(t.loc[truth == "excluded", "stromal_axis"].mean()
-                                                           - t.loc[truth != "excluded", "stromal_axis"].mean())})
-            if seed == seeds[0]:
-                side = pd.DataFrame({"planted": truth, "tmt": call, "confidence": t["confidence"].round(2),
-                                     "T-eff terciles": tercile_rule(t["CD8_T_effector"])})
-                print(f"\nsimulated cohort seed={seed}, stromal_barrier={barrier}: calls next to the tercile rule")
-                print(pd.crosstab(side["planted"], [side["tmt"]]).to_string())
-                print(side.sort_values("planted").T.to_string())
-                if not barrier:
-                    same_tumours(a, call)
+        for n in sizes:
+            for seed in seeds:
+                a, truth = _cohort(n, seed, barrier, n_cells)
+                tmt.tl.immune_phenotype(a, sample_key="sample")  # cells annotated? no: random gene sets decide
+                t = a.uns["tmt_immune_phenotype"]["table"].reindex(truth.index)
+                call = t["phenotype"].astype(str)
+                rows.append({"barrier": barrier, "n": n, "seed": seed, "reference": t["reference"].iloc[0],
+                             "tmt absolute": macro_f1(truth, call),
+                             "T-eff terciles": macro_f1(truth, tercile_rule(t["CD8_T_effector"])),
+                             "not swapped": separation(truth, call)[0]})
     tab = pd.DataFrame(rows)
-    print("\nmacro-F1 against the planted phenotypes, 36 samples per cohort")
-    print(tab.round(3).to_string(index=False))
-    print("\nmean by barrier:")
-    print(tab.groupby("stromal barrier").mean(numeric_only=True).drop(columns="seed").round(3).to_string())
-    worse = (tab["tmt"] < tab["T-eff terciles"] - 1e-9).sum()
-    low_sep, low_strict = tab["inflamed/desert not swapped"].min(), tab["inflamed called inflamed"].min()
-    print(f"tmt below the tercile rule in {worse} of {len(tab)} cohorts; minimum not-swapped share {low_sep:.3f}, "
-          f"minimum strict share {low_strict:.3f}")
+    print(f"\nsmall cohorts (absolute thresholds: each sample against random gene sets), {n_cells} cells per sample")
+    print(tab.groupby(["barrier", "n"]).mean(numeric_only=True).drop(columns="seed").round(3).to_string())
+    diff = tab["tmt absolute"] - tab["T-eff terciles"]
+    print(f"absolute below terciles-of-so-few in {(diff < -1e-9).sum()} of {len(tab)} cohorts, above in "
+          f"{(diff > 1e-9).sum()}; inflamed/desert not swapped: minimum {tab['not swapped'].min():.3f}")
 
 
 def same_tumours(a: ad.AnnData, call: pd.Series) -> None:
@@ -159,14 +233,39 @@ def real_cohorts() -> None:
         z = z[z.obs["Tissue"] == "tumor"].copy()
         tmt.tl.immune_phenotype(z, sample_key="Patient")
         t = z.uns["tmt_immune_phenotype"]["table"]
+        c = z.copy()
+        tmt.tl.immune_phenotype(c, sample_key="Patient", reference="cohort")
+        tc = c.uns["tmt_immune_phenotype"]["table"]
         major = z.obs["author_major_cell_type"].astype(str)
         share = major.str.contains("T cell", case=False).groupby(z.obs["Patient"].astype(str)).mean()
-        side = pd.DataFrame({"tmt": t["phenotype"].astype(str), "reference": t["reference"],
-                             "confidence": t["confidence"].round(2), "enrichment": t["immune_enrichment"].round(2),
+        side = pd.DataFrame({"tmt (absolute)": t["phenotype"].astype(str), "confidence": t["confidence"].round(2),
+                             "enrichment": t["immune_enrichment"].round(2),
+                             "tmt (cohort)": tc["phenotype"].astype(str), "conf. (cohort)": tc["confidence"].round(2),
                              "T-eff terciles": tercile_rule(t["CD8_T_effector"]), "T cells (authors)": share.round(2),
                              "cells": z.obs["Patient"].astype(str).value_counts()})
-        print("\nZilionis 2019 NSCLC tumour cells, pseudobulk per patient: calls next to the tercile rule")
+        print("\nZilionis 2019 NSCLC tumour cells, pseudobulk per patient (7 patients: absolute by default; cohort "
+              "terciles on request): calls next to the tercile rule")
         print(side.to_string())
+        print("Spearman with the authors' T-cell share: immune enrichment "
+              f"{spearmanr(t['immune_enrichment'], share.reindex(t.index))[0]:.2f}, CD8 T-effector "
+              f"{spearmanr(t['CD8_T_effector'], share.reindex(t.index))[0]:.2f}")
+
+
+def xenium_regions() -> None:
+    """Pseudobulk of the pathologist's regions of one Xenium breast section: not tumours with phenotypes, a positive
+    control (the "Immune cells" region should top the CD8 T-effector programme, the tumour regions sit low)."""
+    x = local("xenium_idc")
+    if x is None:
+        return
+    del x.obsm["spatial"]
+    tmt.tl.immune_phenotype(x, sample_key="region")
+    t = x.uns["tmt_immune_phenotype"]["table"]
+    side = pd.DataFrame({"tmt (absolute)": t["phenotype"].astype(str), "confidence": t["confidence"].round(2),
+                         "enrichment": t["immune_enrichment"].round(2), "immune axis": t["immune_axis"].round(2),
+                         "stromal axis": t["stromal_axis"].round(2),
+                         "cells": x.obs["region"].astype(str).value_counts()})
+    print("\nXenium breast IDC, pseudobulk per pathologist region (6 regions: absolute), ordered by immune axis")
+    print(side.sort_values("immune axis", ascending=False).to_string())
 
 
 def reference_nnls(tpm: pd.DataFrame) -> pd.DataFrame | None:
@@ -222,5 +321,7 @@ if __name__ == "__main__":
     warnings.simplefilter("ignore")
     np.set_printoptions(precision=3)
     cohorts()
+    small_cohorts()
     real_cohorts()
+    xenium_regions()
     racle()

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 import tmetoolkit as tmt
@@ -153,3 +154,29 @@ def test_protein_panel_receptors_and_ligands_from_gates(sim_small):
     for mech in ("Hypoxia", "DNA/histone modifications"):  # a hypothesis without its programme is not shown as one
         assert long.loc[("S01", mech), "status"] == "not assessable on a protein panel: needs expression"
     assert np.isfinite(long.loc[("S01", "Regulatory T cells (Tregs)"), "value"])
+
+
+def test_expressed_is_read_on_the_data_scale(annotated):
+    """log2(x + 0.001) of the normalised counts (negative values where a gene has no counts), the same shifted by a
+    constant, and log1p of them call the same receptors as the raw counts; before, every value above zero counted,
+    so in log2 data with negatives a gene with no counts but a shift counted as expressed, or one with a few counts
+    did not. z-scores are refused with the fix named."""
+    import scipy.sparse as sp
+
+    a = annotated.copy()
+    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
+    norm = X / X.sum(axis=1, keepdims=True) * 1e4
+    expected = a.obsm["tmt_checkpoints"].copy()
+    assert np.nansum(expected.to_numpy()) > 100
+    layers = {"log2": np.log2(norm + 0.001), "shifted": np.log2(norm + 0.001) + 12.0, "log1p": np.log1p(norm),
+              "log1p_sparse": sp.csr_matrix(np.log1p(norm))}
+    for name, values in layers.items():
+        a.layers[name] = values
+    assert layers["log2"].min() < 0 and tmt.pp.check_input(a, layer="log2").state == "lognorm"
+    for name in layers:
+        tmt.tl.checkpoints(a, layer=name)
+        got = a.obsm["tmt_checkpoints"]
+        pd.testing.assert_frame_equal(got, expected, obj=name)
+    a.layers["z"] = (layers["log1p"] - layers["log1p"].mean(0)) / np.maximum(layers["log1p"].std(0), 1e-9)
+    with pytest.raises(ValueError, match="z-scored|centred per gene.*layer="):
+        tmt.tl.checkpoints(a, layer="z")

@@ -151,3 +151,23 @@ def test_markers_use_the_scale_annotate_scored_on(annotated):
     sc.pp.log1p(b)
     inside = (sub.obs["tmt_state"] == "TAM M2-like").to_numpy()
     np.testing.assert_allclose(rows["mean"], b[inside, rows.index].X.toarray().mean(axis=0), rtol=1e-5)
+
+
+def test_detection_is_read_above_the_cells_floor(annotated):
+    """Log2(x + 0.001) values have negatives where the counts were 0: a gene is detected above that floor, so
+    markers gives the detection rates of the counts themselves (with "> 0", every zero would count as not detected
+    only by luck of the sign, and a shift of all values would change them)."""
+    from scipy import sparse
+
+    counts = annotated.X.toarray() if sparse.issparse(annotated.X) else np.asarray(annotated.X)
+    lib = counts.sum(axis=1, keepdims=True)
+    logged = annotated.copy()
+    # shifted so that even the zeros are above 0 (as after adding a constant to clear the negatives)
+    logged.X = (np.log2(counts / lib * 1e6 + 0.001) + 12).astype(np.float32)
+    tmt.tl.annotate(logged)
+    logged.obs["tmt_state"] = annotated.obs["tmt_state"].to_numpy()
+    rows = tmt.get.markers(logged).query("label == 'TAM M2-like'").set_index("gene")
+    ref = tmt.get.markers(annotated).query("label == 'TAM M2-like'").set_index("gene")
+    genes = rows.index.intersection(ref.index)
+    assert len(genes) >= 3
+    np.testing.assert_allclose(rows.loc[genes, "frac"], ref.loc[genes, "frac"], atol=1e-9)

@@ -138,3 +138,16 @@ def normalise_block(block, state: str, target_sum: float | None, cols=None):
             return block
         return np.log1p(block)
     return block
+
+
+def row_floor(block) -> np.ndarray:
+    """Per row, the value its zero counts map to: the row's minimum (0 for counts, TPM and log1p values;
+    log2(eps) for log2(x + eps); the constant of a shift). A single cell always has genes with no counts."""
+    low = block.min(axis=1)
+    return np.asarray(low.toarray() if sp.issparse(low) else low, dtype=np.float64).ravel()
+
+
+def above_floor(values, floor: np.ndarray) -> np.ndarray:
+    """Whether each value is above its row's ``floor`` (a relative tolerance keeps float noise out)."""
+    f = np.asarray(floor, dtype=np.float64)[:, None]
+    return np.asarray(values) > f + 1e-6 * np.maximum(1.0, np.abs(f))

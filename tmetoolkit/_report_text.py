@@ -28,7 +28,7 @@ _EXACT = {
     "rho_tumor": "CD8 T cells per mm² inside the tumour",
     "rho_stroma": "CD8 T cells per mm² in the margin and stroma",
     "infiltration_ratio": "share of the CD8 T-cell density that lies inside the tumour: tumour / (tumour + stroma)",
-    "immune_axis": "cohort-relative immune axis (CD8 T, IFN-gamma programmes; robust z across samples)",
+    "immune_axis": "CD8 T-effector programme, robust z across samples (its cohort terciles decide)",
     "stromal_axis": "cohort-relative stromal axis (TGF-beta, CAF programmes; robust z across samples)",
     "cd8_fraction_immune": "CD8 T cells among immune cells",
     "mixing_score": "CD8 T-tumour cell contacts per CD8 T-CD8 T contact (Keren 2018)",

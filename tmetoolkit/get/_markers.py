@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._matrix import get_matrix, iter_rows, normalise_block
+from .._matrix import above_floor, get_matrix, iter_rows, normalise_block, row_floor
 from .._utils import TmtInputError
 from ..tl._checkpoints import is_protein
 
@@ -146,14 +146,17 @@ def _lognormalised_chunks(adata: AnnData, cols: list[int]):
 
         target_sum = inspect(adata, layer).target_sum
     for start, stop, block in iter_rows(get_matrix(adata, layer)):
-        yield start, stop, sp.csr_matrix(normalise_block(block, state, target_sum, cols))
+        V = normalise_block(block, state, target_sum, cols)
+        # a gene is detected above the value the cell's zero counts map to (log2(x + eps) has negatives)
+        floor = row_floor(block) if state == "lognorm" else np.zeros(stop - start)
+        yield start, stop, sp.csr_matrix(V), floor
 
 
 def _evidence_chunks(adata: AnnData, cols: list[int]):
     """Protein panels: each channel's marker evidence (SDs above its gate, after spill-over removal)."""
     marker = adata.uns["tmt_annotate"]["gates"].set_index("channel")["marker"]
     E = adata.obsm[_keys.SCORES][[f"{marker[adata.var_names[c]]}+" for c in cols]].to_numpy(dtype=np.float64)
-    yield 0, adata.n_obs, E
+    yield 0, adata.n_obs, E, np.zeros(adata.n_obs)
 
 
 def _value_chunks(adata: AnnData, cols: list[int]):
@@ -163,7 +166,7 @@ def _value_chunks(adata: AnnData, cols: list[int]):
 def marker_values(adata: AnnData, cols: list[int]) -> sp.csr_matrix | np.ndarray:
     """Cells x the columns ``cols`` of var_names as :func:`markers` measures them: log-normalised as
     :func:`tmetoolkit.tl.annotate` scored them, or a protein marker's evidence."""
-    parts = [V for _, _, V in _value_chunks(adata, cols)]
+    parts = [V for _, _, V, _ in _value_chunks(adata, cols)]
     return sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
 
 
@@ -174,8 +177,8 @@ def _group_sums(adata: AnnData, cols: list[int], groupings: list[pd.Series]):
     codes = [g.astype("category").cat.codes.to_numpy() for g in groupings]
     sums = [np.zeros((len(c), len(cols))) for c in cats]
     detected = [np.zeros((len(c), len(cols))) for c in cats]
-    for start, stop, V in _value_chunks(adata, cols):
-        positive = (V > 0).astype(np.float64)
+    for start, stop, V, floor in _value_chunks(adata, cols):
+        positive = above_floor(V.toarray() if sp.issparse(V) else V, floor).astype(np.float64)
         for k, code in enumerate(codes):
             c = code[start:stop]
             ok = c >= 0

@@ -141,7 +141,10 @@ def annotate(
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
     ``min_confidence`` or its own markers speak against the lineage the classifier chose. T cells are divided into
     CD8 T and CD4 T among themselves the same way. A lineage with too few seeds to learn keeps its marker calls
-    (with a warning); a data set of one lineage is called by its markers alone.
+    (with a warning); a data set of one lineage is called by its markers alone. On a panel that has lost most of
+    a marker group (a file of highly variable genes), cited reserve genes of the same lineage stand in for the
+    missing ones. A cell that carries a transcript no other cell makes (FOXP3) keeps that label's lineage
+    against its neighbours' spill-over.
 
     **States** are decided within their lineage: CD8 naive/memory, effector, progenitor-exhausted (Tpex) and
     terminally exhausted (Tex); CD4 naive/memory, helper and Treg; monocyte, TAM M1-like, TAM M2-like and
@@ -222,7 +225,8 @@ def annotate(
         ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
         ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, and the neighbour graph used) and
-        ``rules``: every label, what decides it (lineages: marker ``genes`` and ``negative`` genes, ``n_seeds``;
+        ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in place of
+        missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it
         could be assessed; ``lineage_by_markers``: lineages with too few seeds to learn; ``mixed_evidence``:
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
@@ -345,6 +349,16 @@ def annotate(
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
 
+    # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
+    # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
+    for lab in marker_table.labels:
+        if lab.decisive_state is None:
+            continue
+        family = {lab.lineage, *(sub.label for sub in marker_table.splits.get(lab.lineage, ()))}
+        carries = lineage_core.carries_decisive(lab, ident.evidence_own, ident.ranks, ident.gene_col,
+                                                with_partner=True)
+        take = carries & np.isin(lineage, [f for f in family if lab.decisive_state in _keys.states().get(f, ())])
+        state[take] = lab.decisive_state
     _write_calls(adata, lineage, state, conf)
 
     for col, (lin, table) in rules.SUBSET_RULES.items():
@@ -368,8 +382,12 @@ def annotate(
     adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
 
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
+    spare = lineage_core.stand_ins(marker_table, ident.gene_col)
+    for parent, sub in marker_table.splits.items():  # CD8 T and CD4 T rows carry what T cells were read by
+        for lab in sub:
+            spare[lab.label] = [*spare.get(parent, ()), *spare.get(lab.label, ())]
     rows = [{"level": "lineage", "label": lab.label, "signatures": f"markers:{lab.label}",
-             "genes": ",".join(lab.genes),
+             "genes": ",".join(lab.genes), "stand_ins": ",".join(spare.get(lab.label, ())),
              "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
              "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
              "assessable": ("lineage", lab.label) not in not_assessable,
@@ -380,7 +398,7 @@ def annotate(
             why = not_assessable.get((level, label), "")
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why})
-    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "negative": "", "n_seeds": 0})
+    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})
     rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
     # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
     lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
@@ -601,7 +619,10 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     E.index = adata.obs_names
     lognorm = sp.vstack(L_parts).tocsr()
     genes_only = np.flatnonzero(~probes)
-    keep = np.searchsorted(genes_only, np.intersect1d(np.unique(cols), genes_only))
+    # the markers join the variable genes the components are computed on (stand-ins only when they are read)
+    spare = table.reserve_genes
+    marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
+    keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
     pcs = embedding.principal_components(lognorm[:, genes_only], keep, seed=seed) if adata.n_obs > 2 else None
     conn = adata.obsp.get("connectivities")
     if conn is not None and conn.shape == (adata.n_obs, adata.n_obs):
@@ -615,6 +636,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     pooled = lineage_core.pool(E, W)
     res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
     gene_col = {g: i for i, g in enumerate(genes)}
+    lineage_core.apply_decisive(res, E, R, gene_col, table)
     for parent in table.splits:
         _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
     if res.by_markers:

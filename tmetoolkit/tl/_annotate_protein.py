@@ -145,6 +145,12 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
     return found
 
 
+# a channel with at least this share of exact zeros is gated on its non-zero values (measured on Schürch's CODEX
+# spot, where 9 of 19 gated channels have such a spike: lineage accuracy 0.31 -> 0.44; phenoptr and scimap
+# have no such channel and are unchanged)
+ZERO_SPIKE, MIN_NONZERO = 0.2, 20
+
+
 def _gating_offset(x: np.ndarray) -> float | None:
     """Channels are gated on log intensity, offset by the 1% quantile of the positive values; ``None`` for a
     channel that holds negative values: it was transformed already (arcsinh, z-scored per channel) and is gated on
@@ -171,7 +177,12 @@ def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | N
 
     x = np.asarray(x, dtype=np.float64)
     offset = _gating_offset(x)
-    fit = fit_two_components(_to_gating_scale(x, offset), seed=seed)
+    fit_on = x
+    if offset is not None and (x == 0).mean() >= ZERO_SPIKE and (x > 0).sum() >= MIN_NONZERO:
+        # background-subtracted images: the zeros would be one component (SD ~0), the gate would sit just above
+        # zero and every dim cell would read as strongly positive; the zeros are negative, the rest is gated
+        fit_on = x[x > 0]
+    fit = fit_two_components(_to_gating_scale(fit_on, offset), seed=seed)
     cut = fit.crossing if threshold is None else float(_to_gating_scale(threshold, offset))
     t = _to_gating_scale(x if score is None else score, offset)
     return (t - cut) / max(fit.low_sd, 1e-6), float(cut if offset is None else np.exp(cut) - offset)

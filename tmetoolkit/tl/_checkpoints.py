@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._matrix import get_matrix, iter_rows
-from .._utils import check_tmt_key, logger, warn
+from .._matrix import above_floor, get_matrix, iter_rows, row_floor
+from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
@@ -25,20 +25,34 @@ LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
 
 
 def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
-    """Cells x genes detection (above ``min_counts`` for counts, above zero otherwise); NaN where a gene is absent."""
+    """Cells x genes detection; NaN where a gene is absent.
+
+    Raw counts: at least ``min_counts``. Any other scale (TPM, log1p, log2(x + eps) with negatives, shifted log
+    values): above the cell's floor, the value its zero counts map to (:func:`tmetoolkit._matrix.row_floor`), so a constant added to every
+    value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are refused: above zero
+    there means above the gene's mean, not expressed. Protein intensities not gated by
+    :func:`tmetoolkit.tl.annotate` count above zero.
+    """
     report = inspect(adata, layer, full_scan=False)
+    if report.state == "scaled":
+        raise TmtInputError("cannot tell expressed from not expressed here: " + " ".join(report.problems))
     found = GeneIndex(adata.var_names, report.species).match(list(genes))
     cols = [found[g][0] for g in genes if g in found]
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=list(genes.values()))
     if not cols:
         return out
-    threshold = min_counts if report.state == "counts" else 0.0
+    counts = report.state == "counts"
     X = get_matrix(adata, layer)
     det = np.zeros((adata.n_obs, len(cols)), dtype=bool)
     for start, stop, block in iter_rows(X):
         sub = block[:, cols]
-        sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-        det[start:stop] = sub >= max(threshold, np.finfo(float).tiny)
+        sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
+        if counts:
+            det[start:stop] = sub >= max(min_counts, np.finfo(float).tiny)
+        elif report.state == "protein":  # channels not gated by annotate: above zero, as before
+            det[start:stop] = sub > 0
+        else:
+            det[start:stop] = above_floor(sub, row_floor(block))
     names = [genes[g] for g in genes if g in found]
     out[names] = det.astype(float)
     return out
@@ -85,7 +99,9 @@ def checkpoints(
     """Co-inhibitory receptor profile of every T and NK cell, and checkpoint ligands on tumour and myeloid cells.
 
     A receptor (PD-1/PDCD1, TIM-3/HAVCR2, LAG-3, TIGIT, CTLA-4) counts as expressed when its transcript is
-    detected (at least ``min_counts`` counts in raw data, above zero in normalised data); on a protein panel
+    detected (at least ``min_counts`` counts in raw data; in normalised or log data above the value the cell's zero
+    counts map to, its minimum, so log2(x + 0.001) with negative values and shifted log values get the calls that
+    log1p values get; z-scored data are refused); on a protein panel
     annotated by :func:`tmetoolkit.tl.annotate`, when the cell is above the marker's gate (PD-1, TIM-3, LAG-3,
     TIGIT, CTLA-4, PD-L1 and PD-L2 channels). Single-cell data miss many transcripts, so counts of co-expressed
     receptors are lower bounds; with ``smooth=True`` a receptor also counts when at least half of the cell's

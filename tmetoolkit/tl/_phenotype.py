@@ -113,8 +113,9 @@ def immune_phenotype(
     Without coordinates (``basis="expression"``) the call comes from expression, bulk samples (no ``sample_key``:
     each observation is a sample; counts, TPM or log values, negatives allowed) and the pseudobulk of single-cell
     samples taking the same path: the CD8 T-effector programme (ssGSEA) cut into cohort terciles (top inflamed,
-    middle excluded, bottom desert), the three T-cell programmes together (CD8 T-effector, IFN-gamma, T-cell-inflamed
-    GEP) deciding the samples within a tercile's standard error of a boundary. From 9 samples the call is
+    middle excluded, bottom desert; never overturned, so never worse than that rule), the three T-cell programmes
+    (CD8 T-effector, IFN-gamma, T-cell-inflamed GEP) and the stromal axis reported beside it, the programmes'
+    disagreement lowering the confidence. From 9 samples the call is
     cohort-relative; with fewer, absolute: CD8 T cells among immune cells when cells are annotated, otherwise the
     CD8 T-effector programme against random gene sets of the same sample (the table's ``reference`` says which).
     Dissociated and bulk data cannot show where T cells are, so an ``excluded`` call is an inference (its
@@ -231,8 +232,10 @@ def immune_phenotype(
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
 
     With the expression basis, ``table`` holds the ``reference`` used, what ``decided_by`` the call, the programme
-    scores (ssGSEA), the ``immune_axis`` (robust z of the CD8 T-effector programme), ``t_cell_programmes`` (mean
-    robust z of the three), the ``immune_axis_uncertainty``, the ``stromal_axis``, ``immune_enrichment`` and ``stromal_enrichment`` (z against
+    scores (ssGSEA), the ``immune_axis`` (robust z of the CD8 T-effector programme, whose cohort terciles decide),
+    ``t_cell_programmes`` (mean robust z of the three), ``programmes_agreeing`` (how many of the three give the same
+    call by their own terciles), the ``immune_axis_uncertainty``, the ``stromal_axis`` (reported, not deciding),
+    ``immune_enrichment`` and ``stromal_enrichment`` (z against
     random gene sets of the sample), CD8 fractions when cells are annotated, and the ``caveat``; samples without
     expression are ``not assessable`` with the reason. ``params`` holds the tercile thresholds or the absolute
     ones. There are no regions.

@@ -57,8 +57,11 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     ``R`` holds within-cell rank scores of the marker genes, ``gene_col`` says which column holds which gene.
     A label none of whose genes are on a positive group's list is not assessable (reason returned).
     """
-    def group_mean(genes, background=True):
+    def group_mean(genes, background=True, reserve=()):
         idx = [gene_col[g] for g in genes if g in gene_col]
+        # a panel that lacks most of a group (the best half is read) borrows the group's reserve, in its order
+        spare = [gene_col[g] for g in reserve if g in gene_col and gene_col[g] not in idx]
+        idx += spare[:max(0, (len(genes) + 1) // 2 - len(idx))]
         if not idx:
             return None
         # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
@@ -73,7 +76,8 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
 
     cols, missing = {}, {}
     for lab in table.labels:
-        pos = [group_mean(g) for g in lab.positive]
+        pos = [group_mean(g, reserve=r) for g, r in zip(lab.positive, lab.reserve or [()] * len(lab.positive),
+                                                         strict=True)]
         if any(p is None for p in pos):
             absent = [",".join(g) for g, p in zip(lab.positive, pos, strict=True) if p is None]
             missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
@@ -84,6 +88,21 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             ev = ev - np.max(np.vstack(neg), axis=0)
         cols[lab.label] = ev
     return pd.DataFrame(cols), missing
+
+
+def stand_ins(table: MarkerTable, gene_col: dict[str, int]) -> dict[str, list[str]]:
+    """Per label, the reserve genes :func:`label_evidence` reads on this panel in place of missing markers."""
+    out = {}
+    every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
+    for lab in every:
+        used = []
+        for genes, reserve in zip(lab.positive, lab.reserve or [()] * len(lab.positive), strict=True):
+            n_have = sum(g in gene_col for g in genes)
+            spare = [g for g in reserve if g in gene_col and g not in genes]
+            used += spare[:max(0, (len(genes) + 1) // 2 - n_have)]
+        if used:
+            out[lab.label] = used
+    return out
 
 
 def by_lineage(E: pd.DataFrame) -> pd.DataFrame:
@@ -161,6 +180,42 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     by_markers = sorted({lineage_of[lab] for lab in n_seeds if lab not in learn} - {lineage_of[lab] for lab in learn})
     return LineageResult(lineage, label, conf, E_pooled, PL, seeds, n_seeds, by_markers,
                          dict(not_assessable or {}), "classifier")
+
+
+def carries_decisive(lab, own: pd.DataFrame, R: np.ndarray, gene_col: dict[str, int], *,
+                     with_partner: bool = False) -> np.ndarray:
+    """Cells that express every decisive gene of ``lab`` with their own (not pooled) evidence for the label at
+    ``MIN_EVIDENCE`` or more (and, ``with_partner``, a second gene of its positive groups); all False when the
+    panel lacks a decisive gene."""
+    n = len(own)
+    if not lab.decisive or lab.label not in own.columns or any(g not in gene_col for g in lab.decisive):
+        return np.zeros(n, dtype=bool)
+    ok = np.all(np.column_stack([R[:, gene_col[g]] > 0 for g in lab.decisive]), axis=1)
+    ok &= own[lab.label].to_numpy() >= MIN_EVIDENCE
+    if with_partner:
+        others = [gene_col[g] for g in lab.genes if g in gene_col and g not in lab.decisive]
+        ok &= (R[:, others] > 0).any(axis=1) if others else False
+    return ok
+
+
+def apply_decisive(res: LineageResult, own: pd.DataFrame, R: np.ndarray, gene_col: dict[str, int],
+                   table: MarkerTable) -> np.ndarray:
+    """Give a label's lineage to the cells that carry its decisive transcripts (in place); returns those cells.
+
+    The label's own evidence is net of the other lineages' genes (its negatives: for Tregs the macrophage and
+    monocyte groups, where spill-over shows). Their confidence is read from that evidence as a seed's is from its
+    lead.
+    """
+    changed = np.zeros(len(own), dtype=bool)
+    for lab in table.labels:
+        take = carries_decisive(lab, own, R, gene_col) & (res.lineage != lab.lineage)
+        if not take.any():
+            continue
+        res.lineage[take] = lab.lineage
+        res.label[take] = lab.label
+        res.confidence[take] = 1.0 - np.exp(-own[lab.label].to_numpy()[take] / SEED_MARGIN)
+        changed |= take
+    return changed
 
 
 def _lead(L: pd.DataFrame) -> np.ndarray:

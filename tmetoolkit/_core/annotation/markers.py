@@ -12,12 +12,20 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class LabelMarkers:
-    """One label's identity: every ``positive`` group must be expressed, no ``negative`` group may be."""
+    """One label's identity: every ``positive`` group must be expressed, no ``negative`` group may be.
+
+    ``reserve`` holds, per positive group, cited genes of the same lineage that stand in for the group's genes a
+    panel lacks (a file of 2,000 highly variable genes, a targeted panel); on a panel with the whole group they are
+    not read.
+    """
 
     label: str
     positive: tuple[tuple[str, ...], ...]
     negative: tuple[tuple[str, ...], ...]
     sources: tuple[str, ...]
+    reserve: tuple[tuple[str, ...], ...] = ()
+    decisive: tuple[str, ...] = ()  # transcripts only this label's cells make (see the marker file)
+    decisive_state: str | None = None  # the state such a cell is, within its lineage
 
     @property
     def lineage(self) -> str:
@@ -38,7 +46,15 @@ class MarkerTable:
     @property
     def genes(self) -> list[str]:
         every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
-        return list(dict.fromkeys(g for lab in every for grp in (*lab.positive, *lab.negative) for g in grp))
+        return list(dict.fromkeys(g for lab in every for grp in (*lab.positive, *lab.reserve, *lab.negative)
+                                  for g in grp))
+
+    @property
+    def reserve_genes(self) -> set[str]:
+        """Genes read only in place of missing markers (not part of any group)."""
+        every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
+        core = {g for lab in every for grp in (*lab.positive, *lab.negative) for g in grp}
+        return {g for lab in every for grp in lab.reserve for g in grp} - core
 
     def split(self, parent: str) -> MarkerTable:
         """The table that divides ``parent``'s cells into lineages (empty when it is a lineage itself)."""
@@ -77,10 +93,13 @@ def lineage_markers() -> MarkerTable:
 
     spec = yaml.safe_load(_marker_file().read_text())
     groups = {**spec["groups"], **spec.get("negative_groups", {})}
+    reserve = spec.get("reserve", {})
 
     def one(name, entry):
         return LabelMarkers(name, tuple(tuple(groups[g]) for g in entry["positive"]),
-                            tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())))
+                            tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())),
+                            tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]),
+                            tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"))
 
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
     splits = {parent: tuple(one(name, entry) for name, entry in table.items())
