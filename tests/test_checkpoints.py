@@ -102,9 +102,9 @@ def test_smoothing_adds_only_what_neighbours_show(thinned):
 
 
 @pytest.mark.xfail(strict=True, reason="on simulate()'s non-circular programmes smoothing over a whole-transcriptome "
-                   "neighbour graph adds almost nothing to exhausted CD8 T cells (thinned 2.39, smoothed 2.40; it was "
-                   "2.92 -> 3.80 when the simulator planted the registry's sets): fewer than half of a CD8 Tex cell's "
-                   "15 neighbours share its receptors")
+                   "neighbour graph adds almost nothing to exhausted CD8 T cells (thinned 2.39, smoothed 2.40 at the "
+                   "first calibration; 2.92 -> 3.80 when the simulator planted the registry's sets): fewer than half "
+                   "of a CD8 Tex cell's 15 neighbours share its receptors")
 def test_smoothing_recovers_receptors_lost_to_dropout(thinned):
     raw, smooth, tex = thinned["raw"], thinned["smooth"], thinned["tex"]
     assert smooth[tex].mean() > raw[tex].mean() + 0.5
