@@ -56,6 +56,9 @@ BARRIER_MYCAF = (0.7, 0.9)
 MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
 # a programme gene's background outside its cells, below an ordinary gene's: detected in about 2% of the other
 # cells, as cell-type markers are in droplet data (5 gave FOXP3 and XCR1 in 10-19% of all cells)
+# IFN-gamma-responding cells raise CXCL9/10/11, IDO1, GBP1 and the like by an order of magnitude; on the programme
+# genes' low background a threefold rise left responding tumours at AUC 0.66 against unexposed ones
+IFN_RESPONSE_FOLD = 10.0
 SPECIFICITY = 30.0
 FOLD_JITTER = 0.3  # sd of a planted gene's log fold change around its level
 ACTIVITY_SD = 0.25  # cell-to-cell sd of a programme's log activity (a factor on all its genes in a cell)
@@ -433,7 +436,7 @@ def simulate(
             mu[np.ix_(malignant, [gidx[g] for g in apm_genes])] *= 0.12
         if p["phenotype"] == "inflamed":
             resp = (lineage == "Monocyte/Macrophage") | (malignant & (not p["ifng_unresponsive"]))
-            mu[np.ix_(resp, [gidx[g] for g in ifn_genes if g != "IFNG"])] *= 3.0
+            mu[np.ix_(resp, [gidx[g] for g in ifn_genes if g != "IFNG"])] *= IFN_RESPONSE_FOLD
 
         batch = np.exp(srng.normal(0, 0.25 * noise, size=n_genes))
         mu *= batch
