@@ -153,7 +153,7 @@ def simulate_fields(
                     types[m] = _draw(rng, int(m.sum()), _POCKET_MIX)
                 lo, hi = desert_density if ph == "desert" else inflamed_density
                 dens = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-                n_cd8 = int(round(dens * area))
+                n_cd8 = round(dens * area)
                 pool = np.flatnonzero(stroma) if ph == "excluded" else np.arange(n)
                 if ph == "excluded":
                     n_cd8 = min(n_cd8, int(MAX_STROMA_CD8 * len(pool)))

@@ -37,8 +37,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     Cells (spatial basis): where the CD8 T cells sit relative to chance, ``infiltration_vs_null`` (their share in
     the tumour core or parenchyma over its expectation when the same cells are relabelled at random), against
     their density in the tissue; the dashed lines are the ``null_ratio`` and ``min_density_per_mm2`` read from
-    the result's params (dashed and dotted). Hollow markers are calls that rest on fewer than ``min_effectors`` CD8 T cells; crosses
-    are fields flagged for too little stroma to show exclusion. Values of zero are drawn at a floor.
+    the result's params (dashed and dotted). Hollow markers are calls that rest on fewer than ``min_effectors`` CD8
+    T cells; crosses are fields flagged for too little stroma to show exclusion. Values of zero are drawn at a floor.
     For spot data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction`` and the
     infiltration ratio ``min_infiltration``. For the expression
     basis the axes are the cohort's immune and stromal axes (``reference="cohort"``) or the CD8 T fraction among

@@ -224,8 +224,7 @@ def effector_features(s) -> dict[str, np.ndarray]:
         margin) when it expects or holds at least 5 there, else NaN (a sliver of tumour or a handful of
         effector cells: the group is not assessable).
         ``infiltration_p_below_chance`` is the one-sided Poisson probability of so few effector cells
-        there under the null; it lowers the confidence of excluded calls. ``infiltration_p_below_chance`` is the Poisson probability of so few effector cells there
-        under the null. The core, not the whole parenchyma, decides because effector cells held at the border line
+        there under the null; it lowers the confidence of excluded calls. The core, not the whole parenchyma, decides because effector cells held at the border line
         both sides of it: an excluded tumour still has them in its inner margin.
     ``contact_share``
         Effector cells with a tumour cell within the contact distance (``CONTACT_NN`` cell spacings).
@@ -299,7 +298,8 @@ def classify(f: dict, *, min_density: float, null_ratio: float = 0.5, min_effect
     ``min_effectors`` = 16 cells has a 95% binomial interval of at most +-0.25 (1.96 * sqrt(0.25 / 16)), half the
     distance between the 0.5 decision ratio and either hypothesis; fewer cells give a proportionally lower
     confidence. Excluded calls are further multiplied by ``1 - infiltration_p_below_chance``: few effector
-    cells in a small tumour may be bad luck. Deserts get ``1 - exp(-2 |log(density / min_density)|)``, their distance from the threshold.
+    cells in a small tumour may be bad luck. Deserts get ``1 - exp(-2 |log(density / min_density)|)``, their
+    distance from the threshold.
     """
     dens = np.nan_to_num(f["effector_per_mm2"])
     stroma_frac = np.nan_to_num(f["stroma_area_fraction"])
