@@ -224,8 +224,9 @@ def effector_features(s) -> dict[str, np.ndarray]:
         margin) when it expects or holds at least 5 there, else NaN (a sliver of tumour or a handful of
         effector cells: the group is not assessable).
         ``infiltration_p_below_chance`` is the one-sided Poisson probability of so few effector cells
-        there under the null; it lowers the confidence of excluded calls. The core, not the whole parenchyma, decides because effector cells held at the border line
-        both sides of it: an excluded tumour still has them in its inner margin.
+        there under the null; it lowers the confidence of excluded calls. The core, not the whole parenchyma,
+        decides because effector cells held at the border line both sides of it: an excluded tumour still has them
+        in its inner margin.
     ``contact_share``
         Effector cells with a tumour cell within the contact distance (``CONTACT_NN`` cell spacings).
     ``mixing_score``
