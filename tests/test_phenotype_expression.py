@@ -237,9 +237,6 @@ def test_z_scored_bulk_is_refused_naming_what_was_seen_and_the_fix(dissociated):
     assert "tmt_immune_phenotype" not in z.uns
 
 
-@pytest.mark.xfail(strict=True, reason="on simulate()'s non-circular, recalibrated programmes the inflamed pseudobulk "
-                   "sample is called desert against random gene sets (not yet investigated; passed on the registry-"
-                   "planted simulation)")
 def test_two_samples_get_absolute_thresholds_and_say_so(dissociated, caplog):
     """Two bulk samples: no cohort to cut into terciles, so each is judged against random gene sets of its own."""
     bulk = _bulk_of(dissociated)
