@@ -147,15 +147,23 @@ def _zilionis_mm(a):
 LOADERS = {"puram": _puram, "chen": _chen, "zilionis_hs": _zilionis_hs, "zilionis_mm": _zilionis_mm}
 
 
+def read_shared(name: str, file: str) -> ad.AnnData | None:
+    """A file of ../shared/data with unique cell names, or None (and a line saying so) when it is absent."""
+    path = SHARED / file
+    if not path.is_file():
+        print(f"skipped {name}: {path} not found")
+        return None
+    a = ad.read_h5ad(path)
+    a.obs_names_make_unique()
+    return a
+
+
 def load_sets() -> list[LabelledSet]:
     out = []
     for name, file in FILES.items():
-        path = SHARED / file
-        if not path.is_file():
-            print(f"skipped {name}: {path} not found")
+        a = read_shared(name, file)
+        if a is None:
             continue
-        a = ad.read_h5ad(path)
-        a.obs_names_make_unique()
         truth, author, states = LOADERS[name](a)
         out.append(LabelledSet(name, a, truth, author, states))
     return out
@@ -396,12 +404,9 @@ def protein_rows() -> list[dict]:
     argmax baseline (``base_``) and the cross-validated logistic-regression ceiling (``ceil_``)."""
     rows = []
     for name, (file, col, kwargs, classes) in PROTEIN.items():
-        path = SHARED / file
-        if not path.is_file():
-            print(f"skipped {name}: {path} not found")
+        a = read_shared(name, file)
+        if a is None:
             continue
-        a = ad.read_h5ad(path)
-        a.obs_names_make_unique()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tmt.tl.annotate(a, **kwargs)

@@ -64,10 +64,7 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     A label none of whose genes are on a positive group's list is not assessable (reason returned).
     """
     def group_mean(genes, background=True, reserve=()):
-        idx = [gene_col[g] for g in genes if g in gene_col]
-        # a panel that lacks most of a group (the best half is read) borrows the group's reserve, in its order
-        spare = [gene_col[g] for g in reserve if g in gene_col and gene_col[g] not in idx]
-        idx += spare[:max(0, (len(genes) + 1) // 2 - len(idx))]
+        idx = [gene_col[g] for g in (*genes, *stand_ins_of(genes, reserve, gene_col)) if g in gene_col]
         if not idx:
             return None
         # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
@@ -96,16 +93,21 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     return pd.DataFrame(cols), missing
 
 
+def stand_ins_of(genes, reserve, gene_col: dict[str, int]) -> list[str]:
+    """The reserve genes read for one group: a panel that lacks most of it (the best half is read) borrows the
+    group's reserve, in its order, up to that half."""
+    n_have = sum(g in gene_col for g in genes)
+    spare = [g for g in reserve if g in gene_col and g not in genes]
+    return spare[:max(0, (len(genes) + 1) // 2 - n_have)]
+
+
 def stand_ins(table: MarkerTable, gene_col: dict[str, int]) -> dict[str, list[str]]:
     """Per label, the reserve genes :func:`label_evidence` reads on this panel in place of missing markers."""
     out = {}
     every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
     for lab in every:
-        used = []
-        for genes, reserve in zip(lab.positive, lab.reserve or [()] * len(lab.positive), strict=True):
-            n_have = sum(g in gene_col for g in genes)
-            spare = [g for g in reserve if g in gene_col and g not in genes]
-            used += spare[:max(0, (len(genes) + 1) // 2 - n_have)]
+        used = [g for genes, reserve in zip(lab.positive, lab.reserve or [()] * len(lab.positive), strict=True)
+                for g in stand_ins_of(genes, reserve, gene_col)]
         if used:
             out[lab.label] = used
     return out
