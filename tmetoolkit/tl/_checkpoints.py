@@ -60,7 +60,7 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
 
 def is_protein(adata: AnnData) -> bool:
     """Whether :func:`tmetoolkit.tl.annotate` called these cells from a protein panel."""
-    params = adata.uns.get("tmt_annotate", {}).get("params", {})
+    params = adata.uns.get(_keys.ANNOTATE, {}).get("params", {})
     return isinstance(params, dict) and params.get("input_state") == "protein"
 
 
@@ -142,7 +142,7 @@ def checkpoints(
     if _keys.LINEAGE not in adata.obs:
         msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
         raise KeyError(msg)
-    for key in ("tmt_checkpoint_n", "tmt_checkpoint_pattern"):
+    for key in (_keys.CHECKPOINT_N, _keys.CHECKPOINT_PATTERN):
         check_tmt_key(adata.obs, key, "adata.obs")
     det = detect_protein(adata) if is_protein(adata) else detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
     if smooth:
@@ -164,9 +164,9 @@ def checkpoints(
     for c in measured:  # one vectorised pass per receptor, not a Python loop over cells
         pattern = pattern + np.where(rec[c].to_numpy() == 1, f"{c}+", "")
     pattern = pd.Series(np.where(pattern == "", "none", pattern), index=adata.obs_names)
-    adata.obsm["tmt_checkpoints"] = det
-    adata.obs["tmt_checkpoint_n"] = n.astype(float)
-    adata.obs["tmt_checkpoint_pattern"] = pd.Categorical(pattern.where(tnk & bool(measured)))
+    adata.obsm[_keys.CHECKPOINT_DETECTION] = det
+    adata.obs[_keys.CHECKPOINT_N] = n.astype(float)
+    adata.obs[_keys.CHECKPOINT_PATTERN] = pd.Categorical(pattern.where(tnk & bool(measured)))
 
     samples = samples_of(adata, sample_key)
     rows = {}
@@ -187,7 +187,7 @@ def checkpoints(
                 row[f"{tag}_frac_{c}"] = det[c].iloc[ids].mean() if len(ids) else np.nan
         rows[s] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
-    adata.uns["tmt_checkpoints"] = {
+    adata.uns[_keys.CHECKPOINTS] = {
         "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
                    "min_counts": min_counts, "smooth": smooth, "missing_receptors": ",".join(missing)},
         "table": table,

@@ -7,20 +7,20 @@ import pandas as pd
 from anndata import AnnData
 from scipy.spatial import cKDTree
 
+from .. import _keys
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._spatial_measures import tumour_region
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
-COMPARTMENTS = ("tumor", "margin", "stroma")
 
 
 def compartments(
     adata: AnnData,
     *,
     sample_key: str,
-    cell_type_key: str = "tmt_lineage",
+    cell_type_key: str = _keys.LINEAGE,
     tumor_labels=None,
     pixel_size: float | None = None,
     image_key: str | None = None,
@@ -119,11 +119,11 @@ def compartments(
                                   tumor_signature=tumor_signature or "Epithelial", layer=layer, copy=copy)
     margin_cells = 4.0 if margin_cells is None else margin_cells
     min_cluster_size = 10 if min_cluster_size is None else min_cluster_size
-    for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_cell"):
+    for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_CELL):
         check_tmt_key(adata.obs, key, "adata.obs")
     if tumor_signature is not None:
         is_tumour, tumor_thr = programme_positive(adata, tumor_signature, layer)
-        adata.obs["tmt_tumor_cell"] = is_tumour
+        adata.obs[_keys.TUMOR_CELL] = is_tumour
         labels = pd.Series(np.where(is_tumour, "tumour", "other"), index=adata.obs_names)
         tumor_labels = ["tumour"]
     else:
@@ -157,11 +157,11 @@ def compartments(
             border = is_t & (np.abs(d) <= reg.nn)
             row["border_tumor_fraction"] = float(border.sum() / max(is_t.sum(), 1))
         rows[s] = row
-    adata.obs["tmt_compartment"] = pd.Categorical(comp, categories=list(COMPARTMENTS))
-    adata.obs["tmt_border_distance"] = dist
+    adata.obs[_keys.COMPARTMENT] = pd.Categorical(comp, categories=list(_keys.COMPARTMENT_LABELS))
+    adata.obs[_keys.BORDER_DISTANCE] = dist
     table = pd.DataFrame.from_dict(rows, orient="index")
     _check_scale(table, pixel_size)
-    adata.uns["tmt_compartments"] = {
+    adata.uns[_keys.COMPARTMENTS] = {
         "params": {"sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
                    "tumor_labels": [] if tumor_signature else list(tumor_labels),
                    "tumor_signature": tumor_signature or "",
@@ -172,7 +172,7 @@ def compartments(
                    "min_cluster_size": min_cluster_size},
         "table": table,
     }
-    adata.uns["tmt_compartment_colors"] = ["#7f7f7f", "#ffbb78", "#c5b0d5"]
+    adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
     logger.info("added obs tmt_compartment and tmt_border_distance for %d samples", len(rows))
     return adata if copy else None
 
@@ -196,7 +196,6 @@ def _check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
 
 def programme_positive(adata: AnnData, signature: str, layer: str | None = None) -> tuple[np.ndarray, float]:
     """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``)."""
-    from .. import _keys
     from ._score import score_once
     from ._spots import mixture_threshold
 
@@ -217,23 +216,23 @@ def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_w
                        tumor_signature, layer, copy):
     from ._spots import spot_compartments
 
-    for key in ("tmt_compartment", "tmt_border_distance", "tmt_tumor_spot"):
+    for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT):
         check_tmt_key(adata.obs, key, "adata.obs")
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
     is_t, thr = programme_positive(adata, tumor_signature, layer)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
     rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)
     comp, dist, rows = spot_compartments(xy, images, is_t, margin_rings=max(rings, 1), min_spots=min_spots or 3)
-    adata.obs["tmt_tumor_spot"] = is_t
-    adata.obs["tmt_compartment"] = pd.Categorical(comp, categories=list(COMPARTMENTS))
-    adata.obs["tmt_border_distance"] = dist
-    adata.uns["tmt_compartments"] = {
+    adata.obs[_keys.TUMOR_SPOT] = is_t
+    adata.obs[_keys.COMPARTMENT] = pd.Categorical(comp, categories=list(_keys.COMPARTMENT_LABELS))
+    adata.obs[_keys.BORDER_DISTANCE] = dist
+    adata.uns[_keys.COMPARTMENTS] = {
         "params": {"sample_key": sample_key or "", "cell_type_key": "", "spots": True, "image_key": image_key or "",
                    "tumor_signature": tumor_signature, "tumor_score_threshold": thr, "margin_rings": max(rings, 1),
                    "min_cluster_size": min_spots or 3, "pixel_size": pixel_size if pixel_size is not None else 1.0},
         "table": pd.DataFrame.from_dict(rows, orient="index"),
     }
-    adata.uns["tmt_compartment_colors"] = ["#7f7f7f", "#ffbb78", "#c5b0d5"]
+    adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
     logger.info("spots: %d of %d above the malignant-programme threshold; added obs tmt_compartment, "
                 "tmt_border_distance, tmt_tumor_spot", int(is_t.sum()), len(is_t))
     return adata if copy else None

@@ -59,7 +59,7 @@ def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_label
     Without it, a panel that lacks CD8 (genes or a channel) would have no CD8 T cells and every tumour would look
     like a desert.
     """
-    rules = adata.uns.get("tmt_annotate", {}).get("rules") if cell_type_key == _keys.LINEAGE else None
+    rules = adata.uns.get(_keys.ANNOTATE, {}).get("rules") if cell_type_key == _keys.LINEAGE else None
     if not isinstance(rules, pd.DataFrame) or "assessable" not in rules:
         return ""
     lineage = rules["label"].astype(str).str.split("|").str[0]
@@ -279,23 +279,23 @@ def immune_phenotype(
     pixel_size = _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key)
     xy_all = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
-    for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
+    for key in (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION):
         check_tmt_key(adata.obs, key, "adata.obs")
 
     images = image_groups(adata, samples, image_key)
-    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
-    if ("tmt_compartment" not in adata.obs or params_c.get("image_key", "") != (image_key or "")
+    params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
+    if (_keys.COMPARTMENT not in adata.obs or params_c.get("image_key", "") != (image_key or "")
             or params_c.get("tumor_signature", "") != (tumor_signature or "")
             or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)
             or (tumor_signature is None and set(params_c.get("tumor_labels", [])) != set(tumor_labels))):
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
                      pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature, layer=layer)
-    comp = adata.obs["tmt_compartment"].astype(str).to_numpy()
-    dist = adata.obs["tmt_border_distance"].to_numpy(dtype=float)
+    comp = adata.obs[_keys.COMPARTMENT].astype(str).to_numpy()
+    dist = adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float)
     is_eff = labels.isin(effector_labels).to_numpy()
-    is_tum = (adata.obs["tmt_tumor_cell"].to_numpy(dtype=bool) if tumor_signature is not None
+    is_tum = (adata.obs[_keys.TUMOR_CELL].to_numpy(dtype=bool) if tumor_signature is not None
               else labels.isin(tumor_labels).to_numpy())
-    ctab = adata.uns["tmt_compartments"]["table"]
+    ctab = adata.uns[_keys.COMPARTMENTS]["table"]
     status = ctab["status"].to_dict()
     inside = (dist < 0) | (comp == "tumor")
 
@@ -389,8 +389,8 @@ def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> 
 
     Two different scales for the same coordinates are refused: densities and distances would mix units.
     """
-    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
-    if "tmt_compartment" not in adata.obs or "pixel_size" not in params_c or params_c.get("spots"):
+    params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
+    if _keys.COMPARTMENT not in adata.obs or "pixel_size" not in params_c or params_c.get("spots"):
         return pixel_size
     earlier = float(params_c["pixel_size"])
     if pixel_size is None:
@@ -438,13 +438,13 @@ def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
 
 def _write(adata, samples, regions, samp_tab, reg_tab, params) -> None:
     cats = list(_keys.PHENOTYPES)
-    adata.obs["tmt_immune_phenotype"] = pd.Categorical(samples.map(samp_tab["phenotype"].astype(str)), categories=cats)
-    adata.obs["tmt_immune_phenotype_region"] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)),
+    adata.obs[_keys.PHENOTYPE_SAMPLE] = pd.Categorical(samples.map(samp_tab["phenotype"].astype(str)), categories=cats)
+    adata.obs[_keys.PHENOTYPE_REGION] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)),
                                                              categories=cats)
     cols = ["phenotype", "confidence", "basis", "reason"]
     order = cols + [c for c in samp_tab.columns if c not in cols]
-    adata.uns["tmt_immune_phenotype"] = {"params": params, "table": samp_tab[order], "regions": reg_tab[order]}
-    adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
+    adata.uns[_keys.IMMUNE_PHENOTYPE] = {"params": params, "table": samp_tab[order], "regions": reg_tab[order]}
+    adata.uns[_keys.colors(_keys.PHENOTYPE_SAMPLE)] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
 
 
 def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, min_spot_fraction, min_infiltration,
@@ -455,16 +455,16 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
     if reference != "absolute":
         msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
         raise TmtInputError(msg)
-    for key in ("tmt_immune_phenotype", "tmt_immune_phenotype_region"):
+    for key in (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION):
         check_tmt_key(adata.obs, key, "adata.obs")
     xy = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
     images = image_groups(adata, samples, image_key)
-    params_c = adata.uns.get("tmt_compartments", {}).get("params", {})
-    if "tmt_compartment" not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (
+    params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
+    if _keys.COMPARTMENT not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (
             image_key or ""):
         compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size, layer=layer)
-    status = adata.uns["tmt_compartments"]["table"]["status"].to_dict()
+    status = adata.uns[_keys.COMPARTMENTS]["table"]["status"].to_dict()
     regions = _regions(samples, images, xy, region_key, tile_size, adata)
     samp_tab, reg_tab, thr = spot_phenotype(adata, samples=samples, images=images, regions=regions, status=status,
                                             min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
@@ -482,21 +482,21 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
     from ._phenotype_expression import expression_phenotype
 
     adata = adata.copy() if copy else adata
-    check_tmt_key(adata.obs, "tmt_immune_phenotype", "adata.obs")
+    check_tmt_key(adata.obs, _keys.PHENOTYPE_SAMPLE, "adata.obs")
     tab, used = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                                      reference=reference, min_cd8_fraction=min_cd8_fraction,
                                      effector_labels=effector_labels)
     cats = list(_keys.PHENOTYPES)
     tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=cats)
     obs_samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series(adata.obs_names, index=adata.obs_names)
-    adata.obs["tmt_immune_phenotype"] = pd.Categorical(obs_samples.map(tab["phenotype"].astype(str)), categories=cats)
+    adata.obs[_keys.PHENOTYPE_SAMPLE] = pd.Categorical(obs_samples.map(tab["phenotype"].astype(str)), categories=cats)
     cols = ["phenotype", "confidence", "basis", "reference", "reason", "caveat"]
-    adata.uns["tmt_immune_phenotype"] = {
+    adata.uns[_keys.IMMUNE_PHENOTYPE] = {
         "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
                    "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
                    "effector_labels": list(effector_labels or DEFAULT_EFFECTORS),
                    "bulk": not sample_key, **used},
         "table": tab[cols + [c for c in tab.columns if c not in cols]],
     }
-    adata.uns["tmt_immune_phenotype_colors"] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
+    adata.uns[_keys.colors(_keys.PHENOTYPE_SAMPLE)] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
     return adata if copy else None
