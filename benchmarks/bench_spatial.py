@@ -148,7 +148,7 @@ def ceiling() -> None:
     """Upper bound of compartment agreement on both truths, over rule settings chosen with the labels."""
     from scipy.spatial import cKDTree
 
-    from tmetoolkit.tl._spatial_measures import tumour_region
+    from tmetoolkit._core.spatial.geometry import tumour_region
 
     print("\n== ceiling: one rule against inForm tissue categories (phenoptr) and pathologist regions (Xenium) ==")
     if not SHARED.is_dir():

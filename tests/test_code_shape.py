@@ -148,3 +148,28 @@ def test_every_key_comes_from_the_registry():
              if name != "tmetoolkit._keys" and name not in KEYS_TO_MOVE for line, text in _key_literals(source)]
     assert not found, "\n".join(found)
     assert _key_literals('x = adata.obs["tmt_lineage"]\n"""Writes ``obs["tmt_state"]``."""\n') == [(1, '"tmt_lineage"')]
+
+
+# the cores take arrays and tables; AnnData (and scanpy, which works on it) stays in the runners above them
+ANNDATA_LIBRARIES = {"anndata", "scanpy"}
+# wraps its matrix in a temporary AnnData for scanpy's variable genes; moves up with the annotate runner
+ANNDATA_IN_CORE = {"tmetoolkit._core.annotation.embedding"}
+
+
+def _anndata_imports(source: str) -> list[int]:
+    """Lines importing ``anndata`` or ``scanpy``, at module level or inside a function."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if any(n.split(".")[0] in ANNDATA_LIBRARIES for n in names):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_cores_never_import_anndata():
+    found = [f"{name}:{line}" for name, source, _ in _modules()
+             if _part(name) == "_core" and name not in ANNDATA_IN_CORE for line in _anndata_imports(source)]
+    assert not found, found
+    assert _anndata_imports("def f():\n    import scanpy as sc\nfrom anndata import AnnData\nimport numpy\n") == [2, 3]
+    assert _anndata_imports("from .anndata import x\n") == []

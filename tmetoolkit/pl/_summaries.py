@@ -9,6 +9,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
+from .._core.sample.phenotype import decision_lines as expression_lines
+from .._core.spatial.rules import Line, decision_lines
 from .._utils import missing_key_error
 from ._palettes import COLORBLIND_SAFE, OTHER_COLOR, phenotype_colors
 from ._utils import new_ax, readable, require_obs, style
@@ -68,8 +70,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     if "null_ratio" in p:
         return _cell_phenotype(tab, p, regions=regions, annotate=annotate, ax=ax)
     spots = "min_spot_fraction" in p
-    tau = float(p["min_spot_fraction"] if spots else p["min_density_per_mm2"])
-    fin = float(p["min_infiltration"])
+    lines = decision_lines(p)
+    tau = next(line.value for line in lines if line.axis == "x")
     floor = tau / 20
     x = tab["rho_stroma"].fillna(0).clip(lower=floor)
     y = tab["rho_tumor"].fillna(0).clip(lower=floor)
@@ -84,10 +86,7 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
             hi = min(hi, 1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.axvline(tau, ls="--", lw=0.8, c="grey")
-        ax.axhline(tau, ls="--", lw=0.8, c="grey")
-        xs = np.geomspace(floor, hi, 50)
-        ax.plot(xs, xs * fin / (1 - fin), ls=":", lw=0.8, c="grey", label=f"infiltration ratio {fin:g}")
+        _draw_lines(ax, lines, np.geomspace(floor, hi, 50))
         ax.set_xlim(floor / 1.5, hi)
         ax.set_ylim(floor / 1.5, hi)
         if spots:
@@ -106,9 +105,23 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     return ax
 
 
+def _draw_lines(ax: Axes, lines: list[Line], xs: np.ndarray | None = None) -> None:
+    """The rule's thresholds as the rule gives them (:func:`tmetoolkit._core.spatial.rules.decision_lines`)."""
+    for line in lines:
+        kw = {"ls": line.style, "lw": 0.8, "c": "grey", **({"label": line.label} if line.label else {})}
+        if line.axis == "x":
+            ax.axvline(line.value, **kw)
+        elif line.axis == "y":
+            ax.axhline(line.value, **kw)
+        else:
+            ax.plot(xs, xs * line.value, **kw)
+
+
 def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool, ax: Axes | None) -> Axes:
     """Cells: infiltration relative to the null model against CD8 T-cell density, with the rule's lines."""
-    tau, cut = float(p["min_density_per_mm2"]), float(p["null_ratio"])
+    lines = decision_lines(p)
+    cut = next(line.value for line in lines if line.axis == "x")
+    tau = next(line.value for line in lines if line.axis == "y")
     x_floor, y_floor = cut / 20, tau / 20
     x = tab["infiltration_vs_null"].astype(float).fillna(0).clip(lower=x_floor)
     y = tab["effector_per_mm2"].astype(float).fillna(0).clip(lower=y_floor)
@@ -128,8 +141,7 @@ def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool
                        label="too little stroma to show exclusion")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.axvline(cut, ls="--", lw=0.8, c="grey", label=f"null ratio {cut:g}")
-        ax.axhline(tau, ls=":", lw=0.8, c="grey", label=f"min density {tau:g}/mm²")
+        _draw_lines(ax, lines)
         hx = max(float(x.max()) * 2, cut * 10)
         hy = max(float(y.max()) * 2, tau * 10)
         ax.set_xlim(x_floor / 1.5, hx)
@@ -165,21 +177,15 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
         for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
             ax.scatter(x[sub.index], y[sub.index], c=colors.get(lab, "grey"), label=lab, s=28, edgecolors="white",
                        linewidths=0.4)
+        for y_line, ls in expression_lines(p, mode):
+            ax.axhline(y_line, ls=ls, lw=0.8, c="grey")
         if mode == "cohort":
-            for key in ("immune_tercile_low", "immune_tercile_high"):
-                if key in p:
-                    ax.axhline(float(p[key]), ls="--", lw=0.8, c="grey")
             ax.set_xlabel("stromal axis: TGF-beta, CAF (robust z)")
             ax.set_ylabel("immune axis: CD8 T-effector (robust z; terciles)")
         elif mode == "enrichment":
-            ax.axhline(0, ls="--", lw=0.8, c="grey")
-            ax.axhline(float(p.get("enrichment_enriched", 1.645)), ls=":", lw=0.8, c="grey")
             ax.set_xlabel("stromal programmes (z vs random gene sets)")
             ax.set_ylabel("CD8 T-effector programme (z vs random gene sets)")
         else:
-            t = float(p["min_cd8_fraction"])
-            ax.axhline(t, ls="--", lw=0.8, c="grey")
-            ax.axhline(t / 4, ls=":", lw=0.8, c="grey")
             ax.set_xticks(x.to_numpy(), tab.index.astype(str), rotation=90)
             ax.set_ylabel("CD8 T cells among immune cells")
         tol = 0.03 * max(float(np.ptp(x)) if len(x) else 0.0, float(np.ptp(y)) if len(y) else 0.0, 1e-9)

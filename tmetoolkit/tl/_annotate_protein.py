@@ -180,7 +180,7 @@ def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | N
     The gate is fitted on ``x``; the evidence is measured for ``score`` (default ``x``), e.g. the same channel
     after spill-over compensation.
     """
-    from ._mixture import fit_two_components
+    from .._core.scoring.mixture import fit_two_components
 
     x = np.asarray(x, dtype=np.float64)
     offset = _gating_offset(x)

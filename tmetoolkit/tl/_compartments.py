@@ -8,10 +8,12 @@ from anndata import AnnData
 from scipy.spatial import cKDTree
 
 from .. import _keys
-from .._utils import TmtInputError, check_tmt_key, logger, warn
-from ._spatial_measures import tumour_region
+from .._core.scoring.mixture import mixture_threshold
+from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_compartments, check_scale
+from .._core.spatial.spots import spot_compartments
+from .._utils import TmtInputError, check_tmt_key, logger
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
-from ._spots import is_spot_data
+from ._spots import is_spot_data, spot_graph
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
 
@@ -34,7 +36,7 @@ def compartments(
     """Split each sample into tumour, margin and stroma from where the tumour cells are.
 
     Per sample (image) the tumour region is drawn as a pathologist would draw it (see
-    ``tmetoolkit.tl._spatial_measures.tumour_region``): on a grid of half a cell, the density of tumour cells
+    ``tmetoolkit._core.spatial.geometry.tumour_region``): on a grid of half a cell, the density of tumour cells
     smoothed over 1.5 cell spacings makes a point parenchyma where it reaches half the tumour's own packing (the
     median smoothed density at its cells); parenchyma holding fewer than ``min_cluster_size`` tumour cells is
     dropped, and immune or stromal pockets enclosed by the parenchyma that lie wholly within the margin width of
@@ -117,87 +119,43 @@ def compartments(
         return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
                                   margin_width=margin_width, margin_rings=margin_cells, min_spots=min_cluster_size,
                                   tumor_signature=tumor_signature or "Epithelial", layer=layer, copy=copy)
-    margin_cells = 4.0 if margin_cells is None else margin_cells
-    min_cluster_size = 10 if min_cluster_size is None else min_cluster_size
+    margin_cells = MARGIN_CELLS if margin_cells is None else margin_cells
+    min_cluster_size = MIN_CLUSTER_SIZE if min_cluster_size is None else min_cluster_size
     for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_CELL):
         check_tmt_key(adata.obs, key, "adata.obs")
     if tumor_signature is not None:
         is_tumour, tumor_thr = programme_positive(adata, tumor_signature, layer)
         adata.obs[_keys.TUMOR_CELL] = is_tumour
-        labels = pd.Series(np.where(is_tumour, "tumour", "other"), index=adata.obs_names)
         tumor_labels = ["tumour"]
     else:
         labels = label_column(adata, cell_type_key)
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
-    samples = image_groups(adata, sample_groups(adata, sample_key), image_key)
-    comp = np.full(adata.n_obs, "stroma", dtype=object)
-    dist = np.full(adata.n_obs, np.nan)
-    rows = {}
-    for s, idx in samples.groupby(samples, observed=True).indices.items():
-        xy = xy_all[idx]
-        is_t = labels.iloc[idx].isin(tumor_labels).to_numpy()
-        row = {"n_cells": len(idx), "n_tumor_cells": int(is_t.sum())}
-        if len(idx) < 3:
-            rows[s] = {**row, "status": "too few cells"}
-            continue
-        reg = tumour_region(xy, is_t, margin_width_nn=margin_cells, margin_width=margin_width,
+        is_tumour = labels.isin(tumor_labels).to_numpy()
+    images = image_groups(adata, sample_groups(adata, sample_key), image_key)
+    res = cell_compartments(xy_all, images, is_tumour, margin_cells=margin_cells, margin_width=margin_width,
                             min_cluster_size=min_cluster_size)
-        width = float(margin_width) if margin_width is not None else margin_cells * reg.nn
-        area_in = float(reg.area[reg.inside].sum())
-        row.update(median_nn_distance_um=reg.nn, margin_width_um=width, area_mm2=float(reg.area.sum()),
-                   area_tumor_mm2=area_in, area_stroma_mm2=float(reg.area.sum()) - area_in,
-                   stroma_area_fraction=1 - area_in / max(float(reg.area.sum()), 1e-12),
-                   pockets_filled=reg.n_pockets_filled, status=reg.status)
-        if reg.status == "all tumour":
-            comp[idx] = "tumor"
-        elif reg.status == "ok":
-            d = reg.distance
-            comp[idx] = np.where(d < -width, "tumor", np.where(d <= width, "margin", "stroma"))
-            dist[idx] = d
-            border = is_t & (np.abs(d) <= reg.nn)
-            row["border_tumor_fraction"] = float(border.sum() / max(is_t.sum(), 1))
-        rows[s] = row
-    adata.obs[_keys.COMPARTMENT] = pd.Categorical(comp, categories=list(_keys.COMPARTMENT_LABELS))
-    adata.obs[_keys.BORDER_DISTANCE] = dist
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    _check_scale(table, pixel_size)
-    adata.uns[_keys.COMPARTMENTS] = {
-        "params": {"sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
-                   "tumor_labels": [] if tumor_signature else list(tumor_labels),
-                   "tumor_signature": tumor_signature or "",
-                   "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
-                   "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre",
-                   "image_key": image_key or "",
-                   "margin_width": margin_width if margin_width is not None else np.nan, "margin_cells": margin_cells,
-                   "min_cluster_size": min_cluster_size},
-        "table": table,
-    }
-    adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
-    logger.info("added obs tmt_compartment and tmt_border_distance for %d samples", len(rows))
+    check_scale(res.table, pixel_size)
+    _write(adata, res.compartment, res.distance, res.table, {
+        "sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
+        "tumor_labels": [] if tumor_signature else list(tumor_labels), "tumor_signature": tumor_signature or "",
+        "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
+        "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre",
+        "image_key": image_key or "", "margin_width": margin_width if margin_width is not None else np.nan,
+        "margin_cells": margin_cells, "min_cluster_size": min_cluster_size})
+    logger.info("added obs tmt_compartment and tmt_border_distance for %d samples", len(res.table))
     return adata if copy else None
 
 
-NN_DISTANCE_UM = (1.5, 30.0)  # plausible mean distance between neighbouring cells in tissue, micrometres
-
-
-def _check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
-    """Warn when the cells' spacing says the coordinates are not micrometres: densities per mm2 and margins in
-    micrometres would then be off by the square of the pixel size."""
-    if pixel_size is not None or "median_nn_distance_um" not in table or table["median_nn_distance_um"].isna().all():
-        return
-    nn = float(table["median_nn_distance_um"].median())
-    lo, hi = NN_DISTANCE_UM
-    if not lo <= nn <= hi:
-        warn(f"neighbouring cells lie {nn:.3g} coordinate units apart (median over images); in tissue that is "
-             f"{lo:g}-{hi:g} micrometres. If obsm['spatial'] holds pixels or another unit, pass pixel_size= "
-             "(micrometres per unit, e.g. 0.12 for CosMx global pixels, 0.2125 for Xenium image pixels): "
-             "densities per mm2 and margin widths depend on it.")
+def _write(adata: AnnData, comp: np.ndarray, dist: np.ndarray, table: pd.DataFrame, params: dict) -> None:
+    adata.obs[_keys.COMPARTMENT] = pd.Categorical(comp, categories=list(_keys.COMPARTMENT_LABELS))
+    adata.obs[_keys.BORDER_DISTANCE] = dist
+    adata.uns[_keys.COMPARTMENTS] = {"params": params, "table": table}
+    adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
 
 
 def programme_positive(adata: AnnData, signature: str, layer: str | None = None) -> tuple[np.ndarray, float]:
     """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``)."""
     from ._score import score_once
-    from ._spots import mixture_threshold
 
     msg = (f"the malignant programme {signature!r} cannot be scored on these genes; pass tumor_signature= a "
            "signature whose genes the panel has, or a label column with tumor_labels.")
@@ -214,25 +172,19 @@ def programme_positive(adata: AnnData, signature: str, layer: str | None = None)
 
 def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
                        tumor_signature, layer, copy):
-    from ._spots import spot_compartments
-
     for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT):
         check_tmt_key(adata.obs, key, "adata.obs")
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
     is_t, thr = programme_positive(adata, tumor_signature, layer)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
     rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)
-    comp, dist, rows = spot_compartments(xy, images, is_t, margin_rings=max(rings, 1), min_spots=min_spots or 3)
+    comp, dist, rows = spot_compartments(spot_graph(xy, images), xy, images, is_t, margin_rings=max(rings, 1),
+                                         min_spots=min_spots or 3)
     adata.obs[_keys.TUMOR_SPOT] = is_t
-    adata.obs[_keys.COMPARTMENT] = pd.Categorical(comp, categories=list(_keys.COMPARTMENT_LABELS))
-    adata.obs[_keys.BORDER_DISTANCE] = dist
-    adata.uns[_keys.COMPARTMENTS] = {
-        "params": {"sample_key": sample_key or "", "cell_type_key": "", "spots": True, "image_key": image_key or "",
-                   "tumor_signature": tumor_signature, "tumor_score_threshold": thr, "margin_rings": max(rings, 1),
-                   "min_cluster_size": min_spots or 3, "pixel_size": pixel_size if pixel_size is not None else 1.0},
-        "table": pd.DataFrame.from_dict(rows, orient="index"),
-    }
-    adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
+    _write(adata, comp, dist, pd.DataFrame.from_dict(rows, orient="index"), {
+        "sample_key": sample_key or "", "cell_type_key": "", "spots": True, "image_key": image_key or "",
+        "tumor_signature": tumor_signature, "tumor_score_threshold": thr, "margin_rings": max(rings, 1),
+        "min_cluster_size": min_spots or 3, "pixel_size": pixel_size if pixel_size is not None else 1.0})
     logger.info("spots: %d of %d above the malignant-programme threshold; added obs tmt_compartment, "
                 "tmt_border_distance, tmt_tumor_spot", int(is_t.sum()), len(is_t))
     return adata if copy else None

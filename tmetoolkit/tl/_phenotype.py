@@ -1,10 +1,10 @@
 """``tmt.tl.immune_phenotype``: inflamed, excluded or desert, per sample and per region of tissue.
 
-Spatial basis (cells): where the effector (CD8 T) cells sit, each measure against a null model in which the same
-cells are relabelled at random among the non-tumour cells of the field (``_spatial_measures``): their share in
-the tumour core (else parenchyma), their share in contact with a tumour cell, and Keren's mixing score; desert
-from their density (Chen & Mellman 2017; Hegde et al. 2016 for the three classes). Expression and spot bases live
-in ``_phenotype_expression`` and ``_phenotype_spots``.
+A thin runner: it checks the arguments, builds the compartments when needed, reads cell types, positions and
+scores from the AnnData, and writes the call. The computation lives in :mod:`tmetoolkit._core.spatial` (where the
+effector cells sit against a null model, and the rule with its thresholds in ``rules``) and, without positions,
+in :mod:`tmetoolkit._core.sample.phenotype` (run by ``_phenotype_expression``). Chen & Mellman 2017; Hegde et al.
+2016 for the three classes.
 """
 
 from __future__ import annotations
@@ -16,41 +16,18 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._core.sample.cohort import MIN_COHORT_SIZE
+from .._core.spatial import rules
+from .._core.spatial.measures import CONTACT_NN
+from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables
+from .._core.spatial.spots import effector_spots
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import regions_of
-from ._spatial_measures import (
-    CONTACT_NN,
-    MEASURES,
-    MIN_EXPECTED,
-    cell_columns,
-    classify,
-    contact_counts,
-    effector_features,
-    median_nn,
-    tissue_grid,
-)
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data
 
 DEFAULT_EFFECTORS = ("CD8 T",)
-
-
-def _classify(f: pd.DataFrame, tau: float, min_infiltration: float) -> pd.DataFrame:
-    rt, rs, fin = f["rho_tumor"].fillna(0), f["rho_stroma"].fillna(0), f["infiltration_ratio"].fillna(0)
-    label = np.where((rt < tau) & (rs < tau), "desert", np.where((rt >= tau) & (fin >= min_infiltration), "inflamed",
-                                                                   "excluded"))
-    eps = 1e-9
-    # how far the call sits from the thresholds that would change it (log density ratios, relative ratio margins)
-    d_desert = np.log((np.maximum(rt, rs) + eps) / tau)
-    d_inf = np.minimum(np.log((rt + eps) / tau), (fin - min_infiltration) / min_infiltration)
-    d_exc = np.minimum(d_desert, np.maximum(-np.log((rt + eps) / tau), (min_infiltration - fin) / min_infiltration))
-    margin = np.where(label == "desert", -d_desert, np.where(label == "inflamed", d_inf, d_exc))
-    out = f.copy()
-    out["phenotype"] = label
-    out["confidence"] = 1.0 - np.exp(-2.0 * np.clip(margin, 0, None))
-    return out
+EFFECTOR_SIGNATURE = "CD8_T"  # spots: the programme that marks effector-positive spots
 
 
 def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_labels) -> str:
@@ -70,17 +47,6 @@ def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_label
             "cell_type_key= and effector_labels= naming cells of your own")
 
 
-def _labelled(tab: pd.DataFrame, tau: float, min_infiltration: float, basis: str) -> pd.DataFrame:
-    """Labels and confidences by the rules; rows with a ``reason`` are ``not assessable``."""
-    tab = _classify(tab, tau, min_infiltration)
-    na = tab["reason"] != ""
-    tab.loc[na, "phenotype"] = "not assessable"
-    tab.loc[na, "confidence"] = np.nan
-    tab["basis"] = basis
-    tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
-    return tab
-
-
 def immune_phenotype(
     adata: AnnData,
     *,
@@ -94,15 +60,15 @@ def immune_phenotype(
     basis: Literal["auto", "spatial", "expression"] = "auto",
     pixel_size: float | None = None,
     tile_size: float = 500.0,
-    min_density: float = 100.0,
-    min_spot_fraction: float = 0.1,
-    min_infiltration: float = 0.3,
+    min_density: float = rules.MIN_DENSITY,
+    min_spot_fraction: float = rules.MIN_SPOT_FRACTION,
+    min_infiltration: float = rules.MIN_INFILTRATION,
     reference: Literal["absolute", "cohort"] | None = None,
     cohort_quantile: float = 0.25,
-    null_ratio: float = 0.5,
+    null_ratio: float = rules.NULL_RATIO,
     contact_cells: float = CONTACT_NN,
-    min_effectors: int = 16,
-    min_stroma_fraction: float = 0.1,
+    min_effectors: int = rules.MIN_EFFECTORS,
+    min_stroma_fraction: float = rules.MIN_STROMA_FRACTION,
     min_cells: int = 50,
     min_tumor_cells: int = 30,
     min_cd8_fraction: float = 0.1,
@@ -120,7 +86,7 @@ def immune_phenotype(
     cohort-relative; with fewer, absolute: CD8 T cells among immune cells when cells are annotated, otherwise the
     CD8 T-effector programme against random gene sets of the same sample (the table's ``reference`` says which).
     Dissociated and bulk data cannot show where T cells are, so an ``excluded`` call is an inference (its
-    confidence is capped at 0.5 and the table says so in ``caveat``). See ``tmetoolkit.tl._phenotype_expression``
+    confidence is capped at 0.5 and the table says so in ``caveat``). See ``tmetoolkit._core.sample.phenotype``
     for the rule and its sources.
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
@@ -207,7 +173,7 @@ def immune_phenotype(
         Share of the tissue on the stroma side of the border below which a field cannot show exclusion (0.1: on
         simulated fields with CD8 T cells planted in the stroma only, fewer than 95% are called excluded below a
         measured stroma share of 0.10 and all from it up; ``benchmarks/bench_spatial.py --floor 20``, derivation in
-        ``tmetoolkit.tl._spatial_measures.classify``).
+        ``tmetoolkit._core.spatial.rules.classify``).
     min_cells, min_tumor_cells
         Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
     min_cd8_fraction
@@ -290,79 +256,18 @@ def immune_phenotype(
             or (tumor_signature is None and set(params_c.get("tumor_labels", [])) != set(tumor_labels))):
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
                      pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature, layer=layer)
-    comp = adata.obs[_keys.COMPARTMENT].astype(str).to_numpy()
-    dist = adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float)
-    is_eff = labels.isin(effector_labels).to_numpy()
     is_tum = (adata.obs[_keys.TUMOR_CELL].to_numpy(dtype=bool) if tumor_signature is not None
               else labels.isin(tumor_labels).to_numpy())
-    ctab = adata.uns[_keys.COMPARTMENTS]["table"]
-    status = ctab["status"].to_dict()
-    inside = (dist < 0) | (comp == "tumor")
-
-    cols, radius = {}, {}
-    for im, idx in images.groupby(images, observed=True).indices.items():
-        xy = xy_all[idx]
-        if len(idx) < 3:
-            area, nn = np.zeros(len(idx)), np.nan
-        else:
-            nn = median_nn(xy)
-            area = tissue_grid(xy, nn)[-1]
-        radius[im] = contact_cells * nn
-        counts = (contact_counts(xy, is_tum[idx], is_eff[idx], radius[im]) if np.isfinite(nn)
-                  else {k: np.zeros(len(idx)) for k in ("tum", "nontum", "eff")})
-        for k, v in cell_columns(inside[idx], comp[idx] == "tumor", area, is_tum[idx], is_eff[idx], counts).items():
-            cols.setdefault(k, np.zeros(adata.n_obs))[idx] = v
-    cols = pd.DataFrame(cols, index=adata.obs_names)
-    cols["margin_area"] = cols["area"] * (comp == "margin")
-    cols["eff_margin"] = is_eff * (comp == "margin")
-
+    cells = CellInput(xy_all, images, adata.obs[_keys.COMPARTMENT].astype(str).to_numpy(),
+                      adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float), labels.isin(effector_labels).to_numpy(),
+                      is_tum)
     regions = _regions(samples, images, xy_all, region_key, tile_size, adata)
-    no_effectors = _effectors_unrecognisable(adata, cell_type_key, effector_labels)
-
-    def table_for(groups: pd.Series) -> pd.DataFrame:
-        sums = cols.groupby(groups.to_numpy(), observed=True, sort=True).sum()
-        sums = sums.loc[[g for g in pd.unique(groups.dropna()) if g in sums.index]]
-        f = pd.DataFrame(effector_features(sums), index=sums.index)
-        f.insert(0, "n_cells", sums["n_cells"].astype(int))
-        f.insert(1, "n_effector", sums["n_effector"].astype(int))
-        f.insert(2, "n_tumor_cells", sums["n_tumor_cells"].astype(int))
-        f.insert(3, "n_images", images.groupby(groups.to_numpy(), observed=True).nunique().reindex(f.index))
-        f["area_margin_mm2"] = sums["margin_area"]
-        f["effector_per_mm2_margin"] = (sums["eff_margin"] / sums["margin_area"]).where(sums["margin_area"] > 0)
-        f["effector_per_100_cells_tumor"] = (100 * sums["eff_in"] / sums["cells_in"]).where(sums["cells_in"] > 0)
-        f["effector_tumor_contact_fraction"] = f["contact_share"]
-        f["normalised_mixing_score"] = (0.5 * f["mixing_score"] * (f["n_effector"] - 1)
-                                        / f["n_tumor_cells"].where(f["n_tumor_cells"] > 0))
-        ims_of = images.groupby(groups.to_numpy(), observed=True).unique()
-        f["reason"] = [no_effectors or _unassessable(f.loc[g], ims_of[g]) for g in f.index]
-        return f
-
-    def _unassessable(row, ims) -> str:
-        image_status = {status.get(im, "ok") for im in ims}
-        if image_status <= {"no tumour region", "too few cells"}:
-            return f"{min(image_status)}: no group of at least the minimum number of tumour cells"
-        if row["n_cells"] < min_cells:
-            return f"too few cells ({int(row['n_cells'])} < {min_cells})"
-        if row["n_tumor_cells"] < min_tumor_cells:
-            return f"too few tumour cells ({int(row['n_tumor_cells'])} < {min_tumor_cells})"
-        if not row["area_tumor_mm2"] > 0:
-            return "no tumour region in this region"
-        return ""
-
-    samp_tab = table_for(samples)
-    reg_tab = table_for(regions)
-    tau = min_density
-    if reference == "cohort":
-        ok = samp_tab["reason"] == ""
-        if ok.sum() < MIN_COHORT_SIZE:
-            msg = (f"a cohort-relative call needs at least {MIN_COHORT_SIZE} assessable samples, found "
-                   f"{int(ok.sum())}; "
-                   "use reference='absolute' (min_density in cells/mm^2).")
-            raise TmtInputError(msg)
-        tau = float(np.nanquantile(samp_tab.loc[ok, "effector_per_mm2"], cohort_quantile))
-    rule = {"min_density": tau, "null_ratio": null_ratio, "min_effectors": min_effectors,
-            "min_stroma_fraction": min_stroma_fraction}
-    samp_tab, reg_tab = (_called(t, rule) for t in (samp_tab, reg_tab))
+    res = cell_tables(cells, samples, regions, status=adata.uns[_keys.COMPARTMENTS]["table"]["status"].to_dict(),
+                      contact_cells=contact_cells, min_cells=min_cells, min_tumor_cells=min_tumor_cells,
+                      no_effectors=_effectors_unrecognisable(adata, cell_type_key, effector_labels),
+                      reference=reference, cohort_quantile=cohort_quantile, min_density=min_density,
+                      null_ratio=null_ratio, min_effectors=min_effectors, min_stroma_fraction=min_stroma_fraction)
+    samp_tab = res.samples
     no_eff = samp_tab["n_effector"] == 0
     if no_eff.any():
         logger.info("samples without effector cells are desert: %s", ", ".join(map(str, samp_tab.index[no_eff])))
@@ -373,14 +278,14 @@ def immune_phenotype(
     params = {"basis": "spatial", "sample_key": sample_key or "", "cell_type_key": cell_type_key,
               "effector_labels": list(effector_labels), "tumor_labels": list(tumor_labels),
               "tumor_signature": tumor_signature or "",
-              "min_density_per_mm2": float(tau), "null_ratio": float(null_ratio),
+              "min_density_per_mm2": res.min_density, "null_ratio": float(null_ratio),
               "min_effectors": int(min_effectors), "min_stroma_fraction": float(min_stroma_fraction),
-              "measures": list(MEASURES), "reference": reference,
+              "measures": list(rules.MEASURES), "reference": reference,
               "tile_size_um": tile_size, "region_key": region_key or "", "image_key": image_key or "",
               "contact_cells": float(contact_cells),
-              "contact_distance_um": float(np.nanmedian(list(radius.values()))) if radius else np.nan,
+              "contact_distance_um": res.contact_distance_um,
               "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre"}
-    _write(adata, samples, regions, samp_tab, reg_tab, params)
+    _write(adata, samples, regions, res, params)
     return adata if copy else None
 
 
@@ -405,29 +310,6 @@ def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> 
     return pixel_size
 
 
-def _called(tab: pd.DataFrame, rule: dict) -> pd.DataFrame:
-    """The call of :func:`._spatial_measures.classify`; rows with a ``reason`` are ``not assessable``."""
-    label, conf, n_agree, n_votes, can_exclude = classify(tab, **rule)
-    tab = tab.copy()
-    tab["phenotype"], tab["confidence"] = label, conf
-    tab["measures_agreeing"], tab["measures_available"] = n_agree, n_votes
-    tab["exclusion_assessable"] = can_exclude
-    low = (tab["reason"] == "") & (label == "not assessable")
-    no_main = ~np.isfinite(tab["infiltration_vs_null"].to_numpy(dtype=float))
-    tab.loc[low & ~no_main, "reason"] = (
-        "too little stroma to show exclusion (stroma < " + f"{rule['min_stroma_fraction']:.0%}" + " of the tissue; "
-        "a field without stroma cannot show exclusion)")
-    tab.loc[low & no_main, "reason"] = (
-        f"fewer than {MIN_EXPECTED:g} effector cells in the tumour, observed or expected by chance (too little "
-        "tumour or too few effector cells to tell where they sit)")
-    na = tab["reason"] != ""
-    tab.loc[na, "phenotype"] = "not assessable"
-    tab.loc[na, "confidence"] = np.nan
-    tab["basis"] = "spatial"
-    tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=list(_keys.PHENOTYPES))
-    return tab
-
-
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
     if region_key is not None:  # named as in the other tools; cells without a region count for their sample only
         return regions_of(adata, samples, region_key)[0]
@@ -436,11 +318,11 @@ def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
         tiles[:, 1], index=samples.index).astype(str)
 
 
-def _write(adata, samples, regions, samp_tab, reg_tab, params) -> None:
+def _write(adata, samples, regions, res: PhenotypeTables, params) -> None:
+    samp_tab, reg_tab = res.samples, res.regions
     cats = list(_keys.PHENOTYPES)
     adata.obs[_keys.PHENOTYPE_SAMPLE] = pd.Categorical(samples.map(samp_tab["phenotype"].astype(str)), categories=cats)
-    adata.obs[_keys.PHENOTYPE_REGION] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)),
-                                                             categories=cats)
+    adata.obs[_keys.PHENOTYPE_REGION] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)), categories=cats)
     cols = ["phenotype", "confidence", "basis", "reason"]
     order = cols + [c for c in samp_tab.columns if c not in cols]
     adata.uns[_keys.IMMUNE_PHENOTYPE] = {"params": params, "table": samp_tab[order], "regions": reg_tab[order]}
@@ -450,8 +332,6 @@ def _write(adata, samples, regions, samp_tab, reg_tab, params) -> None:
 def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, min_spot_fraction, min_infiltration,
            reference, layer, copy):
     """Spot data: compartments on the spot graph, effector spots from the CD8 T programme, the same rules."""
-    from ._phenotype_spots import EFFECTOR_SIGNATURE, spot_phenotype
-
     if reference != "absolute":
         msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
         raise TmtInputError(msg)
@@ -464,18 +344,40 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
     if _keys.COMPARTMENT not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (
             image_key or ""):
         compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size, layer=layer)
-    status = adata.uns[_keys.COMPARTMENTS]["table"]["status"].to_dict()
     regions = _regions(samples, images, xy, region_key, tile_size, adata)
-    samp_tab, reg_tab, thr = spot_phenotype(adata, samples=samples, images=images, regions=regions, status=status,
-                                            min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
-                                            label_table=_labelled, layer=layer)
+    eff_score = _effector_score(adata, layer)
+    eff, thr = effector_spots(eff_score)
+    comp = adata.obs[_keys.COMPARTMENT].astype(str).to_numpy()
+    tum = adata.obs[_keys.TUMOR_SPOT].to_numpy(dtype=bool) if _keys.TUMOR_SPOT in adata.obs else comp == "tumor"
+    res = spot_tables(comp, adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float), eff, tum, eff_score,
+                      images=images, samples=samples, regions=regions,
+                      status=adata.uns[_keys.COMPARTMENTS]["table"]["status"].to_dict(),
+                      min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration)
+    bad = res.samples.loc[res.samples["phenotype"] == "not assessable", "reason"]
+    if len(bad):
+        warn("not assessable: " + "; ".join(f"{k} ({v})" for k, v in bad.items()))
+    logger.info("spot phenotype: effector spots have %s score > %.3f", EFFECTOR_SIGNATURE, thr)
     params = {"basis": "spatial (spots)", "sample_key": sample_key or "", "effector_signature": EFFECTOR_SIGNATURE,
               "effector_score_threshold": thr, "min_spot_fraction": min_spot_fraction,
               "min_infiltration": min_infiltration, "reference": reference, "tile_size_um": tile_size,
               "region_key": region_key or "", "image_key": image_key or "",
               "pixel_size": pixel_size if pixel_size is not None else 1.0}
-    _write(adata, samples, regions, samp_tab, reg_tab, params)
+    _write(adata, samples, regions, res, params)
     return adata if copy else None
+
+
+def _effector_score(adata: AnnData, layer) -> np.ndarray:
+    """The CD8 T programme of every spot (scored once into ``obsm["tmt_scores"]``)."""
+    from ._score import score_once
+
+    msg = f"the effector programme {EFFECTOR_SIGNATURE} (CD8A, CD8B) cannot be scored: its genes are missing."
+    try:
+        score_once(adata, [EFFECTOR_SIGNATURE], method="mean_ctrl", layer=layer)
+    except ValueError as e:
+        raise ValueError(f"the effector programme {EFFECTOR_SIGNATURE} cannot be scored: {e}") from e
+    if EFFECTOR_SIGNATURE not in adata.obsm[_keys.SCORES]:
+        raise ValueError(msg)
+    return adata.obsm[_keys.SCORES][EFFECTOR_SIGNATURE].to_numpy(dtype=float)
 
 
 def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, effector_labels, copy):
@@ -483,9 +385,9 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
 
     adata = adata.copy() if copy else adata
     check_tmt_key(adata.obs, _keys.PHENOTYPE_SAMPLE, "adata.obs")
-    tab, used = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
-                                     reference=reference, min_cd8_fraction=min_cd8_fraction,
-                                     effector_labels=effector_labels)
+    res = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
+                               reference=reference, min_cd8_fraction=min_cd8_fraction, effector_labels=effector_labels)
+    tab, used = res.table, res.params
     cats = list(_keys.PHENOTYPES)
     tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=cats)
     obs_samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series(adata.obs_names, index=adata.obs_names)

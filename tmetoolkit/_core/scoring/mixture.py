@@ -43,3 +43,14 @@ def fit_two_components(values: np.ndarray, *, seed: int = 0) -> TwoComponents:
     post = gm.predict_proba(grid[:, None])[:, hi]
     return TwoComponents(float(grid[np.argmax(post >= 0.5)]), float(mu[lo]), float(sd[lo]), float(mu[hi]),
                          float(sd[hi]))
+
+
+def mixture_threshold(values: np.ndarray, *, seed: int = 0, min_separation: float = 2.0) -> float:
+    """Value above which an observation carries the programme: where a two-component Gaussian mixture turns to
+    the high component. When the components are not separated (Ashman's D below ``min_separation``: no positive
+    population, e.g. a cohort without such spots), three SDs above the mean."""
+    fit = fit_two_components(values, seed=seed)
+    if fit.separation < min_separation:
+        v = values[np.isfinite(values)]
+        return float(v.mean() + 3 * v.std())
+    return fit.crossing

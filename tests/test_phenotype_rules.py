@@ -1,0 +1,76 @@
+"""The inflamed / excluded / desert rule in one place: the lines the plot draws are the lines the rule cuts at.
+
+Each case puts groups just either side of every line that :func:`decision_lines` returns for the stored
+parameters and checks that the call changes there, so a threshold redrawn by hand (or moved in the rule alone)
+fails here.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmetoolkit._core.sample import phenotype as expression
+from tmetoolkit._core.spatial import rules
+
+EPS = 1e-6
+
+
+def _cell_features(infiltration: float, density: float, n: int = 1) -> dict:
+    """Features of groups with ample stroma and effector cells, at one point of the plot's plane."""
+    ones = np.ones(n)
+    return {"effector_per_mm2": density * ones, "stroma_area_fraction": 0.5 * ones, "rho_tumor": np.nan * ones,
+            "rho_stroma": np.nan * ones, "infiltration_vs_null": infiltration * ones,
+            "contact_share_vs_null": infiltration * ones, "mixing_score_vs_null": infiltration * ones,
+            "n_effector": 100 * ones, "infiltration_p_below_chance": 0.0 * ones}
+
+
+@pytest.mark.parametrize(("min_density", "null_ratio"), [(rules.MIN_DENSITY, rules.NULL_RATIO), (40.0, 0.7)])
+def test_cell_lines_are_the_rule(min_density, null_ratio):
+    params = {"min_density_per_mm2": min_density, "null_ratio": null_ratio}
+    lines = {line.axis: line.value for line in rules.decision_lines(params)}
+    x, y = lines["x"], lines["y"]
+    assert (x, y) == (null_ratio, min_density)
+
+    def call(infiltration, density):
+        return rules.classify(_cell_features(infiltration, density), min_density=min_density,
+                              null_ratio=null_ratio)[0][0]
+
+    assert call(x, 2 * y) == "inflamed"
+    assert call(x - EPS, 2 * y) == "excluded"
+    assert call(2 * x, y) == "inflamed"
+    assert call(2 * x, y - EPS) == "desert"
+
+
+@pytest.mark.parametrize(("tau", "fin"), [(rules.MIN_SPOT_FRACTION, rules.MIN_INFILTRATION), (0.2, 0.5)])
+def test_spot_lines_are_the_rule(tau, fin):
+    lines = rules.decision_lines({"min_spot_fraction": tau, "min_infiltration": fin})
+    by_axis = {line.axis: line.value for line in lines}
+    assert by_axis["x"] == by_axis["y"] == tau
+    slope = by_axis["slope"]
+
+    def call(rho_stroma, rho_tumor):
+        f = pd.DataFrame({"rho_tumor": [rho_tumor], "rho_stroma": [rho_stroma],
+                          "infiltration_ratio": [rho_tumor / (rho_tumor + rho_stroma)]})
+        return rules.classify_spots(f, tau, fin)["phenotype"].iloc[0]
+
+    s = 2 * tau / min(slope, 1.0)  # outside the tumour, far enough above the cut that the tumour side is too
+    assert call(s, s * slope * (1 + EPS)) == "inflamed"  # just above the infiltration-ratio line
+    assert call(s, s * slope * (1 - EPS)) == "excluded"  # just below it
+    assert call(tau - EPS, tau - EPS) == "desert"
+    assert call(tau - EPS, tau) != "desert"  # the tumour side reaches the cut
+
+
+@pytest.mark.parametrize("min_cd8_fraction", [0.1, 0.3])
+def test_expression_lines_are_the_rule(min_cd8_fraction):
+    # CD8 T cells among immune cells: the two lines of the plot cut inflamed / excluded / desert
+    (hi, _), (lo, _) = expression.decision_lines({"min_cd8_fraction": min_cd8_fraction}, "cells")
+    fr = pd.Series([hi, hi - EPS, lo, lo - EPS])
+    label = expression._absolute_cell_calls(pd.DataFrame({"cd8_fraction_immune": fr}), min_cd8_fraction)["phenotype"]
+    assert list(label) == ["inflamed", "excluded", "excluded", "desert"]
+    # random gene sets: desert below the first line, inflamed from the second
+    res = expression._absolute_expression_calls(pd.DataFrame({"immune_enrichment": [0.0, -EPS, 1.0]}))
+    (zero, _), (enriched, _) = expression.decision_lines(res["thresholds"], "enrichment")
+    assert (zero, enriched) == (0.0, expression.ENRICHED)
+    label = expression._absolute_expression_calls(
+        pd.DataFrame({"immune_enrichment": [zero, zero - EPS, enriched, enriched - EPS]}))["phenotype"]
+    assert list(label) == ["excluded", "desert", "inflamed", "excluded"]
