@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, row_block, row_sums
-from .._utils import TmtInputError, TmtMatrixError, logger, warn
+from .._utils import TmtEmptyCellsWarning, TmtInputError, TmtMatrixError, logger, warn
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
@@ -427,7 +427,8 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     if low:
         logger.info("%d signatures lack their minimum genes: %s", len(low), ", ".join(low[:10]))
     if report.n_empty_cells:
-        warn(f"{report.n_empty_cells} cells have no expression at all; their scores will be NaN.")
+        warn(f"{report.n_empty_cells} cells have no expression at all; their scores will be NaN.",
+             category=TmtEmptyCellsWarning)
     return report
 
 

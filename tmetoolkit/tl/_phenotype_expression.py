@@ -22,7 +22,7 @@ from .._core.sample.phenotype import (
     call_samples,
     cell_fractions,
 )
-from .._utils import TmtInputError, missing_key_error
+from .._utils import TmtEmptyCellsWarning, TmtInputError, missing_key_error
 from ..pp._check import inspect
 from ._sample_features import bulk_samples, samples_of
 
@@ -148,7 +148,7 @@ def expression_phenotype(
     sums = [row_sums(abs(b) if sp.issparse(b) else np.abs(b)) for _, _, b in iter_rows(X)]
     no_expression = np.concatenate(sums) == 0
     with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*no expression.*")  # reported in the table's reason instead
+        warnings.simplefilter("ignore", TmtEmptyCellsWarning)  # reported in the table's reason instead
         score(bulk, _programmes(), method="ssgsea")
     f = bulk.obsm[_keys.SCORES].copy()
     have_imm = [c for c in IMMUNE_PROGRAMMES if c in f.columns]

@@ -12,7 +12,7 @@ from anndata import AnnData
 from .. import _keys
 from .._core.scoring import kernels as _kernels
 from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
-from .._utils import TmtCoverageWarning, TmtInputError, check_tmt_key, logger, progress_bar, warn
+from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, progress_bar, warn
 from ..pp._check import InputReport, control_probes, coverage, detect_gene_id, hint_raw, input_error, inspect
 from ..sig import as_signatures
 
@@ -337,7 +337,7 @@ def score(
         used["control_probes_left_out"] = int(probes.sum())
     if report.n_empty_cells:
         scores[report.empty_mask] = np.nan
-        warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.")
+        warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.", category=TmtEmptyCellsWarning)
 
     new = pd.DataFrame(scores, index=adata.obs_names, columns=[s.name for s in keep])
     old = adata.obsm.get(key_added)
