@@ -74,3 +74,17 @@ def test_expression_lines_are_the_rule(min_cd8_fraction):
     label = expression._absolute_expression_calls(
         pd.DataFrame({"immune_enrichment": [zero, zero - EPS, enriched, enriched - EPS]}))["phenotype"]
     assert list(label) == ["excluded", "desert", "inflamed", "excluded"]
+
+
+def test_expression_basis_refuses_spatial_parameters():
+    # without positions the call comes from expression, which reads none of these: say so instead of ignoring them
+    import anndata as ad
+
+    import tmetoolkit as tmt
+
+    a = ad.AnnData(np.ones((4, 3)))
+    for kwargs in ({"min_density": 50.0}, {"tile_size": 200.0, "null_ratio": 0.6}, {"tumor_labels": ["Tumour"]}):
+        with pytest.raises(tmt.TmtInputError, match=", ".join(kwargs)):
+            tmt.tl.immune_phenotype(a, **kwargs)
+    with pytest.raises(tmt.TmtInputError, match="min_density"):
+        tmt.tl.immune_phenotype(a, basis="expression", min_density=50.0)

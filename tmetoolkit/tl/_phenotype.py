@@ -30,6 +30,21 @@ DEFAULT_EFFECTORS = ("CD8 T",)
 EFFECTOR_SIGNATURE = "CD8_T"  # spots: the programme that marks effector-positive spots
 
 
+def _refuse_spatial_only(given: dict) -> None:
+    """The expression basis reads none of the spatial parameters: one set away from its default is refused rather
+    than silently ignored."""
+    import inspect
+
+    defaults = inspect.signature(immune_phenotype).parameters
+    changed = [k for k, v in given.items() if v is not defaults[k].default]
+    changed = [k for k in changed if not (isinstance(given[k], (int, float)) and given[k] == defaults[k].default)]
+    if changed:
+        msg = (f"{', '.join(changed)} appl{'ies' if len(changed) == 1 else 'y'} to cells or spots with positions "
+               "(basis='spatial'); these data are called from expression (no obsm['spatial'], or basis="
+               "'expression'). Leave them out, or add coordinates in adata.obsm['spatial'].")
+        raise TmtInputError(msg)
+
+
 def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_labels) -> str:
     """Why no effector cell can be found, when annotate could not assess any effector label; else ``""``.
 
@@ -140,7 +155,9 @@ def immune_phenotype(
         ``obs`` column of images when a sample has several (fields, cores, sections), each with its own
         coordinates. Compartments are found per image; a sample's densities pool its images' cells and areas.
     basis
-        ``"spatial"``, ``"expression"`` or ``"auto"``.
+        ``"spatial"``, ``"expression"`` or ``"auto"``. The expression basis reads only ``sample_key``,
+        ``cell_type_key``, ``effector_labels``, ``reference``, ``min_cd8_fraction`` and ``layer``; any other
+        parameter set away from its default is refused with a :class:`~tmetoolkit.TmtInputError`.
     pixel_size
         Micrometres per coordinate unit (``None``: coordinates are micrometres).
     tile_size
@@ -217,6 +234,14 @@ def immune_phenotype(
         msg = f"reference must be 'absolute' or 'cohort', got {reference!r}."
         raise TmtInputError(msg)
     if basis == "expression":
+        _refuse_spatial_only({"tumor_labels": tumor_labels, "tumor_signature": tumor_signature,
+                              "region_key": region_key, "image_key": image_key, "pixel_size": pixel_size,
+                              "tile_size": tile_size, "min_density": min_density,
+                              "min_spot_fraction": min_spot_fraction, "min_infiltration": min_infiltration,
+                              "cohort_quantile": cohort_quantile, "null_ratio": null_ratio,
+                              "contact_cells": contact_cells, "min_effectors": min_effectors,
+                              "min_stroma_fraction": min_stroma_fraction, "min_cells": min_cells,
+                              "min_tumor_cells": min_tumor_cells})
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
