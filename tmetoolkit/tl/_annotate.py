@@ -466,6 +466,14 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     names = list(map(str, adata.var_names))
     # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
     compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
+    linearised = not (X < 0).any() and prot.looks_compressed(X)
+    if linearised:  # arcsinh- or log-transformed values: gated and learned from sinh(values), ~ the intensities
+        logger.info("protein panel: the values look arcsinh- or log-transformed (a channel's brightest cells are "
+                    "few times its typical one); they are gated on sinh(values), the intensities up to a factor")
+        X = prot.linearise(X)
+        if gates is not None:
+            gates = prot.linearise(np.float64(gates)) if isinstance(gates, (int, float)) else \
+                {k: float(prot.linearise(np.float64(v))) for k, v in gates.items()}
     if compensate and (X < 0).any():  # spill-over adds intensities; transformed or z-scored values do not add
         logger.info("protein panel: intensities hold negative values (transformed or z-scored), so spill-over from "
                     "touching cells is not removed")
@@ -479,7 +487,9 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         images = image_groups(adata, sample_groups(adata, sample_key), image_key).to_numpy()
         compensated = prot.compensate_spillover(X, xy, spillover, images)
     Z, Z_imaged, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
-                                         adata.obs_names, compensated)
+                                                   adata.obs_names, compensated)
+    if linearised:  # gates in the units of the values as given
+        gate_table["gate"] = np.arcsinh(gate_table["gate"].to_numpy(dtype=np.float64))
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
     def call(rules, mask, negative=None):
@@ -492,6 +502,16 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
 
     n = adata.n_obs
     lineage, conf, E, missing = call(prot.LINEAGE_RULES, np.ones(n, dtype=bool), prot.NEGATIVE)
+    learned = None
+    if gates is None and groups is None:  # given gates and cluster calls are the user's decision: kept as made
+        L = E.T.groupby([_lineage_of(c) for c in E.columns], sort=False).max().T
+        learned = prot.learn_lineages(L, prot.channel_features(X),
+                                      exclude=prot.unimodal_lineages(gate_table))
+        if learned.probability is not None:
+            lineage, conf = _protein_learned_calls(L, learned, lineage, conf, min_confidence)
+        else:
+            logger.info("protein panel: fewer than two lineages have %d confident cells to learn from; every cell "
+                        "keeps its gated call", lineage_core.MIN_SEEDS)
     lineage = np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object)
     state = lineage.copy()
     treg = (lineage == "CD4 T") & (E.get("CD4 T|Treg", pd.Series(-np.inf, index=E.index)).to_numpy()
@@ -523,17 +543,41 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     rule_tab = pd.DataFrame(rows)
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
+                   "lineage_method": "classifier" if learned is not None and learned.probability is not None
+                   else "markers",
                    "min_confidence": min_confidence, "override_confidence": override_confidence,
                    "gates": "given" if gates is not None else "mixture",
                    "spillover": spillover if compensate else 0.0, "sample_key": sample_key or "",
                    "image_key": image_key or ""},
         "rules": rule_tab,
         "gates": gate_table,
+        "n_seeds": dict(learned.n_seeds) if learned is not None else {},
+        "lineage_by_markers": sorted(set(learned.n_seeds) - set(learned.learned)) if learned is not None else [],
     }
     skipped = rule_tab.loc[~rule_tab["assessable"] & (rule_tab["level"] == "lineage"), "label"]
     logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
                 ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
     _set_colors(adata)
+
+
+def _protein_learned_calls(L: pd.DataFrame, learned, lineage, conf, min_confidence):
+    """Lineage and confidence from the classifier :func:`_annotate_protein.learn_lineages` trained.
+
+    A cell gets the lineage of highest probability, with that probability as confidence, when its own gates
+    support it (the lineage's evidence is positive: above the gate of each of its marker groups and not
+    contradicted by its negative markers), as for RNA; a lineage with too few seeds to learn keeps the cells its
+    gates call with confidence.
+    """
+    P = learned.probability
+    arr = P.to_numpy()
+    best = np.argmax(arr, axis=1)
+    called = np.asarray(P.columns, dtype=object)[best]
+    prob = arr[np.arange(len(arr)), best]
+    claimed = L.reindex(columns=P.columns).to_numpy()[np.arange(len(arr)), best] > 0
+    rare = ~np.isin(lineage, list(P.columns)) & (lineage != UNASSIGNED) & (conf >= min_confidence)
+    new_conf = np.where(rare, conf, np.where(claimed, prob, 0.0))
+    new_lineage = np.where(rare, lineage, np.where(claimed & (prob >= LINEAGE_MIN_PROBABILITY), called, UNASSIGNED))
+    return new_lineage.astype(object), new_conf
 
 
 def _mixed_lineage_evidence(E: pd.DataFrame) -> pd.DataFrame:
