@@ -551,7 +551,9 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
                    "image_key": image_key or ""},
         "rules": rule_tab,
         "gates": gate_table,
-        "n_seeds": dict(learned.n_seeds) if learned is not None else {},
+        "seeds": pd.DataFrame({"lineage": list(learned.n_seeds), "n_seeds": list(learned.n_seeds.values()),
+                               "learned": [lab in learned.learned for lab in learned.n_seeds]})
+        if learned is not None else pd.DataFrame(columns=["lineage", "n_seeds", "learned"]),
         "lineage_by_markers": sorted(set(learned.n_seeds) - set(learned.learned)) if learned is not None else [],
     }
     skipped = rule_tab.loc[~rule_tab["assessable"] & (rule_tab["level"] == "lineage"), "label"]
