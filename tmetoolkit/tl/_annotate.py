@@ -181,8 +181,13 @@ def annotate(
     gates
         Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
-        mixture on its log intensity (on its own values when the channel holds negative values, as after an
-        arcsinh transform and z-scoring).
+        mixture on its log intensity, or on arcsinh(x / median) where the log fit finds one skewed population
+        (Ashman's D < 2) and arcsinh two (on its own values when the channel holds negative values, as after
+        z-scoring; arcsinh- or log-transformed panels are gated on sinh of their values, so the calls match those
+        from the intensities). With fitted gates and no ``groupby``, the cells the gates call with confidence train
+        a logistic regression on every channel, which then calls each cell whose own gates support its lineage;
+        lineages with fewer than 10 such cells, or whose defining channel shows no two populations, keep their
+        gated calls.
     spillover
         Protein panels with ``obsm["spatial"]`` and intensities (not transformed values with negatives), channels with
         fitted gates: lateral spill-over removed before gating.
@@ -233,8 +238,9 @@ def annotate(
         could be assessed; ``lineage_by_markers``: lineages with too few seeds to learn; ``mixed_evidence``:
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
-        wrong cell); for protein panels ``gates``: per marker its channel, gate, source and fraction of positive
-        cells.
+        wrong cell); for protein panels ``gates``: per marker its channel, gate, source, fraction of positive
+        cells, gating ``scale`` and ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and
+        whether the classifier learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
 
     See Also
     --------

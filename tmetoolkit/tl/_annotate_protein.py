@@ -1,13 +1,15 @@
 """Lineage and state calls from protein panels (multiplex IF, IMC, MIBI, CyCIF): gate each marker, then decide.
 
 Each marker is gated on its log intensity: a two-component Gaussian mixture separates negative from positive cells
-(or the user gives the gate). With coordinates, the signal a cell picks up from touching cells is removed first
+(or the user gives the gate); where the log scale shows one skewed population, on arcsinh(x / median) instead
+(:func:`gating_fit`). With coordinates, the signal a cell picks up from touching cells is removed first
 (:func:`compensate_spillover`). A cell's evidence for a marker is its distance above the gate in standard
 deviations of the negative population. A label needs every one of its marker groups (any marker of a group will
 do; groups absent from the panel are skipped, except the first, defining one) and is contradicted by its negative
 markers; the supporting groups (all but the first) are read from the intensities as imaged, the defining and
 negative markers after spill-over removal (see :func:`marker_evidence`). The best-supported label wins; its
-confidence grows with its lead over the runner-up, as for RNA.
+confidence grows with its lead over the runner-up, as for RNA. With fitted gates, the cells called with
+confidence then train a classifier on every channel of the panel (:func:`learn_lineages`), as for RNA.
 """
 
 from __future__ import annotations
