@@ -198,8 +198,9 @@ COMPRESSED_MAX = 25.0
 
 def looks_compressed(X: np.ndarray) -> bool:
     """Whether a panel without negative values holds log- or arcsinh-transformed values rather than intensities:
-    none above ``COMPRESSED_MAX`` and the median over channels of the ratio of the 99% to the 50% quantile of their positive values is below
-    ``COMPRESSED_RATIO``. :func:`linearise` brings such values back to a linear scale."""
+    none above ``COMPRESSED_MAX`` and the median over channels of the ratio of the 99% to the 50% quantile of
+    their positive values below ``COMPRESSED_RATIO``. :func:`linearise` brings such values back to a linear
+    scale."""
     if X.size == 0 or X.max() > COMPRESSED_MAX:
         return False
     ratios = []
