@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import validate_annotation as va  # noqa: E402
+import validate_annotation as va
 
-import tmetoolkit as tmt  # noqa: E402
+import tmetoolkit as tmt
 
 # the files' classes -> the lineages they allow (";" = either)
 LINEAGES = {
