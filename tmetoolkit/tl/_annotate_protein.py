@@ -262,16 +262,21 @@ def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | N
     e.g. the same channel after spill-over compensation. A given ``threshold`` is read on the log scale, as it
     always was.
     """
-    z, thr, _ = gate_with_fit(x, threshold, score=score, seed=seed)
+    z, thr, _, _ = gate_with_fit(x, threshold, score=score, seed=seed)
     return z, thr
 
 
-def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0):
-    """:func:`gate`, plus the scale and the mixture behind it."""
+def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0, also=None):
+    """:func:`gate`, plus the scale and the mixture behind it; with ``also``, the evidence of those values too
+    (one fit for both)."""
     scale, fit = gating_fit(x, seed=seed, log_only=threshold is not None)
     cut = fit.crossing if threshold is None else float(scale.forward(threshold))
-    t = scale.forward(x if score is None else score)
-    return (t - cut) / max(fit.low_sd, 1e-6), scale.inverse(cut), (scale, fit)
+
+    def evidence(v):
+        return (scale.forward(v) - cut) / max(fit.low_sd, 1e-6)
+
+    z = evidence(x if score is None else score)
+    return z, scale.inverse(cut), (scale, fit), (None if also is None else evidence(also))
 
 
 def compensate_spillover(X: np.ndarray, xy: np.ndarray, fraction: float, images: np.ndarray,
@@ -347,9 +352,10 @@ def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str,
         name = names[j]
         given = gates if isinstance(gates, (int, float)) else (gates or {}).get(name)
         comp = None if compensated is None or given is not None else compensated[:, j]
-        z, thr, (scale, fit) = gate_with_fit(X[:, j], given, score=comp)
+        z, thr, (scale, fit), z_imaged = gate_with_fit(X[:, j], given, score=comp,
+                                                      also=None if comp is None else X[:, j])
         Z[canon] = z
-        Zraw[canon] = z if comp is None else gate(X[:, j], given)[0]
+        Zraw[canon] = z if comp is None else z_imaged
         rows.append({"marker": canon, "channel": name, "gate": thr,
                      "source": "given" if given is not None else "mixture", "fraction_positive": float(np.mean(z > 0)),
                      "scale": scale.kind, "separation": fit.separation})
