@@ -314,10 +314,10 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
     r_mac, _ = _agreement(lin, cl, ["CD68+CD163+ macrophages", "CD68+ macrophages", "CD11b+CD68+ macrophages"],
                           ["Monocyte/Macrophage"])
     r_pla, _ = _agreement(lin, cl, ["plasma cells"], ["Plasma"])
-    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.73 / 0.95, CD4 T 0.62, Treg 0.71,
-    # macrophage 0.29, plasma 0.17, granulocyte 0.09 / 0.77
+    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.72 / 0.95, CD4 T 0.62, Treg 0.74,
+    # macrophage 0.28, granulocyte 0.08 / 0.75; CD38 beside CD138: plasma 0.29 (0.17 with CD138 alone)
     assert r_cd8 >= 0.65 and p_cd8 >= 0.9
-    assert r_cd4 >= 0.55 and r_treg >= 0.6 and r_mac >= 0.25 and r_pla >= 0.12
+    assert r_cd4 >= 0.55 and r_treg >= 0.6 and r_mac >= 0.25 and r_pla >= 0.25
     r_gra, p_gra = _agreement(lin, cl, ["granulocytes"], ["Neutrophil"])
     assert r_gra >= 0.06 and p_gra >= 0.6
     assert "Plasma" in set(lin)  # CD138 with no keratin or CD3 suffices
