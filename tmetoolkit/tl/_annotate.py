@@ -515,6 +515,11 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
                                       exclude=prot.unimodal_lineages(gate_table))
         if learned.probability is not None:
             lineage, conf = _protein_learned_calls(L, learned, lineage, conf, min_confidence)
+            alone = sorted(set(learned.n_seeds) - set(learned.learned))
+            if alone:
+                logger.info("protein panel: %s called by their gates alone (fewer than %d confident cells, or no "
+                            "channel of theirs shows two populations); see uns['tmt_annotate']['seeds']",
+                            ", ".join(alone), lineage_core.MIN_SEEDS)
         else:
             logger.info("protein panel: fewer than two lineages have %d confident cells to learn from; every cell "
                         "keeps its gated call", lineage_core.MIN_SEEDS)
