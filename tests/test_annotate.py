@@ -520,6 +520,25 @@ def test_reserve_genes_stand_in_for_a_lost_marker_group():
         tmt.tl.annotate(h)
 
 
+def test_t_cells_without_either_co_receptor_take_the_classifiers_call():
+    """Among T cells, a cell that shows neither CD8 nor CD4 transcripts (common at droplet depth) is not left
+    unassigned: its markers do not speak against the classifier's call. At the lineage level a call still needs
+    positive marker evidence."""
+    from tmetoolkit._core.annotation import lineage as core
+
+    rng = np.random.default_rng(0)
+    n = 60
+    E = pd.DataFrame({"CD8 T": np.r_[np.full(n, 0.6), np.zeros(n), np.zeros(n)],
+                      "CD4 T": np.r_[np.zeros(n), np.full(n, 0.6), np.zeros(n)]})
+    # the silent cells sit with the CD4 T cells in expression space
+    features = np.r_[rng.normal(-3, 1, (n, 5)), rng.normal(3, 1, (n, 5)), rng.normal(3, 1, (n, 5))]
+    silent = np.arange(2 * n, 3 * n)
+    split = core.call_lineages(E, features, min_confidence=0.0, require_evidence=False)
+    assert (split.lineage[silent] == "CD4 T").all()
+    lineage = core.call_lineages(E, features, min_confidence=0.0)
+    assert (lineage.lineage[silent] == core.UNASSIGNED).all()
+
+
 def test_marker_ranks_are_cut_at_a_quarter_of_a_small_panel():
     """On a panel of selected genes a cell's 1,500th gene is near the bottom of what it expresses: there a gene
     counts as expressed only in the cell's top quarter of the panel, so one stray transcript is not a marker."""

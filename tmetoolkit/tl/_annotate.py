@@ -672,7 +672,7 @@ def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np
     s = np.asarray(Ws.sum(axis=1)).ravel()
     Ws = sp.csr_matrix(sp.diags(1.0 / np.where(s > 0, s, 1.0)) @ Ws)
     part = lineage_core.call_lineages(lineage_core.pool(E, Ws), None if pcs is None else pcs[mask],
-                                      min_confidence=0.0, seed=seed)
+                                      min_confidence=0.0, seed=seed, require_evidence=False)
     res.n_seeds.update(part.n_seeds)
     for lab in part.by_markers:
         if lab not in res.by_markers:
