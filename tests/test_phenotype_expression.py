@@ -277,15 +277,22 @@ def test_two_samples_get_absolute_thresholds_and_say_so(dissociated, caplog):
         tmt.tl.immune_phenotype(two, reference="absolute")  # asked for: no warning
 
 
-def test_small_cohorts_judge_each_sample_alone():
+@pytest.fixture(scope="module")
+def small_cohort():
+    """Six simulated tumours with a stromal barrier, no coordinates and no annotated cells."""
+    a = tmt.datasets.simulate(n_samples=6, n_cells=300, seed=104, stromal_barrier=True)
+    del a.obsm["spatial"]
+    return a
+
+
+def test_small_cohorts_judge_each_sample_alone(small_cohort):
     """Six simulated tumours without annotated cells: the absolute calls match the planted phenotypes at least as
     well as terciles of the same six; a sample added or removed leaves the others' calls and evidence unchanged; log2
     values with negatives and a shift give the same calls as the counts (ranks within each sample)."""
     import numpy as np
     from sklearn.metrics import f1_score
 
-    a = tmt.datasets.simulate(n_samples=6, n_cells=300, seed=104, stromal_barrier=True)
-    del a.obsm["spatial"]
+    a = small_cohort
     truth = a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
     bulk = _bulk_of(a)
     tmt.tl.immune_phenotype(bulk, reference="absolute")
@@ -304,6 +311,28 @@ def test_small_cohorts_judge_each_sample_alone():
     tmt.tl.immune_phenotype(log2, reference="absolute")
     assert _calls(log2).equals(_calls(bulk))
     assert np.allclose(log2.uns["tmt_immune_phenotype"]["table"]["t_cell_enrichment"], t["t_cell_enrichment"])
+    empty = bulk.copy()
+    empty.X[np.flatnonzero(empty.obs_names == "S02")[0]] = 0
+    with pytest.warns(tmt.TmtWarning, match="S02 \\(no expression"):
+        tmt.tl.immune_phenotype(empty, reference="absolute")
+    e = empty.uns["tmt_immune_phenotype"]["table"]
+    assert e.loc["S02", "phenotype"] == "not assessable" and np.isnan(e.loc["S02", "confidence"])
+    assert e.drop(index="S02")[cols].equals(t.drop(index="S02")[cols])
+
+
+def test_panels_without_the_ifng_programme_use_the_gep(small_cohort):
+    """A targeted panel with one of the six IFN-gamma genes (as the Xenium breast panel): the T-cell-inflamed GEP
+    stands in, params say so, and planted inflamed and desert tumours are still told apart."""
+    bulk = _bulk_of(small_cohort)
+    panel = bulk[:, [g for g in bulk.var_names if g not in {"IFNG", "STAT1", "IDO1", "CXCL10", "HLA-DRA"}]].copy()
+    tmt.tl.immune_phenotype(panel, reference="absolute")
+    res = panel.uns["tmt_immune_phenotype"]
+    assert res["params"]["marker_null"]["ifng_programme"].startswith("Tcell_inflamed_GEP (IFNG_6: 1 of 6")
+    t = res["table"]
+    assert t["ifng_enrichment"].equals(t["gep_enrichment"])
+    truth = small_cohort.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    call = _calls(panel).reindex(truth.index)
+    assert (call[truth == "desert"] == "desert").all() and (call[truth == "inflamed"] != "desert").all()
 
 
 def test_a_sample_without_expression_is_not_assessable(dissociated):
