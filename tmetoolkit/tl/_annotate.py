@@ -134,8 +134,8 @@ def annotate(
     **Lineages (RNA).** Each lineage is defined by cited marker genes chosen to separate it from all others,
     positive and negative (``signatures/lineage_markers.yaml``: a DC is not CD3+ and not C1Q-high, a pericyte is
     RGS5/KCNJ8+ and DCN/LUM/PDGFRA-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
-    within-cell ranks (UCell), which do not depend on library size, normalisation or the rest of the panel, and
-    each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
+    within-cell ranks (UCell), which do not depend on library size or normalisation (a gene counts as expressed
+    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
@@ -606,6 +606,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     cols = np.array([found[g][0] for g in genes], dtype=np.int64)
     probes = control_probes(adata.var_names)
     not_probe = sp.diags((~probes).astype(np.float64)) if probes.any() else None
+    max_rank = ranks.max_rank_for(int((~probes).sum()))
     R_parts, L_parts = [], []
     for _, _, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
@@ -613,7 +614,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
         if not_probe is not None:
             ranked = ranked @ not_probe
             ranked = sp.csr_matrix(ranked) if sp.issparse(ranked) else np.asarray(ranked)
-        R_parts.append(ranks.within_cell_ranks(ranked, cols))
+        R_parts.append(ranks.within_cell_ranks(ranked, cols, max_rank))
         L_parts.append(sp.csr_matrix(normalise_block(ranked, report.state, 1e4)))
     R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
     E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
@@ -671,7 +672,7 @@ def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np
     s = np.asarray(Ws.sum(axis=1)).ravel()
     Ws = sp.csr_matrix(sp.diags(1.0 / np.where(s > 0, s, 1.0)) @ Ws)
     part = lineage_core.call_lineages(lineage_core.pool(E, Ws), None if pcs is None else pcs[mask],
-                                      min_confidence=0.0, seed=seed)
+                                      min_confidence=0.0, seed=seed, require_evidence=False)
     res.n_seeds.update(part.n_seeds)
     for lab in part.by_markers:
         if lab not in res.by_markers:
