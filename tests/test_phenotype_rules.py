@@ -63,17 +63,18 @@ def test_spot_lines_are_the_rule(tau, fin):
 @pytest.mark.parametrize("min_cd8_fraction", [0.1, 0.3])
 def test_expression_lines_are_the_rule(min_cd8_fraction):
     # CD8 T cells among immune cells: the two lines of the plot cut inflamed / excluded / desert
-    (hi, _), (lo, _) = expression.decision_lines({"min_cd8_fraction": min_cd8_fraction}, "cells")
+    hi, lo = (line.value for line in expression.decision_lines({"min_cd8_fraction": min_cd8_fraction}, "cells"))
     fr = pd.Series([hi, hi - EPS, lo, lo - EPS])
     label = expression._absolute_cell_calls(pd.DataFrame({"cd8_fraction_immune": fr}), min_cd8_fraction)["phenotype"]
     assert list(label) == ["inflamed", "excluded", "excluded", "desert"]
-    # random gene sets: desert below the first line, inflamed from the second
-    res = expression._absolute_expression_calls(pd.DataFrame({"immune_enrichment": [0.0, -EPS, 1.0]}))
-    (zero, _), (enriched, _) = expression.decision_lines(res["thresholds"], "enrichment")
-    assert (zero, enriched) == (0.0, expression.ENRICHED)
-    label = expression._absolute_expression_calls(
-        pd.DataFrame({"immune_enrichment": [zero, zero - EPS, enriched, enriched - EPS]}))["phenotype"]
-    assert list(label) == ["excluded", "desert", "inflamed", "excluded"]
+    # each sample alone: desert left of the T-cell line, inflamed from the IFN-gamma line, excluded between
+    res = expression._absolute_expression_calls(pd.DataFrame({"t_cell_enrichment": [1.0], "ifng_enrichment": [1.0]}))
+    x_line, y_line = expression.decision_lines(res["thresholds"], "enrichment")
+    assert (x_line.axis, y_line.axis) == ("x", "y") and y_line.value == expression.ENRICHED
+    x, y = x_line.value, y_line.value
+    f = pd.DataFrame({"t_cell_enrichment": [x, x - EPS, x + 1, x + 1], "ifng_enrichment": [y, y, y, y - EPS]})
+    label = expression._absolute_expression_calls(f)["phenotype"]
+    assert list(label) == ["inflamed", "desert", "inflamed", "excluded"]
 
 
 def test_expression_basis_refuses_spatial_parameters():

@@ -164,27 +164,26 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
     tab = tab[tab["phenotype"].astype(str) != "not assessable"]
     colors = phenotype_colors()
     mode = "cohort" if p.get("reference") == "cohort" else (
-        "cells" if p.get("decided_by") == "cell composition" or "immune_enrichment" not in tab else "enrichment")
+        "cells" if p.get("decided_by") == "cell composition" or "t_cell_enrichment" not in tab else "enrichment")
     with style():
         ax = new_ax(ax, (4.2, 3.8))
         if mode == "cohort":
             x, y = tab["stromal_axis"].astype(float), tab["immune_axis"].astype(float)
         elif mode == "enrichment":
-            x, y = tab["stromal_enrichment"].astype(float), tab["immune_enrichment"].astype(float)
+            x, y = tab["t_cell_enrichment"].astype(float), tab["ifng_enrichment"].astype(float)
         else:
             y = tab["cd8_fraction_immune"].astype(float).fillna(0)
             x = pd.Series(np.arange(len(tab), dtype=float), index=tab.index)
         for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
             ax.scatter(x[sub.index], y[sub.index], c=colors.get(lab, "grey"), label=lab, s=28, edgecolors="white",
                        linewidths=0.4)
-        for y_line, ls in expression_lines(p, mode):
-            ax.axhline(y_line, ls=ls, lw=0.8, c="grey")
+        _draw_lines(ax, expression_lines(p, mode))
         if mode == "cohort":
             ax.set_xlabel("stromal axis: TGF-beta, CAF (robust z)")
             ax.set_ylabel("immune axis: CD8 T-effector (robust z; terciles)")
         elif mode == "enrichment":
-            ax.set_xlabel("stromal programmes (z vs random gene sets)")
-            ax.set_ylabel("CD8 T-effector programme (z vs random gene sets)")
+            ax.set_xlabel("T-cell genes (z vs marker genes of the sample)")
+            ax.set_ylabel("IFN-gamma programme (z vs marker genes of the sample)")
         else:
             ax.set_xticks(x.to_numpy(), tab.index.astype(str), rotation=90)
             ax.set_ylabel("CD8 T cells among immune cells")

@@ -15,8 +15,9 @@ from anndata import AnnData
 from .. import _keys
 from .._core.sample.phenotype import (
     EFFECTOR_PROGRAMME,
+    GEP_PROGRAMME,
+    IFNG_PROGRAMME,
     IMMUNE_PROGRAMMES,
-    N_RANDOM_SETS,
     STROMA_PROGRAMMES,
     ExpressionCall,
     call_samples,
@@ -70,39 +71,26 @@ def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
     return AnnData(out.astype(np.float64), obs=pd.DataFrame(index=names), var=adata.var[[]].copy())
 
 
-def _random_set_z(bulk: AnnData, layer, programmes, seed: int = 0) -> pd.DataFrame:
-    """Per sample and programme, its rank score as a z against random gene sets of the same size in that sample.
+def _enrichment(bulk: AnnData) -> tuple[pd.DataFrame, dict]:
+    """Per sample, T-cell genes, the IFN-gamma, T-cell-inflamed GEP and CD8 T-effector programmes and the stromal
+    programmes (mean of the two) as z against random sets of marker genes of the sample's other cell types
+    (``_marker_null``). Where the panel holds fewer than 3 of the IFN-gamma programme's 6 genes (targeted panels), the
+    GEP (Cristescu 2018: T-cell and IFN-gamma-induced genes) stands in for it, and ``used`` says so."""
+    from ..sig import get
+    from ._marker_null import marker_null_z, t_cell_genes
 
-    Rank scores (UCell-like, top 1,500 genes) of the programme and of ``N_RANDOM_SETS`` random gene sets of the
-    same size drawn from the sample's genes (control probes left out); z = (score - mean) / SD of the random sets.
-    """
-    from .._matrix import get_matrix
-    from ..pp._check import control_probes, coverage
-    from ..sig import as_signatures
-    from ._score import score_matrix
-
-    report = inspect(bulk, layer, full_scan=False)
-    sigs = as_signatures(list(programmes))
-    cov, found = coverage(bulk.var_names, sigs, report.species, return_matches=True)
-    background = ~control_probes(bulk.var_names)
-    pool = np.flatnonzero(background)
-    rng = np.random.default_rng(seed)
-    empty = np.zeros(0, dtype=np.int64)
-    out = pd.DataFrame(index=bulk.obs_names)
-    X = get_matrix(bulk, layer)
-    for sig, ok in zip(sigs, cov["scorable"], strict=True):
-        if not ok:
-            continue
-        cols = np.unique([c for g in sig.genes_up if g in found[sig.name] for c in found[sig.name][g]])
-        if cols.size == 0 or cols.size >= pool.size:
-            continue
-        sets = [cols] + [rng.choice(pool, size=cols.size, replace=False) for _ in range(N_RANDOM_SETS)]
-        plan = [(c.astype(np.int64), np.ones(c.size), empty, empty) for c in sets]
-        scores, _ = score_matrix(X, plan, state=report.state, method="rank", background=background)
-        null = scores[:, 1:]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[sig.name] = (scores[:, 0] - null.mean(axis=1)) / null.std(axis=1)
-    return out
+    report = inspect(bulk, None, full_scan=False)
+    programmes = {"t_cell_enrichment": t_cell_genes(), "ifng_enrichment": get(IFNG_PROGRAMME).genes_up,
+                  "gep_enrichment": get(GEP_PROGRAMME).genes_up, "immune_enrichment": get(EFFECTOR_PROGRAMME).genes_up,
+                  **{name: get(name).genes_up for name in STROMA_PROGRAMMES}}
+    z, used = marker_null_z(bulk, programmes, report.species)
+    used["ifng_programme"] = IFNG_PROGRAMME
+    if z["ifng_enrichment"].isna().all() and z["gep_enrichment"].notna().any():
+        z["ifng_enrichment"] = z["gep_enrichment"]
+        used["ifng_programme"] = (f"{GEP_PROGRAMME} ({IFNG_PROGRAMME}: {used['ifng_enrichment_genes_found']} of "
+                                  f"{len(programmes['ifng_enrichment'])} genes found)")
+    z["stromal_enrichment"] = z[list(STROMA_PROGRAMMES)].mean(axis=1)
+    return z.drop(columns=list(STROMA_PROGRAMMES)), used
 
 
 def _cells(adata, samples, cell_type_key, effector_labels, f: pd.DataFrame) -> None:
@@ -156,10 +144,10 @@ def expression_phenotype(
     if not have_imm:
         msg = "none of the immune programmes could be scored (too few signature genes); check gene symbols."
         raise TmtInputError(msg)
-    enrich = _random_set_z(bulk, None, [EFFECTOR_PROGRAMME, *STROMA_PROGRAMMES])
-    f["immune_enrichment"] = enrich.get(EFFECTOR_PROGRAMME, np.nan)
-    f["stromal_enrichment"] = enrich[[c for c in STROMA_PROGRAMMES if c in enrich]].mean(axis=1)
+    enrich, null_used = _enrichment(bulk)
+    for col in enrich:
+        f[col] = enrich[col]
     _cells(adata, samples, cell_type_key, effector_labels, f)
 
     return call_samples(f, no_expression=no_expression, have_imm=have_imm, have_str=have_str, reference=reference,
-                        min_cd8_fraction=min_cd8_fraction)
+                        min_cd8_fraction=min_cd8_fraction, null_used=null_used)
