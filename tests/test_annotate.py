@@ -607,6 +607,24 @@ def test_t_cells_without_either_co_receptor_take_the_classifiers_call():
     assert (lineage.lineage[silent] == core.UNASSIGNED).all()
 
 
+def test_zilionis_mural_cells_are_not_fibroblasts():
+    """Zilionis' lung-tumour smooth-muscle cells (6 of 285, inDrop) are RGS5+ KCNJ8+ mural cells that also carry
+    DCN: the mural labels are held back only by the fibroblast genes mural cells lack (PDGFRA, LUM, FBLN1), and a
+    lineage too rare for the classifier to learn keeps the cells its markers favour. Measured 5 of 6 Pericyte
+    (0 of 6 before, all Fibroblast), no fibroblast called Pericyte."""
+    path = SHARED / "zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    z = ad.read_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(z)
+    major = z.obs["author_major_cell_type"].astype(str)
+    called = z.obs["tmt_lineage"].astype(str)
+    assert (called[major == "Smooth muscle cells"] == "Pericyte").sum() >= 4
+    assert (called[major == "Fibroblasts"] == "Fibroblast").all()
+
+
 def test_marker_ranks_are_cut_at_a_quarter_of_a_small_panel():
     """On a panel of selected genes a cell's 1,500th gene is near the bottom of what it expresses: there a gene
     counts as expressed only in the cell's top quarter of the panel, so one stray transcript is not a marker."""
@@ -918,7 +936,7 @@ def test_lineage_rows_name_their_markers_and_seeds():
     lin = rules[rules["level"] == "lineage"].set_index("label")
     assert "CD8A" in lin.at["CD8 T", "genes"] and "CD4" in lin.at["CD8 T", "negative"]
     assert lin["n_seeds"].sum() > 0
-    assert "RGS5" in lin.at["Pericyte|pericyte", "genes"] and "DCN" in lin.at["Pericyte|pericyte", "negative"]
+    assert "RGS5" in lin.at["Pericyte|pericyte", "genes"] and "PDGFRA" in lin.at["Pericyte|pericyte", "negative"]
     table = tmt.get.markers(a, "tmt_lineage")
     assert {"CD8A", "CD3E"} & set(table.loc[table["label"] == "CD8 T", "gene"])
 

@@ -133,9 +133,10 @@ def annotate(
 
     **Lineages (RNA).** Each lineage is defined by cited marker genes chosen to separate it from all others,
     positive and negative (``signatures/lineage_markers.yaml``: a DC is not CD3+ and not C1Q-high, a pericyte is
-    RGS5/KCNJ8+ and DCN/LUM/PDGFRA-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
+    RGS5/KCNJ8+ and PDGFRA/LUM-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
     within-cell ranks (UCell), which do not depend on library size or normalisation (a gene counts as expressed
-    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
+    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence
+    is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
