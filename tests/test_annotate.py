@@ -212,10 +212,11 @@ def test_protein_panel_phenoptr():
     r_treg, p_treg = _agreement(st, ph, ["FoxP3+"], ["Treg"])
     r_mac, _ = _agreement(st, ph, ["CD68+"], mac)
     r_tum, p_tum = _agreement(st, ph, ["CK+"], ["Malignant/Epithelial"])
-    # measured: recall 0.95 / 0.86 / 0.89 / 0.93, precision Treg 0.88, tumour 0.96 (CD8 and CD68 precision stay
-    # low: inForm puts many dim CD8+ and CD68+ cells in "other")
-    assert min(r_cd8, r_treg, r_mac, r_tum) >= 0.85
-    assert p_treg >= 0.85 and p_tum >= 0.9
+    # measured: recall 0.95 / 0.92 / 0.95 / 0.91, precision Treg 0.84, tumour 0.97 (CD8 and CD68 precision stay
+    # low: inForm puts many dim CD8+ and CD68+ cells in "other"). FOXP3 is gated on arcsinh(x / median) since its
+    # log fit is one skewed population (D 1.75 < 2): Treg recall 0.86 -> 0.92, precision 0.88 -> 0.84
+    assert min(r_cd8, r_treg, r_mac, r_tum) >= 0.88
+    assert p_treg >= 0.82 and p_tum >= 0.95
     assert a.uns["tmt_annotate"]["params"]["spillover"] > 0
     # without spill-over compensation, cells beside bright CD8 T cells pass as CD8 T cells
     b = before.copy()
@@ -273,7 +274,8 @@ def test_protein_channels_with_a_spike_of_zeros_are_gated_above_it():
     """Schürch's CODEX spot: background subtraction leaves most cells at exactly 0 in CD20, CD138, CD15, CD31 and
     cytokeratin. Gated with their zeros, those channels put the gate just above 0 and read every dim cell as far
     above it (CD8 T cells were called plasma or endothelial cells). Gated on the non-zero values, lineage accuracy
-    against the authors' clusters is 0.44 (0.31 before)."""
+    against the authors' clusters is 0.44 (0.31 before); with the gated seeds training a classifier on all 58
+    channels, 0.59 (the score-and-argmax baseline: 0.57; a classifier trained on the authors' labels: 0.83)."""
     path = SHARED / "schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad"
     if not path.is_file():
         pytest.skip(f"real data not available: {path}")
@@ -289,7 +291,7 @@ def test_protein_channels_with_a_spike_of_zeros_are_gated_above_it():
          "plasma cells": {"Plasma"}}
     cl = a.obs["ClusterName"].astype(str)
     keep = cl.isin(list(m)).to_numpy()
-    assert _accuracy(a.obs["tmt_lineage"][keep], [m[c] for c in cl[keep]]) >= 0.46  # measured 0.49
+    assert _accuracy(a.obs["tmt_lineage"][keep], [m[c] for c in cl[keep]]) >= 0.56  # measured 0.59
 
 
 def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_veto():
@@ -312,11 +314,77 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
     r_mac, _ = _agreement(lin, cl, ["CD68+CD163+ macrophages", "CD68+ macrophages", "CD11b+CD68+ macrophages"],
                           ["Monocyte/Macrophage"])
     r_pla, _ = _agreement(lin, cl, ["plasma cells"], ["Plasma"])
-    assert r_cd8 >= 0.24 and p_cd8 >= 0.9
-    assert r_cd4 >= 0.38 and r_treg >= 0.43 and r_mac >= 0.12 and r_pla >= 0.1
+    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.72 / 0.95, CD4 T 0.62, Treg 0.74,
+    # macrophage 0.28, granulocyte 0.08 / 0.75; CD38 beside CD138: plasma 0.29 (0.17 with CD138 alone)
+    assert r_cd8 >= 0.65 and p_cd8 >= 0.9
+    assert r_cd4 >= 0.55 and r_treg >= 0.6 and r_mac >= 0.25 and r_pla >= 0.25
     r_gra, p_gra = _agreement(lin, cl, ["granulocytes"], ["Neutrophil"])
-    assert r_gra >= 0.04 and p_gra >= 0.4
+    assert r_gra >= 0.06 and p_gra >= 0.6
     assert "Plasma" in set(lin)  # CD138 with no keratin or CD3 suffices
+
+
+def _schurch():
+    path = SHARED / "schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    return ad.read_h5ad(path)
+
+
+def test_protein_calls_do_not_depend_on_the_scale_of_the_values():
+    """Schürch's CODEX intensities as shared, rescaled to 0-1 per channel, and arcsinh(x / 5)-transformed (as CyTOF
+    and many imaging pipelines share them): the same calls (measured agreement 1.0, 1.0, 0.998)."""
+    a = _schurch()
+    X = np.asarray(a.X, dtype=np.float64)
+    calls = {}
+    for name, values in {"raw": X, "0-1": X / X.max(axis=0), "arcsinh": np.arcsinh(X / 5)}.items():
+        b = a.copy()
+        b.X = values.astype(np.float32)
+        tmt.tl.annotate(b)
+        calls[name] = b.obs["tmt_state"].astype(str).to_numpy()
+        if name == "arcsinh":  # gates are reported in the units of the values given
+            gate = b.uns["tmt_annotate"]["gates"].set_index("marker").at["CD8", "gate"]
+            assert 0 < gate < values[:, list(a.var_names).index("CD8")].max()
+    assert (calls["0-1"] == calls["raw"]).mean() >= 0.99
+    assert (calls["arcsinh"] == calls["raw"]).mean() >= 0.97
+    # a panel without its transform is not mistaken for one: the raw intensities are gated on their own scale
+    assert not tmt.tl._annotate_protein.looks_compressed(X)
+    assert tmt.tl._annotate_protein.looks_compressed(np.arcsinh(X / 5))
+
+
+def test_protein_gates_leave_the_log_scale_only_for_one_skewed_population():
+    """Schürch's FOXP3 on log(x + offset): two components split the negative cells (Ashman's D 0.17, 64% of cells
+    "positive"); on arcsinh(x / median) the Tregs (1.4% of cells) stand apart. CD8, bimodal on the log scale
+    (D 4.5), stays there."""
+    a = _schurch()
+    tmt.tl.annotate(a)
+    gates = a.uns["tmt_annotate"]["gates"].set_index("channel")
+    assert gates.at["FOXP3", "scale"] == "arcsinh" and gates.at["FOXP3", "separation"] >= 2
+    assert gates.at["FOXP3", "fraction_positive"] < 0.1  # measured 0.04
+    assert gates.at["CD8", "scale"] == "log"
+    assert a.uns["tmt_annotate"]["params"]["lineage_method"] == "classifier"
+
+
+def test_protein_lineages_with_too_few_seeds_keep_their_gated_calls(sim_small):
+    """The planted panel's lineages have enough confident cells (seeds) and are learned; with a single given gate,
+    or with seeds of only one lineage, the gates decide, and the run says so (``params["lineage_method"]``)."""
+    from tmetoolkit._core.annotation.lineage import MIN_SEEDS
+
+    panel = _planted_panel(sim_small)
+    b = panel.copy()
+    tmt.tl.annotate(b)
+    res = b.uns["tmt_annotate"]
+    assert res["params"]["lineage_method"] == "classifier"
+    seeds = res["seeds"].set_index("lineage")
+    assert seeds["learned"].sum() >= 2 and (seeds.loc[seeds["learned"], "n_seeds"] >= MIN_SEEDS).all()
+    assert set(res["lineage_by_markers"]) == set(seeds.index[~seeds["learned"]])
+    c = panel.copy()
+    tmt.tl.annotate(c, gates=1.0)
+    assert c.uns["tmt_annotate"]["params"]["lineage_method"] == "markers"
+    # seeds of one lineage only: nothing to learn against, every cell keeps its gated call
+    from tmetoolkit.tl._annotate_protein import learn_lineages
+
+    L = pd.DataFrame({"CD8 T": np.r_[np.full(50, 3.0), np.full(50, -2.0)], "NK": np.full(100, -2.0)})
+    assert learn_lineages(L, np.zeros((100, 3))).probability is None
 
 
 def test_protein_panel_scimap_with_given_gates():
@@ -518,6 +586,59 @@ def test_reserve_genes_stand_in_for_a_lost_marker_group():
     h.raw = p
     with pytest.warns(UserWarning, match=r"adata\.raw"):
         tmt.tl.annotate(h)
+
+
+def test_t_cells_without_either_co_receptor_take_the_classifiers_call():
+    """Among T cells, a cell that shows neither CD8 nor CD4 transcripts (common at droplet depth) is not left
+    unassigned: its markers do not speak against the classifier's call. At the lineage level a call still needs
+    positive marker evidence."""
+    from tmetoolkit._core.annotation import lineage as core
+
+    rng = np.random.default_rng(0)
+    n = 60
+    E = pd.DataFrame({"CD8 T": np.r_[np.full(n, 0.6), np.zeros(n), np.zeros(n)],
+                      "CD4 T": np.r_[np.zeros(n), np.full(n, 0.6), np.zeros(n)]})
+    # the silent cells sit with the CD4 T cells in expression space
+    features = np.r_[rng.normal(-3, 1, (n, 5)), rng.normal(3, 1, (n, 5)), rng.normal(3, 1, (n, 5))]
+    silent = np.arange(2 * n, 3 * n)
+    split = core.call_lineages(E, features, min_confidence=0.0, require_evidence=False)
+    assert (split.lineage[silent] == "CD4 T").all()
+    lineage = core.call_lineages(E, features, min_confidence=0.0)
+    assert (lineage.lineage[silent] == core.UNASSIGNED).all()
+
+
+def test_marker_ranks_are_cut_at_a_quarter_of_a_small_panel():
+    """On a panel of selected genes a cell's 1,500th gene is near the bottom of what it expresses: there a gene
+    counts as expressed only in the cell's top quarter of the panel, so one stray transcript is not a marker."""
+    from tmetoolkit._core.annotation import ranks
+
+    assert ranks.max_rank_for(20_000) == ranks.MAX_RANK and ranks.max_rank_for(2_000) == 500
+    cell = np.zeros((1, 2_000))
+    cell[0, :900] = np.linspace(50, 2, 900)  # 900 genes expressed, the marker (column 899) lowest
+    whole = ranks.within_cell_ranks(cell, np.array([0, 899]))
+    panel = ranks.within_cell_ranks(cell, np.array([0, 899]), ranks.max_rank_for(2_000))
+    assert whole[0, 1] > 0.4 and panel[0, 1] == 0.0  # 900th of 2,000: expressed by UCell's cut, not by the panel's
+    assert whole[0, 0] == panel[0, 0] == 1.0
+
+
+def test_puram_highly_variable_genes_keep_lineages():
+    """Puram's 2,000 most variable genes (seurat flavour, as a user keeps them): lineage accuracy measured 0.856
+    with the panel-scaled rank cut, 0.778 with UCell's fixed 1,500 (mast and fibroblast cells called DC through
+    CCL22, which this Smart-seq2 file detects in 80% of cells)."""
+    p = real_data("puram")
+    full = p.copy()
+    sc.pp.highly_variable_genes(full, n_top_genes=2000, flavor="seurat")
+    h = full[:, full.var["highly_variable"].to_numpy()].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(h)
+    truth = p.obs["celltypes"].astype(str).map({
+        "B cell": "Plasma", "CD4 T cell": "CD4 T", "CD8 T cell": "CD8 T", "reg. T cell": "CD4 T", "Dendritic": "DC",
+        "Endothelial": "Endothelial", "Fibroblast": "Fibroblast", "Macrophage": "Monocyte/Macrophage",
+        "Mast": "Mast"})
+    called = h.obs["tmt_lineage"].astype(str).replace({"B": "Plasma"})  # CHETAH's "B cell" holds plasma cells
+    assert truth.notna().all()
+    assert (called == truth).mean() >= 0.83
 
 
 def test_chen_merfish_tam_and_exhaustion_scores():

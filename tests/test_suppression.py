@@ -92,7 +92,8 @@ def pseudobulk(cohort):
     pytest.param("mdsc_programme", ["M-MDSC-like", "PMN-MDSC-like"], 0.55, marks=pytest.mark.xfail(
         strict=True, reason="measured rho 0.31 (M_MDSC_like alone 0.44, PMN_MDSC_like 0.08); not reachable on "
         "this cohort: the planted MDSC-like share of all cells spans only 1.1-3.9% (10 of 12 samples within "
-        "2.9-3.9%, where sampling noise orders them), and the simulator's own planted M- and PMN-MDSC-like genes scored the same way reach rho 0.44. "
+        "2.9-3.9%, where sampling noise orders them), and the simulator's own planted M- and PMN-MDSC-like "
+        "genes scored the same way reach rho 0.44. "
         "Per cell, HLA class II low decides M-MDSC-like; a pseudobulk's class II counts every antigen-presenting "
         "cell, so bulk cannot use it")),
     ("mycaf_programme", ["myCAF"], 0.7),

@@ -24,6 +24,10 @@ class TmtCoverageWarning(TmtWarning):
     """Signatures that have too few of their genes in the data, so they are not scored."""
 
 
+class TmtSmallCohortWarning(TmtWarning):
+    """Too few samples for cohort-relative thresholds, so each sample was judged alone by absolute ones."""
+
+
 class TmtInputError(ValueError):
     """The input cannot be analysed as given (wrong matrix, missing key, implausible values, unusable output
     folder); the message says what to do. The command line prints it as one line; any other exception is a bug."""

@@ -152,13 +152,13 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
     tab = tab[tab["phenotype"].astype(str) != "not assessable"]
     colors = phenotype_colors()
     mode = "cohort" if p.get("reference") == "cohort" else (
-        "cells" if p.get("decided_by") == "cell composition" or "immune_enrichment" not in tab else "enrichment")
+        "cells" if p.get("decided_by") == "cell composition" or "t_cell_enrichment" not in tab else "enrichment")
     with style():
         ax = new_ax(ax, (4.2, 3.8))
         if mode == "cohort":
             x, y = tab["stromal_axis"].astype(float), tab["immune_axis"].astype(float)
         elif mode == "enrichment":
-            x, y = tab["stromal_enrichment"].astype(float), tab["immune_enrichment"].astype(float)
+            x, y = tab["t_cell_enrichment"].astype(float), tab["ifng_enrichment"].astype(float)
         else:
             y = tab["cd8_fraction_immune"].astype(float).fillna(0)
             x = pd.Series(np.arange(len(tab), dtype=float), index=tab.index)
@@ -172,10 +172,10 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
             ax.set_xlabel("stromal axis: TGF-beta, CAF (robust z)")
             ax.set_ylabel("immune axis: CD8 T-effector (robust z; terciles)")
         elif mode == "enrichment":
-            ax.axhline(0, ls="--", lw=0.8, c="grey")
-            ax.axhline(float(p.get("enrichment_enriched", 1.645)), ls=":", lw=0.8, c="grey")
-            ax.set_xlabel("stromal programmes (z vs random gene sets)")
-            ax.set_ylabel("CD8 T-effector programme (z vs random gene sets)")
+            ax.axvline(float(p.get("t_cell_enrichment_desert_below", 0.0)), ls="--", lw=0.8, c="grey")
+            ax.axhline(float(p.get("ifng_enrichment_inflamed_from", 1.645)), ls=":", lw=0.8, c="grey")
+            ax.set_xlabel("T-cell genes (z vs marker genes of the sample)")
+            ax.set_ylabel("IFN-gamma programme (z vs marker genes of the sample)")
         else:
             t = float(p["min_cd8_fraction"])
             ax.axhline(t, ls="--", lw=0.8, c="grey")

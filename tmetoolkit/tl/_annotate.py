@@ -134,8 +134,8 @@ def annotate(
     **Lineages (RNA).** Each lineage is defined by cited marker genes chosen to separate it from all others,
     positive and negative (``signatures/lineage_markers.yaml``: a DC is not CD3+ and not C1Q-high, a pericyte is
     RGS5/KCNJ8+ and DCN/LUM/PDGFRA-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
-    within-cell ranks (UCell), which do not depend on library size, normalisation or the rest of the panel, and
-    each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
+    within-cell ranks (UCell), which do not depend on library size or normalisation (a gene counts as expressed
+    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
@@ -185,8 +185,13 @@ def annotate(
     gates
         Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
-        mixture on its log intensity (on its own values when the channel holds negative values, as after an
-        arcsinh transform and z-scoring).
+        mixture on its log intensity, or on arcsinh(x / median) where the log fit finds one skewed population
+        (Ashman's D < 2) and arcsinh two (on its own values when the channel holds negative values, as after
+        z-scoring; arcsinh- or log-transformed panels are gated on sinh of their values, so the calls match those
+        from the intensities). With fitted gates and no ``groupby``, the cells the gates call with confidence train
+        a logistic regression on every channel, which then calls each cell whose own gates support its lineage;
+        lineages with fewer than 10 such cells, or whose defining channel shows no two populations, keep their
+        gated calls.
     spillover
         Protein panels with ``obsm["spatial"]`` and intensities (not transformed values with negatives), channels with
         fitted gates: lateral spill-over removed before gating.
@@ -239,8 +244,10 @@ def annotate(
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
-        II (cells, Ashman's D, threshold, or why not); for protein panels ``gates``: per marker its channel, gate, source and fraction of positive
-        cells.
+        II (cells, Ashman's D, threshold, or why not); for protein panels ``gates``: per marker its channel, gate,
+        source, fraction of positive cells, gating ``scale`` and ``separation`` (Ashman's D), and ``seeds``: per
+        lineage its confident cells and whether the classifier learned it (``params["lineage_method"]``:
+        ``classifier`` or ``markers``).
 
     See Also
     --------
@@ -505,6 +512,14 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     names = list(map(str, adata.var_names))
     # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
     compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
+    linearised = not (X < 0).any() and prot.looks_compressed(X)
+    if linearised:  # arcsinh- or log-transformed values: gated and learned from sinh(values), ~ the intensities
+        logger.info("protein panel: the values look arcsinh- or log-transformed (a channel's brightest cells are "
+                    "few times its typical one); they are gated on sinh(values), the intensities up to a factor")
+        X = prot.linearise(X)
+        if gates is not None:
+            gates = prot.linearise(np.float64(gates)) if isinstance(gates, (int, float)) else \
+                {k: float(prot.linearise(np.float64(v))) for k, v in gates.items()}
     if compensate and (X < 0).any():  # spill-over adds intensities; transformed or z-scored values do not add
         logger.info("protein panel: intensities hold negative values (transformed or z-scored), so spill-over from "
                     "touching cells is not removed")
@@ -518,7 +533,9 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         images = image_groups(adata, sample_groups(adata, sample_key), image_key).to_numpy()
         compensated = prot.compensate_spillover(X, xy, spillover, images)
     Z, Z_imaged, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
-                                         adata.obs_names, compensated)
+                                                   adata.obs_names, compensated)
+    if linearised:  # gates in the units of the values as given
+        gate_table["gate"] = np.arcsinh(gate_table["gate"].to_numpy(dtype=np.float64))
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
     def call(rules, mask, negative=None):
@@ -531,6 +548,21 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
 
     n = adata.n_obs
     lineage, conf, E, missing = call(prot.LINEAGE_RULES, np.ones(n, dtype=bool), prot.NEGATIVE)
+    learned = None
+    if gates is None and groups is None:  # given gates and cluster calls are the user's decision: kept as made
+        L = E.T.groupby([_lineage_of(c) for c in E.columns], sort=False).max().T
+        learned = prot.learn_lineages(L, prot.channel_features(X),
+                                      exclude=prot.unimodal_lineages(gate_table))
+        if learned.probability is not None:
+            lineage, conf = _protein_learned_calls(L, learned, lineage, conf, min_confidence)
+            alone = sorted(set(learned.n_seeds) - set(learned.learned))
+            if alone:
+                logger.info("protein panel: %s called by their gates alone (fewer than %d confident cells, or no "
+                            "channel of theirs shows two populations); see uns['tmt_annotate']['seeds']",
+                            ", ".join(alone), lineage_core.MIN_SEEDS)
+        else:
+            logger.info("protein panel: fewer than two lineages have %d confident cells to learn from; every cell "
+                        "keeps its gated call", lineage_core.MIN_SEEDS)
     lineage = np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object)
     state = lineage.copy()
     treg = (lineage == "CD4 T") & (E.get("CD4 T|Treg", pd.Series(-np.inf, index=E.index)).to_numpy()
@@ -562,17 +594,43 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     rule_tab = pd.DataFrame(rows)
     adata.uns["tmt_annotate"] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
+                   "lineage_method": "classifier" if learned is not None and learned.probability is not None
+                   else "markers",
                    "min_confidence": min_confidence, "override_confidence": override_confidence,
                    "gates": "given" if gates is not None else "mixture",
                    "spillover": spillover if compensate else 0.0, "sample_key": sample_key or "",
                    "image_key": image_key or ""},
         "rules": rule_tab,
         "gates": gate_table,
+        "seeds": pd.DataFrame({"lineage": list(learned.n_seeds), "n_seeds": list(learned.n_seeds.values()),
+                               "learned": [lab in learned.learned for lab in learned.n_seeds]})
+        if learned is not None else pd.DataFrame(columns=["lineage", "n_seeds", "learned"]),
+        "lineage_by_markers": sorted(set(learned.n_seeds) - set(learned.learned)) if learned is not None else [],
     }
     skipped = rule_tab.loc[~rule_tab["assessable"] & (rule_tab["level"] == "lineage"), "label"]
     logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
                 ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
     _set_colors(adata)
+
+
+def _protein_learned_calls(L: pd.DataFrame, learned, lineage, conf, min_confidence):
+    """Lineage and confidence from the classifier :func:`_annotate_protein.learn_lineages` trained.
+
+    A cell gets the lineage of highest probability, with that probability as confidence, when its own gates
+    support it (the lineage's evidence is positive: above the gate of each of its marker groups and not
+    contradicted by its negative markers), as for RNA; a lineage with too few seeds to learn keeps the cells its
+    gates call with confidence.
+    """
+    P = learned.probability
+    arr = P.to_numpy()
+    best = np.argmax(arr, axis=1)
+    called = np.asarray(P.columns, dtype=object)[best]
+    prob = arr[np.arange(len(arr)), best]
+    claimed = L.reindex(columns=P.columns).to_numpy()[np.arange(len(arr)), best] > 0
+    rare = ~np.isin(lineage, list(P.columns)) & (lineage != UNASSIGNED) & (conf >= min_confidence)
+    new_conf = np.where(rare, conf, np.where(claimed, prob, 0.0))
+    new_lineage = np.where(rare, lineage, np.where(claimed & (prob >= LINEAGE_MIN_PROBABILITY), called, UNASSIGNED))
+    return new_lineage.astype(object), new_conf
 
 
 def _mixed_lineage_evidence(E: pd.DataFrame) -> pd.DataFrame:
@@ -645,6 +703,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
     cols = np.array([found[g][0] for g in genes], dtype=np.int64)
     probes = control_probes(adata.var_names)
     not_probe = sp.diags((~probes).astype(np.float64)) if probes.any() else None
+    max_rank = ranks.max_rank_for(int((~probes).sum()))
     R_parts, L_parts = [], []
     for _, _, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
@@ -652,7 +711,7 @@ def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighb
         if not_probe is not None:
             ranked = ranked @ not_probe
             ranked = sp.csr_matrix(ranked) if sp.issparse(ranked) else np.asarray(ranked)
-        R_parts.append(ranks.within_cell_ranks(ranked, cols))
+        R_parts.append(ranks.within_cell_ranks(ranked, cols, max_rank))
         L_parts.append(sp.csr_matrix(normalise_block(ranked, report.state, 1e4)))
     R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
     E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
@@ -710,7 +769,7 @@ def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np
     s = np.asarray(Ws.sum(axis=1)).ravel()
     Ws = sp.csr_matrix(sp.diags(1.0 / np.where(s > 0, s, 1.0)) @ Ws)
     part = lineage_core.call_lineages(lineage_core.pool(E, Ws), None if pcs is None else pcs[mask],
-                                      min_confidence=0.0, seed=seed)
+                                      min_confidence=0.0, seed=seed, require_evidence=False)
     res.n_seeds.update(part.n_seeds)
     for lab in part.by_markers:
         if lab not in res.by_markers:

@@ -1,19 +1,22 @@
 """Lineage and state calls from protein panels (multiplex IF, IMC, MIBI, CyCIF): gate each marker, then decide.
 
 Each marker is gated on its log intensity: a two-component Gaussian mixture separates negative from positive cells
-(or the user gives the gate). With coordinates, the signal a cell picks up from touching cells is removed first
+(or the user gives the gate); where the log scale shows one skewed population, on arcsinh(x / median) instead
+(:func:`gating_fit`). With coordinates, the signal a cell picks up from touching cells is removed first
 (:func:`compensate_spillover`). A cell's evidence for a marker is its distance above the gate in standard
 deviations of the negative population. A label needs every one of its marker groups (any marker of a group will
 do; groups absent from the panel are skipped, except the first, defining one) and is contradicted by its negative
 markers; the supporting groups (all but the first) are read from the intensities as imaged, the defining and
 negative markers after spill-over removal (see :func:`marker_evidence`). The best-supported label wins; its
-confidence grows with its lead over the runner-up, as for RNA.
+confidence grows with its lead over the runner-up, as for RNA. With fitted gates, the cells called with
+confidence then train a classifier on every channel of the panel (:func:`learn_lineages`), as for RNA.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -34,6 +37,7 @@ MARKER_ALIASES: dict[str, tuple[str, ...]] = {
     "CD56": ("CD56", "NCAM1"),
     "B": ("CD20", "MS4A1", "CD19", "CD79A", "PAX5"),
     "CD138": ("CD138", "SDC1"),
+    "CD38": ("CD38",),
     "CD68": ("CD68",),
     "CD163": ("CD163",),
     "CD206": ("CD206", "MRC1"),
@@ -73,7 +77,13 @@ LINEAGE_RULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "CD4 T|Treg": (("FOXP3",), ("CD3", "CD4"), IMMUNE),
     "NK": (("CD56",), IMMUNE),
     "B": (("B",), IMMUNE),
-    "Plasma": (("CD138",),),  # plasma cells lose CD45 (CD45-negative/dim is their normal phenotype): no IMMUNE
+    # plasma cells are CD38-bright and CD138+ (EuroFlow, Flores-Montero 2017 doi:10.1038/leu.2017.29); either
+    # will do: CD138 alone, on Schürch's CODEX spot, left the gate among the negatives (plasma recall 0.17 -> 0.29,
+    # precision 0.22 -> 0.28; phenoptr and scimap carry no CD38)
+    # plasma cells lose CD45 (CD45-negative/dim is their normal phenotype): no IMMUNE. They are CD38-bright and
+    # CD138+ (EuroFlow, Flores-Montero 2017 doi:10.1038/leu.2017.29); either will do: on Schürch's CODEX spot the
+    # CD138 gate sits among the negatives (plasma recall 0.17 -> 0.29, precision 0.22 -> 0.28 with CD38)
+    "Plasma": (("CD138", "CD38"),),
     "Monocyte/Macrophage": (("CD68", "CD163", "CD206", "CD14"), IMMUNE),
     "Neutrophil": (("granulocyte",), IMMUNE),
     "DC": (("CD11C",), ("HLADR",), IMMUNE),
@@ -156,43 +166,124 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
 # spot, where 9 of 19 gated channels have such a spike: lineage accuracy 0.31 -> 0.44; phenoptr and scimap
 # have no such channel and are unchanged)
 ZERO_SPIKE, MIN_NONZERO = 0.2, 20
+# Ashman's D below which two fitted components are one skewed population rather than two (Ashman, Bird & Zepf 1994,
+# doi:10.1086/117061)
+BIMODAL_D = 2.0
 
 
-def _gating_offset(x: np.ndarray) -> float | None:
-    """Channels are gated on log intensity, offset by the 1% quantile of the positive values; ``None`` for a
-    channel that holds negative values: it was transformed already (arcsinh, z-scored per channel) and is gated on
-    its own values."""
+@dataclass(frozen=True)
+class GatingScale:
+    """The scale one channel is gated on: ``"log"`` (log(x + offset)), ``"arcsinh"`` (arcsinh(x / cofactor)) or
+    ``"as is"`` (a channel holding negative values, transformed already)."""
+
+    kind: str
+    parameter: float = 0.0
+
+    def forward(self, v) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        if self.kind == "log":
+            return np.log(np.clip(v, 0, None) + self.parameter)
+        if self.kind == "arcsinh":
+            return np.arcsinh(np.clip(v, 0, None) / self.parameter)
+        return v
+
+    def inverse(self, t: float) -> float:
+        if self.kind == "log":
+            return float(np.exp(t) - self.parameter)
+        if self.kind == "arcsinh":
+            return float(np.sinh(t) * self.parameter)
+        return float(t)
+
+
+# on intensities a marker's brightest cells (99% quantile of the positive values) are many times its typical cell
+# (median over channels 10.6 on Schürch's CODEX, 11.5 on phenoptr's Vectra field); an arcsinh or log transform
+# compresses that to 1.5-2.9 on the same panels: below this ratio the panel holds transformed values
+COMPRESSED_RATIO = 3.0
+# arcsinh(x / c) and log(1 + x) of any 32-bit intensity (c >= 1) stay below this
+COMPRESSED_MAX = 25.0
+
+
+def looks_compressed(X: np.ndarray) -> bool:
+    """Whether a panel without negative values holds log- or arcsinh-transformed values rather than intensities:
+    none above ``COMPRESSED_MAX`` and the median over channels of the ratio of the 99% to the 50% quantile of
+    their positive values below ``COMPRESSED_RATIO``. :func:`linearise` brings such values back to a linear
+    scale."""
+    if X.size == 0 or X.max() > COMPRESSED_MAX:
+        return False
+    ratios = []
+    for j in range(X.shape[1]):
+        pos = X[:, j][X[:, j] > 0]
+        if pos.size >= MIN_NONZERO:
+            ratios.append(np.quantile(pos, 0.99) / np.quantile(pos, 0.5))
+    return bool(ratios) and float(np.median(ratios)) < COMPRESSED_RATIO
+
+
+def linearise(X: np.ndarray) -> np.ndarray:
+    """sinh of a transformed panel's values: the inverse of arcsinh(x / c) up to the factor ``c``, and near it for
+    log(1 + x), so that the calls match those from the intensities (the gating scales follow a factor)."""
+    return np.sinh(np.clip(X, None, 700.0))
+
+
+def gating_fit(x: np.ndarray, *, seed: int = 0, log_only: bool = False):
+    """The scale a channel is gated on and the two-component mixture fitted there.
+
+    Intensities are gated on log(x + offset), the offset the 1% quantile of the positive values. Background-
+    subtracted images (CODEX) leave a long tail of dim values that the log scale spreads over decades, so that the
+    two components can split the negative cells among themselves (Schürch's FOXP3: Ashman's D 0.17, 64% of cells
+    "positive"). When the log fit shows no two populations (D < ``BIMODAL_D``) the channel is gated on
+    arcsinh(x / c) instead, ``c`` its median positive value, if that separates two populations and better: the
+    arcsinh scale is linear below ``c``, where most cells of a channel lie, and logarithmic above, the transform of
+    cytometry with the cofactor taken from the data's own scale (Finak et al. 2010, doi:10.1186/1471-2105-11-546;
+    Schürch's FOXP3: D 3.8, 4% positive). Both scales follow a rescaling of the channel (x / max), so the calls do
+    too. Channels holding negative values are gated on their own values. A spike of exact zeros
+    (``ZERO_SPIKE``) is left out of the fit: the zeros are negative.
+    """
+    from ._mixture import fit_two_components
+
+    x = np.asarray(x, dtype=np.float64)
     if (x < 0).any():
-        return None
+        scale = GatingScale("as is")
+        return scale, fit_two_components(x, seed=seed)
+    fit_on = x
+    if (x == 0).mean() >= ZERO_SPIKE and (x > 0).sum() >= MIN_NONZERO:
+        # background-subtracted images: the zeros would be one component (SD ~0), the gate would sit just above
+        # zero and every dim cell would read as strongly positive; the zeros are negative, the rest is gated
+        fit_on = x[x > 0]
     pos = x[x > 0]
-    return float(np.quantile(pos, 0.01)) if pos.size else 1e-3
-
-
-def _to_gating_scale(v, offset: float | None) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    return v if offset is None else np.log(np.clip(v, 0, None) + offset)
+    scale = GatingScale("log", float(np.quantile(pos, 0.01)) if pos.size else 1e-3)
+    fit = fit_two_components(scale.forward(fit_on), seed=seed)
+    if log_only or fit.separation >= BIMODAL_D or not pos.size:
+        return scale, fit
+    alt = GatingScale("arcsinh", float(np.median(pos)))
+    alt_fit = fit_two_components(alt.forward(fit_on), seed=seed)
+    if alt_fit.separation >= BIMODAL_D and alt_fit.separation > fit.separation:
+        return alt, alt_fit
+    return scale, fit
 
 
 def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | None = None,
          seed: int = 0) -> tuple[np.ndarray, float]:
     """Evidence of positivity (distance above the gate in negative-population SDs) and the gate in data units.
 
-    The gate is fitted on ``x``; the evidence is measured for ``score`` (default ``x``), e.g. the same channel
-    after spill-over compensation.
+    The gate is fitted on ``x`` (see :func:`gating_fit`); the evidence is measured for ``score`` (default ``x``),
+    e.g. the same channel after spill-over compensation. A given ``threshold`` is read on the log scale, as it
+    always was.
     """
-    from ._mixture import fit_two_components
+    z, thr, _, _ = gate_with_fit(x, threshold, score=score, seed=seed)
+    return z, thr
 
-    x = np.asarray(x, dtype=np.float64)
-    offset = _gating_offset(x)
-    fit_on = x
-    if offset is not None and (x == 0).mean() >= ZERO_SPIKE and (x > 0).sum() >= MIN_NONZERO:
-        # background-subtracted images: the zeros would be one component (SD ~0), the gate would sit just above
-        # zero and every dim cell would read as strongly positive; the zeros are negative, the rest is gated
-        fit_on = x[x > 0]
-    fit = fit_two_components(_to_gating_scale(fit_on, offset), seed=seed)
-    cut = fit.crossing if threshold is None else float(_to_gating_scale(threshold, offset))
-    t = _to_gating_scale(x if score is None else score, offset)
-    return (t - cut) / max(fit.low_sd, 1e-6), float(cut if offset is None else np.exp(cut) - offset)
+
+def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0, also=None):
+    """:func:`gate`, plus the scale and the mixture behind it; with ``also``, the evidence of those values too
+    (one fit for both)."""
+    scale, fit = gating_fit(x, seed=seed, log_only=threshold is not None)
+    cut = fit.crossing if threshold is None else float(scale.forward(threshold))
+
+    def evidence(v):
+        return (scale.forward(v) - cut) / max(fit.low_sd, 1e-6)
+
+    z = evidence(x if score is None else score)
+    return z, scale.inverse(cut), (scale, fit), (None if also is None else evidence(also))
 
 
 def compensate_spillover(X: np.ndarray, xy: np.ndarray, fraction: float, images: np.ndarray,
@@ -268,9 +359,93 @@ def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str,
         name = names[j]
         given = gates if isinstance(gates, (int, float)) else (gates or {}).get(name)
         comp = None if compensated is None or given is not None else compensated[:, j]
-        z, thr = gate(X[:, j], given, score=comp)
+        z, thr, (scale, fit), z_imaged = gate_with_fit(X[:, j], given, score=comp,
+                                                      also=None if comp is None else X[:, j])
         Z[canon] = z
-        Zraw[canon] = z if comp is None else gate(X[:, j], given)[0]
+        Zraw[canon] = z if comp is None else z_imaged
         rows.append({"marker": canon, "channel": name, "gate": thr,
-                     "source": "given" if given is not None else "mixture", "fraction_positive": float(np.mean(z > 0))})
+                     "source": "given" if given is not None else "mixture", "fraction_positive": float(np.mean(z > 0)),
+                     "scale": scale.kind, "separation": fit.separation})
     return pd.DataFrame(Z, index=index), pd.DataFrame(Zraw, index=index), pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the data finish the job: the cells the gates call with confidence train a classifier on every channel
+
+# a seed's best lineage reaches this evidence and leads the runner-up by this much (SDs of the negative cells:
+# a confidence of 1 - exp(-1) = 0.63 from its lead)
+SEED_EVIDENCE, SEED_LEAD = 1.0, 1.0
+
+
+@dataclass
+class Learned:
+    """What :func:`learn_lineages` decided: classifier probabilities per learned lineage (``None`` when fewer
+    than two lineages had enough seeds), each cell's seed lineage (``""`` when none) and seeds per lineage."""
+
+    probability: pd.DataFrame | None
+    seeds: np.ndarray
+    n_seeds: dict[str, int]
+    learned: list[str]
+
+
+def channel_features(X: np.ndarray) -> np.ndarray:
+    """Every channel on one kind of scale for the classifier: arcsinh(x / c), ``c`` the channel's median positive
+    value, so that a rescaled channel (x / max) gives the same features; channels holding negative values
+    (transformed already) as they are."""
+    out = np.empty(X.shape, dtype=np.float64)
+    for j in range(X.shape[1]):
+        x = np.asarray(X[:, j], dtype=np.float64)
+        pos = x[x > 0]
+        out[:, j] = x if (x < 0).any() else np.arcsinh(x / (float(np.median(pos)) if pos.size else 1.0))
+    return out
+
+
+def unimodal_lineages(gate_table: pd.DataFrame) -> list[str]:
+    """Lineages none of whose defining channels shows two populations (Ashman's D below ``BIMODAL_D`` on its
+    gating scale): their gate cuts one skewed population, so the cells above it are no sample of the lineage."""
+    sep = gate_table.set_index("marker")["separation"]
+    out = []
+    for label, groups in LINEAGE_RULES.items():
+        d = [sep[m] for m in groups[0] if m in sep.index]
+        if d and max(d) < BIMODAL_D:
+            out.append(label.split("|")[0])
+    return sorted(set(out))
+
+
+def learn_lineages(L: pd.DataFrame, features: np.ndarray, *, seed: int = 0, exclude=()) -> Learned:
+    """Seeds from the gates, then a logistic regression on every channel trained on them.
+
+    A cell is a seed of its best lineage when that lineage's evidence reaches ``SEED_EVIDENCE`` and leads the
+    runner-up by ``SEED_LEAD``. Lineages with at least ``MIN_SEEDS`` seeds (as for RNA) are learned, on at most
+    ``MAX_TRAIN_PER_LABEL`` seeds each, with balanced class weights; the classifier sees every channel of the
+    panel, including those no rule reads, so it learns what this panel shows of each lineage beyond its gates
+    (the scheme of Garnett, Pliner 2019 doi:10.1038/s41592-019-0535-3).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    from .._core.annotation.lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, _subsample
+
+    arr = np.where(np.isfinite(L.to_numpy(dtype=float)), L.to_numpy(dtype=float), -np.inf)
+    if arr.shape[1] == 0:
+        return Learned(None, np.full(len(L), "", dtype=object), {}, [])
+    order = np.argsort(-arr, axis=1)
+    best = arr[np.arange(len(arr)), order[:, 0]]
+    second = arr[np.arange(len(arr)), order[:, 1]] if arr.shape[1] > 1 else np.zeros(len(arr))
+    lead = best - np.maximum(second, 0.0)
+    names = np.asarray(L.columns, dtype=object)
+    seeds = np.where((best >= SEED_EVIDENCE) & (lead >= SEED_LEAD), names[order[:, 0]], "").astype(object)
+    labs, counts = np.unique(seeds[seeds != ""], return_counts=True)
+    n_seeds = dict(zip(labs.tolist(), counts.tolist(), strict=True))
+    learned = [lab for lab, c in n_seeds.items() if c >= MIN_SEEDS and lab not in exclude]
+    if len(learned) < 2:
+        return Learned(None, seeds, n_seeds, learned)
+    rng = np.random.default_rng(seed)
+    train = np.concatenate([_subsample(np.flatnonzero(seeds == lab), MAX_TRAIN_PER_LABEL, rng) for lab in learned])
+    mu, sd = features[train].mean(axis=0), features[train].std(axis=0)
+    F = (features - mu) / np.where(sd > 0, sd, 1.0)
+    model = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced")
+    with threadpool_limits(1):  # a few thousand rows: BLAS threads only add overhead
+        model.fit(F[train], seeds[train])
+        P = pd.DataFrame(model.predict_proba(F), columns=model.classes_, index=L.index)
+    return Learned(P, seeds, n_seeds, learned)

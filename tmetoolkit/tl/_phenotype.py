@@ -118,7 +118,8 @@ def immune_phenotype(
     (CD8 T-effector, IFN-gamma, T-cell-inflamed GEP) and the stromal axis reported beside it, the programmes'
     disagreement lowering the confidence. From 9 samples the call is
     cohort-relative; with fewer, absolute: CD8 T cells among immune cells when cells are annotated, otherwise the
-    CD8 T-effector programme against random gene sets of the same sample (the table's ``reference`` says which).
+    sample's T-cell genes and IFN-gamma programme against marker genes of its other cell types, so a call does not
+    change when a sample is added (the table's ``reference`` and ``decided_by`` say which).
     Dissociated and bulk data cannot show where T cells are, so an ``excluded`` call is an inference (its
     confidence is capped at 0.5 and the table says so in ``caveat``). See ``tmetoolkit.tl._phenotype_expression``
     for the rule and its sources.
@@ -239,10 +240,13 @@ def immune_phenotype(
     scores (ssGSEA), the ``immune_axis`` (robust z of the CD8 T-effector programme, whose cohort terciles decide),
     ``t_cell_programmes`` (mean robust z of the three), ``programmes_agreeing`` (how many of the three give the same
     call by their own terciles), the ``immune_axis_uncertainty``, the ``stromal_axis`` (reported, not deciding),
-    ``immune_enrichment`` and ``stromal_enrichment`` (z against
-    random gene sets of the sample), CD8 fractions when cells are annotated, and the ``caveat``; samples without
-    expression are ``not assessable`` with the reason. ``params`` holds the tercile thresholds or the absolute
-    ones. There are no regions.
+    ``t_cell_enrichment`` and ``ifng_enrichment`` (T-cell genes and the IFN-gamma programme as z against random sets
+    of marker genes of the sample's other cell types; they decide absolute calls without cells),
+    ``immune_enrichment`` and ``stromal_enrichment`` (the CD8 T-effector and stromal programmes against the same
+    null), CD8 fractions when cells are annotated, and the ``caveat``; samples without expression are
+    ``not assessable`` with the reason. ``params`` holds the tercile thresholds or the absolute ones (and
+    ``marker_null``: genes found). Absolute calls chosen because the cohort is small emit a
+    ``TmtSmallCohortWarning`` (a :class:`TmtWarning`) naming the rule. There are no regions.
     """
     adata = adata.copy() if copy else adata
     if basis == "auto":

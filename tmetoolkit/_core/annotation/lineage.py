@@ -133,12 +133,15 @@ def select_seeds(E: pd.DataFrame, *, margin: float = SEED_MARGIN, min_evidence: 
 
 
 def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_confidence: float = 0.5,
-                  seed: int = 0, not_assessable: dict | None = None) -> LineageResult:
+                  seed: int = 0, not_assessable: dict | None = None, require_evidence: bool = True) -> LineageResult:
     """Seeds from pooled marker evidence, then a logistic regression on ``features`` trained on them.
 
     Labels with at least ``MIN_SEEDS`` seeds are learned (each lineage's probability is the sum of its labels');
     cells whose seed label is too rare to learn keep it, with a confidence from the marker lead. Without
-    ``features`` or with fewer than two learnable labels, every cell gets its marker call.
+    ``features`` or with fewer than two learnable labels, every cell gets its marker call. A cell's pooled
+    evidence for the classifier's lineage must be positive (``require_evidence``) or, where the cells are already
+    known to belong to a parent lineage (CD8 or CD4 among T cells), at least not negative: a T cell that shows
+    neither co-receptor, common at droplet depth, takes the classifier's call.
     """
     n = len(E_pooled)
     seeds = select_seeds(E_pooled)
@@ -183,7 +186,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     conf[rare] = marker_conf[rare]
     # no class claims a cell whose own (pooled) markers speak against the lineage the classifier chose
     claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
-    claimed = rare | (claim > 0)
+    claimed = rare | ((claim > 0) if require_evidence else (claim >= 0))
     conf = np.where(claimed, conf, 0.0)
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
     label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)
