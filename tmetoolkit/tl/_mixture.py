@@ -18,6 +18,7 @@ class TwoComponents:
     low_sd: float
     high_mean: float
     high_sd: float
+    bic_gain: float = float("nan")  # BIC of one Gaussian minus that of two: above 0, two fit better (Schwarz 1978)
 
     @property
     def separation(self) -> float:
@@ -41,5 +42,6 @@ def fit_two_components(values: np.ndarray, *, seed: int = 0) -> TwoComponents:
     lo, hi = np.argsort(mu)
     grid = np.linspace(mu[lo], mu[hi], 512)
     post = gm.predict_proba(grid[:, None])[:, hi]
+    one = GaussianMixture(1, random_state=seed).fit(v[:, None])
     return TwoComponents(float(grid[np.argmax(post >= 0.5)]), float(mu[lo]), float(sd[lo]), float(mu[hi]),
-                         float(sd[hi]))
+                         float(sd[hi]), float(one.bic(v[:, None]) - gm.bic(v[:, None])))
