@@ -607,6 +607,24 @@ def test_t_cells_without_either_co_receptor_take_the_classifiers_call():
     assert (lineage.lineage[silent] == core.UNASSIGNED).all()
 
 
+def test_zilionis_mural_cells_are_not_fibroblasts():
+    """Zilionis' lung-tumour smooth-muscle cells (6 of 285, inDrop) are RGS5+ KCNJ8+ mural cells that also carry
+    DCN: the mural labels are held back only by the fibroblast genes mural cells lack (PDGFRA, LUM, FBLN1), and a
+    lineage too rare for the classifier to learn keeps the cells its markers favour. Measured 5 of 6 Pericyte
+    (0 of 6 before, all Fibroblast), no fibroblast called Pericyte."""
+    path = SHARED / "zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    z = ad.read_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(z)
+    major = z.obs["author_major_cell_type"].astype(str)
+    called = z.obs["tmt_lineage"].astype(str)
+    assert (called[major == "Smooth muscle cells"] == "Pericyte").sum() >= 4
+    assert (called[major == "Fibroblasts"] == "Fibroblast").all()
+
+
 def test_marker_ranks_are_cut_at_a_quarter_of_a_small_panel():
     """On a panel of selected genes a cell's 1,500th gene is near the bottom of what it expresses: there a gene
     counts as expressed only in the cell's top quarter of the panel, so one stray transcript is not a marker."""
@@ -839,14 +857,28 @@ def test_sibling_states_are_decided_on_their_own_genes():
     assert "M_MDSC_like_specific" in a.obsm["tmt_scores"]
 
 
-@pytest.mark.xfail(strict=True, reason="annotate calls simulate()'s M-MDSC-like cells Monocyte (recall 0.00 on seeds "
-                   "3, 5, 7 and 0): they are planted as HLA-DR-low classical monocytes with the MS1 genes of Reyes "
-                   "2020 (RETN, ALOX5AP, IL1R2), which M_MDSC_like_specific barely holds")
 def test_m_mdsc_like_cells_are_told_from_monocytes():
+    """simulate() plants M-MDSC-like cells as HLA-DR-low classical monocytes with the MS1 genes of Reyes 2020, genes
+    no registry set holds; annotate finds them as Bronte 2016 defines them, monocytes whose HLA class II is low
+    against the same sample's other monocytes (recall 1.00, precision 0.99 here; 0.97-0.99 on seeds 0, 3, 5; 0.00
+    when the state competition decided alone)."""
     a = tmt.datasets.simulate(n_samples=2, n_cells=3000, seed=7)
     tmt.tl.annotate(a)
-    mdsc = a.obs["true_state"] == "M-MDSC-like"
-    assert (a.obs.loc[mdsc, "tmt_state"] == "M-MDSC-like").mean() >= 0.5
+    mdsc, called = a.obs["true_state"] == "M-MDSC-like", a.obs["tmt_state"] == "M-MDSC-like"
+    assert called[mdsc].mean() >= 0.9 and mdsc[called].mean() >= 0.9
+    splits = a.uns["tmt_annotate"]["splits"]
+    assert splits["applied"].all() and (splits["separation"] >= 2).all() and set(splits["sample"]) == {"S01", "S02"}
+
+
+def test_monocytes_without_m_mdsc_like_cells_are_not_split():
+    """The null: without M-MDSC-like cells the same sample's monocytes form one population and none is called
+    M-MDSC-like (0 of 107; before the BIC condition a mixture at Ashman's D 2.4 called 14 of this sample's 55)."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=3000, seed=5)
+    a = a[a.obs["true_state"] != "M-MDSC-like"].copy()
+    tmt.tl.annotate(a)
+    assert (a.obs["tmt_state"] == "M-MDSC-like").sum() <= 0.02 * (a.obs["true_state"] == "Monocyte").sum()
+    splits = a.uns["tmt_annotate"]["splits"]
+    assert len(splits) == 2 and not splits["applied"].any() and splits["reason"].str.len().gt(0).all()
 
 
 def test_a_fallback_set_decides_where_the_rule_set_cannot_be_scored(sim_small):
@@ -918,7 +950,7 @@ def test_lineage_rows_name_their_markers_and_seeds():
     lin = rules[rules["level"] == "lineage"].set_index("label")
     assert "CD8A" in lin.at["CD8 T", "genes"] and "CD4" in lin.at["CD8 T", "negative"]
     assert lin["n_seeds"].sum() > 0
-    assert "RGS5" in lin.at["Pericyte|pericyte", "genes"] and "DCN" in lin.at["Pericyte|pericyte", "negative"]
+    assert "RGS5" in lin.at["Pericyte|pericyte", "genes"] and "PDGFRA" in lin.at["Pericyte|pericyte", "negative"]
     table = tmt.get.markers(a, "tmt_lineage")
     assert {"CD8A", "CD3E"} & set(table.loc[table["label"] == "CD8 T", "gene"])
 

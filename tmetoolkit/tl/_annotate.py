@@ -133,9 +133,10 @@ def annotate(
 
     **Lineages (RNA).** Each lineage is defined by cited marker genes chosen to separate it from all others,
     positive and negative (``signatures/lineage_markers.yaml``: a DC is not CD3+ and not C1Q-high, a pericyte is
-    RGS5/KCNJ8+ and DCN/LUM/PDGFRA-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
+    RGS5/KCNJ8+ and PDGFRA/LUM-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
     within-cell ranks (UCell), which do not depend on library size or normalisation (a gene counts as expressed
-    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
+    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence
+    is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
@@ -152,7 +153,11 @@ def annotate(
     scores (:func:`tmetoolkit.tl.score`, ``mean_ctrl``) on the genes that are a state's own (signatures
     ``<name>_specific`` without the genes of sibling states and of the lineage's identity), averaged over the same
     expression neighbours; the best-scoring state wins when its lead over the runner-up is clear, else the cell
-    keeps its lineage name. MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
+    keeps its lineage name. M-MDSC-like cells are classical monocytes with HLA-DR low or negative (Bronte 2016):
+    they hold the monocytes' own genes, so among the cells of a sample called monocyte or M-MDSC-like those whose
+    HLA class II (the down genes of ``M_MDSC_like``) is low are M-MDSC-like, where a two-Gaussian mixture finds two
+    populations (BIC, Ashman's D >= 2, at least 10 cells each), else the competition's call stands. MDSC states are
+    called "-like" because a transcriptome cannot prove suppression. TAM
     M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
 
@@ -198,7 +203,8 @@ def annotate(
         ``0`` turns it off; given ``gates`` apply to the intensities as they are.
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
-        images within a sample. Each image has its own coordinates, so cells touch only within it.
+        images within a sample. Each image has its own coordinates, so cells touch only within it. RNA: the samples
+        within which HLA class II is compared (M-MDSC-like vs monocyte), default ``obs["sample"]`` when present.
     tumor_signature
         RNA only: a registry signature that marks the malignant cells on this panel, for panels without the
         epithelial genes the malignant lineage is otherwise decided by (e.g. ``"MPAS"``, MAPK activity, on a lung
@@ -238,9 +244,11 @@ def annotate(
         could be assessed; ``lineage_by_markers``: lineages with too few seeds to learn; ``mixed_evidence``:
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
-        wrong cell); for protein panels ``gates``: per marker its channel, gate, source, fraction of positive
-        cells, gating ``scale`` and ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and
-        whether the classifier learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
+        wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
+        II (cells, Ashman's D, threshold, or why not); for protein panels ``gates``: per marker its channel, gate,
+        source, fraction of positive cells, gating ``scale`` and ``separation`` (Ashman's D), and ``seeds``: per
+        lineage its confident cells and whether the classifier learned it (``params["lineage_method"]``:
+        ``classifier`` or ``markers``).
 
     See Also
     --------
@@ -299,6 +307,7 @@ def annotate(
     from .._utils import TmtCoverageWarning, TmtWarning
 
     state_rules, specific = rules.specific_state_rules()
+    specific = [*specific, *rules.lacking_signatures()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
         needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]
@@ -356,6 +365,12 @@ def annotate(
         ok = (st_conf >= state_min) & (st != UNASSIGNED)
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
+    if sample_key is not None:
+        samples = adata.obs[sample_key].astype(str).to_numpy()
+    else:
+        samples = (adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs
+                   else np.full(n, "all", dtype=object))
+    splits = _lacking_splits(S, lineage, state, samples)
 
     # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
     # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
@@ -439,6 +454,7 @@ def annotate(
         "rules": rule_tab,
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
+        "splits": splits,
     }
     summary = mixed_evidence_summary(mixed)
     if summary:
@@ -449,6 +465,31 @@ def annotate(
     logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, "
                 "tmt_tam_polarization")
     return adata if copy else None
+
+
+def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray) -> pd.DataFrame:
+    """Split each state of ``rules.LACKING_SPLITS`` from its sibling (in place on ``state``), sample by sample,
+    where the programme it lacks separates two populations among the cells called either; one row per split and
+    sample, applied or not, and why. Within a sample, because patients differ in their HLA class II transcripts
+    (alleles map unequally to the reference) and a batch shifts every gene of a sample."""
+    rows = []
+    for lin, (low_state, sibling, name) in rules.LACKING_SPLITS.items():
+        col = name + rules.LACKING_SUFFIX
+        for smp in pd.unique(samples):
+            cells = (lineage == lin) & np.isin(state, [low_state, sibling]) & (samples == smp)
+            if not cells.any():
+                continue
+            row = {"lineage": lin, "state": low_state, "sibling": sibling, "sample": smp, "signature": col}
+            if col not in S.columns:
+                rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
+                continue
+            low, info = rules.split_on_lacking_programme(S[col].to_numpy(dtype=float)[cells],
+                                                         min_cells=lineage_core.MIN_SEEDS)
+            if low is not None:
+                state[np.flatnonzero(cells)] = np.where(low, low_state, sibling)
+            rows.append({**row, **info})
+    return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
+                                       "threshold", "n_low", "applied", "reason"])
 
 
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,

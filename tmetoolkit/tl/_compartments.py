@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 from .. import _keys
 from .._core.scoring.mixture import mixture_threshold
 from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_compartments, check_scale
-from .._core.spatial.spots import spot_compartments
+from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
 from .._utils import TmtInputError, check_tmt_key, logger
 from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
 from ._spots import is_spot_data, spot_graph
@@ -61,7 +61,10 @@ def compartments(
 
     Spot data (Visium: ``obs["array_row"]`` and ``obs["array_col"]`` present) have no cell types: unless
     ``cell_type_key`` names a spot label column, tumour spots are those high in the malignant programme
-    (``tumor_signature``; above the crossing of a two-component mixture fitted over all spots), the region is
+    (``tumor_signature``; above the crossing of a two-component mixture fitted over all spots, whose high
+    component must hold the programme at least twice as high as the low one: ambient RNA and spot swapping put
+    tumour transcripts into every spot of the section; without such a component a spot must hold it twice as high
+    as the median spot), the region is
     built on the hexagonal spot graph (squidpy grid neighbours), and the margin is ``margin_cells`` rings of
     spots on each side of the border.
 
@@ -153,8 +156,10 @@ def _write(adata: AnnData, comp: np.ndarray, dist: np.ndarray, table: pd.DataFra
     adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
 
 
-def programme_positive(adata: AnnData, signature: str, layer: str | None = None) -> tuple[np.ndarray, float]:
-    """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``)."""
+def programme_positive(adata: AnnData, signature: str, layer: str | None = None,
+                       min_gap: float | None = None) -> tuple[np.ndarray, float]:
+    """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``);
+    ``min_gap``: the detection floor over the background of :func:`~tmetoolkit._core.scoring.mixture.mixture_threshold`."""
     from ._score import score_once
 
     msg = (f"the malignant programme {signature!r} cannot be scored on these genes; pass tumor_signature= a "
@@ -166,7 +171,7 @@ def programme_positive(adata: AnnData, signature: str, layer: str | None = None)
     if signature not in adata.obsm[_keys.SCORES]:
         raise TmtInputError(msg)
     values = adata.obsm[_keys.SCORES][signature].to_numpy(dtype=float)
-    thr = mixture_threshold(values)
+    thr = mixture_threshold(values, min_gap=min_gap)
     return np.nan_to_num(values, nan=-np.inf) > thr, thr
 
 
@@ -175,7 +180,7 @@ def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_w
     for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT):
         check_tmt_key(adata.obs, key, "adata.obs")
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
-    is_t, thr = programme_positive(adata, tumor_signature, layer)
+    is_t, thr = programme_positive(adata, tumor_signature, layer, min_gap=MIN_PROGRAMME_GAP)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
     rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)
     comp, dist, rows = spot_compartments(spot_graph(xy, images), xy, images, is_t, margin_rings=max(rings, 1),

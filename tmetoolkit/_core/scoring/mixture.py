@@ -18,6 +18,7 @@ class TwoComponents:
     low_sd: float
     high_mean: float
     high_sd: float
+    bic_gain: float = float("nan")  # BIC of one Gaussian minus that of two: above 0, two fit better (Schwarz 1978)
 
     @property
     def separation(self) -> float:
@@ -41,16 +42,22 @@ def fit_two_components(values: np.ndarray, *, seed: int = 0) -> TwoComponents:
     lo, hi = np.argsort(mu)
     grid = np.linspace(mu[lo], mu[hi], 512)
     post = gm.predict_proba(grid[:, None])[:, hi]
+    one = GaussianMixture(1, random_state=seed).fit(v[:, None])
     return TwoComponents(float(grid[np.argmax(post >= 0.5)]), float(mu[lo]), float(sd[lo]), float(mu[hi]),
-                         float(sd[hi]))
+                         float(sd[hi]), float(one.bic(v[:, None]) - gm.bic(v[:, None])))
 
 
-def mixture_threshold(values: np.ndarray, *, seed: int = 0, min_separation: float = 2.0) -> float:
+def mixture_threshold(values: np.ndarray, *, seed: int = 0, min_separation: float = 2.0,
+                      min_gap: float | None = None) -> float:
     """Value above which an observation carries the programme: where a two-component Gaussian mixture turns to
     the high component. When the components are not separated (Ashman's D below ``min_separation``: no positive
-    population, e.g. a cohort without such spots), three SDs above the mean."""
+    population, e.g. a cohort without such spots), three SDs above the mean. With ``min_gap``, the high component
+    must also lie ``min_gap`` above the low one (else there is no positive population either), and without a
+    positive population an observation must lie ``min_gap`` above the median as well: a detection floor over the
+    background, which then is nearly every observation."""
     fit = fit_two_components(values, seed=seed)
-    if fit.separation < min_separation:
-        v = values[np.isfinite(values)]
-        return float(v.mean() + 3 * v.std())
-    return fit.crossing
+    if fit.separation >= min_separation and (min_gap is None or fit.high_mean - fit.low_mean >= min_gap):
+        return fit.crossing
+    v = values[np.isfinite(values)]
+    outlier = float(v.mean() + 3 * v.std())
+    return outlier if min_gap is None else max(outlier, float(np.median(v)) + min_gap)
