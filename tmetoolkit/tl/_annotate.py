@@ -3,113 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._core.annotation import embedding, ranks
 from .._core.annotation import lineage as lineage_core
-from .._core.annotation.markers import MarkerTable, lineage_markers
-from .._matrix import get_matrix, iter_rows, normalise_block
+from .._core.annotation.identity import cluster_consensus, neighbour_mean_w, rna_identity
+from .._core.annotation.lineage import UNASSIGNED
+from .._core.annotation.markers import lineage_markers
+from .._core.annotation.states import (
+    consensus,
+    decide,
+    label_scores,
+    lineage_of,
+    mixed_lineage_evidence,
+    noise_scale,
+    standardise,
+)
+from .._matrix import get_matrix
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import control_probes, inspect
-from ..sig._genes import match_genes
+from ..pp._check import inspect
 from . import _annotate_rules as rules
 from ._score import score_once
 
-UNASSIGNED = "unassigned"
-# a cell is "mixed" when its own marker evidence for a second lineage reaches 0.5 (rank units) and half its first's
-MIXED_EVIDENCE, MIXED_RATIO = 0.5, 0.5
+WRITTEN = (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, _keys.TAM_SUBSET, _keys.CAF_SUBSET, _keys.TAM_POLARIZATION)
 MIXED_WARN = 0.2  # share of mixed cells above which annotate warns
 # RNA lineages: the classifier's probability a call needs; states and protein labels: the confidence from the
 # lead over the runner-up (0.3 = a lead of a third of a noise unit)
 LINEAGE_MIN_PROBABILITY = 0.5
 LEAD_MIN_CONFIDENCE = 0.3
-MIN_POOL = 5  # fewest cells (the cell included) that a cell's marker evidence is pooled over
-
-
-def _label_scores(S: pd.DataFrame, table: dict[str, tuple[str, ...]]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Per label, the mean of its available signatures; labels with none are reported as not assessable."""
-    cols, missing = {}, {}
-    for label, sigs in table.items():
-        have = [s for s in sigs if s in S.columns]
-        if have:
-            cols[label] = S[have].mean(axis=1)
-        else:
-            missing[label] = "signature genes missing: " + ", ".join(sigs)
-    return pd.DataFrame(cols, index=S.index), missing
-
-
-def _noise_scale(values: np.ndarray) -> float:
-    """Spread of a control-subtracted score in cells that do not express the programme.
-
-    Such cells score around zero and expressing cells score above it, so the negative side belongs to the
-    background whatever the composition. Its median (not its mean, so that cells pushed far below zero by a
-    signature's down genes do not count) estimates the background's standard deviation.
-    """
-    v = values[np.isfinite(values)]
-    neg = v[v < 0]
-    if neg.size >= 20:
-        return float(1.4826 * np.median(-neg))
-    s = 1.4826 * np.median(np.abs(v - np.median(v))) if v.size else 0.0
-    return float(s) if s > 0 else 1.0
-
-
-def _lineage_of(label) -> str:
-    return str(label).split("|")[0]
-
-
-def _standardise(M: pd.DataFrame) -> pd.DataFrame:
-    """Scores in units of one background noise level, then the best label per lineage.
-
-    Control-subtracted scores share the log-expression scale, so labels are compared on raw scores, all divided by
-    the typical background spread (the median over labels), which makes a lead read in noise units. (Dividing each
-    label by its own spread instead, to hold back labels of few genes, lowered state accuracy on simulated data
-    from 0.93-0.98 to 0.82-0.89 per population.)
-    """
-    if M.shape[1] == 0:
-        return M
-    own = np.array([_noise_scale(M[c].to_numpy()) for c in M.columns])
-    typical = float(np.median(own)) or 1.0
-    Z = M / typical
-    return Z.T.groupby([_lineage_of(c) for c in Z.columns], sort=False).max().T
-
-
-def _decide(M: pd.DataFrame, sigma: float, *, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Argmax label, its score and a confidence from the gap to the runner-up (in units of background noise)."""
-    arr = M.to_numpy(dtype=float)
-    arr = np.where(np.isfinite(arr), arr, -np.inf)
-    if arr.shape[1] == 0:
-        n = arr.shape[0]
-        return np.full(n, UNASSIGNED, dtype=object), np.full(n, np.nan), np.zeros(n)
-    order = np.argsort(-arr, axis=1)
-    best = arr[np.arange(len(arr)), order[:, 0]]
-    second = arr[np.arange(len(arr)), order[:, 1]] if arr.shape[1] > 1 else np.full(len(arr), 0.0)
-    second = np.where(np.isfinite(second), second, np.minimum(best, 0.0))
-    gap = np.clip(best - np.maximum(second, 0.0 if arr.shape[1] == 1 else -np.inf), 0, None)
-    conf = 1.0 - np.exp(-gap / sigma)
-    conf = np.where(best > min_score * sigma, conf, 0.0)
-    labels = np.asarray(M.columns, dtype=object)[order[:, 0]]
-    return labels, best, conf
-
-
-def _consensus(M: pd.DataFrame, groups: pd.Series, labels, conf, sigma, *, override: float, min_score: float):
-    """Cluster-level call from mean scores; a cell keeps its own call only when its own evidence is strong."""
-    mean = M.groupby(groups.values, observed=True).mean()
-    g_labels, _, g_conf = _decide(mean, sigma, min_score=min_score)
-    g_lab = pd.Series(g_labels, index=mean.index)
-    g_cf = pd.Series(g_conf, index=mean.index)
-    has = groups.notna().to_numpy()  # a cell without a cluster keeps its own call
-    cl = np.where(has, g_lab.reindex(groups.values).to_numpy(), labels)
-    cc = np.where(has, g_cf.reindex(groups.values).to_numpy(), conf)
-    own = (conf >= override) & (labels != cl)
-    out_labels = np.where(own, labels, cl)
-    out_conf = np.where(own, conf, np.maximum(cc, np.where(labels == cl, conf, 0.0)))
-    return out_labels, out_conf
 
 
 def annotate(
@@ -318,15 +242,17 @@ def annotate(
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]
     # where a signature could not be scored, its published set or a listed fallback decides (rules.resolve)
-    info = adata.uns["tmt_scores"]["signatures"].set_index("signature")
+    info = adata.uns[_keys.SCORES]["signatures"].set_index("signature")
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
-    ident = _rna_identity(adata, layer, report, marker_table, n_neighbors=n_neighbors, seed=0,
-                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
+    ident = rna_identity(get_matrix(adata, layer), adata.var_names, adata.obs_names, species=report.species,
+                         state=report.state, table=marker_table, connectivities=adata.obsp.get("connectivities"),
+                         n_neighbors=n_neighbors, seed=0,
+                         min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
     state_min = LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence
     W = ident.weights
-    mixed = _mixed_lineage_evidence(ident.evidence_own)
+    mixed = mixed_lineage_evidence(ident.evidence_own)
     if n_neighbors > 1 and adata.n_obs > 2:
         S = pd.DataFrame(neighbour_mean_w(S.to_numpy(dtype=np.float64), W), index=S.index, columns=S.columns)
     not_assessable: dict[tuple[str, str], str] = {("lineage", lab): why
@@ -335,22 +261,22 @@ def annotate(
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
 
     def call(table, mask, level, min_score=1.0):
-        M, missing = _label_scores(S.loc[mask], table)
+        M, missing = label_scores(S.loc[mask], table)
         for lab, why in missing.items():
             not_assessable[(level, lab)] = why
         # labels naming the same lineage compete as one: the runner-up is another label
-        M = _standardise(M)
+        M = standardise(M)
         sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
-        labels, _, conf = _decide(M, sigma, min_score=min_score / sigma)
+        labels, _, conf = decide(M, sigma, min_score=min_score / sigma)
         if groups is not None and mask.sum():
-            labels, conf = _consensus(M, groups[mask], labels, conf, sigma, override=override_confidence,
+            labels, conf = consensus(M, groups[mask], labels, conf, sigma, override=override_confidence,
                                       min_score=min_score / sigma)
         return labels, conf
 
     n = adata.n_obs
     lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
     if groups is not None:
-        lineage, lin_conf = _cluster_consensus(
+        lineage, lin_conf = cluster_consensus(
             ident.result, groups, override_confidence,
             LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence, parents=marker_table.splits)
     state = lineage.copy()
@@ -397,12 +323,12 @@ def annotate(
     pol = np.full(n, None, dtype=object)
     if mac.any() and {"TAM_M1_like", "TAM_M2_like"} <= set(S.columns):
         m1, m2 = S.loc[mac, "TAM_M1_like"].to_numpy(), S.loc[mac, "TAM_M2_like"].to_numpy()
-        sig = _noise_scale(np.concatenate([m1, m2]))
+        sig = noise_scale(np.concatenate([m1, m2]))
         hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
         both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
         pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"],
                              "neither")
-    adata.obs["tmt_tam_polarization"] = pd.Categorical(pol)
+    adata.obs[_keys.TAM_POLARIZATION] = pd.Categorical(pol)
 
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
     spare = lineage_core.stand_ins(marker_table, ident.gene_col)
@@ -441,13 +367,13 @@ def annotate(
         warn("too few cells carry the epithelial markers to learn the malignant lineage on this panel, so no cell can "
              "be called malignant with confidence: if a programme marks the malignant cells, pass tumor_signature= "
              "(e.g. 'MPAS')")
-    adata.uns["tmt_annotate"] = {
+    adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
                    "n_neighbors": n_neighbors,
                    "min_confidence": "default" if min_confidence is None else min_confidence,
                    "override_confidence": override_confidence, "input_state": report.state,
                    "tumor_signature": tumor_signature or "",
-                   "target_sum": adata.uns["tmt_scores"]["params"]["target_sum"],
+                   "target_sum": adata.uns[_keys.SCORES]["params"]["target_sum"],
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
                    "not_decisive": ",".join(ident.result.not_decisive),
                    "neighbours": ident.graph},
@@ -462,8 +388,7 @@ def annotate(
              "cells get the stronger lineage. Review the segmentation or call on clusters (groupby=); "
              "uns['tmt_annotate']['mixed_evidence'] lists the pairs.")
     _set_colors(adata)
-    logger.info("added obs tmt_lineage, tmt_state, tmt_confidence, tmt_tam_subset, tmt_caf_subset, "
-                "tmt_tam_polarization")
+    logger.info("added obs %s", ", ".join(WRITTEN))
     return adata if copy else None
 
 
@@ -495,7 +420,6 @@ def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, sam
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
                       override_confidence) -> None:
     """Protein-panel path of :func:`annotate`: gate markers, then the same decision and confidence as for RNA."""
-    from .._matrix import get_matrix
     from . import _annotate_protein as prot
     from ._spatial_utils import image_groups, sample_groups
 
@@ -541,17 +465,17 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
 
     def call(rules, mask, negative=None):
         E, missing = prot.label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask])
-        L = E.T.groupby([_lineage_of(c) for c in E.columns], sort=False).max().T
-        labels, _, conf = _decide(L, 1.0, min_score=0.0)
+        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
+        labels, _, conf = decide(L, 1.0, min_score=0.0)
         if groups is not None and mask.sum():
-            labels, conf = _consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
+            labels, conf = consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
         return labels, conf, E, missing
 
     n = adata.n_obs
     lineage, conf, E, missing = call(prot.LINEAGE_RULES, np.ones(n, dtype=bool), prot.NEGATIVE)
     learned = None
     if gates is None and groups is None:  # given gates and cluster calls are the user's decision: kept as made
-        L = E.T.groupby([_lineage_of(c) for c in E.columns], sort=False).max().T
+        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
         learned = prot.learn_lineages(L, prot.channel_features(X),
                                       exclude=prot.unimodal_lineages(gate_table))
         if learned.probability is not None:
@@ -593,7 +517,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     # lineage names hold "/", which HDF5 and zarr keys cannot: "Monocyte/Macrophage" -> "Monocyte_Macrophage"
     adata.obsm[_keys.SCORES] = pd.concat(evidence, axis=1).rename(columns=lambda c: str(c).replace("/", "_"))
     rule_tab = pd.DataFrame(rows)
-    adata.uns["tmt_annotate"] = {
+    adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
                    "lineage_method": "classifier" if learned is not None and learned.probability is not None
                    else "markers",
@@ -634,29 +558,6 @@ def _protein_learned_calls(L: pd.DataFrame, learned, lineage, conf, min_confiden
     return new_lineage.astype(object), new_conf
 
 
-def _mixed_lineage_evidence(E: pd.DataFrame) -> pd.DataFrame:
-    """Lineage pairs that cells' own marker evidence both supports: the second by at least ``MIXED_EVIDENCE`` and
-    by ``MIXED_RATIO`` of the first.
-
-    Columns ``lineage_a``, ``lineage_b`` (in table order), ``n_cells`` and ``fraction`` of all cells, most frequent
-    pair first. Doublets and, in segmented spatial data, transcripts assigned to a neighbouring cell produce them.
-    """
-    Z = lineage_core.by_lineage(E)
-    cols = ["lineage_a", "lineage_b", "n_cells", "fraction"]
-    if Z.shape[1] < 2 or len(Z) == 0:
-        return pd.DataFrame(columns=cols)
-    arr = np.where(np.isfinite(Z.to_numpy(dtype=float)), Z.to_numpy(dtype=float), -np.inf)
-    top2 = np.argsort(-arr, axis=1)[:, :2]
-    first, second = arr[np.arange(len(arr)), top2[:, 0]], arr[np.arange(len(arr)), top2[:, 1]]
-    hit = (second >= MIXED_EVIDENCE) & (second >= MIXED_RATIO * first)
-    names = np.asarray(Z.columns, dtype=object)
-    pair = np.sort(top2[hit], axis=1)
-    pairs = pd.DataFrame({"lineage_a": names[pair[:, 0]], "lineage_b": names[pair[:, 1]]})
-    table = pairs.value_counts().rename("n_cells").reset_index()
-    table["fraction"] = table["n_cells"] / len(arr)
-    return table[cols].reset_index(drop=True)
-
-
 def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
     """``"30% of cells carry strong evidence of two lineages (T + Fibroblast (5%), ...)"`` when the share of
     mixed cells exceeds ``MIXED_WARN``, else ``""``."""
@@ -676,136 +577,6 @@ def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: n
 
 
 def _set_colors(adata: AnnData) -> None:
-    adata.uns[f"{_keys.LINEAGE}_colors"] = [_keys.label_colors()[c] for c in adata.obs[_keys.LINEAGE].cat.categories]
-    adata.uns[f"{_keys.STATE}_colors"] = [_keys.state_label_colors()[c] for c in adata.obs[_keys.STATE].cat.categories]
-
-
-@dataclass
-class _Identity:
-    result: lineage_core.LineageResult
-    evidence_own: pd.DataFrame
-    weights: sp.csr_matrix
-    graph: str
-    ranks: np.ndarray  # within-cell rank scores of the marker genes
-    gene_col: dict[str, int]
-    pcs: np.ndarray | None
-
-
-def _rna_identity(adata: AnnData, layer, report, table: MarkerTable, *, n_neighbors: int, seed: int,
-                  min_confidence: float) -> _Identity:
-    """Marker evidence from within-cell ranks, pooled over expression neighbours, and the classifier's calls.
-
-    One pass over the matrix reads the markers' within-cell ranks and the log-normalised values the data set's
-    own principal components are computed from.
-    """
-    X = get_matrix(adata, layer)
-    found = match_genes(table.genes, adata.var_names, report.species)
-    genes = list(found)
-    cols = np.array([found[g][0] for g in genes], dtype=np.int64)
-    probes = control_probes(adata.var_names)
-    not_probe = sp.diags((~probes).astype(np.float64)) if probes.any() else None
-    max_rank = ranks.max_rank_for(int((~probes).sum()))
-    R_parts, L_parts = [], []
-    for _, _, block in iter_rows(X):
-        # ranks and library sizes are among the genes: blank and negative-control probes take no part
-        ranked = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-        if not_probe is not None:
-            ranked = ranked @ not_probe
-            ranked = sp.csr_matrix(ranked) if sp.issparse(ranked) else np.asarray(ranked)
-        R_parts.append(ranks.within_cell_ranks(ranked, cols, max_rank))
-        L_parts.append(sp.csr_matrix(normalise_block(ranked, report.state, 1e4)))
-    R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
-    E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
-    E.index = adata.obs_names
-    lognorm = sp.vstack(L_parts).tocsr()
-    genes_only = np.flatnonzero(~probes)
-    # the markers join the variable genes the components are computed on (stand-ins only when they are read)
-    spare = table.reserve_genes
-    marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
-    keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    pcs = embedding.principal_components(lognorm[:, genes_only], keep, seed=seed) if adata.n_obs > 2 else None
-    conn = adata.obsp.get("connectivities")
-    if conn is not None and conn.shape == (adata.n_obs, adata.n_obs):
-        W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
-    elif pcs is not None and n_neighbors > 1:
-        # in a small data set 15 neighbours reach beyond a population of 20 cells: at most 2% of the cells
-        k = int(min(n_neighbors, max(MIN_POOL, adata.n_obs // 50)))
-        W, graph = embedding.neighbour_weights(pcs, k, seed=seed), f"{k} nearest cells on PCs"
-    else:
-        W, graph = sp.identity(adata.n_obs, format="csr"), "none"
-    pooled = lineage_core.pool(E, W)
-    res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
-    gene_col = {g: i for i, g in enumerate(genes)}
-    lineage_core.apply_decisive(res, E, R, gene_col, table)
-    for parent in table.splits:
-        _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
-    if res.by_markers:
-        warn(f"too few confident cells to learn {', '.join(res.by_markers)} from this data set (fewer than "
-             f"{lineage_core.MIN_SEEDS}): their cells are called by their markers alone")
-    return _Identity(res, E, W, graph, R, gene_col, pcs)
-
-
-def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np.ndarray, gene_col: dict,
-           W: sp.csr_matrix, pcs, seed: int) -> None:
-    """Divide the cells called ``parent`` (T cells) into the lineages of ``sub`` (CD8 T, CD4 T), in place.
-
-    Evidence is pooled over neighbours of the same parent only; seeds and the classifier work as for lineages, and
-    every such cell gets the likelier lineage (its confidence is the lower of the two calls).
-    """
-    mask = res.lineage == parent
-    E, missing = lineage_core.label_evidence(R[mask], gene_col, sub)
-    res.not_assessable.update(missing)
-    if not mask.any():
-        return
-    if E.shape[1] < 2:  # one lineage cannot be measured (no CD8 genes): the other is called where its markers are
-        have = lineage_core.pool(E, W[mask][:, mask]) if E.shape[1] else None
-        sub_lin = np.full(int(mask.sum()), UNASSIGNED, dtype=object)
-        if have is not None:
-            sub_lin[have.iloc[:, 0].to_numpy() > 0] = have.columns[0]
-        res.lineage[mask] = sub_lin
-        res.label[mask] = sub_lin
-        res.confidence[mask] = np.where(sub_lin == UNASSIGNED, 0.0, res.confidence[mask])
-        return
-    Ws = W[mask][:, mask]
-    s = np.asarray(Ws.sum(axis=1)).ravel()
-    Ws = sp.csr_matrix(sp.diags(1.0 / np.where(s > 0, s, 1.0)) @ Ws)
-    part = lineage_core.call_lineages(lineage_core.pool(E, Ws), None if pcs is None else pcs[mask],
-                                      min_confidence=0.0, seed=seed, require_evidence=False)
-    res.n_seeds.update(part.n_seeds)
-    for lab in part.by_markers:
-        if lab not in res.by_markers:
-            res.by_markers.append(lab)
-    res.lineage[mask] = part.lineage
-    res.label[mask] = part.lineage
-    res.confidence[mask] = np.minimum(res.confidence[mask], np.where(part.lineage == UNASSIGNED, 0.0, part.confidence))
-
-
-def neighbour_mean_w(values: np.ndarray, W: sp.csr_matrix) -> np.ndarray:
-    """Rows averaged with row-normalised weights ``W``; NaN entries are skipped, an empty row stays empty."""
-    finite = np.isfinite(values)
-    num = W @ np.where(finite, values, 0.0)
-    den = W @ finite.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    out[~finite] = np.nan
-    return out
-
-
-def _cluster_consensus(res: lineage_core.LineageResult, groups: pd.Series, override: float,
-                       min_confidence: float, parents=()) -> tuple[np.ndarray, np.ndarray]:
-    """Lineages smoothed over clusters: a cluster whose cells' mean probability for one lineage reaches ``override``
-    gives that lineage to its cells that are less sure of their own call. Mixed clusters (CD4 and CD8 T cells in
-    one Leiden cluster) and cells without a cluster keep the cells' own calls; so do the cells of a cluster whose
-    lineage is divided further (``parents``: T cells, divided into CD8 T and CD4 T cell by cell)."""
-    P = res.probability
-    if P.shape[1] == 0:
-        return res.lineage.copy(), res.confidence.copy()
-    mean = P.groupby(groups.to_numpy(), observed=True).mean()
-    g_lab = pd.Series(np.asarray(mean.columns, dtype=object)[np.argmax(mean.to_numpy(), axis=1)], index=mean.index)
-    g_conf = pd.Series(mean.to_numpy().max(axis=1), index=mean.index)
-    cl = g_lab.reindex(groups.to_numpy()).to_numpy()
-    cc = g_conf.reindex(groups.to_numpy()).fillna(0.0).to_numpy()
-    take = groups.notna().to_numpy() & (cc >= override) & (res.confidence < override) & ~np.isin(cl, list(parents))
-    lineage = np.where(take, cl, res.lineage).astype(object)
-    conf = np.where(take, cc, res.confidence).astype(float)
-    return np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object), conf
+    lineage_colors, state_colors = _keys.label_colors(), _keys.state_label_colors()
+    adata.uns[_keys.colors(_keys.LINEAGE)] = [lineage_colors[c] for c in adata.obs[_keys.LINEAGE].cat.categories]
+    adata.uns[_keys.colors(_keys.STATE)] = [state_colors[c] for c in adata.obs[_keys.STATE].cat.categories]

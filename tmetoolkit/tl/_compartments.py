@@ -159,7 +159,8 @@ def _write(adata: AnnData, comp: np.ndarray, dist: np.ndarray, table: pd.DataFra
 def programme_positive(adata: AnnData, signature: str, layer: str | None = None,
                        min_gap: float | None = None) -> tuple[np.ndarray, float]:
     """Observations above the mixture crossing of ``signature``'s scores (scored into ``obsm["tmt_scores"]``);
-    ``min_gap``: the detection floor over the background of :func:`~tmetoolkit._core.scoring.mixture.mixture_threshold`."""
+    ``min_gap``: the detection floor over the background of
+    :func:`~tmetoolkit._core.scoring.mixture.mixture_threshold`."""
     from ._score import score_once
 
     msg = (f"the malignant programme {signature!r} cannot be scored on these genes; pass tumor_signature= a "

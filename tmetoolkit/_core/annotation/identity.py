@@ -1,0 +1,154 @@
+"""Cell identity from RNA: within-cell ranks of the marker genes, pooled over expression neighbours, and the
+lineages the classifier learns from the clearest cells (one pass over the matrix, no AnnData)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..._matrix import iter_rows, normalise_block
+from ..._utils import warn
+from ...pp._check import control_probes
+from ...sig._genes import match_genes
+from . import embedding, ranks
+from . import lineage as lineage_core
+from .lineage import UNASSIGNED
+from .markers import MarkerTable
+
+MIN_POOL = 5  # fewest cells (the cell included) that a cell's marker evidence is pooled over
+
+
+@dataclass
+class Identity:
+    """Marker evidence (own and rank scores), the neighbour weights it was pooled with, and the lineage calls."""
+
+    result: lineage_core.LineageResult
+    evidence_own: pd.DataFrame
+    weights: sp.csr_matrix
+    graph: str
+    ranks: np.ndarray  # within-cell rank scores of the marker genes
+    gene_col: dict[str, int]
+    pcs: np.ndarray | None
+
+
+def rna_identity(X, var_names, obs_names, *, species: str, state: str, table: MarkerTable, connectivities,
+                 n_neighbors: int, seed: int, min_confidence: float) -> Identity:
+    """Marker evidence from within-cell ranks, pooled over expression neighbours, and the classifier's calls.
+
+    One pass over the matrix reads the markers' within-cell ranks and the log-normalised values the data set's
+    own principal components are computed from.
+    """
+    found = match_genes(table.genes, var_names, species)
+    genes = list(found)
+    cols = np.array([found[g][0] for g in genes], dtype=np.int64)
+    probes = control_probes(var_names)
+    not_probe = sp.diags((~probes).astype(np.float64)) if probes.any() else None
+    max_rank = ranks.max_rank_for(int((~probes).sum()))
+    R_parts, L_parts = [], []
+    for _, _, block in iter_rows(X):
+        # ranks and library sizes are among the genes: blank and negative-control probes take no part
+        ranked = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+        if not_probe is not None:
+            ranked = ranked @ not_probe
+            ranked = sp.csr_matrix(ranked) if sp.issparse(ranked) else np.asarray(ranked)
+        R_parts.append(ranks.within_cell_ranks(ranked, cols, max_rank))
+        L_parts.append(sp.csr_matrix(normalise_block(ranked, state, 1e4)))
+    R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
+    E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
+    E.index = obs_names
+    lognorm = sp.vstack(L_parts).tocsr()
+    genes_only = np.flatnonzero(~probes)
+    # the markers join the variable genes the components are computed on (stand-ins only when they are read)
+    spare = table.reserve_genes
+    marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
+    keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
+    pcs = embedding.principal_components(lognorm[:, genes_only], keep, seed=seed) if len(obs_names) > 2 else None
+    n_obs = len(obs_names)
+    conn = connectivities
+    if conn is not None and conn.shape == (n_obs, n_obs):
+        W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
+    elif pcs is not None and n_neighbors > 1:
+        # in a small data set 15 neighbours reach beyond a population of 20 cells: at most 2% of the cells
+        k = int(min(n_neighbors, max(MIN_POOL, n_obs // 50)))
+        W, graph = embedding.neighbour_weights(pcs, k, seed=seed), f"{k} nearest cells on PCs"
+    else:
+        W, graph = sp.identity(n_obs, format="csr"), "none"
+    pooled = lineage_core.pool(E, W)
+    res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
+    gene_col = {g: i for i, g in enumerate(genes)}
+    lineage_core.apply_decisive(res, E, R, gene_col, table)
+    for parent in table.splits:
+        _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
+    if res.by_markers:
+        warn(f"too few confident cells to learn {', '.join(res.by_markers)} from this data set (fewer than "
+             f"{lineage_core.MIN_SEEDS}): their cells are called by their markers alone")
+    return Identity(res, E, W, graph, R, gene_col, pcs)
+
+
+def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np.ndarray, gene_col: dict,
+           W: sp.csr_matrix, pcs, seed: int) -> None:
+    """Divide the cells called ``parent`` (T cells) into the lineages of ``sub`` (CD8 T, CD4 T), in place.
+
+    Evidence is pooled over neighbours of the same parent only; seeds and the classifier work as for lineages, and
+    every such cell gets the likelier lineage (its confidence is the lower of the two calls).
+    """
+    mask = res.lineage == parent
+    E, missing = lineage_core.label_evidence(R[mask], gene_col, sub)
+    res.not_assessable.update(missing)
+    if not mask.any():
+        return
+    if E.shape[1] < 2:  # one lineage cannot be measured (no CD8 genes): the other is called where its markers are
+        have = lineage_core.pool(E, W[mask][:, mask]) if E.shape[1] else None
+        sub_lin = np.full(int(mask.sum()), UNASSIGNED, dtype=object)
+        if have is not None:
+            sub_lin[have.iloc[:, 0].to_numpy() > 0] = have.columns[0]
+        res.lineage[mask] = sub_lin
+        res.label[mask] = sub_lin
+        res.confidence[mask] = np.where(sub_lin == UNASSIGNED, 0.0, res.confidence[mask])
+        return
+    Ws = W[mask][:, mask]
+    s = np.asarray(Ws.sum(axis=1)).ravel()
+    Ws = sp.csr_matrix(sp.diags(1.0 / np.where(s > 0, s, 1.0)) @ Ws)
+    part = lineage_core.call_lineages(lineage_core.pool(E, Ws), None if pcs is None else pcs[mask],
+                                      min_confidence=0.0, seed=seed, require_evidence=False)
+    res.n_seeds.update(part.n_seeds)
+    for lab in part.by_markers:
+        if lab not in res.by_markers:
+            res.by_markers.append(lab)
+    res.lineage[mask] = part.lineage
+    res.label[mask] = part.lineage
+    res.confidence[mask] = np.minimum(res.confidence[mask], np.where(part.lineage == UNASSIGNED, 0.0, part.confidence))
+
+
+def neighbour_mean_w(values: np.ndarray, W: sp.csr_matrix) -> np.ndarray:
+    """Rows averaged with row-normalised weights ``W``; NaN entries are skipped, an empty row stays empty."""
+    finite = np.isfinite(values)
+    num = W @ np.where(finite, values, 0.0)
+    den = W @ finite.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[~finite] = np.nan
+    return out
+
+
+def cluster_consensus(res: lineage_core.LineageResult, groups: pd.Series, override: float,
+                       min_confidence: float, parents=()) -> tuple[np.ndarray, np.ndarray]:
+    """Lineages smoothed over clusters: a cluster whose cells' mean probability for one lineage reaches ``override``
+    gives that lineage to its cells that are less sure of their own call. Mixed clusters (CD4 and CD8 T cells in
+    one Leiden cluster) and cells without a cluster keep the cells' own calls; so do the cells of a cluster whose
+    lineage is divided further (``parents``: T cells, divided into CD8 T and CD4 T cell by cell)."""
+    P = res.probability
+    if P.shape[1] == 0:
+        return res.lineage.copy(), res.confidence.copy()
+    mean = P.groupby(groups.to_numpy(), observed=True).mean()
+    g_lab = pd.Series(np.asarray(mean.columns, dtype=object)[np.argmax(mean.to_numpy(), axis=1)], index=mean.index)
+    g_conf = pd.Series(mean.to_numpy().max(axis=1), index=mean.index)
+    cl = g_lab.reindex(groups.to_numpy()).to_numpy()
+    cc = g_conf.reindex(groups.to_numpy()).fillna(0.0).to_numpy()
+    take = groups.notna().to_numpy() & (cc >= override) & (res.confidence < override) & ~np.isin(cl, list(parents))
+    lineage = np.where(take, cl, res.lineage).astype(object)
+    conf = np.where(take, cc, res.confidence).astype(float)
+    return np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object), conf
