@@ -152,7 +152,8 @@ def test_every_key_comes_from_the_registry():
 
 # the cores take arrays and tables; AnnData (and scanpy, which works on it) stays in the runners above them
 ANNDATA_LIBRARIES = {"anndata", "scanpy"}
-# wraps its matrix in a temporary AnnData for scanpy's variable genes; moves up with the annotate runner
+# wraps its matrix in a temporary AnnData for scanpy's variable genes (seurat flavour): left until the runner
+# passes the variable genes in, since reimplementing them could move annotate's calls
 ANNDATA_IN_CORE = {"tmetoolkit._core.annotation.embedding"}
 
 
