@@ -220,7 +220,8 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     One row per label and gene: ``label``, ``compared_with`` (the lineage, or ``"all cells"``), ``gene``
     (its var name), ``column`` (its position in var_names), ``signatures``, ``direction``, ``n_cells``,
     ``n_rest``, ``mean``, ``mean_rest``, ``frac``, ``frac_rest`` and ``delta`` (``mean - mean_rest``); per label
-    up genes first, by decreasing ``delta``. Nothing is written into ``adata``.
+    up genes first, by decreasing ``delta`` (on RNA, up genes that are not higher in the label's cells are left out). Nothing
+    is written into ``adata``.
     """
     rules, params, protein = _stored_annotation(adata, key)
     if n_genes is not None and (int(n_genes) != n_genes or n_genes < 1):
@@ -268,6 +269,8 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
                          "n_rest": int(n_rest), "mean": mean, "mean_rest": mean_rest, "frac": frac,
                          "frac_rest": frac_rest, "delta": mean - mean_rest})
     table = pd.DataFrame(rows)
+    if not protein:  # a deciding up gene that is not higher in the label's cells than in the rest marks nothing
+        table = table[(table["direction"] == "down") | (table["delta"] > 0)]
     order = {lab: i for i, lab in enumerate(labels)}
     table = table.assign(_o=table["label"].map(order), _d=table["direction"].eq("down"))
     table = table.sort_values(["_o", "_d", "delta"], ascending=[True, True, False])
