@@ -160,7 +160,8 @@ def ceiling() -> None:
     keep = x.obs["region"].isin(["Invasive Tumor", "Stroma"]).to_numpy()
     sets = {"phenoptr": (np.asarray(p.obsm["spatial"], float), (p.obs["phenotype"] == "CK+").to_numpy(),
                          (p.obs["tissue_category"].astype(str) == "Tumor").to_numpy(), np.ones(p.n_obs, bool)),
-            "xenium": (np.asarray(x.obsm["spatial"], float), (x.obs["tmt_lineage"] == "Malignant/Epithelial").to_numpy(),
+            "xenium": (np.asarray(x.obsm["spatial"], float),
+                       (x.obs["tmt_lineage"] == "Malignant/Epithelial").to_numpy(),
                        (x.obs["region"] == "Invasive Tumor").to_numpy(), keep)}
     xy, is_t, truth, keep = sets["xenium"]
     reg = tumour_region(xy, is_t)
@@ -210,7 +211,7 @@ def ceiling() -> None:
         best = r.sort_values("xenium").iloc[-1]
         cols = [c for c in ("smooth_nn", "packing_fraction", "closing_nn", "radius_um", "tumour_share") if c in r
                 and np.isfinite(best[c])]
-        desc = lambda row: ", ".join(f"{c} {row[c]:g}" for c in cols)  # noqa: E731
+        desc = lambda row, cols=cols: ", ".join(f"{c} {row[c]:g}" for c in cols)  # noqa: E731
         print(f"{rule}: best Xenium with phenoptr >= 0.90: {b1['xenium']:.3f} ({desc(b1)}; phenoptr "
               f"{b1['phenoptr']:.3f}); best phenoptr with Xenium >= 0.85: "
               + (f"{b2['phenoptr']:.3f} ({desc(b2)}; Xenium {b2['xenium']:.3f})" if b2 is not None else "none")

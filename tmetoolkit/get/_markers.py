@@ -220,8 +220,8 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, n_genes: int | None = Non
     One row per label and gene: ``label``, ``compared_with`` (the lineage, or ``"all cells"``), ``gene``
     (its var name), ``column`` (its position in var_names), ``signatures``, ``direction``, ``n_cells``,
     ``n_rest``, ``mean``, ``mean_rest``, ``frac``, ``frac_rest`` and ``delta`` (``mean - mean_rest``); per label
-    up genes first, by decreasing ``delta`` (on RNA, up genes that are not higher in the label's cells are left out). Nothing
-    is written into ``adata``.
+    up genes first, by decreasing ``delta`` (on RNA, up genes that are not higher in the label's cells are left
+    out). Nothing is written into ``adata``.
     """
     rules, params, protein = _stored_annotation(adata, key)
     if n_genes is not None and (int(n_genes) != n_genes or n_genes < 1):
