@@ -74,7 +74,7 @@ def run_signatures(*, annotate: bool, tumor_signature: str | None = None) -> lis
 
     sigs = list(sig.collection("all"))
     if annotate:
-        sigs += [*_annotate_rules.specific_state_rules()[1], *_annotate_rules.lacking_signatures()]
+        sigs += _annotate_rules.derived_signatures()
     names = {s.name for s in sigs}
     if tumor_signature and tumor_signature not in names:
         sigs.append(tumor_signature)

@@ -230,8 +230,8 @@ def annotate(
 
     from .._utils import TmtCoverageWarning, TmtWarning
 
-    state_rules, specific = rules.specific_state_rules()
-    specific = [*specific, *rules.lacking_signatures()]
+    state_rules = rules.specific_state_rules()[0]
+    specific = rules.derived_signatures()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TmtWarning)
         needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]

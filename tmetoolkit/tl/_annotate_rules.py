@@ -180,6 +180,12 @@ def needed_signatures() -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def derived_signatures() -> list[Signature]:
+    """Every signature annotate derives from the registry's (state-specific sets and the programmes a state lacks),
+    scored with the registry's in one pass by annotate and by the pipeline alike."""
+    return [*specific_state_rules()[1], *lacking_signatures()]
+
+
 def lacking_signatures() -> list[Signature]:
     """The programme each state of ``LACKING_SPLITS`` lacks (its signature's down genes) as a signature of its own,
     named ``<signature>_lacks``."""
