@@ -152,9 +152,9 @@ def test_every_key_comes_from_the_registry():
 
 # the cores take arrays and tables; AnnData (and scanpy, which works on it) stays in the runners above them
 ANNDATA_LIBRARIES = {"anndata", "scanpy"}
-# wraps its matrix in a temporary AnnData for scanpy's variable genes (seurat flavour): left until the runner
-# passes the variable genes in, since reimplementing them could move annotate's calls
-ANNDATA_IN_CORE = {"tmetoolkit._core.annotation.embedding"}
+# cores allowed to import them anyway: none (annotate's runner chooses the variable genes with scanpy and passes
+# them in)
+ANNDATA_IN_CORE: set[str] = set()
 
 
 def _anndata_imports(source: str) -> list[int]:

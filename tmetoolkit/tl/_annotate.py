@@ -10,7 +10,14 @@ from anndata import AnnData
 
 from .. import _keys
 from .._core.annotation import lineage as lineage_core
-from .._core.annotation.identity import cluster_consensus, neighbour_mean_w, rna_identity
+from .._core.annotation.embedding import N_TOP_GENES
+from .._core.annotation.identity import (
+    Expression,
+    cluster_consensus,
+    neighbour_mean_w,
+    read_expression,
+    rna_identity,
+)
 from .._core.annotation.lineage import UNASSIGNED
 from .._core.annotation.markers import lineage_markers
 from .._core.annotation.states import (
@@ -246,9 +253,10 @@ def annotate(
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
-    ident = rna_identity(get_matrix(adata, layer), adata.var_names, adata.obs_names, species=report.species,
-                         state=report.state, table=marker_table, connectivities=adata.obsp.get("connectivities"),
-                         n_neighbors=n_neighbors, seed=0,
+    expr = read_expression(get_matrix(adata, layer), adata.var_names, species=report.species, state=report.state,
+                           table=marker_table, seed=0)
+    ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
+                         connectivities=adata.obsp.get("connectivities"), n_neighbors=n_neighbors, seed=0,
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
     state_min = LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence
     W = ident.weights
@@ -390,6 +398,22 @@ def annotate(
     _set_colors(adata)
     logger.info("added obs %s", ", ".join(WRITTEN))
     return adata if copy else None
+
+
+def _variable_genes(expr: Expression) -> np.ndarray | None:
+    """The ``N_TOP_GENES`` most variable genes (scanpy, seurat flavour) of the cells the principal axes are fitted
+    on, as a mask over ``expr.lognorm``'s genes; ``None`` (all genes) on a smaller panel or for two cells."""
+    fit = expr.lognorm[expr.fit]
+    if fit.shape[1] <= N_TOP_GENES or expr.lognorm.shape[0] <= 2:
+        return None
+    import warnings
+
+    import scanpy as sc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hv = sc.pp.highly_variable_genes(AnnData(fit), n_top_genes=N_TOP_GENES, flavor="seurat", inplace=False)
+    return hv["highly_variable"].to_numpy()
 
 
 def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray) -> pd.DataFrame:

@@ -22,6 +22,17 @@ MIN_POOL = 5  # fewest cells (the cell included) that a cell's marker evidence i
 
 
 @dataclass
+class Expression:
+    """What one pass over the matrix reads: the markers' within-cell ranks and the log-normalised genes."""
+
+    ranks: np.ndarray  # within-cell rank scores of the marker genes, one column per gene of ``gene_col``
+    gene_col: dict[str, int]
+    lognorm: sp.csr_matrix  # float32, genes only (control probes left out)
+    marker_cols: np.ndarray  # the columns of ``lognorm`` that hold the markers the components always include
+    fit: np.ndarray  # the cells the principal axes and the variable genes are fitted on
+
+
+@dataclass
 class Identity:
     """Marker evidence (own and rank scores), the neighbour weights it was pooled with, and the lineage calls."""
 
@@ -34,39 +45,47 @@ class Identity:
     pcs: np.ndarray | None
 
 
-def rna_identity(X, var_names, obs_names, *, species: str, state: str, table: MarkerTable, connectivities,
-                 n_neighbors: int, seed: int, min_confidence: float) -> Identity:
-    """Marker evidence from within-cell ranks, pooled over expression neighbours, and the classifier's calls.
-
-    One pass over the matrix reads the markers' within-cell ranks and the log-normalised values the data set's
-    own principal components are computed from.
-    """
+def read_expression(X, var_names, *, species: str, state: str, table: MarkerTable, seed: int = 0) -> Expression:
+    """One pass over the matrix: the markers' within-cell ranks and the log-normalised values the data set's own
+    principal components are computed from (``fit`` says on which cells its variable genes are chosen)."""
     found = match_genes(table.genes, var_names, species)
     genes = list(found)
     cols = np.array([found[g][0] for g in genes], dtype=np.int64)
     probes = control_probes(var_names)
-    not_probe = sp.diags((~probes).astype(np.float64)) if probes.any() else None
-    max_rank = ranks.max_rank_for(int((~probes).sum()))
+    genes_only = np.flatnonzero(~probes)
+    max_rank = ranks.max_rank_for(genes_only.size)
+    rank_cols = np.searchsorted(genes_only, cols).clip(max=max(genes_only.size - 1, 0))
+    on_gene = np.isin(cols, genes_only).astype(np.float32)  # a marker matched to a probe's column reads 0
     R_parts, L_parts = [], []
     for _, _, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
         ranked = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-        if not_probe is not None:
-            ranked = ranked @ not_probe
-            ranked = sp.csr_matrix(ranked) if sp.issparse(ranked) else np.asarray(ranked)
-        R_parts.append(ranks.within_cell_ranks(ranked, cols, max_rank))
-        L_parts.append(sp.csr_matrix(normalise_block(ranked, state, 1e4)))
+        if probes.any():
+            ranked = embedding.take_columns(ranked, genes_only) if sp.issparse(ranked) else ranked[:, genes_only]
+        R_parts.append(ranks.within_cell_ranks(ranked, rank_cols, max_rank) * on_gene)
+        L_parts.append(sp.csr_matrix(normalise_block(ranked, state, 1e4), dtype=np.float32))
     R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
-    E, missing = lineage_core.label_evidence(R, {g: i for i, g in enumerate(genes)}, table)
-    E.index = obs_names
-    lognorm = sp.vstack(L_parts).tocsr()
-    genes_only = np.flatnonzero(~probes)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
     spare = table.reserve_genes
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    pcs = embedding.principal_components(lognorm[:, genes_only], keep, seed=seed) if len(obs_names) > 2 else None
+    lognorm = embedding.stack_rows(L_parts) if L_parts else sp.csr_matrix((0, genes_only.size), dtype=np.float32)
+    return Expression(R, {g: i for i, g in enumerate(genes)}, lognorm, keep, embedding.fit_cells(X.shape[0], seed))
+
+
+def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, table: MarkerTable, connectivities,
+                 n_neighbors: int, seed: int, min_confidence: float) -> Identity:
+    """Marker evidence from within-cell ranks, pooled over expression neighbours, and the classifier's calls.
+
+    ``variable`` marks the variable genes of ``expr.lognorm`` (``None``: all genes) that, with the markers, span
+    the principal components; ``connectivities`` is the user's neighbour graph or ``None``.
+    """
+    R, gene_col = expr.ranks, expr.gene_col
+    E, missing = lineage_core.label_evidence(R, gene_col, table)
+    E.index = obs_names
     n_obs = len(obs_names)
+    pcs = embedding.principal_components(expr.lognorm, expr.fit, variable, expr.marker_cols, seed=seed) \
+        if n_obs > 2 else None
     conn = connectivities
     if conn is not None and conn.shape == (n_obs, n_obs):
         W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
@@ -78,7 +97,6 @@ def rna_identity(X, var_names, obs_names, *, species: str, state: str, table: Ma
         W, graph = sp.identity(n_obs, format="csr"), "none"
     pooled = lineage_core.pool(E, W)
     res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
-    gene_col = {g: i for i, g in enumerate(genes)}
     lineage_core.apply_decisive(res, E, R, gene_col, table)
     for parent in table.splits:
         _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)

@@ -8,6 +8,7 @@ whether its matrix holds counts, CPM or log values.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -36,27 +37,55 @@ def within_cell_ranks(block, cols: np.ndarray, max_rank: float = MAX_RANK) -> np
     cols = np.asarray(cols, dtype=np.int64)
     if sp.issparse(block):
         B = sp.csr_matrix(block, dtype=np.float64)
-        B.data = np.where(B.data > 0, B.data, 0.0)
     else:
         D = np.asarray(block, dtype=np.float64)
         if D.size and D.min() < 0:
             D = D - D.min(axis=1, keepdims=True)
         B = sp.csr_matrix(D)
-    B.eliminate_zeros()
     n = B.shape[0]
-    out = np.zeros((n, cols.size), dtype=np.float32)
-    if B.nnz == 0 or cols.size == 0:
-        return out
-    # every expressed value becomes row + value * scale (in [row, row + 0.5)); one sort ranks all rows at once
-    scale = 0.5 / float(B.data.max())
-    rows = np.repeat(np.arange(n, dtype=np.float64), np.diff(B.indptr))
-    keys = np.sort(rows + B.data * scale)
-    Q = B[:, cols].toarray()
-    qi, qj = np.nonzero(Q > 0)
-    qk = qi + Q[qi, qj] * scale
-    le = np.searchsorted(keys, qk, side="right")
-    lt = np.searchsorted(keys, qk, side="left")
-    end = np.searchsorted(keys, qi + 0.75, side="left")
-    rank = (end - le) + (le - lt + 1) / 2.0
-    out[qi, qj] = np.clip(1.0 - (rank - 1.0) / max_rank, 0.0, 1.0)
+    if cols.size == 0 or B.nnz == 0:
+        return np.zeros((n, cols.size), dtype=np.float32)
+    # a gene read twice (two symbols on one column) is ranked once
+    unique, inverse = np.unique(cols, return_inverse=True)
+    slot = np.full(B.shape[1], -1, dtype=np.int64)
+    slot[unique] = np.arange(unique.size)
+    out = _marker_ranks(B.indptr.astype(np.int64), B.indices.astype(np.int64), B.data, slot, unique.size,
+                        float(max_rank))
+    return out[:, inverse]
+
+
+@numba.njit(parallel=True, cache=True)
+def _marker_ranks(indptr, indices, data, slot, n_slots, max_rank):  # pragma: no cover - compiled
+    """Rank scores of the marker columns (``slot[column] >= 0``) in each row of a CSR matrix."""
+    out = np.zeros((indptr.size - 1, n_slots), dtype=np.float32)
+    for i in numba.prange(indptr.size - 1):
+        _row_ranks(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]], slot, max_rank, out[i])
     return out
+
+
+@numba.njit(cache=True)
+def _row_ranks(indices, data, slot, max_rank, out):  # pragma: no cover - compiled
+    """One row, without sorting it: its few expressed markers are sorted, and each of the row's values is counted
+    against them (how many values lie above each marker's value, how many tie with it)."""
+    is_marker = np.empty(data.size, dtype=np.bool_)
+    for p in range(data.size):
+        is_marker[p] = slot[indices[p]] >= 0 and data[p] > 0
+    where = np.flatnonzero(is_marker)
+    if where.size == 0:
+        return
+    values = data[where]
+    levels = np.unique(values)
+    past = np.zeros(levels.size + 1, dtype=np.int64)  # past[j]: values above level j - 1, not above level j
+    tied = np.zeros(levels.size, dtype=np.int64)
+    for p in range(data.size):
+        x = data[p]
+        if x > 0:
+            j = np.searchsorted(levels, x)
+            past[j] += 1
+            if j < levels.size and levels[j] == x:
+                tied[j] += 1
+    above = np.cumsum(past[::-1])[::-1][1:]  # above[j]: values above level j
+    for t in range(where.size):
+        j = np.searchsorted(levels, values[t])
+        rank = above[j] + (tied[j] + 1) / 2.0
+        out[slot[indices[where[t]]]] = min(1.0, max(0.0, 1.0 - (rank - 1.0) / max_rank))
