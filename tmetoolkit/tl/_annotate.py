@@ -402,9 +402,8 @@ def annotate(
 
 def _variable_genes(expr: Expression) -> np.ndarray | None:
     """The ``N_TOP_GENES`` most variable genes (scanpy, seurat flavour) of the cells the principal axes are fitted
-    on, as a mask over ``expr.lognorm``'s genes; ``None`` (all genes) on a smaller panel or for two cells."""
-    fit = expr.lognorm[expr.fit]
-    if fit.shape[1] <= N_TOP_GENES or expr.lognorm.shape[0] <= 2:
+    on, as a mask over ``expr.lognorm``'s columns; ``None`` (all genes) on a smaller panel or for two cells."""
+    if len(expr.ranks) <= 2 or expr.lognorm[0].shape[1] <= N_TOP_GENES:
         return None
     import warnings
 
@@ -412,7 +411,7 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        hv = sc.pp.highly_variable_genes(AnnData(fit), n_top_genes=N_TOP_GENES, flavor="seurat", inplace=False)
+        hv = sc.pp.highly_variable_genes(AnnData(expr.fit_matrix()), n_top_genes=N_TOP_GENES, flavor="seurat", inplace=False)
     return hv["highly_variable"].to_numpy()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
@@ -29,31 +30,62 @@ def fit_cells(n_obs: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_obs, MAX_FIT_CELLS, replace=False))
 
 
-def principal_components(lognorm: sp.csr_matrix, fit: np.ndarray, variable: np.ndarray | None,
+def principal_components(blocks: list[sp.csr_matrix], fit: np.ndarray, variable: np.ndarray | None,
                          keep_cols: np.ndarray, *, n_comps: int = N_COMPS, seed: int = 0) -> np.ndarray:
-    """PCs of the log-normalised matrix on its variable genes (boolean mask, ``None`` for all) plus ``keep_cols``
-    (the markers), with the axes fitted on the cells ``fit`` (:func:`fit_cells`) and every cell projected.
+    """PCs of the log-normalised matrix, given as row ``blocks``, on its variable genes (boolean mask, ``None`` for
+    all) plus ``keep_cols`` (the markers), with the axes fitted on the cells ``fit`` (:func:`fit_cells`) and every
+    cell projected.
 
     Genes are scaled to unit variance (clipped at 10 SD, as ``sc.pp.scale``) so that a rare population's markers
     weigh as much as the abundant ones' genes.
     """
     from sklearn.decomposition import PCA
 
-    lognorm = sp.csr_matrix(lognorm, dtype=np.float32)
-    n_obs, n_vars = lognorm.shape
+    n_obs, n_vars = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
     cols = np.arange(n_vars) if variable is None else np.union1d(np.flatnonzero(variable), keep_cols)
-    F = take_columns(lognorm[fit], cols).toarray()
+    F = dense_columns(rows_of(blocks, fit), cols)
     mean, sd = F.mean(axis=0), F.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     n_comps = max(1, min(n_comps, n_obs - 1, F.shape[1] - 1))
     pca = PCA(n_comps, svd_solver="randomized" if min(F.shape) > 500 else "full", random_state=seed)
     pca.fit(np.clip((F - mean) / sd, -10, 10))
     out = np.empty((n_obs, n_comps), dtype=np.float32)
-    step = max(1, MAX_BLOCK // max(1, cols.size))
-    for start in range(0, n_obs, step):  # bounded memory: one dense block at a time
-        B = take_columns(lognorm[start:start + step], cols).toarray()
-        out[start:start + step] = pca.transform(np.clip((B - mean) / sd, -10, 10))
+    start = 0
+    for block in blocks:  # bounded memory: one dense block at a time
+        stop = start + block.shape[0]
+        out[start:stop] = pca.transform(np.clip((dense_columns(block, cols) - mean) / sd, -10, 10))
+        start = stop
     return out
+
+
+def rows_of(blocks: list[sp.csr_matrix], rows: np.ndarray) -> sp.csr_matrix:
+    """Rows ``rows`` (increasing) of the matrix the CSR row ``blocks`` make up, as one CSR matrix."""
+    parts, start = [], 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        here = rows[(rows >= start) & (rows < stop)] - start
+        if here.size:
+            parts.append(block[here])
+        start = stop
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, blocks[0].shape[1]), dtype=np.float32)
+
+
+def dense_columns(M: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+    """Columns ``cols`` of a CSR matrix as a dense float32 array, in one pass over its entries."""
+    new = np.full(M.shape[1], -1, dtype=np.int64)
+    new[cols] = np.arange(cols.size)
+    out = np.zeros((M.shape[0], cols.size), dtype=np.float32)
+    _scatter_columns(M.indptr.astype(np.int64), M.indices, M.data, new, out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _scatter_columns(indptr, indices, data, new, out):  # pragma: no cover - compiled
+    for i in numba.prange(indptr.size - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = new[indices[p]]
+            if j >= 0:
+                out[i, j] = data[p]
 
 
 def take_columns(M: sp.csr_matrix, cols: np.ndarray) -> sp.csr_matrix:
@@ -65,16 +97,6 @@ def take_columns(M: sp.csr_matrix, cols: np.ndarray) -> sp.csr_matrix:
     keep = j >= 0
     indptr = np.concatenate([[0], np.cumsum(keep)])[M.indptr]
     return sp.csr_matrix((M.data[keep], j[keep], indptr), shape=(M.shape[0], cols.size))
-
-
-def stack_rows(blocks: list) -> sp.csr_matrix:
-    """CSR row blocks with the same columns, one under the other (without scipy's general-purpose checks)."""
-    blocks = [sp.csr_matrix(b) for b in blocks]
-    nnz = np.cumsum([0, *(b.nnz for b in blocks)])
-    indptr = np.concatenate([np.zeros(1, dtype=np.int64),
-                             *(b.indptr[1:].astype(np.int64) + o for b, o in zip(blocks, nnz, strict=False))])
-    return sp.csr_matrix((np.concatenate([b.data for b in blocks]), np.concatenate([b.indices for b in blocks]),
-                          indptr), shape=(sum(b.shape[0] for b in blocks), blocks[0].shape[1]))
 
 
 def neighbour_weights(pcs: np.ndarray, n_neighbors: int = N_NEIGHBORS, *, seed: int = 0) -> sp.csr_matrix:

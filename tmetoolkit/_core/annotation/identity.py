@@ -27,9 +27,13 @@ class Expression:
 
     ranks: np.ndarray  # within-cell rank scores of the marker genes, one column per gene of ``gene_col``
     gene_col: dict[str, int]
-    lognorm: sp.csr_matrix  # float32, genes only (control probes left out)
+    lognorm: list[sp.csr_matrix]  # row blocks (float32) of the log-normalised genes (control probes left out)
     marker_cols: np.ndarray  # the columns of ``lognorm`` that hold the markers the components always include
     fit: np.ndarray  # the cells the principal axes and the variable genes are fitted on
+
+    def fit_matrix(self) -> sp.csr_matrix:
+        """The log-normalised genes of the ``fit`` cells."""
+        return embedding.rows_of(self.lognorm, self.fit)
 
 
 @dataclass
@@ -59,18 +63,29 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
     R_parts, L_parts = [], []
     for _, _, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
-        ranked = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
         if probes.any():
-            ranked = embedding.take_columns(ranked, genes_only) if sp.issparse(ranked) else ranked[:, genes_only]
-        R_parts.append(ranks.within_cell_ranks(ranked, rank_cols, max_rank) * on_gene)
-        L_parts.append(sp.csr_matrix(normalise_block(ranked, state, 1e4), dtype=np.float32))
+            block = embedding.take_columns(sp.csr_matrix(block), genes_only) if sp.issparse(block) \
+                else block[:, genes_only]
+        R_parts.append(ranks.within_cell_ranks(block, rank_cols, max_rank) * on_gene)
+        L_parts.append(_lognorm(block, state))
     R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
     spare = table.reserve_genes
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    lognorm = embedding.stack_rows(L_parts) if L_parts else sp.csr_matrix((0, genes_only.size), dtype=np.float32)
-    return Expression(R, {g: i for i, g in enumerate(genes)}, lognorm, keep, embedding.fit_cells(X.shape[0], seed))
+    return Expression(R, {g: i for i, g in enumerate(genes)}, L_parts, keep, embedding.fit_cells(X.shape[0], seed))
+
+
+def _lognorm(block, state: str) -> sp.csr_matrix:
+    """A row block log-normalised as :func:`~tmetoolkit._matrix.normalise_block` does (counts to 10,000 per cell),
+    as float32 CSR; a CSR block of counts without scipy's general sparse product."""
+    if state == "counts" and sp.issparse(block) and block.format == "csr":
+        lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
+        scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
+        data = np.log1p(block.data.astype(np.float64) * np.repeat(scale, np.diff(block.indptr)))
+        return sp.csr_matrix((data.astype(np.float32), block.indices, block.indptr), shape=block.shape)
+    block = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+    return sp.csr_matrix(normalise_block(block, state, 1e4), dtype=np.float32)
 
 
 def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, table: MarkerTable, connectivities,

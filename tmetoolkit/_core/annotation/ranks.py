@@ -35,8 +35,8 @@ def within_cell_ranks(block, cols: np.ndarray, max_rank: float = MAX_RANK) -> np
     minimum count as not expressed, so log values with negatives read like the counts they came from.
     """
     cols = np.asarray(cols, dtype=np.int64)
-    if sp.issparse(block):
-        B = sp.csr_matrix(block, dtype=np.float64)
+    if sp.issparse(block):  # float32 stays float32: the order of a row's values is all that counts
+        B = sp.csr_matrix(block, dtype=block.dtype if block.dtype in (np.float32, np.float64) else np.float64)
     else:
         D = np.asarray(block, dtype=np.float64)
         if D.size and D.min() < 0:
