@@ -411,7 +411,8 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        hv = sc.pp.highly_variable_genes(AnnData(expr.fit_matrix()), n_top_genes=N_TOP_GENES, flavor="seurat", inplace=False)
+        hv = sc.pp.highly_variable_genes(AnnData(expr.fit_matrix), n_top_genes=N_TOP_GENES, flavor="seurat",
+                                         inplace=False)
     return hv["highly_variable"].to_numpy()
 
 

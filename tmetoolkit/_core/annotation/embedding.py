@@ -30,11 +30,11 @@ def fit_cells(n_obs: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_obs, MAX_FIT_CELLS, replace=False))
 
 
-def principal_components(blocks: list[sp.csr_matrix], fit: np.ndarray, variable: np.ndarray | None,
+def principal_components(blocks: list[sp.csr_matrix], fit: sp.csr_matrix, variable: np.ndarray | None,
                          keep_cols: np.ndarray, *, n_comps: int = N_COMPS, seed: int = 0) -> np.ndarray:
     """PCs of the log-normalised matrix, given as row ``blocks``, on its variable genes (boolean mask, ``None`` for
-    all) plus ``keep_cols`` (the markers), with the axes fitted on the cells ``fit`` (:func:`fit_cells`) and every
-    cell projected.
+    all) plus ``keep_cols`` (the markers), with the axes fitted on the rows ``fit`` (those of the cells
+    :func:`fit_cells` chose) and every cell projected.
 
     Genes are scaled to unit variance (clipped at 10 SD, as ``sc.pp.scale``) so that a rare population's markers
     weigh as much as the abundant ones' genes.
@@ -43,7 +43,7 @@ def principal_components(blocks: list[sp.csr_matrix], fit: np.ndarray, variable:
 
     n_obs, n_vars = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
     cols = np.arange(n_vars) if variable is None else np.union1d(np.flatnonzero(variable), keep_cols)
-    F = dense_columns(rows_of(blocks, fit), cols)
+    F = dense_columns(fit, cols)
     mean, sd = F.mean(axis=0), F.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     n_comps = max(1, min(n_comps, n_obs - 1, F.shape[1] - 1))

@@ -4,7 +4,9 @@ lineages the classifier learns from the clearest cells (one pass over the matrix
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -31,6 +33,7 @@ class Expression:
     marker_cols: np.ndarray  # the columns of ``lognorm`` that hold the markers the components always include
     fit: np.ndarray  # the cells the principal axes and the variable genes are fitted on
 
+    @cached_property
     def fit_matrix(self) -> sp.csr_matrix:
         """The log-normalised genes of the ``fit`` cells."""
         return embedding.rows_of(self.lognorm, self.fit)
@@ -82,10 +85,20 @@ def _lognorm(block, state: str) -> sp.csr_matrix:
     if state == "counts" and sp.issparse(block) and block.format == "csr":
         lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
         scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
-        data = np.log1p(block.data.astype(np.float64) * np.repeat(scale, np.diff(block.indptr)))
-        return sp.csr_matrix((data.astype(np.float32), block.indices, block.indptr), shape=block.shape)
+        data = _log_scaled(block.indptr, block.data, scale)
+        return sp.csr_matrix((data, block.indices, block.indptr), shape=block.shape)
     block = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
     return sp.csr_matrix(normalise_block(block, state, 1e4), dtype=np.float32)
+
+
+@numba.njit(parallel=True, cache=True)
+def _log_scaled(indptr, data, scale):  # pragma: no cover - compiled
+    """``log1p(value * scale[row])`` of each entry of a CSR matrix, computed in float64, stored as float32."""
+    out = np.empty(data.size, dtype=np.float32)
+    for i in numba.prange(indptr.size - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            out[p] = np.log1p(np.float64(data[p]) * scale[i])
+    return out
 
 
 def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, table: MarkerTable, connectivities,
@@ -99,7 +112,7 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
     E, missing = lineage_core.label_evidence(R, gene_col, table)
     E.index = obs_names
     n_obs = len(obs_names)
-    pcs = embedding.principal_components(expr.lognorm, expr.fit, variable, expr.marker_cols, seed=seed) \
+    pcs = embedding.principal_components(expr.lognorm, expr.fit_matrix, variable, expr.marker_cols, seed=seed) \
         if n_obs > 2 else None
     conn = connectivities
     if conn is not None and conn.shape == (n_obs, n_obs):
