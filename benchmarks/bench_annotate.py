@@ -221,8 +221,9 @@ def time_tree(tree: Path, h5ad: Path) -> dict:
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(tree), "MPLBACKEND": "agg"}
+    # run from the file's folder: with -c the working directory comes first on sys.path
     out = subprocess.run([sys.executable, "-c", TIMER, str(h5ad), ",".join(tmt._keys.STATES)], capture_output=True,
-                         text=True, env=env, check=False)
+                         text=True, env=env, cwd=h5ad.parent, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"annotate failed in {tree}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -255,8 +256,8 @@ def scale(n_cells: int, reference: str | None, baseline: bool = True, repeat: in
         r = min(rs, key=lambda r: r["seconds"])
         seconds = " / ".join(f"{x['seconds']:.1f}" for x in rs)
         within = ", ".join(f"{k} {v:.3f}" for k, v in r["within"].items())
-        print(f"{a.n_obs} cells, {name}: tmt.tl.annotate {seconds} s (state accuracy {r['accuracy']:.3f}; "
-              f"within {within})")
+        print(f"{a.n_obs} cells, {name} ({Path(r['package']).parent.parent}): tmt.tl.annotate {seconds} s "
+              f"(state accuracy {r['accuracy']:.3f}; within {within})")
     if reference:
         ref, new = (min(x["seconds"] for x in rs) for rs in runs.values())
         print(f"time ratio, this tree / reference {reference}: {new / ref:.2f} (fastest of {repeat} each)")
