@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+import scipy.sparse as sp
 from sklearn.cluster import KMeans
 
 import tmetoolkit as tmt
@@ -88,7 +89,8 @@ def test_neighbour_averaging_is_what_lifts_the_calls(sim_small):
 
 
 def test_approximate_neighbours_agree_with_exact(monkeypatch):
-    """Beyond ``EXACT_LIMIT`` cells pynndescent finds the neighbours; on clustered data it finds the exact ones."""
+    """Beyond ``EXACT_LIMIT`` cells the neighbours are searched within k-means partitions; on clustered data the
+    search finds the exact ones."""
     from tmetoolkit._core.annotation import embedding
 
     rng = np.random.default_rng(0)
@@ -105,6 +107,60 @@ def test_approximate_neighbours_agree_with_exact(monkeypatch):
     overlap = np.mean([len(set(a) & set(e)) / 15 for a, e in zip(approx, exact, strict=True)])
     assert overlap >= 0.9, overlap
     assert (approx == np.arange(3000)[:, None]).any(axis=1).all()  # every cell is among its own neighbours
+
+
+def test_approximate_neighbours_cross_partition_borders():
+    """Cells spread evenly (no clusters to hide a border in): each partition's border cells still find their exact
+    neighbours, since every cell is listed in the partitions of its four nearest centres."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from tmetoolkit._core.annotation import embedding
+
+    pcs = np.random.default_rng(1).uniform(size=(4000, 3)).astype(np.float32)
+    approx = embedding.approximate_neighbours(pcs, 10)
+    exact = NearestNeighbors(n_neighbors=10).fit(pcs).kneighbors(pcs, return_distance=False)
+    overlap = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert overlap >= 0.95, overlap
+    assert (approx[:, 0] == np.arange(4000)).all()
+
+
+def test_marker_ranks_match_a_per_cell_ranking():
+    """Within-cell ranks against scipy's rankdata cell by cell: ties share their mean rank, zeros and values at a
+    row's floor (log values with negatives) are not expressed, a column asked for twice is read twice."""
+    from scipy.stats import rankdata
+
+    from tmetoolkit._core.annotation import ranks
+
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(rng.uniform(0.1, 3, size=(40, 1)), size=(40, 300)).astype(float)
+    cols = np.array([0, 5, 5, 17, 299, 120])
+    for X, max_rank in ((counts, 50.0), (np.log1p(counts) - 3.0, 1500.0)):
+        want = np.zeros((40, cols.size))
+        for i, row in enumerate(X):
+            expressed = row > row.min() if row.min() < 0 else row > 0
+            rank = rankdata(-row[expressed])  # 1 for the highest value
+            for t, c in enumerate(cols):
+                if expressed[c]:
+                    r = rank[np.flatnonzero(expressed).tolist().index(c)]
+                    want[i, t] = np.clip(1 - (r - 1) / max_rank, 0, 1)
+        for block in (X, sp.csr_matrix(np.where(X > 0, X, 0))) if X.min() >= 0 else (X,):
+            np.testing.assert_allclose(ranks.within_cell_ranks(block, cols, max_rank), want, atol=1e-6)
+    csr = sp.csr_matrix(counts)
+    before = csr.copy()
+    ranks.within_cell_ranks(csr, cols)
+    assert (csr != before).nnz == 0  # the input is left as it was
+
+
+def test_dense_columns_read_what_scipy_reads():
+    from tmetoolkit._core.annotation import embedding
+
+    M = sp.random(50, 40, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    cols = np.array([1, 2, 7, 39])
+    np.testing.assert_array_equal(embedding.dense_columns(M, cols), M[:, cols].toarray())
+    np.testing.assert_array_equal(embedding.take_columns(M, cols).toarray(), M[:, cols].toarray())
+    blocks = [M[:20], M[20:21], M[21:]]
+    rows = np.array([0, 19, 20, 33, 49])
+    np.testing.assert_array_equal(embedding.rows_of(blocks, rows).toarray(), M[rows].toarray())
 
 
 def test_confidence_means_something(annotated):
