@@ -362,7 +362,7 @@ def test_xenium_pathologist_regions():
     intratumoural stroma strands and a rim inside, two tumour-cell nests of 74 and 152 tumour cells left in the
     stroma), the compartments draw parenchyma at cell scale, as inForm does (phenoptr, 0.909). The nests are the
     gap: the same rule reaches 0.871 when the tumour cells inside "Stroma" are not counted as tumour cells (an
-    oracle), yet by position they are nests like those inForm calls Tumor on phenoptr. Of 641 settings of six rule
+    oracle), yet by size and width they are nests like those inForm calls Tumor on phenoptr. Of 641 settings of six rule
     families none reaches 0.85 here with a margin over 0.90 on phenoptr, even chosen with the labels (two reach
     0.857 and 0.860 with phenoptr at 0.901; benchmarks/bench_spatial.py --ceiling)."""
     x = real_data("xenium")

@@ -55,13 +55,14 @@ def compartments(
     are coarser: Xenium's breast IDC "Invasive Tumor" holds stroma strands and a rim around the tumour cells, and
     leaves two tumour-cell nests (74 and 152 tumour cells) in "Stroma"; there agreement is 0.823. The nests decide
     it: not counting the 255 tumour cells the pathologist left in "Stroma" lifts the same rule to 0.871, but
-    nothing in the cells' positions sets those nests apart: inForm calls phenoptr's nests of 62-189 tumour cells
-    Tumor, with inscribed radii of 3-9 cell spacings against 4 for both. Of 641 settings of six rule families
-    (this rule with closing, opening and outward growth; neighbourhood majority within 5-160 micrometres;
-    kernel-density ratio of tumour cells over all cells; alpha shapes; closing scaled to each nest's size), even
-    chosen with the labels, the only two that reach both 0.90 on the first and 0.85 on the second sit at phenoptr
-    0.901 (``benchmarks/bench_spatial.py --ceiling``): coarser rules gain the pathologist's regions only by losing
-    the tissue categories.
+    neither size nor width sets those nests apart: inForm calls phenoptr's nests of 62-189 tumour cells Tumor,
+    with inscribed radii of 3-9 cell spacings against 4 for both, and their cells are luminal tumour cells like
+    the invasive ones (ESR1, PGR, GATA3). Of 641 settings of six rule families (this rule with closing, opening
+    and outward growth; neighbourhood majority within 5-160 micrometres; kernel-density ratio of tumour cells over
+    all cells; alpha shapes; closing scaled to each nest's size), even chosen with the labels, the only two that
+    reach both 0.90 on the first and 0.85 on the second sit at phenoptr 0.901
+    (``benchmarks/bench_spatial.py --ceiling``): coarser rules gain the pathologist's regions only by losing the
+    tissue categories.
 
     Spot data (Visium: ``obs["array_row"]`` and ``obs["array_col"]`` present) have no cell types: unless
     ``cell_type_key`` names a spot label column, tumour spots are those high in the malignant programme
