@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_pipeline.py --before 5acf506                  # 100,000 cells: the commit, this tree
     python benchmarks/bench_pipeline.py --before 5acf506 --after f61a1dd  # two commits
     python benchmarks/bench_pipeline.py --cells 20000 --before HEAD~1
+    python benchmarks/bench_pipeline.py --before-tree /path/to/old/checkout  # an existing checkout as "before"
 
 Measured with ``--before 5acf506 --after f61a1dd`` (100,000 cells, 6 samples, 6,000 genes; 2 cores shared with
 running test suites, so wall times are noisy), as printed::
@@ -162,6 +163,11 @@ def _checkout(commit: str, where: Path) -> Path:
     return where
 
 
+def passes(r: dict) -> int:
+    """Walks over the matrix in one run: over its rows, its column sums and full input scans."""
+    return sum(sum(r[k].values()) for k in ("row_passes", "column_sums", "input_scans"))
+
+
 def show(label: str, r: dict) -> None:
     n = {k: sum(r[k].values()) for k in KINDS}
     print(f"\n{label} ({r['package']}): exit {r['exit']}, wall {r['wall_s']:.1f} s; passes over the matrix: "
@@ -179,6 +185,8 @@ def main() -> None:
     p.add_argument("--cells", type=int, default=100_000)
     p.add_argument("--samples", type=int, default=6)
     p.add_argument("--before", help="an earlier commit to measure beside the working tree")
+    p.add_argument("--before-tree", type=Path,
+                   help="instead of --before, a checkout of the earlier package (a directory holding tmetoolkit/)")
     p.add_argument("--after", help="a commit to measure instead of the working tree")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -195,12 +203,22 @@ def main() -> None:
         print(f"simulated {adata.n_obs:,} cells x {adata.n_vars:,} genes in {time.perf_counter() - t0:.0f} s")
         trees = [(f"before ({c})" if i == 0 else f"after ({c})", _checkout(c, tmp / f"tree{i}"))
                  for i, c in enumerate((args.before, args.after)) if c]
+        if args.before_tree:
+            trees.insert(0, (f"before ({args.before_tree})", args.before_tree.resolve()))
         if not args.after:
             trees.append(("this tree", ROOT))
-        tables = []
+        tables, results = [], []
         for i, (label, root) in enumerate(trees):
-            show(label, run_tree(root, h5ad, tmp / f"out{i}"))
+            results.append(run_tree(root, h5ad, tmp / f"out{i}"))
+            show(label, results[-1])
             tables.append(pd.read_csv(tmp / f"out{i}" / "sample_table.csv", index_col=0))
+        if len(results) == 2:
+            a, b = results
+            scored = [sum(r["signatures_scored"].values()) for r in results]
+            print(f"\nafter / before: wall {b['wall_s'] / a['wall_s']:.2f} ({a['wall_s']:.1f} s -> "
+                  f"{b['wall_s']:.1f} s), passes over the matrix {passes(b) / max(passes(a), 1):.2f} "
+                  f"({passes(a)} -> {passes(b)}), signature scorings {scored[1] / max(scored[0], 1):.2f} "
+                  f"({scored[0]} -> {scored[1]})")
         if len(tables) == 2:
             a, b = tables
             same = set(a.columns) == set(b.columns) and a.index.equals(b.index)
