@@ -44,8 +44,10 @@ with other work), as printed::
     after / before: wall 0.90 (176.4 s -> 159.4 s), passes over the matrix 0.50 (18 -> 9), signature scorings 0.62
         (242 -> 151)
 
-The passes are those of f61a1dd (9); annotate's one walk is now its marker identity (``rna_identity``) instead of a
-scoring pass. The sample tables differ: annotate and the phenotype rules changed between the two trees.
+The passes are those of f61a1dd (9, none of them a second scoring): annotate's within-cell ranks (now read in
+``_core.annotation.identity``), checkpoint and IFNG detection, three for ``markers.csv``. One scoring more than at
+f61a1dd (151): annotate's HLA-class-II split signature, scored in the run's one pass. The sample tables differ, as
+annotate and the phenotype rules changed between the two trees.
 """
 
 from __future__ import annotations
