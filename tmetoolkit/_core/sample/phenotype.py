@@ -171,11 +171,12 @@ def _absolute_expression_calls(f: pd.DataFrame) -> dict:
     """Each sample alone: T-cell genes and the IFN-gamma programme against marker genes of its other cell types."""
     zt = f["t_cell_enrichment"].astype(float).to_numpy()
     zi = f["ifng_enrichment"].astype(float).to_numpy()
-    label = np.where(zt < 0, "desert", np.where(zi >= ENRICHED, "inflamed", "excluded"))
-    # distance, in null SDs, to the nearest change of call: desert leaves when T cells reach the null's mean,
-    # inflamed when either T cells fall below it or the IFN-gamma response below ENRICHED
-    margin = np.where(label == "desert", -zt, np.where(label == "inflamed", np.minimum(zt, zi - ENRICHED),
-                                                       np.minimum(zt, ENRICHED - zi)))
+    # an IFN-gamma response comes from T (and NK) cells: a sample showing one is not desert, whatever its T-cell genes
+    label = np.where(zi >= ENRICHED, "inflamed", np.where(zt < 0, "desert", "excluded"))
+    # distance, in null SDs, to the nearest change of call: inflamed leaves when the IFN-gamma response falls below
+    # ENRICHED; desert when T cells reach the null's mean or the IFN-gamma response ENRICHED; excluded either way
+    margin = np.where(label == "inflamed", zi - ENRICHED, np.where(label == "desert", np.minimum(-zt, ENRICHED - zi),
+                                                                   np.minimum(zt, ENRICHED - zi)))
     return {"phenotype": label, "margin": margin,
             "decided_by": "T-cell genes and IFN-gamma programme against marker genes of the sample's other cell types",
             "thresholds": {"t_cell_enrichment_desert_below": 0.0, "ifng_enrichment_inflamed_from": ENRICHED}}
