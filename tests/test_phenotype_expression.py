@@ -320,6 +320,22 @@ def test_small_cohorts_judge_each_sample_alone(small_cohort):
     assert e.drop(index="S02")[cols].equals(t.drop(index="S02")[cols])
 
 
+def test_an_ifng_response_rules_out_desert():
+    """Eight simulated tumours (seed 138) where two planted inflamed ones have T-cell genes just below the mean of
+    random marker sets (the six identity genes are few) but a strong IFN-gamma response, which T cells make: they are
+    inflamed, not desert; no planted inflamed tumour is called desert and no desert one inflamed."""
+    a = tmt.datasets.simulate(n_samples=8, n_cells=300, seed=138)
+    del a.obsm["spatial"]
+    truth = a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    tmt.tl.immune_phenotype(a, sample_key="sample", reference="absolute")
+    t = a.uns["tmt_immune_phenotype"]["table"].reindex(truth.index)
+    weak = t.index[(truth == "inflamed") & (t["t_cell_enrichment"] < 0)]
+    assert len(weak) >= 1 and (t.loc[weak, "ifng_enrichment"] >= 1.645).all()  # the case is there
+    assert (t.loc[weak, "phenotype"] == "inflamed").all()
+    assert (t.loc[truth == "inflamed", "phenotype"] != "desert").all()
+    assert (t.loc[truth == "desert", "phenotype"] != "inflamed").all()
+
+
 def test_panels_without_the_ifng_programme_use_the_gep(small_cohort):
     """A targeted panel with one of the six IFN-gamma genes (as the Xenium breast panel): the T-cell-inflamed GEP
     stands in, params say so, and planted inflamed and desert tumours are still told apart."""
