@@ -23,14 +23,13 @@ confidence:
   standard error of a tercile of the cohort (``sqrt(p(1 - p) / n) / density`` at p = 1/3, normal density).
 - ``stromal_axis`` (TGF-beta response of fibroblasts and the CAF programme). It does not decide excluded against
   desert. On 30 simulated cohorts of 12 to 48 samples (``benchmarks/bench_sample_level.py``), with or without a
-  fibrotic rim planted around the excluded tumours, letting it decide among all non-inflamed samples lowered
-  macro-F1 against the planted phenotypes in 30 of 30 cohorts (mean -0.34). Letting it decide only within a
-  tercile's standard error of the lower boundary lowered macro-F1 in 19 of 30 (18 of 30 with the TGF-beta response
-  alone). The earlier rule (immune axis at the median, stroma deciding) lost to the tercile rule on IMvigor210 too
-  (macro-F1 0.50 against 0.64). Letting the mean of the three T-cell programmes decide within a tercile's standard
-  error of a boundary raised macro-F1 on average (+0.016) but lowered it in 6 of 30 cohorts (worst -0.17), so it
-  does not decide either. The call is never worse than the tercile rule because it is that rule; the rest is
-  evidence.
+  fibrotic rim planted around the excluded tumours, letting it decide among all non-inflamed samples lowered macro-F1
+  against the planted phenotypes in 24 of 30 cohorts (mean -0.22). Letting it decide only within a tercile's standard
+  error of the lower boundary lowered macro-F1 in 22 of 30 (20 of 30 with the TGF-beta response alone). The earlier
+  rule (immune axis at the median, stroma deciding) lost to the tercile rule on IMvigor210 too (macro-F1 0.50 against
+  0.64). Letting the mean of the three T-cell programmes decide within a tercile's standard error of a boundary
+  lowered macro-F1 in 21 of 30 cohorts (mean -0.059, worst -0.17), so it does not decide either. The call is never
+  worse than the tercile rule because it is that rule; the rest is evidence.
 
 Absolute (``reference="absolute"``, the default below ``MIN_COHORT`` samples): with annotated cells, CD8 T cells
 among immune cells decide (>= ``min_cd8_fraction`` inflamed, < a quarter of it desert, excluded in between); without
@@ -65,7 +64,7 @@ genes just below the null's mean and the IFN-gamma programme up to 2.7 were call
 T-effector programme's rank score against random genes of the whole matrix) reached 0.18-0.20 there: in the simulated
 panel T-cell genes sit below the median gene even in inflamed tumours, in a whole transcriptome near the top, so
 random genes of the matrix are no platform-free scale. On cohorts of 12 to 48 the rule beat the terciles in 22 of 30
-but was below them in 3 (worst -0.085), so from ``MIN_COHORT`` samples the terciles stay. On Racle 2017 (four melanoma
+but was below them in 2 (worst -0.20), so from ``MIN_COHORT`` samples the terciles stay. On Racle 2017 (four melanoma
 lymph-node metastases, bulk) it calls all four inflamed; LAU125, 0.4% CD8 T cells by FACS and 18% B cells, has by far
 the lowest T-cell genes (0.88) and its IFN-gamma programme reaches 1.77 on two genes near the top of its transcriptome
 (STAT1 at the 97th percentile, HLA-DRA at the 98th), while IFNG (0.5 TPM) and CXCL9 (1.6 TPM) sit with random marker
