@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_pipeline.py --before 5acf506                  # 100,000 cells: the commit, this tree
     python benchmarks/bench_pipeline.py --before 5acf506 --after f61a1dd  # two commits
     python benchmarks/bench_pipeline.py --cells 20000 --before HEAD~1
+    python benchmarks/bench_pipeline.py --before-tree /path/to/old/checkout  # an existing checkout as "before"
 
 Measured with ``--before 5acf506 --after f61a1dd`` (100,000 cells, 6 samples, 6,000 genes; 2 cores shared with
 running test suites, so wall times are noisy), as printed::
@@ -31,6 +32,22 @@ running test suites, so wall times are noisy), as printed::
     sample_table.csv: same rows and columns True, same text True, largest difference of a number 0
 
 (an earlier run without the timers: wall 480.2 s before, 492.2 s after, the same counts).
+
+Measured with ``--before-tree`` a checkout of e8c4fde (2026-11-30, before one scoring pass per run) against the tree
+whose tools are pure cores under thin runners (branch h22d; 100,000 cells, 6 samples, 6,047 genes; 2 cores shared
+with other work), as printed::
+
+    before (e8c4fde): exit 0, wall 176.4 s; passes over the matrix: 18 (13 over rows, 0 column sums, 5 input scans);
+        4 score() calls, 242 signature scorings; 1.7 s in input checks, 51.4 s in score()
+    this tree: exit 0, wall 159.4 s; passes over the matrix: 9 (8 over rows, 0 column sums, 1 input scans);
+        1 score() calls, 151 signature scorings; 0.8 s in input checks, 9.4 s in score()
+    after / before: wall 0.90 (176.4 s -> 159.4 s), passes over the matrix 0.50 (18 -> 9), signature scorings 0.62
+        (242 -> 151)
+
+The passes are those of f61a1dd (9, none of them a second scoring): annotate's within-cell ranks (now read in
+``_core.annotation.identity``), checkpoint and IFNG detection, three for ``markers.csv``. One scoring more than at
+f61a1dd (151): annotate's HLA-class-II split signature, scored in the run's one pass. The sample tables differ, as
+annotate and the phenotype rules changed between the two trees.
 """
 
 from __future__ import annotations
@@ -162,6 +179,11 @@ def _checkout(commit: str, where: Path) -> Path:
     return where
 
 
+def passes(r: dict) -> int:
+    """Walks over the matrix in one run: over its rows, its column sums and full input scans."""
+    return sum(sum(r[k].values()) for k in ("row_passes", "column_sums", "input_scans"))
+
+
 def show(label: str, r: dict) -> None:
     n = {k: sum(r[k].values()) for k in KINDS}
     print(f"\n{label} ({r['package']}): exit {r['exit']}, wall {r['wall_s']:.1f} s; passes over the matrix: "
@@ -179,6 +201,8 @@ def main() -> None:
     p.add_argument("--cells", type=int, default=100_000)
     p.add_argument("--samples", type=int, default=6)
     p.add_argument("--before", help="an earlier commit to measure beside the working tree")
+    p.add_argument("--before-tree", type=Path,
+                   help="instead of --before, a checkout of the earlier package (a directory holding tmetoolkit/)")
     p.add_argument("--after", help="a commit to measure instead of the working tree")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -195,12 +219,22 @@ def main() -> None:
         print(f"simulated {adata.n_obs:,} cells x {adata.n_vars:,} genes in {time.perf_counter() - t0:.0f} s")
         trees = [(f"before ({c})" if i == 0 else f"after ({c})", _checkout(c, tmp / f"tree{i}"))
                  for i, c in enumerate((args.before, args.after)) if c]
+        if args.before_tree:
+            trees.insert(0, (f"before ({args.before_tree})", args.before_tree.resolve()))
         if not args.after:
             trees.append(("this tree", ROOT))
-        tables = []
+        tables, results = [], []
         for i, (label, root) in enumerate(trees):
-            show(label, run_tree(root, h5ad, tmp / f"out{i}"))
+            results.append(run_tree(root, h5ad, tmp / f"out{i}"))
+            show(label, results[-1])
             tables.append(pd.read_csv(tmp / f"out{i}" / "sample_table.csv", index_col=0))
+        if len(results) == 2:
+            a, b = results
+            scored = [sum(r["signatures_scored"].values()) for r in results]
+            print(f"\nafter / before: wall {b['wall_s'] / a['wall_s']:.2f} ({a['wall_s']:.1f} s -> "
+                  f"{b['wall_s']:.1f} s), passes over the matrix {passes(b) / max(passes(a), 1):.2f} "
+                  f"({passes(a)} -> {passes(b)}), signature scorings {scored[1] / max(scored[0], 1):.2f} "
+                  f"({scored[0]} -> {scored[1]})")
         if len(tables) == 2:
             a, b = tables
             same = set(a.columns) == set(b.columns) and a.index.equals(b.index)

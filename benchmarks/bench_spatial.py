@@ -10,8 +10,11 @@
    inflamed fields per planted stroma share from 1% to 20%, called without the floor; the share of excluded fields
    called excluded per bin of measured stroma share.
 5. ``--ceiling``: why one rule cannot meet both compartment truths: agreement with phenoptr (inForm tissue
-   categories) and with Xenium's pathologist regions over a grid of region rules and of neighbourhood-majority
-   rules (every setting chosen here *with* the labels, so the best is an upper bound, not a fit to adopt).
+   categories) and with Xenium's pathologist regions over 641 settings of six families (region rule; region rule
+   with opening and outward growth; neighbourhood majority; kernel-density ratio of tumour cells over all cells with
+   closing and opening; alpha shapes; closing and rim scaled to each nest's own size), every setting chosen here
+   *with* the labels, so the best is an upper bound, not a fit to adopt; the tumour-cell nests of both images and
+   their truth; and an oracle that knows which tumour cells the pathologist left in the stroma.
 
 Usage::
 
@@ -23,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import time
 import warnings
@@ -33,6 +37,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+from scipy import ndimage
+from scipy.spatial import cKDTree
 
 import tmetoolkit as tmt
 
@@ -144,28 +150,113 @@ def stroma_floor(n_per_setting: int) -> None:
           f"of {floor:.2f} up (inflamed fields called inflamed: {inflamed_ok:.3f} of them at every share)")
 
 
+def _sets() -> dict:
+    """Positions, tumour cells, truth (tumour category) and scored cells of phenoptr and Xenium."""
+    p = tmt.datasets.load("phenoptr", path=SHARED)
+    x = tmt.datasets.load("xenium_idc", path=SHARED)
+    tmt.tl.annotate(x)
+    keep = x.obs["region"].isin(["Invasive Tumor", "Stroma"]).to_numpy()
+    return {"phenoptr": (np.asarray(p.obsm["spatial"], float), (p.obs["phenotype"] == "CK+").to_numpy(),
+                         (p.obs["tissue_category"].astype(str) == "Tumor").to_numpy(), np.ones(p.n_obs, bool)),
+            "xenium": (np.asarray(x.obsm["spatial"], float),
+                       (x.obs["tmt_lineage"] == "Malignant/Epithelial").to_numpy(),
+                       (x.obs["region"] == "Invasive Tumor").to_numpy(), keep),
+            "_xenium_region": x.obs["region"].astype(str).to_numpy()}
+
+
+class _Grid:
+    """The tissue grid of :func:`tmetoolkit._core.spatial.geometry.tissue_grid` (half a cell spacing a square) with
+    the morphology the rule variants below use; every length in cell spacings (median nearest-neighbour distance)."""
+
+    def __init__(self, xy: np.ndarray, is_t: np.ndarray):
+        from tmetoolkit._core.spatial.geometry import median_nn, tissue_grid
+
+        self.xy, self.is_t, self.nn = xy, is_t, median_nn(xy)
+        _, self.shape, self.ij, self.g, self.tissue, _ = tissue_grid(xy, self.nn)
+        self.per_nn = self.nn / self.g
+
+    def count(self, m: np.ndarray) -> np.ndarray:
+        flat = np.ravel_multi_index((self.ij[m, 0], self.ij[m, 1]), self.shape)
+        return np.bincount(flat, minlength=self.shape[0] * self.shape[1]).reshape(self.shape).astype(float)
+
+    def at(self, mask: np.ndarray) -> np.ndarray:
+        return mask[self.ij[:, 0], self.ij[:, 1]]
+
+    def smooth(self, m: np.ndarray, sigma_nn: float) -> np.ndarray:
+        return ndimage.gaussian_filter(self.count(m), sigma_nn * self.per_nn)
+
+    def drop_small(self, mask: np.ndarray, min_tumour: int = 10) -> np.ndarray:
+        lab, n = ndimage.label(mask)
+        small = np.flatnonzero(np.bincount(self.at(lab)[self.is_t], minlength=n + 1) < min_tumour)
+        return mask & ~np.isin(lab, small[small > 0])
+
+    def grow(self, mask: np.ndarray, r_nn: float) -> np.ndarray:
+        return ndimage.distance_transform_edt(~mask) <= r_nn * self.per_nn if r_nn > 0 else mask
+
+    def shrink(self, mask: np.ndarray, r_nn: float) -> np.ndarray:
+        return ndimage.distance_transform_edt(mask) > r_nn * self.per_nn if r_nn > 0 else mask
+
+    def close_open(self, mask: np.ndarray, close_nn: float, open_nn: float, grow_nn: float = 0.0) -> np.ndarray:
+        mask = self.shrink(self.grow(mask, close_nn), close_nn) & self.tissue if close_nn else mask
+        mask = self.grow(self.shrink(mask, open_nn), open_nn) if open_nn else mask
+        return self.grow(mask, grow_nn) & self.tissue if grow_nn else mask
+
+    def parenchyma(self, smooth_nn: float = 1.5, fraction: float = 0.5) -> np.ndarray:
+        """The region rule's parenchyma: smoothed tumour-cell density >= ``fraction`` of its median at the tumour
+        cells; parenchyma with fewer than 10 tumour cells dropped (no pocket filling)."""
+        t = self.smooth(self.is_t, smooth_nn)
+        return self.drop_small(self.tissue & (t >= fraction * np.median(self.at(t)[self.is_t])))
+
+
+def _alpha_shape(xy: np.ndarray, is_t: np.ndarray, nn: float, alpha_nn: float, buffer_nn: float) -> np.ndarray:
+    """Cells inside the alpha shape of the tumour cells (Delaunay triangles of circumradius <= alpha), pieces
+    with fewer than 10 tumour cells dropped, grown by ``buffer_nn`` cell spacings."""
+    import shapely
+    from scipy.spatial import Delaunay
+
+    p = xy[is_t]
+    s = p[Delaunay(p).simplices]
+    a, b, c = (np.linalg.norm(s[:, i] - s[:, j], axis=1) for i, j in ((1, 2), (0, 2), (0, 1)))
+    d1, d2 = s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]
+    area = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / 2
+    tri = s[a * b * c <= alpha_nn * nn * 4 * np.maximum(area, 1e-12)]
+    u = shapely.union_all(shapely.polygons(tri))
+    pieces = [g for g in getattr(u, "geoms", [u]) if shapely.contains_xy(g.buffer(1e-6), p[:, 0], p[:, 1]).sum() >= 10]
+    u = shapely.union_all(pieces).buffer(buffer_nn * nn + 1e-6)
+    return shapely.contains_xy(u, xy[:, 0], xy[:, 1])
+
+
+def _nest_relative(gr: _Grid, close_frac: float, rim_frac: float) -> np.ndarray:
+    """Parenchyma whose gaps are closed, and rim grown, at a scale proportional to each nest's own inscribed
+    radius (a large tumour mass swallows wider septa than a small nest)."""
+
+    m = gr.parenchyma()
+    lab, n = ndimage.label(m)
+    depth = ndimage.distance_transform_edt(m)
+    radius = np.asarray(ndimage.maximum(depth, lab, np.arange(1, n + 1))) / gr.per_nn
+    out = m.copy()
+    for j, r in enumerate(radius, start=1):
+        near = gr.grow(lab == j, max(close_frac, rim_frac) * r)
+        if close_frac * r >= 0.5:
+            out |= gr.close_open(m, close_frac * r, 0) & near
+        if rim_frac * r >= 0.5:
+            out |= gr.grow(lab == j, rim_frac * r) & gr.tissue
+    return gr.at(out)
+
+
 def ceiling() -> None:
     """Upper bound of compartment agreement on both truths, over rule settings chosen with the labels."""
-    from scipy.spatial import cKDTree
-
     from tmetoolkit._core.spatial.geometry import tumour_region
 
     print("\n== ceiling: one rule against inForm tissue categories (phenoptr) and pathologist regions (Xenium) ==")
     if not SHARED.is_dir():
         print("(skipped: ../shared/data absent)")
         return
-    p = tmt.datasets.load("phenoptr", path=SHARED)
-    x = tmt.datasets.load("xenium_idc", path=SHARED)
-    tmt.tl.annotate(x)
-    keep = x.obs["region"].isin(["Invasive Tumor", "Stroma"]).to_numpy()
-    sets = {"phenoptr": (np.asarray(p.obsm["spatial"], float), (p.obs["phenotype"] == "CK+").to_numpy(),
-                         (p.obs["tissue_category"].astype(str) == "Tumor").to_numpy(), np.ones(p.n_obs, bool)),
-            "xenium": (np.asarray(x.obsm["spatial"], float),
-                       (x.obs["tmt_lineage"] == "Malignant/Epithelial").to_numpy(),
-                       (x.obs["region"] == "Invasive Tumor").to_numpy(), keep)}
+    sets = _sets()
+    regions = sets.pop("_xenium_region")
+    grids = {name: _Grid(xy, is_t) for name, (xy, is_t, _, _) in sets.items()}
     xy, is_t, truth, keep = sets["xenium"]
     reg = tumour_region(xy, is_t)
-    regions = x.obs["region"].astype(str).to_numpy()
     out_it = keep & truth & ~reg.inside
     in_st = keep & ~truth & reg.inside
     d = reg.distance
@@ -178,44 +269,103 @@ def ceiling() -> None:
           f"({int((regions == 'DCIS').sum())} cells) is not scored")
     print(f"tumour cells alone (a cell is inside when it is a tumour cell): phenoptr "
           f"{(sets['phenoptr'][1] == sets['phenoptr'][2]).mean():.3f}, Xenium {(is_t == truth)[keep].mean():.3f}")
+
+    def score(rule: str, fn, **setting) -> dict:
+        row = {"rule": rule, **setting}
+        for name, (xy, is_t, truth, keep) in sets.items():
+            row[name] = float((fn(name, xy, is_t) == truth)[keep].mean())
+        return row
+
     rows = []
-    for smooth in (0.75, 1.0, 1.5, 2.0, 3.0):
-        for frac in (0.2, 0.3, 0.5):
-            for close in (0.0, 2.0, 4.0, 6.0):
-                row = {"rule": "region", "smooth_nn": smooth, "packing_fraction": frac, "closing_nn": close}
-                for name, (xy, is_t, truth, keep) in sets.items():
-                    r = tumour_region(xy, is_t, smooth_nn=smooth, packing_fraction=frac, closing_nn=close)
-                    row[name] = float((r.inside == truth)[keep].mean())
-                rows.append(row)
-    for radius in (5, 10, 15, 20, 30, 40, 60, 80, 100, 130, 160):
-        for share in (0.2, 0.3, 0.4, 0.5, 0.6):
-            row = {"rule": "majority", "radius_um": radius, "tumour_share": share}
-            for name, (xy, is_t, truth, keep) in sets.items():
-                nb = cKDTree(xy).query_ball_point(xy, radius)
-                sh = np.array([is_t[i].mean() for i in nb])
-                row[name] = float(((sh >= share) == truth)[keep].mean())
-            rows.append(row)
+    for smooth, frac, close in itertools.product((0.75, 1.0, 1.5, 2.0, 3.0), (0.2, 0.3, 0.5), (0.0, 2.0, 4.0, 6.0)):
+        rows.append(score("region", lambda n, xy, t, s=smooth, f=frac, c=close: tumour_region(
+            xy, t, smooth_nn=s, packing_fraction=f, closing_nn=c).inside,
+            smooth_nn=smooth, packing_fraction=frac, closing_nn=close))
+    for smooth, frac, close, open_, grow in itertools.product((1.0, 1.5, 2.0), (0.2, 0.3, 0.5), (0, 2, 4, 6),
+                                                             (2, 4, 6), (0, 1, 2)):
+        rows.append(score("region+opening", lambda n, xy, t, s=smooth, f=frac, c=close, o=open_, g=grow: grids[n].at(
+            grids[n].close_open(grids[n].parenchyma(s, f), c, o, g)),
+            smooth_nn=smooth, packing_fraction=frac, closing_nn=close, opening_nn=open_, grow_nn=grow))
+    for radius, share in itertools.product((5, 10, 15, 20, 30, 40, 60, 80, 100, 130, 160), (0.2, 0.3, 0.4, 0.5, 0.6)):
+        def majority(n, xy, t, radius=radius, share=share):
+            nb = cKDTree(xy).query_ball_point(xy, radius)
+            return np.array([t[i].mean() for i in nb]) >= share
+        rows.append(score("majority", majority, radius_um=radius, tumour_share=share))
+    for bw, theta, close, open_ in itertools.product((1, 1.5, 2, 3, 4, 6), (0.3, 0.4, 0.5), (0, 2, 4), (0, 2, 4)):
+        def kde(n, xy, t, bw=bw, theta=theta, close=close, open_=open_):
+            gr = grids[n]
+            m = gr.tissue & (gr.smooth(t, bw) >= theta * np.maximum(gr.smooth(np.ones_like(t), bw), 1e-12))
+            return gr.at(gr.close_open(m, close, open_))
+        rows.append(score("kde ratio", kde, bandwidth_nn=bw, tumour_share=theta, closing_nn=close, opening_nn=open_))
+    for alpha, buf in itertools.product((1.5, 2, 3, 4, 6), (0, 0.5, 1, 2)):
+        rows.append(score("alpha shape", lambda n, xy, t, a=alpha, b=buf: _alpha_shape(xy, t, grids[n].nn, a, b),
+                          alpha_nn=alpha, buffer_nn=buf))
+    for cf, rf in itertools.product((0.1, 0.2, 0.3, 0.4, 0.5), (0, 0.05, 0.1, 0.15)):
+        rows.append(score("nest-relative", lambda n, xy, t, cf=cf, rf=rf: _nest_relative(grids[n], cf, rf),
+                          close_frac=cf, rim_frac=rf))
     g = pd.DataFrame(rows)
     cur = g[(g["rule"] == "region") & (g["smooth_nn"] == 1.5) & (g["packing_fraction"] == 0.5)
             & (g["closing_nn"] == 0)].iloc[0]
-    both = g[(g["phenoptr"] >= 0.90) & (g["xenium"] >= 0.85)]
-    print(f"{len(g)} settings (region rule: Gaussian sigma 0.75-3 cell spacings, threshold 0.2-0.5 of the tumour's "
-          "packing, closing 0-6 spacings; majority of tumour cells within 5-160 um, share 0.2-0.6)")
+    print(f"{len(g)} settings, every one scored on both sets; lengths in cell spacings (median nearest-neighbour "
+          "distance: " + ", ".join(f"{k} {v.nn:.1f} um" for k, v in grids.items()) + ")")
+    print("  region: Gaussian sigma 0.75-3, threshold 0.2-0.5 of the tumour's packing, closing 0-6")
+    print("  region+opening: the same parenchyma closed 0-6, opened 2-6 (drops nests narrower than twice that), "
+          "grown 0-2")
+    print("  majority: share of tumour cells within 5-160 um >= 0.2-0.6")
+    print("  kde ratio: Gaussian kernel density of tumour cells over all cells (bandwidth 1-6) >= 0.3-0.5, closed "
+          "0-4, opened 0-4")
+    print("  alpha shape: Delaunay triangles of tumour cells with circumradius <= 1.5-6, grown 0-2 (shapely)")
+    print("  nest-relative: gaps closed within 0.1-0.5 of each nest's inscribed radius, rim grown 0-0.15 of it")
     print(f"current rule (sigma 1.5, half the packing, no closing): phenoptr {cur['phenoptr']:.3f}, "
           f"Xenium {cur['xenium']:.3f}")
-    print(f"settings meeting both phenoptr >= 0.90 and Xenium >= 0.85: {len(both)}")
-    for rule in ("region", "majority"):
-        r = g[g["rule"] == rule]
-        b1 = r[r["phenoptr"] >= 0.90].sort_values("xenium").iloc[-1]
-        b2 = r[r["xenium"] >= 0.85].sort_values("phenoptr").iloc[-1] if (r["xenium"] >= 0.85).any() else None
-        best = r.sort_values("xenium").iloc[-1]
-        cols = [c for c in ("smooth_nn", "packing_fraction", "closing_nn", "radius_um", "tumour_share") if c in r
-                and np.isfinite(best[c])]
+    summary = []
+    for rule, r in g.groupby("rule", sort=False):
+        cols = [c for c in r.columns if c not in ("rule", "phenoptr", "xenium") and r[c].notna().all()]
         desc = lambda row, cols=cols: ", ".join(f"{c} {row[c]:g}" for c in cols)  # noqa: E731
-        print(f"{rule}: best Xenium with phenoptr >= 0.90: {b1['xenium']:.3f} ({desc(b1)}; phenoptr "
-              f"{b1['phenoptr']:.3f}); best phenoptr with Xenium >= 0.85: "
-              + (f"{b2['phenoptr']:.3f} ({desc(b2)}; Xenium {b2['xenium']:.3f})" if b2 is not None else "none")
-              + f"; best Xenium at all: {best['xenium']:.3f} ({desc(best)}; phenoptr {best['phenoptr']:.3f})")
+        ok_p, ok_x = r[r["phenoptr"] >= 0.90], r[r["xenium"] >= 0.85]
+        b1 = ok_p.sort_values("xenium").iloc[-1] if len(ok_p) else None
+        b2 = ok_x.sort_values("phenoptr").iloc[-1] if len(ok_x) else None
+        best = r.sort_values("xenium").iloc[-1]
+        summary.append({"rule": rule, "settings": len(r), "meet both": int(((r["phenoptr"] >= 0.90)
+                                                                            & (r["xenium"] >= 0.85)).sum()),
+                        "best Xenium | phenoptr>=0.90": f"{b1['xenium']:.3f} / {b1['phenoptr']:.3f}" if b1 is not
+                        None else "-",
+                        "best phenoptr | Xenium>=0.85": f"{b2['phenoptr']:.3f} / {b2['xenium']:.3f}" if b2 is not
+                        None else "-",
+                        "best Xenium at all": f"{best['xenium']:.3f} / {best['phenoptr']:.3f}"})
+        for label, row in (("best Xenium with phenoptr >= 0.90", b1), ("best phenoptr with Xenium >= 0.85", b2)):
+            if row is not None:
+                print(f"  {rule}, {label}: {desc(row)}")
+    print("per rule (pairs are Xenium / phenoptr, or phenoptr / Xenium as the column says):")
+    print(pd.DataFrame(summary).set_index("rule").to_string())
+    nr = g[g["rule"] == "nest-relative"]
+    print("nest-relative, every setting (phenoptr / Xenium; rows close_frac, columns rim_frac):")
+    print(nr.assign(pair=nr["phenoptr"].map("{:.3f}".format) + " / " + nr["xenium"].map("{:.3f}".format))
+          .pivot(index="close_frac", columns="rim_frac", values="pair").to_string())
+    both = g[(g["phenoptr"] >= 0.90) & (g["xenium"] >= 0.85)]
+    print(f"settings meeting both: {len(both)}" + ("" if both.empty else " (" + "; ".join(
+        f"{r['rule']} phenoptr {r['phenoptr']:.3f} Xenium {r['xenium']:.3f}" for _, r in both.iterrows()) + ")"))
+
+    print("\nnests: pieces of the drawn parenchyma (current rule) holding >= 40 tumour cells, with the share of their "
+          "cells in the truth's tumour category")
+    for name, gr in grids.items():
+        m = gr.parenchyma()
+        lab, n = ndimage.label(m)
+        depth = ndimage.distance_transform_edt(m) / gr.per_nn
+        cell_lab = gr.at(lab)
+        _, _, truth, keep = sets[name]
+        out = []
+        for j in range(1, n + 1):
+            c = (cell_lab == j) & keep
+            n_t = int((c & gr.is_t).sum())
+            if n_t >= 40:
+                out.append(f"{n_t} ({float(depth[lab == j].max()):.0f}; {truth[c].mean():.2f})")
+        print(f"  {name}: tumour cells (inscribed radius in cell spacings; share in the tumour category): "
+              + ", ".join(sorted(out, key=lambda s: int(s.split()[0]))))
+    t_or = is_t & (regions != "Stroma")
+    print(f"oracle: the tumour cells the pathologist left in Stroma ({int((is_t & (regions == 'Stroma')).sum())}, "
+          f"in two nests and a few scattered cells) not counted as tumour cells: current rule "
+          f"agrees with the Xenium regions for {(tumour_region(xy, t_or).inside == truth)[keep].mean():.3f}")
 
 
 def cohort(n_samples: int, n_cells: int, seed: int = 0) -> AnnData:

@@ -115,10 +115,57 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
     readme = Path(__file__).resolve().parents[1] / "README.md"
     block = re.search(r"## Quickstart\n\n```python\n(.*?)```", readme.read_text(), re.DOTALL).group(1)
     monkeypatch.chdir(tmp_path)
+    written = {name: _watch(monkeypatch, name) for name in tmt.tl.__all__ if name != "mechanisms"}
     namespace: dict = {}
     exec(compile(block, str(readme), "exec"), namespace)  # noqa: S102 - running the README is the test
     plt.close("all")
     assert (tmp_path / "report.html").is_file() and "tmt_resistance_profile" in namespace["adata"].uns
+
+    # the table of what each tool writes holds what the tools of the quickstart wrote, and only that
+    table = _readme_writes(readme.read_text())
+    assert set(table) == set(written), set(table) ^ set(written)
+    ran = {name: keys for name, keys in written.items() if keys}
+    assert {"score", "annotate", "checkpoints", "immune_phenotype", "immunosuppression"} <= set(ran), sorted(ran)
+    for name, keys in ran.items():
+        required, conditional, also = table[name]
+        allowed = required | conditional | {k for tool in also for k in set().union(*table[tool][:2])}
+        allowed |= {f'uns["{k[5:-2]}_colors"]' for k in allowed if k.startswith("obs[")}  # label colours
+        allowed |= {'obsm["tmt_scores"]', 'uns["tmt_scores"]'}  # the scores a tool needs
+        assert keys <= allowed, (name, sorted(keys - allowed))
+        assert required <= keys, (name, sorted(required - keys))
+
+
+def _watch(monkeypatch, name: str) -> set:
+    """Wrap ``tmt.tl.<name>``: the set returned collects the ``tmt_`` keys each call adds or replaces."""
+    func, keys = getattr(tmt.tl, name), set()
+
+    def wrapper(adata, *args, **kwargs):
+        obs = adata.obs.filter(regex="^tmt_").copy()
+        obsm, uns = dict(adata.obsm.items()), dict(adata.uns)
+        out = func(adata, *args, **kwargs)
+        keys.update(f'obs["{c}"]' for c in adata.obs.columns
+                    if c.startswith("tmt_") and (c not in obs or not adata.obs[c].equals(obs[c])))
+        keys.update(f'obsm["{k}"]' for k, v in adata.obsm.items() if k.startswith("tmt_") and v is not obsm.get(k))
+        keys.update(f'uns["{k}"]' for k, v in adata.uns.items() if k.startswith("tmt_") and v is not uns.get(k))
+        return out
+
+    monkeypatch.setattr(tmt.tl, name, wrapper)
+    return keys
+
+
+def _readme_writes(readme: str) -> dict[str, tuple[set, set, set]]:
+    """Per tool of the README's table: the keys it always writes, the keys it writes in some cases (a part of the
+    cell starting "with" or "on"), and the other tools whose keys it may write."""
+    import re
+
+    out = {}
+    for name, cell in re.findall(r"^\| `tmt\.tl\.(\w+)\(.*?\)` \| (.*) \|$", readme, re.MULTILINE):
+        required, conditional = set(), set()
+        for part in cell.split(";"):
+            keys = {f'{s}["{k}"]' for s, k in re.findall(r'(obsm|obs|uns)\["(tmt_\w+)"\]', part)}
+            (conditional if part.strip().startswith(("with ", "on ")) else required).update(keys)
+        out[name] = (required, conditional, set(re.findall(r"`tmt\.tl\.(\w+)`", cell)))
+    return out
 
 
 def test_installed_scanpy_stack_clusters_more_than_8192_cells():

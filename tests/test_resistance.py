@@ -36,7 +36,7 @@ def test_planted_antigen_presentation_loss_is_flagged(profiled):
 def test_programmes_that_barely_differ_are_not_flagged(profiled):
     """No pathway is planted in the simulated tumours: their programme rows differ by noise and stay unflagged. The
     planted abundances (MDSC-like, Treg, M2-like, myCAF) spread widely, and cohort-high samples are flagged."""
-    from tmetoolkit.tl._resistance import ABUNDANCE
+    from tmetoolkit._core.sample.resistance import ABUNDANCE
 
     long = profiled.uns["tmt_resistance_profile"]["long"]
     programmes = ["MAPK pathway activation", "PI3K/AKT/mTOR pathway activation",

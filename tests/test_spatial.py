@@ -358,18 +358,26 @@ def test_cd8_placed_at_random_among_non_tumour_cells_is_not_exclusion():
 
 def test_xenium_pathologist_regions():
     """Xenium breast IDC: pathologist's Invasive Tumor vs Stroma regions against the compartments from
-    annotate's malignant cells. Measured 0.832: the pathologist draws the tumour bed at low power (its
-    intratumoural stroma strands and a rim inside, two small tumour-cell nests left in the stroma), the
-    compartments draw parenchyma at cell scale, as inForm does (phenoptr, 0.909). Of 115 region and
-    neighbourhood-majority rules none reaches 0.85 here and 0.90 on phenoptr, even chosen with the labels
-    (best here with phenoptr >= 0.90: 0.844; benchmarks/bench_spatial.py --ceiling)."""
+    annotate's malignant cells. Measured 0.823: the pathologist draws the tumour bed at low power (its
+    intratumoural stroma strands and a rim inside, two tumour-cell nests of 74 and 152 tumour cells left in the
+    stroma), the compartments draw parenchyma at cell scale, as inForm does (phenoptr, 0.909). The nests are the
+    gap: the same rule reaches 0.871 when the tumour cells inside "Stroma" are not counted as tumour cells (an
+    oracle), yet by size and width they are nests like those inForm calls Tumor on phenoptr. Of 641 settings of six rule
+    families none reaches 0.85 here with a margin over 0.90 on phenoptr, even chosen with the labels (two reach
+    0.857 and 0.860 with phenoptr at 0.901; benchmarks/bench_spatial.py --ceiling)."""
     x = real_data("xenium")
     tmt.tl.annotate(x)
-    tmt.tl.compartments(x, sample_key=None)
     keep = x.obs["region"].isin(["Invasive Tumor", "Stroma"])
-    inside = (x.obs["tmt_border_distance"] < 0) | (x.obs["tmt_compartment"] == "tumor")
-    agree = (inside[keep] == (x.obs["region"][keep] == "Invasive Tumor")).mean()
-    assert agree >= 0.8, agree
+    truth = x.obs["region"][keep] == "Invasive Tumor"
+    tumour = x.obs["tmt_lineage"] == "Malignant/Epithelial"
+    x.obs["oracle_type"] = np.where(tumour & (x.obs["region"] != "Stroma"), "tumour", "other")
+    agree = {}
+    for key, labels in (("tmt_lineage", None), ("oracle_type", ["tumour"])):
+        tmt.tl.compartments(x, sample_key=None, cell_type_key=key, tumor_labels=labels)
+        inside = (x.obs["tmt_border_distance"] < 0) | (x.obs["tmt_compartment"] == "tumor")
+        agree[key] = (inside[keep] == truth).mean()
+    assert agree["tmt_lineage"] >= 0.8, agree  # measured 0.823
+    assert agree["oracle_type"] >= 0.85, agree  # measured 0.871
 
 
 def test_stroma_floor_is_where_planted_exclusion_stops_showing():

@@ -3,7 +3,7 @@ import pytest
 from scipy.stats import spearmanr
 
 import tmetoolkit as tmt
-from tmetoolkit.tl._suppression import COMPONENTS
+from tmetoolkit._core.sample.suppression import COMPONENTS
 
 
 @pytest.fixture(scope="module")

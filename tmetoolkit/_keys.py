@@ -32,7 +32,6 @@ IMMUNOSUPPRESSION = "tmt_immunosuppression"
 RESISTANCE_PROFILE = "tmt_resistance_profile"
 COMPARE_GROUPS = "tmt_compare_groups"
 RUN = "tmt_run"  # the pipeline: steps skipped and why
-INPUT = "tmt_input"
 SIMULATION = "tmt_simulation"  # datasets.simulate: the planted truth
 
 

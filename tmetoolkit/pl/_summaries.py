@@ -372,7 +372,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    from ..tl._suppression import component_z
+    from .._core.sample.suppression import component_z
 
     res = _stored(adata, _keys.IMMUNOSUPPRESSION, "tmt.tl.immunosuppression")
     if regions and "regions" not in res:

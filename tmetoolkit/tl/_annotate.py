@@ -352,7 +352,7 @@ def annotate(
     # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
     lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
     lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
-    quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok).fillna(False).astype(bool)
+    quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok.to_dict()).eq(True)
     skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *_keys.states()])]
     if len(skipped):
         malignant = rule_tab[(rule_tab["level"] == "lineage")
@@ -395,7 +395,8 @@ def annotate(
 def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray) -> pd.DataFrame:
     """Split each state of ``rules.LACKING_SPLITS`` from its sibling (in place on ``state``), sample by sample,
     where the programme it lacks separates two populations among the cells called either; one row per split and
-    sample, applied or not, and why. Within a sample, because patients differ in their HLA class II transcripts
+    sample, applied or not, and why. Where no such population stands apart (or the programme cannot be scored),
+    the cells called either are the sibling. Within a sample, because patients differ in their HLA class II transcripts
     (alleles map unequally to the reference) and a batch shifts every gene of a sample."""
     rows = []
     for lin, (low_state, sibling, name) in rules.LACKING_SPLITS.items():
@@ -405,13 +406,16 @@ def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, sam
             if not cells.any():
                 continue
             row = {"lineage": lin, "state": low_state, "sibling": sibling, "sample": smp, "signature": col}
+            # a cell is said to lack the programme only where a population lacking it stands apart from the rest;
+            # otherwise the signature competition alone would call classical blood monocytes, which hold less
+            # HLA class II than intermediate monocytes but plenty, M-MDSC-like
             if col not in S.columns:
+                state[cells] = sibling
                 rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
                 continue
             low, info = rules.split_on_lacking_programme(S[col].to_numpy(dtype=float)[cells],
                                                          min_cells=lineage_core.MIN_SEEDS)
-            if low is not None:
-                state[np.flatnonzero(cells)] = np.where(low, low_state, sibling)
+            state[np.flatnonzero(cells)] = sibling if low is None else np.where(low, low_state, sibling)
             rows.append({**row, **info})
     return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
                                        "threshold", "n_low", "applied", "reason"])

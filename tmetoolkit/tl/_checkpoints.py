@@ -1,27 +1,23 @@
-"""``tmt.tl.checkpoints``: which co-inhibitory receptors each T/NK cell expresses, and the ligands around them."""
+"""``tmt.tl.checkpoints``: which co-inhibitory receptors each T/NK cell expresses, and the ligands around them.
+
+The runner: reads the matrix or the protein gates and writes the keys; the profile is computed in
+:mod:`tmetoolkit._core.checkpoints`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._matrix import above_floor, get_matrix, iter_rows, row_floor
-from .._utils import TmtInputError, check_tmt_key, logger, warn
+from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, protein_detection
+from .._core.checkpoints import smooth as smooth_detection
+from .._matrix import get_matrix
+from .._utils import TmtInputError, check_tmt_key
 from ..pp._check import inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
-
-RECEPTORS = {"PDCD1": "PD-1", "HAVCR2": "TIM-3", "LAG3": "LAG-3", "TIGIT": "TIGIT", "CTLA4": "CTLA-4"}
-LIGANDS = {"CD274": "PD-L1", "PDCD1LG2": "PD-L2", "LGALS9": "Galectin-9", "PVR": "CD155", "NECTIN2": "CD112",
-           "FGL1": "FGL1", "CEACAM1": "CEACAM1"}
-# protein panels: receptor or ligand -> canonical marker of tmt.tl._annotate_protein.MARKER_ALIASES
-PROTEIN_MARKERS = {"PD-1": "PD1", "TIM-3": "TIM3", "LAG-3": "LAG3", "TIGIT": "TIGIT", "CTLA-4": "CTLA4",
-                   "PD-L1": "PDL1", "PD-L2": "PDL2"}
-T_NK = ("CD8 T", "CD4 T", "NK")
-LIGAND_CELLS = ("Malignant/Epithelial", "Monocyte/Macrophage")
 
 
 def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
@@ -41,18 +37,7 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=list(genes.values()))
     if not cols:
         return out
-    counts = report.state == "counts"
-    X = get_matrix(adata, layer)
-    det = np.zeros((adata.n_obs, len(cols)), dtype=bool)
-    for start, stop, block in iter_rows(X):
-        sub = block[:, cols]
-        sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float64)
-        if counts:
-            det[start:stop] = sub >= max(min_counts, np.finfo(float).tiny)
-        elif report.state == "protein":  # channels not gated by annotate: above zero, as before
-            det[start:stop] = sub > 0
-        else:
-            det[start:stop] = above_floor(sub, row_floor(block))
+    det = detect_columns(get_matrix(adata, layer), cols, state=report.state, min_counts=min_counts)
     names = [genes[g] for g in genes if g in found]
     out[names] = det.astype(float)
     return out
@@ -62,29 +47,6 @@ def is_protein(adata: AnnData) -> bool:
     """Whether :func:`tmetoolkit.tl.annotate` called these cells from a protein panel."""
     params = adata.uns.get(_keys.ANNOTATE, {}).get("params", {})
     return isinstance(params, dict) and params.get("input_state") == "protein"
-
-
-def detect_protein(adata: AnnData) -> pd.DataFrame:
-    """Cells x receptors and ligands from a protein panel: 1 above the marker's gate (``annotate``'s evidence
-    ``obsm["tmt_scores"]["<marker>+"]``), 0 below, NaN where the panel has no such channel."""
-    evidence = adata.obsm.get(_keys.SCORES)
-    cols = list(RECEPTORS.values()) + list(LIGANDS.values())
-    out = pd.DataFrame(np.nan, index=adata.obs_names, columns=cols)
-    for name, marker in PROTEIN_MARKERS.items():
-        if isinstance(evidence, pd.DataFrame) and f"{marker}+" in evidence.columns:
-            out[name] = (evidence[f"{marker}+"].to_numpy(dtype=float) > 0).astype(float)
-    return out
-
-
-def _smooth(det: pd.DataFrame, conn) -> pd.DataFrame:
-    """Detection recovered from graph neighbours: a gene counts as expressed when the cell itself or at least half
-    of its neighbours (weighted by the graph) detect it."""
-    W = sp.csr_matrix(conn, dtype=float)
-    deg = np.asarray(W.sum(axis=1)).ravel()
-    own = np.nan_to_num(det.to_numpy())
-    nb = (W @ own) / np.where(deg > 0, deg, 1)[:, None]
-    out = pd.DataFrame(((own > 0) | (nb >= 0.5)).astype(float), index=det.index, columns=det.columns)
-    return out.where(det.notna())
 
 
 def checkpoints(
@@ -144,52 +106,22 @@ def checkpoints(
         raise KeyError(msg)
     for key in (_keys.CHECKPOINT_N, _keys.CHECKPOINT_PATTERN):
         check_tmt_key(adata.obs, key, "adata.obs")
-    det = detect_protein(adata) if is_protein(adata) else detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
+    if is_protein(adata):
+        det = protein_detection(adata.obsm.get(_keys.SCORES), adata.obs_names)
+    else:
+        det = detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
     if smooth:
         if "connectivities" not in adata.obsp:
             msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."
             raise KeyError(msg)
-        det = _smooth(det, adata.obsp["connectivities"])
-    rec = det[list(RECEPTORS.values())]
-    missing = [c for c in rec.columns if rec[c].isna().all()]
-    if missing:
-        warn(f"receptor genes not measured, reported as missing (not as negative): {', '.join(missing)}")
-    lineage = adata.obs[_keys.LINEAGE].astype(str)
-    tnk = lineage.isin(T_NK).to_numpy()
-    if not tnk.any():
-        logger.info("no T or NK cells annotated: receptor profiles not computed")
-    measured = [c for c in rec.columns if c not in missing]
-    n = rec[measured].sum(axis=1).where(tnk & bool(measured))  # no receptor measured: unknown, not zero
-    pattern = np.full(adata.n_obs, "", dtype=object)
-    for c in measured:  # one vectorised pass per receptor, not a Python loop over cells
-        pattern = pattern + np.where(rec[c].to_numpy() == 1, f"{c}+", "")
-    pattern = pd.Series(np.where(pattern == "", "none", pattern), index=adata.obs_names)
+        det = smooth_detection(det, adata.obsp["connectivities"])
+    result = profile(det, adata.obs[_keys.LINEAGE], samples_of(adata, sample_key))
     adata.obsm[_keys.CHECKPOINT_DETECTION] = det
-    adata.obs[_keys.CHECKPOINT_N] = n.astype(float)
-    adata.obs[_keys.CHECKPOINT_PATTERN] = pd.Categorical(pattern.where(tnk & bool(measured)))
-
-    samples = samples_of(adata, sample_key)
-    rows = {}
-    lin_all = lineage.to_numpy()
-    for s, idx in samples.groupby(samples, observed=True).indices.items():  # positions: obs_names may repeat
-        lin = lin_all[idx]
-        cd8 = idx[lin == "CD8 T"]
-        row = {"n_cd8": len(cd8)}
-        for c in rec.columns:
-            row[f"cd8_frac_{c}"] = rec[c].iloc[cd8].mean() if len(cd8) and c in measured else np.nan
-        for k in (1, 2, 3):
-            # "k or more" cannot be seen with fewer than k receptors measured: missing, not 0
-            row[f"cd8_frac_ge{k}_receptors"] = (n.iloc[cd8] >= k).mean() if len(cd8) and len(measured) >= k else np.nan
-        for cell in LIGAND_CELLS:
-            ids = idx[lin == cell]
-            tag = "malignant" if cell.startswith("Malignant") else "myeloid"
-            for c in LIGANDS.values():
-                row[f"{tag}_frac_{c}"] = det[c].iloc[ids].mean() if len(ids) else np.nan
-        rows[s] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
+    adata.obs[_keys.CHECKPOINT_N] = result.n
+    adata.obs[_keys.CHECKPOINT_PATTERN] = result.pattern
     adata.uns[_keys.CHECKPOINTS] = {
         "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
-                   "min_counts": min_counts, "smooth": smooth, "missing_receptors": ",".join(missing)},
-        "table": table,
+                   "min_counts": min_counts, "smooth": smooth, "missing_receptors": ",".join(result.missing)},
+        "table": result.table,
     }
     return adata if copy else None

@@ -1,89 +1,29 @@
-"""``tmt.tl.resistance_profile``: the review's resistance mechanisms, per sample, where the transcriptome sees them."""
+"""``tmt.tl.resistance_profile``: the review's resistance mechanisms, per sample, where the transcriptome sees them.
+
+The runner: scores the programmes once, reads cells, positions and sample metadata, and writes the keys; the profile
+is computed in :mod:`tmetoolkit._core.sample.resistance`.
+"""
 
 from __future__ import annotations
 
 import warnings
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._core.sample.cohort import MIN_COHORT_SIZE, robust_z
+from .._core.sample.cohort import MIN_COHORT_SIZE
+from .._core.sample.resistance import APM_LOSS, COHORT_Z, MEASURES, NEEDED, mechanisms, profile
+from .._core.sample.suppression import BULK_NEEDED
+from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
 from .._utils import TmtInputError, TmtWarning, logger
 from ._checkpoints import detect, is_protein
-from ._sample_features import MIN_SPREAD, bulk_samples, mean_score, regions_of, samples_of
+from ._sample_features import bulk_samples, regions_of, samples_of
 from ._score import score_once
-from ._suppression import BULK_COMPONENTS, BULK_NEEDED, MIN_DENOMINATOR, _bulk_components, _cell_components
-from ._suppression import NEEDED as SUPPRESSION_NEEDED
+from ._suppression import cells_of
 
-# mechanism -> (what is measured, optional sample-metadata column)
-MEASURES = {
-    "Low tumor mutational burden (TMB)": ("tumour mutational burden (mutations/Mb) from sample metadata", "tmb"),
-    "B2M/HLA mutations": ("APM/MHC-I programme in malignant minus non-malignant cells of the sample", None),
-    "IFN-gamma pathway defects (JAK1/2)": (("IFN-gamma response of malignant cells of inflamed tumours (spatial "
-                                            "phenotype, IFNG+ T/NK cells inside) against those of excluded and "
-                                            "desert tumours (AUC)"), None),
-    "MAPK pathway activation": ("MAPK activity score (MPAS) in malignant cells", None),
-    "PI3K/AKT/mTOR pathway activation": ("PI3K-AKT-mTOR programme in malignant cells", None),
-    "WNT/beta-catenin pathway activation": ("beta-catenin target programme in malignant cells", None),
-    "Glycolysis/lactate production": ("glycolysis programme in malignant cells", None),
-    "Hypoxia": ("hypoxia programme in all cells", None),
-    "DNA/histone modifications": ("hypothesis: chromatin repressors high in malignant cells with low APM", None),
-    "Myeloid-derived suppressor cells (MDSCs)": ("MDSC-like cells among myeloid cells", None),
-    "Regulatory T cells (Tregs)": ("Tregs among CD4 T cells", None),
-    "M2-like tumor-associated macrophages (TAMs)": ("M2-like minus M1-like TAM balance", None),
-    "Cancer-associated fibroblasts (CAFs)": ("myCAFs among fibroblasts", None),
-    "Upregulation of LAG-3, TIM-3 and TIGIT": ("CD8 T cells with two or more co-inhibitory receptors", None),
-    "Gut dysbiosis": ("microbiome status from sample metadata", "dysbiosis"),
-    "HLA genotype (low heterozygosity)": ("HLA class I heterozygosity (0-1) from sample metadata",
-                                          "hla_heterozygosity"),
-}
-NEEDED = ["APM", "MHC_I", "HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6", "MPAS", "HALLMARK_PI3K_AKT_MTOR_SIGNALING",
-          "HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core", "HALLMARK_GLYCOLYSIS", "Glycolysis_core",
-          "HALLMARK_HYPOXIA", "Hypoxia_Buffa", "Epigenetic_regulators"]
-# per-sample abundance rows: the immunosuppression component behind each, for cells and for bulk samples
-ABUNDANCE = {
-    "Myeloid-derived suppressor cells (MDSCs)": ("mdsc_fraction_myeloid", "mdsc_programme"),
-    "Regulatory T cells (Tregs)": ("treg_fraction_cd4", "treg_programme"),
-    "M2-like tumor-associated macrophages (TAMs)": ("m2_m1_balance", "m2_m1_difference"),
-    "Cancer-associated fibroblasts (CAFs)": ("mycaf_fraction_caf", "mycaf_programme"),
-    "Upregulation of LAG-3, TIM-3 and TIGIT": ("checkpoint_coexpression", "checkpoint_receptors"),
-}
-# measures on malignant cells told apart from the other cells of the sample: bulk samples have no such cells
-CONTRASTS = ("B2M/HLA mutations", "IFN-gamma pathway defects (JAK1/2)")
-APM_LOSS = -0.5  # malignant minus non-malignant APM score (log-expression units) below which APM loss is flagged
-IFNG_RESPONSE = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6")
-# an inflamed tumour whose malignant cells outscore those of the excluded and desert tumours with probability below
-# this is flagged; on 12 simulated cohorts responding tumours scored 0.70-0.87, unresponsive ones 0.29-0.66
-IFNG_RESPONSE_AUC = 0.7
-INSIDE = "inside the tumour"
-COHORT_Z = 1.0  # cohort-relative flag: robust z above this
-
-
-def mechanisms() -> pd.DataFrame:
-    """The resistance-mechanism table (Essa et al. 2026, Table 1) shipped with tmetoolkit.
-
-    One row per mechanism: ``id`` (a short key without ``/``, used as the column name of the stored flag tables,
-    since HDF5 and zarr keys cannot hold slashes), ``group``, ``mechanism``, ``category``, ``resistance_type``,
-    ``evidence_level``, ``strategies_examples``, ``cycle_steps`` and ``measurable_from_transcriptome``.
-
-    Returns
-    -------
-    The table, one row per mechanism (a fresh copy on each call).
-    """
-    packaged = resources.files("tmetoolkit") / "_data" / "resistance_mechanisms.tsv"
-    in_repo = Path(__file__).resolve().parents[2] / "data" / "resistance_mechanisms.tsv"
-    path = Path(str(packaged)) if packaged.is_file() else in_repo
-    return pd.read_csv(path, sep="\t")
-
-
-def _metadata(adata: AnnData, samples: pd.Series, column: str) -> pd.Series | None:
-    if column not in adata.obs:
-        return None
-    return adata.obs[column].groupby(samples, observed=True).first()
+__all__ = ["mechanisms", "resistance_profile"]
 
 
 def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_key: str | None = None,
@@ -167,15 +107,22 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
             score_once(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
     # IFNG detected once, for the samples and the regions: all NaN where the gene is not measured
     ifng = pd.Series(np.nan, index=adata.obs_names) if bulk else detect(adata, layer, {"IFNG": "IFNG"}, 1)["IFNG"]
-    long, table = _profile(adata, samples, ifng=ifng, bulk=bulk, phenotype=_spatial_phenotype(adata))
+    inputs = {"cells": None if bulk else cells_of(adata), "ifng": ifng,
+              "border_distance": (adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float)
+                                  if _keys.BORDER_DISTANCE in adata.obs else None),
+              "metadata": {c: adata.obs[c] for _, c in MEASURES.values() if c is not None and c in adata.obs}}
+    scores = adata.obsm.get(_keys.SCORES, pd.DataFrame(index=adata.obs_names))
+    per_sample = profile(samples, scores, **inputs, phenotype=_spatial_phenotype(adata))
+    long, table = per_sample.long, per_sample.table
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
               "cohort_flags": len(table) >= MIN_COHORT_SIZE}
     result = {"params": params, "long": long, "table": table}
     if region_key is not None:
         too_small = set(regions.index[regions["n_cells"] < min_cells])
-        r_long, r_table = _profile(adata, region_of, ifng=ifng, bulk=False, unit="regions", too_small=too_small,
-                                   min_cells=min_cells, phenotype=_spatial_phenotype(adata, region_key))
+        per_region = profile(region_of, scores, **inputs, unit="regions", too_small=too_small, min_cells=min_cells,
+                             phenotype=_spatial_phenotype(adata, region_key))
+        r_long, r_table = per_region.long, per_region.table
         r_long = r_long.rename(columns={"sample": "region"})
         r_long.insert(1, "sample", regions.loc[r_long["region"], "sample"].to_numpy())
         params.update(region_key=region_key, min_cells=min_cells)
@@ -184,162 +131,6 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     logger.info("resistance profile: %d samples x %d mechanisms%s", len(table), table.shape[1],
                 f", {len(result['regions'])} regions" if region_key is not None else "")
     return adata if copy else None
-
-
-def _profile(adata: AnnData, groups: pd.Series, *, ifng: pd.Series, bulk: bool, unit: str = "samples",
-             too_small=frozenset(), min_cells: int = 0,
-             phenotype: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The long table (group x mechanism) and the flag table (groups x mechanisms) for samples or regions."""
-    every = pd.Series(True, index=adata.obs_names)
-    names = sorted(groups.dropna().unique())
-    if bulk:
-        malignant = every  # tumour programmes of the whole sample
-        sup = _bulk_components(adata).reindex(names)
-    else:
-        lin = adata.obs[_keys.LINEAGE].astype(str)
-        malignant = lin == "Malignant/Epithelial"
-        other = (~malignant) & (lin != "unassigned")
-        sup = _cell_components(adata, lin, adata.obs[_keys.STATE].astype(str), groups).reindex(names)
-
-    k = 1 if bulk else MIN_DENOMINATOR  # a programme "in malignant cells" of a region with one such cell is noise
-    small = pd.Series([n in too_small for n in names], index=names)
-
-    def diff(sigs):
-        if bulk:
-            return pd.Series(np.nan, index=names)
-        return mean_score(adata, sigs, malignant, groups, k) - mean_score(adata, sigs, other, groups, k)
-
-    def in_tumour(sigs):
-        return mean_score(adata, sigs, malignant, groups, k)
-
-    phenotype = (phenotype if phenotype is not None else pd.Series(dtype=object)).reindex(names)
-    if bulk:
-        exposure, ifng_where, ifng_auc = pd.Series(np.nan, index=names), "", pd.Series(np.nan, index=names)
-    else:
-        exposure, ifng_where = _ifng_exposure(adata, groups, lin, malignant, ifng)
-        exposure = exposure.reindex(names).where(~small)
-        ifng_auc = _ifng_response_auc(adata, groups, malignant, phenotype.isin(["excluded", "desert"]) & ~small,
-                                      k).reindex(names)
-    values = {
-        "B2M/HLA mutations": diff(["APM", "MHC_I"]),
-        "IFN-gamma pathway defects (JAK1/2)": ifng_auc,
-        "MAPK pathway activation": in_tumour(["MPAS"]),
-        "PI3K/AKT/mTOR pathway activation": in_tumour(["HALLMARK_PI3K_AKT_MTOR_SIGNALING"]),
-        "WNT/beta-catenin pathway activation": in_tumour(["HALLMARK_WNT_BETA_CATENIN_SIGNALING",
-                                                          "WNT_beta_catenin_core"]),
-        "Glycolysis/lactate production": in_tumour(["HALLMARK_GLYCOLYSIS", "Glycolysis_core"]),
-        "Hypoxia": mean_score(adata, ["HALLMARK_HYPOXIA", "Hypoxia_Buffa"], every, groups),
-        "DNA/histone modifications": in_tumour(["Epigenetic_regulators"]),
-        **{mech: sup[cols[1] if bulk else cols[0]] for mech, cols in ABUNDANCE.items()},
-    }
-    protein = not bulk and is_protein(adata)
-    cohort = int((~small).sum()) >= MIN_COHORT_SIZE
-    rows = []
-    table = pd.DataFrame(index=names, dtype=float)
-    for r in mechanisms().itertuples(index=False):
-        measure, meta_col = MEASURES.get(r.mechanism, ("", None))
-        if bulk and r.mechanism in ABUNDANCE:
-            measure = BULK_COMPONENTS[ABUNDANCE[r.mechanism][1]][0] + " (bulk)"
-        elif bulk and r.mechanism not in CONTRASTS:
-            for cells in ("in malignant cells", "in all cells"):
-                measure = measure.replace(cells, "in the whole sample (bulk)")
-        v = values.get(r.mechanism)
-        v = v.reindex(names) if v is not None else pd.Series(np.nan, index=names)
-        v = v.where(~small)
-        z = robust_z(v, MIN_SPREAD) if cohort else pd.Series(np.nan, index=names)
-        flag = pd.Series(np.nan, index=names)
-        status = pd.Series("measured", index=names)
-        if meta_col is not None:
-            meta = _metadata(adata, groups, meta_col)
-            if meta is None:
-                status[:] = f"needs external data: add obs['{meta_col}']"
-            else:
-                v = pd.to_numeric(meta.reindex(names), errors="coerce")
-                status[:] = "from sample metadata"
-                if meta_col == "tmb":
-                    flag = (v < 10).astype(float).where(v.notna())
-                elif meta_col == "dysbiosis":
-                    flag = v.astype(float)
-                else:
-                    flag = (v < 1.0).astype(float).where(v.notna())
-        elif r.mechanism == "B2M/HLA mutations":
-            flag = (v < APM_LOSS).astype(float).where(v.notna())
-        elif r.mechanism == "IFN-gamma pathway defects (JAK1/2)":
-            # T cells reach the tumour (spatially inflamed) and make IFNG there, yet its malignant cells respond no
-            # more than those of the excluded and desert tumours, whose T cells stay away
-            exposed = (phenotype == "inflamed") & (exposure > 0)
-            flag = (v < IFNG_RESPONSE_AUC).astype(float).where(exposed & v.notna())
-            status[:] = [_ifng_status(e, auc, ph, ifng_where)
-                         for e, auc, ph in zip(exposure, v, phenotype, strict=True)]
-        elif r.mechanism == "DNA/histone modifications":
-            apm = values["B2M/HLA mutations"].reindex(names)
-            flag = ((z > COHORT_Z) & (apm < 0)).astype(float).where(z.notna() & apm.notna())
-            status[:] = "hypothesis"
-        elif cohort:
-            flag = (z > COHORT_Z).astype(float).where(z.notna())
-        else:
-            status[:] = f"measured (a flag needs at least three {unit})"
-        status[v.isna() & status.str.startswith(("measured", "hypothesis"))] = (
-            "not assessable on a protein panel: needs expression" if protein and r.mechanism not in ABUNDANCE
-            else "not assessable: cells or genes missing")
-        if meta_col is None:
-            status[small] = f"not assessable: fewer than {min_cells} cells"
-        if bulk and r.mechanism in CONTRASTS:
-            status[:] = "not assessable in bulk data: needs the malignant cells told apart from the others"
-        table[r.id] = flag
-        for s in names:
-            rows.append({
-                "sample": s, "id": r.id, "group": r.group, "mechanism": r.mechanism, "cycle_steps": r.cycle_steps,
-                "category": r.category, "resistance_type": r.resistance_type, "evidence_level": r.evidence_level,
-                "strategies": r.strategies_examples, "measure": measure, "value": v[s], "z": z[s],
-                "flagged": flag[s], "status": status[s],
-            })
-    long = pd.DataFrame(rows)
-    long["flagged"] = long["flagged"].astype(float)
-    return long, table
-
-
-def _ifng_exposure(adata: AnnData, groups: pd.Series, lin: pd.Series, malignant: pd.Series,
-                   ifng: pd.Series) -> tuple[pd.Series, str]:
-    """Per group, IFNG+ T/NK cells per 100 malignant cells, and where they were counted.
-
-    Where :func:`tmetoolkit.tl.compartments` placed the cells (``obs["tmt_border_distance"]``), both are counted
-    inside the tumour region: malignant cells meet the IFN-gamma of T cells among them, not of T cells held in the
-    stroma. ``ifng`` is each cell's IFNG detection (1/0; all NaN when the gene is not measured, and then the result
-    is all NaN and ``""``). NaN where fewer than ``MIN_DENOMINATOR`` malignant cells are counted.
-    """
-    tnk, mal = lin.isin(["CD8 T", "CD4 T", "NK"]), malignant.copy()
-    where = "in the sample"
-    if _keys.BORDER_DISTANCE in adata.obs:
-        inside = adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float) < 0
-        tnk, mal = tnk & inside, mal & inside
-        where = INSIDE
-    if ifng.isna().all():
-        return pd.Series(np.nan, index=pd.Index(groups.dropna().unique())), ""
-    n_ifng = (ifng.astype(bool) & tnk).groupby(groups, observed=True).sum()
-    n_mal = mal.groupby(groups, observed=True).sum()
-    return (100 * n_ifng / n_mal.where(n_mal >= MIN_DENOMINATOR)).astype(float), where
-
-
-def _ifng_response_auc(adata: AnnData, groups: pd.Series, malignant: pd.Series, baseline: pd.Series,
-                       min_cells: int) -> pd.Series:
-    """Per group, the probability that one of its malignant cells has a higher IFN-gamma response than a malignant
-    cell of the ``baseline`` groups (Mann-Whitney AUC; the group itself left out of the baseline)."""
-    from scipy.stats import mannwhitneyu
-
-    S = adata.obsm.get(_keys.SCORES)
-    cols = [c for c in IFNG_RESPONSE if S is not None and c in S.columns]
-    out = pd.Series(np.nan, index=baseline.index)
-    low = baseline.index[baseline.to_numpy(dtype=bool)]
-    if not cols or not len(low):
-        return out
-    response = S.loc[malignant.to_numpy(), cols].mean(axis=1)
-    g = groups[malignant]
-    for name in baseline.index:
-        x, base = response[g == name], response[g.isin(low) & (g != name)]
-        if len(x) >= min_cells and len(base) >= min_cells:
-            out[name] = mannwhitneyu(x, base).statistic / (len(x) * len(base))
-    return out
 
 
 def _spatial_phenotype(adata: AnnData, region_key: str | None = None) -> pd.Series:
@@ -351,23 +142,3 @@ def _spatial_phenotype(adata: AnnData, region_key: str | None = None) -> pd.Seri
     if not isinstance(tab, pd.DataFrame) or "basis" not in tab:
         return pd.Series(dtype=object)
     return tab["phenotype"].astype(str).where(tab["basis"].astype(str).str.startswith("spatial"))
-
-
-def _ifng_status(exposure: float, auc: float, phenotype, where: str) -> str:
-    if not where:
-        return "not assessable: IFNG not measured"
-    if not isinstance(phenotype, str) or phenotype == "not assessable":
-        if where != INSIDE:
-            return ("not assessable: needs positions (whether T cells reach the malignant cells cannot be seen in "
-                    "dissociated cells)")
-        return "not assessable: needs the spatial immune phenotype (run tmt.tl.immune_phenotype first)"
-    if not np.isfinite(exposure):
-        return f"not assessable: fewer than {MIN_DENOMINATOR} malignant cells {where}"
-    seen = f"{phenotype}; {exposure:.1f} IFNG+ T/NK cells per 100 malignant cells {where}"
-    if not np.isfinite(auc):
-        return f"not assessable: no excluded or desert tumour to compare with, or too few malignant cells ({seen})"
-    if phenotype != "inflamed":
-        return f"measured ({seen}: T cells do not reach the malignant cells, no flag)"
-    if not exposure > 0:
-        return f"measured ({seen}: no IFNG+ T/NK cell among the malignant cells, no flag)"
-    return f"measured ({seen})"

@@ -1,12 +1,11 @@
-"""Per-sample features shared by immunosuppression and the resistance profile."""
+"""Samples and regions of the cells, read from AnnData for the per-sample tools; the features themselves are computed
+in :mod:`tmetoolkit._core.sample`."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .. import _keys
 from .._utils import TmtInputError, missing_key_error
 
 
@@ -38,33 +37,6 @@ def bulk_samples(adata: AnnData) -> pd.Series:
                "sample, or call adata.obs_names_make_unique().")
         raise TmtInputError(msg)
     return pd.Series(names, index=adata.obs_names)
-
-
-def fraction(num: pd.Series, den: pd.Series, samples: pd.Series, min_den: int = 1) -> pd.Series:
-    """Per sample, cells in ``num`` among cells in ``den`` (NaN where the sample has fewer than ``min_den``)."""
-    d = den.groupby(samples, observed=True).sum()
-    n = (num & den).groupby(samples, observed=True).sum()
-    return (n / d.where(d >= max(min_den, 1))).astype(float)
-
-
-def mean_score(adata: AnnData, signatures, mask: pd.Series, samples: pd.Series, min_cells: int = 1) -> pd.Series:
-    """Per sample, the mean over ``mask`` cells of the first scored signature in ``signatures`` (NaN if none, or
-    where the sample has fewer than ``min_cells`` such cells)."""
-    S = adata.obsm.get(_keys.SCORES)
-    if S is None:
-        return pd.Series(np.nan, index=pd.Index(samples.dropna().unique()))
-    for s in signatures:
-        if s in S.columns:
-            groups = S.loc[mask.to_numpy(), s].groupby(samples[mask], observed=True)
-            return groups.mean().where(groups.size() >= min_cells).reindex(samples.dropna().unique())
-    return pd.Series(np.nan, index=pd.Index(samples.dropna().unique()))
-
-
-# the smallest spread of a per-sample feature (score units, about 10% more expression of a programme's genes, or 10
-# points of a fraction) that robust z-scores divide by. Simulated tumours with no pathway planted, only per-gene batch
-# effects, differ by up to 0.08 in their programmes; dividing such noise by its own spread flagged one or two of six
-# samples per programme row, and gave noise components the weight of real ones in the immunosuppression composite.
-MIN_SPREAD = 0.1
 
 
 def regions_of(adata: AnnData, samples: pd.Series, region_key: str) -> tuple[pd.Series, pd.DataFrame]:

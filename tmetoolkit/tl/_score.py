@@ -1,204 +1,27 @@
-"""``tmt.tl.score``: every selected signature scored per cell in one vectorised pass over the matrix."""
+"""``tmt.tl.score``: every selected signature scored per cell in one vectorised pass over the matrix.
+
+The runner: checks the input, matches signatures to genes and writes the keys; the methods are in
+:mod:`tmetoolkit._core.scoring.methods`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._core.scoring import kernels as _kernels
-from .._matrix import DEFAULT_CHUNK, check_chunks, column_sums, get_matrix, iter_rows, normalise_block
-from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, progress_bar, warn
+from .._core.scoring.methods import METHODS, Method, positions, score_matrix, score_settings
+from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
+from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import InputReport, control_probes, coverage, detect_gene_id, hint_raw, input_error, inspect
 from ..sig import as_signatures
-
-Method = Literal["mean_ctrl", "rank", "aucell", "ssgsea"]
-METHODS = ("mean_ctrl", "rank", "aucell", "ssgsea")
 
 
 def _refuse_bad_input(report: InputReport) -> None:
     """Scaled data, NaN/inf and Ensembl IDs are refused by every method (ranks of z-scores are not expression ranks)."""
     if report.problems:
         raise input_error(report, "cannot score this input: " + " ".join(report.problems))
-
-
-def _positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.ndarray]:
-    """Matrix columns and weights for the given genes; a gene mapped to several columns shares its weight."""
-    cols, w = [], []
-    for g in genes:
-        if g in found:
-            pos = found[g]
-            cols += pos
-            w += [sig.weight(g) / len(pos)] * len(pos)
-    return np.asarray(cols, dtype=np.int64), np.asarray(w, dtype=np.float64)
-
-
-def _gene_means(X, state: str, target_sum, chunk_size: int) -> np.ndarray:
-    if state not in ("counts", "linear"):
-        if isinstance(X, np.ndarray):
-            return X.mean(axis=0, dtype=np.float64)
-        sums = column_sums(X)
-        if sums is not None:
-            return sums / X.shape[0]
-    total = np.zeros(X.shape[1])
-    for _, _, block in iter_rows(X, chunk_size):
-        total += np.asarray(normalise_block(block, state, target_sum).sum(axis=0)).ravel()
-    return total / X.shape[0]
-
-
-def _mean_ctrl_weights(plan, n_vars, means, *, n_bins, ctrl_size, seed) -> tuple[np.ndarray, np.ndarray]:
-    """Genes x columns matrix ``W`` and the signature of each column.
-
-    ``X @ W`` gives, per signature, the up part (up-gene mean minus control mean) and, for signatures with down
-    genes, a second column with the down part; see :func:`_combine_parts`.
-    """
-    rows, cols, vals, owner = [], [], [], []
-    for j, (up, w_up, down, w_down) in enumerate(plan):
-        for idx, w in ((up, w_up), (down, w_down)):
-            if idx.size == 0:
-                continue
-            # a fresh legacy generator per gene set reproduces scanpy.tl.score_genes(random_state=seed)
-            rng = np.random.RandomState(seed)
-            ctrl = _kernels.control_genes(means, np.unique(idx), n_bins=n_bins, ctrl_size=ctrl_size, rng=rng)
-            col = len(owner)
-            owner.append(j)
-            rows += [idx, ctrl]
-            cols += [np.full(idx.size, col), np.full(ctrl.size, col)]
-            vals += [w / w.sum(), np.full(ctrl.size, -1.0 / max(ctrl.size, 1))]
-    W = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_vars, len(owner)))
-    return W.toarray(), np.asarray(owner)  # genes x columns is small; a dense right operand keeps the result dense
-
-
-def _combine_parts(parts: np.ndarray, owner: np.ndarray, n_sig: int) -> np.ndarray:
-    """Score = up part minus the down part where positive: missing down genes never raise a score."""
-    first = np.r_[True, owner[1:] != owner[:-1]]
-    out = np.empty((parts.shape[0], n_sig))
-    out[:, owner[first]] = parts[:, first]
-    if (~first).any():
-        out[:, owner[~first]] -= np.maximum(parts[:, ~first], 0.0)
-    return out
-
-
-def nonnegative_rows(block):
-    """``block`` with each row shifted so that its smallest value is 0, when it has negative values.
-
-    Log values may be negative (voom log-CPM, log2 intensities, log2(TPM + 0.001)); the rank methods take the zeros
-    of a sparse row as its lowest values. A shift within a row keeps its ranks, so their scores do not change.
-    """
-    if sp.issparse(block):
-        if block.data.size == 0 or block.data.min() >= 0:
-            return block
-        block = block.toarray()
-    block = np.asarray(block, dtype=np.float64)
-    if block.size == 0 or block.min() >= 0:
-        return block
-    return block - block.min(axis=1, keepdims=True)
-
-
-def _membership(plan, n_vars, which: int) -> sp.csr_matrix:
-    rows = [p[which] for p in plan]
-    cols = [np.full(r.size, j) for j, r in enumerate(rows)]
-    data = np.ones(sum(r.size for r in rows))
-    return sp.coo_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n_vars, len(plan))).tocsr()
-
-
-def _ssgsea_block(block, plan, *, seed: int) -> np.ndarray:
-    """Single-sample GSEA enrichment scores (gseapy, Barbie 2009) for one block of observations.
-
-    Genes are named by their column so that a signature's matched columns (aliases, orthologs) are used as is. The
-    raw enrichment score (not gseapy's NES, which is rescaled by the range over the samples given) keeps every
-    sample's score independent of the others, so chunks and subsets agree. Down genes count as for the rank methods.
-    """
-    import gseapy
-
-    dense = block.toarray() if sp.issparse(block) else np.asarray(block)
-    # every gene takes part in the ranking; genes are named by their column number
-    df = pd.DataFrame(dense.T, index=[f"g{j}" for j in range(dense.shape[1])],
-                      columns=[f"s{i}" for i in range(dense.shape[0])])
-    sets = {}
-    for j, (up, _, down, _) in enumerate(plan):
-        sets[f"up{j}"] = [f"g{c}" for c in np.unique(up)]
-        if down.size:
-            sets[f"down{j}"] = [f"g{c}" for c in np.unique(down)]
-    res = gseapy.ssgsea(data=df, gene_sets=sets, sample_norm_method="rank", min_size=1, max_size=100_000,
-                        outdir=None, no_plot=True, threads=1, seed=seed, verbose=False)
-    es = res.res2d.pivot(index="Name", columns="Term", values="ES").astype(float).reindex(df.columns)
-    out = np.column_stack([es[f"up{j}"].to_numpy() for j in range(len(plan))])
-    for j, (_, _, down, _) in enumerate(plan):
-        if down.size:
-            out[:, j] = np.maximum(0.0, out[:, j] - np.nan_to_num(es[f"down{j}"].to_numpy()))
-    return out
-
-
-def score_matrix(
-    X,
-    plan: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-    *,
-    state: str,
-    method: Method,
-    target_sum: float | None = None,
-    n_bins: int = 25,
-    ctrl_size: int = 50,
-    max_rank: int | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
-    seed: int = 0,
-    progress: bool = False,
-    background: np.ndarray | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Score a cells x genes matrix for every signature of ``plan`` (up columns, weights, down columns, weights).
-
-    ``background`` (boolean, per column) marks the genes: ``mean_ctrl`` draws controls only from them and ``rank``
-    and ``aucell`` rank only them (the others are control probes); default all columns.
-    Returns the cells x signatures scores and the parameters actually used.
-    """
-    n_obs, n_vars = X.shape
-    out = np.empty((n_obs, len(plan)))
-    used: dict = {}
-    chunks = iter_rows(X, chunk_size)
-    n_chunks = -(-n_obs // chunk_size)
-    if method == "mean_ctrl":
-        means = _gene_means(X, state, target_sum, chunk_size)
-        if background is not None:
-            means = np.where(background, means, np.nan)  # left out of every expression bin
-        W, owner = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
-        for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="scoring"):
-            parts = _kernels.matmul(normalise_block(block, state, target_sum), W)
-            out[start:stop] = _combine_parts(parts, owner, len(plan))
-        used.update(n_bins=n_bins, ctrl_size=ctrl_size)
-    elif method == "ssgsea":
-        for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ssGSEA"):
-            out[start:stop] = _ssgsea_block(nonnegative_rows(normalise_block(block, state, target_sum)), plan,
-                                            seed=seed)
-        used.update(sample_norm_method="rank", statistic="ES")
-    else:
-        aucell = method == "aucell"
-        genes = np.flatnonzero(background) if background is not None else None  # ranked among genes only
-        n_ranked = n_vars if genes is None else genes.size
-        if max_rank is None:
-            max_rank = int(np.ceil(0.05 * n_ranked)) if aucell else 1500
-        max_rank = int(min(max_rank, n_ranked))
-        m_up, m_down = _membership(plan, n_vars, 0), _membership(plan, n_vars, 2)
-        if genes is not None:
-            m_up, m_down = m_up[genes], m_down[genes]
-        n_up = np.asarray(m_up.sum(axis=0)).ravel()
-        n_down = np.asarray(m_down.sum(axis=0)).ravel()
-        has_down = n_down > 0
-        finish = _kernels.auc if aucell else _kernels.ucell
-        for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="ranking"):
-            if genes is not None:
-                block = block[:, genes]
-            block = nonnegative_rows(block)
-            up = finish(_kernels.rank_sums(block, m_up, max_rank, aucell=aucell), n_up, max_rank)
-            if has_down.any():
-                down = finish(_kernels.rank_sums(block, m_down, max_rank, aucell=aucell), n_down, max_rank)
-                up = np.where(has_down, np.maximum(0.0, up - np.nan_to_num(down)), up)
-            out[start:stop] = up
-        used.update(max_rank=max_rank)
-    return out, used
 
 
 def _hint_raw(adata: AnnData, layer: str | None, sigs, cov: pd.DataFrame, species: str) -> None:
@@ -323,7 +146,7 @@ def score(
         )
         raise TmtInputError(msg)
 
-    plan = [(*_positions(s, found[s.name], s.genes_up), *_positions(s, found[s.name], s.genes_down)) for s in keep]
+    plan = [(*positions(s, found[s.name], s.genes_up), *positions(s, found[s.name], s.genes_down)) for s in keep]
 
     X = get_matrix(adata, layer)
     logger.info("scoring %d signatures on %d cells with %s", len(keep), adata.n_obs, method)
@@ -348,7 +171,7 @@ def score(
     adata.obsm[key_added] = new
 
     cov = cov.assign(scored=cov["scorable"], method=method, layer=layer or "X",
-                     settings=_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank))
+                     settings=score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank))
     prev = adata.uns.get(key_added, {}).get("signatures") if isinstance(adata.uns.get(key_added), dict) else None
     if isinstance(prev, pd.DataFrame):
         cov = pd.concat([prev[~prev["signature"].isin(cov["signature"])], cov], ignore_index=True)
@@ -369,15 +192,6 @@ def score(
     return adata if copy else None
 
 
-def _settings(method: str, *, seed: int, n_bins: int, ctrl_size: int, max_rank: int | None) -> str:
-    """The parameters besides method and layer that a score depends on, as recorded per signature."""
-    if method == "mean_ctrl":
-        return f"seed={seed}, n_bins={n_bins}, ctrl_size={ctrl_size}"
-    if method == "ssgsea":
-        return f"seed={seed}"
-    return f"max_rank={max_rank}"
-
-
 def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", layer: str | None = None,
                species: str | None = None, seed: int = 0, n_bins: int = 25, ctrl_size: int = 50,
                max_rank: int | None = None) -> None:
@@ -392,7 +206,7 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
     todo = sigs
     if isinstance(table, pd.DataFrame) and isinstance(S, pd.DataFrame) and {"layer", "settings"} <= set(table):
         cov = coverage(adata.var_names, sigs, species)
-        settings = _settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank)
+        settings = score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank)
         done = table.drop_duplicates("signature", keep="last").set_index("signature")
         todo = []
         for s, genes in zip(sigs, cov["genes_used"], strict=True):

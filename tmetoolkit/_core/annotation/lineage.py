@@ -133,18 +133,20 @@ def select_seeds(E: pd.DataFrame, *, margin: float = SEED_MARGIN, min_evidence: 
 
 
 def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_confidence: float = 0.5,
-                  seed: int = 0, not_assessable: dict | None = None, require_evidence: bool = True) -> LineageResult:
+                  seed: int = 0, not_assessable: dict | None = None, require_evidence: bool = True,
+                  seed_evidence: float = MIN_EVIDENCE) -> LineageResult:
     """Seeds from pooled marker evidence, then a logistic regression on ``features`` trained on them.
 
     Labels with at least ``MIN_SEEDS`` seeds are learned (each lineage's probability is the sum of its labels');
     cells whose seed label is too rare to learn keep it, with a confidence from the marker lead. Without
     ``features`` or with fewer than two learnable labels, every cell gets its marker call. A cell's pooled
-    evidence for the classifier's lineage must be positive (``require_evidence``) or, where the cells are already
-    known to belong to a parent lineage (CD8 or CD4 among T cells), at least not negative: a T cell that shows
-    neither co-receptor, common at droplet depth, takes the classifier's call.
+    evidence for the classifier's lineage must be positive (``require_evidence``); where the cells are already
+    known to belong to a parent lineage (CD8 or CD4 among T cells) the classifier decides alone: a T cell that
+    shows neither co-receptor, common at droplet depth, or sits beside cells of the other one, takes its call.
+    A seed's best label reaches ``seed_evidence``.
     """
     n = len(E_pooled)
-    seeds = select_seeds(E_pooled)
+    seeds = select_seeds(E_pooled, min_evidence=seed_evidence)
     labels, counts = np.unique(seeds[seeds != ""], return_counts=True)
     n_seeds = dict(zip(labels.tolist(), counts.tolist(), strict=True))
     learn = [lab for lab, c in n_seeds.items() if c >= MIN_SEEDS]
@@ -193,7 +195,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     conf[rare] = marker_conf[rare]
     # no class claims a cell whose own (pooled) markers speak against the lineage the classifier chose
     claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
-    claimed = rare | ((claim > 0) if require_evidence else (claim >= 0))
+    claimed = (rare | (claim > 0)) if require_evidence else np.ones(n, dtype=bool)
     conf = np.where(claimed, conf, 0.0)
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
     label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)

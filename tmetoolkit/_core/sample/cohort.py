@@ -1,5 +1,5 @@
-"""Statistics across the samples of a cohort: the robust z-score and the fewest samples a cohort-relative call
-rests on."""
+"""Statistics across the samples of a cohort: the robust z-score, its smallest spread and the fewest samples a
+cohort-relative call rests on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from scipy.stats import median_abs_deviation
 # the fewest samples a cohort-relative call (a rank, a median and its spread across samples) is made from: with two,
 # every sample sits at the median's distance on one side or the other, so no sample can stand out from the rest
 MIN_COHORT_SIZE = 3
+
+# the smallest spread of a per-sample feature (score units, about 10% more expression of a programme's genes, or 10
+# points of a fraction) that robust z-scores divide by. Simulated tumours with no pathway planted, only per-gene batch
+# effects, differ by up to 0.08 in their programmes; dividing such noise by its own spread flagged one or two of six
+# samples per programme row, and gave noise components the weight of real ones in the immunosuppression composite.
+MIN_SPREAD = 0.1
 
 
 def robust_sd(values) -> float:

@@ -100,7 +100,8 @@ def tumour_region(xy: np.ndarray, is_tumour: np.ndarray, *, margin_width_nn: flo
 
     ``smooth_nn``, ``packing_fraction`` and ``closing_nn`` (a morphological closing of the parenchyma by that many
     cell spacings before step 3, off by default) exist for ``benchmarks/bench_spatial.py --ceiling``, which varies
-    them to show that no setting matches both inForm's tissue categories and a pathologist's low-power regions.
+    them (with other rule families) to show that no setting, even chosen with the labels, matches inForm's tissue
+    categories and a pathologist's low-power regions with a margin.
     """
     n = len(xy)
     nn = median_nn(xy)
