@@ -82,6 +82,22 @@ def test_bulk_sample_with_few_t_cells_is_not_inflamed():
     assert r.uns["tmt_immune_phenotype"]["table"].loc["LAU125", "phenotype"] != "inflamed"
 
 
+def test_lau125_ifng_response_rests_on_stat1_and_hla_dra():
+    """What the xfail above records, as the data give it: LAU125's IFN-gamma programme clears the cut only with both
+    STAT1 and HLA-DRA (genes near the top of any transcriptome); without either it falls below, while LAU1255, the
+    sample with the most IFNG and CXCL9, stays above without any one of the six."""
+    from tmetoolkit._core.sample.phenotype import ENRICHED
+    from tmetoolkit.tl._marker_null import marker_null_z
+
+    r = real_data("racle")
+    genes = tmt.sig.get("IFNG_6").genes_up
+    programmes = {"all": genes, **{g: tuple(x for x in genes if x != g) for g in genes}}
+    z, _ = marker_null_z(r, programmes, "human")
+    assert z.loc["LAU125", "all"] >= ENRICHED
+    assert z.loc["LAU125", "STAT1"] < ENRICHED and z.loc["LAU125", "HLA-DRA"] < ENRICHED
+    assert (z.loc["LAU1255"] >= ENRICHED).all()
+
+
 @pytest.mark.parametrize("tool", ["immune_phenotype", "immunosuppression", "resistance_profile", "compare_groups"])
 def test_bulk_samples_need_unique_names(sim_small, tool):
     """In bulk or pseudobulk data the observations are the samples: repeated names are refused, not merged."""
