@@ -70,7 +70,7 @@ def run_signatures(*, annotate: bool, tumor_signature: str | None = None) -> lis
     programme), so that the first step scores them in one pass and each tool finds its columns scored
     (``tl._score.score_once``)."""
     from . import sig
-    from .tl import _annotate_rules
+    from ._core.annotation import rules as _annotate_rules
 
     sigs = list(sig.collection("all"))
     if annotate:

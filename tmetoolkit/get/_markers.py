@@ -47,7 +47,7 @@ def _deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None
             add(lab, None, sigs)
         return out
     if key in SUBSET_KEYS:
-        from ..tl._annotate_rules import SUBSET_RULES
+        from .._core.annotation.rules import SUBSET_RULES
 
         for _, row in rules[rules["level"] == key].iterrows():
             add(str(row["label"]), SUBSET_RULES[key][0], row["signatures"])
@@ -65,7 +65,7 @@ def _deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None
 def _protein_markers(adata: AnnData, key: str) -> dict[str, tuple[str | None, list[tuple[int, str, str]]]]:
     """Protein panels: label -> (the lineage it is compared within, or ``None``; ``(channel column, marker, "up")``
     for each gated marker of its rule)."""
-    from ..tl import _annotate_protein as prot
+    from .._core.annotation import protein as prot
 
     gates = adata.uns[_keys.ANNOTATE]["gates"].set_index("marker")
     column = {m: adata.var_names.get_loc(ch) for m, ch in gates["channel"].items()}
@@ -95,7 +95,7 @@ def _signature_genes(adata: AnnData, names: list[str], species: str) -> list[tup
     """``(column of var_names, signature, "up"|"down")`` for each gene a signature was scored on."""
     from ..sig import get
     from ..sig._genes import GeneIndex
-    from ..tl._annotate_rules import SPECIFIC_SUFFIX
+    from .._core.annotation.rules import SPECIFIC_SUFFIX
 
     info = adata.uns[_keys.SCORES]["signatures"].set_index("signature")
     index = GeneIndex(adata.var_names, species)

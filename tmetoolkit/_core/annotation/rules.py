@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import _keys
+from ... import _keys
 
 if TYPE_CHECKING:
-    from ..sig import Signature
+    from ...sig import Signature
 
 LINEAGE_RULES: dict[str, tuple[str, ...]] = {
     "T/NK|T": ("T_cell",),
@@ -125,7 +125,7 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     """
     from dataclasses import replace
 
-    from ..sig import get
+    from ...sig import get
 
     tables: dict[str, dict[str, tuple[str, ...]]] = {}
     derived = {}
@@ -191,7 +191,7 @@ def lacking_signatures() -> list[Signature]:
     named ``<signature>_lacks``."""
     from dataclasses import replace
 
-    from ..sig import get
+    from ...sig import get
 
     out = []
     for state, sibling, name in LACKING_SPLITS.values():
@@ -214,7 +214,7 @@ def split_on_lacking_programme(values: np.ndarray, *, min_cells: int, seed: int 
     otherwise ``None`` (the signature competition stands) and the reason. (Without the BIC condition, monocytes of
     a simulated sample without M-MDSC-like cells were split in 3 of 8 samples at D 2.3-2.9.)
     """
-    from .._core.scoring.mixture import fit_two_components
+    from ..scoring.mixture import fit_two_components
 
     v = np.asarray(values, dtype=np.float64)
     info = {"n_cells": int(np.isfinite(v).sum()), "separation": np.nan, "threshold": np.nan, "n_low": 0,
