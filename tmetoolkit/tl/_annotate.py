@@ -296,7 +296,7 @@ def annotate(
     else:
         samples = (adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs
                    else np.full(n, "all", dtype=object))
-    splits = _lacking_splits(S, lineage, state, samples)
+    splits = rules.lacking_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
 
     # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
     # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
@@ -390,35 +390,6 @@ def annotate(
     _set_colors(adata)
     logger.info("added obs %s", ", ".join(WRITTEN))
     return adata if copy else None
-
-
-def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray) -> pd.DataFrame:
-    """Split each state of ``rules.LACKING_SPLITS`` from its sibling (in place on ``state``), sample by sample,
-    where the programme it lacks separates two populations among the cells called either; one row per split and
-    sample, applied or not, and why. Where no such population stands apart (or the programme cannot be scored),
-    the cells called either are the sibling. Within a sample, because patients differ in their HLA class II transcripts
-    (alleles map unequally to the reference) and a batch shifts every gene of a sample."""
-    rows = []
-    for lin, (low_state, sibling, name) in rules.LACKING_SPLITS.items():
-        col = name + rules.LACKING_SUFFIX
-        for smp in pd.unique(samples):
-            cells = (lineage == lin) & np.isin(state, [low_state, sibling]) & (samples == smp)
-            if not cells.any():
-                continue
-            row = {"lineage": lin, "state": low_state, "sibling": sibling, "sample": smp, "signature": col}
-            # a cell is said to lack the programme only where a population lacking it stands apart from the rest;
-            # otherwise the signature competition alone would call classical blood monocytes, which hold less
-            # HLA class II than intermediate monocytes but plenty, M-MDSC-like
-            if col not in S.columns:
-                state[cells] = sibling
-                rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
-                continue
-            low, info = rules.split_on_lacking_programme(S[col].to_numpy(dtype=float)[cells],
-                                                         min_cells=lineage_core.MIN_SEEDS)
-            state[np.flatnonzero(cells)] = sibling if low is None else np.where(low, low_state, sibling)
-            rows.append({**row, **info})
-    return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
-                                       "threshold", "n_low", "applied", "reason"])
 
 
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
