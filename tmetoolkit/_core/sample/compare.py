@@ -15,7 +15,8 @@ TEST = "two-sided Mann-Whitney U on samples; Benjamini-Hochberg FDR"
 @dataclass(frozen=True)
 class SampleGroups:
     """The group of each sample, read from a per-cell column: ``group_of`` (sample -> group as text, for the samples
-    with one value), ``mixed`` (samples whose cells hold several values) and ``unknown`` (samples without one)."""
+    with a value; a mixed sample's first), ``mixed`` (samples whose cells hold several values) and ``unknown``
+    (samples without one)."""
 
     group_of: pd.Series
     mixed: pd.Index
