@@ -591,22 +591,24 @@ def test_reserve_genes_stand_in_for_a_lost_marker_group():
 
 
 def test_t_cells_without_either_co_receptor_take_the_classifiers_call():
-    """Among T cells, a cell that shows neither CD8 nor CD4 transcripts (common at droplet depth) is not left
-    unassigned: its markers do not speak against the classifier's call. At the lineage level a call still needs
-    positive marker evidence."""
+    """Among T cells, a cell that shows neither CD8 nor CD4 transcripts (common at droplet depth), or whose
+    neighbours carry the other co-receptor's, takes the classifier's call. At the lineage level a cell whose pooled
+    markers speak against the classifier's lineage (below -AGAINST) stays unassigned; one without markers does not."""
     from tmetoolkit._core.annotation import lineage as core
 
     rng = np.random.default_rng(0)
     n = 60
-    E = pd.DataFrame({"CD8 T": np.r_[np.full(n, 0.6), np.zeros(n), np.zeros(n)],
-                      "CD4 T": np.r_[np.zeros(n), np.full(n, 0.6), np.zeros(n)]})
-    # the silent cells sit with the CD4 T cells in expression space
-    features = np.r_[rng.normal(-3, 1, (n, 5)), rng.normal(3, 1, (n, 5)), rng.normal(3, 1, (n, 5))]
-    silent = np.arange(2 * n, 3 * n)
+    E = pd.DataFrame({"CD8 T": np.r_[np.full(n, 0.6), np.zeros(n), np.zeros(n), np.zeros(n)],
+                      "CD4 T": np.r_[np.zeros(n), np.full(n, 0.6), np.zeros(n), np.full(n, -0.3)]})
+    # the silent cells and those with evidence against CD4 sit with the CD4 T cells in expression space
+    features = np.r_[rng.normal(-3, 1, (n, 5)), rng.normal(3, 1, (n, 5)), rng.normal(3, 1, (n, 5)),
+                     rng.normal(3, 1, (n, 5))]
+    silent, against = np.arange(2 * n, 3 * n), np.arange(3 * n, 4 * n)
     split = core.call_lineages(E, features, min_confidence=0.0, require_evidence=False)
-    assert (split.lineage[silent] == "CD4 T").all()
+    assert (split.lineage[silent] == "CD4 T").all() and (split.lineage[against] == "CD4 T").all()
     lineage = core.call_lineages(E, features, min_confidence=0.0)
-    assert (lineage.lineage[silent] == core.UNASSIGNED).all()
+    assert (lineage.lineage[silent] == "CD4 T").all()
+    assert (lineage.lineage[against] == core.UNASSIGNED).all()
 
 
 def test_zilionis_mural_cells_are_not_fibroblasts():

@@ -82,6 +82,22 @@ def test_bulk_sample_with_few_t_cells_is_not_inflamed():
     assert r.uns["tmt_immune_phenotype"]["table"].loc["LAU125", "phenotype"] != "inflamed"
 
 
+def test_lau125_ifng_response_rests_on_stat1_and_hla_dra():
+    """What the xfail above records, as the data give it: LAU125's IFN-gamma programme clears the cut only with both
+    STAT1 and HLA-DRA (genes near the top of any transcriptome); without either it falls below, while LAU1255, the
+    sample with the most IFNG and CXCL9, stays above without any one of the six."""
+    from tmetoolkit._core.sample.phenotype import ENRICHED
+    from tmetoolkit.tl._marker_null import marker_null_z
+
+    r = real_data("racle")
+    genes = tmt.sig.get("IFNG_6").genes_up
+    programmes = {"all": genes, **{g: tuple(x for x in genes if x != g) for g in genes}}
+    z, _ = marker_null_z(r, programmes, "human")
+    assert z.loc["LAU125", "all"] >= ENRICHED
+    assert z.loc["LAU125", "STAT1"] < ENRICHED and z.loc["LAU125", "HLA-DRA"] < ENRICHED
+    assert (z.loc["LAU1255"] >= ENRICHED).all()
+
+
 @pytest.mark.parametrize("tool", ["immune_phenotype", "immunosuppression", "resistance_profile", "compare_groups"])
 def test_bulk_samples_need_unique_names(sim_small, tool):
     """In bulk or pseudobulk data the observations are the samples: repeated names are refused, not merged."""
@@ -318,6 +334,22 @@ def test_small_cohorts_judge_each_sample_alone(small_cohort):
     e = empty.uns["tmt_immune_phenotype"]["table"]
     assert e.loc["S02", "phenotype"] == "not assessable" and np.isnan(e.loc["S02", "confidence"])
     assert e.drop(index="S02")[cols].equals(t.drop(index="S02")[cols])
+
+
+def test_an_ifng_response_rules_out_desert():
+    """Eight simulated tumours (seed 138) where two planted inflamed ones have T-cell genes just below the mean of
+    random marker sets (the six identity genes are few) but a strong IFN-gamma response, which T cells make: they are
+    inflamed, not desert; no planted inflamed tumour is called desert and no desert one inflamed."""
+    a = tmt.datasets.simulate(n_samples=8, n_cells=300, seed=138)
+    del a.obsm["spatial"]
+    truth = a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    tmt.tl.immune_phenotype(a, sample_key="sample", reference="absolute")
+    t = a.uns["tmt_immune_phenotype"]["table"].reindex(truth.index)
+    weak = t.index[(truth == "inflamed") & (t["t_cell_enrichment"] < 0)]
+    assert len(weak) >= 1 and (t.loc[weak, "ifng_enrichment"] >= 1.645).all()  # the case is there
+    assert (t.loc[weak, "phenotype"] == "inflamed").all()
+    assert (t.loc[truth == "inflamed", "phenotype"] != "desert").all()
+    assert (t.loc[truth == "desert", "phenotype"] != "inflamed").all()
 
 
 def test_panels_without_the_ifng_programme_use_the_gep(small_cohort):

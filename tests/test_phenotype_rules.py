@@ -67,14 +67,18 @@ def test_expression_lines_are_the_rule(min_cd8_fraction):
     fr = pd.Series([hi, hi - EPS, lo, lo - EPS])
     label = expression._absolute_cell_calls(pd.DataFrame({"cd8_fraction_immune": fr}), min_cd8_fraction)["phenotype"]
     assert list(label) == ["inflamed", "excluded", "excluded", "desert"]
-    # each sample alone: desert left of the T-cell line, inflamed from the IFN-gamma line, excluded between
+    # each sample alone: inflamed from the IFN-gamma line, whatever the T-cell genes (an IFN-gamma response is made by
+    # T cells, so it rules out desert); below it desert left of the T-cell line, excluded right of it
     res = expression._absolute_expression_calls(pd.DataFrame({"t_cell_enrichment": [1.0], "ifng_enrichment": [1.0]}))
     x_line, y_line = expression.decision_lines(res["thresholds"], "enrichment")
     assert (x_line.axis, y_line.axis) == ("x", "y") and y_line.value == expression.ENRICHED
     x, y = x_line.value, y_line.value
-    f = pd.DataFrame({"t_cell_enrichment": [x, x - EPS, x + 1, x + 1], "ifng_enrichment": [y, y, y, y - EPS]})
-    label = expression._absolute_expression_calls(f)["phenotype"]
-    assert list(label) == ["inflamed", "desert", "inflamed", "excluded"]
+    f = pd.DataFrame({"t_cell_enrichment": [x, x - EPS, x - EPS, x + 1, x], "ifng_enrichment": [y, y, y - EPS, y - EPS,
+                                                                                                 y - EPS]})
+    res = expression._absolute_expression_calls(f)
+    assert list(res["phenotype"]) == ["inflamed", "inflamed", "desert", "excluded", "excluded"]
+    # the confidence margin is the distance to the line that would change the call: 0 on each line
+    assert np.allclose(res["margin"], [0, 0, EPS, EPS, 0], atol=1e-9)
 
 
 def test_expression_basis_refuses_spatial_parameters():
