@@ -24,7 +24,7 @@ import pandas as pd
 import scanpy as sc
 
 import tmetoolkit as tmt
-from tmetoolkit.tl import _annotate_rules as rules
+from tmetoolkit._core.annotation import rules
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -110,7 +110,7 @@ PROTEIN_SETS = {
 def protein_rows() -> list[tuple]:
     """Protein panels: recall and precision against the files' phenotypes; the baseline is the brightest gated
     marker among the four class markers (what a one-gate-per-marker workflow gives)."""
-    from tmetoolkit.tl import _annotate_protein as prot
+    from tmetoolkit._core.annotation import protein as prot
 
     rows = []
     for name, (data, markers, gates, classes) in PROTEIN_SETS.items():

@@ -388,7 +388,7 @@ def protein_baseline(a: ad.AnnData, markers: dict | None = None, cofactor: float
     """What a user writes in a few lines: arcsinh(x / 5) per channel, z-score, and per cell the label whose defining
     channel (the first marker group of annotate's rule, same channels) is highest. Lineage and state as annotate
     writes them (``"CD4 T|Treg"`` -> lineage CD4 T, state Treg)."""
-    from tmetoolkit.tl import _annotate_protein as prot
+    from tmetoolkit._core.annotation import protein as prot
 
     channels = prot.match_markers(a.var_names, markers)
     X = np.arcsinh(np.asarray(a.X, dtype=np.float64) / cofactor)

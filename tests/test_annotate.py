@@ -403,8 +403,10 @@ def test_protein_calls_do_not_depend_on_the_scale_of_the_values():
     assert (calls["0-1"] == calls["raw"]).mean() >= 0.99
     assert (calls["arcsinh"] == calls["raw"]).mean() >= 0.97
     # a panel without its transform is not mistaken for one: the raw intensities are gated on their own scale
-    assert not tmt.tl._annotate_protein.looks_compressed(X)
-    assert tmt.tl._annotate_protein.looks_compressed(np.arcsinh(X / 5))
+    from tmetoolkit._core.annotation.protein import looks_compressed
+
+    assert not looks_compressed(X)
+    assert looks_compressed(np.arcsinh(X / 5))
 
 
 def test_protein_gates_leave_the_log_scale_only_for_one_skewed_population():
@@ -437,7 +439,7 @@ def test_protein_lineages_with_too_few_seeds_keep_their_gated_calls(sim_small):
     tmt.tl.annotate(c, gates=1.0)
     assert c.uns["tmt_annotate"]["params"]["lineage_method"] == "markers"
     # seeds of one lineage only: nothing to learn against, every cell keeps its gated call
-    from tmetoolkit.tl._annotate_protein import learn_lineages
+    from tmetoolkit._core.annotation.protein import learn_lineages
 
     L = pd.DataFrame({"CD8 T": np.r_[np.full(50, 3.0), np.full(50, -2.0)], "NK": np.full(100, -2.0)})
     assert learn_lineages(L, np.zeros((100, 3))).probability is None
@@ -472,7 +474,7 @@ def test_protein_panel_bad_input():
 
 
 def test_a_channel_stands_for_one_marker():
-    from tmetoolkit.tl._annotate_protein import match_markers
+    from tmetoolkit._core.annotation.protein import match_markers
 
     channels = ["CD8", "CD163", "CD206", "PanCK", "CD30"]
     assert match_markers(channels)["CD206"] == "CD206"
@@ -488,7 +490,7 @@ def test_channels_are_recognised_across_panel_naming():
     """Channel names as published panels write them: a MIBI-TOF TNBC panel (Keren 2018) and an IMC breast panel
     (Jackson 2020), plus common variants. Keratins, the SMA/collagen and endothelial families are matched by
     pattern where no alias names them exactly; look-alikes (CD45RO, c-Kit, collagen IV, N-cadherin) are not."""
-    from tmetoolkit.tl._annotate_protein import match_markers
+    from tmetoolkit._core.annotation.protein import match_markers
 
     mibi = ["Keratin6", "Keratin17", "Pan-Keratin", "CD45", "CD45RO", "CD3", "CD4", "CD8", "CD20", "CD68", "CD11c",
             "CD163", "CD31", "FoxP3", "HLA-DR", "Lag3", "MPO", "PD1", "PD-L1", "SMA", "Vimentin", "dsDNA"]
@@ -837,7 +839,7 @@ def test_protein_panel_z_scored_phenoptr():
 def test_states_are_not_decided_on_the_lineage_identity_genes():
     """MoMacDC decides every monocyte and macrophage, so its CSF1R and MSR1 cannot tell TAM M2-like cells from the
     other states; CD4 T cells have no such common set (CD4_T decides conventional cells, Treg_core Tregs)."""
-    from tmetoolkit.tl import _annotate_rules as rules
+    from tmetoolkit._core.annotation import rules
 
     assert rules.lineage_identity_signatures("Monocyte/Macrophage") == {"MoMacDC"}
     assert rules.lineage_identity_signatures("CD4 T") == set()

@@ -43,7 +43,7 @@ def colors(key: str) -> str:
 # Every label tmt.tl.annotate writes, in display order: (lineage, state or None for the lineage itself, colour,
 # signatures that decide the state within its lineage). Categories, their order, colours and the RNA state rules
 # are derived from this table, so adding a state is one row here (a protein panel needs its gate in
-# tl/_annotate_protein.py as well).
+# _core/annotation/protein.py as well).
 LABELS: list[tuple[str, str | None, str, tuple[str, ...]]] = [
     ("CD8 T", None, "#d62728", ()),
     ("CD8 T", "CD8 naive/memory", "#fcbba1", ("CD8_naive_memory",)),

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from anndata import AnnData
 
 from . import _keys
+from ._core.annotation import rules as annotate_rules
 from ._core.sample.cohort import MIN_COHORT_SIZE
 from ._utils import TmtInputError, TmtLabelError, logger, progress_bar
 from .pp._check import input_error, reuse_reports
@@ -70,11 +71,10 @@ def run_signatures(*, annotate: bool, tumor_signature: str | None = None) -> lis
     programme), so that the first step scores them in one pass and each tool finds its columns scored
     (``tl._score.score_once``)."""
     from . import sig
-    from .tl import _annotate_rules
 
     sigs = list(sig.collection("all"))
     if annotate:
-        sigs += _annotate_rules.derived_signatures()
+        sigs += annotate_rules.derived_signatures()
     names = {s.name for s in sigs}
     if tumor_signature and tumor_signature not in names:
         sigs.append(tumor_signature)

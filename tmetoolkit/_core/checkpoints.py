@@ -15,7 +15,7 @@ from .._utils import logger, warn
 RECEPTORS = {"PDCD1": "PD-1", "HAVCR2": "TIM-3", "LAG3": "LAG-3", "TIGIT": "TIGIT", "CTLA4": "CTLA-4"}
 LIGANDS = {"CD274": "PD-L1", "PDCD1LG2": "PD-L2", "LGALS9": "Galectin-9", "PVR": "CD155", "NECTIN2": "CD112",
            "FGL1": "FGL1", "CEACAM1": "CEACAM1"}
-# protein panels: receptor or ligand -> canonical marker of tmt.tl._annotate_protein.MARKER_ALIASES
+# protein panels: receptor or ligand -> canonical marker of tmetoolkit._core.annotation.protein.MARKER_ALIASES
 PROTEIN_MARKERS = {"PD-1": "PD1", "TIM-3": "TIM3", "LAG-3": "LAG3", "TIGIT": "TIGIT", "CTLA-4": "CTLA4",
                    "PD-L1": "PDL1", "PD-L2": "PDL2"}
 T_NK = ("CD8 T", "CD4 T", "NK")

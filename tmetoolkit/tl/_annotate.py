@@ -10,6 +10,8 @@ from anndata import AnnData
 
 from .. import _keys
 from .._core.annotation import lineage as lineage_core
+from .._core.annotation import protein as prot
+from .._core.annotation import rules
 from .._core.annotation.embedding import N_TOP_GENES
 from .._core.annotation.identity import (
     Expression,
@@ -24,7 +26,6 @@ from .._core.annotation.states import (
     consensus,
     decide,
     label_scores,
-    lineage_of,
     mixed_lineage_evidence,
     noise_scale,
     standardise,
@@ -32,7 +33,6 @@ from .._core.annotation.states import (
 from .._matrix import get_matrix
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import inspect
-from . import _annotate_rules as rules
 from ._score import score_once
 
 WRITTEN = (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, _keys.TAM_SUBSET, _keys.CAF_SUBSET, _keys.TAM_POLARIZATION)
@@ -113,7 +113,7 @@ def annotate(
         Protein panels only: canonical marker -> channel in ``var_names``, for channels not recognised by name
         (``CD8 (Opal 540)``, ``CD8A``, ``PanCK``, ``Pan-Keratin``, ``Keratin17``, ``vWF/CD31`` are). ``"tumor"`` is
         the malignant-cell marker, keratin by default; e.g. ``{"tumor": "CD30"}`` for Hodgkin lymphoma. See
-        ``tmt.tl._annotate_protein.MARKER_ALIASES`` and ``MARKER_PATTERNS``.
+        ``tmetoolkit._core.annotation.protein.MARKER_ALIASES`` and ``MARKER_PATTERNS``.
     gates
         Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
         (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
@@ -304,7 +304,7 @@ def annotate(
     else:
         samples = (adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs
                    else np.full(n, "all", dtype=object))
-    splits = _lacking_splits(S, lineage, state, samples)
+    splits = rules.lacking_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
 
     # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
     # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
@@ -416,39 +416,9 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
     return hv["highly_variable"].to_numpy()
 
 
-def _lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray) -> pd.DataFrame:
-    """Split each state of ``rules.LACKING_SPLITS`` from its sibling (in place on ``state``), sample by sample,
-    where the programme it lacks separates two populations among the cells called either; one row per split and
-    sample, applied or not, and why. Where no such population stands apart (or the programme cannot be scored),
-    the cells called either are the sibling. Within a sample, because patients differ in their HLA class II transcripts
-    (alleles map unequally to the reference) and a batch shifts every gene of a sample."""
-    rows = []
-    for lin, (low_state, sibling, name) in rules.LACKING_SPLITS.items():
-        col = name + rules.LACKING_SUFFIX
-        for smp in pd.unique(samples):
-            cells = (lineage == lin) & np.isin(state, [low_state, sibling]) & (samples == smp)
-            if not cells.any():
-                continue
-            row = {"lineage": lin, "state": low_state, "sibling": sibling, "sample": smp, "signature": col}
-            # a cell is said to lack the programme only where a population lacking it stands apart from the rest;
-            # otherwise the signature competition alone would call classical blood monocytes, which hold less
-            # HLA class II than intermediate monocytes but plenty, M-MDSC-like
-            if col not in S.columns:
-                state[cells] = sibling
-                rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
-                continue
-            low, info = rules.split_on_lacking_programme(S[col].to_numpy(dtype=float)[cells],
-                                                         min_cells=lineage_core.MIN_SEEDS)
-            state[np.flatnonzero(cells)] = sibling if low is None else np.where(low, low_state, sibling)
-            rows.append({**row, **info})
-    return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
-                                       "threshold", "n_low", "applied", "reason"])
-
-
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
                       override_confidence) -> None:
-    """Protein-panel path of :func:`annotate`: gate markers, then the same decision and confidence as for RNA."""
-    from . import _annotate_protein as prot
+    """Protein-panel path of :func:`annotate`: read the panel, call it (:func:`.protein.call_protein`), write."""
     from ._spatial_utils import image_groups, sample_groups
 
     channels = prot.match_markers(adata.var_names, markers)
@@ -465,86 +435,27 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     names = list(map(str, adata.var_names))
     # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
     compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
-    linearised = not (X < 0).any() and prot.looks_compressed(X)
-    if linearised:  # arcsinh- or log-transformed values: gated and learned from sinh(values), ~ the intensities
-        logger.info("protein panel: the values look arcsinh- or log-transformed (a channel's brightest cells are "
-                    "few times its typical one); they are gated on sinh(values), the intensities up to a factor")
-        X = prot.linearise(X)
-        if gates is not None:
-            gates = prot.linearise(np.float64(gates)) if isinstance(gates, (int, float)) else \
-                {k: float(prot.linearise(np.float64(v))) for k, v in gates.items()}
     if compensate and (X < 0).any():  # spill-over adds intensities; transformed or z-scored values do not add
         logger.info("protein panel: intensities hold negative values (transformed or z-scored), so spill-over from "
                     "touching cells is not removed")
         compensate = False
-    compensated = None
+    xy = images = None
     if compensate:
         xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
         if not np.isfinite(xy).all():
             msg = 'obsm["spatial"] has NaN or infinite coordinates; fix them or pass spillover=0.'
             raise TmtInputError(msg)
         images = image_groups(adata, sample_groups(adata, sample_key), image_key).to_numpy()
-        compensated = prot.compensate_spillover(X, xy, spillover, images)
-    Z, Z_imaged, gate_table = prot.marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
-                                                   adata.obs_names, compensated)
-    if linearised:  # gates in the units of the values as given
-        gate_table["gate"] = np.arcsinh(gate_table["gate"].to_numpy(dtype=np.float64))
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
+    res = prot.call_protein(X, names, channels, adata.obs_names, gates=gates, spillover=spillover, xy=xy,
+                            images=images, groups=groups, min_confidence=min_confidence,
+                            override_confidence=override_confidence, min_probability=LINEAGE_MIN_PROBABILITY)
+    learned = res.learned
 
-    def call(rules, mask, negative=None):
-        E, missing = prot.label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask])
-        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
-        labels, _, conf = decide(L, 1.0, min_score=0.0)
-        if groups is not None and mask.sum():
-            labels, conf = consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
-        return labels, conf, E, missing
-
-    n = adata.n_obs
-    lineage, conf, E, missing = call(prot.LINEAGE_RULES, np.ones(n, dtype=bool), prot.NEGATIVE)
-    learned = None
-    if gates is None and groups is None:  # given gates and cluster calls are the user's decision: kept as made
-        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
-        learned = prot.learn_lineages(L, prot.channel_features(X),
-                                      exclude=prot.unimodal_lineages(gate_table))
-        if learned.probability is not None:
-            lineage, conf = _protein_learned_calls(L, learned, lineage, conf, min_confidence)
-            alone = sorted(set(learned.n_seeds) - set(learned.learned))
-            if alone:
-                logger.info("protein panel: %s called by their gates alone (fewer than %d confident cells, or no "
-                            "channel of theirs shows two populations); see uns['tmt_annotate']['seeds']",
-                            ", ".join(alone), lineage_core.MIN_SEEDS)
-        else:
-            logger.info("protein panel: fewer than two lineages have %d confident cells to learn from; every cell "
-                        "keeps its gated call", lineage_core.MIN_SEEDS)
-    lineage = np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object)
-    state = lineage.copy()
-    treg = (lineage == "CD4 T") & (E.get("CD4 T|Treg", pd.Series(-np.inf, index=E.index)).to_numpy()
-                                   >= E.get("CD4 T|conventional", pd.Series(-np.inf, index=E.index)).to_numpy())
-    state[treg] = "Treg"
-    rows = [{"level": "lineage", "label": lab, "markers": " & ".join("/".join(g) for g in grp),
-             "assessable": lab not in missing, "reason": missing.get(lab, "")}
-            for lab, grp in prot.LINEAGE_RULES.items()]
-    evidence = [Z.add_suffix("+"), E]  # per marker ("CD8+"), then per label
-    for lin, table in prot.STATE_RULES.items():
-        mask = lineage == lin
-        st, st_conf, Es, miss = call(table, mask) if mask.any() else (None, None, None, {})
-        for lab, grp in table.items():
-            why = miss.get(lab, "") if mask.any() else f"no {lin} cells"
-            rows.append({"level": lin, "label": lab, "markers": " & ".join("/".join(g) for g in grp),
-                         "assessable": not why, "reason": why})
-        if st is None or Es.shape[1] == 0:
-            continue
-        ok = st_conf >= min_confidence
-        state[mask] = np.where(ok, st, lin)
-        conf[mask] = np.where(ok, np.minimum(conf[mask], st_conf), conf[mask])
-        full = pd.DataFrame(np.nan, index=adata.obs_names, columns=Es.columns)
-        full.iloc[np.flatnonzero(mask)] = Es.to_numpy()  # by position: obs_names may repeat
-        evidence.append(full)
-
-    _write_calls(adata, lineage, state, conf)
+    _write_calls(adata, res.lineage, res.state, res.confidence)
     # lineage names hold "/", which HDF5 and zarr keys cannot: "Monocyte/Macrophage" -> "Monocyte_Macrophage"
-    adata.obsm[_keys.SCORES] = pd.concat(evidence, axis=1).rename(columns=lambda c: str(c).replace("/", "_"))
-    rule_tab = pd.DataFrame(rows)
+    adata.obsm[_keys.SCORES] = res.evidence.rename(columns=lambda c: str(c).replace("/", "_"))
+    rule_tab = res.rules
     adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",
                    "lineage_method": "classifier" if learned is not None and learned.probability is not None
@@ -554,7 +465,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
                    "spillover": spillover if compensate else 0.0, "sample_key": sample_key or "",
                    "image_key": image_key or ""},
         "rules": rule_tab,
-        "gates": gate_table,
+        "gates": res.gates,
         "seeds": pd.DataFrame({"lineage": list(learned.n_seeds), "n_seeds": list(learned.n_seeds.values()),
                                "learned": [lab in learned.learned for lab in learned.n_seeds]})
         if learned is not None else pd.DataFrame(columns=["lineage", "n_seeds", "learned"]),
@@ -564,26 +475,6 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
     logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
                 ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
     _set_colors(adata)
-
-
-def _protein_learned_calls(L: pd.DataFrame, learned, lineage, conf, min_confidence):
-    """Lineage and confidence from the classifier :func:`_annotate_protein.learn_lineages` trained.
-
-    A cell gets the lineage of highest probability, with that probability as confidence, when its own gates
-    support it (the lineage's evidence is positive: above the gate of each of its marker groups and not
-    contradicted by its negative markers), as for RNA; a lineage with too few seeds to learn keeps the cells its
-    gates call with confidence.
-    """
-    P = learned.probability
-    arr = P.to_numpy()
-    best = np.argmax(arr, axis=1)
-    called = np.asarray(P.columns, dtype=object)[best]
-    prob = arr[np.arange(len(arr)), best]
-    claimed = L.reindex(columns=P.columns).to_numpy()[np.arange(len(arr)), best] > 0
-    rare = ~np.isin(lineage, list(P.columns)) & (lineage != UNASSIGNED) & (conf >= min_confidence)
-    new_conf = np.where(rare, conf, np.where(claimed, prob, 0.0))
-    new_lineage = np.where(rare, lineage, np.where(claimed & (prob >= LINEAGE_MIN_PROBABILITY), called, UNASSIGNED))
-    return new_lineage.astype(object), new_conf
 
 
 def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:

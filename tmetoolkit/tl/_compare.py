@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.stats import false_discovery_control, mannwhitneyu
 
 from .. import _keys
+from .._core.sample.compare import TEST, compare_features, region_features, sample_groups
 from .._utils import TmtInputError, missing_key_error, warn
 from ._sample_features import bulk_samples, samples_of
 from ._tables import region_table, sample_table
-
-
-def _cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
-    """P(x > y) - P(x < y): an effect size for ranks, from -1 to 1."""
-    diff = np.sign(x[:, None] - y[None, :])
-    return float(diff.mean())
 
 
 def compare_groups(
@@ -70,16 +63,15 @@ def compare_groups(
             raise missing_key_error(key, "adata.obs", adata.obs.columns)
     samples = (samples_of(adata, sample_key) if sample_key is not None
                else bulk_samples(adata))
-    per_sample = adata.obs.groupby(samples, observed=True)[group_key].agg(
-        lambda s: s.dropna().astype(str).unique().tolist())
-    mixed = per_sample[per_sample.map(len) > 1]
-    if len(mixed):
-        msg = f"{group_key!r} varies within samples ({', '.join(mixed.index[:5])}); it must be one value per sample."
+    found = sample_groups(adata.obs[group_key], samples)
+    if len(found.mixed):
+        msg = (f"{group_key!r} varies within samples ({', '.join(found.mixed[:5])}); it must be one value per "
+               "sample.")
         raise TmtInputError(msg)
-    unknown = per_sample.index[per_sample.map(len) == 0]
-    if len(unknown):  # e.g. patients whose response is not known
-        warn(f"{len(unknown)} sample(s) without a value in obs[{group_key!r}] left out: {', '.join(unknown[:5])}.")
-    group_of = per_sample.drop(unknown).map(lambda v: v[0])
+    if len(found.unknown):  # e.g. patients whose response is not known
+        warn(f"{len(found.unknown)} sample(s) without a value in obs[{group_key!r}] left out: "
+             f"{', '.join(found.unknown[:5])}.")
+    group_of = found.group_of
     present = sorted(group_of.unique())
     if groups is None:
         if len(present) != 2:
@@ -99,33 +91,17 @@ def compare_groups(
         msg = ("sample_key=None compares observations as samples (bulk or pseudobulk), but the per-sample results "
                "are not per observation: run the bulk tools (immunosuppression(bulk=True), ...) or pass sample_key=.")
         raise TmtInputError(msg)
-    numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
-    a_idx, b_idx = group_of.index[group_of == groups[0]], group_of.index[group_of == groups[1]]
-    if min(len(a_idx), len(b_idx)) < min_samples:
-        msg = f"each group needs at least {min_samples} samples: {groups[0]}={len(a_idx)}, {groups[1]}={len(b_idx)}."
+    n = [int((group_of == g).sum()) for g in groups]
+    if min(n) < min_samples:
+        msg = f"each group needs at least {min_samples} samples: {groups[0]}={n[0]}, {groups[1]}={n[1]}."
         raise TmtInputError(msg)
-    rows = []
-    for feature in numeric.columns:
-        x = numeric.loc[a_idx, feature].dropna().to_numpy(float)
-        y = numeric.loc[b_idx, feature].dropna().to_numpy(float)
-        if len(x) < min_samples or len(y) < min_samples or np.unique(np.r_[x, y]).size < 2:
-            continue
-        res = mannwhitneyu(x, y, alternative="two-sided")
-        rows.append({"feature": feature, f"n_{groups[0]}": len(x), f"n_{groups[1]}": len(y),
-                     f"median_{groups[0]}": np.median(x), f"median_{groups[1]}": np.median(y),
-                     "median_difference": np.median(x) - np.median(y), "cliffs_delta": _cliffs_delta(x, y),
-                     "U": float(res.statistic), "pvalue": float(res.pvalue)})
-    out = pd.DataFrame(rows)
-    if out.empty:
+    result = compare_features(table, group_of, groups, min_samples=min_samples)
+    if result.empty:
         warn("no per-sample feature could be compared (too few samples with values).")
-        out = pd.DataFrame(columns=["feature", "pvalue", "fdr"])
-    else:
-        out["fdr"] = false_discovery_control(out["pvalue"].to_numpy(), method="bh")
-        out = out.sort_values(["pvalue", "feature"]).reset_index(drop=True)
     adata.uns[_keys.COMPARE_GROUPS] = {
         "params": {"sample_key": sample_key, "group_key": group_key, "groups": list(groups), "regions": regions,
-                   "test": "two-sided Mann-Whitney U on samples; Benjamini-Hochberg FDR"},
-        "table": out,
+                   "test": TEST},
+        "table": result.table,
     }
     return adata if copy else None
 
@@ -137,7 +113,4 @@ def _region_features(adata: AnnData) -> pd.DataFrame:
         msg = ("regions=True compares regions that recur across samples: run the tools with region_key= (an obs "
                "column such as pathologist regions or tmt_compartment); tiles differ from sample to sample.")
         raise TmtInputError(msg)
-    numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
-    wide = numeric.set_index([table["sample"], table["region"]]).unstack("region")
-    wide.columns = [f"{region}|{feature}" for feature, region in wide.columns]
-    return wide
+    return region_features(table)

@@ -3,7 +3,8 @@
 Lineages (RNA) are decided by the marker table ``signatures/lineage_markers.yaml``; the lineage signature tables
 below are the published identity programmes each lineage is scored on (kept in ``obsm["tmt_scores"]``) and whose
 genes a state's own set leaves out (:func:`specific_state_rules`). A state's evidence is the mean of its
-signatures' scores; states (``_keys.LABELS``) are decided only among cells of their lineage.
+signatures' scores; states (``_keys.LABELS``) are decided only among cells of their lineage. A state told from its
+sibling by a programme it lacks is split off where that programme separates two populations (:func:`lacking_splits`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-from .. import _keys
+from ... import _keys
 
 if TYPE_CHECKING:
-    from ..sig import Signature
+    from ...sig import Signature
 
 LINEAGE_RULES: dict[str, tuple[str, ...]] = {
     "T/NK|T": ("T_cell",),
@@ -125,7 +127,7 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     """
     from dataclasses import replace
 
-    from ..sig import get
+    from ...sig import get
 
     tables: dict[str, dict[str, tuple[str, ...]]] = {}
     derived = {}
@@ -191,7 +193,7 @@ def lacking_signatures() -> list[Signature]:
     named ``<signature>_lacks``."""
     from dataclasses import replace
 
-    from ..sig import get
+    from ...sig import get
 
     out = []
     for state, sibling, name in LACKING_SPLITS.values():
@@ -214,7 +216,7 @@ def split_on_lacking_programme(values: np.ndarray, *, min_cells: int, seed: int 
     otherwise ``None`` (the signature competition stands) and the reason. (Without the BIC condition, monocytes of
     a simulated sample without M-MDSC-like cells were split in 3 of 8 samples at D 2.3-2.9.)
     """
-    from .._core.scoring.mixture import fit_two_components
+    from ..scoring.mixture import fit_two_components
 
     v = np.asarray(values, dtype=np.float64)
     info = {"n_cells": int(np.isfinite(v).sum()), "separation": np.nan, "threshold": np.nan, "n_low": 0,
@@ -236,3 +238,33 @@ def split_on_lacking_programme(values: np.ndarray, *, min_cells: int, seed: int 
         return None, info
     info["applied"] = True
     return low, info
+
+
+def lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray, *,
+                   min_cells: int) -> pd.DataFrame:
+    """Split each state of ``LACKING_SPLITS`` from its sibling (in place on ``state``), sample by sample,
+    where the programme it lacks (column ``<signature>_lacks`` of the scores ``S``) separates two populations of at
+    least ``min_cells`` cells among the cells called either (:func:`split_on_lacking_programme`); one row per split and
+    sample, applied or not, and why. Where no such population stands apart (or the programme cannot be scored),
+    the cells called either are the sibling. Within a sample, because patients differ in their HLA class II transcripts
+    (alleles map unequally to the reference) and a batch shifts every gene of a sample."""
+    rows = []
+    for lin, (low_state, sibling, name) in LACKING_SPLITS.items():
+        col = name + LACKING_SUFFIX
+        for smp in pd.unique(samples):
+            cells = (lineage == lin) & np.isin(state, [low_state, sibling]) & (samples == smp)
+            if not cells.any():
+                continue
+            row = {"lineage": lin, "state": low_state, "sibling": sibling, "sample": smp, "signature": col}
+            # a cell is said to lack the programme only where a population lacking it stands apart from the rest;
+            # otherwise the signature competition alone would call classical blood monocytes, which hold less
+            # HLA class II than intermediate monocytes but plenty, M-MDSC-like
+            if col not in S.columns:
+                state[cells] = sibling
+                rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
+                continue
+            low, info = split_on_lacking_programme(S[col].to_numpy(dtype=float)[cells], min_cells=min_cells)
+            state[np.flatnonzero(cells)] = sibling if low is None else np.where(low, low_state, sibling)
+            rows.append({**row, **info})
+    return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
+                                       "threshold", "n_low", "applied", "reason"])

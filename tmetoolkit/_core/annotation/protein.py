@@ -10,6 +10,7 @@ markers; the supporting groups (all but the first) are read from the intensities
 negative markers after spill-over removal (see :func:`marker_evidence`). The best-supported label wins; its
 confidence grows with its lead over the runner-up, as for RNA. With fitted gates, the cells called with
 confidence then train a classifier on every channel of the panel (:func:`learn_lineages`), as for RNA.
+:func:`call_protein` runs the whole path on arrays; ``tmt.tl.annotate`` reads the panel and writes its calls.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._utils import TmtInputError
+from ..._utils import TmtInputError, logger, nearest
+from ..scoring.mixture import fit_two_components
+from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample
+from .states import consensus, decide, lineage_of
 
 # canonical marker -> channel names it goes by (compared after upper-casing and dropping non-alphanumerics and any
 # "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
@@ -154,8 +158,6 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
             msg = f"unknown marker {canon!r} in markers=; known: {', '.join(MARKER_ALIASES)}."
             raise KeyError(msg)
         if channel not in var_names:
-            from .._utils import nearest
-
             msg = f"markers[{canon!r}] = {channel!r} is not in var_names; nearest: {nearest(channel, var_names)}."
             raise KeyError(msg)
         found[canon] = channel
@@ -238,8 +240,6 @@ def gating_fit(x: np.ndarray, *, seed: int = 0, log_only: bool = False):
     too. Channels holding negative values are gated on their own values. A spike of exact zeros
     (``ZERO_SPIKE``) is left out of the fit: the zeros are negative.
     """
-    from .._core.scoring.mixture import fit_two_components
-
     x = np.asarray(x, dtype=np.float64)
     if (x < 0).any():
         scale = GatingScale("as is")
@@ -424,8 +424,6 @@ def learn_lineages(L: pd.DataFrame, features: np.ndarray, *, seed: int = 0, excl
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    from .._core.annotation.lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, _subsample
-
     arr = np.where(np.isfinite(L.to_numpy(dtype=float)), L.to_numpy(dtype=float), -np.inf)
     if arr.shape[1] == 0:
         return Learned(None, np.full(len(L), "", dtype=object), {}, [])
@@ -449,3 +447,127 @@ def learn_lineages(L: pd.DataFrame, features: np.ndarray, *, seed: int = 0, excl
         model.fit(F[train], seeds[train])
         P = pd.DataFrame(model.predict_proba(F), columns=model.classes_, index=L.index)
     return Learned(P, seeds, n_seeds, learned)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the calls: label evidence from the gates, the classifier, then states within lineages
+
+
+@dataclass
+class ProteinCalls:
+    """What :func:`call_protein` decided: per cell the lineage, the state and the confidence; the evidence per
+    marker (``"CD8+"``) and per label, cells x columns (NaN where a state's lineage was not called); one row per
+    rule (level, label, markers, assessable, reason); the gate table of :func:`marker_evidence`; and what
+    :func:`learn_lineages` learned (``None`` when no classifier was trained)."""
+
+    lineage: np.ndarray
+    state: np.ndarray
+    confidence: np.ndarray
+    evidence: pd.DataFrame
+    rules: pd.DataFrame
+    gates: pd.DataFrame
+    learned: Learned | None
+
+
+def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], index, *,
+                 gates: Mapping[str, float] | float | None, spillover: float = 0.0, xy: np.ndarray | None = None,
+                 images: np.ndarray | None = None, groups: pd.Series | None = None, min_confidence: float,
+                 override_confidence: float, min_probability: float) -> ProteinCalls:
+    """Lineage, state and confidence of each cell of a protein panel: gate markers, then decide as for RNA.
+
+    ``X`` holds cells x channels (``names``), ``channels`` maps canonical markers to channel names
+    (:func:`match_markers`), ``index`` names the cells. With ``xy`` (and ``images``, one label per cell) the
+    spill-over ``spillover`` from touching cells is removed first (:func:`compensate_spillover`). Arcsinh- or
+    log-transformed values (:func:`looks_compressed`) are gated on sinh(values), and the gate table is given in
+    the units of the values as given. Labels compete on their evidence (:func:`label_evidence`); within the
+    categories of ``groups`` (cluster calls) their consensus decides. With fitted gates and no ``groups``, the
+    confidently called cells train a classifier on every channel (:func:`learn_lineages`), whose lineage a cell
+    takes with probability at least ``min_probability`` where its own gates support it. Calls below
+    ``min_confidence`` are ``"unassigned"``; a CD4 T cell whose FOXP3 rule wins is a Treg; states are decided
+    among the cells of their lineage by ``STATE_RULES``.
+    """
+    linearised = not (X < 0).any() and looks_compressed(X)
+    if linearised:  # arcsinh- or log-transformed values: gated and learned from sinh(values), ~ the intensities
+        logger.info("protein panel: the values look arcsinh- or log-transformed (a channel's brightest cells are "
+                    "few times its typical one); they are gated on sinh(values), the intensities up to a factor")
+        X = linearise(X)
+        if gates is not None:
+            gates = linearise(np.float64(gates)) if isinstance(gates, (int, float)) else \
+                {k: float(linearise(np.float64(v))) for k, v in gates.items()}
+    compensated = None
+    if xy is not None:
+        compensated = compensate_spillover(X, xy, spillover, images)
+    Z, Z_imaged, gate_table = marker_evidence(X, {c: names.index(ch) for c, ch in channels.items()}, gates, names,
+                                              index, compensated)
+    if linearised:  # gates in the units of the values as given
+        gate_table["gate"] = np.arcsinh(gate_table["gate"].to_numpy(dtype=np.float64))
+
+    def call(rules, mask, negative=None):
+        E, missing = label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask])
+        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
+        labels, _, conf = decide(L, 1.0, min_score=0.0)
+        if groups is not None and mask.sum():
+            labels, conf = consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
+        return labels, conf, E, missing
+
+    n = len(index)
+    lineage, conf, E, missing = call(LINEAGE_RULES, np.ones(n, dtype=bool), NEGATIVE)
+    learned = None
+    if gates is None and groups is None:  # given gates and cluster calls are the user's decision: kept as made
+        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
+        learned = learn_lineages(L, channel_features(X), exclude=unimodal_lineages(gate_table))
+        if learned.probability is not None:
+            lineage, conf = learned_calls(L, learned, lineage, conf, min_confidence, min_probability)
+            alone = sorted(set(learned.n_seeds) - set(learned.learned))
+            if alone:
+                logger.info("protein panel: %s called by their gates alone (fewer than %d confident cells, or no "
+                            "channel of theirs shows two populations); see uns['tmt_annotate']['seeds']",
+                            ", ".join(alone), MIN_SEEDS)
+        else:
+            logger.info("protein panel: fewer than two lineages have %d confident cells to learn from; every cell "
+                        "keeps its gated call", MIN_SEEDS)
+    lineage = np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object)
+    state = lineage.copy()
+    treg = (lineage == "CD4 T") & (E.get("CD4 T|Treg", pd.Series(-np.inf, index=E.index)).to_numpy()
+                                   >= E.get("CD4 T|conventional", pd.Series(-np.inf, index=E.index)).to_numpy())
+    state[treg] = "Treg"
+    rows = [{"level": "lineage", "label": lab, "markers": " & ".join("/".join(g) for g in grp),
+             "assessable": lab not in missing, "reason": missing.get(lab, "")}
+            for lab, grp in LINEAGE_RULES.items()]
+    evidence = [Z.add_suffix("+"), E]  # per marker ("CD8+"), then per label
+    for lin, table in STATE_RULES.items():
+        mask = lineage == lin
+        st, st_conf, Es, miss = call(table, mask) if mask.any() else (None, None, None, {})
+        for lab, grp in table.items():
+            why = miss.get(lab, "") if mask.any() else f"no {lin} cells"
+            rows.append({"level": lin, "label": lab, "markers": " & ".join("/".join(g) for g in grp),
+                         "assessable": not why, "reason": why})
+        if st is None or Es.shape[1] == 0:
+            continue
+        ok = st_conf >= min_confidence
+        state[mask] = np.where(ok, st, lin)
+        conf[mask] = np.where(ok, np.minimum(conf[mask], st_conf), conf[mask])
+        full = pd.DataFrame(np.nan, index=index, columns=Es.columns)
+        full.iloc[np.flatnonzero(mask)] = Es.to_numpy()  # by position: cell names may repeat
+        evidence.append(full)
+    return ProteinCalls(lineage, state, conf, pd.concat(evidence, axis=1), pd.DataFrame(rows), gate_table, learned)
+
+
+def learned_calls(L: pd.DataFrame, learned: Learned, lineage, conf, min_confidence: float, min_probability: float):
+    """Lineage and confidence from the classifier :func:`learn_lineages` trained.
+
+    A cell gets the lineage of highest probability, with that probability as confidence, when its own gates
+    support it (the lineage's evidence is positive: above the gate of each of its marker groups and not
+    contradicted by its negative markers) and the probability reaches ``min_probability``, as for RNA; a lineage
+    with too few seeds to learn keeps the cells its gates call with confidence.
+    """
+    P = learned.probability
+    arr = P.to_numpy()
+    best = np.argmax(arr, axis=1)
+    called = np.asarray(P.columns, dtype=object)[best]
+    prob = arr[np.arange(len(arr)), best]
+    claimed = L.reindex(columns=P.columns).to_numpy()[np.arange(len(arr)), best] > 0
+    rare = ~np.isin(lineage, list(P.columns)) & (lineage != UNASSIGNED) & (conf >= min_confidence)
+    new_conf = np.where(rare, conf, np.where(claimed, prob, 0.0))
+    new_lineage = np.where(rare, lineage, np.where(claimed & (prob >= min_probability), called, UNASSIGNED))
+    return new_lineage.astype(object), new_conf

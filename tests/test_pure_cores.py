@@ -1,0 +1,93 @@
+"""The cores under annotate's protein path, compare_groups and annotate's lacking-programme split, called on arrays
+and tables alone (no AnnData), against planted truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmetoolkit._core.annotation import rules
+from tmetoolkit._core.annotation.protein import call_protein, match_markers
+from tmetoolkit._core.sample.compare import compare_features, region_features, sample_groups
+
+# planted panel: lineage -> channels its cells carry
+PANEL = {"CD8 T": ("CD45", "CD3", "CD8"), "CD4 T": ("CD45", "CD3", "CD4"), "Treg": ("CD45", "CD3", "CD4", "FOXP3"),
+         "Monocyte/Macrophage": ("CD45", "CD68"), "Malignant/Epithelial": ("PanCK",)}
+CHANNELS = ["CD45", "CD3", "CD8", "CD4", "FOXP3", "CD68", "PanCK"]
+
+
+def _panel(n_per: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Log-normal intensities: background ~e^1, positive ~e^4 (well separated populations); FOXP3 ~e^5 in Tregs (a
+    CD4 T cell is a Treg where its FOXP3 rule is at least as well supported as the conventional one)."""
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(list(PANEL), n_per)
+    X = np.exp(rng.normal(1.0, 0.4, (len(truth), len(CHANNELS))))
+    for j, ch in enumerate(CHANNELS):
+        on = np.array([ch in PANEL[t] for t in truth])
+        X[on, j] = np.exp(rng.normal(5.0 if ch == "FOXP3" else 4.0, 0.4, on.sum()))
+    return X, truth
+
+
+def test_call_protein_on_arrays_finds_planted_lineages_and_tregs():
+    X, truth = _panel()
+    channels = match_markers(CHANNELS)
+    assert channels["tumor"] == "PanCK" and channels["CD8"] == "CD8"
+    index = pd.Index([f"c{i}" for i in range(len(truth))])
+    res = call_protein(X, CHANNELS, channels, index, gates=None, min_confidence=0.3, override_confidence=0.8,
+                       min_probability=0.5)
+    lineage = np.where(truth == "Treg", "CD4 T", truth)
+    assert (res.lineage == lineage).mean() >= 0.97
+    assert (res.state[truth == "Treg"] == "Treg").mean() >= 0.9
+    assert (res.state[truth == "CD4 T"] == "Treg").mean() <= 0.05
+    assert res.learned is not None and res.learned.probability is not None  # fitted gates: the classifier decided
+    assert {"CD8+", "CD8 T"} <= set(res.evidence.columns) and res.evidence.index.equals(index)
+    table = res.rules.set_index("label")
+    assert not table.loc["B", "assessable"] and table.loc["CD8 T", "assessable"]
+    # given gates are the user's decision: no classifier
+    given = call_protein(X, CHANNELS, channels, index, gates=float(np.exp(2.5)), min_confidence=0.3,
+                         override_confidence=0.8, min_probability=0.5)
+    assert given.learned is None and (given.lineage == lineage).mean() >= 0.97
+
+
+def test_compare_features_separated_and_interleaved_samples():
+    samples = [f"s{i}" for i in range(12)]
+    group_of = pd.Series(["a"] * 6 + ["b"] * 6, index=samples)
+    table = pd.DataFrame({"n_cells": np.arange(12) * 100, "label": ["x"] * 12,
+                          "separated": np.r_[np.arange(6) + 10.0, np.arange(6)],
+                          "interleaved": np.r_[np.arange(1, 12, 2), np.arange(2, 13, 2)].astype(float),
+                          "constant": np.ones(12)}, index=samples)
+    out = compare_features(table, group_of, ("a", "b"), min_samples=3).table.set_index("feature")
+    assert set(out.index) == {"separated", "interleaved"}  # n_cells, text and constant features are not tested
+    assert out.at["separated", "cliffs_delta"] == 1.0 and out.at["separated", "pvalue"] < 0.01
+    assert out.at["separated", "median_difference"] == 10.0 and out.at["separated", "n_a"] == 6
+    assert abs(out.at["interleaved", "cliffs_delta"]) < 0.2 and out.at["interleaved", "pvalue"] > 0.5
+    assert (out["fdr"] >= out["pvalue"]).all()
+    assert compare_features(table, group_of, ("a", "b"), min_samples=7).empty
+
+
+def test_sample_groups_and_region_features():
+    values = pd.Series(["R", "R", "N", None, "N", "R"], index=list("abcdef"))
+    samples = pd.Series(["s1", "s1", "s2", "s3", "s4", "s4"], index=list("abcdef"))
+    found = sample_groups(values, samples)
+    assert found.group_of.to_dict() == {"s1": "R", "s2": "N", "s4": "N"}  # s4 mixed: its first value
+    assert list(found.mixed) == ["s4"] and list(found.unknown) == ["s3"]
+    regions = pd.DataFrame({"sample": ["s1", "s1", "s2"], "region": ["Tumor", "Stroma", "Tumor"],
+                            "n_cells": [5, 6, 7], "x": [1.0, 2.0, 3.0]}, index=["s1:Tumor", "s1:Stroma", "s2:Tumor"])
+    wide = region_features(regions)
+    assert wide.at["s1", "Stroma|x"] == 2.0 and wide.at["s2", "Tumor|x"] == 3.0 and np.isnan(wide.at["s2", "Stroma|x"])
+
+
+@pytest.mark.parametrize(("gap", "applied"), [(6.0, True), (0.0, False)])
+def test_lacking_splits_only_where_two_populations_stand_apart(gap, applied):
+    lin, (low_state, sibling, name) = next(iter(rules.LACKING_SPLITS.items()))
+    rng = np.random.default_rng(0)
+    n = 400
+    lacks = rng.normal(0.0, 1.0, n) + np.where(np.arange(n) < n // 4, 0.0, gap)  # a quarter lacks the programme
+    S = pd.DataFrame({name + rules.LACKING_SUFFIX: lacks})
+    lineage = np.full(n, lin, dtype=object)
+    state = np.full(n, sibling, dtype=object)
+    table = rules.lacking_splits(S, lineage, state, np.full(n, "s1", dtype=object), min_cells=20)
+    assert bool(table["applied"].iloc[0]) is applied
+    if applied:
+        assert (state[: n // 4] == low_state).mean() >= 0.98 and (state[n // 4:] == sibling).mean() >= 0.98
+    else:
+        assert (state == sibling).all() and table["reason"].iloc[0].startswith("one population")
