@@ -91,3 +91,64 @@ def test_lacking_splits_only_where_two_populations_stand_apart(gap, applied):
         assert (state[: n // 4] == low_state).mean() >= 0.98 and (state[n // 4:] == sibling).mean() >= 0.98
     else:
         assert (state == sibling).all() and table["reason"].iloc[0].startswith("one population")
+
+
+def _identity(lineage: np.ndarray, R: np.ndarray, genes: list[str], own: pd.DataFrame):
+    """An identity result as rna_identity returns it, planted: each cell's lineage at confidence 0.9."""
+    import scipy.sparse as sp
+
+    from tmetoolkit._core.annotation.identity import Identity
+    from tmetoolkit._core.annotation.lineage import LineageResult
+
+    n = len(lineage)
+    res = LineageResult(lineage=lineage.astype(object), label=lineage.astype(object), confidence=np.full(n, 0.9),
+                        evidence=pd.DataFrame(index=own.index), probability=pd.DataFrame(),
+                        seed=np.full(n, "", dtype=object), n_seeds={"CD4 T": n, "Monocyte/Macrophage": n})
+    return Identity(result=res, evidence_own=own, weights=sp.identity(n, format="csr"), graph="planted", ranks=R,
+                    gene_col={g: j for j, g in enumerate(genes)}, pcs=None)
+
+
+def test_call_rna_states_decisive_treg_and_polarization_on_arrays():
+    from tmetoolkit._core.annotation.markers import lineage_markers
+    from tmetoolkit._core.annotation.rna_calls import call_rna
+
+    rng = np.random.default_rng(0)
+    n_t, n_m = 400, 400
+    lineage = np.array(["CD4 T"] * n_t + ["Monocyte/Macrophage"] * n_m)
+    helper = np.arange(n_t + n_m) < n_t // 2  # CD4 T cells 0-199 score the helper programme, 200-399 naive/memory
+    index = pd.Index([f"c{i}" for i in range(len(lineage))])
+    S = pd.DataFrame(rng.normal(0, 1, (len(lineage), 4)), index=index, columns=["help", "naive", "TAM_M1_like",
+                                                                                 "TAM_M2_like"])
+    S.loc[helper, "help"] += 6
+    S.loc[(lineage == "CD4 T") & ~helper, "naive"] += 6
+    m1, m2 = np.arange(n_m) < 100, (np.arange(n_m) >= 100) & (np.arange(n_m) < 200)  # planted M1 and M2 TAMs
+    mixed = (np.arange(n_m) >= 200) & (np.arange(n_m) < 300)
+    S.iloc[n_t:, 2] += np.where(m1 | mixed, 8, 0)
+    S.iloc[n_t:, 3] += np.where(m2 | mixed, 8, 0)
+    # cells 0-19 carry FOXP3 with a partner (IL2RA), cells 20-39 FOXP3 alone: only the first are Tregs
+    genes = ["FOXP3", "IL2RA"]
+    R = np.zeros((len(lineage), 2))
+    R[:40, 0] = 0.9
+    R[:20, 1] = 0.9
+    own = pd.DataFrame({"T|Treg": np.where(np.arange(len(lineage)) < 40, 0.8, 0.0)}, index=index)
+    state_rules = {"CD4 T": {"CD4 helper": ("help",), "CD4 naive/memory": ("naive",), "Treg": ("absent",)}}
+    calls = call_rna(S, _identity(lineage, R, genes, own), lineage_markers(), state_rules, groups=None,
+                     samples=np.full(len(lineage), "s1", dtype=object), n_neighbors=1, state_min=0.3,
+                     lineage_min=0.5, override=0.8, tumor_signature=None)
+    assert (calls.lineage == lineage).all()
+    assert (calls.state[:20] == "Treg").all() and (calls.state[20:40] == "CD4 helper").all()
+    assert (calls.state[40:n_t // 2] == "CD4 helper").mean() >= 0.95
+    assert (calls.state[n_t // 2:n_t] == "CD4 naive/memory").mean() >= 0.95
+    assert (calls.confidence[n_t:] == 0.9).all()  # macrophages have no state rule here: the lineage's confidence
+    pol = calls.polarization
+    assert (pol[:n_t] == None).all()  # noqa: E711 - object array of None outside macrophages
+    mac = pol[n_t:]
+    assert (mac[m1] == "M1-like").mean() >= 0.95 and (mac[m2] == "M2-like").mean() >= 0.95
+    # mixed: both high and within two noise units, |N(0, 2)| < 2 for 84% of planted cells; neither: neither score
+    # above two noise units, 95% of background cells
+    assert (mac[mixed] == "M1/M2 mixed").mean() >= 0.75 and (mac[300:] == "neither").mean() >= 0.9
+    table = calls.rules.set_index(["level", "label"])
+    assert not table.loc[("CD4 T", "Treg"), "assessable"] and table.loc[("CD4 T", "CD4 helper"), "assessable"]
+    # the Treg rule could not be scored: the runner is handed the message, not a warning
+    assert any("Treg (CD4 T)" in m for m in calls.messages)
+    assert set(calls.subsets) == set(rules.SUBSET_RULES)

@@ -9,27 +9,17 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._core.annotation import lineage as lineage_core
 from .._core.annotation import protein as prot
 from .._core.annotation import rules
 from .._core.annotation.embedding import N_TOP_GENES
 from .._core.annotation.identity import (
     Expression,
-    cluster_consensus,
-    neighbour_mean_w,
     read_expression,
     rna_identity,
 )
-from .._core.annotation.lineage import UNASSIGNED
 from .._core.annotation.markers import lineage_markers
-from .._core.annotation.states import (
-    consensus,
-    decide,
-    label_scores,
-    mixed_lineage_evidence,
-    noise_scale,
-    standardise,
-)
+from .._core.annotation.rna_calls import call_rna
+from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import get_matrix
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import inspect
@@ -258,123 +248,25 @@ def annotate(
     ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
                          connectivities=adata.obsp.get("connectivities"), n_neighbors=n_neighbors, seed=0,
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
-    state_min = LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence
-    W = ident.weights
     mixed = mixed_lineage_evidence(ident.evidence_own)
-    if n_neighbors > 1 and adata.n_obs > 2:
-        S = pd.DataFrame(neighbour_mean_w(S.to_numpy(dtype=np.float64), W), index=S.index, columns=S.columns)
-    not_assessable: dict[tuple[str, str], str] = {("lineage", lab): why
-                                                  for lab, why in ident.result.not_assessable.items()}
-
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
-
-    def call(table, mask, level, min_score=1.0):
-        M, missing = label_scores(S.loc[mask], table)
-        for lab, why in missing.items():
-            not_assessable[(level, lab)] = why
-        # labels naming the same lineage compete as one: the runner-up is another label
-        M = standardise(M)
-        sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
-        labels, _, conf = decide(M, sigma, min_score=min_score / sigma)
-        if groups is not None and mask.sum():
-            labels, conf = consensus(M, groups[mask], labels, conf, sigma, override=override_confidence,
-                                      min_score=min_score / sigma)
-        return labels, conf
-
-    n = adata.n_obs
-    lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
-    if groups is not None:
-        lineage, lin_conf = cluster_consensus(
-            ident.result, groups, override_confidence,
-            LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence, parents=marker_table.splits)
-    state = lineage.copy()
-    conf = lin_conf.copy()
-    for lin, table in state_rules.items():
-        mask = lineage == lin
-        if not mask.any():
-            if lin == "CD8 T":
-                logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
-            continue
-        st, st_conf = call(table, mask, lin, min_score=0.0)
-        ok = (st_conf >= state_min) & (st != UNASSIGNED)
-        state[mask] = np.where(ok, st, lin)
-        conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
     if sample_key is not None:
         samples = adata.obs[sample_key].astype(str).to_numpy()
     else:
         samples = (adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs
-                   else np.full(n, "all", dtype=object))
-    splits = rules.lacking_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
-
-    # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
-    # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
-    for lab in marker_table.labels:
-        if lab.decisive_state is None:
-            continue
-        family = {lab.lineage, *(sub.label for sub in marker_table.splits.get(lab.lineage, ()))}
-        carries = lineage_core.carries_decisive(lab, ident.evidence_own, ident.ranks, ident.gene_col,
-                                                with_partner=True, not_decisive=ident.result.not_decisive)
-        take = carries & np.isin(lineage, [f for f in family if lab.decisive_state in _keys.states().get(f, ())])
-        state[take] = lab.decisive_state
-    _write_calls(adata, lineage, state, conf)
-
-    for col, (lin, table) in rules.SUBSET_RULES.items():
+                   else np.full(adata.n_obs, "all", dtype=object))
+    for col in rules.SUBSET_RULES:
         check_tmt_key(adata.obs, col, "adata.obs")
-        mask = lineage == lin
-        out = np.full(n, "", dtype=object)
-        if mask.any():
-            st, st_conf = call(table, mask, col, min_score=0.0)
-            out[mask] = np.where(st_conf >= state_min, st, "undetermined")
-        adata.obs[col] = pd.Categorical(np.where(mask, out, None))
-
-    mac = lineage == "Monocyte/Macrophage"
-    pol = np.full(n, None, dtype=object)
-    if mac.any() and {"TAM_M1_like", "TAM_M2_like"} <= set(S.columns):
-        m1, m2 = S.loc[mac, "TAM_M1_like"].to_numpy(), S.loc[mac, "TAM_M2_like"].to_numpy()
-        sig = noise_scale(np.concatenate([m1, m2]))
-        hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
-        both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
-        pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"],
-                             "neither")
-    adata.obs[_keys.TAM_POLARIZATION] = pd.Categorical(pol)
-
-    split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
-    spare = lineage_core.stand_ins(marker_table, ident.gene_col)
-    for parent, sub in marker_table.splits.items():  # CD8 T and CD4 T rows carry what T cells were read by
-        for lab in sub:
-            spare[lab.label] = [*spare.get(parent, ()), *spare.get(lab.label, ())]
-    rows = [{"level": "lineage", "label": lab.label, "signatures": f"markers:{lab.label}",
-             "genes": ",".join(lab.genes), "stand_ins": ",".join(spare.get(lab.label, ())),
-             "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
-             "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
-             "assessable": ("lineage", lab.label) not in not_assessable,
-             "reason": not_assessable.get(("lineage", lab.label), "")}
-            for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
-    for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
-        for label, sigs in table.items():
-            why = not_assessable.get((level, label), "")
-            rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
-                         "reason": why})
-    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})
-    rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
-    # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
-    lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
-    lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
-    quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok.to_dict()).eq(True)
-    skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *_keys.states()])]
-    if len(skipped):
-        malignant = rule_tab[(rule_tab["level"] == "lineage")
-                             & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]
-        hint = ("; no cell can be called malignant on this panel: if a programme marks the malignant cells, pass "
-                "tumor_signature= (e.g. 'MPAS')" if not malignant.any() else "")
-        warn("not assessable (signature genes missing): "
-             + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
-    malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
-    malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
-    if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
-        warn("too few cells carry the epithelial markers to learn the malignant lineage on this panel, so no cell can "
-             "be called malignant with confidence: if a programme marks the malignant cells, pass tumor_signature= "
-             "(e.g. 'MPAS')")
+    calls = call_rna(S, ident, marker_table, state_rules, groups=groups, samples=samples, n_neighbors=n_neighbors,
+                     state_min=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
+                     lineage_min=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence,
+                     override=override_confidence, tumor_signature=tumor_signature)
+    _write_calls(adata, calls.lineage, calls.state, calls.confidence)
+    for col, values in calls.subsets.items():
+        adata.obs[col] = pd.Categorical(values)
+    adata.obs[_keys.TAM_POLARIZATION] = pd.Categorical(calls.polarization)
+    for message in calls.messages:
+        warn(message)
     adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
                    "n_neighbors": n_neighbors,
@@ -385,10 +277,10 @@ def annotate(
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
                    "not_decisive": ",".join(ident.result.not_decisive),
                    "neighbours": ident.graph},
-        "rules": rule_tab,
+        "rules": calls.rules,
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
-        "splits": splits,
+        "splits": calls.splits,
     }
     summary = mixed_evidence_summary(mixed)
     if summary:

@@ -1,0 +1,173 @@
+"""Annotate's RNA calls after the lineage identity: states within each lineage, the decisive-state pass, TAM and CAF
+subsets, TAM polarization and the rule table (scores, the identity result and the rules in; a :class:`RnaCalls`
+out, whose ``messages`` the runner warns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ... import _keys
+from ..._utils import logger
+from . import lineage as lineage_core
+from . import rules
+from .identity import Identity, cluster_consensus, neighbour_mean_w
+from .lineage import UNASSIGNED
+from .markers import MarkerTable
+from .states import consensus, decide, label_scores, noise_scale, standardise
+
+
+@dataclass
+class RnaCalls:
+    """Per cell ``lineage``, ``state`` and ``confidence``; ``subsets``: per ``obs`` column (``rules.SUBSET_RULES``)
+    the subset, ``None`` outside its lineage; ``polarization`` (``None`` outside monocytes/macrophages); ``rules``:
+    the rule table; ``splits``: the lacking-programme splits per sample; ``messages``: what the runner warns."""
+
+    lineage: np.ndarray
+    state: np.ndarray
+    confidence: np.ndarray
+    subsets: dict[str, np.ndarray]
+    polarization: np.ndarray
+    rules: pd.DataFrame
+    splits: pd.DataFrame
+    messages: list[str]
+
+
+def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
+             state_rules: dict[str, dict[str, tuple[str, ...]]], *, groups: pd.Series | None, samples: np.ndarray,
+             n_neighbors: int, state_min: float, lineage_min: float, override: float,
+             tumor_signature: str | None) -> RnaCalls:
+    """States, subsets, polarization and the rule table from signature scores ``S`` (cells x signatures, each
+    cell's own) and the lineage identity ``ident``.
+
+    ``state_rules``: per lineage, label -> signatures (:func:`.rules.resolve`d); ``groups``: clusters (NaN: none) for
+    the cluster consensus; ``samples``: per cell, within which the lacking-programme splits are made.
+    """
+    n = len(S)
+    if n_neighbors > 1 and n > 2:
+        S = pd.DataFrame(neighbour_mean_w(S.to_numpy(dtype=np.float64), ident.weights), index=S.index,
+                         columns=S.columns)
+    not_assessable: dict[tuple[str, str], str] = {("lineage", lab): why
+                                                  for lab, why in ident.result.not_assessable.items()}
+
+    def call(table, mask, level, min_score=1.0):
+        M, missing = label_scores(S.loc[mask], table)
+        for lab, why in missing.items():
+            not_assessable[(level, lab)] = why
+        # labels naming the same lineage compete as one: the runner-up is another label
+        M = standardise(M)
+        sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
+        labels, _, conf = decide(M, sigma, min_score=min_score / sigma)
+        if groups is not None and mask.sum():
+            labels, conf = consensus(M, groups[mask], labels, conf, sigma, override=override,
+                                      min_score=min_score / sigma)
+        return labels, conf
+
+    lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
+    if groups is not None:
+        lineage, lin_conf = cluster_consensus(ident.result, groups, override, lineage_min,
+                                              parents=marker_table.splits)
+    state = lineage.copy()
+    conf = lin_conf.copy()
+    for lin, table in state_rules.items():
+        mask = lineage == lin
+        if not mask.any():
+            if lin == "CD8 T":
+                logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
+            continue
+        st, st_conf = call(table, mask, lin, min_score=0.0)
+        ok = (st_conf >= state_min) & (st != UNASSIGNED)
+        state[mask] = np.where(ok, st, lin)
+        conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
+    splits = rules.lacking_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
+
+    # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
+    # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state
+    for lab in marker_table.labels:
+        if lab.decisive_state is None:
+            continue
+        family = {lab.lineage, *(sub.label for sub in marker_table.splits.get(lab.lineage, ()))}
+        carries = lineage_core.carries_decisive(lab, ident.evidence_own, ident.ranks, ident.gene_col,
+                                                with_partner=True, not_decisive=ident.result.not_decisive)
+        take = carries & np.isin(lineage, [f for f in family if lab.decisive_state in _keys.states().get(f, ())])
+        state[take] = lab.decisive_state
+
+    subsets = {}
+    for col, (lin, table) in rules.SUBSET_RULES.items():
+        mask = lineage == lin
+        out = np.full(n, "", dtype=object)
+        if mask.any():
+            st, st_conf = call(table, mask, col, min_score=0.0)
+            out[mask] = np.where(st_conf >= state_min, st, "undetermined")
+        subsets[col] = np.where(mask, out, None)
+
+    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable)
+    messages = _messages(rule_tab, ident, tumor_signature)
+    return RnaCalls(lineage=lineage, state=state, confidence=conf, subsets=subsets,
+                    polarization=tam_polarization(S, lineage), rules=rule_tab, splits=splits, messages=messages)
+
+
+def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
+    """``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` per monocyte/macrophage (``None`` elsewhere): a
+    programme is high above two noise units (:func:`.states.noise_scale` of both scores), and both are high and
+    within two noise units of each other in a mixed cell (co-expression, Azizi 2018)."""
+    mac = lineage == "Monocyte/Macrophage"
+    pol = np.full(len(lineage), None, dtype=object)
+    if mac.any() and {"TAM_M1_like", "TAM_M2_like"} <= set(S.columns):
+        m1, m2 = S.loc[mac, "TAM_M1_like"].to_numpy(), S.loc[mac, "TAM_M2_like"].to_numpy()
+        sig = noise_scale(np.concatenate([m1, m2]))
+        hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
+        both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
+        pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"],
+                             "neither")
+    return pol
+
+
+def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_assessable) -> pd.DataFrame:
+    """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``)."""
+    split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
+    spare = lineage_core.stand_ins(marker_table, ident.gene_col)
+    for parent, sub in marker_table.splits.items():  # CD8 T and CD4 T rows carry what T cells were read by
+        for lab in sub:
+            spare[lab.label] = [*spare.get(parent, ()), *spare.get(lab.label, ())]
+    rows = [{"level": "lineage", "label": lab.label, "signatures": f"markers:{lab.label}",
+             "genes": ",".join(lab.genes), "stand_ins": ",".join(spare.get(lab.label, ())),
+             "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
+             "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
+             "assessable": ("lineage", lab.label) not in not_assessable,
+             "reason": not_assessable.get(("lineage", lab.label), "")}
+            for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
+    for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
+        for label, sigs in table.items():
+            why = not_assessable.get((level, label), "")
+            rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
+                         "reason": why})
+    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})
+    rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
+    return rule_tab
+
+
+def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | None) -> list[str]:
+    """The labels that could not be assessed, and a malignant lineage too rare to learn."""
+    messages = []
+    # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
+    lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
+    lineage_ok = rule_tab[rule_tab["level"] == "lineage"].groupby(lin_of)["assessable"].any()
+    quiet = (rule_tab["level"] == "lineage") & lin_of.map(lineage_ok.to_dict()).eq(True)
+    skipped = rule_tab.loc[~rule_tab["assessable"] & ~quiet & rule_tab["level"].isin(["lineage", *_keys.states()])]
+    if len(skipped):
+        malignant = rule_tab[(rule_tab["level"] == "lineage")
+                             & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]
+        hint = ("; no cell can be called malignant on this panel: if a programme marks the malignant cells, pass "
+                "tumor_signature= (e.g. 'MPAS')" if not malignant.any() else "")
+        messages.append("not assessable (signature genes missing): "
+                        + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
+    malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
+    malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
+    if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
+        messages.append("too few cells carry the epithelial markers to learn the malignant lineage on this panel, so "
+                        "no cell can be called malignant with confidence: if a programme marks the malignant cells, "
+                        "pass tumor_signature= (e.g. 'MPAS')")
+    return messages
