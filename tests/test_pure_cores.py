@@ -152,3 +152,28 @@ def test_call_rna_states_decisive_treg_and_polarization_on_arrays():
     # the Treg rule could not be scored: the runner is handed the message, not a warning
     assert any("Treg (CD4 T)" in m for m in calls.messages)
     assert set(calls.subsets) == set(rules.SUBSET_RULES)
+
+
+def test_not_yet_scored_rescores_only_what_changed():
+    from tmetoolkit._core.scoring.methods import not_yet_scored
+    from tmetoolkit.sig import as_signatures
+
+    sigs = as_signatures({"a": ["G1", "G2"], "b": ["G3", "G4"], "c": ["G5", "G6"], "d": ["G7", "G8"]})
+    table = pd.DataFrame({"signature": ["a", "b", "c", "d"], "genes_used": ["G1,G2", "G3,G4", "G5", "G7,G8"],
+                          "method": "mean_ctrl", "layer": "X", "settings": "s", "scored": [True, True, True, False]})
+    # a and d are held as this call would score them (d recorded as not scorable); b's column is gone; c lost a gene
+    todo = not_yet_scored(sigs, ["G1,G2", "G3,G4", "G5,G6", "G7,G8"], table, pd.Index(["a", "c"]),
+                          method="mean_ctrl", layer="X", settings="s")
+    assert [s.name for s in todo] == ["b", "c"]
+    assert len(not_yet_scored(sigs, ["G1,G2", "G3,G4", "G5", "G7,G8"], table, pd.Index(["a", "b", "c"]),
+                              method="mean_ctrl", layer="raw", settings="s")) == 4  # another layer: all again
+
+
+def test_tile_regions_never_span_images():
+    from tmetoolkit._core.spatial.phenotype import tile_regions
+
+    index = pd.Index(["c0", "c1", "c2", "c3"])
+    xy = np.array([[10.0, 10.0], [90.0, 99.0], [10.0, 10.0], [150.0, 10.0]])
+    images = pd.Series(["s1", "s1", "s2", "s1"], index=index)
+    out = tile_regions(xy, images, 100.0, index=index)
+    assert out.tolist() == ["s1:tile_0_0", "s1:tile_0_0", "s2:tile_0_0", "s1:tile_1_0"]

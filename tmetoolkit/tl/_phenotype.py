@@ -18,7 +18,7 @@ from anndata import AnnData
 from .. import _keys
 from .._core.spatial import rules
 from .._core.spatial.measures import CONTACT_NN
-from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables
+from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
@@ -342,9 +342,7 @@ def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> 
 def _regions(samples, images, xy, region_key, tile_size, adata) -> pd.Series:
     if region_key is not None:  # named as in the other tools; cells without a region count for their sample only
         return regions_of(adata, samples, region_key)[0]
-    tiles = np.floor(xy / tile_size).astype(int)  # tiles never span two images
-    return images + ":tile_" + pd.Series(tiles[:, 0], index=samples.index).astype(str) + "_" + pd.Series(
-        tiles[:, 1], index=samples.index).astype(str)
+    return tile_regions(xy, images, tile_size, index=samples.index)
 
 
 def _write(adata, samples, regions, res: PhenotypeTables, params) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._core.scoring.methods import METHODS, Method, positions, score_matrix, score_settings
+from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
 from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import InputReport, control_probes, coverage, detect_gene_id, hint_raw, input_error, inspect
@@ -207,14 +207,8 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
     if isinstance(table, pd.DataFrame) and isinstance(S, pd.DataFrame) and {"layer", "settings"} <= set(table):
         cov = coverage(adata.var_names, sigs, species)
         settings = score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank)
-        done = table.drop_duplicates("signature", keep="last").set_index("signature")
-        todo = []
-        for s, genes in zip(sigs, cov["genes_used"], strict=True):
-            row = done.loc[s.name] if s.name in done.index else None
-            same = (row is not None and row["genes_used"] == genes and row["method"] == method
-                    and row["layer"] == (layer or "X") and row["settings"] == settings)
-            if not (same and (s.name in S.columns or not row["scored"])):
-                todo.append(s)
+        todo = not_yet_scored(sigs, cov["genes_used"], table, S.columns, method=method, layer=layer or "X",
+                              settings=settings)
     if todo:
         score(adata, todo, method=method, layer=layer, species=species, seed=seed, n_bins=n_bins,
               ctrl_size=ctrl_size, max_rank=max_rank)

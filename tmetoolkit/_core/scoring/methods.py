@@ -199,3 +199,18 @@ def score_settings(method: str, *, seed: int, n_bins: int, ctrl_size: int, max_r
     if method == "ssgsea":
         return f"seed={seed}"
     return f"max_rank={max_rank}"
+
+
+def not_yet_scored(sigs, genes_used, table: pd.DataFrame, scored, *, method: str, layer: str, settings: str) -> list:
+    """The signatures of ``sigs`` that the stored per-signature ``table`` (``uns["tmt_scores"]["signatures"]``)
+    does not hold as this call would score them: on the same ``genes_used``, with the same method, layer and
+    ``settings``, and among the ``scored`` columns (a signature recorded as not scorable is not tried again)."""
+    done = table.drop_duplicates("signature", keep="last").set_index("signature")
+    todo = []
+    for s, genes in zip(sigs, genes_used, strict=True):
+        row = done.loc[s.name] if s.name in done.index else None
+        same = (row is not None and row["genes_used"] == genes and row["method"] == method
+                and row["layer"] == layer and row["settings"] == settings)
+        if not (same and (s.name in scored or not row["scored"])):
+            todo.append(s)
+    return todo

@@ -179,3 +179,11 @@ def spot_tables(comp: np.ndarray, dist: np.ndarray, eff: np.ndarray, tum: np.nda
                                     min_infiltration=min_infiltration)
                          for groups, n_min in ((samples, MIN_SPOTS_SAMPLE), (regions, MIN_SPOTS_REGION)))
     return PhenotypeTables(samp_tab, reg_tab)
+
+
+def tile_regions(xy: np.ndarray, images: pd.Series, tile_size: float, *, index: pd.Index) -> pd.Series:
+    """Each cell's square tile of side ``tile_size`` (the units of ``xy``), named ``"<image>:tile_<i>_<j>"``:
+    tiles never span two images."""
+    tiles = np.floor(xy / tile_size).astype(int)
+    return images + ":tile_" + pd.Series(tiles[:, 0], index=index).astype(str) + "_" + pd.Series(
+        tiles[:, 1], index=index).astype(str)
