@@ -955,8 +955,9 @@ def pbmc68k():
 
 
 def test_scanpy_pbmc_sample_lineages(pbmc68k):
-    """A panel of selected genes at droplet depth that no rule was tuned on: lineage accuracy 0.77 (score_genes +
-    argmax on the same markers 0.53; a classifier trained on the labels 0.86). Sorted CD19+ cells include
+    """A panel of selected genes at droplet depth that no rule was tuned on: lineage accuracy 0.82 (score_genes +
+    argmax on the same markers 0.53; a classifier trained on the labels 0.86; 0.77 before the CD4/CD8 split and
+    the lineage veto were relaxed). Sorted CD19+ cells include
     plasmablasts: the 30 called Plasma hold MZB1, TNFRSF17 and FKBP11 without MS4A1."""
     lut = {"CD4+/CD25 T Reg": {"CD4 T"}, "CD4+/CD45RA+/CD25- Naive T": {"CD4 T"}, "CD4+/CD45RO+ Memory": {"CD4 T"},
            "CD8+ Cytotoxic T": {"CD8 T"}, "CD8+/CD45RA+ Naive Cytotoxic": {"CD8 T"},
@@ -965,7 +966,7 @@ def test_scanpy_pbmc_sample_lineages(pbmc68k):
     lab, call = pbmc68k.obs["bulk_labels"].astype(str), pbmc68k.obs["tmt_lineage"].astype(str)
     keep = lab.isin(list(lut))
     ok = [c in lut[t] for t, c in zip(lab[keep], call[keep], strict=True)]
-    assert np.mean(ok) >= 0.74
+    assert np.mean(ok) >= 0.79
     plasma = call == "Plasma"
     X = pbmc68k[:, ["MZB1", "MS4A1"]].X
     X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
