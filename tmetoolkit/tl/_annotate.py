@@ -61,8 +61,9 @@ def annotate(
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
-    ``min_confidence`` or its own markers speak against the lineage the classifier chose. T cells are divided into
-    CD8 T and CD4 T among themselves the same way. A lineage with too few seeds to learn keeps its marker calls
+    ``min_confidence`` or its own pooled markers speak against the lineage the classifier chose (silent markers do
+    not). T cells are divided into CD8 T and CD4 T among themselves the same way, where the classifier decides
+    alone: a T cell without a co-receptor read still takes its call. A lineage with too few seeds to learn keeps its marker calls
     (with a warning); a data set of one lineage is called by its markers alone. On a panel that has lost most of
     a marker group (a file of highly variable genes), cited reserve genes of the same lineage stand in for the
     missing ones. A cell that carries a transcript no other cell makes (FOXP3) keeps that label's lineage
@@ -77,7 +78,8 @@ def annotate(
     keeps its lineage name. M-MDSC-like cells are classical monocytes with HLA-DR low or negative (Bronte 2016):
     they hold the monocytes' own genes, so among the cells of a sample called monocyte or M-MDSC-like those whose
     HLA class II (the down genes of ``M_MDSC_like``) is low are M-MDSC-like, where a two-Gaussian mixture finds two
-    populations (BIC, Ashman's D >= 2, at least 10 cells each), else the competition's call stands. MDSC states are
+    populations (BIC, Ashman's D >= 2, at least 10 cells each); where they form one population, all are monocytes
+    (blood monocytes hold less HLA class II than intermediate ones, but plenty). MDSC states are
     called "-like" because a transcriptome cannot prove suppression. TAM
     M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
