@@ -177,3 +177,21 @@ def test_tile_regions_never_span_images():
     images = pd.Series(["s1", "s1", "s2", "s1"], index=index)
     out = tile_regions(xy, images, 100.0, index=index)
     assert out.tolist() == ["s1:tile_0_0", "s1:tile_0_0", "s2:tile_0_0", "s1:tile_1_0"]
+
+
+def test_subunits_of_one_complex_are_one_marker():
+    """Spill-over brings the three C1Q chains into a neighbour at once: read as one marker (their mean rank), they
+    no longer make a cell without CD163 or MARCO look like a macrophage (label_evidence on rank scores)."""
+    from tmetoolkit._core.annotation.lineage import label_evidence
+    from tmetoolkit._core.annotation.markers import LabelMarkers, MarkerTable
+
+    genes = ["C1QA", "C1QB", "C1QC", "CD163", "MARCO"]
+    col = {g: i for i, g in enumerate(genes)}
+    R = np.zeros((7, 5))
+    R[0] = [0.8, 0.8, 0.8, 0.0, 0.0]  # spill-over: the complex alone
+    R[1] = [0.8, 0.8, 0.8, 0.9, 0.5]  # a macrophage
+    mac = LabelMarkers("Macrophage", (tuple(genes),), (), ("x",))
+    apart, _ = label_evidence(R, col, MarkerTable((mac,)))
+    one, _ = label_evidence(R, col, MarkerTable((mac,), complexes=(("C1QA", "C1QB", "C1QC"),)))
+    assert apart.iloc[0, 0] == pytest.approx(0.8) and apart.iloc[1, 0] == pytest.approx(0.8 + 0.1 / 3)
+    assert one.iloc[0, 0] == pytest.approx(0.4) and one.iloc[1, 0] == pytest.approx(0.85)

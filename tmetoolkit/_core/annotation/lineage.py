@@ -63,18 +63,20 @@ class LineageResult:
 def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) -> tuple[pd.DataFrame, dict]:
     """Per label: the weakest positive group's score minus the strongest negative group's.
 
-    A group's score is the mean rank score of its best-expressed half of genes.
+    A group's score is the mean rank score of its best-expressed half of markers; the subunits of one protein
+    complex (``table.complexes``) are one marker, read as their mean.
 
     ``R`` holds within-cell rank scores of the marker genes, ``gene_col`` says which column holds which gene.
     A label none of whose genes are on a positive group's list is not assessable (reason returned).
     """
     def group_mean(genes, background=True, reserve=()):
-        idx = [gene_col[g] for g in (*genes, *stand_ins_of(genes, reserve, gene_col)) if g in gene_col]
-        if not idx:
+        names = [g for g in (*genes, *stand_ins_of(genes, reserve, gene_col)) if g in gene_col]
+        if not names:
             return None
+        M = marker_columns(R, names, gene_col, table.complexes)
         # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
-        k = (len(idx) + 1) // 2
-        score = np.sort(R[:, idx], axis=1)[:, -k:].mean(axis=1)
+        k = (M.shape[1] + 1) // 2
+        score = np.sort(M, axis=1)[:, -k:].mean(axis=1)
         if not score.size:
             return score
         # ambient RNA and segmentation spill-over give every cell some of the abundant lineages' transcripts
@@ -96,6 +98,20 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             ev = ev - np.max(np.vstack(neg), axis=0)
         cols[lab.label] = ev
     return pd.DataFrame(cols), missing
+
+
+def marker_columns(R: np.ndarray, names: list[str], gene_col: dict[str, int], complexes) -> np.ndarray:
+    """One column per marker of ``names``: a gene's rank scores, or the mean of a complex's subunits among
+    ``names`` (a cell that makes one subunit makes the others, and spill-over from a neighbour carries all of them,
+    so three C1Q genes are one piece of evidence, not three)."""
+    cols, done = [], set()
+    for g in names:
+        if g in done:
+            continue
+        unit = next(([x for x in cx if x in names] for cx in complexes if g in cx), [g])
+        done.update(unit)
+        cols.append(R[:, [gene_col[x] for x in unit]].mean(axis=1))
+    return np.column_stack(cols)
 
 
 def stand_ins_of(genes, reserve, gene_col: dict[str, int]) -> list[str]:

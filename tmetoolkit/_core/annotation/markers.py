@@ -42,6 +42,8 @@ class MarkerTable:
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
     version: int = 1
     splits: dict[str, tuple[LabelMarkers, ...]] = field(default_factory=dict)  # parent label -> its lineages
+    # subunits of one protein complex (C1QA/C1QB/C1QC): a group reads them as one marker, their mean rank
+    complexes: tuple[tuple[str, ...], ...] = ()
 
     @property
     def genes(self) -> list[str]:
@@ -58,7 +60,7 @@ class MarkerTable:
 
     def split(self, parent: str) -> MarkerTable:
         """The table that divides ``parent``'s cells into lineages (empty when it is a lineage itself)."""
-        return MarkerTable(self.splits.get(parent, ()), self.sources, self.version)
+        return MarkerTable(self.splits.get(parent, ()), self.sources, self.version, complexes=self.complexes)
 
     def with_label(self, label: str, genes: tuple[str, ...], source: str) -> MarkerTable:
         """A copy with one more label (e.g. a malignant programme given by the user), with the negatives of the
@@ -66,7 +68,7 @@ class MarkerTable:
         lineage = label.split("|")[0]
         negative = next((lab.negative for lab in self.labels if lab.lineage == lineage), ())
         extra = LabelMarkers(label, (tuple(genes),), negative, (source,))
-        return MarkerTable((*self.labels, extra), self.sources, self.version, self.splits)
+        return MarkerTable((*self.labels, extra), self.sources, self.version, self.splits, self.complexes)
 
     def table(self) -> pd.DataFrame:
         """One row per label: lineage, positive and negative genes (groups joined by ``;``), sources."""
@@ -104,4 +106,5 @@ def lineage_markers() -> MarkerTable:
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
     splits = {parent: tuple(one(name, entry) for name, entry in table.items())
               for parent, table in spec.get("splits", {}).items()}
-    return MarkerTable(labels, spec.get("sources", {}), int(spec.get("version", 1)), splits)
+    complexes = tuple(tuple(entry["genes"]) for entry in spec.get("complexes", {}).values())
+    return MarkerTable(labels, spec.get("sources", {}), int(spec.get("version", 1)), splits, complexes)
