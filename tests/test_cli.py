@@ -82,8 +82,8 @@ def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):
 
 
 def test_tumor_signature_finds_the_tumour_without_epithelial_calls(tmp_path, capsys, caplog):
-    """Chen's panel holds KRT8 alone of the epithelial genes annotate uses: few tumour cells are found, and
-    --tumor-signature finds the tumour."""
+    """Chen's panel holds KRT8 alone of the epithelial group (PERP stands in): part of the tumour is found, and
+    --tumor-signature finds more of it."""
     path = real_data_path("chen")
     assert main(["run", str(path), "-o", str(tmp_path / "a")]) == 0
     plain = ad.read_h5ad(next((tmp_path / "a").glob("*.h5ad")))
@@ -94,8 +94,10 @@ def test_tumor_signature_finds_the_tumour_without_epithelial_calls(tmp_path, cap
     assert a.uns["tmt_immune_phenotype"]["table"]["basis"].iloc[0] == "spatial"
     assert a.obs["tmt_tumor_cell"].mean() > 0.2
     assert a.uns["tmt_annotate"]["params"]["tumor_signature"] == "MPAS"
-    assert (a.obs["tmt_lineage"] == "Malignant/Epithelial").sum() > 300
-    assert (plain.obs["tmt_lineage"] == "Malignant/Epithelial").sum() < 200  # KRT8 alone: measured 110
+    # measured: 553 with MPAS, 393 with the markers alone (110 before PERP stood in)
+    n_tumour = (a.obs["tmt_lineage"] == "Malignant/Epithelial").sum()
+    assert n_tumour > 450
+    assert n_tumour > (plain.obs["tmt_lineage"] == "Malignant/Epithelial").sum() + 100
 
 
 def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
