@@ -64,9 +64,9 @@ def annotate(
     ``min_confidence`` or its own pooled markers speak against the lineage the classifier chose (silent markers do
     not). T cells are divided into CD8 T and CD4 T among themselves the same way, where the classifier decides
     alone: a T cell without a co-receptor read still takes its call. A lineage with too few seeds to learn keeps
-    its marker calls (with a warning); a data set of one lineage is called by its markers alone. On a panel that has lost most of
-    a marker group (a file of highly variable genes), cited reserve genes of the same lineage stand in for the
-    missing ones. The subunits of one protein complex (the three C1Q chains, CD3D/E/G, CD79A/B) count as one
+    its marker calls (with a warning); a data set of one lineage is called by its markers alone. On a panel that
+    has lost most of a marker group (a file of highly variable genes), cited reserve genes of the same lineage
+    stand in for the missing ones. The subunits of one protein complex (the three C1Q chains, CD3D/E/G, CD79A/B) count as one
     marker, so that spill-over of a complex from a neighbouring cell counts once. A cell that carries a
     transcript no other cell makes (FOXP3) keeps that label's lineage against its neighbours' spill-over.
 
