@@ -66,8 +66,9 @@ def annotate(
     alone: a T cell without a co-receptor read still takes its call. A lineage with too few seeds to learn keeps its marker calls
     (with a warning); a data set of one lineage is called by its markers alone. On a panel that has lost most of
     a marker group (a file of highly variable genes), cited reserve genes of the same lineage stand in for the
-    missing ones. A cell that carries a transcript no other cell makes (FOXP3) keeps that label's lineage
-    against its neighbours' spill-over.
+    missing ones. The subunits of one protein complex (the three C1Q chains, CD3D/E/G, CD79A/B) count as one
+    marker, so that spill-over of a complex from a neighbouring cell counts once. A cell that carries a
+    transcript no other cell makes (FOXP3) keeps that label's lineage against its neighbours' spill-over.
 
     **States** are decided within their lineage: CD8 naive/memory, effector, progenitor-exhausted (Tpex) and
     terminally exhausted (Tex); CD4 naive/memory, helper and Treg; monocyte, TAM M1-like, TAM M2-like and
