@@ -15,12 +15,19 @@
    closing and opening; alpha shapes; closing and rim scaled to each nest's own size), every setting chosen here
    *with* the labels, so the best is an upper bound, not a fit to adopt; the tumour-cell nests of both images and
    their truth; and an oracle that knows which tumour cells the pathologist left in the stroma.
+6. ``--myoepithelium``: does the myoepithelial layer (kept by normal ducts, lobules and DCIS, lost by invasive
+   carcinoma; Risom et al. 2022, Cell 185:299, doi:10.1016/j.cell.2021.12.023) set apart the Xenium nests the
+   pathologist left in "Stroma"? Per nest of the drawn parenchyma: size, the pathologist's regions of its tumour
+   cells, the share of its boundary tumour cells within two cell spacings of a myoepithelial-profile cell against
+   the same share with that profile placed at random among all cells, ESR1/PGR/ERBB2/MKI67 means, and the
+   agreement a rule "mostly rimmed nests are not invasive tumour" would reach.
 
 Usage::
 
     python benchmarks/bench_spatial.py              # 1-3
     python benchmarks/bench_spatial.py --samples 10 # smaller timing cohort
     python benchmarks/bench_spatial.py --fields 0 --samples 0 --floor 20 --ceiling   # only 2, 4, 5
+    python benchmarks/bench_spatial.py --fields 0 --samples 0 --myoepithelium        # only 2, 6
 """
 
 from __future__ import annotations
@@ -368,6 +375,115 @@ def ceiling() -> None:
           f"agrees with the Xenium regions for {(tumour_region(xy, t_or).inside == truth)[keep].mean():.3f}")
 
 
+BASAL_KERATINS = ("KRT5", "KRT14", "KRT17")  # basal cytokeratins of myoepithelial cells
+CONTRACTILE = ("ACTA2", "MYH11", "CNN1", "MYLK", "OXTR")  # smooth-muscle proteins of myoepithelial cells
+
+
+def myoepithelium() -> None:
+    """Myoepithelial rim of every nest of the drawn parenchyma on the Xenium breast section.
+
+    A myoepithelial-profile cell co-expresses a basal cytokeratin and a smooth-muscle protein, the two-marker panel
+    pathologists use because either alone also marks stromal or luminal cells (Dewar et al. 2011, Arch Pathol Lab
+    Med 135:422-429): at least one count of the basal keratins and two of the contractile genes the panel holds
+    (strict profile: one count of smooth-muscle myosin heavy chain or oxytocin receptor instead, since
+    smooth-muscle actin also marks myofibroblasts and vessels). A nest's boundary tumour cells are its tumour
+    cells within two cell spacings inside its border; one is rimmed when a myoepithelial-profile cell (not
+    itself) lies within two cell spacings.
+    """
+    from tmetoolkit._core.spatial.geometry import tumour_region
+
+    print("\n== myoepithelial rim of the Xenium nests (a nest keeping its myoepithelial layer is not invasive) ==")
+    if not SHARED.is_dir():
+        print("(skipped: ../shared/data absent)")
+        return
+    x = tmt.datasets.load("xenium_idc", path=SHARED)
+    tmt.tl.annotate(x)
+    xy = np.asarray(x.obsm["spatial"], float)
+    is_t = (x.obs["tmt_lineage"] == "Malignant/Epithelial").to_numpy()
+    regions = x.obs["region"].astype(str).to_numpy()
+    keep = np.isin(regions, ["Invasive Tumor", "Stroma"])
+    truth = regions == "Invasive Tumor"
+
+    def counts(genes):
+        g = [g for g in genes if g in x.var_names]
+        m = x[:, g].X
+        return np.asarray(m.sum(axis=1)).ravel(), g
+
+    ker, ker_g = counts(BASAL_KERATINS)
+    con, con_g = counts(CONTRACTILE)
+    myo = (ker >= 1) & (con >= 2)
+    specific, spec_g = counts(("MYH11", "OXTR"))  # smooth-muscle myosin heavy chain, oxytocin receptor
+    strict = (ker >= 1) & (specific >= 1)
+    print(f"panel: basal keratins {ker_g} (missing {sorted(set(BASAL_KERATINS) - set(ker_g))}), contractile {con_g} "
+          f"(missing {sorted(set(CONTRACTILE) - set(con_g))}); TP63 {'present' if 'TP63' in x.var_names else 'absent'}")
+    print(f"myoepithelial-profile cells (>= 1 basal keratin and >= 2 contractile counts): {int(myo.sum())} of "
+          f"{x.n_obs}; by region " + ", ".join(f"{k} {v}" for k, v in pd.Series(regions[myo]).value_counts().items()))
+    print(f"strict profile (>= 1 basal keratin and >= 1 count of {spec_g}): "
+          f"{int(strict.sum())} cells")
+    gr = _Grid(xy, is_t)
+    lab, _ = ndimage.label(gr.parenchyma())
+    cell_lab = gr.at(lab)
+    reg = tumour_region(xy, is_t)
+    nn, d = reg.nn, reg.distance
+    tree = cKDTree(xy)
+    near = tree.query_ball_point(xy, 2 * nn)
+
+    def rim(is_myo: np.ndarray, cells: np.ndarray) -> float:
+        return float(np.mean([is_myo[near[i]].sum() - is_myo[i] > 0 for i in cells])) if len(cells) else np.nan
+
+    rng = np.random.default_rng(0)
+    nulls = [rng.permutation(myo) for _ in range(100)]
+    genes = {gname: counts([gname])[0] for gname in ("ESR1", "PGR", "ERBB2", "MKI67")}
+    rows = []
+    for j in np.unique(cell_lab[cell_lab > 0]):
+        nest = (cell_lab == j) & is_t
+        if nest.sum() < 40:
+            continue
+        bnd = np.flatnonzero(nest & (d > -2 * nn) & (d < 0))
+        null = [rim(m, bnd) for m in nulls]
+        share = pd.Series(regions[nest]).value_counts(normalize=True)
+        rows.append({"tumour cells": int(nest.sum()),
+                     "regions": ", ".join(f"{k} {v:.2f}" for k, v in share.items() if v >= 0.05),
+                     "boundary cells": len(bnd), "rimmed": rim(myo, bnd),
+                     "null mean [95%]": f"{np.mean(null):.2f} [{np.quantile(null, 0.95):.2f}]",
+                     "rimmed, strict": rim(strict, bnd),
+                     **{gname: float(v[nest].mean()) for gname, v in genes.items()}})
+    tab = pd.DataFrame(rows).sort_values("tumour cells")
+    print("nests of the drawn parenchyma with >= 40 tumour cells (means are counts per cell over the nest's tumour "
+          "cells; rimmed: share of boundary tumour cells with a myoepithelial-profile cell within 2 cell spacings):")
+    print(tab.round(2).to_string(index=False))
+    for r in ("Invasive Tumor", "Stroma", "DCIS"):
+        m = is_t & (regions == r)
+        print(f"  tumour cells in {r} ({int(m.sum())}): " + ", ".join(
+            f"{gname} {v[m].mean():.2f}" for gname, v in genes.items()))
+    bins = [-4, -2, -1, 0, 1, 2, 4]
+    _, (ii, jj) = ndimage.distance_transform_edt(lab == 0, return_indices=True)
+    nearest = lab[ii, jj][gr.ij[:, 0], gr.ij[:, 1]]
+    prof = {}
+    for j in np.unique(cell_lab[cell_lab > 0]):
+        if ((cell_lab == j) & is_t).sum() >= 40:
+            m = nearest == j
+            key = f"{int(((cell_lab == j) & is_t).sum())} ({pd.Series(regions[(cell_lab == j) & is_t]).mode()[0]})"
+            prof[key] = pd.Series(myo[m]).groupby(pd.cut(d[m] / nn, bins)).mean()
+    print("share of myoepithelial-profile cells by signed distance to the nest's border (cell spacings, negative "
+          "inside), per nest (tumour cells, main region):")
+    print(pd.DataFrame(prof).round(2).to_string())
+    base = float((reg.inside == truth)[keep].mean())
+    out = []
+    for cut in (0.5, 0.75):
+        drop = np.zeros(len(xy), bool)
+        for j in np.unique(cell_lab[cell_lab > 0]):
+            nest = (cell_lab == j) & is_t
+            bnd = np.flatnonzero(nest & (d > -2 * nn) & (d < 0))
+            if nest.sum() >= 10 and rim(myo, bnd) >= cut:
+                drop |= nest
+        ruled = tumour_region(xy, is_t & ~drop).inside
+        out.append(f"rimmed share >= {cut}: {int(drop.sum())} tumour cells set aside, Xenium "
+                   f"{float((ruled == truth)[keep].mean()):.3f}")
+    print(f"rule 'nests whose boundary is mostly rimmed are not invasive tumour': present rule {base:.3f}; "
+          + "; ".join(out))
+
+
 def cohort(n_samples: int, n_cells: int, seed: int = 0) -> AnnData:
     """Positions and cell types of ``n_samples`` simulated tumours (three templates, shifted and rotated)."""
     rng = np.random.default_rng(seed)
@@ -421,6 +537,7 @@ def main() -> None:
     p.add_argument("--fields", type=int, default=10, help="simulated fields per stroma share and phenotype")
     p.add_argument("--floor", type=int, default=0, help="fields per setting for the stroma-floor null model (20)")
     p.add_argument("--ceiling", action="store_true", help="sweep compartment rules against both truths")
+    p.add_argument("--myoepithelium", action="store_true", help="myoepithelial rim of the Xenium nests")
     args = p.parse_args()
     warnings.simplefilter("ignore")
     if args.fields:
@@ -430,6 +547,8 @@ def main() -> None:
         stroma_floor(args.floor)
     if args.ceiling:
         ceiling()
+    if args.myoepithelium:
+        myoepithelium()
     if args.samples:
         timing(args.samples, args.cells)
 

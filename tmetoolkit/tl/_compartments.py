@@ -50,17 +50,22 @@ def compartments(
     double counts: each grid square of tissue belongs to its nearest cell (a discrete Voronoi tessellation
     clipped to the tissue), so the areas of tumour and stroma add up to the tissue area.
 
-    The region is parenchyma at cell scale, as image-analysis tissue segmentation draws it: it agrees with
-    inForm's Tumor/Stroma categories (phenoptr sample field) for 0.909 of cells. A pathologist's low-power regions
-    are coarser: Xenium's breast IDC "Invasive Tumor" holds stroma strands and a rim around the tumour cells, and
-    leaves two tumour-cell nests (74 and 152 tumour cells) in "Stroma"; there agreement is 0.823. The nests decide
-    it: not counting the 255 tumour cells the pathologist left in "Stroma" lifts the same rule to 0.871, but
-    neither size nor width sets those nests apart: inForm calls phenoptr's nests of 62-189 tumour cells Tumor,
-    with inscribed radii of 3-9 cell spacings against 4 for both, and their cells are luminal tumour cells like
-    the invasive ones (ESR1, PGR, GATA3). Of 641 settings of six rule families (this rule with closing, opening
-    and outward growth; neighbourhood majority within 5-160 micrometres; kernel-density ratio of tumour cells over
-    all cells; alpha shapes; closing scaled to each nest's size), even chosen with the labels, the only two that
-    reach both 0.90 on the first and 0.85 on the second sit at phenoptr 0.901
+    The region is parenchyma at cell scale, as image-analysis tissue segmentation draws it: it agrees with inForm's
+    Tumor/Stroma categories (phenoptr sample field) for 0.909 of cells. A pathologist's low-power regions are
+    coarser: Xenium's breast IDC "Invasive Tumor" holds stroma strands and a rim around the tumour cells, and leaves
+    two tumour-cell nests (78 and 158 tumour cells) in "Stroma"; there agreement is 0.828. The nests decide it: not
+    counting the 267 tumour cells the pathologist left in "Stroma" lifts the same rule to 0.877, but neither size
+    nor width sets those nests apart: inForm calls phenoptr's nests of 62-189 tumour cells Tumor, with inscribed
+    radii of 3-9 cell spacings against 4 for both, and their cells are luminal (GATA3, ANKRD30A) like the invasive
+    ones, with less ESR1 and more PGR. Nor does the myoepithelial layer that normal ducts, lobules and carcinoma in
+    situ keep and invasive carcinoma loses (Risom et al. 2022, Cell 185:299, doi:10.1016/j.cell.2021.12.023): on
+    this panel (KRT5/KRT14 with ACTA2, MYH11, MYLK, OXTR), 0.00 and 0.06 of the two nests' boundary tumour cells lie
+    beside a myoepithelial-profile cell (0.36-0.45 by chance), while the Invasive Tumor nests are rimmed as the
+    large DCIS ones are (0.55-0.85 against 0.78-0.81), so a rule setting rimmed nests apart would lower agreement to
+    0.42-0.51 (``benchmarks/bench_spatial.py --myoepithelium``). Of 641 settings of six rule families (this rule
+    with closing, opening and outward growth; neighbourhood majority within 5-160 micrometres; kernel-density ratio
+    of tumour cells over all cells; alpha shapes; closing scaled to each nest's size), even chosen with the labels,
+    the only two that reach both 0.90 on the first and 0.85 on the second sit at phenoptr 0.901
     (``benchmarks/bench_spatial.py --ceiling``): coarser rules gain the pathologist's regions only by losing the
     tissue categories.
 
