@@ -1028,7 +1028,7 @@ def _accuracy(pred, allowed):
 def test_real_rna_lineages_reach_the_supervised_ceiling():
     """Puram (Smart-seq2, log values of 7,943 genes) and Zilionis mouse (inDrop UMI counts, upper-cased mouse
     symbols): per-cell lineage accuracy within 0.05 of a logistic regression trained on the authors' labels
-    (0.972 and 0.929, benchmarks/validate_annotation.py); measured 0.933 and 0.922. Puram's CHETAH "B cells" are
+    (0.972 and 0.929, benchmarks/validate_annotation.py); measured 0.933 and 0.921. Puram's CHETAH "B cells" are
     plasma cells (IGLL5, XBP1, FKBP11 high; MS4A1 low), so Plasma counts for them."""
     p = real_data("puram")
     tmt.tl.annotate(p)
