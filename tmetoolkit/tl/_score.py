@@ -209,6 +209,14 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
         settings = score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank)
         todo = not_yet_scored(sigs, cov["genes_used"], table, S.columns, method=method, layer=layer or "X",
                               settings=settings)
+        # scored before on other genes (a subset of the genes of an annotated object) and not scorable on these:
+        # the stale scores go, and the table records them as not scored
+        lost = cov.set_index("signature").loc[[s.name for s in todo]].query("not scorable")
+        if len(lost):
+            adata.obsm[_keys.SCORES] = S.drop(columns=[c for c in lost.index if c in S.columns])
+            rows = lost.reset_index().assign(scored=False, method=method, layer=layer or "X", settings=settings)
+            stored["signatures"] = pd.concat([table[~table["signature"].isin(lost.index)], rows], ignore_index=True)
+            todo = [s for s in todo if s.name not in lost.index]
     if todo:
         score(adata, todo, method=method, layer=layer, species=species, seed=seed, n_bins=n_bins,
               ctrl_size=ctrl_size, max_rank=max_rank)
