@@ -49,7 +49,9 @@ LABELS: list[tuple[str, str | None, str, tuple[str, ...]]] = [
     ("CD8 T", "CD8 naive/memory", "#fcbba1", ("CD8_naive_memory",)),
     ("CD8 T", "CD8 effector", "#fb6a4a", ("CD8_effector",)),
     ("CD8 T", "CD8 Tpex", "#cb181d", ("CD8_Tpex_core",)),
-    ("CD8 T", "CD8 Tex", "#67000d", ("CD8_Tex",)),
+    # terminal exhaustion is Zheng 2021's Tex programme together with ProjecTILs' Tex gate (TIM-3, LAYN, LAG-3, CD39):
+    # with the programme alone, exhausted cells, which keep their granzymes, tied with effector cells
+    ("CD8 T", "CD8 Tex", "#67000d", ("CD8_Tex", "CD8_Tex_gate")),
     ("CD4 T", None, "#ff9896", ()),
     ("CD4 T", "CD4 naive/memory", "#fdd0a2", ("CD4_naive_memory",)),
     ("CD4 T", "CD4 helper", "#fd8d3c", ("CD4_helper",)),
