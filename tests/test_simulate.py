@@ -70,7 +70,7 @@ def test_programmes_are_not_the_signatures_annotate_reads():
     tables, derived = rules.specific_state_rules()
     by_name = {d.name: d for d in derived}
     n_missing = 0
-    for lineage, states in tables.items():
+    for states in tables.values():
         for state, sigs in states.items():
             planted = set(progs.at[f"state:{state}", "genes"].split(","))
             sig = {g for name in sigs for g in (by_name.get(name) or tmt.sig.get(name)).genes_up}
