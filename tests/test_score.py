@@ -323,3 +323,12 @@ def test_score_once_scores_what_differs(sim_small):
     before = fewer.obsm["tmt_scores"]["NK"].copy()
     score_once(fewer, ["NK"], seed=3, layer="counts")  # one gene fewer: scored again
     assert not fewer.obsm["tmt_scores"]["NK"].equals(before)
+    # a gene subset that keeps every NK gene: its control genes came from the other panel, so it is scored again,
+    # with the numbers a fresh object gives
+    kept = set(tmt.sig.get("NK").genes)
+    panel = fewer[:, [g for i, g in enumerate(fewer.var_names) if g in kept or i % 2]].copy()
+    score_once(panel, ["NK"], seed=3, layer="counts")
+    clean = panel.copy()
+    del clean.obsm["tmt_scores"], clean.uns["tmt_scores"]
+    tmt.tl.score(clean, ["NK"], seed=3, layer="counts")
+    np.testing.assert_allclose(panel.obsm["tmt_scores"]["NK"], clean.obsm["tmt_scores"]["NK"])

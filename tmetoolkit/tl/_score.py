@@ -171,7 +171,8 @@ def score(
     adata.obsm[key_added] = new
 
     cov = cov.assign(scored=cov["scorable"], method=method, layer=layer or "X",
-                     settings=score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank))
+                     settings=score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank,
+                                             var_names=adata.var_names))
     prev = adata.uns.get(key_added, {}).get("signatures") if isinstance(adata.uns.get(key_added), dict) else None
     if isinstance(prev, pd.DataFrame):
         cov = pd.concat([prev[~prev["signature"].isin(cov["signature"])], cov], ignore_index=True)
@@ -206,7 +207,8 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
     todo = sigs
     if isinstance(table, pd.DataFrame) and isinstance(S, pd.DataFrame) and {"layer", "settings"} <= set(table):
         cov = coverage(adata.var_names, sigs, species)
-        settings = score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank)
+        settings = score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank,
+                                  var_names=adata.var_names)
         todo = not_yet_scored(sigs, cov["genes_used"], table, S.columns, method=method, layer=layer or "X",
                               settings=settings)
         # scored before on other genes (a subset of the genes of an annotated object) and not scorable on these:

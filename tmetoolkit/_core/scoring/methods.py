@@ -192,13 +192,26 @@ def score_matrix(
     return out, used
 
 
-def score_settings(method: str, *, seed: int, n_bins: int, ctrl_size: int, max_rank: int | None) -> str:
-    """The parameters besides method and layer that a score depends on, as recorded per signature."""
+def score_settings(method: str, *, seed: int, n_bins: int, ctrl_size: int, max_rank: int | None,
+                   var_names=None) -> str:
+    """The parameters besides method and layer that a score depends on, as recorded per signature; with
+    ``var_names``, the gene panel too (every method reads genes beyond a signature's own: control genes, within-cell
+    ranks), so that a score made on other genes is not reused."""
     if method == "mean_ctrl":
-        return f"seed={seed}, n_bins={n_bins}, ctrl_size={ctrl_size}"
-    if method == "ssgsea":
-        return f"seed={seed}"
-    return f"max_rank={max_rank}"
+        out = f"seed={seed}, n_bins={n_bins}, ctrl_size={ctrl_size}"
+    elif method == "ssgsea":
+        out = f"seed={seed}"
+    else:
+        out = f"max_rank={max_rank}"
+    return out if var_names is None else f"{out}, panel={panel_id(var_names)}"
+
+
+def panel_id(var_names) -> str:
+    """A short fingerprint of a gene panel: its size and a checksum of its names in order."""
+    import zlib
+
+    names = [str(g) for g in var_names]
+    return f"{len(names)}:{zlib.crc32(chr(10).join(names).encode()):08x}"
 
 
 def not_yet_scored(sigs, genes_used, table: pd.DataFrame, scored, *, method: str, layer: str, settings: str) -> list:
