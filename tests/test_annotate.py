@@ -633,14 +633,15 @@ def test_a_decisive_gene_seen_everywhere_decides_nothing():
 
 def test_reserve_genes_stand_in_for_a_lost_marker_group():
     """Puram without CD3D, CD3E, CD3G and CD2 (as in files of highly variable genes): the T-cell reserve (CD6,
-    TRAT1, CD5, CD28, THEMIS...) stands in. Measured: 0.73 of the T cells called CD4 or CD8 T (0.35 without the
-    reserve, most of the rest NK or unassigned); the rules table names the stand-ins. A file of 2,000 highly
-    variable genes with the full matrix in .raw warns and names .raw."""
+    TRAT1, CD5, CD28, THEMIS...) stands in, in the T cells' own evidence and, since the panel lacks the group
+    altogether, in the NK label's T-cell negative. Measured: 0.88 of the T cells called CD4 or CD8 T (0.73 with
+    the stand-ins in the positive group only, 10 of the 60 then NK; 0.35 without the reserve); the rules table
+    names the stand-ins. A file of 2,000 highly variable genes with the full matrix in .raw warns and names .raw."""
     p = real_data("puram")
     q = p[:, ~p.var_names.isin(["CD3D", "CD3E", "CD3G", "CD2"])].copy()
     tmt.tl.annotate(q)
     t = p.obs["celltypes"].astype(str).isin(["CD4 T cell", "CD8 T cell", "reg. T cell"]).to_numpy()
-    assert q.obs["tmt_lineage"][t].isin(["CD4 T", "CD8 T"]).mean() >= 0.65
+    assert q.obs["tmt_lineage"][t].isin(["CD4 T", "CD8 T"]).mean() >= 0.8
     rules = q.uns["tmt_annotate"]["rules"].set_index("label")
     assert "CD6" in rules.at["CD8 T", "stand_ins"].split(",") or "CD6" in rules.at["CD4 T", "stand_ins"].split(",")
     full = p.copy()

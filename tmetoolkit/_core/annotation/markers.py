@@ -26,6 +26,7 @@ class LabelMarkers:
     reserve: tuple[tuple[str, ...], ...] = ()
     decisive: tuple[str, ...] = ()  # transcripts only this label's cells make (see the marker file)
     decisive_state: str | None = None  # the state such a cell is, within its lineage
+    negative_reserve: tuple[tuple[str, ...], ...] = ()  # per negative group, its stand-ins (as ``reserve``)
 
     @property
     def lineage(self) -> str:
@@ -101,7 +102,8 @@ def lineage_markers() -> MarkerTable:
         return LabelMarkers(name, tuple(tuple(groups[g]) for g in entry["positive"]),
                             tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())),
                             tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]),
-                            tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"))
+                            tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"),
+                            tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry.get("negative", ())))
 
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
     splits = {parent: tuple(one(name, entry) for name, entry in table.items())
