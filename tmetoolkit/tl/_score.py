@@ -102,9 +102,10 @@ def score(
         ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
         to, seed, ...) and ``signatures``: one row per requested signature with
         version, genes used and missing, whether it was scored, and the ``method``, ``layer`` and ``settings`` it
-        was scored with. The tools that need a signature (``annotate``, ``immunosuppression``, ...) reuse its column
-        when it was scored on the same genes with the same method, layer and settings, so a run scores each
-        signature once; score again after changing the matrix.
+        was scored with (``settings`` names the gene panel too). The tools that need a signature (``annotate``,
+        ``immunosuppression``, ...) reuse its column when it was scored on the same genes and panel with the same
+        method, layer and settings, so a run scores each signature once (a gene subset of a scored object is
+        scored again); score again after changing the matrix's values.
 
     Examples
     --------
