@@ -504,7 +504,6 @@ def lost_group_rows(sets: list[LabelledSet]) -> list[dict]:
             if own.sum() < 5 or not s.adata.var_names.isin(genes).any():
                 continue
             lost = ours(s.adata[:, ~s.adata.var_names.isin(genes)].copy())["tmt_lineage"]
-
             rows.append({"set": s.name, "group removed": group, "n_genes": int(s.adata.var_names.isin(genes).sum()),
                          "accuracy": lineage_accuracy(full, s.truth), "accuracy_lost": lineage_accuracy(lost, s.truth),
                          "recall": _recall(full, truth, own), "recall_lost": _recall(lost, truth, own)})

@@ -98,15 +98,18 @@ def lineage_markers() -> MarkerTable:
     groups = {**spec["groups"], **spec.get("negative_groups", {})}
     reserve = spec.get("reserve", {})
 
-    def one(name, entry):
+    def one(name, entry, negative_stand_ins=True):
         return LabelMarkers(name, tuple(tuple(groups[g]) for g in entry["positive"]),
                             tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())),
                             tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]),
                             tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"),
-                            tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry.get("negative", ())))
+                            tuple(tuple(reserve.get(g, {}).get("genes", ())) if negative_stand_ins else ()
+                                  for g in entry.get("negative", ())))
 
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
-    splits = {parent: tuple(one(name, entry) for name, entry in table.items())
+    # in a split the two labels are each other's negative: a stand-in read there would count twice (IL7R and CD28,
+    # for CD4 and against CD8, though naive CD8 T cells hold both)
+    splits = {parent: tuple(one(name, entry, negative_stand_ins=False) for name, entry in table.items())
               for parent, table in spec.get("splits", {}).items()}
     complexes = tuple(tuple(entry["genes"]) for entry in spec.get("complexes", {}).values())
     return MarkerTable(labels, spec.get("sources", {}), int(spec.get("version", 1)), splits, complexes)
