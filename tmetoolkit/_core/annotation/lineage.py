@@ -92,12 +92,14 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             absent = [",".join(g) for g, p in zip(lab.positive, pos, strict=True) if p is None]
             missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
             continue
-        # a negative group the panel lacks altogether is read through its stand-ins (T cells without CD3 on the
-        # panel must still count against NK cells); where some of its genes are there, they alone speak
-        neg = [m for m in (group_mean(g, NEGATIVE_BACKGROUND,
-                                      reserve=() if any(x in gene_col for x in g) else r) for g, r in
-                           zip(lab.negative, lab.negative_reserve or [()] * len(lab.negative), strict=True))
-               if m is not None]
+        neg = []
+        for genes, spare in zip(lab.negative, lab.negative_reserve or [()] * len(lab.negative), strict=True):
+            # a negative group the panel lacks altogether is read through its stand-ins (T cells without CD3 on
+            # the panel must still count against NK cells); where some of its genes are there, they alone speak
+            lost = not any(g in gene_col for g in genes)
+            m = group_mean(genes, NEGATIVE_BACKGROUND, reserve=spare if lost else ())
+            if m is not None:
+                neg.append(m)
         ev = np.min(np.vstack(pos), axis=0)
         if neg:
             ev = ev - np.max(np.vstack(neg), axis=0)
