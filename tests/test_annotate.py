@@ -655,7 +655,8 @@ def test_reserve_genes_stand_in_for_a_lost_marker_group():
 def test_cd4_stand_ins_split_t_cells_on_a_panel_without_cd4_and_cd40lg(pbmc68k):
     """Files of variable genes often drop CD4 and CD40LG. Without them IL7R and CD28 stand in for the CD4 group
     among T cells: on scanpy's PBMC sample without the two genes, 0.76 of the sorted T cells get the right
-    co-receptor lineage (0.44 without the stand-ins, 0.74 with CD4 and CD40LG kept)."""
+    co-receptor lineage (0.44 without the stand-ins, 0.74 with CD4 and CD40LG kept, 0.71 when the split's CD8
+    label read them as negatives too)."""
     a = sc.datasets.pbmc68k_reduced()
     full = a.raw.to_adata()
     q = full[:, ~full.var_names.isin(["CD4", "CD40LG"])].copy()
@@ -666,7 +667,7 @@ def test_cd4_stand_ins_split_t_cells_on_a_panel_without_cd4_and_cd40lg(pbmc68k):
     lab = q.obs["bulk_labels"].astype(str)
     truth = lab.map(lambda x: "CD4 T" if x.startswith("CD4+") else "CD8 T" if x.startswith("CD8+") else None)
     t = truth.notna()
-    assert (q.obs["tmt_lineage"].astype(str)[t] == truth[t]).mean() >= 0.7
+    assert (q.obs["tmt_lineage"].astype(str)[t] == truth[t]).mean() >= 0.74
     rules = q.uns["tmt_annotate"]["rules"].set_index("label")
     assert {"IL7R", "CD28"} <= set(rules.at["CD4 T", "stand_ins"].split(","))
     # the same genes cut from an annotated object: the scores of signatures that lost their genes (CD4_T) go

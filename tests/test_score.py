@@ -332,3 +332,9 @@ def test_score_once_scores_what_differs(sim_small):
     del clean.obsm["tmt_scores"], clean.uns["tmt_scores"]
     tmt.tl.score(clean, ["NK"], seed=3, layer="counts")
     np.testing.assert_allclose(panel.obsm["tmt_scores"]["NK"], clean.obsm["tmt_scores"]["NK"])
+    # scored directly on genes that no longer hold a requested signature: its earlier column goes
+    no_nk = fewer[:, ~fewer.var_names.isin(tmt.sig.get("NK").genes)].copy()
+    with pytest.warns(tmt.TmtWarning):
+        tmt.tl.score(no_nk, ["NK", "Treg_core"], seed=3, layer="counts")
+    assert "NK" not in no_nk.obsm["tmt_scores"] and "Treg_core" in no_nk.obsm["tmt_scores"]
+    assert not no_nk.uns["tmt_scores"]["signatures"].set_index("signature").loc["NK", "scored"]

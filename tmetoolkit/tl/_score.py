@@ -97,7 +97,8 @@ def score(
     ``None``, or the modified copy with ``copy=True``. Sets:
 
     ``adata.obsm[key_added]``
-        :class:`pandas.DataFrame`, cells x signatures. Columns of signatures scored earlier and not now are kept.
+        :class:`pandas.DataFrame`, cells x signatures. Columns of signatures scored earlier and not requested now
+        are kept; a requested signature that cannot be scored on these genes loses its earlier column.
     ``adata.uns[key_added]``
         ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
         to, seed, ...) and ``signatures``: one row per requested signature with
@@ -166,7 +167,9 @@ def score(
     new = pd.DataFrame(scores, index=adata.obs_names, columns=[s.name for s in keep])
     old = adata.obsm.get(key_added)
     if isinstance(old, pd.DataFrame) and old.index.equals(new.index):
-        new = pd.concat([old.drop(columns=[c for c in new.columns if c in old.columns]), new], axis=1)
+        # a requested signature no longer scorable here (a gene subset of a scored object) loses its old column
+        asked = {sig.name for sig in sigs}
+        new = pd.concat([old.drop(columns=[c for c in old.columns if c in asked]), new], axis=1)
     elif key_added in adata.obsm:
         check_tmt_key(adata.obsm, key_added, "adata.obsm")
     adata.obsm[key_added] = new

@@ -3,6 +3,7 @@ positions in, scores out; the runner (``tmetoolkit.tl._score``) matches signatur
 
 from __future__ import annotations
 
+import zlib
 from typing import Literal
 
 import numpy as np
@@ -193,23 +194,21 @@ def score_matrix(
 
 
 def score_settings(method: str, *, seed: int, n_bins: int, ctrl_size: int, max_rank: int | None,
-                   var_names=None) -> str:
-    """The parameters besides method and layer that a score depends on, as recorded per signature; with
-    ``var_names``, the gene panel too (every method reads genes beyond a signature's own: control genes, within-cell
-    ranks), so that a score made on other genes is not reused."""
+                   var_names) -> str:
+    """The parameters besides method and layer that a score depends on, as recorded per signature, with the gene
+    panel ``var_names`` (every method reads genes beyond a signature's own: control genes, within-cell ranks), so
+    that a score made on other genes is not reused."""
     if method == "mean_ctrl":
         out = f"seed={seed}, n_bins={n_bins}, ctrl_size={ctrl_size}"
     elif method == "ssgsea":
         out = f"seed={seed}"
     else:
         out = f"max_rank={max_rank}"
-    return out if var_names is None else f"{out}, panel={panel_id(var_names)}"
+    return f"{out}, panel={panel_id(var_names)}"
 
 
 def panel_id(var_names) -> str:
     """A short fingerprint of a gene panel: its size and a checksum of its names in order."""
-    import zlib
-
     names = [str(g) for g in var_names]
     return f"{len(names)}:{zlib.crc32(chr(10).join(names).encode()):08x}"
 
