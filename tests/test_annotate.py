@@ -872,7 +872,8 @@ def test_protein_panel_z_scored_phenoptr():
 
 def test_states_are_not_decided_on_the_lineage_identity_genes():
     """MoMacDC decides every monocyte and macrophage, so its CSF1R and MSR1 cannot tell TAM M2-like cells from the
-    other states; CD4 T cells have no such common set (CD4_T decides conventional cells, Treg_core Tregs)."""
+    other states; CD4 T cells have no such common set (CD4_T decides conventional cells, Treg_core Tregs); of the
+    two fibroblast identity sets only the genes both list are left out, so ACTA2 and TAGLN decide myCAF."""
     from tmetoolkit._core.annotation import rules
 
     assert rules.lineage_identity_signatures("Monocyte/Macrophage") == {"MoMacDC"}
@@ -882,6 +883,8 @@ def test_states_are_not_decided_on_the_lineage_identity_genes():
     assert tables["Monocyte/Macrophage"]["TAM M2-like"] == ("TAM_M2_like_specific",)
     assert not {"CSF1R", "MSR1"} & genes["TAM_M2_like_specific"] and {"CD163", "MRC1"} <= genes["TAM_M2_like_specific"]
     assert {"FCN1", "VCAN"} <= genes["Monocyte_specific"]
+    # two identity sets whose only common genes are collagens and DCN: the contractile genes stay with myCAF
+    assert tables["Fibroblast"]["myCAF"] == ("myCAF",) and {"ACTA2", "TAGLN"} <= set(tmt.sig.get("myCAF").genes_up)
     assert tables["CD4 T"] == {"CD4 naive/memory": ("CD4_naive_memory",), "CD4 helper": ("CD4_helper",),
                                "Treg": ("Treg_core",)}
 

@@ -121,9 +121,12 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     Genes that several states of a lineage share cannot tell those states apart: S100A8 and S100A9 are in both the
     monocyte and the M-MDSC-like set, and CSF1R and MSR1, in the TAM M2-like set, are in the MoMacDC set that makes a
     cell a monocyte or macrophage in the first place. Within a lineage each state is therefore decided on the up
-    genes that neither a sibling state's signature nor the lineage's identity signatures
-    (:func:`lineage_identity_signatures`) have (down genes kept), where at least ``MIN_SPECIFIC_GENES`` remain;
-    otherwise on the published set. The derived signatures are named ``<signature>_specific``.
+    genes that neither a sibling state's signature nor the lineage's identity (:func:`lineage_identity_signatures`)
+    has (down genes kept), where at least ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. Where a
+    lineage has several identity signatures, its identity genes are those they all list: ACTA2, in scGate's
+    fibroblast set but not MCP-counter's, and TAGLN, in MCP-counter's but not scGate's, set myofibroblastic CAFs
+    apart from the other fibroblasts (Öhlund 2017, doi:10.1084/jem.20162024); not every fibroblast holds them. The
+    derived signatures are named ``<signature>_specific``.
     """
     from dataclasses import replace
 
@@ -136,7 +139,8 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
         identity = lineage_identity_signatures(lineage)
         for label, sigs in table.items():
             shared = {g for other, s2 in table.items() if other != label for n in s2 for g in get(n).genes_up}
-            shared |= {g for n in identity - set(sigs) for g in get(n).genes_up}
+            agreed = [set(get(n).genes_up) for n in identity - set(sigs)]
+            shared |= set.intersection(*agreed) if agreed else set()
             names = []
             for name in sigs:
                 sig = get(name)
