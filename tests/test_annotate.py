@@ -734,9 +734,10 @@ def test_marker_ranks_are_cut_at_a_quarter_of_a_small_panel():
 
 
 def test_puram_highly_variable_genes_keep_lineages():
-    """Puram's 2,000 most variable genes (seurat flavour, as a user keeps them): lineage accuracy measured 0.856
-    with the panel-scaled rank cut, 0.778 with UCell's fixed 1,500 (mast and fibroblast cells called DC through
-    CCL22, which this Smart-seq2 file detects in 80% of cells)."""
+    """Puram's 2,000 most variable genes (seurat flavour, as a user keeps them): lineage accuracy measured 0.928
+    (0.778 with UCell's fixed 1,500 ranks, mast and fibroblast cells called DC through CCL22, which this Smart-seq2
+    file detects in 80% of cells; 0.878 before the mast genes counted against the DC labels, when CCL22, the only
+    mregDC gene on this panel, made 5 of the 20 mast cells DCs and left 4 unassigned)."""
     p = real_data("puram")
     full = p.copy()
     sc.pp.highly_variable_genes(full, n_top_genes=2000, flavor="seurat")
@@ -750,7 +751,8 @@ def test_puram_highly_variable_genes_keep_lineages():
         "Mast": "Mast"})
     called = h.obs["tmt_lineage"].astype(str).replace({"B": "Plasma"})  # CHETAH's "B cell" holds plasma cells
     assert truth.notna().all()
-    assert (called == truth).mean() >= 0.83
+    assert (called == truth).mean() >= 0.9
+    assert (called[truth == "Mast"] == "Mast").mean() >= 0.9  # measured 1.0 (0.55 without the mast negative)
 
 
 def test_chen_merfish_tam_and_exhaustion_scores():
