@@ -81,12 +81,10 @@ LINEAGE_RULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "CD4 T|Treg": (("FOXP3",), ("CD3", "CD4"), IMMUNE),
     "NK": (("CD56",), IMMUNE),
     "B": (("B",), IMMUNE),
-    # plasma cells are CD38-bright and CD138+ (EuroFlow, Flores-Montero 2017 doi:10.1038/leu.2017.29); either
-    # will do: CD138 alone, on Schürch's CODEX spot, left the gate among the negatives (plasma recall 0.17 -> 0.29,
-    # precision 0.22 -> 0.28; phenoptr and scimap carry no CD38)
     # plasma cells lose CD45 (CD45-negative/dim is their normal phenotype): no IMMUNE. They are CD38-bright and
     # CD138+ (EuroFlow, Flores-Montero 2017 doi:10.1038/leu.2017.29); either will do: on Schürch's CODEX spot the
-    # CD138 gate sits among the negatives (plasma recall 0.17 -> 0.29, precision 0.22 -> 0.28 with CD38)
+    # CD138 gate sits among the negatives (plasma recall 0.17 -> 0.29, precision 0.22 -> 0.28 with CD38; phenoptr
+    # and scimap carry no CD38)
     "Plasma": (("CD138", "CD38"),),
     "Monocyte/Macrophage": (("CD68", "CD163", "CD206", "CD14"), IMMUNE),
     "Neutrophil": (("granulocyte",), IMMUNE),
