@@ -66,6 +66,11 @@ def test_ensembl_and_mouse_are_detected(sim_small):
     ens.var["gene_name"] = list(sim_small.var_names)
     (problem,) = [p for p in tmt.pp.check_input(ens).problems if "Ensembl" in p]
     assert "adata.var['gene_name']" in problem
+    no_xy = ens.copy()
+    del no_xy.obsm["spatial"]  # the expression phenotype scores a pseudobulk per sample: it names the column too
+    for call in (lambda: tmt.tl.annotate(ens.copy()), lambda: tmt.tl.immune_phenotype(no_xy, sample_key="sample")):
+        with pytest.raises(ValueError, match=r"adata.var\['gene_name'\]"):
+            call()
     fixed = ens.copy()
     fixed.var_names = fixed.var["gene_name"].astype(str)
     assert tmt.pp.check_input(fixed).gene_id == "symbol"

@@ -68,7 +68,8 @@ def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
         if func == "mean":
             out /= np.bincount(codes, minlength=len(uniques))[:, None]
         names = pd.Index(uniques).astype(str)
-    return AnnData(out.astype(np.float64), obs=pd.DataFrame(index=names), var=adata.var[[]].copy())
+    # var keeps its columns: an input error on the pseudobulk (Ensembl IDs) can name the column holding symbols
+    return AnnData(out.astype(np.float64), obs=pd.DataFrame(index=names), var=adata.var.copy())
 
 
 def _enrichment(bulk: AnnData) -> tuple[pd.DataFrame, dict]:
@@ -127,7 +128,7 @@ def expression_phenotype(
 
     if sample_key is None:
         bulk = AnnData(get_matrix(adata, layer), obs=pd.DataFrame(index=bulk_samples(adata).to_numpy()),
-                       var=adata.var[[]])  # observations are samples (bulk or pseudobulk)
+                       var=adata.var.copy())  # observations are samples (bulk or pseudobulk)
         samples = None
     else:
         samples = samples_of(adata, sample_key)
