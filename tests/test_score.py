@@ -151,6 +151,10 @@ def test_bad_input_errors(sim_small):
     with pytest.raises(ValueError, match="Ensembl") as err:
         tmt.tl.score(ens, "tam")
     assert not isinstance(err.value, TmtMatrixError)
+    lower = sim_small.copy()
+    lower.var_names = lower.var_names.str.lower()
+    with pytest.raises(ValueError, match=r"str\.upper\(\)"):
+        tmt.tl.score(lower, "tam")
     empty = sim_small.copy()
     empty.X = None
     with pytest.raises(TmtMatrixError, match="layer="):

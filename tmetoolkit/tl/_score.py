@@ -16,6 +16,7 @@ from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import InputReport, control_probes, coverage, detect_gene_id, hint_raw, input_error, inspect
 from ..sig import as_signatures
+from ..sig._genes import orthologs
 
 
 def _refuse_bad_input(report: InputReport) -> None:
@@ -146,6 +147,10 @@ def score(
             f"(detected {report.gene_id}s, {report.species}). Check that var_names hold gene symbols of the right "
             "species."
         )
+        names = pd.Index(adata.var_names).astype(str)
+        if names.str.islower().mean() > 0.5 and names.str.upper().isin(orthologs()["human"]).mean() > 0.1:
+            msg += (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
+                    "adata.var_names.str.upper() for human genes, .str.capitalize() for mouse genes.")
         raise TmtInputError(msg)
 
     plan = [(*positions(s, found[s.name], s.genes_up), *positions(s, found[s.name], s.genes_down)) for s in keep]
