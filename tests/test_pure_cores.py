@@ -76,21 +76,39 @@ def test_sample_groups_and_region_features():
     assert wide.at["s1", "Stroma|x"] == 2.0 and wide.at["s2", "Tumor|x"] == 3.0 and np.isnan(wide.at["s2", "Stroma|x"])
 
 
+@pytest.mark.parametrize("lin", list(rules.POPULATION_SPLITS))
 @pytest.mark.parametrize(("gap", "applied"), [(6.0, True), (0.0, False)])
-def test_lacking_splits_only_where_two_populations_stand_apart(gap, applied):
-    lin, (low_state, sibling, name) = next(iter(rules.LACKING_SPLITS.items()))
+def test_population_splits_only_where_two_populations_stand_apart(lin, gap, applied):
+    split_state, sibling, name, side = rules.POPULATION_SPLITS[lin]
     rng = np.random.default_rng(0)
     n = 400
-    lacks = rng.normal(0.0, 1.0, n) + np.where(np.arange(n) < n // 4, 0.0, gap)  # a quarter lacks the programme
-    S = pd.DataFrame({name + rules.LACKING_SUFFIX: lacks})
+    quarter = np.arange(n) < n // 4  # a quarter of the cells is the state: below the rest (lacking), or above
+    values = rng.normal(0.0, 1.0, n) + np.where(quarter, 0.0, gap) * (1 if side == "low" else -1)
+    S = pd.DataFrame({rules.split_column(name, side, []): values})
     lineage = np.full(n, lin, dtype=object)
     state = np.full(n, sibling, dtype=object)
-    table = rules.lacking_splits(S, lineage, state, np.full(n, "s1", dtype=object), min_cells=20)
+    state[::7] = split_state  # what the signature competition said does not decide
+    table = rules.population_splits(S, lineage, state, np.full(n, "s1", dtype=object), min_cells=20)
     assert bool(table["applied"].iloc[0]) is applied
     if applied:
-        assert (state[: n // 4] == low_state).mean() >= 0.98 and (state[n // 4:] == sibling).mean() >= 0.98
+        assert (state[quarter] == split_state).mean() >= 0.98 and (state[~quarter] == sibling).mean() >= 0.98
+        assert table["n_state"].iloc[0] == (state == split_state).sum()
     else:
         assert (state == sibling).all() and table["reason"].iloc[0].startswith("one population")
+
+
+def test_population_split_needs_very_strong_evidence_for_two_populations():
+    """75 cells whose two Gaussians are apart (D > 3) but beat one by little BIC (as one random half of the PBMC
+    sample's blood monocytes did) are not split."""
+    from tmetoolkit._core.scoring.mixture import fit_two_components
+
+    rng = np.random.default_rng(5)
+    values = np.r_[rng.normal(0.0, 1.0, 50), rng.normal(2.5, 1.0, 25)]
+    fit = fit_two_components(values)
+    assert 0 < fit.bic_gain < rules.MIN_BIC_GAIN and fit.separation > 3
+    low, info = rules.split_two_populations(values, min_cells=10)
+    assert low is None and "BIC" in info["reason"]
+    assert rules.split_two_populations(np.r_[values, values + 0.01], min_cells=10)[0] is not None  # twice the cells
 
 
 def _identity(lineage: np.ndarray, R: np.ndarray, genes: list[str], own: pd.DataFrame):

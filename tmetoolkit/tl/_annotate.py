@@ -77,12 +77,16 @@ def annotate(
     scores (:func:`tmetoolkit.tl.score`, ``mean_ctrl``) on the genes that are a state's own (signatures
     ``<name>_specific`` without the genes of sibling states and of the lineage's identity), averaged over the same
     expression neighbours; the best-scoring state wins when its lead over the runner-up is clear, else the cell
-    keeps its lineage name. M-MDSC-like cells are classical monocytes with HLA-DR low or negative (Bronte 2016):
-    they hold the monocytes' own genes, so among the cells of a sample called monocyte or M-MDSC-like those whose
-    HLA class II (the down genes of ``M_MDSC_like``) is low are M-MDSC-like, where a two-Gaussian mixture finds two
-    populations (BIC, Ashman's D >= 2, at least 10 cells each); where they form one population, all are monocytes
-    (blood monocytes hold less HLA class II than intermediate ones, but plenty). MDSC states are
-    called "-like" because a transcriptome cannot prove suppression. TAM
+    keeps its lineage name. MDSC-like cells are a population apart from the conventional cells of their lineage in
+    the same sample. M-MDSC-like cells are classical monocytes with HLA-DR low or negative (Bronte 2016): they hold
+    the monocytes' own genes, so among the cells of a sample called monocyte or M-MDSC-like those whose HLA class II
+    (the down genes of ``M_MDSC_like``) is low are M-MDSC-like; among its neutrophils, those high in the
+    PMN-MDSC-like programme's own genes are PMN-MDSC-like. Each split is made where a two-Gaussian mixture finds
+    two populations (a BIC gain of at least 10 over one Gaussian, Ashman's D >= 2, at least 10 cells each); where
+    the cells form one population, all are monocytes or neutrophils (blood monocytes hold less HLA class II than
+    intermediate ones, but plenty; the neutrophils of a healthy lung make the activation genes PMN-MDSC share),
+    and the MDSC programmes stay available as scores. MDSC states are called "-like" because a transcriptome
+    cannot prove suppression. TAM
     M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
 
@@ -170,7 +174,8 @@ def annotate(
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
-        II (cells, Ashman's D, threshold, or why not); for protein panels ``gates``: per marker its channel, gate,
+        II and neutrophils into PMN-MDSC-like and neutrophil (cells, Ashman's D, threshold, cells given the MDSC-like
+        state, or why not); for protein panels ``gates``: per marker its channel, gate,
         source, fraction of positive cells, gating ``scale`` and ``separation`` (Ashman's D), and ``seeds``: per
         lineage its confident cells and whether the classifier learned it (``params["lineage_method"]``:
         ``classifier`` or ``markers``).

@@ -23,7 +23,8 @@ from .states import consensus, decide, label_scores, noise_scale, standardise
 class RnaCalls:
     """Per cell ``lineage``, ``state`` and ``confidence``; ``subsets``: per ``obs`` column (``rules.SUBSET_RULES``)
     the subset, ``None`` outside its lineage; ``polarization`` (``None`` outside monocytes/macrophages); ``rules``:
-    the rule table; ``splits``: the lacking-programme splits per sample; ``messages``: what the runner warns."""
+    the rule table; ``splits``: the population splits (MDSC-like states) per sample; ``messages``: what the runner
+    warns."""
 
     lineage: np.ndarray
     state: np.ndarray
@@ -43,7 +44,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
     cell's own) and the lineage identity ``ident``.
 
     ``state_rules``: per lineage, label -> signatures (:func:`.rules.resolve`d); ``groups``: clusters (NaN: none) for
-    the cluster consensus; ``samples``: per cell, within which the lacking-programme splits are made.
+    the cluster consensus; ``samples``: per cell, within which the population splits are made.
     """
     n = len(S)
     if n_neighbors > 1 and n > 2:
@@ -81,7 +82,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
         ok = (st_conf >= state_min) & (st != UNASSIGNED)
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
-    splits = rules.lacking_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
+    splits = rules.population_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
 
     # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
     # human CD4 T cells can express FOXP3 alone, Tran, Ramsey & Shevach 2007 Blood 110:2983) is that state

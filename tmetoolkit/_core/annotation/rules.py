@@ -4,7 +4,8 @@ Lineages (RNA) are decided by the marker table ``signatures/lineage_markers.yaml
 below are the published identity programmes each lineage is scored on (kept in ``obsm["tmt_scores"]``) and whose
 genes a state's own set leaves out (:func:`specific_state_rules`). A state's evidence is the mean of its
 signatures' scores; states (``_keys.LABELS``) are decided only among cells of their lineage. A state told from its
-sibling by a programme it lacks is split off where that programme separates two populations (:func:`lacking_splits`).
+sibling by a programme it lacks or holds on top of the sibling's is split off where that programme separates two
+populations within a sample (:func:`population_splits`).
 """
 
 from __future__ import annotations
@@ -93,15 +94,34 @@ FALLBACKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 SPECIFIC_SUFFIX = "_specific"
 MIN_SPECIFIC_GENES = 2
 
-# A state told from its sibling by a programme the sibling holds and it lacks: lineage -> (state, sibling, signature
-# whose down genes are that programme). M-MDSC are CD14+ monocytes with HLA-DR low or negative (Bronte V et al. Nat
-# Commun 7:12150 (2016), the minimal phenotype; Veglia, Sanseviero & Gabrilovich, Nat Rev Immunol 21:485 (2021)):
-# their classical-monocyte genes are the monocytes' own, so no gene they hold tells them apart, but MHC class II,
-# the down genes of M_MDSC_like, does (:func:`split_on_lacking_programme`).
-LACKING_SPLITS: dict[str, tuple[str, str, str]] = {
-    "Monocyte/Macrophage": ("M-MDSC-like", "Monocyte", "M_MDSC_like"),
+# MDSC-like states are populations apart from the conventional cells of their lineage in the same sample (Veglia,
+# Sanseviero & Gabrilovich, Nat Rev Immunol 21:485 (2021)): lineage -> (state, sibling, signature, side), the state
+# being the cells on ``side`` of the signature's two populations (:func:`population_splits`).
+# M-MDSC are CD14+ monocytes with HLA-DR low or negative (Bronte V et al. Nat Commun 7:12150 (2016), the minimal
+# phenotype): their classical-monocyte genes are the monocytes' own, so no gene they hold tells them apart, but MHC
+# class II, the down genes of M_MDSC_like, does: the split reads those genes (``<signature>_lacks``), low side.
+# PMN-MDSC share the neutrophils' identity and their activation genes (IL1B, PTGS2, CYBB); the split reads the
+# PMN-MDSC-like programme's own genes (``<signature>_specific`` where derived), high side. Without it, the signature
+# competition against immature neutrophils called 104 of the 105 neutrophils of healthy mouse lungs PMN-MDSC-like
+# (Zilionis 2019), which no split there finds.
+POPULATION_SPLITS: dict[str, tuple[str, str, str, str]] = {
+    "Monocyte/Macrophage": ("M-MDSC-like", "Monocyte", "M_MDSC_like", "low"),
+    "Neutrophil": ("PMN-MDSC-like", "Neutrophil", "PMN_MDSC_like", "high"),
 }
 LACKING_SUFFIX = "_lacks"
+# two Gaussians must beat one by a BIC difference of 10, "very strong" evidence (Kass & Raftery, J Am Stat Assoc
+# 90:773 (1995), doi:10.1080/01621459.1995.10476572). At 0, one random half of the PBMC sample's blood monocytes
+# (75 cells, one population when pooled) was split at a BIC gain of 2 and 50 of its cells called M-MDSC-like; the
+# planted splits of simulate() gain 13-170.
+MIN_BIC_GAIN = 10.0
+
+
+def split_column(signature: str, side: str, columns) -> str:
+    """The score column a split reads: the signature's down genes for a state lacking a programme, else its own
+    genes (``_specific``) where derived, else the published set."""
+    if side == "low":
+        return signature + LACKING_SUFFIX
+    return next((c for c in (signature + SPECIFIC_SUFFIX, signature) if c in columns), signature)
 
 
 def lineage_identity_signatures(lineage: str) -> set[str]:
@@ -193,14 +213,16 @@ def derived_signatures() -> list[Signature]:
 
 
 def lacking_signatures() -> list[Signature]:
-    """The programme each state of ``LACKING_SPLITS`` lacks (its signature's down genes) as a signature of its own,
-    named ``<signature>_lacks``."""
+    """The programme each low-side state of ``POPULATION_SPLITS`` lacks (its signature's down genes) as a signature
+    of its own, named ``<signature>_lacks``."""
     from dataclasses import replace
 
     from ...sig import get
 
     out = []
-    for state, sibling, name in LACKING_SPLITS.values():
+    for state, sibling, name, side in POPULATION_SPLITS.values():
+        if side != "low":
+            continue
         sig = get(name)
         about = f"the genes {state} cells hold low and {sibling} cells hold ({name}'s down genes)"
         out.append(replace(sig, name=name + LACKING_SUFFIX, genes_up=tuple(sig.genes_down), genes_down=(),
@@ -209,30 +231,30 @@ def lacking_signatures() -> list[Signature]:
     return out
 
 
-def split_on_lacking_programme(values: np.ndarray, *, min_cells: int, seed: int = 0) -> tuple[np.ndarray | None, dict]:
-    """Which of a state's and its sibling's cells lack the programme the sibling holds (``True`` = lacks it).
+def split_two_populations(values: np.ndarray, *, min_cells: int, seed: int = 0) -> tuple[np.ndarray | None, dict]:
+    """Which cells lie in the lower of two populations of a programme score (``True`` = lower), or ``None``.
 
     Flow cytometry gates HLA-DR-low monocytes as the population below the HLA-DR+ monocytes; here the same cells'
-    programme scores are fitted with two Gaussians, and cells below the crossing lack it. The split is made only
-    when there are two populations: two Gaussians fit better than one by the Bayesian information criterion
-    (Schwarz, Ann Stat 6:461 (1978)), they are separated (Ashman's D of at least 2, as for spots and protein
-    gates), and each holds at least ``min_cells`` cells (as many as the lineage classifier needs to learn a label);
-    otherwise ``None`` (the signature competition stands) and the reason. (Without the BIC condition, monocytes of
-    a simulated sample without M-MDSC-like cells were split in 3 of 8 samples at D 2.3-2.9.)
+    programme scores are fitted with two Gaussians, and cells below the crossing are the lower population. The
+    split is made only when there are two populations: two Gaussians fit better than one by at least
+    ``MIN_BIC_GAIN`` of the Bayesian information criterion (Schwarz, Ann Stat 6:461 (1978)), they are separated
+    (Ashman's D of at least 2, as for spots and protein gates), and each holds at least ``min_cells`` cells (as
+    many as the lineage classifier needs to learn a label); otherwise ``None`` and the reason. (Without the BIC
+    condition, monocytes of a simulated sample without M-MDSC-like cells were split in 3 of 8 samples at D 2.3-2.9.)
     """
     from ..scoring.mixture import fit_two_components
 
     v = np.asarray(values, dtype=np.float64)
-    info = {"n_cells": int(np.isfinite(v).sum()), "separation": np.nan, "threshold": np.nan, "n_low": 0,
+    info = {"n_cells": int(np.isfinite(v).sum()), "separation": np.nan, "threshold": np.nan, "n_state": 0,
             "applied": False, "reason": ""}
     if info["n_cells"] < 2 * min_cells:
         info["reason"] = f"too few cells to fit two populations ({info['n_cells']} < {2 * min_cells})"
         return None, info
     fit = fit_two_components(v, seed=seed)
     low = np.nan_to_num(v, nan=np.inf) < fit.crossing
-    info.update(separation=fit.separation, threshold=fit.crossing, n_low=int(low.sum()))
-    if not fit.bic_gain > 0:
-        info["reason"] = "one population (one Gaussian fits as well as two by BIC)"
+    info.update(separation=fit.separation, threshold=fit.crossing)
+    if not fit.bic_gain >= MIN_BIC_GAIN:
+        info["reason"] = f"one population (two Gaussians gain {fit.bic_gain:.1f} < {MIN_BIC_GAIN:g} of BIC over one)"
         return None, info
     if fit.separation < 2:
         info["reason"] = f"one population (Ashman's D {fit.separation:.2f} < 2)"
@@ -244,31 +266,37 @@ def split_on_lacking_programme(values: np.ndarray, *, min_cells: int, seed: int 
     return low, info
 
 
-def lacking_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray, *,
-                   min_cells: int) -> pd.DataFrame:
-    """Split each state of ``LACKING_SPLITS`` from its sibling (in place on ``state``), sample by sample,
-    where the programme it lacks (column ``<signature>_lacks`` of the scores ``S``) separates two populations of at
-    least ``min_cells`` cells among the cells called either (:func:`split_on_lacking_programme`); one row per split and
-    sample, applied or not, and why. Where no such population stands apart (or the programme cannot be scored),
-    the cells called either are the sibling. Within a sample, because patients differ in their HLA class II transcripts
-    (alleles map unequally to the reference) and a batch shifts every gene of a sample."""
+def population_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, samples: np.ndarray, *,
+                      min_cells: int) -> pd.DataFrame:
+    """Split each state of ``POPULATION_SPLITS`` from its sibling (in place on ``state``), sample by sample,
+    where its programme separates two populations of at least ``min_cells`` cells among the cells called either
+    (:func:`split_two_populations`); one row per split and sample, applied or not, and why. Where no such
+    population stands apart (or the programme cannot be scored), the cells called either are the sibling. Within
+    a sample, because patients differ in their HLA class II transcripts (alleles map unequally to the reference)
+    and a batch shifts every gene of a sample."""
     rows = []
-    for lin, (low_state, sibling, name) in LACKING_SPLITS.items():
-        col = name + LACKING_SUFFIX
+    for lin, (split_state, sibling, name, side) in POPULATION_SPLITS.items():
+        col = split_column(name, side, S.columns)
         for smp in pd.unique(samples):
-            cells = (lineage == lin) & np.isin(state, [low_state, sibling]) & (samples == smp)
+            cells = (lineage == lin) & np.isin(state, [split_state, sibling]) & (samples == smp)
             if not cells.any():
                 continue
-            row = {"lineage": lin, "state": low_state, "sibling": sibling, "sample": smp, "signature": col}
-            # a cell is said to lack the programme only where a population lacking it stands apart from the rest;
-            # otherwise the signature competition alone would call classical blood monocytes, which hold less
-            # HLA class II than intermediate monocytes but plenty, M-MDSC-like
+            row = {"lineage": lin, "state": split_state, "sibling": sibling, "sample": smp, "signature": col}
+            # a cell is given the state only where a population apart from the rest holds it; otherwise the
+            # signature competition alone would call classical blood monocytes, which hold less HLA class II than
+            # intermediate monocytes but plenty, M-MDSC-like, and the neutrophils of healthy lungs PMN-MDSC-like
             if col not in S.columns:
                 state[cells] = sibling
                 rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
                 continue
-            low, info = split_on_lacking_programme(S[col].to_numpy(dtype=float)[cells], min_cells=min_cells)
-            state[np.flatnonzero(cells)] = sibling if low is None else np.where(low, low_state, sibling)
+            values = S[col].to_numpy(dtype=float)[cells]
+            low, info = split_two_populations(values, min_cells=min_cells)
+            if low is None:
+                state[np.flatnonzero(cells)] = sibling
+            else:
+                is_state = low if side == "low" else ~low & np.isfinite(values)
+                state[np.flatnonzero(cells)] = np.where(is_state, split_state, sibling)
+                info["n_state"] = int(is_state.sum())
             rows.append({**row, **info})
     return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
-                                       "threshold", "n_low", "applied", "reason"])
+                                       "threshold", "n_state", "applied", "reason"])
