@@ -96,8 +96,15 @@ def _chen(a):
     myel = l2.str.contains("Macrophage") | l2.str.contains("DC")
     mmd = pd.Series(np.where(l2.str.contains("DC") & myel, "DC", np.where(l2 == "FCN1+LYZ+ Macrophage", "Monocyte",
                     np.where(myel, "Macrophage", None))), index=a.obs_names)
+    # interferon-stimulated CXCL10+ macrophages against the subsets the authors describe by M2-associated genes
+    # (FOLR2, MERTK, MARCO, SPP1, CCL18): the TAM M1-like and M2-like states within macrophages
+    m2_like = ("FOLR2+CD14+ Macrophage", "MERTK+ Macrophage", "MARCO+ Macrophage", "SPP1+ Macrophage",
+               "PLA2G7+ CCL18+ Macrophage")
+    tam = pd.Series(np.where(l2 == "CXCL10+ Macrophage", "M1", np.where(l2.isin(m2_like), "M2", None)),
+                    index=a.obs_names)
     return truth, l2, {"Treg vs conventional CD4 (F1 Treg)": (treg, "CD4 T"),
-                       "monocyte vs macrophage vs DC (bal. acc.)": (mmd, "myeloid")}
+                       "monocyte vs macrophage vs DC (bal. acc.)": (mmd, "myeloid"),
+                       "TAM M1-like vs M2-like (bal. acc.)": (tam, "myeloid")}
 
 
 def _zilionis_hs(a):
@@ -333,6 +340,9 @@ def state_prediction(calls: pd.DataFrame, task: str) -> pd.Series:
     lin, st = calls["tmt_lineage"], calls["tmt_state"]
     if "Treg" in task:
         return pd.Series(np.where(st == "Treg", "Treg", "conv"), index=calls.index)
+    if "TAM" in task:
+        return pd.Series(np.where(st == "TAM M1-like", "M1", np.where(st == "TAM M2-like", "M2", "other")),
+                         index=calls.index)
     return pd.Series(np.where(lin == "DC", "DC", np.where(st.isin(["Monocyte", "M-MDSC-like"]), "Monocyte",
                      np.where(lin == MM, "Macrophage", "other"))), index=calls.index)
 
@@ -345,14 +355,18 @@ def ceiling_state(a: ad.AnnData, truth: pd.Series, seed: int = 0) -> pd.Series:
 
 def baseline_state(a: ad.AnnData, truth: pd.Series, task: str) -> pd.Series:
     """What a user writes without labels: the lineage baseline (``score_genes`` argmax on the markers), then, within
-    the cells it calls T (Treg task) or monocyte/macrophage (myeloid task), ``score_genes`` of the registry state
-    sets and argmax. Cells of other lineages get the negative class ("conv", "other")."""
+    the cells it calls T (Treg task) or monocyte/macrophage (myeloid and TAM tasks), ``score_genes`` of the
+    registry state sets and argmax. Cells of other lineages get the negative class ("conv", "other")."""
     lineage = baseline(a).reindex(truth.index)
     b = lognorm(a)
     if "Treg" in task:
         sets = {"Treg": tmt.sig.get("Treg_core").genes_up, "conv": tmt.sig.get("CD4_T").genes_up}
         within = lineage.isin(["T", "CD4 T", "CD8 T"]).to_numpy()
         out = pd.Series("conv", index=truth.index, dtype=object)
+    elif "TAM" in task:
+        sets = {"M1": tmt.sig.get("TAM_M1_like").genes_up, "M2": tmt.sig.get("TAM_M2_like").genes_up}
+        within = (lineage == MM).to_numpy()
+        out = pd.Series("other", index=truth.index, dtype=object)
     else:
         sets = {"Monocyte": tmt.sig.get("Monocyte").genes_up, "Macrophage": tmt.sig.get("Macrophage").genes_up}
         within = (lineage == MM).to_numpy()
