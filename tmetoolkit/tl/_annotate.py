@@ -85,8 +85,9 @@ def annotate(
     two populations (a BIC gain of at least 10 over one Gaussian, Ashman's D >= 2, at least 10 cells each); where
     the cells form one population, all are monocytes or neutrophils (blood monocytes hold less HLA class II than
     intermediate ones, but plenty; the neutrophils of a healthy lung make the activation genes PMN-MDSC share),
-    and the MDSC programmes stay available as scores. MDSC states are called "-like" because a transcriptome
-    cannot prove suppression. TAM
+    and the MDSC programmes stay available as scores. A sample needs enough of these cells to show two
+    populations: with a few dozen, a small MDSC-like population is often not told from a skewed single one.
+    MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
     M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
 
