@@ -127,8 +127,23 @@ def test_bulk_with_too_few_signature_genes():
     keep = [g for g in r.var_names if g not in {"CD8A", "GZMA", "GZMB", "IFNG", "CXCL9", "CXCL10", "PRF1", "TBX21",
                                                   "STAT1", "IDO1", "HLA-DRA", "CD8B"}]
     few = r[:, keep[:2000]].copy()
-    with pytest.raises(ValueError, match="minimum genes|immune programmes"):
+    with pytest.raises(ValueError, match="IFNG_6 0/6") as err:
         tmt.tl.immune_phenotype(few)
+    assert "full gene matrix" in str(err.value)
+
+
+def test_selected_genes_name_the_missing_programmes_and_raw(dissociated):
+    """A file of selected genes (X a subset of raw) cannot carry the immune programmes: the error says which
+    programmes lack how many genes and that raw holds them."""
+    from tmetoolkit._core.sample.phenotype import IMMUNE_PROGRAMMES
+
+    drop = {g for name in IMMUNE_PROGRAMMES for g in tmt.sig.get(name).genes_up}
+    a = dissociated.copy()
+    a.raw = a
+    sub = a[:, [g for g in a.var_names if g not in drop]].copy()
+    with pytest.raises(tmt.TmtInputError, match=r"CD8_T_effector 0/\d+.*adata\.raw holds") as err:
+        tmt.tl.immune_phenotype(sub, sample_key="sample")
+    assert "tmt_immune_phenotype" not in sub.uns and "raw.to_adata()" in str(err.value)
 
 
 def test_user_labels_and_effector_labels_are_used(sim_small):

@@ -72,6 +72,29 @@ def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
     return AnnData(out.astype(np.float64), obs=pd.DataFrame(index=names), var=adata.var.copy())
 
 
+def _require_immune_programmes(adata: AnnData, bulk: AnnData) -> None:
+    """Refuse a panel that holds too few genes of every immune programme, saying which and where more genes are."""
+    from ..pp._check import coverage
+
+    report = inspect(bulk, None, full_scan=False)
+    if report.problems:
+        return  # Ensembl IDs, scaled values: scoring refuses them with their own message
+    species = report.species
+    immune = [p for p in _programmes() if p.name in IMMUNE_PROGRAMMES]
+    cov = coverage(bulk.var_names, immune, species)
+    if cov["scorable"].any():
+        return
+    found = ", ".join(f"{r.signature} {r.n_found}/{r.n_genes} (needs {r.min_genes})" for r in cov.itertuples())
+    msg = (f"the expression phenotype needs one of the immune programmes, and this panel of {bulk.n_vars:,} genes "
+           f"holds too few of their genes: {found}.")
+    if adata.raw is not None and adata.raw.n_vars > adata.n_vars:
+        msg += (f" adata.raw holds {adata.raw.n_vars:,} genes: run on r = adata.raw.to_adata(), which keeps obs, "
+                "and copy the tmt_ keys back.")
+    else:
+        msg += " A panel of selected (highly variable) genes often lacks them: use the full gene matrix."
+    raise TmtInputError(msg)
+
+
 def _enrichment(bulk: AnnData) -> tuple[pd.DataFrame, dict]:
     """Per sample, T-cell genes, the IFN-gamma, T-cell-inflamed GEP and CD8 T-effector programmes and the stromal
     programmes (mean of the two) as z against random sets of marker genes of the sample's other cell types
@@ -133,6 +156,7 @@ def expression_phenotype(
     else:
         samples = samples_of(adata, sample_key)
         bulk = _pseudobulk(adata, samples, layer)
+    _require_immune_programmes(adata, bulk)
     X = get_matrix(bulk, None)
     sums = [row_sums(abs(b) if sp.issparse(b) else np.abs(b)) for _, _, b in iter_rows(X)]
     no_expression = np.concatenate(sums) == 0
