@@ -134,7 +134,9 @@ def annotate(
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
         images within a sample. Each image has its own coordinates, so cells touch only within it. RNA: the samples
-        within which HLA class II is compared (M-MDSC-like vs monocyte), default ``obs["sample"]`` when present.
+        within which MDSC-like populations are split off (HLA class II for M-MDSC-like vs monocyte, the
+        PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil), default ``obs["sample"]`` when present: pass it
+        when the data pool several samples or tissues, or a split may follow them instead.
     tumor_signature
         RNA only: a registry signature that marks the malignant cells on this panel, for panels without the
         epithelial genes the malignant lineage is otherwise decided by (e.g. ``"MPAS"``, MAPK activity, on a lung

@@ -111,7 +111,7 @@ POPULATION_SPLITS: dict[str, tuple[str, str, str, str]] = {
 LACKING_SUFFIX = "_lacks"
 # two Gaussians must beat one by a BIC difference of 10, "very strong" evidence (Kass & Raftery, J Am Stat Assoc
 # 90:773 (1995), doi:10.1080/01621459.1995.10476572). At 0, one random half of the PBMC sample's blood monocytes
-# (75 cells, one population when pooled) was split at a BIC gain of 2 and 50 of its cells called M-MDSC-like; the
+# (75 cells, one population when pooled) was split at a BIC gain of 5 and 50 of its cells called M-MDSC-like; the
 # planted splits of simulate() gain 13-170.
 MIN_BIC_GAIN = 10.0
 
