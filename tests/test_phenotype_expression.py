@@ -141,9 +141,11 @@ def test_selected_genes_name_the_missing_programmes_and_raw(dissociated):
     a = dissociated.copy()
     a.raw = a
     sub = a[:, [g for g in a.var_names if g not in drop]].copy()
+    before = sub.copy()
     with pytest.raises(tmt.TmtInputError, match=r"CD8_T_effector 0/\d+.*adata\.raw holds") as err:
         tmt.tl.immune_phenotype(sub, sample_key="sample")
-    assert "tmt_immune_phenotype" not in sub.uns and "raw.to_adata()" in str(err.value)
+    assert "raw.to_adata()" in str(err.value)
+    assert set(sub.uns) == set(before.uns) and sub.obs.equals(before.obs)  # refused before writing anything
 
 
 def test_user_labels_and_effector_labels_are_used(sim_small):
