@@ -104,6 +104,19 @@ def test_report_warns_about_mixed_lineage_evidence(tmp_path, monkeypatch):
     assert missing is None or "|" not in missing.group(1), missing  # "DC: cDC1", not the rule key "DC|cDC1"
 
 
+def test_report_says_where_no_mdsc_like_population_was_split_off(sim_small, tmp_path):
+    """A sample too small to show two populations has no MDSC-like cells called: the report says so rather than
+    letting 0% read as their absence."""
+    one = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    small = one[:300].copy()  # too few monocytes and neutrophils to fit two populations
+    tmt.tl.annotate(small)
+    splits = small.uns["tmt_annotate"]["splits"]
+    assert not splits["applied"].any()
+    html = tmt.report(small, tmp_path / "r.html").read_text()
+    caveat = re.search(r"<p class='caveat'>(M-MDSC-like cells were split off in 0 of 1 samples[^<]*)</p>", html)
+    assert caveat is not None and "too few to tell" in caveat.group(1), caveat
+
+
 def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):
     one = sim_small[sim_small.obs["sample"] == "S01"].copy()  # no planted antigen-presentation loss
     tmt.tl.annotate(one)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import __version__, _keys
 from ._report_text import describe, glossary_context, sample_summaries
-from .tl._annotate import mixed_evidence_summary
+from .tl._annotate import mixed_evidence_summary, split_summary
 from .tl._tables import is_bulk, resolve_sample_key
 
 _SHOWN: contextvars.ContextVar[dict] = contextvars.ContextVar("columns shown in the report")
@@ -173,6 +173,10 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     if mixed:
         caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong cell. "
                        "Their calls rest on the stronger lineage.")
+    splits = split_summary(annotated.get("splits"))
+    if splits:
+        caveats.append(f"{html.escape(splits)}. MDSC-like cells are called only where they stand apart from the "
+                       "sample's other monocytes or neutrophils; the MDSC programmes are scored regardless.")
     return body
 
 

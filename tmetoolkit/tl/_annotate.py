@@ -390,6 +390,26 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
     return f"{mixed['fraction'].sum():.0%} of cells carry strong evidence of two lineages ({top})"
 
 
+def split_summary(splits: pd.DataFrame | None) -> str:
+    """``"M-MDSC-like cells were split off in 3 of 12 samples; in the other 9 the monocytes formed one population
+    (7) or were too few to tell (2)"`` per MDSC-like state, so that a sample without them reads as what it is."""
+    if splits is None or not len(splits):
+        return ""
+    parts = []
+    for (state, sibling), rows in splits.groupby(["state", "sibling"], sort=False):
+        applied = rows["applied"].astype(bool)
+        if applied.all():
+            continue
+        reasons = rows.loc[~applied, "reason"].astype(str)
+        few = int(reasons.str.contains("fewer than|too few").sum())
+        one = int((~applied).sum()) - few
+        why = " or ".join(w for w in (f"formed one population ({one})" if one else "",
+                                      f"were too few to tell ({few})" if few else "") if w)
+        parts.append(f"{state} cells were split off in {int(applied.sum())} of {len(rows)} samples; in the other "
+                     f"{int((~applied).sum())} the {sibling.lower()}s {why}")
+    return "; ".join(parts)
+
+
 def _write_calls(adata: AnnData, lineage: np.ndarray, state: np.ndarray, conf: np.ndarray) -> None:
     """Lineage and state as categoricals in vocabulary order (only the labels present), and the confidence."""
     present_lin, present_state = set(lineage), set(state)
