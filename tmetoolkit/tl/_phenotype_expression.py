@@ -77,11 +77,10 @@ def _require_immune_programmes(adata: AnnData, bulk: AnnData) -> None:
     from ..pp._check import coverage
 
     report = inspect(bulk, None, full_scan=False)
-    if report.problems:
-        return  # Ensembl IDs, scaled values: scoring refuses them with their own message
-    species = report.species
+    if report.gene_id != "symbol":
+        return  # Ensembl IDs: scoring refuses them, naming the column that holds the symbols
     immune = [p for p in _programmes() if p.name in IMMUNE_PROGRAMMES]
-    cov = coverage(bulk.var_names, immune, species)
+    cov = coverage(bulk.var_names, immune, report.species)
     if cov["scorable"].any():
         return
     found = ", ".join(f"{r.signature} {r.n_found}/{r.n_genes} (needs {r.min_genes})" for r in cov.itertuples())
@@ -164,11 +163,8 @@ def expression_phenotype(
         warnings.simplefilter("ignore", TmtEmptyCellsWarning)  # reported in the table's reason instead
         score(bulk, _programmes(), method="ssgsea")
     f = bulk.obsm[_keys.SCORES].copy()
-    have_imm = [c for c in IMMUNE_PROGRAMMES if c in f.columns]
+    have_imm = [c for c in IMMUNE_PROGRAMMES if c in f.columns]  # at least one (_require_immune_programmes)
     have_str = [c for c in STROMA_PROGRAMMES if c in f.columns]
-    if not have_imm:
-        msg = "none of the immune programmes could be scored (too few signature genes); check gene symbols."
-        raise TmtInputError(msg)
     enrich, null_used = _enrichment(bulk)
     for col in enrich:
         f[col] = enrich[col]
