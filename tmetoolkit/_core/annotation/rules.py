@@ -10,6 +10,7 @@ populations within a sample (:func:`population_splits`).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -94,6 +95,22 @@ FALLBACKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 SPECIFIC_SUFFIX = "_specific"
 MIN_SPECIFIC_GENES = 2
 
+# Genes of the translation machinery that every cell makes (ribosomal proteins, elongation factors, TPT1, PABPC1):
+# their level follows a cell's size, growth and library quality, not its state, so no state is decided on them.
+# Zheng 2021's naive CD8 set lists EEF1A1, TPT1, EEF1B2 and PABPC1, detected in 98%, 95%, 85% and 65% of all
+# Zilionis 2019 human cells whatever their lineage; they decided CD8 naive/memory: 25 of Zilionis' 26 CD8 T cells
+# were called naive/memory although the naive genes (CCR7, SELL, LEF1, TCF7, IL7R) were detected at 8% per gene
+# in them, less than the effector genes (32%), and cells with CXCL13, TIGIT, CTLA4 and TNFRSF9 were among them.
+TRANSLATION_GENES = frozenset({"EEF1A1", "EEF1B2", "EEF1D", "EEF1G", "EEF2", "TPT1", "PABPC1"})
+_RIBOSOMAL = re.compile(r"^RP[LS](P?\d+[A-Z]?\d*|A)$")  # RPL13A, RPS4X, RPLP0, RPSA; not RPS6KA1 (a kinase)
+
+
+def is_translation_gene(gene: str) -> bool:
+    """A ribosomal protein gene or one of ``TRANSLATION_GENES``."""
+    g = gene.upper()
+    return g in TRANSLATION_GENES or _RIBOSOMAL.match(g) is not None
+
+
 # MDSC-like states are populations apart from the conventional cells of their lineage in the same sample (Veglia,
 # Sanseviero & Gabrilovich, Nat Rev Immunol 21:485 (2021)): lineage -> (state, sibling, signature, side), the state
 # being the cells on ``side`` of the signature's two populations (:func:`population_splits`).
@@ -142,7 +159,8 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     monocyte and the M-MDSC-like set, and CSF1R and MSR1, in the TAM M2-like set, are in the MoMacDC set that makes a
     cell a monocyte or macrophage in the first place. Within a lineage each state is therefore decided on the up
     genes that neither a sibling state's signature nor the lineage's identity (:func:`lineage_identity_signatures`)
-    has (down genes kept), where at least ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. Where a
+    has, nor the translation machinery every cell makes (:func:`is_translation_gene`), down genes kept, where at
+    least ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. Where a
     lineage has several identity signatures, its identity genes are those they all list: ACTA2, in scGate's
     fibroblast set but not MCP-counter's, and TAGLN, in MCP-counter's but not scGate's, set myofibroblastic CAFs
     apart from the other fibroblasts (Öhlund 2017, doi:10.1084/jem.20162024); not every fibroblast holds them. The
@@ -164,10 +182,10 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
             names = []
             for name in sigs:
                 sig = get(name)
-                own = tuple(g for g in sig.genes_up if g not in shared)
+                own = tuple(g for g in sig.genes_up if g not in shared and not is_translation_gene(g))
                 if MIN_SPECIFIC_GENES <= len(own) < len(sig.genes_up):
                     about = (f"{name} without the genes it shares with the other {lineage} states or with the "
-                             f"signatures that identify {lineage} cells")
+                             f"signatures that identify {lineage} cells, and without translation genes")
                     spec = replace(sig, name=name + SPECIFIC_SUFFIX, genes_up=own,
                                    weights={g: w for g, w in sig.weights.items() if g in own or g in sig.genes_down},
                                    min_genes=min(sig.min_genes, len(own)),
