@@ -19,6 +19,12 @@ classes that fall on other cells, which the score cannot see. Usage::
     python benchmarks/validate_annotation.py --quick    # no stresses
     python benchmarks/validate_annotation.py --lost-groups   # each marker group's core genes removed in turn
 
+No shared set labels exhausted or naive CD8 T cells, CAF or TAM subsets apart from Chen's TAMs, so two label-free
+checks follow the states: ``state_kept``, the share of cells called the same lineage on the whole panel and on a
+stressed variant that keep their state too; and, per lineage and called state, how often each state's canonical
+genes (``CANONICAL``, mostly outside the signatures that decide) are detected in its cells: a state whose own genes
+are not highest in its own cells (``coherent`` False) is being called on something else.
+
 ``--lost-groups`` is the stress behind the marker file's stand-ins: a panel of selected genes (a file of variable
 genes, a targeted panel) lacks some lineages' canonical markers, and which ones differs from file to file. Each
 set is annotated once with a group's genes removed; the table gives lineage accuracy and the recall of the lineages
@@ -174,6 +180,48 @@ LOADERS = {"puram": _puram, "chen": _chen, "zilionis_hs": _zilionis_hs, "zilioni
 # the authors' classes of cell types the vocabulary does not name: annotate should leave them unassigned
 OUTSIDE = {"chen": ("ILC", "NCAM1+ S100B+ SEPP1+ Myeloid", "MMP1+SOX4+ Myeloid"),
            "zilionis_hs": ("bBasophils:", "bMyeloid precursor-like:"), "pbmc68k": ("CD34+",)}
+
+
+# canonical genes of states no shared set labels (per called state, how often they are detected in its cells):
+# naive CCR7/SELL/LEF1/TCF7/IL7R and Tpex PD-1+ TOX+ CXCR5+ (Miller 2019, doi:10.1038/s41590-019-0312-6); Tex
+# TIM-3/LAG-3/TIGIT/CD39/LAYN/CXCL13 and effector granzyme H/FGFBP2/CX3CR1 (Zheng 2021, doi:10.1126/science.abe6474);
+# myCAF and iCAF (Elyada 2019, doi:10.1158/2159-8290.CD-19-0094); monocyte and M1-/M2-like macrophage genes.
+CANONICAL: dict[str, dict[str, tuple[str, ...]]] = {
+    "CD8 T": {"CD8 naive/memory": ("CCR7", "SELL", "LEF1", "TCF7", "IL7R"), "CD8 Tpex": ("PDCD1", "TOX", "CXCR5"),
+              "CD8 Tex": ("HAVCR2", "LAG3", "TIGIT", "ENTPD1", "LAYN", "CXCL13"),
+              "CD8 effector": ("GZMH", "FGFBP2", "CX3CR1", "GNLY")},
+    "Fibroblast": {"myCAF": ("ACTA2", "TAGLN", "MYL9", "POSTN"), "iCAF": ("CFD", "DPT", "C3", "CXCL12", "IL6")},
+    MM: {"Monocyte": ("FCN1", "S100A8", "S100A9", "VCAN"), "TAM M1-like": ("CXCL9", "CXCL10", "IL1B", "CD80"),
+         "TAM M2-like": ("CD163", "MRC1", "FOLR2", "SELENOP")},
+}
+
+
+def state_coherence(a: ad.AnnData, calls: pd.DataFrame, name: str) -> list[dict]:
+    """Per lineage of ``CANONICAL`` and called state (at least 5 cells), the detection of each state's canonical
+    genes (mean over the genes the panel has) and whether the state's own genes are the most detected."""
+    rows = []
+    upper = {g.upper(): g for g in a.var_names}
+    for lineage, classes in CANONICAL.items():
+        cells = (calls["tmt_lineage"] == lineage).to_numpy()
+        genes = {st: [upper[g] for g in gs if g in upper] for st, gs in classes.items()}
+        genes = {st: g for st, g in genes.items() if g}
+        if cells.sum() < 5 or len(genes) < 2:
+            continue
+        for state, n in calls["tmt_state"][cells].value_counts().items():
+            if state not in genes or n < 5:
+                continue
+            sub = a[(calls["tmt_state"] == state).to_numpy() & cells]
+            det = {st: float((sub[:, g].X > 0).mean()) for st, g in genes.items()}
+            rows.append({"set": name, "lineage": lineage, "state": state, "n": int(n),
+                         **{f"genes of {st}": v for st, v in det.items()}, "coherent": max(det, key=det.get) == state})
+    return rows
+
+
+def state_kept(full: pd.DataFrame, stressed: pd.DataFrame) -> float:
+    """Share of the cells with the same lineage on the whole panel and the stressed variant that keep their state."""
+    same = (full["tmt_lineage"] == stressed["tmt_lineage"]) & (full["tmt_lineage"] != "unassigned") \
+        & (full["tmt_state"] != full["tmt_lineage"])
+    return float((full["tmt_state"][same] == stressed["tmt_state"][same]).mean()) if same.any() else np.nan
 
 
 def pbmc68k() -> ad.AnnData:
@@ -540,7 +588,7 @@ def main() -> None:
         print("Lineage accuracy and the group's lineages' recall, whole panel -> the group's genes removed")
         print(pd.DataFrame(lost_group_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         return
-    rows, state_rows = [], []
+    rows, state_rows, coherence_rows = [], [], []
     for s in sets:
         variants = {"as shared": s.adata}
         if not args.quick and s.adata.n_vars > 2000:
@@ -550,6 +598,7 @@ def main() -> None:
             variants["depth1000"] = downsample(s.adata)  # (Chen's MERFISH cells hold a median of 64 already)
         if s.name == "chen":  # an immune panel with KRT8 alone of the epithelial markers: the documented remedy
             variants["tumor_signature=MPAS"] = s.adata
+        calls_by: dict[str, pd.DataFrame] = {}
         for vname, a in variants.items():
             calls = ours(a, tumor_signature="MPAS") if vname == "tumor_signature=MPAS" else ours(a)
             base = baseline(a)
@@ -563,9 +612,13 @@ def main() -> None:
                          "outside_unassigned": float((calls["tmt_lineage"][outside] == "unassigned").mean())
                          if outside.any() else np.nan,
                          "baseline": lineage_accuracy(base, s.truth),
-                         "ceiling": ceiling_accuracy(ceil, s.author, s.truth)})
+                         "ceiling": ceiling_accuracy(ceil, s.author, s.truth),
+                         "state_kept": state_kept(calls_by["as shared"], calls)
+                         if vname in ("hvg2000", "depth1000") else np.nan})
+            calls_by[vname] = calls
             if vname != "as shared":
                 continue
+            coherence_rows += state_coherence(lognorm(a), calls, s.name)
             for task, (truth, _) in s.states.items():
                 pred = state_prediction(calls, task)
                 bpred = baseline_state(a, truth, task)
@@ -589,6 +642,8 @@ def main() -> None:
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     print("\nStates within their lineage")
     print(pd.DataFrame(state_rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print("\nStates no set labels: detection of each state's canonical genes in the cells called each state")
+    print(pd.DataFrame(coherence_rows).to_string(index=False, float_format=lambda x: f"{x:.2f}", na_rep="-"))
     print("\nProtein panels: recall and precision of the files' classes")
     print(pd.DataFrame(protein_rows()).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
 

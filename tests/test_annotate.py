@@ -719,6 +719,30 @@ def test_zilionis_mural_cells_are_not_fibroblasts():
     assert (called[major == "Fibroblasts"] == "Fibroblast").all()
 
 
+def test_myoepithelial_cells_are_not_pericytes():
+    """Xenium breast sample: myoepithelial cells around DCIS make ACTA2 and MYH11 like smooth-muscle cells and the
+    basal keratins that mural cells lack. Measured: of the 264 KRT14+ MYH11+ cells, 120 were pericytes without the
+    keratin negative, none now (223 epithelial); the RGS5+ pericytes of the stroma stay (81 before, 79 now)."""
+    path = SHARED / "xenium_breast_idc_regions/xenium_idc_7353cells_regions.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    x = ad.read_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(x)
+
+    def detected(gene):
+        return np.asarray((x[:, gene].X > 0).todense()).ravel()
+
+    called = x.obs["tmt_lineage"].astype(str).to_numpy()
+    myoepithelial = detected("KRT14") & detected("MYH11")
+    mural = detected("RGS5") & (x.obs["region"] == "Stroma").to_numpy()
+    assert myoepithelial.sum() >= 200
+    assert (called[myoepithelial] == "Pericyte").mean() <= 0.05
+    assert (called[myoepithelial] == "Malignant/Epithelial").mean() >= 0.75
+    assert (called[mural] == "Pericyte").sum() >= 70
+
+
 def test_marker_ranks_are_cut_at_a_quarter_of_a_small_panel():
     """On a panel of selected genes a cell's 1,500th gene is near the bottom of what it expresses: there a gene
     counts as expressed only in the cell's top quarter of the panel, so one stray transcript is not a marker."""
@@ -967,7 +991,7 @@ def test_mixed_lineage_warning_names_the_pairs(sim_small, monkeypatch):
     """Above ``MIXED_WARN`` of mixed cells annotate warns and names the most frequent pairs (real data: Chen test)."""
     from tmetoolkit.tl import _annotate
 
-    monkeypatch.setattr(_annotate, "MIXED_WARN", 0.01)  # simulated cells: 4.5-5% mixed
+    monkeypatch.setattr(_annotate, "MIXED_WARN", 0.004)  # simulated cells: 0.7% mixed
     with pytest.warns(tmt._utils.TmtWarning, match=r"of cells carry strong evidence of two lineages \(\w"):
         tmt.tl.annotate(sim_small)
     assert _annotate.mixed_evidence_summary(sim_small.uns["tmt_annotate"]["mixed_evidence"])
