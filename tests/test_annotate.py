@@ -232,15 +232,22 @@ def test_single_cell_type_and_bad_groupby(sim_small):
 
 def test_cells_without_a_cluster_keep_their_own_call(sim_small):
     """Cells whose groupby value is missing are not pooled into a cluster "nan": they keep their per-cell call,
-    while the others follow their clusters."""
+    while the others follow their clusters. The population splits (Tpex from naive/memory, MDSC-like states) are
+    made among all cells of a sample called either state, which the clusters change: there a loose cell may move
+    (3 of seed 7's 300, Tpex cells whose sample's Tpex population fell under 10 cells)."""
+    from tmetoolkit._core.annotation import rules
+
     per_cell = sim_small.copy()
     tmt.tl.annotate(per_cell)
     sim_small.obs["cluster"] = sim_small.obs["true_lineage"].astype(object)
     loose = np.random.default_rng(0).choice(sim_small.n_obs, 300, replace=False)
     sim_small.obs.iloc[loose, sim_small.obs.columns.get_loc("cluster")] = None
     tmt.tl.annotate(sim_small, groupby="cluster")
-    for key in ("tmt_lineage", "tmt_state"):
-        assert (sim_small.obs[key].iloc[loose].to_numpy() == per_cell.obs[key].iloc[loose].to_numpy()).all(), key
+    assert (sim_small.obs["tmt_lineage"].iloc[loose].to_numpy() == per_cell.obs["tmt_lineage"].iloc[loose]).all()
+    split = {st for state, sibling, _, _ in rules.POPULATION_SPLITS.values() for st in (state, sibling)}
+    own, clustered_run = per_cell.obs["tmt_state"].iloc[loose], sim_small.obs["tmt_state"].iloc[loose]
+    moved = own.to_numpy() != clustered_run.to_numpy()
+    assert own[moved].isin(split).all() and clustered_run[moved].isin(split).all() and moved.sum() <= 6
     # states are scored against the other cells of their lineage, which the clusters changed a little
     np.testing.assert_allclose(sim_small.obs["tmt_confidence"].iloc[loose], per_cell.obs["tmt_confidence"].iloc[loose],
                                atol=0.01)
@@ -1069,6 +1076,30 @@ def test_neutrophils_of_healthy_lungs_are_not_pmn_mdsc_like():
     assert (a.obs.loc[ne, "tmt_state"].astype(str) == a.obs.loc[ne, "true_state"].astype(str)).mean() >= 0.9
 
 
+def test_naive_cd8_t_cells_are_not_progenitor_exhausted():
+    """Zilionis' mouse lung CD8 T cells: without the translation genes deciding, the signature competition called
+    33 of 190 naive-like cells Tpex on SLAMF6 and BTLA, which naive T cells make too; PDCD1 was in none of them.
+    Tpex are split off from naive/memory cells only where their programme forms a population apart: none here,
+    while the planted Tpex cells of simulate() still split off."""
+    path = SHARED / "zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    z = ad.read_h5ad(path)
+    tmt.tl.annotate(z, sample_key="Animal")
+    cd8 = z.obs["tmt_lineage"] == "CD8 T"
+    assert cd8.sum() >= 150
+    assert (z.obs.loc[cd8, "tmt_state"] == "CD8 Tpex").mean() <= 0.02
+    splits = z.uns["tmt_annotate"]["splits"]
+    assert (splits["state"] == "CD8 Tpex").any()
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=3000, seed=0)
+    tmt.tl.annotate(a)
+    planted = (a.obs["true_state"] == "CD8 Tpex").to_numpy()
+    assert (a.obs["tmt_state"][planted] == "CD8 Tpex").mean() >= 0.8  # measured 64 of 73
+    splits = a.uns["tmt_annotate"]["splits"]
+    assert splits.loc[splits["state"] == "CD8 Tpex", "applied"].all()
+
+
 @pytest.fixture(scope="module")
 def pbmc68k():
     """scanpy's bundled PBMC sample (Zheng 2017): 700 droplet cells, log values of 765 variable genes in ``.raw``,
@@ -1127,7 +1158,9 @@ def test_blood_monocytes_are_not_m_mdsc_like(pbmc68k):
     assert (pbmc68k.obs["tmt_state"][mono] == "Monocyte").mean() >= 0.8
     assert (pbmc68k.obs["tmt_state"] == "M-MDSC-like").sum() == 0
     splits = pbmc68k.uns["tmt_annotate"]["splits"]
-    assert not splits["applied"].any() and splits["reason"].str.startswith("one population").all()
+    splits = splits[splits["lineage"] == "Monocyte/Macrophage"]
+    assert len(splits) and not splits["applied"].any() and splits["reason"].str.startswith("one population").all()
+    assert (pbmc68k.obs["tmt_state"] == "CD8 Tpex").sum() == 0  # blood: no progenitor-exhausted population
 
 
 def test_a_fallback_set_decides_where_the_rule_set_cannot_be_scored(sim_small):

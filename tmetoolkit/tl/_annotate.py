@@ -85,8 +85,12 @@ def annotate(
     two populations (a BIC gain of at least 10 over one Gaussian, Ashman's D >= 2, at least 10 cells each); where
     the cells form one population, all are monocytes or neutrophils (blood monocytes hold less HLA class II than
     intermediate ones, but plenty; the neutrophils of a healthy lung make the activation genes PMN-MDSC share),
-    and the MDSC programmes stay available as scores. A sample needs enough of these cells to show two
-    populations: with a few dozen, a small MDSC-like population is often not told from a skewed single one.
+    and the MDSC programmes stay available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive
+    cells' TCF7, CCR7 and SELL but belong to the exhausted lineage: among the cells called naive/memory or Tpex,
+    those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart.
+    No state is decided on the translation machinery every cell makes (ribosomal proteins, EEF1A1, TPT1,
+    PABPC1). A sample needs enough of these cells to show two populations: with a few dozen, a small MDSC-like
+    population is often not told from a skewed single one.
     MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
     M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
@@ -134,9 +138,10 @@ def annotate(
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
         images within a sample. Each image has its own coordinates, so cells touch only within it. RNA: the samples
-        within which MDSC-like populations are split off (HLA class II for M-MDSC-like vs monocyte, the
-        PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil), default ``obs["sample"]`` when present: pass it
-        when the data pool several samples or tissues, or a split may follow them instead.
+        within which MDSC-like and progenitor-exhausted populations are split off (HLA class II for M-MDSC-like vs
+        monocyte, the PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil, the Tpex programme for CD8 Tpex vs
+        naive/memory), default ``obs["sample"]`` when present: pass it when the data pool several samples or
+        tissues, or a split may follow them instead.
     tumor_signature
         RNA only: a registry signature that marks the malignant cells on this panel, for panels without the
         epithelial genes the malignant lineage is otherwise decided by (e.g. ``"MPAS"``, MAPK activity, on a lung
@@ -177,11 +182,11 @@ def annotate(
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
-        II and neutrophils into PMN-MDSC-like and neutrophil (cells, Ashman's D, threshold, cells given the MDSC-like
-        state, or why not); for protein panels ``gates``: per marker its channel, gate,
-        source, fraction of positive cells, gating ``scale`` and ``separation`` (Ashman's D), and ``seeds``: per
-        lineage its confident cells and whether the classifier learned it (``params["lineage_method"]``:
-        ``classifier`` or ``markers``).
+        II, neutrophils into PMN-MDSC-like and neutrophil and naive/memory CD8 T cells into Tpex and naive/memory
+        (cells, Ashman's D, threshold, cells given the split-off state, or why not); for protein panels
+        ``gates``: per marker its channel, gate, source, fraction of positive cells, gating ``scale`` and
+        ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and whether the classifier
+        learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
 
     See Also
     --------
@@ -405,8 +410,9 @@ def split_summary(splits: pd.DataFrame | None) -> str:
         one = int((~applied).sum()) - few
         why = " or ".join(w for w in (f"formed one population ({one})" if one else "",
                                       f"were too few to tell ({few})" if few else "") if w)
+        cells = f"{sibling.lower()}s" if " " not in sibling else f"{sibling} cells"
         parts.append(f"{state} cells were split off in {int(applied.sum())} of {len(rows)} samples; in the other "
-                     f"{int((~applied).sum())} the {sibling.lower()}s {why}")
+                     f"{int((~applied).sum())} the {cells} {why}")
     return "; ".join(parts)
 
 
