@@ -175,8 +175,9 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
                        "Their calls rest on the stronger lineage.")
     splits = split_summary(annotated.get("splits"))
     if splits:
-        caveats.append(f"{html.escape(splits)}. MDSC-like cells are called only where they stand apart from the "
-                       "sample's other monocytes or neutrophils; the MDSC programmes are scored regardless.")
+        caveats.append(f"{html.escape(splits)}. MDSC-like and progenitor-exhausted cells are called only where "
+                       "they stand apart from the sample's other monocytes, neutrophils or naive CD8 T cells; their "
+                       "programmes are scored regardless.")
     return body
 
 

@@ -397,7 +397,8 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
 
 def split_summary(splits: pd.DataFrame | None) -> str:
     """``"M-MDSC-like cells were split off in 3 of 12 samples; in the other 9 the monocytes formed one population
-    (7) or were too few to tell (2)"`` per MDSC-like state, so that a sample without them reads as what it is."""
+    (7) or were too few to tell (2)"`` per split-off state (MDSC-like, CD8 Tpex), so that a sample without them
+    reads as what it is."""
     if splits is None or not len(splits):
         return ""
     parts = []

@@ -127,7 +127,8 @@ def is_translation_gene(gene: str) -> bool:
 # lineage (Khan O et al. Nature 571:211 (2019), doi:10.1038/s41586-019-1325-x): a population apart from the naive
 # cells of the same sample, split off on the Tpex set's own genes, high side. Without it, 33 of the 190 CD8 T cells
 # of Zilionis' mouse lungs were called Tpex on SLAMF6 and BTLA, which naive T cells make too (PDCD1 in none of
-# them); now none. simulate() CD8 states 0.958 -> 0.953 (seeds 0 and 1).
+# them); now none. simulate()'s planted Tpex still split off where a sample holds enough of them (64 of 73 at
+# 3,000 cells a sample); bench_annotate's CD8 states 0.983 -> 0.981.
 POPULATION_SPLITS: dict[str, tuple[str, str, str, str]] = {
     "Monocyte/Macrophage": ("M-MDSC-like", "Monocyte", "M_MDSC_like", "low"),
     "Neutrophil": ("PMN-MDSC-like", "Neutrophil", "PMN_MDSC_like", "high"),
@@ -168,11 +169,11 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     cell a monocyte or macrophage in the first place. Within a lineage each state is therefore decided on the up
     genes that neither a sibling state's signature nor the lineage's identity (:func:`lineage_identity_signatures`)
     has, nor the translation machinery every cell makes (:func:`is_translation_gene`), down genes kept, where at
-    least ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. Where a
-    lineage has several identity signatures, its identity genes are those they all list: ACTA2, in scGate's
-    fibroblast set but not MCP-counter's, and TAGLN, in MCP-counter's but not scGate's, set myofibroblastic CAFs
-    apart from the other fibroblasts (Öhlund 2017, doi:10.1084/jem.20162024); not every fibroblast holds them. The
-    derived signatures are named ``<signature>_specific``.
+    least ``MIN_SPECIFIC_GENES`` remain; otherwise on the published set. Where a lineage has several identity
+    signatures, its identity genes are those they all list: ACTA2, in scGate's fibroblast set but not
+    MCP-counter's, and TAGLN, in MCP-counter's but not scGate's, set myofibroblastic CAFs apart from the other
+    fibroblasts (Öhlund 2017, doi:10.1084/jem.20162024); not every fibroblast holds them. The derived signatures are
+    named ``<signature>_specific``.
     """
     from dataclasses import replace
 
