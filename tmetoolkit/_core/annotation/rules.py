@@ -100,7 +100,8 @@ MIN_SPECIFIC_GENES = 2
 # Zheng 2021's naive CD8 set lists EEF1A1, TPT1, EEF1B2 and PABPC1, detected in 98%, 95%, 85% and 65% of all
 # Zilionis 2019 human cells whatever their lineage; they decided CD8 naive/memory: 25 of Zilionis' 26 CD8 T cells
 # were called naive/memory although the naive genes (CCR7, SELL, LEF1, TCF7, IL7R) were detected at 8% per gene
-# in them, less than the effector genes (32%), and cells with CXCL13, TIGIT, CTLA4 and TNFRSF9 were among them.
+# in them, less than the effector and Tex genes (17%, 16%; validate_annotation.py's CANONICAL), and cells with
+# CXCL13, TIGIT, CTLA4 and TNFRSF9 were among them. Now 10 Tex, 8 effector and 4 naive/memory.
 TRANSLATION_GENES = frozenset({"EEF1A1", "EEF1B2", "EEF1D", "EEF1G", "EEF2", "TPT1", "PABPC1"})
 _RIBOSOMAL = re.compile(r"^RP[LS](P?\d+[A-Z]?\d*|A)$")  # RPL13A, RPS4X, RPLP0, RPSA; not RPS6KA1 (a kinase)
 
