@@ -15,6 +15,15 @@ from tmetoolkit._keys import STATES
 from .conftest import SHARED, real_data
 
 
+def _shared_file(relative: str) -> ad.AnnData:
+    """A file of ../shared/data that no loader names (the Zilionis and Schürch sets); the test is skipped when it
+    is absent."""
+    path = SHARED / relative
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    return ad.read_h5ad(path)
+
+
 @pytest.fixture(scope="module")
 def annotated():
     a = tmt.datasets.simulate(n_samples=3, n_cells=3000, seed=3)
@@ -339,10 +348,7 @@ def test_protein_channels_with_a_spike_of_zeros_are_gated_above_it():
     above it (CD8 T cells were called plasma or endothelial cells). Gated on the non-zero values, lineage accuracy
     against the authors' clusters is 0.44 (0.31 before); with the gated seeds training a classifier on all 58
     channels, 0.59 (the score-and-argmax baseline: 0.57; a classifier trained on the authors' labels: 0.83)."""
-    path = SHARED / "schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    a = ad.read_h5ad(path)
+    a = _shared_file("schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad")
     tmt.tl.annotate(a)
     gates = a.uns["tmt_annotate"]["gates"].set_index("channel")
     for ch in ("CD20", "CD138", "CD31", "Cytokeratin"):
@@ -364,10 +370,7 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
     which lose CD45, needed it. Measured recall CD8 T 0.28 (0.08 before), CD4 T 0.43 (0.30), Treg 0.51 (0.34),
     macrophage 0.155 (0.07), plasma 0.17 (0.0); CD8 T precision 0.96 (0.94). CD15 contradicts NK (CD56 on CD15+
     granulocytes called them NK): granulocyte recall 0.06 (0.013), precision 0.60 on 15 calls (0.67 on 3)."""
-    path = SHARED / "schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    a = ad.read_h5ad(path)
+    a = _shared_file("schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad")
     tmt.tl.annotate(a)
     st, cl = a.obs["tmt_state"].astype(str), a.obs["ClusterName"].astype(str)
     lin = a.obs["tmt_lineage"].astype(str)
@@ -387,10 +390,7 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
 
 
 def _schurch():
-    path = SHARED / "schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    return ad.read_h5ad(path)
+    return _shared_file("schurch2020_crc_codex/schurch2020_crc_codex_spot9A_2434cells.h5ad")
 
 
 def test_protein_calls_do_not_depend_on_the_scale_of_the_values():
@@ -713,10 +713,7 @@ def test_zilionis_mural_cells_are_not_fibroblasts():
     DCN: the mural labels are held back only by the fibroblast genes mural cells lack (PDGFRA, LUM, FBLN1), and a
     lineage too rare for the classifier to learn keeps the cells its markers favour. Measured 5 of 6 Pericyte
     (0 of 6 before, all Fibroblast), no fibroblast called Pericyte."""
-    path = SHARED / "zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    z = ad.read_h5ad(path)
+    z = _shared_file("zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tmt.tl.annotate(z)
@@ -730,10 +727,7 @@ def test_myoepithelial_cells_are_not_pericytes():
     """Xenium breast sample: myoepithelial cells around DCIS make ACTA2 and MYH11 like smooth-muscle cells and the
     basal keratins that mural cells lack. Measured: of the 264 KRT14+ MYH11+ cells, 120 were pericytes without the
     keratin negative, none now (223 epithelial); the RGS5+ pericytes of the stroma stay (81 before, 79 now)."""
-    path = SHARED / "xenium_breast_idc_regions/xenium_idc_7353cells_regions.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    x = ad.read_h5ad(path)
+    x = real_data("xenium")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tmt.tl.annotate(x)
@@ -942,10 +936,7 @@ def test_zilionis_cd8_states_follow_their_own_genes():
     although their naive genes (CCR7, SELL, LEF1, TCF7, IL7R) were detected less often than their effector genes,
     and cells with CXCL13, TIGIT and TNFRSF9 were among them (1 called Tex). Measured now: 10 Tex, 8 effector,
     4 naive/memory; each state's canonical genes are detected most in the cells called that state."""
-    path = SHARED / "zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    z = ad.read_h5ad(path)
+    z = _shared_file("zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tmt.tl.annotate(z)
@@ -1059,10 +1050,7 @@ def test_neutrophils_of_healthy_lungs_are_not_pmn_mdsc_like():
     activation genes (IL1B, PTGS2, CYBB) are in the PMN-MDSC-like programme, so the signature competition against
     immature neutrophils called 104 of them PMN-MDSC-like; per mouse they form one population, and none is. The
     planted PMN-MDSC-like cells of simulate() still split off (bench_annotate: neutrophil states 0.966)."""
-    path = SHARED / "zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    z = ad.read_h5ad(path)
+    z = _shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
     tmt.tl.annotate(z, sample_key="Animal")
     healthy = (z.obs["Tissue"] == "healthy") & (z.obs["tmt_lineage"] == "Neutrophil")
     assert healthy.sum() >= 100
@@ -1080,10 +1068,7 @@ def test_mouse_neutrophils_on_variable_genes_are_neutrophils():
     """Zilionis' mouse lungs cut to 2,000 highly variable genes keep CXCR1 and STEAP4 alone of the neutrophil genes,
     and CD14, which mouse neutrophils make: all 200 neutrophils were called monocytes. MMP8, the neutrophil
     collagenase, stands in for the missing genes: measured 112 of 200 neutrophils, and 6 NK cells called neutrophils."""
-    path = SHARED / "zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    z = ad.read_h5ad(path)
+    z = _shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
     b = z.copy()
     sc.pp.normalize_total(b, target_sum=1e4)
     sc.pp.log1p(b)
@@ -1105,10 +1090,7 @@ def test_naive_cd8_t_cells_are_not_progenitor_exhausted():
     33 of 190 naive-like cells Tpex on SLAMF6 and BTLA, which naive T cells make too; PDCD1 was in none of them.
     Tpex are split off from naive/memory cells only where their programme forms a population apart: none here,
     while the planted Tpex cells of simulate() still split off."""
-    path = SHARED / "zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    z = ad.read_h5ad(path)
+    z = _shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
     tmt.tl.annotate(z, sample_key="Animal")
     cd8 = z.obs["tmt_lineage"] == "CD8 T"
     assert cd8.sum() >= 150
@@ -1236,10 +1218,7 @@ def test_real_rna_lineages_reach_the_supervised_ceiling():
     assert (p.obs["tmt_lineage"] == "unassigned").mean() <= 0.10
     assert p.uns["tmt_annotate"]["params"]["lineage_method"] == "classifier"
 
-    path = SHARED / "zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad"
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    z = ad.read_h5ad(path)
+    z = _shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
     tmt.tl.annotate(z)
     m = {"B cells": {"B"}, "NK cells": {"NK"}, "Neutrophils": {"Neutrophil"}, "T cells": {"CD4 T", "CD8 T"}}
     allowed = [m[c] for c in z.obs["author_major_cell_type"].astype(str)]
