@@ -1106,6 +1106,52 @@ def test_naive_cd8_t_cells_are_not_progenitor_exhausted():
     assert splits.loc[splits["state"] == "CD8 Tpex", "applied"].all()
 
 
+def test_a_split_needs_a_population_holding_the_programme():
+    """Two Gaussians also fit a peak with a tail beside it. At 1,000 counts a cell the naive-like CD8 T cells of
+    Zilionis' mouse lungs hold nearly no Tpex gene: their scores form a peak at -0.007 with a left tail, which two
+    Gaussians split at D 2.03 (BIC gain 16), and 170 of 180 cells were called Tpex. Neither side holds the
+    programme above the background of a control-subtracted score, so there is no split."""
+    from tmetoolkit._core.annotation import rules
+
+    rng = np.random.default_rng(0)
+    below = np.concatenate([rng.normal(-0.007, 0.012, 160), rng.normal(-0.04, 0.02, 25)])
+    low, info = rules.split_two_populations(below, min_cells=10)
+    assert low is None and "holds the programme" in info["reason"]
+    low, info = rules.split_two_populations(below + 0.2, min_cells=10)
+    assert low is not None and info["applied"]
+
+    z = _shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
+    sc.pp.downsample_counts(z, counts_per_cell=1000, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tmt.TmtWarning)
+        tmt.tl.annotate(z)
+    cd8 = z.obs["tmt_lineage"] == "CD8 T"
+    assert cd8.sum() >= 150
+    assert (z.obs.loc[cd8, "tmt_state"] == "CD8 Tpex").mean() <= 0.05
+
+
+def test_naive_cd8_t_cells_on_a_targeted_panel():
+    """Progenitor-exhausted CD8 T cells share CCR7, SELL, TCF7 and IL7R with naive cells, but the two are told apart
+    by the population split on the Tpex genes, so naive/memory cells are decided on those genes as well: a targeted
+    panel (Xenium breast, 313 genes) has them and few others of the naive set. Measured: 68 of 397 CD8 T cells
+    naive/memory, their naive genes detected in 0.30 of cells per gene against 0.16 in the cells called effector
+    (3 naive/memory cells when the shared genes were left out)."""
+    x = real_data("xenium")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(x)
+    naive_genes = [g for g in ("CCR7", "SELL", "LEF1", "TCF7", "IL7R") if g in x.var_names]
+    state = x.obs["tmt_state"].astype(str).to_numpy()
+    cd8 = (x.obs["tmt_lineage"] == "CD8 T").to_numpy()
+
+    def detected(cells):
+        return float((x[cells, naive_genes].X > 0).mean())
+
+    naive = cd8 & (state == "CD8 naive/memory")
+    assert naive.sum() >= 0.1 * cd8.sum()
+    assert detected(naive) > detected(cd8 & (state == "CD8 effector")) + 0.07
+
+
 @pytest.fixture(scope="module")
 def pbmc68k():
     """scanpy's bundled PBMC sample (Zheng 2017): 700 droplet cells, log values of 765 variable genes in ``.raw``,
@@ -1244,8 +1290,6 @@ def test_one_lineage_and_too_few_cells_to_learn(sim_small):
     """A data set of T cells only cannot train a classifier across lineages: the markers call every cell, and the
     result says so. A lineage with fewer confident cells than the classifier needs keeps its marker call, with a
     warning naming it."""
-    from tmetoolkit._core.annotation import lineage as core
-
     a = sim_small
     b = a[a.obs["true_lineage"] == "B"].copy()
     tmt.tl.annotate(b)
@@ -1264,9 +1308,9 @@ def test_one_lineage_and_too_few_cells_to_learn(sim_small):
     assert (called == "NK").mean() <= 0.1
 
     few = a.obs["true_lineage"].astype(str) == "B"
-    # 12 B cells give a few seeds, fewer than core.MIN_SEEDS (measured; 20 are enough to learn)
-    keep = ~few | (np.cumsum(few) <= 12)
-    assert 12 > core.MIN_SEEDS
+    # 16 B cells give a few seeds, fewer than core.MIN_SEEDS (measured: 7 of them called B by their markers, the
+    # rest unassigned; with 12 none is a seed, their neighbours' evidence outweighing their own)
+    keep = ~few | (np.cumsum(few) <= 16)
     b = a[keep.to_numpy()].copy()
     with pytest.warns(UserWarning, match="too few confident cells to learn"):
         tmt.tl.annotate(b)

@@ -34,7 +34,8 @@ def test_marker_genes_are_the_planted_ones(annotated):
         # the top gene is planted, and at least two of three (a gene that differs by sample composition, such as
         # CRISP3 for Neutrophil against PMN-MDSC-like cells at a delta of 0.30, can take third place)
         assert rows["gene"].iloc[0] in planted and len(set(rows["gene"]) & planted) >= 2, (label, list(rows["gene"]))
-        assert (rows["frac"] > rows["frac_rest"]).all() and rows["delta"].iloc[0] > 0.4  # lowest measured 0.47
+        # lowest measured over seeds 7-9: 0.22 (CD4 helper; 0.29-0.50 before the naive CD8 programme grew)
+        assert (rows["frac"] > rows["frac_rest"]).all() and rows["delta"].iloc[0] > 0.15
         checked += 1
     assert checked >= 12, checked
     tpex_low = table[(table["label"] == "CD8 Tpex") & (table["direction"] == "down")].set_index("gene")

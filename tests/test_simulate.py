@@ -98,10 +98,11 @@ def test_related_types_share_genes_and_states_are_graded():
         # measured log1p means: HLA-DRA 0.90 macrophages, 2.93 DCs, 0.07 malignant cells
         assert (mean.loc[sharing, gene] > mean.loc[rest, gene] + 0.5).all(), (gene, mean[gene])
     t_cell = lin.isin(["CD4 T", "CD8 T"]).to_numpy()
-    epcam = np.asarray(a[:, "EPCAM"].X.todense()).ravel() > 0
+    # EPCAM alone is too rare in ~100 T cells to tell: seeds 1-4 gave differences of -0.003 to 0.07
+    epithelial = np.asarray(a[:, ["EPCAM", "KRT8", "KRT18", "KRT19"]].X.sum(axis=1)).ravel() > 0
     comp = b.obs["true_compartment"].to_numpy()
-    # measured 0.35 of the T cells in the nests, 0.22 in the stroma
-    assert epcam[t_cell & (comp == "tumor")].mean() > epcam[t_cell & (comp == "stroma")].mean() + 0.05
+    # measured 0.37 of the T cells in the nests, 0.12 in the stroma (seeds 1-4: differences 0.14-0.25)
+    assert epithelial[t_cell & (comp == "tumor")].mean() > epithelial[t_cell & (comp == "stroma")].mean() + 0.05
     tex = b[b.obs["true_state"] == "CD8 Tex", ["HAVCR2", "LAG3", "PDCD1"]].X.toarray().mean(axis=1)
     assert np.std(tex) > 0.3
 
