@@ -1101,7 +1101,7 @@ def test_naive_cd8_t_cells_are_not_progenitor_exhausted():
     a = tmt.datasets.simulate(n_samples=2, n_cells=3000, seed=0)
     tmt.tl.annotate(a)
     planted = (a.obs["true_state"] == "CD8 Tpex").to_numpy()
-    assert (a.obs["tmt_state"][planted] == "CD8 Tpex").mean() >= 0.8  # measured 64 of 73
+    assert (a.obs["tmt_state"][planted] == "CD8 Tpex").mean() >= 0.8  # measured 67 of 73 (64 before)
     splits = a.uns["tmt_annotate"]["splits"]
     assert splits.loc[splits["state"] == "CD8 Tpex", "applied"].all()
 

@@ -82,12 +82,14 @@ def annotate(
     the monocytes' own genes, so among the cells of a sample called monocyte or M-MDSC-like those whose HLA class II
     (the down genes of ``M_MDSC_like``) is low are M-MDSC-like; among its neutrophils, those high in the
     PMN-MDSC-like programme's own genes are PMN-MDSC-like. Each split is made where a two-Gaussian mixture finds
-    two populations (a BIC gain of at least 10 over one Gaussian, Ashman's D >= 2, at least 10 cells each); where
-    the cells form one population, all are monocytes or neutrophils (blood monocytes hold less HLA class II than
-    intermediate ones, but plenty; the neutrophils of a healthy lung make the activation genes PMN-MDSC share),
-    and the MDSC programmes stay available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive
+    two populations (a BIC gain of at least 10 over one Gaussian, Ashman's D >= 2, at least 10 cells each, the
+    higher one's mean score above zero, the control genes' level); where the cells form one population, all are
+    monocytes or neutrophils (blood monocytes hold less HLA class II than intermediate ones, but plenty; the
+    neutrophils of a healthy lung make the activation genes PMN-MDSC share), and the MDSC programmes stay
+    available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive
     cells' TCF7, CCR7 and SELL but belong to the exhausted lineage: among the cells called naive/memory or Tpex,
-    those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart.
+    those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart,
+    so naive/memory cells are decided on the genes they share with Tpex as well.
     No state is decided on the translation machinery every cell makes (ribosomal proteins, EEF1A1, TPT1,
     PABPC1). A sample needs enough of these cells to show two populations: with a few dozen, a small MDSC-like
     population is often not told from a skewed single one.

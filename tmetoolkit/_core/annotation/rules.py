@@ -128,8 +128,9 @@ def is_translation_gene(gene: str) -> bool:
 # lineage (Khan O et al. Nature 571:211 (2019), doi:10.1038/s41586-019-1325-x): a population apart from the naive
 # cells of the same sample, split off on the Tpex set's own genes, high side. Without it, 33 of the 190 CD8 T cells
 # of Zilionis' mouse lungs were called Tpex on SLAMF6 and BTLA, which naive T cells make too (PDCD1 in none of
-# them); now none. simulate()'s planted Tpex still split off where a sample holds enough of them (64 of 73 at
-# 3,000 cells a sample); bench_annotate's CD8 states 0.983 -> 0.981.
+# them); now none. simulate()'s planted Tpex still split off where a sample holds enough of them (67 of 73 in two
+# samples of 3,000 cells, seed 0); bench_annotate's CD8 states 0.983 -> 0.981. Naive/memory cells, the sibling,
+# are decided on the genes they share with Tpex as well (specific_state_rules).
 POPULATION_SPLITS: dict[str, tuple[str, str, str, str]] = {
     "Monocyte/Macrophage": ("M-MDSC-like", "Monocyte", "M_MDSC_like", "low"),
     "Neutrophil": ("PMN-MDSC-like", "Neutrophil", "PMN_MDSC_like", "high"),
