@@ -180,7 +180,8 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     with the rest of their set (also Tpex genes). Without them a targeted panel, which holds those four and few
     other naive genes, showed no naive cells (Xenium breast: 3 of 397 CD8 T cells naive/memory, now 68, with the
     naive genes detected in 0.30 of them against 0.16 in the cells called effector; Chen's MERFISH 14 -> 35), and
-    simulate()'s CD8 states were 0.953 -> 0.985 (seeds 0 and 1). The derived signatures are named
+    simulate()'s CD8 states were 0.953 -> 0.985 (seeds 0 and 1; 0.865 -> 0.983 once its naive programme also
+    planted the Azimuth naive genes S100B, RGS10 and CRTAM). The derived signatures are named
     ``<signature>_specific``.
     """
     from dataclasses import replace
