@@ -23,10 +23,9 @@ No shared set labels exhausted or naive CD8 T cells, CAF or TAM subsets apart fr
 checks follow the states: ``state_kept``, the share of cells called the same lineage on the whole panel and on a
 stressed variant that keep their state too; and, per lineage and called state, how often each state's canonical
 genes (``CANONICAL``) are detected in its cells: a state whose own genes are not highest in its own cells
-(``coherent`` False) is being called on something else. The naive genes there are outside the genes that decide
-naive/memory (the naive set shares CCR7, SELL, TCF7 and IL7R with the Tpex set, so they are left out of both); for
-the other states many canonical genes also decide, so the check catches a call made on other genes, not a wrong
-signature.
+(``coherent`` False) is being called on something else. Many canonical genes also decide their state (naive/memory
+is decided on CCR7, SELL, LEF1, TCF7 and IL7R among others), so the check catches a call made on other genes, not a
+wrong signature.
 
 ``--lost-groups`` is the stress behind the marker file's stand-ins: a panel of selected genes (a file of variable
 genes, a targeted panel) lacks some lineages' canonical markers, and which ones differs from file to file. Each

@@ -86,13 +86,12 @@ def annotate(
     higher one's mean score above zero, the control genes' level); where the cells form one population, all are
     monocytes or neutrophils (blood monocytes hold less HLA class II than intermediate ones, but plenty; the
     neutrophils of a healthy lung make the activation genes PMN-MDSC share), and the MDSC programmes stay
-    available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive
-    cells' TCF7, CCR7 and SELL but belong to the exhausted lineage: among the cells called naive/memory or Tpex,
-    those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart,
-    so naive/memory cells are decided on the genes they share with Tpex as well.
-    No state is decided on the translation machinery every cell makes (ribosomal proteins, EEF1A1, TPT1,
-    PABPC1). A sample needs enough of these cells to show two populations: with a few dozen, a small MDSC-like
-    population is often not told from a skewed single one.
+    available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive cells' TCF7, CCR7 and SELL but
+    belong to the exhausted lineage: among the cells called naive/memory or Tpex, those high in the Tpex
+    programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart, so naive/memory cells are
+    decided on the genes they share with Tpex as well. No state is decided on the translation machinery every cell
+    makes (ribosomal proteins, EEF1A1, TPT1, PABPC1). A sample needs enough of these cells to show two populations:
+    with a few dozen, a small MDSC-like population is often not told from a skewed single one.
     MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
     M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.

@@ -193,11 +193,11 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     for lineage, table in state_rules().items():
         tables[lineage] = {}
         identity = lineage_identity_signatures(lineage)
-        split = POPULATION_SPLITS.get(lineage)
+        split_state, sibling, _, side = POPULATION_SPLITS.get(lineage, (None, None, None, None))
         for label, sigs in table.items():
             # a high-side split state is told from its sibling by the split, not by the competition
-            apart = {split[0]} if split and split[3] == "high" and label == split[1] else set()
-            shared = {g for other, s2 in table.items() if other != label and other not in apart for n in s2
+            apart = split_state if side == "high" and label == sibling else None
+            shared = {g for other, s2 in table.items() if other not in (label, apart) for n in s2
                       for g in get(n).genes_up}
             agreed = [set(get(n).genes_up) for n in identity - set(sigs)]
             shared |= set.intersection(*agreed) if agreed else set()
