@@ -103,9 +103,12 @@ def annotate(
     layer
         Layer to use instead of ``X``.
     groupby
-        Optional ``obs`` column of clusters. Each cluster gets the call of its mean scores; a cell overrides its
-        cluster's call only when its own confidence reaches ``override_confidence``. Cells without a cluster
-        (NaN) keep their own call.
+        Optional ``obs`` column of clusters (Leiden clusters, say). A cluster whose cells agree on a lineage lends
+        it to its cells that are less sure (RNA: mean probability at least ``override_confidence``); on protein
+        panels each cluster gets the lineage of its mean evidence. A cell overrides its cluster's lineage only
+        when its own confidence reaches ``override_confidence``; cells without a cluster (NaN) keep their own
+        call. States are called cell by cell within their lineage: a cluster holds a lineage, and its majority
+        state would be given to its Tregs or exhausted cells.
     species
         ``"human"`` or ``"mouse"``. Mouse genes are scored through the packaged human-mouse ortholog table. The
         default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``

@@ -312,18 +312,30 @@ def compensate_spillover(X: np.ndarray, xy: np.ndarray, fraction: float, images:
     return out
 
 
-def label_evidence(Z: pd.DataFrame, rules, negative=None,
-                   support: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+def label_evidence(Z: pd.DataFrame, rules, negative=None, support: pd.DataFrame | None = None, *,
+                   every_group: bool = False,
+                   one_population: Mapping[str, float] | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Per label, the weakest of its marker groups (each group's best marker), capped by its negative markers.
 
     ``support`` (default ``Z``) is the evidence the supporting groups (all but the first, defining one) are read
     from: the intensities as imaged when ``Z`` holds spill-over-compensated ones (see :func:`marker_evidence`).
+    A label is read without the supporting groups the panel lacks (a CD8 T cell without a CD45 channel), unless
+    ``every_group``: states, told apart by their second group (PD-1+ CD8 T cells by TCF-1 or by TIM-3, LAG-3,
+    CD39), are not assessable without it, nor where each marker of a group has a fitted gate that cuts one
+    population (``one_population``: marker -> Ashman's D below ``BIMODAL_D``).
     """
     support = Z if support is None else support
+    one_population = one_population or {}
     cols, missing = {}, {}
     for label, groups in rules.items():
-        if not any(m in Z for m in groups[0]):
-            missing[label] = "no channel for " + " / ".join(groups[0])
+        absent = [g for g in (groups if every_group else groups[:1]) if not any(m in Z for m in g)]
+        if absent:
+            missing[label] = "no channel for " + "; ".join(" / ".join(g) for g in absent)
+            continue
+        flat = [g for g in groups if every_group and all(m in one_population for m in g if m in Z)]
+        if flat:
+            missing[label] = "one population, no gate: " + "; ".join(
+                f"{m} (Ashman's D {one_population[m]:.2f} < {BIMODAL_D:g})" for g in flat for m in g if m in Z)
             continue
         parts = [(Z if i == 0 else support)[[m for m in g if m in Z]].max(axis=1)
                  for i, g in enumerate(groups) if any(m in Z for m in g)]
@@ -478,7 +490,8 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     spill-over ``spillover`` from touching cells is removed first (:func:`compensate_spillover`). Arcsinh- or
     log-transformed values (:func:`looks_compressed`) are gated on sinh(values), and the gate table is given in
     the units of the values as given. Labels compete on their evidence (:func:`label_evidence`); within the
-    categories of ``groups`` (cluster calls) their consensus decides. With fitted gates and no ``groups``, the
+    categories of ``groups`` (cluster calls) their consensus decides the lineage; states are called cell by cell,
+    as for RNA. With fitted gates and no ``groups``, the
     confidently called cells train a classifier on every channel (:func:`learn_lineages`), whose lineage a cell
     takes with probability at least ``min_probability`` where its own gates support it. Calls below
     ``min_confidence`` are ``"unassigned"``; a CD4 T cell whose FOXP3 rule wins is a Treg; states are decided
@@ -500,11 +513,17 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     if linearised:  # gates in the units of the values as given
         gate_table["gate"] = np.arcsinh(gate_table["gate"].to_numpy(dtype=np.float64))
 
-    def call(rules, mask, negative=None):
-        E, missing = label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask])
+    # a state's gate must cut two populations; lineages still use such gates (unimodal_lineages keeps them from
+    # training the classifier), given gates are the user's decision
+    fitted = gate_table[(gate_table["source"] == "mixture") & (gate_table["separation"] < BIMODAL_D)]
+    one_population = dict(zip(fitted["marker"], fitted["separation"].astype(float), strict=True))
+
+    def call(rules, mask, negative=None, states=False):
+        E, missing = label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask], every_group=states,
+                                    one_population=one_population if states else None)
         L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
         labels, _, conf = decide(L, 1.0, min_score=0.0)
-        if groups is not None and mask.sum():
+        if groups is not None and not states:  # clusters lend lineages; states are called cell by cell
             labels, conf = consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
         return labels, conf, E, missing
 
@@ -535,7 +554,7 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     evidence = [Z.add_suffix("+"), E]  # per marker ("CD8+"), then per label
     for lin, table in STATE_RULES.items():
         mask = lineage == lin
-        st, st_conf, Es, miss = call(table, mask) if mask.any() else (None, None, None, {})
+        st, st_conf, Es, miss = call(table, mask, states=True) if mask.any() else (None, None, None, {})
         for lab, grp in table.items():
             why = miss.get(lab, "") if mask.any() else f"no {lin} cells"
             rows.append({"level": lin, "label": lab, "markers": " & ".join("/".join(g) for g in grp),
