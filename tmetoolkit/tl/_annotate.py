@@ -103,12 +103,11 @@ def annotate(
     layer
         Layer to use instead of ``X``.
     groupby
-        Optional ``obs`` column of clusters (Leiden clusters, say). A cluster whose cells agree on a lineage lends
-        it to its cells that are less sure (RNA: mean probability at least ``override_confidence``); on protein
-        panels each cluster gets the lineage of its mean evidence. A cell overrides its cluster's lineage only
-        when its own confidence reaches ``override_confidence``; cells without a cluster (NaN) keep their own
-        call. States are called cell by cell within their lineage: a cluster holds a lineage, and its majority
-        state would be given to its Tregs or exhausted cells.
+        Optional ``obs`` column of clusters (Leiden clusters, say). A cluster sure of a lineage (its cells' mean
+        probability, or with ``gates=`` the confidence of its mean evidence, at least ``override_confidence``)
+        lends it to its cells that are less sure; mixed clusters and cells without a cluster (NaN) keep their
+        own calls. States are called cell by cell within their lineage: a cluster holds a lineage, and its
+        majority state would be given to its Tregs or exhausted cells.
     species
         ``"human"`` or ``"mouse"``. Mouse genes are scored through the packaged human-mouse ortholog table. The
         default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``
@@ -156,7 +155,8 @@ def annotate(
         Below this confidence a call is not made. Default: a probability of 0.5 for RNA lineages, a confidence
         of 0.3 (a lead of a third of a noise unit) for states and protein labels.
     override_confidence
-        With ``groupby``, the confidence a cell needs to keep a call that differs from its cluster's.
+        With ``groupby``, the confidence a cluster needs to lend its lineage, and a cell to keep a lineage that
+        differs from its cluster's.
     copy
         Return a modified copy instead of writing into ``adata``.
 

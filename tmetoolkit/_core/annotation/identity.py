@@ -19,6 +19,7 @@ from . import embedding, ranks
 from . import lineage as lineage_core
 from .lineage import UNASSIGNED
 from .markers import MarkerTable
+from .states import cluster_probability_calls, lend_cluster_calls
 
 # among cells known to be T cells, a co-receptor seed needs half a lineage seed's evidence (the T-cell call already
 # rests on a lineage seed's): measured across the five labelled RNA sets (benchmarks/validate_annotation.py), with
@@ -195,12 +196,7 @@ def cluster_consensus(res: lineage_core.LineageResult, groups: pd.Series, overri
     P = res.probability
     if P.shape[1] == 0:
         return res.lineage.copy(), res.confidence.copy()
-    mean = P.groupby(groups.to_numpy(), observed=True).mean()
-    g_lab = pd.Series(np.asarray(mean.columns, dtype=object)[np.argmax(mean.to_numpy(), axis=1)], index=mean.index)
-    g_conf = pd.Series(mean.to_numpy().max(axis=1), index=mean.index)
-    cl = g_lab.reindex(groups.to_numpy()).to_numpy()
-    cc = g_conf.reindex(groups.to_numpy()).fillna(0.0).to_numpy()
-    take = groups.notna().to_numpy() & (cc >= override) & (res.confidence < override) & ~np.isin(cl, list(parents))
-    lineage = np.where(take, cl, res.lineage).astype(object)
-    conf = np.where(take, cc, res.confidence).astype(float)
+    g_lab, g_conf = cluster_probability_calls(P, groups)
+    g_conf = g_conf.where(~g_lab.isin(list(parents)), 0.0)
+    lineage, conf = lend_cluster_calls(g_lab, g_conf, groups, res.lineage, res.confidence, override)
     return np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object), conf

@@ -25,7 +25,7 @@ import pandas as pd
 from ..._utils import TmtInputError, logger, nearest
 from ..scoring.mixture import fit_two_components
 from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample
-from .states import consensus, decide, lineage_of
+from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls, lineage_of
 
 # canonical marker -> channel names it goes by (compared after upper-casing and dropping non-alphanumerics and any
 # "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
@@ -489,11 +489,12 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     (:func:`match_markers`), ``index`` names the cells. With ``xy`` (and ``images``, one label per cell) the
     spill-over ``spillover`` from touching cells is removed first (:func:`compensate_spillover`). Arcsinh- or
     log-transformed values (:func:`looks_compressed`) are gated on sinh(values), and the gate table is given in
-    the units of the values as given. Labels compete on their evidence (:func:`label_evidence`); within the
-    categories of ``groups`` (cluster calls) their consensus decides the lineage; states are called cell by cell,
-    as for RNA. With fitted gates and no ``groups``, the
-    confidently called cells train a classifier on every channel (:func:`learn_lineages`), whose lineage a cell
-    takes with probability at least ``min_probability`` where its own gates support it. Calls below
+    the units of the values as given. Labels compete on their evidence (:func:`label_evidence`). With fitted
+    gates, the confidently called cells train a classifier on every channel (:func:`learn_lineages`), whose
+    lineage a cell takes with probability at least ``min_probability`` where its own gates support it. A cluster
+    of ``groups`` that is sure of a lineage (mean probability, or with given gates the confidence of its mean
+    evidence, at least ``override_confidence``) lends it to its less sure cells; mixed clusters change nothing
+    (:func:`.states.lend_cluster_calls`, as for RNA). Calls below
     ``min_confidence`` are ``"unassigned"``; a CD4 T cell whose FOXP3 rule wins is a Treg; states are decided
     among the cells of their lineage by ``STATE_RULES``.
     """
@@ -523,15 +524,13 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
                                     one_population=one_population if states else None)
         L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
         labels, _, conf = decide(L, 1.0, min_score=0.0)
-        if groups is not None and not states:  # clusters lend lineages; states are called cell by cell
-            labels, conf = consensus(L, groups[mask], labels, conf, 1.0, override=override_confidence, min_score=0.0)
         return labels, conf, E, missing
 
     n = len(index)
     lineage, conf, E, missing = call(LINEAGE_RULES, np.ones(n, dtype=bool), NEGATIVE)
     learned = None
-    if gates is None and groups is None:  # given gates and cluster calls are the user's decision: kept as made
-        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
+    L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
+    if gates is None:  # given gates are the user's decision: kept as made
         learned = learn_lineages(L, channel_features(X), exclude=unimodal_lineages(gate_table))
         if learned.probability is not None:
             lineage, conf = learned_calls(L, learned, lineage, conf, min_confidence, min_probability)
@@ -543,6 +542,12 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
         else:
             logger.info("protein panel: fewer than two lineages have %d confident cells to learn from; every cell "
                         "keeps its gated call", MIN_SEEDS)
+    if groups is not None:
+        if learned is not None and learned.probability is not None:
+            lineage, conf = lend_cluster_calls(*cluster_probability_calls(learned.probability, groups), groups,
+                                               lineage, conf, override_confidence)
+        else:
+            lineage, conf = consensus(L, groups, lineage, conf, 1.0, override=override_confidence, min_score=0.0)
     lineage = np.where(conf >= min_confidence, lineage, UNASSIGNED).astype(object)
     state = lineage.copy()
     treg = (lineage == "CD4 T") & (E.get("CD4 T|Treg", pd.Series(-np.inf, index=E.index)).to_numpy()

@@ -77,19 +77,30 @@ def decide(M: pd.DataFrame, sigma: float, *, min_score: float) -> tuple[np.ndarr
     return labels, best, conf
 
 
+def lend_cluster_calls(cluster_label: pd.Series, cluster_conf: pd.Series, groups: pd.Series, labels, conf,
+                       override: float) -> tuple[np.ndarray, np.ndarray]:
+    """A cluster that is sure of its call (``cluster_conf`` at least ``override``) lends it, with that confidence,
+    to its cells that are less sure of theirs; mixed clusters and cells without a cluster (NaN) keep their calls.
+    ``cluster_label`` and ``cluster_conf`` are indexed by cluster."""
+    cl = cluster_label.reindex(groups.to_numpy()).to_numpy()
+    cc = cluster_conf.reindex(groups.to_numpy()).fillna(0.0).to_numpy(dtype=float)
+    take = groups.notna().to_numpy() & (cc >= override) & (np.asarray(conf) < override)
+    return np.where(take, cl, labels).astype(object), np.where(take, cc, conf).astype(float)
+
+
+def cluster_probability_calls(P: pd.DataFrame, groups: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Per cluster, the class of highest mean probability and that mean."""
+    mean = P.groupby(groups.to_numpy(), observed=True).mean()
+    label = pd.Series(np.asarray(mean.columns, dtype=object)[np.argmax(mean.to_numpy(), axis=1)], index=mean.index)
+    return label, pd.Series(mean.to_numpy().max(axis=1), index=mean.index)
+
+
 def consensus(M: pd.DataFrame, groups: pd.Series, labels, conf, sigma, *, override: float, min_score: float):
-    """Cluster-level call from mean scores; a cell keeps its own call only when its own evidence is strong."""
-    mean = M.groupby(groups.values, observed=True).mean()
+    """Cluster calls from the clusters' mean scores (:func:`decide`), lent as :func:`lend_cluster_calls` does."""
+    mean = M.groupby(groups.to_numpy(), observed=True).mean()
     g_labels, _, g_conf = decide(mean, sigma, min_score=min_score)
-    g_lab = pd.Series(g_labels, index=mean.index)
-    g_cf = pd.Series(g_conf, index=mean.index)
-    has = groups.notna().to_numpy()  # a cell without a cluster keeps its own call
-    cl = np.where(has, g_lab.reindex(groups.values).to_numpy(), labels)
-    cc = np.where(has, g_cf.reindex(groups.values).to_numpy(), conf)
-    own = (conf >= override) & (labels != cl)
-    out_labels = np.where(own, labels, cl)
-    out_conf = np.where(own, conf, np.maximum(cc, np.where(labels == cl, conf, 0.0)))
-    return out_labels, out_conf
+    return lend_cluster_calls(pd.Series(g_labels, index=mean.index), pd.Series(g_conf, index=mean.index), groups,
+                              labels, conf, override)
 
 
 def mixed_lineage_evidence(E: pd.DataFrame) -> pd.DataFrame:
