@@ -23,6 +23,15 @@ def real_data_path(name: str) -> Path:
     return path
 
 
+def shared_file(relative: str) -> ad.AnnData:
+    """A file of ../shared/data that no loader names (the Zilionis and Schürch sets); the test is skipped when it
+    is absent."""
+    path = SHARED / relative
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    return ad.read_h5ad(path)
+
+
 def real_data(name: str) -> ad.AnnData:
     """Load a real data set from ../shared/data, or skip the test when it is absent."""
     real_data_path(name)

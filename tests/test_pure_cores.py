@@ -266,3 +266,29 @@ def test_call_protein_clusters_decide_lineages_not_states():
     np.testing.assert_array_equal(clustered.state[same], per_cell.state[same])
     for state in ("CD8 Tex", "CD8 Tpex"):
         assert (clustered.state[truth == state] == state).mean() >= 0.9, state  # measured 0.97, 0.95
+
+
+def test_call_protein_states_need_gates_that_cut_two_populations():
+    """A lineage marker that also decides a state (CD163: macrophages, and TAM M2-like among them) keeps the
+    crossing of its two fitted Gaussians as its gate; where it shows one population (Ashman's D below 2) that gate
+    cuts the population anywhere, so the state is not assessable. Given gates are the user's and decide."""
+    rng = np.random.default_rng(2)
+    names = ["CD45", "CD3", "CD8", "CD68", "CD163", "PanCK"]
+    truth = np.repeat(["CD8 T", "Monocyte/Macrophage", "Malignant/Epithelial"], 400)
+    X = np.exp(rng.normal(1.0, 0.4, (len(truth), len(names))))
+    carry = {"CD8 T": ("CD45", "CD3", "CD8"), "Monocyte/Macrophage": ("CD45", "CD68"),
+             "Malignant/Epithelial": ("PanCK",)}
+    for j, ch in enumerate(names):
+        on = np.array([ch in carry[t] for t in truth])
+        X[on, j] = np.exp(rng.normal(4.0, 0.4, on.sum()))
+    X[:, names.index("CD163")] = np.exp(rng.normal(2.0, 0.8, len(truth)))  # one skewed population everywhere
+    index = pd.Index([f"c{i}" for i in range(len(truth))])
+    kw = {"min_confidence": 0.3, "override_confidence": 0.8, "min_probability": 0.5}
+    res = call_protein(X, names, match_markers(names), index, gates=None, **kw)
+    gates = res.gates.set_index("marker")
+    assert gates.loc["CD163", "source"] == "mixture" and gates.loc["CD163", "separation"] < 2
+    table = res.rules.set_index("label")
+    assert not table.loc["TAM M2-like", "assessable"] and "one population" in table.loc["TAM M2-like", "reason"]
+    assert not (res.state == "TAM M2-like").any()
+    given = call_protein(X, names, match_markers(names), index, gates=float(np.exp(2.5)), **kw)
+    assert given.rules.set_index("label").loc["TAM M2-like", "assessable"]

@@ -112,6 +112,8 @@ STATE_RULES: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "Monocyte/Macrophage": {"TAM M2-like": (("CD163", "CD206"),), "TAM M1-like": (("M1",),)},
     "CD8 T": {"CD8 Tex": (("PD1",), ("TIM3", "LAG3", "CD39")), "CD8 Tpex": (("PD1",), ("TCF1",))},
 }
+# markers that define a lineage; the others (checkpoints, TCF-1, CD39, NOS2) describe cells within one
+LINEAGE_MARKERS = frozenset(m for groups in LINEAGE_RULES.values() for group in groups for m in group)
 
 
 def _norm(name: str) -> str:
@@ -169,6 +171,15 @@ ZERO_SPIKE, MIN_NONZERO = 0.2, 20
 # Ashman's D below which two fitted components are one skewed population rather than two (Ashman, Bird & Zepf 1994,
 # doi:10.1086/117061)
 BIMODAL_D = 2.0
+# A marker that defines no lineage (checkpoint receptors and ligands, TCF-1, CD39, NOS2) and shows one population is
+# gated at that population's upper tail: its median plus this many robust SDs (the 99th percentile of a normal), as
+# flow cytometry sets a gate at the 99th percentile of the negative control. The crossing of two overlapping
+# Gaussians sits inside the population: on Schürch's CODEX spot PD-1 (Ashman's D 0.54) was "positive" in 68% of the
+# CD8 T cells and 31% of all cells, where Schürch's own PD-1+ gates count 19% of CD8 T cells; at the tail, recall
+# and precision against those gates are 0.95 / 0.60 for CD8 T cells and 0.92 / 0.75 for CD4 T cells (1.0 / 0.28 and
+# 1.0 / 0.37 at the crossing). Lineage markers keep the crossing: the classifier trained on the gated seeds calls
+# their cells (Schürch's CD8 T recall fell 0.72 -> 0.44 with every one-population channel gated at its tail).
+TAIL_SDS = 2.326
 
 
 @dataclass(frozen=True)
@@ -271,14 +282,23 @@ def gate(x: np.ndarray, threshold: float | None = None, *, score: np.ndarray | N
     return z, thr
 
 
-def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0, also=None):
+def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0, also=None, tail: bool = False):
     """:func:`gate`, plus the scale and the mixture behind it; with ``also``, the evidence of those values too
-    (one fit for both)."""
+    (one fit for both). With ``tail``, a channel that shows one population is gated at its upper tail
+    (``TAIL_SDS`` robust SDs above its median; evidence in those SDs)."""
     scale, fit = gating_fit(x, seed=seed, log_only=threshold is not None)
     cut = fit.crossing if threshold is None else float(scale.forward(threshold))
+    sd = max(fit.low_sd, 1e-6)
+    if tail and threshold is None and fit.separation < BIMODAL_D:
+        v = np.asarray(x, dtype=np.float64)
+        spike = (v == 0).mean() >= ZERO_SPIKE and (v > 0).sum() >= MIN_NONZERO
+        f = scale.forward(v[v > 0] if spike else v)  # a spike of zeros is negative, as for the mixture
+        mid = float(np.median(f))
+        sd = max(1.4826 * float(np.median(np.abs(f - mid))), 1e-6)
+        cut = mid + TAIL_SDS * sd
 
     def evidence(v):
-        return (scale.forward(v) - cut) / max(fit.low_sd, 1e-6)
+        return (scale.forward(v) - cut) / sd
 
     z = evidence(x if score is None else score)
     return z, scale.inverse(cut), (scale, fit), (None if also is None else evidence(also))
@@ -362,20 +382,23 @@ def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str,
     neighbour's signal would create a false call or a false contradiction - a label's defining markers and its
     negative markers - and is therefore not applied to the supporting markers (CD45, CD3 for T cells), whose
     spill-over cannot create a call on its own: the ``as imaged`` evidence is what :func:`label_evidence` reads
-    for them.
+    for them. Nor is it applied to markers that define no lineage (checkpoints, TCF-1, CD39), dim as they are: on
+    Schürch's spot, against Schürch's own PD-1+ gates, PD-1 read after removal had recall 0.41 and precision 0.45
+    in CD8 T cells (0.54 and 0.69 in CD4 T cells), as imaged 0.62 and 0.52 (0.82 and 0.74).
     """
     Z, Zraw, rows = {}, {}, []
     for canon, j in channels.items():
         name = names[j]
         given = gates if isinstance(gates, (int, float)) else (gates or {}).get(name)
-        comp = None if compensated is None or given is not None else compensated[:, j]
-        z, thr, (scale, fit), z_imaged = gate_with_fit(X[:, j], given, score=comp,
+        tail = canon not in LINEAGE_MARKERS
+        comp = None if compensated is None or given is not None or tail else compensated[:, j]
+        z, thr, (scale, fit), z_imaged = gate_with_fit(X[:, j], given, score=comp, tail=tail,
                                                       also=None if comp is None else X[:, j])
         Z[canon] = z
         Zraw[canon] = z if comp is None else z_imaged
-        rows.append({"marker": canon, "channel": name, "gate": thr,
-                     "source": "given" if given is not None else "mixture", "fraction_positive": float(np.mean(z > 0)),
-                     "scale": scale.kind, "separation": fit.separation})
+        source = "given" if given is not None else "tail" if tail and fit.separation < BIMODAL_D else "mixture"
+        rows.append({"marker": canon, "channel": name, "gate": thr, "source": source,
+                     "fraction_positive": float(np.mean(z > 0)), "scale": scale.kind, "separation": fit.separation})
     return pd.DataFrame(Z, index=index), pd.DataFrame(Zraw, index=index), pd.DataFrame(rows)
 
 
