@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -199,3 +201,22 @@ def test_protein_checkpoint_on_a_channel_with_one_population():
     theirs = a.obs["func_CD8+PD-1+"][cd8].astype(int) == 1
     assert abs(pd1.mean() - theirs.mean()) < 0.1, (pd1.mean(), theirs.mean())
     assert theirs[pd1].mean() >= 0.4 and pd1[theirs].mean() >= 0.45, (theirs[pd1].mean(), pd1[theirs].mean())
+
+
+def test_batch_corrected_values_are_refused(sim_small):
+    """After ComBat every gene of a cell holds a value of its own, so 'above the cell's floor' would detect every
+    receptor in every cell; log2(x + eps) values, negative too, keep their floor and are read."""
+    import scanpy as sc
+
+    tmt.tl.annotate(sim_small)
+    sc.pp.normalize_total(sim_small)
+    floored = sim_small.copy()
+    floored.X = np.log2(floored.X.toarray() + 0.01) if hasattr(floored.X, "toarray") else np.log2(floored.X + 0.01)
+    tmt.tl.checkpoints(floored)
+    assert floored.obsm["tmt_checkpoints"]["PD-1"].mean() < 0.5
+    sc.pp.log1p(sim_small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.combat(sim_small, key="sample")
+    with pytest.raises(tmt.TmtInputError, match="ComBat"):
+        tmt.tl.checkpoints(sim_small)

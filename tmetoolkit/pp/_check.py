@@ -31,6 +31,11 @@ MAX_CENTRED_FRACTION = 0.5  # more genes centred than this: the values were cent
 # exceeds the reads of a whole sequencing run, so no count matrix holds it (corrupt values or integer overflow: refused)
 MAX_PLAUSIBLE_COUNT = 1e7
 MAX_POSSIBLE_VALUE = 1e9
+# A cell leaves most genes undetected, and on any log scale they share one value, the row's floor (0 for log1p,
+# log2(eps) for log2(x + eps)): 95% of the entries of a Zilionis 2019 cell on log2(CPM + 0.1). Batch correction
+# (ComBat) and regression give each such gene a value of its own, so hardly any entry sits at the floor (0.005% after
+# ComBat by patient): below this share a matrix with negatives no longer says which genes a cell expresses.
+MIN_FLOOR_SHARE = 0.01
 
 
 @dataclass
@@ -234,6 +239,31 @@ def reuse_reports():
         yield
     finally:
         _RUN_REPORTS.reset(token)
+
+
+def floor_share(X, n_rows: int = 500) -> float:
+    """Median share, over the first ``n_rows`` rows of ``X``, of the entries at their row's minimum (the level of
+    the genes a cell does not express); 1.0 for a matrix without negative values."""
+    block = row_block(X, 0, min(n_rows, X.shape[0]))
+    block = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+    if not block.size or block.min() >= 0:
+        return 1.0
+    low = block.min(axis=1, keepdims=True)
+    return float(np.median((block <= low + 1e-6 * np.maximum(1.0, np.abs(low))).mean(axis=1)))
+
+
+def corrected_values_message(adata: AnnData, layer: str | None) -> str | None:
+    """What to do when the log values hold negatives but no common level for undetected genes (``floor_share``
+    below ``MIN_FLOOR_SHARE``: batch-corrected or regressed values), else ``None``."""
+    share = floor_share(get_matrix(adata, layer))
+    if share >= MIN_FLOOR_SHARE:
+        return None
+    where = "layer= naming a layer of counts or log-normalised values"
+    if adata.raw is not None and layer is None:
+        where = "adata.raw.to_adata() (if it holds the log-normalised values from before the correction), or " + where
+    return (f"the values hold negatives and no common level for the genes a cell does not express ({share:.2%} of a "
+            "cell's entries at its minimum, against most of them on any log scale), as after ComBat, regress_out or "
+            f"another correction, which blurs which genes each cell expresses. Use uncorrected values: {where}.")
 
 
 def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True, chunk_size: int = DEFAULT_CHUNK,

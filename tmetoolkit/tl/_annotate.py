@@ -22,7 +22,7 @@ from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import get_matrix
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import inspect
+from ..pp._check import corrected_values_message, inspect
 from ._score import score_once
 
 WRITTEN = (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, _keys.TAM_SUBSET, _keys.CAF_SUBSET, _keys.TAM_POLARIZATION)
@@ -236,6 +236,9 @@ def annotate(
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
                f"(state: {report.state}). Leave them out.")
         raise TmtInputError(msg)
+    corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
+    if corrected:  # measured: Zilionis 2019 after ComBat by patient, lineage accuracy 0.89 -> 0.75
+        warn("annotate reads which genes each cell expresses, and " + corrected)
     marker_table = lineage_markers()
     if tumor_signature is not None:
         from ..sig import get

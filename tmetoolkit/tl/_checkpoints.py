@@ -15,7 +15,7 @@ from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, pro
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
 from .._utils import TmtInputError, check_tmt_key
-from ..pp._check import inspect
+from ..pp._check import corrected_values_message, inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
 
@@ -26,12 +26,16 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
     Raw counts: at least ``min_counts``. Any other scale (TPM, log1p, log2(x + eps) with negatives, shifted log
     values): above the cell's floor, the value its zero counts map to (``_matrix.row_floor``), so a constant
     added to every value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are
-    refused: above zero there means above the gene's mean, not expressed. Protein intensities not gated by
+    refused: above zero there means above the gene's mean, not expressed; so are batch-corrected log values
+    (``pp._check.corrected_values_message``), where no common floor is left. Protein intensities not gated by
     :func:`tmetoolkit.tl.annotate` count above zero.
     """
     report = inspect(adata, layer, full_scan=False)
     if report.state == "scaled":
         raise TmtInputError("cannot tell expressed from not expressed here: " + " ".join(report.problems))
+    corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
+    if corrected:  # every gene sits above the row's floor: every receptor would be detected
+        raise TmtInputError("cannot tell expressed from not expressed here: " + corrected)
     found = GeneIndex(adata.var_names, report.species).match(list(genes))
     cols = [found[g][0] for g in genes if g in found]
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=list(genes.values()))
