@@ -394,3 +394,26 @@ def test_use_raw_option_reads_all_genes_and_keeps_x(tmp_path):
     assert out.n_vars == 300 and out.raw.n_vars == a.n_vars
     assert out.uns["tmt_scores"]["params"]["layer"] == "X"  # the pipeline read raw's matrix as X
     assert out.obs["tmt_lineage"].notna().all() and out.obsm["tmt_scores"].shape[1] > 100
+
+
+def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
+    """A file whose X holds ComBat-corrected log values (no common floor for undetected genes) is refused at the
+    start, naming --layer and --use-raw, not after scoring and annotating."""
+    import warnings
+
+    import scanpy as sc
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=3, n_cells=300, seed=2)
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.raw = a.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.combat(a, key="sample")
+    a.write_h5ad(tmp_path / "combat.h5ad")
+    assert main(["run", str(tmp_path / "combat.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "ComBat" in err and "--use-raw" in err
+    assert not (tmp_path / "out" / "report.html").exists()

@@ -13,8 +13,8 @@ from anndata import AnnData
 from . import _keys
 from ._core.annotation import rules as annotate_rules
 from ._core.sample.cohort import MIN_COHORT_SIZE
-from ._utils import TmtInputError, TmtLabelError, logger, progress_bar
-from .pp._check import input_error, reuse_reports
+from ._utils import TmtInputError, TmtLabelError, TmtMatrixError, logger, progress_bar
+from .pp._check import corrected_values_message, input_error, reuse_reports
 
 MANIFEST = "tmetoolkit_outputs.txt"  # the files a run wrote; the next run into the folder removes those it does not
 
@@ -162,6 +162,9 @@ def run_pipeline(
     out = {"h5ad_name": h5ad_name, "h5ad_data": _h5ad, "keep": input_path}
     if bulk:
         return _run_bulk(adata, outdir, group_key=group_key, layer=layer, out=out)
+    corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
+    if corrected:  # the checkpoint profiles would refuse them after scoring and annotating: refused here
+        raise TmtMatrixError("cannot tell which genes each cell expresses: " + corrected)
     if report.state == "linear" and adata.n_obs <= 1000 and _median_detected(adata, layer) > 10_000:
         logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
                        "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")

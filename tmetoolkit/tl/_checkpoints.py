@@ -14,7 +14,7 @@ from .. import _keys
 from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, protein_detection
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
-from .._utils import TmtInputError, check_tmt_key
+from .._utils import TmtInputError, TmtMatrixError, check_tmt_key
 from ..pp._check import corrected_values_message, inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
@@ -35,7 +35,7 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
         raise TmtInputError("cannot tell expressed from not expressed here: " + " ".join(report.problems))
     corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
     if corrected:  # every gene sits above the row's floor: every receptor would be detected
-        raise TmtInputError("cannot tell expressed from not expressed here: " + corrected)
+        raise TmtMatrixError("cannot tell expressed from not expressed here: " + corrected)
     found = GeneIndex(adata.var_names, report.species).match(list(genes))
     cols = [found[g][0] for g in genes if g in found]
     out = pd.DataFrame(np.nan, index=adata.obs_names, columns=list(genes.values()))
