@@ -195,6 +195,11 @@ def test_protein_checkpoint_on_a_channel_with_one_population():
     tmt.tl.annotate(a)
     gates = pd.DataFrame(a.uns["tmt_annotate"]["gates"]).set_index("marker")
     assert gates.loc["PD1", "source"] == "tail" and gates.loc["CD8", "source"] == "mixture"
+    import matplotlib.pyplot as plt
+
+    fig = tmt.pl.gates(a, markers=["PD1", "CD8"])
+    assert "one population" in fig.axes[0].get_title() and "one population" not in fig.axes[1].get_title()
+    plt.close(fig)
     tmt.tl.checkpoints(a)
     cd8 = (a.obs["ClusterName"] == "CD8+ T cells") & (a.obs["tmt_lineage"] == "CD8 T")
     pd1 = a.obsm["tmt_checkpoints"]["PD-1"][cd8] == 1

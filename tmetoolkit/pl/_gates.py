@@ -19,7 +19,9 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
 
     Intensities are drawn as imaged, on a log axis (channels with negative values, transformed or z-scored, on a
     linear one). Cells above the gate that were not called positive lost their signal to spill-over removal
-    (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright touching neighbour.
+    (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright touching neighbour. The title says
+    when the gate is the user's (``gates=``) or the upper tail of a channel that shows one population (markers
+    that define no lineage, such as PD-1: ``tmetoolkit._core.annotation.protein.TAIL_SDS``).
 
     Parameters
     ----------
@@ -90,7 +92,8 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
             if not transformed:
                 a.set_xscale("log")
                 a.xaxis.set_minor_formatter(NullFormatter())
-            a.set_title(f"{marker}: {positive.mean():.1%} positive", fontsize=9)
+            how = {"tail": "\none population: its tail", "given": "\ngiven gate"}.get(str(row.get("source", "")), "")
+            a.set_title(f"{marker}: {positive.mean():.1%} positive{how}", fontsize=9)
             a.set_xlabel(str(row["channel"]), fontsize=8)
             a.set_ylabel("cells")
         if ax is not None:
