@@ -391,7 +391,7 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
     assert "Plasma" in set(lin)  # CD138 with no keratin or CD3 suffices
     # exhausted CD8 T cells: the panel lacks TCF-1, so Tpex is not assessable (34 CD8 T cells were Tpex on PD-1
     # alone); PD-1 and LAG-3 show one population each (Ashman's D 0.54 and 0.35) and are gated at its upper tail
-    # (at the crossing of two overlapping Gaussians 72% of the CD8 T calls were PD-1+ and 88 would be Tex)
+    # (at the crossing of two overlapping Gaussians 71% of the CD8 T calls were PD-1+ and 88 would be Tex)
     rules = a.uns["tmt_annotate"]["rules"].set_index("label")
     assert not rules.loc["CD8 Tpex", "assessable"] and "TCF1" in rules.loc["CD8 Tpex", "reason"]
     assert rules.loc["CD8 Tex", "assessable"] and not st.eq("CD8 Tpex").any()
