@@ -32,6 +32,22 @@ def shared_file(relative: str) -> ad.AnnData:
     return ad.read_h5ad(path)
 
 
+def batch_corrected(adata: ad.AnnData) -> ad.AnnData:
+    """``adata`` (counts, ``obs["sample"]``) in place: log-normalised, those values kept in ``.raw``, then
+    ComBat-corrected by sample in ``X``, as a scanpy user leaves a file after batch correction."""
+    import warnings
+
+    import scanpy as sc
+
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    adata.raw = adata.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.combat(adata, key="sample")
+    return adata
+
+
 def real_data(name: str) -> ad.AnnData:
     """Load a real data set from ../shared/data, or skip the test when it is absent."""
     real_data_path(name)

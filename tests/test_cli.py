@@ -399,20 +399,11 @@ def test_use_raw_option_reads_all_genes_and_keeps_x(tmp_path):
 def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
     """A file whose X holds ComBat-corrected log values (no common floor for undetected genes) is refused at the
     start, naming --layer and --use-raw, not after scoring and annotating."""
-    import warnings
-
-    import scanpy as sc
-
     import tmetoolkit as tmt
 
-    a = tmt.datasets.simulate(n_samples=3, n_cells=300, seed=2)
-    sc.pp.normalize_total(a)
-    sc.pp.log1p(a)
-    a.raw = a.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sc.pp.combat(a, key="sample")
-    a.write_h5ad(tmp_path / "combat.h5ad")
+    from .conftest import batch_corrected
+
+    batch_corrected(tmt.datasets.simulate(n_samples=3, n_cells=300, seed=2)).write_h5ad(tmp_path / "combat.h5ad")
     assert main(["run", str(tmp_path / "combat.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "ComBat" in err and "--use-raw" in err
