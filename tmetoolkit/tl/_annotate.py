@@ -99,7 +99,8 @@ def annotate(
     Parameters
     ----------
     adata
-        Cells x genes: raw counts or log-normalised values.
+        Cells x genes: raw counts or log-normalised values (not batch-corrected ones, which hold no common level
+        for the genes a cell does not express: annotate warns and names ``adata.raw`` or ``layer=``).
     layer
         Layer to use instead of ``X``.
     groupby

@@ -67,9 +67,10 @@ def checkpoints(
     A receptor (PD-1/PDCD1, TIM-3/HAVCR2, LAG-3, TIGIT, CTLA-4) counts as expressed when its transcript is
     detected (at least ``min_counts`` counts in raw data; in normalised or log data above the value the cell's zero
     counts map to, its minimum, so log2(x + 0.001) with negative values and shifted log values get the calls that
-    log1p values get; z-scored data are refused); on a protein panel
-    annotated by :func:`tmetoolkit.tl.annotate`, when the cell is above the marker's gate (PD-1, TIM-3, LAG-3,
-    TIGIT, CTLA-4, PD-L1 and PD-L2 channels). Single-cell data miss many transcripts, so counts of co-expressed
+    log1p values get; z-scored and batch-corrected (ComBat) values are refused); on a protein panel annotated by
+    :func:`tmetoolkit.tl.annotate`, when the cell is above the marker's gate (PD-1, TIM-3, LAG-3, TIGIT, CTLA-4,
+    PD-L1 and PD-L2 channels; a channel that shows one population is gated at its upper tail, see
+    :func:`tmetoolkit.pl.gates`). Single-cell data miss many transcripts, so counts of co-expressed
     receptors are lower bounds; with ``smooth=True`` a receptor also counts when at least half of the cell's
     neighbours in ``adata.obsp["connectivities"]`` (run :func:`scanpy.pp.neighbors`) detect it.
 
