@@ -222,6 +222,23 @@ def test_missing_state_genes_are_not_assessable(sim_small):
     assert "Treg" not in set(a.obs["tmt_state"])
 
 
+def test_a_lineage_the_panel_cannot_read_is_named_with_what_becomes_of_its_cells(sim_small):
+    """A panel without the neutrophil genes (a breast Xenium panel has none) cannot tell neutrophils: the warning
+    says so and that their cells are called another lineage or unassigned, which is what happens to them."""
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    neutrophil = next(lab for lab in lineage_markers().labels if lab.label == "Neutrophil")
+    drop = {*neutrophil.genes, *(g for grp in neutrophil.reserve for g in grp)}
+    a = sim_small[:, ~sim_small.var_names.isin(drop)].copy()
+    with pytest.warns(tmt.TmtWarning, match="cells of Neutrophil are called another lineage the panel can read, or "
+                                            "unassigned"):
+        tmt.tl.annotate(a)
+    rules = a.uns["tmt_annotate"]["rules"].set_index(["level", "label"])
+    assert not rules.loc[("lineage", "Neutrophil"), "assessable"]
+    planted = a.obs["true_lineage"] == "Neutrophil"
+    assert planted.sum() > 50 and not a.obs.loc[planted, "tmt_lineage"].eq("Neutrophil").any()
+
+
 def test_no_t_cells_skips_exhaustion(sim_small, caplog):
     a = sim_small[~sim_small.obs["true_lineage"].isin(["CD8 T", "CD4 T", "NK"])].copy()
     drop = {"CD3D", "CD3E", "CD3G", "CD2", "CD8A", "CD8B"}

@@ -166,8 +166,12 @@ def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | No
                              & rule_tab["label"].str.startswith("Malignant/Epithelial")]["assessable"]
         hint = ("; no cell can be called malignant on this panel: if a programme marks the malignant cells, pass "
                 "tumor_signature= (e.g. 'MPAS')" if not malignant.any() else "")
+        # the classifier learns only the lineages the panel can read; a lost lineage's cells are called one of them
+        lost = [lin for lin, ok in lineage_ok.items() if not ok and not lin.startswith("Malignant/Epithelial")]
+        fate = (f"; cells of {' or '.join(lost)} are called another lineage the panel can read, or unassigned"
+                if lost else "")
         messages.append("not assessable (signature genes missing): "
-                        + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint)
+                        + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint + fate)
     malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
     malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
     if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
