@@ -216,8 +216,8 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     # pooled markers favour a lineage it did not learn, ahead of every other lineage: at a seed's evidence
     # (MIN_EVIDENCE) short of its margin (six pericytes among 285 cells would otherwise all be fibroblasts), and
     # with less where the classifier's lineage finds no support in them (on Puram's cells cut to the 197 genes of
-    # a Xenium panel, 9 of its 20 B cells, five seeds short of learning, were unassigned and 10 of its 20
-    # fibroblasts CD4 T; now 0 and 5)
+    # a Xenium panel, 9 of its 20 B cells, with 8 seeds, were unassigned and 10 of its 20 fibroblasts, with 5, were
+    # CD4 T; now 0 and 5)
     best = np.asarray(E_pooled.columns, dtype=object)[np.argmax(E_pooled.to_numpy(), axis=1)]
     unlearned = ~np.isin(marker_lineage, [lineage_of[lab] for lab in learn])
     favoured = L.to_numpy().max(axis=1)
