@@ -624,7 +624,9 @@ def panel_rows(sets: list[LabelledSet]) -> list[dict]:
         if not path.is_file():
             print(f"skipped panel {panel}: {path} not found")
             continue
-        genes = set(ad.read_h5ad(path, backed="r").var_names)
+        backed = ad.read_h5ad(path, backed="r")
+        genes = set(backed.var_names)
+        backed.file.close()
         for s in sets:
             if s.name not in PANEL_SETS:
                 continue

@@ -872,7 +872,9 @@ def test_puram_on_a_targeted_panel_keeps_lineages_too_small_to_learn():
     lineage found no support in them: 9 B cells unassigned and 10 fibroblasts CD4 T. Now they keep their markers'
     call: 17 of 20 B cells B, 5 fibroblasts CD4 T."""
     p = real_data("puram")
-    panel = ad.read_h5ad(real_data_path("xenium"), backed="r").var_names
+    xenium = ad.read_h5ad(real_data_path("xenium"), backed="r")
+    panel = xenium.var_names.copy()
+    xenium.file.close()
     a = p[:, p.var_names.isin(panel)].copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
