@@ -24,8 +24,8 @@ import pandas as pd
 
 from ..._utils import TmtInputError, logger, nearest
 from ..scoring.mixture import fit_two_components
-from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample
-from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls, lineage_of
+from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample, by_lineage
+from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls
 
 # canonical marker -> channel names it goes by (compared after upper-casing and dropping non-alphanumerics and any
 # "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
@@ -546,14 +546,13 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     def call(rules, mask, negative=None, states=False):
         E, missing = label_evidence(Z.loc[mask], rules, negative, support=Z_imaged.loc[mask], every_group=states,
                                     one_population=one_population if states else None)
-        L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
+        L = by_lineage(E)
         labels, _, conf = decide(L, 1.0, min_score=0.0)
-        return labels, conf, E, missing
+        return labels, conf, E, L, missing
 
     n = len(index)
-    lineage, conf, E, missing = call(LINEAGE_RULES, np.ones(n, dtype=bool), NEGATIVE)
+    lineage, conf, E, L, missing = call(LINEAGE_RULES, np.ones(n, dtype=bool), NEGATIVE)
     learned = None
-    L = E.T.groupby([lineage_of(c) for c in E.columns], sort=False).max().T
     if gates is None:  # given gates are the user's decision: kept as made
         learned = learn_lineages(L, channel_features(X), exclude=unimodal_lineages(gate_table))
         if learned.probability is not None:
@@ -583,7 +582,7 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     evidence = [Z.add_suffix("+"), E]  # per marker ("CD8+"), then per label
     for lin, table in STATE_RULES.items():
         mask = lineage == lin
-        st, st_conf, Es, miss = call(table, mask, states=True) if mask.any() else (None, None, None, {})
+        st, st_conf, Es, _, miss = call(table, mask, states=True) if mask.any() else (None, None, None, None, {})
         for lab, grp in table.items():
             why = miss.get(lab, "") if mask.any() else f"no {lin} cells"
             rows.append({"level": lin, "label": lab, "markers": " & ".join("/".join(g) for g in grp),
