@@ -2,6 +2,7 @@ import logging
 import warnings
 
 import anndata as ad
+import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
@@ -354,18 +355,24 @@ def test_small_cohorts_judge_each_sample_alone(small_cohort):
 
 
 def test_an_ifng_response_rules_out_desert():
-    """Eight simulated tumours (seed 177) where a planted inflamed one has T-cell genes just below the mean of random
-    marker sets (the six identity genes are few) but a strong IFN-gamma response, which T cells make: it is
-    inflamed, not desert; no planted inflamed tumour is called desert and no desert one inflamed. (Of seeds
-    100-259, 177 and 187 hold such a tumour; both are called as this test asserts.)"""
+    """An inflamed tumour whose T-cell identity genes are poorly captured (thinned to 30% in one of eight simulated
+    tumours, seed 177: below the mean of random marker sets) but with a strong IFN-gamma response, which T cells
+    make, is inflamed, not desert; no planted inflamed tumour is called desert and no desert one inflamed."""
+    from tmetoolkit.tl._marker_null import t_cell_genes
+
     a = tmt.datasets.simulate(n_samples=8, n_cells=300, seed=177)
     del a.obsm["spatial"]
     truth = a.uns["tmt_simulation"]["samples"].set_index("sample")["phenotype"]
+    assert truth["S01"] == "inflamed"
+    rows = np.flatnonzero((a.obs["sample"] == "S01").to_numpy())
+    cols = [a.var_names.get_loc(g) for g in t_cell_genes() if g in a.var_names]
+    X = a.X.tolil()
+    X[np.ix_(rows, cols)] = np.random.default_rng(0).binomial(X[rows][:, cols].toarray().astype(int), 0.3)
+    a.X = X.tocsr()
     tmt.tl.immune_phenotype(a, sample_key="sample", reference="absolute")
     t = a.uns["tmt_immune_phenotype"]["table"].reindex(truth.index)
-    weak = t.index[(truth == "inflamed") & (t["t_cell_enrichment"] < 0)]
-    assert len(weak) >= 1 and (t.loc[weak, "ifng_enrichment"] >= 1.645).all()  # the case is there
-    assert (t.loc[weak, "phenotype"] == "inflamed").all()
+    assert t.loc["S01", "t_cell_enrichment"] < 0 and t.loc["S01", "ifng_enrichment"] >= 1.645  # the case is there
+    assert t.loc["S01", "phenotype"] == "inflamed"
     assert (t.loc[truth == "inflamed", "phenotype"] != "desert").all()
     assert (t.loc[truth == "desert", "phenotype"] != "inflamed").all()
 

@@ -32,18 +32,17 @@ def test_components_follow_planted_abundance(cohort, component, planted, min_rho
 
 def test_mdsc_fraction_follows_planted_abundance():
     """MDSC-like cells are a population apart from the sample's monocytes or neutrophils (annotate), which a
-    sample must hold enough cells to show: at 3,000 cells a sample (about 340 monocytes/macrophages and 75
-    neutrophils) the MDSC-like fraction ranks the planted share at rho 0.67 (seed 31, where the monocytes of 3 of
-    12 samples form one population by BIC; 0.96 for seed 7, 0.93 for seed 11; 0.83, 0.92 and 0.97 before the
-    simulator's naive CD8 programme grew). At 1,500 (``cohort``: 40-70 cells called monocyte or M-MDSC-like per
-    sample) the monocytes of 6 of seed 31's 12 samples formed one population by BIC though a quarter of them are
-    planted M-MDSC-like, and rho fell to 0.19 (0.88 for seed 7)."""
-    a = tmt.datasets.simulate(n_samples=12, n_cells=3000, seed=31)
+    sample must hold enough cells to show: at 6,000 cells a sample (about 260 monocytes/macrophages) the MDSC-like
+    fraction ranks the planted share at rho 0.87 (seed 31; 0.89 for seed 11). At 3,000 the monocytes of several
+    samples form one population by BIC or Ashman's D though a fifth to a third of them are planted M-MDSC-like:
+    rho 0.50, 0.55, 0.80, 0.84, 0.88 and 0.90 for seeds 31, 11, 5, 3, 7 and 13 (0.67, 0.93, 0.83, 0.96, 0.96 and
+    0.85 before the simulator held the genes of cell types it does not plant, KRT5 among them, silent)."""
+    a = tmt.datasets.simulate(n_samples=12, n_cells=6000, seed=31)
     tmt.tl.annotate(a)
     tmt.tl.immunosuppression(a)
     t = a.uns["tmt_immunosuppression"]["table"]
     p = a.uns["tmt_simulation"]["samples"].set_index("sample")
-    assert spearmanr(t["mdsc_fraction_myeloid"], p.loc[t.index, "mdsc_fraction"])[0] >= 0.6
+    assert spearmanr(t["mdsc_fraction_myeloid"], p.loc[t.index, "mdsc_fraction"])[0] >= 0.7
     a.obs["region"] = a.obs["sample"].astype(str)  # the same tumours as regions of one slide
     a.obs["sample"] = "slide"
     tmt.tl.immunosuppression(a, region_key="region")
