@@ -21,6 +21,7 @@ classes that fall on other cells, which the score cannot see. Usage::
     python benchmarks/validate_annotation.py --quick    # no stresses
     python benchmarks/validate_annotation.py --lost-groups   # each marker group's core genes removed in turn
     python benchmarks/validate_annotation.py --panels   # the human sets cut to two real targeted panels
+    python benchmarks/validate_annotation.py --formats  # the same cells as log values of other bases, or CPM
 
 No shared set labels exhausted or naive CD8 T cells, CAF or TAM subsets apart from Chen's TAMs, so two label-free
 checks follow the states: ``state_kept``, the share of cells called the same lineage on the whole panel and on a
@@ -36,7 +37,9 @@ set is annotated once with a group's genes removed; the table gives lineage accu
 the group marks, before and after. ``--panels`` cuts the human sets to the genes of the two imaging panels in
 ``../shared/data`` (10x Xenium's breast panel, Chen's MERFISH immuno-oncology panel), as a targeted panel holds them:
 lineage accuracy beside the baseline and the ceiling on the same genes, and what becomes of the cells of a lineage
-the panel cannot assess.
+the panel cannot assess. ``--formats`` gives each set's cells in the value formats files are shared in (log1p of
+10,000 per cell, log2 and log10 of counts per million plus one, counts per million), recovered from the shared
+values: a log of a linear profile is read as that profile, whatever the base.
 """
 
 from __future__ import annotations
@@ -653,11 +656,41 @@ def panel_rows(sets: list[LabelledSet]) -> list[dict]:
     return rows
 
 
+def linear_profile(a: ad.AnnData) -> np.ndarray:
+    """Each cell's expression as shares of its total (log values taken back as ``downsample`` does)."""
+    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=float)
+    X = X.astype(np.float64)
+    if tmt.pp.check_input(a).state == "lognorm":
+        X = np.expm1(X * np.log(2)) if X.max() > 12 else np.expm1(X)
+    total = X.sum(axis=1, keepdims=True)
+    return np.divide(X, total, out=np.zeros_like(X), where=total > 0)
+
+
+FORMATS = {"ln(CP10k + 1)": lambda p: np.log1p(p * 1e4), "log2(CP10k + 1)": lambda p: np.log2(p * 1e4 + 1),
+           "log2(CPM + 1)": lambda p: np.log2(p * 1e6 + 1), "log10(CPM + 1)": lambda p: np.log10(p * 1e6 + 1),
+           "CPM": lambda p: p * 1e6}
+
+
+def format_rows(sets: list[LabelledSet]) -> list[dict]:
+    """Lineage accuracy of each set's cells in the forms expression files are shared in (one row per set)."""
+    rows = []
+    for s in sets:
+        profile = linear_profile(s.adata)
+        row = {"set": s.name, "as shared": lineage_accuracy(ours(s.adata)["tmt_lineage"], s.truth)}
+        for name, transform in FORMATS.items():
+            b = s.adata.copy()
+            b.X = sp.csr_matrix(transform(profile).astype(np.float32))
+            row[name] = lineage_accuracy(ours(b)["tmt_lineage"], s.truth)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="no stressed variants")
     ap.add_argument("--lost-groups", action="store_true", help="only the lost-marker-group stress")
     ap.add_argument("--panels", action="store_true", help="only the targeted-panel stress")
+    ap.add_argument("--formats", action="store_true", help="only the stress of value formats (log bases, CPM)")
     args = ap.parse_args()
     sets = load_sets()
     pd.set_option("display.width", 200)
@@ -668,6 +701,10 @@ def main() -> None:
     if args.panels:
         print("Lineage accuracy on the genes of a targeted panel (the set's lineages the panel cannot assess named)")
         print(pd.DataFrame(panel_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        return
+    if args.formats:
+        print("Lineage accuracy of the same cells as shared and in other value formats (linear profile recovered)")
+        print(pd.DataFrame(format_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         return
     rows, state_rows, coherence_rows = [], [], []
     for s in sets:

@@ -99,8 +99,10 @@ def annotate(
     Parameters
     ----------
     adata
-        Cells x genes: raw counts or log-normalised values (not batch-corrected ones, which hold no common level
-        for the genes a cell does not express: annotate warns and names ``adata.raw`` or ``layer=``).
+        Cells x genes: raw counts, normalised values (TPM, CPM) or log-normalised values (not batch-corrected
+        ones, which hold no common level for the genes a cell does not express: annotate warns and names
+        ``adata.raw`` or ``layer=``). Log values of a whole transcriptome (one total per cell once taken back) are
+        read as the linear values they encode, whether logged to base e, 2 or 10.
     layer
         Layer to use instead of ``X``.
     groupby
@@ -179,7 +181,8 @@ def annotate(
         cells, after spill-over removal) and each label's evidence (``"/"`` in a label written ``"_"``, as
         ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
-        ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, and the neighbour graph used) and
+        ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, the neighbour graph used, and
+        ``log_base``: the base of log values read as the linear values they encode, ``""`` for none) and
         ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in place of
         missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it
@@ -301,7 +304,8 @@ def annotate(
                    "target_sum": adata.uns[_keys.SCORES]["params"]["target_sum"],
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
                    "not_decisive": ",".join(ident.result.not_decisive),
-                   "neighbours": ident.graph},
+                   "neighbours": ident.graph,
+                   "log_base": {np.e: "e", 2.0: "2", 10.0: "10"}.get(expr.log_base, "")},
         "rules": calls.rules,
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
