@@ -658,8 +658,7 @@ def panel_rows(sets: list[LabelledSet]) -> list[dict]:
 
 def linear_profile(a: ad.AnnData) -> np.ndarray:
     """Each cell's expression as shares of its total (log values taken back as ``downsample`` does)."""
-    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=float)
-    X = X.astype(np.float64)
+    X = a.X.toarray().astype(np.float64) if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float64)
     if tmt.pp.check_input(a).state == "lognorm":
         X = np.expm1(X * np.log(2)) if X.max() > 12 else np.expm1(X)
     total = X.sum(axis=1, keepdims=True)

@@ -100,13 +100,12 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
 def log_base(block) -> float | None:
     """The base ``b`` of ``LOG_BASES`` for which the rows of log values, taken back as ``b ** x - 1``, share one
     total (coefficient of variation at most ``MAX_TOTAL_CV``), or ``None``."""
-    M = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else sp.csr_matrix(np.asarray(block, np.float64))
+    M = _csr64(block)
     if M.nnz == 0 or M.data.min() < 0:
         return None
     best, best_cv = None, MAX_TOTAL_CV
     for b in LOG_BASES:
-        totals = np.add.reduceat(np.expm1(M.data * np.log(b)), M.indptr[:-1]) if M.nnz else np.zeros(M.shape[0])
-        totals = np.where(np.diff(M.indptr) > 0, totals, 0.0)
+        totals = np.asarray(_taken_back(M, b).sum(axis=1)).ravel()
         totals = totals[totals > 0]
         cv = totals.std() / totals.mean() if totals.size > 1 else np.inf
         if cv <= best_cv:
@@ -114,15 +113,21 @@ def log_base(block) -> float | None:
     return best
 
 
+def _csr64(block) -> sp.csr_matrix:
+    return sp.csr_matrix(block if sp.issparse(block) else np.asarray(block), dtype=np.float64)
+
+
+def _taken_back(M: sp.csr_matrix, base: float) -> sp.csr_matrix:
+    """``base ** x - 1`` of every stored entry (zeros stay zero)."""
+    return sp.csr_matrix((np.expm1(M.data * np.log(base)), M.indices, M.indptr), shape=M.shape)
+
+
 def _lognorm(block, state: str, base: float | None = None) -> sp.csr_matrix:
     """A row block log-normalised as :func:`~tmetoolkit._matrix.normalise_block` does (counts to 10,000 per cell),
     as float32 CSR; log values of a recognised ``base`` are read as the linear values they encode. A CSR block of
     counts without scipy's general sparse product."""
     if state == "lognorm" and base is not None:
-        block = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else \
-            sp.csr_matrix(np.asarray(block, dtype=np.float64))
-        block = sp.csr_matrix((np.expm1(block.data * np.log(base)), block.indices, block.indptr), shape=block.shape)
-        state = "linear"
+        block, state = _taken_back(_csr64(block), base), "linear"
     if state == "counts" and sp.issparse(block) and block.format == "csr":
         lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
         scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
