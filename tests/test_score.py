@@ -342,3 +342,16 @@ def test_score_once_scores_what_differs(sim_small):
         tmt.tl.score(no_nk, ["NK", "Treg_core"], seed=3, layer="counts")
     assert "NK" not in no_nk.obsm["tmt_scores"] and "Treg_core" in no_nk.obsm["tmt_scores"]
     assert not no_nk.uns["tmt_scores"]["signatures"].set_index("signature").loc["NK", "scored"]
+
+
+def test_down_genes_alone_do_not_make_a_signature_scorable(sim_small):
+    """A signature whose up genes are all missing is not scored, though its down genes reach ``min_genes``: they
+    alone would be scored as its programme (Monocyte's C1QA and C1QB, which it lacks, called Puram's macrophages
+    monocytes on a file of variable genes)."""
+    sig = tmt.sig.Signature("lacks_c1q", genes_up=("FCN1", "VCAN"), genes_down=("C1QA", "C1QB"), min_genes=2)
+    panel = sim_small[:, [g for g in sim_small.var_names if g not in ("FCN1", "VCAN")]].copy()
+    with pytest.warns(TmtCoverageWarning, match=r"lacks_c1q \(2/4, needs 2 with an up gene\)"):
+        tmt.tl.score(panel, [sig, "Macrophage"])
+    assert "lacks_c1q" not in panel.obsm["tmt_scores"]
+    tmt.tl.score(sim_small, [sig])  # with an up gene it is scored
+    assert "lacks_c1q" in sim_small.obsm["tmt_scores"]

@@ -376,7 +376,12 @@ def _implausible_problems(X, state: str, n_obs: int, n_vars: int, n_empty: int, 
 
 
 def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = False):
-    """Per-signature gene coverage against ``var_names`` (and, optionally, the matched columns per signature)."""
+    """Per-signature gene coverage against ``var_names`` (and, optionally, the matched columns per signature).
+
+    A signature is scorable when ``min_genes`` of its genes are found, one of its up genes among them: its down
+    genes alone would score their own level as the programme's (Monocyte's C1QA and C1QB, the genes it lacks, on a
+    file of variable genes without its S100A8/9, FCN1 or VCAN called Puram's macrophages monocytes).
+    """
     from ..sig._genes import GeneIndex
 
     index = GeneIndex(var_names, species)
@@ -384,6 +389,7 @@ def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = 
     for s in sigs:
         found = matches[s.name] = index.match(s.genes)
         missing = [g for g in s.genes if g not in found]
+        up_found = not s.genes_up or any(g in found for g in s.genes_up)
         rows.append(
             {
                 "signature": s.name,
@@ -392,7 +398,7 @@ def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = 
                 "n_found": len(found),
                 "fraction_found": len(found) / max(len(s.genes), 1),
                 "min_genes": s.min_genes,
-                "scorable": len(found) >= s.min_genes,
+                "scorable": len(found) >= s.min_genes and up_found,
                 "genes_used": ",".join(g for g in s.genes if g in found),
                 "genes_missing": ",".join(missing),
             }

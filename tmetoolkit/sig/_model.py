@@ -21,7 +21,8 @@ class Signature:
     weights
         Optional positive weight per gene (default 1); used by ``method="mean_ctrl"``.
     min_genes
-        Below this many genes found in the data, the signature is not scored.
+        Below this many genes found in the data, the signature is not scored; nor is it without one of its up
+        genes (its down genes alone would score their own level).
     metadata
         Everything else from the YAML file: version, collection, population, state, species, description,
         source (citation, DOI, PMID) and curation notes.

@@ -135,8 +135,8 @@ def score(
     cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)
     dropped = cov.loc[~cov["scorable"]]
     if len(dropped):
-        detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes})"
-                           for r in dropped.itertuples())
+        detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes}"
+                           + (")" if r.n_found < r.min_genes else " with an up gene)") for r in dropped.itertuples())
         warn(f"{len(dropped)} signatures have too few genes in the data and are not scored: {detail}.",
              category=TmtCoverageWarning)
     _hint_raw(adata, layer, sigs, cov, report.species)
