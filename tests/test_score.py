@@ -355,3 +355,7 @@ def test_down_genes_alone_do_not_make_a_signature_scorable(sim_small):
     assert "lacks_c1q" not in panel.obsm["tmt_scores"]
     tmt.tl.score(sim_small, [sig])  # with an up gene it is scored
     assert "lacks_c1q" in sim_small.obsm["tmt_scores"]
+    only_down = tmt.sig.Signature("only_down", genes_up=(), genes_down=("C1QA", "C1QB"))
+    with pytest.warns(TmtCoverageWarning, match=r"only_down \(2/2, needs 1 with an up gene\)"):
+        tmt.tl.score(sim_small, [only_down, "Macrophage"])
+    assert "only_down" not in sim_small.obsm["tmt_scores"]

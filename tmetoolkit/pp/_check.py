@@ -379,8 +379,9 @@ def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = 
     """Per-signature gene coverage against ``var_names`` (and, optionally, the matched columns per signature).
 
     A signature is scorable when ``min_genes`` of its genes are found, one of its up genes among them: its down
-    genes alone would score their own level as the programme's (Monocyte's C1QA and C1QB, the genes it lacks, on a
-    file of variable genes without its S100A8/9, FCN1 or VCAN called Puram's macrophages monocytes).
+    genes alone would score their own level as the programme's (on Puram's 2,000 most variable genes the monocyte
+    state's own set kept none of its up genes, VCAN and FCN1, but both C1QA and C1QB, which monocytes lack, and
+    called the macrophages monocytes).
     """
     from ..sig._genes import GeneIndex
 
@@ -389,7 +390,7 @@ def coverage(var_names: pd.Index, sigs, species: str, *, return_matches: bool = 
     for s in sigs:
         found = matches[s.name] = index.match(s.genes)
         missing = [g for g in s.genes if g not in found]
-        up_found = not s.genes_up or any(g in found for g in s.genes_up)
+        up_found = any(g in found for g in s.genes_up)
         rows.append(
             {
                 "signature": s.name,
