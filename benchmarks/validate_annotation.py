@@ -291,14 +291,20 @@ def hvg_only(a: ad.AnnData, n: int = 2000) -> ad.AnnData:
     return a[:, b.var["highly_variable"].to_numpy()].copy()
 
 
+def linear_values(a: ad.AnnData) -> np.ndarray:
+    """``X`` as a dense matrix on a linear scale: log values taken back (the shared files' are natural logs, or
+    log2(TPM/10 + 1) for Puram's, told by values above 12)."""
+    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=float)
+    if tmt.pp.check_input(a).state == "lognorm":
+        X = np.expm1(X * np.log(2)) if X.max() > 12 else np.expm1(X)
+    return X
+
+
 def downsample(a: ad.AnnData, depth: int = 1000, seed: int = 0) -> ad.AnnData:
     """Counts thinned to at most ``depth`` per cell (droplet depth). Log values are first brought back to a linear
     scale; each cell's expression profile is then sampled ``depth`` times."""
     rng = np.random.default_rng(seed)
-    X = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=float)
-    if tmt.pp.check_input(a).state == "lognorm":
-        X = np.expm1(X * np.log(2)) if X.max() > 12 else np.expm1(X)  # Puram: log2(TPM/10 + 1)
-    X = np.clip(X, 0, None)
+    X = np.clip(linear_values(a), 0, None)
     out = np.zeros_like(X)
     for i, row in enumerate(X):
         tot = row.sum()
@@ -657,10 +663,8 @@ def panel_rows(sets: list[LabelledSet]) -> list[dict]:
 
 
 def linear_profile(a: ad.AnnData) -> np.ndarray:
-    """Each cell's expression as shares of its total (log values taken back as ``downsample`` does)."""
-    X = a.X.toarray().astype(np.float64) if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float64)
-    if tmt.pp.check_input(a).state == "lognorm":
-        X = np.expm1(X * np.log(2)) if X.max() > 12 else np.expm1(X)
+    """Each cell's expression as shares of its total (:func:`linear_values`)."""
+    X = linear_values(a).astype(np.float64)
     total = X.sum(axis=1, keepdims=True)
     return np.divide(X, total, out=np.zeros_like(X), where=total > 0)
 
