@@ -17,6 +17,7 @@ from anndata import AnnData
 from scipy import ndimage
 
 from .. import _keys
+from .._utils import TmtInputError
 
 _TUMOUR_MIX = {"Malignant/Epithelial": 0.88, "Monocyte/Macrophage": 0.05, "Fibroblast": 0.03, "CD4 T": 0.02,
                "Endothelial": 0.02}
@@ -124,10 +125,10 @@ def simulate_fields(
     if bad or n_per_setting < 1 or field_size < 10 * cell_spacing or not all(0 <= s < 1 for s in stroma_fractions):
         msg = ("simulate_fields needs phenotypes from inflamed/excluded/desert, n_per_setting >= 1, field_size of "
                "at least 10 cell spacings and stroma fractions in [0, 1).")
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if pixel_size is not None and pixel_size <= 0:
         msg = f"pixel_size must be positive (micrometres per pixel), got {pixel_size}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     rng = np.random.default_rng(seed)
     obs, xys, rows = [], [], []
     k = 0

@@ -24,6 +24,7 @@ from anndata import AnnData
 from scipy.spatial import cKDTree
 
 from .. import _keys
+from .._utils import TmtInputError
 from ..sig import get as get_signature
 
 PROGRAMMES_FILE = "simulation_programmes.yaml"
@@ -188,7 +189,7 @@ def _layout(rng, n_cells, tumor_shape, density):
         radii = rng.uniform(side * 0.08, side * 0.12, size=k)
     else:
         msg = f"tumor_shape must be 'nests', 'solid' or 'scattered', got {tumor_shape!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     wobble = rng.uniform(0.0, 0.12, size=(len(centres), 2))
     phases = rng.uniform(0, 2 * np.pi, size=(len(centres), 2))
     return xy, _border_distance(xy, centres, radii, wobble, phases)
@@ -336,22 +337,22 @@ def simulate(
     """
     if n_samples < 1 or n_cells < 50 or n_background_genes < 10:
         msg = "simulate needs n_samples >= 1, n_cells >= 50 and n_background_genes >= 10."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if noise <= 0:
         msg = f"noise must be positive, got {noise}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     rng = np.random.default_rng(seed)
     response_draw = rng.random(n_samples)  # first, so that the expression model does not move the responses
     cycle = ("inflamed", "excluded", "desert")
     phenotypes = list(phenotypes) if phenotypes is not None else [cycle[i % 3] for i in range(n_samples)]
     if len(phenotypes) != n_samples or not set(phenotypes) <= set(cycle):
         msg = f"phenotypes needs {n_samples} values from {cycle}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     apm = list(apm_loss) if apm_loss is not None else [i % 3 == 2 for i in range(n_samples)]
     unresponsive = list(ifng_unresponsive) if ifng_unresponsive is not None else [False] * n_samples
     if len(apm) != n_samples or len(unresponsive) != n_samples:
         msg = f"apm_loss and ifng_unresponsive need one value per sample ({n_samples})."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
 
     sig_genes = _panel_genes()
     extra_named = ["PECAM1", "CDH5", "JCHAIN"]

@@ -9,7 +9,7 @@ from anndata import AnnData
 from scipy.spatial import cKDTree
 
 from .. import _keys
-from .._utils import missing_key_error
+from .._utils import TmtInputError, TmtKeyError, missing_key_error
 
 
 def _hex_centres(lo: np.ndarray, hi: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def to_spots(
     """
     if "spatial" not in adata.obsm:
         msg = "to_spots needs cell coordinates in adata.obsm['spatial']."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     if sample_key not in adata.obs:
         raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
     from ..pp._check import inspect
@@ -63,10 +63,10 @@ def to_spots(
     state = inspect(adata, full_scan=False).state
     if state != "counts":
         msg = f"to_spots sums counts, but X looks {state}; pass an AnnData whose X holds raw counts."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if not 0 < spot_diameter <= spacing:
         msg = f"need 0 < spot_diameter <= spacing, got {spot_diameter} and {spacing}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
     samples = adata.obs[sample_key].astype(str).to_numpy()
     spot_of = np.full(adata.n_obs, -1)

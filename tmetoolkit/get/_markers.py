@@ -18,7 +18,7 @@ from .._core.annotation.deciding_genes import (
     signature_genes,
 )
 from .._matrix import get_matrix, iter_rows, normalise_block, row_floor
-from .._utils import TmtInputError
+from .._utils import TmtInputError, TmtKeyError
 from ..tl._checkpoints import is_protein
 
 KEYS = (_keys.LINEAGE, _keys.STATE, *SUBSET_KEYS)
@@ -35,7 +35,7 @@ def _stored_annotation(adata: AnnData, key: str) -> tuple[pd.DataFrame, dict, bo
         raise TmtInputError(msg)
     if stored is None or key not in adata.obs:
         msg = f"adata.obs[{key!r}] or adata.uns['tmt_annotate'] is missing: run tmt.tl.annotate(adata) first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     return stored["rules"], dict(stored["params"]), protein
 
 

@@ -10,6 +10,7 @@ from matplotlib.ticker import NullFormatter
 
 from .. import _keys
 from .._matrix import get_matrix
+from .._utils import TmtInputError, TmtKeyError
 from ._utils import style
 
 
@@ -45,16 +46,16 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
     res = adata.uns.get(_keys.ANNOTATE)
     if res is None or "gates" not in res:
         msg = "adata.uns['tmt_annotate']['gates'] is missing: run tmt.tl.annotate on a protein panel first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     table = res["gates"].set_index("marker")
     names = list(table.index) if markers is None else [markers] if isinstance(markers, str) else list(markers)
     unknown = [m for m in names if m not in table.index]
     if unknown:
         msg = f"no gate for {unknown}; gated markers: {list(table.index)}."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     if ax is not None and len(names) > 1:
         msg = "ax= draws one marker: pass markers=[name]."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     layer = res["params"].get("layer", "X")
     X = get_matrix(adata, None if layer == "X" else layer)
     scores = adata.obsm[_keys.SCORES]

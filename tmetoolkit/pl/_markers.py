@@ -7,6 +7,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
+from .._utils import TmtInputError
 from ..get._markers import marker_values
 from ..get._markers import markers as marker_table
 from ..tl._checkpoints import is_protein
@@ -50,7 +51,7 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
         options = sorted(set(table["compared_with"]) - {"all cells"})
         if lineage not in options:
             msg = f"lineage {lineage!r} has no called states in adata.obs[{key!r}]; choose one of {options}."
-            raise ValueError(msg)
+            raise TmtInputError(msg)
         table = table[table["compared_with"] == lineage]
     labels = list(dict.fromkeys(table["label"]))
     cols = list(dict.fromkeys(table["column"]))

@@ -14,7 +14,7 @@ from .. import _keys
 from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, protein_detection
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
-from .._utils import TmtInputError, TmtMatrixError, check_tmt_key
+from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key
 from ..pp._check import corrected_values_message, inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
@@ -108,7 +108,7 @@ def checkpoints(
     adata = adata.copy() if copy else adata
     if _keys.LINEAGE not in adata.obs:
         msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     for key in (_keys.CHECKPOINT_N, _keys.CHECKPOINT_PATTERN):
         check_tmt_key(adata.obs, key, "adata.obs")
     if is_protein(adata):
@@ -118,7 +118,7 @@ def checkpoints(
     if smooth:
         if "connectivities" not in adata.obsp:
             msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."
-            raise KeyError(msg)
+            raise TmtKeyError(msg)
         det = smooth_detection(det, adata.obsp["connectivities"])
     result = profile(det, adata.obs[_keys.LINEAGE], samples_of(adata, sample_key))
     adata.obsm[_keys.CHECKPOINT_DETECTION] = det

@@ -17,7 +17,7 @@ from .._core.sample.cohort import MIN_COHORT_SIZE
 from .._core.sample.resistance import APM_LOSS, COHORT_Z, MEASURES, NEEDED, mechanisms, profile
 from .._core.sample.suppression import BULK_NEEDED
 from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
-from .._utils import TmtInputError, TmtWarning, logger
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger
 from ._checkpoints import detect, is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of
 from ._score import score_once
@@ -88,10 +88,10 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     if not bulk and _keys.LINEAGE not in adata.obs:
         msg = ("obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first; for bulk or pseudobulk data "
                "(observations are samples) pass bulk=True.")
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     if not bulk and _keys.STATE not in adata.obs:
         msg = "obs['tmt_state'] is missing: run tmt.tl.annotate(adata) first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
         raise TmtInputError(msg)

@@ -119,10 +119,10 @@ def score(
     """
     if method not in METHODS:
         msg = f"method must be one of {METHODS}, got {method!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     if species not in (None, "human", "mouse"):
         msg = f"species must be 'human', 'mouse' or None (detect), got {species!r}."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     adata = adata.copy() if copy else adata
     if use_raw:
         _score_raw(adata, signatures, layer=layer, key_added=key_added, method=method, species=species,

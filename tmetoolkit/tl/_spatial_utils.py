@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtInputError, TmtLabelError, missing_key_error
+from .._utils import TmtInputError, TmtKeyError, TmtLabelError, missing_key_error
 
 
 def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
@@ -17,7 +17,7 @@ def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
             "no cell coordinates: spatial tools need x/y in adata.obsm['spatial'] "
             "(e.g. adata.obsm['spatial'] = adata.obs[['x', 'y']].to_numpy())."
         )
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
     bad = ~np.isfinite(xy).all(axis=1)
     if bad.any():

@@ -22,7 +22,7 @@ from .._core.sample.suppression import (
     bulk_suppression,
     cell_suppression,
 )
-from .._utils import TmtInputError, TmtWarning, check_tmt_key
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key
 from ._checkpoints import is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of
 from ._score import score_once
@@ -102,7 +102,7 @@ def immunosuppression(
     if _keys.LINEAGE not in adata.obs or _keys.STATE not in adata.obs:
         msg = ("obs['tmt_lineage'] and obs['tmt_state'] are missing: run tmt.tl.annotate(adata) first; for bulk or "
                "pseudobulk data (observations are samples) pass bulk=True.")
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     check_tmt_key(adata.obs, _keys.SUPPRESSION_SCORE, "adata.obs")
     if int(min_cells) != min_cells or min_cells < 1:
         msg = f"min_cells must be a positive integer, got {min_cells!r}."

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..._utils import TmtInputError, logger, nearest
+from ..._utils import TmtInputError, TmtKeyError, logger, nearest
 from ..scoring.mixture import fit_two_components
 from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample, by_lineage
 from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls
@@ -156,10 +156,10 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
     for canon, channel in markers.items():
         if canon not in MARKER_ALIASES:
             msg = f"unknown marker {canon!r} in markers=; known: {', '.join(MARKER_ALIASES)}."
-            raise KeyError(msg)
+            raise TmtKeyError(msg)
         if channel not in var_names:
             msg = f"markers[{canon!r}] = {channel!r} is not in var_names; nearest: {nearest(channel, var_names)}."
-            raise KeyError(msg)
+            raise TmtKeyError(msg)
         found[canon] = channel
     return found
 
