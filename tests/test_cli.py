@@ -303,8 +303,15 @@ def test_run_never_replaces_the_input_and_removes_an_earlier_runs_outputs(tmp_pa
     assert (tmp_path / "tmetoolkit_outputs.txt").read_text().split() == [
         "base.tmt.h5ad", "sample_table.csv", "report.html", "markers.csv", "tmetoolkit_outputs.txt"]
     assert not (tmp_path / "spatial.tmt.h5ad").exists()  # the earlier run's, as its region table
-    # one sample without coordinates: no phenotype, and the log and the report say why
-    assert "no immune phenotype: 1 sample and no cell coordinates" in caplog.text
+    # one sample without coordinates: the expression phenotype, the sample judged alone by absolute thresholds
+    params = ad.read_h5ad(tmp_path / "base.tmt.h5ad").uns["tmt_immune_phenotype"]["params"]
+    assert params["basis"] == "expression" and params["reference"] == "absolute"
+    # cells without a sample column or coordinates: no phenotype, and the log and the report say why
+    del a.obs["sample"]
+    a.write_h5ad(base)
+    with caplog.at_level("WARNING", logger="tmetoolkit"):
+        assert main(["run", str(base), "-o", str(tmp_path), "-q"]) == 0
+    assert "no immune phenotype: no sample key and no cell coordinates" in caplog.text
     assert "no cell coordinates" in (tmp_path / "report.html").read_text()
 
 

@@ -12,7 +12,6 @@ from anndata import AnnData
 
 from . import _keys
 from ._core.annotation import rules as annotate_rules
-from ._core.sample.cohort import MIN_COHORT_SIZE
 from ._utils import TmtInputError, TmtLabelError, TmtMatrixError, logger, progress_bar
 from .pp._check import corrected_values_message, input_error, reuse_reports
 
@@ -37,7 +36,7 @@ def _run_steps(steps: list[Step]) -> list[tuple[str, str, str]]:
         logger.info(step.label)
         try:
             step.run()
-        except ValueError as e:
+        except TmtInputError as e:
             if not step.optional:
                 raise
             hint = ""
@@ -198,16 +197,15 @@ def run_pipeline(
         steps.append(Step("immune phenotype (spatial)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
             region_key=region_key, tumor_signature=tumor_signature, layer=layer, **labels)))
-    elif not protein and sample_key is not None and adata.obs[sample_key].nunique() >= MIN_COHORT_SIZE:
+    elif not protein and sample_key is not None:
+        # in a cohort of fewer than three samples each sample is judged alone by absolute thresholds (tl says so)
         steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
             basis="expression", layer=layer)))
     elif not spots:
-        n = adata.obs[sample_key].nunique() if sample_key is not None else 1
         why = ("a protein panel without cell coordinates (adata.obsm['spatial'])" if protein else
-               f"{n} sample{'s' if n != 1 else ''} and no cell coordinates (adata.obsm['spatial']): the spatial "
-               f"phenotype needs coordinates, the expression phenotype ranks samples within a cohort of at least "
-               f"{MIN_COHORT_SIZE}")
+               "no sample key and no cell coordinates (adata.obsm['spatial']): the spatial phenotype needs "
+               "coordinates, the expression phenotype a sample per cell (--sample-key)")
         skipped.append(("immune phenotype", "immune_phenotype", why))
         logger.warning("no immune phenotype: %s.", why)
     if not spots and (not protein or cell_type_key is None):
@@ -233,14 +231,8 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
              Step("resistance profile", "resistance_profile", lambda: tl.resistance_profile(
                  adata, bulk=True, layer=layer))]
     skipped: list[tuple[str, str, str]] = []
-    if adata.n_obs >= MIN_COHORT_SIZE:
-        steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
-            adata, basis="expression", layer=layer)))
-    else:
-        why = (f"{adata.n_obs} bulk samples: the expression phenotype ranks samples within a cohort of at least "
-               f"{MIN_COHORT_SIZE}")
-        skipped.append(("immune phenotype", "immune_phenotype", why))
-        logger.warning("no immune phenotype: %s.", why)
+    steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
+        adata, basis="expression", layer=layer)))
     if group_key is not None:
         steps.append(Step("comparing groups", "compare_groups", lambda: tl.compare_groups(
             adata, sample_key=None, group_key=group_key)))
