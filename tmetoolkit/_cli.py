@@ -103,18 +103,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     import warnings
 
+    def one_line(message, category, *_args, **_kwargs):
+        if issubclass(category, _utils.TmtWarning) and not args.quiet:
+            print(f"tmetoolkit: warning: {message}", file=sys.stderr)
+
+    # the command's own output: data-quality warnings as single lines; the filters are restored on return, so
+    # that main() called in a session (a notebook, the tests) leaves the session's warnings as they were
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.showwarning = one_line
+        return _command(args)
+
+
+def _command(args) -> int:
     import anndata as ad
 
     from . import datasets
     from ._pipeline import prepare_outdir, run_pipeline
 
-    warnings.simplefilter("ignore", FutureWarning)
-
-    def one_line(message, category, *_args, **_kwargs):
-        if issubclass(category, _utils.TmtWarning) and not args.quiet:
-            print(f"tmetoolkit: warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = one_line  # the command's own output: data-quality warnings as single lines
     adata = None
     try:
         prepare_outdir(args.outdir)  # an unusable output folder stops the run before anything is read
