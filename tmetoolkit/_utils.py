@@ -97,5 +97,5 @@ def check_tmt_key(container, key: str, where: str) -> None:
         if not key.startswith(_keys.PREFIX):
             msg = (f"{where}[{key!r}] exists and was not made by tmetoolkit; choose another key "
                    "(tmetoolkit keys start with 'tmt_').")
-            raise ValueError(msg)
-        logger.info("overwriting %s[%r]", where, key)
+            raise TmtInputError(msg)
+        warn(f"overwriting {where}[{key!r}] from an earlier tmetoolkit call", category=TmtWarning)

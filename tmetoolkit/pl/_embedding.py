@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
@@ -39,11 +41,13 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
     key = basis if basis in adata.obsm else f"X_{basis}"
     if key not in adata.obsm:
         raise missing_key_error(f"X_{basis}", "adata.obsm (compute the embedding with scanpy first)", adata.obsm.keys())
-    labels = require_obs(adata, color)
+    labels = require_obs(adata, color).astype("category")
     cmap = colors_for(adata, color)
-    cats = list(labels.astype("category").cat.categories)
+    # scanpy stores the palette it draws with in uns["<color>_colors"]: it draws a copy of the labels and the
+    # embedding, so that the user's AnnData keeps its own colours
+    drawn = AnnData(obs=pd.DataFrame({color: labels}, index=adata.obs_names), obsm={key: np.asarray(adata.obsm[key])})
+    drawn.uns[f"{color}_colors"] = [cmap[c] for c in labels.cat.categories]
     with style():
         ax = new_ax(ax, (5, 4.5))
-        sc.pl.embedding(adata, basis=basis, color=color, palette=[cmap[c] for c in cats], ax=ax, show=False,
-                        frameon=False, **kwargs)
+        sc.pl.embedding(drawn, basis=basis, color=color, ax=ax, show=False, frameon=False, **kwargs)
     return ax

@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import _keys
-from .._utils import missing_key_error
+from .._utils import TmtInputError, TmtKeyError, missing_key_error
+from ..tl._tables import resolve_sample_key
 from ._utils import RASTERIZE_ABOVE, colors_for, require_obs, style
 
 
@@ -17,7 +18,7 @@ def spatial(
     adata: AnnData,
     color: str = _keys.LINEAGE,
     *,
-    sample_key: str | None = "sample",
+    sample_key: str | None = None,
     samples=None,
     highlight: str | None = "CD8 T",
     border: bool = True,
@@ -41,7 +42,8 @@ def spatial(
     color
         Categorical ``obs`` column to colour by.
     sample_key
-        ``obs`` column of samples (``None``: one panel).
+        ``obs`` column of samples, one panel each (default: the one the tools recorded, else ``"sample"`` if
+        present, else one panel).
     samples
         Subset and order of samples to draw.
     highlight
@@ -63,16 +65,15 @@ def spatial(
     """
     if "spatial" not in adata.obsm:
         msg = "no coordinates in adata.obsm['spatial']."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     labels = require_obs(adata, color).astype(str)
     cmap = colors_for(adata, color)
+    sample_key = resolve_sample_key(adata, sample_key)
     groups = adata.obs[sample_key].astype(str) if sample_key else None
-    if sample_key and sample_key not in adata.obs:
-        raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
     names = list(samples) if samples is not None else (list(dict.fromkeys(groups)) if groups is not None else ["all"])
     if ax is not None and len(names) > 1:
         msg = "ax= draws one sample: pass samples=[name]."
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     pheno = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
     width = adata.uns.get(_keys.COMPARTMENTS, {}).get("table")

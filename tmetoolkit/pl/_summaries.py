@@ -11,7 +11,8 @@ from matplotlib.axes import Axes
 from .. import _keys
 from .._core.sample.phenotype import decision_lines as expression_lines
 from .._core.spatial.rules import Line, decision_lines
-from .._utils import missing_key_error
+from .._utils import TmtKeyError, missing_key_error
+from ..tl._tables import resolve_sample_key
 from ._palettes import COLORBLIND_SAFE, OTHER_COLOR, phenotype_colors
 from ._utils import new_ax, readable, require_obs, style
 
@@ -29,7 +30,7 @@ def _region_names(index: pd.Index) -> pd.Index:
 def _stored(adata: AnnData, key: str, run: str) -> dict:
     if key not in adata.uns:
         msg = f"adata.uns[{key!r}] is missing: run {run} first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     return adata.uns[key]
 
 
@@ -219,7 +220,7 @@ def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tup
     return groups
 
 
-def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str = _keys.LINEAGE,
+def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _keys.LINEAGE,
                 max_colors: int = len(COLORBLIND_SAFE), ax: Axes | None = None) -> Axes:
     """Stacked bars: the fraction of each label per sample.
 
@@ -234,7 +235,8 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     adata
         Annotated data.
     sample_key
-        ``obs`` column of samples (``None``: all cells as one bar).
+        ``obs`` column of samples, one bar each (default: the one the tools recorded, else ``"sample"`` if
+        present, else all cells as one bar).
     key
         Categorical ``obs`` column to count (default lineages; ``"tmt_state"`` for states).
     max_colors
@@ -247,7 +249,8 @@ def composition(adata: AnnData, *, sample_key: str | None = "sample", key: str =
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
     labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
-    samples = require_obs(adata, sample_key).astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
+    sample_key = resolve_sample_key(adata, sample_key)
+    samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
     if key == _keys.STATE:  # a cell whose state could not be decided keeps its lineage's name
         undecided = {lin: f"{lin} (state undecided)" for lin, states in _keys.states().items() if lin not in states}
         labels = labels.replace(undecided)
@@ -335,7 +338,7 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     """
     if _keys.SCORES not in adata.obsm:
         msg = "adata.obsm['tmt_scores'] is missing: run tmt.tl.score first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     S = adata.obsm[_keys.SCORES]
     signatures = [signatures] if isinstance(signatures, str) else list(signatures)
     for s in signatures:
@@ -377,7 +380,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     res = _stored(adata, _keys.IMMUNOSUPPRESSION, "tmt.tl.immunosuppression")
     if regions and "regions" not in res:
         msg = "no regions stored: run tmt.tl.immunosuppression(adata, region_key=...) first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     tab = res["regions"] if regions else res["table"]
     z = component_z(tab, list(res["components"]["component"]))
     z["composite"] = tab["composite"]
@@ -424,7 +427,7 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     res = _stored(adata, _keys.RESISTANCE_PROFILE, "tmt.tl.resistance_profile")
     if regions and "regions" not in res:
         msg = "no regions stored: run tmt.tl.resistance_profile(adata, region_key=...) first."
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     long = res["regions_long"] if regions else res["long"]
     unit = "region" if regions else "sample"
     order = long.drop_duplicates("mechanism")[["id", "group", "mechanism", "cycle_steps"]]

@@ -59,6 +59,11 @@ class InputReport:
         ``human`` or ``mouse`` (guessed from the symbols' letter case or Ensembl prefixes).
     n_empty_cells
         Cells whose expression is all zero.
+    n_implausible, n_impossible
+        Entries above ``MAX_PLAUSIBLE_COUNT`` (more than a cell's mRNA: warned, for counts and linear values) and
+        above ``MAX_POSSIBLE_VALUE`` (more than a sequencing run's reads: refused, whatever the state).
+    duplicated_var_names
+        ``var_names`` that occur more than once.
     problems
         Human-readable problems; a tool refuses input whose problems are fatal.
     coverage
@@ -77,6 +82,7 @@ class InputReport:
     coverage: pd.DataFrame | None = None
     empty_mask: np.ndarray | None = field(default=None, repr=False)
     n_implausible: int = 0
+    n_impossible: int = 0
     duplicated_var_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -342,7 +348,7 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
         state=state, gene_id=gene_id, species=species, n_obs=adata.n_obs, n_vars=adata.n_vars,
         n_empty_cells=n_empty, detail=detail, target_sum=target, problems=problems,
         empty_mask=np.concatenate(empty_parts) if empty_parts else None,
-        n_implausible=int(big[0]) if state in ("counts", "linear") else 0,
+        n_implausible=int(big[0]) if state in ("counts", "linear") else 0, n_impossible=int(big[1]),
         duplicated_var_names=sorted(set(adata.var_names[adata.var_names.duplicated()].astype(str))),
     )
 
@@ -471,7 +477,7 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
 
 def _warn_implausible(report: InputReport) -> None:
     """Warnings, with counts, about values and names that are legal but unlikely to be what the user meant."""
-    if report.n_implausible and not any("exceed" in p for p in report.problems):
+    if report.n_implausible and not report.n_impossible:  # impossible values are a problem already
         warn(f"{report.n_implausible:,} entries ({report.n_implausible / max(report.n_obs * report.n_vars, 1):.2%}) "
              f"exceed {MAX_PLAUSIBLE_COUNT:.0e}, more than a whole cell's mRNA: corrupt values, or data that are not "
              "counts of single cells (with bulk samples: --bulk / bulk=True).")

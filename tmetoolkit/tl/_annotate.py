@@ -191,7 +191,8 @@ def annotate(
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
         II, neutrophils into PMN-MDSC-like and neutrophil and naive/memory CD8 T cells into Tpex and naive/memory
-        (cells, Ashman's D, threshold, cells given the split-off state, or why not); for protein panels
+        (cells, Ashman's D, threshold, cells given the split-off state, or why not, ``too_few`` when too few cells
+        to tell); for protein panels
         ``gates``: per marker its channel, gate, source, fraction of positive cells, gating ``scale`` and
         ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and whether the classifier
         learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
@@ -418,8 +419,7 @@ def split_summary(splits: pd.DataFrame | None) -> str:
         applied = rows["applied"].astype(bool)
         if applied.all():
             continue
-        reasons = rows.loc[~applied, "reason"].astype(str)
-        few = int(reasons.str.contains("fewer than|too few").sum())
+        few = int(rows.loc[~applied, "too_few"].astype(bool).sum())
         one = int((~applied).sum()) - few
         why = " or ".join(w for w in (f"formed one population ({one})" if one else "",
                                       f"were too few to tell ({few})" if few else "") if w)

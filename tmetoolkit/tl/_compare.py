@@ -99,7 +99,7 @@ def compare_groups(
     if result.empty:
         warn("no per-sample feature could be compared (too few samples with values).")
     adata.uns[_keys.COMPARE_GROUPS] = {
-        "params": {"sample_key": sample_key, "group_key": group_key, "groups": list(groups), "regions": regions,
+        "params": {"sample_key": sample_key or "", "group_key": group_key, "groups": list(groups), "regions": regions,
                    "test": TEST},
         "table": result.table,
     }

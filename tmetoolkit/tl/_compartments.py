@@ -149,7 +149,7 @@ def compartments(
                             min_cluster_size=min_cluster_size)
     check_scale(res.table, pixel_size)
     _write(adata, res.compartment, res.distance, res.table, {
-        "sample_key": sample_key, "cell_type_key": "" if tumor_signature else cell_type_key,
+        "sample_key": sample_key or "", "cell_type_key": "" if tumor_signature else cell_type_key,
         "tumor_labels": [] if tumor_signature else list(tumor_labels), "tumor_signature": tumor_signature or "",
         "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
         "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre",

@@ -248,6 +248,11 @@ def immune_phenotype(
                               "min_tumor_cells": min_tumor_cells})
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
+        if sample_key is None and _keys.LINEAGE in adata.obs:
+            msg = ("these observations are annotated cells (obs['tmt_lineage']), but without sample_key each "
+                   "observation would be called as a bulk sample: pass sample_key= naming the obs column of samples "
+                   "(for a single sample, add one: adata.obs['sample'] = 'sample1').")
+            raise TmtInputError(msg)
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                            reference=reference, min_cd8_fraction=min_cd8_fraction,
                            effector_labels=effector_labels, copy=copy)
@@ -353,7 +358,8 @@ def _write(adata, samples, regions, res: PhenotypeTables, params) -> None:
     cols = ["phenotype", "confidence", "basis", "reason"]
     order = cols + [c for c in samp_tab.columns if c not in cols]
     adata.uns[_keys.IMMUNE_PHENOTYPE] = {"params": params, "table": samp_tab[order], "regions": reg_tab[order]}
-    adata.uns[_keys.colors(_keys.PHENOTYPE_SAMPLE)] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
+    for key in (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION):
+        adata.uns[_keys.colors(key)] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
 
 
 def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, min_spot_fraction, min_infiltration,
@@ -400,17 +406,16 @@ def _effector_score(adata: AnnData, layer) -> np.ndarray:
     msg = f"the effector programme {EFFECTOR_SIGNATURE} (CD8A, CD8B) cannot be scored: its genes are missing."
     try:
         score_once(adata, [EFFECTOR_SIGNATURE], method="mean_ctrl", layer=layer)
-    except ValueError as e:
-        raise ValueError(f"the effector programme {EFFECTOR_SIGNATURE} cannot be scored: {e}") from e
+    except TmtInputError as e:
+        raise TmtInputError(f"the effector programme {EFFECTOR_SIGNATURE} cannot be scored: {e}") from e
     if EFFECTOR_SIGNATURE not in adata.obsm[_keys.SCORES]:
-        raise ValueError(msg)
+        raise TmtInputError(msg)
     return adata.obsm[_keys.SCORES][EFFECTOR_SIGNATURE].to_numpy(dtype=float)
 
 
 def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, effector_labels, copy):
     from ._phenotype_expression import expression_phenotype
 
-    adata = adata.copy() if copy else adata
     check_tmt_key(adata.obs, _keys.PHENOTYPE_SAMPLE, "adata.obs")
     res = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                                reference=reference, min_cd8_fraction=min_cd8_fraction, effector_labels=effector_labels)

@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import missing_key_error
+from .._utils import TmtKeyError, missing_key_error
 from ._sample_features import regions_of
 
 
@@ -17,8 +17,9 @@ def resolve_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
         if sample_key not in adata.obs:
             raise missing_key_error(sample_key, "adata.obs", adata.obs.columns)
         return sample_key
-    for v in adata.uns.values():
-        if isinstance(v, dict) and isinstance(v.get("params"), dict) and v["params"].get("sample_key"):
+    for k, v in adata.uns.items():
+        if k.startswith(_keys.PREFIX) and isinstance(v, dict) and isinstance(v.get("params"), dict) \
+                and v["params"].get("sample_key") in adata.obs:
             return v["params"]["sample_key"]
     if "sample" in adata.obs:
         return "sample"
@@ -105,7 +106,7 @@ def region_table(adata: AnnData) -> pd.DataFrame:
     if not stored:
         msg = ("no per-region results: run tmt.tl.immune_phenotype, tmt.tl.immunosuppression or "
                "tmt.tl.resistance_profile with region_key= (the spatial phenotype also makes tiles).")
-        raise KeyError(msg)
+        raise TmtKeyError(msg)
     region_keys = [str(v["params"].get("region_key") or "") for v in stored.values()]
     region_key = next((k for k in region_keys if k), "")
     # tables made from other regions (tiles beside a region_key) would not share rows

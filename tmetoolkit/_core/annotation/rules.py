@@ -290,9 +290,9 @@ def split_two_populations(values: np.ndarray, *, min_cells: int, seed: int = 0) 
 
     v = np.asarray(values, dtype=np.float64)
     info = {"n_cells": int(np.isfinite(v).sum()), "separation": np.nan, "threshold": np.nan, "n_state": 0,
-            "applied": False, "reason": ""}
+            "applied": False, "too_few": False, "reason": ""}
     if info["n_cells"] < 2 * min_cells:
-        info["reason"] = f"too few cells to fit two populations ({info['n_cells']} < {2 * min_cells})"
+        info.update(too_few=True, reason=f"too few cells to fit two populations ({info['n_cells']} < {2 * min_cells})")
         return None, info
     fit = fit_two_components(v, seed=seed)
     low = np.nan_to_num(v, nan=np.inf) < fit.crossing
@@ -304,7 +304,7 @@ def split_two_populations(values: np.ndarray, *, min_cells: int, seed: int = 0) 
         info["reason"] = f"one population (Ashman's D {fit.separation:.2f} < 2)"
         return None, info
     if min(low.sum(), (~low).sum()) < min_cells:
-        info["reason"] = f"a population of fewer than {min_cells} cells"
+        info.update(too_few=True, reason=f"a population of fewer than {min_cells} cells")
         return None, info
     if fit.high_mean <= 0:
         info["reason"] = f"neither population holds the programme (the higher one's mean {fit.high_mean:.3f} <= 0)"
@@ -334,7 +334,8 @@ def population_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, s
             # intermediate monocytes but plenty, M-MDSC-like, and the neutrophils of healthy lungs PMN-MDSC-like
             if col not in S.columns:
                 state[cells] = sibling
-                rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "reason": "signature genes missing"})
+                rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "too_few": False,
+                             "reason": "signature genes missing"})
                 continue
             values = S[col].to_numpy(dtype=float)[cells]
             low, info = split_two_populations(values, min_cells=min_cells)
@@ -346,4 +347,4 @@ def population_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, s
                 info["n_state"] = int(is_state.sum())
             rows.append({**row, **info})
     return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
-                                       "threshold", "n_state", "applied", "reason"])
+                                       "threshold", "n_state", "applied", "too_few", "reason"])
