@@ -158,6 +158,20 @@ def test_bulk_looking_input_gets_a_hint(tmp_path, caplog):
     assert "--bulk" in caplog.text
 
 
+def test_run_reads_depth_normalised_cells(tmp_path):
+    """Cells normalised to 10,000 per cell and not logged, sparse, as many shared files hold them (the bulk check
+    once summed a sparse block into a matrix that ``float`` refused: every such file of <= 1,000 cells failed)."""
+    import scanpy as sc
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=300, seed=0)
+    sc.pp.normalize_total(a, target_sum=1e4)
+    a.write_h5ad(tmp_path / "cp10k.h5ad")
+    assert main(["run", str(tmp_path / "cp10k.h5ad"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert (ad.read_h5ad(tmp_path / "out" / "cp10k.h5ad").obs["tmt_lineage"] != "unassigned").mean() > 0.9
+
+
 def test_markers_option_maps_protein_channels(tmp_path):
     """A lymphoma CyCIF panel: the tumour marker is CD30, not keratin, which --markers says."""
     path = real_data_path("scimap")

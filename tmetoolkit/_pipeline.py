@@ -270,7 +270,7 @@ def _median_detected(adata: AnnData, layer: str | None) -> float:
     from ._matrix import get_matrix, row_block
 
     X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, 200))
-    return float(np.median((X > 0).sum(axis=1)))
+    return float(np.median(np.asarray((X > 0).sum(axis=1)).ravel()))
 
 
 def prepare_outdir(outdir: str | Path) -> Path:
