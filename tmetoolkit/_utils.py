@@ -91,11 +91,14 @@ def missing_key_error(key: str, where: str, options: Iterable[str]) -> TmtKeyErr
     return TmtKeyError(f"{key!r} is not in {where}.{hint} Available: {avail or 'none'}.")
 
 
-def check_tmt_key(container, key: str, where: str) -> None:
-    """Refuse to overwrite a user key; warn when replacing one of ours."""
-    if key in container:
-        if not key.startswith(_keys.PREFIX):
+def check_tmt_key(container, keys: str | Iterable[str], where: str) -> None:
+    """Refuse to overwrite a user key; warn once when replacing keys of ours (an earlier call's results)."""
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    for key in keys:
+        if key in container and not key.startswith(_keys.PREFIX):
             msg = (f"{where}[{key!r}] exists and was not made by tmetoolkit; choose another key "
                    "(tmetoolkit keys start with 'tmt_').")
             raise TmtInputError(msg)
-        warn(f"overwriting {where}[{key!r}] from an earlier tmetoolkit call", category=TmtWarning)
+    ours = [k for k in keys if k in container]
+    if ours:
+        warn(f"overwriting {where}[{', '.join(map(repr, ours))}] from an earlier tmetoolkit call", category=TmtWarning)

@@ -223,8 +223,7 @@ def annotate(
     if not 0 <= spillover < 1:
         msg = f"spillover must be a fraction in [0, 1), got {spillover!r}."
         raise TmtInputError(msg)
-    for key in (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE):
-        check_tmt_key(adata.obs, key, "adata.obs")
+    check_tmt_key(adata.obs, (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, *rules.SUBSET_RULES), "adata.obs")
     # state and species only; score() below scans the matrix itself
     report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
     if report.state == "protein":
@@ -284,8 +283,6 @@ def annotate(
     else:
         samples = (adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs
                    else np.full(adata.n_obs, "all", dtype=object))
-    for col in rules.SUBSET_RULES:
-        check_tmt_key(adata.obs, col, "adata.obs")
     calls = call_rna(S, ident, marker_table, state_rules, groups=groups, samples=samples, n_neighbors=n_neighbors,
                      state_min=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
                      lineage_min=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence,

@@ -109,8 +109,7 @@ def checkpoints(
     if _keys.LINEAGE not in adata.obs:
         msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."
         raise TmtKeyError(msg)
-    for key in (_keys.CHECKPOINT_N, _keys.CHECKPOINT_PATTERN):
-        check_tmt_key(adata.obs, key, "adata.obs")
+    check_tmt_key(adata.obs, (_keys.CHECKPOINT_N, _keys.CHECKPOINT_PATTERN), "adata.obs")
     if is_protein(adata):
         det = protein_detection(adata.obsm.get(_keys.SCORES), adata.obs_names)
     else:

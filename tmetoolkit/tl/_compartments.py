@@ -134,8 +134,7 @@ def compartments(
                                   tumor_signature=tumor_signature or "Epithelial", layer=layer, copy=copy)
     margin_cells = MARGIN_CELLS if margin_cells is None else margin_cells
     min_cluster_size = MIN_CLUSTER_SIZE if min_cluster_size is None else min_cluster_size
-    for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_CELL):
-        check_tmt_key(adata.obs, key, "adata.obs")
+    check_tmt_key(adata.obs, (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_CELL), "adata.obs")
     if tumor_signature is not None:
         is_tumour, tumor_thr = programme_positive(adata, tumor_signature, layer)
         adata.obs[_keys.TUMOR_CELL] = is_tumour
@@ -188,8 +187,7 @@ def programme_positive(adata: AnnData, signature: str, layer: str | None = None,
 
 def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
                        tumor_signature, layer, copy):
-    for key in (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT):
-        check_tmt_key(adata.obs, key, "adata.obs")
+    check_tmt_key(adata.obs, (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT), "adata.obs")
     images = image_groups(adata, sample_groups(adata, sample_key), image_key)
     is_t, thr = programme_positive(adata, tumor_signature, layer, min_gap=MIN_PROGRAMME_GAP)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))

@@ -279,8 +279,7 @@ def immune_phenotype(
     pixel_size = _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key)
     xy_all = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
-    for key in (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION):
-        check_tmt_key(adata.obs, key, "adata.obs")
+    check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
 
     images = image_groups(adata, samples, image_key)
     params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
@@ -368,8 +367,7 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
     if reference != "absolute":
         msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
         raise TmtInputError(msg)
-    for key in (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION):
-        check_tmt_key(adata.obs, key, "adata.obs")
+    check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
     xy = coordinates(adata, pixel_size)
     samples = sample_groups(adata, sample_key)
     images = image_groups(adata, samples, image_key)
