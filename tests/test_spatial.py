@@ -401,3 +401,16 @@ def test_stroma_floor_is_where_planted_exclusion_stops_showing():
     t = f.uns["tmt_immune_phenotype"]["table"]
     assert (t.loc[thin.index, "phenotype"] == "not assessable").all()
     assert (t.loc[broad.index, "phenotype"] == "excluded").all()
+
+
+def test_regions_without_sample_key_keep_their_samples():
+    """``region_key`` with the default sample column: each region row belongs to its sample (the phenotype once
+    recorded no sample key, so the region table lost every region's sample and counts)."""
+    a = tmt.datasets.simulate(n_samples=3, n_cells=400, seed=0)
+    tmt.tl.annotate(a)
+    a.obs["half"] = np.where(a.obsm["spatial"][:, 0] < np.median(a.obsm["spatial"][:, 0]), "left", "right")
+    tmt.tl.immune_phenotype(a, region_key="half")
+    assert a.uns["tmt_immune_phenotype"]["params"]["sample_key"] == "sample"
+    regions = tmt.get.region_table(a)
+    assert len(regions) == 6 and regions["n_cells"].notna().all()
+    assert regions.groupby("sample")["n_cells"].sum().to_dict() == a.obs["sample"].value_counts().to_dict()

@@ -12,7 +12,8 @@ from .._core.scoring.mixture import mixture_threshold
 from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_compartments, check_scale
 from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
 from .._utils import TmtInputError, check_tmt_key, logger
-from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
+from ._sample_features import default_sample_key, samples_of
+from ._spatial_utils import check_labels, coordinates, image_groups, label_column
 from ._spots import is_spot_data, spot_graph
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
@@ -127,6 +128,7 @@ def compartments(
         fraction of tumour cells on the border (a high value means no clear margin) and a status.
     """
     adata = adata.copy() if copy else adata
+    sample_key = default_sample_key(adata, sample_key)
     xy_all = coordinates(adata, pixel_size)
     if is_spot_data(adata) and cell_type_key not in adata.obs:
         return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
@@ -143,7 +145,7 @@ def compartments(
         labels = label_column(adata, cell_type_key)
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
         is_tumour = labels.isin(tumor_labels).to_numpy()
-    images = image_groups(adata, sample_groups(adata, sample_key), image_key)
+    images = image_groups(adata, samples_of(adata, sample_key), image_key)
     res = cell_compartments(xy_all, images, is_tumour, margin_cells=margin_cells, margin_width=margin_width,
                             min_cluster_size=min_cluster_size)
     check_scale(res.table, pixel_size)
@@ -188,7 +190,7 @@ def programme_positive(adata: AnnData, signature: str, layer: str | None = None,
 def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_width, margin_rings, min_spots,
                        tumor_signature, layer, copy):
     check_tmt_key(adata.obs, (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT), "adata.obs")
-    images = image_groups(adata, sample_groups(adata, sample_key), image_key)
+    images = image_groups(adata, samples_of(adata, sample_key), image_key)
     is_t, thr = programme_positive(adata, tumor_signature, layer, min_gap=MIN_PROGRAMME_GAP)
     pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
     rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)

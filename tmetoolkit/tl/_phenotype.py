@@ -22,8 +22,8 @@ from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, s
 from .._core.spatial.spots import effector_spots
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
-from ._sample_features import regions_of
-from ._spatial_utils import check_labels, coordinates, image_groups, label_column, sample_groups
+from ._sample_features import default_sample_key, regions_of, samples_of
+from ._spatial_utils import check_labels, coordinates, image_groups, label_column
 from ._spots import is_spot_data
 
 DEFAULT_EFFECTORS = ("CD8 T",)
@@ -259,6 +259,7 @@ def immune_phenotype(
     if basis != "spatial":
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
         raise TmtInputError(msg)
+    sample_key = default_sample_key(adata, sample_key)  # recorded in params, read by get and compare_groups
     reference = reference or "absolute"
     if region_key is not None and region_key not in adata.obs:
         from .._utils import missing_key_error
@@ -278,7 +279,7 @@ def immune_phenotype(
         tumor_labels = []
     pixel_size = _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key)
     xy_all = coordinates(adata, pixel_size)
-    samples = sample_groups(adata, sample_key)
+    samples = samples_of(adata, sample_key)
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
 
     images = image_groups(adata, samples, image_key)
@@ -369,7 +370,7 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
         raise TmtInputError(msg)
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
     xy = coordinates(adata, pixel_size)
-    samples = sample_groups(adata, sample_key)
+    samples = samples_of(adata, sample_key)
     images = image_groups(adata, samples, image_key)
     params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
     if _keys.COMPARTMENT not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (

@@ -9,6 +9,11 @@ from anndata import AnnData
 from .._utils import TmtInputError, missing_key_error
 
 
+def default_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
+    """``sample_key``, or ``"sample"`` when it is ``None`` and ``obs`` has that column (the key tools record)."""
+    return "sample" if sample_key is None and "sample" in adata.obs else sample_key
+
+
 def samples_of(adata: AnnData, sample_key: str | None) -> pd.Series:
     """Sample of every cell: ``obs[sample_key]``; by default ``obs["sample"]`` if present, else one sample.
 

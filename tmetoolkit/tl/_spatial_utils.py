@@ -52,12 +52,6 @@ def check_labels(labels: pd.Series, wanted, what: str) -> list[str]:
     return wanted
 
 
-def sample_groups(adata: AnnData, sample_key: str | None) -> pd.Series:
-    from ._sample_features import samples_of
-
-    return samples_of(adata, sample_key)
-
-
 def image_groups(adata: AnnData, samples: pd.Series, image_key: str | None) -> pd.Series:
     """Image of every cell as ``"sample"`` (one image per sample) or ``"sample/image"`` with ``image_key``."""
     if image_key is None:
