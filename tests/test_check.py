@@ -179,6 +179,15 @@ def test_implausible_values_are_refused_or_warned_with_their_number(sim_small):
     wrapped.X = X.astype(np.int32)
     wrapped.X.data[hit[:5]] = -2_000_000_000
     assert any("integer overflow" in p for p in tmt.pp.check_input(wrapped).problems)
+    # a few counts made negative (float): refused as counts, not read as log values (scanpy's variable-gene
+    # selection then failed deep inside on exp() of counts)
+    negative = sim_small.copy()
+    negative.X = X.copy()
+    negative.X.data[hit[:5]] = -1.0
+    rep = tmt.pp.check_input(negative)
+    assert rep.state == "counts" and any("some are negative" in p for p in rep.problems)
+    with pytest.raises(tmt.TmtInputError, match="some are negative"):
+        tmt.tl.annotate(negative)
 
 
 def test_no_cells_no_expression_or_one_gene_are_refused(sim_small):

@@ -205,11 +205,13 @@ def _detect_state(sample, n_vars: int) -> tuple[str, str]:
     vals = vals[vals != 0]
     if vals.size == 0:
         return "counts", "all values zero"
+    integer = bool(np.all(np.abs(vals - np.round(vals)) < 1e-6))
     if vals.min() < 0:  # a marker panel may come arcsinh-transformed and z-scored per channel
         if n_vars <= PROTEIN_MAX_FEATURES:
             return "protein", f"{n_vars} features with negative values: marker intensities"
+        if integer and vals.max() >= 50:  # no log scale reaches 50; integers that do are counts, wrongly negative
+            return "counts", f"integers up to {vals.max():.3g} with {int((vals < 0).sum()):,} negative entries"
         return _negative_state(sample)
-    integer = bool(np.all(np.abs(vals - np.round(vals)) < 1e-6))
     if integer:
         return "counts", "non-negative integers"
     if n_vars <= PROTEIN_MAX_FEATURES:
@@ -298,12 +300,13 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
     empty_parts: list[np.ndarray] = []
     finite = True
     big = np.zeros(2, dtype=np.int64)  # entries above MAX_PLAUSIBLE_COUNT and above MAX_POSSIBLE_VALUE
+    negative = False
     if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
         step = 10_000_000
         finite = all(np.isfinite(X.data[i : i + step]).all() for i in range(0, X.data.size, step))
         for i in range(0, X.data.size, step):
             big += _count_large(X.data[i : i + step])
-        negative = X.data.size > 0 and X.data.min() < 0
+        negative = bool(X.data.size > 0 and X.data.min() < 0)
         sums = row_sums(abs(X)) if negative else row_sums(X)
         empty_parts.append(sums == 0)
         n_empty = int((sums == 0).sum())
@@ -314,6 +317,7 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
             v = _values(block)
             if not np.all(np.isfinite(v)):
                 finite = False
+            negative |= bool(v.size and np.nanmin(v) < 0)
             big += _count_large(v)
             s = row_sums(np.abs(block) if not sp.issparse(block) else abs(block))
             empty_parts.append(s == 0)
@@ -323,6 +327,9 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
     if not finite:
         problems.append("the matrix contains NaN or infinite values; remove or impute them before scoring.")
     problems += _implausible_problems(X, state, adata.n_obs, adata.n_vars, n_empty, big, full_scan)
+    if state == "counts" and negative:
+        problems.append("the values are counts (integers) but some are negative, which no count is: integer "
+                        "overflow or a subtraction gone wrong; fix or remove the negative entries.")
     if state == "scaled":
         hint = "pass layer= naming a layer of counts or log-normalised values"
         if adata.raw is not None and layer is None:
