@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.testing.compare import compare_images
 
@@ -46,6 +47,14 @@ def test_spatial_map(done, tmp_path):
     plt.close(fig)
     fig, ax = plt.subplots()
     assert tmt.pl.spatial(done, samples=["S02"], ax=ax) is fig
+    plt.close(fig)
+    # a numeric column: one colour scale for all panels, shown by a colour bar
+    fig = tmt.pl.spatial(done, color="tmt_suppression_score")
+    (bar,) = [a for a in fig.axes if a.get_label() == "<colorbar>"]
+    assert bar.get_ylabel() == "tmt_suppression_score"
+    points = [c for a in fig.axes if a is not bar for c in a.collections if isinstance(c, PathCollection)]
+    assert len(points) == 3
+    assert len({(c.norm.vmin, c.norm.vmax) for c in points}) == 1
     plt.close(fig)
 
 

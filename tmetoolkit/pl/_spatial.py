@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -27,7 +28,8 @@ def spatial(
     panel_size: float = 3.2,
     ax=None,
 ) -> Figure:
-    """Cells at their positions, one panel per sample, coloured by a categorical ``obs`` column.
+    """Cells at their positions, one panel per sample, coloured by an ``obs`` column: labels (categorical) or
+    values (numeric: one colour scale over all panels, with a colour bar).
 
     Where :func:`tmetoolkit.tl.compartments` ran, the tumour border (solid) and the outer and inner edges of
     the margin (dashed) are drawn and named in the legend; cells whose label equals ``highlight`` are drawn on
@@ -40,14 +42,15 @@ def spatial(
     adata
         Cells with ``obsm["spatial"]``.
     color
-        Categorical ``obs`` column to colour by.
+        ``obs`` column to colour by: categorical (``"tmt_lineage"``, ``"tmt_compartment"`` ...) or numeric
+        (``"tmt_suppression_score"``, ``"tmt_border_distance"`` ...).
     sample_key
         ``obs`` column of samples, one panel each (default: the one the tools recorded, else ``"sample"`` if
         present, else one panel).
     samples
         Subset and order of samples to draw.
     highlight
-        Label of ``color`` drawn on top (default CD8 T cells); ``None`` to switch off.
+        Label of a categorical ``color`` drawn on top (default CD8 T cells); ``None`` to switch off.
     border
         Draw the tumour border and margins.
     ncols
@@ -66,8 +69,14 @@ def spatial(
     if "spatial" not in adata.obsm:
         msg = "no coordinates in adata.obsm['spatial']."
         raise TmtKeyError(msg)
-    labels = require_obs(adata, color).astype(str)
-    cmap = colors_for(adata, color)
+    column = require_obs(adata, color)
+    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    labels = column.astype(float) if numeric else column.astype(str)
+    cmap = None if numeric else colors_for(adata, color)
+    if numeric:
+        highlight = None
+        finite = labels.to_numpy()[np.isfinite(labels.to_numpy())]
+        vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
     sample_key = resolve_sample_key(adata, sample_key)
     groups = adata.obs[sample_key].astype(str) if sample_key else None
     names = list(samples) if samples is not None else (list(dict.fromkeys(groups)) if groups is not None else ["all"])
@@ -95,7 +104,12 @@ def spatial(
             s = size or max(1.0, min(20.0, 15000.0 / m.sum()))
             raster = m.sum() > RASTERIZE_ABOVE
             base = lab != highlight if highlight else np.ones(len(lab), bool)
-            a.scatter(pts[base, 0], pts[base, 1], c=[cmap[v] for v in lab[base]], s=s, linewidths=0, rasterized=raster)
+            if numeric:
+                mappable = a.scatter(pts[:, 0], pts[:, 1], c=lab, cmap="viridis", vmin=vmin, vmax=vmax, s=s,
+                                     linewidths=0, rasterized=raster, plotnonfinite=True)
+            else:
+                a.scatter(pts[base, 0], pts[base, 1], c=[cmap[v] for v in lab[base]], s=s, linewidths=0,
+                          rasterized=raster)
             if highlight and (~base).any():
                 a.scatter(pts[~base, 0], pts[~base, 1], c=cmap.get(highlight, "#d62728"), s=3 * s, linewidths=0.4,
                           edgecolors="white", rasterized=raster)
@@ -119,14 +133,20 @@ def spatial(
             a.set_yticks([])
         for a in axes[len(names):]:
             a.set_visible(False)
-        present = list(dict.fromkeys(labels))
-        handles = [Line2D([], [], marker="o", ls="", color=cmap[c], label=c) for c in cmap if c in present]
+        present = [] if numeric else list(dict.fromkeys(labels))
+        handles = [Line2D([], [], marker="o", ls="", color=cmap[c], label=c) for c in cmap if c in present] \
+            if cmap else []
         if drew_border:
             handles.append(Line2D([], [], color="black", lw=1.2, ls="-", label="tumour border"))
         if drew_margin:
             handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title=color)
-        fig.tight_layout()
+        if numeric:
+            fig.colorbar(mappable, ax=list(axes[:len(names)]), shrink=0.6, label=color)
+        if handles or not numeric:
+            fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                       title=None if numeric else color)
+        if not numeric:  # a colour bar spans the panels; tight_layout would squeeze them under it
+            fig.tight_layout()
     return fig
 
 
