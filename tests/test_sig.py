@@ -148,3 +148,13 @@ def test_signatures_are_inside_the_built_wheel(tmp_path):
                          capture_output=True, text=True, check=False, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 80
+
+
+def test_mouse_symbols_match_in_any_letter_case():
+    """Mouse files often carry upper-cased symbols (CD3E for Cd3e); with species="mouse" they matched nothing, so
+    every lineage was not assessable and every cell unassigned."""
+    from tmetoolkit.sig._genes import match_genes
+
+    for names in (["Cd3e", "Cd8a", "Foxp3"], ["CD3E", "CD8A", "FOXP3"]):
+        found = match_genes(["CD3E", "CD8A", "FOXP3"], pd.Index(names), "mouse")
+        assert found == {"CD3E": [0], "CD8A": [1], "FOXP3": [2]}

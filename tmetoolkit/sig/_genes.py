@@ -67,7 +67,10 @@ class GeneIndex:
     def __init__(self, var_names, species: str):
         self.var_names = pd.Index(var_names).astype(str)
         self.species = species
-        self.lookup = {g: i for i, g in enumerate(self.var_names)}
+        # mouse symbols are matched whatever their letter case: files often carry them upper-cased (CD3E for
+        # Cd3e), and no two mouse symbols differ in case alone
+        key = str.upper if species == "mouse" else str
+        self.lookup = {key(g): i for i, g in enumerate(self.var_names)}
 
     def match(self, genes) -> dict[str, list[int]]:
         return _match(genes, self.lookup, self.species)
@@ -86,7 +89,8 @@ def _match(genes, lookup: dict[str, int], species: str) -> dict[str, list[int]]:
     prev = _previous_symbols()
     if species == "mouse":
         h2m = _human_to_mouse()
-        candidates = {g: [*h2m.get(g, ()), *(m for p in prev.get(g, ()) for m in h2m.get(p, ()))] for g in genes}
+        candidates = {g: [m.upper() for m in (*h2m.get(g, ()), *(m for p in prev.get(g, ()) for m in h2m.get(p, ())))]
+                      for g in genes}
     else:
         candidates = {g: [g, *prev.get(g, ())] for g in genes}
     out: dict[str, list[int]] = {}
