@@ -63,8 +63,12 @@ def test_bulk_samples():
     tmt.tl.score(r, ["T_cell", "CD8_T"])
     facs_t = r.obs["facs_CD4_Tcells"] + r.obs["facs_CD8_Tcells"]
     assert spearmanr(r.obsm["tmt_scores"]["T_cell"], facs_t)[0] == pytest.approx(1.0)
-    with pytest.warns(tmt.TmtWarning, match="fewer than 9 for cohort terciles"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         tmt.tl.immune_phenotype(r)  # no sample_key: each observation is a sample
+    messages = [str(w.message) for w in caught]
+    assert any("fewer than 9 for cohort terciles" in m for m in messages)
+    assert not any("as in single cells" in m for m in messages)  # 25,005 of 49,902 genes detected: bulk
     t = r.uns["tmt_immune_phenotype"]["table"]
     # four samples: each is judged against marker genes of its own other cell types (no cells to count)
     assert len(t) == 4 and (t["reference"] == "absolute").all()
@@ -72,6 +76,19 @@ def test_bulk_samples():
     assert t["t_cell_enrichment"].idxmin() == "LAU125"  # 1.2% T cells by FACS, the others 6.5-29%
     assert (t.loc[["LAU1255", "LAU1314", "LAU355"], "phenotype"] == "inflamed").all()
     assert t["confidence"].idxmin() == "LAU125"
+
+
+def test_cells_without_sample_key_are_not_taken_for_bulk_samples(dissociated):
+    """Without sample_key every observation is a sample: annotated cells are refused, and cells not yet annotated
+    are called one by one only with a warning (a droplet or simulated cell detects a few percent of the genes,
+    a bulk sample half)."""
+    annotated = dissociated[:200].copy()
+    del annotated.obs["sample"]
+    with pytest.raises(tmt.TmtInputError, match="annotated cells"):
+        tmt.tl.immune_phenotype(annotated, basis="expression")
+    del annotated.obs["tmt_lineage"]
+    with pytest.warns(tmt.TmtWarning, match="as in single cells, not bulk samples: for cells, pass sample_key="):
+        tmt.tl.immune_phenotype(annotated, basis="expression")
 
 
 @pytest.mark.xfail(strict=True, reason="LAU125 (0.4% CD8 T by FACS, 18% B cells, lymph node) is called inflamed: "

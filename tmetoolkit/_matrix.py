@@ -148,6 +148,12 @@ def normalise_block(block, state: str, target_sum: float | None, cols=None):
     return block
 
 
+def median_detected(adata: AnnData, layer: str | None, max_obs: int = 200) -> float:
+    """Median number of genes detected (non-zero) per observation, over the first ``max_obs`` observations."""
+    X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, max_obs))
+    return float(np.median(np.asarray((X != 0).sum(axis=1)).ravel())) if adata.n_obs else 0.0
+
+
 def row_floor(block) -> np.ndarray:
     """Per row, the value its zero counts map to: the row's minimum (0 for counts, TPM and log1p values;
     log2(eps) for log2(x + eps); the constant of a shift). A single cell always has genes with no counts."""

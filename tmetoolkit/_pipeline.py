@@ -12,6 +12,7 @@ from anndata import AnnData
 
 from . import _keys
 from ._core.annotation import rules as annotate_rules
+from ._matrix import median_detected
 from ._utils import TmtInputError, TmtLabelError, TmtMatrixError, logger, progress_bar
 from .pp._check import corrected_values_message, input_error, reuse_reports
 
@@ -164,7 +165,7 @@ def run_pipeline(
     corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
     if corrected:  # the checkpoint profiles would refuse them after scoring and annotating: refused here
         raise TmtMatrixError("cannot tell which genes each cell expresses: " + corrected)
-    if report.state == "linear" and adata.n_obs <= 1000 and _median_detected(adata, layer) > 10_000:
+    if report.state == "linear" and adata.n_obs <= 1000 and median_detected(adata, layer) > 10_000:
         logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
                        "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")
     protein = report.state == "protein"
@@ -261,16 +262,6 @@ def _sample_like_columns(adata: AnnData) -> list[str]:
     pattern = re.compile(r"sample|patient|donor|orig\.ident|library|specimen|subject|case_?id|slide", re.IGNORECASE)
     return [str(c) for c in adata.obs.columns
             if pattern.search(str(c)) and 2 <= adata.obs[c].nunique() <= 1000 and not str(c).startswith(_keys.PREFIX)]
-
-
-def _median_detected(adata: AnnData, layer: str | None) -> float:
-    """Median number of detected genes per observation (at most 200 observations read)."""
-    import numpy as np
-
-    from ._matrix import get_matrix, row_block
-
-    X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, 200))
-    return float(np.median(np.asarray((X > 0).sum(axis=1)).ravel()))
 
 
 def prepare_outdir(outdir: str | Path) -> Path:
