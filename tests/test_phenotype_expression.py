@@ -447,6 +447,10 @@ def test_pseudobulk_of_real_cells():
     t = z.uns["tmt_immune_phenotype"]["table"]
     assert len(t) == 7 and (t["reference"] == "absolute").all()
     assert t["phenotype"].isin(["inflamed", "excluded", "desert"]).all()
+    # 8 to 77 cells a patient in this subset: a call on fewer than min_cells (50) cells is less sure
+    assert t["n_cells"].sum() == z.n_obs
+    few = t["n_cells"] < 50
+    assert few.any() and (t.loc[few, "confidence"] <= t.loc[few, "n_cells"] / 50 + 1e-9).all()
     X = z.X.toarray() if hasattr(z.X, "toarray") else np.asarray(z.X)
     summed = pd.DataFrame(X, index=z.obs_names).groupby(z.obs["Patient"].astype(str).to_numpy()).sum()
     bulk = ad_.AnnData(summed.to_numpy(), obs=pd.DataFrame(index=summed.index), var=z.var[[]])

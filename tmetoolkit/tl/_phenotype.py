@@ -199,7 +199,9 @@ def immune_phenotype(
         measured stroma share of 0.10 and all from it up; ``benchmarks/bench_spatial.py --floor 20``, derivation in
         ``tmetoolkit._core.spatial.rules.classify``).
     min_cells, min_tumor_cells
-        Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason).
+        Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason). On
+        the expression basis a sample of cells is called whatever its size, its confidence scaled by
+        ``min(1, n_cells / min_cells)`` (its pseudobulk and CD8 T fractions rest on that many cells).
     min_cd8_fraction
         Expression basis with ``reference="absolute"``: CD8 T cells among immune cells from which a sample is
         inflamed (a quarter of it separates excluded from desert).
@@ -250,8 +252,7 @@ def immune_phenotype(
                               "min_spot_fraction": min_spot_fraction, "min_infiltration": min_infiltration,
                               "cohort_quantile": cohort_quantile, "null_ratio": null_ratio,
                               "contact_cells": contact_cells, "min_effectors": min_effectors,
-                              "min_stroma_fraction": min_stroma_fraction, "min_cells": min_cells,
-                              "min_tumor_cells": min_tumor_cells})
+                              "min_stroma_fraction": min_stroma_fraction, "min_tumor_cells": min_tumor_cells})
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
         if sample_key is None and _keys.LINEAGE in adata.obs:
@@ -265,7 +266,7 @@ def immune_phenotype(
                  "single cells, not bulk samples: for cells, pass sample_key= naming the obs column of samples.")
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                            reference=reference, min_cd8_fraction=min_cd8_fraction,
-                           effector_labels=effector_labels, copy=copy)
+                           effector_labels=effector_labels, min_cells=min_cells, copy=copy)
     if basis != "spatial":
         msg = f"basis must be 'auto', 'spatial' or 'expression', got {basis!r}."
         raise TmtInputError(msg)
@@ -422,12 +423,14 @@ def _effector_score(adata: AnnData, layer) -> np.ndarray:
     return adata.obsm[_keys.SCORES][EFFECTOR_SIGNATURE].to_numpy(dtype=float)
 
 
-def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, effector_labels, copy):
+def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_fraction, effector_labels, min_cells,
+                copy):
     from ._phenotype_expression import expression_phenotype
 
     check_tmt_key(adata.obs, _keys.PHENOTYPE_SAMPLE, "adata.obs")
     res = expression_phenotype(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
-                               reference=reference, min_cd8_fraction=min_cd8_fraction, effector_labels=effector_labels)
+                               reference=reference, min_cd8_fraction=min_cd8_fraction, effector_labels=effector_labels,
+                               min_cells=min_cells)
     tab, used = res.table, res.params
     cats = list(_keys.PHENOTYPES)
     tab["phenotype"] = pd.Categorical(tab["phenotype"], categories=cats)
@@ -436,7 +439,7 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
     cols = ["phenotype", "confidence", "basis", "reference", "reason", "caveat"]
     adata.uns[_keys.IMMUNE_PHENOTYPE] = {
         "params": {"basis": "expression", "sample_key": sample_key or "", "cell_type_key": cell_type_key or "",
-                   "min_cd8_fraction": min_cd8_fraction, "layer": layer or "X",
+                   "min_cd8_fraction": min_cd8_fraction, "min_cells": min_cells, "layer": layer or "X",
                    "effector_labels": list(effector_labels or DEFAULT_EFFECTORS),
                    "bulk": not sample_key, **used},
         "table": tab[cols + [c for c in tab.columns if c not in cols]],

@@ -143,8 +143,10 @@ def expression_phenotype(
     reference: str | None,
     min_cd8_fraction: float,
     effector_labels=None,
+    min_cells: int = 0,
 ) -> ExpressionCall:
-    """The call of every sample (bulk observations, or the pseudobulk of each ``sample_key`` group)."""
+    """The call of every sample (bulk observations, or the pseudobulk of each ``sample_key`` group, whose
+    confidence is scaled by its cells up to ``min_cells``)."""
     from .._matrix import get_matrix, iter_rows, row_sums
     from ._score import score
 
@@ -171,4 +173,5 @@ def expression_phenotype(
     _cells(adata, samples, cell_type_key, effector_labels, f)
 
     return call_samples(f, no_expression=no_expression, have_imm=have_imm, have_str=have_str, reference=reference,
-                        min_cd8_fraction=min_cd8_fraction, null_used=null_used)
+                        min_cd8_fraction=min_cd8_fraction, null_used=null_used,
+                        n_cells=None if samples is None else samples.value_counts(), min_cells=min_cells)

@@ -205,13 +205,18 @@ def _absolute_cell_calls(f: pd.DataFrame, min_cd8_fraction: float) -> dict:
 
 
 def call_samples(f: pd.DataFrame, *, no_expression: np.ndarray, have_imm: list[str], have_str: list[str],
-                 reference: str | None, min_cd8_fraction: float, null_used: dict | None = None) -> ExpressionCall:
+                 reference: str | None, min_cd8_fraction: float, null_used: dict | None = None,
+                 n_cells: pd.Series | None = None, min_cells: int = 0) -> ExpressionCall:
     """Call every sample of ``f`` (programme scores, ``immune_enrichment``, ``stromal_enrichment`` and, with
     annotated cells, the :func:`cell_fractions`); ``reference=None`` picks cohort from ``MIN_COHORT`` samples with
-    expression, absolute below; ``null_used`` says what the random marker sets were drawn from."""
+    expression, absolute below; ``null_used`` says what the random marker sets were drawn from. A sample of cells
+    (``n_cells`` per sample) has its confidence scaled by ``min(1, n_cells / min_cells)``: its pseudobulk and CD8 T
+    fractions rest on that many cells."""
     f = f.copy()
     reason = pd.Series("", index=f.index, dtype=object)
     reason[f[have_imm].isna().any(axis=1).to_numpy()] = "T-cell programmes could not be scored"
+    if n_cells is not None:
+        f["n_cells"] = n_cells.reindex(f.index).fillna(0).astype(int)
     reason[no_expression] = "no expression (all values zero)"
     ok = (reason == "").to_numpy()
     n_ok = int(ok.sum())
@@ -259,6 +264,8 @@ def call_samples(f: pd.DataFrame, *, no_expression: np.ndarray, have_imm: list[s
     f["confidence"] = np.nan
     conf = _confidence(res["margin"])
     conf = np.where(np.asarray(res["phenotype"]) == "excluded", np.minimum(conf, EXCLUDED_CAP), conf)
+    if n_cells is not None and min_cells > 0:
+        conf = conf * np.minimum(1.0, f.loc[ok, "n_cells"].to_numpy() / min_cells)
     f.loc[ok, "confidence"] = conf
     f["reference"] = reference
     f["decided_by"] = ""
