@@ -152,10 +152,11 @@ def test_bulk_run_treats_observations_as_samples(tmp_path):
                  "response", "-q"]) == 2
 
 
-def test_bulk_looking_input_gets_a_hint(tmp_path, caplog):
+def test_bulk_looking_input_gets_a_hint(tmp_path, capsys):
     path = real_data_path("racle")
     assert main(["run", str(path), "-o", str(tmp_path)]) == 0
-    assert "--bulk" in caplog.text
+    err = capsys.readouterr().err
+    assert "as bulk samples do" in err and "run --bulk" in err
 
 
 def test_run_reads_depth_normalised_cells(tmp_path):

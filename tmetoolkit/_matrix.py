@@ -15,6 +15,11 @@ from ._utils import TmtInputError, TmtMatrixError, missing_key_error
 DEFAULT_CHUNK = 10_000
 
 
+# a bulk sample detects more genes than a cell does (Racle's melanoma samples 25,005; a Smart-seq2 cell a few
+# thousand, a droplet cell hundreds to a few thousand); bulk cohorts this small are read whole
+BULK_DETECTED, MAX_BULK_SAMPLES = 10_000, 1000
+
+
 def get_matrix(adata: AnnData, layer: str | None):
     """``adata.X`` or ``adata.layers[layer]``, never copied."""
     if layer is None:
@@ -152,6 +157,12 @@ def median_detected(adata: AnnData, layer: str | None, max_obs: int = 200) -> fl
     """Median number of genes detected (non-zero) per observation, over the first ``max_obs`` observations."""
     X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, max_obs))
     return float(np.median(np.asarray((X != 0).sum(axis=1)).ravel())) if adata.n_obs else 0.0
+
+
+def looks_like_bulk(adata: AnnData, layer: str | None) -> bool:
+    """At most ``MAX_BULK_SAMPLES`` observations, each detecting a median of more than ``BULK_DETECTED`` genes: bulk
+    samples, not cells."""
+    return adata.n_obs <= MAX_BULK_SAMPLES and median_detected(adata, layer) > BULK_DETECTED
 
 
 def row_floor(block) -> np.ndarray:

@@ -12,7 +12,6 @@ from anndata import AnnData
 
 from . import _keys
 from ._core.annotation import rules as annotate_rules
-from ._matrix import median_detected
 from ._utils import TmtInputError, TmtLabelError, TmtMatrixError, logger, progress_bar
 from .pp._check import corrected_values_message, input_error, reuse_reports
 
@@ -165,9 +164,6 @@ def run_pipeline(
     corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
     if corrected:  # the checkpoint profiles would refuse them after scoring and annotating: refused here
         raise TmtMatrixError("cannot tell which genes each cell expresses: " + corrected)
-    if report.state == "linear" and adata.n_obs <= 1000 and median_detected(adata, layer) > 10_000:
-        logger.warning("each observation has a median of more than 10,000 genes detected and the values look like "
-                       "TPM: if observations are bulk samples, run with --bulk (bulk=True) instead of per-cell calls.")
     protein = report.state == "protein"
     if "spatial" not in adata.obsm and (pair := _coordinate_columns(adata)):
         logger.warning("no adata.obsm['spatial'], so no spatial phenotype; obs columns %s look like cell coordinates: "

@@ -20,7 +20,7 @@ from .._core.annotation.identity import (
 from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
-from .._matrix import get_matrix
+from .._matrix import get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import corrected_values_message, inspect
 from ._score import score_once
@@ -240,6 +240,10 @@ def annotate(
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
                f"(state: {report.state}). Leave them out.")
         raise TmtInputError(msg)
+    if looks_like_bulk(adata, layer):
+        warn("each observation detects a median of more than 10,000 genes, as bulk samples do, not cells: annotate "
+             "calls single cells. For bulk samples use tl.score, tl.immune_phenotype and tl.immunosuppression / "
+             "tl.resistance_profile with bulk=True (tmetoolkit run --bulk).")
     corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
     if corrected:  # measured: Zilionis 2019 after ComBat by patient, lineage accuracy 0.89 -> 0.75
         warn("annotate reads which genes each cell expresses, and " + corrected)
