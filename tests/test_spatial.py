@@ -110,9 +110,17 @@ def test_coordinates_in_pixels_are_noticed(sim_small):
         tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage")
     wrong = px.uns["tmt_immune_phenotype"]["table"]
     assert (wrong["effector_per_mm2"] < 0.5 * um_all).all()  # densities off
+    # so no desert call rests on them: where the densities would decide, the sample is not assessable and says why
+    right = a.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str)
+    called = wrong["phenotype"].astype(str)
+    assert (right == "desert").sum() == 1 and not (called == "desert").any()
+    assert wrong.loc[right == "desert", "reason"].str.contains("pass pixel_size=").all()
+    assert ((called == right) | (called == "not assessable")).all()
     assert (wrong["rho_tumor"][um > 0] < 0.5 * um[um > 0]).all()  # (none in the excluded tumour either way)
     with pytest.raises(ValueError, match="tmt.tl.compartments"):  # two scales on one set of coordinates
         tmt.tl.immune_phenotype(px, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.12)
+    px = sim_small.copy()  # fresh: no earlier results to overwrite (which warns too)
+    px.obsm["spatial"] = px.obsm["spatial"] / 0.12
     with warnings.catch_warnings():
         warnings.simplefilter("error", tmt.TmtWarning)
         tmt.tl.compartments(px, sample_key="sample", cell_type_key="true_lineage", pixel_size=0.12)

@@ -17,6 +17,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._core.spatial import rules
+from .._core.spatial.compartments import implausible_spacing
 from .._core.spatial.measures import CONTACT_NN
 from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
@@ -312,6 +313,9 @@ def immune_phenotype(
                       no_effectors=_effectors_unrecognisable(adata, cell_type_key, effector_labels),
                       reference=reference, cohort_quantile=cohort_quantile, min_density=min_density,
                       null_ratio=null_ratio, min_effectors=min_effectors, min_stroma_fraction=min_stroma_fraction)
+    spacing = implausible_spacing(adata.uns[_keys.COMPARTMENTS]["table"]) if pixel_size is None else None
+    if spacing is not None:
+        _densities_unreadable(res, spacing)
     samp_tab = res.samples
     no_eff = samp_tab["n_effector"] == 0
     if no_eff.any():
@@ -332,6 +336,19 @@ def immune_phenotype(
               "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre"}
     _write(adata, samples, regions, res, params)
     return adata if copy else None
+
+
+def _densities_unreadable(res: PhenotypeTables, spacing: float) -> None:
+    """Desert calls rest on effector cells per mm^2, which coordinates in an unknown unit do not give (cells
+    ``spacing`` units apart, outside the micrometre range of tissue): they are not assessable, in place. The other
+    measures are in units of the cells' own spacing and stand."""
+    why = (f"a desert call rests on CD8 T cells per mm^2, but neighbouring cells lie {spacing:.3g} coordinate units "
+           "apart, so the coordinates are not micrometres: pass pixel_size= (micrometres per unit)")
+    for tab in (res.samples, res.regions):
+        desert = (tab["phenotype"] == "desert").to_numpy()
+        tab.loc[desert, "phenotype"] = "not assessable"
+        tab.loc[desert, "confidence"] = np.nan
+        tab.loc[desert, "reason"] = why
 
 
 def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> float | None:

@@ -64,14 +64,22 @@ def cell_compartments(xy_all: np.ndarray, images: pd.Series, is_tumour: np.ndarr
     return Compartments(comp, dist, pd.DataFrame.from_dict(rows, orient="index"))
 
 
+def implausible_spacing(table: pd.DataFrame) -> float | None:
+    """The cells' median spacing (median over images of ``median_nn_distance_um``) when it lies outside
+    ``NN_DISTANCE_UM``, i.e. the coordinates are not micrometres; else ``None``."""
+    if "median_nn_distance_um" not in table or table["median_nn_distance_um"].isna().all():
+        return None
+    nn = float(table["median_nn_distance_um"].median())
+    lo, hi = NN_DISTANCE_UM
+    return None if lo <= nn <= hi else nn
+
+
 def check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
     """Warn when the cells' spacing says the coordinates are not micrometres: densities per mm2 and margins in
     micrometres would then be off by the square of the pixel size."""
-    if pixel_size is not None or "median_nn_distance_um" not in table or table["median_nn_distance_um"].isna().all():
-        return
-    nn = float(table["median_nn_distance_um"].median())
-    lo, hi = NN_DISTANCE_UM
-    if not lo <= nn <= hi:
+    nn = None if pixel_size is not None else implausible_spacing(table)
+    if nn is not None:
+        lo, hi = NN_DISTANCE_UM
         warn(f"neighbouring cells lie {nn:.3g} coordinate units apart (median over images); in tissue that is "
              f"{lo:g}-{hi:g} micrometres. If obsm['spatial'] holds pixels or another unit, pass pixel_size= "
              "(micrometres per unit, e.g. 0.12 for CosMx global pixels, 0.2125 for Xenium image pixels): "
