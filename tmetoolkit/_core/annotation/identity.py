@@ -22,9 +22,10 @@ from .markers import MarkerTable
 from .states import cluster_probability_calls, lend_cluster_calls
 
 # among cells known to be T cells, a co-receptor seed needs half a lineage seed's evidence (the T-cell call already
-# rests on a lineage seed's): measured across the five labelled RNA sets (benchmarks/validate_annotation.py), with
-# the classifier deciding every T cell, lineage accuracy rises on Puram (0.933 -> 0.939; 0.856 -> 0.883 at 1,000
-# counts per cell), Zilionis human (0.846 -> 0.895) and the PBMC sample (0.766 -> 0.782), Chen moves 0.535 -> 0.534
+# rests on a lineage seed's): measured across the five labelled RNA sets (benchmarks/validate_annotation.py) when it
+# was set (45603b0; today's figures are in docs/validation.md), with the classifier deciding every T cell, lineage
+# accuracy rose on Puram (0.933 -> 0.939; 0.856 -> 0.883 at 1,000 counts per cell), Zilionis human (0.846 -> 0.895)
+# and the PBMC sample (0.766 -> 0.782), Chen moved 0.535 -> 0.534
 SPLIT_SEED_EVIDENCE = 0.1
 MIN_POOL = 5  # fewest cells (the cell included) that a cell's marker evidence is pooled over
 # log values whose linear profile has one total per cell (scanpy's log1p after normalize_total, log2(TPM + 1),

@@ -32,10 +32,11 @@ LR_C, LR_WEIGHT = 1.0, "balanced"  # measured across the four labelled RNA sets:
 MIN_SEEDS = 10
 # seeds per label used to train (a random subset of larger sets; keeps 1,000,000 cells cheap)
 MAX_TRAIN_PER_LABEL = 500
-# pooled evidence speaks against the classifier's lineage below -AGAINST (half a seed's margin). Measured across the
-# five labelled RNA sets against 0: lineage accuracy Chen 0.534 -> 0.548, PBMC 0.782 -> 0.818, the rest within
-# 0.002, while cells of types outside the vocabulary stay unassigned (PBMC CD34+ progenitors 12 of 13, 13 at 0 and
-# 0 without the veto; Chen's ILCs and unnamed myeloid cells 24% unassigned, 30% at 0, 8% without the veto)
+# pooled evidence speaks against the classifier's lineage below -AGAINST (half a seed's margin). Measured across
+# the five labelled RNA sets against 0 when it was set (a8acd50; today's figures are in docs/validation.md):
+# lineage accuracy Chen 0.534 -> 0.548, PBMC 0.782 -> 0.818, the rest within 0.002, while cells of types outside
+# the vocabulary stay unassigned (PBMC CD34+ progenitors 12 of 13, 13 at 0 and 0 without the veto; Chen's ILCs and
+# unnamed myeloid cells 24% unassigned, 30% at 0, 8% without the veto)
 AGAINST = SEED_MARGIN / 2
 # a decisive transcript decides nothing in a data set where more than this share of other lineages' seeds carry
 # it (ambient RNA and spill-over reach a few percent of cells: 4.9% for FOXP3 on Chen's MERFISH; a broad background

@@ -174,12 +174,13 @@ BIMODAL_D = 2.0
 # A marker that defines no lineage (checkpoint receptors and ligands, TCF-1, CD39, NOS2) and shows one population is
 # gated at that population's upper tail: its median plus this many robust SDs (the 99th percentile of a normal), as
 # flow cytometry sets a gate at the 99th percentile of the negative control. The crossing of two overlapping
-# Gaussians sits inside the population: on Schürch's CODEX spot PD-1 (Ashman's D 0.54) was "positive" in 68% of its
-# CD8 T cells and 31% of all cells, where Schürch's own PD-1+ gates count 19% and 25% of its CD8 and CD4 T cells; at
-# the tail (read as imaged, see marker_evidence) 22% and 27%, recall and precision against those gates 0.62 / 0.52
-# and 0.82 / 0.74 (1.0 / 0.28 and 1.0 / 0.37 at the crossing). Lineage markers keep the crossing: the classifier
-# trained on the gated seeds calls their cells (Schürch's CD8 T recall fell 0.72 -> 0.44 with every one-population
-# channel gated at its tail).
+# Gaussians sits inside the population. Measured when the gate was set (01c283f; docs/validation.md has the figures
+# on today's calls): on Schürch's CODEX spot PD-1 (Ashman's D 0.54) was "positive" in 68% of its CD8 T cells and
+# 31% of all cells, where Schürch's own PD-1+ gates count 19% and 25% of its CD8 and CD4 T cells; at the tail (read
+# as imaged, see marker_evidence) 22% and 27%, recall and precision against those gates 0.62 / 0.52 and 0.82 / 0.74
+# (1.0 / 0.28 and 1.0 / 0.37 at the crossing). Lineage markers keep the crossing: the classifier trained on the
+# gated seeds calls their cells (Schürch's CD8 T recall fell 0.72 -> 0.44 with every one-population channel gated
+# at its tail).
 TAIL_SDS = 2.326
 
 
@@ -385,7 +386,8 @@ def marker_evidence(X: np.ndarray, channels: dict[str, int], gates: Mapping[str,
     spill-over cannot create a call on its own: the ``as imaged`` evidence is what :func:`label_evidence` reads
     for them. Nor is it applied to markers that define no lineage (checkpoints, TCF-1, CD39), dim as they are: on
     Schürch's spot, against Schürch's own PD-1+ gates, PD-1 read after removal had recall 0.41 and precision 0.45
-    in CD8 T cells (0.54 and 0.69 in CD4 T cells), as imaged 0.62 and 0.52 (0.82 and 0.74).
+    in CD8 T cells (0.54 and 0.69 in CD4 T cells), as imaged 0.62 and 0.52 (0.82 and 0.74), when this was decided
+    (01c283f).
     """
     Z, Zraw, rows = {}, {}, []
     for canon, j in channels.items():
