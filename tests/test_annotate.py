@@ -971,7 +971,7 @@ def test_protein_panel_with_planted_markers(sim_small, tmp_path):
     assert gates["fraction_positive"].between(0, 1).all()
     with ad.settings.override(disallow_forward_slash_in_h5ad=True):  # label evidence columns hold no "/"
         panel.write_h5ad(tmp_path / "panel.h5ad")
-    assert "Monocyte_Macrophage" in ad.read_h5ad(tmp_path / "panel.h5ad").obsm["tmt_scores"].columns
+    assert "Monocyte_Macrophage" in ad.read_h5ad(tmp_path / "panel.h5ad").obsm["tmt_marker_evidence"].columns
 
 
 def test_protein_panel_transformed_and_z_scored(sim_small):
@@ -1358,7 +1358,7 @@ def test_protein_panel_with_repeated_obs_names():
     for a in (ref, dup):
         tmt.tl.annotate(a)
     assert (dup.obs["tmt_state"].to_numpy() == ref.obs["tmt_state"].to_numpy()).all()
-    np.testing.assert_allclose(dup.obsm["tmt_scores"].to_numpy(), ref.obsm["tmt_scores"].to_numpy())
+    np.testing.assert_allclose(dup.obsm["tmt_marker_evidence"].to_numpy(), ref.obsm["tmt_marker_evidence"].to_numpy())
 
 
 # --- lineage identity on real data (the marker table, within-cell ranks, seeds and the data set's own classifier) ---

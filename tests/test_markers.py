@@ -114,7 +114,7 @@ def test_markers_on_a_protein_panel():
     a = real_data("phenoptr")
     tmt.tl.annotate(a)
     table = tmt.get.markers(a, "tmt_lineage").set_index("label")
-    E = a.obsm["tmt_scores"]
+    E = a.obsm["tmt_marker_evidence"]
     lineage = a.obs["tmt_lineage"].astype(str)
     for label, marker in [("CD8 T", "CD8"), ("Monocyte/Macrophage", "CD68"), ("Malignant/Epithelial", "tumor")]:
         row = table.loc[label]

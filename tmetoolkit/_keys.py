@@ -5,6 +5,7 @@ PREFIX = "tmt_"  # every key the package writes starts with it; a key without it
 # obsm
 SCORES = "tmt_scores"  # cells x signatures (tl.score)
 CHECKPOINT_DETECTION = "tmt_checkpoints"  # cells x checkpoint genes detected (tl.checkpoints)
+MARKER_EVIDENCE = "tmt_marker_evidence"  # protein panels: cells x marker and label evidence (tl.annotate)
 
 # obs: per-cell labels and values
 LINEAGE = "tmt_lineage"

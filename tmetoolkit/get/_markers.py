@@ -60,7 +60,7 @@ def _lognormalised_chunks(adata: AnnData, cols: list[int]):
 def _evidence_chunks(adata: AnnData, cols: list[int]):
     """Protein panels: each channel's marker evidence (SDs above its gate, after spill-over removal)."""
     marker = adata.uns[_keys.ANNOTATE]["gates"].set_index("channel")["marker"]
-    E = adata.obsm[_keys.SCORES][[f"{marker[adata.var_names[c]]}+" for c in cols]].to_numpy(dtype=np.float64)
+    E = adata.obsm[_keys.MARKER_EVIDENCE][[f"{marker[adata.var_names[c]]}+" for c in cols]].to_numpy(dtype=np.float64)
     yield 0, adata.n_obs, E, np.zeros(adata.n_obs)
 
 

@@ -58,7 +58,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
         raise TmtInputError(msg)
     layer = res["params"].get("layer", "X")
     X = get_matrix(adata, None if layer == "X" else layer)
-    scores = adata.obsm[_keys.SCORES]
+    scores = adata.obsm[_keys.MARKER_EVIDENCE]
     spill = float(res["params"].get("spillover", 0.0))
     with style():
         if ax is None:

@@ -177,9 +177,10 @@ def annotate(
         ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
     ``obsm["tmt_scores"]``
         Each cell's own signature scores; labels are decided on their neighbour averages (``n_neighbors``).
-        For protein panels: each marker's evidence (``"CD8+"``: distance above the gate in SDs of the negative
-        cells, after spill-over removal) and each label's evidence (``"/"`` in a label written ``"_"``, as
-        ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
+    ``obsm["tmt_marker_evidence"]``
+        For protein panels (in place of signature scores): each marker's evidence (``"CD8+"``: distance above the
+        gate in SDs of the negative cells, after spill-over removal) and each label's evidence (``"/"`` in a label
+        written ``"_"``, as ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
         ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, the neighbour graph used, and
         ``log_base``: the base of log values read as the linear values they encode, ``""`` for none) and
@@ -378,7 +379,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
 
     _write_calls(adata, res.lineage, res.state, res.confidence)
     # lineage names hold "/", which HDF5 and zarr keys cannot: "Monocyte/Macrophage" -> "Monocyte_Macrophage"
-    adata.obsm[_keys.SCORES] = res.evidence.rename(columns=lambda c: str(c).replace("/", "_"))
+    adata.obsm[_keys.MARKER_EVIDENCE] = res.evidence.rename(columns=lambda c: str(c).replace("/", "_"))
     rule_tab = res.rules
     adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "input_state": "protein",

@@ -111,7 +111,7 @@ def checkpoints(
         raise TmtKeyError(msg)
     check_tmt_key(adata.obs, (_keys.CHECKPOINT_N, _keys.CHECKPOINT_PATTERN), "adata.obs")
     if is_protein(adata):
-        det = protein_detection(adata.obsm.get(_keys.SCORES), adata.obs_names)
+        det = protein_detection(adata.obsm.get(_keys.MARKER_EVIDENCE), adata.obs_names)
     else:
         det = detect(adata, layer, {**RECEPTORS, **LIGANDS}, min_counts)
     if smooth:
