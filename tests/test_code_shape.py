@@ -1,6 +1,6 @@
 """The code shape of DESIGN.md, read from the source (``ast``, ``tokenize``):
 
-- imports run one way: ``_cli`` -> ``_pipeline`` -> ``_report`` -> ``pl``/``get`` -> ``tl`` -> ``_core`` ->
+- imports run one way: ``_cli`` -> ``_pipeline`` -> ``_report`` -> ``pl``/``get`` -> ``tl``/``pp`` -> ``_core`` ->
   ``sig``/``_matrix`` -> ``_keys``; function-local imports included, so a back-edge hidden in a function fails too;
 - no decision is made by matching the text of an exception or a warning (typed errors and warnings instead);
 - every ``tmt_`` key the package writes is named in ``_keys``.
@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tmetoolkit"
 # a part may import parts of its own rank or below, never above
 RANK = {"_keys": 0, "_utils": 0, "_version": 0,
         "sig": 1, "_matrix": 1,
-        "pp": 2, "_core": 2,
-        "tl": 3, "datasets": 3,
+        "_core": 2,
+        "pp": 3, "tl": 3, "datasets": 3,
         "get": 4, "pl": 4,
         "_report_text": 5, "_report": 5,
         "_pipeline": 6,

@@ -237,7 +237,7 @@ def test_control_probes_are_not_control_genes(sim_small):
     features, keeping them had changed 12% of the lineage calls)."""
     import anndata as ad
 
-    from tmetoolkit.pp._check import control_probes
+    from tmetoolkit.sig._genes import control_probes
 
     panel = sim_small[:, :400].copy()  # a targeted panel: few background genes, as on imaging platforms
     names = [f"NegControlProbe_{i:05d}" for i in range(40)] + [f"BLANK_{i:04d}" for i in range(60)] + \

@@ -83,7 +83,7 @@ def _column_sums_csr(indices, data, n_cols, n_threads):  # pragma: no cover - co
     return partial.sum(axis=0)
 
 
-def column_sums(X, chunk_size: int = DEFAULT_CHUNK) -> np.ndarray | None:
+def column_sums(X) -> np.ndarray | None:
     """Per-gene sums of an in-memory CSR matrix without slicing rows (``None`` for other matrix types)."""
     if not (sp.issparse(X) and X.format == "csr"):
         return None

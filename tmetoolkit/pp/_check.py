@@ -120,17 +120,6 @@ def _values(block) -> np.ndarray:
     return block.data if sp.issparse(block) else np.asarray(block).ravel()
 
 
-# negative-control and blank features of imaging panels (Xenium NegControlProbe_/NegControlCodeword_/BLANK_/
-# UnassignedCodeword_, CosMx NegPrb/SystemControl, MERSCOPE Blank-): measured like genes, but not genes
-_CONTROL_PROBE = re.compile(r"^(negcontrol|negprb|neg_?probe|blank[-_]|unassignedcodeword|deprecatedcodeword|"
-                            r"systemcontrol|intergenic_region)", re.IGNORECASE)
-
-
-def control_probes(var_names) -> np.ndarray:
-    """Boolean mask of the negative-control and blank features among ``var_names``."""
-    return np.asarray(pd.Index(var_names).astype(str).str.match(_CONTROL_PROBE), dtype=bool)
-
-
 def detect_gene_id(var_names: pd.Index) -> tuple[str, str]:
     """``(gene_id, species)`` guessed from ``var_names``."""
     names = pd.Index(var_names).astype(str)

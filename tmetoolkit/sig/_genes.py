@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ._registry import _signature_dir
@@ -59,6 +61,17 @@ def to_mouse(genes: tuple[str, ...] | list[str]) -> dict[str, tuple[str, ...]]:
     """
     h2m = _human_to_mouse()
     return {g: h2m[g] for g in genes if g in h2m}
+
+
+# negative-control and blank features of imaging panels (Xenium NegControlProbe_/NegControlCodeword_/BLANK_/
+# UnassignedCodeword_, CosMx NegPrb/SystemControl, MERSCOPE Blank-): measured like genes, but not genes
+_CONTROL_PROBE = re.compile(r"^(negcontrol|negprb|neg_?probe|blank[-_]|unassignedcodeword|deprecatedcodeword|"
+                            r"systemcontrol|intergenic_region)", re.IGNORECASE)
+
+
+def control_probes(var_names) -> np.ndarray:
+    """Boolean mask of the negative-control and blank features among ``var_names``."""
+    return np.asarray(pd.Index(var_names).astype(str).str.match(_CONTROL_PROBE), dtype=bool)
 
 
 class GeneIndex:

@@ -74,8 +74,7 @@ def marker_null_z(bulk: AnnData, programmes: dict[str, tuple[str, ...]], species
     genes are found) and what was used (genes found per programme, the pool's size).
     """
     from .._matrix import get_matrix
-    from ..pp._check import control_probes
-    from ..sig._genes import GeneIndex
+    from ..sig._genes import GeneIndex, control_probes
 
     keep = ~control_probes(bulk.var_names)
     position = np.full(bulk.n_vars, -1)

@@ -289,7 +289,7 @@ def immune_phenotype(
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
     else:
         tumor_labels = []
-    pixel_size = _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key)
+    pixel_size = _one_scale(adata, pixel_size)
     xy_all = coordinates(adata, pixel_size)
     samples = samples_of(adata, sample_key)
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
@@ -351,7 +351,7 @@ def _densities_unreadable(res: PhenotypeTables, spacing: float) -> None:
         tab.loc[desert, "reason"] = why
 
 
-def _one_scale(adata, pixel_size, image_key, tumor_signature, cell_type_key) -> float | None:
+def _one_scale(adata, pixel_size) -> float | None:
     """The micrometre scale: the user's ``pixel_size`` or the one of the compartments this call builds on.
 
     Two different scales for the same coordinates are refused: densities and distances would mix units.

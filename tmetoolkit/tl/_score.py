@@ -14,9 +14,9 @@ from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
 from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
-from ..pp._check import InputReport, control_probes, coverage, detect_gene_id, hint_raw, input_error, inspect
+from ..pp._check import InputReport, coverage, detect_gene_id, hint_raw, input_error, inspect
 from ..sig import as_signatures
-from ..sig._genes import orthologs
+from ..sig._genes import control_probes, orthologs
 
 
 def _refuse_bad_input(report: InputReport) -> None:

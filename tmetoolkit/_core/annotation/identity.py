@@ -13,8 +13,7 @@ import scipy.sparse as sp
 
 from ..._matrix import iter_rows, normalise_block
 from ..._utils import warn
-from ...pp._check import control_probes
-from ...sig._genes import match_genes
+from ...sig._genes import control_probes, match_genes
 from . import embedding, ranks
 from . import lineage as lineage_core
 from .lineage import UNASSIGNED
