@@ -171,12 +171,15 @@ def annotate(
         Categorical labels in tmetoolkit's vocabulary (``unassigned`` where the lineage is not confident).
     ``obs["tmt_confidence"]``
         Confidence of the finest call made (0-1).
+    ``uns["tmt_lineage_colors"]``, ``uns["tmt_state_colors"]``
+        Fixed colours of every label (scanpy's convention; the same in every tmetoolkit figure).
     ``obs["tmt_tam_subset"]``, ``obs["tmt_caf_subset"]``
-        Consensus TAM subsets (Ma 2022) and CAF-S1 clusters (Kieffer 2020) on macrophages and fibroblasts.
+        RNA: consensus TAM subsets (Ma 2022) and CAF-S1 clusters (Kieffer 2020) on macrophages and fibroblasts.
     ``obs["tmt_tam_polarization"]``
-        ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
-    ``obsm["tmt_scores"]``
-        Each cell's own signature scores; labels are decided on their neighbour averages (``n_neighbors``).
+        RNA: ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
+    ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
+        RNA: each cell's own signature scores, as :func:`tmetoolkit.tl.score` writes them; labels are decided on
+        their neighbour averages (``n_neighbors``).
     ``obsm["tmt_marker_evidence"]``
         For protein panels (in place of signature scores): each marker's evidence (``"CD8+"``: distance above the
         gate in SDs of the negative cells, after spill-over removal) and each label's evidence (``"/"`` in a label

@@ -126,6 +126,10 @@ def compartments(
         ``table``: per sample (or image), cells, tumour cells, median nearest-neighbour distance, margin width,
         tissue, tumour and stroma areas (mm^2, adding up), stroma share of the tissue, pockets filled, the
         fraction of tumour cells on the border (a high value means no clear margin) and a status.
+    ``uns["tmt_compartment_colors"]``
+        Fixed colours of the three compartments.
+    ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
+        With ``tumor_signature`` (or spots): the programme's scores, as :func:`tmetoolkit.tl.score` writes them.
     """
     adata = adata.copy() if copy else adata
     sample_key = default_sample_key(adata, sample_key)

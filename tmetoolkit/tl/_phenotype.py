@@ -219,13 +219,13 @@ def immune_phenotype(
     ``obs["tmt_immune_phenotype"]``
         The sample's label broadcast to its cells.
     ``obs["tmt_immune_phenotype_region"]``
-        The label of the cell's region.
+        The label of the cell's region (with coordinates; the expression basis has no regions).
     ``uns["tmt_immune_phenotype"]``
         ``params`` (thresholds, ``pixel_size``, the contact distance in micrometres); ``table`` (one row per
         sample: ``phenotype``, ``confidence``, ``basis``, ``reason``, ``exclusion_assessable``, the three measures
         with their null expectations and ratios, densities ``effector_per_mm2``, ``rho_tumor``, ``rho_stroma``
         and areas in mm^2); ``regions`` (the same per region).
-    ``uns["tmt_immune_phenotype_colors"]``
+    ``uns["tmt_immune_phenotype_colors"]``, ``uns["tmt_immune_phenotype_region_colors"]``
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
 
     With the expression basis, ``table`` holds the ``reference`` used, what ``decided_by`` the call, the programme

@@ -78,7 +78,9 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     ``long`` (one row per sample and mechanism: id, group, mechanism, cycle_steps, category, evidence_level,
     strategies, measure, value, z, flagged, status); ``table`` (samples x mechanism ids, 1 flagged, 0 not
     flagged, NaN not assessable) for :func:`tmetoolkit.get.sample_table` and plots; with ``region_key``,
-    ``regions_long`` and ``regions`` (the same per region; ``regions_long`` has ``region`` and ``sample``).
+    ``regions_long`` and ``regions`` (the same per region; ``regions_long`` has ``region`` and ``sample``). The
+    programmes it reads are scored once into ``obsm["tmt_scores"]`` / ``uns["tmt_scores"]``, as
+    :func:`tmetoolkit.tl.score` writes them.
     """
     adata = adata.copy() if copy else adata
     if bulk and (sample_key is not None or region_key is not None):

@@ -86,6 +86,8 @@ def immunosuppression(
         ``components`` (what each component measures); with ``region_key``, ``regions`` (one row per region:
         ``sample``, ``region``, ``n_cells``, the components, a ``composite`` of robust z-scores across all
         regions, ``n_components``, ``missing_components`` and ``reason``).
+    ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
+        The suppressive programmes it reads, scored once as :func:`tmetoolkit.tl.score` writes them.
     """
     adata = adata.copy() if copy else adata
     if bulk:
