@@ -77,6 +77,11 @@ def test_ensembl_and_mouse_are_detected(sim_small):
     mouse = sim_small.copy()
     mouse.var_names = [g.capitalize() for g in mouse.var_names]
     assert tmt.pp.check_input(mouse).species == "mouse"
+    # symbols in lower case match no signature: a problem, with the fix (every tool refuses them)
+    lower = sim_small.copy()
+    lower.var_names = lower.var_names.str.lower()
+    (problem,) = tmt.pp.check_input(lower).problems
+    assert "none of the" in problem and ".str.upper()" in problem
 
 
 def test_nan_and_empty_cells_are_reported():

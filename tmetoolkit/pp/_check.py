@@ -462,6 +462,8 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     _warn_implausible(report)
     if not use_raw and layer is None:
         hint_raw(adata, sigs, report.coverage, report.species)
+    if sigs and report.state != "protein" and report.gene_id == "symbol" and not report.coverage["scorable"].any():
+        report.problems.append(no_signature_scorable(adata.var_names, len(sigs), report))
     low = report.coverage.loc[~report.coverage["scorable"], "signature"].tolist()
     if low:
         logger.info("%d signatures lack their minimum genes: %s", len(low), ", ".join(low[:10]))
@@ -469,6 +471,19 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
         warn(f"{report.n_empty_cells} cells have no expression at all; their scores will be NaN.",
              category=TmtEmptyCellsWarning)
     return report
+
+
+def no_signature_scorable(var_names, n_signatures: int, report: InputReport) -> str:
+    """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case)."""
+    from ..sig._genes import orthologs
+
+    msg = (f"none of the {n_signatures} signatures has its minimum genes in var_names (detected {report.gene_id}s, "
+           f"{report.species}). Check that var_names hold gene symbols of the right species.")
+    names = pd.Index(var_names).astype(str)
+    if names.str.islower().mean() > 0.5 and names.str.upper().isin(orthologs()["human"]).mean() > 0.1:
+        msg += (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
+                "adata.var_names.str.upper() for human genes, .str.capitalize() for mouse genes.")
+    return msg
 
 
 def _warn_implausible(report: InputReport) -> None:

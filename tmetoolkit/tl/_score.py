@@ -14,9 +14,9 @@ from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
 from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
-from ..pp._check import InputReport, coverage, detect_gene_id, hint_raw, input_error, inspect
+from ..pp._check import InputReport, coverage, detect_gene_id, hint_raw, input_error, inspect, no_signature_scorable
 from ..sig import as_signatures
-from ..sig._genes import control_probes, orthologs
+from ..sig._genes import control_probes
 
 
 def _refuse_bad_input(report: InputReport) -> None:
@@ -142,16 +142,7 @@ def score(
     _hint_raw(adata, layer, sigs, cov, report.species)
     keep = [s for s, ok in zip(sigs, cov["scorable"], strict=True) if ok]
     if not keep:
-        msg = (
-            f"none of the {len(sigs)} signatures has its minimum genes in var_names "
-            f"(detected {report.gene_id}s, {report.species}). Check that var_names hold gene symbols of the right "
-            "species."
-        )
-        names = pd.Index(adata.var_names).astype(str)
-        if names.str.islower().mean() > 0.5 and names.str.upper().isin(orthologs()["human"]).mean() > 0.1:
-            msg += (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
-                    "adata.var_names.str.upper() for human genes, .str.capitalize() for mouse genes.")
-        raise TmtInputError(msg)
+        raise TmtInputError(no_signature_scorable(adata.var_names, len(sigs), report))
 
     plan = [(*positions(s, found[s.name], s.genes_up), *positions(s, found[s.name], s.genes_down)) for s in keep]
 
