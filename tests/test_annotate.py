@@ -257,6 +257,12 @@ def test_single_cell_type_and_bad_groupby(sim_small):
     assert (assigned == "Fibroblast").mean() >= 0.6  # measured 0.68; see the issue note on pure populations
     with pytest.raises(KeyError, match="sample"):
         tmt.tl.annotate(sim_small, groupby="smaple")
+    # cells without a sample are refused before any work, as by every per-sample tool (they made a sample "nan")
+    no_sample = sim_small.copy()
+    no_sample.obs["sample"] = no_sample.obs["sample"].astype(object)
+    no_sample.obs.iloc[:5, no_sample.obs.columns.get_loc("sample")] = None
+    with pytest.raises(tmt.TmtInputError, match="5 cells have no value"):
+        tmt.tl.annotate(no_sample)
 
 
 def test_cells_without_a_cluster_keep_their_own_call(sim_small):

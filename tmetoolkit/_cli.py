@@ -153,7 +153,7 @@ def _command(args) -> int:
                                  tumor_signature=args.tumor_signature, markers=_pairs(args.markers), bulk=args.bulk,
                                  layer=args.layer, use_raw=args.use_raw, name=path.stem, input_path=path)
     except _utils.TmtInputError as e:
-        msg = str(e).strip("'\"")
+        msg = str(e)  # TmtKeyError prints its message unquoted
         if adata is not None and isinstance(e, _utils.TmtMatrixError):
             layers = ", ".join(adata.layers.keys()) or "none"
             msg += f" From the command line: --layer NAME (layers in this file: {layers})."

@@ -23,6 +23,7 @@ from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import corrected_values_message, inspect
+from ._sample_features import samples_of
 from ._score import score_once
 
 WRITTEN = (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, _keys.TAM_SUBSET, _keys.CAF_SUBSET, _keys.TAM_POLARIZATION)
@@ -224,6 +225,7 @@ def annotate(
     for key in (groupby, sample_key, image_key):
         if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)
+    samples = samples_of(adata, sample_key)  # refuses cells without a sample before any work
     if not 0 <= spillover < 1:
         msg = f"spillover must be a fraction in [0, 1), got {spillover!r}."
         raise TmtInputError(msg)
@@ -286,12 +288,8 @@ def annotate(
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
     mixed = mixed_lineage_evidence(ident.evidence_own)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
-    if sample_key is not None:
-        samples = adata.obs[sample_key].astype(str).to_numpy()
-    else:
-        samples = (adata.obs["sample"].astype(str).to_numpy() if "sample" in adata.obs
-                   else np.full(adata.n_obs, "all", dtype=object))
-    calls = call_rna(S, ident, marker_table, state_rules, groups=groups, samples=samples, n_neighbors=n_neighbors,
+    calls = call_rna(S, ident, marker_table, state_rules, groups=groups, samples=samples.to_numpy(dtype=object),
+                     n_neighbors=n_neighbors,
                      state_min=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
                      lineage_min=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence,
                      override=override_confidence, tumor_signature=tumor_signature)
@@ -346,7 +344,6 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
                       override_confidence) -> None:
     """Protein-panel path of :func:`annotate`: read the panel, call it (:func:`.protein.call_protein`), write."""
-    from ._sample_features import samples_of
     from ._spatial_utils import image_groups
 
     channels = prot.match_markers(adata.var_names, markers)
