@@ -221,3 +221,24 @@ def test_batch_corrected_values_are_refused(sim_small):
     assert floored.obsm["tmt_checkpoints"]["PD-1"].mean() < 0.5
     with pytest.raises(tmt.TmtInputError, match="ComBat"):
         tmt.tl.checkpoints(batch_corrected(sim_small))
+
+
+def test_unsorted_sparse_indices_are_left_as_they_are(sim_small):
+    """A CSR matrix whose column indices are not sorted within rows (as some readers leave them; Zilionis' file):
+    scipy sorts them in place when it reads a row minimum of a view on them, so the tools read copies and X keeps
+    its arrays."""
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    sc.pp.normalize_total(sim_small, target_sum=1e4)
+    sc.pp.log1p(sim_small)  # log values: each cell's floor is read, by a row minimum that sorts indices in place
+    X = sp.csr_matrix(sim_small.X, dtype=np.float32)
+    for i in range(X.shape[0]):  # reverse each row's entries: same matrix, unsorted indices
+        a, b = X.indptr[i], X.indptr[i + 1]
+        X.indices[a:b], X.data[a:b] = X.indices[a:b][::-1].copy(), X.data[a:b][::-1].copy()
+    X.has_sorted_indices = False
+    sim_small.X = X
+    indices, data = X.indices.copy(), X.data.copy()
+    tmt.tl.annotate(sim_small)
+    tmt.tl.checkpoints(sim_small)
+    assert np.array_equal(sim_small.X.indices, indices) and np.array_equal(sim_small.X.data, data)

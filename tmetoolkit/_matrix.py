@@ -57,12 +57,13 @@ def _float(dtype) -> np.dtype:
 def row_block(X, start: int, stop: int):
     """Rows ``start:stop`` as an in-memory CSR matrix or ndarray (floating point; float32 stays float32).
 
-    For an in-memory CSR matrix the block is a view on ``X``'s arrays: read it, never write to it.
+    For an in-memory CSR matrix with sorted indices the block is a view on ``X``'s arrays: read it, never write to
+    it. With unsorted indices it is a copy, since scipy sorts a matrix's indices in place when it slices columns.
     """
     if sp.issparse(X) and X.format == "csr" and np.issubdtype(X.dtype, np.floating):
         a, b = X.indptr[start], X.indptr[stop]
         return sp.csr_matrix((X.data[a:b], X.indices[a:b], X.indptr[start : stop + 1] - a),
-                             shape=(stop - start, X.shape[1]), copy=False)
+                             shape=(stop - start, X.shape[1]), copy=not X.has_sorted_indices)
     block = X[start:stop]
     if is_dask(block):
         block = block.compute()
