@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ._registry import _signature_dir
+from ._registry import _signature_dir, package_file
 
 
 def _data_file(name: str) -> Path:
-    packaged = resources.files("tmetoolkit") / "_data" / name
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "data" / name
+    return package_file("data", name)
 
 
 @lru_cache(maxsize=1)

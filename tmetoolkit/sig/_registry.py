@@ -16,6 +16,16 @@ from ._model import Signature
 COLLECTIONS = ("lineage", "tam", "caf", "mdsc", "treg", "tcell", "phenotype", "suppression", "resistance")
 
 
+def package_file(folder: str, name: str) -> Path:
+    """A file shipped with the package: ``signatures/<name>`` or ``data/<name>`` of the source tree, installed as
+    ``tmetoolkit/_signatures/...`` and ``tmetoolkit/_data/...``; the installed copy first, then the source tree
+    (an editable install)."""
+    packaged = resources.files("tmetoolkit") / f"_{folder}" / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / folder / name
+
+
 def _signature_dir() -> Path:
     """Signatures inside the installed wheel, or the source tree in an editable install."""
     packaged = resources.files("tmetoolkit") / "_signatures"

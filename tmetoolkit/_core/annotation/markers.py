@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from ...sig._registry import package_file
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,7 @@ class MarkerTable:
 
 
 def _marker_file() -> Path:
-    packaged = resources.files("tmetoolkit") / "_signatures" / "lineage_markers.yaml"
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[3] / "signatures" / "lineage_markers.yaml"
+    return package_file("signatures", "lineage_markers.yaml")
 
 
 @lru_cache(maxsize=1)

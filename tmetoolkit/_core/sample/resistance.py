@@ -5,13 +5,12 @@ the runner is ``tmetoolkit.tl._resistance``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from ...sig._registry import package_file
 from .cohort import MIN_COHORT_SIZE, MIN_SPREAD, robust_z
 from .features import mean_score
 from .suppression import BULK_COMPONENTS, MIN_DENOMINATOR, Cells, bulk_components, cell_components
@@ -80,10 +79,7 @@ def mechanisms() -> pd.DataFrame:
     -------
     The table, one row per mechanism (a fresh copy on each call).
     """
-    packaged = resources.files("tmetoolkit") / "_data" / "resistance_mechanisms.tsv"
-    in_repo = Path(__file__).resolve().parents[3] / "data" / "resistance_mechanisms.tsv"
-    path = Path(str(packaged)) if packaged.is_file() else in_repo
-    return pd.read_csv(path, sep="\t")
+    return pd.read_csv(package_file("data", "resistance_mechanisms.tsv"), sep="\t")
 
 
 def profile(groups: pd.Series, scores: pd.DataFrame, *, cells: Cells | None, ifng: pd.Series,
