@@ -58,7 +58,7 @@ def row_block(X, start: int, stop: int):
     """Rows ``start:stop`` as an in-memory CSR matrix or ndarray (floating point; float32 stays float32).
 
     For an in-memory CSR matrix with sorted indices the block is a view on ``X``'s arrays: read it, never write to
-    it. With unsorted indices it is a copy, since scipy sorts a matrix's indices in place when it slices columns.
+    it. With unsorted indices it is a copy: scipy sorts a matrix's indices in place when it takes row minima.
     """
     if sp.issparse(X) and X.format == "csr" and np.issubdtype(X.dtype, np.floating):
         a, b = X.indptr[start], X.indptr[stop]

@@ -69,6 +69,7 @@ def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_label
 # quarter (Puram: 2,079 of 7,943): below this share observations look like cells
 CELL_DETECTION = 0.25
 
+
 def immune_phenotype(
     adata: AnnData,
     *,
