@@ -1509,3 +1509,22 @@ def test_log_values_are_read_as_the_linear_profile_they_encode(sim_small):
         calls[name] = b.obs["tmt_lineage"].astype(str)
     assert (calls["2"] == calls["e"]).mean() >= 0.999 and (calls["10"] == calls["e"]).mean() >= 0.999
     assert log_base(np.log1p(linear[:500]) - 1.0) is None  # values below zero: no log1p of a linear profile
+
+
+def test_cells_are_not_taken_for_bulk_samples_whatever_their_scale():
+    """annotate warns about bulk samples (> 10,000 genes detected each) on Racle's melanoma samples, not on
+    Zilionis' 300 inDrop cells, whether as shared or as log2(CPM + 0.1), whose undetected genes sit at log2(0.1)
+    rather than at zero (counted as non-zero, every one of the 20,388 genes was 'detected')."""
+    import scipy.sparse as sp
+
+    z = shared_file("zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad")
+    X = z.X.toarray() if sp.issparse(z.X) else np.asarray(z.X)
+    logged = z.copy()
+    logged.X = np.log2(X / X.sum(axis=1, keepdims=True) * 1e6 + 0.1).astype(np.float32)
+    for cells in (z, logged):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tmt.tl.annotate(cells)
+        assert not any("as bulk samples do" in str(w.message) for w in caught)
+    with pytest.warns(tmt.TmtWarning, match="as bulk samples do"):
+        tmt.tl.annotate(real_data("racle"))

@@ -154,18 +154,6 @@ def normalise_block(block, state: str, target_sum: float | None, cols=None):
     return block
 
 
-def median_detected(adata: AnnData, layer: str | None, max_obs: int = 200) -> float:
-    """Median number of genes detected (non-zero) per observation, over the first ``max_obs`` observations."""
-    X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, max_obs))
-    return float(np.median(np.asarray((X != 0).sum(axis=1)).ravel())) if adata.n_obs else 0.0
-
-
-def looks_like_bulk(adata: AnnData, layer: str | None) -> bool:
-    """At most ``MAX_BULK_SAMPLES`` observations, each detecting a median of more than ``BULK_DETECTED`` genes: bulk
-    samples, not cells."""
-    return adata.n_obs <= MAX_BULK_SAMPLES and median_detected(adata, layer) > BULK_DETECTED
-
-
 def row_floor(block) -> np.ndarray:
     """Per row, the value its zero counts map to: the row's minimum (0 for counts, TPM and log1p values;
     log2(eps) for log2(x + eps); the constant of a shift). A single cell always has genes with no counts."""
@@ -177,3 +165,19 @@ def above_floor(values, floor: np.ndarray) -> np.ndarray:
     """Whether each value is above its row's ``floor`` (a relative tolerance keeps float noise out)."""
     f = np.asarray(floor, dtype=np.float64)[:, None]
     return np.asarray(values) > f + 1e-6 * np.maximum(1.0, np.abs(f))
+
+
+def median_detected(adata: AnnData, layer: str | None, max_obs: int = 200) -> float:
+    """Median number of genes detected per observation (above the row's floor, so that log values with negatives
+    count as counts do), over the first ``max_obs`` observations."""
+    if not adata.n_obs:
+        return 0.0
+    X = row_block(get_matrix(adata, layer), 0, min(adata.n_obs, max_obs))
+    dense = X.toarray() if sp.issparse(X) else X
+    return float(np.median(above_floor(dense, row_floor(X)).sum(axis=1)))
+
+
+def looks_like_bulk(adata: AnnData, layer: str | None) -> bool:
+    """At most ``MAX_BULK_SAMPLES`` observations, each detecting a median of more than ``BULK_DETECTED`` genes: bulk
+    samples, not cells."""
+    return adata.n_obs <= MAX_BULK_SAMPLES and median_detected(adata, layer) > BULK_DETECTED

@@ -262,10 +262,11 @@ def immune_phenotype(
                    "observation would be called as a bulk sample: pass sample_key= naming the obs column of samples "
                    "(for a single sample, add one: adata.obs['sample'] = 'sample1').")
             raise TmtInputError(msg)
-        if sample_key is None and adata.n_vars and median_detected(adata, layer) < CELL_DETECTION * adata.n_vars:
-            warn(f"each observation is called as a bulk sample (no sample_key), but a median of "
-                 f"{median_detected(adata, layer):,.0f} of {adata.n_vars:,} genes is detected per observation, as in "
-                 "single cells, not bulk samples: for cells, pass sample_key= naming the obs column of samples.")
+        detected = median_detected(adata, layer) if sample_key is None else np.nan
+        if detected < CELL_DETECTION * adata.n_vars:
+            warn(f"each observation is called as a bulk sample (no sample_key), but a median of {detected:,.0f} of "
+                 f"{adata.n_vars:,} genes is detected per observation, as in single cells, not bulk samples: for "
+                 "cells, pass sample_key= naming the obs column of samples.")
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                            reference=reference, min_cd8_fraction=min_cd8_fraction,
                            effector_labels=effector_labels, min_cells=min_cells, copy=copy)
