@@ -80,8 +80,8 @@ def test_bulk_samples():
 
 def test_cells_without_sample_key_are_not_taken_for_bulk_samples(dissociated):
     """Without sample_key every observation is a sample: annotated cells are refused, and cells not yet annotated
-    are called one by one only with a warning (a droplet or simulated cell detects a few percent of the genes,
-    a bulk sample half)."""
+    are called one by one only with a warning (a droplet or simulated cell detects a few percent to a quarter of
+    the genes, a Smart-seq2 cell about a quarter, a bulk sample half)."""
     annotated = dissociated[:200].copy()
     del annotated.obs["sample"]
     with pytest.raises(tmt.TmtInputError, match="annotated cells"):
@@ -89,6 +89,9 @@ def test_cells_without_sample_key_are_not_taken_for_bulk_samples(dissociated):
     del annotated.obs["tmt_lineage"]
     with pytest.warns(tmt.TmtWarning, match="as in single cells, not bulk samples: for cells, pass sample_key="):
         tmt.tl.immune_phenotype(annotated, basis="expression")
+    smartseq = real_data("puram")[:40].copy()  # 2,079 of 7,943 genes detected per cell (26%)
+    with pytest.warns(tmt.TmtWarning, match="as in single cells, not bulk samples: for cells, pass sample_key="):
+        tmt.tl.immune_phenotype(smartseq, basis="expression")
 
 
 @pytest.mark.xfail(strict=True, reason="LAU125 (0.4% CD8 T by FACS, 18% B cells, lymph node) is called inflamed: "

@@ -66,8 +66,8 @@ def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_label
 
 # a bulk sample detects half or more of the genes (Racle's melanoma samples: 25,005 of 49,902), a droplet cell a
 # few percent (Zilionis' inDrop cells 983 of 20,388, the mouse cells 791 of 24,248), a Smart-seq2 cell about a
-# quarter (Puram: 2,079 of 7,943): below this share observations look like cells
-CELL_DETECTION = 0.25
+# quarter (Puram: 2,079 of 7,943; simulate()'s cells 1,516 of 6,047): below this share observations look like cells
+CELL_DETECTION = 0.4
 
 
 def immune_phenotype(
@@ -228,6 +228,9 @@ def immune_phenotype(
         and areas in mm^2); ``regions`` (the same per region).
     ``uns["tmt_immune_phenotype_colors"]``, ``uns["tmt_immune_phenotype_region_colors"]``
         Fixed colours: inflamed red, excluded orange, desert blue, not assessable grey.
+    ``obs["tmt_compartment"]``, ``obs["tmt_border_distance"]``
+        With ``uns["tmt_compartments"]`` and ``uns["tmt_compartment_colors"]``, written by
+        :func:`~tmetoolkit.tl.compartments` when the spatial basis runs it first (see there).
 
     With the expression basis, ``table`` holds the ``reference`` used, what ``decided_by`` the call, the programme
     scores (ssGSEA), the ``immune_axis`` (robust z of the CD8 T-effector programme, whose cohort terciles decide),
