@@ -96,7 +96,7 @@ def test_smoothing_adds_only_what_neighbours_show(thinned):
     full, raw, smooth, tex, naive = (thinned[k] for k in ("full", "raw", "smooth", "tex", "naive"))
     assert thinned["thin"].uns["tmt_checkpoints"]["params"]["smooth"]
     assert raw[tex].mean() < full[tex].mean() - 1  # dropout removed more than one receptor per exhausted cell
-    assert smooth[naive].mean() < full[naive].mean() and (smooth[naive] >= 2).mean() < 0.1
+    assert smooth[naive].mean() <= full[naive].mean() and (smooth[naive] >= 2).mean() < 0.1
     tnk = raw.notna()
     assert (smooth[tnk] >= raw[tnk]).all()  # smoothing only adds receptors that most neighbours show
 

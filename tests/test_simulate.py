@@ -54,7 +54,7 @@ def test_programmes_come_from_sources_the_registry_does_not_cite():
     registry_text = "\n".join(p.read_text(encoding="utf-8").lower() for p in root.rglob("*.yaml"))
     assert registry_text.count("doi") > 100  # the registry was read
     assert not [d for d in planted_dois if d in registry_text]
-    for section in ("lineages", "states", "absent"):
+    for section in ("lineages", "states", "absent", "mechanisms"):
         for name, spec in table[section].items():
             assert spec["sources"] and set(spec["sources"]) <= set(table["sources"]), name
 

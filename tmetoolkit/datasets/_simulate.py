@@ -25,7 +25,6 @@ from scipy.spatial import cKDTree
 
 from .. import _keys
 from .._utils import TmtInputError
-from ..sig import get as get_signature
 
 PROGRAMMES_FILE = "simulation_programmes.yaml"
 # cell-type mixtures per compartment (fractions of cells); CD8 T depends on the phenotype
@@ -59,9 +58,6 @@ BARRIER_MYCAF = (0.7, 0.9)
 MARGIN_HALF_WIDTH = 30.0  # micrometres either side of the border count as margin in the truth
 # a programme gene's background outside its cells, below an ordinary gene's: detected in about 2% of the other
 # cells, as cell-type markers are in droplet data (5 gave FOXP3 and XCR1 in 10-19% of all cells)
-# IFN-gamma-responding cells raise CXCL9/10/11, IDO1, GBP1 and the like by an order of magnitude; on the programme
-# genes' low background a threefold rise left responding tumours at AUC 0.66 against unexposed ones
-IFN_RESPONSE_FOLD = 10.0
 SPECIFICITY = 30.0
 FOLD_JITTER = 0.3  # sd of a planted gene's log fold change around its level
 ACTIVITY_SD = 0.25  # cell-to-cell sd of a programme's log activity (a factor on all its genes in a cell)
@@ -297,12 +293,13 @@ def simulate(
     n_background_genes
         Genes outside every signature (named ``SIMGENE…``) added to the panel.
     apm_loss
-        Per sample, whether malignant cells lose MHC class I antigen presentation (B2M, HLA-A/B/C, TAP1/2).
+        Per sample, whether malignant cells lose MHC class I antigen presentation, as reported in resistant
+        tumours: both B2M copies and one HLA class I haplotype (``mechanisms`` in ``simulation_programmes.yaml``).
         Default: the last sample of every three.
     ifng_unresponsive
         Per sample, whether malignant cells do not respond to IFN-gamma (as after JAK1/2 loss): in inflamed
-        samples, where macrophages and malignant cells raise their IFN-gamma response genes, the malignant cells
-        then keep them at baseline. Default: no sample.
+        samples, where macrophages and malignant cells raise the STAT1/IRF1 targets of IFN-gamma (chemokines,
+        IDO1, GBPs, CIITA, PD-L1), the malignant cells then keep them at baseline. Default: no sample.
     stromal_barrier
         Whether excluded tumours hold their T cells behind a fibrotic rim: three times the fibroblasts at the margin
         and 1.5 times in the stroma, 70-90% of them myCAF (TGF-beta-driven), as in the excluded tumours of
@@ -362,6 +359,7 @@ def simulate(
     n_genes = len(genes)
 
     base = rng.lognormal(mean=np.log(0.3), sigma=1.3, size=n_genes)
+    # MHC class I genes are among the highest of every nucleated cell
     apm_genes = ["B2M", "HLA-A", "HLA-B", "HLA-C", "TAP1", "TAP2"]
     base[[gidx[g] for g in apm_genes]] = rng.uniform(8, 20, size=len(apm_genes))
 
@@ -375,7 +373,12 @@ def simulate(
     base[absent] = rng.lognormal(np.log(1.0), 0.5, size=len(absent)) / SPECIFICITY
     planted = sorted({g for v in programs.values() for g in (*v.genes, *v.low)})
     pcol = {g: j for j, g in enumerate(planted)}
-    ifn_genes = [g for g in get_signature("IFNG_6").genes_up if g in gidx] + ["CXCL11", "GBP1", "IRF1"]
+    mechanisms = table["mechanisms"]
+    apm_cols = [gidx[g] for g in mechanisms["apm_loss"]["factors"]]
+    apm_factor = np.array(list(mechanisms["apm_loss"]["factors"].values()))
+    ifn = mechanisms["ifn_gamma_response"]
+    ifn_cols = [gidx[g] for g in ifn["genes"]]
+    ifn_fold = np.array([ifn["fold"][level] for level in ifn["genes"].values()])
     lineages_all = list(table["lineages"])
 
     obs_parts, X_parts, xy_parts, sample_rows = [], [], [], []
@@ -438,10 +441,10 @@ def simulate(
         mu[:, [gidx[g] for g in planted]] *= np.exp(offset)
         malignant = lineage == "Malignant/Epithelial"
         if p["apm_loss"]:
-            mu[np.ix_(malignant, [gidx[g] for g in apm_genes])] *= 0.12
+            mu[np.ix_(malignant, apm_cols)] *= apm_factor
         if p["phenotype"] == "inflamed":
             resp = (lineage == "Monocyte/Macrophage") | (malignant & (not p["ifng_unresponsive"]))
-            mu[np.ix_(resp, [gidx[g] for g in ifn_genes if g != "IFNG"])] *= IFN_RESPONSE_FOLD
+            mu[np.ix_(resp, ifn_cols)] *= ifn_fold
 
         batch = np.exp(srng.normal(0, 0.25 * noise, size=n_genes))
         mu *= batch

@@ -197,14 +197,21 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
 
 
 def _annotate_points(ax: Axes, groups: list[tuple[list, tuple[float, float]]], tol: float, *, log: bool) -> None:
-    """Write each group's names beside it; labels of points at about the same height alternate above and below."""
+    """Write each group's names beside it, on the side of the point facing the middle of the axes (so labels of
+    points near the right edge stay inside the figure); labels of points at about the same height alternate above
+    and below."""
     offsets = (3, -10, 16, -23)
+    lo, hi = ax.get_xlim()
+    middle = np.sqrt(lo * hi) if log else (lo + hi) / 2
     placed: list[float] = []
     for names, (px, py) in sorted(groups, key=lambda g: g[1]):
         k = sum(abs(py - other) < 2 * tol for other in placed)
         placed.append(py)
-        ax.annotate(", ".join(map(str, names)), (10**px, 10**py) if log else (px, py), fontsize=7,
-                    xytext=(3, offsets[k % len(offsets)]), textcoords="offset points")
+        x = 10**px if log else px
+        right = x > middle
+        ax.annotate(", ".join(map(str, names)), (x, 10**py if log else py), fontsize=7,
+                    xytext=(-3 if right else 3, offsets[k % len(offsets)]), textcoords="offset points",
+                    ha="right" if right else "left")
 
 
 def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tuple[float, float]]]:
