@@ -94,6 +94,9 @@ def test_other_plots(done, tmp_path, name):
     kwargs = {"scores": {"signatures": ["Treg_core", "CD8_Tex", "TAM_M2_like"], "groupby": "tmt_state"}}.get(name, {})
     ax = getattr(tmt.pl, name)(done, **kwargs)
     assert isinstance(ax, Axes)
+    if name == "scores":  # groups carry their sizes: a mean over one cell is told from one over hundreds
+        n = done.obs["tmt_state"].value_counts()
+        assert {t.get_text() for t in ax.get_yticklabels()} == {f"{k} (n={v:,})" for k, v in n[n > 0].items()}
     _compare(ax.figure, name, tmp_path)
     plt.close(ax.figure)
 
@@ -129,6 +132,13 @@ def test_region_labels_stagger_and_drop_a_lone_sample_name(done):
     _annotate_points(ax, [(["a"], (0.0, 1.0)), (["b"], (0.5, 1.0)), (["c"], (0.2, 3.0))], 0.05, log=False)
     offsets = {t.get_text(): t.xyann[1] for t in ax.texts}
     assert offsets["a"] != offsets["b"] and offsets["c"] == offsets["a"]
+    plt.close(fig)
+    # a label of a point in the right half ends at the point, so it stays inside the axes
+    fig, ax = plt.subplots()
+    ax.set_xlim(-1, 1)
+    _annotate_points(ax, [(["left"], (-0.9, 1.0)), (["right"], (0.95, 2.0))], 0.05, log=False)
+    sides = {t.get_text(): (t.get_horizontalalignment(), t.xyann[0]) for t in ax.texts}
+    assert sides == {"left": ("left", 3), "right": ("right", -3)}
     plt.close(fig)
 
 

@@ -324,7 +324,8 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
 
 
 def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = True, ax: Axes | None = None) -> Axes:
-    """Mean signature score per group as a heatmap (groups x signatures).
+    """Mean signature score per group as a heatmap (groups x signatures), each group labelled with its number of
+    cells (a mean over a handful of cells sets the scale as much as one over hundreds).
 
     Parameters
     ----------
@@ -360,7 +361,8 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
         ax = new_ax(ax, (0.35 * len(signatures) + 2.5, 0.3 * len(mean) + 1.5))
         im = ax.imshow(mean.to_numpy(), aspect="auto", cmap="Reds")
         ax.set_xticks(range(len(signatures)), signatures, rotation=90)
-        ax.set_yticks(range(len(mean)), mean.index.astype(str))
+        n = g.value_counts()
+        ax.set_yticks(range(len(mean)), [f"{name} (n={n[name]:,})" for name in mean.index])
         ax.figure.colorbar(im, ax=ax, fraction=0.04, label="scaled mean score" if standard_scale else "mean score")
     return ax
 
