@@ -49,27 +49,29 @@ mean and SD are exact for sampling without replacement):
   than a typical other cell type of the sample): desert; from 0 excluded (T cells without the response).
 
 On ``simulate()`` cohorts of 3 to 8 samples (300 cells each, 50 seeds per size, with and without a stromal barrier;
-``benchmarks/bench_sample_level.py``, ``small_cohorts``) this rule reached mean macro-F1 0.967 against the planted
-phenotypes where terciles of the same few samples reached 0.876 (phenotypes cycled, so terciles get the proportions
-right by construction), and 0.832 against 0.602 with phenotypes drawn at random per sample (samples right 0.960
-against 0.661); its mean is at or above the terciles' in each of the 24 design x barrier x size cells. Per cohort it
-is below them in 46 of 600 (cycled) and 24 of 600 (random), above in 269 and 505. Terciles call every sample right in
-326 and 65 of these cohorts (terciles of 3, 4, 6 or 7 cycled samples whenever the programme orders them), and there
-only a rule right on every sample is never worse: the same rule with both cuts fitted to the planted phenotypes (an
-oracle: T-cell genes -0.40, IFN-gamma 1.30) is still below terciles in 34 and 18, so no choice of these two cuts makes
-a sample-alone rule never worse. Its misses are boundary cases: planted inflamed with a weak IFN-gamma response called
-excluded (72 of 999 distinct inflamed tumours), excluded with few T cells called desert (56 of 1,814); planted
-inflamed and desert are never swapped (before the IFN-gamma response ruled out desert, 9 inflamed tumours with T-cell
-genes just below the null's mean and the IFN-gamma programme up to 2.7 were called desert). The earlier rule (the CD8
-T-effector programme's rank score against random genes of the whole matrix) reached 0.18-0.20 there: in the simulated
-panel T-cell genes sit below the median gene even in inflamed tumours, in a whole transcriptome near the top, so
-random genes of the matrix are no platform-free scale. On cohorts of 12 to 48 the rule beat the terciles in 22 of 30
-but was below them in 2 (worst -0.20), so from ``MIN_COHORT`` samples the terciles stay. On Racle 2017 (four melanoma
-lymph-node metastases, bulk) it calls all four inflamed; LAU125, 0.4% CD8 T cells by FACS and 18% B cells, has by far
-the lowest T-cell genes (0.88) and its IFN-gamma programme reaches 1.77 on two genes near the top of its transcriptome
-(STAT1 at the 97th percentile, HLA-DRA at the 98th), while IFNG (0.5 TPM) and CXCL9 (1.6 TPM) sit with random marker
-genes (70th and 75th): without either of the two the programme is at 1.15-1.18, below ``ENRICHED``. It is called
-inflamed at confidence 0.10, the lowest of the four; by FACS it is not inflamed, and no rule here is fitted to it.
+``benchmarks/bench_sample_level.py``, ``small_cohorts``) this rule reached mean macro-F1 0.950 against the planted
+phenotypes where terciles of the same few samples reached 0.878 (phenotypes cycled, so terciles get the proportions
+right by construction), and 0.815 against 0.596 with phenotypes drawn at random per sample (samples right 0.943
+against 0.655); its mean is below the terciles' in 3 of the 24 design x barrier x size cells (by at most 0.028). Per
+cohort it is below them in 69 of 600 (cycled) and 47 of 600 (random), above in 254 and 485. Terciles call every
+sample right in 333 and 68 of these cohorts (terciles of 3, 4, 6 or 7 cycled samples whenever the programme orders
+them), and there only a rule right on every sample is never worse: the same rule with both cuts fitted to the planted
+phenotypes (an oracle: T-cell genes -0.15, IFN-gamma 1.55) is still below terciles in 55 and 53, so no choice of
+these two cuts makes a sample-alone rule never worse. Its misses are boundary cases: planted inflamed with a weak
+IFN-gamma response called excluded (90 of 999 distinct inflamed tumours), excluded called inflamed (24 of 1,814) or
+desert (18); planted inflamed tumours are never called desert, and 10 of 824 desert tumours, whose IFN-gamma programme
+passes the null's 95th percentile by chance, are called inflamed (before the IFN-gamma response ruled out desert, 9
+inflamed tumours with T-cell genes just below the null's mean and the IFN-gamma programme up to 2.7 were called
+desert). The earlier rule (the CD8 T-effector programme's rank score against random genes of the whole matrix)
+reached 0.18-0.20 there: in the simulated panel T-cell genes sit below the median gene even in inflamed tumours, in a
+whole transcriptome near the top, so random genes of the matrix are no platform-free scale. On cohorts of 12 to 48
+the rule beat the terciles in 17 of 30 but was below them in 10 (worst -0.18), so from ``MIN_COHORT`` samples the
+terciles stay. On Racle 2017 (four melanoma lymph-node metastases, bulk) it calls all four inflamed; LAU125, 0.4% CD8
+T cells by FACS and 18% B cells, has by far the lowest T-cell genes (0.88) and its IFN-gamma programme reaches 1.77
+on two genes near the top of its transcriptome (STAT1 at the 97th percentile, HLA-DRA at the 98th), while IFNG (0.5
+TPM) and CXCL9 (1.6 TPM) sit with random marker genes (70th and 75th): without either of the two the programme is at
+1.15-1.18, below ``ENRICHED``. It is called inflamed at confidence 0.10, the lowest of the four; by FACS it is not
+inflamed, and no rule here is fitted to it.
 ``immune_enrichment`` (the CD8 T-effector programme against the same null) and ``stromal_enrichment`` are reported
 beside the call.
 
