@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ._registry import _signature_dir, package_file
-
-
-def _data_file(name: str) -> Path:
-    return package_file("data", name)
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +29,7 @@ def _previous_symbols() -> dict[str, list[str]]:
 @lru_cache(maxsize=1)
 def orthologs() -> pd.DataFrame:
     """Human-mouse ortholog pairs (``human``, ``mouse``, ``n_sources``) built by ``data/scripts/build_orthologs.py``."""
-    return pd.read_csv(_data_file("orthologs_human_mouse.tsv.gz"), sep="\t")
+    return pd.read_csv(package_file("data", "orthologs_human_mouse.tsv.gz"), sep="\t")
 
 
 @lru_cache(maxsize=1)
