@@ -101,6 +101,35 @@ def test_other_plots(done, tmp_path, name):
     plt.close(ax.figure)
 
 
+def _inside(fig) -> bool:
+    """Everything drawn lies on the canvas: a plain ``fig.savefig`` keeps every label and legend whole."""
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    width, height = fig.get_size_inches()
+    return box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height
+
+
+def test_new_figures_hold_long_labels_and_given_axes_are_left_alone(done):
+    a = done.copy()
+    long = "a state named at length, as users name their own clusters"
+    a.obs["groups"] = a.obs["tmt_state"].astype(str).replace({"Treg": long})
+    ax = tmt.pl.scores(a, ["Treg_core", "CD8_Tex"], groupby="groups")
+    assert any(long in t.get_text() for t in ax.get_yticklabels())
+    assert _inside(ax.figure)
+    plt.close(ax.figure)
+    for fn in (tmt.pl.composition, tmt.pl.checkpoints, tmt.pl.immune_phenotype, tmt.pl.immunosuppression,
+               tmt.pl.resistance_profile):
+        ax = fn(done)
+        assert _inside(ax.figure), fn.__name__
+        plt.close(ax.figure)
+    fig = tmt.pl.spatial(done)  # its legend sits right of the panels
+    assert fig.legends and _inside(fig)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    tmt.pl.scores(a, ["Treg_core", "CD8_Tex"], groupby="groups", ax=ax)
+    assert tuple(fig.get_size_inches()) == (3, 2)
+    plt.close(fig)
+
+
 def test_immunosuppression_per_region(done):
     """One row per region, labelled with its cells; a missing component is grey, not the white of z = 0."""
     a = done.copy()

@@ -9,9 +9,10 @@ from matplotlib.axes import Axes
 
 from .. import _keys
 from .._utils import missing_key_error
-from ._utils import colors_for, new_ax, require_obs, style
+from ._utils import colors_for, fits_new_figure, new_ax, require_obs, style
 
 
+@fits_new_figure
 def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", ax: Axes | None = None,
               **kwargs) -> Axes:
     """Cells on an existing embedding (``obsm["X_<basis>"]``) coloured by a tmetoolkit label.

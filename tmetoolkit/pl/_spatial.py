@@ -8,13 +8,15 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
 
 from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, missing_key_error
 from ..tl._tables import resolve_sample_key
-from ._utils import RASTERIZE_ABOVE, colors_for, require_obs, style
+from ._utils import RASTERIZE_ABOVE, colors_for, fits_new_figure, require_obs, style
 
 
+@fits_new_figure
 def spatial(
     adata: AnnData,
     color: str = _keys.LINEAGE,
@@ -131,6 +133,8 @@ def spatial(
             a.set_aspect("equal")
             a.set_xticks([])
             a.set_yticks([])
+            for spine in a.spines.values():  # the field's outline, all four sides
+                spine.set(visible=True, linewidth=0.5, color="0.6")
         for a in axes[len(names):]:
             a.set_visible(False)
         present = [] if numeric else list(dict.fromkeys(labels))
@@ -142,9 +146,16 @@ def spatial(
             handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
         if numeric:
             fig.colorbar(mappable, ax=list(axes[:len(names)]), shrink=0.6, label=color)
-        if handles or not numeric:
-            fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                       title=None if numeric else color)
+        # placed against a panel, not the figure's edge, so that it stays in place when the canvas is fitted
+        if numeric and handles:  # the colour bar holds the right side: the lines are named under the first panel
+            drawn = axes[:len(names)]
+            per_row = min(ncols, len(drawn))
+            below = drawn[(len(drawn) - 1) // per_row * per_row]
+            below.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), frameon=False, ncol=2)
+        elif not numeric:  # beside the rightmost panel, half-way up the figure
+            right = axes[min(ncols, len(names)) - 1]
+            fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title=color,
+                       bbox_transform=blended_transform_factory(right.transAxes, fig.transFigure))
         if not numeric:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig

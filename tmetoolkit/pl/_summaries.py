@@ -14,7 +14,7 @@ from .._core.spatial.rules import Line, decision_lines
 from .._utils import TmtKeyError, missing_key_error
 from ..tl._tables import resolve_sample_key
 from ._palettes import COLORBLIND_SAFE, OTHER_COLOR, phenotype_colors
-from ._utils import new_ax, readable, require_obs, style
+from ._utils import fits_new_figure, new_ax, readable, require_obs, style
 
 MAX_LABELS = 20  # more names than this overlap into an unreadable cloud
 
@@ -34,6 +34,7 @@ def _stored(adata: AnnData, key: str, run: str) -> dict:
     return adata.uns[key]
 
 
+@fits_new_figure
 def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = True, ax: Axes | None = None) -> Axes:
     """The quantities behind each immune-phenotype call, coloured by the call, with the rule's thresholds.
 
@@ -227,6 +228,7 @@ def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tup
     return groups
 
 
+@fits_new_figure
 def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _keys.LINEAGE,
                 max_colors: int = len(COLORBLIND_SAFE), ax: Axes | None = None) -> Axes:
     """Stacked bars: the fraction of each label per sample.
@@ -287,6 +289,7 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
     return ax
 
 
+@fits_new_figure
 def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     """Per sample, the fraction of CD8 T cells expressing at least 1, 2 and 3 co-inhibitory receptors.
 
@@ -323,6 +326,7 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
+@fits_new_figure
 def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = True, ax: Axes | None = None) -> Axes:
     """Mean signature score per group as a heatmap (groups x signatures), each group labelled with its number of
     cells (a mean over a handful of cells sets the scale as much as one over hundreds).
@@ -367,6 +371,7 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     return ax
 
 
+@fits_new_figure
 def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
     """Samples (or regions) x immunosuppression components as robust z-scores, with the composite; missing grey.
 
@@ -410,6 +415,7 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     return ax
 
 
+@fits_new_figure
 def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
     """Mechanisms (grouped as in the review) x samples: flagged, not flagged, rule not applicable, not assessable.
 
@@ -472,6 +478,7 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     return ax
 
 
+@fits_new_figure
 def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None) -> Axes:
     """Effect size (Cliff's delta) against significance for every per-sample feature compared between groups.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import matplotlib as mpl
@@ -52,6 +53,57 @@ def new_ax(ax, figsize):
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
+
+
+FIT_PAD, LOW_DPI = 0.1, 72  # inches of margin around the drawn content; the lowest resolution it is measured at
+
+
+def fit_to_content(fig) -> None:
+    """The canvas grown or trimmed to what is drawn on it, every axes keeping its size in inches.
+
+    Tick labels, legends and colour bars outside the axes then fit whatever their length, in a plain
+    ``fig.savefig`` as in Jupyter (whose inline backend crops to the content), and the data area stays the size the
+    plot chose for its rows and columns. Figures with a layout engine (``constrained_layout`` set by the user) are
+    left to it.
+    """
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine  # what a one-off tight_layout() leaves
+    from matplotlib.transforms import Bbox
+
+    if not isinstance(fig.get_layout_engine(), type(None) | PlaceHolderLayoutEngine):
+        return
+    dpi, boxes = fig.dpi, []
+    # text is wider at low resolution (glyphs are hinted to whole pixels): measured at the figure's dpi and at 72
+    for at in dict.fromkeys((dpi, LOW_DPI)):
+        fig.set_dpi(at)
+        boxes.append(fig.get_tightbbox(fig.canvas.get_renderer()))  # inches
+    fig.set_dpi(dpi)
+    if any(b is None for b in boxes):
+        return
+    box = Bbox.union(boxes)
+    if box.width <= 0 or box.height <= 0:
+        return
+    width, height = fig.get_size_inches()
+    x0, y0 = box.x0 - FIT_PAD, box.y0 - FIT_PAD
+    new_w, new_h = box.width + 2 * FIT_PAD, box.height + 2 * FIT_PAD
+    for ax in fig.axes:
+        pos = ax.get_position()
+        ax.set_position([(pos.x0 * width - x0) / new_w, (pos.y0 * height - y0) / new_h,
+                         pos.width * width / new_w, pos.height * height / new_h])
+    fig.set_size_inches(new_w, new_h)
+
+
+def fits_new_figure(plot):
+    """Decorator of plotting functions that take ``ax=``: a figure the function made is fitted to its content
+    (:func:`fit_to_content`); axes the user passed are left where the user put them."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, ax=None, **kwargs):
+        out = plot(*args, ax=ax, **kwargs)
+        if ax is None:
+            fit_to_content(getattr(out, "figure", out))
+        return out
+
+    return wrapper
 
 
 _WORDS = {"cd4": "CD4", "cd8": "CD8", "caf": "CAF", "tgfb": "TGF-beta", "m2": "M2", "m1": "M1", "mdsc": "MDSC",
