@@ -58,6 +58,14 @@ def test_spatial_map(done, tmp_path):
     plt.close(fig)
 
 
+def test_spatial_map_draws_cells_without_a_label(done):
+    a = done.copy()
+    a.obs["mine"] = a.obs["tmt_lineage"].astype(str).where(np.arange(a.n_obs) % 5 > 0)
+    fig = tmt.pl.spatial(a, color="mine")
+    assert "NA" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plt.close(fig)
+
+
 def test_phenotype_summary(done, tmp_path):
     ax = tmt.pl.immune_phenotype(done)
     assert isinstance(ax, Axes) and ax.get_xscale() == "log"

@@ -154,6 +154,68 @@ def test_bad_inputs(sim_small):
         tmt.tl.compartments(sim_small, sample_key="sample")
 
 
+def test_effector_labels_must_name_cells_of_the_column(sim_small):
+    """A column of the user's own without effector_labels would make every sample a desert with full confidence."""
+    a = sim_small.copy()
+    a.obs["phenotype"] = a.obs["true_lineage"].astype(str).replace({"CD8 T": "CD8+", "Malignant/Epithelial": "CK+"})
+    with pytest.raises(tmt.TmtInputError, match="effector_labels="):
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="phenotype", tumor_labels=["CK+"])
+    with pytest.raises(tmt.TmtInputError, match="empty"):
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="phenotype", tumor_labels=["CK+"],
+                                effector_labels=[])
+    with pytest.warns(tmt.TmtWarning, match="CD8-"):  # a typo beside a right label is named
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="phenotype", tumor_labels=["CK+"],
+                                effector_labels=["CD8+", "CD8-"])
+    assert (a.uns["tmt_immune_phenotype"]["table"]["phenotype"] != "desert").sum() == 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, "half", -0.5, 0])
+def test_pixel_size_must_be_a_positive_number(sim_small, bad):
+    with pytest.raises(tmt.TmtInputError, match="pixel_size"):
+        tmt.tl.compartments(sim_small, sample_key="sample", cell_type_key="true_lineage", pixel_size=bad)
+    with pytest.raises(tmt.TmtInputError, match="pixel_size"):
+        tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage", pixel_size=bad)
+
+
+def test_compartments_of_other_samples_are_not_reused(sim_small):
+    a = sim_small.copy()
+    a.obs["batch"] = "one"
+    tmt.tl.compartments(a, sample_key="batch", cell_type_key="true_lineage")
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    assert a.uns["tmt_compartments"]["params"]["sample_key"] == "sample"
+    assert list(a.uns["tmt_immune_phenotype"]["table"]["phenotype"]) == ["inflamed", "excluded", "desert"]
+
+
+def test_coarse_or_coinciding_coordinates(sim_small):
+    """Coordinates rounded to a 10-unit grid put most cells on a shared position; a sample on a single position has
+    no tissue to measure."""
+    a = sim_small.copy()
+    a.obsm["spatial"] = np.round(a.obsm["spatial"] / 10) * 10
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    assert list(a.uns["tmt_immune_phenotype"]["table"]["phenotype"]) == ["inflamed", "excluded", "desert"]
+    b = sim_small.copy()
+    b.obsm["spatial"][(b.obs["sample"] == "S01").to_numpy()] = 5.0
+    with pytest.warns(tmt.TmtWarning, match="S01"):
+        tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="true_lineage")
+    t = b.uns["tmt_immune_phenotype"]["table"]
+    assert t.loc["S01", "phenotype"] == "not assessable" and "positions" in t.loc["S01", "reason"]
+    c = sim_small.copy()
+    c.obsm["spatial"] = c.obsm["spatial"][:, :1]
+    with pytest.raises(tmt.TmtInputError, match="two columns"):
+        tmt.tl.compartments(c, sample_key="sample", cell_type_key="true_lineage")
+
+
+def test_coordinates_outside_obsm_spatial_are_named(sim_small):
+    a = sim_small.copy()
+    a.obs["x_centroid"], a.obs["y_centroid"] = a.obsm["spatial"][:, 0], a.obsm["spatial"][:, 1]
+    del a.obsm["spatial"]
+    with pytest.raises(KeyError, match=r"adata.obs\[\['x_centroid', 'y_centroid'\]\]"):
+        tmt.tl.compartments(a, sample_key="sample", cell_type_key="true_lineage")
+    with pytest.warns(tmt.TmtWarning, match="x_centroid"):
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    assert (a.uns["tmt_immune_phenotype"]["table"]["basis"] == "expression").all()
+
+
 def test_sample_without_tumour_or_without_cd8(sim_small):
     a = sim_small.copy()
     lin = a.obs["true_lineage"].astype(str)

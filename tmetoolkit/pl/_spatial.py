@@ -13,7 +13,7 @@ from matplotlib.transforms import blended_transform_factory
 from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, missing_key_error
 from ..tl._tables import resolve_sample_key
-from ._utils import RASTERIZE_ABOVE, colors_for, fits_new_figure, require_obs, style
+from ._utils import MISSING, MISSING_COLOR, RASTERIZE_ABOVE, colors_for, fits_new_figure, require_obs, style
 
 
 @fits_new_figure
@@ -73,8 +73,8 @@ def spatial(
         raise TmtKeyError(msg)
     column = require_obs(adata, color)
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    labels = column.astype(float) if numeric else column.astype(str)
-    cmap = None if numeric else colors_for(adata, color)
+    labels = column.astype(float) if numeric else column.astype(object).where(column.notna(), MISSING).astype(str)
+    cmap = None if numeric else {**colors_for(adata, color), MISSING: MISSING_COLOR}
     if numeric:
         highlight = None
         finite = labels.to_numpy()[np.isfinite(labels.to_numpy())]

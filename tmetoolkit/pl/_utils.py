@@ -15,6 +15,7 @@ from ._palettes import lineage_colors, phenotype_colors, state_colors
 
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 9, "axes.titlesize": 10}
 RASTERIZE_ABOVE = 5_000
+MISSING, MISSING_COLOR = "NA", "#d9d9d9"  # cells without a label (NaN), as scanpy draws them
 
 
 @contextmanager

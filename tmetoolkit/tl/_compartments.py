@@ -13,7 +13,7 @@ from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_co
 from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
 from .._utils import TmtInputError, check_tmt_key, logger
 from ._sample_features import default_sample_key, samples_of
-from ._spatial_utils import check_labels, coordinates, image_groups, label_column
+from ._spatial_utils import check_labels, checked_pixel_size, coordinates, image_groups, label_column
 from ._spots import is_spot_data, spot_graph
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
@@ -133,6 +133,7 @@ def compartments(
     """
     adata = adata.copy() if copy else adata
     sample_key = default_sample_key(adata, sample_key)
+    pixel_size = checked_pixel_size(pixel_size)
     xy_all = coordinates(adata, pixel_size)
     if is_spot_data(adata) and cell_type_key not in adata.obs:
         return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
@@ -154,7 +155,7 @@ def compartments(
                             min_cluster_size=min_cluster_size)
     check_scale(res.table, pixel_size)
     _write(adata, res.compartment, res.distance, res.table, {
-        "sample_key": sample_key or "", "cell_type_key": "" if tumor_signature else cell_type_key,
+        "sample_key": sample_key or "", "n_obs": adata.n_obs, "cell_type_key": "" if tumor_signature else cell_type_key,
         "tumor_labels": [] if tumor_signature else list(tumor_labels), "tumor_signature": tumor_signature or "",
         "tumor_score_threshold": tumor_thr if tumor_signature else np.nan,
         "pixel_size": pixel_size if pixel_size is not None else 1.0, "units": "micrometre",

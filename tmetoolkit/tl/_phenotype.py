@@ -25,7 +25,14 @@ from .._matrix import median_detected
 from .._utils import TmtInputError, check_tmt_key, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of
-from ._spatial_utils import check_labels, coordinates, image_groups, label_column
+from ._spatial_utils import (
+    check_labels,
+    checked_pixel_size,
+    coordinates,
+    coordinates_elsewhere,
+    image_groups,
+    label_column,
+)
 from ._spots import is_spot_data
 
 DEFAULT_EFFECTORS = ("CD8 T",)
@@ -247,6 +254,9 @@ def immune_phenotype(
     adata = adata.copy() if copy else adata
     if basis == "auto":
         basis = "spatial" if "spatial" in adata.obsm else "expression"
+        if basis == "expression" and coordinates_elsewhere(adata):
+            warn("no adata.obsm['spatial']: the phenotype is called from expression. These cells have coordinates "
+                 f"elsewhere; for the spatial phenotype, first run {coordinates_elsewhere(adata)}")
     if reference not in (None, "absolute", "cohort"):
         msg = f"reference must be 'absolute' or 'cohort', got {reference!r}."
         raise TmtInputError(msg)
@@ -288,20 +298,28 @@ def immune_phenotype(
                       reference=reference, layer=layer, copy=copy)
     cell_type_key = cell_type_key or _keys.LINEAGE
     labels = label_column(adata, cell_type_key)
-    effector_labels = check_labels(labels, effector_labels or DEFAULT_EFFECTORS, "effector_labels") if (
-        effector_labels is not None) else list(DEFAULT_EFFECTORS)
+    if effector_labels is not None:
+        effector_labels = check_labels(labels, effector_labels, "effector_labels")
+    elif cell_type_key == _keys.LINEAGE:  # annotate's own labels: a tumour without CD8 T cells is a desert
+        effector_labels = list(DEFAULT_EFFECTORS)
+    else:  # a column of the user's own: the default must name cells in it, or every sample would be a desert
+        effector_labels = check_labels(labels, DEFAULT_EFFECTORS, "effector_labels",
+                                       f" (the default; pass effector_labels= naming the CD8 T cells of "
+                                       f"adata.obs[{cell_type_key!r}])")
     if tumor_signature is None:
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
     else:
         tumor_labels = []
-    pixel_size = _one_scale(adata, pixel_size)
+    pixel_size = _one_scale(adata, checked_pixel_size(pixel_size))
     xy_all = coordinates(adata, pixel_size)
     samples = samples_of(adata, sample_key)
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
 
     images = image_groups(adata, samples, image_key)
     params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
+    # compartments of other cells, samples or images are not reused
     if (_keys.COMPARTMENT not in adata.obs or params_c.get("image_key", "") != (image_key or "")
+            or params_c.get("sample_key", "") != (sample_key or "") or params_c.get("n_obs", adata.n_obs) != adata.n_obs
             or params_c.get("tumor_signature", "") != (tumor_signature or "")
             or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)
             or (tumor_signature is None and set(params_c.get("tumor_labels", [])) != set(tumor_labels))):

@@ -7,27 +7,59 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtInputError, TmtKeyError, TmtLabelError, missing_key_error
+from .._utils import TmtInputError, TmtKeyError, TmtLabelError, missing_key_error, warn
+
+# where other tools and file readers leave coordinates: obs column pairs and obsm keys
+_OBS_XY = (("x", "y"), ("X", "Y"), ("x_centroid", "y_centroid"), ("X_centroid", "Y_centroid"),
+           ("centroid_x", "centroid_y"), ("center_x", "center_y"), ("x_um", "y_um"), ("CellX", "CellY"))
+_OBSM_XY = ("X_spatial", "spatial_coords", "xy", "coordinates")
+
+
+def coordinates_elsewhere(adata: AnnData) -> str:
+    """How to move coordinates found outside ``obsm["spatial"]`` there (one line of code), or ``""``."""
+    for x, y in _OBS_XY:
+        if x in adata.obs and y in adata.obs:
+            return f"adata.obsm['spatial'] = adata.obs[[{x!r}, {y!r}]].to_numpy()"
+    for key in _OBSM_XY:
+        if key in adata.obsm:
+            return f"adata.obsm['spatial'] = adata.obsm[{key!r}][:, :2]"
+    return ""
+
+
+def checked_pixel_size(pixel_size) -> float | None:
+    """``pixel_size`` as a positive finite float (micrometres per coordinate unit), or ``None``."""
+    if pixel_size is None:
+        return None
+    try:
+        value = float(pixel_size)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        msg = f"pixel_size must be a positive number of micrometres per coordinate unit, got {pixel_size!r}."
+        raise TmtInputError(msg)
+    return value
 
 
 def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
     """``obsm["spatial"]`` in micrometres, checked for presence and finiteness."""
     if "spatial" not in adata.obsm:
-        msg = (
-            "no cell coordinates: spatial tools need x/y in adata.obsm['spatial'] "
-            "(e.g. adata.obsm['spatial'] = adata.obs[['x', 'y']].to_numpy())."
-        )
+        found = coordinates_elsewhere(adata)
+        msg = ("no cell coordinates: spatial tools need x/y in adata.obsm['spatial'] ("
+               + (f"found elsewhere: {found})." if found else
+                  "e.g. adata.obsm['spatial'] = adata.obs[['x', 'y']].to_numpy())."))
         raise TmtKeyError(msg)
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
+    xy = np.asarray(adata.obsm["spatial"], dtype=float)
+    if xy.ndim != 2 or xy.shape[1] < 2:
+        msg = f"adata.obsm['spatial'] must hold x and y in two columns, got shape {xy.shape}."
+        raise TmtInputError(msg)
+    xy = xy[:, :2]
     bad = ~np.isfinite(xy).all(axis=1)
     if bad.any():
         msg = (f"{int(bad.sum())} cells have NaN or infinite coordinates in adata.obsm['spatial']; "
                "drop or fix them first.")
         raise TmtInputError(msg)
+    pixel_size = checked_pixel_size(pixel_size)
     if pixel_size is not None:
-        if pixel_size <= 0:
-            msg = f"pixel_size must be positive (micrometres per coordinate unit), got {pixel_size}."
-            raise TmtInputError(msg)
         xy = xy * pixel_size
     # to a picometre: pixels times pixel_size then equal the same micrometres exactly, so every grid and
     # neighbour search gives identical results in either unit
@@ -43,12 +75,22 @@ def label_column(adata: AnnData, key: str) -> pd.Series:
     return adata.obs[key].astype(str)
 
 
-def check_labels(labels: pd.Series, wanted, what: str) -> list[str]:
+def check_labels(labels: pd.Series, wanted, what: str, hint: str = "") -> list[str]:
+    """``wanted`` as a list, refused when empty or when none of it occurs in ``labels``; labels that do not occur
+    (a typo beside a right one) are warned about."""
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     present = set(labels.unique())
-    if not present & set(wanted):
-        msg = f"none of the {what} {wanted} occurs in the cell-type column; labels present: {sorted(present)}."
+    if not wanted:
+        msg = f"{what} is empty: name at least one label of the cell-type column; labels present: {sorted(present)}."
         raise TmtLabelError(msg, what)
+    if not present & set(wanted):
+        msg = (f"none of the {what} {wanted} occurs in the cell-type column{hint}; labels present: "
+               f"{sorted(present)}.")
+        raise TmtLabelError(msg, what)
+    absent = [w for w in wanted if w not in present]
+    if absent:
+        warn(f"{what}: {absent} occur nowhere in the cell-type column and count for nothing; labels present: "
+             f"{sorted(present)}.")
     return wanted
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..._utils import warn
-from .geometry import tumour_region
+from .geometry import MIN_POSITIONS, n_positions, tumour_region
 
 MARGIN_CELLS = 4.0  # half-width of the margin in median nearest-neighbour distances, about that many cell diameters
 MIN_CLUSTER_SIZE = 10  # parenchyma holding fewer tumour cells is ignored
@@ -41,8 +41,8 @@ def cell_compartments(xy_all: np.ndarray, images: pd.Series, is_tumour: np.ndarr
         xy = xy_all[idx]
         is_t = is_tumour[idx]
         row = {"n_cells": len(idx), "n_tumor_cells": int(is_t.sum())}
-        if len(idx) < 3:
-            rows[s] = {**row, "status": "too few cells"}
+        if n_positions(xy) < MIN_POSITIONS:
+            rows[s] = {**row, "status": "too few cells" if len(idx) < MIN_POSITIONS else "too few cell positions"}
             continue
         reg = tumour_region(xy, is_t, margin_width_nn=margin_cells, margin_width=margin_width,
                             min_cluster_size=min_cluster_size)

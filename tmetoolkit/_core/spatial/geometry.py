@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 GRID_PER_NN = 2.0  # grid squares per nearest-neighbour distance (a square is half a cell across)
 SMOOTH_NN = 1.5  # Gaussian sigma of the tumour-fraction map, in nearest-neighbour distances
 TISSUE_NN = 2.0  # gaps narrower than twice this many nearest-neighbour distances are tissue, not background
+MIN_POSITIONS = 3  # an image with fewer distinct cell positions has no measurable tissue
 
 
 @dataclass
@@ -39,8 +40,17 @@ class Region:
     status: str
 
 
+def n_positions(xy: np.ndarray) -> int:
+    """Distinct positions among the cells (coordinates rounded to a coarse grid put several cells on one)."""
+    return len(np.unique(xy, axis=0))
+
+
 def median_nn(xy: np.ndarray) -> float:
-    """Median distance from a cell to its nearest neighbour (micrometres)."""
+    """Median distance from a cell to its nearest neighbour at another position (micrometres); cells that share a
+    position (coordinates rounded to a coarse grid) say nothing about the spacing. NaN with one position only."""
+    xy = np.unique(xy, axis=0)
+    if len(xy) < 2:
+        return float("nan")
     d = cKDTree(xy).query(xy, k=2)[0][:, 1]
     return float(np.median(d))
 

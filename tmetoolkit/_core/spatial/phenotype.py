@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..._utils import TmtInputError
 from ..sample.cohort import MIN_COHORT_SIZE
-from .geometry import contact_counts, median_nn, tissue_grid
+from .geometry import MIN_POSITIONS, contact_counts, median_nn, n_positions, tissue_grid
 from .measures import cell_columns, effector_features
 from .rules import call_cells, call_spots
 
@@ -51,7 +51,7 @@ def _cell_sums(cells: CellInput, contact_cells: float) -> tuple[pd.DataFrame, di
     cols, radius = {}, {}
     for im, idx in cells.images.groupby(cells.images, observed=True).indices.items():
         xy = cells.xy[idx]
-        if len(idx) < 3:
+        if n_positions(xy) < MIN_POSITIONS:
             area, nn = np.zeros(len(idx)), np.nan
         else:
             nn = median_nn(xy)
@@ -83,7 +83,10 @@ def cell_tables(cells: CellInput, samples: pd.Series, regions: pd.Series, *, sta
 
     def unassessable(row, ims) -> str:
         image_status = {status.get(im, "ok") for im in ims}
-        if image_status <= {"no tumour region", "too few cells"}:
+        if image_status == {"too few cell positions"}:
+            return ("too few cell positions: the cells share fewer than three distinct coordinates (rounded to a "
+                    "coarse grid?)")
+        if image_status <= {"no tumour region", "too few cells", "too few cell positions"}:
             return f"{min(image_status)}: no group of at least the minimum number of tumour cells"
         if row["n_cells"] < min_cells:
             return f"too few cells ({int(row['n_cells'])} < {min_cells})"
