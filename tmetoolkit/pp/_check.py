@@ -492,11 +492,19 @@ def _warn_implausible(report: InputReport) -> None:
         warn(f"{report.n_implausible:,} entries ({report.n_implausible / max(report.n_obs * report.n_vars, 1):.2%}) "
              f"exceed {MAX_PLAUSIBLE_COUNT:.0e}, more than a whole cell's mRNA: corrupt values, or data that are not "
              "counts of single cells (with bulk samples: --bulk / bulk=True).")
+    warn_duplicated(report)
+
+
+DUPLICATED_NAMES = "var_names occur more than once"
+
+
+def warn_duplicated(report: InputReport) -> None:
+    """Warn about var_names that occur more than once: which column is the gene cannot be known."""
     dup = report.duplicated_var_names
     if dup:
-        warn(f"{len(dup)} var_names occur more than once ({', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}): "
-             "a signature gene with several columns is scored from their mean. If the copies are one gene, sum "
-             "them; else adata.var_names_make_unique() names them apart.")
+        warn(f"{len(dup)} {DUPLICATED_NAMES} ({', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}): "
+             "a signature gene with several columns is scored from their mean, and annotate reads one of them. If "
+             "the copies are one gene, sum them; else adata.var_names_make_unique() names them apart.")
 
 
 def hint_raw(adata: AnnData, sigs, cov: pd.DataFrame, species: str) -> None:

@@ -22,7 +22,7 @@ from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import corrected_values_message, inspect
+from ..pp._check import DUPLICATED_NAMES, corrected_values_message, inspect, warn_duplicated
 from ._sample_features import samples_of
 from ._score import score_once
 
@@ -232,6 +232,7 @@ def annotate(
     check_tmt_key(adata.obs, (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, *rules.SUBSET_RULES), "adata.obs")
     # state and species only; score() below scans the matrix itself
     report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
+    warn_duplicated(report)
     if report.state == "protein":
         if tumor_signature is not None:
             msg = ("tumor_signature= applies to RNA; on a protein panel map the channel that marks the malignant "
@@ -272,7 +273,7 @@ def annotate(
         needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]
         score_once(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
-        if not issubclass(w.category, TmtCoverageWarning):
+        if not issubclass(w.category, TmtCoverageWarning) and DUPLICATED_NAMES not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]

@@ -14,7 +14,16 @@ from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
 from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
-from ..pp._check import InputReport, coverage, detect_gene_id, hint_raw, input_error, inspect, no_signature_scorable
+from ..pp._check import (
+    InputReport,
+    coverage,
+    detect_gene_id,
+    hint_raw,
+    input_error,
+    inspect,
+    no_signature_scorable,
+    warn_duplicated,
+)
 from ..sig import as_signatures
 from ..sig._genes import control_probes
 
@@ -131,6 +140,7 @@ def score(
     check_chunks(get_matrix(adata, layer), chunk_size)
     report = inspect(adata, layer, chunk_size=chunk_size, species=species)
     _refuse_bad_input(report)
+    warn_duplicated(report)
     sigs = as_signatures(signatures)
     cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)
     dropped = cov.loc[~cov["scorable"]]

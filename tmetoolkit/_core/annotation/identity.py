@@ -45,6 +45,7 @@ class Expression:
     lognorm: list[sp.csr_matrix]  # row blocks (float32) of the log-normalised genes (control probes left out)
     marker_cols: np.ndarray  # the columns of ``lognorm`` that hold the markers the components always include
     fit: np.ndarray  # the cells the principal axes and the variable genes are fitted on
+    empty: np.ndarray  # cells without a single nonzero value among the genes
     log_base: float | None = None  # the base of log values read as the linear values they encode (log_base)
 
     @cached_property
@@ -77,7 +78,7 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
     max_rank = ranks.max_rank_for(genes_only.size)
     rank_cols = np.searchsorted(genes_only, cols).clip(max=max(genes_only.size - 1, 0))
     on_gene = np.isin(cols, genes_only).astype(np.float32)  # a marker matched to a probe's column reads 0
-    R_parts, L_parts = [], []
+    R_parts, L_parts, empty = [], [], []
     base = None
     for start, _, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
@@ -87,6 +88,7 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
         if start == 0 and state == "lognorm":
             base = log_base(block[:1000])
         R_parts.append(ranks.within_cell_ranks(block, rank_cols, max_rank) * on_gene)
+        empty.append(np.asarray(abs(block).sum(axis=1)).ravel() == 0)
         L_parts.append(_lognorm(block, state, base))
     R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
@@ -94,7 +96,7 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
     return Expression(R, {g: i for i, g in enumerate(genes)}, L_parts, keep, embedding.fit_cells(X.shape[0], seed),
-                      base)
+                      np.concatenate(empty) if empty else np.zeros(0, dtype=bool), base)
 
 
 def log_base(block) -> float | None:
@@ -172,6 +174,8 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
     pooled = lineage_core.pool(E, W)
     res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
     lineage_core.apply_decisive(res, E, R, gene_col, table)
+    # a cell without a single read has no identity of its own, whatever its neighbours are
+    res.lineage[expr.empty], res.label[expr.empty], res.confidence[expr.empty] = UNASSIGNED, UNASSIGNED, 0.0
     for parent in table.splits:
         _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
     if res.by_markers:
