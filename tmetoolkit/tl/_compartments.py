@@ -38,12 +38,12 @@ def compartments(
 
     Per sample (image) the tumour region is drawn as a pathologist would draw it (see
     ``tmetoolkit._core.spatial.geometry.tumour_region``): on a grid of half a cell, the density of tumour cells
-    smoothed over 1.5 cell spacings makes a point parenchyma where it reaches half the tumour's own packing (the
-    median smoothed density at its cells); parenchyma holding fewer than ``min_cluster_size`` tumour cells is
-    dropped, and immune or stromal pockets enclosed by the parenchyma that lie wholly within the margin width of
-    it are parenchyma (wider enclosed areas stay stroma). Other cells do not shape the region, so T cells
-    infiltrating the tumour cannot turn it into stroma. Every cell gets its signed distance to the region's
-    border (negative inside), in micrometres.
+    smoothed over 1.5 cell spacings of tissue (the edge of the field is not a border) makes a point parenchyma where
+    it reaches half the tumour's own packing (the median smoothed density at its cells); parenchyma holding fewer
+    than ``min_cluster_size`` tumour cells is dropped, and immune or stromal pockets enclosed by the parenchyma
+    that lie wholly within the margin width of it are parenchyma (wider enclosed areas stay stroma). Other cells
+    do not shape the region, so T cells infiltrating the tumour cannot turn it into stroma. Every cell gets its
+    signed distance to the region's border (negative inside), in micrometres.
     The margin is the band of ``margin_width`` micrometres on each side of the border (default ``margin_cells``
     times the image's median nearest-neighbour distance, about that many cell diameters); beyond it lie the
     tumour core and the stroma. Every length is a multiple of the image's own cell spacing, so the result does
