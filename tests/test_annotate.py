@@ -631,6 +631,23 @@ def test_cells_without_reads_are_unassigned():
     assert (a.obs["tmt_lineage"][: z.n_obs] != "unassigned").mean() > 0.9
 
 
+def test_scaled_rna_is_refused_before_anything_is_read_from_it():
+    """z-scored genes are non-zero everywhere: read first, they looked like bulk samples detecting every gene, and
+    that warning came before the refusal that names layer=."""
+    z = shared_file("zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad")
+    sc.pp.normalize_total(z)
+    sc.pp.log1p(z)
+    z.layers["log"] = z.X.copy()
+    sc.pp.scale(z)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", tmt.TmtWarning)
+        with pytest.raises(tmt.TmtInputError, match="layer="):
+            tmt.tl.annotate(z)
+    assert not [w for w in caught if issubclass(w.category, tmt.TmtWarning)]
+    tmt.tl.annotate(z, layer="log")
+    assert (z.obs["tmt_lineage"] != "unassigned").mean() > 0.9
+
+
 def test_repeated_gene_names_are_warned_about_once(sim_small):
     a = sim_small.copy()
     names = a.var_names.to_numpy().copy()

@@ -39,9 +39,16 @@ def colors_for(adata: AnnData, key: str) -> dict[str, str]:
     stored = adata.uns.get(f"{key}_colors")
     if stored is not None and len(stored) == len(cats):
         return dict(zip(cats, stored, strict=True))
+    from scanpy.plotting import palettes
+
     fixed = {**lineage_colors(), **state_colors(), **phenotype_colors()}
-    cycle = mpl.colormaps["tab20"].colors
-    return {c: fixed.get(c, mpl.colors.to_hex(cycle[i % len(cycle)])) for i, c in enumerate(cats)}
+    taken = {fixed[c].lower() for c in cats if c in fixed}
+    # scanpy's palettes by size; a colour a fixed label of this column already has is not given to another label
+    palette = palettes.default_20 if len(cats) <= 20 else palettes.default_28 if len(cats) <= 28 else \
+        palettes.default_102
+    free = [c for c in map(mpl.colors.to_hex, palette) if c.lower() not in taken] or list(palette)
+    others = [c for c in cats if c not in fixed]
+    return {c: fixed[c] if c in fixed else free[others.index(c) % len(free)] for c in cats}
 
 
 def require_obs(adata: AnnData, key: str, hint: str = "") -> pd.Series:

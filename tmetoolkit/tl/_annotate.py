@@ -22,7 +22,7 @@ from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import DUPLICATED_NAMES, corrected_values_message, inspect, warn_duplicated
+from ..pp._check import DUPLICATED_NAMES, corrected_values_message, input_error, inspect, warn_duplicated
 from ._sample_features import samples_of
 from ._score import score_once
 
@@ -247,6 +247,8 @@ def annotate(
         msg = ("markers= and gates= apply to protein panels; this matrix looks like RNA expression "
                f"(state: {report.state}). Leave them out.")
         raise TmtInputError(msg)
+    if report.problems:  # scaled values, NaN: refused before any other reading of them
+        raise input_error(report, "cannot annotate this input: " + " ".join(report.problems))
     if looks_like_bulk(adata, layer):
         warn("each observation detects a median of more than 10,000 genes, as bulk samples do, not cells: annotate "
              "calls single cells. For bulk samples use tl.score, tl.immune_phenotype and tl.immunosuppression / "

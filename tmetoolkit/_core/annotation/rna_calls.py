@@ -175,7 +175,8 @@ def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | No
     malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
     malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
     if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
-        messages.append("too few cells carry the epithelial markers to learn the malignant lineage on this panel, so "
-                        "no cell can be called malignant with confidence: if a programme marks the malignant cells, "
-                        "pass tumor_signature= (e.g. 'MPAS')")
+        messages.append(f"only {malignant_seeds} cells show the epithelial markers with confidence, too few to "
+                        "learn the malignant lineage, so no cell is called malignant. Expected for sorted immune "
+                        "cells; if malignant cells are among these and a programme marks them, pass tumor_signature= "
+                        "(e.g. 'MPAS')")
     return messages
