@@ -66,6 +66,18 @@ def test_spatial_map_draws_cells_without_a_label(done):
     plt.close(fig)
 
 
+def test_label_colours_stay_distinct_beyond_twenty_labels():
+    import anndata as ad
+
+    from tmetoolkit.pl._palettes import lineage_colors
+    from tmetoolkit.pl._utils import colors_for
+
+    a = ad.AnnData(np.zeros((40, 1)))
+    a.obs["types"] = pd.Categorical([f"type {i}" for i in range(25)] + ["CD4 T"] * 15)
+    colours = colors_for(a, "types")
+    assert len(set(colours.values())) == 26 and colours["CD4 T"] == lineage_colors()["CD4 T"]
+
+
 def test_phenotype_summary(done, tmp_path):
     ax = tmt.pl.immune_phenotype(done)
     assert isinstance(ax, Axes) and ax.get_xscale() == "log"
