@@ -46,6 +46,9 @@ def test_needs_annotation_and_reports_missing_receptors(sim_small):
         tmt.tl.checkpoints(a)
     assert a.obsm["tmt_checkpoints"]["LAG-3"].isna().all()
     assert a.uns["tmt_checkpoints"]["table"]["cd8_frac_LAG-3"].isna().all()
+    a.raw = sim_small  # the whole panel in raw, as after selecting variable genes: the warning says where LAG3 is
+    with pytest.warns(tmt.TmtWarning, match=r"adata.raw holds LAG3"):
+        tmt.tl.checkpoints(a)
 
 
 def test_no_receptor_measured_is_unknown_not_zero(annotated):

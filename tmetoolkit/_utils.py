@@ -101,4 +101,5 @@ def check_tmt_key(container, keys: str | Iterable[str], where: str) -> None:
             raise TmtInputError(msg)
     ours = [k for k in keys if k in container]
     if ours:
-        warn(f"overwriting {where}[{', '.join(map(repr, ours))}] from an earlier tmetoolkit call", category=TmtWarning)
+        warn(f"overwriting {where}[{', '.join(map(repr, ours))}] (keys starting with 'tmt_' are tmetoolkit's: an "
+             "earlier call's results, or a column to rename if you made it)", category=TmtWarning)

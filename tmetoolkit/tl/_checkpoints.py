@@ -14,7 +14,7 @@ from .. import _keys
 from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, protein_detection
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
-from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key
+from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key, warn
 from ..pp._check import corrected_values_message, inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
@@ -120,6 +120,11 @@ def checkpoints(
             raise TmtKeyError(msg)
         det = smooth_detection(det, adata.obsp["connectivities"])
     result = profile(det, adata.obs[_keys.LINEAGE], samples_of(adata, sample_key))
+    raw_genes = set(adata.raw.var_names.astype(str).str.upper()) if adata.raw is not None and layer is None else set()
+    in_raw = [gene for gene, name in RECEPTORS.items() if name in result.missing and gene in raw_genes]
+    if in_raw:
+        warn(f"adata.raw holds {', '.join(in_raw)}, which X lacks (highly variable genes?): for their receptors, run "
+             "the tools on r = adata.raw.to_adata() (tmetoolkit run --use-raw) and copy the tmt_ keys back.")
     adata.obsm[_keys.CHECKPOINT_DETECTION] = det
     adata.obs[_keys.CHECKPOINT_N] = result.n
     adata.obs[_keys.CHECKPOINT_PATTERN] = result.pattern
