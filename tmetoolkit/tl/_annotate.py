@@ -117,8 +117,9 @@ def annotate(
         default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``
         are mouse symbols.
     n_neighbors
-        Cells whose evidence is pooled (the cell itself included), at most 2% of the cells and at least 5, when
-        ``obsp["connectivities"]`` is absent; ``1`` decides on each cell's own evidence. RNA only.
+        Cells whose evidence is pooled (the cell itself included), at most 2% of the cells and at least 5 where
+        that is at most one cell in 36 (a data set of 60 cells is not pooled), when ``obsp["connectivities"]`` is
+        absent; ``1`` decides on each cell's own evidence. RNA only.
     markers
         Protein panels only: canonical marker -> channel in ``var_names``, for channels not recognised by name
         (``CD8 (Opal 540)``, ``CD8A``, ``PanCK``, ``Pan-Keratin``, ``Keratin17``, ``vWF/CD31`` are). ``"tumor"`` is
