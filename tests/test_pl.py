@@ -165,8 +165,8 @@ def test_immunosuppression_per_region(done):
     plt.close(ax.figure)
 
 
-def test_region_labels_stagger_and_drop_a_lone_sample_name(done):
-    """Regions of one sample are named without the sample; labels at one height do not share a baseline."""
+def test_region_labels_do_not_overlap_and_drop_a_lone_sample_name(done):
+    """Regions of one sample are named without the sample; labels of nearby points do not overlap."""
     a = done[done.obs["sample"] == "S02"].copy()
     a.obs["area"] = np.where(a.obsm["spatial"][:, 0] < np.median(a.obsm["spatial"][:, 0]), "west", "east")
     tmt.tl.immune_phenotype(a, sample_key="sample", region_key="area")
@@ -175,17 +175,26 @@ def test_region_labels_stagger_and_drop_a_lone_sample_name(done):
     assert set(texts) <= {"west", "east", "west, east", "east, west"} and texts
     plt.close(ax.figure)
 
+    from matplotlib.text import Text
+
     from tmetoolkit.pl._summaries import _annotate_points
 
-    fig, ax = plt.subplots()
-    _annotate_points(ax, [(["a"], (0.0, 1.0)), (["b"], (0.5, 1.0)), (["c"], (0.2, 3.0))], 0.05, log=False)
-    offsets = {t.get_text(): t.xyann[1] for t in ax.texts}
-    assert offsets["a"] != offsets["b"] and offsets["c"] == offsets["a"]
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    long = [([f"sample_{i}_with_a_long_patient_identifier"], (0.1 + 0.01 * i, 0.5 + 0.01 * i)) for i in range(4)]
+    _annotate_points(ax, [*long, (["far"], (0.2, 0.1))], log=False)
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the words, not the leader lines
+    assert not any(b.overlaps(c) for i, b in enumerate(boxes) for c in boxes[i + 1:])
+    moved = [t for t in ax.texts if t.arrow_patch is not None]  # a moved label is joined to its point
+    assert len(moved) >= 3 and ax.texts[0].xyann == (3, 3)
     plt.close(fig)
     # a label of a point in the right half ends at the point, so it stays inside the axes
     fig, ax = plt.subplots()
     ax.set_xlim(-1, 1)
-    _annotate_points(ax, [(["left"], (-0.9, 1.0)), (["right"], (0.95, 2.0))], 0.05, log=False)
+    _annotate_points(ax, [(["left"], (-0.9, 1.0)), (["right"], (0.95, 2.0))], log=False)
     sides = {t.get_text(): (t.get_horizontalalignment(), t.xyann[0]) for t in ax.texts}
     assert sides == {"left": ("left", 3), "right": ("right", -3)}
     plt.close(fig)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
+from matplotlib.text import Text
 
 from .. import _keys
 from .._core.sample.phenotype import decision_lines as expression_lines
@@ -101,8 +102,8 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
             names = _region_names(tab.index) if regions else tab.index.astype(str)
             lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
             tol = np.log10(hi / (floor / 1.5)) * 0.03
-            _annotate_points(ax, _merge_close(lx, ly, tol), tol, log=True)
-        ax.legend(frameon=False, fontsize=7, loc="upper left")
+            _annotate_points(ax, _merge_close(lx, ly, tol), log=True)
+        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the points
         ax.set_title("Immune phenotype (spatial)")
     return ax
 
@@ -154,8 +155,8 @@ def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool
             names = _region_names(tab.index) if regions else tab.index.astype(str)
             lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
             tol = np.log10(hy / (y_floor / 1.5)) * 0.03
-            _annotate_points(ax, _merge_close(lx, ly, tol), tol, log=True)
-        ax.legend(frameon=False, fontsize=7, loc="lower right")
+            _annotate_points(ax, _merge_close(lx, ly, tol), log=True)
+        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the points
         ax.set_title("Immune phenotype (spatial)")
     return ax
 
@@ -191,28 +192,50 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
             ax.set_ylabel("CD8 T cells among immune cells")
         tol = 0.03 * max(float(np.ptp(x)) if len(x) else 0.0, float(np.ptp(y)) if len(y) else 0.0, 1e-9)
         if annotate and mode != "cells" and len(tab) <= MAX_LABELS:
-            _annotate_points(ax, _merge_close(x, y, tol), tol, log=False)
-        ax.legend(frameon=False, fontsize=7, loc="best")
+            _annotate_points(ax, _merge_close(x, y, tol), log=False)
+        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the points
         ax.set_title("Immune phenotype (expression; exclusion inferred)")
     return ax
 
 
-def _annotate_points(ax: Axes, groups: list[tuple[list, tuple[float, float]]], tol: float, *, log: bool) -> None:
-    """Write each group's names beside it, on the side of the point facing the middle of the axes (so labels of
-    points near the right edge stay inside the figure); labels of points at about the same height alternate above
-    and below."""
-    offsets = (3, -10, 16, -23)
+LABEL_HEIGHTS = (3, -10, 16, -23, 29, -36)  # points above (+) or below (-) a point where its label may sit
+
+
+def _annotate_points(ax: Axes, groups: list[tuple[list, tuple[float, float]]], *, log: bool) -> None:
+    """Write each group's names beside it: on the side of the point facing the middle of the axes (so labels of
+    points near the right edge stay inside the figure), at the first of a few heights above and below the point
+    where the label overlaps no label already written, else on the other side, joined to its point by a thin line
+    when it had to move; where every place is taken, at the first."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
     lo, hi = ax.get_xlim()
     middle = np.sqrt(lo * hi) if log else (lo + hi) / 2
-    placed: list[float] = []
+    taken = []
     for names, (px, py) in sorted(groups, key=lambda g: g[1]):
-        k = sum(abs(py - other) < 2 * tol for other in placed)
-        placed.append(py)
-        x = 10**px if log else px
-        right = x > middle
-        ax.annotate(", ".join(map(str, names)), (x, 10**py if log else py), fontsize=7,
-                    xytext=(-3 if right else 3, offsets[k % len(offsets)]), textcoords="offset points",
-                    ha="right" if right else "left")
+        x, y = (10**px, 10**py) if log else (px, py)
+        toward_middle = -1 if x > middle else 1
+        label = None
+        for dy in LABEL_HEIGHTS:
+            for side in (toward_middle, -toward_middle):
+                moved = dy != LABEL_HEIGHTS[0] or side != toward_middle  # a leader line says whose label it is
+                text = ax.annotate(", ".join(map(str, names)), (x, y), fontsize=7, xytext=(3 * side, dy),
+                                   textcoords="offset points", ha="left" if side > 0 else "right",
+                                   va="center" if moved else "baseline",
+                                   arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if moved else None)
+                text.update_positions(renderer)
+                box = Text.get_window_extent(text, renderer)  # the words, not the leader line
+                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
+                if inside and not any(box.overlaps(other) for other in taken):
+                    label = text
+                    break
+                text.remove()
+            if label is not None:
+                break
+        if label is None:
+            label = ax.annotate(", ".join(map(str, names)), (x, y), fontsize=7, xytext=(3 * toward_middle, 3),
+                                textcoords="offset points", ha="left" if toward_middle > 0 else "right")
+        label.update_positions(renderer)
+        taken.append(Text.get_window_extent(label, renderer))
 
 
 def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tuple[float, float]]]:
@@ -510,7 +533,7 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
                                  pd.Series(y.head(n_labels).to_numpy(), index=top["feature"].astype(str)), 0.02)
             labels = [([f"{names[0]} (+{len(names) - 1} more)" if len(names) > 1 else names[0]], xy)
                       for names, xy in close]
-            _annotate_points(ax, labels, 0.02, log=False)
+            _annotate_points(ax, labels, log=False)
         ax.axvline(0, c="grey", lw=0.6)
         ax.set_xlim(-1.05, 1.05)
         ax.set_xlabel(f"Cliff's delta ({g[0]} vs {g[1]})")
