@@ -78,6 +78,18 @@ def test_label_colours_stay_distinct_beyond_twenty_labels():
     assert len(set(colours.values())) == 26 and colours["CD4 T"] == lineage_colors()["CD4 T"]
 
 
+def test_scale_bar_reads_the_pixel_size(done):
+    """Coordinates in pixels before any spatial tool ran: the bar is in micrometres only with pixel_size."""
+    bars = {}
+    for pixel_size in (None, 0.25):
+        fig = tmt.pl.spatial(done, samples=["S01"], pixel_size=pixel_size)
+        bars[pixel_size] = [t.get_text() for t in fig.axes[0].texts if t.get_text().endswith("µm")]
+        plt.close(fig)
+    assert bars[None] == ["100 µm"] and bars[0.25] == ["20 µm"]
+    with pytest.raises(tmt.TmtInputError, match="pixel_size"):
+        tmt.pl.spatial(done, samples=["S01"], pixel_size=-1)
+
+
 def test_phenotype_summary(done, tmp_path):
     ax = tmt.pl.immune_phenotype(done)
     assert isinstance(ax, Axes) and ax.get_xscale() == "log"

@@ -12,6 +12,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, missing_key_error
+from ..tl._spatial_utils import checked_pixel_size
 from ..tl._tables import resolve_sample_key
 from ._utils import MISSING, MISSING_COLOR, RASTERIZE_ABOVE, colors_for, fits_new_figure, require_obs, style
 
@@ -28,6 +29,7 @@ def spatial(
     ncols: int = 3,
     size: float | None = None,
     panel_size: float = 3.2,
+    pixel_size: float | None = None,
     ax=None,
 ) -> Figure:
     """Cells at their positions, one panel per sample, coloured by an ``obs`` column: labels (categorical) or
@@ -35,8 +37,8 @@ def spatial(
 
     Where :func:`tmetoolkit.tl.compartments` ran, the tumour border (solid) and the outer and inner edges of
     the margin (dashed) are drawn and named in the legend; cells whose label equals ``highlight`` are drawn on
-    top, larger. Every panel carries a scale bar in micrometres (coordinates are converted with the
-    ``pixel_size`` the spatial tools recorded). Panel titles carry the sample's immune phenotype when
+    top, larger. Every panel carries a scale bar in micrometres (coordinates are converted with ``pixel_size``,
+    by default the one the spatial tools recorded). Panel titles carry the sample's immune phenotype when
     :func:`tmetoolkit.tl.immune_phenotype` ran.
 
     Parameters
@@ -61,6 +63,9 @@ def spatial(
         Marker size (default from the number of cells).
     panel_size
         Inches per panel.
+    pixel_size
+        Micrometres per coordinate unit, for the scale bar (default: the ``pixel_size`` that
+        :func:`tmetoolkit.tl.compartments` recorded, else 1: coordinates taken as micrometres).
     ax
         An Axes to draw a single sample into.
 
@@ -88,7 +93,8 @@ def spatial(
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     pheno = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
     width = adata.uns.get(_keys.COMPARTMENTS, {}).get("table")
-    um_per_unit = float(adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {}).get("pixel_size", 1.0) or 1.0)
+    recorded = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {}).get("pixel_size")
+    um_per_unit = checked_pixel_size(pixel_size) or float(recorded or 1.0)
     drew_border = drew_margin = False
     with style():
         if ax is None:
