@@ -28,6 +28,10 @@ class TmtEmptyCellsWarning(TmtWarning):
     """Observations without any expression: their scores are NaN."""
 
 
+class TmtRepeatedNamesWarning(TmtWarning):
+    """``var_names`` that occur more than once: which column holds the gene cannot be known."""
+
+
 class TmtSmallCohortWarning(TmtWarning):
     """Too few samples for cohort-relative thresholds, so each sample was judged alone by absolute ones."""
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._matrix import DEFAULT_CHUNK, get_matrix, iter_rows, row_block, row_sums
-from .._utils import TmtEmptyCellsWarning, TmtInputError, TmtMatrixError, logger, warn
+from .._utils import TmtEmptyCellsWarning, TmtInputError, TmtMatrixError, TmtRepeatedNamesWarning, logger, warn
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
@@ -495,16 +495,14 @@ def _warn_implausible(report: InputReport) -> None:
     warn_duplicated(report)
 
 
-DUPLICATED_NAMES = "var_names occur more than once"
-
-
 def warn_duplicated(report: InputReport) -> None:
     """Warn about var_names that occur more than once: which column is the gene cannot be known."""
     dup = report.duplicated_var_names
     if dup:
-        warn(f"{len(dup)} {DUPLICATED_NAMES} ({', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}): "
+        warn(f"{len(dup)} var_names occur more than once ({', '.join(dup[:5])}{' ...' if len(dup) > 5 else ''}): "
              "a signature gene with several columns is scored from their mean, and annotate reads one of them. If "
-             "the copies are one gene, sum them; else adata.var_names_make_unique() names them apart.")
+             "the copies are one gene, sum them; else adata.var_names_make_unique() names them apart.",
+             category=TmtRepeatedNamesWarning)
 
 
 def hint_raw(adata: AnnData, sigs, cov: pd.DataFrame, species: str) -> None:

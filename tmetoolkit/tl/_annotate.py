@@ -22,7 +22,7 @@ from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
-from ..pp._check import DUPLICATED_NAMES, corrected_values_message, input_error, inspect, warn_duplicated
+from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
 from ._sample_features import samples_of
 from ._score import score_once
 
@@ -267,7 +267,7 @@ def annotate(
 
     import warnings
 
-    from .._utils import TmtCoverageWarning, TmtWarning
+    from .._utils import TmtCoverageWarning, TmtRepeatedNamesWarning, TmtWarning
 
     state_rules = rules.specific_state_rules()[0]
     specific = rules.derived_signatures()
@@ -276,7 +276,7 @@ def annotate(
         needed = [*rules.needed_signatures(), *([tumor_signature] if tumor_signature else [])]
         score_once(adata, [*needed, *specific], layer=layer, method="mean_ctrl", species=report.species)
     for w in caught:  # the rule table reports what could not be scored; anything else is passed on as it was
-        if not issubclass(w.category, TmtCoverageWarning) and DUPLICATED_NAMES not in str(w.message):
+        if not issubclass(w.category, (TmtCoverageWarning, TmtRepeatedNamesWarning)):  # the latter: warned above
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     S = adata.obsm[_keys.SCORES]
     S = S[[c for c in [*needed, *(s.name for s in specific)] if c in S.columns]]
