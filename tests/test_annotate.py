@@ -543,6 +543,26 @@ def test_protein_panel_bad_input():
     b = a[:, ["DAPI"]].copy()
     with pytest.raises(ValueError, match="no lineage marker"):
         tmt.tl.annotate(b)
+    # a gate keyed by a name that is neither a channel nor a recognised marker would be dropped in silence
+    with pytest.raises(KeyError, match="CD8 \\(Opal 540\\)"):
+        tmt.tl.annotate(a.copy(), gates={"CD8a": 2.0})
+    by_marker, by_channel = a.copy(), a.copy()
+    tmt.tl.annotate(by_marker, gates={"CD8": 5.0})
+    tmt.tl.annotate(by_channel, gates={"CD8 (Opal 540)": 5.0})
+    assert by_marker.uns["tmt_annotate"]["gates"].equals(by_channel.uns["tmt_annotate"]["gates"])
+
+
+def test_protein_panel_names_what_it_cannot_read():
+    a = real_data("phenoptr")
+    renamed = a.copy()
+    renamed.var_names = [n.replace("CD8 (Opal 540)", "CD8_Cy5") for n in a.var_names]
+    with pytest.warns(tmt.TmtWarning, match=r"CD8 T \(no channel for CD8\).*CD8_Cy5") as caught:
+        tmt.tl.annotate(renamed)
+    assert not any("DAPI" in str(w.message) for w in caught)  # a nuclear stain stands for no marker
+    twice = ad.concat([a, a[:, ["CD8 (Opal 540)"]].copy()], axis=1, merge="first")
+    twice.var_names = [*a.var_names, "CD8"]
+    with pytest.warns(tmt.TmtWarning, match="all read as CD8"):
+        tmt.tl.annotate(twice)
 
 
 def test_a_channel_stands_for_one_marker():

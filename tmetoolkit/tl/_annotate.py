@@ -126,8 +126,9 @@ def annotate(
         the malignant-cell marker, keratin by default; e.g. ``{"tumor": "CD30"}`` for Hodgkin lymphoma. See
         ``tmetoolkit._core.annotation.protein.MARKER_ALIASES`` and ``MARKER_PATTERNS``.
     gates
-        Protein panels only: positivity thresholds in the data's units, one per channel name or one for all
-        (``0.5`` after ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
+        Protein panels only: positivity thresholds in the data's units, one per channel (keyed by channel name or
+        by recognised marker, ``{"CD8": 2.5}``; other keys are refused) or one for all (``0.5`` after
+        ``scimap.pp.rescale``). By default each marker is gated by a two-component Gaussian
         mixture on its log intensity, or on arcsinh(x / median) where the log fit finds one skewed population
         (Ashman's D < 2) and arcsinh two (on its own values when the channel holds negative values, as after
         z-scoring; arcsinh- or log-transformed panels are gated on sinh of their values, so the calls match those
@@ -362,6 +363,8 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
         raise TmtInputError(msg)
     names = list(map(str, adata.var_names))
+    if gates is not None and not isinstance(gates, (int, float)):
+        gates = prot.channel_gates(gates, names, channels)
     # one number gates every channel; a mapping leaves the channels it does not name to fitted gates
     compensate = spillover > 0 and not isinstance(gates, (int, float)) and "spatial" in adata.obsm
     if compensate and (X < 0).any():  # spill-over adds intensities; transformed or z-scored values do not add
@@ -400,9 +403,14 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         if learned is not None else pd.DataFrame(columns=["lineage", "n_seeds", "learned"]),
         "lineage_by_markers": sorted(set(learned.n_seeds) - set(learned.learned)) if learned is not None else [],
     }
-    skipped = rule_tab.loc[~rule_tab["assessable"] & (rule_tab["level"] == "lineage"), "label"]
-    logger.info("protein panel: %d markers recognised (%s); not assessable: %s", len(channels),
-                ", ".join(f"{k}={v}" for k, v in channels.items()), ", ".join(skipped) or "none")
+    logger.info("protein panel: %d markers recognised (%s)", len(channels),
+                ", ".join(f"{k}={v}" for k, v in channels.items()))
+    skipped = rule_tab[~rule_tab["assessable"] & (rule_tab["level"] == "lineage")]
+    if len(skipped):
+        unread = [v for v in names if v not in channels.values() and not prot.is_stain(v)]
+        warn("protein panel: not assessable: " + ", ".join(f"{r.label} ({r.reason})" for r in skipped.itertuples())
+             + (f". Channels read as no marker: {', '.join(unread[:12])}{' ...' if len(unread) > 12 else ''}; map "
+                "one that is a lineage marker with markers= (e.g. markers={'CD8': 'CD8_Cy5'})" if unread else ""))
     _set_colors(adata)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..._utils import TmtInputError, TmtKeyError, logger, nearest
+from ..._utils import TmtInputError, TmtKeyError, logger, nearest, warn
 from ..scoring.mixture import fit_two_components
 from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample, by_lineage
 from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls
@@ -116,6 +116,15 @@ STATE_RULES: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
 LINEAGE_MARKERS = frozenset(m for groups in LINEAGE_RULES.values() for group in groups for m in group)
 
 
+# nuclear and background channels of imaging panels, which stand for no marker
+_STAIN = re.compile(r"^(DAPI|HOECHST|DRAQ|SYTO|NUCLEAR|AUTOFLUOR|BLANK|EMPTY|BACKGROUND)|^AF\d*$", re.IGNORECASE)
+
+
+def is_stain(name: str) -> bool:
+    """A nuclear stain or background channel (DAPI, Hoechst, DRAQ5, autofluorescence, blank)."""
+    return bool(_STAIN.match(re.sub(r"[^A-Za-z0-9]", "", str(name))))
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", re.sub(r"\(.*?\)", "", str(name).upper()))
 
@@ -139,11 +148,17 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
                "for one marker only: keep the mapping you mean.")
         raise TmtInputError(msg)
     found: dict[str, str] = {}
-    normed = {_norm(v): v for v in var_names}
+    same: dict[str, list[str]] = {}
+    for v in var_names:
+        same.setdefault(_norm(v), []).append(v)
+    normed = {n: names[0] for n, names in same.items()}  # of channels read alike ("CD8", "CD8 (Opal 540)"), the first
     for canon, aliases in MARKER_ALIASES.items():
         for alias in aliases:
             if alias in normed:
                 found[canon] = normed[alias]
+                if len(same[alias]) > 1 and canon not in markers:
+                    warn(f"channels {', '.join(map(repr, same[alias]))} all read as {canon}: {same[alias][0]!r} is "
+                         f"used; choose with markers={{{canon!r}: ...}}")
                 break
     taken = set(found.values())
     for canon, patterns in MARKER_PATTERNS.items():
@@ -162,6 +177,22 @@ def match_markers(var_names, markers: Mapping[str, str] | None = None) -> dict[s
             raise TmtKeyError(msg)
         found[canon] = channel
     return found
+
+
+def channel_gates(gates: Mapping[str, float], names: list[str], channels: dict[str, str]) -> dict[str, float]:
+    """``gates`` keyed by channel name; a key naming a recognised marker (``"CD8"`` for ``"CD8 (Opal 540)"``) is
+    read as that marker's channel, and a key naming neither is refused (it would leave the channel to a fit)."""
+    out = {}
+    for key, value in gates.items():
+        if key in names:
+            out[key] = float(value)
+        elif key in channels:
+            out[channels[key]] = float(value)
+        else:
+            msg = (f"gates[{key!r}] names no channel; nearest: {nearest(key, names)}. Key gates by channel name or "
+                   f"by a recognised marker ({', '.join(channels)}).")
+            raise TmtKeyError(msg)
+    return out
 
 
 # a channel with at least this share of exact zeros is gated on its non-zero values (measured on Schürch's CODEX
