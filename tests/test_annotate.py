@@ -552,6 +552,26 @@ def test_protein_panel_bad_input():
     assert by_marker.uns["tmt_annotate"]["gates"].equals(by_channel.uns["tmt_annotate"]["gates"])
 
 
+def test_protein_panel_of_whole_numbers_is_not_read_as_rna_counts():
+    """16-bit images export integer intensities: a small panel named by antibody targets is a protein panel; a small
+    panel named by gene symbols stays RNA counts."""
+    a = real_data("phenoptr")
+    X = np.clip(np.asarray(a.X.toarray() if sp.issparse(a.X) else a.X, dtype=np.float64), 0, None)
+    whole = a.copy()
+    whole.X = np.round(X / X.max(axis=0) * 65535).astype(np.uint16)
+    assert tmt.pp.check_input(whole).state == "protein"
+    scaled = a.copy()
+    scaled.X = (X / X.max(axis=0) * 65535).astype(np.float32)
+    tmt.tl.annotate(whole)
+    tmt.tl.annotate(scaled)
+    assert (whole.obs["tmt_lineage"] == scaled.obs["tmt_lineage"]).mean() >= 0.99
+    genes = ad.AnnData(np.random.default_rng(0).poisson(1.0, (50, 40)).astype(np.float32))
+    genes.var_names = ("CD3E CD3D CD2 CD8A CD8B CD4 FOXP3 IL2RA PTPRC MS4A1 CD79A CD19 JCHAIN MZB1 CD68 CD163 C1QA "
+                       "CD14 FCGR3A LYZ EPCAM KRT8 KRT18 KRT19 COL1A1 COL1A2 DCN LUM PDGFRA VWF PECAM1 CDH5 RGS5 "
+                       "ACTA2 TPSAB1 KIT NKG7 GNLY PDCD1 HAVCR2").split()
+    assert tmt.pp.check_input(genes).state == "counts"
+
+
 def test_protein_panel_names_what_it_cannot_read():
     a = real_data("phenoptr")
     renamed = a.copy()

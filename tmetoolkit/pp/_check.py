@@ -20,6 +20,7 @@ _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
 _HUMAN_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9-]*[A-Z0-9]$")
 PROTEIN_MAX_FEATURES = 100
+GENE_LIKE = 0.6  # share of names that are gene symbols, from which a small panel of whole numbers is RNA counts
 MAX_LINEAR_CV = 0.1  # spread of per-cell totals (SD / mean) up to which non-integer values count as normalised
 # a gene is centred when its mean lies within this many of its SDs of zero; z-scores, centred values and Pearson
 # residuals have every gene centred by construction, log values (log-CPM, log2 intensities, log2(TPM + 0.001)) only
@@ -188,7 +189,19 @@ def _negative_state(sample) -> tuple[str, str]:
     return "lognorm", f"log values with negatives: {seen}"
 
 
-def _detect_state(sample, n_vars: int) -> tuple[str, str]:
+def _gene_like(var_names) -> bool:
+    """Most names are gene symbols (a targeted RNA panel), not antibody targets ("CD8", "PanCK", "FoxP3 (Opal 570)"):
+    symbols are 95% of Chen's MERFISH panel and 67% of the Xenium panel, 0-30% of the phenoptr, scimap and Schürch
+    protein panels."""
+    from ..sig._genes import orthologs
+
+    tab = orthologs()
+    known = set(tab["human"]) | set(tab["mouse"].str.upper())
+    names = pd.Index(var_names).astype(str).str.upper()
+    return bool(len(names)) and float(names.isin(known).mean()) >= GENE_LIKE
+
+
+def _detect_state(sample, n_vars: int, var_names=None) -> tuple[str, str]:
     """The input state of the sampled rows and, in words, what it was read from."""
     vals = _values(sample)
     vals = vals[vals != 0]
@@ -201,6 +214,8 @@ def _detect_state(sample, n_vars: int) -> tuple[str, str]:
         if integer and vals.max() >= 50:  # no log scale reaches 50; integers that do are counts, wrongly negative
             return "counts", f"integers up to {vals.max():.3g} with {int((vals < 0).sum()):,} negative entries"
         return _negative_state(sample)
+    if integer and n_vars <= PROTEIN_MAX_FEATURES and var_names is not None and not _gene_like(var_names):
+        return "protein", f"{n_vars} features named as markers, not genes: marker intensities (whole numbers)"
     if integer:
         return "counts", "non-negative integers"
     if n_vars <= PROTEIN_MAX_FEATURES:
@@ -282,7 +297,7 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
              species: str | None) -> InputReport:
     gene_id, detected = detect_gene_id(adata.var_names)
     species = species or detected
-    state, detail = _detect_state(_sample_rows(X), adata.n_vars)
+    state, detail = _detect_state(_sample_rows(X), adata.n_vars, adata.var_names)
     problems: list[str] = []
     n_empty = 0
     libs = []
