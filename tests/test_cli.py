@@ -60,9 +60,9 @@ def test_image_key_must_exist(tmp_path):
 
 
 def test_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "tmetoolkit._cli", "--help"], capture_output=True, text=True,
-                         check=False)
-    assert out.returncode == 0 and "demo" in out.stdout and "run" in out.stdout
+    for module in ("tmetoolkit", "tmetoolkit._cli"):  # python -m tmetoolkit, as scanpy users type it
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=False)
+        assert out.returncode == 0 and "demo" in out.stdout and "run" in out.stdout, module
 
 
 def test_run_on_chen_merfish_gives_a_complete_report(tmp_path):

@@ -54,6 +54,29 @@ def test_metadata_is_used_when_given(profiled):
     assert long.loc[("S01", "Gut dysbiosis"), "status"].startswith("needs external data")
 
 
+def test_metadata_as_users_write_it(profiled, tmp_path):
+    """Dysbiosis as booleans or yes/no, a value that is no number, a column named in capitals: every one is read or
+    named, and the result writes to h5ad (booleans among the values made the write fail)."""
+    a = profiled.copy()
+    a.obs["dysbiosis"] = a.obs["sample"].map({"S01": True, "S02": False, "S03": True, "S04": False, "S05": False,
+                                              "S06": True}).astype(bool)
+    a.obs["hla_heterozygosity"] = a.obs["sample"].map({"S01": "yes", "S02": "0.4", "S03": "unknown", "S04": "0.9",
+                                                       "S05": "0.8", "S06": "1"})
+    del a.obs["tmb"]
+    a.obs["TMB"] = 5.0
+    with pytest.warns(tmt.TmtWarning) as caught:
+        tmt.tl.resistance_profile(a)
+    text = " ".join(str(w.message) for w in caught)
+    assert "'unknown'" in text and "obs['TMB'] is not read" in text
+    long = a.uns["tmt_resistance_profile"]["long"].set_index(["sample", "mechanism"])
+    dys = "Gut dysbiosis"
+    assert long.loc[("S01", dys), "flagged"] == 1.0 and long.loc[("S02", dys), "flagged"] == 0.0
+    hla = "HLA genotype (low heterozygosity)"
+    assert long.loc[("S02", hla), "flagged"] == 1.0 and long.loc[("S06", hla), "flagged"] == 0.0
+    assert long.loc[("S03", hla), "status"].startswith("needs external data")
+    a.write_h5ad(tmp_path / "profiled.h5ad")
+
+
 def test_one_sample_reports_values_without_cohort_flags(profiled):
     one = profiled[profiled.obs["sample"] == "S03"].copy()
     tmt.tl.resistance_profile(one)

@@ -17,7 +17,7 @@ from .._core.sample.cohort import MIN_COHORT_SIZE
 from .._core.sample.resistance import APM_LOSS, COHORT_Z, MEASURES, NEEDED, mechanisms, profile
 from .._core.sample.suppression import BULK_NEEDED
 from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
-from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger, warn
 from ._checkpoints import detect, is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of
 from ._score import score_once
@@ -109,6 +109,11 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
             score_once(adata, sorted({*NEEDED, *(BULK_NEEDED if bulk else SUPPRESSION_NEEDED)}), layer=layer)
     # IFNG detected once, for the samples and the regions: all NaN where the gene is not measured
     ifng = pd.Series(np.nan, index=adata.obs_names) if bulk else detect(adata, layer, {"IFNG": "IFNG"}, 1)["IFNG"]
+    for _, column in MEASURES.values():
+        alike = [c for c in adata.obs.columns if column and c != column and str(c).lower().replace(" ", "_") == column]
+        if column and column not in adata.obs and alike:
+            warn(f"obs[{alike[0]!r}] is not read: the resistance profile reads sample metadata from obs[{column!r}]; "
+                 "rename the column to use it")
     inputs = {"cells": None if bulk else cells_of(adata), "ifng": ifng,
               "border_distance": (adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float)
                                   if _keys.BORDER_DISTANCE in adata.obs else None),

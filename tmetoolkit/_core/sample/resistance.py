@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from ..._utils import warn
 from ...sig._registry import package_file
 from .cohort import MIN_COHORT_SIZE, MIN_SPREAD, robust_z
 from .features import mean_score
@@ -37,6 +38,29 @@ MEASURES = {
     "HLA genotype (low heterozygosity)": ("HLA class I heterozygosity (0-1) from sample metadata",
                                           "hla_heterozygosity"),
 }
+YES_NO = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0, "y": 1.0, "n": 0.0}
+
+
+def metadata_values(meta: pd.Series, groups, column: str) -> pd.Series:
+    """One number per sample from a metadata column: booleans and yes/no as 1/0, the first cell's value (a sample
+    whose cells disagree is warned about); values that are not numbers are warned about and left out."""
+    text = meta.astype(object).where(meta.notna())
+    as_words = text.map(lambda x: YES_NO.get(x.strip().lower(), x) if isinstance(x, str) else x)
+    values = pd.to_numeric(as_words.map(lambda x: float(x) if isinstance(x, (bool, np.bool_)) else x),
+                           errors="coerce").astype(float)
+    unread = text.notna() & values.isna()
+    if unread.any():
+        shown = ", ".join(map(repr, text[unread].unique()[:3]))
+        warn(f"obs[{column!r}] holds values that are not numbers or yes/no ({shown}): their samples are not assessed "
+             "for this mechanism")
+    by_sample = values.groupby(np.asarray(groups), observed=True)
+    varies = by_sample.nunique() > 1
+    if varies.any():
+        warn(f"obs[{column!r}] differs between cells of one sample ({', '.join(map(str, varies[varies].index[:3]))}): "
+             "the first cell's value is used; it is a per-sample measurement")
+    return by_sample.first()
+
+
 NEEDED = ["APM", "MHC_I", "HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6", "MPAS", "HALLMARK_PI3K_AKT_MTOR_SIGNALING",
           "HALLMARK_WNT_BETA_CATENIN_SIGNALING", "WNT_beta_catenin_core", "HALLMARK_GLYCOLYSIS", "Glycolysis_core",
           "HALLMARK_HYPOXIA", "Hypoxia_Buffa", "Epigenetic_regulators"]
@@ -160,9 +184,9 @@ def profile(groups: pd.Series, scores: pd.DataFrame, *, cells: Cells | None, ifn
             if meta is None:
                 status[:] = f"needs external data: add obs['{meta_col}']"
             else:
-                meta = meta.groupby(groups, observed=True).first()
-                v = pd.to_numeric(meta.reindex(names), errors="coerce")
-                status[:] = "from sample metadata"
+                v = metadata_values(meta, groups, meta_col).reindex(names)
+                status[:] = np.where(v.notna(), "from sample metadata",
+                                     f"needs external data: no readable obs['{meta_col}'] value for this sample")
                 if meta_col == "tmb":
                     flag = (v < 10).astype(float).where(v.notna())
                 elif meta_col == "dysbiosis":
