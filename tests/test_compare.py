@@ -189,3 +189,16 @@ def test_repeated_obs_names_give_the_same_results():
     pd.testing.assert_frame_equal(tmt.get.region_table(dup), tmt.get.region_table(ref))
     pd.testing.assert_frame_equal(tmt.get.markers(dup), tmt.get.markers(ref))
     assert np.isfinite(dup.obs["tmt_confidence"]).all()
+
+
+def test_sample_table_names_tables_of_another_sample_key():
+    """A tool run per another column would drop out of the table (and the report) in silence."""
+    a = tmt.datasets.simulate(n_samples=3, n_cells=600, seed=7)
+    tmt.tl.annotate(a)
+    tmt.tl.checkpoints(a)
+    a.obs["patient"] = "P" + a.obs["sample"].astype(str)
+    tmt.tl.immunosuppression(a, sample_key="patient")
+    with pytest.warns(tmt.TmtWarning, match=r"tmt_immunosuppression \(per 'patient'\)"):
+        table = tmt.get.sample_table(a, sample_key="sample")
+    assert not table.columns.str.startswith("immunosuppression:").any()
+    assert table.columns.str.startswith("checkpoints:").any()

@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtKeyError, missing_key_error
+from .._utils import TmtKeyError, missing_key_error, warn
 from ._sample_features import regions_of
 
 
@@ -30,6 +30,10 @@ def is_bulk(adata: AnnData) -> bool:
     """Whether a tool ran on bulk or pseudobulk data, where every observation is a sample."""
     return any(isinstance(v, dict) and isinstance(v.get("params"), dict) and bool(v["params"].get("bulk"))
                for k, v in adata.uns.items() if k.startswith(_keys.PREFIX))
+
+
+# tables whose rows are not samples: images (joined through the phenotype's) and the features compared
+NOT_PER_SAMPLE = (_keys.COMPARTMENTS, _keys.COMPARE_GROUPS)
 
 
 def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
@@ -68,11 +72,18 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     if _keys.SCORES in adata.obsm:
         mean = pd.DataFrame(adata.obsm[_keys.SCORES], index=adata.obs_names).groupby(samples.values).mean()
         parts.append(mean.add_prefix("score:"))
+    other = {}
     for name, v in adata.uns.items():
         if name.startswith(_keys.PREFIX) and isinstance(v, dict) and isinstance(v.get("table"), pd.DataFrame):
             tab = v["table"]
             if tab.index.astype(str).isin(samples.unique()).all():
                 parts.append(tab.add_prefix(f"{name[4:]}:"))
+            elif name not in NOT_PER_SAMPLE:
+                other[name] = str(v.get("params", {}).get("sample_key") or "each observation")
+    if other:
+        made = ", ".join(f"{k} (per {w!r})" for k, w in other.items())
+        warn(f"left out of the table per {key or 'sample'!r}: {made}; run those tools with the same sample_key, or "
+             "pass it here")
     out = pd.concat(parts, axis=1)
     out.index.name = key or "sample"
     return out.sort_index()
