@@ -268,6 +268,13 @@ def linearise(X: np.ndarray) -> np.ndarray:
     return np.sinh(np.clip(X, None, 700.0))
 
 
+def floor_spike(x: np.ndarray) -> bool:
+    """At least ``ZERO_SPIKE`` of the cells share the channel's lowest value (zeros of a background-subtracted
+    image, or what they became after arcsinh and z-scoring), with ``MIN_NONZERO`` cells above it."""
+    low = x.min()
+    return bool((x == low).mean() >= ZERO_SPIKE and (x > low).sum() >= MIN_NONZERO)
+
+
 def gating_fit(x: np.ndarray, *, seed: int = 0, log_only: bool = False):
     """The scale a channel is gated on and the two-component mixture fitted there.
 
@@ -279,18 +286,18 @@ def gating_fit(x: np.ndarray, *, seed: int = 0, log_only: bool = False):
     arcsinh scale is linear below ``c``, where most cells of a channel lie, and logarithmic above, the transform of
     cytometry with the cofactor taken from the data's own scale (Finak et al. 2010, doi:10.1186/1471-2105-11-546;
     Schürch's FOXP3: D 3.8, 4% positive). Both scales follow a rescaling of the channel (x / max), so the calls do
-    too. Channels holding negative values are gated on their own values. A spike of exact zeros
-    (``ZERO_SPIKE``) is left out of the fit: the zeros are negative.
+    too. Channels holding negative values are gated on their own values. A spike at the lowest value (exact zeros,
+    or what arcsinh and z-scoring made of them: :func:`floor_spike`) is left out of the fit: those cells are
+    negative.
     """
     x = np.asarray(x, dtype=np.float64)
+    # background-subtracted images: the zeros would be one component (SD ~0), the gate would sit just above zero
+    # and every dim cell would read as strongly positive; the zeros are negative, the rest is gated. Transformed and
+    # z-scored values keep the spike at their minimum
+    fit_on = x[x > x.min()] if x.size and floor_spike(x) else x
     if (x < 0).any():
         scale = GatingScale("as is")
-        return scale, fit_two_components(x, seed=seed)
-    fit_on = x
-    if (x == 0).mean() >= ZERO_SPIKE and (x > 0).sum() >= MIN_NONZERO:
-        # background-subtracted images: the zeros would be one component (SD ~0), the gate would sit just above
-        # zero and every dim cell would read as strongly positive; the zeros are negative, the rest is gated
-        fit_on = x[x > 0]
+        return scale, fit_two_components(fit_on, seed=seed)
     pos = x[x > 0]
     scale = GatingScale("log", float(np.quantile(pos, 0.01)) if pos.size else 1e-3)
     fit = fit_two_components(scale.forward(fit_on), seed=seed)
@@ -324,8 +331,7 @@ def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0, also=None, ta
     sd = max(fit.low_sd, 1e-6)
     if tail and threshold is None and fit.separation < BIMODAL_D:
         v = np.asarray(x, dtype=np.float64)
-        spike = (v == 0).mean() >= ZERO_SPIKE and (v > 0).sum() >= MIN_NONZERO
-        f = scale.forward(v[v > 0] if spike else v)  # a spike of zeros is negative, as for the mixture
+        f = scale.forward(v[v > v.min()] if floor_spike(v) else v)  # a spike at the floor is negative, as for the fit
         mid = float(np.median(f))
         sd = max(1.4826 * float(np.median(np.abs(f - mid))), 1e-6)
         cut = mid + TAIL_SDS * sd
