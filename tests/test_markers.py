@@ -172,3 +172,15 @@ def test_detection_is_read_above_the_cells_floor(annotated):
     genes = rows.index.intersection(ref.index)
     assert len(genes) >= 3
     np.testing.assert_allclose(rows.loc[genes, "frac"], ref.loc[genes, "frac"], atol=1e-9)
+
+
+def test_cells_whose_state_was_not_decided_are_listed_under_their_lineage():
+    """On a panel that decides no CD8 T or macrophage state, those cells keep their lineage's name as their state;
+    the default table (key tmt_state) listed only Tregs and malignant cells, leaving 418 CD8 T cells and 969
+    macrophages of the phenoptr field out of tmt.pl.markers."""
+    a = real_data("phenoptr")
+    tmt.tl.annotate(a)
+    labels = set(tmt.get.markers(a)["label"])
+    assert {"CD8 T", "Monocyte/Macrophage", "Treg", "Malignant/Epithelial"} <= labels
+    table = tmt.get.markers(a)
+    assert table.loc[table["label"] == "CD8 T", "compared_with"].eq("all cells").all()

@@ -40,9 +40,10 @@ def deciding_rules(rules: pd.DataFrame, key: str) -> dict[str, tuple[str | None,
     state_rows = rules[~rules["level"].isin(["lineage", *SUBSET_KEYS])]
     for _, row in state_rows.iterrows():
         add(str(row["label"]), str(row["level"]), row["signatures"])
-    # lineages without states (B, Mast, DC, ...) keep their lineage label as the state
+    # a cell whose state is its lineage's name (B, Mast, DC, ... and cells of a lineage with states whose state was
+    # not decided) is described by its lineage's markers against all cells
     for lab, sigs in zip(lineage_of[lineage_rows.index], lineage_rows["signatures"], strict=True):
-        if lab not in _keys.states() and lab not in out:
+        if lab not in out or out[lab][0] is None:
             add(lab, None, sigs)
     return out
 
@@ -62,7 +63,7 @@ def protein_deciding(gates: pd.DataFrame, var_names: pd.Index,
         lineage, _, sub = label.partition("|")
         if key == _keys.STATE and sub == "Treg":  # Tregs are the CD4 T cells whose FOXP3 rule wins
             out["Treg"] = ("CD4 T", gated(rule))
-        elif key == _keys.LINEAGE or lineage not in _keys.states():
+        else:  # with key tmt_state, the lineage's name is the state of its cells whose state was not decided
             have = out.setdefault(lineage, (None, []))[1]
             have += [g for g in gated(rule) if g not in have]
     if key == _keys.STATE:
