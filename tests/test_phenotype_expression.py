@@ -273,6 +273,21 @@ def test_cohort_call_is_the_tercile_rule_with_its_confidence(dissociated):
     assert np.isfinite(t["stromal_axis"]).all()
 
 
+def test_a_sample_without_cd8_t_cells_is_a_desert_whatever_its_tercile(dissociated):
+    """Terciles place every sample in a third; with annotated cells, a tumour whose immune cells hold no CD8 T cell is
+    a desert (as a field without effector cells is, spatially), not excluded at a confidence of 0.03."""
+    a = dissociated.copy()
+    tmt.tl.immune_phenotype(a, sample_key="sample")
+    before = a.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str)
+    target = before.index[before != "desert"][0]
+    b = a[~((a.obs["sample"] == target) & (a.obs["tmt_lineage"] == "CD8 T")).to_numpy()].copy()
+    tmt.tl.immune_phenotype(b, sample_key="sample")
+    t = b.uns["tmt_immune_phenotype"]["table"]
+    assert t.loc[target, "cd8_fraction_immune"] == 0 and t.loc[target, "phenotype"] == "desert"
+    assert t.loc[target, "decided_by"] == "no CD8 T cells among its immune cells"
+    assert t.loc[target, "confidence"] > 0.5
+
+
 @pytest.mark.parametrize("barrier", [False, True])
 def test_cohorts_with_and_without_a_stromal_barrier(barrier):
     """Fifteen samples, no coordinates, excluded tumours with or without a fibrotic rim: the call is the tercile

@@ -254,6 +254,11 @@ def call_samples(f: pd.DataFrame, *, no_expression: np.ndarray, have_imm: list[s
         for col in ("immune_axis", "t_cell_programmes", "stromal_axis", "immune_axis_uncertainty",
                     "programmes_agreeing"):
             f[col] = res[col].reindex(f.index)
+        if "cd8_fraction_immune" in sub.columns:  # terciles place every sample; one without CD8 T cells is a desert
+            none = sub["cd8_fraction_immune"].to_numpy(dtype=float) == 0
+            res["phenotype"] = np.where(none, "desert", res["phenotype"])
+            res["margin"] = np.where(none, np.inf, res["margin"])
+            res["decided_by"] = np.where(none, "no CD8 T cells among its immune cells", res["decided_by"])
     else:
         res = _absolute_cell_calls(sub, min_cd8_fraction) if use_cells else _absolute_expression_calls(sub)
         if n_ok >= MIN_COHORT_SIZE:  # the cohort axes are still shown beside an absolute call
