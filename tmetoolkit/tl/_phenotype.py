@@ -110,9 +110,10 @@ def immune_phenotype(
     Without coordinates (``basis="expression"``) the call comes from expression, bulk samples (no ``sample_key``:
     each observation is a sample; counts, TPM or log values, negatives allowed) and the pseudobulk of single-cell
     samples taking the same path: the CD8 T-effector programme (ssGSEA) cut into cohort terciles (top inflamed,
-    middle excluded, bottom desert; never overturned, so never worse than that rule), the three T-cell programmes
-    (CD8 T-effector, IFN-gamma, T-cell-inflamed GEP) and the stromal axis reported beside it, the programmes'
-    disagreement lowering the confidence. From 9 samples the call is
+    middle excluded, bottom desert; overturned only where annotated cells show no CD8 T cell among a sample's
+    immune cells, which makes it a desert), the three T-cell programmes (CD8 T-effector, IFN-gamma,
+    T-cell-inflamed GEP) and the stromal axis reported beside it, the programmes' disagreement lowering the
+    confidence. From 9 samples the call is
     cohort-relative; with fewer, absolute: CD8 T cells among immune cells when cells are annotated, otherwise the
     sample's T-cell genes and IFN-gamma programme against marker genes of its other cell types, so a call does not
     change when a sample is added (the table's ``reference`` and ``decided_by`` say which).

@@ -14,8 +14,9 @@ Cohort-relative (``reference="cohort"``, the default from ``MIN_COHORT`` samples
 is cut into cohort terciles, top inflamed, middle excluded, bottom desert: the obvious rule a user would write, and
 the published reading of it (in IMvigor210 desert tumours had low T-effector expression, excluded ones intermediate,
 inflamed ones high; Mariathasan 2018). It is the one of the three programmes made of T-cell and IFN-gamma-induced
-genes only. Nothing overturns that call; what else the expression says is reported beside it and enters the
-confidence:
+genes only. Nothing in the expression overturns that call (one fact about the cells does: with annotated cells, a
+sample whose immune cells hold no CD8 T cell is a desert); what else the expression says is reported beside it and
+enters the confidence:
 
 - ``immune_axis`` (the lead as a robust z across samples: median, MAD) and ``t_cell_programmes`` (mean robust z of
   the three); ``programmes_agreeing``: how many of the three programmes, each cut into its own terciles, give the
