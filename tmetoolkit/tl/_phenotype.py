@@ -255,9 +255,10 @@ def immune_phenotype(
     adata = adata.copy() if copy else adata
     if basis == "auto":
         basis = "spatial" if "spatial" in adata.obsm else "expression"
-        if basis == "expression" and coordinates_elsewhere(adata):
+        move = coordinates_elsewhere(adata) if basis == "expression" else ""
+        if move:
             warn("no adata.obsm['spatial']: the phenotype is called from expression. These cells have coordinates "
-                 f"elsewhere; for the spatial phenotype, first run {coordinates_elsewhere(adata)}")
+                 f"elsewhere; for the spatial phenotype, first run {move}")
     if reference not in (None, "absolute", "cohort"):
         msg = f"reference must be 'absolute' or 'cohort', got {reference!r}."
         raise TmtInputError(msg)
