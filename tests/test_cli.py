@@ -115,7 +115,8 @@ def test_run_on_a_protein_panel_annotates_from_markers(tmp_path):
     assert "Not assessable with this marker panel:" in report  # a protein panel is no gene panel
     assert "Markers behind the state calls" in report
     markers = pd.read_csv(tmp_path / "markers.csv")
-    assert set(markers["signatures"]) == {"FOXP3", "tumor"}  # Treg and tumour: the panel's decided states
+    # the panel decides Tregs and tumour; its CD8 T cells and macrophages keep their lineage's name and markers
+    assert set(markers["signatures"]) == {"FOXP3", "tumor", "CD8", "CD68"}
     # PD-1 and PD-L1 from their gates; per region of inForm's tissue categories, PD-L1 on tumour cells and
     # macrophages, and no MDSC fraction (the panel has no marker for it), not a fraction of 0
     cp = a.uns["tmt_checkpoints"]["table"].iloc[0]
