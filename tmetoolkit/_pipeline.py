@@ -14,6 +14,7 @@ from . import _keys
 from ._core.annotation import rules as annotate_rules
 from ._utils import TmtInputError, TmtLabelError, TmtMatrixError, logger, progress_bar
 from .pp._check import corrected_values_message, input_error, reuse_reports
+from .tl._spatial_utils import coordinate_columns
 
 MANIFEST = "tmetoolkit_outputs.txt"  # the files a run wrote; the next run into the folder removes those it does not
 
@@ -165,7 +166,7 @@ def run_pipeline(
     if corrected:  # the checkpoint profiles would refuse them after scoring and annotating: refused here
         raise TmtMatrixError("cannot tell which genes each cell expresses: " + corrected)
     protein = report.state == "protein"
-    if "spatial" not in adata.obsm and (pair := _coordinate_columns(adata)):
+    if "spatial" not in adata.obsm and (pair := coordinate_columns(adata)):
         logger.warning("no adata.obsm['spatial'], so no spatial phenotype; obs columns %s look like cell coordinates: "
                        "use them with --spatial-columns %s (adata.obsm['spatial'] = adata.obs[[%r, %r]].to_numpy() "
                        "in Python).", " and ".join(pair), ",".join(pair), *pair)
@@ -236,19 +237,6 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
     skipped += _run_steps(steps)
     _record_run(adata, skipped)
     return _write(adata, outdir, sample_key=None, **out)
-
-
-COORDINATE_PAIRS = (("x", "y"), ("X", "Y"), ("X_centroid", "Y_centroid"), ("x_centroid", "y_centroid"),
-                    ("center_x", "center_y"), ("CenterX_global_px", "CenterY_global_px"), ("X_position", "Y_position"),
-                    ("x_location", "y_location"), ("Cell X Position", "Cell Y Position"))
-
-
-def _coordinate_columns(adata: AnnData) -> tuple[str, str] | None:
-    """The first pair of numeric ``obs`` columns named like cell coordinates, or ``None``."""
-    for pair in COORDINATE_PAIRS:
-        if all(c in adata.obs and adata.obs[c].dtype.kind in "if" for c in pair):
-            return pair
-    return None
 
 
 def _sample_like_columns(adata: AnnData) -> list[str]:

@@ -47,8 +47,8 @@ def colors_for(adata: AnnData, key: str) -> dict[str, str]:
     palette = palettes.default_20 if len(cats) <= 20 else palettes.default_28 if len(cats) <= 28 else \
         palettes.default_102
     free = [c for c in map(mpl.colors.to_hex, palette) if c.lower() not in taken] or list(palette)
-    others = [c for c in cats if c not in fixed]
-    return {c: fixed[c] if c in fixed else free[others.index(c) % len(free)] for c in cats}
+    others = {c: free[i % len(free)] for i, c in enumerate(c for c in cats if c not in fixed)}
+    return {c: fixed.get(c) or others[c] for c in cats}
 
 
 def require_obs(adata: AnnData, key: str, hint: str = "") -> pd.Series:

@@ -9,17 +9,28 @@ from anndata import AnnData
 from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, TmtLabelError, missing_key_error, warn
 
-# where other tools and file readers leave coordinates: obs column pairs and obsm keys
-_OBS_XY = (("x", "y"), ("X", "Y"), ("x_centroid", "y_centroid"), ("X_centroid", "Y_centroid"),
-           ("centroid_x", "centroid_y"), ("center_x", "center_y"), ("x_um", "y_um"), ("CellX", "CellY"))
+# where other tools and file readers leave coordinates: obs column pairs (segmentation exports, MERSCOPE, CosMx,
+# Xenium, HALO) and obsm keys
+COORDINATE_PAIRS = (("x", "y"), ("X", "Y"), ("X_centroid", "Y_centroid"), ("x_centroid", "y_centroid"),
+                    ("centroid_x", "centroid_y"), ("center_x", "center_y"), ("CenterX_global_px", "CenterY_global_px"),
+                    ("X_position", "Y_position"), ("x_location", "y_location"), ("Cell X Position", "Cell Y Position"),
+                    ("x_um", "y_um"), ("CellX", "CellY"))
 _OBSM_XY = ("X_spatial", "spatial_coords", "xy", "coordinates")
+
+
+def coordinate_columns(adata: AnnData) -> tuple[str, str] | None:
+    """The first pair of numeric ``obs`` columns named like cell coordinates, or ``None``."""
+    for pair in COORDINATE_PAIRS:
+        if all(c in adata.obs and adata.obs[c].dtype.kind in "if" for c in pair):
+            return pair
+    return None
 
 
 def coordinates_elsewhere(adata: AnnData) -> str:
     """How to move coordinates found outside ``obsm["spatial"]`` there (one line of code), or ``""``."""
-    for x, y in _OBS_XY:
-        if x in adata.obs and y in adata.obs:
-            return f"adata.obsm['spatial'] = adata.obs[[{x!r}, {y!r}]].to_numpy()"
+    pair = coordinate_columns(adata)
+    if pair:
+        return f"adata.obsm['spatial'] = adata.obs[[{pair[0]!r}, {pair[1]!r}]].to_numpy()"
     for key in _OBSM_XY:
         if key in adata.obsm:
             return f"adata.obsm['spatial'] = adata.obsm[{key!r}][:, :2]"
