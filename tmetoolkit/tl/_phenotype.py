@@ -159,7 +159,8 @@ def immune_phenotype(
     cell_type_key
         ``obs`` column of cell types (default ``"tmt_lineage"``).
     effector_labels
-        Effector cell labels (default ``"CD8 T"``).
+        Effector cell labels (default ``"CD8 T"``, which a ``cell_type_key`` column of your own must then hold;
+        labels that occur nowhere in the column are warned about).
     tumor_labels
         Tumour cell labels (default ``"Malignant/Epithelial"``).
     tumor_signature
