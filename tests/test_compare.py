@@ -202,3 +202,21 @@ def test_sample_table_names_tables_of_another_sample_key():
         table = tmt.get.sample_table(a, sample_key="sample")
     assert not table.columns.str.startswith("immunosuppression:").any()
     assert table.columns.str.startswith("checkpoints:").any()
+
+
+def test_tables_list_numbered_samples_in_numeric_order(cohort):
+    """Patient ids from an integer column ("2", "10") are strings in the tables; "10" must not come before "2"."""
+    a = cohort.copy()
+    number = {s: i * 5 if i % 2 else i for i, s in enumerate(a.obs["sample"].cat.categories, start=1)}
+    a.obs["patient"] = a.obs["sample"].map(number).astype(int)
+    a.obs["region"] = a.obs["patient"].map(lambda p: f"core{p % 3 * 5}")
+    tmt.tl.checkpoints(a, sample_key="patient")
+    tmt.tl.immune_phenotype(a, sample_key="patient")
+    tmt.tl.immunosuppression(a, sample_key="patient", region_key="region")
+    tmt.tl.resistance_profile(a, sample_key="patient")
+    expected = [str(p) for p in sorted(number.values())]
+    for key in ("tmt_checkpoints", "tmt_immune_phenotype", "tmt_immunosuppression", "tmt_resistance_profile"):
+        assert a.uns[key]["table"].index.tolist() == expected, key
+    assert tmt.get.sample_table(a, sample_key="patient").index.tolist() == expected
+    regions = a.uns["tmt_immunosuppression"]["regions"].index.tolist()
+    assert regions == sorted(regions, key=lambda r: (int(r.split(":")[0]), int(r.split("core")[1])))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import warnings
 from collections.abc import Iterable
 
@@ -84,6 +85,19 @@ def nearest(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     lower = {o.lower(): o for o in options}
     hits = difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.4)
     return [lower[h] for h in hits]
+
+
+def natural_key(name) -> tuple:
+    """Sort key that reads the runs of digits in a name as numbers: ``"S2"`` before ``"S10"``, ``"9"`` before
+    ``"10"`` (sample ids from an integer column are strings by the time tables are built)."""
+    parts = re.split(r"(\d+)", str(name))
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), str(name)
+
+
+def in_natural_order(table):
+    """``table`` (a DataFrame or Series) with its rows in the :func:`natural_key` order of its index."""
+    order = sorted(range(len(table)), key=lambda i: natural_key(table.index[i]))
+    return table.iloc[order]
 
 
 def missing_key_error(key: str, where: str, options: Iterable[str]) -> TmtKeyError:

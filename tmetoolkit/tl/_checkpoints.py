@@ -14,7 +14,7 @@ from .. import _keys
 from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, protein_detection
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
-from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key, warn
+from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key, in_natural_order, warn
 from ..pp._check import corrected_values_message, inspect
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
@@ -131,6 +131,6 @@ def checkpoints(
     adata.uns[_keys.CHECKPOINTS] = {
         "params": {"sample_key": sample_key or ("sample" if "sample" in adata.obs else ""), "layer": layer or "X",
                    "min_counts": min_counts, "smooth": smooth, "missing_receptors": ",".join(result.missing)},
-        "table": result.table,
+        "table": in_natural_order(result.table),
     }
     return adata if copy else None

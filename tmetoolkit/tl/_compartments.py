@@ -11,7 +11,7 @@ from .. import _keys
 from .._core.scoring.mixture import mixture_threshold
 from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_compartments, check_scale
 from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
-from .._utils import TmtInputError, check_tmt_key, logger
+from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger
 from ._sample_features import default_sample_key, samples_of
 from ._spatial_utils import check_labels, checked_pixel_size, coordinates, image_groups, label_column
 from ._spots import is_spot_data, spot_graph
@@ -168,7 +168,7 @@ def compartments(
 def _write(adata: AnnData, comp: np.ndarray, dist: np.ndarray, table: pd.DataFrame, params: dict) -> None:
     adata.obs[_keys.COMPARTMENT] = pd.Categorical(comp, categories=list(_keys.COMPARTMENT_LABELS))
     adata.obs[_keys.BORDER_DISTANCE] = dist
-    adata.uns[_keys.COMPARTMENTS] = {"params": params, "table": table}
+    adata.uns[_keys.COMPARTMENTS] = {"params": params, "table": in_natural_order(table)}
     adata.uns[_keys.colors(_keys.COMPARTMENT)] = list(_keys.COMPARTMENT_COLORS.values())
 
 

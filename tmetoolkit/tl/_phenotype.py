@@ -22,7 +22,7 @@ from .._core.spatial.measures import CONTACT_NN
 from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
 from .._matrix import median_detected
-from .._utils import TmtInputError, check_tmt_key, logger, warn
+from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of
 from ._spatial_utils import (
@@ -411,7 +411,8 @@ def _write(adata, samples, regions, res: PhenotypeTables, params) -> None:
     adata.obs[_keys.PHENOTYPE_REGION] = pd.Categorical(regions.map(reg_tab["phenotype"].astype(str)), categories=cats)
     cols = ["phenotype", "confidence", "basis", "reason"]
     order = cols + [c for c in samp_tab.columns if c not in cols]
-    adata.uns[_keys.IMMUNE_PHENOTYPE] = {"params": params, "table": samp_tab[order], "regions": reg_tab[order]}
+    adata.uns[_keys.IMMUNE_PHENOTYPE] = {"params": params, "table": in_natural_order(samp_tab[order]),
+                                       "regions": in_natural_order(reg_tab[order])}
     for key in (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION):
         adata.uns[_keys.colors(key)] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
 
@@ -485,7 +486,7 @@ def _expression(adata, *, sample_key, cell_type_key, layer, reference, min_cd8_f
                    "min_cd8_fraction": min_cd8_fraction, "min_cells": min_cells, "layer": layer or "X",
                    "effector_labels": list(effector_labels or DEFAULT_EFFECTORS),
                    "bulk": not sample_key, **used},
-        "table": tab[cols + [c for c in tab.columns if c not in cols]],
+        "table": in_natural_order(tab[cols + [c for c in tab.columns if c not in cols]]),
     }
     adata.uns[_keys.colors(_keys.PHENOTYPE_SAMPLE)] = [_keys.PHENOTYPE_COLORS[c] for c in cats]
     return adata if copy else None

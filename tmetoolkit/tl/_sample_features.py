@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import TmtInputError, missing_key_error
+from .._utils import TmtInputError, in_natural_order, missing_key_error
 
 
 def default_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
@@ -46,8 +46,8 @@ def bulk_samples(adata: AnnData) -> pd.Series:
 
 def regions_of(adata: AnnData, samples: pd.Series, region_key: str) -> tuple[pd.Series, pd.DataFrame]:
     """Region of every cell, named ``"<sample>:<region>"`` (NaN for cells without a region, which then count
-    for their sample only), and per region its ``sample``, ``region`` and ``n_cells`` (sorted by name, as the
-    tables of the tools)."""
+    for their sample only), and per region its ``sample``, ``region`` and ``n_cells`` (in the natural order of
+    their names, as the tables of the tools)."""
     if region_key not in adata.obs:
         raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
     region = adata.obs[region_key]
@@ -55,6 +55,6 @@ def regions_of(adata: AnnData, samples: pd.Series, region_key: str) -> tuple[pd.
     has = ids.notna().to_numpy()
     frame = pd.DataFrame({"sample": samples.astype(str).to_numpy()[has], "region": region.astype(str).to_numpy()[has]},
                          index=ids.to_numpy()[has])
-    frame = frame[~frame.index.duplicated()].sort_index()
+    frame = in_natural_order(frame[~frame.index.duplicated()])
     frame["n_cells"] = ids.value_counts().reindex(frame.index).astype(int)
     return ids, frame

@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._utils import TmtKeyError, missing_key_error, warn
+from .._utils import TmtKeyError, in_natural_order, missing_key_error, warn
 from ._sample_features import regions_of
 
 
@@ -87,7 +87,7 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
              "pass it here")
     out = pd.concat(parts, axis=1)
     out.index.name = key or "sample"
-    return out.sort_index()
+    return in_natural_order(out)
 
 
 REGION_TOOLS = (_keys.IMMUNE_PHENOTYPE, _keys.IMMUNOSUPPRESSION, _keys.RESISTANCE_PROFILE)
@@ -139,4 +139,4 @@ def region_table(adata: AnnData) -> pd.DataFrame:
         parts.append(tab.add_prefix(f"{name[4:]}:"))
     out = pd.concat(parts, axis=1)
     out.index.name = "region_id"
-    return out.sort_index()
+    return in_natural_order(out)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from ..._utils import warn
+from ..._utils import natural_key, warn
 from ...sig._registry import package_file
 from .cohort import MIN_COHORT_SIZE, MIN_SPREAD, robust_z
 from .features import mean_score
@@ -121,7 +121,7 @@ def profile(groups: pd.Series, scores: pd.DataFrame, *, cells: Cells | None, ifn
     bulk = cells is None
     metadata = metadata or {}
     every = pd.Series(True, index=groups.index)
-    names = sorted(groups.dropna().unique())
+    names = sorted(groups.dropna().unique(), key=natural_key)
     if bulk:
         malignant = every  # tumour programmes of the whole sample
         sup = bulk_components(scores).reindex(names)

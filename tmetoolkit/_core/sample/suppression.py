@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..._utils import logger, warn
+from ..._utils import logger, natural_key, warn
 from ..checkpoints import RECEPTORS
 from .cohort import MIN_SPREAD, robust_z
 from .features import fraction, mean_score
@@ -148,7 +148,7 @@ def cell_components(cells: Cells, groups: pd.Series) -> pd.DataFrame:
     n_m1 = (st == "TAM M1-like").groupby(groups, observed=True).sum()
     malignant = lin == "Malignant/Epithelial"
     every = pd.Series(True, index=lin.index)
-    tab = pd.DataFrame(index=pd.Index(sorted(groups.dropna().unique()), name=None))
+    tab = pd.DataFrame(index=pd.Index(sorted(groups.dropna().unique(), key=natural_key), name=None))
     tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", groups, k)
     tab["treg_activation"] = mean_score(S, ["Treg_activated"], st == "Treg", groups, k)
     tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, groups, k)
