@@ -145,9 +145,11 @@ def immune_phenotype(
     compartments were built with (two different scales are refused).
 
     Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no cell-type column) follow the same rules on
-    fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture) in the
+    fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture fitted on
+    each image's spots, as slides differ in depth and ambient RNA) in the
     tumour core and outside the tumour region, with ``min_spot_fraction`` in place of ``min_density``; the tumour
-    region and rings of margin come from :func:`tmetoolkit.tl.compartments` on the spot graph.
+    region and rings of margin come from :func:`tmetoolkit.tl.compartments` on the spot graph. The tables hold
+    the ``effector_score_threshold`` of each sample or region (the median over its spots' images).
 
     Parameters
     ----------
@@ -433,19 +435,21 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
         compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size, layer=layer)
     regions = _regions(samples, images, xy, region_key, tile_size, adata)
     eff_score = _effector_score(adata, layer)
-    eff, thr = effector_spots(eff_score)
+    eff, thr = effector_spots(eff_score, images.to_numpy())
     comp = adata.obs[_keys.COMPARTMENT].astype(str).to_numpy()
     tum = adata.obs[_keys.TUMOR_SPOT].to_numpy(dtype=bool) if _keys.TUMOR_SPOT in adata.obs else comp == "tumor"
     res = spot_tables(comp, adata.obs[_keys.BORDER_DISTANCE].to_numpy(dtype=float), eff, tum, eff_score,
                       images=images, samples=samples, regions=regions,
                       status=adata.uns[_keys.COMPARTMENTS]["table"]["status"].to_dict(),
                       min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration)
+    spot_thr = images.map(thr)
+    res.samples["effector_score_threshold"] = spot_thr.groupby(samples).median()
+    res.regions["effector_score_threshold"] = spot_thr.groupby(regions).median()
     bad = res.samples.loc[res.samples["phenotype"] == "not assessable", "reason"]
     if len(bad):
         warn("not assessable: " + "; ".join(f"{k} ({v})" for k, v in bad.items()))
-    logger.info("spot phenotype: effector spots have %s score > %.3f", EFFECTOR_SIGNATURE, thr)
     params = {"basis": "spatial (spots)", "sample_key": sample_key or "", "effector_signature": EFFECTOR_SIGNATURE,
-              "effector_score_threshold": thr, "min_spot_fraction": min_spot_fraction,
+              "min_spot_fraction": min_spot_fraction,
               "min_infiltration": min_infiltration, "reference": reference, "tile_size_um": tile_size,
               "region_key": region_key or "", "image_key": image_key or "",
               "pixel_size": pixel_size if pixel_size is not None else 1.0}
