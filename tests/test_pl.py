@@ -51,7 +51,7 @@ def test_spatial_map(done, tmp_path):
     # a numeric column: one colour scale for all panels, shown by a colour bar
     fig = tmt.pl.spatial(done, color="tmt_suppression_score")
     (bar,) = [a for a in fig.axes if a.get_label() == "<colorbar>"]
-    assert bar.get_ylabel() == "tmt_suppression_score"
+    assert bar.get_ylabel() == "Suppression score"
     points = [c for a in fig.axes if a is not bar for c in a.collections if isinstance(c, PathCollection)]
     assert len(points) == 3
     assert len({(c.norm.vmin, c.norm.vmax) for c in points}) == 1
@@ -206,6 +206,7 @@ def test_region_labels_do_not_overlap_and_drop_a_lone_sample_name(done):
     # a label of a point in the right half ends at the point, so it stays inside the axes
     fig, ax = plt.subplots()
     ax.set_xlim(-1, 1)
+    ax.set_ylim(0, 3)
     _annotate_points(ax, [(["left"], (-0.9, 1.0)), (["right"], (0.95, 2.0))], log=False)
     sides = {t.get_text(): (t.get_horizontalalignment(), t.xyann[0]) for t in ax.texts}
     assert sides == {"left": ("left", 3), "right": ("right", -3)}
@@ -378,3 +379,174 @@ def test_dot_plot_rows_of_few_cells_are_faded_and_counted(done):
     alpha = np.asarray(dots.get_facecolors())[:, 3]
     assert (alpha[np.isin(y, faded)] < 0.3).all() and (alpha[~np.isin(y, faded)] > 0.9).all()
     plt.close(ax.figure)
+
+
+def _bar_styles(ax) -> dict[str, tuple[str, str | None]]:
+    """Legend label -> (face colour, hatch) of its bars."""
+    handles, labels = ax.get_legend_handles_labels()
+    return {lab: (matplotlib.colors.to_hex(h.patches[0].get_facecolor()), h.patches[0].get_hatch())
+            for h, lab in zip(handles, labels, strict=True)}
+
+
+def test_composition_keeps_each_labels_colour_of_every_other_figure(done):
+    from tmetoolkit.pl._palettes import state_colors
+
+    a = done.copy()
+    cats = list(a.obs["tmt_lineage"].cat.categories)
+    stored = list(a.uns["tmt_lineage_colors"])
+    stored[cats.index("CD8 T")] = "#123456"
+    a.uns["tmt_lineage_colors"] = stored
+    lineages = _bar_styles(tmt.pl.composition(a))
+    assert lineages["CD8 T"][0] == "#123456"
+    assert lineages["Malignant/Epithelial"][0] == stored[cats.index("Malignant/Epithelial")]
+    plt.close("all")
+    state = a.obs["tmt_state"].astype(str).to_numpy()
+    state[:40:2], state[1:40:2] = "CD8 T", "Monocyte/Macrophage"  # states that could not be decided
+    a.obs["tmt_state"] = pd.Categorical(state, categories=a.obs["tmt_state"].cat.categories)
+    states = _bar_styles(tmt.pl.composition(a, key="tmt_state"))
+    assert states["CD8 Tex"][0] == state_colors()["CD8 Tex"]
+    undecided = [states["CD8 T (state undecided)"], states["Monocyte/Macrophage (state undecided)"]]
+    assert undecided[0] != undecided[1] and all(hatch for _, hatch in undecided)
+    plt.close("all")
+
+
+def test_composition_leaves_missing_values_out_and_tells_grouped_from_unassigned(done):
+    a = done.copy()
+    a.obs["tmt_tam_subset"] = a.obs["tmt_state"].astype(str).where(a.obs["tmt_lineage"] == "Monocyte/Macrophage")
+    ax = tmt.pl.composition(a, key="tmt_tam_subset")
+    assert "nan" not in _bar_styles(ax) and "TAM subset" in ax.get_title() and "Tmt" not in ax.get_title()
+    assert "not counted" in ax.get_xlabel()
+    plt.close("all")
+    a.obs["many"] = [f"state {i}" if i < 28 else "unassigned" for i in np.arange(a.n_obs) % 30]
+    styles = _bar_styles(tmt.pl.composition(a, key="many"))
+    assert styles["other (16 labels)"] != styles["unassigned"]
+    plt.close("all")
+
+
+def _phenotype_copy(done, rows: int | None = None, **params):
+    """``done`` with its phenotype table repeated to ``rows`` samples of long names, and params changed."""
+    a = done.copy()
+    res = dict(a.uns["tmt_immune_phenotype"])
+    res["params"] = {**res["params"], **params}
+    tab = res["table"]
+    if rows:
+        tab = pd.concat([tab] * (rows // len(tab) + 1)).iloc[:rows].copy()
+        tab.index = [f"Patient_{i:02d}_pre-treatment_biopsy_lung_metastasis" for i in range(rows)]
+        tab["effector_per_mm2"] = tab["effector_per_mm2"].to_numpy() * (1 + 0.02 * np.arange(rows))
+    res["table"] = tab
+    a.uns["tmt_immune_phenotype"] = res
+    return a
+
+
+def test_phenotype_plot_tells_zero_from_missing_and_explains_its_markers(done):
+    from tmetoolkit.pl._summaries import _log_positions
+
+    x = _log_positions(pd.Series([0.0, np.nan, 5.0, 0.01]), 1.0)
+    assert x[0] < 1 and x[1] < 1 and x[0] != x[1] and list(x[2:]) == [5.0, 1.0]
+    ax = tmt.pl.immune_phenotype(_phenotype_copy(done, min_effectors=10**6))  # every call rests on too few cells
+    assert {"0", "n/a"} <= {t.get_text() for t in ax.get_xticklabels()}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("hollow: fewer than") for t in legend)
+    plt.close("all")
+    a = _phenotype_copy(done)
+    a.uns["tmt_immune_phenotype"]["table"]["phenotype"] = pd.Categorical(["not assessable", "inflamed", "desert"])
+    ax = tmt.pl.immune_phenotype(a)
+    z = {c.get_label(): c.get_zorder() for c in ax.collections if not c.get_label().startswith("_")}
+    assert z["not assessable"] < min(z["inflamed"], z["desert"])
+    plt.close("all")
+    ax = tmt.pl.immune_phenotype(done, regions=True)
+    assert "tile" in ax.get_title()
+    plt.close("all")
+
+
+def test_long_sample_names_stay_inside_the_phenotype_plot(done):
+    ax = tmt.pl.immune_phenotype(_phenotype_copy(done, rows=16))
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert boxes and all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+                         for b in boxes)
+    numbered = [t.get_text() for t in ax.texts if t.get_text().isdigit()]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert all(any(t.startswith(f"{n}  Patient_") for t in legend) for n in numbered)
+    assert fig.get_size_inches()[0] < 9
+    plt.close(fig)
+
+
+def test_compare_groups_labels_do_not_overlap_in_either_direction():
+    import anndata as ad
+
+    n = 10
+    a = ad.AnnData(np.zeros((2, 1)))
+    a.uns["tmt_compare_groups"] = {
+        "params": {"groups": ["R", "NR"]},
+        "table": pd.DataFrame({"feature": [f"feature_with_a_long_name_{i}" for i in range(n)],
+                               "cliffs_delta": 0.4 + 0.03 * np.arange(n), "pvalue": 0.01 * (1 + 0.05 * np.arange(n)),
+                               "fdr": np.full(n, 0.05)}),
+    }
+    ax = tmt.pl.compare_groups(a)
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == n
+    assert not any(b.overlaps(c) for i, b in enumerate(boxes) for c in boxes[i + 1:])
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    plt.close(ax.figure)
+
+
+def test_dot_plot_figure_is_sized_from_its_genes_and_rows_and_holds_its_labels(done):
+    ax = tmt.pl.markers(done, n_genes=2)
+    fig = ax.figure
+    n_genes, n_rows = len(ax.get_xticklabels()), len(ax.get_yticklabels())
+    width, height = fig.get_size_inches()
+    assert width < 0.35 * n_genes + 5 and height < 0.35 * n_rows + 4
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # the canvas is fitted to what is drawn: no empty third
+    assert _inside(fig) and width - box.width < 0.5 and height - box.height < 0.5
+    plt.close(fig)
+
+
+def test_spatial_into_a_given_axes_keeps_its_legend_there_and_the_layout_alone(done):
+    fig, ax = plt.subplots(figsize=(4, 4))
+    before = ax.get_position(original=True).bounds
+    tmt.pl.spatial(done, samples=["S03"], ax=ax)
+    assert ax.get_position(original=True).bounds == before and not fig.legends
+    assert "CD8 T" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_spatial_values_draw_cells_without_a_value_and_name_the_unit(done):
+    a = done.copy()
+    fig = tmt.pl.spatial(a, color="tmt_border_distance", samples=["S01"])
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert "µm" in bar.get_ylabel() and "negative: inside the tumour" in bar.get_ylabel()
+    plt.close(fig)
+    a.obs.loc[a.obs_names[::3], "tmt_suppression_score"] = np.nan
+    fig = tmt.pl.spatial(a, color="tmt_suppression_score", samples=["S01"])
+    points = fig.axes[0].collections[0]
+    assert points.get_cmap().get_bad()[3] > 0  # not transparent
+    assert "no value" in [t.get_text() for lg in fig.axes[0].get_children() if isinstance(lg, matplotlib.legend.Legend)
+                          for t in lg.get_texts()]
+    plt.close(fig)
+
+
+def test_immunosuppression_heatmap_shows_its_colour_limits_and_missing_values(done):
+    a = done.copy()
+    res = dict(a.uns["tmt_immunosuppression"])
+    res["table"] = res["table"].copy()
+    res["table"].iloc[0, res["table"].columns.get_loc("treg_fraction_cd4")] = np.nan
+    a.uns["tmt_immunosuppression"] = res
+    ax = tmt.pl.immunosuppression(a)
+    (bar,) = [c for c in ax.figure.axes if c.get_label() == "<colorbar>"]
+    assert ax.get_images()[0].colorbar.extend == "both"
+    assert [t.get_text() for t in bar.get_legend().get_texts()] == ["not measured"]
+    plt.close(ax.figure)
+
+
+def test_expression_phenotype_lines_are_named_in_the_legend():
+    from tmetoolkit._core.sample.phenotype import decision_lines
+
+    params = {"immune_tercile_low": -0.4, "immune_tercile_high": 0.5, "min_cd8_fraction": 0.2}
+    for mode in ("cohort", "enrichment", "cells"):
+        lines = decision_lines(params, mode)
+        assert lines and all(line.label for line in lines)

@@ -11,10 +11,12 @@ from .._utils import TmtInputError
 from ..get._markers import marker_values
 from ..get._markers import markers as marker_table
 from ..tl._checkpoints import is_protein
+from ._utils import fits_new_figure
 
 MIN_ROW_CELLS = 20  # rows of fewer cells are drawn faded: a detection fraction of 20 cells is uncertain by +-0.2
 
 
+@fits_new_figure
 def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = None, n_genes: int = 3,
             ax: Axes | None = None) -> Axes:
     """Scanpy dot plot of each label's top deciding genes across the labels of ``key``.
@@ -41,7 +43,8 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
 
     Returns
     -------
-    The Axes of the dots.
+    The Axes of the dots (on a new figure, sized from the numbers of genes and rows and fitted to its labels,
+    when ``ax`` is ``None``).
     """
     import scanpy as sc
 
@@ -65,10 +68,17 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
         titles = {"colorbar_title": "mean marker evidence\nscaled per marker", "size_title": "above the gate\n(%)"}
     else:
         titles = {"colorbar_title": "mean expression\nscaled per gene", "size_title": "fraction of cells\n(%)"}
-    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False, **titles)
+    size = None if ax is not None else _dotplot_size(sum(map(len, var_names.values())), len(labels))
+    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False, figsize=size, **titles)
     main = axes["mainplot_ax"]
     _label_rows(main, sub.obs[key].value_counts().reindex(labels).fillna(0).astype(int))
     return main
+
+
+def _dotplot_size(n_genes: int, n_rows: int) -> tuple[float, float]:
+    """Inches for a dot plot of this many genes and rows: about a quarter inch per dot, with room for the
+    gene-group brackets and the legends."""
+    return 0.26 * n_genes + 2.2, 0.26 * n_rows + 1.6
 
 
 def _label_rows(ax: Axes, counts: pd.Series) -> None:

@@ -14,7 +14,20 @@ from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, missing_key_error
 from ..tl._spatial_utils import checked_pixel_size
 from ..tl._tables import resolve_sample_key
-from ._utils import MISSING, MISSING_COLOR, RASTERIZE_ABOVE, colors_for, fits_new_figure, require_obs, style
+from ._utils import (
+    MISSING,
+    MISSING_COLOR,
+    RASTERIZE_ABOVE,
+    colors_for,
+    fits_new_figure,
+    readable,
+    require_obs,
+    style,
+    wrap,
+)
+
+VALUE_CMAP = plt.get_cmap("viridis").with_extremes(bad=MISSING_COLOR)  # cells without a value drawn grey, not hidden
+CHARS_PER_INCH = 11  # of a panel title at the style's title size
 
 
 @fits_new_figure
@@ -39,7 +52,8 @@ def spatial(
     the margin (dashed) are drawn and named in the legend; cells whose label equals ``highlight`` are drawn on
     top, larger. Every panel carries a scale bar in micrometres (coordinates are converted with ``pixel_size``,
     by default the one the spatial tools recorded). Panel titles carry the sample's immune phenotype when
-    :func:`tmetoolkit.tl.immune_phenotype` ran.
+    :func:`tmetoolkit.tl.immune_phenotype` ran; long sample names are wrapped to the panel's width. Cells without
+    a value of a numeric ``color`` (NaN) are drawn light grey and named "no value" in the legend.
 
     Parameters
     ----------
@@ -67,7 +81,7 @@ def spatial(
         Micrometres per coordinate unit, for the scale bar (default: the ``pixel_size`` that
         :func:`tmetoolkit.tl.compartments` recorded, else 1: coordinates taken as micrometres).
     ax
-        An Axes to draw a single sample into.
+        An Axes to draw a single sample into; the legend goes right of it and the figure's layout is left alone.
 
     Returns
     -------
@@ -80,6 +94,7 @@ def spatial(
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     labels = column.astype(float) if numeric else column.astype(object).where(column.notna(), MISSING).astype(str)
     cmap = None if numeric else {**colors_for(adata, color), MISSING: MISSING_COLOR}
+    user_ax = ax is not None
     if numeric:
         highlight = None
         finite = labels.to_numpy()[np.isfinite(labels.to_numpy())]
@@ -113,7 +128,7 @@ def spatial(
             raster = m.sum() > RASTERIZE_ABOVE
             base = lab != highlight if highlight else np.ones(len(lab), bool)
             if numeric:
-                mappable = a.scatter(pts[:, 0], pts[:, 1], c=lab, cmap="viridis", vmin=vmin, vmax=vmax, s=s,
+                mappable = a.scatter(pts[:, 0], pts[:, 1], c=lab, cmap=VALUE_CMAP, vmin=vmin, vmax=vmax, s=s,
                                      linewidths=0, rasterized=raster, plotnonfinite=True)
             else:
                 a.scatter(pts[base, 0], pts[base, 1], c=[cmap[v] for v in lab[base]], s=s, linewidths=0,
@@ -132,10 +147,8 @@ def spatial(
                                  linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
                     drew_border, drew_margin = True, drew_margin or bool(w)
             _scale_bar(a, pts, um_per_unit)
-            title = name
-            if pheno is not None and name in pheno.index:
-                title += f"\n{pheno.loc[name, 'phenotype']}"
-            a.set_title(title)
+            call = pheno.loc[name, "phenotype"] if pheno is not None and name in pheno.index else None
+            _panel_title(a, name, call, panel_size)
             a.set_aspect("equal")
             a.set_xticks([])
             a.set_yticks([])
@@ -146,25 +159,47 @@ def spatial(
         present = [] if numeric else list(dict.fromkeys(labels))
         handles = [Line2D([], [], marker="o", ls="", color=cmap[c], label=c) for c in cmap if c in present] \
             if cmap else []
+        drawn_cells = groups.isin(names).to_numpy() if groups is not None else np.ones(adata.n_obs, bool)
+        if numeric and labels[drawn_cells].isna().any():
+            handles.append(Line2D([], [], marker="o", ls="", color=MISSING_COLOR, label="no value"))
         if drew_border:
             handles.append(Line2D([], [], color="black", lw=1.2, ls="-", label="tumour border"))
         if drew_margin:
             handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
         if numeric:
-            fig.colorbar(mappable, ax=list(axes[:len(names)]), shrink=0.6, label=color)
+            fig.colorbar(mappable, ax=list(axes[:len(names)]), shrink=0.6, label=_value_label(color))
         # placed against a panel, not the figure's edge, so that it stays in place when the canvas is fitted
         if numeric and handles:  # the colour bar holds the right side: the lines are named under the first panel
             drawn = axes[:len(names)]
             per_row = min(ncols, len(drawn))
             below = drawn[(len(drawn) - 1) // per_row * per_row]
             below.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), frameon=False, ncol=2)
+        elif not numeric and user_ax:  # beside the user's axes, in the user's figure, whose layout is the user's
+            axes[0].legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                           title=readable(color))
         elif not numeric:  # beside the rightmost panel, half-way up the figure
             right = axes[min(ncols, len(names)) - 1]
-            fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title=color,
-                       bbox_transform=blended_transform_factory(right.transAxes, fig.transFigure))
-        if not numeric:  # a colour bar spans the panels; tight_layout would squeeze them under it
+            beside = blended_transform_factory(right.transAxes, fig.transFigure)
+            fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
+                       title=readable(color), bbox_transform=beside)
+        if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _panel_title(ax, name: str, call: str | None, panel_size: float) -> None:
+    """The sample's name, wrapped to the panel's width (smaller when it takes more than two lines), over its call."""
+    width = max(12, int(panel_size * CHARS_PER_INCH))
+    lines = wrap(name, width)
+    small = lines.count("\n") >= 2
+    ax.set_title(lines + (f"\n{call}" if call is not None else ""), fontsize=7 if small else None)
+
+
+def _value_label(key: str) -> str:
+    """Words for the colour bar of a numeric column, with its unit and sign convention where tmetoolkit knows them."""
+    if key == _keys.BORDER_DISTANCE:  # tl.compartments: signed, negative inside the tumour, in micrometres
+        return "distance to tumour border (µm; negative: inside the tumour)"
+    return readable(key)
 
 
 def _scale_bar(ax, pts: np.ndarray, um_per_unit: float) -> None:

@@ -7,17 +7,22 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.text import Text
+from matplotlib.ticker import NullFormatter
 
 from .. import _keys
 from .._core.sample.phenotype import decision_lines as expression_lines
 from .._core.spatial.rules import Line, decision_lines
 from .._utils import TmtKeyError, missing_key_error
 from ..tl._tables import resolve_sample_key
-from ._palettes import COLORBLIND_SAFE, OTHER_COLOR, phenotype_colors
-from ._utils import fits_new_figure, new_ax, readable, require_obs, style
+from ._palettes import COLORBLIND_SAFE, lineage_colors, phenotype_colors, state_colors
+from ._utils import fits_new_figure, new_ax, readable, require_obs, style, wrap
 
 MAX_LABELS = 20  # more names than this overlap into an unreadable cloud
+KEY_WIDTH = 28  # characters per line of a name in the key of numbered points
 
 
 def _region_names(index: pd.Index) -> pd.Index:
@@ -43,7 +48,9 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     the tumour core or parenchyma over its expectation when the same cells are relabelled at random), against
     their density in the tissue; the dashed lines are the ``null_ratio`` and ``min_density_per_mm2`` read from
     the result's params (dashed and dotted). Hollow markers are calls that rest on fewer than ``min_effectors`` CD8
-    T cells; crosses are fields flagged for too little stroma to show exclusion. Values of zero are drawn at a floor.
+    T cells (named in the legend); crosses are fields flagged for too little stroma to show exclusion; fields that
+    could not be called are drawn beneath the others. Values below a floor (a twentieth of the threshold) are drawn
+    at it; zeros and missing values (NaN) in a shaded strip below it, at the ticks "0" and "n/a".
     For spot data the axes are fractions of CD8 T-positive spots and the lines ``min_spot_fraction`` and the
     infiltration ratio ``min_infiltration``. For the expression
     basis the axes are the cohort's immune and stromal axes (``reference="cohort"``) or the CD8 T fraction among
@@ -56,8 +63,9 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     regions
         Plot regions (``region_key`` or tiles) instead of samples.
     annotate
-        Write sample (or region) names next to their points, when there are at most 20; the table
-        ``uns["tmt_immune_phenotype"]`` names them all.
+        Write sample (or region) names next to their points, when there are at most 20 (names that fit nowhere
+        inside the axes are replaced by numbers, named in the legend); the table ``uns["tmt_immune_phenotype"]``
+        names them all.
     ax
         Axes to draw into.
 
@@ -76,35 +84,38 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     lines = decision_lines(p)
     tau = next(line.value for line in lines if line.axis == "x")
     floor = tau / 20
-    x = tab["rho_stroma"].fillna(0).clip(lower=floor)
-    y = tab["rho_tumor"].fillna(0).clip(lower=floor)
+    x = _log_positions(tab["rho_stroma"], floor)
+    y = _log_positions(tab["rho_tumor"], floor)
     colors = phenotype_colors()
     with style():
         ax = new_ax(ax, (4.2, 3.8))
         for lab, sub in tab.groupby(tab["phenotype"].astype(str)):
             ax.scatter(x[sub.index], y[sub.index], c=colors[lab], label=lab, s=28 if not regions else 10,
-                       edgecolors="white", linewidths=0.4)
+                       edgecolors="white", linewidths=0.4, zorder=_zorder(lab))
         hi = max(float(np.nanmax([x.max(), y.max()])) * 2, tau * 10)
         if spots:
             hi = min(hi, 1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
         _draw_lines(ax, lines, np.geomspace(floor, hi, 50))
-        ax.set_xlim(floor / 1.5, hi)
-        ax.set_ylim(floor / 1.5, hi)
+        ax.set_xlim(floor / STRIP_END, hi)
+        ax.set_ylim(floor / STRIP_END, hi)
+        _edge_strip(ax, "x", floor)
+        _edge_strip(ax, "y", floor)
         if spots:
             ax.set_xlabel("fraction of CD8 T-positive spots, outside tumour")
             ax.set_ylabel("fraction CD8 T-positive, tumour core")
         else:
             ax.set_xlabel("CD8 T cells / mm² in margin and stroma")
             ax.set_ylabel("CD8 T cells / mm² in tumour")
+        key = []
         if annotate and len(tab) <= MAX_LABELS:
             names = _region_names(tab.index) if regions else tab.index.astype(str)
             lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
-            tol = np.log10(hi / (floor / 1.5)) * 0.03
-            _annotate_points(ax, _merge_close(lx, ly, tol), log=True)
-        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the points
-        ax.set_title("Immune phenotype (spatial)")
+            tol = np.log10(hi / (floor / STRIP_END)) * 0.03
+            key = _annotate_points(ax, _merge_close(lx, ly, tol), log=True)
+        _legend(ax, key=key)
+        ax.set_title(_phenotype_title(p, regions))
     return ax
 
 
@@ -126,9 +137,10 @@ def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool
     cut = next(line.value for line in lines if line.axis == "x")
     tau = next(line.value for line in lines if line.axis == "y")
     x_floor, y_floor = cut / 20, tau / 20
-    x = tab["infiltration_vs_null"].astype(float).fillna(0).clip(lower=x_floor)
-    y = tab["effector_per_mm2"].astype(float).fillna(0).clip(lower=y_floor)
-    few = tab["n_effector"] < int(p.get("min_effectors", 0))
+    x = _log_positions(tab["infiltration_vs_null"], x_floor)
+    y = _log_positions(tab["effector_per_mm2"], y_floor)
+    min_effectors = int(p.get("min_effectors", 0))
+    few = tab["n_effector"] < min_effectors
     flagged = ~tab["exclusion_assessable"].astype(bool) & (tab["phenotype"].astype(str) == "not assessable")
     colors = phenotype_colors()
     with style():
@@ -138,27 +150,83 @@ def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool
             ax.scatter(x[i], y[i], label=lab, s=28 if not regions else 10, linewidths=0.8,
                        facecolors=[("none" if f else colors[lab]) for f in few[i]],
                        edgecolors=[colors[lab] if f else "white" for f in few[i]],
-                       marker="o")
+                       marker="o", zorder=_zorder(lab))
         if flagged.any():
-            ax.scatter(x[flagged], y[flagged], marker="x", c="black", s=18, linewidths=0.8,
+            ax.scatter(x[flagged], y[flagged], marker="x", c="black", s=18, linewidths=0.8, zorder=2,
                        label="too little stroma to show exclusion")
         ax.set_xscale("log")
         ax.set_yscale("log")
         _draw_lines(ax, lines)
         hx = max(float(x.max()) * 2, cut * 10)
         hy = max(float(y.max()) * 2, tau * 10)
-        ax.set_xlim(x_floor / 1.5, hx)
-        ax.set_ylim(y_floor / 1.5, hy)
+        ax.set_xlim(x_floor / STRIP_END, hx)
+        ax.set_ylim(y_floor / STRIP_END, hy)
+        _edge_strip(ax, "x", x_floor)
+        _edge_strip(ax, "y", y_floor)
         ax.set_xlabel("CD8 T cells in tumour / expected at random (null ratio)")
         ax.set_ylabel("CD8 T cells / mm² of tissue")
+        key = []
         if annotate and len(tab) <= MAX_LABELS:
             names = _region_names(tab.index) if regions else tab.index.astype(str)
             lx, ly = pd.Series(np.log10(x).to_numpy(), index=names), pd.Series(np.log10(y).to_numpy(), index=names)
-            tol = np.log10(hy / (y_floor / 1.5)) * 0.03
-            _annotate_points(ax, _merge_close(lx, ly, tol), log=True)
-        ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the points
-        ax.set_title("Immune phenotype (spatial)")
+            tol = np.log10(hy / (y_floor / STRIP_END)) * 0.03
+            key = _annotate_points(ax, _merge_close(lx, ly, tol), log=True)
+        hollow = [Line2D([], [], ls="", marker="o", mfc="none", mec="0.4",
+                         label=f"hollow: fewer than {min_effectors} CD8 T cells")] if few.any() else []
+        _legend(ax, hollow, key)
+        ax.set_title(_phenotype_title(p, regions))
     return ax
+
+
+STRIP_END, ZERO_AT, MISSING_AT, STRIP_EDGE = 10.0, 2.2, 6.0, 1.45  # divisors of the floor of a log axis
+
+
+def _log_positions(values: pd.Series, floor: float) -> pd.Series:
+    """Where values sit on a log axis starting at ``floor``: values below it at the floor, zeros and missing
+    values (NaN) in a strip below it, each at its own place (see :func:`_edge_strip`)."""
+    v = values.astype(float)
+    return v.clip(lower=floor).mask(v == 0, floor / ZERO_AT).mask(v.isna(), floor / MISSING_AT)
+
+
+def _edge_strip(ax: Axes, which: str, floor: float) -> None:
+    """The strip of a log axis below ``floor`` where zeros and missing values are drawn: shaded, with the ticks
+    "0" and "n/a" in place of the log scale's."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
+    edge = floor / STRIP_EDGE
+    major = [t for t in axis.get_majorticklocs() if edge <= t <= hi]
+    minor = [t for t in axis.get_minorticklocs() if edge <= t <= hi]
+    axis.set_ticks([floor / MISSING_AT, floor / ZERO_AT, *major], ["n/a", "0", *(f"{t:g}" for t in major)])
+    axis.set_ticks(minor, minor=True)
+    axis.set_minor_formatter(NullFormatter())
+    span = ax.axvspan if which == "x" else ax.axhspan
+    span(lo, edge, color="0.95", lw=0, zorder=0)
+
+
+def _zorder(label: str) -> int:
+    """Calls drawn on top of the fields that could not be called."""
+    return 1 if label == "not assessable" else 3
+
+
+def _phenotype_title(params: dict, regions: bool) -> str:
+    if not regions:
+        return "Immune phenotype per sample (spatial)"
+    unit = "region" if params.get("region_key") else f"tile of {params.get('tile_size', 500):g} µm"
+    return f"Immune phenotype per {unit} (spatial)"
+
+
+def _legend(ax: Axes, extra: list | None = None, key: list[tuple[int, list]] | None = None) -> None:
+    """The axes' labelled artists, ``extra`` handles and the names of numbered points, right of the axes."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles += extra or []
+    labels += [h.get_label() for h in extra or []]
+    if key:
+        handles.append(Line2D([], [], ls=""))
+        labels.append("numbered points:")
+    for number, names in key or []:
+        handles.append(Line2D([], [], ls=""))
+        labels.append(f"{number}  " + wrap(", ".join(map(str, names)), KEY_WIDTH).replace("\n", "\n     "))
+    ax.legend(handles, labels, frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
 def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes:
@@ -199,43 +267,49 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
 
 
 LABEL_HEIGHTS = (3, -10, 16, -23, 29, -36)  # points above (+) or below (-) a point where its label may sit
+LABEL_GAP = 2  # pixels kept clear between two labels
 
 
-def _annotate_points(ax: Axes, groups: list[tuple[list, tuple[float, float]]], *, log: bool) -> None:
-    """Write each group's names beside it: on the side of the point facing the middle of the axes (so labels of
-    points near the right edge stay inside the figure), at the first of a few heights above and below the point
-    where the label overlaps no label already written, else on the other side, joined to its point by a thin line
-    when it had to move; where every place is taken, at the first."""
+def _annotate_points(ax: Axes, groups: list[tuple[list, tuple[float, float]]], *, log: bool) -> list[tuple[int, list]]:
+    """Write each group's names beside it: on the side of the point facing the middle of the axes, at the first of
+    a few heights above and below the point where the label lies inside the axes and overlaps no label already
+    written, else on the other side, joined to its point by a thin line when it had to move. A group whose names
+    fit nowhere gets a number in their place; the returned key ``[(number, names)]`` names them (for a legend)."""
     renderer = ax.figure.canvas.get_renderer()
-    frame = ax.get_window_extent(renderer)
     lo, hi = ax.get_xlim()
     middle = np.sqrt(lo * hi) if log else (lo + hi) / 2
-    taken = []
+    taken, key = [], []
     for names, (px, py) in sorted(groups, key=lambda g: g[1]):
-        x, y = (10**px, 10**py) if log else (px, py)
-        toward_middle = -1 if x > middle else 1
-        label = None
-        for dy in LABEL_HEIGHTS:
-            for side in (toward_middle, -toward_middle):
-                moved = dy != LABEL_HEIGHTS[0] or side != toward_middle  # a leader line says whose label it is
-                text = ax.annotate(", ".join(map(str, names)), (x, y), fontsize=7, xytext=(3 * side, dy),
-                                   textcoords="offset points", ha="left" if side > 0 else "right",
-                                   va="center" if moved else "baseline",
-                                   arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if moved else None)
-                text.update_positions(renderer)
-                box = Text.get_window_extent(text, renderer)  # the words, not the leader line
-                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1
-                if inside and not any(box.overlaps(other) for other in taken):
-                    label = text
-                    break
-                text.remove()
-            if label is not None:
-                break
+        xy = (10**px, 10**py) if log else (px, py)
+        toward_middle = -1 if xy[0] > middle else 1
+        label = _place_label(ax, ", ".join(map(str, names)), xy, toward_middle, taken, renderer)
         if label is None:
-            label = ax.annotate(", ".join(map(str, names)), (x, y), fontsize=7, xytext=(3 * toward_middle, 3),
-                                textcoords="offset points", ha="left" if toward_middle > 0 else "right")
+            key.append((len(key) + 1, names))
+            number = str(len(key))
+            label = _place_label(ax, number, xy, toward_middle, taken, renderer) or \
+                _place_label(ax, number, xy, toward_middle, [], renderer) or \
+                ax.annotate(number, xy, fontsize=7, ha="center", va="center")
         label.update_positions(renderer)
         taken.append(Text.get_window_extent(label, renderer))
+    return key
+
+
+def _place_label(ax: Axes, words: str, xy: tuple[float, float], toward_middle: int, taken: list, renderer):
+    """The label at the first place beside ``xy`` inside the axes that overlaps none of ``taken``; else None."""
+    frame = ax.get_window_extent(renderer)
+    for dy in LABEL_HEIGHTS:
+        for side in (toward_middle, -toward_middle):
+            moved = dy != LABEL_HEIGHTS[0] or side != toward_middle  # a leader line says whose label it is
+            text = ax.annotate(words, xy, fontsize=7, xytext=(3 * side, dy), textcoords="offset points",
+                               ha="left" if side > 0 else "right", va="center" if moved else "baseline",
+                               arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if moved else None)
+            text.update_positions(renderer)
+            box = Text.get_window_extent(text, renderer)  # the words, not the leader line
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.padded(LABEL_GAP).overlaps(other) for other in taken):
+                return text
+            text.remove()
+    return None
 
 
 def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tuple[float, float]]]:
@@ -251,16 +325,22 @@ def _merge_close(x: pd.Series, y: pd.Series, tol: float) -> list[tuple[list, tup
     return groups
 
 
+UNDECIDED = " (state undecided)"  # a cell whose state could not be decided keeps its lineage's name
+OTHER_STYLE = {"color": "white", "hatch": "xxx", "hatchcolor": "0.55"}  # grouped labels: hatched, not another grey
+
+
 @fits_new_figure
 def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _keys.LINEAGE,
                 max_colors: int = len(COLORBLIND_SAFE), ax: Axes | None = None) -> Axes:
     """Stacked bars: the fraction of each label per sample.
 
-    Labels get colours of a colour-blind-safe palette (Paul Tol's muted scheme with Okabe-Ito's orange, blue and
-    black) in order of abundance; beyond ``max_colors`` distinguishable colours the least abundant labels are
-    grouped as one grey "other" bar. Greys: malignant cells (dark), cells whose state could not be decided (they
-    keep their lineage's name), unassigned cells (pale). Drawn for the cells of one lineage
-    (``adata[adata.obs["tmt_lineage"] == "CD8 T"]``), the states are that lineage's composition.
+    A label keeps the colour it has in every other figure: ``uns[key + "_colors"]`` when stored, else
+    tmetoolkit's fixed colour of the lineage or state. Labels without one get colours of a colour-blind-safe
+    palette (Paul Tol's muted scheme with Okabe-Ito's orange, blue and black) in order of abundance; beyond
+    ``max_colors`` of them the least abundant are grouped as one hatched "other" bar. Cells whose state could not
+    be decided (they keep their lineage's name) are drawn striped, in a pale tint of their lineage's colour. Cells
+    without a value of ``key`` (NaN) are not counted; the axis label says how many. Drawn for the cells of one
+    lineage (``adata[adata.obs["tmt_lineage"] == "CD8 T"]``), the states are that lineage's composition.
 
     Parameters
     ----------
@@ -272,7 +352,7 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
     key
         Categorical ``obs`` column to count (default lineages; ``"tmt_state"`` for states).
     max_colors
-        Labels drawn in their own colour (at most 12).
+        Labels without a fixed colour drawn in their own colour (at most 12).
     ax
         Axes to draw into.
 
@@ -280,36 +360,68 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    labels = require_obs(adata, key, "run tmt.tl.annotate first").astype(str)
+    column = require_obs(adata, key, "run tmt.tl.annotate first")
     sample_key = resolve_sample_key(adata, sample_key)
     samples = adata.obs[sample_key].astype(str) if sample_key else pd.Series("all", index=adata.obs_names)
-    if key == _keys.STATE:  # a cell whose state could not be decided keeps its lineage's name
-        undecided = {lin: f"{lin} (state undecided)" for lin, states in _keys.states().items() if lin not in states}
-        labels = labels.replace(undecided)
-    neutral = {"unassigned": "#F2F2F2", "Malignant/Epithelial": "#777777"}  # greys, outside the 12 colours
-    neutral.update({lab: "#BBBBBB" for lab in labels.unique() if lab.endswith("(state undecided)")})
-    max_colors = min(int(max_colors), len(COLORBLIND_SAFE))
-    order = [c for c in labels.value_counts().index if c not in neutral]
-    own, rest = order[:max_colors], order[max_colors:]
+    has_value = column.notna().to_numpy()
+    labels = column[has_value].astype(str)
+    if key == _keys.STATE:
+        labels = labels.replace({lin: lin + UNDECIDED for lin, states in _keys.states().items() if lin not in states})
+    styles, rest = _composition_styles(adata, key, labels, max_colors)
     other = f"other ({len(rest)} label{'s' if len(rest) != 1 else ''})"
-    grouped = labels.where(labels.isin(own) | labels.isin(list(neutral)), other)
-    frac = pd.crosstab(samples, grouped, normalize="index")
-    cmap = dict(zip(own, COLORBLIND_SAFE, strict=False))
-    cmap.update({other: OTHER_COLOR, **neutral})
+    styles[other] = OTHER_STYLE
+    frac = pd.crosstab(samples[has_value], labels.where(~labels.isin(rest), other), normalize="index")
     what = {_keys.LINEAGE: "Lineages", _keys.STATE: "Cell states"}.get(key, readable(key))
     with style():
         ax = new_ax(ax, (5.5, 0.35 * len(frac) + 1.2))
         left = np.zeros(len(frac))
-        for c in [c for c in cmap if c in frac.columns]:
-            ax.barh(frac.index, frac[c], left=left, color=cmap[c], label=c, height=0.8, edgecolor="white",
-                    linewidth=0.3)
+        for c in [c for c in styles if c in frac.columns]:
+            ax.barh(frac.index, frac[c], left=left, label=c, height=0.8, edgecolor="white", linewidth=0.3,
+                    **styles[c])
             left += frac[c].to_numpy()
         ax.set_xlim(0, 1)
-        ax.set_xlabel("fraction of cells")
+        n_missing = int((~has_value).sum())
+        ax.set_xlabel("fraction of cells" if not n_missing else
+                      f"fraction of cells with a value ({n_missing:,} cells without one not counted)")
         ax.invert_yaxis()
         ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         ax.set_title(f"{what} per sample" + (f" ({len(rest)} least abundant grouped as other)" if rest else ""))
     return ax
+
+
+def _fixed_colors(adata: AnnData, key: str) -> dict[str, str]:
+    """The colours labels of ``key`` have in every figure: stored in ``uns``, else tmetoolkit's fixed ones."""
+    stored = adata.uns.get(_keys.colors(key))
+    cats = adata.obs[key].astype("category").cat.categories
+    if stored is not None and len(stored) == len(cats):
+        return {str(c): to_hex(v) for c, v in zip(cats, stored, strict=True)}
+    if key == _keys.LINEAGE:
+        return lineage_colors()
+    return {**lineage_colors(), **state_colors()}
+
+
+def _composition_styles(adata: AnnData, key: str, labels: pd.Series, max_colors: int) -> tuple[dict, list]:
+    """Bar styles of the labels in display order (fixed colours in the column's order, then the others by
+    abundance), and the labels left to be grouped as other."""
+    fixed = _fixed_colors(adata, key)
+    fixed.setdefault("undetermined", _keys.label_colors()["unassigned"])  # subsets' word for unassigned
+    present = set(labels.unique())
+    styles = {}
+    for c in map(str, adata.obs[key].astype("category").cat.categories):
+        if c + UNDECIDED in present and c in fixed:
+            styles[c + UNDECIDED] = {"color": _tint(fixed[c]), "hatch": "////", "hatchcolor": fixed[c]}
+        elif c in present and c in fixed:
+            styles[c] = {"color": fixed[c]}
+    free = [c for c in labels.value_counts().index if c not in styles]
+    n = min(int(max_colors), len(COLORBLIND_SAFE))
+    styles.update({c: {"color": colour} for c, colour in zip(free[:n], COLORBLIND_SAFE, strict=False)})
+    return styles, free[n:]
+
+
+def _tint(colour: str, share: float = 0.55) -> str:
+    """``colour`` mixed with ``share`` of white."""
+    rgb = np.asarray(to_rgb(colour))
+    return to_hex(rgb + (1 - rgb) * share)
 
 
 @fits_new_figure
@@ -394,9 +506,14 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     return ax
 
 
+Z_LIMIT, MISSING_GREY = 2.5, "0.8"  # immunosuppression heatmap: colour range, components not measured
+
+
 @fits_new_figure
 def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
     """Samples (or regions) x immunosuppression components as robust z-scores, with the composite; missing grey.
+
+    The colours end at z = ±2.5 (the colour bar's pointed ends): larger values take the end colours.
 
     Parameters
     ----------
@@ -425,15 +542,19 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     with style():
         ax = new_ax(ax, (0.45 * z.shape[1] + 2.5, 0.3 * len(z) + 1.8))
         data = np.ma.masked_invalid(z.to_numpy())
-        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")  # missing must not look like a z-score of 0
-        im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=-2.5, vmax=2.5)
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad=MISSING_GREY)  # missing must not look like a z-score of 0
+        im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=-Z_LIMIT, vmax=Z_LIMIT)
         ax.set_xticks(range(z.shape[1]), [readable(c) for c in z.columns], rotation=90)
         rows = z.index.astype(str)
         if regions:
             rows = [f"{name} (n={n:,})" for name, n in zip(_region_names(z.index), tab["n_cells"], strict=True)]
         ax.set_yticks(range(len(z)), rows)
         ax.axvline(z.shape[1] - 1.5, c="black", lw=1)
-        ax.figure.colorbar(im, ax=ax, fraction=0.04, label=f"robust z across {unit}")
+        bar = ax.figure.colorbar(im, ax=ax, fraction=0.04, extend="both",
+                                 label=f"robust z across {unit} (beyond ±{Z_LIMIT:g}: end colours)")
+        if data.mask.any():
+            bar.ax.legend(handles=[Patch(facecolor=MISSING_GREY, edgecolor="0.5", label="not measured")],
+                          frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.04))
         ax.set_title("Immunosuppression components" + (" per region" if regions else ""))
     return ax
 
@@ -460,8 +581,6 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     -------
     The Axes drawn into (on a new figure when ``ax`` is ``None``).
     """
-    from matplotlib.patches import Patch
-
     res = _stored(adata, _keys.RESISTANCE_PROFILE, "tmt.tl.resistance_profile")
     if regions and "regions" not in res:
         msg = "no regions stored: run tmt.tl.resistance_profile(adata, region_key=...) first."
@@ -505,6 +624,9 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
 def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None) -> Axes:
     """Effect size (Cliff's delta) against significance for every per-sample feature compared between groups.
 
+    The most significant features are named beside their points; where a name fits nowhere without overlapping
+    another, the point gets a number and the legend names it.
+
     Parameters
     ----------
     adata
@@ -523,6 +645,8 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
     g = res["params"]["groups"]
     with style():
         ax = new_ax(ax, (5, 4))
+        ax.axvline(0, c="grey", lw=0.6)
+        ax.set_xlim(-1.05, 1.05)  # before the labels: they are placed inside the final limits
         if len(t):
             y = -np.log10(t["pvalue"].astype(float))
             sig = t["fdr"] < 0.1
@@ -533,9 +657,9 @@ def compare_groups(adata: AnnData, *, n_labels: int = 10, ax: Axes | None = None
                                  pd.Series(y.head(n_labels).to_numpy(), index=top["feature"].astype(str)), 0.02)
             labels = [([f"{names[0]} (+{len(names) - 1} more)" if len(names) > 1 else names[0]], xy)
                       for names, xy in close]
-            _annotate_points(ax, labels, log=False)
-        ax.axvline(0, c="grey", lw=0.6)
-        ax.set_xlim(-1.05, 1.05)
+            key = _annotate_points(ax, labels, log=False)
+            if key:
+                _legend(ax, key=key)
         ax.set_xlabel(f"Cliff's delta ({g[0]} vs {g[1]})")
         ax.set_ylabel("-log10 p (Mann-Whitney, samples)")
         ax.set_title("Per-sample features between groups (red: FDR < 0.1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from contextlib import contextmanager
 
 import matplotlib as mpl
@@ -119,7 +120,25 @@ _WORDS = {"cd4": "CD4", "cd8": "CD8", "caf": "CAF", "tgfb": "TGF-beta", "m2": "M
 
 
 def readable(name: str) -> str:
-    """``"treg_fraction_cd4"`` as ``"Treg fraction CD4"``: words, not snake_case, on axes and in legends."""
-    words = [_WORDS.get(w.lower(), w) for w in str(name).split("_")]
+    """``"treg_fraction_cd4"`` as ``"Treg fraction CD4"``: words, not snake_case, on axes and in legends; without
+    the ``tmt_`` prefix of tmetoolkit's keys (``"tmt_tam_subset"`` as ``"TAM subset"``)."""
+    words = [_WORDS.get(w.lower(), w) for w in str(name).removeprefix("tmt_").split("_")]
     text = " ".join(words)
     return text[:1].upper() + text[1:]
+
+
+def wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after spaces, underscores, hyphens and dots
+    (names such as ``"Patient_00_pre-treatment_biopsy"`` have no spaces); longer pieces are cut."""
+    pieces = [p for p in re.split(r"(?<=[\s_.\-])", str(text)) if p]
+    lines = [""]
+    for piece in pieces:
+        while len(piece) > width:
+            if lines[-1]:
+                lines.append("")
+            lines[-1], piece = piece[:width], piece[width:]
+            lines.append("")
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines if line)

@@ -295,11 +295,17 @@ def call_samples(f: pd.DataFrame, *, no_expression: np.ndarray, have_imm: list[s
 def decision_lines(params: dict, mode: str) -> list[Line]:
     """The thresholds of a stored expression call in the plane of its plot: the cohort terciles of the immune axis
     (``mode="cohort"``, y), T-cell genes (x) and the IFN-gamma programme (y) against marker genes of the sample
-    (``"enrichment"``), or the CD8 T fractions among immune cells (``"cells"``, y)."""
+    (``"enrichment"``), or the CD8 T fractions among immune cells (``"cells"``, y); each labelled for the legend."""
     if mode == "cohort":
-        return [Line("y", float(params[k]), "--") for k in ("immune_tercile_low", "immune_tercile_high") if k in params]
+        terciles = {"immune_tercile_low": "desert below: lower tercile", "immune_tercile_high":
+                    "inflamed above: upper tercile"}
+        return [Line("y", float(params[k]), "--", f"{text} ({float(params[k]):.2g})")
+                for k, text in terciles.items() if k in params]
     if mode == "enrichment":
-        return [Line("x", float(params.get("t_cell_enrichment_desert_below", 0.0)), "--"),
-                Line("y", float(params.get("ifng_enrichment_inflamed_from", ENRICHED)), ":")]
+        desert = float(params.get("t_cell_enrichment_desert_below", 0.0))
+        inflamed = float(params.get("ifng_enrichment_inflamed_from", ENRICHED))
+        return [Line("x", desert, "--", f"desert below T-cell z {desert:.2g}"),
+                Line("y", inflamed, ":", f"inflamed from IFN-gamma z {inflamed:.2g}")]
     t = float(params["min_cd8_fraction"])
-    return [Line("y", t, "--"), Line("y", t * DESERT_SHARE, ":")]
+    return [Line("y", t, "--", f"inflamed from CD8 fraction {t:.2g}"),
+            Line("y", t * DESERT_SHARE, ":", f"desert below CD8 fraction {t * DESERT_SHARE:.2g}")]
