@@ -326,6 +326,26 @@ def test_protein_panel_phenoptr():
     assert not rules.loc["B", "assessable"] and "no channel" in rules.loc["B", "reason"]
 
 
+def test_protein_panel_read_from_sparse_backed_and_dask_matrices(tmp_path):
+    """A panel stored sparse was refused with numpy's 'setting an array element with a sequence' when backed or
+    in dask chunks."""
+    import dask.array as da
+    import matplotlib.pyplot as plt
+
+    a = real_data("phenoptr")
+    a.X = sp.csr_matrix(a.X)
+    a.write_h5ad(tmp_path / "panel.h5ad")
+    tmt.tl.annotate(a)
+    backed = ad.read_h5ad(tmp_path / "panel.h5ad", backed="r")
+    chunked = a.copy()
+    chunked.X = da.from_array(a.X, chunks=(997, -1), asarray=False)
+    for b in (backed, chunked):
+        tmt.tl.annotate(b)
+        assert (b.obs["tmt_state"] == a.obs["tmt_state"]).all()
+        fig = tmt.pl.gates(b)
+        plt.close(fig)
+
+
 def test_protein_spillover_from_touching_cells_is_removed(sim_small):
     """Planted lateral spill-over: every cell picks up 20% of its brightest touching neighbour's signal."""
     from sklearn.neighbors import NearestNeighbors

@@ -73,6 +73,13 @@ def row_block(X, start: int, stop: int):
     return block.astype(_float(block.dtype), copy=False)
 
 
+def dense_matrix(X) -> np.ndarray:
+    """All of ``X`` (in memory, sparse, backed or dask, dense or sparse chunks) as a float64 ndarray: for small
+    panels (protein channels), never for a transcriptome."""
+    block = row_block(X, 0, X.shape[0])
+    return np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
+
+
 @numba.njit(parallel=True, cache=True)
 def _column_sums_csr(indices, data, n_cols, n_threads):  # pragma: no cover - compiled
     """Per-column sums of CSR ``data``, one partial sum per thread."""

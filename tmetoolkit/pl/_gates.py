@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from .. import _keys
-from .._matrix import get_matrix
+from .._matrix import dense_matrix, get_matrix
 from .._utils import TmtInputError, TmtKeyError
 from ._utils import style
 
@@ -57,7 +57,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
         msg = "ax= draws one marker: pass markers=[name]."
         raise TmtInputError(msg)
     layer = res["params"].get("layer", "X")
-    X = get_matrix(adata, None if layer == "X" else layer)
+    X = dense_matrix(get_matrix(adata, None if layer == "X" else layer))
     scores = adata.obsm[_keys.MARKER_EVIDENCE]
     spill = float(res["params"].get("spillover", 0.0))
     with style():
@@ -73,7 +73,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
         for a, marker in zip(axes, names, strict=False):
             row = table.loc[marker]
             j = list(map(str, adata.var_names)).index(str(row["channel"]))
-            x = np.asarray(X[:, j].toarray() if hasattr(X[:, j], "toarray") else X[:, j], dtype=float).ravel()
+            x = X[:, j].copy()
             transformed = bool((x < 0).any())  # gated on its own values, as annotate did
             if transformed:
                 edges = np.linspace(x.min(), x.max(), bins + 1)

@@ -20,7 +20,7 @@ from .._core.annotation.identity import (
 from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
-from .._matrix import get_matrix, looks_like_bulk
+from .._matrix import dense_matrix, get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
 from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
 from ._sample_features import samples_of
@@ -358,7 +358,7 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
                "markers={'CD8': ..., 'CD68': ..., 'tumor': ...}.")
         raise TmtInputError(msg)
     X = get_matrix(adata, layer)
-    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    X = dense_matrix(X)
     if not np.isfinite(X).all():
         msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
         raise TmtInputError(msg)
