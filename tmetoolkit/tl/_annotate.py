@@ -103,7 +103,8 @@ def annotate(
         Cells x genes: raw counts, normalised values (TPM, CPM) or log-normalised values (not batch-corrected
         ones, which hold no common level for the genes a cell does not express: annotate warns and names
         ``adata.raw`` or ``layer=``). Log values of a whole transcriptome (one total per cell once taken back) are
-        read as the linear values they encode, whether logged to base e, 2 or 10.
+        read as the counts they encode, whether logged to base e, 2 or 10 and whatever total they were
+        normalised to.
     layer
         Layer to use instead of ``X``.
     groupby
@@ -189,7 +190,7 @@ def annotate(
         written ``"_"``, as ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
         ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, the neighbour graph used, and
-        ``log_base``: the base of log values read as the linear values they encode, ``""`` for none) and
+        ``log_base``: the base of log values read as the counts they encode, ``""`` for none) and
         ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in place of
         missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it

@@ -33,10 +33,13 @@ SPLIT_SEED_EVIDENCE = 0.1
 # the pool is what it was
 MIN_POOL, POOL_SHARE = 5, 36
 # log values whose linear profile has one total per cell (scanpy's log1p after normalize_total, log2(TPM + 1),
-# log2(CPM + 1)) are read as the linear values they encode, so that the principal components do not depend on the
-# base of the logarithm: scanpy's variable-gene selection reads its input as natural logs. Taken as they were, the
-# Zilionis human cells at 1e6 per cell gave lineage accuracy 0.821 logged to base e, 0.754 to base 2 and 0.895 to
-# base 10; now 0.821 for each. A file of selected genes has no such total and is read as it is.
+# log2(CPM + 1)) are read as the counts they encode, normalised to 10,000 per cell as counts are, so that the
+# principal components depend neither on the base of the logarithm (scanpy's variable-gene selection reads its
+# input as natural logs) nor on the total the user normalised to. Taken as they were, the Zilionis human cells at
+# 1e6 per cell gave lineage accuracy 0.821 logged to base e, 0.754 to base 2 and 0.895 to base 10; read at their
+# own total, 0.821 for each (validate_annotation.py --formats, log2(CPM + 1), each set at its 1e4 figure: Puram
+# 0.950 -> 0.939, Chen 0.621 -> 0.632, Zilionis human 0.821 -> 0.884, mouse 0.941 -> 0.921, PBMC 0.825 -> 0.824).
+# A file of selected genes has no such total and is read as it is.
 LOG_BASES = (np.e, 2.0, 10.0)
 MAX_TOTAL_CV = 0.01  # the coefficient of variation of the cells' totals at which a base is recognised
 
@@ -51,7 +54,7 @@ class Expression:
     marker_cols: np.ndarray  # the columns of ``lognorm`` that hold the markers the components always include
     fit: np.ndarray  # the cells the principal axes and the variable genes are fitted on
     empty: np.ndarray  # cells without a single nonzero value among the genes
-    log_base: float | None = None  # the base of log values read as the linear values they encode (log_base)
+    log_base: float | None = None  # the base of log values read as the counts they encode (log_base)
 
     @cached_property
     def fit_matrix(self) -> sp.csr_matrix:
@@ -131,10 +134,10 @@ def _taken_back(M: sp.csr_matrix, base: float) -> sp.csr_matrix:
 
 def _lognorm(block, state: str, base: float | None = None) -> sp.csr_matrix:
     """A row block log-normalised as :func:`~tmetoolkit._matrix.normalise_block` does (counts to 10,000 per cell),
-    as float32 CSR; log values of a recognised ``base`` are read as the linear values they encode. A CSR block of
-    counts without scipy's general sparse product."""
+    as float32 CSR; log values of a recognised ``base`` are read as the counts they encode. A CSR block of counts
+    without scipy's general sparse product."""
     if state == "lognorm" and base is not None:
-        block, state = _taken_back(_csr64(block), base), "linear"
+        block, state = _taken_back(_csr64(block), base), "counts"
     if state == "counts" and sp.issparse(block) and block.format == "csr":
         lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
         scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
