@@ -110,6 +110,47 @@ def test_spots_without_tumour_or_effector_genes(sim_small):
     assert isinstance(spots.uns["tmt_compartments"]["table"], pd.DataFrame)
 
 
+def test_visium_pixels_slides_and_small_slides(sim_small):
+    """Spots as scanpy reads Visium (full-resolution pixels with scale factors) give the calls of micrometres;
+    pixels without them are warned about; slides that share array positions in one sample are refused, naming the
+    column that tells them apart; a slide of five spots is not assessable instead of stopping the run."""
+    spots = tmt.datasets.to_spots(sim_small)
+    tmt.tl.immune_phenotype(um := spots.copy(), sample_key="sample")
+    pixels = spots.copy()
+    pixels.obsm["spatial"] = spots.obsm["spatial"] / 0.2645
+    read = pixels.copy()
+    read.uns["spatial"] = {"slide": {"scalefactors": {"spot_diameter_fullres": 55 / 0.2645}}}
+    tmt.tl.immune_phenotype(read, sample_key="sample")
+    for key in ("table", "regions"):
+        a, b = um.uns["tmt_immune_phenotype"][key], read.uns["tmt_immune_phenotype"][key]
+        assert a.index.equals(b.index) and (a["phenotype"] == b["phenotype"]).all()
+    with pytest.warns(tmt.TmtWarning, match="spots lie 378.1 coordinate units apart"):
+        tmt.tl.compartments(pixels, sample_key="sample")
+    slides = spots.copy()
+    slides.obs["library_id"] = slides.obs.pop("sample")
+    with pytest.raises(tmt.TmtInputError, match=r"several slides.*'library_id'"):
+        tmt.tl.immune_phenotype(slides)
+    small = spots.copy()
+    small.obs["sample"] = small.obs["sample"].astype(str)
+    small.obs.iloc[:5, small.obs.columns.get_loc("sample")] = "tiny"
+    with pytest.warns(tmt.TmtWarning, match="not assessable"):
+        tmt.tl.immune_phenotype(small, sample_key="sample")
+    assert small.uns["tmt_immune_phenotype"]["table"].loc["tiny", "reason"] == "too few spots (5 < 20)"
+
+
+def test_annotate_on_spots_warns_and_leaves_the_spot_phenotype(sim_small):
+    """annotate's lineages of spots (their dominant cells) switched immune_phenotype to the cell path, where every
+    slide was not assessable."""
+    spots = tmt.datasets.to_spots(sim_small)
+    tmt.tl.immune_phenotype(plain := spots.copy(), sample_key="sample")
+    with pytest.warns(tmt.TmtWarning, match="these are spots"):
+        tmt.tl.annotate(spots)
+    tmt.tl.immune_phenotype(spots, sample_key="sample")
+    t = spots.uns["tmt_immune_phenotype"]["table"]
+    assert (t["basis"] == "spatial (spots)").all()
+    assert (t["phenotype"] == plain.uns["tmt_immune_phenotype"]["table"]["phenotype"]).all()
+
+
 def test_cli_run_on_spots(sim_small, tmp_path):
     from tmetoolkit._cli import main
 

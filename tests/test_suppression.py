@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -139,6 +141,17 @@ def test_bulk_needs_the_flag_and_no_sample_key(pseudobulk):
         tmt.tl.immunosuppression(bulk)
     with pytest.raises(ValueError, match="sample_key"):
         tmt.tl.immunosuppression(bulk, bulk=True, sample_key="response")
+
+
+def test_bulk_on_single_cells_is_warned_about(sim_small, pseudobulk):
+    """bulk=True on 4,500 cells made a 4,500-row 'cohort' in silence; pseudobulk samples are not warned about."""
+    with pytest.warns(tmt.TmtWarning, match="as in single cells"):
+        tmt.tl.immunosuppression(sim_small.copy(), bulk=True)
+    with pytest.warns(tmt.TmtWarning, match="as in single cells"):
+        tmt.tl.resistance_profile(sim_small.copy(), bulk=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tmt.TmtWarning)
+        tmt.tl.immunosuppression(pseudobulk.copy(), bulk=True)
 
 
 def test_bulk_sample_table_and_comparison_are_per_observation(pseudobulk):

@@ -25,6 +25,7 @@ from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, wa
 from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
 from ._sample_features import samples_of
 from ._score import score_once
+from ._spots import is_spot_data
 
 WRITTEN = (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, _keys.TAM_SUBSET, _keys.CAF_SUBSET, _keys.TAM_POLARIZATION)
 MIXED_WARN = 0.2  # share of mixed cells above which annotate warns
@@ -236,6 +237,10 @@ def annotate(
     # state and species only; score() below scans the matrix itself
     report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
     warn_duplicated(report)
+    if is_spot_data(adata):
+        warn("these are spots (obs array_row/array_col), each holding several cells: a spot's lineage is that of "
+             "its dominant cells. The spatial tools read spots through programmes, not these labels; for cell "
+             "types within spots, deconvolve them (e.g. cell2location, Tangram) with a single-cell reference.")
     if report.state == "protein":
         if tumor_signature is not None:
             msg = ("tumor_signature= applies to RNA; on a protein panel map the channel that marks the malignant "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.spatial import cKDTree
 
 from .. import _keys
 from .._core.scoring.mixture import mixture_threshold
@@ -14,7 +13,14 @@ from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
 from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger
 from ._sample_features import default_sample_key, samples_of
 from ._spatial_utils import check_labels, checked_pixel_size, coordinates, image_groups, label_column
-from ._spots import is_spot_data, spot_graph
+from ._spots import (
+    check_one_array_per_image,
+    check_spot_pitch,
+    is_spot_data,
+    spot_graph,
+    spot_pitch,
+    spot_pixel_size,
+)
 
 DEFAULT_TUMOR_LABELS = ("Malignant/Epithelial",)
 
@@ -71,13 +77,15 @@ def compartments(
     tissue categories.
 
     Spot data (Visium: ``obs["array_row"]`` and ``obs["array_col"]`` present) have no cell types: unless
-    ``cell_type_key`` names a spot label column, tumour spots are those high in the malignant programme
+    ``cell_type_key`` names a spot label column of the user's (annotate's lineages of spots are those of their
+    dominant cells, and are not read), tumour spots are those high in the malignant programme
     (``tumor_signature``; above the crossing of a two-component mixture fitted over all spots, whose high
     component must hold the programme at least twice as high as the low one: ambient RNA and spot swapping put
     tumour transcripts into every spot of the section; without such a component a spot must hold it twice as high
     as the median spot), the region is
     built on the hexagonal spot graph (squidpy grid neighbours), and the margin is ``margin_cells`` rings of
-    spots on each side of the border.
+    spots on each side of the border. Spots of several slides must be told apart by ``sample_key`` or
+    ``image_key``: repeated array positions within an image are refused.
 
     Parameters
     ----------
@@ -90,7 +98,9 @@ def compartments(
     tumor_labels
         Labels of tumour cells in ``cell_type_key`` (default ``"Malignant/Epithelial"``).
     pixel_size
-        Micrometres per coordinate unit; ``None`` when coordinates are micrometres.
+        Micrometres per coordinate unit; ``None`` when coordinates are micrometres, or for Visium spots read by
+        scanpy or squidpy (full-resolution pixels), the 55-um spot diameter over the scale factors'
+        ``spot_diameter_fullres`` in ``uns["spatial"]``.
     image_key
         ``obs`` column of images when a sample has several, each with its own coordinates; every image is
         processed on its own (the table's rows are ``"sample/image"``).
@@ -134,8 +144,12 @@ def compartments(
     adata = adata.copy() if copy else adata
     sample_key = default_sample_key(adata, sample_key)
     pixel_size = checked_pixel_size(pixel_size)
+    # spots carry annotate's lineage of their dominant cells at most: a spot label column is the user's own
+    spots = is_spot_data(adata) and (cell_type_key == _keys.LINEAGE or cell_type_key not in adata.obs)
+    if spots:
+        pixel_size = spot_pixel_size(adata, pixel_size)
     xy_all = coordinates(adata, pixel_size)
-    if is_spot_data(adata) and cell_type_key not in adata.obs:
+    if spots:
         return _spot_compartments(adata, xy_all, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size,
                                   margin_width=margin_width, margin_rings=margin_cells, min_spots=min_cluster_size,
                                   tumor_signature=tumor_signature or "Epithelial", layer=layer, copy=copy)
@@ -196,14 +210,17 @@ def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_w
                        tumor_signature, layer, copy):
     check_tmt_key(adata.obs, (_keys.COMPARTMENT, _keys.BORDER_DISTANCE, _keys.TUMOR_SPOT), "adata.obs")
     images = image_groups(adata, samples_of(adata, sample_key), image_key)
+    check_one_array_per_image(adata, images)
     is_t, thr = programme_positive(adata, tumor_signature, layer, min_gap=MIN_PROGRAMME_GAP)
-    pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1]))
-    rings = round(margin_width / pitch) if margin_width is not None else int(margin_rings or 1)
+    pitch = spot_pitch(xy, images)
+    check_spot_pitch(pitch, pixel_size)
+    rings = round(margin_width / pitch) if margin_width is not None and np.isfinite(pitch) else int(margin_rings or 1)
     comp, dist, rows = spot_compartments(spot_graph(xy, images), xy, images, is_t, margin_rings=max(rings, 1),
                                          min_spots=min_spots or 3)
     adata.obs[_keys.TUMOR_SPOT] = is_t
     _write(adata, comp, dist, pd.DataFrame.from_dict(rows, orient="index"), {
-        "sample_key": sample_key or "", "cell_type_key": "", "spots": True, "image_key": image_key or "",
+        "sample_key": sample_key or "", "n_obs": adata.n_obs, "cell_type_key": "", "spots": True,
+        "image_key": image_key or "",
         "tumor_signature": tumor_signature, "tumor_score_threshold": thr, "margin_rings": max(rings, 1),
         "min_cluster_size": min_spots or 3, "pixel_size": pixel_size if pixel_size is not None else 1.0})
     logger.info("spots: %d of %d above the malignant-programme threshold; added obs tmt_compartment, "

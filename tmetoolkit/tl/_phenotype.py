@@ -21,10 +21,9 @@ from .._core.spatial.compartments import implausible_spacing
 from .._core.spatial.measures import CONTACT_NN
 from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
-from .._matrix import median_detected
 from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
-from ._sample_features import default_sample_key, regions_of, samples_of
+from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells
 from ._spatial_utils import (
     check_labels,
     checked_pixel_size,
@@ -33,7 +32,7 @@ from ._spatial_utils import (
     image_groups,
     label_column,
 )
-from ._spots import is_spot_data
+from ._spots import is_spot_data, spot_pixel_size
 
 DEFAULT_EFFECTORS = ("CD8 T",)
 EFFECTOR_SIGNATURE = "CD8_T"  # spots: the programme that marks effector-positive spots
@@ -69,12 +68,6 @@ def _effectors_unrecognisable(adata: AnnData, cell_type_key: str, effector_label
         return ""
     return (f"{', '.join(effector_labels)} cannot be recognised on this panel ({rows['reason'].iloc[0]}); pass "
             "cell_type_key= and effector_labels= naming cells of your own")
-
-
-# a bulk sample detects half or more of the genes (Racle's melanoma samples: 25,005 of 49,902), a droplet cell a
-# few percent (Zilionis' inDrop cells 983 of 20,388, the mouse cells 791 of 24,248), a Smart-seq2 cell about a
-# quarter (Puram: 2,079 of 7,943; simulate()'s cells 1,516 of 6,047): below this share observations look like cells
-CELL_DETECTION = 0.4
 
 
 def immune_phenotype(
@@ -144,7 +137,8 @@ def immune_phenotype(
     cell so that compartments add up without double counts; the micrometre scale is ``pixel_size`` or the one the
     compartments were built with (two different scales are refused).
 
-    Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no cell-type column) follow the same rules on
+    Spot data (Visium: ``obs["array_row"]``/``obs["array_col"]``, no ``cell_type_key`` given: annotate's lineages
+    of spots are not read) follow the same rules on
     fractions of effector-positive spots (CD8 T programme above the crossing of a two-component mixture fitted on
     each image's spots, as slides differ in depth and ambient RNA) in the
     tumour core and outside the tumour region, with ``min_spot_fraction`` in place of ``min_density``; the tumour
@@ -179,7 +173,8 @@ def immune_phenotype(
         ``cell_type_key``, ``effector_labels``, ``reference``, ``min_cd8_fraction`` and ``layer``; any other
         parameter set away from its default is refused with a :class:`~tmetoolkit.TmtInputError`.
     pixel_size
-        Micrometres per coordinate unit (``None``: coordinates are micrometres).
+        Micrometres per coordinate unit (``None``: coordinates are micrometres; for Visium spots read by scanpy or
+        squidpy, taken from the scale factors in ``uns["spatial"]``, as :func:`~tmetoolkit.tl.compartments` does).
     tile_size
         Side of the square tiles in micrometres when ``region_key`` is not given.
     min_density
@@ -280,11 +275,8 @@ def immune_phenotype(
                    "observation would be called as a bulk sample: pass sample_key= naming the obs column of samples "
                    "(for a single sample, add one: adata.obs['sample'] = 'sample1').")
             raise TmtInputError(msg)
-        detected = median_detected(adata, layer) if sample_key is None else np.nan
-        if detected < CELL_DETECTION * adata.n_vars:
-            warn(f"each observation is called as a bulk sample (no sample_key), but a median of {detected:,.0f} of "
-                 f"{adata.n_vars:,} genes is detected per observation, as in single cells, not bulk samples: for "
-                 "cells, pass sample_key= naming the obs column of samples.")
+        if sample_key is None:
+            warn_if_cells(adata, layer, "is called as a bulk sample (no sample_key)")
         return _expression(adata, sample_key=sample_key, cell_type_key=cell_type_key, layer=layer,
                            reference=reference, min_cd8_fraction=min_cd8_fraction,
                            effector_labels=effector_labels, min_cells=min_cells, copy=copy)
@@ -297,7 +289,7 @@ def immune_phenotype(
         from .._utils import missing_key_error
 
         raise missing_key_error(region_key, "adata.obs", adata.obs.columns)
-    if is_spot_data(adata) and (cell_type_key or _keys.LINEAGE) not in adata.obs:
+    if is_spot_data(adata) and cell_type_key is None:  # annotate's lineages of spots are their dominant cells' only
         return _spots(adata, sample_key=sample_key, image_key=image_key, region_key=region_key, pixel_size=pixel_size,
                       tile_size=tile_size, min_spot_fraction=min_spot_fraction, min_infiltration=min_infiltration,
                       reference=reference, layer=layer, copy=copy)
@@ -426,12 +418,17 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
         msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
         raise TmtInputError(msg)
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
+    pixel_size = spot_pixel_size(adata, checked_pixel_size(pixel_size))
     xy = coordinates(adata, pixel_size)
     samples = samples_of(adata, sample_key)
     images = image_groups(adata, samples, image_key)
     params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
-    if _keys.COMPARTMENT not in adata.obs or not params_c.get("spots") or params_c.get("image_key", "") != (
-            image_key or ""):
+    # compartments of other spots, slides or scales are not reused
+    if (_keys.COMPARTMENT not in adata.obs or not params_c.get("spots")
+            or params_c.get("image_key", "") != (image_key or "")
+            or params_c.get("sample_key", "") != (sample_key or "")
+            or params_c.get("n_obs", adata.n_obs) != adata.n_obs
+            or not np.isclose(float(params_c.get("pixel_size", 1.0)), pixel_size or 1.0)):
         compartments(adata, sample_key=sample_key, image_key=image_key, pixel_size=pixel_size, layer=layer)
     regions = _regions(samples, images, xy, region_key, tile_size, adata)
     eff_score = _effector_score(adata, layer)

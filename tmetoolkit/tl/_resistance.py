@@ -19,7 +19,7 @@ from .._core.sample.suppression import BULK_NEEDED
 from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
 from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger, warn
 from ._checkpoints import detect, is_protein
-from ._sample_features import bulk_samples, regions_of, samples_of
+from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells
 from ._score import score_once
 from ._suppression import cells_of
 
@@ -99,6 +99,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         raise TmtInputError(msg)
     if bulk:
         samples = bulk_samples(adata)
+        warn_if_cells(adata, layer, "is read as a bulk sample (bulk=True)")
     else:
         samples = samples_of(adata, sample_key)
     if region_key is not None:

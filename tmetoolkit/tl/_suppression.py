@@ -24,7 +24,7 @@ from .._core.sample.suppression import (
 )
 from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key
 from ._checkpoints import is_protein
-from ._sample_features import bulk_samples, regions_of, samples_of
+from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells
 from ._score import score_once
 
 
@@ -96,6 +96,7 @@ def immunosuppression(
                    "them out.")
             raise TmtInputError(msg)
         bulk_samples(adata)
+        warn_if_cells(adata, layer, "is read as a bulk sample (bulk=True)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmtWarning)
             score_once(adata, BULK_NEEDED, layer=layer)

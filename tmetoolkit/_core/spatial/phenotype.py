@@ -164,10 +164,10 @@ def spot_tables(comp: np.ndarray, dist: np.ndarray, eff: np.ndarray, tum: np.nda
             f = spot_features(comp[idx], dist[idx], eff[idx], tum[idx], score[idx])
             f["n_images"] = int(pd.unique(images.iloc[idx]).size)
             st = {status.get(im, "ok") for im in pd.unique(images.iloc[idx])}
-            if st <= {"no tumour region"}:
-                reason = "no tumour region: no group of tumour spots"
-            elif len(idx) < min_spots:
+            if len(idx) < min_spots:
                 reason = f"too few spots ({len(idx)} < {min_spots})"
+            elif st <= {"no tumour region"}:
+                reason = "no tumour region: no group of tumour spots"
             elif f["n_tumor_spots"] < MIN_TUMOR_SPOTS:
                 reason = f"too few tumour spots ({f['n_tumor_spots']} < {MIN_TUMOR_SPOTS})"
             elif not ((comp[idx] == "tumor") | (dist[idx] < 0)).any():
