@@ -3,6 +3,7 @@ import sys
 
 import anndata as ad
 import pandas as pd
+import pytest
 
 from tmetoolkit._cli import main
 
@@ -153,11 +154,19 @@ def test_bulk_run_treats_observations_as_samples(tmp_path):
                  "response", "-q"]) == 2
 
 
-def test_bulk_looking_input_gets_a_hint(tmp_path, capsys):
+def test_bulk_looking_input_runs_the_bulk_analysis(tmp_path, caplog):
+    """Four bulk RNA-seq samples given without --bulk: the per-cell steps do not apply, so the run is the --bulk run,
+    and the log says so."""
+    import logging
+
     path = real_data_path("racle")
-    assert main(["run", str(path), "-o", str(tmp_path)]) == 0
-    err = capsys.readouterr().err
-    assert "as bulk samples do" in err and "run --bulk" in err
+    with caplog.at_level(logging.WARNING, logger="tmetoolkit"):
+        assert main(["run", str(path), "-o", str(tmp_path), "-q"]) == 0
+    assert "running the bulk analysis (as --bulk does)" in caplog.text
+    out = ad.read_h5ad(tmp_path / f"{path.stem}.h5ad")
+    assert "tmt_lineage" not in out.obs
+    assert out.uns["tmt_immune_phenotype"]["params"]["bulk"] and out.uns["tmt_immunosuppression"]["params"]["bulk"]
+    assert len(pd.read_csv(tmp_path / "sample_table.csv", index_col=0)) == out.n_obs == 4
 
 
 def test_run_reads_depth_normalised_cells(tmp_path):
@@ -431,3 +440,29 @@ def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "ComBat" in err and "--use-raw" in err
     assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_pixel_size_option_scales_pixel_coordinates(tmp_path, capsys):
+    """Coordinates in pixels of 0.5 µm with --pixel-size 0.5 give the densities, margins and scale of the same
+    tissue in micrometres; a pixel size that is no positive number stops the command."""
+    import numpy as np
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=600, n_background_genes=10, seed=3)
+    a.write_h5ad(tmp_path / "um.h5ad")
+    a.obsm["spatial"] = a.obsm["spatial"] / 0.5
+    a.write_h5ad(tmp_path / "px.h5ad")
+    for name, extra in (("um", []), ("px", ["--pixel-size", "0.5"])):
+        assert main(["run", str(tmp_path / f"{name}.h5ad"), "-o", str(tmp_path / name), "-q", *extra]) == 0
+    um, px = (ad.read_h5ad(tmp_path / name / f"{name}.h5ad") for name in ("um", "px"))
+    assert px.uns["tmt_compartments"]["params"]["pixel_size"] == 0.5
+    assert px.uns["tmt_immune_phenotype"]["params"]["pixel_size"] == 0.5
+    density = [x.uns["tmt_immune_phenotype"]["table"]["effector_per_mm2"].to_numpy(dtype=float) for x in (um, px)]
+    assert np.allclose(*density)
+    assert (um.obs["tmt_compartment"] == px.obs["tmt_compartment"]).all()
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", str(tmp_path / "px.h5ad"), "-o", str(tmp_path / "bad"), "--pixel-size", bad])
+        assert exit_.value.code == 2
+    assert "--pixel-size" in capsys.readouterr().err

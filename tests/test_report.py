@@ -137,6 +137,67 @@ def test_report_lists_flagged_regions(sim_small, tmp_path):
     section = html[html.index("id='resistance-mechanisms'"):].split("</section>")[0]
     for region in flagged["region"].unique():
         assert f"<th>{region}</th>" in section
+    # the summary names them too: a region can pass a threshold that its whole sample does not
+    summary = html[html.index("id='summary'"):].split("</section>")[0]
+    regions = re.search(r"<p class='regions'>Flagged per region \(true_compartment; [^)]*\): (.*?)</p>", summary)
+    assert regions is not None, summary
+    for row in flagged.itertuples():
+        assert f"<b>{row.sample}</b>" in regions.group(1) and row.mechanism in regions.group(1)
+        assert row.region.removeprefix(f"{row.sample}:") in regions.group(1)
+
+
+def test_report_says_what_is_known_of_an_input_it_did_not_read(tmp_path):
+    """Only the spatial phenotype, from the user's cell types: no empty Caveats heading, and the overview names
+    those cell types rather than an unknown input ("n/a")."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=800, n_background_genes=10, seed=2)
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    html = tmt.report(a, tmp_path / "r.html").read_text()
+    assert "n/a" not in html and "id='caveats'" not in html
+    assert "cell types given in adata.obs[&#x27;true_lineage&#x27;]" in html
+
+
+def test_expression_phenotype_shows_the_features_that_decided(sim_small, tmp_path):
+    """The expression phenotype's table shows the rule that decided each call and its features, not the cohort
+    axes that did not decide it."""
+    import scanpy as sc
+
+    from tmetoolkit._report import _call_features
+
+    def shown(adata):
+        html = tmt.report(adata, tmp_path / "r.html").read_text()
+        section = html[html.index("id='immune-phenotype'"):].split("</section>")[0]
+        return set(re.findall(r"<th>(\w+)</th>", section))
+
+    tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage", basis="expression")
+    cells = shown(sim_small)  # three samples: each alone, by its CD8 T cells among immune cells
+    assert {"decided_by", "cd8_fraction_immune"} <= cells and not cells & {"immune_axis", "stromal_axis"}
+    agg = sc.get.aggregate(sim_small, by="sample", func="sum")
+    bulk = sc.AnnData(agg.layers["sum"], obs=agg.obs[[]], var=sim_small.var[[]])
+    tmt.tl.immune_phenotype(bulk, basis="expression")  # each bulk sample alone, by its T-cell and IFN-gamma genes
+    genes = shown(bulk)
+    assert {"decided_by", "t_cell_enrichment", "ifng_enrichment"} <= genes and "stromal_axis" not in genes
+    cohort = _call_features({"basis": "expression", "reference": "cohort", "decided_by": "expression"})
+    assert "immune_axis" in cohort and "stromal_axis" not in cohort
+
+
+def test_report_figures_keep_small_text_readable():
+    """6-pt text (scale bars, crowded ticks) is at least 11 pixels tall in the report's figures."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from tmetoolkit._report import _fig_html
+
+    fig = plt.figure(figsize=(2, 1))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()  # a 2 x 1 inch rectangle and nothing outside it
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1))
+    data = re.search(r'base64,([^"]+)"', _fig_html(fig, "test")).group(1)
+    width = Image.open(io.BytesIO(base64.b64decode(data))).size[0]
+    pixels_per_inch = width / (2 + 2 * 0.1)  # bbox_inches="tight" pads 0.1 inch on each side
+    assert pixels_per_inch * 6 / 72 >= 11
 
 
 def test_large_cohorts_say_what_the_report_leaves_out(tmp_path):

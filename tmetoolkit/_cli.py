@@ -43,8 +43,12 @@ def _parser() -> argparse.ArgumentParser:
                           "phenotype only)")
     run.add_argument("--group-key", default=None, help="obs column with sample groups to compare (e.g. response)")
     run.add_argument("--spatial-columns", default=None,
-                     help="X,Y: obs columns of cell coordinates (micrometres), when the file has no "
-                          "obsm['spatial']; they are copied there")
+                     help="X,Y: obs columns of cell coordinates (micrometres, or see --pixel-size), when the file "
+                          "has no obsm['spatial']; they are copied there")
+    run.add_argument("--pixel-size", type=_micrometres, default=None, metavar="UM",
+                     help="micrometres per coordinate unit, when cell coordinates are pixels (e.g. 0.377 for CODEX "
+                          "at 20x): scales the tumour margin, contact distances, densities per mm², tiles and the "
+                          "maps' scale bars (default: coordinates are micrometres)")
     run.add_argument("--layer", default=None,
                      help="layer of counts or log-normalised values to read when X holds something else (e.g. "
                           "scaled values); X is not changed")
@@ -52,13 +56,25 @@ def _parser() -> argparse.ArgumentParser:
                      help="read adata.raw (all genes) instead of X, e.g. when X holds highly variable genes only; "
                           "the results are written into the data as given")
     run.add_argument("--bulk", action="store_true",
-                     help="observations are samples (bulk RNA-seq or pseudobulk), not cells")
+                     help="observations are samples (bulk RNA-seq or pseudobulk), not cells (default: so when at "
+                          "most 1,000 observations detect a median of more than 10,000 genes each and no "
+                          "--sample-key, --cell-type-key, --region-key or coordinates are given; the log says so)")
     demo = sub.add_parser("demo", help="run the whole pipeline on simulated tumours")
     demo.add_argument("-o", "--outdir", required=True, help="output folder (created if missing)")
     demo.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
     for sp in (run, demo):
         sp.add_argument("-q", "--quiet", action="store_true", help="only print errors")
     return p
+
+
+def _micrometres(value: str) -> float:
+    """``--pixel-size``: a positive, finite number of micrometres."""
+    from .tl._spatial_utils import checked_pixel_size
+
+    try:
+        return checked_pixel_size(value)
+    except _utils.TmtInputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _fail(msg: str) -> int:
@@ -96,6 +112,26 @@ def _pairs(value: str | None) -> dict[str, str] | None:
             raise _utils.TmtInputError(msg)
         pairs[key.strip()] = channel.strip()
     return pairs
+
+
+def _detected_bulk(adata, args) -> bool:
+    """Whether the observations are bulk samples though ``--bulk`` was not given: few observations, each detecting
+    more genes than a cell does, and no option or coordinates that speak of cells. The run is then the ``--bulk``
+    run, and the log says so."""
+    from ._matrix import MAX_BULK_SAMPLES, looks_like_bulk, median_detected
+
+    cells_named = args.sample_key or args.cell_type_key or args.region_key or "spatial" in adata.obsm
+    if cells_named or adata.n_obs > MAX_BULK_SAMPLES or (args.use_raw and (adata.raw is None or args.layer)):
+        return False
+    if args.layer is not None and args.layer not in adata.layers:
+        return False  # the pipeline names the missing layer
+    source, layer = (adata.raw.to_adata(), None) if args.use_raw else (adata, args.layer)
+    if not looks_like_bulk(source, layer):
+        return False
+    _utils.logger.warning("each observation detects a median of %s genes, as bulk samples do, not cells: running "
+                          "the bulk analysis (as --bulk does), every observation a sample. To analyse them as cells, "
+                          "name their sample column (--sample-key).", f"{median_detected(source, layer):,.0f}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,10 +183,12 @@ def _command(args) -> int:
                 if "spatial" in adata.obsm:
                     return _fail("the file has obsm['spatial'] already; leave out --spatial-columns.")
                 adata.obsm["spatial"] = adata.obs[columns].to_numpy(dtype=float)
+            bulk = args.bulk or _detected_bulk(adata, args)
             paths = run_pipeline(adata, args.outdir, sample_key=args.sample_key, cell_type_key=args.cell_type_key,
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, region_key=args.region_key,
-                                 tumor_signature=args.tumor_signature, markers=_pairs(args.markers), bulk=args.bulk,
+                                 tumor_signature=args.tumor_signature, markers=_pairs(args.markers),
+                                 pixel_size=args.pixel_size, bulk=bulk,
                                  layer=args.layer, use_raw=args.use_raw, name=path.stem, input_path=path)
     except _utils.TmtInputError as e:
         msg = str(e)  # TmtKeyError prints its message unquoted

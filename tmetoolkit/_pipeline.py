@@ -95,6 +95,7 @@ def run_pipeline(
     region_key: str | None = None,
     tumor_signature: str | None = None,
     markers: dict[str, str] | None = None,
+    pixel_size: float | None = None,
     bulk: bool = False,
     layer: str | None = None,
     use_raw: bool = False,
@@ -111,7 +112,8 @@ def run_pipeline(
     ``cell_type_key`` (the user's cell types, with ``tumor_labels`` and ``effector_labels``) or from tmetoolkit's
     own lineages (protein panels: cell types from marker intensities, channels mapped by name or by ``markers``,
     then receptors, immunosuppression and resistance rows from the calls and the marker gates);
-    ``tumor_signature`` marks the malignant cells where no label does (panels without epithelial markers). Spot
+    ``tumor_signature`` marks the malignant cells where no label does (panels without epithelial markers);
+    ``pixel_size`` (micrometres per coordinate unit) scales the coordinates of every spatial step. Spot
     data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
     and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
@@ -139,11 +141,15 @@ def run_pipeline(
         paths = run_pipeline(work, outdir, sample_key=sample_key, cell_type_key=cell_type_key,
                              tumor_labels=tumor_labels, effector_labels=effector_labels, group_key=group_key,
                              image_key=image_key, region_key=region_key, tumor_signature=tumor_signature,
-                             markers=markers, bulk=bulk, name=name, input_path=input_path, _h5ad=adata)
+                             markers=markers, pixel_size=pixel_size, bulk=bulk, name=name, input_path=input_path,
+                             _h5ad=adata)
         return paths
     if bulk and (sample_key is not None or cell_type_key is not None or region_key is not None):
         msg = "bulk data: every observation is a sample, so sample_key, cell_type_key and region_key do not apply."
         raise TmtInputError(msg)
+    if pixel_size is not None and (bulk or "spatial" not in adata.obsm):
+        raise TmtInputError("pixel_size (--pixel-size) scales cell coordinates, but the data have none "
+                            "(adata.obsm['spatial']); leave it out.")
     if sample_key is None and "sample" in adata.obs and not bulk:
         sample_key = "sample"
     if sample_key is None and not bulk:
@@ -159,7 +165,8 @@ def run_pipeline(
     report = pp.check_input(adata, layer=layer)
     if report.problems:
         raise input_error(report, "; ".join(report.problems))
-    out = {"h5ad_name": h5ad_name, "h5ad_data": _h5ad, "keep": input_path}
+    out = {"h5ad_name": h5ad_name, "h5ad_data": _h5ad, "keep": input_path,
+           "read_as": {"input_state": report.state, "species": report.species}}
     if bulk:
         return _run_bulk(adata, outdir, group_key=group_key, layer=layer, out=out)
     corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
@@ -194,7 +201,8 @@ def run_pipeline(
     if "spatial" in adata.obsm:
         steps.append(Step("immune phenotype (spatial)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
-            region_key=region_key, tumor_signature=tumor_signature, layer=layer, **labels)))
+            region_key=region_key, tumor_signature=tumor_signature, pixel_size=pixel_size, layer=layer,
+            **labels)))
     elif not protein and sample_key is not None:
         # in a cohort of fewer than three samples each sample is judged alone by absolute thresholds (tl says so)
         steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
@@ -215,7 +223,7 @@ def run_pipeline(
         steps.append(Step("comparing groups", "compare_groups", lambda: tl.compare_groups(
             adata, sample_key=sample_key, group_key=group_key, regions=region_key is not None)))
     skipped += _run_steps(steps)
-    _record_run(adata, skipped)
+    _record_run(adata, skipped, out.pop("read_as"))
     return _write(adata, outdir, sample_key=sample_key, **out)
 
 
@@ -235,7 +243,7 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
         steps.append(Step("comparing groups", "compare_groups", lambda: tl.compare_groups(
             adata, sample_key=None, group_key=group_key)))
     skipped += _run_steps(steps)
-    _record_run(adata, skipped)
+    _record_run(adata, skipped, out.pop("read_as"))
     return _write(adata, outdir, sample_key=None, **out)
 
 
@@ -283,12 +291,13 @@ def _h5ad_name(outdir: Path, name: str, input_path: str | Path | None) -> str:
     return target.name
 
 
-def _record_run(adata: AnnData, skipped: list[tuple[str, str, str]]) -> None:
-    """``uns["tmt_run"]``: the steps that could not run on these data, the tool each runs, and the reason (the
-    report names them)."""
+def _record_run(adata: AnnData, skipped: list[tuple[str, str, str]], read_as: dict) -> None:
+    """``uns["tmt_run"]``: what the input was read as (``input_state``, ``species``), the steps that could not run
+    on these data, the tool each runs, and the reason (the report names them)."""
     import pandas as pd
 
-    adata.uns[_keys.RUN] = {"skipped": pd.DataFrame(skipped, columns=["step", "tool", "reason"], dtype=str)}
+    adata.uns[_keys.RUN] = {**read_as,
+                            "skipped": pd.DataFrame(skipped, columns=["step", "tool", "reason"], dtype=str)}
 
 
 def _copy_tmt_keys(source: AnnData, target: AnnData) -> None:

@@ -34,9 +34,13 @@ padding:.5em 1em}
 """
 
 
+# 6-pt text (scale bars, crowded ticks) 12 px tall: at 90 dpi it was 7 px; the demo report grew 1.7x (1.9 -> 3.3 MB)
+FIGURE_DPI = 144
+
+
 def _fig_html(fig, alt: str) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/></figure>'
@@ -107,12 +111,44 @@ def _regions_html(adata) -> str:
 
 
 def _overview(adata, s_key, bulk: bool) -> str:
-    # what the input was, as scoring recorded it, or annotate on a protein panel (which scores no programmes)
-    inp = {**adata.uns.get(_keys.ANNOTATE, {}).get("params", {}), **adata.uns.get(_keys.SCORES, {}).get("params", {})}
-    state, species = (html.escape(str(inp.get(k, "n/a"))) for k in ("input_state", "species"))
     n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
-    return (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; input: {state}; species: {species}; "
+    return (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; {_input_text(adata)}; "
             f"samples: {n_samples}{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
+
+
+def _input_text(adata) -> str:
+    """What the input was, as the run, scoring or annotate on a protein panel (which scores no programmes) recorded
+    it; when none did, the cell types the results rest on."""
+    inp = {**adata.uns.get(_keys.RUN, {}), **adata.uns.get(_keys.ANNOTATE, {}).get("params", {}),
+           **adata.uns.get(_keys.SCORES, {}).get("params", {})}
+    known = [f"{label}: {html.escape(str(inp[key]))}" for key, label in (("input_state", "input"),
+                                                                          ("species", "species")) if key in inp]
+    if known:
+        return "; ".join(known)
+    given = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("params", {}).get("cell_type_key")
+    if given and given != _keys.LINEAGE:
+        return (f"cell types given in adata.obs[{html.escape(repr(str(given)))}] (expression not read: no "
+                "signatures scored, no cells annotated)")
+    return "expression not read (no signatures scored, no cells annotated)"
+
+
+SPATIAL_FEATURES = ("exclusion_assessable", "effector_per_mm2", "infiltration_vs_null", "contact_share_vs_null",
+                    "mixing_score_vs_null", "rho_tumor", "rho_stroma")
+# the features each rule of the expression phenotype decides by (tmetoolkit._core.sample.phenotype): cohort terciles
+# of the CD8 T-effector programme (a sample without CD8 T cells among its immune cells is a desert), CD8 T cells
+# among immune cells, or a sample's T-cell genes and IFN-gamma programme against its other cell types' markers
+EXPRESSION_FEATURES = {"cohort": ("immune_axis", "programmes_agreeing", "immune_axis_uncertainty",
+                                  "cd8_fraction_immune"),
+                       "cell composition": ("cd8_fraction_immune",),
+                       "expression": ("t_cell_enrichment", "ifng_enrichment")}
+
+
+def _call_features(params: dict) -> tuple[str, ...]:
+    """The columns of the phenotype table that decided the calls."""
+    if params.get("basis") != "expression":
+        return SPATIAL_FEATURES
+    rule = "cohort" if params.get("reference") == "cohort" else params.get("decided_by", "expression")
+    return EXPRESSION_FEATURES.get(rule, ())
 
 
 def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
@@ -122,10 +158,8 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
     if ph is None:
         return None
     tab = ph["table"]
-    body = _table_html(tab[["phenotype", "confidence", "basis", "reason"] +
-                           [c for c in ("exclusion_assessable", "effector_per_mm2", "infiltration_vs_null",
-                                        "contact_share_vs_null", "mixing_score_vs_null", "rho_tumor", "rho_stroma",
-                                        "immune_axis", "stromal_axis") if c in tab.columns]], name="immune_phenotype")
+    features = [c for c in ["decided_by", *_call_features(ph["params"])] if c in tab.columns]
+    body = _table_html(tab[["phenotype", "confidence", "basis", "reason", *features]], name="immune_phenotype")
     if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
         body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
         shown = _mapped_samples(tab)
@@ -280,6 +314,34 @@ def _signature_section(adata) -> str | None:
     return _table_html(rows, max_rows=400, name="signatures")
 
 
+def _region_flags_summary(adata) -> str:
+    """The mechanisms flagged per region, sample by sample, beside the per-sample paragraphs (a region can pass a
+    threshold that its whole sample does not): ``""`` when no region was profiled."""
+    res = adata.uns.get(_keys.RESISTANCE_PROFILE, {})
+    long = res.get("regions_long")
+    if long is None or not len(long):
+        return ""
+    key = html.escape(str(res.get("params", {}).get("region_key", "")))
+    flagged = long[long["flagged"] == 1]
+    if not len(flagged):
+        return f"<p class='regions'>No resistance mechanism flagged in any region ({key}).</p>"
+    items = []
+    for sample, rows in flagged.groupby(flagged["sample"].astype(str), sort=False):
+        regions = rows["region"].astype(str).str.removeprefix(f"{sample}:")
+        per = [f"{html.escape(str(m))} in {html.escape(', '.join(dict.fromkeys(r)))}"
+               for m, r in regions.groupby(rows["mechanism"].astype(str), sort=False)]
+        items.append(f"<b>{html.escape(sample)}</b>: " + "; ".join(per))
+    return (f"<p class='regions'>Flagged per region ({key}; see Resistance mechanisms): " + ". ".join(items)
+            + ".</p>")
+
+
+def _caveats_html(caveats: list[str]) -> str:
+    """The caveats under their heading, or nothing when none applies."""
+    if not caveats:
+        return ""
+    return "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)
+
+
 SECTIONS = (("Immune phenotype", _phenotype_section), ("Cell states", _cell_state_section),
             ("Checkpoint receptors and ligands", _checkpoint_section), ("Immunosuppression", _suppression_section),
             ("Resistance mechanisms", _resistance_section), ("Group comparison", _comparison_section))
@@ -348,11 +410,12 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
                 + (f"<details><summary>Columns of the per-sample table ({len(prefixed)})</summary>"
                    + "".join(entries[c] for c in prefixed) + "</details>" if prefixed else ""))
     summary = "".join(sample_summaries(adata, s_key, skipped if isinstance(skipped, pd.DataFrame) else None))
+    summary += _region_flags_summary(adata)
     parts = [("<!DOCTYPE html><html><head><meta charset='utf-8'><title>tmetoolkit report</title>"
               f"<style>{CSS}</style></head><body><h1>Tumour microenvironment report</h1>"),
              f"<p class='meta'>tmetoolkit {__version__}, {date.today().isoformat()}</p>",
              f"<section id='summary' class='summary'><h2>Summary</h2>{summary}{notes}</section>",
-             "<h2 id='caveats'>Caveats</h2>" + "".join(f"<p class='caveat'>{c}</p>" for c in caveats)]
+             _caveats_html(caveats)]
     for title, body in sections:
         anchor = title.lower().replace(" ", "-")
         parts.append(f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>")

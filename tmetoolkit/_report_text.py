@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from . import _keys
+from ._core.sample.phenotype import ENRICHED
 from .pl._utils import readable
 
 # states whose abundance the summary reports as suppressive (the immunosuppression components' cell states)
@@ -32,6 +33,15 @@ _EXACT = {
     "immune_axis": "CD8 T-effector programme, robust z across samples (its cohort terciles decide)",
     "stromal_axis": "cohort-relative stromal axis (TGF-beta, CAF programmes; robust z across samples)",
     "cd8_fraction_immune": "CD8 T cells among immune cells",
+    "decided_by": "the rule that decided the call",
+    "t_cell_enrichment": "T-cell identity genes against random marker-gene sets of the sample's other cell types "
+                         "(null SDs; below 0 desert, unless the IFN-gamma programme is enriched)",
+    "ifng_enrichment": "IFN-gamma programme (Ayers 2017) against random marker-gene sets of the sample's other cell "
+                       f"types (null SDs; from {ENRICHED:g}, above 95% of the random sets, inflamed)",
+    "programmes_agreeing": "how many of the three T-cell programmes, each cut into its own cohort terciles, give the "
+                           "same call",
+    "immune_axis_uncertainty": "standard error of the immune axis: disagreement of the three T-cell programmes and "
+                               "the standard error of a cohort tercile",
     "mixing_score": "CD8 T-tumour cell contacts per CD8 T-CD8 T contact (Keren 2018)",
     "normalised_mixing_score": "mixing score relative to its expectation under random placement",
     "effector_tumor_contact_fraction": "share of CD8 T cells touching a malignant cell",
