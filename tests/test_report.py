@@ -124,6 +124,9 @@ def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):
     assert not (one.uns["tmt_resistance_profile"]["long"]["flagged"] == 1).any()
     html = tmt.report(one, tmp_path / "r.html").read_text()
     assert "No mechanism is flagged in any sample (cohort-relative flags need at least three samples)." in html
+    n = len(one.uns["tmt_resistance_profile"]["long"])
+    assert ("No resistance mechanism flagged in the sample as a whole (" in html
+            and f" of {n} assessable; cohort-relative rules need at least three samples)." in html)
 
 
 def test_report_lists_flagged_regions(sim_small, tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import _keys
 from ._core.sample.phenotype import ENRICHED
+from ._utils import natural_key
 from .pl._utils import readable
 
 # states whose abundance the summary reports as suppressive (the immunosuppression components' cell states)
@@ -159,9 +160,10 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
     confidence; and the analyses that did not run."""
     ph = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
     res = adata.uns.get(_keys.RESISTANCE_PROFILE, {}).get("long")
+    cohort_flags = adata.uns.get(_keys.RESISTANCE_PROFILE, {}).get("params", {}).get("cohort_flags", True)
     sup = adata.uns.get(_keys.IMMUNOSUPPRESSION, {}).get("table")
     if s_key is not None:
-        samples = list(pd.unique(adata.obs[s_key].astype(str)))
+        samples = sorted(pd.unique(adata.obs[s_key].astype(str)), key=natural_key)
     elif ph is not None:
         samples = [str(s) for s in ph.index]
     else:
@@ -208,7 +210,9 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
                 items = [_flag_text(r) for r in flagged.itertuples()]
                 parts.append("Flagged resistance mechanisms: " + "; ".join(items) + ".")
             elif len(mine):
-                parts.append(f"No resistance mechanism flagged ({int(mine['flagged'].notna().sum())} assessed).")
+                few = "" if cohort_flags else "; cohort-relative rules need at least three samples"
+                parts.append(f"No resistance mechanism flagged in the sample as a whole "
+                             f"({int(mine['flagged'].notna().sum())} of {len(mine)} assessable{few}).")
         paras.append(f"<p class='sample'><b>{html.escape(sample)}</b>: " + " ".join(parts) + "</p>")
     if len(samples) > MAX_SUMMARY_SAMPLES:
         paras.append(f"<p class='meta'>The first {MAX_SUMMARY_SAMPLES} of {len(samples)} samples; the per-sample "

@@ -424,6 +424,9 @@ def _tint(colour: str, share: float = 0.55) -> str:
     return to_hex(rgb + (1 - rgb) * share)
 
 
+UPRIGHT_CHARS = 30  # sample names (their number x the longest) that fit upright under the bars
+
+
 @fits_new_figure
 def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     """Per sample, the fraction of CD8 T cells expressing at least 1, 2 and 3 co-inhibitory receptors.
@@ -457,7 +460,9 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.legend(frameon=False, fontsize=7)
         ax.set_title("PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4 co-expression")
-        ax.tick_params(axis="x", rotation=90)
+        names = tab.index.astype(str)
+        if len(names) * max(map(len, names), default=0) > UPRIGHT_CHARS:  # upright names would run into each other
+            ax.tick_params(axis="x", rotation=90)
     return ax
 
 
@@ -559,6 +564,9 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
     return ax
 
 
+CELL_WIDTH, CELL_HEIGHT = 0.45, 0.3  # inches of a cell of the resistance heatmap
+
+
 @fits_new_figure
 def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
     """Mechanisms (grouped as in the review) x samples: flagged, not flagged, rule not applicable, not assessable.
@@ -596,14 +604,14 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     colours = {"flagged (✕)": (0.70, 0.09, 0.17), "not flagged": (0.82, 0.90, 0.96),
                "measured, rule not applicable": (1.0, 1.0, 1.0), "not assessable or needs data": (0.6, 0.6, 0.6)}
     with style():
-        ax = new_ax(ax, (0.45 * table.shape[1] + 5.0, 0.3 * len(table) + 2.0))
+        ax = new_ax(ax, (CELL_WIDTH * table.shape[1] + 5.0, CELL_HEIGHT * len(table) + 2.0))
         vals = table.to_numpy(dtype=float)
         rgb = np.empty((*table.shape, 3))
         rgb[:] = colours["not assessable or needs data"]
         rgb[np.isnan(vals) & measured.to_numpy(dtype=bool)] = colours["measured, rule not applicable"]
         rgb[vals == 0] = colours["not flagged"]
         rgb[vals == 1] = colours["flagged (✕)"]
-        ax.imshow(rgb, aspect="auto")
+        ax.imshow(rgb, aspect=CELL_HEIGHT / CELL_WIDTH)  # one sample is one column, not the figure's width
         for i, j in zip(*np.nonzero(vals == 1), strict=True):  # a mark as well as a colour
             ax.text(j, i, "✕", ha="center", va="center", color="white", fontsize=7)
         labels = [f"{m}  [{c}]" for m, c in zip(order["mechanism"], order["cycle_steps"], strict=True)]
