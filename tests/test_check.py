@@ -218,6 +218,8 @@ def test_duplicated_var_names_are_flagged(sim_small):
 
 
 def test_use_raw_reads_all_genes_of_a_highly_variable_subset(sim_small):
+    from tmetoolkit.tl._score import score_once
+
     a = sim_small.copy()
     sc.pp.normalize_total(a)
     sc.pp.log1p(a)
@@ -234,5 +236,8 @@ def test_use_raw_reads_all_genes_of_a_highly_variable_subset(sim_small):
     tmt.tl.score(full, ["T_cell", "CD8_T"])
     pd.testing.assert_frame_equal(hvg.obsm["tmt_scores"], full.obsm["tmt_scores"])
     assert hvg.uns["tmt_scores"]["params"]["layer"] == "raw" and (hvg.X != before).nnz == 0
+    # a tool reads X: it scores again what it needs, and says that it replaces the scores made on raw
+    with pytest.warns(tmt.TmtWarning, match=r"2 signatures scored before on 'raw' are scored again on 'X'"):
+        score_once(hvg, ["T_cell", "CD8_T"])
     with pytest.raises(tmt.TmtInputError, match="adata.raw is empty"):
         tmt.tl.score(sim_small, ["CD8_T"], use_raw=True)

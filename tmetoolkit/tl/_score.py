@@ -221,6 +221,7 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
                                   var_names=adata.var_names)
         todo = not_yet_scored(sigs, cov["genes_used"], table, S.columns, method=method, layer=layer or "X",
                               settings=settings)
+        _warn_rescored(table, [s.name for s in todo], layer or "X")
         # scored before on other genes (a subset of the genes of an annotated object) and not scorable on these:
         # the stale scores go, and the table records them as not scored
         lost = cov.set_index("signature").loc[[s.name for s in todo]].query("not scorable")
@@ -232,6 +233,17 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
     if todo:
         score(adata, todo, method=method, layer=layer, species=species, seed=seed, n_bins=n_bins,
               ctrl_size=ctrl_size, max_rank=max_rank)
+
+
+def _warn_rescored(table: pd.DataFrame, names: list[str], layer: str) -> None:
+    """Warn when scores made on another layer (``use_raw=True`` reads ``"raw"``) are about to be replaced."""
+    other = table[table["signature"].isin(names) & (table["layer"].astype(str) != layer)
+                  & table.get("scored", pd.Series(True, index=table.index)).astype(bool)]
+    if len(other):
+        made = ", ".join(map(repr, sorted(other["layer"].astype(str).unique())))
+        warn(f"{len(other)} signatures scored before on {made} are scored again on {layer!r}, which this tool reads "
+             "(replacing them in obsm['tmt_scores']). To keep reading adata.raw, run the tools on "
+             "r = adata.raw.to_adata() (tmetoolkit run --use-raw) and copy the tmt_ keys back.", stacklevel=5)
 
 
 def _score_raw(adata: AnnData, signatures, *, layer: str | None, key_added: str, **kwargs) -> None:
