@@ -494,3 +494,24 @@ def test_regions_without_sample_key_keep_their_samples():
     regions = tmt.get.region_table(a)
     assert len(regions) == 6 and regions["n_cells"].notna().all()
     assert regions.groupby("sample")["n_cells"].sum().to_dict() == a.obs["sample"].value_counts().to_dict()
+
+
+def test_fields_of_one_sample_overlapping_in_their_coordinates_are_warned_about(sim_small):
+    """Two fields of view of one sample, each in its own coordinates and given without image_key, were read as one
+    tissue: their cells counted as neighbours of each other."""
+    a = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    xy = a.obsm["spatial"].copy()
+    right = xy[:, 0] > np.median(xy[:, 0])
+    a.obs["fov"] = np.where(right, "fov2", "fov1")
+    kw = {"sample_key": "sample", "cell_type_key": "true_lineage"}
+    tiles = a.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tmt.TmtWarning)
+        tmt.tl.compartments(tiles, **kw)  # halves of one image: no warning
+    xy[right, 0] -= xy[right, 0].min() - xy[~right, 0].min()
+    a.obsm["spatial"] = xy
+    with pytest.warns(tmt.TmtWarning, match=r"several adata.obs\['fov'\] values whose coordinates overlap"):
+        tmt.tl.compartments(a.copy(), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tmt.TmtWarning)
+        tmt.tl.compartments(a, image_key="fov", **kw)

@@ -355,7 +355,7 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
                       override_confidence) -> None:
     """Protein-panel path of :func:`annotate`: read the panel, call it (:func:`.protein.call_protein`), write."""
-    from ._spatial_utils import image_groups
+    from ._spatial_utils import image_groups, warn_overlapping_fields
 
     channels = prot.match_markers(adata.var_names, markers)
     defining = {m for groups in prot.LINEAGE_RULES.values() for m in groups[0]}
@@ -383,7 +383,10 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         if not np.isfinite(xy).all():
             msg = 'obsm["spatial"] has NaN or infinite coordinates; fix them or pass spillover=0.'
             raise TmtInputError(msg)
-        images = image_groups(adata, samples_of(adata, sample_key), image_key).to_numpy()
+        samples = samples_of(adata, sample_key)
+        if image_key is None:
+            warn_overlapping_fields(adata, samples)
+        images = image_groups(adata, samples, image_key).to_numpy()
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
     res = prot.call_protein(X, names, channels, adata.obs_names, gates=gates, spillover=spillover, xy=xy,
                             images=images, groups=groups, min_confidence=min_confidence,

@@ -12,7 +12,14 @@ from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_co
 from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
 from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger
 from ._sample_features import default_sample_key, samples_of
-from ._spatial_utils import check_labels, checked_pixel_size, coordinates, image_groups, label_column
+from ._spatial_utils import (
+    check_labels,
+    checked_pixel_size,
+    coordinates,
+    image_groups,
+    label_column,
+    warn_overlapping_fields,
+)
 from ._spots import (
     check_one_array_per_image,
     check_spot_pitch,
@@ -103,7 +110,8 @@ def compartments(
         ``spot_diameter_fullres`` in ``uns["spatial"]``.
     image_key
         ``obs`` column of images when a sample has several, each with its own coordinates; every image is
-        processed on its own (the table's rows are ``"sample/image"``).
+        processed on its own (the table's rows are ``"sample/image"``). Without it, a column named like images
+        (fov, image, roi, core, ...) whose values overlap in their coordinates within a sample is warned about.
     margin_width
         Half-width of the margin in micrometres (overrides ``margin_cells``).
     margin_cells
@@ -164,7 +172,10 @@ def compartments(
         labels = label_column(adata, cell_type_key)
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
         is_tumour = labels.isin(tumor_labels).to_numpy()
-    images = image_groups(adata, samples_of(adata, sample_key), image_key)
+    samples = samples_of(adata, sample_key)
+    if image_key is None:
+        warn_overlapping_fields(adata, samples)
+    images = image_groups(adata, samples, image_key)
     res = cell_compartments(xy_all, images, is_tumour, margin_cells=margin_cells, margin_width=margin_width,
                             min_cluster_size=min_cluster_size)
     check_scale(res.table, pixel_size)

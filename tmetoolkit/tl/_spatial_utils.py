@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -103,6 +105,49 @@ def check_labels(labels: pd.Series, wanted, what: str, hint: str = "") -> list[s
         warn(f"{what}: {absent} occur nowhere in the cell-type column and count for nothing; labels present: "
              f"{sorted(present)}.")
     return wanted
+
+
+# obs columns that name images or fields of view in the exports of imaging platforms and their readers
+IMAGE_COLUMN = re.compile(r"image|img|fov|field|roi|core|spot|tma|slide|acquisition|file|library|section|scene",
+                          re.IGNORECASE)
+MAX_FIELDS = 500  # a column of more distinct values per data set names cells, not images
+MIN_FIELD_CELLS = 20  # a field of fewer cells has no extent to compare
+MAX_SHARED_EXTENT = 0.5  # tiles of one image barely overlap; fields sharing half their extent are separate images
+
+
+def warn_overlapping_fields(adata: AnnData, samples: pd.Series) -> None:
+    """Warn when a sample holds cells of several values of an image-like ``obs`` column whose extents overlap:
+    separate images in their own coordinates, whose cells would be taken for neighbours (pass ``image_key``)."""
+    xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
+    for column in adata.obs.columns:
+        values = adata.obs[column]
+        if (str(column).startswith(_keys.PREFIX) or not IMAGE_COLUMN.search(str(column)) or values.dtype.kind == "f"
+                or not 1 < values.nunique() <= MAX_FIELDS):
+            continue
+        hit = [s for s, idx in samples.groupby(samples, observed=True).indices.items()
+               if _fields_overlap(xy[idx], values.to_numpy()[idx])]
+        if hit:
+            warn(f"{len(hit)} sample(s) ({', '.join(map(str, hit[:5]))}) hold cells of several adata.obs[{column!r}] "
+                 "values whose coordinates overlap: if they are separate images, pass image_key="
+                 f"{column!r}, or their cells are taken for neighbours of each other.", stacklevel=4)
+            return
+
+
+def _fields_overlap(xy: np.ndarray, fields: np.ndarray) -> bool:
+    """Whether two fields' extents (2nd to 98th percentile of x and y) share more than ``MAX_SHARED_EXTENT`` of the
+    smaller one."""
+    boxes = []
+    for f in pd.unique(fields):
+        pts = xy[fields == f]
+        if len(pts) >= MIN_FIELD_CELLS:
+            lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
+            boxes.append((lo, hi, float(np.prod(hi - lo))))
+    for i, (lo1, hi1, a1) in enumerate(boxes):
+        for lo2, hi2, a2 in boxes[i + 1:]:
+            shared = float(np.prod(np.clip(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0, None)))
+            if min(a1, a2) > 0 and shared > MAX_SHARED_EXTENT * min(a1, a2):
+                return True
+    return False
 
 
 def image_groups(adata: AnnData, samples: pd.Series, image_key: str | None) -> pd.Series:
