@@ -1,6 +1,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -225,3 +226,15 @@ def test_region_key_errors(cohort):
 def test_bulk_takes_no_region_key(pseudobulk):
     with pytest.raises(ValueError, match="region_key"):
         tmt.tl.immunosuppression(pseudobulk.copy(), bulk=True, region_key="response")
+
+
+def test_bulk_components_are_the_same_from_tpm_and_from_log2_tpm(pseudobulk):
+    X = pseudobulk.X.toarray() if hasattr(pseudobulk.X, "toarray") else np.asarray(pseudobulk.X)
+    tpm = X / X.sum(axis=1, keepdims=True) * 1e6
+    tables = []
+    for values in (tpm, np.log2(tpm + 1)):
+        b = pseudobulk.copy()
+        b.X = values
+        tmt.tl.immunosuppression(b, bulk=True)
+        tables.append(b.uns["tmt_immunosuppression"]["table"].select_dtypes("number"))
+    pd.testing.assert_frame_equal(tables[0], tables[1], atol=1e-6)

@@ -11,8 +11,9 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._core.annotation.identity import log_base
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
-from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix
+from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, row_block
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import (
     InputReport,
@@ -62,7 +63,9 @@ def score(
     TPM are ``log1p``-transformed, chunk by chunk; ``X``, ``raw`` and layers are never changed. Log values with
     negatives (voom log-CPM, log2 intensities, log2(TPM + 0.001)) are scored as they are, with no flag: the rank
     methods and ssGSEA rank within each observation and ``mean_ctrl`` subtracts control genes, so shifting all
-    values by a constant changes no score. Values centred per gene (z-scores) are refused; see
+    values by a constant changes no score. ``mean_ctrl`` scores of log2 or log10 values of a whole transcriptome
+    (one total per cell once taken back) are given in natural-log units, as those of ``log1p`` values, so that
+    every threshold in score units reads them alike. Values centred per gene (z-scores) are refused; see
     :func:`tmetoolkit.pp.check_input`. Mouse symbols are
     matched through the packaged ortholog table, and outdated symbols through the alias table.
 
@@ -111,12 +114,12 @@ def score(
         are kept; a requested signature that cannot be scored on these genes loses its earlier column.
     ``adata.uns[key_added]``
         ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
-        to, seed, ...) and ``signatures``: one row per requested signature with
-        version, genes used and missing, whether it was scored, and the ``method``, ``layer`` and ``settings`` it
-        was scored with (``settings`` names the gene panel too). The tools that need a signature (``annotate``,
-        ``immunosuppression``, ...) reuse its column when it was scored on the same genes and panel with the same
-        method, layer and settings, so a run scores each signature once (a gene subset of a scored object is
-        scored again); score again after changing the matrix's values.
+        to, ``log_base`` of log values recognised for ``mean_ctrl``, seed, ...) and ``signatures``: one row per
+        requested signature with version, genes used and missing, whether it was scored, and the ``method``,
+        ``layer`` and ``settings`` it was scored with (``settings`` names the gene panel too). The tools that need
+        a signature (``annotate``, ``immunosuppression``, ...) reuse its column when it was scored on the same genes
+        and panel with the same method, layer and settings, so a run scores each signature once (a gene subset of
+        a scored object is scored again); score again after changing the matrix's values.
 
     Examples
     --------
@@ -166,6 +169,11 @@ def score(
     )
     if probes.any() and method != "ssgsea":
         used["control_probes_left_out"] = int(probes.sum())
+    if method == "mean_ctrl" and report.state == "lognorm":
+        base = log_base(row_block(X, 0, min(adata.n_obs, 1000))[:, np.flatnonzero(~probes)])
+        if base is not None:  # differences of log2 or log10 values, in the natural-log units of log1p
+            scores *= np.log(base)
+        used["log_base"] = {None: "", np.e: "e", 2.0: "2", 10.0: "10"}[base]
     if report.n_empty_cells:
         scores[report.empty_mask] = np.nan
         warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.", category=TmtEmptyCellsWarning)
