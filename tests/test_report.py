@@ -113,8 +113,9 @@ def test_report_says_where_no_mdsc_like_population_was_split_off(sim_small, tmp_
     splits = small.uns["tmt_annotate"]["splits"]
     assert not splits["applied"].any()
     html = tmt.report(small, tmp_path / "r.html").read_text()
-    caveat = re.search(r"<p class='caveat'>(M-MDSC-like cells were split off in 0 of 1 samples[^<]*)</p>", html)
+    caveat = re.search(r"<p class='caveat'>(M-MDSC-like cells were not split off: [^<]*)</p>", html)
     assert caveat is not None and "too few to tell" in caveat.group(1), caveat
+    assert "of 1 samples" not in html and "(1)" not in caveat.group(1)
 
 
 def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):

@@ -435,7 +435,8 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
 def split_summary(splits: pd.DataFrame | None) -> str:
     """``"M-MDSC-like cells were split off in 3 of 12 samples; in the other 9 the monocytes formed one population
     (7) or were too few to tell (2)"`` per split-off state (MDSC-like, CD8 Tpex), so that a sample without them
-    reads as what it is."""
+    reads as what it is; of one sample, ``"M-MDSC-like cells were not split off: the monocytes formed one
+    population"``."""
     if splits is None or not len(splits):
         return ""
     parts = []
@@ -444,12 +445,15 @@ def split_summary(splits: pd.DataFrame | None) -> str:
         if applied.all():
             continue
         few = int(rows.loc[~applied, "too_few"].astype(bool).sum())
-        one = int((~applied).sum()) - few
-        why = " or ".join(w for w in (f"formed one population ({one})" if one else "",
-                                      f"were too few to tell ({few})" if few else "") if w)
+        reasons = [(w, k) for w, k in (("formed one population", int((~applied).sum()) - few),
+                                       ("were too few to tell", few)) if k]
+        why = " or ".join(f"{w} ({k})" if len(reasons) > 1 else w for w, k in reasons)
         cells = f"{sibling.lower()}s" if " " not in sibling else f"{sibling} cells"
-        parts.append(f"{state} cells were split off in {int(applied.sum())} of {len(rows)} samples; in the other "
-                     f"{int((~applied).sum())} the {cells} {why}")
+        if len(rows) == 1:
+            parts.append(f"{state} cells were not split off: the {cells} {why}")
+        else:
+            parts.append(f"{state} cells were split off in {int(applied.sum())} of {len(rows)} samples; in the "
+                         f"other {int((~applied).sum())} the {cells} {why}")
     return "; ".join(parts)
 
 
