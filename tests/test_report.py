@@ -116,6 +116,11 @@ def test_report_says_where_no_mdsc_like_population_was_split_off(sim_small, tmp_
     caveat = re.search(r"<p class='caveat'>(M-MDSC-like cells were not split off: [^<]*)</p>", html)
     assert caveat is not None and "too few to tell" in caveat.group(1), caveat
     assert "of 1 samples" not in html and "(1)" not in caveat.group(1)
+    # a subset keeps annotate's table of every sample; the caveat counts the samples it holds
+    tmt.tl.annotate(three := sim_small.copy())
+    assert len(three.uns["tmt_annotate"]["splits"]["sample"].unique()) == 3
+    html = tmt.report(three[three.obs["sample"] == "S01"].copy(), tmp_path / "s.html").read_text()
+    assert " of 3 samples" not in html
 
 
 def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):

@@ -207,7 +207,7 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
     if mixed:
         caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong cell. "
                        "Their calls rest on the stronger lineage.")
-    splits = split_summary(annotated.get("splits"))
+    splits = split_summary(_present(adata, annotated.get("splits"), annotated.get("params", {}).get("sample_key")))
     if splits:
         caveats.append(f"{html.escape(splits)}. MDSC-like and progenitor-exhausted cells are called only where "
                        "they stand apart from the sample's other monocytes, neutrophils or naive CD8 T cells; their "
@@ -312,6 +312,14 @@ def _signature_section(adata) -> str | None:
     rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
                    for s in rows["signature"]]
     return _table_html(rows, max_rows=400, name="signatures")
+
+
+def _present(adata, splits: pd.DataFrame | None, sample_key: str | None) -> pd.DataFrame | None:
+    """The rows of annotate's ``splits`` of samples the data still hold (a subset keeps the table of all)."""
+    key = sample_key or ("sample" if "sample" in adata.obs else None)
+    if splits is None or key is None or key not in adata.obs:
+        return splits
+    return splits[splits["sample"].astype(str).isin(set(adata.obs[key].astype(str)))]
 
 
 def _region_flags_summary(adata) -> str:
