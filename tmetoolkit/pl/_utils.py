@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from anndata import AnnData
 
+from .. import _keys
 from .._utils import missing_key_error
 from ._palettes import lineage_colors, phenotype_colors, state_colors
 
@@ -122,7 +123,7 @@ _WORDS = {"cd4": "CD4", "cd8": "CD8", "caf": "CAF", "tgfb": "TGF-beta", "m2": "M
 def readable(name: str) -> str:
     """``"treg_fraction_cd4"`` as ``"Treg fraction CD4"``: words, not snake_case, on axes and in legends; without
     the ``tmt_`` prefix of tmetoolkit's keys (``"tmt_tam_subset"`` as ``"TAM subset"``)."""
-    words = [_WORDS.get(w.lower(), w) for w in str(name).removeprefix("tmt_").split("_")]
+    words = [_WORDS.get(w.lower(), w) for w in str(name).removeprefix(_keys.PREFIX).split("_")]
     text = " ".join(words)
     return text[:1].upper() + text[1:]
 
