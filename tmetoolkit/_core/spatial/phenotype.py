@@ -144,7 +144,8 @@ def spot_features(comp, dist, eff, tum, score) -> dict:
     f = {"n_spots": len(comp), "n_effector_spots": int(eff.sum()), "n_tumor_spots": int(tum.sum())}
     for name, m in (("tumor", inside), ("margin", comp == "margin"), ("stroma", comp == "stroma")):
         f[f"effector_spot_fraction_{name}"] = float(eff[m].mean()) if m.any() else np.nan
-        f[f"effector_score_{name}"] = float(np.nanmean(score[m])) if m.any() else np.nan
+        scored = score[m][np.isfinite(score[m])]  # spots without expression have no score
+        f[f"effector_score_{name}"] = float(scored.mean()) if scored.size else np.nan
     f["rho_tumor"] = float(eff[inside].mean()) if inside.any() else np.nan
     f["rho_stroma"] = float(eff[~inside].mean()) if (~inside).any() else np.nan
     tot = np.nansum([f["rho_tumor"], f["rho_stroma"]])
