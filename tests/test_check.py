@@ -241,3 +241,15 @@ def test_use_raw_reads_all_genes_of_a_highly_variable_subset(sim_small):
         score_once(hvg, ["T_cell", "CD8_T"])
     with pytest.raises(tmt.TmtInputError, match="adata.raw is empty"):
         tmt.tl.score(sim_small, ["CD8_T"], use_raw=True)
+
+
+def test_a_transposed_matrix_is_named_as_such(sim_small):
+    """Genes x samples read the wrong way round was refused with advice about highly variable genes or species."""
+    t = sim_small[:300].copy().T.copy()
+    with pytest.raises(tmt.TmtInputError, match=r"looks transposed, genes x samples; use adata = adata.T"):
+        tmt.tl.score(t, "all")
+    with pytest.raises(tmt.TmtInputError, match=r"use adata = adata.T"):
+        tmt.tl.immune_phenotype(t, basis="expression")
+    with pytest.raises(tmt.TmtInputError) as right_way_round:
+        tmt.tl.score(sim_small[:, -60:].copy(), "all")  # no signature genes, not transposed
+    assert "transposed" not in str(right_way_round.value)

@@ -30,6 +30,7 @@ MAX_CENTRED_FRACTION = 0.5  # more genes centred than this: the values were cent
 # One gene's count in one cell: a mammalian cell holds about 1e5-1e6 mRNA molecules in all (Marinov 2014, doi:
 # 10.1101/gr.161034.113), so a single entry above 1e7 is not a molecule count of one cell (warned); above 1e9 it
 # exceeds the reads of a whole sequencing run, so no count matrix holds it (corrupt values or integer overflow: refused)
+MIN_GENES_TRANSPOSED, GENE_LIKE_TRANSPOSED = 50, 0.2  # observations named like genes: a matrix read transposed
 MAX_PLAUSIBLE_COUNT = 1e7
 MAX_POSSIBLE_VALUE = 1e9
 # A cell leaves most genes undetected, and on any log scale they share one value, the row's floor (0 for log1p,
@@ -478,7 +479,7 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     if not use_raw and layer is None:
         hint_raw(adata, sigs, report.coverage, report.species)
     if sigs and report.state != "protein" and report.gene_id == "symbol" and not report.coverage["scorable"].any():
-        report.problems.append(no_signature_scorable(adata.var_names, len(sigs), report))
+        report.problems.append(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names))
     low = report.coverage.loc[~report.coverage["scorable"], "signature"].tolist()
     if low:
         logger.info("%d signatures lack their minimum genes: %s", len(low), ", ".join(low[:10]))
@@ -488,8 +489,9 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     return report
 
 
-def no_signature_scorable(var_names, n_signatures: int, report: InputReport) -> str:
-    """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case)."""
+def no_signature_scorable(var_names, n_signatures: int, report: InputReport, obs_names=None) -> str:
+    """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case, or
+    genes as observations)."""
     from ..sig._genes import orthologs
 
     msg = (f"none of the {n_signatures} signatures has its minimum genes in var_names (detected {report.gene_id}s, "
@@ -498,7 +500,24 @@ def no_signature_scorable(var_names, n_signatures: int, report: InputReport) -> 
     if names.str.islower().mean() > 0.5 and names.str.upper().isin(orthologs()["human"]).mean() > 0.1:
         msg += (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
                 "adata.var_names.str.upper() for human genes, .str.capitalize() for mouse genes.")
-    return msg
+    return msg + transposed_hint(obs_names, var_names)
+
+
+def transposed_hint(obs_names, var_names) -> str:
+    """A sentence naming ``adata.T`` when the observations, not the features, are named like genes (a genes x
+    samples table read the other way round; a fifth of a transcriptome's names are known symbols even with its
+    non-coding genes, Racle's 0.34), else ``""``."""
+    from ..sig._genes import orthologs
+
+    if obs_names is None or len(obs_names) < MIN_GENES_TRANSPOSED:
+        return ""
+    symbols = orthologs()["human"]
+    share = {k: pd.Index(v).astype(str).str.upper().isin(symbols).mean() for k, v in (("obs", obs_names),
+                                                                                      ("var", var_names))}
+    if share["obs"] < GENE_LIKE_TRANSPOSED or share["var"] >= share["obs"]:
+        return ""
+    return (f" The observations are named like genes ({', '.join(map(repr, list(obs_names[:3])))}, ...): the matrix "
+            "looks transposed, genes x samples; use adata = adata.T.")
 
 
 def _warn_implausible(report: InputReport) -> None:

@@ -155,7 +155,7 @@ def score(
     _hint_raw(adata, layer, sigs, cov, report.species)
     keep = [s for s, ok in zip(sigs, cov["scorable"], strict=True) if ok]
     if not keep:
-        raise TmtInputError(no_signature_scorable(adata.var_names, len(sigs), report))
+        raise TmtInputError(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names))
 
     plan = [(*positions(s, found[s.name], s.genes_up), *positions(s, found[s.name], s.genes_down)) for s in keep]
 
