@@ -174,6 +174,7 @@ def test_expression_phenotype_shows_the_features_that_decided(sim_small, tmp_pat
 
     def shown(adata):
         html = tmt.report(adata, tmp_path / "r.html").read_text()
+        assert "<dd>no description</dd>" not in html  # every column of the expression call has a glossary entry
         section = html[html.index("id='immune-phenotype'"):].split("</section>")[0]
         return set(re.findall(r"<th>(\w+)</th>", section))
 

@@ -35,6 +35,22 @@ _EXACT = {
     "stromal_axis": "cohort-relative stromal axis (TGF-beta, CAF programmes; robust z across samples)",
     "cd8_fraction_immune": "CD8 T cells among immune cells",
     "decided_by": "the rule that decided the call",
+    "reference": "what the expression call was judged against: the cohort (terciles across samples) or absolute "
+                 "thresholds",
+    "caveat": "what the call cannot show (exclusion from expression is inferred, not seen)",
+    "cd8_fraction_all": "CD8 T cells among all cells",
+    "tex_fraction_cd8": "terminally exhausted cells among CD8 T cells",
+    "gep_enrichment": "T cell-inflamed GEP (Cristescu 2018) against random marker-gene sets of the sample's other "
+                      "cell types (null SDs); stands in for the IFN-gamma programme on panels without it",
+    "immune_enrichment": "CD8 T-effector programme against random marker-gene sets of the sample's other cell types "
+                         "(null SDs; reported, not deciding)",
+    "stromal_enrichment": "stromal programmes (pan-fibroblast TGF-beta response, CAFs) against random marker-gene "
+                          "sets of the sample's other cell types (null SDs; reported, not deciding)",
+    "CD8_T_effector": "CD8 T-effector programme, ssGSEA score of the sample (see Signatures used)",
+    "IFNG_6": "IFN-gamma programme (Ayers 2017), ssGSEA score of the sample",
+    "Tcell_inflamed_GEP": "T cell-inflamed gene expression profile (Cristescu 2018), ssGSEA score of the sample",
+    "Pan_F_TBRS": "pan-fibroblast TGF-beta response (Mariathasan 2018), ssGSEA score of the sample",
+    "MFP_CAF": "cancer-associated fibroblast programme (Bagaev 2021), ssGSEA score of the sample",
     "t_cell_enrichment": "T-cell identity genes against random marker-gene sets of the sample's other cell types "
                          "(null SDs; below 0 desert, unless the IFN-gamma programme is enriched)",
     "ifng_enrichment": "IFN-gamma programme (Ayers 2017) against random marker-gene sets of the sample's other cell "
