@@ -146,6 +146,7 @@ def test_new_figures_hold_long_labels_and_given_axes_are_left_alone(done):
     a.obs["groups"] = a.obs["tmt_state"].astype(str).replace({"Treg": long})
     ax = tmt.pl.scores(a, ["Treg_core", "CD8_Tex"], groupby="groups")
     assert any(long in t.get_text() for t in ax.get_yticklabels())
+    assert ax.get_title() == "Signature scores per groups (each signature scaled 0-1)"
     assert _inside(ax.figure)
     plt.close(ax.figure)
     for fn in (tmt.pl.composition, tmt.pl.checkpoints, tmt.pl.immune_phenotype, tmt.pl.immunosuppression,

@@ -508,6 +508,8 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
         n = g.value_counts()
         ax.set_yticks(range(len(mean)), [f"{name} (n={n[name]:,})" for name in mean.index])
         ax.figure.colorbar(im, ax=ax, fraction=0.04, label="scaled mean score" if standard_scale else "mean score")
+        ax.set_title(f"Signature scores per {readable(groupby).lower()}"
+                     + (" (each signature scaled 0-1)" if standard_scale else ""))
     return ax
 
 

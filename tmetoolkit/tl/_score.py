@@ -160,7 +160,7 @@ def score(
     plan = [(*positions(s, found[s.name], s.genes_up), *positions(s, found[s.name], s.genes_down)) for s in keep]
 
     X = get_matrix(adata, layer)
-    logger.info("scoring %d signatures on %d cells with %s", len(keep), adata.n_obs, method)
+    logger.info("scoring %d signatures on %d observations with %s", len(keep), adata.n_obs, method)
     probes = control_probes(adata.var_names)
     scores, used = score_matrix(
         X, plan, state=report.state, method=method, target_sum=report.target_sum, n_bins=n_bins,
