@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -219,7 +220,9 @@ def test_embedding(done, tmp_path):
 
     a = done.copy()
     a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))  # stands in for sc.tl.umap
-    ax = tmt.pl.embedding(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PendingDeprecationWarning)  # scanpy's set_bad call warned on every plot
+        ax = tmt.pl.embedding(a)
     assert isinstance(ax, Axes)
     _compare(ax.figure, "embedding", tmp_path)
     plt.close(ax.figure)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -48,7 +50,9 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
     # embedding, so that the user's AnnData keeps its own colours
     drawn = AnnData(obs=pd.DataFrame({color: labels}, index=adata.obs_names), obsm={key: np.asarray(adata.obsm[key])})
     drawn.uns[f"{color}_colors"] = [cmap[c] for c in labels.cat.categories]
-    with style():
+    with style(), warnings.catch_warnings():
+        # scanpy's own colour-map call (set_bad) warns on every plot with matplotlib >= 3.10; not the user's to fix
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="scanpy")
         ax = new_ax(ax, (5, 4.5))
         sc.pl.embedding(drawn, basis=basis, color=color, ax=ax, show=False, frameon=False, **kwargs)
     return ax
