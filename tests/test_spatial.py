@@ -240,9 +240,17 @@ def test_sample_without_tumour_or_without_cd8(sim_small):
 
 
 def test_panel_that_cannot_show_cd8_t_cells_is_not_assessable(sim_small):
-    """A sample without CD8 T cells is a desert, but a panel on which no cell can be called CD8 T (no CD8 genes,
-    or no CD8 channel) says nothing about them: not assessable, with the reason, rather than desert everywhere."""
-    a = sim_small[:, [g for g in sim_small.var_names if g not in ("CD8A", "CD8B")]].copy()
+    """A sample without CD8 T cells is a desert, but a panel on which no cell can be called CD8 T (no CD8 genes nor
+    their stand-ins, or no CD8 channel) says nothing about them: not assessable, with the reason, rather than desert
+    everywhere. Called from stand-ins alone, CD8 T cells are undercounted, and the phenotype warns."""
+    stand_ins = sim_small[:, [g for g in sim_small.var_names if g not in ("CD8A", "CD8B")]].copy()
+    tmt.tl.annotate(stand_ins)  # KLRK1 stands in: some CD8 T cells are found, and the phenotype says they are few
+    called = stand_ins.obs["tmt_lineage"] == "CD8 T"
+    assert called.sum() > 0 and (stand_ins.obs.loc[called, "true_lineage"] == "CD8 T").all()
+    with pytest.warns(tmt.TmtWarning, match=r"CD8 T cells were called from stand-in genes \(KLRK1\)"):
+        tmt.tl.immune_phenotype(stand_ins, sample_key="sample")
+    no_cd8 = {"CD8A", "CD8B", "KLRK1", "RUNX3", "EOMES", "CTSW", "GZMA", "PRF1"}
+    a = sim_small[:, [g for g in sim_small.var_names if g not in no_cd8]].copy()
     tmt.tl.annotate(a)
     assert (a.obs["tmt_lineage"] == "CD8 T").sum() == 0
     with pytest.warns(tmt.TmtWarning, match="cannot be recognised"):

@@ -14,7 +14,7 @@ from anndata import AnnData
 from .. import _keys
 from .._core.annotation.identity import log_base
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
-from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, row_block, row_floor
+from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, row_block
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import (
     InputReport,
@@ -173,8 +173,8 @@ def score(
     if method == "mean_ctrl" and report.state == "lognorm":
         first = row_block(X, 0, min(adata.n_obs, 1000))[:, np.flatnonzero(~probes)]
         first = first.toarray() if sp.issparse(first) else np.asarray(first)
-        # from each row's floor, as log2(x + 0.001) is log2 of (x / 0.001 + 1) shifted: a shift changes no score
-        base = log_base(first - row_floor(first)[:, None])
+        # from the lowest value: log2(x + 0.001) is log2(x / 0.001 + 1) shifted, and a shift changes no score
+        base = log_base(first - first.min()) if first.size else None
         if base is not None:  # differences of log2 or log10 values, in the natural-log units of log1p
             scores *= np.log(base)
         used["log_base"] = {None: "", np.e: "e", 2.0: "2", 10.0: "10"}[base]
