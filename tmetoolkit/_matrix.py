@@ -73,6 +73,36 @@ def row_block(X, start: int, stop: int):
     return block.astype(_float(block.dtype), copy=False)
 
 
+# bases of log values recognised by one total per row once taken back (scanpy's log1p, log2(TPM + 1), log10)
+LOG_BASES = (np.e, 2.0, 10.0)
+MAX_TOTAL_CV = 0.01  # the coefficient of variation of the cells' totals at which a base is recognised
+
+
+def log_base(block) -> float | None:
+    """The base ``b`` of ``LOG_BASES`` for which the rows of log values, taken back as ``b ** x - 1``, share one
+    total (coefficient of variation at most ``MAX_TOTAL_CV``), or ``None``."""
+    M = csr64(block)
+    if M.nnz == 0 or M.data.min() < 0:
+        return None
+    best, best_cv = None, MAX_TOTAL_CV
+    for b in LOG_BASES:
+        totals = np.asarray(taken_back(M, b).sum(axis=1)).ravel()
+        totals = totals[totals > 0]
+        cv = totals.std() / totals.mean() if totals.size > 1 else np.inf
+        if cv <= best_cv:
+            best, best_cv = b, cv
+    return best
+
+
+def csr64(block) -> sp.csr_matrix:
+    return sp.csr_matrix(block if sp.issparse(block) else np.asarray(block), dtype=np.float64)
+
+
+def taken_back(M: sp.csr_matrix, base: float) -> sp.csr_matrix:
+    """``base ** x - 1`` of every stored entry (zeros stay zero)."""
+    return sp.csr_matrix((np.expm1(M.data * np.log(base)), M.indices, M.indptr), shape=M.shape)
+
+
 def dense_matrix(X) -> np.ndarray:
     """All of ``X`` (in memory, sparse, backed or dask, dense or sparse chunks) as a float64 ndarray: for small
     panels (protein channels), never for a transcriptome."""

@@ -19,7 +19,7 @@ from .._core.spatial.rules import Line, decision_lines
 from .._utils import TmtKeyError, missing_key_error
 from ..tl._tables import resolve_sample_key
 from ._palettes import COLORBLIND_SAFE, lineage_colors, phenotype_colors, state_colors
-from ._utils import fits_new_figure, new_ax, readable, require_obs, style, wrap
+from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style, wrap
 
 MAX_LABELS = 20  # more names than this overlap into an unreadable cloud
 KEY_WIDTH = 28  # characters per line of a name in the key of numbered points
@@ -390,14 +390,14 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
 
 
 def _fixed_colors(adata: AnnData, key: str) -> dict[str, str]:
-    """The colours labels of ``key`` have in every figure: stored in ``uns``, else tmetoolkit's fixed ones."""
+    """The colours labels of ``key`` have in every figure (:func:`colors_for`): all stored in ``uns``, else those of
+    tmetoolkit's fixed palettes (the others are coloured by abundance here)."""
+    colours = colors_for(adata, key)
     stored = adata.uns.get(_keys.colors(key))
-    cats = adata.obs[key].astype("category").cat.categories
-    if stored is not None and len(stored) == len(cats):
-        return {str(c): to_hex(v) for c, v in zip(cats, stored, strict=True)}
-    if key == _keys.LINEAGE:
-        return lineage_colors()
-    return {**lineage_colors(), **state_colors()}
+    if stored is None or len(stored) != len(colours):
+        known = {**lineage_colors(), **state_colors()}
+        colours = {c: v for c, v in colours.items() if c in known}
+    return {str(c): to_hex(v) for c, v in colours.items()}
 
 
 def _composition_styles(adata: AnnData, key: str, labels: pd.Series, max_colors: int) -> tuple[dict, list]:

@@ -12,9 +12,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._core.annotation.identity import log_base
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
-from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, row_block
+from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_base, row_block
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
 from ..pp._check import (
     InputReport,

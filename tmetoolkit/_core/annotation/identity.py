@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..._matrix import iter_rows, normalise_block
+from ..._matrix import csr64, iter_rows, log_base, normalise_block, taken_back
 from ..._utils import warn
 from ...sig._genes import control_probes, match_genes
 from . import embedding, ranks
@@ -39,9 +39,7 @@ MIN_POOL, POOL_SHARE = 5, 36
 # 1e6 per cell gave lineage accuracy 0.821 logged to base e, 0.754 to base 2 and 0.895 to base 10; read at their
 # own total, 0.821 for each (validate_annotation.py --formats, log2(CPM + 1), each set at its 1e4 figure: Puram
 # 0.950 -> 0.939, Chen 0.621 -> 0.632, Zilionis human 0.821 -> 0.884, mouse 0.941 -> 0.921, PBMC 0.825 -> 0.824).
-# A file of selected genes has no such total and is read as it is.
-LOG_BASES = (np.e, 2.0, 10.0)
-MAX_TOTAL_CV = 0.01  # the coefficient of variation of the cells' totals at which a base is recognised
+# A file of selected genes has no such total and is read as it is (the base: tmetoolkit._matrix.log_base).
 
 
 @dataclass
@@ -107,37 +105,12 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
                       np.concatenate(empty) if empty else np.zeros(0, dtype=bool), base)
 
 
-def log_base(block) -> float | None:
-    """The base ``b`` of ``LOG_BASES`` for which the rows of log values, taken back as ``b ** x - 1``, share one
-    total (coefficient of variation at most ``MAX_TOTAL_CV``), or ``None``."""
-    M = _csr64(block)
-    if M.nnz == 0 or M.data.min() < 0:
-        return None
-    best, best_cv = None, MAX_TOTAL_CV
-    for b in LOG_BASES:
-        totals = np.asarray(_taken_back(M, b).sum(axis=1)).ravel()
-        totals = totals[totals > 0]
-        cv = totals.std() / totals.mean() if totals.size > 1 else np.inf
-        if cv <= best_cv:
-            best, best_cv = b, cv
-    return best
-
-
-def _csr64(block) -> sp.csr_matrix:
-    return sp.csr_matrix(block if sp.issparse(block) else np.asarray(block), dtype=np.float64)
-
-
-def _taken_back(M: sp.csr_matrix, base: float) -> sp.csr_matrix:
-    """``base ** x - 1`` of every stored entry (zeros stay zero)."""
-    return sp.csr_matrix((np.expm1(M.data * np.log(base)), M.indices, M.indptr), shape=M.shape)
-
-
 def _lognorm(block, state: str, base: float | None = None) -> sp.csr_matrix:
     """A row block log-normalised as :func:`~tmetoolkit._matrix.normalise_block` does (counts to 10,000 per cell),
     as float32 CSR; log values of a recognised ``base`` are read as the counts they encode. A CSR block of counts
     without scipy's general sparse product."""
     if state == "lognorm" and base is not None:
-        block, state = _taken_back(_csr64(block), base), "counts"
+        block, state = taken_back(csr64(block), base), "counts"
     if state == "counts" and sp.issparse(block) and block.format == "csr":
         lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
         scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
