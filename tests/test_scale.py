@@ -36,6 +36,27 @@ def test_backed_h5ad(reference):
     pd.testing.assert_frame_equal(tmt.get.sample_table(b), tmt.get.sample_table(ref))
 
 
+
+def test_a_subset_of_a_backed_file_is_refused_before_any_work(reference, monkeypatch):
+    """AnnData cannot turn a view of a backed file into an object of its own: every tool says how to load it,
+    before the work rather than at the first write."""
+    from tmetoolkit._utils import TmtInputError
+
+    _, ref, path = reference
+    b = ad.read_h5ad(path, backed="r")
+    first = b[b.obs["sample"] == b.obs["sample"].cat.categories[0]]
+    monkeypatch.setattr("tmetoolkit.tl._annotate.samples_of", lambda *a, **k: pytest.fail("work started"))
+    for tool in (tmt.tl.annotate, tmt.tl.score, tmt.tl.checkpoints, tmt.tl.immunosuppression):
+        with pytest.raises(TmtInputError, match=r"to_memory\(\)"):
+            tool(first)
+    with pytest.raises(TmtInputError, match="backed='r'"):
+        tmt.tl.annotate(b, copy=True)
+    monkeypatch.undo()
+    sub = first.to_memory()  # the way out the message gives
+    tmt.tl.annotate(sub)
+    same = sub.obs["tmt_lineage"].astype(str) == ref.obs.loc[sub.obs_names, "tmt_lineage"].astype(str)
+    assert same.mean() > 0.9  # one sample's cells alone, against both samples' calls
+
 @pytest.mark.parametrize("sparse", [True, False])
 def test_dask_array(reference, sparse):
     a, ref, _ = reference

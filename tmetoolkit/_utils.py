@@ -109,6 +109,22 @@ def missing_key_error(key: str, where: str, options: Iterable[str]) -> TmtKeyErr
     return TmtKeyError(f"{key!r} is not in {where}.{hint} Available: {avail or 'none'}.")
 
 
+def target(adata, copy: bool):
+    """The object a tool writes into: ``adata``, or its copy with ``copy=True``.
+
+    A file opened with ``backed="r"`` can be written into (its ``obs``, ``obsm`` and ``uns`` live in memory), but a
+    subset of it cannot: AnnData turns a view into an object of its own on the first write, which for a backed view
+    raises once the work is done. Such input is refused before any work, with the two ways out.
+    """
+    if getattr(adata, "isbacked", False) and (adata.is_view or copy):
+        what = "a subset (view) of a file opened with backed='r'" if adata.is_view else "a file opened with backed='r'"
+        msg = (f"adata is {what}, which AnnData cannot copy in memory to hold the results. Load it with "
+               "adata = adata.to_memory() (the subset's matrix must fit in memory), or write it to a file of its own "
+               "with adata.copy(filename='subset.h5ad') and pass that.")
+        raise TmtInputError(msg)
+    return adata.copy() if copy else adata
+
+
 def check_tmt_key(container, keys: str | Iterable[str], where: str) -> None:
     """Refuse to overwrite a user key; warn once when replacing keys of ours (an earlier call's results)."""
     keys = [keys] if isinstance(keys, str) else list(keys)

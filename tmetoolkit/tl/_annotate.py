@@ -21,7 +21,7 @@ from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import dense_matrix, get_matrix, looks_like_bulk
-from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, warn
+from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, target, warn
 from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
 from ._sample_features import samples_of
 from ._score import score_once
@@ -225,7 +225,7 @@ def annotate(
     if int(n_neighbors) != n_neighbors or n_neighbors < 1:
         msg = f"n_neighbors must be a positive integer (1 = no averaging), got {n_neighbors!r}."
         raise TmtInputError(msg)
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     for key in (groupby, sample_key, image_key):
         if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)

@@ -7,7 +7,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._core.sample.compare import TEST, compare_features, region_features, sample_groups
-from .._utils import TmtInputError, missing_key_error, warn
+from .._utils import TmtInputError, missing_key_error, target, warn
 from ._sample_features import bulk_samples, samples_of
 from ._tables import region_table, sample_table
 
@@ -57,7 +57,7 @@ def compare_groups(
     ``table`` (one row per feature: n per group, medians, median difference, Cliff's delta, U, p-value, FDR),
     sorted by p-value.
     """
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     for key in (sample_key, group_key):
         if key is not None and key not in adata.obs:
             raise missing_key_error(key, "adata.obs", adata.obs.columns)

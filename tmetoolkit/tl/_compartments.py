@@ -10,7 +10,7 @@ from .. import _keys
 from .._core.scoring.mixture import mixture_threshold
 from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_compartments, check_scale
 from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
-from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger
+from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target
 from ._sample_features import default_sample_key, samples_of
 from ._spatial_utils import (
     check_labels,
@@ -149,7 +149,7 @@ def compartments(
     ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
         With ``tumor_signature`` (or spots): the programme's scores, as :func:`tmetoolkit.tl.score` writes them.
     """
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     sample_key = default_sample_key(adata, sample_key)
     pixel_size = checked_pixel_size(pixel_size)
     # spots carry annotate's lineage of their dominant cells at most: a spot label column is the user's own

@@ -21,7 +21,7 @@ from .._core.spatial.compartments import implausible_spacing
 from .._core.spatial.measures import CONTACT_NN
 from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
-from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, warn
+from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells
 from ._spatial_utils import (
@@ -265,7 +265,7 @@ def immune_phenotype(
     ``marker_null``: genes found). Absolute calls chosen because the cohort is small emit a
     ``TmtSmallCohortWarning`` (a :class:`TmtWarning`) naming the rule. There are no regions.
     """
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     if basis == "auto":
         basis = "spatial" if "spatial" in adata.obsm else "expression"
         move = coordinates_elsewhere(adata) if basis == "expression" else ""

@@ -17,7 +17,7 @@ from .._core.sample.cohort import MIN_COHORT_SIZE
 from .._core.sample.resistance import APM_LOSS, COHORT_Z, MEASURES, NEEDED, mechanisms, profile
 from .._core.sample.suppression import BULK_NEEDED
 from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
-from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger, warn
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger, target, warn
 from ._checkpoints import detect, is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells
 from ._score import score_once
@@ -82,7 +82,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     programmes it reads are scored once into ``obsm["tmt_scores"]`` / ``uns["tmt_scores"]``, as
     :func:`tmetoolkit.tl.score` writes them.
     """
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     if bulk and (sample_key is not None or region_key is not None):
         msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave them "
                "out.")

@@ -14,7 +14,7 @@ from anndata import AnnData
 from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
 from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_base, row_block
-from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, warn
+from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, target, warn
 from ..pp._check import (
     InputReport,
     coverage,
@@ -135,7 +135,7 @@ def score(
     if species not in (None, "human", "mouse"):
         msg = f"species must be 'human', 'mouse' or None (detect), got {species!r}."
         raise TmtInputError(msg)
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     if use_raw:
         _score_raw(adata, signatures, layer=layer, key_added=key_added, method=method, species=species,
                    n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank, chunk_size=chunk_size, seed=seed)

@@ -22,7 +22,7 @@ from .._core.sample.suppression import (
     bulk_suppression,
     cell_suppression,
 )
-from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key, target
 from ._checkpoints import is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells
 from ._score import score_once
@@ -89,7 +89,7 @@ def immunosuppression(
     ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
         The suppressive programmes it reads, scored once as :func:`tmetoolkit.tl.score` writes them.
     """
-    adata = adata.copy() if copy else adata
+    adata = target(adata, copy)
     if bulk:
         if sample_key is not None or region_key is not None:
             msg = ("bulk=True: every observation is a sample, so sample_key= and region_key= do not apply; leave "
