@@ -91,7 +91,10 @@ def annotate(
     available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive cells' TCF7, CCR7 and SELL but
     belong to the exhausted lineage: among the cells called naive/memory or Tpex, those high in the Tpex
     programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart, so naive/memory cells are
-    decided on the genes they share with Tpex as well. No state is decided on the translation machinery every cell
+    decided on the genes they share with Tpex as well. Antigen-presenting CAFs are a population apart among all of
+    a sample's fibroblasts, split off on their MHC class II genes, which every antigen-presenting cell makes in
+    abundance (Elyada 2019); where the fibroblasts form one population none is apCAF and the cells the competition
+    called apCAF keep the name Fibroblast. No state is decided on the translation machinery every cell
     makes (ribosomal proteins, EEF1A1, TPT1, PABPC1). A sample needs enough of these cells to show two populations:
     with a few dozen, a small MDSC-like population is often not told from a skewed single one.
     MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
@@ -149,10 +152,10 @@ def annotate(
     sample_key, image_key
         Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
         images within a sample. Each image has its own coordinates, so cells touch only within it. RNA: the samples
-        within which MDSC-like and progenitor-exhausted populations are split off (HLA class II for M-MDSC-like vs
-        monocyte, the PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil, the Tpex programme for CD8 Tpex vs
-        naive/memory), default ``obs["sample"]`` when present: pass it when the data pool several samples or
-        tissues, or a split may follow them instead.
+        within which MDSC-like, progenitor-exhausted and apCAF populations are split off (HLA class II for
+        M-MDSC-like vs monocyte, the PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil, the Tpex programme for
+        CD8 Tpex vs naive/memory, MHC class II for apCAF among fibroblasts), default ``obs["sample"]`` when present:
+        pass it when the data pool several samples or tissues, or a split may follow them instead.
     tumor_signature
         RNA only: a registry signature that marks the malignant cells on this panel, for panels without the
         epithelial genes the malignant lineage is otherwise decided by (e.g. ``"MPAS"``, MAPK activity, on a lung
@@ -199,9 +202,9 @@ def annotate(
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
-        II, neutrophils into PMN-MDSC-like and neutrophil and naive/memory CD8 T cells into Tpex and naive/memory
-        (cells, Ashman's D, threshold, cells given the split-off state, or why not, ``too_few`` when too few cells
-        to tell); for protein panels
+        II, neutrophils into PMN-MDSC-like and neutrophil, naive/memory CD8 T cells into Tpex and naive/memory and
+        fibroblasts into apCAF and the rest (cells, Ashman's D, threshold, cells given the split-off state, or why
+        not, ``too_few`` when too few cells to tell); for protein panels
         ``gates``: per marker its channel, gate, source, fraction of positive cells, gating ``scale`` and
         ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and whether the classifier
         learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
@@ -445,15 +448,17 @@ def split_summary(splits: pd.DataFrame | None) -> str:
         if applied.all():
             continue
         few = int(rows.loc[~applied, "too_few"].astype(bool).sum())
-        reasons = [(w, k) for w, k in (("formed one population", int((~applied).sum()) - few),
-                                       ("were too few to tell", few)) if k]
-        why = " or ".join(f"{w} ({k})" if len(reasons) > 1 else w for w, k in reasons)
+        missing = int((rows.loc[~applied, "reason"] == rules.GENES_MISSING).sum())
         cells = f"{sibling.lower()}s" if " " not in sibling else f"{sibling} cells"
+        reasons = [(w, k) for w, k in ((f"the {cells} formed one population", int((~applied).sum()) - few - missing),
+                                       (f"the {cells} were too few to tell", few),
+                                       ("the panel lacks the genes to tell", missing)) if k]
+        why = " or ".join(f"{w} ({k})" if len(reasons) > 1 else w for w, k in reasons)
         if len(rows) == 1:
-            parts.append(f"{state} cells were not split off: the {cells} {why}")
+            parts.append(f"{state} cells were not split off: {why}")
         else:
             parts.append(f"{state} cells were split off in {int(applied.sum())} of {len(rows)} samples; in the "
-                         f"other {int((~applied).sum())} the {cells} {why}")
+                         f"other {int((~applied).sum())} {why}")
     return "; ".join(parts)
 
 

@@ -23,8 +23,8 @@ from .states import decide, label_scores, noise_scale, standardise
 class RnaCalls:
     """Per cell ``lineage``, ``state`` and ``confidence``; ``subsets``: per ``obs`` column (``rules.SUBSET_RULES``)
     the subset, ``None`` outside its lineage; ``polarization`` (``None`` outside monocytes/macrophages); ``rules``:
-    the rule table; ``splits``: the population splits (MDSC-like states) per sample; ``messages``: what the runner
-    warns."""
+    the rule table; ``splits``: the population splits (MDSC-like states, CD8 Tpex, apCAF) per sample;
+    ``messages``: what the runner warns."""
 
     lineage: np.ndarray
     state: np.ndarray

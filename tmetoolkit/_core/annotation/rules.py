@@ -131,10 +131,18 @@ def is_translation_gene(gene: str) -> bool:
 # them); now none. simulate()'s planted Tpex still split off where a sample holds enough of them (67 of 73 in two
 # samples of 3,000 cells, seed 0); bench_annotate's CD8 states 0.983 -> 0.981. Naive/memory cells, the sibling,
 # are decided on the genes they share with Tpex as well (specific_state_rules).
+# Antigen-presenting CAFs are a population apart among a tumour's fibroblasts, found as their own cluster by their
+# MHC class II (Elyada E et al. Cancer Discov 9:1102 (2019), doi:10.1158/2159-8290.CD-19-0094; Kerdidani D et al.
+# J Exp Med 219:e20210815 (2022), doi:10.1084/jem.20210815), and CD74 and HLA-DRA, all the apCAF set has on many
+# panels, are among the most abundant transcripts of every antigen-presenting cell: on Chen's MERFISH panel CD74 is
+# 5% of the fibroblasts' transcripts and detected in 71% of them (79% of epithelial cells). The competition called
+# 479 of that sample's 662 fibroblasts apCAF; one population there (Ashman's D 1.09), now none. Their sibling is
+# the lineage itself: fibroblasts outside such a population keep no state rather than another CAF's.
 POPULATION_SPLITS: dict[str, tuple[str, str, str, str]] = {
     "Monocyte/Macrophage": ("M-MDSC-like", "Monocyte", "M_MDSC_like", "low"),
     "Neutrophil": ("PMN-MDSC-like", "Neutrophil", "PMN_MDSC_like", "high"),
     "CD8 T": ("CD8 Tpex", "CD8 naive/memory", "CD8_Tpex_core", "high"),
+    "Fibroblast": ("apCAF", "Fibroblast", "apCAF", "high"),
 }
 LACKING_SUFFIX = "_lacks"
 # two Gaussians must beat one by a BIC difference of 10, "very strong" evidence (Kass & Raftery, J Am Stat Assoc
@@ -142,6 +150,7 @@ LACKING_SUFFIX = "_lacks"
 # (75 cells, one population when pooled) was split at a BIC gain of 5 and 50 of its cells called M-MDSC-like; the
 # planted splits of simulate() gain 13-170.
 MIN_BIC_GAIN = 10.0
+GENES_MISSING = "signature genes missing"  # the reason of a split the panel cannot make
 
 
 def split_column(signature: str, side: str, columns) -> str:
@@ -318,32 +327,39 @@ def population_splits(S: pd.DataFrame, lineage: np.ndarray, state: np.ndarray, s
     """Split each state of ``POPULATION_SPLITS`` from its sibling (in place on ``state``), sample by sample,
     where its programme separates two populations of at least ``min_cells`` cells among the cells called either
     (:func:`split_two_populations`); one row per split and sample, applied or not, and why. Where no such
-    population stands apart (or the programme cannot be scored), the cells called either are the sibling. Within
+    population stands apart (or the programme cannot be scored), the cells called either are the sibling. A state
+    whose sibling is its lineage (apCAF) is split among all the lineage's cells, and the cells outside it keep
+    their other states, or the lineage's name where they were called the split state. Within
     a sample, because patients differ in their HLA class II transcripts (alleles map unequally to the reference)
     and a batch shifts every gene of a sample."""
     rows = []
     for lin, (split_state, sibling, name, side) in POPULATION_SPLITS.items():
         col = split_column(name, side, S.columns)
         for smp in pd.unique(samples):
-            cells = (lineage == lin) & np.isin(state, [split_state, sibling]) & (samples == smp)
+            # a state apart from its whole lineage (sibling: the lineage) is split among all the lineage's cells
+            called = np.isin(state, [split_state, sibling]) if sibling != lin else True
+            cells = (lineage == lin) & called & (samples == smp)
             if not cells.any():
                 continue
             row = {"lineage": lin, "state": split_state, "sibling": sibling, "sample": smp, "signature": col}
-            # a cell is given the state only where a population apart from the rest holds it; otherwise the
-            # signature competition alone would call classical blood monocytes, which hold less HLA class II than
-            # intermediate monocytes but plenty, M-MDSC-like, and the neutrophils of healthy lungs PMN-MDSC-like
+            idx = np.flatnonzero(cells)
+            # outside a population apart, its cells are the sibling (where that is the lineage, the lineage's other
+            # states stay): otherwise the signature competition alone would call classical blood monocytes, which
+            # hold less HLA class II than intermediate monocytes but plenty, M-MDSC-like, and the neutrophils of
+            # healthy lungs PMN-MDSC-like
+            rest = np.where(state[idx] == split_state, sibling, state[idx]) if sibling == lin else sibling
             if col not in S.columns:
-                state[cells] = sibling
+                state[idx] = rest
                 rows.append({**row, "n_cells": int(cells.sum()), "applied": False, "too_few": False,
-                             "reason": "signature genes missing"})
+                             "reason": GENES_MISSING})
                 continue
             values = S[col].to_numpy(dtype=float)[cells]
             low, info = split_two_populations(values, min_cells=min_cells)
             if low is None:
-                state[np.flatnonzero(cells)] = sibling
+                state[idx] = rest
             else:
                 is_state = low if side == "low" else ~low & np.isfinite(values)
-                state[np.flatnonzero(cells)] = np.where(is_state, split_state, sibling)
+                state[idx] = np.where(is_state, split_state, rest)
                 info["n_state"] = int(is_state.sum())
             rows.append({**row, **info})
     return pd.DataFrame(rows, columns=["lineage", "state", "sibling", "sample", "signature", "n_cells", "separation",
