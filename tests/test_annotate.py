@@ -170,9 +170,34 @@ def test_dense_columns_read_what_scipy_reads():
     cols = np.array([1, 2, 7, 39])
     np.testing.assert_array_equal(embedding.dense_columns(M, cols), M[:, cols].toarray())
     np.testing.assert_array_equal(embedding.take_columns(M, cols).toarray(), M[:, cols].toarray())
-    blocks = [M[:20], M[20:21], M[21:]]
-    rows = np.array([0, 19, 20, 33, 49])
-    np.testing.assert_array_equal(embedding.rows_of(blocks, rows).toarray(), M[rows].toarray())
+
+
+def test_blocked_reads_equal_the_whole_matrix_ones():
+    """annotate reads log values of few columns block by block, and nearest centres a block of cells at a time,
+    so as not to hold a log-normalised copy of the whole matrix (2.3 GB at 200,000 cells) or all cell x centre
+    distances (8 GB at 1,000,000 cells): the values are those of the whole matrix, bit for bit."""
+    from tmetoolkit._core.annotation import embedding, identity
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(0.6, (300, 80)).astype(np.float32))
+    cols = np.array([0, 3, 17, 40, 79])
+    whole = identity._lognorm(counts, "counts").toarray()
+    np.testing.assert_array_equal(identity._lognorm_dense(counts, "counts", None, cols), whole[:, cols])
+    rows = np.array([2, 5, 299])
+    np.testing.assert_array_equal(identity._lognorm(counts, "counts", rows=rows).toarray(), whole[rows])
+    X = rng.normal(size=(1000, 6)).astype(np.float32)
+    centres = rng.normal(size=(40, 6)).astype(np.float32)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # as approximate_neighbours calls it: BLAS threads would split sums differently
+        near_all, home_all = embedding.nearest_centres(X, centres, 4)  # one block
+    d = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    assert (home_all == np.argmin(d, axis=1)).mean() > 0.99  # float32 ties aside
+    with pytest.MonkeyPatch.context() as m, threadpool_limits(1):
+        m.setattr(embedding, "MAX_BLOCK", 40 * 7)  # blocks of 7 cells
+        near, home = embedding.nearest_centres(X, centres, 4)
+    np.testing.assert_array_equal(near, near_all)
+    np.testing.assert_array_equal(home, home_all)
 
 
 def test_confidence_means_something(annotated):

@@ -300,6 +300,8 @@ def annotate(
     ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
                          connectivities=adata.obsp.get("connectivities"), n_neighbors=n_neighbors, seed=0,
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
+    log_base = expr.log_base
+    del expr  # its fit cells' log values (20,000 cells x every gene) served the principal components alone
     mixed = mixed_lineage_evidence(ident.evidence_own)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
     calls = call_rna(S, ident, marker_table, state_rules, groups=groups, samples=samples.to_numpy(dtype=object),
@@ -323,7 +325,7 @@ def annotate(
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
                    "not_decisive": ",".join(ident.result.not_decisive),
                    "neighbours": ident.graph,
-                   "log_base": {np.e: "e", 2.0: "2", 10.0: "10"}.get(expr.log_base, "")},
+                   "log_base": {np.e: "e", 2.0: "2", 10.0: "10"}.get(log_base, "")},
         "rules": calls.rules,
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
@@ -341,8 +343,8 @@ def annotate(
 
 def _variable_genes(expr: Expression) -> np.ndarray | None:
     """The ``N_TOP_GENES`` most variable genes (scanpy, seurat flavour) of the cells the principal axes are fitted
-    on, as a mask over ``expr.lognorm``'s columns; ``None`` (all genes) on a smaller panel or for two cells."""
-    if len(expr.ranks) <= 2 or expr.lognorm[0].shape[1] <= N_TOP_GENES:
+    on, as a mask over ``expr.fit_matrix``'s columns; ``None`` (all genes) on a smaller panel or for two cells."""
+    if len(expr.ranks) <= 2 or expr.n_genes <= N_TOP_GENES:
         return None
     import warnings
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -30,19 +32,23 @@ def fit_cells(n_obs: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_obs, MAX_FIT_CELLS, replace=False))
 
 
-def principal_components(blocks: list[sp.csr_matrix], fit: sp.csr_matrix, variable: np.ndarray | None,
-                         keep_cols: np.ndarray, *, n_comps: int = N_COMPS, seed: int = 0) -> np.ndarray:
-    """PCs of the log-normalised matrix, given as row ``blocks``, on its variable genes (boolean mask, ``None`` for
-    all) plus ``keep_cols`` (the markers), with the axes fitted on the rows ``fit`` (those of the cells
-    :func:`fit_cells` chose) and every cell projected.
+def component_columns(n_vars: int, variable: np.ndarray | None, keep_cols: np.ndarray) -> np.ndarray:
+    """The columns the principal components are computed on: the variable genes (boolean mask over ``n_vars``
+    columns, ``None`` for all) and ``keep_cols`` (the markers), increasing."""
+    return np.arange(n_vars) if variable is None else np.union1d(np.flatnonzero(variable), keep_cols)
+
+
+def principal_components(fit: sp.csr_matrix, cols: np.ndarray, blocks: Iterable[np.ndarray], n_obs: int, *,
+                         n_comps: int = N_COMPS, seed: int = 0) -> np.ndarray:
+    """PCs of the log-normalised matrix on its columns ``cols`` (:func:`component_columns`), with the axes fitted
+    on ``fit`` (the rows of the cells :func:`fit_cells` chose, every column) and all ``n_obs`` cells projected from
+    ``blocks``: dense float32 row blocks of columns ``cols`` alone, in order.
 
     Genes are scaled to unit variance (clipped at 10 SD, as ``sc.pp.scale``) so that a rare population's markers
     weigh as much as the abundant ones' genes.
     """
     from sklearn.decomposition import PCA
 
-    n_obs, n_vars = sum(b.shape[0] for b in blocks), blocks[0].shape[1]
-    cols = np.arange(n_vars) if variable is None else np.union1d(np.flatnonzero(variable), keep_cols)
     F = dense_columns(fit, cols)
     mean, sd = F.mean(axis=0), F.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
@@ -52,25 +58,25 @@ def principal_components(blocks: list[sp.csr_matrix], fit: sp.csr_matrix, variab
     # one BLAS thread: on a machine whose cores are busy, threads wait for each other (the fit on 20,000 cells x
     # 2,000 genes took 4-7 s with two threads, 1.4-1.9 s with one, on 2 cores shared with other jobs)
     with threadpool_limits(1):
-        pca.fit(np.clip((F - mean) / sd, -10, 10))
-        start = 0
-        for block in blocks:  # bounded memory: one dense block at a time
-            stop = start + block.shape[0]
-            out[start:stop] = pca.transform(np.clip((dense_columns(block, cols) - mean) / sd, -10, 10))
-            start = stop
+        pca.fit(_scaled(F, mean, sd))
+    del F
+    # bounded memory: one dense block at a time, read outside the limit (numba's threads are OpenMP's, which it
+    # holds to one too)
+    start = 0
+    for block in blocks:
+        stop = start + block.shape[0]
+        block = _scaled(block, mean, sd)
+        with threadpool_limits(1):
+            out[start:stop] = pca.transform(block)
+        start = stop
     return out
 
 
-def rows_of(blocks: list[sp.csr_matrix], rows: np.ndarray) -> sp.csr_matrix:
-    """Rows ``rows`` (increasing) of the matrix the CSR row ``blocks`` make up, as one CSR matrix."""
-    parts, start = [], 0
-    for block in blocks:
-        stop = start + block.shape[0]
-        here = rows[(rows >= start) & (rows < stop)] - start
-        if here.size:
-            parts.append(block[here])
-        start = stop
-    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, blocks[0].shape[1]), dtype=np.float32)
+def _scaled(D: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``clip((D - mean) / sd, -10, 10)``, in place (20,000 cells x 2,000 genes are 160 MB a copy)."""
+    D -= mean
+    D /= sd
+    return np.clip(D, -10, 10, out=D)
 
 
 def dense_columns(M: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
@@ -134,10 +140,7 @@ def approximate_neighbours(pcs: np.ndarray, k: int, *, seed: int = 0) -> np.ndar
         sub = fit_cells(n, seed)
         centres = KMeans(n_parts, n_init=1, max_iter=20, random_state=seed).fit(X[sub]).cluster_centers_
         centres = centres.astype(np.float32)
-        d = (centres ** 2).sum(axis=1)[None, :] - 2 * X @ centres.T
-        near = np.argpartition(d, probes - 1, axis=1)[:, :probes] if probes < n_parts else \
-            np.tile(np.arange(n_parts), (n, 1))
-        home = near[np.arange(n), np.argmin(np.take_along_axis(d, near, axis=1), axis=1)]
+        near, home = nearest_centres(X, centres, probes)
         by_part = np.argsort(near.ravel(), kind="stable")
         listed = np.repeat(np.arange(n), near.shape[1])[by_part]
         list_bounds = np.searchsorted(near.ravel()[by_part], np.arange(n_parts + 1))
@@ -165,6 +168,26 @@ def approximate_neighbours(pcs: np.ndarray, k: int, *, seed: int = 0) -> np.ndar
                     found = np.concatenate([found, np.repeat(found[:, :1], k - kk, axis=1)], axis=1)
                 out[q] = found
     return out
+
+
+def nearest_centres(X: np.ndarray, centres: np.ndarray, probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``X``, its ``probes`` nearest ``centres`` (in no order) and the nearest of those.
+
+    The distances are taken ``MAX_BLOCK`` at a time: all at once they are cells x centres, 8 GB at 1,000,000
+    cells (2,000 centres) and, with the temporaries of their computation, three times that.
+    """
+    n, n_parts = X.shape[0], centres.shape[0]
+    norms = (centres ** 2).sum(axis=1)[None, :]
+    near = np.empty((n, probes), dtype=np.intp)
+    home = np.empty(n, dtype=np.intp)
+    step = max(1, MAX_BLOCK // n_parts)
+    for start in range(0, n, step):
+        d = norms - 2 * X[start:start + step] @ centres.T
+        part = np.argpartition(d, probes - 1, axis=1)[:, :probes] if probes < n_parts else \
+            np.tile(np.arange(n_parts), (d.shape[0], 1))
+        near[start:start + step] = part
+        home[start:start + step] = part[np.arange(d.shape[0]), np.argmin(np.take_along_axis(d, part, axis=1), axis=1)]
+    return near, home
 
 
 def graph_weights(connectivities) -> sp.csr_matrix:

@@ -3,8 +3,8 @@ lineages the classifier learns from the clearest cells (one pass over the matrix
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 import numba
 import numpy as np
@@ -44,20 +44,31 @@ MIN_POOL, POOL_SHARE = 5, 36
 
 @dataclass
 class Expression:
-    """What one pass over the matrix reads: the markers' within-cell ranks and the log-normalised genes."""
+    """What one pass over the matrix reads: the markers' within-cell ranks and the log-normalised genes of the cells
+    the principal axes are fitted on; :meth:`lognorm_columns` reads the other genes' log values again, a few at a
+    time."""
 
     ranks: np.ndarray  # within-cell rank scores of the marker genes, one column per gene of ``gene_col``
     gene_col: dict[str, int]
-    lognorm: list[sp.csr_matrix]  # row blocks (float32) of the log-normalised genes (control probes left out)
-    marker_cols: np.ndarray  # the columns of ``lognorm`` that hold the markers the components always include
+    fit_matrix: sp.csr_matrix  # the ``fit`` cells' log-normalised genes (float32, control probes left out)
+    marker_cols: np.ndarray  # the gene columns that hold the markers the components always include
     fit: np.ndarray  # the cells the principal axes and the variable genes are fitted on
     empty: np.ndarray  # cells without a single nonzero value among the genes
+    matrix: object  # the matrix read (never copied), for :meth:`lognorm_columns`
+    genes_only: np.ndarray  # its columns that hold genes (not control probes)
+    state: str
     log_base: float | None = None  # the base of log values read as the counts they encode (log_base)
 
-    @cached_property
-    def fit_matrix(self) -> sp.csr_matrix:
-        """The log-normalised genes of the ``fit`` cells."""
-        return embedding.rows_of(self.lognorm, self.fit)
+    @property
+    def n_genes(self) -> int:
+        return int(self.genes_only.size)
+
+    def lognorm_columns(self, cols: np.ndarray) -> Iterator[np.ndarray]:
+        """The log-normalised values of gene columns ``cols`` (increasing), as dense float32 row blocks in order:
+        each value as in the whole matrix (library sizes from every gene), without holding the whole matrix's
+        log values (at 200,000 cells x 6,047 genes that copy alone took 2.3 GB, as much as the input)."""
+        for _, _, block in iter_rows(self.matrix):
+            yield _lognorm_dense(_genes_of(block, self.genes_only), self.state, self.log_base, cols)
 
 
 @dataclass
@@ -74,50 +85,104 @@ class Identity:
 
 
 def read_expression(X, var_names, *, species: str, state: str, table: MarkerTable, seed: int = 0) -> Expression:
-    """One pass over the matrix: the markers' within-cell ranks and the log-normalised values the data set's own
-    principal components are computed from (``fit`` says on which cells its variable genes are chosen)."""
+    """One pass over the matrix: the markers' within-cell ranks and the log-normalised values of the cells the data
+    set's own principal axes and variable genes are fitted on (``fit``); every cell's values are read again when
+    it is projected (:meth:`Expression.lognorm_columns`)."""
     found = match_genes(table.genes, var_names, species)
     genes = list(found)
     cols = np.array([found[g][0] for g in genes], dtype=np.int64)
-    probes = control_probes(var_names)
-    genes_only = np.flatnonzero(~probes)
+    genes_only = np.flatnonzero(~control_probes(var_names))
     max_rank = ranks.max_rank_for(genes_only.size)
     rank_cols = np.searchsorted(genes_only, cols).clip(max=max(genes_only.size - 1, 0))
     on_gene = np.isin(cols, genes_only).astype(np.float32)  # a marker matched to a probe's column reads 0
-    R_parts, L_parts, empty = [], [], []
-    base = None
-    for start, _, block in iter_rows(X):
+    n_obs = X.shape[0]
+    fit = embedding.fit_cells(n_obs, seed)
+    R = np.zeros((n_obs, cols.size), dtype=np.float32)  # filled in place: no second copy while stacking
+    empty = np.zeros(n_obs, dtype=bool)
+    F_parts, base = [], None
+    for start, stop, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
-        if probes.any():
-            block = embedding.take_columns(sp.csr_matrix(block), genes_only) if sp.issparse(block) \
-                else block[:, genes_only]
+        block = _genes_of(block, genes_only)
         if start == 0 and state == "lognorm":
             base = log_base(block[:1000])
-        R_parts.append(ranks.within_cell_ranks(block, rank_cols, max_rank) * on_gene)
-        empty.append(np.asarray(abs(block).sum(axis=1)).ravel() == 0)
-        L_parts.append(_lognorm(block, state, base))
-    R = np.vstack(R_parts) if R_parts else np.zeros((0, cols.size), dtype=np.float32)
+        R[start:stop] = ranks.within_cell_ranks(block, rank_cols, max_rank) * on_gene
+        empty[start:stop] = np.asarray(abs(block).sum(axis=1)).ravel() == 0
+        here = fit[(fit >= start) & (fit < stop)] - start
+        if here.size:
+            F_parts.append(_lognorm(block, state, base, rows=here))
+    F = sp.vstack(F_parts, format="csr") if F_parts else sp.csr_matrix((0, genes_only.size), dtype=np.float32)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
     spare = table.reserve_genes
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    return Expression(R, {g: i for i, g in enumerate(genes)}, L_parts, keep, embedding.fit_cells(X.shape[0], seed),
-                      np.concatenate(empty) if empty else np.zeros(0, dtype=bool), base)
+    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, base)
 
 
-def _lognorm(block, state: str, base: float | None = None) -> sp.csr_matrix:
+def _genes_of(block, genes_only: np.ndarray):
+    """A row block without its control-probe columns (the block itself when every column is a gene)."""
+    if genes_only.size == block.shape[1]:
+        return block
+    return embedding.take_columns(sp.csr_matrix(block), genes_only) if sp.issparse(block) else block[:, genes_only]
+
+
+def _lognorm(block, state: str, base: float | None = None, *, rows: np.ndarray | None = None,
+             cols: np.ndarray | None = None) -> sp.csr_matrix:
     """A row block log-normalised as :func:`~tmetoolkit._matrix.normalise_block` does (counts to 10,000 per cell),
     as float32 CSR; log values of a recognised ``base`` are read as the counts they encode. A CSR block of counts
-    without scipy's general sparse product."""
-    if state == "lognorm" and base is not None:
-        block, state = taken_back(csr64(block), base), "counts"
-    if state == "counts" and sp.issparse(block) and block.format == "csr":
-        lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
-        scale = np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
+    without scipy's general sparse product. ``rows`` / ``cols`` (increasing): only those rows / columns are
+    returned, each value as in the whole block (library sizes from every column)."""
+    block, state = _as_counts(block, state, base)
+    if _is_csr_counts(block, state):
+        scale = _scale(block)
+        if rows is not None:
+            block, scale = block[rows], scale[rows]
+        if cols is not None:
+            block = embedding.take_columns(block, cols)
         data = _log_scaled(block.indptr, block.data, scale)
         return sp.csr_matrix((data, block.indices, block.indptr), shape=block.shape)
     block = sp.csr_matrix(block, dtype=np.float64) if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-    return sp.csr_matrix(normalise_block(block, state, 1e4), dtype=np.float32)
+    out = sp.csr_matrix(normalise_block(block, state, 1e4, cols=cols), dtype=np.float32)
+    return out if rows is None else out[rows]
+
+
+def _lognorm_dense(block, state: str, base: float | None, cols: np.ndarray) -> np.ndarray:
+    """Columns ``cols`` (increasing) of :func:`_lognorm` of a row block as a dense float32 array; a CSR block of
+    counts in one pass over its entries (taking the columns, then the logs, then the dense array took three)."""
+    block, state = _as_counts(block, state, base)
+    if _is_csr_counts(block, state):
+        slot = np.full(block.shape[1], -1, dtype=np.int64)
+        slot[cols] = np.arange(cols.size)
+        return _log_scaled_columns(block.indptr, block.indices, block.data, _scale(block), slot, cols.size)
+    return embedding.dense_columns(_lognorm(block, state, base, cols=cols), np.arange(cols.size))
+
+
+def _as_counts(block, state: str, base: float | None):
+    """Log values of a recognised ``base`` taken back to the counts they encode, as ``(block, "counts")``."""
+    if state == "lognorm" and base is not None:
+        return taken_back(csr64(block), base), "counts"
+    return block, state
+
+
+def _is_csr_counts(block, state: str) -> bool:
+    return state == "counts" and sp.issparse(block) and block.format == "csr"
+
+
+def _scale(block: sp.csr_matrix) -> np.ndarray:
+    """Per row, the factor that brings its total to 10,000 (0 for an empty row)."""
+    lib = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
+    return np.divide(1e4, lib, out=np.zeros_like(lib), where=lib > 0)
+
+
+@numba.njit(parallel=True, cache=True)
+def _log_scaled_columns(indptr, indices, data, scale, slot, n_cols):  # pragma: no cover - compiled
+    """:func:`_log_scaled` of the entries in columns ``slot[column] >= 0``, as a dense float32 rows x ``n_cols``."""
+    out = np.zeros((indptr.size - 1, n_cols), dtype=np.float32)
+    for i in numba.prange(indptr.size - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = slot[indices[p]]
+            if j >= 0:
+                out[i, j] = np.log1p(np.float64(data[p]) * scale[i])
+    return out
 
 
 @numba.njit(parallel=True, cache=True)
@@ -134,15 +199,17 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
                  n_neighbors: int, seed: int, min_confidence: float) -> Identity:
     """Marker evidence from within-cell ranks, pooled over expression neighbours, and the classifier's calls.
 
-    ``variable`` marks the variable genes of ``expr.lognorm`` (``None``: all genes) that, with the markers, span
-    the principal components; ``connectivities`` is the user's neighbour graph or ``None``.
+    ``variable`` marks the variable genes among the columns of ``expr.fit_matrix`` (``None``: all genes) that, with
+    the markers, span the principal components; ``connectivities`` is the user's neighbour graph or ``None``.
     """
     R, gene_col = expr.ranks, expr.gene_col
     E, missing = lineage_core.label_evidence(R, gene_col, table)
     E.index = obs_names
     n_obs = len(obs_names)
-    pcs = embedding.principal_components(expr.lognorm, expr.fit_matrix, variable, expr.marker_cols, seed=seed) \
-        if n_obs > 2 else None
+    pcs = None
+    if n_obs > 2:
+        genes = embedding.component_columns(expr.n_genes, variable, expr.marker_cols)
+        pcs = embedding.principal_components(expr.fit_matrix, genes, expr.lognorm_columns(genes), n_obs, seed=seed)
     conn = connectivities
     if conn is not None and conn.shape == (n_obs, n_obs):
         W, graph = embedding.graph_weights(conn), "obsp['connectivities']"
@@ -201,14 +268,22 @@ def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np
     res.confidence[mask] = np.minimum(res.confidence[mask], np.where(part.lineage == UNASSIGNED, 0.0, part.confidence))
 
 
-def neighbour_mean_w(values: np.ndarray, W: sp.csr_matrix) -> np.ndarray:
-    """Rows averaged with row-normalised weights ``W``; NaN entries are skipped, an empty row stays empty."""
-    finite = np.isfinite(values)
-    num = W @ np.where(finite, values, 0.0)
-    den = W @ finite.astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    out[~finite] = np.nan
+def neighbour_mean_w(values: np.ndarray, W: sp.csr_matrix, step: int = 8) -> np.ndarray:
+    """Rows averaged with row-normalised weights ``W``; NaN entries are skipped, an empty row stays empty.
+
+    ``step`` columns at a time: all at once, the temporaries were five copies of ``values`` (cells x signatures in
+    float64: 2.7 GB at 1,000,000 cells and 68 signatures).
+    """
+    out = np.empty(values.shape, dtype=np.float64)
+    for start in range(0, values.shape[1], step):
+        v = values[:, start:start + step]
+        finite = np.isfinite(v)
+        num = W @ np.where(finite, v, 0.0)
+        den = W @ finite.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            part = num / den
+        part[~finite] = np.nan
+        out[:, start:start + step] = part
     return out
 
 
