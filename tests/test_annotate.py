@@ -1177,6 +1177,25 @@ def test_states_are_not_decided_on_the_lineage_identity_genes():
                                "Treg": ("Treg_core",)}
 
 
+def test_killers_are_told_apart_without_the_programme_they_share():
+    """Among cells called CD8 effector or Tex, the two are decided on sets without the cytotoxic programme (exhausted
+    cells keep their granzymes) and without genes most lymphocytes express; a set the panel cannot score has no
+    fallback to a published set holding the sibling's genes."""
+    from tmetoolkit._core.annotation import rules
+
+    tables, derived = rules.killer_rules()
+    genes = {s.name: set(s.genes_up) for s in [*rules.specific_state_rules()[1], *derived]}
+    assert set(tables["CD8 T"]) == {"CD8 effector", "CD8 Tex"}
+    cytotoxic = set(tmt.sig.get("Cytotoxic_cells").genes_up)
+    for names in tables["CD8 T"].values():
+        for name in names:
+            sig = genes.get(name) or set(tmt.sig.get(name).genes_up)
+            assert not sig & cytotoxic and not sig & {"IL2RB", "IL2RG", "CD74", "NAMPT"}
+    assert {"CX3CR1", "FGFBP2", "TBX21"} <= genes["CD8_effector" + rules.KILLER_SUFFIX]
+    assert {"CXCL13", "HAVCR2", "TOX2"} <= genes["CD8_Tex" + rules.KILLER_SUFFIX]
+    assert {s.name for s in derived} <= {s.name for s in rules.derived_signatures()}
+
+
 def test_states_are_not_decided_on_translation_genes():
     """Every cell makes ribosomal proteins, EEF1A1, TPT1 and PABPC1: Zheng 2021's naive CD8 set lists four such
     genes, which decided CD8 naive/memory by themselves. The state sets leave them out (kinases named RPS6K... are
@@ -1437,7 +1456,8 @@ def pbmc68k():
 def test_terminal_exhaustion_rests_on_the_exhaustion_receptors(pbmc68k):
     """CD8 Tex is decided on Zheng 2021's Tex programme with ProjecTILs' Tex gate (TIM-3, LAYN, LAG-3, CD39), so
     cytotoxic cells without the receptors are not called exhausted. Two real negative controls: blood CD8 T cells
-    (none terminally exhausted) of scanpy's PBMC sample, 2 of 101 called Tex (6 with the programme alone), and
+    (none terminally exhausted) of scanpy's PBMC sample, none of 101 called Tex (the panel holds no Tex gene left
+    among killers but TIGIT and LAG3; 2 when effector and Tex competed with the rest, 6 with the programme alone), and
     Chen's stem-like TCF7+ CD8 T cells called CD8 T, 3 of 16 (11 before)."""
     cd8 = pbmc68k.obs["tmt_lineage"] == "CD8 T"
     assert (pbmc68k.obs["tmt_state"][cd8] == "CD8 Tex").mean() <= 0.04

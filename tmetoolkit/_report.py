@@ -300,6 +300,7 @@ def _comparison_section(adata, s_key, caveats: list[str]) -> str | None:
 
 
 def _signature_section(adata) -> str | None:
+    from ._core.annotation.rules import published_name
     from .sig import get as get_sig
     from .sig import list as list_sigs
 
@@ -308,9 +309,8 @@ def _signature_section(adata) -> str | None:
         return None
     rows = sig[["signature", "version", "n_genes", "n_found", "scored", "method"]].copy()
     registry = set(list_sigs()["name"])
-    # annotate's "<name>_specific" sets are published sets without genes shared with sibling states
-    rows["doi"] = [get_sig(base).doi if (base := s.removesuffix("_specific")) in registry else ""
-                   for s in rows["signature"]]
+    # annotate's derived sets ("<name>_specific", ...) are published sets without some of their genes
+    rows["doi"] = [get_sig(base).doi if (base := published_name(s)) in registry else "" for s in rows["signature"]]
     return _table_html(rows, max_rows=400, name="signatures")
 
 

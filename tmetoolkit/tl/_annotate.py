@@ -79,26 +79,29 @@ def annotate(
     scores (:func:`tmetoolkit.tl.score`, ``mean_ctrl``) on the genes that are a state's own (signatures
     ``<name>_specific`` without the genes of sibling states and of the lineage's identity), averaged over the same
     expression neighbours; the best-scoring state wins when its lead over the runner-up is clear, else the cell
-    keeps its lineage name. MDSC-like cells are a population apart from the conventional cells of their lineage in
-    the same sample. M-MDSC-like cells are classical monocytes with HLA-DR low or negative (Bronte 2016): they hold
-    the monocytes' own genes, so among the cells of a sample called monocyte or M-MDSC-like those whose HLA class II
-    (the down genes of ``M_MDSC_like``) is low are M-MDSC-like; among its neutrophils, those high in the
-    PMN-MDSC-like programme's own genes are PMN-MDSC-like. Each split is made where a two-Gaussian mixture finds
-    two populations (a BIC gain of at least 10 over one Gaussian, Ashman's D >= 2, at least 10 cells each, the
-    higher one's mean score above zero, the control genes' level); where the cells form one population, all are
-    monocytes or neutrophils (blood monocytes hold less HLA class II than intermediate ones, but plenty; the
-    neutrophils of a healthy lung make the activation genes PMN-MDSC share), and the MDSC programmes stay
-    available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep the naive cells' TCF7, CCR7 and SELL but
-    belong to the exhausted lineage: among the cells called naive/memory or Tpex, those high in the Tpex
-    programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population apart, so naive/memory cells are
-    decided on the genes they share with Tpex as well. Antigen-presenting CAFs are a population apart among all of
-    a sample's fibroblasts, split off on their MHC class II genes, which every antigen-presenting cell makes in
-    abundance (Elyada 2019); where the fibroblasts form one population none is apCAF and the cells the competition
-    called apCAF keep the name Fibroblast. No state is decided on the translation machinery every cell
-    makes (ribosomal proteins, EEF1A1, TPT1, PABPC1). A sample needs enough of these cells to show two populations:
-    with a few dozen, a small MDSC-like population is often not told from a skewed single one.
-    MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM
-    M1- and M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
+    keeps its lineage name. CD8 effector and Tex cells both kill, and exhausted cells of tumours keep their
+    granzymes (Li 2019): the two compete as one against naive/memory and Tpex, then, among the cells called either,
+    effector against Tex on their sets without the cytotoxic programme and without genes most lymphocytes express
+    (IL2RB, IL2RG, CD74, NAMPT); a panel that cannot score Tex there leaves them effector. MDSC-like cells are a
+    population apart from the conventional cells of their lineage in the same sample. M-MDSC-like cells are
+    classical monocytes with HLA-DR low or negative (Bronte 2016): they hold the monocytes' own genes, so among the
+    cells of a sample called monocyte or M-MDSC-like those whose HLA class II (the down genes of ``M_MDSC_like``) is
+    low are M-MDSC-like; among its neutrophils, those high in the PMN-MDSC-like programme's own genes are
+    PMN-MDSC-like. Each split is made where a two-Gaussian mixture finds two populations (a BIC gain of at least 10
+    over one Gaussian, Ashman's D >= 2, at least 10 cells each, the higher one's mean score above zero, the control
+    genes' level); where the cells form one population, all are monocytes or neutrophils (blood monocytes hold less
+    HLA class II than intermediate ones, but plenty; the neutrophils of a healthy lung make the activation genes
+    PMN-MDSC share), and the MDSC programmes stay available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep
+    the naive cells' TCF7, CCR7 and SELL but belong to the exhausted lineage: among the cells called naive/memory or
+    Tpex, those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population
+    apart, so naive/memory cells are decided on the genes they share with Tpex as well. Antigen-presenting CAFs are
+    a population apart among all of a sample's fibroblasts, split off on their MHC class II genes, which every
+    antigen-presenting cell makes in abundance (Elyada 2019); where the fibroblasts form one population none is
+    apCAF and the cells the competition called apCAF keep the name Fibroblast. No state is decided on the
+    translation machinery every cell makes (ribosomal proteins, EEF1A1, TPT1, PABPC1). A sample needs enough of
+    these cells to show two populations: with a few dozen, a small MDSC-like population is often not told from a
+    skewed single one. MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM M1- and
+    M2-like programmes are often co-expressed (Azizi 2018), so both scores are kept and
     ``obs["tmt_tam_polarization"]`` says when a macrophage is high in both.
 
     Parameters
@@ -308,7 +311,8 @@ def annotate(
                      n_neighbors=n_neighbors,
                      state_min=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
                      lineage_min=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence,
-                     override=override_confidence, tumor_signature=tumor_signature)
+                     override=override_confidence, tumor_signature=tumor_signature,
+                     killer_rules=rules.killer_rules()[0])
     _write_calls(adata, calls.lineage, calls.state, calls.confidence)
     for col, values in calls.subsets.items():
         adata.obs[col] = pd.Categorical(values)

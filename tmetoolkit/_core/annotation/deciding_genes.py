@@ -14,7 +14,7 @@ from ...sig import get
 from ...sig._genes import GeneIndex
 from . import protein as prot
 from .markers import lineage_markers
-from .rules import SPECIFIC_SUFFIX, SUBSET_RULES
+from .rules import SUBSET_RULES, published_name
 
 SUBSET_KEYS = (_keys.TAM_SUBSET, _keys.CAF_SUBSET)
 
@@ -101,7 +101,7 @@ def signature_genes(signatures: pd.DataFrame, var_names, names: list[str],
             continue
         if "scored" in info.columns and not info.at[name, "scored"]:
             continue  # too few of its genes on the panel: it decided nothing
-        down = set(get(name.removesuffix(SPECIFIC_SUFFIX)).genes_down)
+        down = set(get(published_name(name)).genes_down)
         used = str(info.at[name, "genes_used"]).split(",")
         for gene, pos in index.match(used).items():
             for i in pos:

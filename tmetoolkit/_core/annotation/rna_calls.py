@@ -18,6 +18,8 @@ from .lineage import UNASSIGNED
 from .markers import MarkerTable
 from .states import decide, label_scores, noise_scale, standardise
 
+_KILLERS = "killers"  # the killer states of a lineage as one competitor (rules.KILLERS)
+
 
 @dataclass
 class RnaCalls:
@@ -39,13 +41,15 @@ class RnaCalls:
 def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
              state_rules: dict[str, dict[str, tuple[str, ...]]], *, groups: pd.Series | None, samples: np.ndarray,
              n_neighbors: int, state_min: float, lineage_min: float, override: float,
-             tumor_signature: str | None) -> RnaCalls:
+             tumor_signature: str | None,
+             killer_rules: dict[str, dict[str, tuple[str, ...]]] | None = None) -> RnaCalls:
     """States, subsets, polarization and the rule table from signature scores ``S`` (cells x signatures, each
     cell's own) and the lineage identity ``ident``.
 
     ``state_rules``: per lineage, label -> signatures (:func:`.rules.resolve`d); ``groups``: clusters (NaN: none)
     that lend their lineage to unsure cells (:func:`.identity.cluster_consensus`); ``samples``: per cell, within
-    which the population splits are made.
+    which the population splits are made; ``killer_rules``: per lineage, the table deciding among the cells called
+    one of its killer states (default :func:`.rules.killer_rules`).
 
     States and subsets are called cell by cell within their lineage, whatever ``groups`` says: clusters at the
     resolution users cluster at hold a lineage, not a state, and a cluster's mean scores gave its majority state to
@@ -59,16 +63,46 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
     not_assessable: dict[tuple[str, str], str] = {("lineage", lab): why
                                                   for lab, why in ident.result.not_assessable.items()}
 
-    def call(table, mask, level):
+    def call(table, mask, level, killers=()):
         M, missing = label_scores(S.loc[mask], table)
         for lab, why in missing.items():
             not_assessable[(level, lab)] = why
+        # the killer states compete as one against the others (rules.KILLERS): a Tex cell that keeps its
+        # granzymes ties with the effector state, and the tie is no lead over naive/memory or Tpex
+        inner = [k for k in killers if k in M.columns]
+        first = None
+        if len(inner) > 1:
+            raw = np.nan_to_num(M[inner].to_numpy(dtype=float), nan=-np.inf)
+            first = np.asarray(inner, dtype=object)[np.argmax(raw, axis=1)]
+            M = M.rename(columns={k: f"{_KILLERS}|{k}" for k in inner})
         # labels naming the same lineage compete as one: the runner-up is another label
         M = standardise(M)
         sigma = 1.0  # confidence 0.63 at a lead of one noise unit, 0.95 at three
         labels, _, conf = decide(M, sigma, min_score=0.0)
+        if first is not None:  # the better of the killer states, until which_killers decides among them
+            labels = np.where(labels == _KILLERS, first, labels)
         return labels, conf
 
+    def which_killers(lin, table):
+        # among the cells called one of the lineage's killer states, which killer, on sets without the programme
+        # they share (rules.killer_rules); a cell whose lead there is too small keeps its call. Where a killer
+        # state cannot be scored among killers (no fallback), they are the default (first) state.
+        among = (lineage == lin) & np.isin(state, list(table))
+        if not among.any():
+            return
+        M, missing = label_scores(S.loc[among], table)
+        if missing:
+            default = next(iter(table))
+            for lab, why in missing.items():
+                not_assessable[(lin, lab)] = f"{why} (among {' and '.join(table)} cells); they stay {default}"
+            state[among] = default
+            return
+        st, _, st_conf = decide(standardise(M), 1.0, min_score=0.0)
+        ok = st_conf >= state_min
+        state[among] = np.where(ok, st, state[among])
+        conf[among] = np.where(ok, np.minimum(conf[among], st_conf), conf[among])
+
+    killer_rules = rules.killer_rules()[0] if killer_rules is None else killer_rules
     lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
     if groups is not None:
         lineage, lin_conf = cluster_consensus(ident.result, groups, override, lineage_min,
@@ -81,10 +115,12 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             if lin == "CD8 T":
                 logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
             continue
-        st, st_conf = call(table, mask, lin)
+        st, st_conf = call(table, mask, lin, killers=killer_rules.get(lin, ()))
         ok = (st_conf >= state_min) & (st != UNASSIGNED)
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
+        if lin in killer_rules:
+            which_killers(lin, killer_rules[lin])
     splits = rules.population_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
 
     # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
@@ -107,7 +143,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             out[mask] = np.where(st_conf >= state_min, st, "undetermined")
         subsets[col] = np.where(mask, out, None)
 
-    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable)
+    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable, killer_rules)
     messages = _messages(rule_tab, ident, tumor_signature)
     return RnaCalls(lineage=lineage, state=state, confidence=conf, subsets=subsets,
                     polarization=tam_polarization(S, lineage), rules=rule_tab, splits=splits, messages=messages)
@@ -129,8 +165,10 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
     return pol
 
 
-def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_assessable) -> pd.DataFrame:
-    """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``)."""
+def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_assessable,
+                killer_rules=None) -> pd.DataFrame:
+    """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``); a killer
+    state's signatures include the sets deciding among killers (``<name>_among_killers``)."""
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
     spare = lineage_core.stand_ins(marker_table, ident.gene_col)
     for parent, sub in marker_table.splits.items():  # CD8 T and CD4 T rows carry what T cells were read by
@@ -144,8 +182,10 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
              "reason": not_assessable.get(("lineage", lab.label), "")}
             for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
     for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
+        killers = (killer_rules or {}).get(level, {})
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")
+            sigs = dict.fromkeys([*sigs, *killers.get(label, ())])  # a killer state: those deciding among killers too
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why})
     rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})

@@ -228,6 +228,88 @@ def specific_state_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[
     return tables, list(derived.values())
 
 
+# Killers first, then which killers. CD8 T cells are called naive/memory, Tpex or a killer on the own-gene sets
+# above, the killer states (effector, Tex) competing as one, so that a tie between them is no lead over the others;
+# the cytotoxic genes tell killers from naive and Tpex cells there. Then, among the cells called a killer only,
+# effector against Tex on sets without the programme both kill with (killer_rules); a cell with too small a lead
+# there keeps the better killer state of the first step. Exhausted CD8 T cells of human tumours keep their
+# granzymes and perforin (Li H et al. Cell 176:775 (2019), doi:10.1016/j.cell.2018.11.043; Sade-Feldman M et al.
+# Cell 175:998 (2018), doi:10.1016/j.cell.2018.10.038): with one competition, the granule genes of the effector set
+# (GZMH, GZMA, GNLY, NKG7, KLRD1) drew them to effector or left them unsure. Simulated tumours whose Tex carry the
+# cytotoxic module (6 samples of 3,000 cells, 14 depth and panel variants): Tex F1 0.36-1.00 -> 0.91-1.00, effector
+# F1 0.77-1.00 -> 0.88-1.00. Dropping the programme from every CD8 state's set in the one competition instead lost
+# the 23 effector cells of blood (PBMC 68k) to naive/memory or Tex; here the blood effector cells stay effector
+# (23 -> 29, Tex 2 -> 0), since the panel cannot score Tex without the genes below and no fallback is taken. Cost:
+# simulate()'s Tex, which lack the granzymes (seeds 0 and 1, 8 variants each), Tex F1 0.950-0.998 -> 0.908-0.996,
+# the largest loss at 1,000 counts a cell (seed 0: 0.960 -> 0.908, 20 of 300 effector cells called Tex).
+# lineage -> (the killer states, the default first; the programme they share)
+KILLERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "CD8 T": (("CD8 effector", "CD8 Tex"), "Cytotoxic_cells"),
+}
+KILLER_SUFFIX = "_among_killers"
+# Genes of a killer state's set that other killers (and most blood lymphocytes) express as well, left out among
+# killers. Detection in PBMC 68k (validate_annotation's pbmc68k; cells called CD8 effector / CD8 naive/memory / NK /
+# B / monocyte): IL2RB, IL-2/IL-15 receptor beta (CD122), marks blood NK and effector-memory CD8 T cells (0.26 /
+# 0.15 / 0.30 / 0.03 / 0.01); IL2RG, the common gamma chain of every lymphocyte (0.91 / 0.80 / 0.76 / 0.58 /
+# 0.33); CD74, the MHC class II invariant chain of every antigen-presenting cell (0.91 / 0.81 / 0.83 / 1.00 / 1.00);
+# NAMPT, nicotinamide phosphoribosyltransferase, an NAD salvage enzyme every cell makes (not on that panel).
+NOT_OWN_AMONG_KILLERS: dict[str, frozenset[str]] = {
+    "CD8_Tex": frozenset({"IL2RB", "IL2RG", "CD74", "NAMPT"}),
+}
+
+
+def killer_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Signature]]:
+    """Per lineage of ``KILLERS``, the rule table deciding among its killer states, and the derived signatures it
+    needs: each state's own set (:func:`specific_state_rules`) without the shared killing programme and without the
+    genes of ``NOT_OWN_AMONG_KILLERS``, named ``<signature>_among_killers`` where genes were left out (a set left
+    with fewer than ``MIN_SPECIFIC_GENES`` genes is not used). These tables are not :func:`resolve`d: a set the
+    panel cannot score has no fallback, since the published sets hold the genes of the sibling killer (GZMB in
+    CD8_Tex and CD8_Tex_gate); a state left without a set is not assessable among killers, and the killers are
+    the default state (:func:`.rna_calls.call_rna`)."""
+    from dataclasses import replace
+
+    from ...sig import get
+
+    tables, derived_list = specific_state_rules()
+    derived = {s.name: s for s in derived_list}
+    out_tables: dict[str, dict[str, tuple[str, ...]]] = {}
+    out = {}
+    for lineage, (labels, programme) in KILLERS.items():
+        table = tables.get(lineage, {})
+        shared = set(get(programme).genes_up)
+        out_tables[lineage] = {}
+        for label in (lab for lab in labels if lab in table):
+            names = []
+            for name in table[label]:
+                sig = derived.get(name) or get(name)
+                base = name.removesuffix(SPECIFIC_SUFFIX)
+                own = tuple(g for g in sig.genes_up
+                            if g not in shared and g not in NOT_OWN_AMONG_KILLERS.get(base, ()))
+                if len(own) == len(sig.genes_up):
+                    names.append(name)
+                elif len(own) >= MIN_SPECIFIC_GENES:
+                    about = (f"{name} without the {programme} programme that {' and '.join(labels)} cells share"
+                             + (" and without genes most lymphocytes express" if base in NOT_OWN_AMONG_KILLERS
+                                else ""))
+                    spec = replace(sig, name=base + KILLER_SUFFIX, genes_up=own,
+                                   weights={g: w for g, w in sig.weights.items() if g in own or g in sig.genes_down},
+                                   min_genes=min(sig.min_genes, len(own)),
+                                   metadata={**sig.metadata, "description": about})
+                    out[spec.name] = spec
+                    names.append(spec.name)
+            out_tables[lineage][label] = tuple(names)
+    return out_tables, list(out.values())
+
+
+def published_name(name: str) -> str:
+    """The registry signature a set annotate derives is made from (``CD8_Tex_specific``, ``CD8_Tex_among_killers``
+    and ``M_MDSC_like_lacks`` -> ``CD8_Tex``, ``CD8_Tex``, ``M_MDSC_like``); a registry name is its own."""
+    for suffix in (SPECIFIC_SUFFIX, KILLER_SUFFIX, LACKING_SUFFIX):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
+
+
 def resolve(table: dict[str, tuple[str, ...]], used: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
     """The rule table with each signature that could not be scored replaced by what can decide in its place:
     a ``<name>_specific`` set by its published set, a set listed in ``FALLBACKS`` by its first fallback that was
@@ -258,7 +340,7 @@ def needed_signatures() -> list[str]:
 def derived_signatures() -> list[Signature]:
     """Every signature annotate derives from the registry's (state-specific sets and the programmes a state lacks),
     scored with the registry's in one pass by annotate and by the pipeline alike."""
-    return [*specific_state_rules()[1], *lacking_signatures()]
+    return [*specific_state_rules()[1], *killer_rules()[1], *lacking_signatures()]
 
 
 def lacking_signatures() -> list[Signature]:
