@@ -136,8 +136,9 @@ def is_translation_gene(gene: str) -> bool:
 # J Exp Med 219:e20210815 (2022), doi:10.1084/jem.20210815), and CD74 and HLA-DRA, all the apCAF set has on many
 # panels, are among the most abundant transcripts of every antigen-presenting cell: on Chen's MERFISH panel CD74 is
 # 5% of the fibroblasts' transcripts and detected in 71% of them (79% of epithelial cells). The competition called
-# 479 of that sample's 662 fibroblasts apCAF; one population there (Ashman's D 1.09), now none. Their sibling is
-# the lineage itself: fibroblasts outside such a population keep no state rather than another CAF's.
+# 479 of that sample's 662 fibroblasts apCAF; they form one population (Ashman's D 1.36), and now none is. Their
+# sibling is the lineage itself: outside such a population fibroblasts keep their other CAF states, and those the
+# competition called apCAF keep the lineage's name.
 POPULATION_SPLITS: dict[str, tuple[str, str, str, str]] = {
     "Monocyte/Macrophage": ("M-MDSC-like", "Monocyte", "M_MDSC_like", "low"),
     "Neutrophil": ("PMN-MDSC-like", "Neutrophil", "PMN_MDSC_like", "high"),
