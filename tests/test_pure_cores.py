@@ -172,6 +172,40 @@ def test_call_rna_states_decisive_treg_and_polarization_on_arrays():
     assert set(calls.subsets) == set(rules.SUBSET_RULES)
 
 
+
+def test_killers_are_decided_among_themselves_on_the_genes_they_do_not_share():
+    """Exhausted CD8 T cells that keep their granzymes score the effector set (with its granule genes) above their
+    own: in one competition they were effector. Effector and Tex compete as one against naive/memory, then among
+    the killers on sets without the shared programme (``killer_rules``)."""
+    from tmetoolkit._core.annotation.markers import lineage_markers
+    from tmetoolkit._core.annotation.rna_calls import call_rna
+
+    rng = np.random.default_rng(1)
+    n = 600
+    group = np.repeat(["naive", "effector", "tex"], n // 3)
+    index = pd.Index([f"c{i}" for i in range(n)])
+    S = pd.DataFrame(rng.normal(0, 1, (n, 5)), index=index, columns=["naive", "eff", "tex", "eff_own", "tex_own"])
+    S.loc[group == "naive", "naive"] += 6
+    S.loc[group == "effector", ["eff", "eff_own"]] += 6
+    S.loc[group == "tex", "eff"] += 6  # the granule genes of the effector set
+    S.loc[group == "tex", ["tex", "tex_own"]] += [4, 6]
+    lineage = np.full(n, "CD8 T")
+    own = pd.DataFrame({"T|Treg": np.zeros(n)}, index=index)
+    state_rules = {"CD8 T": {"CD8 naive/memory": ("naive",), "CD8 effector": ("eff",), "CD8 Tex": ("tex",)}}
+    killers = {"CD8 T": {"CD8 effector": ("eff_own",), "CD8 Tex": ("tex_own",)}}
+
+    def states(killer_rules):
+        return call_rna(S, _identity(lineage, np.zeros((n, 1)), ["FOXP3"], own), lineage_markers(), state_rules,
+                        groups=None, samples=np.full(n, "s1", dtype=object), n_neighbors=1, state_min=0.3,
+                        lineage_min=0.5, override=0.8, tumor_signature=None, killer_rules=killer_rules).state
+
+    two_steps = states(killers)
+    assert (two_steps[group == "tex"] == "CD8 Tex").mean() >= 0.95
+    assert (two_steps[group == "effector"] == "CD8 effector").mean() >= 0.95
+    assert (two_steps[group == "naive"] == "CD8 naive/memory").mean() >= 0.95
+    one_competition = states({})
+    assert (one_competition[group == "tex"] == "CD8 Tex").mean() <= 0.2
+
 def test_not_yet_scored_rescores_only_what_changed():
     from tmetoolkit._core.scoring.methods import not_yet_scored
     from tmetoolkit.sig import as_signatures

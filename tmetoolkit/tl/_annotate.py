@@ -311,8 +311,7 @@ def annotate(
                      n_neighbors=n_neighbors,
                      state_min=LEAD_MIN_CONFIDENCE if min_confidence is None else min_confidence,
                      lineage_min=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence,
-                     override=override_confidence, tumor_signature=tumor_signature,
-                     killer_rules=rules.killer_rules()[0])
+                     override=override_confidence, tumor_signature=tumor_signature)
     _write_calls(adata, calls.lineage, calls.state, calls.confidence)
     for col, values in calls.subsets.items():
         adata.obs[col] = pd.Categorical(values)

@@ -171,9 +171,12 @@ def score(
         used["control_probes_left_out"] = int(probes.sum())
     if method == "mean_ctrl" and report.state == "lognorm":
         first = row_block(X, 0, min(adata.n_obs, 1000))[:, np.flatnonzero(~probes)]
-        first = first.toarray() if sp.issparse(first) else np.asarray(first)
         # from the lowest value: log2(x + 0.001) is log2(x / 0.001 + 1) shifted, and a shift changes no score
-        base = log_base(first - first.min()) if first.size else None
+        # (densified only then: 1,000 cells of a whole transcriptome are 0.3 GB as float64)
+        low = first.min() if first.size else 0.0
+        if low != 0:
+            first = (first.toarray() if sp.issparse(first) else np.asarray(first)) - low
+        base = log_base(first) if first.size else None
         if base is not None:  # differences of log2 or log10 values, in the natural-log units of log1p
             scores *= np.log(base)
         used["log_base"] = {None: "", np.e: "e", 2.0: "2", 10.0: "10"}[base]

@@ -166,7 +166,7 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
 
 
 def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_assessable,
-                killer_rules=None) -> pd.DataFrame:
+                killer_rules) -> pd.DataFrame:
     """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``); a killer
     state's signatures include the sets deciding among killers (``<name>_among_killers``)."""
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
@@ -182,7 +182,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
              "reason": not_assessable.get(("lineage", lab.label), "")}
             for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
     for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
-        killers = (killer_rules or {}).get(level, {})
+        killers = killer_rules.get(level, {})
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")
             sigs = dict.fromkeys([*sigs, *killers.get(label, ())])  # a killer state: those deciding among killers too
