@@ -1769,6 +1769,50 @@ def test_apcaf_are_a_population_apart_among_the_fibroblasts():
     assert not splits.loc[splits["lineage"] == "Fibroblast", "applied"].any()
 
 
+def test_fibroblasts_that_all_carry_mhc_class_ii_keep_their_caf_states():
+    """apCAF is split off among all of a sample's fibroblasts and does not compete with myCAF and iCAF: where every
+    fibroblast carries MHC class II (as on Chen's panel) and none stands apart, the cells the competition gave to
+    apCAF were left without a state (here 727 of 878 planted iCAF; correct calls 0.46), now 1.00."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=3000, seed=7)
+    a = a[a.obs["true_state"] != "apCAF"].copy()
+    fib = (a.obs["true_lineage"] == "Fibroblast").to_numpy()
+    presenting = a.obs["true_lineage"].isin(["Monocyte/Macrophage", "DC", "B"]).to_numpy()
+    X = a.X.tolil()
+    depth = np.asarray(a.X.sum(axis=1)).ravel()
+    rng = np.random.default_rng(0)
+    for gene in tmt.sig.get("apCAF").genes_up:  # the antigen-presenting cells' share of each cell's transcripts
+        j = a.var_names.get_loc(gene)
+        share = (a.X[:, j].toarray().ravel()[presenting] / depth[presenting]).mean()
+        X[np.flatnonzero(fib), j] = rng.poisson(share * depth[fib]).reshape(-1, 1)
+    a.X = X.tocsr()
+    tmt.tl.annotate(a)
+    obs = a.obs[fib]
+    assert (obs["tmt_state"] == "apCAF").sum() == 0
+    assert (obs["tmt_state"].astype(str) == obs["true_state"].astype(str)).mean() >= 0.95
+
+
+def test_a_state_whose_rivals_cannot_be_scored_is_called_only_as_a_population_apart():
+    """Without a rival the panel can score, a state's lead over background follows depth: Chen's MERFISH panel holds
+    2 of the myCAF set's genes, and iCAF alone was called in 113 of its 662 fibroblasts (458 once apCAF stopped
+    competing), cells with twice the transcripts of the rest; now none. Where its cells do stand apart, they keep
+    it: simulate() without the myCAF genes but ACTA2 and TAGLN still calls its planted iCAF, and no myCAF iCAF."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=3000, seed=7)
+    lost = [g for g in tmt.sig.get("myCAF").genes_up if g not in ("ACTA2", "TAGLN")]
+    a = a[:, ~a.var_names.isin(lost)].copy()
+    tmt.tl.annotate(a)
+    state, true = a.obs["tmt_state"], a.obs["true_state"]
+    assert (state[true == "iCAF"] == "iCAF").mean() >= 0.9
+    assert (state[true == "myCAF"] == "iCAF").mean() <= 0.02
+    rules_ = a.uns["tmt_annotate"]["rules"].set_index(["level", "label"])
+    assert rules_.loc[("Fibroblast", "iCAF"), "assessable"]
+    assert "myCAF" in rules_.loc[("Fibroblast", "iCAF"), "reason"]
+
+    c = real_data("chen")
+    tmt.tl.annotate(c)
+    fib = c.obs["tmt_lineage"] == "Fibroblast"
+    assert (c.obs.loc[fib, "tmt_state"] == "iCAF").mean() <= 0.05
+
+
 def test_a_split_the_panel_cannot_make_is_not_reported_as_one_population():
     """Xenium's breast panel has no HLA class II gene of the apCAF or M-MDSC-like sets: the report's caveat used to
     say the fibroblasts (monocytes) formed one population."""

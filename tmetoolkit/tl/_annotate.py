@@ -96,8 +96,10 @@ def annotate(
     Tpex, those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population
     apart, so naive/memory cells are decided on the genes they share with Tpex as well. Antigen-presenting CAFs are
     a population apart among all of a sample's fibroblasts, split off on their MHC class II genes, which every
-    antigen-presenting cell makes in abundance (Elyada 2019); where the fibroblasts form one population none is
-    apCAF and the cells the competition called apCAF keep the name Fibroblast. No state is decided on the
+    antigen-presenting cell makes in abundance (Elyada 2019): apCAF does not compete with myCAF and iCAF, and
+    where the fibroblasts form one population none is apCAF. A state whose rivals the panel cannot score (iCAF on a
+    panel without the myCAF genes) is called only where its cells form a population apart in their sample: alone,
+    its lead over background would follow each cell's depth. No state is decided on the
     translation machinery every cell makes (ribosomal proteins, EEF1A1, TPT1, PABPC1). A sample needs enough of
     these cells to show two populations: with a few dozen, a small MDSC-like population is often not told from a
     skewed single one. MDSC states are called "-like" because a transcriptome cannot prove suppression. TAM M1- and

@@ -62,11 +62,18 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
                          columns=S.columns)
     not_assessable: dict[tuple[str, str], str] = {("lineage", lab): why
                                                   for lab, why in ident.result.not_assessable.items()}
+    alone: dict[tuple[str, str], str] = {}  # states called without a rival, and why
 
-    def call(table, mask, level, killers=()):
+    def call(table, mask, level, killers=(), apart=()):
         M, missing = label_scores(S.loc[mask], table)
         for lab, why in missing.items():
             not_assessable[(level, lab)] = why
+        M = M.drop(columns=[c for c in apart if c in M.columns])
+        rivals = [lab for lab in table if lab not in apart]
+        if M.shape[1] == 1 and len(rivals) > 1:  # its rivals cannot be scored (rules.ALONE)
+            lone = M.columns[0]
+            alone[(level, lone)] = rules.ALONE.format(state=lone, rivals=" and ".join(r for r in rivals if r != lone))
+            return lone_state(M[lone].to_numpy(dtype=float), samples[mask], lone)
         # the killer states compete as one against the others (rules.KILLERS): a Tex cell that keeps its
         # granzymes ties with the effector state, and the tie is no lead over naive/memory or Tpex
         inner = [k for k in killers if k in M.columns]
@@ -82,6 +89,19 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
         if first is not None:  # the better of the killer states, until which_killers decides among them
             labels = np.where(labels == _KILLERS, first, labels)
         return labels, conf
+
+    def lone_state(values, in_sample, lone):
+        # a lone state is called where its cells form a population apart within their sample, its confidence the
+        # lead over the crossing of the two populations in noise units
+        labels, lead = np.full(len(values), UNASSIGNED, dtype=object), np.zeros(len(values))
+        for smp in pd.unique(in_sample):
+            cells = np.flatnonzero(in_sample == smp)
+            low, info = rules.split_two_populations(values[cells], min_cells=lineage_core.MIN_SEEDS)
+            if low is not None:
+                high = cells[~low & np.isfinite(values[cells])]
+                labels[high] = lone
+                lead[high] = values[high] - info["threshold"]
+        return labels, 1.0 - np.exp(-lead / noise_scale(values))
 
     def which_killers(lin, table):
         # among the cells called one of the lineage's killer states, which killer, on sets without the programme
@@ -115,7 +135,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             if lin == "CD8 T":
                 logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
             continue
-        st, st_conf = call(table, mask, lin, killers=killer_rules.get(lin, ()))
+        st, st_conf = call(table, mask, lin, killers=killer_rules.get(lin, ()), apart=rules.apart_from_lineage(lin))
         ok = (st_conf >= state_min) & (st != UNASSIGNED)
         state[mask] = np.where(ok, st, lin)
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
@@ -143,7 +163,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             out[mask] = np.where(st_conf >= state_min, st, "undetermined")
         subsets[col] = np.where(mask, out, None)
 
-    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable, killer_rules)
+    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable, killer_rules, alone)
     messages = _messages(rule_tab, ident, tumor_signature)
     return RnaCalls(lineage=lineage, state=state, confidence=conf, subsets=subsets,
                     polarization=tam_polarization(S, lineage), rules=rule_tab, splits=splits, messages=messages)
@@ -166,7 +186,7 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
 
 
 def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_assessable,
-                killer_rules) -> pd.DataFrame:
+                killer_rules, alone) -> pd.DataFrame:
     """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``); a killer
     state's signatures include the sets deciding among killers (``<name>_among_killers``)."""
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
@@ -187,7 +207,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
             why = not_assessable.get((level, label), "")
             sigs = dict.fromkeys([*sigs, *killers.get(label, ())])  # a killer state: those deciding among killers too
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
-                         "reason": why})
+                         "reason": why or alone.get((level, label), "")})
     rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})
     rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
     return rule_tab
