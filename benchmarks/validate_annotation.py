@@ -671,7 +671,7 @@ def linear_profile(a: ad.AnnData) -> np.ndarray:
 
 FORMATS = {"ln(CP10k + 1)": lambda p: np.log1p(p * 1e4), "log2(CP10k + 1)": lambda p: np.log2(p * 1e4 + 1),
            "log2(CPM + 1)": lambda p: np.log2(p * 1e6 + 1), "log10(CPM + 1)": lambda p: np.log10(p * 1e6 + 1),
-           "CPM": lambda p: p * 1e6}
+           "log2(CPM + 0.1)": lambda p: np.log2(p * 1e6 + 0.1), "CPM": lambda p: p * 1e6}
 
 
 def format_rows(sets: list[LabelledSet]) -> list[dict]:

@@ -94,6 +94,21 @@ def log_base(block) -> float | None:
     return best
 
 
+def log_encoding(block) -> tuple[float | None, float]:
+    """The base of log values (:func:`log_base`) and the value their zeros take, or ``(None, 0.0)``.
+
+    ``log2(x + eps)`` is ``log2(x / eps + 1)`` shifted by ``log2(eps)``: values whose lowest entry is not zero are
+    read from it, so that ``log2(CPM + 0.1)`` is recognised as ``log2(CPM + 1)`` is.
+    """
+    if not block.shape[0] or not block.shape[1]:
+        return None, 0.0
+    low = float(block.min())
+    if low == 0:
+        return log_base(block), 0.0
+    base = log_base((block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)) - low)
+    return (base, low) if base is not None else (None, 0.0)
+
+
 def csr64(block) -> sp.csr_matrix:
     return sp.csr_matrix(block if sp.issparse(block) else np.asarray(block), dtype=np.float64)
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
-from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_base, row_block
+from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_encoding, row_block
 from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, target, warn
 from ..pp._check import (
     InputReport,
@@ -171,12 +170,9 @@ def score(
         used["control_probes_left_out"] = int(probes.sum())
     if method == "mean_ctrl" and report.state == "lognorm":
         first = row_block(X, 0, min(adata.n_obs, 1000))[:, np.flatnonzero(~probes)]
-        # from the lowest value: log2(x + 0.001) is log2(x / 0.001 + 1) shifted, and a shift changes no score
-        # (densified only then: 1,000 cells of a whole transcriptome are 0.3 GB as float64)
-        low = first.min() if first.size else 0.0
-        if low != 0:
-            first = (first.toarray() if sp.issparse(first) else np.asarray(first)) - low
-        base = log_base(first) if first.size else None
+        # a shift (log2(x + 0.001)) changes no score; densified only then: 1,000 cells of a whole transcriptome
+        # are 0.3 GB as float64
+        base, _ = log_encoding(first)
         if base is not None:  # differences of log2 or log10 values, in the natural-log units of log1p
             scores *= np.log(base)
         used["log_base"] = {None: "", np.e: "e", 2.0: "2", 10.0: "10"}[base]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..._matrix import csr64, iter_rows, log_base, normalise_block, taken_back
+from ..._matrix import csr64, iter_rows, log_encoding, normalise_block, taken_back
 from ..._utils import warn
 from ...sig._genes import control_probes, match_genes
 from . import embedding, ranks
@@ -57,7 +57,8 @@ class Expression:
     matrix: object  # the matrix read (never copied), for :meth:`lognorm_columns`
     genes_only: np.ndarray  # its columns that hold genes (not control probes)
     state: str
-    log_base: float | None = None  # the base of log values read as the counts they encode (log_base)
+    log_base: float | None = None  # the base of log values read as the counts they encode (log_encoding)
+    log_floor: float = 0.0  # the value their zeros take (log2(x + eps): log2(eps))
 
     @property
     def n_genes(self) -> int:
@@ -68,7 +69,7 @@ class Expression:
         each value as in the whole matrix (library sizes from every gene), without holding the whole matrix's
         log values (at 200,000 cells x 6,047 genes that copy alone took 2.3 GB, as much as the input)."""
         for _, _, block in iter_rows(self.matrix):
-            yield _lognorm_dense(_genes_of(block, self.genes_only), self.state, self.log_base, cols)
+            yield _lognorm_dense(_genes_of(block, self.genes_only), self.state, (self.log_base, self.log_floor), cols)
 
 
 @dataclass
@@ -99,23 +100,23 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
     fit = embedding.fit_cells(n_obs, seed)
     R = np.zeros((n_obs, cols.size), dtype=np.float32)  # filled in place: no second copy while stacking
     empty = np.zeros(n_obs, dtype=bool)
-    F_parts, base = [], None
+    F_parts, encoding = [], (None, 0.0)
     for start, stop, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
         block = _genes_of(block, genes_only)
         if start == 0 and state == "lognorm":
-            base = log_base(block[:1000])
+            encoding = log_encoding(block[:1000])
         R[start:stop] = ranks.within_cell_ranks(block, rank_cols, max_rank) * on_gene
         empty[start:stop] = np.asarray(abs(block).sum(axis=1)).ravel() == 0
         here = fit[(fit >= start) & (fit < stop)] - start
         if here.size:
-            F_parts.append(_lognorm(block, state, base, rows=here))
+            F_parts.append(_lognorm(block, state, encoding, rows=here))
     F = sp.vstack(F_parts, format="csr") if F_parts else sp.csr_matrix((0, genes_only.size), dtype=np.float32)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
     spare = table.reserve_genes
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, base)
+    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, *encoding)
 
 
 def _genes_of(block, genes_only: np.ndarray):
@@ -125,13 +126,17 @@ def _genes_of(block, genes_only: np.ndarray):
     return embedding.take_columns(sp.csr_matrix(block), genes_only) if sp.issparse(block) else block[:, genes_only]
 
 
-def _lognorm(block, state: str, base: float | None = None, *, rows: np.ndarray | None = None,
+Encoding = tuple[float | None, float]  # the base of log values and the value their zeros take (log_encoding)
+NOT_ENCODED: Encoding = (None, 0.0)
+
+
+def _lognorm(block, state: str, encoding: Encoding = NOT_ENCODED, *, rows: np.ndarray | None = None,
              cols: np.ndarray | None = None) -> sp.csr_matrix:
     """A row block log-normalised as :func:`~tmetoolkit._matrix.normalise_block` does (counts to 10,000 per cell),
-    as float32 CSR; log values of a recognised ``base`` are read as the counts they encode. A CSR block of counts
+    as float32 CSR; log values of a recognised ``encoding`` are read as the counts they encode. A CSR block of counts
     without scipy's general sparse product. ``rows`` / ``cols`` (increasing): only those rows / columns are
     returned, each value as in the whole block (library sizes from every column)."""
-    block, state = _as_counts(block, state, base)
+    block, state = _as_counts(block, state, encoding)
     if _is_csr_counts(block, state):
         scale = _scale(block)
         if rows is not None:
@@ -145,22 +150,25 @@ def _lognorm(block, state: str, base: float | None = None, *, rows: np.ndarray |
     return out if rows is None else out[rows]
 
 
-def _lognorm_dense(block, state: str, base: float | None, cols: np.ndarray) -> np.ndarray:
+def _lognorm_dense(block, state: str, encoding: Encoding, cols: np.ndarray) -> np.ndarray:
     """Columns ``cols`` (increasing) of :func:`_lognorm` of a row block as a dense float32 array; a CSR block of
     counts in one pass over its entries (taking the columns, then the logs, then the dense array took three)."""
-    block, state = _as_counts(block, state, base)
+    block, state = _as_counts(block, state, encoding)
     if _is_csr_counts(block, state):
         slot = np.full(block.shape[1], -1, dtype=np.int64)
         slot[cols] = np.arange(cols.size)
         return _log_scaled_columns(block.indptr, block.indices, block.data, _scale(block), slot, cols.size)
-    return embedding.dense_columns(_lognorm(block, state, base, cols=cols), np.arange(cols.size))
+    return embedding.dense_columns(_lognorm(block, state, cols=cols), np.arange(cols.size))
 
 
-def _as_counts(block, state: str, base: float | None):
-    """Log values of a recognised ``base`` taken back to the counts they encode, as ``(block, "counts")``."""
-    if state == "lognorm" and base is not None:
-        return taken_back(csr64(block), base), "counts"
-    return block, state
+def _as_counts(block, state: str, encoding: Encoding):
+    """Log values of a recognised encoding taken back to the counts they encode, as ``(block, "counts")``."""
+    base, floor = encoding
+    if state != "lognorm" or base is None:
+        return block, state
+    if floor:  # every entry stored once the zeros' level is subtracted
+        block = (block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)) - floor
+    return taken_back(csr64(block), base), "counts"
 
 
 def _is_csr_counts(block, state: str) -> bool:
