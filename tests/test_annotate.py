@@ -1720,6 +1720,24 @@ def test_log_values_with_a_pseudocount_below_one_are_read_as_the_counts_they_enc
     assert (calls[0.1] == calls[1.0]).all(axis=1).mean() >= 0.999
 
 
+def test_splits_over_pooled_samples_say_how_to_make_them_within_each():
+    """A population split is made within a sample: Zilionis' mouse lungs pooled split their neutrophils and called
+    103 of the 105 neutrophils of the healthy lungs PMN-MDSC-like. annotate names the columns that may hold the
+    samples; within each animal the neutrophils form one population."""
+    z = shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
+    pooled = z.copy()
+    with pytest.warns(tmt.TmtWarning, match=r"one sample.*'Animal' \(4 values\).*sample_key="):
+        tmt.tl.annotate(pooled)
+    tmt.tl.annotate(z, sample_key="Animal")
+    healthy = (z.obs["Tissue"] == "healthy") & (z.obs["author_major_cell_type"] == "Neutrophils")
+    assert (z.obs.loc[healthy, "tmt_state"] == "PMN-MDSC-like").mean() <= 0.05
+    assert z.uns["tmt_annotate"]["params"]["sample_key"] == "Animal"
+    with warnings.catch_warnings(record=True) as caught:  # obs["sample"] is the default sample_key
+        warnings.simplefilter("always")
+        tmt.tl.annotate(tmt.datasets.simulate(n_samples=2, n_cells=1500, seed=0))
+    assert not any("as one sample" in str(w.message) for w in caught)
+
+
 def test_calls_do_not_depend_on_the_total_log_values_were_normalised_to(sim_small):
     """scanpy's normalize_total defaults to the median total, others use 1e4 or 1e6: the same cells gave other
     lineages than their counts (0.996 of cells the same at the median and at 1e6), and states (0.993 and

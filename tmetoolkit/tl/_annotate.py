@@ -23,7 +23,7 @@ from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import dense_matrix, get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, target, warn
 from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
-from ._sample_features import samples_of
+from ._sample_features import default_sample_key, sample_like_columns, samples_of
 from ._score import score_once
 from ._spots import is_spot_data
 
@@ -320,8 +320,12 @@ def annotate(
     adata.obs[_keys.TAM_POLARIZATION] = pd.Categorical(calls.polarization)
     for message in calls.messages:
         warn(message)
+    pooled = pooled_split_message(adata, sample_key, calls.splits)
+    if pooled:
+        warn(pooled)
     adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
+                   "sample_key": default_sample_key(adata, sample_key) or "",
                    "n_neighbors": n_neighbors,
                    "min_confidence": "default" if min_confidence is None else min_confidence,
                    "override_confidence": override_confidence, "input_state": report.state,
@@ -440,6 +444,24 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
         return ""
     top = ", ".join(f"{r.lineage_a} + {r.lineage_b} ({r.fraction:.0%})" for r in mixed.head(3).itertuples())
     return f"{mixed['fraction'].sum():.0%} of cells carry strong evidence of two lineages ({top})"
+
+
+def pooled_split_message(adata: AnnData, sample_key: str | None, splits: pd.DataFrame) -> str:
+    """What to do when populations were split off over all cells as one sample while ``obs`` has columns named like
+    samples, else ``""``. A split is made within a sample: pooled, it separates samples or batches. Zilionis'
+    mouse lungs pooled split their neutrophils at Ashman's D 2.1, and 103 of the 105 neutrophils of the healthy
+    lungs were called PMN-MDSC-like; within each animal (``sample_key="Animal"``) the neutrophils form one
+    population and none is."""
+    if default_sample_key(adata, sample_key) is not None or not len(splits) or not splits["applied"].any():
+        return ""
+    columns = sample_like_columns(adata.obs)
+    if not columns:
+        return ""
+    states = ", ".join(dict.fromkeys(splits.loc[splits["applied"].astype(bool), "state"]))
+    named = ", ".join(f"{c!r} ({n} values)" for c, n in list(columns.items())[:4])
+    return (f"{states} cells were split off over all cells as one sample, but a split is meant within a sample "
+            f"(patients and batches shift a programme as a whole). adata.obs holds {named}: if these are samples, "
+            "pass sample_key=.")
 
 
 def split_summary(splits: pd.DataFrame | None) -> str:

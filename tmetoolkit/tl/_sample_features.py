@@ -3,6 +3,8 @@ in :mod:`tmetoolkit._core.sample`."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 from anndata import AnnData
 
@@ -13,6 +15,23 @@ from .._utils import TmtInputError, in_natural_order, missing_key_error, warn
 # few percent (Zilionis' inDrop cells 983 of 20,388, the mouse cells 791 of 24,248), a Smart-seq2 cell about a
 # quarter (Puram: 2,079 of 7,943; simulate()'s cells 1,516 of 6,047): below this share observations look like cells
 CELL_DETECTION = 0.4
+
+
+# obs columns whose name says they may hold samples (scanpy and Seurat users' usual names)
+_SAMPLE_LIKE = re.compile(r"sample|patient|donor|animal|mouse|individual|subject|library|batch|orig[._]ident|specimen",
+                          re.IGNORECASE)
+
+
+def sample_like_columns(obs: pd.DataFrame) -> dict[str, int]:
+    """Columns of ``obs`` named like samples (patient, donor, library, batch, ...) with 2 or more values, each value
+    held by at least 10 cells on average: name -> number of values."""
+    found = {}
+    for col in obs.columns:
+        if _SAMPLE_LIKE.search(str(col)) and not pd.api.types.is_float_dtype(obs[col]):
+            n = int(obs[col].nunique())
+            if 2 <= n <= len(obs) / 10:
+                found[str(col)] = n
+    return found
 
 
 def default_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
