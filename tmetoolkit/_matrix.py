@@ -109,6 +109,13 @@ def log_encoding(block) -> tuple[float | None, float]:
     return (base, low) if base is not None else (None, 0.0)
 
 
+def pseudocount_one(block, base: float, floor: float) -> np.ndarray:
+    """Log values ``log_b(x + eps)`` (zeros at ``floor = log_b(eps)``) as ``log_b(x + 1)``: ``x`` is recovered
+    exactly (``b ** v - eps``) and logged with the pseudocount scanpy's log1p and log2(TPM + 1) use."""
+    dense = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+    return np.log1p(np.maximum(np.power(base, dense) - base**floor, 0.0)) / np.log(base)
+
+
 def csr64(block) -> sp.csr_matrix:
     return sp.csr_matrix(block if sp.issparse(block) else np.asarray(block), dtype=np.float64)
 

@@ -113,7 +113,9 @@ def score(
         are kept; a requested signature that cannot be scored on these genes loses its earlier column.
     ``adata.uns[key_added]``
         ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
-        to, ``log_base`` of log values recognised for ``mean_ctrl``, seed, ...) and ``signatures``: one row per
+        to, ``log_base`` of log values recognised for ``mean_ctrl`` and ``log_pseudocount``, the ``eps`` of
+        ``log_b(x + eps)``: values with one below 1 are scored as ``log_b(x + 1)``, so log2(TPM + 0.001) scores as
+        log2(TPM + 1) does; seed, ...) and ``signatures``: one row per
         requested signature with version, genes used and missing, whether it was scored, and the ``method``,
         ``layer`` and ``settings`` it was scored with (``settings`` names the gene panel too). The tools that need
         a signature (``annotate``, ``immunosuppression``, ...) reuse its column when it was scored on the same genes
@@ -144,6 +146,10 @@ def score(
     _refuse_bad_input(report)
     warn_duplicated(report)
     sigs = as_signatures(signatures)
+    if not sigs:
+        msg = ("signatures is empty: pass a collection name ('all', 'tam', ...), signature names, Signature objects, "
+               "a {name: genes} dict or a GMT path.")
+        raise TmtInputError(msg)
     cov, found = coverage(adata.var_names, sigs, report.species, return_matches=True)
     dropped = cov.loc[~cov["scorable"]]
     if len(dropped):
@@ -161,21 +167,24 @@ def score(
     X = get_matrix(adata, layer)
     logger.info("scoring %d signatures on %d observations with %s", len(keep), adata.n_obs, method)
     probes = control_probes(adata.var_names)
+    base, floor = None, 0.0
+    if method == "mean_ctrl" and report.state == "lognorm":
+        # densified only where the lowest value is not zero: 1,000 cells of a whole transcriptome are 0.3 GB
+        base, floor = log_encoding(row_block(X, 0, min(adata.n_obs, 1000))[:, np.flatnonzero(~probes)])
     scores, used = score_matrix(
         X, plan, state=report.state, method=method, target_sum=report.target_sum, n_bins=n_bins,
         ctrl_size=ctrl_size, max_rank=max_rank, chunk_size=chunk_size, seed=seed,
         progress=adata.n_obs > 5 * chunk_size, background=~probes if probes.any() else None,
+        encoding=(base, floor) if base is not None and floor else None,
     )
     if probes.any() and method != "ssgsea":
         used["control_probes_left_out"] = int(probes.sum())
     if method == "mean_ctrl" and report.state == "lognorm":
-        first = row_block(X, 0, min(adata.n_obs, 1000))[:, np.flatnonzero(~probes)]
-        # a shift (log2(x + 0.001)) changes no score; densified only then: 1,000 cells of a whole transcriptome
-        # are 0.3 GB as float64
-        base, _ = log_encoding(first)
         if base is not None:  # differences of log2 or log10 values, in the natural-log units of log1p
             scores *= np.log(base)
         used["log_base"] = {None: "", np.e: "e", 2.0: "2", 10.0: "10"}[base]
+        if base is not None:
+            used["log_pseudocount"] = float(base**floor)
     if report.n_empty_cells:
         scores[report.empty_mask] = np.nan
         warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.", category=TmtEmptyCellsWarning)

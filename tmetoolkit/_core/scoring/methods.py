@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..._matrix import DEFAULT_CHUNK, column_sums, iter_rows, normalise_block
+from ..._matrix import DEFAULT_CHUNK, column_sums, iter_rows, normalise_block, pseudocount_one
 from ..._utils import progress_bar
 from . import kernels as _kernels
 
@@ -29,8 +29,8 @@ def positions(sig, found: dict[str, list[int]], genes) -> tuple[np.ndarray, np.n
     return np.asarray(cols, dtype=np.int64), np.asarray(w, dtype=np.float64)
 
 
-def _gene_means(X, state: str, target_sum, chunk_size: int) -> np.ndarray:
-    if state not in ("counts", "linear"):
+def _gene_means(X, state: str, target_sum, chunk_size: int, prepare=None) -> np.ndarray:
+    if state not in ("counts", "linear") and prepare is None:
         if isinstance(X, np.ndarray):
             return X.mean(axis=0, dtype=np.float64)
         sums = column_sums(X)
@@ -38,7 +38,8 @@ def _gene_means(X, state: str, target_sum, chunk_size: int) -> np.ndarray:
             return sums / X.shape[0]
     total = np.zeros(X.shape[1])
     for _, _, block in iter_rows(X, chunk_size):
-        total += np.asarray(normalise_block(block, state, target_sum).sum(axis=0)).ravel()
+        block = normalise_block(block, state, target_sum)
+        total += np.asarray((prepare(block) if prepare else block).sum(axis=0)).ravel()
     return total / X.shape[0]
 
 
@@ -140,11 +141,14 @@ def score_matrix(
     seed: int = 0,
     progress: bool = False,
     background: np.ndarray | None = None,
+    encoding: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Score a cells x genes matrix for every signature of ``plan`` (up columns, weights, down columns, weights).
 
     ``background`` (boolean, per column) marks the genes: ``mean_ctrl`` draws controls only from them and ``rank``
-    and ``aucell`` rank only them (the others are control probes); default all columns.
+    and ``aucell`` rank only them (the others are control probes); default all columns. ``encoding``: the base and
+    zeros' level of log values with a pseudocount below one, which ``mean_ctrl`` reads as ``log_b(x + 1)``
+    (:func:`~tmetoolkit._matrix.pseudocount_one`; the rank methods do not depend on it).
     Returns the cells x signatures scores and the parameters actually used.
     """
     n_obs, n_vars = X.shape
@@ -153,12 +157,14 @@ def score_matrix(
     chunks = iter_rows(X, chunk_size)
     n_chunks = -(-n_obs // chunk_size)
     if method == "mean_ctrl":
-        means = _gene_means(X, state, target_sum, chunk_size)
+        prepare = (lambda block: pseudocount_one(block, *encoding)) if encoding is not None else None
+        means = _gene_means(X, state, target_sum, chunk_size, prepare)
         if background is not None:
             means = np.where(background, means, np.nan)  # left out of every expression bin
         W, owner = _mean_ctrl_weights(plan, n_vars, means, n_bins=n_bins, ctrl_size=ctrl_size, seed=seed)
         for start, stop, block in progress_bar(chunks, total=n_chunks, disable=not progress, desc="scoring"):
-            parts = _kernels.matmul(normalise_block(block, state, target_sum), W)
+            block = normalise_block(block, state, target_sum)
+            parts = _kernels.matmul(prepare(block) if prepare else block, W)
             out[start:stop] = _combine_parts(parts, owner, len(plan))
         used.update(n_bins=n_bins, ctrl_size=ctrl_size)
     elif method == "ssgsea":
