@@ -476,3 +476,18 @@ def test_pseudobulk_of_real_cells():
     bulk = ad_.AnnData(summed.to_numpy(), obs=pd.DataFrame(index=summed.index), var=z.var[[]])
     tmt.tl.immune_phenotype(bulk)
     assert _calls(bulk).equals(t["phenotype"].astype(str).reindex(_calls(bulk).index))
+
+
+def test_z_scored_cells_are_refused_before_the_pseudobulk_pointing_to_raw(sim_small):
+    """Cells z-scored in X with their log values in .raw: the error is about the cells (z-scored, SDs near 1, the
+    way to .raw), not about their summed z-scores, which would have SDs in the hundreds."""
+    import scanpy as sc
+
+    sc.pp.normalize_total(sim_small)
+    sc.pp.log1p(sim_small)
+    sim_small.raw = sim_small.copy()
+    sim_small.X = sim_small.X.toarray()
+    sc.pp.scale(sim_small)
+    with pytest.raises(ValueError, match=r"immune phenotype.*z-scored \(means near 0, SDs near 1\).*adata\.raw"):
+        tmt.tl.immune_phenotype(sim_small, sample_key="sample", basis="expression")
+    assert "tmt_immune_phenotype" not in sim_small.uns

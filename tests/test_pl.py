@@ -554,3 +554,25 @@ def test_expression_phenotype_lines_are_named_in_the_legend():
     for mode in ("cohort", "enrichment", "cells"):
         lines = decision_lines(params, mode)
         assert lines and all(line.label for line in lines)
+
+
+def test_spatial_reads_sample_names_as_the_tools_store_them(sim_small):
+    """Samples from an integer column are asked for as numbers (samples=[1]) or one name as a string; the panels
+    are the samples the spatial tools called, not those of a column another tool recorded earlier."""
+    sim_small.obs["pid"] = sim_small.obs["sample"].cat.codes.astype(int) + 1
+    sim_small.uns["tmt_annotate"] = {"params": {"sample_key": "sample"}}
+    tmt.tl.immune_phenotype(sim_small, sample_key="pid", cell_type_key="true_lineage")
+    fig = tmt.pl.spatial(sim_small, "true_lineage", samples=[1])
+    assert fig.axes[0].get_title().splitlines() == ["1", sim_small.uns["tmt_immune_phenotype"]["table"].loc["1",
+                                                                                                      "phenotype"]]
+    fig = tmt.pl.spatial(sim_small, "true_lineage", samples="S02", sample_key="sample")
+    assert fig.axes[0].get_title().splitlines()[0] == "S02"
+    with pytest.raises(KeyError, match="'9' is not in the samples of 'pid'"):
+        tmt.pl.spatial(sim_small, "true_lineage", samples=[9])
+    plt.close("all")
+
+
+def test_missing_key_errors_name_a_number_key():
+    from tmetoolkit._utils import missing_key_error
+
+    assert "Did you mean ['1']" in str(missing_key_error(1, "adata.obs", ["1", "sample"]))

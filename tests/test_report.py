@@ -229,3 +229,24 @@ def test_large_cohorts_say_what_the_report_leaves_out(tmp_path):
     assert f"Maps of {MAX_MAPS} of 30 samples" in html
     long = _table_html(pd.DataFrame({"x": range(70)}))
     assert "The first 60 of 70 rows" in long and "The first" not in _table_html(pd.DataFrame({"x": range(5)}))
+
+
+def test_report_on_a_subset_of_analysed_samples(sim_small, tmp_path):
+    """A subset keeps the tables of every sample: the maps show the samples that have cells here, and a caveat
+    says that the others' results came from cells that are not in the data."""
+    tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    one = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    html = tmt.report(one, tmp_path / "r.html").read_text()
+    assert "id='immune-phenotype'" in html
+    assert "holds 2 sample(s) without cells in these data (S02, S03)" in html
+
+
+def test_sample_table_of_a_subset_says_why_a_table_is_left_out(sim_small):
+    """Subsetting analysed data to some samples leaves the tools' tables of all samples: the warning says so, and
+    does not blame the sample column (the tools ran per the same one)."""
+    tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    two = sim_small[sim_small.obs["sample"].isin(["S01", "S03"])].copy()
+    with pytest.warns(tmt.TmtWarning, match="tmt_immune_phenotype, whose tables hold samples without cells") as rec:
+        part = tmt.get.sample_table(two)
+    assert not any("same sample_key" in str(w.message) for w in rec)
+    assert list(part.index) == ["S01", "S03"]

@@ -375,3 +375,13 @@ def test_scores_of_log_values_do_not_depend_on_the_base(sim_small):
         scores[base] = a.obsm["tmt_scores"].to_numpy()
     np.testing.assert_allclose(scores["2"], scores["e"], atol=1e-5)
     np.testing.assert_allclose(scores["10"], scores["e"], atol=1e-5)
+
+
+def test_empty_signatures_and_a_missing_gmt_file_are_typed_errors(sim_small, tmp_path):
+    from tmetoolkit import TmtInputError
+
+    with pytest.raises(TmtInputError, match="signatures is empty"):
+        tmt.tl.score(sim_small, [])
+    with pytest.raises(TmtInputError, match="does not exist.*signature or collection"):
+        tmt.tl.score(sim_small, str(tmp_path / "mine.gmt"))
+    assert "tmt_scores" not in sim_small.obsm

@@ -523,3 +523,15 @@ def test_fields_of_one_sample_overlapping_in_their_coordinates_are_warned_about(
     with warnings.catch_warnings():
         warnings.simplefilter("error", tmt.TmtWarning)
         tmt.tl.compartments(a, image_key="fov", **kw)
+
+
+def test_compartments_from_labels_drop_an_earlier_programme_call(sim_small):
+    """tmt_tumor_cell is the programme's call: compartments drawn from labels afterwards do not leave it beside
+    compartments it did not make."""
+    tmt.tl.compartments(sim_small, sample_key="sample", tumor_signature="Epithelial")
+    assert "tmt_tumor_cell" in sim_small.obs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tmt.TmtWarning)
+        tmt.tl.compartments(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    assert "tmt_tumor_cell" not in sim_small.obs
+    assert sim_small.uns["tmt_compartments"]["params"]["tumor_signature"] == ""

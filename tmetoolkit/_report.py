@@ -162,12 +162,22 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
     body = _table_html(tab[["phenotype", "confidence", "basis", "reason", *features]], name="immune_phenotype")
     if ph["params"].get("basis") == "spatial" and "spatial" in adata.obsm:
         body += _fig_html(pl.immune_phenotype(adata).figure, "phenotype features against thresholds")
-        shown = _mapped_samples(tab)
+        map_key = ph["params"].get("sample_key") or None  # the samples the phenotype called, which the maps show
+        map_key = map_key if map_key in adata.obs else s_key
+        # a subset of analysed data keeps the tables of all its samples: only samples with cells have a map
+        present = set(adata.obs[map_key].astype(str)) if map_key else {"all"}
+        shown = [s for s in _mapped_samples(tab) if str(s) in present]
+        gone = [str(s) for s in tab.index if str(s) not in present]
+        if gone:
+            caveats.append(f"The immune phenotype table holds {len(gone)} sample(s) without cells in these data "
+                           f"({html.escape(', '.join(gone[:5]))}{' ...' if len(gone) > 5 else ''}): the tools ran on "
+                           "more cells than these; rerun them on this subset for results of its own.")
         params = ph["params"]  # the cell types the phenotype was made from: the user's, or tmetoolkit's lineages
         effectors = list(params.get("effector_labels", ["CD8 T"]))
-        body += _fig_html(pl.spatial(adata, params.get("cell_type_key") or _keys.LINEAGE, sample_key=s_key,
-                                     samples=shown, highlight=effectors[0] if len(effectors) == 1 else None),
-                          "spatial maps")
+        if shown:
+            body += _fig_html(pl.spatial(adata, params.get("cell_type_key") or _keys.LINEAGE, sample_key=map_key,
+                                         samples=shown, highlight=effectors[0] if len(effectors) == 1 else None),
+                              "spatial maps")
         if len(shown) < len(tab):
             body += (f"<p class='meta'>Maps of {len(shown)} of {len(tab)} samples, taking each call in turn; "
                      "tmt.pl.spatial(adata, samples=[...]) draws any of them.</p>")

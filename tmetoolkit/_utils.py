@@ -83,7 +83,7 @@ def nearest(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     """Closest matches of ``name`` among ``options`` (case-insensitive), for error messages."""
     options = [str(o) for o in options]
     lower = {o.lower(): o for o in options}
-    hits = difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.4)
+    hits = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=0.4)
     return [lower[h] for h in hits]
 
 

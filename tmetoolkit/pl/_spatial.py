@@ -63,10 +63,11 @@ def spatial(
         ``obs`` column to colour by: categorical (``"tmt_lineage"``, ``"tmt_compartment"`` ...) or numeric
         (``"tmt_suppression_score"``, ``"tmt_border_distance"`` ...).
     sample_key
-        ``obs`` column of samples, one panel each (default: the one the tools recorded, else ``"sample"`` if
+        ``obs`` column of samples, one panel each (default: the one :func:`tmetoolkit.tl.immune_phenotype` or
+        :func:`tmetoolkit.tl.compartments` recorded, else the one the other tools recorded, else ``"sample"`` if
         present, else one panel).
     samples
-        Subset and order of samples to draw.
+        Subset and order of samples to draw (a list of names, or one name).
     highlight
         Label of a categorical ``color`` drawn on top (default CD8 T cells); ``None`` to switch off.
     border
@@ -99,9 +100,17 @@ def spatial(
         highlight = None
         finite = labels.to_numpy()[np.isfinite(labels.to_numpy())]
         vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    if sample_key is None:  # the panels are the samples that the spatial tools called, whatever others used
+        for tool in (_keys.IMMUNE_PHENOTYPE, _keys.COMPARTMENTS):
+            params = adata.uns.get(tool, {}).get("params", {})
+            if params.get("sample_key") and params["sample_key"] in adata.obs:
+                sample_key = params["sample_key"]
+                break
     sample_key = resolve_sample_key(adata, sample_key)
     groups = adata.obs[sample_key].astype(str) if sample_key else None
-    names = list(samples) if samples is not None else (list(dict.fromkeys(groups)) if groups is not None else ["all"])
+    # sample names are read as strings, as the tools store them (an integer column's 1 is "1")
+    names = ([str(s) for s in ([samples] if isinstance(samples, str) else samples)] if samples is not None
+             else (list(dict.fromkeys(groups)) if groups is not None else ["all"]))
     if ax is not None and len(names) > 1:
         msg = "ax= draws one sample: pass samples=[name]."
         raise TmtInputError(msg)

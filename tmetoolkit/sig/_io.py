@@ -125,6 +125,10 @@ def as_signatures(sigs) -> list[Signature]:
         if key in registry:
             return [registry[key]]
         if key.endswith((".gmt", ".GMT")) or Path(key).is_file():
+            if not Path(key).is_file():
+                msg = (f"GMT file {key!r} does not exist: pass the path of an existing GMT file, or the name of a "
+                       "signature or collection (tmt.sig.list()).")
+                raise TmtInputError(msg)
             return read_gmt(key)
         raise missing_key_error(key, "the signature registry or its collections", [*COLLECTIONS, "all", *registry])
     if isinstance(sigs, Iterable):

@@ -325,7 +325,7 @@ def annotate(
         warn(pooled)
     adata.uns[_keys.ANNOTATE] = {
         "params": {"layer": layer or "X", "groupby": groupby or "", "species": report.species,
-                   "sample_key": default_sample_key(adata, sample_key) or "",
+                   "sample_key": sample_key or "",
                    "n_neighbors": n_neighbors,
                    "min_confidence": "default" if min_confidence is None else min_confidence,
                    "override_confidence": override_confidence, "input_state": report.state,

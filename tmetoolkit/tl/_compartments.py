@@ -172,6 +172,9 @@ def compartments(
         labels = label_column(adata, cell_type_key)
         tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
         is_tumour = labels.isin(tumor_labels).to_numpy()
+        # an earlier call's programme-positive cells would contradict the compartments drawn from the labels now
+        if _keys.TUMOR_CELL in adata.obs:
+            del adata.obs[_keys.TUMOR_CELL]
     samples = samples_of(adata, sample_key)
     if image_key is None:
         warn_overlapping_fields(adata, samples)

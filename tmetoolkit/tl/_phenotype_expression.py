@@ -24,7 +24,7 @@ from .._core.sample.phenotype import (
     cell_fractions,
 )
 from .._utils import TmtEmptyCellsWarning, TmtInputError, missing_key_error
-from ..pp._check import inspect, transposed_hint
+from ..pp._check import input_error, inspect, transposed_hint
 from ._sample_features import bulk_samples, samples_of
 
 
@@ -50,6 +50,8 @@ def _pseudobulk(adata: AnnData, samples: pd.Series, layer) -> AnnData:
     from .._matrix import get_matrix, is_dask, iter_rows
 
     report = inspect(adata, layer, full_scan=False)
+    if report.state == "scaled":  # summed z-scores are not expression either; the cells' report says where it is
+        raise input_error(report, "cannot call the immune phenotype from this input: " + " ".join(report.problems))
     func = "mean" if report.state in ("lognorm", "protein") else "sum"  # log values are averaged, counts summed
     X = get_matrix(adata, layer)
     if isinstance(X, np.ndarray) or (sp.issparse(X) and not is_dask(X)):

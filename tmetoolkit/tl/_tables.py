@@ -73,18 +73,26 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     if _keys.SCORES in adata.obsm:
         mean = pd.DataFrame(adata.obsm[_keys.SCORES], index=adata.obs_names).groupby(samples.values).mean()
         parts.append(mean.add_prefix("score:"))
-    other = {}
+    other, stale = {}, []
     for name, v in adata.uns.items():
         if name.startswith(_keys.PREFIX) and isinstance(v, dict) and isinstance(v.get("table"), pd.DataFrame):
             tab = v["table"]
+            made_per = str(v.get("params", {}).get("sample_key") or "")
             if tab.index.astype(str).isin(samples.unique()).all():
                 parts.append(tab.add_prefix(f"{name[4:]}:"))
-            elif name not in NOT_PER_SAMPLE:
-                other[name] = str(v.get("params", {}).get("sample_key") or "each observation")
+            elif name in NOT_PER_SAMPLE:
+                continue
+            elif made_per == str(key or ""):  # the same samples, some without cells here: a subset of the data
+                stale.append(name)
+            else:
+                other[name] = made_per or "each observation"
     if other:
         made = ", ".join(f"{k} (per {w!r})" for k, w in other.items())
         warn(f"left out of the table per {key or 'sample'!r}: {made}; run those tools with the same sample_key, or "
              "pass it here")
+    if stale:
+        warn(f"left out of the table: {', '.join(stale)}, whose tables hold samples without cells in these data (a "
+             "subset of the data they were made on); rerun those tools on these cells")
     out = pd.concat(parts, axis=1)
     out.index.name = key or "sample"
     return in_natural_order(out)
