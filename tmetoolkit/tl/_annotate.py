@@ -198,12 +198,14 @@ def annotate(
         gate in SDs of the negative cells, after spill-over removal) and each label's evidence (``"/"`` in a label
         written ``"_"``, as ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
-        ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, the neighbour graph used, and
-        ``log_base``: the base of log values read as the counts they encode, ``""`` for none) and
-        ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in place of
-        missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;
+        ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, the neighbour graph used, the
+        ``sample_key`` given, and ``log_base``: the base of log values read as the counts they encode, ``""`` for
+        none) and ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in
+        place of missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it
-        could be assessed; ``lineage_by_markers``: lineages with too few seeds to learn; ``mixed_evidence``:
+        could be assessed (``reason``: why not, or for a state whose rivals the panel cannot score, that it was
+        called only where its cells form a population apart); ``lineage_by_markers``: lineages with too few seeds
+        to learn; ``mixed_evidence``:
         lineage pairs that cells' own markers both support (the second at least 0.5 and half the first), with the
         share of cells (above 20% in all annotate warns: in segmented spatial data, transcripts assigned to the
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
