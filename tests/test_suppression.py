@@ -8,6 +8,8 @@ from scipy.stats import spearmanr
 import tmetoolkit as tmt
 from tmetoolkit._core.sample.suppression import COMPONENTS
 
+from .conftest import shared_file
+
 
 @pytest.fixture(scope="module")
 def cohort():
@@ -238,3 +240,17 @@ def test_bulk_components_are_the_same_from_tpm_and_from_log2_tpm(pseudobulk):
         tmt.tl.immunosuppression(b, bulk=True)
         tables.append(b.uns["tmt_immunosuppression"]["table"].select_dtypes("number"))
     pd.testing.assert_frame_equal(tables[0], tables[1], atol=1e-6)
+
+
+def test_cells_of_several_samples_read_as_one_are_warned_about():
+    """Without sample_key (and without obs['sample']) the per-sample tools read all cells as one sample: on
+    Zilionis' seven patients they name the column that may hold the samples."""
+    z = shared_file("zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad")
+    tmt.tl.annotate(z, sample_key="Patient")
+    for tool in (tmt.tl.immunosuppression, tmt.tl.resistance_profile):
+        with pytest.warns(tmt.TmtWarning, match=r"reads all cells as one sample; adata.obs holds 'Patient' \(7 v"):
+            tool(z)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tool(z, sample_key="Patient")
+        assert not any("as one sample" in str(w.message) for w in caught)

@@ -23,7 +23,7 @@ from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import dense_matrix, get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, target, warn
 from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
-from ._sample_features import default_sample_key, sample_like_columns, samples_of
+from ._sample_features import one_sample_hint, samples_of
 from ._score import score_once
 from ._spots import is_spot_data
 
@@ -454,16 +454,12 @@ def pooled_split_message(adata: AnnData, sample_key: str | None, splits: pd.Data
     mouse lungs pooled split their neutrophils at Ashman's D 2.1, and 103 of the 105 neutrophils of the healthy
     lungs were called PMN-MDSC-like; within each animal (``sample_key="Animal"``) the neutrophils form one
     population and none is."""
-    if default_sample_key(adata, sample_key) is not None or not len(splits) or not splits["applied"].any():
-        return ""
-    columns = sample_like_columns(adata.obs)
-    if not columns:
+    hint = one_sample_hint(adata, sample_key)
+    if not hint or not len(splits) or not splits["applied"].any():
         return ""
     states = ", ".join(dict.fromkeys(splits.loc[splits["applied"].astype(bool), "state"]))
-    named = ", ".join(f"{c!r} ({n} values)" for c, n in list(columns.items())[:4])
     return (f"{states} cells were split off over all cells as one sample, but a split is meant within a sample "
-            f"(patients and batches shift a programme as a whole). adata.obs holds {named}: if these are samples, "
-            "pass sample_key=.")
+            f"(patients and batches shift a programme as a whole). {hint}")
 
 
 def split_summary(splits: pd.DataFrame | None) -> str:

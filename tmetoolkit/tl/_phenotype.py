@@ -23,7 +23,7 @@ from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, s
 from .._core.spatial.spots import effector_spots
 from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
-from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells
+from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._spatial_utils import (
     check_labels,
     checked_pixel_size,
@@ -165,8 +165,8 @@ def immune_phenotype(
     adata
         Cells with cell types (``cell_type_key``) and, for the spatial basis, coordinates.
     sample_key
-        ``obs`` column of samples (default ``"sample"`` if present; otherwise one sample, or, for the expression
-        basis, each observation is a sample, as in bulk data).
+        ``obs`` column of samples (default ``"sample"`` if present; otherwise one sample, warned where ``obs`` has
+        columns named like samples, or, for the expression basis, each observation is a sample, as in bulk data).
     cell_type_key
         ``obs`` column of cell types (default ``"tmt_lineage"``).
     effector_labels
@@ -325,6 +325,7 @@ def immune_phenotype(
     pixel_size = _one_scale(adata, checked_pixel_size(pixel_size))
     xy_all = coordinates(adata, pixel_size)
     samples = samples_of(adata, sample_key)
+    warn_if_one_sample(adata, sample_key, "immune_phenotype")
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
 
     images = image_groups(adata, samples, image_key)

@@ -19,7 +19,7 @@ from .._core.sample.suppression import BULK_NEEDED
 from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
 from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger, target, warn
 from ._checkpoints import detect, is_protein
-from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells
+from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._score import score_once
 from ._suppression import cells_of
 
@@ -58,7 +58,8 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         Annotated with :func:`tmetoolkit.tl.annotate`; receptor counts of :func:`tmetoolkit.tl.checkpoints` are
         used when present.
     sample_key
-        ``obs`` column of samples (default ``"sample"`` if present).
+        ``obs`` column of samples (default ``"sample"`` if present, else one sample, warned where ``obs`` has
+        columns named like samples: patient, donor, library, batch, ...).
     region_key
         Optional ``obs`` column of tissue regions within samples; regions are named ``"<sample>:<region>"`` as in
         :func:`tmetoolkit.tl.immune_phenotype` and :func:`tmetoolkit.tl.immunosuppression`. Cells without a
@@ -102,6 +103,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
         warn_if_cells(adata, layer, "is read as a bulk sample (bulk=True)")
     else:
         samples = samples_of(adata, sample_key)
+        warn_if_one_sample(adata, sample_key, "resistance_profile")
     if region_key is not None:
         region_of, regions = regions_of(adata, samples, region_key)
     if bulk or not is_protein(adata):  # a protein panel has no programmes to score

@@ -34,6 +34,26 @@ def sample_like_columns(obs: pd.DataFrame) -> dict[str, int]:
     return found
 
 
+def one_sample_hint(adata: AnnData, sample_key: str | None) -> str:
+    """Where the cells are read as one sample (no ``sample_key``, no ``obs["sample"]``) while ``obs`` has columns
+    named like samples: ``"adata.obs holds 'Patient' (7 values): if these are samples, pass sample_key=."``, else
+    ``""``."""
+    if default_sample_key(adata, sample_key) is not None:
+        return ""
+    columns = sample_like_columns(adata.obs)
+    if not columns:
+        return ""
+    named = ", ".join(f"{c!r} ({n} values)" for c, n in list(columns.items())[:4])
+    return f"adata.obs holds {named}: if these are samples, pass sample_key=."
+
+
+def warn_if_one_sample(adata: AnnData, sample_key: str | None, tool: str) -> None:
+    """Warn that ``tool`` reads all cells as one sample where ``obs`` has columns named like samples."""
+    hint = one_sample_hint(adata, sample_key)
+    if hint:
+        warn(f"{tool} reads all cells as one sample; {hint}", stacklevel=4)
+
+
 def default_sample_key(adata: AnnData, sample_key: str | None) -> str | None:
     """``sample_key``, or ``"sample"`` when it is ``None`` and ``obs`` has that column (the key tools record)."""
     return "sample" if sample_key is None and "sample" in adata.obs else sample_key

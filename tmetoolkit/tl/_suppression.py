@@ -24,7 +24,7 @@ from .._core.sample.suppression import (
 )
 from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key, target
 from ._checkpoints import is_protein
-from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells
+from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._score import score_once
 
 
@@ -59,7 +59,8 @@ def immunosuppression(
         Annotated with :func:`tmetoolkit.tl.annotate` (``obs["tmt_lineage"]``, ``obs["tmt_state"]``), or bulk
         samples with ``bulk=True``.
     sample_key
-        ``obs`` column of samples (default ``"sample"`` if present, else one sample).
+        ``obs`` column of samples (default ``"sample"`` if present, else one sample, warned where ``obs`` has
+        columns named like samples: patient, donor, library, batch, ...).
     region_key
         Optional ``obs`` column of tissue regions within samples (e.g. ``"region"`` with "Invasive Tumor",
         "Stroma", ...). Regions are named ``"<sample>:<region>"``, as in :func:`tmetoolkit.tl.immune_phenotype`
@@ -111,6 +112,7 @@ def immunosuppression(
         msg = f"min_cells must be a positive integer, got {min_cells!r}."
         raise TmtInputError(msg)
     samples = samples_of(adata, sample_key)
+    warn_if_one_sample(adata, sample_key, "immunosuppression")
     region_of, regions = regions_of(adata, samples, region_key) if region_key is not None else (None, None)
     # a protein panel has no programmes to score: its components come from cell calls and gates
     if not is_protein(adata):
