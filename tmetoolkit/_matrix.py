@@ -109,11 +109,21 @@ def log_encoding(block) -> tuple[float | None, float]:
     return (base, low) if base is not None else (None, 0.0)
 
 
-def pseudocount_one(block, base: float, floor: float) -> np.ndarray:
-    """Log values ``log_b(x + eps)`` (zeros at ``floor = log_b(eps)``) as ``log_b(x + 1)``: ``x`` is recovered
-    exactly (``b ** v - eps``) and logged with the pseudocount scanpy's log1p and log2(TPM + 1) use."""
+def encoded_values(block, base: float, floor: float = 0.0) -> sp.csr_matrix:
+    """The linear values that log values of ``base`` whose zeros sit at ``floor`` encode: ``b ** v - b ** floor``
+    (``log_b(x + eps)`` gives back ``x``; with ``floor`` 0, :func:`taken_back`), zeros stored as none."""
+    if not floor:
+        return taken_back(csr64(block), base)
     dense = block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
-    return np.log1p(np.maximum(np.power(base, dense) - base**floor, 0.0)) / np.log(base)
+    return csr64(np.maximum(np.power(base, dense) - base**floor, 0.0))
+
+
+def pseudocount_one(block, base: float, floor: float) -> sp.csr_matrix:
+    """Log values ``log_b(x + eps)`` (zeros at ``floor = log_b(eps)``) as ``log_b(x + 1)``, the pseudocount
+    scanpy's log1p and log2(TPM + 1) use (:func:`encoded_values`)."""
+    M = encoded_values(block, base, floor)
+    M.data = np.log1p(M.data) / np.log(base)
+    return M
 
 
 def csr64(block) -> sp.csr_matrix:

@@ -307,7 +307,7 @@ def annotate(
     ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
                          connectivities=adata.obsp.get("connectivities"), n_neighbors=n_neighbors, seed=0,
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
-    log_base = expr.log_base
+    log_base = expr.encoding[0]
     del expr  # its fit cells' log values (20,000 cells x every gene) served the principal components alone
     mixed = mixed_lineage_evidence(ident.evidence_own)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None

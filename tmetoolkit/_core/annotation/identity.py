@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..._matrix import csr64, iter_rows, log_encoding, normalise_block, taken_back
+from ..._matrix import encoded_values, iter_rows, log_encoding, normalise_block
 from ..._utils import warn
 from ...sig._genes import control_probes, match_genes
 from . import embedding, ranks
@@ -42,6 +42,10 @@ MIN_POOL, POOL_SHARE = 5, 36
 # A file of selected genes has no such total and is read as it is (the base: tmetoolkit._matrix.log_base).
 
 
+Encoding = tuple[float | None, float]  # the base of log values and the value their zeros take (log_encoding)
+NOT_ENCODED: Encoding = (None, 0.0)
+
+
 @dataclass
 class Expression:
     """What one pass over the matrix reads: the markers' within-cell ranks and the log-normalised genes of the cells
@@ -57,8 +61,7 @@ class Expression:
     matrix: object  # the matrix read (never copied), for :meth:`lognorm_columns`
     genes_only: np.ndarray  # its columns that hold genes (not control probes)
     state: str
-    log_base: float | None = None  # the base of log values read as the counts they encode (log_encoding)
-    log_floor: float = 0.0  # the value their zeros take (log2(x + eps): log2(eps))
+    encoding: Encoding = NOT_ENCODED  # log values read as the counts they encode: their base, their zeros' level
 
     @property
     def n_genes(self) -> int:
@@ -69,7 +72,7 @@ class Expression:
         each value as in the whole matrix (library sizes from every gene), without holding the whole matrix's
         log values (at 200,000 cells x 6,047 genes that copy alone took 2.3 GB, as much as the input)."""
         for _, _, block in iter_rows(self.matrix):
-            yield _lognorm_dense(_genes_of(block, self.genes_only), self.state, (self.log_base, self.log_floor), cols)
+            yield _lognorm_dense(_genes_of(block, self.genes_only), self.state, self.encoding, cols)
 
 
 @dataclass
@@ -116,7 +119,7 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
     spare = table.reserve_genes
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, *encoding)
+    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, encoding)
 
 
 def _genes_of(block, genes_only: np.ndarray):
@@ -124,10 +127,6 @@ def _genes_of(block, genes_only: np.ndarray):
     if genes_only.size == block.shape[1]:
         return block
     return embedding.take_columns(sp.csr_matrix(block), genes_only) if sp.issparse(block) else block[:, genes_only]
-
-
-Encoding = tuple[float | None, float]  # the base of log values and the value their zeros take (log_encoding)
-NOT_ENCODED: Encoding = (None, 0.0)
 
 
 def _lognorm(block, state: str, encoding: Encoding = NOT_ENCODED, *, rows: np.ndarray | None = None,
@@ -166,9 +165,7 @@ def _as_counts(block, state: str, encoding: Encoding):
     base, floor = encoding
     if state != "lognorm" or base is None:
         return block, state
-    if floor:  # every entry stored once the zeros' level is subtracted
-        block = (block.toarray() if sp.issparse(block) else np.asarray(block, dtype=np.float64)) - floor
-    return taken_back(csr64(block), base), "counts"
+    return encoded_values(block, base, floor), "counts"
 
 
 def _is_csr_counts(block, state: str) -> bool:
