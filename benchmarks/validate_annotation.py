@@ -340,8 +340,14 @@ def with_leiden(a: ad.AnnData, seed: int = 0) -> ad.AnnData:
     return out
 
 
+# the obs column of each labelled file that names its samples (patients, animals), passed as a user would
+SAMPLE_KEYS = ("Patient", "Animal")
+
+
 def ours(a: ad.AnnData, **kwargs) -> pd.DataFrame:
+    """annotate's calls, with the file's samples as ``sample_key`` where it names them."""
     b = a.copy()
+    kwargs.setdefault("sample_key", next((k for k in SAMPLE_KEYS if k in b.obs), None))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tmt.tl.annotate(b, **kwargs)
