@@ -450,10 +450,11 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
     r_mac, _ = _agreement(lin, cl, ["CD68+CD163+ macrophages", "CD68+ macrophages", "CD11b+CD68+ macrophages"],
                           ["Monocyte/Macrophage"])
     r_pla, _ = _agreement(lin, cl, ["plasma cells"], ["Plasma"])
-    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.72 / 0.95, CD4 T 0.62, Treg 0.74,
-    # macrophage 0.28, granulocyte 0.08 / 0.75; CD38 beside CD138: plasma 0.29 (0.17 with CD138 alone)
+    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.74 / 0.95, CD4 T 0.66, Treg 0.91,
+    # macrophage 0.40, granulocyte 0.08 / 0.75; CD38 beside CD138: plasma 0.29 (0.17 with CD138 alone). Treg 0.74
+    # and macrophage 0.28 while a classifier call needed CD45 above its gate (dim on macrophages)
     assert r_cd8 >= 0.65 and p_cd8 >= 0.9
-    assert r_cd4 >= 0.55 and r_treg >= 0.6 and r_mac >= 0.25 and r_pla >= 0.25
+    assert r_cd4 >= 0.55 and r_treg >= 0.85 and r_mac >= 0.35 and r_pla >= 0.25
     r_gra, p_gra = _agreement(lin, cl, ["granulocytes"], ["Neutrophil"])
     assert r_gra >= 0.06 and p_gra >= 0.6
     assert "Plasma" in set(lin)  # CD138 with no keratin or CD3 suffices
@@ -543,6 +544,41 @@ def test_protein_lineages_with_too_few_seeds_keep_their_gated_calls(sim_small):
 
     L = pd.DataFrame({"CD8 T": np.r_[np.full(50, 3.0), np.full(50, -2.0)], "NK": np.full(100, -2.0)})
     assert learn_lineages(L, np.zeros((100, 3))).probability is None
+
+
+def _panel_with_truth(n: int = 3000, *, myeloid_cd45: float = 1.5, seed: int = 0):
+    """A multiplex-IF panel with planted lineages (log-normal intensities, positive around e^1.5, negative around
+    e^-1.5, log SD 0.5): tumour (PanCK), macrophages (CD68, CD11b, CD45 at log level ``myeloid_cd45``), CD8 T (CD8,
+    CD3, CD45), CD4 T (CD3, CD45) and stroma (none). CD11b is a channel no rule reads."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(["tumour", "macrophage", "CD8 T", "CD4 T", "stroma"], n, p=[0.25, 0.25, 0.2, 0.1, 0.2])
+    t_cell = np.isin(truth, ["CD8 T", "CD4 T"])
+    mean = {"PanCK": truth == "tumour", "CD68": truth == "macrophage", "CD8": truth == "CD8 T", "CD3": t_cell,
+            "CD11b": truth == "macrophage"}
+    mean = {k: np.where(v, 1.5, -1.5) for k, v in mean.items()}
+    mean["CD45"] = np.select([t_cell, truth == "macrophage"], [1.5, myeloid_cd45], -1.5)
+    X = rng.lognormal(np.column_stack(list(mean.values())), 0.5)
+    panel = ad.AnnData(X.astype(np.float32), obs=pd.DataFrame({"truth": truth}))
+    panel.obs_names = [f"c{i}" for i in range(n)]
+    panel.var_names = list(mean)
+    return panel
+
+
+def test_protein_classifier_calls_need_the_defining_marker_not_the_supporting_ones():
+    """CD45 is dim on myeloid cells, below a gate set between negative cells and bright lymphocytes (Schürch's
+    CODEX spot: 31% of the macrophages and 46% of the granulocytes under the CD45 gate as imaged). The supporting
+    groups (CD45, CD3 for T cells) pick the cells the classifier learns from; its call, made on every channel
+    with CD45 among them, then needs only the lineage's defining marker above its gate and no contradicting one.
+    When it needed CD45 too, macrophages under the CD45 gate stayed unassigned. Planted: CD45 at log level -0.15 in
+    macrophages (-1.5 in negative cells, 1.5 in T cells): the gate falls above most of them, 28 are seeds."""
+    panel = _panel_with_truth(myeloid_cd45=-0.15)
+    tmt.tl.annotate(panel)
+    lin, truth = panel.obs["tmt_lineage"].astype(str).to_numpy(), panel.obs["truth"].to_numpy()
+    called = lin == "Monocyte/Macrophage"
+    mac = truth == "macrophage"
+    assert called[mac].mean() >= 0.9  # measured 0.999; 0.26 when the call needed CD45
+    assert mac[called].mean() >= 0.97
+    assert not called[truth == "stroma"].any()  # no CD68, no macrophage call
 
 
 def test_protein_panel_scimap_with_given_gates():

@@ -595,7 +595,8 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     if gates is None:  # given gates are the user's decision: kept as made
         learned = learn_lineages(L, channel_features(X), exclude=unimodal_lineages(gate_table))
         if learned.probability is not None:
-            lineage, conf = learned_calls(L, learned, lineage, conf, min_confidence, min_probability)
+            lineage, conf = learned_calls(defining_evidence(Z, Z_imaged), learned, lineage, conf, min_confidence,
+                                          min_probability)
             alone = sorted(set(learned.n_seeds) - set(learned.learned))
             if alone:
                 logger.info("protein panel: %s called by their gates alone (fewer than %d confident cells, or no "
@@ -637,13 +638,23 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
     return ProteinCalls(lineage, state, conf, pd.concat(evidence, axis=1), pd.DataFrame(rows), gate_table, learned)
 
 
+def defining_evidence(Z: pd.DataFrame, Z_imaged: pd.DataFrame) -> pd.DataFrame:
+    """Per lineage, the evidence of its defining markers (the first group of its rule) capped by its negative
+    markers, without the supporting groups: what a call of the classifier must rest on (:func:`learned_calls`)."""
+    E, _ = label_evidence(Z, {label: groups[:1] for label, groups in LINEAGE_RULES.items()}, NEGATIVE,
+                          support=Z_imaged)
+    return by_lineage(E)
+
+
 def learned_calls(L: pd.DataFrame, learned: Learned, lineage, conf, min_confidence: float, min_probability: float):
     """Lineage and confidence from the classifier :func:`learn_lineages` trained.
 
     A cell gets the lineage of highest probability, with that probability as confidence, when its own gates
-    support it (the lineage's evidence is positive: above the gate of each of its marker groups and not
-    contradicted by its negative markers) and the probability reaches ``min_probability``, as for RNA; a lineage
-    with too few seeds to learn keeps the cells its gates call with confidence.
+    support it (``L``, the lineage's evidence from :func:`defining_evidence`, is positive: a defining marker above
+    its gate and no negative marker) and the probability reaches ``min_probability``, as for RNA; a lineage with
+    too few seeds to learn keeps the cells its gates call with confidence. The supporting groups (CD45; CD3 for T
+    cells) chose the seeds, and the classifier reads their channels; CD45, dim on myeloid cells, granulocytes and
+    plasma cells, is no veto on its own.
     """
     P = learned.probability
     arr = P.to_numpy()
