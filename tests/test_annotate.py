@@ -450,11 +450,12 @@ def test_protein_schurch_codex_labels_need_their_own_markers_not_a_single_gate_v
     r_mac, _ = _agreement(lin, cl, ["CD68+CD163+ macrophages", "CD68+ macrophages", "CD11b+CD68+ macrophages"],
                           ["Monocyte/Macrophage"])
     r_pla, _ = _agreement(lin, cl, ["plasma cells"], ["Plasma"])
-    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.74 / 0.95, CD4 T 0.66, Treg 0.91,
-    # macrophage 0.40, granulocyte 0.08 / 0.75; CD38 beside CD138: plasma 0.29 (0.17 with CD138 alone). Treg 0.74
-    # and macrophage 0.28 while a classifier call needed CD45 above its gate (dim on macrophages)
+    # with the classifier trained on the gated seeds (all 58 channels): CD8 T 0.72 / 0.95, CD4 T 0.69, Treg 0.97,
+    # macrophage 0.44, granulocyte 0.08 / 0.75; CD38 beside CD138: plasma 0.31 (0.17 with CD138 alone). Treg 0.74
+    # and macrophage 0.28 while a classifier call needed CD45 above its gate (dim on macrophages); macrophage 0.40
+    # while keratin, CD56 and CD20, whose gates cut one population, competed for the seeds
     assert r_cd8 >= 0.65 and p_cd8 >= 0.9
-    assert r_cd4 >= 0.55 and r_treg >= 0.85 and r_mac >= 0.35 and r_pla >= 0.25
+    assert r_cd4 >= 0.55 and r_treg >= 0.85 and r_mac >= 0.42 and r_pla >= 0.25
     r_gra, p_gra = _agreement(lin, cl, ["granulocytes"], ["Neutrophil"])
     assert r_gra >= 0.06 and p_gra >= 0.6
     assert "Plasma" in set(lin)  # CD138 with no keratin or CD3 suffices
@@ -579,6 +580,25 @@ def test_protein_classifier_calls_need_the_defining_marker_not_the_supporting_on
     assert called[mac].mean() >= 0.9  # measured 0.999; 0.26 when the call needed CD45
     assert mac[called].mean() >= 0.97
     assert not called[truth == "stroma"].any()  # no CD68, no macrophage call
+
+
+def test_protein_one_population_gates_do_not_block_the_seeds_of_other_lineages():
+    """A lineage whose defining gate cuts one skewed population is not learned (the cells above such a gate are no
+    sample of it: Schürch's keratin, CD56 and CD20, Ashman's D 1.23, 1.03, 1.15); nor is its evidence a runner-up
+    that keeps the cells of other lineages from being seeds. Planted: CD8 T cells and macrophages with evidence 3
+    for their lineage, and a one-population B gate at evidence 2.8 in every cell."""
+    from tmetoolkit._core.annotation.protein import learn_lineages
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(["CD8 T", "Monocyte/Macrophage"], 100)
+    own = np.where(truth == "CD8 T", 3.0, -3.0)
+    L = pd.DataFrame({"CD8 T": own + rng.normal(0, 0.3, 200), "Monocyte/Macrophage": -own + rng.normal(0, 0.3, 200),
+                      "B": rng.normal(2.8, 0.3, 200)})
+    features = np.column_stack([own, -own]) + rng.normal(0, 1.0, (200, 2))
+    learned = learn_lineages(L, features, exclude=["B"])
+    assert set(learned.learned) == {"CD8 T", "Monocyte/Macrophage"}  # 4 and 1 seeds with B as runner-up
+    assert (learned.probability.idxmax(axis=1).to_numpy() == truth).mean() >= 0.95
+    assert (learned.seeds[truth == "CD8 T"] == "CD8 T").all()
 
 
 def test_protein_panel_scimap_with_given_gates():

@@ -485,14 +485,26 @@ def unimodal_lineages(gate_table: pd.DataFrame) -> list[str]:
     return sorted(set(out))
 
 
+def seed_lineages(arr: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """Per cell (rows of ``arr``, lineages x ``names`` in columns) the lineage it is a seed of, ``""`` for none: its
+    best lineage reaches ``SEED_EVIDENCE`` and leads the runner-up by ``SEED_LEAD``."""
+    order = np.argsort(-arr, axis=1)
+    best = arr[np.arange(len(arr)), order[:, 0]]
+    second = arr[np.arange(len(arr)), order[:, 1]] if arr.shape[1] > 1 else np.zeros(len(arr))
+    lead = best - np.maximum(second, 0.0)
+    return np.where((best >= SEED_EVIDENCE) & (lead >= SEED_LEAD), names[order[:, 0]], "").astype(object)
+
+
 def learn_lineages(L: pd.DataFrame, features: np.ndarray, *, seed: int = 0, exclude=()) -> Learned:
     """Seeds from the gates, then a logistic regression on every channel trained on them.
 
     A cell is a seed of its best lineage when that lineage's evidence reaches ``SEED_EVIDENCE`` and leads the
-    runner-up by ``SEED_LEAD``. Lineages with at least ``MIN_SEEDS`` seeds (as for RNA) are learned, on at most
-    ``MAX_TRAIN_PER_LABEL`` seeds each, with balanced class weights; the classifier sees every channel of the
-    panel, including those no rule reads, so it learns what this panel shows of each lineage beyond its gates
-    (the scheme of Garnett, Pliner 2019 doi:10.1038/s41592-019-0535-3).
+    runner-up by ``SEED_LEAD`` (:func:`seed_lineages`). Lineages with at least ``MIN_SEEDS`` seeds (as for RNA) are
+    learned, on at most ``MAX_TRAIN_PER_LABEL`` seeds each, with balanced class weights; the classifier sees every
+    channel of the panel, including those no rule reads, so it learns what this panel shows of each lineage beyond
+    its gates (the scheme of Garnett, Pliner 2019 doi:10.1038/s41592-019-0535-3). The ``exclude`` lineages (their
+    gates cut one population: :func:`unimodal_lineages`) are not learned, and as their evidence is no sign of their
+    lineage, it is no runner-up either: the seeds of the others are chosen among the others.
     """
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
@@ -500,12 +512,12 @@ def learn_lineages(L: pd.DataFrame, features: np.ndarray, *, seed: int = 0, excl
     arr = np.where(np.isfinite(L.to_numpy(dtype=float)), L.to_numpy(dtype=float), -np.inf)
     if arr.shape[1] == 0:
         return Learned(None, np.full(len(L), "", dtype=object), {}, [])
-    order = np.argsort(-arr, axis=1)
-    best = arr[np.arange(len(arr)), order[:, 0]]
-    second = arr[np.arange(len(arr)), order[:, 1]] if arr.shape[1] > 1 else np.zeros(len(arr))
-    lead = best - np.maximum(second, 0.0)
     names = np.asarray(L.columns, dtype=object)
-    seeds = np.where((best >= SEED_EVIDENCE) & (lead >= SEED_LEAD), names[order[:, 0]], "").astype(object)
+    seeds = seed_lineages(arr, names)  # every lineage, as reported
+    ranked = ~np.isin(names, list(exclude))
+    if ranked.any() and not ranked.all():
+        learnable = seed_lineages(arr[:, ranked], names[ranked])
+        seeds = np.where(learnable != "", learnable, np.where(np.isin(seeds, list(exclude)), seeds, "")).astype(object)
     labs, counts = np.unique(seeds[seeds != ""], return_counts=True)
     n_seeds = dict(zip(labs.tolist(), counts.tolist(), strict=True))
     learned = [lab for lab, c in n_seeds.items() if c >= MIN_SEEDS and lab not in exclude]
