@@ -143,9 +143,10 @@ def annotate(
         (Ashman's D < 2) and arcsinh two (on its own values when the channel holds negative values, as after
         z-scoring; arcsinh- or log-transformed panels are gated on sinh of their values, so the calls match those
         from the intensities). With fitted gates and no ``groupby``, the cells the gates call with confidence train
-        a logistic regression on every channel, which then calls each cell whose own gates support its lineage;
-        lineages with fewer than 10 such cells, or whose defining channel shows no two populations, keep their
-        gated calls.
+        a logistic regression on every channel, which then calls each cell whose defining marker of that lineage
+        is above its gate and not contradicted by a negative one (CD45 and CD3, dim on some lineages, choose the
+        cells it learns from); lineages with fewer than 10 such cells, or whose defining channel shows no two
+        populations, keep their gated calls, and the latter do not compete for the cells it learns from.
     spillover
         Protein panels with ``obsm["spatial"]`` and intensities (not transformed values with negatives), channels with
         fitted gates: lateral spill-over removed before gating.
