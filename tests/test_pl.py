@@ -576,3 +576,25 @@ def test_missing_key_errors_name_a_number_key():
     from tmetoolkit._utils import missing_key_error
 
     assert "Did you mean ['1']" in str(missing_key_error(1, "adata.obs", ["1", "sample"]))
+
+
+def _boxes_overlap(fig, first, second) -> bool:
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    return first.get_window_extent(renderer).overlaps(second.get_window_extent(renderer))
+
+
+def test_immunosuppression_missing_key_stays_clear_of_the_colour_bar_label(done):
+    """The "not measured" key sits beside the colour bar's label, which runs past a short bar, not across it."""
+    a = done.copy()
+    res = dict(a.uns["tmt_immunosuppression"])
+    res["table"] = res["table"].copy()
+    res["table"].iloc[0, res["table"].columns.get_loc("treg_fraction_cd4")] = np.nan
+    a.uns["tmt_immunosuppression"] = res
+    ax = tmt.pl.immunosuppression(a)
+    (bar,) = [c for c in ax.figure.axes if c.get_label() == "<colorbar>"]
+    legend = bar.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["not measured"]
+    assert not _boxes_overlap(ax.figure, legend, bar.yaxis.label)
+    assert _inside(ax.figure)
+    plt.close(ax.figure)

@@ -561,9 +561,17 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
                                  label=f"robust z across {unit} (beyond ±{Z_LIMIT:g}: end colours)")
         if data.mask.any():
             bar.ax.legend(handles=[Patch(facecolor=MISSING_GREY, edgecolor="0.5", label="not measured")],
-                          frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.04))
+                          frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(_right_of_label(bar), 0.0))
         ax.set_title("Immunosuppression components" + (" per region" if regions else ""))
     return ax
+
+
+def _right_of_label(bar) -> float:
+    """Where the colour bar's label ends on the right, in the bar's axes fraction: a key placed from there sits
+    beside the label, which runs past the bar's ends when the bar is shorter than its words."""
+    bar.ax.figure.draw_without_rendering()  # the label is placed at drawing, beside the tick labels
+    box = bar.ax.yaxis.label.get_window_extent()
+    return float(bar.ax.transAxes.inverted().transform((box.x1, box.y0))[0]) + 0.3
 
 
 CELL_WIDTH, CELL_HEIGHT = 0.45, 0.3  # inches of a cell of the resistance heatmap
