@@ -598,3 +598,21 @@ def test_immunosuppression_missing_key_stays_clear_of_the_colour_bar_label(done)
     assert not _boxes_overlap(ax.figure, legend, bar.yaxis.label)
     assert _inside(ax.figure)
     plt.close(ax.figure)
+
+
+def test_immunosuppression_heatmap_writes_values_that_have_no_z(done):
+    """A component measured in one sample only has no z: its value is written, not greyed as "not measured" (the
+    table beside the figure holds it)."""
+    a = done[done.obs["sample"] == "S01"].copy()
+    tmt.tl.immunosuppression(a, sample_key="sample")
+    tab = a.uns["tmt_immunosuppression"]["table"]
+    components = list(a.uns["tmt_immunosuppression"]["components"]["component"])
+    measured = [c for c in components if tab[c].notna().all()]
+    assert measured
+    ax = tmt.pl.immunosuppression(a)
+    written = {t.get_text() for t in ax.texts}
+    assert {f"{float(tab[c].iloc[0]):.2g}" for c in measured} <= written
+    (bar,) = [c for c in ax.figure.axes if c.get_label() == "<colorbar>"]
+    keys = [t.get_text() for t in bar.get_legend().get_texts()]
+    assert "measured in one sample only: no z, value written" in keys
+    plt.close(ax.figure)

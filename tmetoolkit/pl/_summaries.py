@@ -9,7 +9,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
 from matplotlib.ticker import NullFormatter
 
@@ -520,7 +520,8 @@ Z_LIMIT, MISSING_GREY = 2.5, "0.8"  # immunosuppression heatmap: colour range, c
 def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
     """Samples (or regions) x immunosuppression components as robust z-scores, with the composite; missing grey.
 
-    The colours end at z = ±2.5 (the colour bar's pointed ends): larger values take the end colours.
+    The colours end at z = ±2.5 (the colour bar's pointed ends): larger values take the end colours. A component
+    measured in one sample (or region) only has no z: it is hatched, with its value written in the cell.
 
     Parameters
     ----------
@@ -557,13 +558,32 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
             rows = [f"{name} (n={n:,})" for name, n in zip(_region_names(z.index), tab["n_cells"], strict=True)]
         ax.set_yticks(range(len(z)), rows)
         ax.axvline(z.shape[1] - 1.5, c="black", lw=1)
+        alone = _values_without_z(ax, tab[z.columns[:-1]], z)
         bar = ax.figure.colorbar(im, ax=ax, fraction=0.04, extend="both",
                                  label=f"robust z across {unit} (beyond ±{Z_LIMIT:g}: end colours)")
-        if data.mask.any():
-            bar.ax.legend(handles=[Patch(facecolor=MISSING_GREY, edgecolor="0.5", label="not measured")],
-                          frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(_right_of_label(bar), 0.0))
+        keys = [Patch(facecolor=MISSING_GREY, edgecolor="0.5", label="not measured")] if (
+            data.mask & ~alone).any() else []
+        if alone.any():
+            keys.append(Patch(facecolor="white", edgecolor=MISSING_GREY, hatch="////",
+                              label=f"measured in one {unit[:-1]} only: no z, value written"))
+        if keys:
+            bar.ax.legend(handles=keys, frameon=False, fontsize=7, loc="lower left",
+                          bbox_to_anchor=(_right_of_label(bar), 0.0))
         ax.set_title("Immunosuppression components" + (" per region" if regions else ""))
     return ax
+
+
+def _values_without_z(ax: Axes, values: pd.DataFrame, z: pd.DataFrame) -> np.ndarray:
+    """Hatch the cells whose component was measured but has no z (no other row to compare with) and write their
+    values there; returns where they are (rows x columns of ``z``), composite column included as never."""
+    alone = np.zeros(z.shape, dtype=bool)
+    alone[:, : values.shape[1]] = values.notna().to_numpy() & z.iloc[:, : values.shape[1]].isna().to_numpy()
+    for i, j in zip(*np.nonzero(alone), strict=True):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white", edgecolor=MISSING_GREY, hatch="////",
+                               linewidth=0))
+        ax.text(j, i, f"{float(values.iat[i, j]):.2g}", ha="center", va="center", fontsize=7,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+    return alone
 
 
 def _right_of_label(bar) -> float:
