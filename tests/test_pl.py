@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.testing.compare import compare_images
 
 import tmetoolkit as tmt
+from tmetoolkit._keys import MARKER_EVIDENCE
 
 IMAGES = Path(__file__).parent / "_images"
 
@@ -615,4 +616,29 @@ def test_immunosuppression_heatmap_writes_values_that_have_no_z(done):
     (bar,) = [c for c in ax.figure.axes if c.get_label() == "<colorbar>"]
     keys = [t.get_text() for t in bar.get_legend().get_texts()]
     assert "measured in one sample only: no z, value written" in keys
+    plt.close(ax.figure)
+
+
+def test_gates_count_cells_at_zero_instead_of_drawing_them_at_a_made_up_intensity(done):
+    """CODEX tables hold exact zeros: a log axis cannot show them, so they are counted in the panel, and the bars
+    hold the other cells only (drawn at a floor, the zeros towered over every channel's distribution)."""
+    import anndata as ad
+
+    o = done.obs
+    rng = np.random.default_rng(3)
+    bright = {"CD8": o["true_lineage"] == "CD8 T", "CD68": o["true_lineage"] == "Monocyte/Macrophage",
+              "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
+    X = np.column_stack([rng.lognormal(np.where(b, 1.5, -1.5), 0.5) for b in bright.values()])
+    zero = (~bright["PanCK"].to_numpy()) & (rng.random(len(o)) < 0.7)
+    X[zero, 2] = 0.0
+    panel = ad.AnnData(X.astype(np.float32), obs=o[["sample"]].copy(), obsm={"spatial": done.obsm["spatial"]})
+    panel.var_names = list(bright)
+    tmt.tl.annotate(panel)
+    _, ax = plt.subplots()
+    tmt.pl.gates(panel, markers="tumor", ax=ax)
+    drawn = sum(p.get_height() for p in ax.patches if p.get_height() > 0 and p.get_width() > 0)
+    assert drawn == len(o) - zero.sum()
+    assert any(t.get_text().startswith(f"{zero.sum():,} cells at 0") for t in ax.texts)
+    share = (panel.obsm[MARKER_EVIDENCE]["tumor+"] > 0).mean()
+    assert ax.get_title().startswith(f"tumor: {share:.1%} positive")
     plt.close(ax.figure)

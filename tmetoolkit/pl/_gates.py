@@ -19,10 +19,11 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
     """Histogram of each gated marker's intensity with its gate and the cells called positive.
 
     Intensities are drawn as imaged, on a log axis (channels with negative values, transformed or z-scored, on a
-    linear one). Cells above the gate that were not called positive lost their signal to spill-over removal
-    (``spillover=`` in :func:`tmetoolkit.tl.annotate`): they owe it to a bright touching neighbour. The title says
-    when the gate is the user's (``gates=``) or the upper tail of a channel that shows one population (markers
-    that define no lineage, such as PD-1: ``tmetoolkit._core.annotation.protein.TAIL_SDS``).
+    linear one); cells at exactly 0, which a log axis cannot show, are counted in the panel's corner. Cells above
+    the gate that were not called positive lost their signal to spill-over removal (``spillover=`` in
+    :func:`tmetoolkit.tl.annotate`): they owe it to a bright touching neighbour. The title says when the gate is
+    the user's (``gates=``) or the upper tail of a channel that shows one population (markers that define no
+    lineage, such as PD-1: ``tmetoolkit._core.annotation.protein.TAIL_SDS``).
 
     Parameters
     ----------
@@ -75,26 +76,33 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
             j = list(map(str, adata.var_names)).index(str(row["channel"]))
             x = X[:, j].copy()
             transformed = bool((x < 0).any())  # gated on its own values, as annotate did
+            positive = scores[f"{marker}+"].to_numpy() > 0
+            share = positive.mean()
+            zero = np.zeros(len(x), dtype=bool) if transformed else x == 0
+            if not (~zero).any():
+                a.text(0.5, 0.5, f"all {len(x):,} cells at 0", transform=a.transAxes, ha="center", va="center")
+            x, positive = x[~zero], positive[~zero]
             if transformed:
                 edges = np.linspace(x.min(), x.max(), bins + 1)
-            else:
-                floor = np.quantile(x[x > 0], 0.01) if (x > 0).any() else 1e-3
-                x = np.clip(x, floor, None)
+            elif len(x):
                 edges = np.geomspace(x.min(), x.max() * 1.001, bins + 1)
-            positive = scores[f"{marker}+"].to_numpy() > 0
+            if zero.any() and (~zero).any():  # off a log axis: counted, not drawn at a made-up value
+                a.text(0.02, 0.98, f"{zero.sum():,} cells at 0\n(not drawn)", transform=a.transAxes, ha="left",
+                       va="top", fontsize=7, color="0.35")
             above = x > row["gate"]
             parts = [x[positive], x[~positive & above], x[~positive & ~above]]
             labels = ["positive", "above gate, spill-over", "negative"]
             colors = ["#c0392b", "#e5a29a", "#9a9a9a"]
             keep = [i for i, p in enumerate(parts) if len(p) and (i != 1 or spill > 0)]
-            a.hist([parts[i] for i in keep], bins=edges, stacked=True, color=[colors[i] for i in keep],
-                   label=[labels[i] for i in keep], linewidth=0)
+            if keep:
+                a.hist([parts[i] for i in keep], bins=edges, stacked=True, color=[colors[i] for i in keep],
+                       label=[labels[i] for i in keep], linewidth=0)
             a.axvline(row["gate"], color="black", lw=0.8, ls="--")
-            if not transformed:
+            if not transformed and keep:
                 a.set_xscale("log")
                 a.xaxis.set_minor_formatter(NullFormatter())
             how = {"tail": "\none population: its tail", "given": "\ngiven gate"}.get(str(row.get("source", "")), "")
-            a.set_title(f"{marker}: {positive.mean():.1%} positive{how}", fontsize=9)
+            a.set_title(f"{marker}: {share:.1%} positive{how}", fontsize=9)
             a.set_xlabel(str(row["channel"]), fontsize=8)
             a.set_ylabel("cells")
         if ax is not None:
