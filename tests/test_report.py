@@ -2,6 +2,8 @@ import re
 import shutil
 import subprocess
 
+import anndata as ad
+import numpy as np
 import pytest
 
 import tmetoolkit as tmt
@@ -250,3 +252,18 @@ def test_sample_table_of_a_subset_says_why_a_table_is_left_out(sim_small):
         part = tmt.get.sample_table(two)
     assert not any("same sample_key" in str(w.message) for w in rec)
     assert list(part.index) == ["S01", "S03"]
+
+
+def test_report_of_a_protein_panel_does_not_call_its_states_transcriptional(sim_small, tmp_path):
+    """Cells called from marker gates are not transcriptional states: the caveat names what they rest on."""
+    rng = np.random.default_rng(3)
+    o = sim_small.obs
+    bright = {"CD8": o["true_lineage"] == "CD8 T", "CD68": o["true_lineage"] == "Monocyte/Macrophage",
+              "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
+    X = np.column_stack([rng.lognormal(np.where(b, 1.5, -1.5), 0.5) for b in bright.values()])
+    panel = ad.AnnData(X.astype(np.float32), obs=o[["sample"]].copy(), obsm={"spatial": sim_small.obsm["spatial"]})
+    panel.var_names = list(bright)
+    tmt.tl.annotate(panel)
+    text = tmt.report(panel, tmp_path / "r.html").read_text()
+    assert "transcriptional" not in text
+    assert "Cell states are called from protein marker gates" in text

@@ -15,6 +15,7 @@ import pandas as pd
 from . import __version__, _keys
 from ._report_text import describe, glossary_context, sample_summaries
 from .tl._annotate import mixed_evidence_summary, split_summary
+from .tl._checkpoints import is_protein
 from .tl._tables import is_bulk, resolve_sample_key
 
 _SHOWN: contextvars.ContextVar[dict] = contextvars.ContextVar("columns shown in the report")
@@ -108,6 +109,14 @@ def _regions_html(adata) -> str:
         table = pd.crosstab(owner, regions["phenotype"].astype(str).rename("tiles"))
     fig = pl.immune_phenotype(adata, regions=True).figure
     return f"<h3>{title}</h3>" + _fig_html(fig, "regions against thresholds") + _table_html(table, name="regions")
+
+
+def _evidence_caveat(adata) -> str:
+    """What the calls rest on: marker gates of a protein panel, or transcripts."""
+    if is_protein(adata):
+        return ("Cell states are called from protein marker gates (e.g. CD163+ macrophages as M2-like, FOXP3+ "
+                "CD4 T cells as Tregs): they cannot prove suppression.")
+    return "Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression."
 
 
 def _overview(adata, s_key, bulk: bool) -> str:
@@ -417,7 +426,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
         notes = "".join(f"<p class='skipped'>Not run: <b>{html.escape(str(r.step))}</b>: {html.escape(str(r.reason))}"
                         "</p>" for r in skipped.itertuples())
     if _keys.LINEAGE in adata.obs or bulk:
-        caveats.append("Cell states and programmes are transcriptional: MDSC-like states cannot prove suppression.")
+        caveats.append(_evidence_caveat(adata))
     context = glossary_context(adata)
     if s_key is not None:
         context[str(s_key)] = f"sample (adata.obs[{s_key!r}])"
