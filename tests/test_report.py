@@ -267,3 +267,22 @@ def test_report_of_a_protein_panel_does_not_call_its_states_transcriptional(sim_
     text = tmt.report(panel, tmp_path / "r.html").read_text()
     assert "transcriptional" not in text
     assert "Cell states are called from protein marker gates" in text
+
+
+def test_summary_gives_a_fixed_threshold_flag_its_value_not_its_z(tmp_path):
+    """B2M/HLA loss is flagged by its value (below -0.5), whatever its rank: the summary quoted "z +0.0 across
+    samples" for such a flag, as if an average sample had been flagged; a cohort-relative flag keeps its z."""
+    import pandas as pd
+
+    from tmetoolkit import _keys
+    from tmetoolkit._report_text import sample_summaries
+
+    a = ad.AnnData(obs=pd.DataFrame({"sample": ["p1", "p2"]}, index=["c1", "c2"]))
+    long = pd.DataFrame({
+        "sample": ["p1", "p2"], "mechanism": ["B2M/HLA mutations", "Regulatory T cells (Tregs)"],
+        "measure": ["APM/MHC-I programme in malignant minus non-malignant cells", "Tregs among CD4 T cells"],
+        "value": [-0.72, 0.64], "z": [0.0, 1.92], "flagged": [1.0, 1.0], "evidence_level": ["Clinical", "Clinical"]})
+    a.uns[_keys.RESISTANCE_PROFILE] = {"long": long, "params": {}}
+    p1, p2 = sample_summaries(a, "sample", None)
+    assert "non-malignant cells -0.72, flagged below -0.5" in p1 and "z +0.0" not in p1
+    assert "Regulatory T cells (Tregs) (z +1.9 across samples" in p2

@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import _keys
 from ._core.sample.phenotype import ENRICHED
+from ._core.sample.resistance import FIXED_RULES
 from ._utils import natural_key
 from .pl._utils import readable
 
@@ -237,6 +238,13 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
 
 
 def _flag_text(row) -> str:
-    """``"Regulatory T cells (Tregs) (z +2.1 across samples; evidence clinical)"``."""
-    z = f"z {float(row.z):+.1f} across samples; " if pd.notna(row.z) else ""
-    return f"{html.escape(str(row.mechanism))} ({z}evidence {html.escape(str(row.evidence_level).lower())})"
+    """``"Regulatory T cells (Tregs) (z +2.1 across samples; evidence clinical)"``; a mechanism flagged by a fixed
+    threshold gives its value against it instead (its z says nothing about the flag):
+    ``"B2M/HLA mutations (APM/MHC-I programme ... -0.72, flagged below -0.5; evidence clinical)"``."""
+    rule = FIXED_RULES.get(str(row.mechanism))
+    if rule is not None:
+        value = f"{row.measure} {float(row.value):.2g}, flagged {rule}; " if pd.notna(row.value) else ""
+    else:
+        value = f"z {float(row.z):+.1f} across samples; " if pd.notna(row.z) else ""
+    evidence = html.escape(str(row.evidence_level).lower())
+    return f"{html.escape(str(row.mechanism))} ({html.escape(value)}evidence {evidence})"

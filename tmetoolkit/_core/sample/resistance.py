@@ -79,6 +79,16 @@ IFNG_RESPONSE = ("HALLMARK_INTERFERON_GAMMA_RESPONSE", "IFNG_6")
 # an inflamed tumour whose malignant cells outscore those of the excluded and desert tumours with probability below
 # this is flagged; on 12 simulated cohorts responding tumours scored 0.70-0.87, unresponsive ones 0.29-0.66
 IFNG_RESPONSE_AUC = 0.7
+TMB_LOW = 10.0  # mutations/Mb below which a tumour's mutational burden is flagged as low
+HLA_FULL = 1.0  # HLA class I heterozygosity: below full heterozygosity is flagged
+# mechanisms flagged by a fixed threshold on their value (the others: robust z across the cohort above COHORT_Z)
+FIXED_RULES = {
+    "Low tumor mutational burden (TMB)": f"below {TMB_LOW:g}",
+    "B2M/HLA mutations": f"below {APM_LOSS:g}",
+    "IFN-gamma pathway defects (JAK1/2)": f"AUC below {IFNG_RESPONSE_AUC:g} in an inflamed tumour",
+    "Gut dysbiosis": "when reported (1)",
+    "HLA genotype (low heterozygosity)": f"below {HLA_FULL:g}",
+}
 INSIDE = "inside the tumour"
 COHORT_Z = 1.0  # cohort-relative flag: robust z above this
 
@@ -188,11 +198,11 @@ def profile(groups: pd.Series, scores: pd.DataFrame, *, cells: Cells | None, ifn
                 status[:] = np.where(v.notna(), "from sample metadata",
                                      f"needs external data: no readable obs['{meta_col}'] value for this sample")
                 if meta_col == "tmb":
-                    flag = (v < 10).astype(float).where(v.notna())
+                    flag = (v < TMB_LOW).astype(float).where(v.notna())
                 elif meta_col == "dysbiosis":
                     flag = v.astype(float)
                 else:
-                    flag = (v < 1.0).astype(float).where(v.notna())
+                    flag = (v < HLA_FULL).astype(float).where(v.notna())
         elif r.mechanism == "B2M/HLA mutations":
             flag = (v < APM_LOSS).astype(float).where(v.notna())
         elif r.mechanism == "IFN-gamma pathway defects (JAK1/2)":
