@@ -642,3 +642,14 @@ def test_gates_count_cells_at_zero_instead_of_drawing_them_at_a_made_up_intensit
     share = (panel.obsm[MARKER_EVIDENCE]["tumor+"] > 0).mean()
     assert ax.get_title().startswith(f"tumor: {share:.1%} positive")
     plt.close(ax.figure)
+
+
+def test_spatial_values_name_the_lines_clear_of_the_colour_bar_label(done):
+    """One panel coloured by distance: the names of the border and margin lines, under the panel, stay clear of
+    the colour bar's label (in two columns they ran across it)."""
+    fig = tmt.pl.spatial(done, color="tmt_border_distance", samples=["S01"])
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    legend = fig.axes[0].get_legend()
+    assert {t.get_text() for t in legend.get_texts()} == {"tumour border", "margin edges"}
+    assert not _boxes_overlap(fig, legend, bar.yaxis.label)
+    plt.close(fig)

@@ -182,7 +182,8 @@ def spatial(
             drawn = axes[:len(names)]
             per_row = min(ncols, len(drawn))
             below = drawn[(len(drawn) - 1) // per_row * per_row]
-            below.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), frameon=False, ncol=2)
+            # one column: two ran under the colour bar, across its label, when there is one panel
+            below.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), frameon=False, ncol=1)
         elif not numeric and user_ax:  # beside the user's axes, in the user's figure, whose layout is the user's
             axes[0].legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                            title=readable(color))
