@@ -653,3 +653,12 @@ def test_spatial_values_name_the_lines_clear_of_the_colour_bar_label(done):
     assert {t.get_text() for t in legend.get_texts()} == {"tumour border", "margin edges"}
     assert not _boxes_overlap(fig, legend, bar.yaxis.label)
     plt.close(fig)
+
+
+def test_composition_legend_leaves_the_last_tick_label_whole(done):
+    """The legend right of the bars starts after the "1.0" under the axes' right end, not across it."""
+    a = done[done.obs["sample"] == "S01"].copy()
+    ax = tmt.pl.composition(a)
+    (last,) = [t for t in ax.get_xticklabels() if t.get_text() == "1.0"]
+    assert not _boxes_overlap(ax.figure, ax.get_legend(), last)
+    plt.close(ax.figure)

@@ -384,7 +384,8 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
         ax.set_xlabel("fraction of cells" if not n_missing else
                       f"fraction of cells with a value ({n_missing:,} cells without one not counted)")
         ax.invert_yaxis()
-        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        # clear of the x axis's last tick label ("1.0"), half of which lies right of the axes
+        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.04, 0.5))
         ax.set_title(f"{what} per sample" + (f" ({len(rest)} least abundant grouped as other)" if rest else ""))
     return ax
 
