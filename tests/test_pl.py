@@ -662,3 +662,15 @@ def test_composition_legend_leaves_the_last_tick_label_whole(done):
     (last,) = [t for t in ax.get_xticklabels() if t.get_text() == "1.0"]
     assert not _boxes_overlap(ax.figure, ax.get_legend(), last)
     plt.close(ax.figure)
+
+
+def test_embedding_title_is_words_not_the_key(done):
+    """Titled "State", as every other figure names the column, not "tmt_state"; a title the user gives is kept."""
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))
+    ax = tmt.pl.embedding(a)
+    assert ax.get_title() == "State"
+    plt.close(ax.figure)
+    ax = tmt.pl.embedding(a, title="my cells")
+    assert ax.get_title() == "my cells"
+    plt.close(ax.figure)

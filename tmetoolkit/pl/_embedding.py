@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 
 from .. import _keys
 from .._utils import missing_key_error
-from ._utils import colors_for, fits_new_figure, new_ax, require_obs, style
+from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style
 
 
 @fits_new_figure
@@ -54,5 +54,6 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
         # scanpy's own colour-map call (set_bad) warns on every plot with matplotlib >= 3.10; not the user's to fix
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="scanpy")
         ax = new_ax(ax, (5, 4.5))
+        kwargs.setdefault("title", readable(color))  # scanpy titles the panel with the key itself ("tmt_state")
         sc.pl.embedding(drawn, basis=basis, color=color, ax=ax, show=False, frameon=False, **kwargs)
     return ax
