@@ -466,3 +466,23 @@ def test_pixel_size_option_scales_pixel_coordinates(tmp_path, capsys):
             main(["run", str(tmp_path / "px.h5ad"), "-o", str(tmp_path / "bad"), "--pixel-size", bad])
         assert exit_.value.code == 2
     assert "--pixel-size" in capsys.readouterr().err
+
+
+def test_run_splits_cell_states_within_each_sample_and_passes_the_reference(tmp_path):
+    """--sample-key reaches annotate (population splits such as the MDSC-like states are made within each sample,
+    not over pooled ones), and --reference reaches the immune phenotype (cohort terciles on 3 samples, where the
+    default judges each of so few samples alone)."""
+    import tmetoolkit as tmt
+
+    cells = tmt.datasets.simulate(n_samples=3, n_cells=300, seed=4)
+    del cells.obsm["spatial"]
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "cells.h5ad"), "-o", str(out), "--sample-key", "sample", "--reference",
+                 "cohort", "-q"]) == 0
+    result = ad.read_h5ad(out / "cells.h5ad")
+    assert result.uns["tmt_annotate"]["params"]["sample_key"] == "sample"
+    table = result.uns["tmt_immune_phenotype"]["table"]
+    assert set(table["reference"]) == {"cohort"}
+    assert main(["run", str(tmp_path / "cells.h5ad"), "-o", str(out), "--sample-key", "sample", "-q"]) == 0
+    assert set(ad.read_h5ad(out / "cells.h5ad").uns["tmt_immune_phenotype"]["table"]["reference"]) == {"absolute"}

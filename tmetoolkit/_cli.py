@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--use-raw", action="store_true",
                      help="read adata.raw (all genes) instead of X, e.g. when X holds highly variable genes only; "
                           "the results are written into the data as given")
+    run.add_argument("--reference", choices=("absolute", "cohort"), default=None,
+                     help="immune phenotype: judge each sample alone by absolute thresholds, or against the cohort "
+                          "(default: cohort from 9 samples, absolute below; the report says which was used)")
     run.add_argument("--bulk", action="store_true",
                      help="observations are samples (bulk RNA-seq or pseudobulk), not cells (default: so when at "
                           "most 1,000 observations detect a median of more than 10,000 genes each and no "
@@ -188,7 +191,7 @@ def _command(args) -> int:
                                  tumor_labels=_split(args.tumor_labels), effector_labels=_split(args.effector_labels),
                                  group_key=args.group_key, image_key=args.image_key, region_key=args.region_key,
                                  tumor_signature=args.tumor_signature, markers=_pairs(args.markers),
-                                 pixel_size=args.pixel_size, bulk=bulk,
+                                 pixel_size=args.pixel_size, bulk=bulk, reference=args.reference,
                                  layer=args.layer, use_raw=args.use_raw, name=path.stem, input_path=path)
     except _utils.TmtInputError as e:
         msg = str(e)  # TmtKeyError prints its message unquoted

@@ -97,6 +97,7 @@ def run_pipeline(
     markers: dict[str, str] | None = None,
     pixel_size: float | None = None,
     bulk: bool = False,
+    reference: str | None = None,
     layer: str | None = None,
     use_raw: bool = False,
     name: str = "tmetoolkit",
@@ -116,8 +117,10 @@ def run_pipeline(
     ``pixel_size`` (micrometres per coordinate unit) scales the coordinates of every spatial step. Spot
     data (Visium) get signature scores and the spot phenotype only. With ``bulk=True`` every observation is a
     sample (bulk RNA-seq or pseudobulk): scores, the cohort-relative expression phenotype, and immunosuppression
-    and resistance profiles from whole-sample programmes. ``region_key`` (tissue regions within samples) adds the
-    phenotype, immunosuppression and resistance profile of every region. ``layer`` names the layer of counts or
+    and resistance profiles from whole-sample programmes. ``reference`` (``"absolute"`` or ``"cohort"``) is passed
+    to the immune phenotype (default: its own choice by cohort size). ``region_key`` (tissue regions within
+    samples) adds the phenotype, immunosuppression and resistance profile of every region. Cell states are split
+    within each ``sample_key`` sample. ``layer`` names the layer of counts or
     log-normalised values to read when ``X`` holds something else (scaled values); ``X`` is never changed.
     ``use_raw=True`` runs every step on ``adata.raw`` (all genes, when ``X`` holds highly variable genes only) and
     writes the results into ``adata``.
@@ -168,7 +171,7 @@ def run_pipeline(
     out = {"h5ad_name": h5ad_name, "h5ad_data": _h5ad, "keep": input_path,
            "read_as": {"input_state": report.state, "species": report.species}}
     if bulk:
-        return _run_bulk(adata, outdir, group_key=group_key, layer=layer, out=out)
+        return _run_bulk(adata, outdir, group_key=group_key, layer=layer, reference=reference, out=out)
     corrected = corrected_values_message(adata, layer) if report.state == "lognorm" else None
     if corrected:  # the checkpoint profiles would refuse them after scoring and annotating: refused here
         raise TmtMatrixError("cannot tell which genes each cell expresses: " + corrected)
@@ -188,7 +191,7 @@ def run_pipeline(
     elif not protein:
         steps.append(Step("scoring signatures", "score", lambda: tl.score(adata, every, layer=layer), optional=False))
         steps.append(Step("annotating cell states", "annotate", lambda: tl.annotate(
-            adata, layer=layer, tumor_signature=tumor_signature), optional=False))
+            adata, layer=layer, sample_key=sample_key, tumor_signature=tumor_signature), optional=False))
         steps.append(Step("checkpoint profiles", "checkpoints", lambda: tl.checkpoints(
             adata, sample_key=sample_key, layer=layer), optional=False))
     elif cell_type_key is None:
@@ -202,12 +205,12 @@ def run_pipeline(
         steps.append(Step("immune phenotype (spatial)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, image_key=image_key,
             region_key=region_key, tumor_signature=tumor_signature, pixel_size=pixel_size, layer=layer,
-            **labels)))
+            reference=reference, **labels)))
     elif not protein and sample_key is not None:
         # in a cohort of fewer than three samples each sample is judged alone by absolute thresholds (tl says so)
         steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
             adata, sample_key=sample_key, cell_type_key=cell_type_key, effector_labels=effector_labels,
-            basis="expression", layer=layer)))
+            basis="expression", layer=layer, reference=reference)))
     elif not spots:
         why = ("a protein panel without cell coordinates (adata.obsm['spatial'])" if protein else
                "no sample key and no cell coordinates (adata.obsm['spatial']): the spatial phenotype needs "
@@ -227,7 +230,8 @@ def run_pipeline(
     return _write(adata, outdir, sample_key=sample_key, **out)
 
 
-def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str | None, out: dict) -> dict:
+def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str | None, reference: str | None,
+              out: dict) -> dict:
     """Observations are samples: scores, expression phenotype, whole-sample immunosuppression and resistance."""
     from . import tl
 
@@ -238,7 +242,7 @@ def _run_bulk(adata: AnnData, outdir: Path, *, group_key: str | None, layer: str
                  adata, bulk=True, layer=layer))]
     skipped: list[tuple[str, str, str]] = []
     steps.append(Step("immune phenotype (expression)", "immune_phenotype", lambda: tl.immune_phenotype(
-        adata, basis="expression", layer=layer)))
+        adata, basis="expression", layer=layer, reference=reference)))
     if group_key is not None:
         steps.append(Step("comparing groups", "compare_groups", lambda: tl.compare_groups(
             adata, sample_key=None, group_key=group_key)))

@@ -247,7 +247,8 @@ def call_samples(f: pd.DataFrame, *, no_expression: np.ndarray, have_imm: list[s
         warn(f"{why}; each sample is judged alone by "
              + ("CD8 T cells among its immune cells" if use_cells else
                 "its T-cell genes and IFN-gamma programme against marker genes of its other cell types")
-             + " (see params). Pass reference='absolute' to confirm and silence this.", category=TmtSmallCohortWarning,
+             + " (see params). Pass reference='absolute' (command line: --reference absolute) to confirm and silence "
+             "this.", category=TmtSmallCohortWarning,
              stacklevel=6)
     sub = f.loc[ok]
     if reference == "cohort":
