@@ -248,6 +248,18 @@ def test_plot_errors(sim_small):
         tmt.pl.scores(sim_small, ["NK"], groupby="sample")
 
 
+def test_scores_of_a_packaged_signature_not_yet_scored_say_how_to_score_it(done):
+    """A packaged signature the data were not scored with is no misspelling: the error says to score it (and the
+    name of neither a scored nor a packaged signature still gets the nearest names)."""
+    a = done.copy()
+    a.obsm["tmt_scores"] = a.obsm["tmt_scores"].drop(columns=["TAM_SPP1"], errors="ignore")
+    with pytest.raises(KeyError, match=r"tmt.tl.score\(adata, \['TAM_SPP1'\]\)") as info:
+        tmt.pl.scores(a, ["TAM_SPP1"], groupby="sample")
+    assert "Did you mean" not in str(info.value)
+    with pytest.raises(KeyError, match="Did you mean"):
+        tmt.pl.scores(a, ["TAM_M2_lik"], groupby="sample")
+
+
 def test_gates(done, tmp_path):
     """Protein gates: a synthetic panel with spill-over from touching cells into their neighbours."""
     import anndata as ad

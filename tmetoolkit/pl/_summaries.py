@@ -17,6 +17,7 @@ from .. import _keys
 from .._core.sample.phenotype import decision_lines as expression_lines
 from .._core.spatial.rules import Line, decision_lines
 from .._utils import TmtKeyError, missing_key_error
+from ..sig._registry import _load_all as packaged_signatures
 from ..tl._tables import resolve_sample_key
 from ._palettes import COLORBLIND_SAFE, lineage_colors, phenotype_colors, state_colors
 from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style, wrap
@@ -494,9 +495,14 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
         raise TmtKeyError(msg)
     S = adata.obsm[_keys.SCORES]
     signatures = [signatures] if isinstance(signatures, str) else list(signatures)
-    for s in signatures:
-        if s not in S.columns:
-            raise missing_key_error(s, "the scored signatures", S.columns)
+    unscored = [s for s in signatures if s not in S.columns]
+    known = [s for s in unscored if s in packaged_signatures()]
+    if known:
+        msg = (f"{', '.join(map(repr, known))} not scored on these data: run tmt.tl.score(adata, {known!r}) first "
+               "(scores of the signatures already there are kept).")
+        raise TmtKeyError(msg)
+    if unscored:
+        raise missing_key_error(unscored[0], "the scored signatures", S.columns)
     g = require_obs(adata, groupby)
     mean = S[signatures].groupby(g.values, observed=True).mean()
     if standard_scale:
