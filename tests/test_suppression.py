@@ -254,3 +254,24 @@ def test_cells_of_several_samples_read_as_one_are_warned_about():
             warnings.simplefilter("always")
             tool(z, sample_key="Patient")
         assert not any("as one sample" in str(w.message) for w in caught)
+
+
+
+def test_bulk_tables_list_samples_in_natural_order(cohort):
+    """Bulk samples stored as P1, P10, P11, P12, P2, ... (a file's string order) are listed P1, P2, ..., P10, as the
+    phenotype table and the report's summaries list them."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    samples = cohort.obs["sample"].astype(str)
+    names = sorted(samples.unique())
+    X = np.vstack([np.asarray(cohort.X[(samples == s).to_numpy()].sum(axis=0)).ravel() for s in names])
+    ids = [f"P{i + 1}" for i in range(len(names))]
+    bulk = ad.AnnData(sp.csr_matrix(X), obs=pd.DataFrame(index=ids), var=cohort.var[[]].copy())
+    bulk = bulk[sorted(ids)].copy()  # the string order: P1, P10, P11, P12, P2, ...
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.immunosuppression(bulk, bulk=True)
+        tmt.tl.resistance_profile(bulk, bulk=True)
+    assert list(bulk.uns["tmt_immunosuppression"]["table"].index) == ids
+    assert list(bulk.uns["tmt_resistance_profile"]["table"].index) == ids

@@ -17,7 +17,7 @@ from .._core.sample.cohort import MIN_COHORT_SIZE
 from .._core.sample.resistance import APM_LOSS, COHORT_Z, MEASURES, NEEDED, mechanisms, profile
 from .._core.sample.suppression import BULK_NEEDED
 from .._core.sample.suppression import NEEDED as SUPPRESSION_NEEDED
-from .._utils import TmtInputError, TmtKeyError, TmtWarning, logger, target, warn
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, in_natural_order, logger, target, warn
 from ._checkpoints import detect, is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._score import score_once
@@ -127,7 +127,7 @@ def resistance_profile(adata: AnnData, *, sample_key: str | None = None, region_
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "apm_loss_threshold": APM_LOSS, "cohort_z_threshold": COHORT_Z,
               "cohort_flags": len(table) >= MIN_COHORT_SIZE}
-    result = {"params": params, "long": long, "table": table}
+    result = {"params": params, "long": long, "table": in_natural_order(table)}
     if region_key is not None:
         too_small = set(regions.index[regions["n_cells"] < min_cells])
         per_region = profile(region_of, scores, **inputs, unit="regions", too_small=too_small, min_cells=min_cells,

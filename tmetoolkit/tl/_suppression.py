@@ -22,7 +22,7 @@ from .._core.sample.suppression import (
     bulk_suppression,
     cell_suppression,
 )
-from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key, target
+from .._utils import TmtInputError, TmtKeyError, TmtWarning, check_tmt_key, in_natural_order, target
 from ._checkpoints import is_protein
 from ._sample_features import bulk_samples, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._score import score_once
@@ -144,8 +144,8 @@ def _write(adata: AnnData, result: Suppression, *, sample_key, layer, bulk: bool
     """``uns["tmt_immunosuppression"]``."""
     params = {"sample_key": "" if bulk else (sample_key or ("sample" if "sample" in adata.obs else "")),
               "layer": layer or "X", "bulk": bulk, "composite": COMPOSITE}
-    out = {"params": params, "table": result.table, "components": result.components}
+    out = {"params": params, "table": in_natural_order(result.table), "components": result.components}
     if result.regions is not None:
         params.update(region_key=region_key, min_cells=min_cells)
-        out["regions"] = result.regions
+        out["regions"] = in_natural_order(result.regions)
     adata.uns[_keys.IMMUNOSUPPRESSION] = out
