@@ -149,6 +149,7 @@ def test_bulk_run_treats_observations_as_samples(tmp_path):
     assert out.uns["tmt_immunosuppression"]["params"]["bulk"] and "tmt_compare_groups" in out.uns
     table = pd.read_csv(tmp_path / "out" / "sample_table.csv", index_col=0)
     assert len(table) == 6 and table["immune_phenotype:phenotype"].notna().all()
+    assert "n_cells" not in table.columns  # an observation that is a sample has no cells to count
     assert "samples: 6 (bulk" in (tmp_path / "out" / "report.html").read_text()
     assert main(["run", str(tmp_path / "bulk.h5ad"), "-o", str(tmp_path / "x"), "--bulk", "--sample-key",
                  "response", "-q"]) == 2

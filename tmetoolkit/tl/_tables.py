@@ -39,8 +39,9 @@ NOT_PER_SAMPLE = (_keys.COMPARTMENTS, _keys.COMPARE_GROUPS)
 def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     """One tidy row per sample with everything tmetoolkit computed about it.
 
-    Columns are prefixed by their origin: ``n_cells``; ``frac_lineage:<label>`` and ``frac_state:<label>`` for
-    composition (when :func:`tmetoolkit.tl.annotate` ran); ``score:<signature>`` for mean signature scores; and
+    Columns are prefixed by their origin: ``n_cells`` (not for bulk samples); ``frac_lineage:<label>`` and
+    ``frac_state:<label>`` for composition (when :func:`tmetoolkit.tl.annotate` ran); ``score:<signature>`` for
+    mean signature scores; and
     the columns of every per-sample table stored under ``uns["tmt_<tool>"]["table"]`` (phenotype, features,
     components ...), prefixed with the tool name. A tool's table made per another sample column is left out, with a
     warning naming that column.
@@ -59,13 +60,16 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
     One row per sample, indexed by sample name; nothing is written into ``adata``.
     """
     key = resolve_sample_key(adata, sample_key)
+    bulk = not key and is_bulk(adata)
     if key:
         samples = adata.obs[key].astype(str)
-    elif is_bulk(adata):
+    elif bulk:
         samples = pd.Series(adata.obs_names.astype(str), index=adata.obs_names)
     else:
         samples = pd.Series("all", index=adata.obs_names)
-    parts = [samples.value_counts().rename("n_cells").to_frame()]
+    # an observation that is a sample has no cells to count
+    parts = [pd.DataFrame(index=pd.Index(pd.unique(samples)))] if bulk else [
+        samples.value_counts().rename("n_cells").to_frame()]
     for col, prefix in ((_keys.LINEAGE, "frac_lineage"), (_keys.STATE, "frac_state")):
         if col in adata.obs:
             frac = pd.crosstab(samples, adata.obs[col].astype(str), normalize="index")
