@@ -41,10 +41,9 @@ def sample_table(adata: AnnData, sample_key: str | None = None) -> pd.DataFrame:
 
     Columns are prefixed by their origin: ``n_cells`` (not for bulk samples); ``frac_lineage:<label>`` and
     ``frac_state:<label>`` for composition (when :func:`tmetoolkit.tl.annotate` ran); ``score:<signature>`` for
-    mean signature scores; and
-    the columns of every per-sample table stored under ``uns["tmt_<tool>"]["table"]`` (phenotype, features,
-    components ...), prefixed with the tool name. A tool's table made per another sample column is left out, with a
-    warning naming that column.
+    mean signature scores; and the columns of every per-sample table stored under ``uns["tmt_<tool>"]["table"]``
+    (phenotype, features, components ...), prefixed with the tool name. A tool's table made per another sample
+    column is left out, with a warning naming that column.
 
     Parameters
     ----------
