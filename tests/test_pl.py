@@ -80,6 +80,18 @@ def test_label_colours_stay_distinct_beyond_twenty_labels():
     assert len(set(colours.values())) == 26 and colours["CD4 T"] == lineage_colors()["CD4 T"]
 
 
+@pytest.mark.parametrize(("span_um", "bar"), [(499.6, "100 µm"), (500.0, "100 µm"), (1000.0, "200 µm"),
+                                              (640.0, "100 µm"), (80.0, "20 µm")])
+def test_scale_bar_is_the_round_length_nearest_a_fifth_of_the_field(span_um, bar):
+    """A MERFISH window of 499.6 µm got a 50 µm bar (a tenth): the round number just below 99.9 µm."""
+    from tmetoolkit.pl._spatial import _scale_bar
+
+    fig, ax = plt.subplots()
+    _scale_bar(ax, np.array([[0.0, 0.0], [span_um, span_um]]), 1.0)
+    assert [t.get_text() for t in ax.texts] == [bar]
+    plt.close(fig)
+
+
 def test_scale_bar_reads_the_pixel_size(done):
     """Coordinates in pixels before any spatial tool ran: the bar is in micrometres only with pixel_size."""
     bars = {}
