@@ -487,3 +487,22 @@ def test_run_splits_cell_states_within_each_sample_and_passes_the_reference(tmp_
     assert set(table["reference"]) == {"cohort"}
     assert main(["run", str(tmp_path / "cells.h5ad"), "-o", str(out), "--sample-key", "sample", "-q"]) == 0
     assert set(ad.read_h5ad(out / "cells.h5ad").uns["tmt_immune_phenotype"]["table"]["reference"]) == {"absolute"}
+
+
+def test_log_lines_and_warnings_are_not_written_into_the_progress_bar(tmp_path):
+    """Each step's log line and each warning starts on a cleared line, not after the bar's text (the command in a
+    process of its own: in pytest's, its log handlers hold the log lines)."""
+    import re
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=300, seed=0)
+    del a.obsm["spatial"]
+    a.write_h5ad(tmp_path / "a.h5ad")
+    command = [sys.executable, "-m", "tmetoolkit", "run", str(tmp_path / "a.h5ad"), "-o", str(tmp_path / "out"),
+               "--sample-key", "sample"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    segments = re.split(r"[\r\n]", done.stderr)
+    assert any("scoring signatures" in s for s in segments) and any("%|" in s for s in segments)
+    assert not [s for s in segments if "%|" in s and ("scoring signatures" in s or "warning:" in s)]

@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def one_line(message, category, *_args, **_kwargs):
         if issubclass(category, _utils.TmtWarning) and not args.quiet:
-            print(f"tmetoolkit: warning: {message}", file=sys.stderr)
+            from tqdm import tqdm
+
+            tqdm.write(f"tmetoolkit: warning: {message}", file=sys.stderr)  # above a progress bar, not into it
 
     # the command's own output: data-quality warnings as single lines; the filters are restored on return, so
     # that main() called in a session (a notebook, the tests) leaves the session's warnings as they were

@@ -32,20 +32,23 @@ class Step(NamedTuple):
 def _run_steps(steps: list[Step]) -> list[tuple[str, str, str]]:
     """Run ``steps`` in order; the optional ones that cannot run on these data are reported and skipped:
     ``(label, tool, reason)`` each."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     skipped = []
-    for step in _step_bar(steps):
-        logger.info(step.label)
-        try:
-            step.run()
-        except TmtInputError as e:
-            if not step.optional:
-                raise
-            hint = ""
-            if isinstance(e, TmtLabelError) and e.argument == "tumor_labels":
-                hint = (" Without malignant-cell labels, a signature that marks the malignant cells on this panel"
-                        " can find the tumour: --tumor-signature NAME (tumor_signature= in Python).")
-            logger.warning("skipped %s: %s%s", step.label, e, hint)
-            skipped.append((step.label, step.tool, f"{e}{hint}"))
+    with logging_redirect_tqdm():  # log lines above the bar, not written into it
+        for step in _step_bar(steps):
+            logger.info(step.label)
+            try:
+                step.run()
+            except TmtInputError as e:
+                if not step.optional:
+                    raise
+                hint = ""
+                if isinstance(e, TmtLabelError) and e.argument == "tumor_labels":
+                    hint = (" Without malignant-cell labels, a signature that marks the malignant cells on this "
+                            "panel can find the tumour: --tumor-signature NAME (tumor_signature= in Python).")
+                logger.warning("skipped %s: %s%s", step.label, e, hint)
+                skipped.append((step.label, step.tool, f"{e}{hint}"))
     return skipped
 
 
