@@ -535,3 +535,18 @@ def test_compartments_from_labels_drop_an_earlier_programme_call(sim_small):
         tmt.tl.compartments(sim_small, sample_key="sample", cell_type_key="true_lineage")
     assert "tmt_tumor_cell" not in sim_small.obs
     assert sim_small.uns["tmt_compartments"]["params"]["tumor_signature"] == ""
+
+
+
+def test_not_assessable_reasons_read_without_nested_brackets(sim_small):
+    """Warnings and summaries list units as 'S01:rim (reason)': a reason with brackets of its own read '(too few
+    cells (20 < 50))'."""
+    a = sim_small
+    s01 = np.flatnonzero((a.obs["sample"].astype(str) == "S01").to_numpy())
+    a.obs["region"] = "core"
+    a.obs.iloc[s01[:20], a.obs.columns.get_loc("region")] = "rim"
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage", region_key="region")
+    r = a.uns["tmt_immune_phenotype"]["regions"]
+    assert r.loc["S01:rim", "phenotype"] == "not assessable"
+    assert r.loc["S01:rim", "reason"] == "too few cells: 20, fewer than 50"
+    assert not [x for x in r["reason"].astype(str) if "(" in x]

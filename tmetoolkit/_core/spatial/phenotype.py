@@ -84,14 +84,14 @@ def cell_tables(cells: CellInput, samples: pd.Series, regions: pd.Series, *, sta
     def unassessable(row, ims) -> str:
         image_status = {status.get(im, "ok") for im in ims}
         if image_status == {"too few cell positions"}:
-            return ("too few cell positions: the cells share fewer than three distinct coordinates (rounded to a "
-                    "coarse grid?)")
+            return ("too few cell positions: the cells share fewer than three distinct coordinates, as when they "
+                    "are rounded to a coarse grid")
         if image_status <= {"no tumour region", "too few cells", "too few cell positions"}:
             return f"{min(image_status)}: no group of at least the minimum number of tumour cells"
         if row["n_cells"] < min_cells:
-            return f"too few cells ({int(row['n_cells'])} < {min_cells})"
+            return f"too few cells: {int(row['n_cells'])}, fewer than {min_cells}"
         if row["n_tumor_cells"] < min_tumor_cells:
-            return f"too few tumour cells ({int(row['n_tumor_cells'])} < {min_tumor_cells})"
+            return f"too few tumour cells: {int(row['n_tumor_cells'])}, fewer than {min_tumor_cells}"
         if not row["area_tumor_mm2"] > 0:
             return "no tumour region in this region"
         return ""

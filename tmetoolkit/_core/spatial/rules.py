@@ -124,11 +124,10 @@ def call_cells(tab: pd.DataFrame, *, min_density: float = MIN_DENSITY, null_rati
     low = (tab["reason"] == "") & (label == "not assessable")
     no_main = ~np.isfinite(tab["infiltration_vs_null"].to_numpy(dtype=float))
     tab.loc[low & ~no_main, "reason"] = (
-        "too little stroma to show exclusion (stroma < " + f"{min_stroma_fraction:.0%}" + " of the tissue; "
-        "a field without stroma cannot show exclusion)")
+        f"too little stroma to show exclusion: stroma below {min_stroma_fraction:.0%} of the tissue")
     tab.loc[low & no_main, "reason"] = (
-        f"fewer than {MIN_EXPECTED:g} effector cells in the tumour, observed or expected by chance (too little "
-        "tumour or too few effector cells to tell where they sit)")
+        f"fewer than {MIN_EXPECTED:g} effector cells in the tumour, observed or expected by chance: too little "
+        "tumour or too few effector cells to tell where they sit")
     return _finish(tab, "spatial")
 
 
