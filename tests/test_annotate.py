@@ -1421,6 +1421,30 @@ def test_mouse_neutrophils_on_variable_genes_are_neutrophils():
     assert (called[~neutrophil] == "Neutrophil").sum() <= 0.1 * (called == "Neutrophil").sum()
 
 
+def test_mouse_symbols_on_variable_genes_read_reciprocal_best_orthologs():
+    """The same 2,000 variable genes in mouse symbols (Cd3e, not CD3E), read through the ortholog table: with every
+    HCOP pair, 9 of the 200 neutrophils were neutrophils (lineage accuracy 0.450) where the upper-cased file, read
+    by symbol identity, had 112. Weak partners of other families (SIGLEC6 of mast cells read mouse Cd33, SIRPG of
+    T cells Sirpa, LILRA4 of pDCs the Pir genes) gave myeloid genes the roles of other lineages. With reciprocal
+    best pairs: measured 109 neutrophils, accuracy 0.571."""
+    z = shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
+    z.var_names = [g[:1] + g[1:].lower() for g in z.var_names]  # RIK/GM names keep a capital at most: read alike
+    b = z.copy()
+    sc.pp.normalize_total(b, target_sum=1e4)
+    sc.pp.log1p(b)
+    sc.pp.highly_variable_genes(b, n_top_genes=2000, flavor="seurat")
+    h = z[:, b.var["highly_variable"].to_numpy()].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(h, sample_key="Animal")
+    assert h.uns["tmt_annotate"]["params"]["species"] == "mouse"
+    called, author = h.obs["tmt_lineage"].astype(str), h.obs["author_major_cell_type"].astype(str)
+    ok = {"B cells": ["B"], "NK cells": ["NK"], "Neutrophils": ["Neutrophil"], "T cells": ["CD4 T", "CD8 T"]}
+    assert np.mean([c in ok[a] for c, a in zip(called, author, strict=True)]) >= 0.55
+    assert (called[author == "Neutrophils"] == "Neutrophil").sum() >= 90
+    assert (called[author != "Neutrophils"] == "Neutrophil").sum() <= 10
+
+
 def test_naive_cd8_t_cells_are_not_progenitor_exhausted():
     """Zilionis' mouse lung CD8 T cells: without the translation genes deciding, the signature competition called
     33 of 190 naive-like cells Tpex on SLAMF6 and BTLA, which naive T cells make too; PDCD1 was in none of them.

@@ -93,6 +93,18 @@ def test_ortholog_table_ships_and_translates():
     assert m == {"CD8A": ("Cd8a",), "FOXP3": ("Foxp3",), "PDCD1": ("Pdcd1",)}
 
 
+def test_mouse_orthologs_are_reciprocal_best_pairs():
+    """A human marker reads the mouse genes that are its best-supported orthologs and have no better human partner:
+    not the weakly linked genes of other families that HCOP also lists (SIGLEC6, a mast-cell gene, with mouse Cd33
+    of myeloid cells; SIRPG of T cells with Sirpa of myeloid cells; CXCR1 with Cxcr2, CXCR2's own ortholog)."""
+    tab = tmt.sig.orthologs()
+    assert {"Cd33", "Sirpa", "Cxcr2"} <= set(tab.loc[tab["human"].isin(["SIGLEC6", "SIRPG", "CXCR1"]), "mouse"])
+    m = tmt.sig.to_mouse(["SIGLEC6", "SIRPG", "CXCR1", "CXCR2", "CD33", "SIRPA", "CD8B"])
+    assert m["CXCR1"] == ("Cxcr1",) and m["CXCR2"] == ("Cxcr2",) and m["CD8B"] == ("Cd8b1",)
+    assert m["CD33"] == ("Cd33",) and m["SIRPA"] == ("Sirpa",)
+    assert "Cd33" not in m.get("SIGLEC6", ()) and "Sirpa" not in m.get("SIRPG", ())
+
+
 def test_gmt_round_trip_and_decoupler(tmp_path):
     sigs = tmt.sig.collection("caf") + [tmt.sig.get("NK")]
     path = tmp_path / "x.gmt"
