@@ -294,3 +294,51 @@ def test_a_transposed_matrix_is_named_as_such(sim_small):
     with pytest.raises(tmt.TmtInputError) as right_way_round:
         tmt.tl.score(sim_small[:, -60:].copy(), "all")  # no signature genes, not transposed
     assert "transposed" not in str(right_way_round.value)
+
+
+@pytest.fixture(scope="module")
+def _annotated_run():
+    """Two simulated samples through every tool that reads expression, in the order of a run."""
+    import warnings
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=400, seed=3)
+    a.X = a.X.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for tool in _NAN_TOOLS.values():
+            tool(a)
+    return a
+
+
+_NAN_TOOLS = {
+    "annotate": lambda a: tmt.tl.annotate(a, sample_key="sample"),
+    "checkpoints": lambda a: tmt.tl.checkpoints(a, sample_key="sample"),
+    "immunosuppression": lambda a: tmt.tl.immunosuppression(a, sample_key="sample"),
+    "resistance_profile": lambda a: tmt.tl.resistance_profile(a, sample_key="sample"),
+    "compartments": lambda a: tmt.tl.compartments(a, sample_key="sample", tumor_signature="Epithelial"),
+    "immune_phenotype": lambda a: tmt.tl.immune_phenotype(a, sample_key="sample", basis="expression"),
+}
+
+
+@pytest.mark.parametrize("tool", list(_NAN_TOOLS))
+def test_nan_after_annotate_is_refused_by_every_tool_that_reads_expression(_annotated_run, tool):
+    """Values that go bad after a run (a division gone wrong) are refused, not hidden by the scores stored before
+    them: checkpoints, immunosuppression and resistance_profile accepted them, annotate failed with a KeyError."""
+    import warnings
+
+    from tmetoolkit._utils import TmtInputError
+
+    a = _annotated_run.copy()
+    a.X.data[::50] = np.nan
+    before = {k: a.obs[k].copy() for k in a.obs.columns}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TmtInputError, match="NaN or infinite") as err:
+            _NAN_TOOLS[tool](a)
+    assert f"{int(np.isnan(a.X.data).sum()):,}" in str(err.value)  # how many, so the user can find them
+    assert all(a.obs[k].equals(v) for k, v in before.items())
+    a.X.data[np.isnan(a.X.data)] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TmtInputError, match="NaN or infinite"):
+            _NAN_TOOLS[tool](a)

@@ -308,12 +308,12 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
     n_empty = 0
     libs = []
     empty_parts: list[np.ndarray] = []
-    finite = True
+    n_non_finite = 0
     big = np.zeros(2, dtype=np.int64)  # entries above MAX_PLAUSIBLE_COUNT and above MAX_POSSIBLE_VALUE
     negative = False
     if full_scan and sp.issparse(X) and not isinstance(X, np.ndarray) and hasattr(X, "data"):
         step = 10_000_000
-        finite = all(np.isfinite(X.data[i : i + step]).all() for i in range(0, X.data.size, step))
+        n_non_finite = count_non_finite(X)
         for i in range(0, X.data.size, step):
             big += _count_large(X.data[i : i + step])
         negative = bool(X.data.size > 0 and X.data.min() < 0)
@@ -325,8 +325,7 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
     elif full_scan:
         for _, _, block in iter_rows(X, chunk_size):
             v = _values(block)
-            if not np.all(np.isfinite(v)):
-                finite = False
+            n_non_finite += _n_non_finite(v)
             negative |= bool(v.size and np.nanmin(v) < 0)
             big += _count_large(v)
             s = row_sums(np.abs(block) if not sp.issparse(block) else abs(block))
@@ -334,8 +333,8 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
             n_empty += int((s == 0).sum())
             if state == "counts":
                 libs.append(row_sums(block))
-    if not finite:
-        problems.append("the matrix contains NaN or infinite values; remove or impute them before scoring.")
+    if n_non_finite:
+        problems.append(non_finite_problem(n_non_finite, layer))
     problems += _implausible_problems(X, state, adata.n_obs, adata.n_vars, n_empty, big, full_scan)
     if state == "counts" and negative:
         problems.append("the values are counts (integers) but some are negative, which no count is: integer "
@@ -368,6 +367,36 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
         n_implausible=int(big[0]) if state in ("counts", "linear") else 0, n_impossible=int(big[1]),
         duplicated_var_names=sorted(set(adata.var_names[adata.var_names.duplicated()].astype(str))),
     )
+
+
+def _n_non_finite(values: np.ndarray) -> int:
+    """How many of ``values`` are NaN or infinite (none for an integer type)."""
+    return int(values.size - np.isfinite(values).sum()) if values.dtype.kind in "fc" else 0
+
+
+def count_non_finite(X, chunk_size: int = DEFAULT_CHUNK) -> int:
+    """Stored entries of ``X`` (in memory, backed or dask) that are NaN or infinite, read in chunks."""
+    if sp.issparse(X) and hasattr(X, "data"):
+        step = 10_000_000
+        return sum(_n_non_finite(X.data[i : i + step]) for i in range(0, X.data.size, step))
+    return sum(_n_non_finite(_values(block)) for _, _, block in iter_rows(X, chunk_size))
+
+
+def non_finite_problem(n: int, layer: str | None) -> str:
+    """What to do about ``n`` NaN or infinite entries of ``X`` (or ``layer``)."""
+    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
+    return (f"{where} holds {n:,} NaN or infinite values (a division by zero, a log of zero?), which no expression "
+            "level is; find where they came from and remove or impute them, or pass layer= naming a layer "
+            "without them.")
+
+
+def refuse_non_finite(adata: AnnData, layer: str | None, doing: str) -> None:
+    """Raise :class:`TmtInputError` (``"cannot <doing>: ..."``) when ``X`` (or ``layer``) holds NaN or infinite
+    values. Every tool that reads expression values calls it (or :func:`inspect` with a full scan) before reading
+    them: values can go bad after an earlier tool ran, whose stored results would otherwise hide them."""
+    n = count_non_finite(get_matrix(adata, layer))
+    if n:
+        raise TmtInputError(f"cannot {doing}: {non_finite_problem(n, layer)}")
 
 
 def _count_large(values: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import dense_matrix, get_matrix, looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, target, warn
-from ..pp._check import corrected_values_message, input_error, inspect, warn_duplicated
+from ..pp._check import corrected_values_message, input_error, inspect, refuse_non_finite, warn_duplicated
 from ._sample_features import one_sample_hint, samples_of
 from ._score import score_once
 from ._spots import is_spot_data
@@ -380,11 +380,8 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         msg = (f"no lineage marker recognised among the channels {list(adata.var_names)}; map them with "
                "markers={'CD8': ..., 'CD68': ..., 'tumor': ...}.")
         raise TmtInputError(msg)
-    X = get_matrix(adata, layer)
-    X = dense_matrix(X)
-    if not np.isfinite(X).all():
-        msg = "the protein matrix contains NaN or infinite intensities; remove or impute them first."
-        raise TmtInputError(msg)
+    refuse_non_finite(adata, layer, "annotate this protein panel")
+    X = dense_matrix(get_matrix(adata, layer))
     names = list(map(str, adata.var_names))
     if gates is not None and not isinstance(gates, (int, float)):
         gates = prot.channel_gates(gates, names, channels)

@@ -15,7 +15,7 @@ from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, pro
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
 from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key, in_natural_order, target, warn
-from ..pp._check import corrected_values_message, inspect
+from ..pp._check import corrected_values_message, inspect, refuse_non_finite
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
 
@@ -27,9 +27,10 @@ def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> p
     values): above the cell's floor, the value its zero counts map to (``_matrix.row_floor``), so a constant
     added to every value, or a log of a different pseudocount, changes no call. Scaled (z-scored) data are
     refused: above zero there means above the gene's mean, not expressed; so are batch-corrected log values
-    (``pp._check.corrected_values_message``), where no common floor is left. Protein intensities not gated by
-    :func:`tmetoolkit.tl.annotate` count above zero.
+    (``pp._check.corrected_values_message``), where no common floor is left, and NaN or infinite values.
+    Protein intensities not gated by :func:`tmetoolkit.tl.annotate` count above zero.
     """
+    refuse_non_finite(adata, layer, "tell expressed from not expressed here")
     report = inspect(adata, layer, full_scan=False)
     if report.state == "scaled":
         raise TmtInputError("cannot tell expressed from not expressed here: " + " ".join(report.problems))

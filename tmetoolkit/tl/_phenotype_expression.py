@@ -24,7 +24,7 @@ from .._core.sample.phenotype import (
     cell_fractions,
 )
 from .._utils import TmtEmptyCellsWarning, TmtInputError, missing_key_error
-from ..pp._check import input_error, inspect, transposed_hint
+from ..pp._check import input_error, inspect, refuse_non_finite, transposed_hint
 from ._sample_features import bulk_samples, samples_of
 
 
@@ -153,6 +153,7 @@ def expression_phenotype(
     from .._matrix import get_matrix, iter_rows, row_sums
     from ._score import score
 
+    refuse_non_finite(adata, layer, "call the immune phenotype from this input")
     if sample_key is None:
         bulk = AnnData(get_matrix(adata, layer), obs=pd.DataFrame(index=bulk_samples(adata).to_numpy()),
                        var=adata.var.copy())  # observations are samples (bulk or pseudobulk)

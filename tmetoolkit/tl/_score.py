@@ -22,6 +22,7 @@ from ..pp._check import (
     input_error,
     inspect,
     no_signature_scorable,
+    refuse_non_finite,
     warn_duplicated,
 )
 from ..sig import as_signatures
@@ -227,7 +228,8 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
                max_rank: int | None = None) -> None:
     """:func:`score` for the ``signatures`` that ``obsm["tmt_scores"]`` does not hold yet as this call would score
     them: on the same genes, with the same method, layer and settings (and the unscorable ones not tried again).
-    The tools call it, so a signature the run scored once is shared by every tool that needs it."""
+    The tools call it, so a signature the run scored once is shared by every tool that needs it. NaN or infinite
+    values in the matrix are refused (:class:`~tmetoolkit._utils.TmtInputError`) whether or not it scores."""
     sigs = as_signatures(signatures)
     species = species or detect_gene_id(adata.var_names)[1]
     stored = adata.uns.get(_keys.SCORES)
@@ -249,9 +251,11 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
             rows = lost.reset_index().assign(scored=False, method=method, layer=layer or "X", settings=settings)
             stored["signatures"] = pd.concat([table[~table["signature"].isin(lost.index)], rows], ignore_index=True)
             todo = [s for s in todo if s.name not in lost.index]
-    if todo:
+    if todo:  # score() refuses NaN/inf itself, in its scan of the matrix
         score(adata, todo, method=method, layer=layer, species=species, seed=seed, n_bins=n_bins,
               ctrl_size=ctrl_size, max_rank=max_rank)
+    else:  # the tool goes on reading stored scores, and often the matrix, whose values may have gone bad since
+        refuse_non_finite(adata, layer, "read the expression values")
 
 
 def _warn_rescored(table: pd.DataFrame, names: list[str], layer: str) -> None:
