@@ -537,7 +537,6 @@ def test_compartments_from_labels_drop_an_earlier_programme_call(sim_small):
     assert sim_small.uns["tmt_compartments"]["params"]["tumor_signature"] == ""
 
 
-
 def test_not_assessable_reasons_read_without_nested_brackets(sim_small):
     """Warnings and summaries list units as 'S01:rim (reason)': a reason with brackets of its own read '(too few
     cells (20 < 50))'."""
@@ -550,3 +549,45 @@ def test_not_assessable_reasons_read_without_nested_brackets(sim_small):
     assert r.loc["S01:rim", "phenotype"] == "not assessable"
     assert r.loc["S01:rim", "reason"] == "too few cells: 20, fewer than 50"
     assert not [x for x in r["reason"].astype(str) if "(" in x]
+
+
+def _field(xy: np.ndarray, seed: int = 0):
+    """A field of cells at ``xy``, half of them tumour, for the units check alone."""
+    from anndata import AnnData
+
+    rng = np.random.default_rng(seed)
+    labels = np.where(rng.random(len(xy)) < 0.5, "Malignant/Epithelial", "CD8 T")
+    obs = pd.DataFrame({"cell_type": labels, "sample": "S1"}, index=[f"c{i}" for i in range(len(xy))])
+    a = AnnData(np.ones((len(xy), 2), dtype=np.float32), obs=obs)
+    a.obsm["spatial"] = np.asarray(xy, dtype=float)
+    return a
+
+
+def test_tiny_fields_do_not_judge_the_unit_and_pixel_fields_still_warn(sim_small):
+    """Ten cells scattered over a 300 um field lie ~50 um apart in micrometres, which warned that the coordinates
+    may be pixels: so few cells cannot show that their spacing is the cells' own (MIN_SPACING_CELLS). A packed field
+    of 40 cells and a whole sample in pixels still warn; so does a small image beside a large one in pixels."""
+    from tmetoolkit._core.spatial.compartments import MIN_SPACING_CELLS
+    from tmetoolkit._utils import TmtScaleWarning
+
+    def scale_warned(a, **kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tmt.tl.compartments(a, sample_key="sample", cell_type_key="cell_type", **kw)
+        return any(issubclass(w.category, TmtScaleWarning) for w in caught)
+
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        tiny = _field(np.random.default_rng(seed).uniform(0, 300, (10, 2)), seed)
+        assert tiny.uns.get("tmt_compartments") is None
+        assert not scale_warned(tiny)
+        assert tiny.uns["tmt_compartments"]["table"]["median_nn_distance_um"].iloc[0] > 30  # as pixels would be
+    one = sim_small[sim_small.obs["sample"] == sim_small.obs["sample"].iloc[0]]
+    xy = np.asarray(one.obsm["spatial"], dtype=float)
+    packed = xy[np.argsort(np.linalg.norm(xy - xy.mean(axis=0), axis=1))[:40]]  # 40 neighbouring cells of tissue
+    assert 40 >= MIN_SPACING_CELLS
+    assert not scale_warned(_field(packed))
+    assert scale_warned(_field(packed / 0.12))  # CosMx pixels
+    whole = _field(np.vstack([xy / 0.2125, rng.uniform(0, 300, (10, 2))]))  # a sample in Xenium image pixels
+    whole.obs["sample"] = ["S1"] * len(xy) + ["S2"] * 10
+    assert scale_warned(whole)

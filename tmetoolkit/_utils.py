@@ -33,6 +33,10 @@ class TmtRepeatedNamesWarning(TmtWarning):
     """``var_names`` that occur more than once: which column holds the gene cannot be known."""
 
 
+class TmtScaleWarning(TmtWarning):
+    """Spatial coordinates whose cell spacing says they are not micrometres (pixels?): pass ``pixel_size=``."""
+
+
 class TmtSmallCohortWarning(TmtWarning):
     """Too few samples for cohort-relative thresholds, so each sample was judged alone by absolute ones."""
 

@@ -7,12 +7,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..._utils import warn
+from ..._utils import TmtScaleWarning, warn
 from .geometry import MIN_POSITIONS, n_positions, tumour_region
 
 MARGIN_CELLS = 4.0  # half-width of the margin in median nearest-neighbour distances, about that many cell diameters
 MIN_CLUSTER_SIZE = 10  # parenchyma holding fewer tumour cells is ignored
 NN_DISTANCE_UM = (1.5, 30.0)  # plausible mean distance between neighbouring cells in tissue, micrometres
+# The spacing tells the unit only where the cells lie packed, as tissue is, about a cell diameter apart; n cells
+# scattered over a field lie as far apart as their number allows (median nearest-neighbour distance about
+# 0.47 sqrt(area / n) at random), in any unit. Packed cells are told from a scatter by the Clark-Evans ratio R (mean
+# nearest-neighbour distance over its value at random: 1 for a scatter, 1.2-1.5 on the five imaging sets of
+# ../shared/data), whose standard error with n cells is 0.5227 / sqrt(n) (Clark & Evans 1954, Ecology 35:445).
+# Telling R = 1.3 from 1 with 5% error either way needs (2 * 1.645 * 0.5227 / 0.3)^2 = 33 cells: an image with
+# fewer cannot show that its spacing is the cells' own, so its spacing does not judge the unit.
+MIN_SPACING_CELLS = 33
 
 
 @dataclass(frozen=True)
@@ -65,11 +73,15 @@ def cell_compartments(xy_all: np.ndarray, images: pd.Series, is_tumour: np.ndarr
 
 
 def implausible_spacing(table: pd.DataFrame) -> float | None:
-    """The cells' median spacing (median over images of ``median_nn_distance_um``) when it lies outside
-    ``NN_DISTANCE_UM``, i.e. the coordinates are not micrometres; else ``None``."""
-    if "median_nn_distance_um" not in table or table["median_nn_distance_um"].isna().all():
+    """The cells' median spacing (median over images of ``median_nn_distance_um``, among those of at least
+    ``MIN_SPACING_CELLS`` cells) when it lies outside ``NN_DISTANCE_UM``, i.e. the coordinates are not micrometres;
+    else ``None`` (also when no image has cells enough to judge)."""
+    if "median_nn_distance_um" not in table:
         return None
-    nn = float(table["median_nn_distance_um"].median())
+    spacing = table["median_nn_distance_um"][table["n_cells"] >= MIN_SPACING_CELLS].dropna()
+    if spacing.empty:
+        return None
+    nn = float(spacing.median())
     lo, hi = NN_DISTANCE_UM
     return None if lo <= nn <= hi else nn
 
@@ -83,4 +95,4 @@ def check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
         warn(f"neighbouring cells lie {nn:.3g} coordinate units apart (median over images); in tissue that is "
              f"{lo:g}-{hi:g} micrometres. If obsm['spatial'] holds pixels or another unit, pass pixel_size= "
              "(micrometres per unit, e.g. 0.12 for CosMx global pixels, 0.2125 for Xenium image pixels): "
-             "densities per mm2 and margin widths depend on it.")
+             "densities per mm2 and margin widths depend on it.", category=TmtScaleWarning)
