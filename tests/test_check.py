@@ -342,3 +342,45 @@ def test_nan_after_annotate_is_refused_by_every_tool_that_reads_expression(_anno
         warnings.simplefilter("ignore")
         with pytest.raises(TmtInputError, match="NaN or infinite"):
             _NAN_TOOLS[tool](a)
+
+
+def _upper_mouse(human: AnnData) -> AnnData:
+    """``human`` with every symbol that has a mouse ortholog renamed to it, upper-cased (Cd8b1 -> CD8B1), as some
+    pipelines leave mouse files."""
+    h2m = tmt.sig.to_mouse(list(human.var_names))
+    mouse = human.copy()
+    mouse.var_names = [h2m[g][0].upper() if g in h2m else g for g in human.var_names]
+    mouse.var_names_make_unique()
+    return mouse
+
+
+def test_upper_case_mouse_symbols_are_read_as_mouse(sim_small):
+    """Upper-cased mouse symbols read human by their case; the names only mouse has (H2-K1, CD8B1, GM..., ...RIK)
+    against those only human has (HLA-A) tell them apart. Zilionis' mouse file (upper-case) was read as human."""
+    from tmetoolkit._utils import TmtSpeciesWarning
+
+    mouse = _upper_mouse(sim_small)
+    assert {"CD8B1", "H2-AB1"} <= set(mouse.var_names) and not mouse.var_names.str.contains("[a-z]").any()
+    rep = tmt.pp.check_input(mouse)
+    assert rep.species == "mouse" and rep.species_basis == "species-only names" and "mouse" in rep.species_reason
+    with pytest.warns(TmtSpeciesWarning):
+        tmt.tl.score(mouse, ["T_cell", "NK"])
+    params = mouse.uns["tmt_scores"]["params"]
+    assert params["species"] == "mouse" and params["species_reason"] == rep.species_reason
+    assert tmt.pp.check_input(sim_small).species == "human"  # the same genes under their human names
+    z = shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
+    z.var_names = z.var_names.str.upper()
+    z.var_names_make_unique()
+    assert tmt.pp.check_input(z).species == "mouse"
+
+
+@pytest.mark.parametrize("name", ["puram", "chen", "zilionis_hs"])
+def test_human_files_stay_human(name):
+    """The names only mouse has are few in human files (outdated human symbols that are current mouse ones), and
+    far fewer than those only human has."""
+    if name == "zilionis_hs":
+        a = shared_file("zilionis2019_nsclc_indrop/zilionis2019_nsclc_scgate_300cells.h5ad")
+    else:
+        a = real_data(name)
+    rep = tmt.pp.check_input(a)
+    assert rep.species == "human" and rep.species_basis == "letter case"

@@ -37,6 +37,11 @@ class TmtScaleWarning(TmtWarning):
     """Spatial coordinates whose cell spacing says they are not micrometres (pixels?): pass ``pixel_size=``."""
 
 
+class TmtSpeciesWarning(TmtWarning):
+    """The species was read from gene names that exist in one species only, the symbols' case being uninformative
+    (upper-cased mouse symbols): pass ``species=`` where it is wrong."""
+
+
 class TmtSmallCohortWarning(TmtWarning):
     """Too few samples for cohort-relative thresholds, so each sample was judged alone by absolute ones."""
 

@@ -19,6 +19,15 @@ from .._utils import TmtEmptyCellsWarning, TmtInputError, TmtMatrixError, TmtRep
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 _MOUSE_SYMBOL = re.compile(r"^[A-Z][a-z0-9]+[a-z0-9-]*$")
 _HUMAN_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9-]*[A-Z0-9]$")
+# Upper-cased mouse symbols (CD3E for Cd3e, as some pipelines leave them) are human symbols by their case. Names that
+# exist in one species only still tell them apart: the mouse MHC (H2-K1, H2-AB1), predicted genes (GM12345) and
+# RIKEN clones (1110008P14RIK), and the mouse symbols of the ortholog table with no human namesake (LY6C1, CD8B1);
+# the human MHC (HLA-A, HLA-DRA) and the human symbols with no mouse namesake. Zilionis' mouse lungs hold 5,973
+# mouse-only names against 22 human-only ones; Puram, Zilionis' human NSCLC and Racle's melanomas 18, 17 and 62
+# against 339, 901 and 1,610 (outdated human symbols that are current mouse ones, as H3F3A).
+_MOUSE_ONLY_NAME = re.compile(r"^(GM\d+|\d+[A-Z]\d+RIK|H2-[A-Z0-9-]+)$")
+_HUMAN_ONLY_NAME = re.compile(r"^HLA-")
+MIN_SPECIES_NAMES = 5  # species-only names needed to read upper-case symbols as mouse (a few can be outdated ones)
 PROTEIN_MAX_FEATURES = 100
 GENE_LIKE = 0.6  # share of names that are gene symbols, from which a small panel of whole numbers is RNA counts
 MAX_LINEAR_CV = 0.1  # spread of per-cell totals (SD / mean) up to which non-integer values count as normalised
@@ -63,7 +72,11 @@ class InputReport:
     gene_id
         ``symbol`` or ``ensembl``.
     species
-        ``human`` or ``mouse`` (guessed from the symbols' letter case or Ensembl prefixes).
+        ``human`` or ``mouse`` (from Ensembl prefixes, the symbols' letter case, or, for upper-case symbols, the
+        names that exist in one species only).
+    species_basis, species_reason
+        How the species was decided (``given``, ``ensembl``, ``letter case``, ``species-only names``) and, in
+        words, from what.
     n_empty_cells
         Cells whose expression is all zero.
     n_implausible, n_impossible
@@ -91,6 +104,8 @@ class InputReport:
     n_implausible: int = 0
     n_impossible: int = 0
     duplicated_var_names: list[str] = field(default_factory=list)
+    species_basis: str = ""
+    species_reason: str = ""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("coverage", "empty_mask")}
@@ -99,6 +114,7 @@ class InputReport:
         lines = [
             f"InputReport: {self.n_obs} obs x {self.n_vars} vars",
             f"    state: {self.state}; gene ids: {self.gene_id}; species: {self.species}",
+            *([f"    species from: {self.species_reason}"] if self.species_reason else []),
             *([f"    seen: {self.detail}"] if self.detail else []),
             f"    empty cells: {self.n_empty_cells}",
         ]
@@ -127,13 +143,30 @@ def _values(block) -> np.ndarray:
     return block.data if sp.issparse(block) else np.asarray(block).ravel()
 
 
+@dataclass(frozen=True)
+class SpeciesCall:
+    """The species of a set of gene names, how it was decided (``basis``) and from what (``reason``)."""
+
+    species: str
+    basis: str
+    reason: str
+
+
 def detect_gene_id(var_names: pd.Index) -> tuple[str, str]:
     """``(gene_id, species)`` guessed from ``var_names``."""
+    gene_id, call = detect_species(var_names)
+    return gene_id, call.species
+
+
+def detect_species(var_names: pd.Index) -> tuple[str, SpeciesCall]:
+    """``(gene_id, SpeciesCall)`` read from ``var_names``: Ensembl prefixes, else known symbols in their letter
+    case, else (upper-case symbols) the names that exist in one species only (:func:`_species_only_names`)."""
     names = pd.Index(var_names).astype(str)
     ens = names.str.match(_ENSEMBL)
     if ens.mean() > 0.5:
-        species = "mouse" if names[ens].str.startswith("ENSMUSG").mean() > 0.5 else "human"
-        return "ensembl", species
+        mouse = names[ens].str.startswith("ENSMUSG").mean() > 0.5
+        return "ensembl", SpeciesCall("mouse" if mouse else "human", "ensembl",
+                                      f"Ensembl IDs {'ENSMUSG' if mouse else 'ENSG'}...")
     from ..sig._genes import orthologs
 
     # known symbols first (panels pad with control probes, simulators with made-up names); case only as a fallback
@@ -142,7 +175,30 @@ def detect_gene_id(var_names: pd.Index) -> tuple[str, str]:
     if human == mouse == 0:
         mouse = int(names.str.match(_MOUSE_SYMBOL).sum())
         human = int(names.str.match(_HUMAN_SYMBOL).sum())
-    return "symbol", ("mouse" if mouse > human else "human")
+        species = "mouse" if mouse > human else "human"
+        return "symbol", SpeciesCall(species, "letter case", f"no known symbol; {mouse:,} names cased as mouse "
+                                     f"symbols (Cd3e), {human:,} as human ones (CD3E)")
+    if mouse > human:
+        return "symbol", SpeciesCall("mouse", "letter case", f"{mouse:,} mouse symbols as cased (Cd3e) against "
+                                     f"{human:,} human ones")
+    return "symbol", _species_only_names(names, human)
+
+
+def _species_only_names(names: pd.Index, n_human: int) -> SpeciesCall:
+    """Human or mouse for symbols whose case reads human: mouse when the names that exist only as (upper-cased)
+    mouse genes outnumber those that exist only as human genes, and are at least ``MIN_SPECIES_NAMES``."""
+    from ..sig._genes import orthologs
+
+    tab = orthologs()
+    human_set, mouse_upper = set(tab["human"]), set(tab["mouse"].str.upper())
+    mouse_only = names[names.str.match(_MOUSE_ONLY_NAME) | (names.isin(mouse_upper - human_set))]
+    human_only = names[names.str.match(_HUMAN_ONLY_NAME) | (names.isin(human_set - mouse_upper))]
+    seen = (f"{len(mouse_only):,} names exist only as mouse genes (e.g. {', '.join(mouse_only[:3]) or 'none'}) "
+            f"against {len(human_only):,} only as human genes (e.g. {', '.join(human_only[:3]) or 'none'})")
+    if len(mouse_only) >= MIN_SPECIES_NAMES and len(mouse_only) > len(human_only):
+        return SpeciesCall("mouse", "species-only names", f"upper-case symbols, whose case cannot tell mouse from "
+                           f"human, read as mouse: {seen}")
+    return SpeciesCall("human", "letter case", f"{n_human:,} human symbols as cased; {seen}")
 
 
 def _symbol_column(var: pd.DataFrame) -> str | None:
@@ -301,8 +357,9 @@ def inspect(adata: AnnData, layer: str | None = None, *, full_scan: bool = True,
 
 def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_size: int,
              species: str | None) -> InputReport:
-    gene_id, detected = detect_gene_id(adata.var_names)
-    species = species or detected
+    gene_id, detected = detect_species(adata.var_names)
+    call = detected if species is None else SpeciesCall(species, "given", f"species={species!r} given")
+    species = call.species
     state, detail = _detect_state(_sample_rows(X), adata.n_vars, adata.var_names)
     problems: list[str] = []
     n_empty = 0
@@ -366,6 +423,7 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
         empty_mask=np.concatenate(empty_parts) if empty_parts else None,
         n_implausible=int(big[0]) if state in ("counts", "linear") else 0, n_impossible=int(big[1]),
         duplicated_var_names=sorted(set(adata.var_names[adata.var_names.duplicated()].astype(str))),
+        species_basis=call.basis, species_reason=call.reason,
     )
 
 

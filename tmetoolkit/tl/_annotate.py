@@ -40,7 +40,7 @@ def annotate(
     *,
     layer: str | None = None,
     groupby: str | None = None,
-    species: str = "human",
+    species: str | None = None,
     n_neighbors: int = 15,
     markers: Mapping[str, str] | None = None,
     gates: Mapping[str, float] | float | None = None,
@@ -123,9 +123,10 @@ def annotate(
         own calls. States are called cell by cell within their lineage: a cluster holds a lineage, and its
         majority state would be given to its Tregs or exhausted cells.
     species
-        ``"human"`` or ``"mouse"``. Mouse genes are scored through the packaged human-mouse ortholog table. The
-        default is human; mouse symbols (``Cd8a``) are also recognised when most known symbols in ``var_names``
-        are mouse symbols.
+        ``"human"`` or ``"mouse"``; by default read from ``var_names``: mouse when most known symbols are mouse
+        symbols (``Cd8a``) or, for upper-case symbols (``CD8A``), when names only mouse has (``H2-K1``,
+        ``GM12345``) outnumber those only human has (``HLA-A``); else human (see :func:`tmetoolkit.pp.check_input`).
+        Mouse genes are read through the packaged human-mouse ortholog table.
     n_neighbors
         Cells whose evidence is pooled (the cell itself included), at most 2% of the cells and at least 5 where
         that is at most one cell in 36 (a data set of 60 cells is not pooled), when ``obsp["connectivities"]`` is
@@ -230,7 +231,7 @@ def annotate(
     >>> "Treg" in set(adata.obs["tmt_state"])
     True
     """
-    if species not in ("human", "mouse"):
+    if species not in (None, "human", "mouse"):
         msg = f"species must be 'human' or 'mouse', got {species!r}."
         raise TmtInputError(msg)
     if int(n_neighbors) != n_neighbors or n_neighbors < 1:
@@ -246,7 +247,7 @@ def annotate(
         raise TmtInputError(msg)
     check_tmt_key(adata.obs, (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, *rules.SUBSET_RULES), "adata.obs")
     # state and species only; score() below scans the matrix itself
-    report = inspect(adata, layer, full_scan=False, species="mouse" if species == "mouse" else None)
+    report = inspect(adata, layer, full_scan=False, species=species)
     warn_duplicated(report)
     if is_spot_data(adata):
         warn("these are spots (obs array_row/array_col), each holding several cells: a spot's lineage is that of "

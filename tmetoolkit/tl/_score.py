@@ -13,7 +13,16 @@ from anndata import AnnData
 from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
 from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_encoding, row_block
-from .._utils import TmtCoverageWarning, TmtEmptyCellsWarning, TmtInputError, check_tmt_key, logger, target, warn
+from .._utils import (
+    TmtCoverageWarning,
+    TmtEmptyCellsWarning,
+    TmtInputError,
+    TmtSpeciesWarning,
+    check_tmt_key,
+    logger,
+    target,
+    warn,
+)
 from ..pp._check import (
     InputReport,
     coverage,
@@ -33,6 +42,13 @@ def _refuse_bad_input(report: InputReport) -> None:
     """Scaled data, NaN/inf and Ensembl IDs are refused by every method (ranks of z-scores are not expression ranks)."""
     if report.problems:
         raise input_error(report, "cannot score this input: " + " ".join(report.problems))
+
+
+def _warn_species(report: InputReport) -> None:
+    """Say so when upper-case symbols were read as mouse from the names that exist in mouse only."""
+    if report.species_basis == "species-only names":
+        warn(f"species: {report.species_reason}. Signatures are matched through their mouse orthologs; pass "
+             "species='human' if these are human genes.", category=TmtSpeciesWarning)
 
 
 def _hint_raw(adata: AnnData, layer: str | None, sigs, cov: pd.DataFrame, species: str) -> None:
@@ -90,7 +106,9 @@ def score(
     key_added
         Key in ``obsm`` and ``uns``.
     species
-        ``"human"`` or ``"mouse"``; by default detected from ``var_names``.
+        ``"human"`` or ``"mouse"``; by default detected from ``var_names`` (Ensembl prefixes, the symbols' letter
+        case, or for upper-case symbols the names that exist in one species only, as ``H2-K1`` or ``HLA-A``, with a
+        :class:`~tmetoolkit._utils.TmtSpeciesWarning` when these make it mouse).
     n_bins, ctrl_size
         Expression bins and control genes drawn per bin for ``mean_ctrl``.
     max_rank
@@ -146,6 +164,7 @@ def score(
     report = inspect(adata, layer, chunk_size=chunk_size, species=species)
     _refuse_bad_input(report)
     warn_duplicated(report)
+    _warn_species(report)
     sigs = as_signatures(signatures)
     if not sigs:
         msg = ("signatures is empty: pass a collection name ('all', 'tam', ...), signature names, Signature objects, "
@@ -213,6 +232,7 @@ def score(
             "input_state": report.state,
             "target_sum": float("nan") if report.target_sum is None else report.target_sum,
             "species": report.species,
+            "species_reason": report.species_reason,
             "seed": seed,
             "n_empty_cells": report.n_empty_cells,
             **used,
