@@ -385,3 +385,52 @@ def test_empty_signatures_and_a_missing_gmt_file_are_typed_errors(sim_small, tmp
     with pytest.raises(TmtInputError, match="does not exist.*signature or collection"):
         tmt.tl.score(sim_small, str(tmp_path / "mine.gmt"))
     assert "tmt_scores" not in sim_small.obsm
+
+
+@pytest.mark.parametrize("change", ["times_two", "in_place", "normalised_again"])
+def test_score_once_notices_values_changed_in_place(sim_small, change, monkeypatch):
+    """Scores are reused only for the values they were made from: after ``X * 2``, ``X[:] = ...`` or another
+    normalisation of the same cells and genes, the tools score again and get what a fresh computation gives (they
+    reused the stale scores: the cache keyed on genes, method, layer and settings only)."""
+    from tmetoolkit.tl._score import score_once
+
+    sc.pp.normalize_total(sim_small)
+    sc.pp.log1p(sim_small)
+    names = ["NK", "Treg_core", "TAM_M2_like"]
+    score_once(sim_small, names)
+    stale = sim_small.obsm["tmt_scores"][names].copy()
+    if change == "times_two":
+        sim_small.X = sim_small.X * 2
+    elif change == "in_place":
+        sim_small.X.data[:] = np.sqrt(sim_small.X.data)
+    else:
+        sc.pp.normalize_total(sim_small, target_sum=1e6)
+    score_once(sim_small, names)
+    fresh = sim_small.copy()
+    del fresh.obsm["tmt_scores"], fresh.uns["tmt_scores"]
+    tmt.tl.score(fresh, names)
+    assert not np.allclose(stale.to_numpy(), fresh.obsm["tmt_scores"][names].to_numpy())
+    np.testing.assert_allclose(sim_small.obsm["tmt_scores"][names], fresh.obsm["tmt_scores"][names])
+    calls = []  # unchanged values since: kept, not scored again
+    monkeypatch.setattr("tmetoolkit.tl._score.score", lambda *a, **k: calls.append(1))
+    score_once(sim_small, names)
+    assert not calls
+
+
+def test_a_subset_of_scored_cells_keeps_their_scores_and_stale_ones_go(sim_small, monkeypatch):
+    """The check reads the recorded cells the data still hold: a subset of the cells is the same values (its
+    scores are reused, as a slide's call must not depend on rescoring it alone), a change of values is not, and
+    the scores of signatures not asked for again go with it rather than stay beside new ones."""
+    from tmetoolkit.tl._score import score_once
+
+    tmt.tl.score(sim_small, ["NK", "Treg_core"])
+    subset = sim_small[sim_small.obs["sample"] == "S02"].copy()
+    calls = []
+    with monkeypatch.context() as m:
+        m.setattr("tmetoolkit.tl._score.score", lambda *a, **k: calls.append(1))
+        score_once(subset, ["NK", "Treg_core"])
+    assert not calls
+    subset.X = subset.X * 3
+    score_once(subset, ["NK"])
+    assert list(subset.obsm["tmt_scores"].columns) == ["NK"]
+    assert list(subset.uns["tmt_scores"]["signatures"]["signature"]) == ["NK"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 
 import numba
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -71,6 +73,56 @@ def row_block(X, start: int, stop: int):
         return sp.csr_matrix(block, dtype=_float(block.dtype), copy=False)
     block = np.asarray(block)
     return block.astype(_float(block.dtype), copy=False)
+
+
+# the cells whose values a score records (``values_check``): 4 runs of 16 rows spread over the matrix
+CHECK_RUNS, CHECK_ROWS = 4, 16
+
+
+def row_checksums(X, rows) -> np.ndarray:
+    """CRC32 of the values of each row of ``rows`` (positions, in any order), read through :func:`row_block` one
+    run of consecutive rows at a time; a sparse row's column positions count too."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.zeros(len(rows), dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    s = rows[order]
+    breaks = np.flatnonzero(np.diff(s) != 1) + 1
+    for run in np.split(np.arange(len(s)), breaks) if len(s) else []:
+        block = row_block(X, int(s[run[0]]), int(s[run[-1]]) + 1)
+        for k, i in enumerate(run):
+            if sp.issparse(block):
+                a, b = block.indptr[k], block.indptr[k + 1]
+                crc = zlib.crc32(np.ascontiguousarray(block.indices[a:b], dtype=np.int64).view(np.uint8),
+                                 zlib.crc32(np.ascontiguousarray(block.data[a:b], dtype=np.float64).view(np.uint8)))
+            else:
+                row = np.asarray(block[k], dtype=np.float64)
+                nz = np.flatnonzero(row)  # dense and sparse storage of the same values agree
+                crc = zlib.crc32(nz.astype(np.int64).view(np.uint8), zlib.crc32(row[nz].view(np.uint8)))
+            out[order[i]] = crc
+    return out
+
+
+def values_check(X, obs_names) -> dict:
+    """What a score records of the values it was made from: the names of ``CHECK_RUNS`` runs of ``CHECK_ROWS``
+    cells spread over ``X`` and their :func:`row_checksums`."""
+    n = X.shape[0]
+    starts = np.unique(np.linspace(0, max(n - CHECK_ROWS, 0), CHECK_RUNS).astype(int))
+    rows = np.unique(np.concatenate([np.arange(a, min(a + CHECK_ROWS, n)) for a in starts])) if n else np.array([])
+    return {"cells": [str(obs_names[i]) for i in rows], "crc": row_checksums(X, rows).tolist()}
+
+
+def same_values(X, obs_names, check) -> bool:
+    """Whether the recorded cells of ``check`` (:func:`values_check`) that ``obs_names`` still holds carry the
+    values they had: a subset of the cells keeps its scores, values changed in place (``X * 2``, normalised again)
+    do not. True where nothing can be compared (no recorded cell left, repeated names)."""
+    names = pd.Index(obs_names).astype(str)
+    if not isinstance(check, dict) or "cells" not in check or not names.is_unique:
+        return True
+    pos = names.get_indexer(pd.Index(np.asarray(check["cells"]).astype(str)))
+    present = pos >= 0
+    if not present.any():
+        return True
+    return bool(np.array_equal(row_checksums(X, pos[present]), np.asarray(check["crc"], dtype=np.int64)[present]))
 
 
 # bases of log values recognised by one total per row once taken back (scanpy's log1p, log2(TPM + 1), log10)

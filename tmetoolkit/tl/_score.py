@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._core.scoring.methods import METHODS, Method, not_yet_scored, positions, score_matrix, score_settings
-from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_encoding, row_block
+from .._matrix import DEFAULT_CHUNK, check_chunks, get_matrix, log_encoding, row_block, same_values, values_check
 from .._utils import (
     TmtCoverageWarning,
     TmtEmptyCellsWarning,
@@ -134,12 +134,13 @@ def score(
         ``params`` (method, layer, input state, ``target_sum``: the median library size raw counts were normalised
         to, ``log_base`` of log values recognised for ``mean_ctrl`` and ``log_pseudocount``, the ``eps`` of
         ``log_b(x + eps)``: values with one below 1 are scored as ``log_b(x + 1)``, so log2(TPM + 0.001) scores as
-        log2(TPM + 1) does; seed, ...) and ``signatures``: one row per
-        requested signature with version, genes used and missing, whether it was scored, and the ``method``,
-        ``layer`` and ``settings`` it was scored with (``settings`` names the gene panel too). The tools that need
-        a signature (``annotate``, ``immunosuppression``, ...) reuse its column when it was scored on the same genes
-        and panel with the same method, layer and settings, so a run scores each signature once (a gene subset of
-        a scored object is scored again); score again after changing the matrix's values.
+        log2(TPM + 1) does; ``values_check``: the checksums of 64 cells' values; seed, ...) and ``signatures``: one
+        row per requested signature with version, genes used and missing, whether it was scored, and the
+        ``method``, ``layer`` and ``settings`` it was scored with (``settings`` names the gene panel too). The tools
+        that need a signature (``annotate``, ``immunosuppression``, ...) reuse its column when it was scored on the
+        same genes and panel with the same method, layer and settings, so a run scores each signature once (a gene
+        subset of a scored object is scored again; a subset of its cells keeps the scores). Values changed since
+        (``X * 2``, normalised again), as the recorded cells show, drop the stored scores: they are scored again.
 
     Examples
     --------
@@ -210,6 +211,8 @@ def score(
         warn(f"{report.n_empty_cells} cells have no expression; their scores are NaN.", category=TmtEmptyCellsWarning)
 
     new = pd.DataFrame(scores, index=adata.obs_names, columns=[s.name for s in keep])
+    check = values_check(X, adata.obs_names)
+    _drop_stale(adata, key_added, layer or "X", X, keep=[s.name for s in sigs])
     old = adata.obsm.get(key_added)
     if isinstance(old, pd.DataFrame) and old.index.equals(new.index):
         # a requested signature no longer scorable here (a gene subset of a scored object) loses its old column
@@ -236,11 +239,36 @@ def score(
             "seed": seed,
             "n_empty_cells": report.n_empty_cells,
             **used,
+            "values_check": check,
         },
         "signatures": cov.reset_index(drop=True),
     }
     logger.info("added adata.obsm[%r] (%d signatures) and adata.uns[%r]", key_added, len(keep), key_added)
     return adata if copy else None
+
+
+def _stored_values_differ(adata: AnnData, key: str, layer: str, X) -> bool:
+    """Whether the scores under ``key`` were made, on this layer, from values other than ``X``'s now (changed in
+    place since: ``X * 2``, normalised again); a subset of the scored cells holds the same values."""
+    stored = adata.uns.get(key)
+    params = stored.get("params", {}) if isinstance(stored, dict) else {}
+    if str(params.get("layer", "")) != layer or "values_check" not in params:
+        return False
+    return not same_values(X, adata.obs_names, params["values_check"])
+
+
+def _drop_stale(adata: AnnData, key: str, layer: str, X, *, keep) -> None:
+    """Remove the stored scores made from values the matrix no longer holds (all but ``keep``, scored now)."""
+    if not _stored_values_differ(adata, key, layer, X):
+        return
+    table = adata.uns[key].get("signatures")
+    if isinstance(table, pd.DataFrame):
+        stale = table.loc[~table["signature"].isin(keep), "signature"].tolist()
+        adata.uns[key]["signatures"] = table[table["signature"].isin(keep)].reset_index(drop=True)
+        if isinstance(adata.obsm.get(key), pd.DataFrame):
+            adata.obsm[key] = adata.obsm[key].drop(columns=[c for c in stale if c in adata.obsm[key].columns])
+        if stale:
+            logger.info("values changed since %d signatures were scored: their scores are dropped", len(stale))
 
 
 def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", layer: str | None = None,
@@ -256,6 +284,8 @@ def score_once(adata: AnnData, signatures, *, method: Method = "mean_ctrl", laye
     table = stored.get("signatures") if isinstance(stored, dict) else None
     S = adata.obsm.get(_keys.SCORES)
     todo = sigs
+    if _stored_values_differ(adata, _keys.SCORES, layer or "X", get_matrix(adata, layer)):
+        table = None  # made from values the matrix no longer holds: every signature is scored again
     if isinstance(table, pd.DataFrame) and isinstance(S, pd.DataFrame) and {"layer", "settings"} <= set(table):
         cov = coverage(adata.var_names, sigs, species)
         settings = score_settings(method, seed=seed, n_bins=n_bins, ctrl_size=ctrl_size, max_rank=max_rank,
@@ -300,6 +330,9 @@ def _score_raw(adata: AnnData, signatures, *, layer: str | None, key_added: str,
     for store in ("obsm", "uns"):  # earlier scores under key_added are kept, as without use_raw
         if key_added in getattr(adata, store):
             getattr(raw, store)[key_added] = getattr(adata, store)[key_added]
+    if isinstance(raw.uns.get(key_added), dict):  # the values they were made from are X's, not raw's
+        raw.uns[key_added] = {**raw.uns[key_added], "params": {
+            k: v for k, v in raw.uns[key_added].get("params", {}).items() if k != "values_check"}}
     score(raw, signatures, key_added=key_added, **kwargs)
     if key_added in adata.obsm:
         check_tmt_key(adata.obsm, key_added, "adata.obsm")
