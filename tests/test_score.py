@@ -1,5 +1,6 @@
 import warnings
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -417,7 +418,7 @@ def test_score_once_notices_values_changed_in_place(sim_small, change, monkeypat
     assert not calls
 
 
-def test_a_subset_of_scored_cells_keeps_their_scores_and_stale_ones_go(sim_small, monkeypatch):
+def test_a_subset_of_scored_cells_keeps_their_scores_and_stale_ones_go(sim_small, monkeypatch, tmp_path):
     """The check reads the recorded cells the data still hold: a subset of the cells is the same values (its
     scores are reused, as a slide's call must not depend on rescoring it alone), a change of values is not, and
     the scores of signatures not asked for again go with it rather than stay beside new ones."""
@@ -429,6 +430,10 @@ def test_a_subset_of_scored_cells_keeps_their_scores_and_stale_ones_go(sim_small
     with monkeypatch.context() as m:
         m.setattr("tmetoolkit.tl._score.score", lambda *a, **k: calls.append(1))
         score_once(subset, ["NK", "Treg_core"])
+        for store in ("h5ad", "zarr"):  # the record read back from a file (a zarr store gives StringDType names)
+            path = tmp_path / f"s.{store}"
+            getattr(subset, f"write_{store}")(path)
+            score_once(getattr(ad, f"read_{store}")(path), ["NK", "Treg_core"])
     assert not calls
     subset.X = subset.X * 3
     score_once(subset, ["NK"])

@@ -118,7 +118,7 @@ def same_values(X, obs_names, check) -> bool:
     names = pd.Index(obs_names).astype(str)
     if not isinstance(check, dict) or "cells" not in check or not names.is_unique:
         return True
-    pos = names.get_indexer(pd.Index(np.asarray(check["cells"]).astype(str)))
+    pos = names.get_indexer(pd.Index([str(c) for c in check["cells"]]))  # a list, or an array read back
     present = pos >= 0
     if not present.any():
         return True
