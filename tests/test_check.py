@@ -384,3 +384,23 @@ def test_human_files_stay_human(name):
         a = real_data(name)
     rep = tmt.pp.check_input(a)
     assert rep.species == "human" and rep.species_basis == "letter case"
+
+
+def test_signature_coverage_is_logged_for_genes_only_and_says_when_it_is_cut(sim_small, caplog):
+    """A protein panel is read through its marker gates: that 134 signatures lacked their genes there said
+    nothing. On genes, the line says of how many signatures, and that the names it lists are the first ones."""
+    import logging
+    import re
+
+    rng = np.random.default_rng(0)
+    panel = AnnData(rng.lognormal(3, 1, (300, 8)).astype(np.float32))
+    panel.var_names = ["CD3", "CD8", "CD4", "FOXP3", "CD68", "PanCK", "CD45", "DAPI"]
+    with caplog.at_level(logging.INFO, logger="tmetoolkit"):
+        assert tmt.pp.check_input(panel).state == "protein"
+    assert "lack their minimum genes" not in caplog.text
+    caplog.clear()
+    few = sim_small[:, :300].copy()  # most signatures lack their genes on 300 genes
+    with caplog.at_level(logging.INFO, logger="tmetoolkit"):
+        tmt.pp.check_input(few)
+    line = next(r.getMessage() for r in caplog.records if "lack their minimum genes" in r.getMessage())
+    assert re.match(r"\d+ of \d+ signatures lack their minimum genes here: .*, \.\.\.$", line), line

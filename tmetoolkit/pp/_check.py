@@ -573,8 +573,9 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     if sigs and report.state != "protein" and report.gene_id == "symbol" and not report.coverage["scorable"].any():
         report.problems.append(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names))
     low = report.coverage.loc[~report.coverage["scorable"], "signature"].tolist()
-    if low:
-        logger.info("%d signatures lack their minimum genes: %s", len(low), ", ".join(low[:10]))
+    if low and report.state != "protein":  # a protein panel is read through its marker gates, not signatures
+        shown = ", ".join(low[:10]) + (", ..." if len(low) > 10 else "")
+        logger.info("%d of %d signatures lack their minimum genes here: %s", len(low), len(sigs), shown)
     if report.n_empty_cells:
         warn(f"{report.n_empty_cells} cells have no expression at all; their scores will be NaN.",
              category=TmtEmptyCellsWarning)
