@@ -163,7 +163,8 @@ def test_report_says_what_is_known_of_an_input_it_did_not_read(tmp_path):
     a = tmt.datasets.simulate(n_samples=2, n_cells=800, n_background_genes=10, seed=2)
     tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
     html = tmt.report(a, tmp_path / "r.html").read_text()
-    assert "n/a" not in html and "id='caveats'" not in html
+    text = re.sub(r"base64,[^\"]+", "", html)  # embedded figures and tables may hold any three characters
+    assert "n/a" not in text and "id='caveats'" not in text
     assert "cell types given in adata.obs[&#x27;true_lineage&#x27;]" in html
 
 
