@@ -559,12 +559,18 @@ def test_spatial_values_draw_cells_without_a_value_and_name_the_unit(done):
     plt.close(fig)
 
 
-def test_immunosuppression_heatmap_shows_its_colour_limits_and_missing_values(done):
+def _one_component_missing(done):
+    """A copy of ``done`` whose immunosuppression table lacks one sample's Treg fraction."""
     a = done.copy()
     res = dict(a.uns["tmt_immunosuppression"])
     res["table"] = res["table"].copy()
     res["table"].iloc[0, res["table"].columns.get_loc("treg_fraction_cd4")] = np.nan
     a.uns["tmt_immunosuppression"] = res
+    return a
+
+
+def test_immunosuppression_heatmap_shows_its_colour_limits_and_missing_values(done):
+    a = _one_component_missing(done)
     ax = tmt.pl.immunosuppression(a)
     (bar,) = [c for c in ax.figure.axes if c.get_label() == "<colorbar>"]
     assert ax.get_images()[0].colorbar.extend == "both"
@@ -611,11 +617,7 @@ def _boxes_overlap(fig, first, second) -> bool:
 
 def test_immunosuppression_missing_key_stays_clear_of_the_colour_bar_label(done):
     """The "not measured" key sits beside the colour bar's label, which runs past a short bar, not across it."""
-    a = done.copy()
-    res = dict(a.uns["tmt_immunosuppression"])
-    res["table"] = res["table"].copy()
-    res["table"].iloc[0, res["table"].columns.get_loc("treg_fraction_cd4")] = np.nan
-    a.uns["tmt_immunosuppression"] = res
+    a = _one_component_missing(done)
     ax = tmt.pl.immunosuppression(a)
     (bar,) = [c for c in ax.figure.axes if c.get_label() == "<colorbar>"]
     legend = bar.get_legend()
