@@ -404,3 +404,25 @@ def test_signature_coverage_is_logged_for_genes_only_and_says_when_it_is_cut(sim
         tmt.pp.check_input(few)
     line = next(r.getMessage() for r in caplog.records if "lack their minimum genes" in r.getMessage())
     assert re.match(r"\d+ of \d+ signatures lack their minimum genes here: .*, \.\.\.$", line), line
+
+
+def test_a_pipeline_run_reads_the_matrix_for_nan_once(sim_small, monkeypatch):
+    """Within a run (reuse_reports), a matrix the run scanned in full is not scanned for NaN again by every tool;
+    outside a run, and for a matrix the run has not scanned, it is."""
+    from tmetoolkit.pp import _check
+
+    scans = []
+    real = _check.count_non_finite
+    monkeypatch.setattr(_check, "count_non_finite", lambda X, *a, **k: scans.append(1) or real(X, *a, **k))
+    with _check.reuse_reports():
+        _check.inspect(sim_small)  # the run's first, full scan
+        n = len(scans)
+        for _ in range(3):
+            _check.refuse_non_finite(sim_small, None, "score")
+        assert len(scans) == n
+        other = sim_small.copy()
+        other.X = other.X.copy()
+        _check.refuse_non_finite(other, None, "score")
+        assert len(scans) == n + 1
+    _check.refuse_non_finite(sim_small, None, "score")
+    assert len(scans) == n + 2

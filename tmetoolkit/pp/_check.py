@@ -451,8 +451,13 @@ def non_finite_problem(n: int, layer: str | None) -> str:
 def refuse_non_finite(adata: AnnData, layer: str | None, doing: str) -> None:
     """Raise :class:`TmtInputError` (``"cannot <doing>: ..."``) when ``X`` (or ``layer``) holds NaN or infinite
     values. Every tool that reads expression values calls it (or :func:`inspect` with a full scan) before reading
-    them: values can go bad after an earlier tool ran, whose stored results would otherwise hide them."""
-    n = count_non_finite(get_matrix(adata, layer))
+    them: values can go bad after an earlier tool ran, whose stored results would otherwise hide them. Within a
+    pipeline run (:func:`reuse_reports`) a matrix the run has scanned in full is not read again."""
+    X = get_matrix(adata, layer)
+    kept = _RUN_REPORTS.get()
+    if kept is not None and any(matrix is X and args[1] and not report.problems for matrix, _, args, report in kept):
+        return
+    n = count_non_finite(X)
     if n:
         raise TmtInputError(f"cannot {doing}: {non_finite_problem(n, layer)}")
 
