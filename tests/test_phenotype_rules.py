@@ -65,7 +65,8 @@ def test_expression_lines_are_the_rule(min_cd8_fraction):
     # CD8 T cells among immune cells: the two lines of the plot cut inflamed / excluded / desert
     hi, lo = (line.value for line in expression.decision_lines({"min_cd8_fraction": min_cd8_fraction}, "cells"))
     fr = pd.Series([hi, hi - EPS, lo, lo - EPS])
-    label = expression._absolute_cell_calls(pd.DataFrame({"cd8_fraction_immune": fr}), min_cd8_fraction)["phenotype"]
+    counts = pd.DataFrame({"cd8_fraction_immune": fr, "cd8_cells": 10, "immune_cells": 100})
+    label = expression._absolute_cell_calls(counts, min_cd8_fraction)["phenotype"]
     assert list(label) == ["inflamed", "excluded", "excluded", "desert"]
     # each sample alone: inflamed from the IFN-gamma line, whatever the T-cell genes (an IFN-gamma response is made by
     # T cells, so it rules out desert); below it desert left of the T-cell line, excluded right of it
@@ -93,3 +94,22 @@ def test_expression_basis_refuses_spatial_parameters():
             tmt.tl.immune_phenotype(a, **kwargs)
     with pytest.raises(tmt.TmtInputError, match="min_density"):
         tmt.tl.immune_phenotype(a, basis="expression", min_density=50.0)
+
+
+def test_a_cell_composition_call_is_as_sure_as_its_counts():
+    """The same CD8 T share among immune cells is a weak call on a handful of cells and a firm one on hundreds:
+    the confidence is the posterior probability (Jeffreys) that the share lies on the called side."""
+    f = pd.DataFrame({"cd8_fraction_immune": [0.2, 0.2, 0.0, 0.0, 0.05, 0.05],
+                      "cd8_cells": [1, 40, 0, 0, 1, 20], "immune_cells": [5, 200, 3, 300, 20, 400]})
+    res = expression._absolute_cell_calls(f, 0.1)
+    assert list(res["phenotype"]) == ["inflamed", "inflamed", "desert", "desert", "excluded", "excluded"]
+    conf = expression._confidence(res["margin"])
+    assert conf[0] < 0.7 and conf[1] > 0.99  # 1 of 5 against 40 of 200
+    assert conf[2] == 0 and conf[3] > 0.99  # none of 3 says nothing; none of 300 is a desert
+    assert conf[4] < 0.3 and conf[5] > 0.9
+    # the confidence is 2 P - 1 for P the posterior mass on the called side
+    from scipy.stats import beta
+
+    assert conf[1] == pytest.approx(2 * beta(40.5, 160.5).sf(0.1) - 1)
+    lo, hi = expression.share_bounds([1, 40], [5, 200])
+    assert lo[0] < 0.1 and hi[0] > 0.2 and 0.1 < lo[1] < 0.2 < hi[1]

@@ -121,7 +121,10 @@ def test_expression_phenotype_plot_shows_the_deciding_axes(sim_small, reference)
     tmt.tl.immune_phenotype(a, sample_key="sample", reference=reference)
     ax = tmt.pl.immune_phenotype(a)
     assert ("immune axis" in ax.get_ylabel()) == (reference == "cohort")
-    assert len(ax.collections) == a.uns["tmt_immune_phenotype"]["table"]["phenotype"].nunique()
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == a.uns["tmt_immune_phenotype"]["table"]["phenotype"].nunique()
+    # the CD8 T share of each sample carries its 95% interval from the counts its confidence rests on
+    assert ("95% interval (counts)" in ax.get_legend_handles_labels()[1]) == (reference == "absolute")
     plt.close(ax.figure)
 
 

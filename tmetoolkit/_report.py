@@ -148,7 +148,7 @@ SPATIAL_FEATURES = ("exclusion_assessable", "effector_per_mm2", "infiltration_vs
 # among immune cells, or a sample's T-cell genes and IFN-gamma programme against its other cell types' markers
 EXPRESSION_FEATURES = {"cohort": ("immune_axis", "programmes_agreeing", "immune_axis_uncertainty",
                                   "cd8_fraction_immune"),
-                       "cell composition": ("cd8_fraction_immune",),
+                       "cell composition": ("cd8_fraction_immune", "cd8_cells", "immune_cells"),
                        "expression": ("t_cell_enrichment", "ifng_enrichment")}
 
 

@@ -35,6 +35,8 @@ _EXACT = {
     "immune_axis": "CD8 T-effector programme, robust z across samples (its cohort terciles decide)",
     "stromal_axis": "cohort-relative stromal axis (TGF-beta, CAF programmes; robust z across samples)",
     "cd8_fraction_immune": "CD8 T cells among immune cells",
+    "immune_cells": "immune cells counted (the CD8 T share's denominator; the call's confidence rests on it)",
+    "cd8_cells": "CD8 T cells counted",
     "decided_by": "the rule that decided the call",
     "reference": "what the expression call was judged against: the cohort (terciles across samples) or absolute "
                  "thresholds",

@@ -15,6 +15,7 @@ from matplotlib.ticker import NullFormatter
 
 from .. import _keys
 from .._core.sample.phenotype import decision_lines as expression_lines
+from .._core.sample.phenotype import share_bounds
 from .._core.spatial.rules import Line, decision_lines
 from .._utils import TmtKeyError, missing_key_error
 from ..sig._registry import _load_all as packaged_signatures
@@ -246,6 +247,8 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
         else:
             y = tab["cd8_fraction_immune"].astype(float).fillna(0)
             x = pd.Series(np.arange(len(tab), dtype=float), index=tab.index)
+            if {"cd8_cells", "immune_cells"} <= set(tab.columns):
+                _share_intervals(ax, x, y, tab["cd8_cells"], tab["immune_cells"])
         for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
             ax.scatter(x[sub.index], y[sub.index], c=colors.get(lab, "grey"), label=lab, s=28, edgecolors="white",
                        linewidths=0.4)
@@ -265,6 +268,13 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
         ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the points
         ax.set_title("Immune phenotype (expression; exclusion inferred)")
     return ax
+
+
+def _share_intervals(ax: Axes, x: pd.Series, y: pd.Series, k: pd.Series, n: pd.Series) -> None:
+    """95% intervals of each sample's CD8 T share (Jeffreys, as the call's confidence), behind the points."""
+    lo, hi = share_bounds(k.to_numpy(), n.to_numpy())
+    ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="none", ecolor="0.6", elinewidth=0.8,
+                capsize=2, zorder=1, label="95% interval (counts)")
 
 
 LABEL_HEIGHTS = (3, -10, 16, -23, 29, -36)  # points above (+) or below (-) a point where its label may sit

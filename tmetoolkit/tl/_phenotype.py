@@ -224,7 +224,9 @@ def immune_phenotype(
     min_cells, min_tumor_cells
         Samples or regions with fewer cells, or fewer tumour cells, are ``not assessable`` (with the reason). On
         the expression basis a sample of cells is called whatever its size, its confidence scaled by
-        ``min(1, n_cells / min_cells)`` (its pseudobulk and CD8 T fractions rest on that many cells).
+        ``min(1, n_cells / min_cells)`` (its pseudobulk and CD8 T fractions rest on that many cells); a call from
+        CD8 T cells among immune cells also takes the counts into its confidence (the posterior probability that
+        the share lies on the called side).
     min_cd8_fraction
         Expression basis with ``reference="absolute"``: CD8 T cells among immune cells from which a sample is
         inflamed (a quarter of it separates excluded from desert).
@@ -260,7 +262,8 @@ def immune_phenotype(
     ``t_cell_enrichment`` and ``ifng_enrichment`` (T-cell genes and the IFN-gamma programme as z against random sets
     of marker genes of the sample's other cell types; they decide absolute calls without cells),
     ``immune_enrichment`` and ``stromal_enrichment`` (the CD8 T-effector and stromal programmes against the same
-    null), CD8 fractions when cells are annotated, and the ``caveat``; samples without expression are
+    null), CD8 fractions and the counts behind them (``cd8_cells``, ``immune_cells``) when cells are annotated,
+    and the ``caveat``; samples without expression are
     ``not assessable`` with the reason. ``params`` holds the tercile thresholds or the absolute ones (and
     ``marker_null``: genes found). Absolute calls chosen because the cohort is small emit a
     ``TmtSmallCohortWarning`` (a :class:`TmtWarning`) naming the rule. There are no regions.
