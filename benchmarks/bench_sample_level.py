@@ -11,6 +11,10 @@
    get the absolute rule by default; over 50 seeds per size, phenotypes cycled or drawn at random, they are shown
    against terciles of the same few samples, with the cohorts where terciles call every sample right and the same
    rule with its cuts fitted to the planted phenotypes (the ceiling of a rule judging each sample alone).
+   With the cells' own lineages (``cell_type_key="true_lineage"``) and samples thinned to 15 to 300 cells, the
+   absolute rule's confidence (from the counts of CD8 T and immune cells) against whether the desert / not-desert
+   call is right: the AUROC, and right calls per confidence bin (composition cannot see exclusion, so inflamed
+   against excluded is not scored).
 2. Racle 2017 bulk and the pseudobulk of Zilionis 2019 NSCLC tumour cells (when ``../shared/data`` is present):
    the calls next to the tercile rule, with FACS T-cell fractions (Racle) and the authors' T-cell share (Zilionis);
    the pseudobulk of the pathologist's regions of the Xenium breast section as a positive control. The other real
@@ -405,11 +409,39 @@ def racle() -> None:
     print("CD8A TPM:", tpm["CD8A"].round(1).to_dict())
 
 
+def thinned_cohorts(seeds=range(100, 130), sizes=(15, 30, 60, 120, 300)) -> None:
+    """The cell-composition call's confidence on samples of few and many cells."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = []
+    for seed in seeds:
+        a = tmt.datasets.simulate(n_samples=6, n_cells=max(sizes), seed=seed)
+        del a.obsm["spatial"]
+        rng = np.random.default_rng(seed)
+        keep = [rng.choice(idx, size=min(int(rng.choice(sizes)), len(idx)), replace=False)
+                for idx in a.obs.groupby("sample", observed=True).indices.values()]
+        b = a[np.sort(np.concatenate(keep))].copy()
+        tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="true_lineage", reference="absolute")
+        t = b.uns["tmt_immune_phenotype"]["table"]
+        truth = b.obs.groupby("sample", observed=True)["true_phenotype"].first().astype(str).reindex(t.index)
+        rows.append(pd.DataFrame({"call": t["phenotype"].astype(str), "truth": truth,
+                                  "confidence": t["confidence"].astype(float), "n_cells": t["n_cells"]}))
+    d = pd.concat(rows)
+    d["right"] = (d["call"] == "desert") == (d["truth"] == "desert")
+    auc = roc_auc_score(d["right"], d["confidence"])
+    print(f"\nThinned samples ({len(d)}), cells' own lineages, absolute rule: desert / not desert right "
+          f"{d['right'].mean():.3f}; AUROC of the confidence for a right call {auc:.3f}")
+    print(d.groupby(pd.cut(d["confidence"], [-0.01, 0.2, 0.5, 0.8, 1.0]), observed=True)["right"].agg(["mean", "size"])
+          .round(3).to_string())
+    print(pd.crosstab(d["truth"], d["call"]).to_string())
+
+
 if __name__ == "__main__":
     warnings.simplefilter("ignore")
     np.set_printoptions(precision=3)
     cohorts()
     small_cohorts()
+    thinned_cohorts()
     real_cohorts()
     single_samples()
     xenium_regions()
