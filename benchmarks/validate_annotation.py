@@ -39,7 +39,8 @@ the group marks, before and after. ``--panels`` cuts the human sets to the genes
 lineage accuracy beside the baseline and the ceiling on the same genes, and what becomes of the cells of a lineage
 the panel cannot assess. ``--formats`` gives each set's cells in the value formats files are shared in (log1p of
 10,000 per cell, log2 and log10 of counts per million plus one, counts per million), recovered from the shared
-values: a log of a linear profile is read as that profile, whatever the base.
+values: a log of a linear profile is read as that profile, whatever the base; the state tasks are scored in each
+format too.
 """
 
 from __future__ import annotations
@@ -680,18 +681,22 @@ FORMATS = {"ln(CP10k + 1)": lambda p: np.log1p(p * 1e4), "log2(CP10k + 1)": lamb
            "log2(CPM + 0.1)": lambda p: np.log2(p * 1e6 + 0.1), "CPM": lambda p: p * 1e6}
 
 
-def format_rows(sets: list[LabelledSet]) -> list[dict]:
-    """Lineage accuracy of each set's cells in the forms expression files are shared in (one row per set)."""
-    rows = []
+def format_rows(sets: list[LabelledSet]) -> tuple[list[dict], list[dict]]:
+    """Lineage accuracy (one row per set) and the state tasks' scores (one row per set and task) of each set's
+    cells in the forms expression files are shared in."""
+    rows, state_rows = [], []
     for s in sets:
         profile = linear_profile(s.adata)
-        row = {"set": s.name, "as shared": lineage_accuracy(ours(s.adata)["tmt_lineage"], s.truth)}
+        calls = {"as shared": ours(s.adata)}
         for name, transform in FORMATS.items():
             b = s.adata.copy()
             b.X = sp.csr_matrix(transform(profile).astype(np.float32))
-            row[name] = lineage_accuracy(ours(b)["tmt_lineage"], s.truth)
-        rows.append(row)
-    return rows
+            calls[name] = ours(b)
+        rows.append({"set": s.name, **{k: lineage_accuracy(c["tmt_lineage"], s.truth) for k, c in calls.items()}})
+        for task, (truth, _) in s.states.items():
+            state_rows.append({"set": s.name, "task": task, **{k: task_score(state_prediction(c, task), truth, task)
+                                                               for k, c in calls.items()}})
+    return rows, state_rows
 
 
 def main() -> None:
@@ -712,8 +717,11 @@ def main() -> None:
         print(pd.DataFrame(panel_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         return
     if args.formats:
+        rows, state_rows = format_rows(sets)
         print("Lineage accuracy of the same cells as shared and in other value formats (linear profile recovered)")
-        print(pd.DataFrame(format_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print("\nThe state tasks of the same cells in each format")
+        print(pd.DataFrame(state_rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         return
     rows, state_rows, coherence_rows = [], [], []
     for s in sets:
