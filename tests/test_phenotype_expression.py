@@ -491,3 +491,13 @@ def test_z_scored_cells_are_refused_before_the_pseudobulk_pointing_to_raw(sim_sm
     with pytest.raises(ValueError, match=r"immune phenotype.*z-scored \(means near 0, SDs near 1\).*adata\.raw"):
         tmt.tl.immune_phenotype(sim_small, sample_key="sample", basis="expression")
     assert "tmt_immune_phenotype" not in sim_small.uns
+
+
+def test_the_pseudobulk_scores_are_not_announced_as_added_to_the_data(dissociated, caplog):
+    """The expression phenotype scores its own pseudobulk: no message says the user's data got scores from it."""
+    a = dissociated.copy()
+    del a.obsm["tmt_scores"], a.uns["tmt_scores"]
+    with caplog.at_level(logging.INFO, logger="tmetoolkit"):
+        tmt.tl.immune_phenotype(a, sample_key="sample")
+    assert "tmt_scores" not in a.obsm
+    assert "scoring" in caplog.text and "added adata.obsm" not in caplog.text

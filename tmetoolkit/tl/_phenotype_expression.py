@@ -151,7 +151,7 @@ def expression_phenotype(
     """The call of every sample (bulk observations, or the pseudobulk of each ``sample_key`` group, whose
     confidence is scaled by its cells up to ``min_cells``)."""
     from .._matrix import get_matrix, iter_rows, row_sums
-    from ._score import score
+    from ._score import score_internal
 
     refuse_non_finite(adata, layer, "call the immune phenotype from this input")
     if sample_key is None:
@@ -167,7 +167,7 @@ def expression_phenotype(
     no_expression = np.concatenate(sums) == 0
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", TmtEmptyCellsWarning)  # reported in the table's reason instead
-        score(bulk, _programmes(), method="ssgsea")
+        score_internal(bulk, _programmes(), method="ssgsea")
     f = bulk.obsm[_keys.SCORES].copy()
     have_imm = [c for c in IMMUNE_PROGRAMMES if c in f.columns]  # at least one (_require_immune_programmes)
     have_str = [c for c in STROMA_PROGRAMMES if c in f.columns]

@@ -6,6 +6,8 @@ The runner: checks the input, matches signatures to genes and writes the keys; t
 
 from __future__ import annotations
 
+import contextvars
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -55,6 +57,10 @@ def _hint_raw(adata: AnnData, layer: str | None, sigs, cov: pd.DataFrame, specie
     """Warn when ``X`` holds a gene subset (highly variable genes) of ``adata.raw`` and raw would cover more genes."""
     if layer is None:
         hint_raw(adata, sigs, cov, species)
+
+
+# False while score() writes into an AnnData the package made for its own use (score_internal)
+_INTO_USER_DATA: contextvars.ContextVar[bool] = contextvars.ContextVar("into_user_data", default=True)
 
 
 def score(
@@ -243,8 +249,19 @@ def score(
         },
         "signatures": cov.reset_index(drop=True),
     }
-    logger.info("added adata.obsm[%r] (%d signatures) and adata.uns[%r]", key_added, len(keep), key_added)
+    if _INTO_USER_DATA.get():
+        logger.info("added adata.obsm[%r] (%d signatures) and adata.uns[%r]", key_added, len(keep), key_added)
     return adata if copy else None
+
+
+def score_internal(adata: AnnData, signatures, **kwargs) -> None:
+    """:func:`score` (with ``kwargs``) into an AnnData the package made for its own use (a pseudobulk), without
+    the message naming the keys added: they are not added to the user's data."""
+    token = _INTO_USER_DATA.set(False)
+    try:
+        score(adata, signatures, **kwargs)
+    finally:
+        _INTO_USER_DATA.reset(token)
 
 
 def _stored_values_differ(adata: AnnData, key: str, layer: str, X) -> bool:
