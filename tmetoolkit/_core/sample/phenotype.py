@@ -201,23 +201,27 @@ def _absolute_expression_calls(f: pd.DataFrame) -> dict:
             "thresholds": {"t_cell_enrichment_desert_below": 0.0, "ifng_enrichment_inflamed_from": ENRICHED}}
 
 
-def share_interval(k, n, lo: float, hi: float) -> np.ndarray:
-    """Probability that the share behind ``k`` of ``n`` cells lies in ``[lo, hi)``: the binomial posterior with
-    Jeffreys' prior, Beta(k + 1/2, n - k + 1/2) (Brown, Cai & DasGupta 2001, doi:10.1214/ss/1009213286)."""
+def _share_posterior(k, n):
+    """The binomial posterior of the share behind ``k`` of ``n`` cells with Jeffreys' prior, Beta(k + 1/2,
+    n - k + 1/2) (Brown, Cai & DasGupta 2001, doi:10.1214/ss/1009213286)."""
     from scipy.stats import beta
 
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    post = beta(k + 0.5, n - k + 0.5)
+    return beta(k + 0.5, n - k + 0.5)
+
+
+def share_interval(k, n, lo: float, hi: float) -> np.ndarray:
+    """Probability that the share behind ``k`` of ``n`` cells lies in ``[lo, hi)`` (:func:`_share_posterior`)."""
+    post = _share_posterior(k, n)
     return post.cdf(hi) - post.cdf(lo)
 
 
 def share_bounds(k, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """The Jeffreys interval of the share behind ``k`` of ``n`` cells (0 and 1 at the ends, as Brown et al. set)."""
-    from scipy.stats import beta
-
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     tail = (1 - level) / 2
-    lo, hi = beta.ppf(tail, k + 0.5, n - k + 0.5), beta.ppf(1 - tail, k + 0.5, n - k + 0.5)
+    post = _share_posterior(k, n)
+    lo, hi = post.ppf(tail), post.ppf(1 - tail)
     return np.where(k == 0, 0.0, lo), np.where(k == n, 1.0, hi)
 
 
