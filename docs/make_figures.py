@@ -11,7 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import tmetoolkit as tmt  # noqa: E402
+import tmetoolkit as tmt
 
 HERE = Path(__file__).resolve().parent
 
