@@ -703,3 +703,20 @@ def test_embedding_title_is_words_not_the_key(done):
     ax = tmt.pl.embedding(a, title="my cells")
     assert ax.get_title() == "my cells"
     plt.close(ax.figure)
+
+
+def test_composition_and_report_draw_cells_with_repeated_obs_names(done, tmp_path):
+    """anndata allows repeated obs_names (with a warning); the composition bars (and the report drawing them)
+    failed with pandas' "cannot reindex on an axis with duplicate labels" when two cells shared a name."""
+    a = done.copy()
+    widths = [p.get_width() for p in tmt.pl.composition(a).patches]
+    plt.close("all")
+    names = a.obs_names.to_numpy().copy()
+    names[1::2] = names[::2][: len(names[1::2])]  # every name twice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        a.obs_names = names
+    assert [p.get_width() for p in tmt.pl.composition(a).patches] == pytest.approx(widths)
+    plt.close("all")
+    tmt.report(a, tmp_path / "report.html")
+    assert (tmp_path / "report.html").stat().st_size > 0

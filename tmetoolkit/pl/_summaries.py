@@ -381,7 +381,9 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
     styles, rest = _composition_styles(adata, key, labels, max_colors)
     other = f"other ({len(rest)} label{'s' if len(rest) != 1 else ''})"
     styles[other] = OTHER_STYLE
-    frac = pd.crosstab(samples[has_value], labels.where(~labels.isin(rest), other), normalize="index")
+    # by position: obs_names that repeat (anndata allows them, with a warning) cannot align two Series
+    frac = pd.crosstab(samples[has_value].to_numpy(), labels.where(~labels.isin(rest), other).to_numpy(),
+                       normalize="index")
     what = {_keys.LINEAGE: "Lineages", _keys.STATE: "Cell states"}.get(key, readable(key))
     with style():
         ax = new_ax(ax, (5.5, 0.35 * len(frac) + 1.2))
