@@ -153,6 +153,19 @@ def test_bulk_with_too_few_signature_genes():
     assert "full gene matrix" in str(err.value)
 
 
+def test_lower_case_symbols_are_named_as_such_by_the_expression_phenotype():
+    """Symbols in lower case (cd8a) lack every immune programme's genes: the phenotype said that a panel of highly
+    variable genes often lacks them and to use the full gene matrix (the file held every gene); it names the case
+    and the fix, as scoring does."""
+    r = real_data("racle")
+    r.var_names = r.var_names.str.lower()
+    r.var_names_make_unique()
+    with pytest.raises(tmt.TmtInputError, match="IFNG_6 0/6") as err:
+        tmt.tl.immune_phenotype(r)
+    assert "They look lower-case" in str(err.value) and "adata.var_names.str.upper()" in str(err.value)
+    assert "full gene matrix" not in str(err.value)
+
+
 def test_selected_genes_name_the_missing_programmes_and_raw(dissociated):
     """A file of selected genes (X a subset of raw) cannot carry the immune programmes: the error says which
     programmes lack how many genes and that raw holds them."""

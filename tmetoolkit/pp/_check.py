@@ -590,15 +590,20 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
 def no_signature_scorable(var_names, n_signatures: int, report: InputReport, obs_names=None) -> str:
     """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case, or
     genes as observations)."""
-    from ..sig._genes import orthologs
-
     msg = (f"none of the {n_signatures} signatures has its minimum genes in var_names (detected {report.gene_id}s, "
            f"{report.species}). Check that var_names hold gene symbols of the right species.")
+    return msg + lower_case_hint(var_names) + transposed_hint(obs_names, var_names)
+
+
+def lower_case_hint(var_names) -> str:
+    """A sentence naming the fix when ``var_names`` are gene symbols in lower case (``cd8a``), else ``""``."""
+    from ..sig._genes import orthologs
+
     names = pd.Index(var_names).astype(str)
     if names.str.islower().mean() > 0.5 and names.str.upper().isin(orthologs()["human"]).mean() > 0.1:
-        msg += (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
+        return (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
                 "adata.var_names.str.upper() for human genes, .str.capitalize() for mouse genes.")
-    return msg + transposed_hint(obs_names, var_names)
+    return ""
 
 
 def transposed_hint(obs_names, var_names) -> str:

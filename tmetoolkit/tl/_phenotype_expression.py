@@ -24,7 +24,7 @@ from .._core.sample.phenotype import (
     cell_fractions,
 )
 from .._utils import TmtEmptyCellsWarning, TmtInputError, missing_key_error
-from ..pp._check import input_error, inspect, refuse_non_finite, transposed_hint
+from ..pp._check import input_error, inspect, lower_case_hint, refuse_non_finite, transposed_hint
 from ._sample_features import bulk_samples, samples_of
 
 
@@ -88,7 +88,7 @@ def _require_immune_programmes(adata: AnnData, bulk: AnnData) -> None:
     found = ", ".join(f"{r.signature} {r.n_found}/{r.n_genes} (needs {r.min_genes})" for r in cov.itertuples())
     msg = (f"the expression phenotype needs one of the immune programmes, and this panel of {bulk.n_vars:,} genes "
            f"holds too few of their genes: {found}.")
-    hint = transposed_hint(adata.obs_names, adata.var_names)
+    hint = lower_case_hint(adata.var_names) + transposed_hint(adata.obs_names, adata.var_names)
     if adata.raw is not None and adata.raw.n_vars > adata.n_vars:
         msg += (f" adata.raw holds {adata.raw.n_vars:,} genes: run on r = adata.raw.to_adata(), which keeps obs, "
                 "and copy the tmt_ keys back.")
