@@ -15,6 +15,7 @@ from matplotlib.testing.compare import compare_images
 
 import tmetoolkit as tmt
 from tmetoolkit._keys import MARKER_EVIDENCE
+from tmetoolkit._utils import TmtKeyError
 
 IMAGES = Path(__file__).parent / "_images"
 
@@ -273,6 +274,27 @@ def test_scores_of_a_packaged_signature_not_yet_scored_say_how_to_score_it(done)
     assert "Did you mean" not in str(info.value)
     with pytest.raises(KeyError, match="Did you mean"):
         tmt.pl.scores(a, ["TAM_M2_lik"], groupby="sample")
+
+
+def test_scores_of_a_signature_lacking_its_genes_say_so_and_where_they_are(sim_small):
+    """A file of selected genes cannot score T_cell (1 of its 4 genes): the plot said to run tmt.tl.score(adata,
+    ['T_cell']) first, which the user had done and which refuses again. It says which genes are lacking and, with
+    all genes in adata.raw, how to score them there."""
+    a = sim_small[:600].copy()
+    a.raw = a
+    a = a[:, [g for g in a.var_names if g not in {"CD3E", "CD3G", "CD2"}]].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.score(a, "all")
+    assert "T_cell" not in a.obsm["tmt_scores"]
+    with pytest.raises(TmtKeyError, match=r"'T_cell' could not be scored here.*T_cell: 1 of 4, needs 2") as err:
+        tmt.pl.scores(a, ["T_cell"], groupby="sample")
+    assert "use_raw=True" in str(err.value) and "first" not in str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.score(a, ["T_cell"], use_raw=True)
+    tmt.pl.scores(a, ["T_cell"], groupby="sample")
+    plt.close("all")
 
 
 def test_gates(done, tmp_path):

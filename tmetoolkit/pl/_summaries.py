@@ -509,6 +509,21 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     signatures = [signatures] if isinstance(signatures, str) else list(signatures)
     unscored = [s for s in signatures if s not in S.columns]
     known = [s for s in unscored if s in packaged_signatures()]
+    recorded = adata.uns.get(_keys.SCORES, {}).get("signatures")
+    if isinstance(recorded, pd.DataFrame) and {"signature", "scorable"} <= set(recorded.columns):
+        # scored before but lacking their genes here (a file of highly variable genes): scoring again cannot help
+        lacking = recorded[recorded["signature"].isin(known) & ~recorded["scorable"].astype(bool)]
+        if len(lacking):
+            detail = "; ".join(f"{r.signature}: {r.n_found} of {r.n_genes}, needs {r.min_genes}"
+                               for r in lacking.itertuples())
+            msg = (f"{', '.join(map(repr, lacking['signature']))} could not be scored here, too few of the genes "
+                   f"are in var_names ({detail}).")
+            if adata.raw is not None and adata.raw.n_vars > adata.n_vars:
+                msg += (f" adata.raw holds {adata.raw.n_vars:,} genes: tmt.tl.score(adata, "
+                        f"{list(lacking['signature'])!r}, use_raw=True) scores them there.")
+            else:
+                msg += " Plot signatures whose genes the data hold, or score the full gene matrix."
+            raise TmtKeyError(msg)
     if known:
         msg = (f"{', '.join(map(repr, known))} not scored on these data: run tmt.tl.score(adata, {known!r}) first "
                "(scores of the signatures already there are kept).")
