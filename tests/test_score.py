@@ -10,7 +10,7 @@ from anndata import AnnData
 from sklearn.metrics import roc_auc_score
 
 import tmetoolkit as tmt
-from tmetoolkit._utils import TmtCoverageWarning, TmtMatrixError
+from tmetoolkit._utils import TmtCoverageWarning, TmtInputError, TmtMatrixError
 from tmetoolkit.sig._genes import match_genes
 
 from .conftest import real_data
@@ -181,6 +181,19 @@ def test_too_few_genes_are_dropped_and_listed(sim_small):
     assert not tab.loc["Treg_core", "scored"] and "FOXP3" in tab.loc["Treg_core", "genes_missing"]
     with pytest.raises(ValueError, match="none of the"):
         tmt.tl.score(small[:, :5].copy(), ["Treg_core"])
+
+
+def test_a_gene_subset_that_cannot_score_the_signatures_asked_for_says_so(sim_small):
+    """A file of selected genes holding one of T_cell's four genes: the error said to check that var_names hold
+    symbols of the right species (they did). It names what was found and that adata.raw holds all genes."""
+    a = sim_small[:300].copy()
+    a.raw = a
+    a = a[:, [g for g in a.var_names if g not in {"CD3E", "CD3G", "CD2"}]].copy()
+    with pytest.warns(TmtCoverageWarning), pytest.raises(TmtInputError, match=r"T_cell \(1/4, needs 2\)") as err:
+        tmt.tl.score(a, ["T_cell"])
+    assert "right species" not in str(err.value) and "use_raw=True" in str(err.value)
+    tmt.tl.score(a, ["T_cell"], use_raw=True)
+    assert "T_cell" in a.obsm["tmt_scores"]
 
 
 def test_empty_cells_get_nan_not_a_crash(sim_small):

@@ -576,7 +576,8 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     if not use_raw and layer is None:
         hint_raw(adata, sigs, report.coverage, report.species)
     if sigs and report.state != "protein" and report.gene_id == "symbol" and not report.coverage["scorable"].any():
-        report.problems.append(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names))
+        report.problems.append(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names,
+                                                     raw_n_vars=None if adata.raw is None else adata.raw.n_vars))
     low = report.coverage.loc[~report.coverage["scorable"], "signature"].tolist()
     if low and report.state != "protein":  # a protein panel is read through its marker gates, not signatures
         shown = ", ".join(low[:10]) + (", ..." if len(low) > 10 else "")
@@ -587,12 +588,25 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     return report
 
 
-def no_signature_scorable(var_names, n_signatures: int, report: InputReport, obs_names=None) -> str:
-    """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case, or
-    genes as observations)."""
+def no_signature_scorable(var_names, n_signatures: int, report: InputReport, obs_names=None, *,
+                          cov: pd.DataFrame | None = None, raw_n_vars: int | None = None) -> str:
+    """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case, genes
+    as observations, or a file of selected genes that holds some of the signatures' genes, not enough)."""
+    cov = report.coverage if cov is None else cov
+    case = lower_case_hint(var_names)
+    if not case and cov is not None and len(cov) and int(cov["n_found"].sum()) > 0:
+        shown = cov.sort_values("n_found", ascending=False, kind="stable").head(5)
+        detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes}"
+                           + (")" if r.n_found < r.min_genes else " with an up gene)") for r in shown.itertuples())
+        msg = (f"none of the {n_signatures} signatures has its minimum genes in var_names: {detail}"
+               f"{', ...' if len(cov) > len(shown) else ''}. A file of selected (highly variable) genes lacks them: "
+               "score the full gene matrix")
+        if raw_n_vars is not None and raw_n_vars > len(var_names):
+            msg += f" (adata.raw holds {raw_n_vars:,} genes: use_raw=True)"
+        return msg + "." + transposed_hint(obs_names, var_names)
     msg = (f"none of the {n_signatures} signatures has its minimum genes in var_names (detected {report.gene_id}s, "
            f"{report.species}). Check that var_names hold gene symbols of the right species.")
-    return msg + lower_case_hint(var_names) + transposed_hint(obs_names, var_names)
+    return msg + case + transposed_hint(obs_names, var_names)
 
 
 def lower_case_hint(var_names) -> str:

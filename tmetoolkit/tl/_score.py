@@ -187,7 +187,8 @@ def score(
     _hint_raw(adata, layer, sigs, cov, report.species)
     keep = [s for s, ok in zip(sigs, cov["scorable"], strict=True) if ok]
     if not keep:
-        raise TmtInputError(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names))
+        raise TmtInputError(no_signature_scorable(adata.var_names, len(sigs), report, adata.obs_names, cov=cov,
+                                                  raw_n_vars=None if adata.raw is None else adata.raw.n_vars))
 
     plan = [(*positions(s, found[s.name], s.genes_up), *positions(s, found[s.name], s.genes_down)) for s in keep]
 
