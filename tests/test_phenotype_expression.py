@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 import tmetoolkit as tmt
-from tmetoolkit._utils import TmtSmallCohortWarning
+from tmetoolkit._utils import TmtKeyError, TmtSmallCohortWarning
 
 from .conftest import real_data
 
@@ -141,6 +141,19 @@ def test_bad_keys(dissociated):
         tmt.tl.immune_phenotype(dissociated, sample_key="smaple")
     with pytest.raises(ValueError, match="reference"):
         tmt.tl.immune_phenotype(dissociated, sample_key="sample", reference="relative")
+
+
+def test_a_cell_type_key_that_is_not_there_is_refused(dissociated):
+    """cell_type_key naming no obs column (a typo) was ignored: the samples were called without their cell
+    fractions (CD8 T among all and among immune cells), silently unlike the call the user asked for."""
+    a = dissociated.copy()
+    a.uns.pop("tmt_immune_phenotype", None)  # written by earlier tests into the shared fixture
+    a.obs["my_types"] = a.obs["tmt_lineage"].astype(str)
+    with pytest.raises(TmtKeyError, match=r"'my_type' is not in adata.obs.*Did you mean \['my_types'"):
+        tmt.tl.immune_phenotype(a, sample_key="sample", basis="expression", cell_type_key="my_type")
+    assert "tmt_immune_phenotype" not in a.uns
+    tmt.tl.immune_phenotype(a, sample_key="sample", basis="expression", cell_type_key="my_types")
+    assert a.uns["tmt_immune_phenotype"]["table"]["cd8_fraction_all"].notna().all()
 
 
 def test_bulk_with_too_few_signature_genes():

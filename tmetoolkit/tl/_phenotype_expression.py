@@ -154,6 +154,8 @@ def expression_phenotype(
     from ._score import score_internal
 
     refuse_non_finite(adata, layer, "call the immune phenotype from this input")
+    if cell_type_key is not None and cell_type_key not in adata.obs:  # not read silently as no cell types
+        raise missing_key_error(cell_type_key, "adata.obs (cell_type_key)", adata.obs.columns)
     if sample_key is None:
         bulk = AnnData(get_matrix(adata, layer), obs=pd.DataFrame(index=bulk_samples(adata).to_numpy()),
                        var=adata.var.copy())  # observations are samples (bulk or pseudobulk)
