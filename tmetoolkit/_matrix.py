@@ -23,15 +23,29 @@ BULK_DETECTED, MAX_BULK_SAMPLES = 10_000, 1000
 
 
 def get_matrix(adata: AnnData, layer: str | None):
-    """``adata.X`` or ``adata.layers[layer]``, never copied."""
+    """``adata.X`` or ``adata.layers[layer]``, never copied, unless a sparse matrix stores an entry more than once
+    (see :func:`summed_duplicates`)."""
     if layer is None:
         if adata.X is None:
             msg = "adata.X is empty; pass layer= naming the layer that holds expression values."
             raise TmtMatrixError(msg)
-        return adata.X
+        return summed_duplicates(adata.X)
     if layer not in adata.layers:
         raise missing_key_error(layer, "adata.layers", adata.layers.keys())
-    return adata.layers[layer]
+    return summed_duplicates(adata.layers[layer])
+
+
+def summed_duplicates(X):
+    """``X``, or, when a CSR/CSC matrix with sorted indices stores some entries more than once (built from its
+    arrays by hand), a copy with them summed, which is the matrix scipy and scanpy read (``X.toarray()``): the stored
+    values themselves would be read as separate ones (Chen's counts stored as two halves each were read as
+    non-integer values, and half of the cells changed lineage). ``X`` itself is never changed. Unsorted indices
+    may hide repeats too; telling would sort the whole matrix, so :func:`row_block` sums them chunk by chunk."""
+    if not sp.issparse(X) or X.format not in ("csr", "csc") or X.has_canonical_format or not X.has_sorted_indices:
+        return X
+    Y = X.copy()  # sorted but not canonical: an index repeats within a row
+    Y.sum_duplicates()
+    return Y
 
 
 def raw_adata(adata: AnnData) -> AnnData:
@@ -64,13 +78,21 @@ def row_block(X, start: int, stop: int):
     """
     if sp.issparse(X) and X.format == "csr" and np.issubdtype(X.dtype, np.floating):
         a, b = X.indptr[start], X.indptr[stop]
-        return sp.csr_matrix((X.data[a:b], X.indices[a:b], X.indptr[start : stop + 1] - a),
-                             shape=(stop - start, X.shape[1]), copy=not X.has_sorted_indices)
+        block = sp.csr_matrix((X.data[a:b], X.indices[a:b], X.indptr[start : stop + 1] - a),
+                              shape=(stop - start, X.shape[1]), copy=not X.has_sorted_indices)
+        if not block.has_canonical_format:  # an entry stored twice is read as the sum, as scipy reads it
+            block = block.copy() if X.has_sorted_indices else block
+            block.sum_duplicates()
+        return block
     block = X[start:stop]
     if is_dask(block):
         block = block.compute()
     if sp.issparse(block):
-        return sp.csr_matrix(block, dtype=_float(block.dtype), copy=False)
+        block = sp.csr_matrix(block, dtype=_float(block.dtype), copy=False)
+        if not block.has_canonical_format:
+            block = block.copy()
+            block.sum_duplicates()
+        return block
     block = np.asarray(block)
     return block.astype(_float(block.dtype), copy=False)
 
