@@ -3,6 +3,7 @@ import warnings
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -154,6 +155,22 @@ def test_a_cell_type_key_that_is_not_there_is_refused(dissociated):
     assert "tmt_immune_phenotype" not in a.uns
     tmt.tl.immune_phenotype(a, sample_key="sample", basis="expression", cell_type_key="my_types")
     assert a.uns["tmt_immune_phenotype"]["table"]["cd8_fraction_all"].notna().all()
+
+
+def test_bulk_samples_given_to_annotate_are_still_called_as_bulk_samples():
+    """Racle's bulk samples run through annotate (which warns that they look like bulk) were refused as "annotated
+    cells" that need a sample_key, a key bulk samples do not have. Observations that look like bulk samples are
+    called as such, as without the annotation."""
+    plain = real_data("racle")
+    tmt.tl.immune_phenotype(plain)
+    annotated = real_data("racle")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(annotated)
+    tmt.tl.immune_phenotype(annotated)
+    cols = ["phenotype", "confidence", "immune_axis", "stromal_axis"]
+    pd.testing.assert_frame_equal(annotated.uns["tmt_immune_phenotype"]["table"][cols],
+                                  plain.uns["tmt_immune_phenotype"]["table"][cols])
 
 
 def test_bulk_with_too_few_signature_genes():

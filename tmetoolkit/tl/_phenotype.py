@@ -21,6 +21,7 @@ from .._core.spatial.compartments import implausible_spacing
 from .._core.spatial.measures import CONTACT_NN
 from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
+from .._matrix import looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells, warn_if_one_sample
@@ -288,7 +289,8 @@ def immune_phenotype(
                               "min_stroma_fraction": min_stroma_fraction, "min_tumor_cells": min_tumor_cells})
         if sample_key is None and "sample" in adata.obs and adata.obs["sample"].nunique() < adata.n_obs:
             sample_key = "sample"  # cells of several samples; without such a column each observation is a sample
-        if sample_key is None and _keys.LINEAGE in adata.obs:
+        # bulk samples given to annotate (which warned) carry lineages too: each is a sample all the same
+        if sample_key is None and _keys.LINEAGE in adata.obs and not looks_like_bulk(adata, layer):
             msg = ("these observations are annotated cells (obs['tmt_lineage']), but without sample_key each "
                    "observation would be called as a bulk sample: pass sample_key= naming the obs column of samples "
                    "(for a single sample, add one: adata.obs['sample'] = 'sample1').")
