@@ -87,6 +87,20 @@ def test_report_on_partial_results(sim_small, tmp_path):
     assert "id='signatures-used'" in html and "id='immune-phenotype'" not in html
 
 
+def test_a_report_path_that_cannot_be_a_file_is_refused_before_drawing(sim_small, tmp_path, monkeypatch):
+    """tmt.report(adata, "results") with results a folder failed with Python's IsADirectoryError, after drawing
+    every figure; a path through a file, with FileExistsError. Both say what to give instead, before any work."""
+    from tmetoolkit import _report
+
+    tmt.tl.score(sim_small, "tam")
+    monkeypatch.setattr(_report, "_overview", lambda *a, **k: pytest.fail("drew before checking the path"))
+    with pytest.raises(tmt.TmtInputError, match=r"is a folder: give the report a file name, e.g. .*report.html"):
+        tmt.report(sim_small, tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(tmt.TmtInputError, match=r"a_file' is a file, not a folder"):
+        tmt.report(sim_small, tmp_path / "a_file" / "r.html")
+
+
 def test_report_warns_about_mixed_lineage_evidence(tmp_path, monkeypatch):
     """A MERFISH window where a sixth of the cells carry two lineages' marker evidence gets a caveat naming the pairs
     once the share passes the warning level (lowered here from 20% to 10%)."""

@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import __version__, _keys
 from ._report_text import describe, glossary_context, sample_summaries
+from ._utils import TmtInputError
 from .tl._annotate import mixed_evidence_summary, split_summary
 from .tl._checkpoints import is_protein
 from .tl._tables import is_bulk, resolve_sample_key
@@ -400,6 +401,7 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     """
     from . import get
 
+    path = _report_path(path)
     # figures are drawn into the file and closed; no backend switch or ioff(), which would stop later figures
     # from showing in Jupyter when the report makes the session's first figure (matplotlib#24351)
     s_key = resolve_sample_key(adata, sample_key)
@@ -449,7 +451,20 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
     parts.append("<section id='glossary'><h2>Glossary</h2><p>Every column of the tables above.</p>"
                  f"<dl class='glossary'>{glossary}</dl></section>")
     parts.append("</body></html>")
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _report_path(path) -> Path:
+    """``path`` as a Path, refused before any figure is drawn when no file can be written there (a folder, or a
+    file standing where a folder of the path should be): Python's IsADirectoryError came after the whole report."""
+    path = Path(path)
+    if path.is_dir():
+        msg = f"{str(path)!r} is a folder: give the report a file name, e.g. {str(path / 'report.html')!r}."
+        raise TmtInputError(msg)
+    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        msg = f"cannot write {str(path)!r}: {str(blocked)!r} is a file, not a folder; choose another path."
+        raise TmtInputError(msg)
     return path
