@@ -591,3 +591,30 @@ def test_tiny_fields_do_not_judge_the_unit_and_pixel_fields_still_warn(sim_small
     whole = _field(np.vstack([xy / 0.2125, rng.uniform(0, 300, (10, 2))]))  # a sample in Xenium image pixels
     whole.obs["sample"] = ["S1"] * len(xy) + ["S2"] * 10
     assert scale_warned(whole)
+
+
+def test_labels_given_as_numbers_arrays_or_pandas_objects(sim_small):
+    """A cell-type column of integer codes with integer labels, a single label, a numpy array, a pandas Index or
+    Series of labels: the labels are read as the column is (as strings), never refused as absent while present
+    nor failing with a bare TypeError/ValueError."""
+    a = sim_small.copy()
+    codes = {c: i for i, c in enumerate(sorted(a.obs["true_lineage"].astype(str).unique()))}
+    a.obs["code"] = a.obs["true_lineage"].astype(str).map(codes).astype(int)
+    tum, cd8 = codes["Malignant/Epithelial"], codes["CD8 T"]
+    ref = sim_small.copy()
+    tmt.tl.immune_phenotype(ref, sample_key="sample", cell_type_key="true_lineage")
+    for tumor_labels, effector_labels in (([tum], [cd8]), (tum, cd8), (np.int64(tum), np.array([cd8])),
+                                          (pd.Index([tum, 99]), pd.Series([cd8]))):
+        b = a.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", tmt.TmtWarning)  # 99 occurs nowhere: warned, as a typo would be
+            tmt.tl.compartments(b, sample_key="sample", cell_type_key="code", tumor_labels=tumor_labels)
+            tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="code", tumor_labels=tumor_labels,
+                                    effector_labels=effector_labels)
+        assert (b.obs["tmt_compartment"] == ref.obs["tmt_compartment"]).all()
+        pd.testing.assert_series_equal(b.uns["tmt_immune_phenotype"]["table"]["phenotype"],
+                                       ref.uns["tmt_immune_phenotype"]["table"]["phenotype"])
+    arr = sim_small.copy()  # several labels in an array: its truth value is ambiguous
+    tmt.tl.compartments(arr, sample_key="sample", cell_type_key="true_lineage",
+                        tumor_labels=np.array(["Malignant/Epithelial", "Epithelial"]))
+    assert (arr.obs["tmt_compartment"] == ref.obs["tmt_compartment"]).all()

@@ -13,6 +13,7 @@ from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
 from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target
 from ._sample_features import default_sample_key, samples_of
 from ._spatial_utils import (
+    as_labels,
     check_labels,
     checked_pixel_size,
     coordinates,
@@ -170,7 +171,7 @@ def compartments(
         tumor_labels = ["tumour"]
     else:
         labels = label_column(adata, cell_type_key)
-        tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
+        tumor_labels = check_labels(labels, as_labels(tumor_labels) or DEFAULT_TUMOR_LABELS, "tumor_labels")
         is_tumour = labels.isin(tumor_labels).to_numpy()
         # an earlier call's programme-positive cells would contradict the compartments drawn from the labels now
         if _keys.TUMOR_CELL in adata.obs:

@@ -26,6 +26,7 @@ from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, tar
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._spatial_utils import (
+    as_labels,
     check_labels,
     checked_pixel_size,
     coordinates,
@@ -270,6 +271,7 @@ def immune_phenotype(
     ``TmtSmallCohortWarning`` (a :class:`TmtWarning`) naming the rule. There are no regions.
     """
     adata = target(adata, copy)
+    effector_labels = as_labels(effector_labels)  # read as the cell-type column is, as strings
     if basis == "auto":
         basis = "spatial" if "spatial" in adata.obsm else "expression"
         move = coordinates_elsewhere(adata) if basis == "expression" else ""
@@ -324,7 +326,7 @@ def immune_phenotype(
                                        f" (the default; pass effector_labels= naming the CD8 T cells of "
                                        f"adata.obs[{cell_type_key!r}])")
     if tumor_signature is None:
-        tumor_labels = check_labels(labels, tumor_labels or DEFAULT_TUMOR_LABELS, "tumor_labels")
+        tumor_labels = check_labels(labels, as_labels(tumor_labels) or DEFAULT_TUMOR_LABELS, "tumor_labels")
     else:
         tumor_labels = []
     pixel_size = _one_scale(adata, checked_pixel_size(pixel_size))

@@ -88,10 +88,23 @@ def label_column(adata: AnnData, key: str) -> pd.Series:
     return adata.obs[key].astype(str)
 
 
+def as_labels(wanted) -> list[str] | None:
+    """Labels as :func:`label_column` reads the column, as strings: one label (a string or a number) or any
+    collection of them (list, tuple, set, numpy array, pandas Index or Series); ``None`` stays ``None``.
+
+    Integer cell-type codes are then found under the labels 3 and "3" alike.
+    """
+    if wanted is None:
+        return None
+    if isinstance(wanted, (str, bytes)) or np.ndim(wanted) == 0:
+        return [str(wanted)]
+    return [str(w) for w in (wanted.tolist() if hasattr(wanted, "tolist") else wanted)]
+
+
 def check_labels(labels: pd.Series, wanted, what: str, hint: str = "") -> list[str]:
-    """``wanted`` as a list, refused when empty or when none of it occurs in ``labels``; labels that do not occur
-    (a typo beside a right one) are warned about."""
-    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    """``wanted`` as a list of strings (:func:`as_labels`), refused when empty or when none of it occurs in
+    ``labels``; labels that do not occur (a typo beside a right one) are warned about."""
+    wanted = as_labels(wanted)
     present = set(labels.unique())
     if not wanted:
         msg = f"{what} is empty: name at least one label of the cell-type column; labels present: {sorted(present)}."
