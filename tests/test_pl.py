@@ -742,3 +742,21 @@ def test_composition_and_report_draw_cells_with_repeated_obs_names(done, tmp_pat
     plt.close("all")
     tmt.report(a, tmp_path / "report.html")
     assert (tmp_path / "report.html").stat().st_size > 0
+
+
+def test_spatial_map_of_a_sample_whose_cells_lie_on_one_line(sim_small):
+    """Cells of a strip (all on one line) get a tumour border from compartments; the map cannot contour it (a
+    triangulation needs two dimensions) but must still draw the sample, and the other samples' borders."""
+    a = sim_small.copy()
+    strip = (a.obs["sample"] == "S01").to_numpy()
+    xy = np.asarray(a.obsm["spatial"], dtype=float)
+    xy[strip] = np.c_[np.arange(strip.sum()) * 10.0, np.zeros(strip.sum())]
+    a.obsm["spatial"] = xy
+    tmt.tl.compartments(a, sample_key="sample", cell_type_key="true_lineage")
+    d = a.obs.loc[strip, "tmt_border_distance"]
+    assert (d < 0).any() and (d > 0).any()  # a border to draw on the line
+    fig = tmt.pl.spatial(a, color="true_lineage")
+    assert "tumour border" in [t.get_text() for t in fig.legends[0].get_texts()]  # drawn for the other samples
+    plt.close(fig)
+    fig = tmt.pl.spatial(a, color="tmt_border_distance", samples=["S01"])
+    plt.close(fig)

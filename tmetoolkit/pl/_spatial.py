@@ -9,6 +9,7 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
+from matplotlib.tri import Triangulation
 
 from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, missing_key_error
@@ -148,10 +149,12 @@ def spatial(
             if border and _keys.BORDER_DISTANCE in adata.obs:
                 d = adata.obs[_keys.BORDER_DISTANCE].to_numpy()[m]
                 ok = np.isfinite(d)
-                if ok.sum() > 3 and (d[ok] < 0).any() and (d[ok] > 0).any():
+                tri = (_triangulation(pts[ok]) if ok.sum() > 3 and (d[ok] < 0).any() and (d[ok] > 0).any()
+                       else None)
+                if tri is not None:
                     w = float(width.loc[name, "margin_width_um"]) if width is not None and name in width.index else None
                     levels = [0.0] if not w else [-w, 0.0, w]
-                    a.tricontour(pts[ok, 0], pts[ok, 1], d[ok], levels=levels, colors="black",
+                    a.tricontour(tri, d[ok], levels=levels, colors="black",
                                  linewidths=[0.6, 1.2, 0.6][-len(levels):] if w else [1.2],
                                  linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
                     drew_border, drew_margin = True, drew_margin or bool(w)
@@ -195,6 +198,15 @@ def spatial(
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _triangulation(pts: np.ndarray) -> Triangulation | None:
+    """The Delaunay triangulation the border is contoured on, or ``None`` where the cells span no area (all on
+    one line, as in a strip of tissue): such a sample is drawn without its border lines."""
+    try:
+        return Triangulation(pts[:, 0], pts[:, 1])
+    except (RuntimeError, ValueError):  # qhull: singular input (collinear or coinciding points)
+        return None
 
 
 def _panel_title(ax, name: str, call: str | None, panel_size: float) -> None:
