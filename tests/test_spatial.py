@@ -618,3 +618,27 @@ def test_labels_given_as_numbers_arrays_or_pandas_objects(sim_small):
     tmt.tl.compartments(arr, sample_key="sample", cell_type_key="true_lineage",
                         tumor_labels=np.array(["Malignant/Epithelial", "Epithelial"]))
     assert (arr.obs["tmt_compartment"] == ref.obs["tmt_compartment"]).all()
+
+
+@pytest.mark.parametrize("offset", [(1e6, 1e6), (1234567.89, 7654321.01)])
+def test_a_slide_in_a_global_frame_gives_the_same_result(offset):
+    """Coordinates of a slide placed in a global frame (+1e6 um, as MERSCOPE, CosMx and Xenium export whole
+    slides): compartments, border distances, areas and densities must not depend on where the image lies.
+    Before, float rounding of the large coordinates moved the cells at the grid's edge into the next square
+    (22 um of border distance and 3e-4 of the densities on this field)."""
+    f = tmt.datasets.simulate_fields(stroma_fractions=(0.3,), phenotypes=("excluded",), n_per_setting=1, seed=3)
+    runs = []
+    for shift in ((0.0, 0.0), offset):
+        a = f.copy()
+        a.obsm["spatial"] = np.asarray(a.obsm["spatial"], dtype=float) + np.asarray(shift)
+        tmt.tl.compartments(a, sample_key="sample", cell_type_key="cell_type")
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="cell_type", region_key="true_compartment")
+        runs.append(a)
+    a, b = runs
+    assert (a.obs["tmt_compartment"] == b.obs["tmt_compartment"]).all()
+    np.testing.assert_allclose(a.obs["tmt_border_distance"], b.obs["tmt_border_distance"], rtol=0, atol=1e-6)
+    for key in ("table", "regions"):
+        ta, tb = a.uns["tmt_immune_phenotype"][key], b.uns["tmt_immune_phenotype"][key]
+        assert (ta["phenotype"] == tb["phenotype"]).all()
+        num = ta.select_dtypes("number").columns
+        np.testing.assert_allclose(ta[num].to_numpy(float), tb[num].to_numpy(float), rtol=1e-9, atol=0)

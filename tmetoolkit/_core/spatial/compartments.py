@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..._utils import TmtScaleWarning, warn
-from .geometry import MIN_POSITIONS, n_positions, tumour_region
+from .geometry import MIN_POSITIONS, local_frame, n_positions, tumour_region
 
 MARGIN_CELLS = 4.0  # half-width of the margin in median nearest-neighbour distances, about that many cell diameters
 MIN_CLUSTER_SIZE = 10  # parenchyma holding fewer tumour cells is ignored
@@ -46,7 +46,7 @@ def cell_compartments(xy_all: np.ndarray, images: pd.Series, is_tumour: np.ndarr
     dist = np.full(n, np.nan)
     rows = {}
     for s, idx in images.groupby(images, observed=True).indices.items():
-        xy = xy_all[idx]
+        xy = local_frame(xy_all[idx])
         is_t = is_tumour[idx]
         row = {"n_cells": len(idx), "n_tumor_cells": int(is_t.sum())}
         if n_positions(xy) < MIN_POSITIONS:

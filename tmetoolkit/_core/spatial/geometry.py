@@ -40,6 +40,17 @@ class Region:
     status: str
 
 
+def local_frame(xy: np.ndarray) -> np.ndarray:
+    """One image's coordinates (micrometres) from its own lower-left corner, to a picometre.
+
+    The grid of :func:`tissue_grid` starts a whole number of squares below the lowest cell, so that cell lies on
+    a square's edge; in a global frame (slides at 1e6 micrometres, as whole-slide exports give them) float
+    rounding put it in one square or the next depending on where the slide lay, and moved border distances by up
+    to 22 micrometres. From the image's own corner, the same cells give the same numbers wherever the image lies.
+    """
+    return np.round(xy - xy.min(axis=0), 6) if len(xy) else xy
+
+
 def n_positions(xy: np.ndarray) -> int:
     """Distinct positions among the cells (coordinates rounded to a coarse grid put several cells on one)."""
     return len(np.unique(xy, axis=0))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..._utils import TmtInputError
 from ..sample.cohort import MIN_COHORT_SIZE
-from .geometry import MIN_POSITIONS, contact_counts, median_nn, n_positions, tissue_grid
+from .geometry import MIN_POSITIONS, contact_counts, local_frame, median_nn, n_positions, tissue_grid
 from .measures import cell_columns, effector_features
 from .rules import call_cells, call_spots
 
@@ -50,7 +50,7 @@ def _cell_sums(cells: CellInput, contact_cells: float) -> tuple[pd.DataFrame, di
     comp, inside = cells.compartment, (cells.distance < 0) | (cells.compartment == "tumor")
     cols, radius = {}, {}
     for im, idx in cells.images.groupby(cells.images, observed=True).indices.items():
-        xy = cells.xy[idx]
+        xy = local_frame(cells.xy[idx])
         if n_positions(xy) < MIN_POSITIONS:
             area, nn = np.zeros(len(idx)), np.nan
         else:
