@@ -138,6 +138,31 @@ def test_visium_pixels_slides_and_small_slides(sim_small):
     assert small.uns["tmt_immune_phenotype"]["table"].loc["tiny", "reason"] == "too few spots (5 < 20)"
 
 
+def test_spot_phenotype_reuses_the_pixel_size_the_compartments_were_built_with(sim_small):
+    """Spots in pixels without Visium scale factors: compartments(pixel_size=) then immune_phenotype() must build on
+    those compartments, as it does for cells. Before, it rebuilt them in pixels taken for micrometres: border
+    distances 1 / 0.2125 times too large, tiles of 500 pixels, a warning that the spots lie too far apart."""
+    import warnings
+
+    spots = tmt.datasets.to_spots(sim_small)
+    um = spots.copy()
+    tmt.tl.compartments(um, sample_key="sample")
+    tmt.tl.immune_phenotype(um, sample_key="sample")
+    px = spots.copy()
+    px.obsm["spatial"] = spots.obsm["spatial"] / 0.2125
+    tmt.tl.compartments(px, sample_key="sample", pixel_size=0.2125)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tmt.TmtWarning)
+        tmt.tl.immune_phenotype(px, sample_key="sample")
+    assert px.uns["tmt_immune_phenotype"]["params"]["pixel_size"] == 0.2125
+    np.testing.assert_allclose(px.obs["tmt_border_distance"], um.obs["tmt_border_distance"], rtol=1e-9)
+    for key in ("table", "regions"):
+        a, b = um.uns["tmt_immune_phenotype"][key], px.uns["tmt_immune_phenotype"][key]
+        assert a.index.equals(b.index) and (a["phenotype"] == b["phenotype"]).all()
+    with pytest.raises(tmt.TmtInputError, match="pixel_size=0.5 differs"):
+        tmt.tl.immune_phenotype(px, sample_key="sample", pixel_size=0.5)
+
+
 def test_annotate_on_spots_warns_and_leaves_the_spot_phenotype(sim_small):
     """annotate's lineages of spots (their dominant cells) switched immune_phenotype to the cell path, where every
     slide was not assessable."""

@@ -395,13 +395,14 @@ def _densities_unreadable(res: PhenotypeTables, spacing: float) -> None:
         tab.loc[desert, "reason"] = why
 
 
-def _one_scale(adata, pixel_size) -> float | None:
-    """The micrometre scale: the user's ``pixel_size`` or the one of the compartments this call builds on.
+def _one_scale(adata, pixel_size, *, spots: bool = False) -> float | None:
+    """The micrometre scale: the user's ``pixel_size`` or the one of the compartments this call builds on (of
+    cells, or with ``spots`` of spots).
 
     Two different scales for the same coordinates are refused: densities and distances would mix units.
     """
     params_c = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {})
-    if _keys.COMPARTMENT not in adata.obs or "pixel_size" not in params_c or params_c.get("spots"):
+    if _keys.COMPARTMENT not in adata.obs or "pixel_size" not in params_c or bool(params_c.get("spots")) != spots:
         return pixel_size
     earlier = float(params_c["pixel_size"])
     if pixel_size is None:
@@ -442,7 +443,7 @@ def _spots(adata, *, sample_key, image_key, region_key, pixel_size, tile_size, m
         msg = "spot data use absolute thresholds (min_spot_fraction); reference='cohort' is for cells."
         raise TmtInputError(msg)
     check_tmt_key(adata.obs, (_keys.PHENOTYPE_SAMPLE, _keys.PHENOTYPE_REGION), "adata.obs")
-    pixel_size = spot_pixel_size(adata, checked_pixel_size(pixel_size))
+    pixel_size = spot_pixel_size(adata, _one_scale(adata, checked_pixel_size(pixel_size), spots=True))
     xy = coordinates(adata, pixel_size)
     samples = samples_of(adata, sample_key)
     images = image_groups(adata, samples, image_key)
