@@ -642,3 +642,28 @@ def test_a_slide_in_a_global_frame_gives_the_same_result(offset):
         assert (ta["phenotype"] == tb["phenotype"]).all()
         num = ta.select_dtypes("number").columns
         np.testing.assert_allclose(ta[num].to_numpy(float), tb[num].to_numpy(float), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize(("tool", "name", "bad"), [
+    ("compartments", "margin_width", -5), ("compartments", "margin_width", np.nan),
+    ("compartments", "margin_width", "wide"), ("compartments", "margin_cells", -1),
+    ("compartments", "min_cluster_size", -3), ("compartments", "min_cluster_size", 2.5),
+    ("immune_phenotype", "tile_size", 0), ("immune_phenotype", "tile_size", np.nan),
+    ("immune_phenotype", "tile_size", -100), ("immune_phenotype", "contact_cells", 0),
+    ("immune_phenotype", "min_effectors", 0), ("immune_phenotype", "min_density", -1),
+    ("immune_phenotype", "null_ratio", 0), ("immune_phenotype", "min_stroma_fraction", 1.5),
+    ("immune_phenotype", "cohort_quantile", 2), ("immune_phenotype", "min_cells", -1),
+])
+def test_numeric_parameters_out_of_range_are_refused(sim_small, tool, name, bad):
+    """margin_width=NaN made every cell stroma, a negative one or margin_cells dropped the margin, tile_size=0 or
+    NaN made nonsense tiles, contact_cells=0 an all-excluded rule, all silently; a string raised a bare
+    numpy TypeError. Each is refused, naming the parameter and its unit."""
+    with pytest.raises(tmt.TmtInputError, match=name):
+        getattr(tmt.tl, tool)(sim_small, sample_key="sample", cell_type_key="true_lineage", **{name: bad})
+
+
+def test_numeric_parameters_given_as_strings_of_numbers_are_read(sim_small):
+    a, b = sim_small.copy(), sim_small.copy()
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage", tile_size=250)
+    tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="true_lineage", tile_size="250")
+    pd.testing.assert_frame_equal(a.uns["tmt_immune_phenotype"]["regions"], b.uns["tmt_immune_phenotype"]["regions"])

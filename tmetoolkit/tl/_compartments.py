@@ -15,6 +15,7 @@ from ._sample_features import default_sample_key, samples_of
 from ._spatial_utils import (
     as_labels,
     check_labels,
+    checked_number,
     checked_pixel_size,
     coordinates,
     image_groups,
@@ -153,6 +154,14 @@ def compartments(
     adata = target(adata, copy)
     sample_key = default_sample_key(adata, sample_key)
     pixel_size = checked_pixel_size(pixel_size)
+    if margin_width is not None:
+        margin_width = checked_number(margin_width, "margin_width", "the margin's half-width in micrometres")
+    if margin_cells is not None:
+        margin_cells = checked_number(margin_cells, "margin_cells",
+                                      "the margin's half-width in cell spacings, or for spots in rings")
+    if min_cluster_size is not None:
+        min_cluster_size = checked_number(min_cluster_size, "min_cluster_size",
+                                          "tumour cells or spots a tumour region must hold", integer=True)
     # spots carry annotate's lineage of their dominant cells at most: a spot label column is the user's own
     spots = is_spot_data(adata) and (cell_type_key == _keys.LINEAGE or cell_type_key not in adata.obs)
     if spots:

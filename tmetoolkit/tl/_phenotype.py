@@ -28,6 +28,7 @@ from ._sample_features import default_sample_key, regions_of, samples_of, warn_i
 from ._spatial_utils import (
     as_labels,
     check_labels,
+    checked_number,
     checked_pixel_size,
     coordinates,
     coordinates_elsewhere,
@@ -307,6 +308,19 @@ def immune_phenotype(
         raise TmtInputError(msg)
     sample_key = default_sample_key(adata, sample_key)  # recorded in params, read by get and compare_groups
     reference = reference or "absolute"
+    tile_size = checked_number(tile_size, "tile_size", "the side of the square tiles in micrometres", low_open=True)
+    min_density = checked_number(min_density, "min_density", "effector cells per mm^2 of tissue", low_open=True)
+    min_spot_fraction = checked_number(min_spot_fraction, "min_spot_fraction", "a fraction of spots", high=1,
+                                       low_open=True)
+    min_infiltration = checked_number(min_infiltration, "min_infiltration", "an infiltration ratio", high=1,
+                                      low_open=True, high_open=True)
+    cohort_quantile = checked_number(cohort_quantile, "cohort_quantile", "a quantile of the samples", high=1)
+    null_ratio = checked_number(null_ratio, "null_ratio", "observed over expected share", low_open=True)
+    contact_cells = checked_number(contact_cells, "contact_cells", "cell spacings", low_open=True)
+    min_effectors = checked_number(min_effectors, "min_effectors", "effector cells", low=1, integer=True)
+    min_stroma_fraction = checked_number(min_stroma_fraction, "min_stroma_fraction", "a share of the tissue", high=1)
+    min_cells = checked_number(min_cells, "min_cells", "cells", integer=True)
+    min_tumor_cells = checked_number(min_tumor_cells, "min_tumor_cells", "tumour cells", integer=True)
     if region_key is not None and region_key not in adata.obs:
         from .._utils import missing_key_error
 

@@ -53,6 +53,25 @@ def checked_pixel_size(pixel_size) -> float | None:
     return value
 
 
+def checked_number(value, name: str, what: str, *, low: float = 0.0, high: float = np.inf, low_open: bool = False,
+                   high_open: bool = False, integer: bool = False) -> float | int:
+    """``value`` as a float (an int with ``integer``) within ``low``-``high`` (each end included unless open);
+    otherwise a :class:`TmtInputError` naming the parameter, its range and ``what`` it is. Numbers given as
+    strings ("500") are read."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    inside = (np.isfinite(x) and (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+              and (not integer or x == int(x)))
+    if not inside:
+        bounds = (f"{'above' if low_open else 'at least'} {low:g}" if not np.isfinite(high) else
+                  f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        msg = f"{name} must be {'an integer' if integer else 'a number'} {bounds} ({what}), got {value!r}."
+        raise TmtInputError(msg)
+    return int(x) if integer else x
+
+
 def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
     """``obsm["spatial"]`` in micrometres, checked for presence and finiteness."""
     if "spatial" not in adata.obsm:
