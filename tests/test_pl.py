@@ -760,3 +760,26 @@ def test_spatial_map_of_a_sample_whose_cells_lie_on_one_line(sim_small):
     plt.close(fig)
     fig = tmt.pl.spatial(a, color="tmt_border_distance", samples=["S01"])
     plt.close(fig)
+
+
+def test_spatial_map_of_boolean_or_integer_labels_and_integer_sample_names(sim_small):
+    """Boolean columns (tmt_tumor_cell, tmt_tumor_spot and the user's own flags) and categories that are numbers
+    are drawn by their labels; an integer sample column's sample is named by its number; an empty selection and
+    zero panels per row are refused with a typed error, not a KeyError, TypeError or ZeroDivisionError."""
+    a = sim_small.copy()
+    a.obs["sid"] = a.obs["sample"].cat.codes.astype(int) + 1
+    a.obs["is_cd8"] = (a.obs["true_lineage"] == "CD8 T").to_numpy()
+    a.obs["cluster"] = pd.Categorical(np.arange(a.n_obs) % 3)
+    for color in ("is_cd8", "cluster"):
+        fig = tmt.pl.spatial(a, color=color, sample_key="sid")
+        assert {t.get_text() for t in fig.legends[0].get_texts()} >= ({"True", "False"} if color == "is_cd8"
+                                                                      else {"0", "1", "2"})
+        plt.close(fig)
+    for one in (2, np.int64(2), [2]):
+        fig = tmt.pl.spatial(a, color="true_lineage", sample_key="sid", samples=one)
+        assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["2"]
+        plt.close(fig)
+    with pytest.raises(tmt.TmtInputError, match="samples"):
+        tmt.pl.spatial(a, sample_key="sid", color="true_lineage", samples=[])
+    with pytest.raises(tmt.TmtInputError, match="ncols"):
+        tmt.pl.spatial(a, sample_key="sid", color="true_lineage", ncols=0)

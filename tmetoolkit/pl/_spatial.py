@@ -13,7 +13,7 @@ from matplotlib.tri import Triangulation
 
 from .. import _keys
 from .._utils import TmtInputError, TmtKeyError, missing_key_error
-from ..tl._spatial_utils import checked_pixel_size
+from ..tl._spatial_utils import checked_number, checked_pixel_size
 from ..tl._tables import resolve_sample_key
 from ._utils import (
     MISSING,
@@ -95,7 +95,8 @@ def spatial(
     column = require_obs(adata, color)
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     labels = column.astype(float) if numeric else column.astype(object).where(column.notna(), MISSING).astype(str)
-    cmap = None if numeric else {**colors_for(adata, color), MISSING: MISSING_COLOR}
+    # the labels are drawn as strings: a boolean column's False, a numeric category's 3
+    cmap = None if numeric else {**{str(k): v for k, v in colors_for(adata, color).items()}, MISSING: MISSING_COLOR}
     user_ax = ax is not None
     if numeric:
         highlight = None
@@ -110,8 +111,13 @@ def spatial(
     sample_key = resolve_sample_key(adata, sample_key)
     groups = adata.obs[sample_key].astype(str) if sample_key else None
     # sample names are read as strings, as the tools store them (an integer column's 1 is "1")
-    names = ([str(s) for s in ([samples] if isinstance(samples, str) else samples)] if samples is not None
+    one = samples is not None and (isinstance(samples, str) or np.ndim(samples) == 0)  # one name, maybe a number
+    names = ([str(s) for s in ([samples] if one else samples)] if samples is not None
              else (list(dict.fromkeys(groups)) if groups is not None else ["all"]))
+    if not names:
+        msg = "samples is empty: name at least one sample, or leave samples=None to draw them all."
+        raise TmtInputError(msg)
+    ncols = checked_number(ncols, "ncols", "panels per row", low=1, integer=True)
     if ax is not None and len(names) > 1:
         msg = "ax= draws one sample: pass samples=[name]."
         raise TmtInputError(msg)
