@@ -667,3 +667,16 @@ def test_numeric_parameters_given_as_strings_of_numbers_are_read(sim_small):
     tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage", tile_size=250)
     tmt.tl.immune_phenotype(b, sample_key="sample", cell_type_key="true_lineage", tile_size="250")
     pd.testing.assert_frame_equal(a.uns["tmt_immune_phenotype"]["regions"], b.uns["tmt_immune_phenotype"]["regions"])
+
+
+def test_cells_without_an_image_are_refused_not_pooled_into_an_image_of_their_own(sim_small):
+    """image_key with missing values: the cells without one formed an image "<sample>/nan" gathered from every
+    field (298 cells of two fields sharing coordinates, measured as one image and added to the sample) without a
+    word. They are refused, as cells without a sample are, with the line that leaves them out."""
+    a = sim_small.copy()
+    a.obs["patient"] = "P1"
+    a.obs["fov"] = a.obs["sample"].astype(object)
+    a.obs.iloc[::50, a.obs.columns.get_loc("fov")] = np.nan
+    for tool in (tmt.tl.compartments, tmt.tl.immune_phenotype):
+        with pytest.raises(tmt.TmtInputError, match=r"90 cells have no value in adata.obs\['fov'\].*notna"):
+            tool(a, sample_key="patient", image_key="fov", cell_type_key="true_lineage")

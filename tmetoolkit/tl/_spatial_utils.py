@@ -188,4 +188,9 @@ def image_groups(adata: AnnData, samples: pd.Series, image_key: str | None) -> p
         return samples
     if image_key not in adata.obs:
         raise missing_key_error(image_key, "adata.obs", adata.obs.columns)
-    return samples + "/" + adata.obs[image_key].astype(str)
+    column = adata.obs[image_key]
+    if column.isna().any():  # they would make an image "<sample>/nan" of cells gathered from every field
+        msg = (f"{int(column.isna().sum())} cells have no value in adata.obs[{image_key!r}] (image_key). Give them "
+               f"their image, or leave them out: adata = adata[adata.obs[{image_key!r}].notna()].copy().")
+        raise TmtInputError(msg)
+    return samples + "/" + column.astype(str)
