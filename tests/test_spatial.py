@@ -680,3 +680,11 @@ def test_cells_without_an_image_are_refused_not_pooled_into_an_image_of_their_ow
     for tool in (tmt.tl.compartments, tmt.tl.immune_phenotype):
         with pytest.raises(tmt.TmtInputError, match=r"90 cells have no value in adata.obs\['fov'\].*notna"):
             tool(a, sample_key="patient", image_key="fov", cell_type_key="true_lineage")
+
+
+def test_a_label_cannot_be_both_effector_and_tumour(sim_small):
+    """tumor_labels holding the effector label made the CD8 T cells tumour cells: the excluded sample was called a
+    desert with full confidence and no reason. Refused, naming the shared label."""
+    with pytest.raises(tmt.TmtInputError, match=r"\['CD8 T'\].*both"):
+        tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage",
+                                tumor_labels=["Malignant/Epithelial", "CD8 T"])

@@ -343,6 +343,11 @@ def immune_phenotype(
         tumor_labels = check_labels(labels, as_labels(tumor_labels) or DEFAULT_TUMOR_LABELS, "tumor_labels")
     else:
         tumor_labels = []
+    shared = sorted(set(effector_labels) & set(tumor_labels))
+    if shared:  # the effector cells would be tumour cells, never counted among the cells placed around it
+        msg = (f"{shared} are in both effector_labels and tumor_labels: where effector cells sit is measured "
+               "against the tumour cells, so a label cannot be both. Take it out of one of them.")
+        raise TmtInputError(msg)
     pixel_size = _one_scale(adata, checked_pixel_size(pixel_size))
     xy_all = coordinates(adata, pixel_size)
     samples = samples_of(adata, sample_key)
