@@ -688,3 +688,36 @@ def test_a_label_cannot_be_both_effector_and_tumour(sim_small):
     with pytest.raises(tmt.TmtInputError, match=r"\['CD8 T'\].*both"):
         tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage",
                                 tumor_labels=["Malignant/Epithelial", "CD8 T"])
+
+
+def test_coordinates_in_any_container_are_read_or_refused_alike_by_tools_and_plots(sim_small):
+    """obsm['spatial'] as a sparse matrix, or a DataFrame carrying a text column (a field name beside x and y),
+    raised numpy's bare ValueError in compartments, immune_phenotype and pl.spatial; pl.spatial raised IndexError
+    on one column and, for coordinates left in obs, said only that obsm['spatial'] was empty. Tools and plot now
+    read coordinates the same way: sparse is read, the others refused with the line that fixes them."""
+    import matplotlib.pyplot as plt
+    import scipy.sparse as sp
+
+    ref = sim_small.copy()
+    tmt.tl.compartments(ref, sample_key="sample", cell_type_key="true_lineage")
+    a = sim_small.copy()
+    a.obsm["spatial"] = sp.csr_matrix(np.asarray(a.obsm["spatial"]))
+    tmt.tl.compartments(a, sample_key="sample", cell_type_key="true_lineage")
+    assert (a.obs["tmt_compartment"] == ref.obs["tmt_compartment"]).all()
+    plt.close(tmt.pl.spatial(a, color="true_lineage"))
+    xy = np.asarray(sim_small.obsm["spatial"])
+    b = sim_small.copy()
+    b.obsm["spatial"] = pd.DataFrame({"fov": "A", "x": xy[:, 0], "y": xy[:, 1]}, index=b.obs_names)
+    for call in (lambda: tmt.tl.compartments(b, sample_key="sample", cell_type_key="true_lineage"),
+                 lambda: tmt.pl.spatial(b, color="true_lineage")):
+        with pytest.raises(tmt.TmtInputError, match=r"'fov'.*\[\['x', 'y'\]\]"):
+            call()
+    c = sim_small.copy()
+    c.obsm["spatial"] = xy[:, :1]
+    with pytest.raises(tmt.TmtInputError, match="two columns"):
+        tmt.pl.spatial(c, color="true_lineage")
+    d = sim_small.copy()
+    d.obs["x"], d.obs["y"] = xy[:, 0], xy[:, 1]
+    del d.obsm["spatial"]
+    with pytest.raises(KeyError, match=r"adata.obs\[\['x', 'y'\]\]"):
+        tmt.pl.spatial(d, color="true_lineage")

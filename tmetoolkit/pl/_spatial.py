@@ -12,8 +12,8 @@ from matplotlib.transforms import blended_transform_factory
 from matplotlib.tri import Triangulation
 
 from .. import _keys
-from .._utils import TmtInputError, TmtKeyError, missing_key_error
-from ..tl._spatial_utils import checked_number, checked_pixel_size
+from .._utils import TmtInputError, missing_key_error
+from ..tl._spatial_utils import checked_number, checked_pixel_size, spatial_array
 from ..tl._tables import resolve_sample_key
 from ._utils import (
     MISSING,
@@ -89,9 +89,7 @@ def spatial(
     -------
     The Figure.
     """
-    if "spatial" not in adata.obsm:
-        msg = "no coordinates in adata.obsm['spatial']."
-        raise TmtKeyError(msg)
+    xy = spatial_array(adata)[:, :2]  # read, and refused, as the tools read them
     column = require_obs(adata, color)
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     labels = column.astype(float) if numeric else column.astype(object).where(column.notna(), MISSING).astype(str)
@@ -121,7 +119,6 @@ def spatial(
     if ax is not None and len(names) > 1:
         msg = "ax= draws one sample: pass samples=[name]."
         raise TmtInputError(msg)
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)
     pheno = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
     width = adata.uns.get(_keys.COMPARTMENTS, {}).get("table")
     recorded = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {}).get("pixel_size")

@@ -72,19 +72,37 @@ def checked_number(value, name: str, what: str, *, low: float = 0.0, high: float
     return int(x) if integer else x
 
 
-def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
-    """``obsm["spatial"]`` in micrometres, checked for presence and finiteness."""
+def spatial_array(adata: AnnData) -> np.ndarray:
+    """``obsm["spatial"]`` as a float array of at least two columns, as the tools and plots read it: an array, a
+    sparse matrix or a DataFrame of numbers; missing, text or a single column is refused with the way out."""
     if "spatial" not in adata.obsm:
         found = coordinates_elsewhere(adata)
         msg = ("no cell coordinates: spatial tools need x/y in adata.obsm['spatial'] ("
                + (f"found elsewhere: {found})." if found else
                   "e.g. adata.obsm['spatial'] = adata.obs[['x', 'y']].to_numpy())."))
         raise TmtKeyError(msg)
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)
+    value = adata.obsm["spatial"]
+    if isinstance(value, pd.DataFrame):
+        text = [str(c) for c in value.columns if not pd.api.types.is_numeric_dtype(value[c])]
+        if text:
+            xy_cols = [c for c in value.columns if c not in text][:2]
+            msg = (f"adata.obsm['spatial'] holds non-numeric columns {text}; keep x and y only: "
+                   f"adata.obsm['spatial'] = adata.obsm['spatial'][{xy_cols!r}].to_numpy().")
+            raise TmtInputError(msg)
+    try:
+        xy = np.asarray(value.toarray() if hasattr(value, "toarray") else value, dtype=float)
+    except (TypeError, ValueError) as e:
+        msg = f"adata.obsm['spatial'] must hold numbers (x and y in two columns): {e}."
+        raise TmtInputError(msg) from e
     if xy.ndim != 2 or xy.shape[1] < 2:
         msg = f"adata.obsm['spatial'] must hold x and y in two columns, got shape {xy.shape}."
         raise TmtInputError(msg)
-    xy = xy[:, :2]
+    return xy
+
+
+def coordinates(adata: AnnData, pixel_size: float | None) -> np.ndarray:
+    """``obsm["spatial"]`` (:func:`spatial_array`) in micrometres, checked for finiteness."""
+    xy = spatial_array(adata)[:, :2]
     bad = ~np.isfinite(xy).all(axis=1)
     if bad.any():
         msg = (f"{int(bad.sum())} cells have NaN or infinite coordinates in adata.obsm['spatial']; "
@@ -150,7 +168,7 @@ MAX_SHARED_EXTENT = 0.5  # tiles of one image barely overlap; fields sharing hal
 def warn_overlapping_fields(adata: AnnData, samples: pd.Series) -> None:
     """Warn when a sample holds cells of several values of an image-like ``obs`` column whose extents overlap:
     separate images in their own coordinates, whose cells would be taken for neighbours (pass ``image_key``)."""
-    xy = np.asarray(adata.obsm["spatial"], dtype=float)[:, :2]
+    xy = spatial_array(adata)[:, :2]
     for column in adata.obs.columns:
         values = adata.obs[column]
         if (str(column).startswith(_keys.PREFIX) or not IMAGE_COLUMN.search(str(column)) or values.dtype.kind == "f"
