@@ -1471,12 +1471,17 @@ def test_naive_cd8_t_cells_are_not_progenitor_exhausted():
 def test_a_split_needs_a_population_holding_the_programme():
     """Two Gaussians also fit a peak with a tail beside it. At 1,000 counts a cell the naive-like CD8 T cells of
     Zilionis' mouse lungs hold nearly no Tpex gene: their scores form a peak at -0.007 with a left tail, which two
-    Gaussians split at D 2.03 (BIC gain 16), and 170 of 180 cells were called Tpex. Neither side holds the
-    programme above the background of a control-subtracted score, so there is no split."""
+    Gaussians split at D 2.03 (BIC gain 16), and 170 of 180 cells were called Tpex. A peak with a tail is one
+    population, and two peaks neither of which holds the programme above the background of a control-subtracted
+    score are no state either: no split."""
     from tmetoolkit._core.annotation import rules
 
     synthetic = np.random.default_rng(0)
-    below = np.concatenate([synthetic.normal(-0.007, 0.012, 160), synthetic.normal(-0.04, 0.02, 25)])
+    tail = np.concatenate([synthetic.normal(-0.007, 0.012, 160), synthetic.normal(-0.04, 0.02, 25)])
+    for values in (tail, tail + 0.2):
+        low, info = rules.split_two_populations(values, min_cells=10)
+        assert low is None and "one peak" in info["reason"]
+    below = np.concatenate([synthetic.normal(-0.007, 0.006, 160), synthetic.normal(-0.06, 0.008, 60)])
     low, info = rules.split_two_populations(below, min_cells=10)
     assert low is None and "holds the programme" in info["reason"]
     low, info = rules.split_two_populations(below + 0.2, min_cells=10)
@@ -1803,14 +1808,15 @@ def test_log_values_with_a_pseudocount_below_one_are_read_as_the_counts_they_enc
 
 
 def test_splits_over_pooled_samples_say_how_to_make_them_within_each():
-    """A population split is made within a sample: Zilionis' mouse lungs pooled split their neutrophils and called
-    103 of the 105 neutrophils of the healthy lungs PMN-MDSC-like. annotate names the columns that may hold the
-    samples; within each animal the neutrophils form one population."""
+    """A population split is made within a sample: Zilionis' mouse lungs pooled split their neutrophils by tissue
+    (their healthy lungs' neutrophils hold more of the PMN-MDSC-like programme than the tumours') and called 103 of
+    the 105 neutrophils of the healthy lungs PMN-MDSC-like. Where a split is made over samples pooled as one,
+    annotate names the columns that may hold the samples; within each animal the neutrophils form one population."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=1500, seed=0)
+    a.obs = a.obs.rename(columns={"sample": "patient"})
+    with pytest.warns(tmt.TmtWarning, match=r"one sample.*'patient' \(2 values\).*sample_key="):
+        tmt.tl.annotate(a)
     z = shared_file("zilionis2019_mouse_lung_indrop/zilionis2019_mouse_lung_cluey_800cells.h5ad")
-    pooled = z.copy()
-    # its upper-case symbols read as human ones: so read, the pooled neutrophils split in two
-    with pytest.warns(tmt.TmtWarning, match=r"one sample.*'Animal' \(4 values\).*sample_key="):
-        tmt.tl.annotate(pooled, species="human")
     tmt.tl.annotate(z, sample_key="Animal", species="human")
     healthy = (z.obs["Tissue"] == "healthy") & (z.obs["author_major_cell_type"] == "Neutrophils")
     assert (z.obs.loc[healthy, "tmt_state"] == "PMN-MDSC-like").mean() <= 0.05

@@ -88,10 +88,11 @@ def annotate(
     cells of a sample called monocyte or M-MDSC-like those whose HLA class II (the down genes of ``M_MDSC_like``) is
     low are M-MDSC-like; among its neutrophils, those high in the PMN-MDSC-like programme's own genes are
     PMN-MDSC-like. Each split is made where a two-Gaussian mixture finds two populations (a BIC gain of at least 10
-    over one Gaussian, Ashman's D >= 2, at least 10 cells each, the higher one's mean score above zero, the control
-    genes' level); where the cells form one population, all are monocytes or neutrophils (blood monocytes hold less
-    HLA class II than intermediate ones, but plenty; the neutrophils of a healthy lung make the activation genes
-    PMN-MDSC share), and the MDSC programmes stay available as scores. Progenitor-exhausted CD8 T cells (Tpex) keep
+    over one Gaussian, Ashman's D >= 2, two peaks rather than one with a tail, at least 10 cells each, the higher
+    one's mean score above zero, the control genes' level); where the cells form one population, all are
+    monocytes or neutrophils (blood monocytes hold less HLA class II than intermediate ones, but plenty; the
+    neutrophils of a healthy lung make the activation genes PMN-MDSC share), and the MDSC programmes stay available
+    as scores. Progenitor-exhausted CD8 T cells (Tpex) keep
     the naive cells' TCF7, CCR7 and SELL but belong to the exhausted lineage: among the cells called naive/memory or
     Tpex, those high in the Tpex programme's own genes (PD-1, CXCR5, ...) are Tpex where they form a population
     apart, so naive/memory cells are decided on the genes they share with Tpex as well. Antigen-presenting CAFs are
@@ -449,10 +450,11 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
 
 def pooled_split_message(adata: AnnData, sample_key: str | None, splits: pd.DataFrame) -> str:
     """What to do when populations were split off over all cells as one sample while ``obs`` has columns named like
-    samples, else ``""``. A split is made within a sample: pooled, it separates samples or batches. Zilionis'
-    mouse lungs pooled split their neutrophils at Ashman's D 2.1, and 103 of the 105 neutrophils of the healthy
-    lungs were called PMN-MDSC-like; within each animal (``sample_key="Animal"``) the neutrophils form one
-    population and none is."""
+    samples, else ``""``. A split is made within a sample: pooled, it separates samples or batches. The
+    neutrophils of Zilionis' healthy mouse lungs hold more of the PMN-MDSC-like programme than those of its
+    tumour-bearing lungs; pooled, two of eight random 99% subsamples split them by tissue (two peaks), about 140
+    of 190 neutrophils PMN-MDSC-like, the healthy ones among them; within each animal (``sample_key="Animal"``)
+    the neutrophils form one population and none is."""
     hint = one_sample_hint(adata, sample_key)
     if not hint or not len(splits) or not splits["applied"].any():
         return ""

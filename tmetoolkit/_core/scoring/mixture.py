@@ -19,11 +19,28 @@ class TwoComponents:
     high_mean: float
     high_sd: float
     bic_gain: float = float("nan")  # BIC of one Gaussian minus that of two: above 0, two fit better (Schwarz 1978)
+    high_weight: float = float("nan")  # the share of observations in the high component
 
     @property
     def separation(self) -> float:
         """Ashman's D: above 2, two populations rather than one skewed one."""
         return float(np.sqrt(2) * abs(self.high_mean - self.low_mean) / np.hypot(self.low_sd, self.high_sd))
+
+    @property
+    def two_peaks(self) -> bool:
+        """Whether the fitted density has two modes, i.e. dips between the two means.
+
+        Ashman's D compares the distance of the means with the components' widths and does not look at their
+        weights: a narrow majority component with a wide minority one beside it can pass D = 2 and still draw a
+        single peak with a tail (a skewed population), not two populations.
+        """
+        from scipy.stats import norm
+
+        w = 0.5 if not np.isfinite(self.high_weight) else self.high_weight
+        x = np.linspace(self.low_mean, self.high_mean, 513)
+        f = (1 - w) * norm.pdf(x, self.low_mean, self.low_sd) + w * norm.pdf(x, self.high_mean, self.high_sd)
+        step = np.sign(np.diff(f))
+        return bool(np.any((step[:-1] < 0) & (step[1:] > 0)))
 
 
 def fit_two_components(values: np.ndarray, *, seed: int = 0) -> TwoComponents:
@@ -44,7 +61,8 @@ def fit_two_components(values: np.ndarray, *, seed: int = 0) -> TwoComponents:
     post = gm.predict_proba(grid[:, None])[:, hi]
     one = GaussianMixture(1, random_state=seed).fit(v[:, None])
     return TwoComponents(float(grid[np.argmax(post >= 0.5)]), float(mu[lo]), float(sd[lo]), float(mu[hi]),
-                         float(sd[hi]), float(one.bic(v[:, None]) - gm.bic(v[:, None])))
+                         float(sd[hi]), float(one.bic(v[:, None]) - gm.bic(v[:, None])),
+                         float(gm.weights_.ravel()[hi]))
 
 
 def mixture_threshold(values: np.ndarray, *, seed: int = 0, min_separation: float = 2.0,
