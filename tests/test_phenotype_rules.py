@@ -41,6 +41,17 @@ def test_cell_lines_are_the_rule(min_density, null_ratio):
     assert call(2 * x, y - EPS) == "desert"
 
 
+@pytest.mark.parametrize("infiltration", [2.0, 0.1])
+def test_a_call_beside_the_desert_density_is_as_unsure_either_side(infiltration):
+    """Every measure agreeing on 100 effector cells made an inflamed or excluded call sure (1.0) at 103.5 cells/mm2
+    while a desert at 95.7 was not (0.08): scimap's image, turned by 30 degrees, moved from one to the other."""
+    def conf(density):
+        return rules.classify(_cell_features(infiltration, density))[1][0]
+
+    near_above, near_below = conf(1.035 * rules.MIN_DENSITY), conf(rules.MIN_DENSITY / 1.035)
+    assert near_above == pytest.approx(near_below) and near_above < 0.1
+    assert conf(10 * rules.MIN_DENSITY) > 0.95  # far from it, the measures' agreement decides
+
 @pytest.mark.parametrize(("tau", "fin"), [(rules.MIN_SPOT_FRACTION, rules.MIN_INFILTRATION), (0.2, 0.5)])
 def test_spot_lines_are_the_rule(tau, fin):
     lines = rules.decision_lines({"min_spot_fraction": tau, "min_infiltration": fin})

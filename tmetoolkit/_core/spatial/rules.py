@@ -60,7 +60,10 @@ def classify(f: dict, *, min_density: float = MIN_DENSITY, null_ratio: float = N
     distance between the 0.5 decision ratio and either hypothesis; fewer cells give a proportionally lower
     confidence. Excluded calls are further multiplied by ``1 - infiltration_p_below_chance``: few effector
     cells in a small tumour may be bad luck. Deserts get ``1 - exp(-2 |log(density / min_density)|)``, their
-    distance from the threshold.
+    distance from the threshold, and inflamed and excluded calls are no surer than that same distance allows: a
+    sample just above ``min_density`` is as near to a desert call as one just below it is to theirs (scimap's
+    CyCIF image, rotated by 30 degrees, moved from 95.7 to 103.5 effector cells/mm^2 of stroma and from desert at
+    confidence 0.08 to inflamed at 1.00; now 0.07).
     """
     dens = np.nan_to_num(f["effector_per_mm2"])
     stroma_frac = np.nan_to_num(f["stroma_area_fraction"])
@@ -85,7 +88,8 @@ def classify(f: dict, *, min_density: float = MIN_DENSITY, null_ratio: float = N
     p_chance = np.nan_to_num(np.asarray(f["infiltration_p_below_chance"], float), nan=1.0)
     conf = np.where(label == "excluded", conf * (1 - p_chance), conf)
     eps = 1e-9
-    conf = np.where(desert, 1 - np.exp(-2 * np.abs(np.log((dens + eps) / min_density))), conf)
+    from_density = 1 - np.exp(-2 * np.abs(np.log((dens + eps) / min_density)))
+    conf = np.where(desert, from_density, np.minimum(conf, from_density))
     conf = np.where(label == "not assessable", np.nan, conf)
     return label, conf, n_agree, n_votes, exclusion_assessable
 
