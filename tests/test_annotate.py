@@ -757,6 +757,14 @@ def test_markers_on_rna_are_refused(sim_small):
         tmt.tl.annotate(sim_small, markers={"tumor": "EPCAM"})
 
 
+
+@pytest.mark.parametrize("kwargs", [{"min_confidence": 2.0}, {"min_confidence": -0.1}, {"override_confidence": 1.5}])
+def test_confidences_outside_zero_to_one_are_refused(sim_small, kwargs):
+    """min_confidence=2.0 was accepted: 288 of 300 cells went unassigned and 12 (decisive transcripts) were still
+    called. Probabilities and confidences lie in [0, 1]."""
+    with pytest.raises(tmt.TmtInputError, match=f"{next(iter(kwargs))} must be a number in \\[0, 1\\]"):
+        tmt.tl.annotate(sim_small.copy(), **kwargs)
+
 def test_cells_without_reads_are_unassigned():
     """A cell with no counts has no identity of its own: its neighbours' evidence must not give it one (five empty
     cells added to Zilionis' 300 were CD4 T at confidence 0.51)."""

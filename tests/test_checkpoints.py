@@ -64,6 +64,13 @@ def test_no_receptor_measured_is_unknown_not_zero(annotated):
     assert a.uns["tmt_immunosuppression"]["table"]["checkpoint_coexpression"].isna().all()
 
 
+@pytest.mark.parametrize("min_counts", [0, -1, float("nan")])
+def test_a_detection_threshold_of_no_counts_is_refused(annotated, min_counts):
+    """min_counts=-1 (or 0) was accepted without a word and read as 1, since a gene without counts is never
+    detected: a threshold of no counts is a mistake to name, not to follow silently."""
+    with pytest.raises(tmt.TmtInputError, match="min_counts must be a number above 0"):
+        tmt.tl.checkpoints(annotated.copy(), min_counts=min_counts)
+
 @pytest.fixture(scope="module")
 def thinned(annotated):
     """Receptor counts thinned to a quarter, checkpoints without and with neighbour smoothing."""

@@ -12,6 +12,8 @@ import re
 import warnings
 from collections.abc import Iterable
 
+import numpy as np
+
 from . import _keys
 
 logger = logging.getLogger("tmetoolkit")
@@ -146,3 +148,22 @@ def check_tmt_key(container, keys: str | Iterable[str], where: str) -> None:
     if ours:
         warn(f"overwriting {where}[{', '.join(map(repr, ours))}] (keys starting with 'tmt_' are tmetoolkit's: an "
              "earlier call's results, or a column to rename if you made it)", category=TmtWarning)
+
+
+def checked_number(value, name: str, what: str, *, low: float = 0.0, high: float = np.inf, low_open: bool = False,
+                   high_open: bool = False, integer: bool = False) -> float | int:
+    """``value`` as a float (an int with ``integer``) within ``low``-``high`` (each end included unless open);
+    otherwise a :class:`TmtInputError` naming the parameter, its range and ``what`` it is. Numbers given as
+    strings ("500") are read."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    inside = (np.isfinite(x) and (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+              and (not integer or x == int(x)))
+    if not inside:
+        bounds = (f"{'above' if low_open else 'at least'} {low:g}" if not np.isfinite(high) else
+                  f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        msg = f"{name} must be {'an integer' if integer else 'a number'} {bounds} ({what}), got {value!r}."
+        raise TmtInputError(msg)
+    return int(x) if integer else x

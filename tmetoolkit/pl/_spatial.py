@@ -12,8 +12,8 @@ from matplotlib.transforms import blended_transform_factory
 from matplotlib.tri import Triangulation
 
 from .. import _keys
-from .._utils import TmtInputError, missing_key_error
-from ..tl._spatial_utils import checked_number, checked_pixel_size, spatial_array
+from .._utils import TmtInputError, checked_number, missing_key_error
+from ..tl._spatial_utils import checked_pixel_size, spatial_array
 from ..tl._tables import resolve_sample_key
 from ._utils import (
     MISSING,

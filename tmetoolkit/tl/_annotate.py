@@ -21,7 +21,7 @@ from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import dense_matrix, get_matrix, looks_like_bulk
-from .._utils import TmtInputError, check_tmt_key, logger, missing_key_error, target, warn
+from .._utils import TmtInputError, check_tmt_key, checked_number, logger, missing_key_error, target, warn
 from ..pp._check import corrected_values_message, input_error, inspect, refuse_non_finite, warn_duplicated
 from ._sample_features import one_sample_hint, samples_of
 from ._score import score_once
@@ -246,6 +246,10 @@ def annotate(
     if not 0 <= spillover < 1:
         msg = f"spillover must be a fraction in [0, 1), got {spillover!r}."
         raise TmtInputError(msg)
+    if min_confidence is not None:
+        min_confidence = checked_number(min_confidence, "min_confidence", "a probability or a confidence", high=1)
+    override_confidence = checked_number(override_confidence, "override_confidence", "a probability or a confidence",
+                                         high=1)
     check_tmt_key(adata.obs, (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, *rules.SUBSET_RULES), "adata.obs")
     # state and species only; score() below scans the matrix itself
     report = inspect(adata, layer, full_scan=False, species=species)

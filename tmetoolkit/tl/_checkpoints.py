@@ -14,7 +14,16 @@ from .. import _keys
 from .._core.checkpoints import LIGANDS, RECEPTORS, detect_columns, profile, protein_detection
 from .._core.checkpoints import smooth as smooth_detection
 from .._matrix import get_matrix
-from .._utils import TmtInputError, TmtKeyError, TmtMatrixError, check_tmt_key, in_natural_order, target, warn
+from .._utils import (
+    TmtInputError,
+    TmtKeyError,
+    TmtMatrixError,
+    check_tmt_key,
+    checked_number,
+    in_natural_order,
+    target,
+    warn,
+)
 from ..pp._check import corrected_values_message, inspect, refuse_non_finite
 from ..sig._genes import GeneIndex
 from ._sample_features import samples_of
@@ -106,6 +115,7 @@ def checkpoints(
         >=3 receptors (NaN where fewer receptors are measured), and the fraction of malignant and myeloid cells
         with each ligand.
     """
+    min_counts = checked_number(min_counts, "min_counts", "counts a gene needs in a cell of raw counts", low_open=True)
     adata = target(adata, copy)
     if _keys.LINEAGE not in adata.obs:
         msg = "obs['tmt_lineage'] is missing: run tmt.tl.annotate(adata) first."

@@ -10,12 +10,11 @@ from .. import _keys
 from .._core.scoring.mixture import mixture_threshold
 from .._core.spatial.compartments import MARGIN_CELLS, MIN_CLUSTER_SIZE, cell_compartments, check_scale
 from .._core.spatial.spots import MIN_PROGRAMME_GAP, spot_compartments
-from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target
+from .._utils import TmtInputError, check_tmt_key, checked_number, in_natural_order, logger, target
 from ._sample_features import default_sample_key, samples_of
 from ._spatial_utils import (
     as_labels,
     check_labels,
-    checked_number,
     checked_pixel_size,
     coordinates,
     image_groups,

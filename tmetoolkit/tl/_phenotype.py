@@ -22,13 +22,12 @@ from .._core.spatial.measures import CONTACT_NN
 from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, spot_tables, tile_regions
 from .._core.spatial.spots import effector_spots
 from .._matrix import looks_like_bulk
-from .._utils import TmtInputError, check_tmt_key, in_natural_order, logger, target, warn
+from .._utils import TmtInputError, check_tmt_key, checked_number, in_natural_order, logger, target, warn
 from ._compartments import DEFAULT_TUMOR_LABELS, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._spatial_utils import (
     as_labels,
     check_labels,
-    checked_number,
     checked_pixel_size,
     coordinates,
     coordinates_elsewhere,

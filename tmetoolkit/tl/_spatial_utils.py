@@ -53,25 +53,6 @@ def checked_pixel_size(pixel_size) -> float | None:
     return value
 
 
-def checked_number(value, name: str, what: str, *, low: float = 0.0, high: float = np.inf, low_open: bool = False,
-                   high_open: bool = False, integer: bool = False) -> float | int:
-    """``value`` as a float (an int with ``integer``) within ``low``-``high`` (each end included unless open);
-    otherwise a :class:`TmtInputError` naming the parameter, its range and ``what`` it is. Numbers given as
-    strings ("500") are read."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = float("nan")
-    inside = (np.isfinite(x) and (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
-              and (not integer or x == int(x)))
-    if not inside:
-        bounds = (f"{'above' if low_open else 'at least'} {low:g}" if not np.isfinite(high) else
-                  f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
-        msg = f"{name} must be {'an integer' if integer else 'a number'} {bounds} ({what}), got {value!r}."
-        raise TmtInputError(msg)
-    return int(x) if integer else x
-
-
 def spatial_array(adata: AnnData) -> np.ndarray:
     """``obsm["spatial"]`` as a float array of at least two columns, as the tools and plots read it: an array, a
     sparse matrix or a DataFrame of numbers; missing, text or a single column is refused with the way out."""
