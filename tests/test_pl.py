@@ -783,3 +783,9 @@ def test_spatial_map_of_boolean_or_integer_labels_and_integer_sample_names(sim_s
         tmt.pl.spatial(a, sample_key="sid", color="true_lineage", samples=[])
     with pytest.raises(tmt.TmtInputError, match="ncols"):
         tmt.pl.spatial(a, sample_key="sid", color="true_lineage", ncols=0)
+
+
+def test_spatial_map_of_a_result_not_made_yet_names_the_tool_that_makes_it(sim_small):
+    """pl.spatial(color="tmt_border_distance") before compartments listed the obs columns, not what to run."""
+    with pytest.raises(tmt.TmtInputError, match=r"run tmt\.tl\.compartments first"):
+        tmt.pl.spatial(sim_small.copy(), color="tmt_border_distance")

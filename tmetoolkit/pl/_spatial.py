@@ -90,7 +90,10 @@ def spatial(
     The Figure.
     """
     xy = spatial_array(adata)[:, :2]  # read, and refused, as the tools read them
-    column = require_obs(adata, color)
+    writer = {_keys.LINEAGE: "annotate", _keys.STATE: "annotate", _keys.COMPARTMENT: "compartments",
+              _keys.BORDER_DISTANCE: "compartments", _keys.TUMOR_CELL: "compartments",
+              _keys.SUPPRESSION_SCORE: "immunosuppression"}.get(color)
+    column = require_obs(adata, color, f"run tmt.tl.{writer} first" if writer else "")
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     labels = column.astype(float) if numeric else column.astype(object).where(column.notna(), MISSING).astype(str)
     # the labels are drawn as strings: a boolean column's False, a numeric category's 3
