@@ -247,6 +247,9 @@ def test_tile_regions_never_span_images():
     images = pd.Series(["s1", "s1", "s2", "s1"], index=index)
     out = tile_regions(xy, images, 100.0, index=index)
     assert out.tolist() == ["s1:tile_0_0", "s1:tile_0_0", "s2:tile_0_0", "s1:tile_1_0"]
+    # each image's grid starts at its own corner: a slide moved by 37 (or 1e6 + 37) keeps its tiles
+    for shift in (37.0, 1e6 + 37.0):
+        assert tile_regions(xy + shift, images, 100.0, index=index).tolist() == out.tolist()
 
 
 def test_subunits_of_one_complex_are_one_marker():

@@ -134,7 +134,7 @@ def immune_phenotype(
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
     where the effector (CD8 T) cells sit relative to the tumour region of :func:`tmetoolkit.tl.compartments` (run
     first when needed), per sample, image and region (the user's ``region_key`` or square tiles of
-    ``tile_size`` micrometres). Each measure is compared with a null model, the same cells with the effector
+    ``tile_size`` micrometres, laid from each image's lower-left cell). Each measure is compared with a null model, the same cells with the effector
     labels shuffled at random among the non-tumour cells of the group, and reported as observed / expected (1:
     as mixed with the tumour as chance; 0: never in it):
 

@@ -187,7 +187,11 @@ def spot_tables(comp: np.ndarray, dist: np.ndarray, eff: np.ndarray, tum: np.nda
 
 def tile_regions(xy: np.ndarray, images: pd.Series, tile_size: float, *, index: pd.Index) -> pd.Series:
     """Each cell's square tile of side ``tile_size`` (the units of ``xy``), named ``"<image>:tile_<i>_<j>"``:
-    tiles never span two images."""
-    tiles = np.floor(xy / tile_size).astype(int)
+    tiles never span two images, and each image's grid starts at its own lower-left corner, as in
+    :func:`.geometry.local_frame`, so that the same image gives the same tiles wherever it lies (anchored at 0, on
+    ``simulate(3, 3000, seed=2)`` moved by 37 micrometres, a tile's cells changed by up to 153 and its CD8 T
+    density by 48/mm^2)."""
+    corner = pd.DataFrame(xy, index=index).groupby(images.to_numpy(), observed=True).transform("min").to_numpy()
+    tiles = np.floor(np.round(xy - corner, 6) / tile_size).astype(int)
     return images + ":tile_" + pd.Series(tiles[:, 0], index=index).astype(str) + "_" + pd.Series(
         tiles[:, 1], index=index).astype(str)
