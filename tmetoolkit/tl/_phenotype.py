@@ -134,9 +134,9 @@ def immune_phenotype(
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
     where the effector (CD8 T) cells sit relative to the tumour region of :func:`tmetoolkit.tl.compartments` (run
     first when needed), per sample, image and region (the user's ``region_key`` or square tiles of
-    ``tile_size`` micrometres, laid from each image's lower-left cell). Each measure is compared with a null model, the same cells with the effector
-    labels shuffled at random among the non-tumour cells of the group, and reported as observed / expected (1:
-    as mixed with the tumour as chance; 0: never in it):
+    ``tile_size`` micrometres, laid from each image's lower-left cell). Each measure is compared with a null
+    model, the same cells with the effector labels shuffled at random among the non-tumour cells of the group, and
+    reported as observed / expected (1: as mixed with the tumour as chance; 0: never in it):
 
     - ``infiltration_vs_null``: their share in the tumour core (beyond the inner margin; in the parenchyma when
       the core is too small to expect 5 of them), which decides: inflamed at ``null_ratio`` (0.5, midway between
