@@ -157,15 +157,21 @@ def v_counts(a, ctx):
     return _with(a, sp.csr_matrix(c.astype(np.float32))), {}
 
 
+def _lognormalised(a, counts: np.ndarray, *, keep_counts: bool = True) -> ad.AnnData:
+    """scanpy's usual ``normalize_total`` + ``log1p`` of ``counts``, the counts kept in ``layers["counts"]``."""
+    b = _with(a, sp.csr_matrix(counts.astype(np.float32)))
+    if keep_counts:
+        b.layers["counts"] = b.X.copy()
+    sc.pp.normalize_total(b)
+    sc.pp.log1p(b)
+    return b
+
+
 def v_lognorm(a, ctx):
     c = counts_of(a, ctx["kind"])
     if c is None:
         return None
-    b = _with(a, sp.csr_matrix(c.astype(np.float32)))
-    b.layers["counts"] = b.X.copy()
-    sc.pp.normalize_total(b)
-    sc.pp.log1p(b)
-    return b, {}
+    return _lognormalised(a, c), {}
 
 
 def _hvg(a, ctx, raw: bool):
@@ -214,10 +220,8 @@ def v_combat(a, ctx):
     c = counts_of(a, ctx["kind"])
     if c is None:
         c = _dense(a.X).astype(np.float64)
-    b = _with(a, sp.csr_matrix(c.astype(np.float32)))
+    b = _lognormalised(a, c, keep_counts=False)
     b.obs["sample"] = b.obs[key].astype(str).astype("category")
-    sc.pp.normalize_total(b)
-    sc.pp.log1p(b)
     b.raw = b.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -336,10 +340,7 @@ def v_z_counts_layer(a, ctx):
     c = counts_of(a, ctx["kind"])
     if c is None:
         return None
-    b = _with(a, sp.csr_matrix(c.astype(np.float32)))
-    b.layers["counts"] = b.X.copy()
-    sc.pp.normalize_total(b)
-    sc.pp.log1p(b)
+    b = _lognormalised(a, c)
     sc.pp.scale(b, max_value=10)
     return b, {"layer": "counts"}
 
