@@ -699,15 +699,54 @@ def format_rows(sets: list[LabelledSet]) -> tuple[list[dict], list[dict]]:
     return rows, state_rows
 
 
+# a type annotated alone needs this many cells of it; the T cells (CD4 and CD8 together) are taken alone as well
+MIN_ALONE = 20
+
+
+def alone_rows(sets: list[LabelledSet]) -> list[dict]:
+    """Each author type with at least ``MIN_ALONE`` cells, and each set's T cells, annotated alone (as after
+    sorting): the share called as the authors did (their cells among the whole file beside), the unassigned share and
+    how the run decided (``lineage_method``)."""
+    rows = []
+    for s in sets:
+        truth = s.truth.astype(str)
+        whole = ours(s.adata)["tmt_lineage"].astype(str)
+        kinds = [(t, [t]) for t, n in truth.value_counts().items() if n >= MIN_ALONE and t not in ("nan", "-")]
+        kinds.append(("T cells", ["CD4 T", "CD8 T", "CD4 T;CD8 T"]))
+        seen = []
+        for name, labels in kinds:
+            cells = truth.isin(labels).to_numpy()
+            if cells.sum() < MIN_ALONE or any((cells == other).all() for other in seen):
+                continue
+            seen.append(cells)
+            b = s.adata[cells].copy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tmt.tl.annotate(b)
+            alone = b.obs["tmt_lineage"].astype(str)
+            rows.append({"set": s.name, "cells": name, "n": int(cells.sum()),
+                         "within whole": lineage_accuracy(whole[cells], truth[cells]),
+                         "alone": lineage_accuracy(alone, truth[cells]),
+                         "unassigned": float((alone == "unassigned").mean()),
+                         "method": b.uns["tmt_annotate"]["params"]["lineage_method"],
+                         "calls alone": ", ".join(f"{k} {v}" for k, v in alone.value_counts().head(4).items())})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="no stressed variants")
     ap.add_argument("--lost-groups", action="store_true", help="only the lost-marker-group stress")
     ap.add_argument("--panels", action="store_true", help="only the targeted-panel stress")
     ap.add_argument("--formats", action="store_true", help="only the stress of value formats (log bases, CPM)")
+    ap.add_argument("--alone", action="store_true", help="only the stress of cell types annotated alone (sorted)")
     args = ap.parse_args()
     sets = load_sets()
     pd.set_option("display.width", 200)
+    if args.alone:
+        print("Lineage accuracy of each type annotated alone, as after sorting, beside the same cells in the whole file")
+        print(pd.DataFrame(alone_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        return
     if args.lost_groups:
         print("Lineage accuracy and the group's lineages' recall, whole panel -> the group's genes removed")
         print(pd.DataFrame(lost_group_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -66,7 +66,8 @@ def annotate(
     ``min_confidence`` or its own pooled markers speak against the lineage the classifier chose (silent markers do
     not). T cells are divided into CD8 T and CD4 T among themselves the same way, where the classifier decides
     alone: a T cell without a co-receptor read still takes its call. A lineage with too few seeds to learn keeps
-    its marker calls (with a warning); a data set of one lineage is called by its markers alone. On a panel that
+    its marker calls (with a warning); where one lineage alone has enough seeds (sorted T cells), it takes every
+    cell whose markers do not speak against it, and the other lineages' seeds keep their calls. On a panel that
     has lost most of a marker group (a file of highly variable genes), cited reserve genes of the same lineage
     stand in for the missing ones. The subunits of one protein complex (the three C1Q chains, CD3D/E/G,
     CD79A/B) count as one marker, so that spill-over of a complex from a neighbouring cell counts once. A cell
@@ -201,7 +202,8 @@ def annotate(
         gate in SDs of the negative cells, after spill-over removal) and each label's evidence (``"/"`` in a label
         written ``"_"``, as ``"Monocyte_Macrophage"``); :func:`tmetoolkit.pl.gates` draws the gates.
     ``uns["tmt_annotate"]``
-        ``params`` (with ``lineage_method``: ``classifier`` or ``markers``, the neighbour graph used, the
+        ``params`` (with ``lineage_method``: ``classifier``, ``one lineage`` (one lineage had enough seeds) or
+        ``markers`` (none had), the neighbour graph used, the
         ``sample_key`` given, and ``log_base``: the base of log values read as the counts they encode, ``""`` for
         none) and ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in
         place of missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;

@@ -57,7 +57,7 @@ class LineageResult:
     n_seeds: dict[str, int]
     by_markers: list[str] = field(default_factory=list)  # lineages called by their markers alone (too few seeds)
     not_assessable: dict[str, str] = field(default_factory=dict)
-    method: str = "classifier"
+    method: str = "classifier"  # or "one lineage" (a single lineage learned) or "markers" (none)
     not_decisive: list[str] = field(default_factory=list)  # decisive genes this data set shows in other lineages
 
 
@@ -167,8 +167,10 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     """Seeds from pooled marker evidence, then a logistic regression on ``features`` trained on them.
 
     Labels with at least ``MIN_SEEDS`` seeds are learned (each lineage's probability is the sum of its labels');
-    cells whose seed label is too rare to learn keep it, with a confidence from the marker lead. Without
-    ``features`` or with fewer than two learnable labels, every cell gets its marker call. A cell's pooled
+    cells whose seed label is too rare to learn keep it, with a confidence from the marker lead. Where one lineage
+    alone has enough seeds (a data set of sorted T cells, or of CD4 T cells among T cells), it takes every cell
+    with probability 1, and the same rules keep the other lineages' seeds and the cells whose markers speak
+    against it. Without ``features`` or without a learnable label, every cell gets its marker call. A cell's pooled
     evidence for the classifier's lineage must not speak against it (``require_evidence``: at least -``AGAINST``),
     so cells of types the marker table does not name stay unassigned; where the cells are already
     known to belong to a parent lineage (CD8 or CD4 among T cells) the classifier decides alone: a T cell that
@@ -181,31 +183,24 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     n_seeds = dict(zip(labels.tolist(), counts.tolist(), strict=True))
     learn = [lab for lab, c in n_seeds.items() if c >= MIN_SEEDS]
     lineage_of = {lab: lab.split("|")[0] for lab in E_pooled.columns}
+    # a tie (no evidence either way: a T cell without a co-receptor read) goes to the lineage with more seeds
+    seeded = pd.Series(n_seeds, dtype=float).groupby(lambda lab: lineage_of[lab]).sum()
     L = by_lineage(E_pooled)
+    L = L[sorted(L.columns, key=lambda lin: -seeded.get(lin, 0.0))]
     marker_lineage = np.asarray(L.columns, dtype=object)[np.argmax(L.to_numpy(), axis=1)] if L.shape[1] else \
         np.full(n, UNASSIGNED, dtype=object)
     lead = _lead(L)
     marker_conf = 1.0 - np.exp(-np.clip(lead, 0, None) / SEED_MARGIN)
-    if features is None or len({lineage_of[lab] for lab in learn}) < 2:
+    if features is None or not learn:
         ok = (seeds != "")
         lineage = np.where(ok | (marker_conf >= min_confidence), marker_lineage, UNASSIGNED).astype(object)
-        best = np.asarray(E_pooled.columns, dtype=object)[np.argmax(E_pooled.to_numpy(), axis=1)] \
+        by_seeds = sorted(E_pooled.columns, key=lambda lab: -seeded.get(lineage_of[lab], 0.0))
+        best = np.asarray(by_seeds, dtype=object)[np.argmax(E_pooled[by_seeds].to_numpy(), axis=1)] \
             if E_pooled.shape[1] else lineage
         return LineageResult(lineage, np.where(lineage == UNASSIGNED, UNASSIGNED, best), marker_conf, E_pooled,
                              pd.DataFrame(index=E_pooled.index), seeds, n_seeds,
                              sorted({lineage_of[lab] for lab in n_seeds}), dict(not_assessable or {}), "markers")
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-    train = np.concatenate([_subsample(np.flatnonzero(seeds == lab), MAX_TRAIN_PER_LABEL, rng) for lab in learn])
-    Xf = np.asarray(features, dtype=np.float64)
-    mu, sd = Xf[train].mean(axis=0), Xf[train].std(axis=0)
-    Xf = (Xf - mu) / np.where(sd > 0, sd, 1.0)
-    model = LogisticRegression(C=LR_C, max_iter=1000, class_weight=LR_WEIGHT)
-    # a few thousand rows x 30 features: BLAS threads only add overhead (30x on a busy 2-core machine)
-    with threadpool_limits(1):
-        model.fit(Xf[train], seeds[train])
-        P = pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=E_pooled.index)
+    P = _learned_probability(features, seeds, learn, E_pooled.index, seed)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
     lin_arr = PL.to_numpy()
     lineage = np.asarray(PL.columns, dtype=object)[np.argmax(lin_arr, axis=1)]
@@ -235,8 +230,28 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
     label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)
     by_markers = sorted({lineage_of[lab] for lab in kept[rare]} - {lineage_of[lab] for lab in learn})
+    method = "classifier" if PL.shape[1] > 1 else "one lineage"
     return LineageResult(lineage, label, conf, E_pooled, PL, seeds, n_seeds, by_markers,
-                         dict(not_assessable or {}), "classifier")
+                         dict(not_assessable or {}), method)
+
+
+def _learned_probability(features, seeds: np.ndarray, learn: list[str], index, seed: int) -> pd.DataFrame:
+    """Per cell, the probability of each learned label: a logistic regression on ``features`` trained on the seeds
+    of ``learn``; one learned label takes every cell (probability 1)."""
+    if len(learn) == 1:
+        return pd.DataFrame(1.0, index=index, columns=learn)
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    train = np.concatenate([_subsample(np.flatnonzero(seeds == lab), MAX_TRAIN_PER_LABEL, rng) for lab in learn])
+    Xf = np.asarray(features, dtype=np.float64)
+    mu, sd = Xf[train].mean(axis=0), Xf[train].std(axis=0)
+    Xf = (Xf - mu) / np.where(sd > 0, sd, 1.0)
+    model = LogisticRegression(C=LR_C, max_iter=1000, class_weight=LR_WEIGHT)
+    # a few thousand rows x 30 features: BLAS threads only add overhead (30x on a busy 2-core machine)
+    with threadpool_limits(1):
+        model.fit(Xf[train], seeds[train])
+        return pd.DataFrame(model.predict_proba(Xf), columns=model.classes_, index=index)
 
 
 def not_decisive_here(table: MarkerTable, R: np.ndarray, gene_col: dict[str, int], seeds: np.ndarray) -> list[str]:
