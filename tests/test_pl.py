@@ -789,3 +789,19 @@ def test_spatial_map_of_a_result_not_made_yet_names_the_tool_that_makes_it(sim_s
     """pl.spatial(color="tmt_border_distance") before compartments listed the obs columns, not what to run."""
     with pytest.raises(tmt.TmtInputError, match=r"run tmt\.tl\.compartments first"):
         tmt.pl.spatial(sim_small.copy(), color="tmt_border_distance")
+
+
+def test_spatial_panels_follow_the_order_of_the_tools_tables(sim_small):
+    """Twelve fields of a grid, their cells stored in no order: the panels were drawn in the order the cells came
+    (field_10 first), the phenotype table lists them as S2 before S10; a reader matched panels to rows by hand."""
+    a = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    xy = np.asarray(a.obsm["spatial"])
+    field = (np.digitize(xy[:, 0], np.quantile(xy[:, 0], [0.25, 0.5, 0.75])) * 3
+             + np.digitize(xy[:, 1], np.quantile(xy[:, 1], [1 / 3, 2 / 3])))
+    a.obs["field"] = [f"field_{i + 1}" for i in field]
+    a = a[np.random.default_rng(0).permutation(a.n_obs)].copy()
+    tmt.tl.compartments(a, sample_key="field", cell_type_key="true_lineage")
+    fig = tmt.pl.spatial(a, color="true_lineage")
+    titles = [ax.get_title().splitlines()[0] for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert titles == list(a.uns["tmt_compartments"]["table"].index) == [f"field_{i}" for i in range(1, 13)]
+    plt.close(fig)

@@ -12,7 +12,7 @@ from matplotlib.transforms import blended_transform_factory
 from matplotlib.tri import Triangulation
 
 from .. import _keys
-from .._utils import TmtInputError, checked_number, missing_key_error
+from .._utils import TmtInputError, checked_number, missing_key_error, natural_key
 from ..tl._spatial_utils import checked_pixel_size, spatial_array
 from ..tl._tables import resolve_sample_key
 from ._utils import (
@@ -68,7 +68,8 @@ def spatial(
         :func:`tmetoolkit.tl.compartments` recorded, else the one the other tools recorded, else ``"sample"`` if
         present, else one panel).
     samples
-        Subset and order of samples to draw (a list of names, or one name).
+        Subset and order of samples to draw (a list of names, or one name); default every sample, in the order of
+        the tools' tables (``"S2"`` before ``"S10"``).
     highlight
         Label of a categorical ``color`` drawn on top (default CD8 T cells); ``None`` to switch off.
     border
@@ -114,7 +115,7 @@ def spatial(
     # sample names are read as strings, as the tools store them (an integer column's 1 is "1")
     one = samples is not None and (isinstance(samples, str) or np.ndim(samples) == 0)  # one name, maybe a number
     names = ([str(s) for s in ([samples] if one else samples)] if samples is not None
-             else (list(dict.fromkeys(groups)) if groups is not None else ["all"]))
+             else (sorted(set(groups), key=natural_key) if groups is not None else ["all"]))
     if not names:
         msg = "samples is empty: name at least one sample, or leave samples=None to draw them all."
         raise TmtInputError(msg)
