@@ -805,3 +805,16 @@ def test_spatial_panels_follow_the_order_of_the_tools_tables(sim_small):
     titles = [ax.get_title().splitlines()[0] for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert titles == list(a.uns["tmt_compartments"]["table"].index) == [f"field_{i}" for i in range(1, 13)]
     plt.close(fig)
+
+
+def test_spatial_legend_of_many_labels_stays_within_the_panels_height(sim_small):
+    """A Xenium section's 25 states listed in one column made the legend 5.3 inches tall beside 3.1-inch panels:
+    the figure grew to hold it and the maps shrank to a strip in a report. Many labels take columns, as scanpy's."""
+    a = sim_small.copy()
+    a.obs["cluster"] = pd.Categorical([f"cluster {i % 25}" for i in range(a.n_obs)])
+    fig = tmt.pl.spatial(a, color="cluster", border=False)
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]  # with their titles
+    assert fig.legends[0].get_window_extent(renderer).height <= max(p.y1 for p in panels) - min(p.y0 for p in panels)
+    plt.close(fig)

@@ -196,15 +196,20 @@ def spatial(
             below.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.02), frameon=False, ncol=1)
         elif not numeric and user_ax:  # beside the user's axes, in the user's figure, whose layout is the user's
             axes[0].legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                           title=readable(color))
+                           title=readable(color), ncol=_legend_columns(len(present)))
         elif not numeric:  # beside the rightmost panel, half-way up the figure
             right = axes[min(ncols, len(names)) - 1]
             beside = blended_transform_factory(right.transAxes, fig.transFigure)
             fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
-                       title=readable(color), bbox_transform=beside)
+                       title=readable(color), bbox_transform=beside, ncol=_legend_columns(len(present)))
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _legend_columns(n_labels: int) -> int:
+    """Columns of a legend of ``n_labels`` labels, as scanpy lays out its categorical legends: one up to 14."""
+    return 1 if n_labels <= 14 else 2 if n_labels <= 30 else 3
 
 
 def _triangulation(pts: np.ndarray) -> Triangulation | None:
