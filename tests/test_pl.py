@@ -818,3 +818,24 @@ def test_spatial_legend_of_many_labels_stays_within_the_panels_height(sim_small)
     panels = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]  # with their titles
     assert fig.legends[0].get_window_extent(renderer).height <= max(p.y1 for p in panels) - min(p.y0 for p in panels)
     plt.close(fig)
+
+
+def test_spatial_draws_each_image_of_a_sample_in_its_own_panel(sim_small):
+    """Two fields of one patient (image_key), each with coordinates of its own: both were drawn into one panel, on
+    top of each other, with one tumour border contoured across the two fields and no margin lines."""
+    a = sim_small[sim_small.obs["sample"].isin(["S01", "S02"])].copy()
+    a.obs["field"], a.obs["patient"] = a.obs["sample"].astype(str), "P1"
+    tmt.tl.immune_phenotype(a, sample_key="patient", image_key="field", cell_type_key="true_lineage")
+    fig = tmt.pl.spatial(a, color="true_lineage")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title().splitlines()[0] for ax in panels] == ["P1/S01", "P1/S02"]
+    n_drawn = [sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection)) for ax in panels]
+    assert n_drawn == list(a.obs["field"].value_counts().sort_index())
+    assert "margin edges" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    with pytest.raises(tmt.TmtInputError, match="ax= draws one image"):
+        tmt.pl.spatial(a, color="true_lineage", ax=ax)
+    tmt.pl.spatial(a[a.obs["field"] == "S02"], color="true_lineage", ax=ax)
+    assert ax.get_title().splitlines()[0] == "P1/S02"
+    plt.close(fig)

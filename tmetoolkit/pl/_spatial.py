@@ -44,10 +44,11 @@ def spatial(
     size: float | None = None,
     panel_size: float = 3.2,
     pixel_size: float | None = None,
+    image_key: str | None = None,
     ax=None,
 ) -> Figure:
-    """Cells at their positions, one panel per sample, coloured by an ``obs`` column: labels (categorical) or
-    values (numeric: one colour scale over all panels, with a colour bar).
+    """Cells at their positions, one panel per sample (per image where a sample has several), coloured by an
+    ``obs`` column: labels (categorical) or values (numeric: one colour scale over all panels, with a colour bar).
 
     Where :func:`tmetoolkit.tl.compartments` ran, the tumour border (solid) and the outer and inner edges of
     the margin (dashed) are drawn and named in the legend; cells whose label equals ``highlight`` are drawn on
@@ -83,6 +84,9 @@ def spatial(
     pixel_size
         Micrometres per coordinate unit, for the scale bar (default: the ``pixel_size`` that
         :func:`tmetoolkit.tl.compartments` recorded, else 1: coordinates taken as micrometres).
+    image_key
+        ``obs`` column of images within a sample, each with its own coordinates: one panel per image, titled
+        ``"sample/image"`` (default: the one the spatial tools recorded with these samples, else none).
     ax
         An Axes to draw a single sample into; the legend goes right of it and the figure's layout is left alone.
 
@@ -111,6 +115,9 @@ def spatial(
                 sample_key = params["sample_key"]
                 break
     sample_key = resolve_sample_key(adata, sample_key)
+    image_key = _recorded_image_key(adata, sample_key) if image_key is None else image_key
+    if image_key is not None and image_key not in adata.obs:
+        raise missing_key_error(image_key, "adata.obs", adata.obs.columns)
     groups = adata.obs[sample_key].astype(str) if sample_key else None
     # sample names are read as strings, as the tools store them (an integer column's 1 is "1")
     one = samples is not None and (isinstance(samples, str) or np.ndim(samples) == 0)  # one name, maybe a number
@@ -120,8 +127,11 @@ def spatial(
         msg = "samples is empty: name at least one sample, or leave samples=None to draw them all."
         raise TmtInputError(msg)
     ncols = checked_number(ncols, "ncols", "panels per row", low=1, integer=True)
-    if ax is not None and len(names) > 1:
-        msg = "ax= draws one sample: pass samples=[name]."
+    panels = _panels(adata, groups, names, sample_key, image_key)
+    if ax is not None and len(panels) > 1:
+        msg = ("ax= draws one sample: pass samples=[name]." if len(names) > 1 else
+               f"ax= draws one image, and sample {names[0]!r} has {len(panels)} in adata.obs[{image_key!r}]: pass "
+               f"a subset of one image, adata[adata.obs[{image_key!r}] == image].")
         raise TmtInputError(msg)
     pheno = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
     width = adata.uns.get(_keys.COMPARTMENTS, {}).get("table")
@@ -130,16 +140,13 @@ def spatial(
     drew_border = drew_margin = False
     with style():
         if ax is None:
-            nrow = int(np.ceil(len(names) / ncols))
-            fig, axes = plt.subplots(nrow, min(ncols, len(names)), figsize=(panel_size * min(ncols, len(names)),
-                                                                             panel_size * nrow), squeeze=False)
+            nrow = int(np.ceil(len(panels) / ncols))
+            fig, axes = plt.subplots(nrow, min(ncols, len(panels)), figsize=(panel_size * min(ncols, len(panels)),
+                                                                              panel_size * nrow), squeeze=False)
             axes = axes.ravel()
         else:
             fig, axes = ax.figure, np.array([ax])
-        for a, name in zip(axes, names, strict=False):
-            m = (groups == name).to_numpy() if groups is not None else np.ones(adata.n_obs, bool)
-            if not m.any():
-                raise missing_key_error(name, f"the samples of {sample_key!r}", dict.fromkeys(groups))
+        for a, (name, sample, m) in zip(axes, panels, strict=False):
             pts, lab = xy[m], labels[m].to_numpy()
             s = size or max(1.0, min(20.0, 15000.0 / m.sum()))
             raster = m.sum() > RASTERIZE_ABOVE
@@ -166,19 +173,19 @@ def spatial(
                                  linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
                     drew_border, drew_margin = True, drew_margin or bool(w)
             _scale_bar(a, pts, um_per_unit)
-            call = pheno.loc[name, "phenotype"] if pheno is not None and name in pheno.index else None
-            _panel_title(a, name, call, panel_size)
+            call = pheno.loc[sample, "phenotype"] if pheno is not None and sample in pheno.index else None
+            _panel_title(a, name if groups is not None else name.removeprefix("all/"), call, panel_size)
             a.set_aspect("equal")
             a.set_xticks([])
             a.set_yticks([])
             for spine in a.spines.values():  # the field's outline, all four sides
                 spine.set(visible=True, linewidth=0.5, color="0.6")
-        for a in axes[len(names):]:
+        for a in axes[len(panels):]:
             a.set_visible(False)
         present = [] if numeric else list(dict.fromkeys(labels))
         handles = [Line2D([], [], marker="o", ls="", color=cmap[c], label=c) for c in cmap if c in present] \
             if cmap else []
-        drawn_cells = groups.isin(names).to_numpy() if groups is not None else np.ones(adata.n_obs, bool)
+        drawn_cells = np.logical_or.reduce([m for _, _, m in panels])
         if numeric and labels[drawn_cells].isna().any():
             handles.append(Line2D([], [], marker="o", ls="", color=MISSING_COLOR, label="no value"))
         if drew_border:
@@ -186,10 +193,10 @@ def spatial(
         if drew_margin:
             handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
         if numeric:
-            fig.colorbar(mappable, ax=list(axes[:len(names)]), shrink=0.6, label=_value_label(color))
+            fig.colorbar(mappable, ax=list(axes[:len(panels)]), shrink=0.6, label=_value_label(color))
         # placed against a panel, not the figure's edge, so that it stays in place when the canvas is fitted
         if numeric and handles:  # the colour bar holds the right side: the lines are named under the first panel
-            drawn = axes[:len(names)]
+            drawn = axes[:len(panels)]
             per_row = min(ncols, len(drawn))
             below = drawn[(len(drawn) - 1) // per_row * per_row]
             # one column: two ran under the colour bar, across its label, when there is one panel
@@ -198,13 +205,41 @@ def spatial(
             axes[0].legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                            title=readable(color), ncol=_legend_columns(len(present)))
         elif not numeric:  # beside the rightmost panel, half-way up the figure
-            right = axes[min(ncols, len(names)) - 1]
+            right = axes[min(ncols, len(panels)) - 1]
             beside = blended_transform_factory(right.transAxes, fig.transFigure)
             fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
                        title=readable(color), bbox_transform=beside, ncol=_legend_columns(len(present)))
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _recorded_image_key(adata: AnnData, sample_key: str | None) -> str | None:
+    """The image column the spatial tools recorded with these samples, if it is still in ``obs``."""
+    for tool in (_keys.IMMUNE_PHENOTYPE, _keys.COMPARTMENTS):
+        params = adata.uns.get(tool, {}).get("params", {})
+        image_key = params.get("image_key") or None
+        if (params.get("sample_key") or None) == sample_key and image_key in adata.obs and image_key != sample_key:
+            return image_key
+    return None
+
+
+def _panels(adata: AnnData, groups: pd.Series | None, names: list[str], sample_key: str | None,
+            image_key: str | None) -> list[tuple[str, str, np.ndarray]]:
+    """(name, sample, cells) of each panel: one per named sample, or per image of it (``"sample/image"``, as the
+    compartments table names it) with ``image_key``: images have coordinates of their own and cannot share axes."""
+    images = adata.obs[image_key].astype(str).to_numpy() if image_key else None
+    panels = []
+    for name in names:
+        m = (groups == name).to_numpy() if groups is not None else np.ones(adata.n_obs, bool)
+        if not m.any():
+            raise missing_key_error(name, f"the samples of {sample_key!r}", dict.fromkeys(groups))
+        if images is None:
+            panels.append((name, name, m))
+            continue
+        for image in sorted(set(images[m]), key=natural_key):
+            panels.append((f"{name}/{image}", name, m & (images == image)))
+    return panels
 
 
 def _legend_columns(n_labels: int) -> int:
