@@ -268,6 +268,20 @@ def test_panel_that_cannot_show_cd8_t_cells_is_not_assessable(sim_small):
     assert (v.uns["tmt_immune_phenotype"]["table"]["phenotype"] == "not assessable").all()
 
 
+def test_panel_that_cannot_show_tumour_cells_says_what_to_pass():
+    """A CyCIF panel without a tumour channel (phenoptr without CK, as the scimap lymphoma image): immune_phenotype
+    and compartments stopped at "none of the tumor_labels ['Malignant/Epithelial'] occurs", without the reason or
+    what to pass instead."""
+    v = real_data("phenoptr")
+    v = v[:, [c for c in v.var_names if not c.startswith("CK")]].copy()
+    tmt.tl.annotate(v)
+    for tool in (tmt.tl.immune_phenotype, tmt.tl.compartments):
+        with pytest.raises(tmt.TmtInputError, match=r"no channel for tumor; pass cell_type_key= and tumor_labels="):
+            tool(v, sample_key="sample")
+    with pytest.raises(tmt.TmtInputError, match=r"occurs in the cell-type column; labels present"):
+        tmt.tl.compartments(v, sample_key="sample", tumor_labels=["Tumour"])  # the user's own labels: no hint
+
+
 def test_several_images_per_sample():
     """Two fields of one patient share coordinates; with image_key each is processed alone and densities pool."""
     a = tmt.datasets.simulate(n_samples=4, n_cells=1500, phenotypes=["inflamed", "inflamed", "desert", "desert"],

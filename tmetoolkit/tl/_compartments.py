@@ -179,7 +179,7 @@ def compartments(
         tumor_labels = ["tumour"]
     else:
         labels = label_column(adata, cell_type_key)
-        tumor_labels = check_labels(labels, as_labels(tumor_labels) or DEFAULT_TUMOR_LABELS, "tumor_labels")
+        tumor_labels = checked_tumor_labels(adata, labels, tumor_labels, cell_type_key)
         is_tumour = labels.isin(tumor_labels).to_numpy()
         # an earlier call's programme-positive cells would contradict the compartments drawn from the labels now
         if _keys.TUMOR_CELL in adata.obs:
@@ -200,6 +200,23 @@ def compartments(
         "margin_cells": margin_cells, "min_cluster_size": min_cluster_size})
     logger.info("added obs tmt_compartment and tmt_border_distance for %d samples", len(res.table))
     return adata if copy else None
+
+
+def checked_tumor_labels(adata: AnnData, labels: pd.Series, tumor_labels, cell_type_key: str) -> list[str]:
+    """``tumor_labels`` (default ``DEFAULT_TUMOR_LABELS``) as :func:`check_labels` reads them; when the default
+    occurs nowhere the error says what to pass instead, and why annotate found no tumour cells on this panel."""
+    if as_labels(tumor_labels):
+        return check_labels(labels, tumor_labels, "tumor_labels")
+    why = ""
+    rules = adata.uns.get(_keys.ANNOTATE, {}).get("rules") if cell_type_key == _keys.LINEAGE else None
+    if isinstance(rules, pd.DataFrame) and {"level", "label", "assessable", "reason"} <= set(rules.columns):
+        lineage = rules["label"].astype(str).str.split("|").str[0]
+        rows = rules[(rules["level"] == "lineage") & lineage.isin(DEFAULT_TUMOR_LABELS)]
+        if len(rows) and not rows["assessable"].astype(bool).any():
+            why = f": annotate cannot recognise them on this panel, {rows['reason'].iloc[0]}"
+    hint = (f" (the default{why}; pass cell_type_key= and tumor_labels= naming the tumour cells of a column of your "
+            "own, or tumor_signature= naming a malignant programme measured on this panel)")
+    return check_labels(labels, DEFAULT_TUMOR_LABELS, "tumor_labels", hint)
 
 
 def _write(adata: AnnData, comp: np.ndarray, dist: np.ndarray, table: pd.DataFrame, params: dict) -> None:

@@ -23,7 +23,7 @@ from .._core.spatial.phenotype import CellInput, PhenotypeTables, cell_tables, s
 from .._core.spatial.spots import effector_spots
 from .._matrix import looks_like_bulk
 from .._utils import TmtInputError, check_tmt_key, checked_number, in_natural_order, logger, target, warn
-from ._compartments import DEFAULT_TUMOR_LABELS, compartments
+from ._compartments import checked_tumor_labels, compartments
 from ._sample_features import default_sample_key, regions_of, samples_of, warn_if_cells, warn_if_one_sample
 from ._spatial_utils import (
     as_labels,
@@ -339,7 +339,7 @@ def immune_phenotype(
                                        f" (the default; pass effector_labels= naming the CD8 T cells of "
                                        f"adata.obs[{cell_type_key!r}])")
     if tumor_signature is None:
-        tumor_labels = check_labels(labels, as_labels(tumor_labels) or DEFAULT_TUMOR_LABELS, "tumor_labels")
+        tumor_labels = checked_tumor_labels(adata, labels, tumor_labels, cell_type_key)
     else:
         tumor_labels = []
     shared = sorted(set(effector_labels) & set(tumor_labels))
