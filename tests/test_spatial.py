@@ -282,6 +282,21 @@ def test_panel_that_cannot_show_tumour_cells_says_what_to_pass():
         tmt.tl.compartments(v, sample_key="sample", tumor_labels=["Tumour"])  # the user's own labels: no hint
 
 
+def test_phenotype_that_redraws_the_users_compartments_says_so():
+    """CODEX: compartments from the authors' 'tumor cells', then immune_phenotype with annotate's lineages redrew the
+    tumour from those, and only said it was overwriting tmt_compartment, not that the user's tumour was replaced."""
+    a = tmt.datasets.simulate(n_samples=1, n_cells=800, seed=3)
+    a.obs["authors"] = a.obs["true_lineage"].astype(str)
+    tmt.tl.compartments(a, sample_key="sample", cell_type_key="authors")
+    with pytest.warns(tmt.TmtWarning, match=r"found the tumour from 'authors' labels \['Malignant/Epithelial'\]; "
+                                            r"immune_phenotype redraws them from 'true_lineage'"):
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    with warnings.catch_warnings(record=True) as caught:  # the same tumour: the compartments are used, nothing said
+        warnings.simplefilter("always")
+        tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    assert not [w for w in caught if "redraws" in str(w.message)]
+
+
 def test_several_images_per_sample():
     """Two fields of one patient share coordinates; with image_key each is processed alone and densities pool."""
     a = tmt.datasets.simulate(n_samples=4, n_cells=1500, phenotypes=["inflamed", "inflamed", "desert", "desert"],

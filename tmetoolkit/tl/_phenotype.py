@@ -87,6 +87,24 @@ def _warn_effectors_from_stand_ins(adata: AnnData, cell_type_key: str, effector_
              stacklevel=4)
 
 
+def _warn_other_tumour(adata: AnnData, made: dict, cell_type_key: str, tumor_labels: list[str],
+                       tumor_signature: str | None) -> None:
+    """Warn when the compartments about to be redrawn found the tumour otherwise than this call will (other cell
+    types or labels, or a signature): the user's earlier compartments are replaced, not used."""
+    if _keys.COMPARTMENT not in adata.obs or not made or made.get("spots"):
+        return
+
+    def tumour(key, labels, signature):
+        return f"tumor_signature={signature!r}" if signature else f"{key!r} labels {sorted(map(str, labels))}"
+
+    before = tumour(made.get("cell_type_key"), made.get("tumor_labels", []), made.get("tumor_signature"))
+    now = tumour(cell_type_key, tumor_labels, tumor_signature)
+    if before != now:
+        warn(f"the compartments in adata found the tumour from {before}; immune_phenotype redraws them from {now}. "
+             "To call the phenotype on the earlier ones, pass the same cell_type_key= and tumor_labels= (or "
+             "tumor_signature=), with effector_labels= of that column.", stacklevel=4)
+
+
 def immune_phenotype(
     adata: AnnData,
     *,
@@ -133,8 +151,9 @@ def immune_phenotype(
 
     With coordinates (``basis="spatial"``, chosen by ``"auto"`` when ``obsm["spatial"]`` exists) the call follows
     where the effector (CD8 T) cells sit relative to the tumour region of :func:`tmetoolkit.tl.compartments` (run
-    first when needed), per sample, image and region (the user's ``region_key`` or square tiles of
-    ``tile_size`` micrometres, laid from each image's lower-left cell). Each measure is compared with a null
+    first when needed; compartments made from other tumour cells, other samples or images are redrawn, with a
+    warning when the tumour cells differ), per sample, image and region (the user's ``region_key`` or square tiles
+    of ``tile_size`` micrometres, laid from each image's lower-left cell). Each measure is compared with a null
     model, the same cells with the effector labels shuffled at random among the non-tumour cells of the group, and
     reported as observed / expected (1: as mixed with the tumour as chance; 0: never in it):
 
@@ -361,6 +380,7 @@ def immune_phenotype(
             or params_c.get("tumor_signature", "") != (tumor_signature or "")
             or (tumor_signature is None and params_c.get("cell_type_key") != cell_type_key)
             or (tumor_signature is None and set(params_c.get("tumor_labels", [])) != set(tumor_labels))):
+        _warn_other_tumour(adata, params_c, cell_type_key, tumor_labels, tumor_signature)
         compartments(adata, sample_key=sample_key, cell_type_key=cell_type_key, tumor_labels=tumor_labels or None,
                      pixel_size=pixel_size, image_key=image_key, tumor_signature=tumor_signature, layer=layer)
     is_tum = (adata.obs[_keys.TUMOR_CELL].to_numpy(dtype=bool) if tumor_signature is not None
