@@ -839,3 +839,15 @@ def test_spatial_draws_each_image_of_a_sample_in_its_own_panel(sim_small):
     tmt.pl.spatial(a[a.obs["field"] == "S02"], color="true_lineage", ax=ax)
     assert ax.get_title().splitlines()[0] == "P1/S02"
     plt.close(fig)
+
+
+def test_spatial_map_lies_as_the_image_it_was_measured_on(sim_small):
+    """Image coordinates grow downwards (row 0 at the top, as squidpy and scanpy.pl.spatial draw them); the maps
+    drew y upwards, so a Xenium or CODEX field was the mirror image of its slide in the viewer and the report."""
+    fig = tmt.pl.spatial(sim_small, color="true_lineage", samples="S01")
+    ax = fig.axes[0]
+    assert ax.yaxis_inverted()
+    xy = np.asarray(sim_small.obsm["spatial"])[(sim_small.obs["sample"] == "S01").to_numpy()]
+    (bar,) = [line for line in ax.get_lines() if line.get_linewidth() == 2]
+    assert bar.get_ydata()[0] > xy[:, 1].max()  # the scale bar at the bottom of the drawn panel
+    plt.close(fig)

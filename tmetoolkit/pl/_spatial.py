@@ -55,7 +55,9 @@ def spatial(
     top, larger. Every panel carries a scale bar in micrometres (coordinates are converted with ``pixel_size``,
     by default the one the spatial tools recorded). Panel titles carry the sample's immune phenotype when
     :func:`tmetoolkit.tl.immune_phenotype` ran; long sample names are wrapped to the panel's width. Cells without
-    a value of a numeric ``color`` (NaN) are drawn light grey and named "no value" in the legend.
+    a value of a numeric ``color`` (NaN) are drawn light grey and named "no value" in the legend. The y axis
+    points down, as in the image the coordinates were measured on (origin at the top left, as squidpy and
+    ``scanpy.pl.spatial`` draw them), so that a map lies as its slide does in an image viewer.
 
     Parameters
     ----------
@@ -176,6 +178,8 @@ def spatial(
             call = pheno.loc[sample, "phenotype"] if pheno is not None and sample in pheno.index else None
             _panel_title(a, name if groups is not None else name.removeprefix("all/"), call, panel_size)
             a.set_aspect("equal")
+            bottom, top = sorted(a.get_ylim())
+            a.set_ylim(top, bottom)  # image rows: y grows downwards
             a.set_xticks([])
             a.set_yticks([])
             for spine in a.spines.values():  # the field's outline, all four sides
@@ -272,7 +276,8 @@ def _value_label(key: str) -> str:
 
 
 def _scale_bar(ax, pts: np.ndarray, um_per_unit: float) -> None:
-    """A bar of a round number of micrometres (1, 2 or 5 x 10^k, about a fifth of the panel) in the lower left."""
+    """A bar of a round number of micrometres (1, 2 or 5 x 10^k, about a fifth of the panel) in the lower left (the
+    largest y: the panel's y axis points down)."""
     span_um = float(np.ptp(pts[:, 0])) * um_per_unit if len(pts) else 0.0
     if span_um <= 0:
         return
@@ -280,6 +285,6 @@ def _scale_bar(ax, pts: np.ndarray, um_per_unit: float) -> None:
     k = 10 ** np.floor(np.log10(target))
     # the round length nearest a fifth (a 499.6 µm field gets 100 µm, not the 50 µm below 99.9)
     length = min((m * k for m in (1, 2, 5, 10)), key=lambda x: abs(np.log(x / target)))
-    x0, y0 = pts[:, 0].min(), pts[:, 1].min() - 0.04 * np.ptp(pts[:, 1])
+    x0, y0 = pts[:, 0].min(), pts[:, 1].max() + 0.04 * np.ptp(pts[:, 1])
     ax.plot([x0, x0 + length / um_per_unit], [y0, y0], color="black", lw=2, solid_capstyle="butt")
     ax.text(x0 + length / um_per_unit / 2, y0, f"{length:g} µm", ha="center", va="bottom", fontsize=6)
