@@ -851,3 +851,16 @@ def test_spatial_map_lies_as_the_image_it_was_measured_on(sim_small):
     (bar,) = [line for line in ax.get_lines() if line.get_linewidth() == 2]
     assert bar.get_ydata()[0] > xy[:, 1].max()  # the scale bar at the bottom of the drawn panel
     plt.close(fig)
+
+
+def test_spatial_highlights_every_state_of_the_highlighted_lineage(done):
+    """color="tmt_state" on RNA: of the CD8 T cells only those left at lineage level ("CD8 T") were drawn on top,
+    larger; CD8 effector, Tpex and Tex cells, most of them, were drawn small under the other cells."""
+    fig = tmt.pl.spatial(done, color="tmt_state", samples="S01")
+    (top,) = [c for c in fig.axes[0].collections if isinstance(c, PathCollection) and c.get_sizes().max() > 20]
+    s01 = done.obs[done.obs["sample"] == "S01"]
+    cd8 = s01["tmt_lineage"] == "CD8 T"
+    assert (s01.loc[cd8, "tmt_state"] != "CD8 T").any()  # states called: the case that went wrong
+    assert len(top.get_offsets()) == cd8.sum()
+    assert len({tuple(c) for c in top.get_facecolors()}) == s01.loc[cd8, "tmt_state"].nunique()  # each its colour
+    plt.close(fig)

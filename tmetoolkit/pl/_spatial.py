@@ -51,13 +51,13 @@ def spatial(
     ``obs`` column: labels (categorical) or values (numeric: one colour scale over all panels, with a colour bar).
 
     Where :func:`tmetoolkit.tl.compartments` ran, the tumour border (solid) and the outer and inner edges of
-    the margin (dashed) are drawn and named in the legend; cells whose label equals ``highlight`` are drawn on
-    top, larger. Every panel carries a scale bar in micrometres (coordinates are converted with ``pixel_size``,
-    by default the one the spatial tools recorded). Panel titles carry the sample's immune phenotype when
-    :func:`tmetoolkit.tl.immune_phenotype` ran; long sample names are wrapped to the panel's width. Cells without
-    a value of a numeric ``color`` (NaN) are drawn light grey and named "no value" in the legend. The y axis
-    points down, as in the image the coordinates were measured on (origin at the top left, as squidpy and
-    ``scanpy.pl.spatial`` draw them), so that a map lies as its slide does in an image viewer.
+    the margin (dashed) are drawn and named in the legend; cells whose label is ``highlight`` (or one of its
+    states) are drawn on top, larger. Every panel carries a scale bar in micrometres (coordinates are converted
+    with ``pixel_size``, by default the one the spatial tools recorded). Panel titles carry the sample's immune
+    phenotype when :func:`tmetoolkit.tl.immune_phenotype` ran; long sample names are wrapped to the panel's width.
+    Cells without a value of a numeric ``color`` (NaN) are drawn light grey and named "no value" in the legend.
+    The y axis points down, as in the image the coordinates were measured on (origin at the top left, as squidpy
+    and ``scanpy.pl.spatial`` draw them), so that a map lies as its slide does in an image viewer.
 
     Parameters
     ----------
@@ -74,7 +74,8 @@ def spatial(
         Subset and order of samples to draw (a list of names, or one name); default every sample, in the order of
         the tools' tables (``"S2"`` before ``"S10"``).
     highlight
-        Label of a categorical ``color`` drawn on top (default CD8 T cells); ``None`` to switch off.
+        Label of a categorical ``color`` drawn on top (default CD8 T cells), with its states where it is a lineage
+        (``color="tmt_state"``: every CD8 T state); ``None`` to switch off.
     border
         Draw the tumour border and margins.
     ncols
@@ -152,7 +153,7 @@ def spatial(
             pts, lab = xy[m], labels[m].to_numpy()
             s = size or max(1.0, min(20.0, 15000.0 / m.sum()))
             raster = m.sum() > RASTERIZE_ABOVE
-            base = lab != highlight if highlight else np.ones(len(lab), bool)
+            base = ~np.isin(lab, _highlighted(highlight)) if highlight else np.ones(len(lab), bool)
             if numeric:
                 mappable = a.scatter(pts[:, 0], pts[:, 1], c=lab, cmap=VALUE_CMAP, vmin=vmin, vmax=vmax, s=s,
                                      linewidths=0, rasterized=raster, plotnonfinite=True)
@@ -160,8 +161,8 @@ def spatial(
                 a.scatter(pts[base, 0], pts[base, 1], c=[cmap[v] for v in lab[base]], s=s, linewidths=0,
                           rasterized=raster)
             if highlight and (~base).any():
-                a.scatter(pts[~base, 0], pts[~base, 1], c=cmap.get(highlight, "#d62728"), s=3 * s, linewidths=0.4,
-                          edgecolors="white", rasterized=raster)
+                a.scatter(pts[~base, 0], pts[~base, 1], c=[cmap.get(v, "#d62728") for v in lab[~base]], s=3 * s,
+                          linewidths=0.4, edgecolors="white", rasterized=raster)
             if border and _keys.BORDER_DISTANCE in adata.obs:
                 d = adata.obs[_keys.BORDER_DISTANCE].to_numpy()[m]
                 ok = np.isfinite(d)
@@ -216,6 +217,12 @@ def spatial(
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _highlighted(highlight: str) -> list[str]:
+    """The labels drawn on top for ``highlight``: the label, and where it is a lineage, its states (``"CD8 T"``
+    highlights CD8 Tex and the other CD8 T states of ``tmt_state`` as well)."""
+    return [highlight] + [state for lineage, state, *_ in _keys.LABELS if lineage == highlight and state]
 
 
 def _recorded_image_key(adata: AnnData, sample_key: str | None) -> str | None:
