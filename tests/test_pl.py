@@ -864,3 +864,16 @@ def test_spatial_highlights_every_state_of_the_highlighted_lineage(done):
     assert len(top.get_offsets()) == cd8.sum()
     assert len({tuple(c) for c in top.get_facecolors()}) == s01.loc[cd8, "tmt_state"].nunique()  # each its colour
     plt.close(fig)
+
+
+def test_spatial_values_without_any_value_warn_and_draw_no_colour_bar(sim_small):
+    """immunosuppression on a protein panel leaves tmt_suppression_score NaN in every cell: the map drew them all
+    grey beside a colour bar from 0 to 1, a scale for values that do not exist, and said nothing."""
+    a = sim_small.copy()
+    a.obs["tmt_suppression_score"] = np.nan
+    with pytest.warns(tmt.TmtWarning, match="no cell has a value of adata.obs\\['tmt_suppression_score'\\]"):
+        fig = tmt.pl.spatial(a, color="tmt_suppression_score")
+    assert not [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert "no value" in [t.get_text() for legend in fig.legends + [ax.get_legend() for ax in fig.axes]
+                          if legend is not None for t in legend.get_texts()]
+    plt.close(fig)

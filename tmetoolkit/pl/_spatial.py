@@ -12,7 +12,7 @@ from matplotlib.transforms import blended_transform_factory
 from matplotlib.tri import Triangulation
 
 from .. import _keys
-from .._utils import TmtInputError, checked_number, missing_key_error, natural_key
+from .._utils import TmtInputError, checked_number, missing_key_error, natural_key, warn
 from ..tl._spatial_utils import checked_pixel_size, spatial_array
 from ..tl._tables import resolve_sample_key
 from ._utils import (
@@ -111,6 +111,10 @@ def spatial(
         highlight = None
         finite = labels.to_numpy()[np.isfinite(labels.to_numpy())]
         vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+        if not finite.size:  # a colour bar would give a scale to values that do not exist
+            why = (" (a protein panel has no programmes to score)" if color == _keys.SUPPRESSION_SCORE else "")
+            warn(f"no cell has a value of adata.obs[{color!r}]{why}: every cell is drawn as 'no value', without a "
+                 "colour bar.")
     if sample_key is None:  # the panels are the samples that the spatial tools called, whatever others used
         for tool in (_keys.IMMUNE_PHENOTYPE, _keys.COMPARTMENTS):
             params = adata.uns.get(tool, {}).get("params", {})
@@ -197,7 +201,7 @@ def spatial(
             handles.append(Line2D([], [], color="black", lw=1.2, ls="-", label="tumour border"))
         if drew_margin:
             handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
-        if numeric:
+        if numeric and finite.size:
             fig.colorbar(mappable, ax=list(axes[:len(panels)]), shrink=0.6, label=_value_label(color))
         # placed against a panel, not the figure's edge, so that it stays in place when the canvas is fitted
         if numeric and handles:  # the colour bar holds the right side: the lines are named under the first panel

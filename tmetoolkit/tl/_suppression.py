@@ -81,7 +81,8 @@ def immunosuppression(
     ``None``, or the modified copy with ``copy=True``. Sets:
 
     ``obs["tmt_suppression_score"]``
-        Per-cell suppressive programme score (NaN for cells of other lineages); not for bulk data.
+        Per-cell suppressive programme score (NaN for cells of other lineages, and for every cell of a protein
+        panel, which has no programmes to score); not for bulk data.
     ``uns["tmt_immunosuppression"]``
         ``params``; ``table`` (samples x components, ``composite``, ``n_components``, ``missing_components``);
         ``components`` (what each component measures); with ``region_key``, ``regions`` (one row per region:
