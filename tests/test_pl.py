@@ -877,3 +877,18 @@ def test_spatial_values_without_any_value_warn_and_draw_no_colour_bar(sim_small)
     assert "no value" in [t.get_text() for legend in fig.legends + [ax.get_legend() for ax in fig.axes]
                           if legend is not None for t in legend.get_texts()]
     plt.close(fig)
+
+
+def test_checkpoints_of_a_panel_with_one_receptor_draw_what_it_measures():
+    """The phenoptr field measures PD-1 alone: the plot drew "≥2 receptors" and "≥3 receptors" as zero bars in its
+    legend, under a title naming PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4, as if no CD8 T cell co-expressed them."""
+    from .conftest import real_data
+
+    v = real_data("phenoptr")
+    tmt.tl.annotate(v)
+    with pytest.warns(tmt.TmtWarning, match="not measured"):
+        tmt.tl.checkpoints(v)
+    ax = tmt.pl.checkpoints(v)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["≥1 receptors"]
+    assert ax.get_title() == "PD-1 expression"
+    plt.close(ax.figure)

@@ -14,6 +14,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import NullFormatter
 
 from .. import _keys
+from .._core.checkpoints import RECEPTORS
 from .._core.sample.phenotype import decision_lines as expression_lines
 from .._core.sample.phenotype import share_bounds
 from .._core.spatial.rules import Line, decision_lines
@@ -446,6 +447,8 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     """Per sample, the fraction of CD8 T cells expressing at least 1, 2 and 3 co-inhibitory receptors.
 
     The number of CD8 T cells behind each bar is written above it: a fraction of a handful of cells says little.
+    The title names the receptors measured; counts the panel cannot reach (2 or 3 receptors on a protein panel
+    with PD-1 alone) are left out rather than drawn as zero.
 
     Parameters
     ----------
@@ -461,9 +464,12 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     tab = _stored(adata, _keys.CHECKPOINTS, "tmt.tl.checkpoints")["table"]
     cols = ["cd8_frac_ge1_receptors", "cd8_frac_ge2_receptors", "cd8_frac_ge3_receptors"]
     shades = ["#fcbba1", "#fb6a4a", "#a50f15"]
+    measured = [r for r in RECEPTORS.values() if tab.get(f"cd8_frac_{r}", pd.Series(dtype=float)).notna().any()]
     with style():
         ax = new_ax(ax, (0.5 * len(tab) + 2.5, 3.2))
         for c, col, lab in zip(cols, shades, ("≥1", "≥2", "≥3"), strict=True):
+            if c != cols[0] and (c not in tab or tab[c].isna().all()):  # not measurable with so few receptors
+                continue
             ax.bar(tab.index.astype(str), tab[c].fillna(0), color=col, label=f"{lab} receptors", width=0.7)
         if "n_cd8" in tab:
             for x, (n, top) in enumerate(zip(tab["n_cd8"], tab[cols[0]].fillna(0), strict=True)):
@@ -473,7 +479,8 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
         ax.set_ylim(0, 1.1)
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.legend(frameon=False, fontsize=7)
-        ax.set_title("PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4 co-expression")
+        shown = measured or list(RECEPTORS.values())
+        ax.set_title(" / ".join(shown) + (" co-expression" if len(shown) > 1 else " expression"))
         names = tab.index.astype(str)
         if len(names) * max(map(len, names), default=0) > UPRIGHT_CHARS:  # upright names would run into each other
             ax.tick_params(axis="x", rotation=90)
