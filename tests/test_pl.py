@@ -892,3 +892,18 @@ def test_checkpoints_of_a_panel_with_one_receptor_draw_what_it_measures():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["≥1 receptors"]
     assert ax.get_title() == "PD-1 expression"
     plt.close(ax.figure)
+
+
+def test_spatial_titles_carry_calls_only_of_the_samples_drawn(sim_small):
+    """Calls made per 'sample', map drawn per 'slide' whose names are the same words for other cells: each panel was
+    titled with the call of the sample of its name, a call about other cells."""
+    a = sim_small.copy()
+    tmt.tl.immune_phenotype(a, sample_key="sample", cell_type_key="true_lineage")
+    a.obs["slide"] = a.obs["sample"].map({"S01": "S02", "S02": "S03", "S03": "S01"}).astype(str)
+    fig = tmt.pl.spatial(a, color="true_lineage", sample_key="slide")
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["S01", "S02", "S03"]
+    plt.close(fig)
+    fig = tmt.pl.spatial(a, color="true_lineage")  # the samples called: their calls
+    calls = a.uns["tmt_immune_phenotype"]["table"]["phenotype"]
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [f"{s}\n{calls[s]}" for s in calls.index]
+    plt.close(fig)

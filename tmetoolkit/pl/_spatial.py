@@ -140,8 +140,8 @@ def spatial(
                f"ax= draws one image, and sample {names[0]!r} has {len(panels)} in adata.obs[{image_key!r}]: pass "
                f"a subset of one image, adata[adata.obs[{image_key!r}] == image].")
         raise TmtInputError(msg)
-    pheno = adata.uns.get(_keys.IMMUNE_PHENOTYPE, {}).get("table")
-    width = adata.uns.get(_keys.COMPARTMENTS, {}).get("table")
+    pheno = _table_of(adata, _keys.IMMUNE_PHENOTYPE, sample_key)
+    width = _table_of(adata, _keys.COMPARTMENTS, sample_key, image_key)
     recorded = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {}).get("pixel_size")
     um_per_unit = checked_pixel_size(pixel_size) or float(recorded or 1.0)
     drew_border = drew_margin = False
@@ -221,6 +221,18 @@ def spatial(
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _table_of(adata: AnnData, tool: str, sample_key: str | None, image_key: str | None = None) -> pd.DataFrame | None:
+    """A spatial tool's table, where its rows are these panels' samples (or images): a table made per another
+    column names other groups, which may share the panels' names."""
+    result = adata.uns.get(tool, {})
+    params = result.get("params", {})
+    if (params.get("sample_key") or None) != sample_key:
+        return None
+    if image_key is not None and (params.get("image_key") or None) != image_key:
+        return None
+    return result.get("table")
 
 
 def _highlighted(highlight: str) -> list[str]:
