@@ -166,7 +166,7 @@ def spatial(
                           rasterized=raster)
             if highlight and (~base).any():
                 a.scatter(pts[~base, 0], pts[~base, 1], c=[cmap.get(v, "#d62728") for v in lab[~base]], s=3 * s,
-                          linewidths=0.4, edgecolors="white", rasterized=raster)
+                          linewidths=_outline(3 * s), edgecolors="white", rasterized=raster)
             if border and _keys.BORDER_DISTANCE in adata.obs:
                 d = adata.obs[_keys.BORDER_DISTANCE].to_numpy()[m]
                 ok = np.isfinite(d)
@@ -221,6 +221,13 @@ def spatial(
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _outline(size: float) -> float:
+    """Width in points of the white outline of highlighted markers of ``size`` (points^2): 0.4 up to the markers
+    of a map of 750 cells, then in proportion to the marker's diameter, so that on a map of 50,000 cells the
+    outline does not cover the marker's colour."""
+    return 0.4 * min(1.0, float(np.sqrt(size / 60.0)))
 
 
 def _table_of(adata: AnnData, tool: str, sample_key: str | None, image_key: str | None = None) -> pd.DataFrame | None:
