@@ -153,7 +153,8 @@ def immune_phenotype(
     where the effector (CD8 T) cells sit relative to the tumour region of :func:`tmetoolkit.tl.compartments` (run
     first when needed; compartments made from other tumour cells, other samples or images are redrawn, with a
     warning when the tumour cells differ), per sample, image and region (the user's ``region_key`` or square tiles
-    of ``tile_size`` micrometres, laid from each image's lower-left cell). Each measure is compared with a null
+    of ``tile_size`` micrometres, laid from each image's cell of smallest x and y, the top left of
+    :func:`tmetoolkit.pl.spatial`'s maps). Each measure is compared with a null
     model, the same cells with the effector labels shuffled at random among the non-tumour cells of the group, and
     reported as observed / expected (1: as mixed with the tumour as chance; 0: never in it):
 
