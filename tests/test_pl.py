@@ -923,3 +923,15 @@ def test_spatial_highlight_outline_leaves_the_colour_visible_on_large_maps():
     diameter = np.sqrt(top.get_sizes()[0])
     assert top.get_linewidths()[0] <= 0.06 * diameter  # as on a map of 500 cells: 0.4 points on a 7.7-point marker
     plt.close(fig)
+
+
+def test_embedding_of_the_spatial_basis_lies_as_the_spatial_map(done):
+    """pl.embedding(basis="spatial") drew the cells y up, the mirror image of pl.spatial's map of the same cells."""
+    ax = tmt.pl.embedding(done, basis="spatial", color="tmt_lineage")
+    assert ax.yaxis_inverted()
+    plt.close(ax.figure)
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))
+    ax = tmt.pl.embedding(a)  # a UMAP keeps scanpy's orientation
+    assert not ax.yaxis_inverted()
+    plt.close(ax.figure)

@@ -21,6 +21,7 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
 
     A thin wrapper over :func:`scanpy.pl.embedding` that applies tmetoolkit's fixed palette (the same colours as
     every other figure) and returns the Axes. Compute the embedding with scanpy first (``sc.tl.umap`` ...).
+    ``basis="spatial"`` is drawn with its y axis down, as :func:`tmetoolkit.pl.spatial` draws the same cells.
 
     Parameters
     ----------
@@ -56,4 +57,7 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
         ax = new_ax(ax, (5, 4.5))
         kwargs.setdefault("title", readable(color))  # scanpy titles the panel with the key itself ("tmt_state")
         sc.pl.embedding(drawn, basis=basis, color=color, ax=ax, show=False, frameon=False, **kwargs)
+    if key == "spatial":  # image coordinates: y down, as tmt.pl.spatial and squidpy draw them
+        bottom, top = sorted(ax.get_ylim())
+        ax.set_ylim(top, bottom)
     return ax
