@@ -185,3 +185,21 @@ def test_cli_run_on_spots(sim_small, tmp_path):
     table = pd.read_csv(tmp_path / "out" / "sample_table.csv", index_col=0)
     assert table["immune_phenotype:phenotype"].notna().all()
     assert "id='immune-phenotype'" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_map_of_visium_pixels_has_a_scale_bar_in_micrometres(sim_small):
+    """Spots as scanpy reads Visium (full-resolution pixels with scale factors), mapped before the spatial tools
+    ran: the scale bar read the pixels as micrometres, 3.8 times the true length."""
+    import matplotlib.pyplot as plt
+
+    spots = tmt.datasets.to_spots(sim_small)
+    spots.obsm["spatial"] = spots.obsm["spatial"] / 0.2645
+    spots.uns["spatial"] = {"slide": {"scalefactors": {"spot_diameter_fullres": 55 / 0.2645}}}
+    spots.obs["spotty"] = "spot"
+    fig = tmt.pl.spatial(spots, color="spotty", samples="S01")
+    ax = fig.axes[0]
+    (bar,) = [line for line in ax.get_lines() if line.get_linewidth() == 2]
+    (label,) = [t for t in ax.texts if t.get_text().endswith("µm")]
+    length_um = float(label.get_text().split()[0])
+    assert np.ptp(bar.get_xdata()) * 0.2645 == pytest.approx(length_um)
+    plt.close(fig)

@@ -14,6 +14,7 @@ from matplotlib.tri import Triangulation
 from .. import _keys
 from .._utils import TmtInputError, checked_number, missing_key_error, natural_key, warn
 from ..tl._spatial_utils import checked_pixel_size, spatial_array
+from ..tl._spots import is_spot_data, visium_pixel_size
 from ..tl._tables import resolve_sample_key
 from ._utils import (
     MISSING,
@@ -86,7 +87,8 @@ def spatial(
         Inches per panel.
     pixel_size
         Micrometres per coordinate unit, for the scale bar (default: the ``pixel_size`` that
-        :func:`tmetoolkit.tl.compartments` recorded, else 1: coordinates taken as micrometres).
+        :func:`tmetoolkit.tl.compartments` recorded, else for Visium spots read by scanpy or squidpy the one their
+        scale factors give, else 1: coordinates taken as micrometres).
     image_key
         ``obs`` column of images within a sample, each with its own coordinates: one panel per image, titled
         ``"sample/image"`` (default: the one the spatial tools recorded with these samples, else none).
@@ -143,7 +145,8 @@ def spatial(
     pheno = _table_of(adata, _keys.IMMUNE_PHENOTYPE, sample_key)
     width = _table_of(adata, _keys.COMPARTMENTS, sample_key, image_key)
     recorded = adata.uns.get(_keys.COMPARTMENTS, {}).get("params", {}).get("pixel_size")
-    um_per_unit = checked_pixel_size(pixel_size) or float(recorded or 1.0)
+    visium = visium_pixel_size(adata) if is_spot_data(adata) else None  # as the spatial tools read spots
+    um_per_unit = checked_pixel_size(pixel_size) or float(recorded or visium or 1.0)
     drew_border = drew_margin = False
     with style():
         if ax is None:
