@@ -935,3 +935,21 @@ def test_embedding_of_the_spatial_basis_lies_as_the_spatial_map(done):
     ax = tmt.pl.embedding(a)  # a UMAP keeps scanpy's orientation
     assert not ax.yaxis_inverted()
     plt.close(ax.figure)
+
+
+def test_gates_count_a_single_cell_at_zero_in_the_singular(done):
+    """The scimap CyCIF image has one cell at exactly 0 in most channels: every panel read "1 cells at 0"."""
+    import anndata as ad
+
+    o = done.obs
+    rng = np.random.default_rng(3)
+    bright = {"CD8": o["true_lineage"] == "CD8 T", "PanCK": o["true_lineage"] == "Malignant/Epithelial"}
+    X = np.column_stack([rng.lognormal(np.where(b, 1.5, -1.5), 0.5) for b in bright.values()])
+    X[0, 1] = 0.0
+    panel = ad.AnnData(X.astype(np.float32), obs=o[["sample"]].copy(), obsm={"spatial": done.obsm["spatial"]})
+    panel.var_names = list(bright)
+    tmt.tl.annotate(panel)
+    _, ax = plt.subplots()
+    tmt.pl.gates(panel, markers="tumor", ax=ax)
+    assert "1 cell at 0\n(not drawn)" in [t.get_text() for t in ax.texts]
+    plt.close(ax.figure)

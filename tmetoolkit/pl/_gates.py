@@ -87,7 +87,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
             elif len(x):
                 edges = np.geomspace(x.min(), x.max() * 1.001, bins + 1)
             if zero.any() and (~zero).any():  # off a log axis: counted, not drawn at a made-up value
-                a.text(0.02, 0.98, f"{zero.sum():,} cells at 0\n(not drawn)", transform=a.transAxes, ha="left",
+                a.text(0.02, 0.98, f"{_cells(zero.sum())} at 0\n(not drawn)", transform=a.transAxes, ha="left",
                        va="top", fontsize=7, color="0.35")
             above = x > row["gate"]
             parts = [x[positive], x[~positive & above], x[~positive & ~above]]
@@ -116,3 +116,8 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
                        fontsize=8, bbox_to_anchor=(0.5, 1.0))
             fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
     return fig
+
+
+def _cells(n: int) -> str:
+    """``"1 cell"``, ``"1,395 cells"``."""
+    return f"{n:,} cell{'' if n == 1 else 's'}"
