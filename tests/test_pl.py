@@ -953,3 +953,20 @@ def test_gates_count_a_single_cell_at_zero_in_the_singular(done):
     tmt.pl.gates(panel, markers="tumor", ax=ax)
     assert "1 cell at 0\n(not drawn)" in [t.get_text() for t in ax.texts]
     plt.close(ax.figure)
+
+
+def test_spatial_panels_of_different_shapes_keep_their_titles_in_one_line(sim_small):
+    """Fields of different shapes (a Visium slide wider than the others, quadrants of a MERFISH window) coloured by
+    a value: each panel sat at its own height under the colour bar, and its title with it."""
+    a = sim_small.copy()
+    xy = np.asarray(a.obsm["spatial"], dtype=float).copy()
+    wide = (a.obs["sample"] == "S03").to_numpy()
+    xy[wide, 0] *= 1.6
+    a.obsm["spatial"] = xy
+    a.obs["value"] = np.random.default_rng(0).random(a.n_obs)
+    for color in ("value", "true_lineage"):
+        fig = tmt.pl.spatial(a, color=color)
+        fig.draw_without_rendering()
+        tops = {round(ax.title.get_window_extent().y1, 1) for ax in fig.axes if ax.get_visible() and ax.get_title()}
+        assert len(tops) == 1, color
+        plt.close(fig)

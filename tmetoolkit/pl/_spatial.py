@@ -185,7 +185,7 @@ def spatial(
             _scale_bar(a, pts, um_per_unit)
             call = pheno.loc[sample, "phenotype"] if pheno is not None and sample in pheno.index else None
             _panel_title(a, name if groups is not None else name.removeprefix("all/"), call, panel_size)
-            a.set_aspect("equal")
+            a.set_aspect("equal", anchor="N")  # panels of different shapes keep their titles in one line
             bottom, top = sorted(a.get_ylim())
             a.set_ylim(top, bottom)  # image rows: y grows downwards
             a.set_xticks([])
@@ -205,7 +205,8 @@ def spatial(
         if drew_margin:
             handles.append(Line2D([], [], color="black", lw=0.6, ls="--", label="margin edges"))
         if numeric and finite.size:
-            fig.colorbar(mappable, ax=list(axes[:len(panels)]), shrink=0.6, label=_value_label(color))
+            fig.colorbar(mappable, ax=list(axes[:len(panels)]), shrink=0.6, label=_value_label(color),
+                         panchor=False)
         # placed against a panel, not the figure's edge, so that it stays in place when the canvas is fitted
         if numeric and handles:  # the colour bar holds the right side: the lines are named under the first panel
             drawn = axes[:len(panels)]
