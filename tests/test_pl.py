@@ -970,3 +970,19 @@ def test_spatial_panels_of_different_shapes_keep_their_titles_in_one_line(sim_sm
         tops = {round(ax.title.get_window_extent().y1, 1) for ax in fig.axes if ax.get_visible() and ax.get_title()}
         assert len(tops) == 1, color
         plt.close(fig)
+
+
+def test_spatial_scale_bar_label_stays_clear_of_the_cells(sim_small):
+    """The Xenium section's '100 µm' sat 1 pixel under the centres of the lowest cells: the label ran into
+    the markers (and, on the CODEX spot, into the border lines)."""
+    fig = tmt.pl.spatial(sim_small, color="true_lineage")
+    fig.draw_without_rendering()
+    for ax in [ax for ax in fig.axes if ax.get_visible() and ax.texts]:
+        (label,) = [t for t in ax.texts if t.get_text().endswith("µm")]
+        box = label.get_window_extent()
+        for points in (c for c in ax.collections if isinstance(c, PathCollection)):
+            xy = ax.transData.transform(points.get_offsets())
+            radius = np.sqrt(points.get_sizes().max()) / 2 * fig.dpi / 72
+            under = (xy[:, 0] >= box.x0 - radius) & (xy[:, 0] <= box.x1 + radius)
+            assert (xy[under, 1] - radius > box.y1).all()
+    plt.close(fig)

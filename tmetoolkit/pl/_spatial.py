@@ -319,6 +319,6 @@ def _scale_bar(ax, pts: np.ndarray, um_per_unit: float) -> None:
     k = 10 ** np.floor(np.log10(target))
     # the round length nearest a fifth (a 499.6 µm field gets 100 µm, not the 50 µm below 99.9)
     length = min((m * k for m in (1, 2, 5, 10)), key=lambda x: abs(np.log(x / target)))
-    x0, y0 = pts[:, 0].min(), pts[:, 1].max() + 0.04 * np.ptp(pts[:, 1])
+    x0, y0 = pts[:, 0].min(), pts[:, 1].max() + 0.08 * np.ptp(pts[:, 1])
     ax.plot([x0, x0 + length / um_per_unit], [y0, y0], color="black", lw=2, solid_capstyle="butt")
     ax.text(x0 + length / um_per_unit / 2, y0, f"{length:g} µm", ha="center", va="bottom", fontsize=6)
