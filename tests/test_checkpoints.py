@@ -252,3 +252,21 @@ def test_unsorted_sparse_indices_are_left_as_they_are(sim_small):
     tmt.tl.annotate(sim_small)
     tmt.tl.checkpoints(sim_small)
     assert np.array_equal(sim_small.X.indices, indices) and np.array_equal(sim_small.X.data, data)
+
+
+def test_protein_panel_is_told_how_to_name_a_receptor_channel():
+    """phenoptr with its PD-1 channel named by its fluorophore: checkpoints said "receptor genes not measured", words
+    for RNA, without how to point annotate at the channel; the mapping it names now makes PD-1 measured."""
+    from .conftest import real_data
+
+    v = real_data("phenoptr")
+    channel = "PD1 (Opal 650)"
+    v.var_names = ["Opal 650" if c == channel else c for c in v.var_names]
+    tmt.tl.annotate(v)
+    with pytest.warns(tmt.TmtWarning, match=r"receptor channels not measured.*PD-1.*markers=\{'PD1': '<channel>'\}"):
+        tmt.tl.checkpoints(v)
+    tmt.tl.annotate(v, markers={"PD1": "Opal 650"})
+    with pytest.warns(tmt.TmtWarning, match="not measured") as caught:
+        tmt.tl.checkpoints(v)
+    assert not any("PD-1," in str(w.message) or "PD-1;" in str(w.message) for w in caught)
+    assert v.uns["tmt_checkpoints"]["table"]["cd8_frac_PD-1"].notna().all()

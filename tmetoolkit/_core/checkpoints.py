@@ -75,13 +75,17 @@ class CheckpointProfile:
     table: pd.DataFrame
 
 
-def profile(det: pd.DataFrame, lineage: pd.Series, samples: pd.Series) -> CheckpointProfile:
+def profile(det: pd.DataFrame, lineage: pd.Series, samples: pd.Series, protein: bool = False) -> CheckpointProfile:
     """Receptor profiles and per-sample fractions from the detection table ``det`` (cells x receptors and ligands,
-    1/0, NaN where not measured), the ``lineage`` and the sample of every cell."""
+    1/0, NaN where not measured), the ``lineage`` and the sample of every cell; ``protein``: ``det`` comes from
+    a protein panel's channels (the warning about missing receptors says how to name one)."""
     rec = det[list(RECEPTORS.values())]
     missing = [c for c in rec.columns if rec[c].isna().all()]
     if missing:
-        warn(f"receptor genes not measured, reported as missing (not as negative): {', '.join(missing)}")
+        how = (f"; a channel of one that annotate did not recognise is named with tmt.tl.annotate(markers="
+               f"{{'{PROTEIN_MARKERS[missing[0]]}': '<channel>'}})" if protein else "")
+        warn(f"receptor {'channels' if protein else 'genes'} not measured, reported as missing (not as negative): "
+             f"{', '.join(missing)}{how}")
     lineage = lineage.astype(str)
     tnk = lineage.isin(T_NK).to_numpy()
     if not tnk.any():

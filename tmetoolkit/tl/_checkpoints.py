@@ -130,7 +130,7 @@ def checkpoints(
             msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."
             raise TmtKeyError(msg)
         det = smooth_detection(det, adata.obsp["connectivities"])
-    result = profile(det, adata.obs[_keys.LINEAGE], samples_of(adata, sample_key))
+    result = profile(det, adata.obs[_keys.LINEAGE], samples_of(adata, sample_key), protein=is_protein(adata))
     raw_genes = set(adata.raw.var_names.astype(str).str.upper()) if adata.raw is not None and layer is None else set()
     in_raw = [gene for gene, name in RECEPTORS.items() if name in result.missing and gene in raw_genes]
     if in_raw:
