@@ -986,3 +986,14 @@ def test_spatial_scale_bar_label_stays_clear_of_the_cells(sim_small):
             under = (xy[:, 0] >= box.x0 - radius) & (xy[:, 0] <= box.x1 + radius)
             assert (xy[under, 1] - radius > box.y1).all()
     plt.close(fig)
+
+
+def test_embedding_draws_numeric_columns_on_a_colour_scale(done):
+    """tmt_confidence (a number per cell) on a colour bar, as scanpy draws it, not as one legend entry per value."""
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))
+    ax = tmt.pl.embedding(a, "tmt_confidence")
+    assert ax.get_legend() is None
+    assert any(other.get_label() == "<colorbar>" for other in ax.figure.axes)
+    assert a.obs["tmt_confidence"].dtype == float  # the user's column is not changed
+    plt.close(ax.figure)

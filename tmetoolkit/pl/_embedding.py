@@ -28,7 +28,8 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
     adata
         Data with ``obsm["X_<basis>"]``.
     color
-        Categorical ``obs`` column (default ``"tmt_state"``).
+        ``obs`` column (default ``"tmt_state"``): labels in their fixed colours, or numbers (``"tmt_confidence"``,
+        ``"tmt_suppression_score"``) on a colour scale with its colour bar.
     basis
         Embedding name without ``X_`` (``"umap"``, ``"pca"``, ``"tsne"``, ``"spatial"`` ...).
     ax
@@ -45,12 +46,15 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
     key = basis if basis in adata.obsm else f"X_{basis}"
     if key not in adata.obsm:
         raise missing_key_error(f"X_{basis}", "adata.obsm (compute the embedding with scanpy first)", adata.obsm.keys())
-    labels = require_obs(adata, color).astype("category")
-    cmap = colors_for(adata, color)
+    values = require_obs(adata, color)
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    labels = values.astype(float) if numeric else values.astype("category")
     # scanpy stores the palette it draws with in uns["<color>_colors"]: it draws a copy of the labels and the
     # embedding, so that the user's AnnData keeps its own colours
     drawn = AnnData(obs=pd.DataFrame({color: labels}, index=adata.obs_names), obsm={key: np.asarray(adata.obsm[key])})
-    drawn.uns[f"{color}_colors"] = [cmap[c] for c in labels.cat.categories]
+    if not numeric:
+        cmap = colors_for(adata, color)
+        drawn.uns[f"{color}_colors"] = [cmap[c] for c in labels.cat.categories]
     with style(), warnings.catch_warnings():
         # scanpy's own colour-map call (set_bad) warns on every plot with matplotlib >= 3.10; not the user's to fix
         warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="scanpy")
