@@ -997,3 +997,17 @@ def test_embedding_draws_numeric_columns_on_a_colour_scale(done):
     assert any(other.get_label() == "<colorbar>" for other in ax.figure.axes)
     assert a.obs["tmt_confidence"].dtype == float  # the user's column is not changed
     plt.close(ax.figure)
+
+
+def test_expression_phenotype_plot_of_one_sample_warns_nothing(sim_small):
+    """One dissociated sample (Puram 2017): its CD8 T share and interval drawn without pandas' FutureWarning
+    (matplotlib read the one-element Series with float())."""
+    a = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    del a.obsm["spatial"]
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample", reference="absolute")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        ax = tmt.pl.immune_phenotype(a)
+    assert "95% interval (counts)" in ax.get_legend_handles_labels()[1]
+    plt.close(ax.figure)

@@ -274,6 +274,7 @@ def _expression_phenotype(res: dict, *, annotate: bool, ax: Axes | None) -> Axes
 def _share_intervals(ax: Axes, x: pd.Series, y: pd.Series, k: pd.Series, n: pd.Series) -> None:
     """95% intervals of each sample's CD8 T share (Jeffreys, as the call's confidence), behind the points."""
     lo, hi = share_bounds(k.to_numpy(), n.to_numpy())
+    x, y = x.to_numpy(), y.to_numpy()  # matplotlib reads a one-sample Series with float(), which pandas deprecates
     ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="none", ecolor="0.6", elinewidth=0.8,
                 capsize=2, zorder=1, label="95% interval (counts)")
 
