@@ -1011,3 +1011,14 @@ def test_expression_phenotype_plot_of_one_sample_warns_nothing(sim_small):
         ax = tmt.pl.immune_phenotype(a)
     assert "95% interval (counts)" in ax.get_legend_handles_labels()[1]
     plt.close(ax.figure)
+
+
+def test_composition_names_each_sample_with_its_cells(done):
+    """A bar of 2 cells looks like one of 300: each sample's label carries its number of cells (as the dot plot's
+    and the score heatmap's rows do); cells without a value are not counted."""
+    a = done.copy()
+    a.obs.loc[a.obs_names[:10], "tmt_lineage"] = np.nan
+    ax = tmt.pl.composition(a)
+    counted = a.obs.loc[a.obs["tmt_lineage"].notna(), "sample"].value_counts()
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{s} (n={counted[s]:,})" for s in ("S01", "S02", "S03")]
+    plt.close(ax.figure)

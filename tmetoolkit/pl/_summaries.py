@@ -345,7 +345,7 @@ OTHER_STYLE = {"color": "white", "hatch": "xxx", "hatchcolor": "0.55"}  # groupe
 @fits_new_figure
 def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _keys.LINEAGE,
                 max_colors: int = len(COLORBLIND_SAFE), ax: Axes | None = None) -> Axes:
-    """Stacked bars: the fraction of each label per sample.
+    """Stacked bars: the fraction of each label per sample, each sample named with its number of cells.
 
     A label keeps the colour it has in every other figure: ``uns[key + "_colors"]`` when stored, else
     tmetoolkit's fixed colour of the lineage or state. Labels without one get colours of a colour-blind-safe
@@ -395,6 +395,9 @@ def composition(adata: AnnData, *, sample_key: str | None = None, key: str = _ke
                     **styles[c])
             left += frac[c].to_numpy()
         ax.set_xlim(0, 1)
+        # a sample's cells beside its name, as the other figures do: a fraction of 3 cells is told from one of 300
+        n_cells = pd.Series(samples[has_value].to_numpy()).value_counts().reindex(frac.index)
+        ax.set_yticks(range(len(frac)), [f"{name} (n={n:,})" for name, n in n_cells.items()])
         n_missing = int((~has_value).sum())
         ax.set_xlabel("fraction of cells" if not n_missing else
                       f"fraction of cells with a value ({n_missing:,} cells without one not counted)")
