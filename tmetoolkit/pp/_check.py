@@ -398,7 +398,9 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
                         "overflow or a subtraction gone wrong; fix or remove the negative entries.")
     if state == "scaled":
         hint = "pass layer= naming a layer of counts or log-normalised values"
-        if adata.raw is not None and layer is None:
+        if adata.raw is not None and layer is None and adata.raw.n_vars > adata.n_vars:
+            hint = scaled_subset_hint(adata.n_vars, adata.raw.n_vars)
+        elif adata.raw is not None and layer is None:
             hint += (", e.g. from adata.raw: adata.layers['log'] = adata.raw[:, adata.var_names].X, then "
                      "layer='log' (or run on adata.raw.to_adata(), which keeps all of raw's genes)")
         problems.append(
@@ -425,6 +427,15 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
         duplicated_var_names=sorted(set(adata.var_names[adata.var_names.duplicated()].astype(str))),
         species_basis=call.basis, species_reason=call.reason,
     )
+
+
+def scaled_subset_hint(n_vars: int, n_raw: int) -> str:
+    """The fix for z-scores in ``X`` on a gene subset (highly variable genes) of ``adata.raw``: the tools on raw's
+    genes; a layer of ``X``'s genes only would leave the signature genes outside the subset unread."""
+    return (f"adata.raw holds {n_raw:,} genes and X only {n_vars:,}, so run the tools on r = adata.raw.to_adata() "
+            "(all genes, with obs and obsm: clusters and UMAP come along; tmt.tl.score also takes use_raw=True, the "
+            "command line --use-raw). A layer of X's genes (adata.layers['log'] = adata.raw[:, adata.var_names].X, "
+            "layer='log') misses the signature genes that are not among them")
 
 
 def _n_non_finite(values: np.ndarray) -> int:
