@@ -1022,3 +1022,18 @@ def test_composition_names_each_sample_with_its_cells(done):
     counted = a.obs.loc[a.obs["tmt_lineage"].notna(), "sample"].value_counts()
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"{s} (n={counted[s]:,})" for s in ("S01", "S02", "S03")]
     plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("kwargs", [{"show": False}, {"save": "umap.png"}])
+def test_embedding_refuses_scanpys_show_and_save_as_the_other_plots_do(done, tmp_path, monkeypatch, kwargs):
+    """Passed on to scanpy, show=False failed with 'multiple values for keyword argument' and save= wrote
+    figures/umapumap.png into the working directory, then failed on the figure scanpy had closed."""
+    monkeypatch.chdir(tmp_path)
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))
+    with pytest.raises(TypeError, match=r"ax\.figure\.savefig\(path\)"):
+        tmt.pl.embedding(a, **kwargs)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        tmt.pl.composition(a, **kwargs)
+    plt.close("all")

@@ -35,7 +35,8 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
     ax
         Axes to draw into.
     **kwargs
-        Passed to :func:`scanpy.pl.embedding`.
+        Passed to :func:`scanpy.pl.embedding` (not ``show`` or ``save``: like every tmetoolkit plot it returns the
+        Axes and never shows; save with ``ax.figure.savefig(path)``).
 
     Returns
     -------
@@ -43,6 +44,11 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
     """
     import scanpy as sc
 
+    for name in ("show", "save"):  # scanpy would show, or write into its figure folder and close the figure
+        if name in kwargs:
+            msg = (f"embedding() got an unexpected keyword argument {name!r}: tmetoolkit plots return the Axes and "
+                   "never show; save with ax.figure.savefig(path).")
+            raise TypeError(msg)
     key = basis if basis in adata.obsm else f"X_{basis}"
     if key not in adata.obsm:
         raise missing_key_error(f"X_{basis}", "adata.obsm (compute the embedding with scanpy first)", adata.obsm.keys())
