@@ -1037,3 +1037,18 @@ def test_embedding_refuses_scanpys_show_and_save_as_the_other_plots_do(done, tmp
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         tmt.pl.composition(a, **kwargs)
     plt.close("all")
+
+
+def test_markers_of_a_single_label_show_its_expression_not_a_scale_of_one_row(done):
+    """lineage= with one called state (Puram 2017 macrophages: TAM M2-like only): scaled per gene over one row
+    every dot had the same colour on a -0.1 to 0.1 bar; a lone row now shows its mean log expression."""
+    a = done.copy()
+    undecided = {state: "Monocyte/Macrophage" for state in ("Monocyte", "TAM M1-like", "M-MDSC-like")}
+    a.obs["tmt_state"] = a.obs["tmt_state"].replace(undecided)
+    ax = tmt.pl.markers(a, lineage="Monocyte/Macrophage")
+    assert [t.get_text().split(" (")[0] for t in ax.get_yticklabels()] == ["TAM M2-like"]
+    (dots,) = [c for c in ax.collections if len(c.get_offsets()) > 1]
+    assert len({tuple(np.round(f, 3)) for f in dots.get_facecolors()}) > 1
+    assert any("(log)" in t.get_text() for other in ax.figure.axes for t in [other.title, other.xaxis.label])
+    assert ax.figure.get_size_inches()[1] >= 2.6  # room for the size legend and the colour bar
+    plt.close(ax.figure)

@@ -13,6 +13,7 @@ from ..get._markers import markers as marker_table
 from ..tl._checkpoints import is_protein
 from ._utils import fits_new_figure
 
+MIN_HEIGHT = 2.6  # inches: scanpy stacks the size legend and the colour bar right of the dots, with their titles
 MIN_ROW_CELLS = 20  # rows of fewer cells are drawn faded: a detection fraction of 20 cells is uncertain by +-0.2
 
 
@@ -64,12 +65,17 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
                                    index=adata.obs_names[keep]),
                   var=pd.DataFrame(index=adata.var_names[cols]))
     var_names = {lab: list(table.loc[table["label"] == lab, "gene"]) for lab in labels}
+    # one row scaled per gene is 0/0: its colours would say nothing, so a lone label shows its own means
+    scaled = len(labels) > 1
     if is_protein(adata):
-        titles = {"colorbar_title": "mean marker evidence\nscaled per marker", "size_title": "above the gate\n(%)"}
+        titles = {"colorbar_title": "mean marker evidence" + ("\nscaled per marker" if scaled else " (SDs)"),
+                  "size_title": "above the gate\n(%)"}
     else:
-        titles = {"colorbar_title": "mean expression\nscaled per gene", "size_title": "fraction of cells\n(%)"}
+        titles = {"colorbar_title": "mean expression\n" + ("scaled per gene" if scaled else "(log)"),
+                  "size_title": "fraction of cells\n(%)"}
     size = None if ax is not None else _dotplot_size(sum(map(len, var_names.values())), len(labels))
-    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var", ax=ax, show=False, figsize=size, **titles)
+    axes = sc.pl.dotplot(sub, var_names, groupby=key, standard_scale="var" if scaled else None, ax=ax, show=False,
+                         figsize=size, **titles)
     main = axes["mainplot_ax"]
     _label_rows(main, sub.obs[key].value_counts().reindex(labels).fillna(0).astype(int))
     return main
@@ -78,7 +84,7 @@ def markers(adata: AnnData, key: str = _keys.STATE, *, lineage: str | None = Non
 def _dotplot_size(n_genes: int, n_rows: int) -> tuple[float, float]:
     """Inches for a dot plot of this many genes and rows: about a quarter inch per dot, with room for the
     gene-group brackets and the legends."""
-    return 0.26 * n_genes + 2.2, 0.26 * n_rows + 1.6
+    return 0.26 * n_genes + 2.2, max(0.26 * n_rows + 1.6, MIN_HEIGHT)
 
 
 def _label_rows(ax: Axes, counts: pd.Series) -> None:
