@@ -26,8 +26,10 @@ def compare_groups(
 
     The unit is the sample: features are taken from :func:`tmetoolkit.get.sample_table` (composition, mean
     scores, phenotype features, immunosuppression components, checkpoint fractions, resistance flags ...), so
-    the number of cells never inflates significance. Each numeric feature gets a two-sided Mann-Whitney U test,
-    Benjamini-Hochberg FDR across features, Cliff's delta and the difference of group medians.
+    the number of cells never inflates significance. Counts (``n_cells``, ``checkpoints:n_cd8``,
+    ``immunosuppression:n_components`` ...) say how a sample was captured and are not compared. Each other numeric
+    feature gets a two-sided Mann-Whitney U test, Benjamini-Hochberg FDR across features, Cliff's delta and the
+    difference of group medians.
 
     Parameters
     ----------

@@ -52,12 +52,27 @@ class Comparison:
         return "U" not in self.table.columns
 
 
+COUNTS = ("immune_cells", "cd8_cells", "measures_available")  # counts not named n_...
+
+
+def is_count(feature: str) -> bool:
+    """Whether a per-sample column counts cells or measures (``n_cells``, ``checkpoints:n_cd8``,
+    ``immune_phenotype:immune_cells``, ``immunosuppression:n_components``): how many cells were captured or how
+    much could be measured, not the tumour's biology, so not compared (fractions and densities are)."""
+    name = feature.rsplit("|", 1)[-1].rsplit(":", 1)[-1]
+    return name.startswith("n_") or name in COUNTS
+
+
+def _without_counts(numeric: pd.DataFrame) -> pd.DataFrame:
+    return numeric.loc[:, [not is_count(str(c)) for c in numeric.columns]]
+
+
 def compare_features(table: pd.DataFrame, group_of: pd.Series, groups: tuple[str, str], *,
                      min_samples: int) -> Comparison:
-    """Every numeric column of ``table`` (samples x features; ``n_cells`` left out) compared between the samples
-    of ``groups[0]`` and of ``groups[1]`` in ``group_of`` (sample -> group). A feature is tested where each group
-    has at least ``min_samples`` values and the values are not all equal."""
-    numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
+    """Every numeric column of ``table`` (samples x features; counts left out, see :func:`is_count`) compared
+    between the samples of ``groups[0]`` and of ``groups[1]`` in ``group_of`` (sample -> group). A feature is
+    tested where each group has at least ``min_samples`` values and the values are not all equal."""
+    numeric = _without_counts(table.select_dtypes(include=[np.number]))
     a_idx, b_idx = group_of.index[group_of == groups[0]], group_of.index[group_of == groups[1]]
     rows = []
     for feature in numeric.columns:
@@ -79,8 +94,8 @@ def compare_features(table: pd.DataFrame, group_of: pd.Series, groups: tuple[str
 
 def region_features(table: pd.DataFrame) -> pd.DataFrame:
     """Samples x ``"<region>|<feature>"`` from a region table (one row per region, with ``sample`` and ``region``
-    columns): its numeric columns (``n_cells`` left out), one column per region name."""
-    numeric = table.select_dtypes(include=[np.number]).drop(columns=["n_cells"], errors="ignore")
+    columns): its numeric columns (counts left out), one column per region name."""
+    numeric = _without_counts(table.select_dtypes(include=[np.number]))
     wide = numeric.set_index([table["sample"], table["region"]]).unstack("region")
     wide.columns = [f"{region}|{feature}" for feature, region in wide.columns]
     return wide
