@@ -1052,3 +1052,14 @@ def test_markers_of_a_single_label_show_its_expression_not_a_scale_of_one_row(do
     assert any("(log)" in t.get_text() for other in ax.figure.axes for t in [other.title, other.xaxis.label])
     assert ax.figure.get_size_inches()[1] >= 2.6  # room for the size legend and the colour bar
     plt.close(ax.figure)
+
+
+def test_embedding_says_what_to_do_with_scanpys_colour_lists_and_genes(done):
+    """color=["tmt_lineage", "tmt_state"] failed with "unhashable type: 'list'", a gene with the obs columns listed."""
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))
+    with pytest.raises(TypeError, match=r"one obs column.*ax=axs\[0\]"):
+        tmt.pl.embedding(a, ["tmt_lineage", "tmt_state"])
+    with pytest.raises(KeyError, match=r"'CD8A' is a gene.*sc\.pl\.embedding\(adata, basis='umap', color='CD8A'\)"):
+        tmt.pl.embedding(a, "CD8A")
+    plt.close("all")

@@ -10,7 +10,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
-from .._utils import missing_key_error
+from .._utils import TmtKeyError, missing_key_error
 from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style
 
 
@@ -49,6 +49,15 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
             msg = (f"embedding() got an unexpected keyword argument {name!r}: tmetoolkit plots return the Axes and "
                    "never show; save with ax.figure.savefig(path).")
             raise TypeError(msg)
+    if isinstance(color, list | tuple):
+        msg = (f"color takes one obs column, got {color!r}: draw each into axes of its own, e.g. fig, axs = "
+               f"plt.subplots(1, {len(color)}), then tmt.pl.embedding(adata, {color[0]!r}, ax=axs[0]) ...")
+        raise TypeError(msg)
+    genes = adata.var_names if adata.raw is None else adata.var_names.union(adata.raw.var_names)
+    if color not in adata.obs and color in genes:
+        msg = (f"{color!r} is a gene; tmt.pl.embedding colours by obs columns (tmetoolkit's labels and scores): "
+               f"draw genes with scanpy, sc.pl.embedding(adata, basis={basis!r}, color={color!r}).")
+        raise TmtKeyError(msg)
     key = basis if basis in adata.obsm else f"X_{basis}"
     if key not in adata.obsm:
         raise missing_key_error(f"X_{basis}", "adata.obsm (compute the embedding with scanpy first)", adata.obsm.keys())
