@@ -1063,3 +1063,14 @@ def test_embedding_says_what_to_do_with_scanpys_colour_lists_and_genes(done):
     with pytest.raises(KeyError, match=r"'CD8A' is a gene.*sc\.pl\.embedding\(adata, basis='umap', color='CD8A'\)"):
         tmt.pl.embedding(a, "CD8A")
     plt.close("all")
+
+
+def test_expression_phenotype_refuses_regions_it_does_not_have(sim_small):
+    """regions=True on the expression basis drew the samples under the regions' name; it says there are none, as
+    immunosuppression and resistance_profile do."""
+    a = sim_small.copy()
+    del a.obsm["spatial"]
+    tmt.tl.annotate(a)
+    tmt.tl.immune_phenotype(a, sample_key="sample", reference="absolute")
+    with pytest.raises(KeyError, match="called from expression.*leave out regions=True"):
+        tmt.pl.immune_phenotype(a, regions=True)

@@ -62,9 +62,10 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     Parameters
     ----------
     adata
-        After :func:`tmetoolkit.tl.immune_phenotype` (spatial basis).
+        After :func:`tmetoolkit.tl.immune_phenotype` (any basis).
     regions
-        Plot regions (``region_key`` or tiles) instead of samples.
+        Plot regions (``region_key`` or tiles) instead of samples; the spatial bases only (the expression basis
+        calls samples).
     annotate
         Write sample (or region) names next to their points, when there are at most 20 (names that fit nowhere
         inside the axes are replaced by numbers, named in the legend); the table ``uns["tmt_immune_phenotype"]``
@@ -78,6 +79,10 @@ def immune_phenotype(adata: AnnData, *, regions: bool = False, annotate: bool = 
     """
     res = _stored(adata, _keys.IMMUNE_PHENOTYPE, "tmt.tl.immune_phenotype")
     if res["params"].get("basis") == "expression":
+        if regions:
+            msg = ("regions=True, but this immune phenotype was called from expression, one call per sample: "
+                   "dissociated cells have no positions, so no tiles or regions; leave out regions=True.")
+            raise TmtKeyError(msg)
         return _expression_phenotype(res, annotate=annotate, ax=ax)
     tab = res["regions" if regions else "table"]
     p = res["params"]
