@@ -1074,3 +1074,36 @@ def test_expression_phenotype_refuses_regions_it_does_not_have(sim_small):
     tmt.tl.immune_phenotype(a, sample_key="sample", reference="absolute")
     with pytest.raises(KeyError, match="called from expression.*leave out regions=True"):
         tmt.pl.immune_phenotype(a, regions=True)
+
+
+@pytest.mark.parametrize("key", ["tmt_tam_subset", "tmt_caf_subset", "tmt_tam_polarization"])
+def test_subsets_have_one_colour_in_every_plot(done, key):
+    """Zilionis 2019: LA-TAM was #88ccee in the composition (colours by abundance) and #1f77b4 on the UMAP
+    (scanpy's palette), 'undetermined' grey in one and green in the other. Subsets and polarization now have fixed
+    colours, the same in both plots and in any subset of the cells."""
+    a = done.copy()
+    a.obsm["X_umap"] = np.random.default_rng(0).normal(size=(a.n_obs, 2))
+
+    def composition_colours(adata):
+        ax = tmt.pl.composition(adata, key=key)
+        handles, labels = ax.get_legend_handles_labels()
+        plt.close(ax.figure)
+        return {lab: matplotlib.colors.to_hex(h.patches[0].get_facecolor())
+                for h, lab in zip(handles, labels, strict=True)}
+
+    def embedding_colours(adata):
+        ax = tmt.pl.embedding(adata, key)
+        handles, labels = ax.get_legend_handles_labels()
+        plt.close(ax.figure)
+        return {lab: matplotlib.colors.to_hex(h.get_facecolor()[0])
+                for h, lab in zip(handles, labels, strict=True) if lab != "NA"}
+
+    whole = composition_colours(a)
+    assert len(whole) >= 2 and whole == embedding_colours(a)
+    grey = {"undetermined", "neither"} & set(whole)
+    assert all(whole[g] == "#dddddd" for g in grey)
+    labels = a.obs[key].dropna().astype(str)
+    rare = labels.value_counts().index[-1]  # the least abundant label, made the most abundant
+    keep = (a.obs[key].astype(str) == rare).to_numpy() | (np.arange(a.n_obs) % 7 == 0)
+    part = composition_colours(a[keep].copy())
+    assert all(whole[lab] == colour for lab, colour in part.items() if lab in whole)

@@ -21,3 +21,16 @@ def state_colors() -> dict[str, str]:
 
 def phenotype_colors() -> dict[str, str]:
     return dict(_keys.PHENOTYPE_COLORS)
+
+
+def subset_colors() -> dict[str, str]:
+    """Fixed colours of the TAM and CAF subsets (each column's labels in the rules' order, from the colour-blind-safe
+    palette) and of the TAM polarization (M1-like and M2-like as the TAM states), grey where no call was made."""
+    from .._core.annotation.rules import SUBSET_RULES
+
+    states, grey = state_colors(), _keys.label_colors()["unassigned"]
+    out = {"undetermined": grey, "neither": grey, "M1-like": states["TAM M1-like"],
+           "M2-like": states["TAM M2-like"], "M1/M2 mixed": "#E69F00"}
+    for _, labels in SUBSET_RULES.values():
+        out.update(zip(labels, COLORBLIND_SAFE, strict=False))
+    return out

@@ -21,7 +21,7 @@ from .._core.spatial.rules import Line, decision_lines
 from .._utils import TmtKeyError, missing_key_error
 from ..sig._registry import _load_all as packaged_signatures
 from ..tl._tables import resolve_sample_key
-from ._palettes import COLORBLIND_SAFE, lineage_colors, phenotype_colors, state_colors
+from ._palettes import COLORBLIND_SAFE, lineage_colors, phenotype_colors, state_colors, subset_colors
 from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style, wrap
 
 MAX_LABELS = 20  # more names than this overlap into an unreadable cloud
@@ -419,7 +419,7 @@ def _fixed_colors(adata: AnnData, key: str) -> dict[str, str]:
     colours = colors_for(adata, key)
     stored = adata.uns.get(_keys.colors(key))
     if stored is None or len(stored) != len(colours):
-        known = {**lineage_colors(), **state_colors()}
+        known = {**lineage_colors(), **state_colors(), **subset_colors()}
         colours = {c: v for c, v in colours.items() if c in known}
     return {str(c): to_hex(v) for c, v in colours.items()}
 

@@ -13,7 +13,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._utils import missing_key_error
-from ._palettes import lineage_colors, phenotype_colors, state_colors
+from ._palettes import lineage_colors, phenotype_colors, state_colors, subset_colors
 
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 9, "axes.titlesize": 10}
 RASTERIZE_ABOVE = 5_000
@@ -43,7 +43,7 @@ def colors_for(adata: AnnData, key: str) -> dict[str, str]:
         return dict(zip(cats, stored, strict=True))
     from scanpy.plotting import palettes
 
-    fixed = {**lineage_colors(), **state_colors(), **phenotype_colors()}
+    fixed = {**lineage_colors(), **state_colors(), **phenotype_colors(), **subset_colors()}
     taken = {fixed[c].lower() for c in cats if c in fixed}
     # scanpy's palettes by size; a colour a fixed label of this column already has is not given to another label
     palette = palettes.default_20 if len(cats) <= 20 else palettes.default_28 if len(cats) <= 28 else \
