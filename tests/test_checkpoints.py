@@ -270,3 +270,24 @@ def test_protein_panel_is_told_how_to_name_a_receptor_channel():
         tmt.tl.checkpoints(v)
     assert not any("PD-1," in str(w.message) or "PD-1;" in str(w.message) for w in caught)
     assert v.uns["tmt_checkpoints"]["table"]["cd8_frac_PD-1"].notna().all()
+
+
+def test_checkpoints_of_several_samples_read_as_one_are_warned_about(sim_small):
+    """After annotate(sample_key="Patient"), checkpoints(adata) (as the tutorials call it) made one table row 'all'
+    without a word; it warns as the other per-sample tools do and names the key annotate ran with."""
+    import warnings
+
+    a = sim_small.copy()
+    a.obs["Patient"] = a.obs.pop("sample")
+    del a.obsm["spatial"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(a, sample_key="Patient")
+    with pytest.warns(tmt.TmtWarning, match=r"checkpoints reads all cells as one sample; adata.obs holds .*'Patient' "
+                                            r"\(3 values\).*tmt.tl.annotate ran with sample_key='Patient'"):
+        tmt.tl.checkpoints(a)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tmt.tl.checkpoints(a, sample_key="Patient")
+    assert not any("as one sample" in str(w.message) for w in caught)
+    assert list(a.uns["tmt_checkpoints"]["table"].index) == ["S01", "S02", "S03"]

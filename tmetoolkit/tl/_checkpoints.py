@@ -26,7 +26,7 @@ from .._utils import (
 )
 from ..pp._check import corrected_values_message, inspect, refuse_non_finite
 from ..sig._genes import GeneIndex
-from ._sample_features import samples_of
+from ._sample_features import samples_of, warn_if_one_sample
 
 
 def detect(adata: AnnData, layer, genes: dict[str, str], min_counts: float) -> pd.DataFrame:
@@ -130,6 +130,7 @@ def checkpoints(
             msg = "smooth=True needs a neighbour graph in adata.obsp['connectivities']; run scanpy.pp.neighbors first."
             raise TmtKeyError(msg)
         det = smooth_detection(det, adata.obsp["connectivities"])
+    warn_if_one_sample(adata, sample_key, "checkpoints")
     result = profile(det, adata.obs[_keys.LINEAGE], samples_of(adata, sample_key), protein=is_protein(adata))
     raw_genes = set(adata.raw.var_names.astype(str).str.upper()) if adata.raw is not None and layer is None else set()
     in_raw = [gene for gene, name in RECEPTORS.items() if name in result.missing and gene in raw_genes]

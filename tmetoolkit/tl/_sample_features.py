@@ -44,7 +44,25 @@ def one_sample_hint(adata: AnnData, sample_key: str | None) -> str:
     if not columns:
         return ""
     named = ", ".join(f"{c!r} ({n} values)" for c, n in list(columns.items())[:4])
-    return f"adata.obs holds {named}: if these are samples, pass sample_key=."
+    hint = f"adata.obs holds {named}: if these are samples, pass sample_key=."
+    recorded = recorded_sample_keys(adata)
+    if recorded:
+        hint += " " + "; ".join(f"{', '.join(f'tmt.tl.{t}' for t in tools)} ran with sample_key={key!r}"
+                                for key, tools in recorded.items()) + " (pass the same key to every tool)."
+    return hint
+
+
+def recorded_sample_keys(adata: AnnData) -> dict[str, list[str]]:
+    """The sample columns earlier tools ran with (still in ``obs``): key -> the tools' names."""
+    from .. import _keys
+
+    found: dict[str, list[str]] = {}
+    for name, value in adata.uns.items():
+        params = value.get("params") if isinstance(value, dict) else None
+        key = params.get("sample_key") if isinstance(params, dict) else None
+        if name.startswith(_keys.PREFIX) and key and key in adata.obs:
+            found.setdefault(str(key), []).append(name.removeprefix(_keys.PREFIX))
+    return found
 
 
 def warn_if_one_sample(adata: AnnData, sample_key: str | None, tool: str) -> None:
