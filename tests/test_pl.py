@@ -890,7 +890,7 @@ def test_checkpoints_of_a_panel_with_one_receptor_draw_what_it_measures():
         tmt.tl.checkpoints(v)
     ax = tmt.pl.checkpoints(v)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["≥1 receptors"]
-    assert ax.get_title() == "PD-1 expression"
+    assert ax.get_title() == "PD-1 expression\n(TIM-3, LAG-3, TIGIT, CTLA-4 not measured)"
     plt.close(ax.figure)
 
 
@@ -1107,3 +1107,20 @@ def test_subsets_have_one_colour_in_every_plot(done, key):
     keep = (a.obs[key].astype(str) == rare).to_numpy() | (np.arange(a.n_obs) % 7 == 0)
     part = composition_colours(a[keep].copy())
     assert all(whole[lab] == colour for lab, colour in part.items() if lab in whole)
+
+
+def test_checkpoints_plot_names_only_the_receptors_measured(done):
+    """Highly variable genes without HAVCR2, LAG3 and TIGIT (the Zilionis mouse lung): the title named all five
+    receptors and the legend a ">=3 receptors" share that cannot be known; now the title says which are missing."""
+    a = done[:, ~done.var_names.isin(["HAVCR2", "LAG3", "TIGIT"])].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.checkpoints(a)
+    ax = tmt.pl.checkpoints(a)
+    assert ax.get_title() == "PD-1 / CTLA-4 co-expression\n(TIM-3, LAG-3, TIGIT not measured)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["≥1 receptors", "≥2 receptors"]
+    plt.close(ax.figure)
+    ax = tmt.pl.checkpoints(done)
+    assert ax.get_title() == "PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4 co-expression"
+    assert len(ax.get_legend().get_texts()) == 3
+    plt.close(ax.figure)

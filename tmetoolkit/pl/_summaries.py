@@ -488,12 +488,20 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
         ax.set_ylim(0, 1.1)
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.legend(frameon=False, fontsize=7)
-        shown = measured or list(RECEPTORS.values())
-        ax.set_title(" / ".join(shown) + (" co-expression" if len(shown) > 1 else " expression"))
+        ax.set_title(_receptors_title(measured))
         names = tab.index.astype(str)
         if len(names) * max(map(len, names), default=0) > UPRIGHT_CHARS:  # upright names would run into each other
             ax.tick_params(axis="x", rotation=90)
     return ax
+
+
+def _receptors_title(measured: list[str]) -> str:
+    """"PD-1 / TIM-3 / ... co-expression" naming the receptors measured, and under it those that were not (their
+    genes outside the panel or the highly variable genes)."""
+    shown = measured or list(RECEPTORS.values())
+    missing = [r for r in RECEPTORS.values() if r not in shown]
+    title = " / ".join(shown) + (" co-expression" if len(shown) > 1 else " expression")
+    return title + (f"\n({', '.join(missing)} not measured)" if missing else "")
 
 
 @fits_new_figure
