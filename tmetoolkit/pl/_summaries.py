@@ -617,16 +617,20 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
         ax.set_yticks(range(len(z)), rows)
         ax.axvline(z.shape[1] - 1.5, c="black", lw=1)
         alone = _values_without_z(ax, tab[z.columns[:-1]], z)
-        bar = ax.figure.colorbar(im, ax=ax, fraction=0.04, extend="both",
-                                 label=f"robust z across {unit} (beyond ±{Z_LIMIT:g}: end colours)")
         keys = [Patch(facecolor=MISSING_GREY, edgecolor="0.5", label="not measured")] if (
             data.mask & ~alone).any() else []
         if alone.any():
             keys.append(Patch(facecolor="white", edgecolor=MISSING_GREY, hatch="////",
                               label=f"measured in one {unit[:-1]} only: no z, value written"))
-        if keys:
-            bar.ax.legend(handles=keys, frameon=False, fontsize=7, loc="lower left",
-                          bbox_to_anchor=(_right_of_label(bar), 0.0))
+        if data.mask.all():  # one sample: no cell is coloured, and a colour bar would give a scale to nothing
+            if keys:
+                ax.legend(handles=keys, frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            bar = ax.figure.colorbar(im, ax=ax, fraction=0.04, extend="both",
+                                     label=f"robust z across {unit} (beyond ±{Z_LIMIT:g}: end colours)")
+            if keys:
+                bar.ax.legend(handles=keys, frameon=False, fontsize=7, loc="lower left",
+                              bbox_to_anchor=(_right_of_label(bar), 0.0))
         ax.set_title("Immunosuppression components" + (" per region" if regions else ""))
     return ax
 
