@@ -840,6 +840,12 @@ def test_spatial_draws_each_image_of_a_sample_in_its_own_panel(sim_small):
     tmt.pl.spatial(a[a.obs["field"] == "S02"], color="true_lineage", ax=ax)
     assert ax.get_title().splitlines()[0] == "P1/S02"
     plt.close(fig)
+    # cells without an image are refused as the tools refuse them, not gathered into a panel "P1/nan"
+    b = a.copy()
+    b.obs["field"] = b.obs["field"].astype(object)
+    b.obs.iloc[:3, b.obs.columns.get_loc("field")] = np.nan
+    with pytest.raises(tmt.TmtInputError, match="3 cells have no value"):
+        tmt.pl.spatial(b, color="true_lineage", image_key="field")
 
 
 def test_spatial_map_lies_as_the_image_it_was_measured_on(sim_small):

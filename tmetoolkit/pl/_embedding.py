@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 
 from .. import _keys
 from .._utils import TmtKeyError, missing_key_error
-from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style
+from ._utils import colors_for, fits_new_figure, new_ax, readable, require_obs, style, y_down
 
 
 @fits_new_figure
@@ -76,7 +76,6 @@ def embedding(adata: AnnData, color: str = _keys.STATE, *, basis: str = "umap", 
         ax = new_ax(ax, (5, 4.5))
         kwargs.setdefault("title", readable(color))  # scanpy titles the panel with the key itself ("tmt_state")
         sc.pl.embedding(drawn, basis=basis, color=color, ax=ax, show=False, frameon=False, **kwargs)
-    if key == "spatial":  # image coordinates: y down, as tmt.pl.spatial and squidpy draw them
-        bottom, top = sorted(ax.get_ylim())
-        ax.set_ylim(top, bottom)
+    if key == "spatial":  # image coordinates, drawn as tmt.pl.spatial draws them
+        y_down(ax)
     return ax

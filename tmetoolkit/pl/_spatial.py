@@ -13,7 +13,7 @@ from matplotlib.tri import Triangulation
 
 from .. import _keys
 from .._utils import TmtInputError, checked_number, missing_key_error, natural_key, warn
-from ..tl._spatial_utils import checked_pixel_size, spatial_array
+from ..tl._spatial_utils import checked_pixel_size, image_groups, spatial_array
 from ..tl._spots import is_spot_data, visium_pixel_size
 from ..tl._tables import resolve_sample_key
 from ._utils import (
@@ -26,6 +26,7 @@ from ._utils import (
     require_obs,
     style,
     wrap,
+    y_down,
 )
 
 VALUE_CMAP = plt.get_cmap("viridis").with_extremes(bad=MISSING_COLOR)  # cells without a value drawn grey, not hidden
@@ -186,8 +187,7 @@ def spatial(
             call = pheno.loc[sample, "phenotype"] if pheno is not None and sample in pheno.index else None
             _panel_title(a, name if groups is not None else name.removeprefix("all/"), call, panel_size)
             a.set_aspect("equal", anchor="N")  # panels of different shapes keep their titles in one line
-            bottom, top = sorted(a.get_ylim())
-            a.set_ylim(top, bottom)  # image rows: y grows downwards
+            y_down(a)
             a.set_xticks([])
             a.set_yticks([])
             for spine in a.spines.values():  # the field's outline, all four sides
@@ -266,17 +266,18 @@ def _panels(adata: AnnData, groups: pd.Series | None, names: list[str], sample_k
             image_key: str | None) -> list[tuple[str, str, np.ndarray]]:
     """(name, sample, cells) of each panel: one per named sample, or per image of it (``"sample/image"``, as the
     compartments table names it) with ``image_key``: images have coordinates of their own and cannot share axes."""
-    images = adata.obs[image_key].astype(str).to_numpy() if image_key else None
+    samples = groups if groups is not None else pd.Series("all", index=adata.obs_names)
+    images = image_groups(adata, samples, image_key).to_numpy() if image_key else None
     panels = []
     for name in names:
-        m = (groups == name).to_numpy() if groups is not None else np.ones(adata.n_obs, bool)
+        m = (samples == name).to_numpy()
         if not m.any():
             raise missing_key_error(name, f"the samples of {sample_key!r}", dict.fromkeys(groups))
         if images is None:
             panels.append((name, name, m))
             continue
         for image in sorted(set(images[m]), key=natural_key):
-            panels.append((f"{name}/{image}", name, m & (images == image)))
+            panels.append((image, name, m & (images == image)))
     return panels
 
 

@@ -59,6 +59,13 @@ def require_obs(adata: AnnData, key: str, hint: str = "") -> pd.Series:
     return adata.obs[key]
 
 
+def y_down(ax) -> None:
+    """Turn the y axis of ``ax`` downwards, as image rows run (origin at the top left, as squidpy and
+    ``scanpy.pl.spatial`` draw tissue coordinates)."""
+    bottom, top = sorted(ax.get_ylim())
+    ax.set_ylim(top, bottom)
+
+
 def new_ax(ax, figsize):
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
