@@ -763,6 +763,49 @@ def few_others_rows(sets: list[LabelledSet], seed: int = 0) -> list[dict]:
     return rows
 
 
+# how far a call can be trusted: tmt_confidence in these bins, and runs with this many random cells left out
+CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
+N_DROPPED, N_REPEATS = 5, 5
+
+
+def stability_rows(sets: list[LabelledSet], seed: int = 100) -> tuple[list[dict], list[dict]]:
+    """Per set, lineage accuracy when ``N_DROPPED`` random cells are left out (as when a user removes a few doublets
+    and runs again), ``N_REPEATS`` times, beside the whole file's; and per bin of ``tmt_confidence`` (of the whole
+    file's run), how many cells it holds, the share of its assigned cells called right (calibration) and the share
+    of its cells whose lineage stays the same in the runs without those few cells."""
+    rows, bin_rows = [], []
+    edges = np.array(CONFIDENCE_BINS[:-1])
+    for s in sets:
+        whole = ours(s.adata)
+        ref, conf = whole["tmt_lineage"].astype(str), whole["tmt_confidence"].to_numpy(dtype=float)
+        which = np.searchsorted(edges, conf, side="right") - 1
+        kept, accs = np.zeros(len(ref)), []
+        counted = np.zeros(len(ref))
+        for r in range(N_REPEATS):
+            rng = np.random.default_rng(seed + r)
+            keep = np.setdiff1d(np.arange(len(ref)), rng.choice(len(ref), N_DROPPED, replace=False))
+            call = ours(s.adata[keep])["tmt_lineage"].astype(str)
+            accs.append(lineage_accuracy(call, s.truth.iloc[keep]))
+            kept[keep] += (call.to_numpy() == ref.to_numpy()[keep])
+            counted[keep] += 1
+        rows.append({"set": s.name, "n": len(ref), "whole": lineage_accuracy(ref, s.truth),
+                     "without a few: mean": float(np.mean(accs)), "sd": float(np.std(accs, ddof=1)),
+                     "min": float(np.min(accs)), "max": float(np.max(accs)),
+                     "calls kept": float(kept.sum() / counted.sum())})
+        truth = s.truth.astype(str)
+        right = np.array([c in t.split(";") for c, t in zip(ref, truth, strict=True)])
+        judged = s.truth.notna().to_numpy() & (ref != "unassigned").to_numpy()
+        for b, lo in enumerate(edges):
+            cells = which == b
+            hi = CONFIDENCE_BINS[b + 1]
+            bin_rows.append({"set": s.name, "confidence": f"{lo:.2f}-{hi:.2f}", "n": int(cells.sum()),
+                             "share of cells": float(cells.mean()),
+                             "right": float(right[cells & judged].mean()) if (cells & judged).any() else np.nan,
+                             "kept without a few": float(kept[cells].sum() / counted[cells].sum())
+                             if counted[cells].sum() else np.nan})
+    return rows, bin_rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="no stressed variants")
@@ -770,6 +813,8 @@ def main() -> None:
     ap.add_argument("--panels", action="store_true", help="only the targeted-panel stress")
     ap.add_argument("--formats", action="store_true", help="only the stress of value formats (log bases, CPM)")
     ap.add_argument("--alone", action="store_true", help="only the stress of cell types annotated alone (sorted)")
+    ap.add_argument("--stability", action="store_true",
+                    help="only how the calls hold with a few cells left out, and accuracy per confidence bin")
     args = ap.parse_args()
     sets = load_sets()
     pd.set_option("display.width", 200)
@@ -778,6 +823,15 @@ def main() -> None:
         print(pd.DataFrame(alone_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         print(f"\nT cells with {FEW_OTHERS} cells of every other type (what a T-cell sort lets through)")
         print(pd.DataFrame(few_others_rows(sets)).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        return
+    if args.stability:
+        rows, bin_rows = stability_rows(sets)
+        print(f"Lineage accuracy of the whole file and, {N_REPEATS} times, without {N_DROPPED} random cells; the share "
+              "of calls kept")
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print("\nPer bin of tmt_confidence: share of the assigned cells called right, and of the cells whose lineage "
+              f"stays when {N_DROPPED} others are left out")
+        print(pd.DataFrame(bin_rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         return
     if args.lost_groups:
         print("Lineage accuracy and the group's lineages' recall, whole panel -> the group's genes removed")
