@@ -750,3 +750,23 @@ def test_coordinates_in_any_container_are_read_or_refused_alike_by_tools_and_plo
     del d.obsm["spatial"]
     with pytest.raises(KeyError, match=r"adata.obs\[\['x', 'y'\]\]"):
         tmt.pl.spatial(d, color="true_lineage")
+
+
+def test_compartments_barely_move_when_the_image_is_turned():
+    """A slide turned or mirrored is the same tissue: the cells' side of the border should not depend on where the
+    analysis grid falls. Counted into whole grid squares, scimap's CyCIF image turned by 30 degrees put 3.0% of its
+    cells on the other side (0.9696 agreement); each cell shared among its four nearest grid points, 1.1% at most."""
+    a = real_data("scimap")
+    tumour = sorted(c for c in a.obs["phenotype"].astype(str).unique() if c.startswith("Tumor"))
+    a.obs["sample"] = "s"
+    base = a.copy()
+    tmt.tl.compartments(base, sample_key="sample", cell_type_key="phenotype", tumor_labels=tumour)
+    t = np.deg2rad(30)
+    for xy in (a.obsm["spatial"] @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]]),
+               a.obsm["spatial"] * np.array([-1.0, 1.0])):
+        turned = a.copy()
+        turned.obsm["spatial"] = xy
+        tmt.tl.compartments(turned, sample_key="sample", cell_type_key="phenotype", tumor_labels=tumour)
+        inside = turned.obs["tmt_border_distance"] < 0
+        same = (inside == (base.obs["tmt_border_distance"] < 0)).mean()
+        assert same >= 0.985, same

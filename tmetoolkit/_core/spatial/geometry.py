@@ -78,6 +78,30 @@ def _hist(ij: np.ndarray, shape, weights=None) -> np.ndarray:
     return np.bincount(flat, weights=weights, minlength=shape[0] * shape[1]).reshape(shape).astype(float)
 
 
+def _grid_coords(xy: np.ndarray, origin: np.ndarray, g: float) -> np.ndarray:
+    """Positions in units of grid squares, square centres at whole numbers (``ndimage.map_coordinates``' frame)."""
+    return (xy - origin) / g - 0.5
+
+
+def _splat(xy: np.ndarray, origin: np.ndarray, g: float, shape) -> np.ndarray:
+    """Cell counts on the grid, each cell shared among the four nearest square centres by closeness (bilinear,
+    "cloud in cell"), so that the density moves smoothly with a cell instead of jumping a square when the cell
+    crosses a square's edge. Counted into whole squares, the same image mirrored or rotated (which moves every
+    cell relative to the grid) changed the side of the border of up to 3.0% of its cells (scimap's CyCIF image
+    turned by 30 degrees; 0.6-1.0% on average over eight images and four turns); shared, at most 1.1%."""
+    u = _grid_coords(xy, origin, g)
+    i0 = np.floor(u).astype(np.int64)
+    f = u - i0
+    out = np.zeros(shape[0] * shape[1])
+    for di in (0, 1):
+        for dj in (0, 1):
+            w = np.abs(1 - di - f[:, 0]) * np.abs(1 - dj - f[:, 1])
+            i = np.clip(i0[:, 0] + di, 0, shape[0] - 1)
+            j = np.clip(i0[:, 1] + dj, 0, shape[1] - 1)
+            out += np.bincount(i * shape[1] + j, weights=w, minlength=out.size)
+    return out.reshape(shape)
+
+
 def tissue_grid(xy: np.ndarray, nn: float | None = None):
     """Grid of half a cell over one image, its tissue mask and each cell's share of the tissue area (mm^2).
 
@@ -107,13 +131,14 @@ def tumour_region(xy: np.ndarray, is_tumour: np.ndarray, *, margin_width_nn: flo
     """Tumour region of one image, drawn as a pathologist would: where tumour cells make up the tissue.
 
     1. The tissue and each cell's area share come from :func:`tissue_grid`.
-    2. On a grid of half a cell, the density of tumour cells is smoothed with a Gaussian of ``SMOOTH_NN`` (1.5)
-       cell spacings; a point is tumour parenchyma where it reaches half the median smoothed density at the
-       tumour cells themselves, i.e. half the tumour's own packing (midway between a nest and a gap of the same
-       width). The density is averaged over tissue only, so it does not fall at the edge of the field or the
-       section: in fields that tumour fills, 15-18% of its cells were margin, most of them along the frame (now
-       2-4%). Other cells play no part: immune cells infiltrating the tumour, or the effector cells being
-       measured, cannot shrink it. Parenchyma holding fewer than ``min_cluster_size`` tumour cells is dropped.
+    2. On a grid of half a cell, the density of tumour cells (each shared among its four nearest grid points,
+       :func:`_splat`) is smoothed with a Gaussian of ``SMOOTH_NN`` (1.5) cell spacings; a point is tumour
+       parenchyma where it reaches half the median smoothed density at the tumour cells themselves, i.e. half the
+       tumour's own packing (midway between a nest and a gap of the same width). The density is averaged over
+       tissue only, so it does not fall at the edge of the field or the section: in fields that tumour fills,
+       15-18% of its cells were margin, most of them along the frame (now 2-4%). Other cells play no part:
+       immune cells infiltrating the tumour, or the effector cells being measured, cannot shrink it. Parenchyma
+       holding fewer than ``min_cluster_size`` tumour cells is dropped.
     3. Pockets: an island of non-tumour tissue enclosed by parenchyma whose every point lies within the margin
        width of the parenchyma (a pocket that the margin would swallow anyway) is parenchyma, as a pathologist
        draws a tumour nest around its intra-epithelial immune pockets. Wider enclosed areas stay stroma.
@@ -133,8 +158,9 @@ def tumour_region(xy: np.ndarray, is_tumour: np.ndarray, *, margin_width_nn: flo
     sigma = smooth_nn * nn / g
     # normalised convolution: at the edge of the field the Gaussian's other half lies on no tissue
     cover = ndimage.gaussian_filter(tissue.astype(float), sigma)
-    t = ndimage.gaussian_filter(_hist(ij[is_tumour], shape), sigma) / np.maximum(cover, 1e-3)
-    ref = np.median(t[ij[is_tumour, 0], ij[is_tumour, 1]]) if is_tumour.any() else np.inf
+    t = ndimage.gaussian_filter(_splat(xy[is_tumour], origin, g, shape), sigma) / np.maximum(cover, 1e-3)
+    at_tumour = ndimage.map_coordinates(t, _grid_coords(xy[is_tumour], origin, g).T, order=1, mode="nearest")
+    ref = np.median(at_tumour) if is_tumour.any() else np.inf
     inside = tissue & (t >= packing_fraction * ref)
     lab, n_lab = ndimage.label(inside)
     if n_lab:
@@ -170,8 +196,7 @@ def tumour_region(xy: np.ndarray, is_tumour: np.ndarray, *, margin_width_nn: flo
         d_in = ndimage.distance_transform_edt(~stroma) * g  # inside: distance to non-tumour tissue
         d_out = ndimage.distance_transform_edt(~inside) * g
         sd = np.where(inside, -(d_in - g / 2), d_out - g / 2)
-        coords = ((xy - origin) / g - 0.5).T
-        dist = ndimage.map_coordinates(sd, coords, order=1, mode="nearest")
+        dist = ndimage.map_coordinates(sd, _grid_coords(xy, origin, g).T, order=1, mode="nearest")
         cell_in = dist < 0
         status = "ok"
     return Region(inside=cell_in, distance=dist, area=area, nn=nn, n_pockets_filled=filled, status=status)
