@@ -1,3 +1,4 @@
+import itertools
 import warnings
 from pathlib import Path
 
@@ -760,6 +761,38 @@ def test_spatial_map_of_a_sample_whose_cells_lie_on_one_line(sim_small):
     assert "tumour border" in [t.get_text() for t in fig.legends[0].get_texts()]  # drawn for the other samples
     plt.close(fig)
     fig = tmt.pl.spatial(a, color="tmt_border_distance", samples=["S01"])
+    plt.close(fig)
+
+
+def test_spatial_border_does_not_run_along_the_edge_of_the_field():
+    """Two tumour nests touch the field's left edge; the cells between them sit 3 um inside it. The convex hull's
+    edge from one nest to the other made flat triangles, and the border contoured across them ran 80 um down the
+    field's edge past cells 40 um from any tumour cell (seen on the MERFISH, Xenium and Vectra maps)."""
+    import anndata as ad
+    from matplotlib.contour import ContourSet
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    grid = np.arange(0, 300, 10.0)
+    xx, yy = np.meshgrid(grid, grid)
+    xy = np.c_[xx.ravel(), yy.ravel()] + rng.uniform(-2, 2, (xx.size, 2))
+    left = xy[:, 0] < 5
+    xy[left, 0] = 3.0
+    xy[left & np.isin(yy.ravel(), [50, 250]), 0] = 0.0  # a cell of each nest on the edge itself
+    d = np.minimum(np.hypot(xy[:, 0], xy[:, 1] - 50), np.hypot(xy[:, 0], xy[:, 1] - 250)) - 60
+    obs = pd.DataFrame({"sample": "s", "tmt_border_distance": d,
+                        "label": pd.Categorical(np.where(d < 0, "tumour", "other"))}, index=map(str, range(len(d))))
+    a = ad.AnnData(np.zeros((len(d), 1)), obs=obs, obsm={"spatial": xy})
+    fig = tmt.pl.spatial(a, color="label", highlight=None)
+    lines = [c for c in fig.axes[0].get_children() if isinstance(c, ContourSet)]
+    assert len(lines) == 1
+    points = []
+    for path in lines[0].get_paths():
+        for line in path.to_polygons(closed_only=False):
+            for p, q in itertools.pairwise(line):
+                points.append(p + np.linspace(0, 1, 20)[:, None] * (q - p))
+    far = cKDTree(xy[d < 0]).query(np.concatenate(points))[0]
+    assert far.max() < 20  # the border lies beside tumour cells everywhere (grid spacing 10)
     plt.close(fig)
 
 

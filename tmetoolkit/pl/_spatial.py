@@ -9,7 +9,7 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
-from matplotlib.tri import Triangulation
+from matplotlib.tri import TriAnalyzer, Triangulation
 
 from .. import _keys
 from .._utils import TmtInputError, checked_number, missing_key_error, natural_key, warn
@@ -31,6 +31,7 @@ from ._utils import (
 
 VALUE_CMAP = plt.get_cmap("viridis").with_extremes(bad=MISSING_COLOR)  # cells without a value drawn grey, not hidden
 CHARS_PER_INCH = 11  # of a panel title at the style's title size
+FLAT_TRIANGLE = 0.05  # inscribed over circumscribed radius below which a triangle on the hull is dropped
 
 
 @fits_new_figure
@@ -290,9 +291,13 @@ def _triangulation(pts: np.ndarray) -> Triangulation | None:
     """The Delaunay triangulation the border is contoured on, or ``None`` where the cells span no area (all on
     one line, as in a strip of tissue): such a sample is drawn without its border lines."""
     try:
-        return Triangulation(pts[:, 0], pts[:, 1])
+        tri = Triangulation(pts[:, 0], pts[:, 1])
     except (RuntimeError, ValueError):  # qhull: singular input (collinear or coinciding points)
         return None
+    # the convex hull's flat slivers join cells far apart along the field's edge: a border interpolated across
+    # them runs along the edge where no tumour cell is
+    tri.set_mask(TriAnalyzer(tri).get_flat_tri_mask(min_circle_ratio=FLAT_TRIANGLE))
+    return tri
 
 
 def _panel_title(ax, name: str, call: str | None, panel_size: float) -> None:
