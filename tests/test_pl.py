@@ -796,6 +796,22 @@ def test_spatial_border_does_not_run_along_the_edge_of_the_field():
     plt.close(fig)
 
 
+def test_spatial_markers_grow_with_the_panel(sim_small):
+    """panel_size=6 (tutorial 02's Xenium, Vectra and MERFISH maps) drew the markers of the 3.2-inch default: on a
+    panel 3.5 times the area, 7,353 cells became specks of 2 points^2 whose colours could not be told apart."""
+
+    def sizes(fig):
+        dots = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+        return [float(np.median(c.get_sizes())) for c in dots]
+
+    small = tmt.pl.spatial(sim_small, color="true_lineage", samples="S01", panel_size=3.2)
+    large = tmt.pl.spatial(sim_small, color="true_lineage", samples="S01", panel_size=6.4)
+    assert np.allclose(np.array(sizes(large)) / np.array(sizes(small)), 4.0)  # in proportion to the panel's area
+    given = tmt.pl.spatial(sim_small, color="true_lineage", samples="S01", panel_size=6.4, size=5)
+    assert sizes(given)[0] == 5  # a size given is kept
+    plt.close("all")
+
+
 def test_spatial_map_of_boolean_or_integer_labels_and_integer_sample_names(sim_small):
     """Boolean columns (tmt_tumor_cell, tmt_tumor_spot and the user's own flags) and categories that are numbers
     are drawn by their labels; an integer sample column's sample is named by its number; an empty selection and

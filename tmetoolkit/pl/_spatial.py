@@ -31,6 +31,7 @@ from ._utils import (
 
 VALUE_CMAP = plt.get_cmap("viridis").with_extremes(bad=MISSING_COLOR)  # cells without a value drawn grey, not hidden
 CHARS_PER_INCH = 11  # of a panel title at the style's title size
+DEFAULT_PANEL = 3.2  # inches: the panel_size the default marker sizes are set for
 FLAT_TRIANGLE = 0.05  # inscribed over circumscribed radius below which a triangle on the hull is dropped
 
 
@@ -84,7 +85,8 @@ def spatial(
     ncols
         Panels per row.
     size
-        Marker size (default from the number of cells).
+        Marker size in points^2 (default from the number of cells per panel, scaled with the panel's area: 15,000 / n
+        between 1 and 20 on a 3.2-inch panel).
     panel_size
         Inches per panel.
     pixel_size
@@ -158,9 +160,12 @@ def spatial(
             axes = axes.ravel()
         else:
             fig, axes = ax.figure, np.array([ax])
+        # markers grow with the panel, so that a larger panel shows the same map larger, not sparser
+        panel_inches = panel_size if not user_ax else float(min(ax.get_window_extent().transformed(
+            fig.dpi_scale_trans.inverted()).size))
         for a, (name, sample, m) in zip(axes, panels, strict=False):
             pts, lab = xy[m], labels[m].to_numpy()
-            s = size or max(1.0, min(20.0, 15000.0 / m.sum()))
+            s = size or _marker_size(m.sum(), panel_inches)
             raster = m.sum() > RASTERIZE_ABOVE
             base = ~np.isin(lab, _highlighted(highlight)) if highlight else np.ones(len(lab), bool)
             if numeric:
@@ -226,6 +231,13 @@ def spatial(
         if not numeric and not user_ax:  # a colour bar spans the panels; tight_layout would squeeze them under it
             fig.tight_layout()
     return fig
+
+
+def _marker_size(n_cells: int, panel_inches: float) -> float:
+    """Default marker size (points^2) of a panel of ``n_cells`` cells: 15,000 / n_cells between 1 and 20 on a panel
+    of the default 3.2 inches, in proportion to the panel's area on other sizes (the cells then cover the same share
+    of the panel whatever its size)."""
+    return max(1.0, min(20.0, 15000.0 / n_cells)) * (panel_inches / DEFAULT_PANEL) ** 2
 
 
 def _outline(size: float) -> float:
