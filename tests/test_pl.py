@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.testing.compare import compare_images
 
@@ -769,7 +770,6 @@ def test_spatial_border_does_not_run_along_the_edge_of_the_field():
     edge from one nest to the other made flat triangles, and the border contoured across them ran 80 um down the
     field's edge past cells 40 um from any tumour cell (seen on the MERFISH, Xenium and Vectra maps)."""
     import anndata as ad
-    from matplotlib.contour import ContourSet
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(0)
@@ -810,6 +810,21 @@ def test_spatial_markers_grow_with_the_panel(sim_small):
     given = tmt.pl.spatial(sim_small, color="true_lineage", samples="S01", panel_size=6.4, size=5)
     assert sizes(given)[0] == 5  # a size given is kept
     plt.close("all")
+
+
+def test_spatial_border_leaves_the_outermost_cells_inside_the_frame(sim_small):
+    """The tumour border's contour pinned the axes to the cells' extent: the outermost cells (Visium spots of
+    tutorial 05 most visibly) were cut in half by the panel's frame. The panel keeps its margin around them."""
+    tmt.tl.compartments(sim_small, sample_key="sample", cell_type_key="true_lineage")
+    fig = tmt.pl.spatial(sim_small, color="true_lineage", samples="S01")
+    ax = fig.axes[0]
+    assert any(isinstance(c, ContourSet) for c in ax.get_children())  # the border is drawn
+    xy = np.asarray(sim_small.obsm["spatial"])[(sim_small.obs["sample"] == "S01").to_numpy()]
+    (left, right), (bottom, top) = ax.get_xlim(), sorted(ax.get_ylim())
+    pad = 0.02 * np.ptp(xy, axis=0)
+    assert left < xy[:, 0].min() - pad[0] and right > xy[:, 0].max() + pad[0]
+    assert bottom < xy[:, 1].min() - pad[1] and top > xy[:, 1].max() + pad[1]
+    plt.close(fig)
 
 
 def test_spatial_map_of_boolean_or_integer_labels_and_integer_sample_names(sim_small):

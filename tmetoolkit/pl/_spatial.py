@@ -185,9 +185,13 @@ def spatial(
                 if tri is not None:
                     w = float(width.loc[name, "margin_width_um"]) if width is not None and name in width.index else None
                     levels = [0.0] if not w else [-w, 0.0, w]
-                    a.tricontour(tri, d[ok], levels=levels, colors="black",
-                                 linewidths=[0.6, 1.2, 0.6][-len(levels):] if w else [1.2],
-                                 linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
+                    lines = a.tricontour(tri, d[ok], levels=levels, colors="black",
+                                         linewidths=[0.6, 1.2, 0.6][-len(levels):] if w else [1.2],
+                                         linestyles=["--", "-", "--"][-len(levels):] if w else ["-"])
+                    # a contour pins the axes to the cells' extent (sticky edges): without the margin the outermost
+                    # cells were cut in half by the panel's frame
+                    lines.sticky_edges.x.clear()
+                    lines.sticky_edges.y.clear()
                     drew_border, drew_margin = True, drew_margin or bool(w)
             _scale_bar(a, pts, um_per_unit)
             call = pheno.loc[sample, "phenotype"] if pheno is not None and sample in pheno.index else None
