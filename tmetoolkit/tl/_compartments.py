@@ -80,9 +80,9 @@ def compartments(
     0.42-0.51 (``benchmarks/bench_spatial.py --myoepithelium``). Of 641 settings of six rule families (this rule
     with closing, opening and outward growth; neighbourhood majority within 5-160 micrometres; kernel-density ratio
     of tumour cells over all cells; alpha shapes; closing scaled to each nest's size), even chosen with the labels,
-    the only two that reach both 0.90 on the first and 0.85 on the second sit at phenoptr 0.901
-    (``benchmarks/bench_spatial.py --ceiling``): coarser rules gain the pathologist's regions only by losing the
-    tissue categories.
+    the only two that reached both 0.90 on the first and 0.85 on the second sat at phenoptr 0.901
+    (``benchmarks/bench_spatial.py --ceiling``, with tumour cells counted into whole grid squares): coarser rules
+    gain the pathologist's regions only by losing the tissue categories.
 
     Spot data (Visium: ``obs["array_row"]`` and ``obs["array_col"]`` present) have no cell types: unless
     ``cell_type_key`` names a spot label column of the user's (annotate's lineages of spots are those of their
