@@ -13,13 +13,19 @@ from .._matrix import dense_matrix, get_matrix
 from .._utils import TmtInputError, TmtKeyError
 from ._utils import style
 
+# how a canonical marker reads in a title: the protein's usual name, or what a marker family stands for
+TITLE_NAMES = {"tumor": "tumour marker", "PD1": "PD-1", "PDL1": "PD-L1", "PDL2": "PD-L2", "TIM3": "TIM-3",
+               "LAG3": "LAG-3", "CTLA4": "CTLA-4", "TCF1": "TCF-1", "HLADR": "HLA-DR", "CD11C": "CD11c",
+               "granulocyte": "granulocyte marker", "mast": "mast-cell marker", "stroma": "stromal marker",
+               "endothelial": "endothelial marker", "B": "B-cell marker", "M1": "M1 marker"}
+
 
 def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2.6, bins: int = 60,
           ax=None) -> Figure:
     """Histogram of each gated marker's intensity with its gate and the cells called positive.
 
     Intensities are drawn as imaged, on a log axis (channels with negative values, transformed or z-scored, on a
-    linear one); cells at exactly 0, which a log axis cannot show, are counted in the panel's corner. Cells above
+    linear one); cells at exactly 0, which a log axis cannot show, are counted in the panel's title. Cells above
     the gate that were not called positive lost their signal to spill-over removal (``spillover=`` in
     :func:`tmetoolkit.tl.annotate`): they owe it to a bright touching neighbour. The title says when the gate is
     the user's (``gates=``) or the upper tail of a channel that shows one population (markers that define no
@@ -86,9 +92,9 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
                 edges = np.linspace(x.min(), x.max(), bins + 1)
             elif len(x):
                 edges = np.geomspace(x.min(), x.max() * 1.001, bins + 1)
-            if zero.any() and (~zero).any():  # off a log axis: counted, not drawn at a made-up value
-                a.text(0.02, 0.98, f"{_cells(zero.sum())} at 0\n(not drawn)", transform=a.transAxes, ha="left",
-                       va="top", fontsize=7, color="0.35")
+            # off a log axis: counted in the title (inside the panel the note covered the bars), not drawn at a
+            # made-up value
+            at_zero = f"\n{_cells(zero.sum())} at 0, not drawn" if zero.any() and (~zero).any() else ""
             above = x > row["gate"]
             parts = [x[positive], x[~positive & above], x[~positive & ~above]]
             labels = ["positive", "above gate, spill-over", "negative"]
@@ -102,7 +108,7 @@ def gates(adata: AnnData, *, markers=None, ncols: int = 4, panel_size: float = 2
                 a.set_xscale("log")
                 a.xaxis.set_minor_formatter(NullFormatter())
             how = {"tail": "\none population: its tail", "given": "\ngiven gate"}.get(str(row.get("source", "")), "")
-            a.set_title(f"{marker}: {share:.1%} positive{how}", fontsize=9)
+            a.set_title(f"{TITLE_NAMES.get(marker, marker)}: {share:.1%} positive{how}{at_zero}", fontsize=9)
             a.set_xlabel(str(row["channel"]), fontsize=8)
             a.set_ylabel("cells")
         if ax is not None:
