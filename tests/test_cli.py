@@ -429,6 +429,25 @@ def test_use_raw_option_reads_all_genes_and_keeps_x(tmp_path):
     assert out.obs["tmt_lineage"].notna().all() and out.obsm["tmt_scores"].shape[1] > 100
 
 
+def test_use_raw_option_passes_the_reference(tmp_path):
+    """--use-raw runs the pipeline on adata.raw: --reference still reaches the immune phenotype (cohort terciles on
+    3 samples, where the default judges so few samples alone)."""
+    import scanpy as sc
+
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=3, n_cells=300, seed=4)
+    del a.obsm["spatial"]
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.raw = a
+    a[:, a.var_names[:300]].copy().write_h5ad(tmp_path / "hvg.h5ad")
+    assert main(["run", str(tmp_path / "hvg.h5ad"), "-o", str(tmp_path / "out"), "--use-raw", "--sample-key",
+                 "sample", "--reference", "cohort", "-q"]) == 0
+    out = ad.read_h5ad(tmp_path / "out" / "hvg.h5ad")
+    assert set(out.uns["tmt_immune_phenotype"]["table"]["reference"]) == {"cohort"}
+
+
 def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
     """A file whose X holds ComBat-corrected log values (no common floor for undetected genes) is refused at the
     start, naming --layer and --use-raw, not after scoring and annotating."""

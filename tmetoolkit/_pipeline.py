@@ -147,8 +147,8 @@ def run_pipeline(
         paths = run_pipeline(work, outdir, sample_key=sample_key, cell_type_key=cell_type_key,
                              tumor_labels=tumor_labels, effector_labels=effector_labels, group_key=group_key,
                              image_key=image_key, region_key=region_key, tumor_signature=tumor_signature,
-                             markers=markers, pixel_size=pixel_size, bulk=bulk, name=name, input_path=input_path,
-                             _h5ad=adata)
+                             markers=markers, pixel_size=pixel_size, bulk=bulk, reference=reference, name=name,
+                             input_path=input_path, _h5ad=adata)
         return paths
     if bulk and (sample_key is not None or cell_type_key is not None or region_key is not None):
         msg = "bulk data: every observation is a sample, so sample_key, cell_type_key and region_key do not apply."
