@@ -94,6 +94,26 @@ def test_missing_components_are_missing_not_zero(sim_small):
     assert np.isfinite(t["mycaf_fraction_caf"]).all()
 
 
+def test_mdsc_fraction_is_missing_where_too_few_cells_to_tell():
+    """A sample whose monocytes and neutrophils were too few for annotate to tell MDSC-like cells apart has no
+    MDSC-like fraction (NaN, and the resistance row not assessable), not a measured 0%; a sample whose monocytes
+    were enough and formed one population keeps its 0."""
+    a = tmt.datasets.simulate(n_samples=3, n_cells=400, seed=7)
+    tmt.tl.annotate(a)
+    tmt.tl.immunosuppression(a)
+    tmt.tl.resistance_profile(a)
+    splits = a.uns["tmt_annotate"]["splits"]
+    mdsc = splits[splits["state"].str.contains("MDSC")]
+    untold = mdsc.groupby("sample")["too_few"].all()
+    assert untold.any() and not untold.all()  # the data hold both kinds of sample
+    t = a.uns["tmt_immunosuppression"]["table"]
+    assert t.loc[untold.index[untold], "mdsc_fraction_myeloid"].isna().all()
+    assert t.loc[untold.index[~untold], "mdsc_fraction_myeloid"].notna().all()
+    long = a.uns["tmt_resistance_profile"]["long"]
+    rows = long[(long["id"] == "mdsc") & long["sample"].isin(untold.index[untold])]
+    assert rows["flagged"].isna().all() and rows["status"].str.startswith("not assessable").all()
+
+
 def test_needs_annotation(sim_small):
     with pytest.raises(KeyError, match="annotate"):
         tmt.tl.immunosuppression(sim_small)

@@ -137,7 +137,25 @@ def cells_of(adata: AnnData) -> Cells:
         detection=adata.obsm.get(_keys.CHECKPOINT_DETECTION),
         protein=is_protein(adata),
         rules=rules if isinstance(rules, pd.DataFrame) else None,
+        untold=untold_splits(adata),
     )
+
+
+def untold_splits(adata: AnnData) -> pd.Series:
+    """Per cell, whether annotate's split of an MDSC-like state from its sibling cells (``uns["tmt_annotate"]
+    ["splits"]``) was too few cells to tell in the cell's sample; False where no split applies."""
+    annotated = adata.uns.get(_keys.ANNOTATE, {})
+    splits = annotated.get("splits")
+    untold = pd.Series(False, index=adata.obs_names)
+    if not isinstance(splits, pd.DataFrame) or not len(splits):
+        return untold
+    key = annotated.get("params", {}).get("sample_key") or "sample"
+    samples = adata.obs[key].astype(str) if key in adata.obs else pd.Series("all", index=adata.obs_names)
+    few = splits[splits["state"].isin(["M-MDSC-like", "PMN-MDSC-like"]) & splits["too_few"].astype(bool)]
+    lineage = adata.obs[_keys.LINEAGE].astype(str)
+    for row in few.itertuples():
+        untold |= (lineage == row.lineage) & (samples == str(row.sample))
+    return untold
 
 
 def _write(adata: AnnData, result: Suppression, *, sample_key, layer, bulk: bool, region_key: str | None = None,

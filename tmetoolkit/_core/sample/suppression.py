@@ -77,7 +77,8 @@ class Cells:
     ``scores``: cells x signatures; ``lineage`` and ``state``: the labels of ``tmt.tl.annotate``; ``n_receptors``:
     co-inhibitory receptors per cell (``tmt.tl.checkpoints``; NaN where not counted); ``detection``: the checkpoint
     detection table, or None; ``protein``: the cells were called from a protein panel; ``rules``: annotate's table of
-    rules (``label``, ``level``, ``assessable``), or None.
+    rules (``label``, ``level``, ``assessable``), or None; ``untold``: per cell, whether annotate's split of an
+    MDSC-like state from the cell's monocytes or neutrophils was too few cells to tell in its sample, or None.
     """
 
     scores: pd.DataFrame
@@ -87,6 +88,7 @@ class Cells:
     detection: pd.DataFrame | None = None
     protein: bool = False
     rules: pd.DataFrame | None = None
+    untold: pd.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ def cell_components(cells: Cells, groups: pd.Series) -> pd.DataFrame:
     tab = pd.DataFrame(index=pd.Index(sorted(groups.dropna().unique(), key=natural_key), name=None))
     tab["treg_fraction_cd4"] = fraction(st == "Treg", lin == "CD4 T", groups, k)
     tab["treg_activation"] = mean_score(S, ["Treg_activated"], st == "Treg", groups, k)
-    tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, groups, k)
+    tab["mdsc_fraction_myeloid"] = fraction(st.isin(["M-MDSC-like", "PMN-MDSC-like"]), myeloid, groups, k).where(
+        _mdsc_told(cells, groups))
     tab["m2_m1_balance"] = ((n_m2 - n_m1) / (n_m2 + n_m1).replace(0, np.nan)).where(
         tam.groupby(groups, observed=True).sum() >= k)
     tab["mycaf_fraction_caf"] = fraction(st == "myCAF", lin == "Fibroblast", groups, k)
@@ -187,6 +190,16 @@ def cell_components(cells: Cells, groups: pd.Series) -> pd.DataFrame:
             if not all(assessable.get(label, False) for label in labels):
                 tab[col] = np.nan
     return tab
+
+
+def _mdsc_told(cells: Cells, groups: pd.Series) -> pd.Series:
+    """Per group, whether its MDSC-like share is known: some of its monocytes or neutrophils (the cells MDSC-like
+    states are told apart from) were enough to tell in their sample, or it holds none (no cell could be MDSC-like).
+    Where all were too few, a share of 0 would only say that no split was tried."""
+    candidates = (cells.lineage == "Neutrophil") | cells.state.isin(["Monocyte", "M-MDSC-like"])
+    untold = cells.untold if cells.untold is not None else pd.Series(False, index=cells.lineage.index)
+    told = (candidates & ~untold.astype(bool)).groupby(groups, observed=True).any()
+    return told | ~candidates.groupby(groups, observed=True).any()
 
 
 def _receptors_measured(detection: pd.DataFrame | None) -> int:
