@@ -40,9 +40,10 @@ def immunosuppression(
     balance, myCAF fraction and TGF-beta, checkpoint receptor co-expression and ligands, IDO1/adenosine,
     hypoxia, glycolysis) and a composite: the mean of the components' robust z-scores across samples, each
     component's spread taken as at least 0.1 so that one barely varying across the cohort adds no noise. A
-    component that cannot be measured (genes missing, fewer than five cells of the type it is measured in) is
-    NaN and listed, never zero. With ``region_key`` the same components and composite are computed for each
-    region of tissue (pathologist annotations, niches), so that the suppressed regions of a sample stand out.
+    component that cannot be measured (genes missing, fewer than five cells of the type it is measured in, MDSC-like
+    cells that annotate had too few monocytes and neutrophils to tell apart) is NaN and listed, never zero. With
+    ``region_key`` the same components and composite are computed for each region of tissue (pathologist
+    annotations, niches), so that the suppressed regions of a sample stand out.
 
     On a protein panel called by :func:`tmetoolkit.tl.annotate` the components come from the cell calls and the
     marker gates (Treg fraction, M2/M1 balance, receptors on CD8 T cells and PD-L1/PD-L2 on tumour cells and
