@@ -151,6 +151,17 @@ def test_report_says_when_nothing_is_flagged(sim_small, tmp_path):
             and f" of {n} assessable; cohort-relative rules need at least three samples)." in html)
 
 
+def test_summary_of_one_sample_without_a_phenotype_keeps_its_resistance_profile(sim_small, tmp_path):
+    """Cells without a sample column and without a phenotype (dissociated data, no sample key) are one sample,
+    "all" in the tools' tables: the summary still says what the resistance profile found for it."""
+    one = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    del one.obs["sample"], one.obsm["spatial"]
+    tmt.tl.annotate(one)
+    tmt.tl.resistance_profile(one)
+    summary = tmt.report(one, tmp_path / "r.html").read_text().split("id='summary'")[1].split("</section>")[0]
+    assert "No resistance mechanism flagged in the sample as a whole (" in summary, summary
+
+
 def test_report_lists_flagged_regions(sim_small, tmp_path):
     """Regions flagged by the resistance profile are listed with their strategy classes, one row each."""
     tmt.tl.annotate(sim_small)

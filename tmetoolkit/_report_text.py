@@ -183,10 +183,8 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
     sup = adata.uns.get(_keys.IMMUNOSUPPRESSION, {}).get("table")
     if s_key is not None:
         samples = sorted(pd.unique(adata.obs[s_key].astype(str)), key=natural_key)
-    elif ph is not None:
-        samples = [str(s) for s in ph.index]
-    else:
-        samples = ["all cells"]
+    else:  # bulk observations, or cells read as one sample ("all"): as the tools' tables name them
+        samples = _table_samples(ph, sup, res)
     states = adata.obs.get(_keys.STATE)
     paras = []
     for sample in samples[:MAX_SUMMARY_SAMPLES]:
@@ -237,6 +235,19 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
         paras.append(f"<p class='meta'>The first {MAX_SUMMARY_SAMPLES} of {len(samples)} samples; the per-sample "
                      "table holds them all.</p>")
     return paras
+
+
+def _table_samples(phenotype: pd.DataFrame | None, suppression: pd.DataFrame | None,
+                   resistance: pd.DataFrame | None) -> list[str]:
+    """The samples of the first table a tool made (the phenotype's, immunosuppression's, the resistance profile's
+    long table), or ``["all"]``."""
+    if phenotype is not None:
+        return [str(s) for s in phenotype.index]
+    if suppression is not None:
+        return [str(s) for s in suppression.index]
+    if resistance is not None:
+        return [str(s) for s in pd.unique(resistance["sample"])]
+    return ["all"]
 
 
 def _flag_text(row) -> str:
