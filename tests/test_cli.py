@@ -448,6 +448,23 @@ def test_use_raw_option_passes_the_reference(tmp_path):
     assert set(out.uns["tmt_immune_phenotype"]["table"]["reference"]) == {"cohort"}
 
 
+def test_group_key_without_samples_is_refused_before_the_run(tmp_path, capsys):
+    """--group-key compares groups of samples: on cells without a sample column it was dropped without a word (no
+    comparison, no note in the log or the report); it is refused at the start, naming --sample-key and the
+    columns that look like samples."""
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=300, n_background_genes=10, seed=1)
+    a.obs = a.obs.rename(columns={"sample": "patient"})
+    del a.obsm["spatial"]
+    a.write_h5ad(tmp_path / "cells.h5ad")
+    assert main(["run", str(tmp_path / "cells.h5ad"), "-o", str(tmp_path / "out"), "--group-key", "response",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--sample-key" in err and "patient" in err
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
 def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
     """A file whose X holds ComBat-corrected log values (no common floor for undetected genes) is refused at the
     start, naming --layer and --use-raw, not after scoring and annotating."""

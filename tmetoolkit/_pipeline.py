@@ -160,6 +160,10 @@ def run_pipeline(
         sample_key = "sample"
     if sample_key is None and not bulk:
         candidates = _sample_like_columns(adata)
+        if group_key is not None:  # compare_groups tests samples, never cells
+            raise TmtInputError(f"--group-key {group_key} (group_key=) compares groups of samples, but no sample "
+                                "column was given: name it with --sample-key (sample_key=)"
+                                + (f"; candidates: {', '.join(candidates)}." if candidates else "."))
         if candidates:
             logger.warning("no sample_key: all cells are treated as one sample. If the data hold several samples, "
                            "name their obs column (--sample-key / sample_key=); candidates: %s.",
