@@ -269,6 +269,19 @@ def test_report_on_a_subset_of_analysed_samples(sim_small, tmp_path):
     assert "holds 2 sample(s) without cells in these data (S02, S03)" in html
 
 
+def test_report_on_a_subset_names_every_table_made_on_more_samples(sim_small, tmp_path):
+    """Not only the spatial phenotype: immunosuppression and the resistance profile of a subset also keep their
+    tables (and heatmaps, and cohort z-scores) of every analysed sample; a caveat names them."""
+    tmt.tl.annotate(sim_small)
+    tmt.tl.immunosuppression(sim_small)
+    tmt.tl.resistance_profile(sim_small)
+    one = sim_small[sim_small.obs["sample"] == "S01"].copy()
+    html = tmt.report(one, tmp_path / "r.html").read_text()
+    caveats = html[html.index("id='caveats'"):].split("</h2>", 1)[1].split("<h2")[0]
+    caveat = next((c for c in caveats.split("</p>") if "without cells in these data (S02, S03)" in c), "")
+    assert "immunosuppression" in caveat and "resistance profile" in caveat, caveats
+
+
 def test_sample_table_of_a_subset_says_why_a_table_is_left_out(sim_small):
     """Subsetting analysed data to some samples leaves the tools' tables of all samples: the warning says so, and
     does not blame the sample column (the tools ran per the same one)."""

@@ -17,7 +17,7 @@ from ._report_text import describe, glossary_context, sample_summaries
 from ._utils import TmtInputError
 from .tl._annotate import mixed_evidence_summary, split_summary
 from .tl._checkpoints import is_protein
-from .tl._tables import is_bulk, resolve_sample_key
+from .tl._tables import NOT_PER_SAMPLE, is_bulk, resolve_sample_key
 
 _SHOWN: contextvars.ContextVar[dict] = contextvars.ContextVar("columns shown in the report")
 COLLAPSE_ROWS, COLLAPSE_COLUMNS = 15, 12  # larger tables are folded (<details>) and offered as CSV
@@ -177,11 +177,6 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
         # a subset of analysed data keeps the tables of all its samples: only samples with cells have a map
         present = set(adata.obs[map_key].astype(str)) if map_key else {"all"}
         shown = [s for s in _mapped_samples(tab) if str(s) in present]
-        gone = [str(s) for s in tab.index if str(s) not in present]
-        if gone:
-            caveats.append(f"The immune phenotype table holds {len(gone)} sample(s) without cells in these data "
-                           f"({html.escape(', '.join(gone[:5]))}{' ...' if len(gone) > 5 else ''}): the tools ran on "
-                           "more cells than these; rerun them on this subset for results of its own.")
         params = ph["params"]  # the cell types the phenotype was made from: the user's, or tmetoolkit's lineages
         effectors = list(params.get("effector_labels", ["CD8 T"]))
         if shown:
@@ -196,6 +191,30 @@ def _phenotype_section(adata, s_key, caveats: list[str]) -> str | None:
         body += _fig_html(pl.immune_phenotype(adata).figure, "expression-based phenotype")
     caveats.append("Immune phenotype inferred from expression: exclusion was inferred, not seen.")
     return body
+
+
+def _subset_caveat(adata) -> str | None:
+    """A subset of analysed data keeps every tool's table of all the samples it was made on (and the figures and
+    cohort z-scores drawn from them): the tools whose tables hold samples without cells here, or ``None``."""
+    tools, gone = [], []
+    for name, v in adata.uns.items():
+        if not (name.startswith(_keys.PREFIX) and name not in NOT_PER_SAMPLE and isinstance(v, dict)
+                and isinstance(v.get("table"), pd.DataFrame)):
+            continue
+        key = str(v.get("params", {}).get("sample_key") or "")  # the samples the tool called
+        present = set(adata.obs[key].astype(str)) if key in adata.obs else {"all", *adata.obs_names.astype(str)}
+        missing = [str(s) for s in v["table"].index if str(s) not in present]
+        if missing:
+            tools.append(name.removeprefix(_keys.PREFIX).replace("_", " "))
+            gone += [s for s in missing if s not in gone]
+    if not tools:
+        return None
+    which = (f"The {tools[0]} table holds" if len(tools) == 1
+             else f"The {', '.join(tools[:-1])} and {tools[-1]} tables hold")
+    return (f"{html.escape(which)} {len(gone)} sample(s) without cells in these data "
+            f"({html.escape(', '.join(gone[:5]))}{' ...' if len(gone) > 5 else ''}): the tools ran on more cells "
+            "than these, and their figures and cohort z-scores still include those samples; rerun them on this "
+            "subset for results of its own.")
 
 
 def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
@@ -429,6 +448,9 @@ def report(adata, path, *, sample_key: str | None = None) -> Path:
                         "</p>" for r in skipped.itertuples())
     if _keys.LINEAGE in adata.obs or bulk:
         caveats.append(_evidence_caveat(adata))
+    subset = _subset_caveat(adata)
+    if subset is not None:
+        caveats.insert(0, subset)
     context = glossary_context(adata)
     if s_key is not None:
         context[str(s_key)] = f"sample (adata.obs[{s_key!r}])"
