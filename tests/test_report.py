@@ -218,6 +218,15 @@ def test_expression_phenotype_shows_the_features_that_decided(sim_small, tmp_pat
     assert "immune_axis" in cohort and "stromal_axis" not in cohort
 
 
+def test_cohort_expression_phenotype_columns_are_all_in_the_glossary(sim_small, tmp_path):
+    """Judged against the cohort, the expression phenotype's table adds its T-cell programme axis: the per-sample
+    table shows it, and the glossary describes it."""
+    tmt.tl.immune_phenotype(sim_small, sample_key="sample", cell_type_key="true_lineage", basis="expression",
+                            reference="cohort")
+    html = tmt.report(sim_small, tmp_path / "r.html").read_text()
+    assert "immune_phenotype:t_cell_programmes" in html and "<dd>no description</dd>" not in html
+
+
 def test_report_figures_keep_small_text_readable():
     """6-pt text (scale bars, crowded ticks) is at least 11 pixels tall in the report's figures."""
     import base64

@@ -33,6 +33,8 @@ _EXACT = {
     "rho_stroma": "CD8 T cells per mm² in the margin and stroma",
     "infiltration_ratio": "share of the CD8 T-cell density that lies inside the tumour: tumour / (tumour + stroma)",
     "immune_axis": "CD8 T-effector programme, robust z across samples (its cohort terciles decide)",
+    "t_cell_programmes": "mean of the three T-cell programmes (CD8 T-effector, IFN-gamma, T cell-inflamed GEP), "
+                         "each a robust z across samples (reported, not deciding)",
     "stromal_axis": "cohort-relative stromal axis (TGF-beta, CAF programmes; robust z across samples)",
     "cd8_fraction_immune": "CD8 T cells among immune cells",
     "immune_cells": "immune cells counted (the CD8 T share's denominator; the call's confidence rests on it)",
