@@ -162,6 +162,22 @@ def test_summary_of_one_sample_without_a_phenotype_keeps_its_resistance_profile(
     assert "No resistance mechanism flagged in the sample as a whole (" in summary, summary
 
 
+def test_summary_gives_the_reason_a_phenotype_did_not_run_once(sim_small, tmp_path):
+    """The reason the pipeline skipped the phenotype (often several sentences) stood in every sample's paragraph
+    and again below them, ending in '..' where the reason ends with a full stop: it is given once."""
+    import pandas as pd
+
+    from tmetoolkit import _keys
+
+    tmt.tl.annotate(sim_small)
+    why = "none of the tumor_labels occurs; pass --tumor-signature NAME (tumor_signature= in Python)."
+    sim_small.uns[_keys.RUN] = {"skipped": pd.DataFrame([("immune phenotype", "immune_phenotype", why)],
+                                                        columns=["step", "tool", "reason"])}
+    summary = tmt.report(sim_small, tmp_path / "r.html").read_text().split("id='summary'")[1].split("</section>")[0]
+    assert summary.count("none of the tumor_labels occurs") == 1 and ".." not in summary, summary
+    assert summary.count("No immune phenotype") == 3  # S01, S02, S03
+
+
 def test_report_lists_flagged_regions(sim_small, tmp_path):
     """Regions flagged by the resistance profile are listed with their strategy classes, one row each."""
     tmt.tl.annotate(sim_small)

@@ -200,8 +200,7 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
             parts.append(f"Immune phenotype <b>{html.escape(call)}</b>{html.escape(why)} "
                          f"({html.escape(str(row.get('basis', '')))}; {conf}).")
         elif skipped is not None and "tool" in skipped and (skipped["tool"] == "immune_phenotype").any():
-            reason = skipped.loc[skipped["tool"] == "immune_phenotype", "reason"].iloc[0]
-            parts.append(f"No immune phenotype: {html.escape(str(reason))}.")
+            parts.append("No immune phenotype (not run; the reason follows the summary).")
         if states is not None:
             cells = (adata.obs[s_key].astype(str) == sample) if s_key is not None else pd.Series(True,
                                                                                                    adata.obs_names)
