@@ -465,6 +465,20 @@ def test_group_key_without_samples_is_refused_before_the_run(tmp_path, capsys):
     assert not (tmp_path / "out" / "report.html").exists()
 
 
+def test_a_warning_is_printed_once(tmp_path, capsys):
+    """Each tool that reads the matrix warns about repeated var_names: the command printed the same line once per
+    tool (four times); it prints each warning once."""
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=2, n_cells=300, n_background_genes=10, seed=0)
+    del a.obsm["spatial"]
+    a.var_names = [*a.var_names[:-1], a.var_names[-2]]
+    a.write_h5ad(tmp_path / "dup.h5ad")
+    assert main(["run", str(tmp_path / "dup.h5ad"), "-o", str(tmp_path / "out"), "--sample-key", "sample"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if "occur more than once" in x or "occurs more" in x]
+    assert len(lines) == 1, lines
+
+
 def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
     """A file whose X holds ComBat-corrected log values (no common floor for undetected genes) is refused at the
     start, naming --layer and --use-raw, not after scoring and annotating."""

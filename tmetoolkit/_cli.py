@@ -142,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     import warnings
 
+    printed = set()  # several tools warn about the same input (repeated var_names): each line is printed once
+
     def one_line(message, category, *_args, **_kwargs):
-        if issubclass(category, _utils.TmtWarning) and not args.quiet:
+        if issubclass(category, _utils.TmtWarning) and not args.quiet and str(message) not in printed:
             from tqdm import tqdm
 
+            printed.add(str(message))
             tqdm.write(f"tmetoolkit: warning: {message}", file=sys.stderr)  # above a progress bar, not into it
 
     # the command's own output: data-quality warnings as single lines; the filters are restored on return, so
