@@ -178,6 +178,22 @@ def test_summary_gives_the_reason_a_phenotype_did_not_run_once(sim_small, tmp_pa
     assert summary.count("No immune phenotype") == 3  # S01, S02, S03
 
 
+def test_split_caveat_of_samples_none_of_which_was_split_reads_as_one_statement():
+    """'M-MDSC-like cells were split off in 0 of 4 samples; in the other 4 ...' counted 8 samples in 4; where no
+    sample was split the caveat says so once."""
+    import pandas as pd
+
+    from tmetoolkit.tl._annotate import split_summary
+
+    rows = pd.DataFrame({"state": "M-MDSC-like", "sibling": "Monocyte", "sample": ["p1", "p2", "p3", "p4"],
+                         "applied": False, "too_few": True, "reason": "too few cells to fit two populations"})
+    assert split_summary(rows) == ("M-MDSC-like cells were split off in none of 4 samples: the monocytes were too "
+                                   "few to tell")
+    rows.loc[0, "applied"] = True
+    assert split_summary(rows) == ("M-MDSC-like cells were split off in 1 of 4 samples; in the other 3 the monocytes "
+                                   "were too few to tell")
+
+
 def test_report_lists_flagged_regions(sim_small, tmp_path):
     """Regions flagged by the resistance profile are listed with their strategy classes, one row each."""
     tmt.tl.annotate(sim_small)

@@ -493,6 +493,8 @@ def split_summary(splits: pd.DataFrame | None) -> str:
         why = " or ".join(f"{w} ({k})" if len(reasons) > 1 else w for w, k in reasons)
         if len(rows) == 1:
             parts.append(f"{state} cells were not split off: {why}")
+        elif not applied.any():
+            parts.append(f"{state} cells were split off in none of {len(rows)} samples: {why}")
         else:
             parts.append(f"{state} cells were split off in {int(applied.sum())} of {len(rows)} samples; in the "
                          f"other {int((~applied).sum())} {why}")
