@@ -519,6 +519,19 @@ def test_pixel_size_option_scales_pixel_coordinates(tmp_path, capsys):
     assert "--pixel-size" in capsys.readouterr().err
 
 
+def test_coordinates_in_pixels_name_the_command_line_option(tmp_path, capsys):
+    """Cells 5 pixels to the micrometre, run without --pixel-size: the warning names the option a command-line
+    user can pass, not only the Python argument pixel_size=."""
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=1, n_cells=600, n_background_genes=10, seed=3)
+    a.obsm["spatial"] = a.obsm["spatial"] * 5
+    a.write_h5ad(tmp_path / "px.h5ad")
+    assert main(["run", str(tmp_path / "px.h5ad"), "-o", str(tmp_path / "out")]) == 0
+    warning = [x for x in capsys.readouterr().err.splitlines() if "coordinate units apart" in x]
+    assert warning and all("--pixel-size" in x for x in warning), warning
+
+
 def test_run_splits_cell_states_within_each_sample_and_passes_the_reference(tmp_path):
     """--sample-key reaches annotate (population splits such as the MDSC-like states are made within each sample,
     not over pooled ones), and --reference reaches the immune phenotype (cohort terciles on 3 samples, where the

@@ -426,7 +426,8 @@ def _densities_unreadable(res: PhenotypeTables, spacing: float) -> None:
     ``spacing`` units apart, outside the micrometre range of tissue): they are not assessable, in place. The other
     measures are in units of the cells' own spacing and stand."""
     why = (f"a desert call rests on CD8 T cells per mm^2, but neighbouring cells lie {spacing:.3g} coordinate units "
-           "apart, so the coordinates are not micrometres: pass pixel_size= (micrometres per unit)")
+           "apart, so the coordinates are not micrometres: pass pixel_size= (command line: --pixel-size; "
+           "micrometres per unit)")
     for tab in (res.samples, res.regions):
         desert = (tab["phenotype"] == "desert").to_numpy()
         tab.loc[desert, "phenotype"] = "not assessable"

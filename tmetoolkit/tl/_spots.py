@@ -94,9 +94,9 @@ def check_spot_pitch(pitch: float, pixel_size: float | None) -> None:
     """Warn when spots lie further apart than any spot array's, i.e. the coordinates are not micrometres."""
     if pixel_size is None and np.isfinite(pitch) and pitch > MAX_SPOT_PITCH_UM:
         warn(f"neighbouring spots lie {pitch:.4g} coordinate units apart; spot arrays place them 100 um (Visium) or "
-             f"200 um apart. If obsm['spatial'] holds image pixels, pass pixel_size= (micrometres per pixel, e.g. "
-             f"{VISIUM_SPOT_DIAMETER_UM:g} / spot_diameter_fullres from the Visium scale factors): margins and tiles "
-             "depend on it.")
+             "200 um apart. If obsm['spatial'] holds image pixels, pass pixel_size= (command line: --pixel-size; "
+             f"micrometres per pixel, e.g. {VISIUM_SPOT_DIAMETER_UM:g} / spot_diameter_fullres from the Visium scale "
+             "factors): margins and tiles depend on it.")
 
 
 def check_one_array_per_image(adata: AnnData, images: pd.Series) -> None:

@@ -94,5 +94,5 @@ def check_scale(table: pd.DataFrame, pixel_size: float | None) -> None:
         lo, hi = NN_DISTANCE_UM
         warn(f"neighbouring cells lie {nn:.3g} coordinate units apart (median over images); in tissue that is "
              f"{lo:g}-{hi:g} micrometres. If obsm['spatial'] holds pixels or another unit, pass pixel_size= "
-             "(micrometres per unit, e.g. 0.12 for CosMx global pixels, 0.2125 for Xenium image pixels): "
-             "densities per mm2 and margin widths depend on it.", category=TmtScaleWarning)
+             "(command line: --pixel-size; micrometres per unit, e.g. 0.12 for CosMx global pixels, 0.2125 for "
+             "Xenium image pixels): densities per mm2 and margin widths depend on it.", category=TmtScaleWarning)
