@@ -194,6 +194,13 @@ def test_split_caveat_of_samples_none_of_which_was_split_reads_as_one_statement(
                                    "were too few to tell")
 
 
+def test_summary_of_data_without_per_sample_results_says_so(sim_small, tmp_path):
+    """Scores alone give no per-sample result: the summary said 'S01:' and nothing more."""
+    tmt.tl.score(sim_small, "tam")
+    summary = tmt.report(sim_small, tmp_path / "r.html").read_text().split("id='summary'")[1].split("</section>")[0]
+    assert "</b>: </p>" not in summary and summary.count("no per-sample result") == 3, summary
+
+
 def test_report_lists_flagged_regions(sim_small, tmp_path):
     """Regions flagged by the resistance profile are listed with their strategy classes, one row each."""
     tmt.tl.annotate(sim_small)

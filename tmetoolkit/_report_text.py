@@ -231,6 +231,10 @@ def sample_summaries(adata, s_key: str | None, skipped: pd.DataFrame | None) -> 
                 few = "" if cohort_flags else "; cohort-relative rules need at least three samples"
                 parts.append(f"No resistance mechanism flagged in the sample as a whole "
                              f"({int(mine['flagged'].notna().sum())} of {len(mine)} assessable{few}).")
+        if not parts:  # only scores, or nothing yet: say so rather than leave the sample's name alone
+            parts.append("no per-sample result: the phenotype, cell states, immunosuppression and resistance "
+                         "profile are written by tmt.tl.immune_phenotype, annotate, immunosuppression and "
+                         "resistance_profile (or tmetoolkit run).")
         paras.append(f"<p class='sample'><b>{html.escape(sample)}</b>: " + " ".join(parts) + "</p>")
     if len(samples) > MAX_SUMMARY_SAMPLES:
         paras.append(f"<p class='meta'>The first {MAX_SUMMARY_SAMPLES} of {len(samples)} samples; the per-sample "
