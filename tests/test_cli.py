@@ -479,6 +479,21 @@ def test_a_warning_is_printed_once(tmp_path, capsys):
     assert len(lines) == 1, lines
 
 
+def test_a_group_column_of_more_than_two_groups_says_what_to_do_on_the_command_line(tmp_path):
+    """The comparison is skipped when --group-key holds three groups; its reason told a command-line user to
+    'pass groups=(a, b)', which only Python can: it now says what the command needs."""
+    import tmetoolkit as tmt
+
+    a = tmt.datasets.simulate(n_samples=3, n_cells=300, n_background_genes=10, seed=1)
+    del a.obsm["spatial"]
+    a.obs["arm"] = a.obs["sample"].astype(str)
+    a.write_h5ad(tmp_path / "cells.h5ad")
+    assert main(["run", str(tmp_path / "cells.h5ad"), "-o", str(tmp_path / "out"), "--sample-key", "sample",
+                 "--group-key", "arm", "-q"]) == 0
+    skipped = ad.read_h5ad(tmp_path / "out" / "cells.h5ad").uns["tmt_run"]["skipped"].set_index("tool")
+    assert "--group-key" in skipped.loc["compare_groups", "reason"]
+
+
 def test_batch_corrected_values_are_refused_before_the_run(tmp_path, capsys):
     """A file whose X holds ComBat-corrected log values (no common floor for undetected genes) is refused at the
     start, naming --layer and --use-raw, not after scoring and annotating."""

@@ -78,7 +78,7 @@ def compare_groups(
     if groups is None:
         if len(present) != 2:
             msg = (f"{group_key!r} has {len(present)} group(s) {present}; comparing needs exactly two: "
-                   "pass groups=(a, b)" if len(present) > 2
+                   "pass groups=(a, b) (command line: give --group-key a column of two groups)" if len(present) > 2
                    else f"{group_key!r} has only one group ({present}); nothing to compare.")
             raise TmtInputError(msg)
         groups = (present[0], present[1])
