@@ -297,6 +297,25 @@ def test_highly_variable_subset_points_to_raw(sim_small):
         tmt.tl.score(full, ["T_cell", "CD8_T"])  # all genes in X: nothing to say
 
 
+def test_genes_in_raw_only_are_counted_once(sim_small):
+    """X without 5 signature genes (and the simulator's background genes) that adata.raw holds: the warning
+    counted a gene once per signature holding it (CD8A, PTPRC ... are in dozens), hundreds of 'signature genes'
+    for 5; it counts genes."""
+    import re
+
+    a = sim_small.copy()
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    a.raw = a
+    gone = ["CD8A", "PTPRC", "CD3E", "FOXP3", "CD68"]
+    keep = [g for g in a.var_names if g not in gone and not g.startswith("SIMGENE")]
+    with pytest.warns(tmt.TmtWarning, match="signature genes are in raw only") as rec:
+        tmt.pp.check_input(a[:, keep].copy())
+    found = [re.search(r"(\d+) signature genes are in raw only", str(w.message)) for w in rec]
+    counts = [int(m.group(1)) for m in found if m]
+    assert counts == [len(gone)], counts
+
+
 def test_tools_reuse_scores_of_the_run(sim_small, monkeypatch):
     """The pipeline scores every signature of the run once; annotate, immunosuppression and the resistance
     profile then find their columns scored and pass over the matrix no more for them."""

@@ -667,12 +667,17 @@ def warn_duplicated(report: InputReport) -> None:
              category=TmtRepeatedNamesWarning)
 
 
+def _genes_used(cov: pd.DataFrame) -> set[str]:
+    """The genes a :func:`coverage` table found, over all its signatures."""
+    return {g for used in cov["genes_used"] for g in str(used).split(",") if g}
+
+
 def hint_raw(adata: AnnData, sigs, cov: pd.DataFrame, species: str) -> None:
     """Warn when ``X`` holds a gene subset (highly variable genes) of ``adata.raw`` that misses signature genes."""
     if adata.raw is None or adata.raw.n_vars < 1.5 * adata.n_vars:
         return
     raw_cov = coverage(adata.raw.var_names, sigs, species)
-    gained = int(raw_cov["n_found"].sum() - cov["n_found"].sum())
+    gained = len(_genes_used(raw_cov) - _genes_used(cov))  # genes, each once, not once per signature holding it
     if gained > 0:
         warn(f"X holds {adata.n_vars:,} of the {adata.raw.n_vars:,} genes in adata.raw (highly variable genes?): "
              f"{gained} signature genes are in raw only, and the tools read X. To read raw: use_raw=True "
