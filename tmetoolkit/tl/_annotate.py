@@ -188,9 +188,9 @@ def annotate(
         Categorical labels in tmetoolkit's vocabulary (``unassigned`` where the lineage is not confident).
     ``obs["tmt_confidence"]``
         Confidence of the finest call made (0-1). On the labelled RNA sets, lineage calls at 0.95 or above were
-        right in 0.89-1.00 of cells and kept with five other cells left out in 0.985-1.00 of runs; below 0.8
-        up to a quarter changed (``benchmarks/validate_annotation.py --stability``): filter on it where a call
-        must hold.
+        right in 0.89-1.00 of cells and kept with five other cells left out in 0.985-1.00 of runs; between 0.5
+        and 0.8, 0.72-0.93 were kept (``benchmarks/validate_annotation.py --stability``): filter on it where a
+        call must hold.
     ``uns["tmt_lineage_colors"]``, ``uns["tmt_state_colors"]``
         Fixed colours of every label (scanpy's convention; the same in every tmetoolkit figure).
     ``obs["tmt_tam_subset"]``, ``obs["tmt_caf_subset"]``
