@@ -503,11 +503,15 @@ def test_phenotype_plot_tells_zero_from_missing_and_explains_its_markers(done):
     assert {"0", "n/a"} <= {t.get_text() for t in ax.get_xticklabels()}
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any(t.startswith("hollow: fewer than") for t in legend)
+    # each call's key is filled in its colour, though every point of it is hollow (the key was hollow too)
+    calls = set(done.uns["tmt_immune_phenotype"]["table"]["phenotype"].astype(str))
+    keys = dict(zip(legend, ax.get_legend().legend_handles, strict=True))
+    assert calls <= set(keys) and all(keys[c].get_facecolor()[0][3] == 1 for c in calls)
     plt.close("all")
     a = _phenotype_copy(done)
     a.uns["tmt_immune_phenotype"]["table"]["phenotype"] = pd.Categorical(["not assessable", "inflamed", "desert"])
     ax = tmt.pl.immune_phenotype(a)
-    z = {c.get_label(): c.get_zorder() for c in ax.collections if not c.get_label().startswith("_")}
+    z = {c.get_label().lstrip("_"): c.get_zorder() for c in ax.collections if len(c.get_offsets())}
     assert z["not assessable"] < min(z["inflamed"], z["desert"])
     plt.close("all")
     ax = tmt.pl.immune_phenotype(done, regions=True)

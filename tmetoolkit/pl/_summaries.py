@@ -153,9 +153,12 @@ def _cell_phenotype(tab: pd.DataFrame, p: dict, *, regions: bool, annotate: bool
     colors = phenotype_colors()
     with style():
         ax = new_ax(ax, (4.2, 3.8))
+        size = 28 if not regions else 10
         for lab, sub in tab.groupby(tab["phenotype"].astype(str), observed=True):
             i = sub.index
-            ax.scatter(x[i], y[i], label=lab, s=28 if not regions else 10, linewidths=0.8,
+            # the legend shows each call filled, also where all its samples are drawn hollow (few CD8 T cells)
+            ax.scatter([], [], label=lab, s=size, linewidths=0.8, facecolors=colors[lab], edgecolors="white")
+            ax.scatter(x[i], y[i], label=f"_{lab}", s=size, linewidths=0.8,
                        facecolors=[("none" if f else colors[lab]) for f in few[i]],
                        edgecolors=[colors[lab] if f else "white" for f in few[i]],
                        marker="o", zorder=_zorder(lab))
