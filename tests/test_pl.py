@@ -416,6 +416,20 @@ def test_heatmap_labels_are_words_and_flags_stand_out(done):
     plt.close(ax.figure)
 
 
+
+def test_resistance_legend_names_the_classes_the_grid_shows(done):
+    """The key listed all four classes whatever the grid held ("measured, rule not applicable" beside a grid
+    without a white cell, in the Xenium per-region profile of tutorial 02)."""
+    one = done[done.obs["sample"] == done.obs["sample"].iloc[0]].copy()  # cohort-relative rules cannot apply
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.resistance_profile(one, sample_key="sample")
+    ax = tmt.pl.resistance_profile(one)
+    shown = {tuple(np.round(c, 3)) for c in np.asarray(ax.images[0].get_array()).reshape(-1, 3)}
+    keys = {tuple(np.round(p.get_facecolor()[:3], 3)) for p in ax.get_legend().get_patches()}
+    assert keys == shown
+    plt.close(ax.figure)
+
 def test_dot_plot_rows_of_few_cells_are_faded_and_counted(done):
     a = done.copy()
     treg = np.flatnonzero(a.obs["tmt_state"].astype(str) == "Treg")

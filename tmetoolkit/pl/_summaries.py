@@ -701,11 +701,12 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
     with style():
         ax = new_ax(ax, (CELL_WIDTH * table.shape[1] + 5.0, CELL_HEIGHT * len(table) + 2.0))
         vals = table.to_numpy(dtype=float)
+        inapplicable = np.isnan(vals) & measured.to_numpy(dtype=bool)
+        cells = {"flagged (✕)": vals == 1, "not flagged": vals == 0, "measured, rule not applicable": inapplicable,
+                 "not assessable or needs data": np.isnan(vals) & ~inapplicable}
         rgb = np.empty((*table.shape, 3))
-        rgb[:] = colours["not assessable or needs data"]
-        rgb[np.isnan(vals) & measured.to_numpy(dtype=bool)] = colours["measured, rule not applicable"]
-        rgb[vals == 0] = colours["not flagged"]
-        rgb[vals == 1] = colours["flagged (✕)"]
+        for name, where in cells.items():
+            rgb[where] = colours[name]
         ax.imshow(rgb, aspect=CELL_HEIGHT / CELL_WIDTH)  # one sample is one column, not the figure's width
         for i, j in zip(*np.nonzero(vals == 1), strict=True):  # a mark as well as a colour
             ax.text(j, i, "✕", ha="center", va="center", color="white", fontsize=7)
@@ -717,8 +718,9 @@ def resistance_profile(adata: AnnData, *, regions: bool = False, ax: Axes | None
         for i in range(1, len(groups)):
             if groups[i] != groups[i - 1]:
                 ax.axhline(i - 0.5, c="black", lw=0.8)
-        ax.legend(handles=[Patch(facecolor=c, edgecolor="0.5", label=k) for k, c in colours.items()], frameon=False,
-                  fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        # the classes the grid shows (a key for a colour no cell has only puzzles the reader)
+        ax.legend(handles=[Patch(facecolor=c, edgecolor="0.5", label=k) for k, c in colours.items()
+                           if cells[k].any()], frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title("Resistance mechanisms" + (" per region" if regions else ""))
     return ax
 
