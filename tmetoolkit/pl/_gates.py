@@ -9,13 +9,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from .. import _keys
+from .._core.checkpoints import PROTEIN_MARKERS
 from .._matrix import dense_matrix, get_matrix
 from .._utils import TmtInputError, TmtKeyError
 from ._utils import style
 
-# how a canonical marker reads in a title: the protein's usual name, or what a marker family stands for
-TITLE_NAMES = {"tumor": "tumour marker", "PD1": "PD-1", "PDL1": "PD-L1", "PDL2": "PD-L2", "TIM3": "TIM-3",
-               "LAG3": "LAG-3", "CTLA4": "CTLA-4", "TCF1": "TCF-1", "HLADR": "HLA-DR", "CD11C": "CD11c",
+# how a canonical marker reads in a title: the protein's usual name (the checkpoints' as tl.checkpoints names
+# them), or what a marker family stands for
+TITLE_NAMES = {**{marker: name for name, marker in PROTEIN_MARKERS.items()},
+               "tumor": "tumour marker", "TCF1": "TCF-1", "HLADR": "HLA-DR", "CD11C": "CD11c",
                "granulocyte": "granulocyte marker", "mast": "mast-cell marker", "stroma": "stromal marker",
                "endothelial": "endothelial marker", "B": "B-cell marker", "M1": "M1 marker"}
 

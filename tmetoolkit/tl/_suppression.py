@@ -150,8 +150,8 @@ def untold_splits(adata: AnnData) -> pd.Series:
     untold = pd.Series(False, index=adata.obs_names)
     if not isinstance(splits, pd.DataFrame) or not len(splits):
         return untold
-    key = annotated.get("params", {}).get("sample_key") or "sample"
-    samples = adata.obs[key].astype(str) if key in adata.obs else pd.Series("all", index=adata.obs_names)
+    key = annotated.get("params", {}).get("sample_key")  # the samples annotate split within, if still in obs
+    samples = samples_of(adata, key if key in adata.obs else None).astype(str)
     few = splits[splits["state"].isin(["M-MDSC-like", "PMN-MDSC-like"]) & splits["too_few"].astype(bool)]
     lineage = adata.obs[_keys.LINEAGE].astype(str)
     for row in few.itertuples():
