@@ -945,6 +945,29 @@ def test_reserve_genes_stand_in_for_a_lost_marker_group():
         tmt.tl.annotate(h)
 
 
+def test_nk_cells_are_not_called_where_the_panel_reads_no_t_cell_gene():
+    """NK cells are told from effector T cells by the absence of CD3. Puram without any T-cell gene or stand-in
+    (2,000 variable genes of a data set of T cells keep none; NKG7 and GNLY stay): the NK label is not assessable,
+    the rules table says why, and no T cell is called NK. With the genes there, the NK label is read."""
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    p = real_data("puram")
+    t_label = next(lab for lab in lineage_markers().labels if lab.label == "T")
+    drop = {*t_label.genes, *(g for grp in t_label.reserve for g in grp)}
+    q = p[:, ~p.var_names.isin(drop)].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(q)
+    rules = q.uns["tmt_annotate"]["rules"].set_index(["level", "label"])
+    assert not rules.loc[("lineage", "NK"), "assessable"]
+    assert "CD3D" in rules.loc[("lineage", "NK"), "reason"]
+    t = p.obs["celltypes"].astype(str).isin(["CD4 T cell", "CD8 T cell", "reg. T cell"]).to_numpy()
+    assert t.sum() >= 50 and not q.obs["tmt_lineage"][t].eq("NK").any()
+    full = p.copy()
+    tmt.tl.annotate(full)
+    assert full.uns["tmt_annotate"]["rules"].set_index(["level", "label"]).loc[("lineage", "NK"), "assessable"]
+
+
 def test_cd4_stand_ins_split_t_cells_on_a_panel_without_cd4_and_cd40lg(pbmc68k):
     """Files of variable genes often drop CD4 and CD40LG. Without them IL7R and CD28 stand in for the CD4 group
     among T cells: on scanpy's PBMC sample without the two genes, 0.76 of the sorted T cells get the right

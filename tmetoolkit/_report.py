@@ -122,7 +122,8 @@ def _evidence_caveat(adata) -> str:
 
 def _overview(adata, s_key, bulk: bool) -> str:
     n_samples = adata.obs[s_key].nunique() if s_key else (adata.n_obs if bulk else 1)
-    return (f"<p>{adata.n_obs:,} observations x {adata.n_vars:,} features; {_input_text(adata)}; "
+    obs = "observation" if adata.n_obs == 1 else "observations"
+    return (f"<p>{adata.n_obs:,} {obs} x {adata.n_vars:,} features; {_input_text(adata)}; "
             f"samples: {n_samples}{' (bulk: each observation is a sample)' if bulk and not s_key else ''}.</p>")
 
 

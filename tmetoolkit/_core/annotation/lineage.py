@@ -93,8 +93,15 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             absent = [",".join(g) for g, p in zip(lab.positive, pos, strict=True) if p is None]
             missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
             continue
+        spares = lab.negative_reserve or [()] * len(lab.negative)
+        unread = [",".join(lab.negative[i]) for i in lab.told_from
+                  if group_mean(lab.negative[i], reserve=spares[i]) is None]
+        if unread:
+            missing[lab.label] = "cannot be told from the cells of its look-alike lineage: no gene of " + \
+                "; ".join(unread) + " (nor a stand-in) on the panel"
+            continue
         neg = []
-        for genes, spare in zip(lab.negative, lab.negative_reserve or [()] * len(lab.negative), strict=True):
+        for genes, spare in zip(lab.negative, spares, strict=True):
             # a negative group the panel lacks altogether is read through its stand-ins (T cells without CD3 on
             # the panel must still count against NK cells); where some of its genes are there, they alone speak
             lost = not any(g in gene_col for g in genes)

@@ -28,6 +28,9 @@ class LabelMarkers:
     decisive: tuple[str, ...] = ()  # transcripts only this label's cells make (see the marker file)
     decisive_state: str | None = None  # the state such a cell is, within its lineage
     negative_reserve: tuple[tuple[str, ...], ...] = ()  # per negative group, its stand-ins (as ``reserve``)
+    # positions in ``negative`` of the groups the label is told from: where the panel reads none of such a group's
+    # genes nor its stand-ins, the label cannot be called (NK cells without any T-cell gene on the panel)
+    told_from: tuple[int, ...] = ()
 
     @property
     def lineage(self) -> str:
@@ -102,7 +105,8 @@ def lineage_markers() -> MarkerTable:
                             tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]),
                             tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"),
                             tuple(tuple(reserve.get(g, {}).get("genes", ())) if negative_stand_ins else ()
-                                  for g in entry.get("negative", ())))
+                                  for g in entry.get("negative", ())),
+                            tuple(entry.get("negative", ()).index(g) for g in entry.get("told_from", ())))
 
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
     # in a split the two labels are each other's negative: a stand-in read there would count twice (IL7R and CD28,
