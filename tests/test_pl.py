@@ -1,4 +1,5 @@
 import itertools
+import re
 import warnings
 from pathlib import Path
 
@@ -1214,3 +1215,36 @@ def test_checkpoints_plot_names_only_the_receptors_measured(done):
     assert ax.get_title() == "PD-1 / TIM-3 / LAG-3 / TIGIT / CTLA-4 co-expression"
     assert len(ax.get_legend().get_texts()) == 3
     plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("n_samples", [3, 30])
+def test_checkpoints_counts_are_readable_and_clear_of_the_bars_and_each_other(done, n_samples):
+    """The CD8 T-cell count of each bar was written above it at 6 pt, unreadable in a report, and turned on its side
+    above 12 samples. Each count now sits under its sample's name at the tick labels' size, beside no bar and no
+    other count, for a few samples as for many with counts in the thousands."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.patches import Rectangle
+
+    a = done.copy()
+    res = dict(a.uns["tmt_checkpoints"])
+    rows = np.resize(np.arange(len(res["table"])), n_samples)
+    tab = res["table"].iloc[rows].set_axis([f"Patient_{i:02d}" for i in range(n_samples)])
+    tab["n_cd8"] = np.linspace(4, 12_345, n_samples).astype(int)
+    tab["cd8_frac_ge1_receptors"] = np.linspace(0.2, 1.0, n_samples)  # bars up to the top
+    res["table"] = tab
+    a.uns["tmt_checkpoints"] = res
+    ax = tmt.pl.checkpoints(a)
+    fig = ax.figure
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    counts = [t for t in [*ax.texts, *ax.get_xticklabels()] if "n=" in t.get_text()]
+    written = [int(n.replace(",", "")) for t in counts for n in re.findall(r"n=([\d,]+)", t.get_text())]
+    assert sorted(written) == sorted(tab["n_cd8"])
+    small = FontProperties(size="small").get_size_in_points()
+    assert all(t.get_fontsize() >= small for t in counts)
+    boxes = [t.get_window_extent(renderer) for t in counts]
+    assert not any(b.overlaps(c) for b, c in itertools.combinations(boxes, 2))
+    bars = [p.get_window_extent(renderer) for p in ax.patches if isinstance(p, Rectangle) and p.get_height() > 0]
+    assert bars and not any(b.overlaps(p) for b in boxes for p in bars)
+    assert _inside(fig)
+    plt.close(fig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -451,14 +453,12 @@ def _tint(colour: str, share: float = 0.55) -> str:
     return to_hex(rgb + (1 - rgb) * share)
 
 
-UPRIGHT_CHARS = 30  # sample names (their number x the longest) that fit upright under the bars
-
-
 @fits_new_figure
 def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
     """Per sample, the fraction of CD8 T cells expressing at least 1, 2 and 3 co-inhibitory receptors.
 
-    The number of CD8 T cells behind each bar is written above it: a fraction of a handful of cells says little.
+    The number of CD8 T cells behind each bar is written under the sample's name: a fraction of a handful of cells
+    says little.
     The title names the receptors measured; counts the panel cannot reach (2 or 3 receptors on a protein panel
     with PD-1 alone) are left out rather than drawn as zero.
 
@@ -483,19 +483,33 @@ def checkpoints(adata: AnnData, *, ax: Axes | None = None) -> Axes:
             if c != cols[0] and (c not in tab or tab[c].isna().all()):  # not measurable with so few receptors
                 continue
             ax.bar(tab.index.astype(str), tab[c].fillna(0), color=col, label=f"{lab} receptors", width=0.7)
-        if "n_cd8" in tab:
-            for x, (n, top) in enumerate(zip(tab["n_cd8"], tab[cols[0]].fillna(0), strict=True)):
-                ax.text(x, top + 0.02, f"n={int(n)}" if np.isfinite(n) else "", ha="center", va="bottom",
-                        fontsize=6, color="0.35", rotation=90 if len(tab) > 12 else 0)
         ax.set_ylabel("fraction of CD8 T cells")
         ax.set_ylim(0, 1.1)
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.legend(frameon=False, fontsize=7)
         ax.set_title(_receptors_title(measured))
+        # each sample's CD8 T cells under its name, at the size of the tick labels: written above the bars at 6 pt
+        # they were unreadable in a report, and ran into each other and the bars of many samples
         names = tab.index.astype(str)
-        if len(names) * max(map(len, names), default=0) > UPRIGHT_CHARS:  # upright names would run into each other
-            ax.tick_params(axis="x", rotation=90)
+        n_cd8 = tab["n_cd8"] if "n_cd8" in tab else pd.Series(np.nan, index=tab.index)
+        counts = [f"n={int(n):,}" if np.isfinite(n) else "" for n in n_cd8.astype(float)]
+        ax.set_xticks(range(len(tab)), [f"{name}\n{c}".rstrip() for name, c in zip(names, counts, strict=True)])
+        if _x_labels_overlap(ax):  # upright names would run into each other
+            ax.set_xticks(range(len(tab)), [f"{name} ({c})" if c else name
+                                            for name, c in zip(names, counts, strict=True)], rotation=90)
     return ax
+
+
+TICK_GAP = 3  # points kept clear between two upright tick labels, else they read as one
+
+
+def _x_labels_overlap(ax: Axes) -> bool:
+    """Whether two neighbouring x tick labels of ``ax`` overlap where they are drawn."""
+    ax.figure.draw_without_rendering()  # tick labels are placed at drawing
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+    gap = renderer.points_to_pixels(TICK_GAP)
+    return any(a.padded(gap).overlaps(b) for a, b in pairwise(boxes))
 
 
 def _receptors_title(measured: list[str]) -> str:
