@@ -1248,3 +1248,29 @@ def test_checkpoints_counts_are_readable_and_clear_of_the_bars_and_each_other(do
     assert bars and not any(b.overlaps(p) for b in boxes for p in bars)
     assert _inside(fig)
     plt.close(fig)
+
+
+def test_scores_scale_each_signature_across_groups_and_draw_a_constant_one_whole(done):
+    """standard_scale scales each signature's group means to 0-1, as scanpy's standard_scale="var", and the colour
+    bar says so (it read "scaled mean score"). A signature equal in every group differs by rounding only (1e-17 for
+    a constant 0.1): scaled by that it was drawn as stripes of the palest and the darkest colour."""
+    a = done.copy()
+    a.obsm["tmt_scores"] = a.obsm["tmt_scores"].assign(constant=0.1)
+    groups = a.obs["tmt_state"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = tmt.pl.scores(a, ["Treg_core", "CD8_Tex", "constant"], groupby="tmt_state")
+    cells = np.ma.getdata(ax.get_images()[0].get_array()).astype(float)
+    assert not np.ma.is_masked(ax.get_images()[0].get_array()) and np.isfinite(cells).all()
+    mean = a.obsm["tmt_scores"][["Treg_core", "CD8_Tex"]].groupby(groups.values, observed=True).mean()
+    np.testing.assert_allclose(cells[:, :2], ((mean - mean.min()) / (mean.max() - mean.min())).to_numpy())
+    assert np.unique(cells[:, 2]).tolist() == [0.5]
+    assert [t.get_text() for t in ax.get_xticklabels()][2] == "constant (equal in all groups)"
+    label = ax.get_images()[0].colorbar.ax.get_ylabel()
+    assert label == "mean score, scaled 0-1 per signature\n(lowest to highest group)"
+    plt.close(ax.figure)
+    ax = tmt.pl.scores(a, ["Treg_core", "constant"], groupby="tmt_state", standard_scale=False)
+    assert ax.get_images()[0].colorbar.ax.get_ylabel() == "mean score"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Treg_core", "constant"]
+    np.testing.assert_allclose(np.ma.getdata(ax.get_images()[0].get_array())[:, 1], 0.1)
+    plt.close(ax.figure)

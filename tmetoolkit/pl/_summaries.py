@@ -521,6 +521,9 @@ def _receptors_title(measured: list[str]) -> str:
     return title + (f"\n({', '.join(missing)} not measured)" if missing else "")
 
 
+SCALED_LABEL = "mean score, scaled 0-1 per signature\n(lowest to highest group)"
+
+
 @fits_new_figure
 def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = True, ax: Axes | None = None) -> Axes:
     """Mean signature score per group as a heatmap (groups x signatures), each group labelled with its number of
@@ -535,7 +538,9 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
     groupby
         Categorical ``obs`` column.
     standard_scale
-        Scale each signature's group means to 0-1.
+        Scale each signature's group means to 0-1 (minus the lowest group's, divided by the range across groups,
+        as ``scanpy.pl.matrixplot(standard_scale="var")``), as the colour bar says; a signature equal in every
+        group (to rounding) has no range: it is drawn at 0.5 and its name says so.
     ax
         Axes to draw into.
 
@@ -573,16 +578,22 @@ def scores(adata: AnnData, signatures, *, groupby: str, standard_scale: bool = T
         raise missing_key_error(unscored[0], "the scored signatures", S.columns)
     g = require_obs(adata, groupby)
     mean = S[signatures].groupby(g.values, observed=True).mean()
-    if standard_scale:
-        rng = (mean.max() - mean.min()).replace(0, 1)
-        mean = (mean - mean.min()) / rng
+    flat = np.zeros(len(signatures), dtype=bool)
+    if standard_scale:  # as scanpy's standard_scale="var": (mean - min) / (max - min) across the groups
+        lo, hi = mean.min(), mean.max()
+        # equal in every group: its means differ by rounding at most (1e-17 for a constant 0.1), which scaled to
+        # 0-1 drew stripes of the palest and the darkest colour; drawn at the middle of the scale instead
+        flat = np.isclose(hi, lo, rtol=1e-9, atol=1e-12)
+        mean = (mean - lo) / (hi - lo).mask(flat, 1)
+        mean.loc[:, flat] = 0.5
     with style():
         ax = new_ax(ax, (0.35 * len(signatures) + 2.5, 0.3 * len(mean) + 1.5))
         im = ax.imshow(mean.to_numpy(), aspect="auto", cmap="Reds")
-        ax.set_xticks(range(len(signatures)), signatures, rotation=90)
+        ax.set_xticks(range(len(signatures)), [f"{s} (equal in all groups)" if f else s
+                                               for s, f in zip(signatures, flat, strict=True)], rotation=90)
         n = g.value_counts()
         ax.set_yticks(range(len(mean)), [f"{name} (n={n[name]:,})" for name in mean.index])
-        ax.figure.colorbar(im, ax=ax, fraction=0.04, label="scaled mean score" if standard_scale else "mean score")
+        ax.figure.colorbar(im, ax=ax, fraction=0.04, label=SCALED_LABEL if standard_scale else "mean score")
         ax.set_title(f"Signature scores per {readable(groupby).lower()}"
                      + (" (each signature scaled 0-1)" if standard_scale else ""))
     return ax
