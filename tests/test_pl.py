@@ -1274,3 +1274,22 @@ def test_scores_scale_each_signature_across_groups_and_draw_a_constant_one_whole
     assert [t.get_text() for t in ax.get_xticklabels()] == ["Treg_core", "constant"]
     np.testing.assert_allclose(np.ma.getdata(ax.get_images()[0].get_array())[:, 1], 0.1)
     plt.close(ax.figure)
+
+
+def test_immunosuppression_colour_bar_says_why_barely_varying_components_stay_pale(done):
+    """Components are drawn as the z-scores the composite averages, their spread at least MIN_SPREAD: hypoxia,
+    varying by hundredths across the simulated samples, stays near white. The colour bar said only "robust z", whose
+    spread of 1 per component promises colour in every column; it now names the formula and the floor."""
+    from tmetoolkit._core.sample.cohort import MIN_SPREAD, robust_sd
+
+    tab = done.uns["tmt_immunosuppression"]["table"]
+    ax = tmt.pl.immunosuppression(done)
+    label = ax.get_images()[0].colorbar.ax.get_ylabel()
+    assert label.startswith("robust z across samples: (value − median) / spread")
+    assert f"spread at least {MIN_SPREAD:g}" in label
+    assert robust_sd(tab["hypoxia"]) < MIN_SPREAD  # barely varying: its z is divided by the floor, not its spread
+    column = [t.get_text() for t in ax.get_xticklabels()].index("Hypoxia")
+    drawn = np.ma.getdata(ax.get_images()[0].get_array())[:, column]
+    np.testing.assert_allclose(drawn, (tab["hypoxia"] - tab["hypoxia"].median()) / MIN_SPREAD)
+    assert np.abs(drawn).max() < 0.5
+    plt.close(ax.figure)

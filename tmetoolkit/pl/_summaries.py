@@ -17,6 +17,7 @@ from matplotlib.ticker import NullFormatter
 
 from .. import _keys
 from .._core.checkpoints import RECEPTORS
+from .._core.sample.cohort import MIN_SPREAD
 from .._core.sample.phenotype import decision_lines as expression_lines
 from .._core.sample.phenotype import share_bounds
 from .._core.spatial.rules import Line, decision_lines
@@ -606,8 +607,13 @@ Z_LIMIT, MISSING_GREY = 2.5, "0.8"  # immunosuppression heatmap: colour range, c
 def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None = None) -> Axes:
     """Samples (or regions) x immunosuppression components as robust z-scores, with the composite; missing grey.
 
-    The colours end at z = ±2.5 (the colour bar's pointed ends): larger values take the end colours. A component
-    measured in one sample (or region) only has no z: it is hatched, with its value written in the cell.
+    Each component is drawn as the z-scores the composite averages: (value - median across samples or regions) /
+    spread, the spread (1.4826 x median absolute deviation) taken as at least 0.1, as the colour bar says. A
+    component that varies by less than that across the cohort (a few hundredths of a programme score: noise, in
+    simulated tumours without the programme planted) therefore stays pale instead of being stretched to full
+    colour; ``uns["tmt_immunosuppression"]["table"]`` holds the values. The colours end at z = ±2.5 (the colour
+    bar's pointed ends): larger values take the end colours. A component measured in one sample (or region) only
+    has no z: it is hatched, with its value written in the cell.
 
     Parameters
     ----------
@@ -654,8 +660,10 @@ def immunosuppression(adata: AnnData, *, regions: bool = False, ax: Axes | None 
             if keys:
                 ax.legend(handles=keys, frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         else:
+            # the spread's floor keeps a component barely varying across the cohort pale: the label says why
             bar = ax.figure.colorbar(im, ax=ax, fraction=0.04, extend="both",
-                                     label=f"robust z across {unit} (beyond ±{Z_LIMIT:g}: end colours)")
+                                     label=f"robust z across {unit}: (value − median) / spread,\n"
+                                           f"spread at least {MIN_SPREAD:g} (beyond ±{Z_LIMIT:g}: end colours)")
             if keys:
                 bar.ax.legend(handles=keys, frameon=False, fontsize=7, loc="lower left",
                               bbox_to_anchor=(_right_of_label(bar), 0.0))
