@@ -347,3 +347,28 @@ def test_call_protein_states_need_gates_that_cut_two_populations():
     assert not (res.state == "TAM M2-like").any()
     given = call_protein(X, names, match_markers(names), index, gates=float(np.exp(2.5)), **kw)
     assert given.rules.set_index("label").loc["TAM M2-like", "assessable"]
+
+
+def test_ambient_transcripts_of_an_abundant_marker_are_not_read_as_expression():
+    """A sample rich in plasma cells gives every cell some of their immunoglobulin RNA (SoupX's IGKC): the few IGKC
+    counts of the other cells are at the level the pooled profile explains and read as not expressed; the plasma
+    cells' own IGKC, and a single count of a marker few cells make (CD3E), are kept."""
+    import scipy.sparse as sp
+
+    from tmetoolkit._core.annotation import ranks
+
+    rng = np.random.default_rng(0)
+    n_other, n_plasma, n_background = 200, 20, 200  # droplet depth: most genes at 0 or 1 count
+    background = rng.poisson(0.3, (n_other + n_plasma, n_background)).astype(float)
+    igkc = np.r_[rng.integers(1, 4, n_other), rng.poisson(2000, n_plasma)].astype(float)
+    cd3e = np.zeros(n_other + n_plasma)
+    cd3e[:5] = 1.0
+    X = sp.csr_matrix(np.column_stack([igkc, cd3e, background]))
+    library = np.asarray(X.sum(axis=1)).ravel()
+    R = ranks.within_cell_ranks(X, np.array([0, 1]), max_rank=ranks.max_rank_for(X.shape[1]))
+    assert (R[:n_other, 0] > 0).all() and (R[:5, 1] > 0).all()  # read as expressed before the discount
+    assert ranks.whole_numbers(X.data) and not ranks.whole_numbers(X.data / library.repeat(np.diff(X.indptr)))
+    n = ranks.discount_ambient(R, sp.csr_matrix(X[:, [0, 1]]), library)
+    assert n == n_other
+    assert (R[:n_other, 0] == 0).all() and (R[n_other:, 0] > 0).all()
+    assert (R[:5, 1] > 0).all()

@@ -58,7 +58,10 @@ def annotate(
     positive and negative (``signatures/lineage_markers.yaml``: a DC is not CD3+ and not C1Q-high, a pericyte is
     RGS5/KCNJ8+ and PDGFRA/LUM-low, plasma cells are JCHAIN/MZB1+ and MS4A1-low). Markers are read as
     within-cell ranks (UCell), which do not depend on library size or normalisation (a gene counts as expressed
-    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes), and each cell's marker evidence
+    among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes). On whole-number counts (droplet
+    UMIs), a marker counted at no more than the level ambient RNA explains (10% of the cell's UMIs in the data set's
+    pooled proportions, SoupX's common contamination) counts as not expressed, so that the immunoglobulin RNA of a
+    sample rich in plasma cells does not make its other cells plasma cells. Each cell's marker evidence
     is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls

@@ -107,16 +107,27 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
     R = np.zeros((n_obs, cols.size), dtype=np.float32)  # filled in place: no second copy while stacking
     empty = np.zeros(n_obs, dtype=bool)
     F_parts, encoding = [], (None, 0.0)
+    # the markers' counts and the cells' library sizes, to tell ambient RNA from a cell's own (ranks.AMBIENT_SHARE)
+    umis = state == "counts"
+    V_parts, library = [], np.zeros(n_obs, dtype=np.float64)
+    unique_cols, unique_of = np.unique(rank_cols, return_inverse=True)
     for start, stop, block in iter_rows(X):
         # ranks and library sizes are among the genes: blank and negative-control probes take no part
         block = _genes_of(block, genes_only)
         if start == 0 and state == "lognorm":
             encoding = log_encoding(block[:1000])
         R[start:stop] = ranks.within_cell_ranks(block, rank_cols, max_rank) * on_gene
+        if umis:
+            counts = sp.csr_matrix(block)
+            umis = ranks.whole_numbers(counts.data)
+            library[start:stop] = np.asarray(counts.sum(axis=1, dtype=np.float64)).ravel()
+            V_parts.append(embedding.take_columns(counts, unique_cols))
         empty[start:stop] = np.asarray(abs(block).sum(axis=1)).ravel() == 0
         here = fit[(fit >= start) & (fit < stop)] - start
         if here.size:
             F_parts.append(_lognorm(block, state, encoding, rows=here))
+    if umis and V_parts:
+        ranks.discount_ambient(R, sp.vstack(V_parts, format="csr"), library, columns=unique_of)
     F = sp.vstack(F_parts, format="csr") if F_parts else sp.csr_matrix((0, genes_only.size), dtype=np.float32)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
     spare = table.reserve_genes
