@@ -235,8 +235,9 @@ def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | No
     malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
     malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
     if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
-        messages.append(f"only {malignant_seeds} cells show the epithelial markers with confidence, too few to "
-                        "learn the malignant lineage, so no cell is called malignant. Expected for sorted immune "
-                        "cells; if malignant cells are among these and a programme marks them, pass tumor_signature= "
-                        "(e.g. 'MPAS')")
+        cells = "cell shows" if malignant_seeds == 1 else "cells show"
+        messages.append(f"only {malignant_seeds} {cells} the epithelial markers with confidence, too few to learn the "
+                        "malignant lineage: only cells whose own markers say so are called malignant. Expected for "
+                        "sorted immune cells; if malignant cells are among these and a programme marks them, pass "
+                        "tumor_signature= (e.g. 'MPAS')")
     return messages
