@@ -1052,6 +1052,23 @@ def test_sorted_cells_of_one_type_keep_their_lineage():
     assert neutrophils.uns["tmt_annotate"]["params"]["lineage_method"] == "one lineage"
 
 
+def test_sorted_immune_cells_are_told_how_malignant_cells_are_called_without_seeds():
+    """Puram's T cells annotated alone hold too few epithelial seeds to learn the malignant lineage: the warning says
+    so, says that only cells whose own markers say so are called malignant (it once said none was, where some
+    were), and names tumor_signature=. Its count agrees with the seeds annotate records."""
+    a = real_data("puram")
+    t = a[a.obs["celltypes"].astype(str).isin(["CD4 T cell", "CD8 T cell", "reg. T cell"])].copy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tmt.tl.annotate(t)
+    said = [str(w.message) for w in caught if "malignant lineage" in str(w.message)]
+    assert len(said) == 1 and "only cells whose own markers say so are called malignant" in said[0]
+    assert "no cell is called malignant" not in said[0] and "tumor_signature=" in said[0]
+    rules = t.uns["tmt_annotate"]["rules"]
+    seeds = int(rules.loc[rules["label"].str.startswith("Malignant/Epithelial"), "n_seeds"].sum())
+    assert said[0].startswith(f"only {seeds} cell")
+
+
 def test_zilionis_mural_cells_are_not_fibroblasts():
     """Zilionis' lung-tumour smooth-muscle cells (6 of 285, inDrop) are RGS5+ KCNJ8+ mural cells that also carry
     DCN: the mural labels are held back only by the fibroblast genes mural cells lack (PDGFRA, LUM, FBLN1), and a

@@ -95,7 +95,7 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             continue
         spares = lab.negative_reserve or [()] * len(lab.negative)
         unread = [",".join(lab.negative[i]) for i in lab.told_from
-                  if group_mean(lab.negative[i], reserve=spares[i]) is None]
+                  if not any(g in gene_col for g in (*lab.negative[i], *spares[i]))]
         if unread:
             missing[lab.label] = "cannot be told from the cells of its look-alike lineage: no gene of " + \
                 "; ".join(unread) + " (nor a stand-in) on the panel"
