@@ -202,8 +202,9 @@ def test_blocked_reads_equal_the_whole_matrix_ones():
 
 def test_confidence_means_something(annotated):
     """The confidence is the classifier's probability: calls made with more of it are right more often. Simulated
-    cells are all called right, so the real MERFISH window (half of its calls right) shows it; measured accuracy
-    0.58, 0.59, 0.78 by tertile of confidence."""
+    cells are all called right, so the real MERFISH window (two thirds of its calls right) shows it; measured
+    accuracy 0.68, 0.67, 0.90 by tertile of confidence (0.67, 0.67, 0.90 with ``spillover=0``): the most confident
+    third is clearly better than the rest, between whose two thirds the difference is noise."""
     per_cell, _ = annotated
     o = per_cell.obs
     assert (o.loc[o["tmt_lineage"] == "unassigned", "tmt_confidence"] < 0.5).all()  # below 0.5, or no marker claim
@@ -217,8 +218,7 @@ def test_confidence_means_something(annotated):
     assigned = c.obs["tmt_lineage"] != "unassigned"
     bins = pd.qcut(c.obs.loc[assigned, "tmt_confidence"], 3, labels=["low", "mid", "high"])
     acc = ok[assigned].groupby(bins, observed=True).mean()
-    assert acc["low"] <= acc["mid"] < acc["high"]
-    assert acc["high"] - acc["low"] > 0.1
+    assert acc["high"] - max(acc["low"], acc["mid"]) > 0.1, acc
 
 
 def test_outputs_vocabulary_and_round_trip(annotated, tmp_path):
@@ -865,6 +865,47 @@ def test_chen_merfish_tregs_found_without_cd3():
     precision, recall = true[called].mean(), called[true].mean()
     assert precision >= 0.5, precision
     assert recall >= 0.3, recall
+
+
+def test_chen_merfish_transcripts_of_touching_cells_do_not_veto_a_call():
+    """Segmentation gives a MERFISH cell some transcripts of the cell beside it (C1Q of a macrophage, collagen of a
+    fibroblast). With ``spillover`` (default 0.15, as for protein panels) a marker a cell holds at most that fraction
+    of its touching neighbour's count does not count against the cell's lineage. Measured: cells whose lineage
+    matches the authors' type_lvl1 0.649 -> 0.659, unassigned 411 -> 383, Treg F1 0.459 -> 0.479 (86 of the 212
+    Tregs found, 81 without). ``spillover=0`` reads the counts as they are, and ``params`` records which was done."""
+    c = real_data("chen")
+    off = c.copy()
+    tmt.tl.annotate(c)
+    tmt.tl.annotate(off, spillover=0)
+    assert c.uns["tmt_annotate"]["params"]["spillover"] == 0.15
+    assert off.uns["tmt_annotate"]["params"]["spillover"] == 0.0
+    allowed = {"Lymphocyte": {"CD4 T", "CD8 T", "B", "NK"}, "Myeloid": {"Monocyte/Macrophage", "DC"},
+               "Epithelial": {"Malignant/Epithelial"}, "Fibroblast": {"Fibroblast"},
+               "Vascular": {"Endothelial", "Pericyte"}, "Plasma": {"Plasma"}, "Mast": {"Mast"}}
+
+    def right(a):
+        pairs = zip(a.obs["tmt_lineage"].astype(str), a.obs["type_lvl1"].astype(str), strict=True)
+        return np.mean([lab in allowed[t] for lab, t in pairs])
+
+    assert right(c) >= right(off) + 0.005
+    assert (c.obs["tmt_lineage"] == "unassigned").sum() <= (off.obs["tmt_lineage"] == "unassigned").sum() - 15
+    treg = c.obs["type_lvl2"].astype(str) == "Treg"
+    assert (treg & (c.obs["tmt_state"] == "Treg")).sum() >= (treg & (off.obs["tmt_state"] == "Treg")).sum() + 3
+
+
+def test_chen_merfish_macrophages_beside_stronger_macrophages_keep_their_markers():
+    """A macrophage beside one that makes six times its C1Q is still a macrophage: transcripts a touching cell
+    explains speak for a lineage, never against one. Chen's 383 macrophages annotated alone, coordinates kept
+    (`validate_annotation.py --alone`): 0.783 called Monocyte/Macrophage with spill-over read as before and
+    without; reading such markers as not expressed had lowered it to 0.705."""
+    c = real_data("chen")
+    mac = c[c.obs["type_lvl2"].astype(str).str.contains("Macrophage").to_numpy()].copy()
+    off = mac.copy()
+    tmt.tl.annotate(mac)
+    tmt.tl.annotate(off, spillover=0)
+    assert mac.uns["tmt_annotate"]["params"]["spillover"] == 0.15
+    kept = (mac.obs["tmt_lineage"] == "Monocyte/Macrophage").mean()
+    assert kept >= (off.obs["tmt_lineage"] == "Monocyte/Macrophage").mean() - 0.01, kept
 
 
 def test_puram_tregs_by_foxp3_with_a_partner():

@@ -61,8 +61,10 @@ def annotate(
     among a cell's top 1,500 genes, or its top quarter of a smaller panel's genes). On whole-number counts (droplet
     UMIs), a marker counted at no more than the level ambient RNA explains (10% of the cell's UMIs in the data set's
     pooled proportions, SoupX's common contamination) counts as not expressed, so that the immunoglobulin RNA of a
-    sample rich in plasma cells does not make its other cells plasma cells. Each cell's marker evidence
-    is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
+    sample rich in plasma cells does not make its other cells plasma cells. In segmented spatial data (counts with
+    ``obsm["spatial"]``), a marker a touching cell explains (``spillover``) does not count against a cell's
+    lineage: the C1Q a T cell takes from the macrophage beside it does not veto its T-cell call. Each cell's marker
+    evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
@@ -161,13 +163,19 @@ def annotate(
         Removal applies to each label's defining and negative markers; its supporting markers (CD45, CD3 for T
         cells) are read as imaged, since removal erases genuine dim signal such as CD45 on myeloid cells.
         ``0`` turns it off; given ``gates`` apply to the intensities as they are.
+        Segmented RNA (whole-number counts with ``obsm["spatial"]``, as MERFISH, Xenium, CosMx): segmentation
+        gives a cell some of the transcripts of the cell beside it, so a marker a cell holds at most this fraction
+        of the count of its touching neighbour with the most of it does not count against the cell's lineage (it
+        still counts for one: a cell beside a stronger expresser of its own type keeps its markers). Not applied to
+        spots.
     sample_key, image_key
-        Protein panels with coordinates: ``obs`` columns of samples (default ``obs["sample"]`` when present) and of
-        images within a sample. Each image has its own coordinates, so cells touch only within it. RNA: the samples
-        within which MDSC-like, progenitor-exhausted and apCAF populations are split off (HLA class II for
-        M-MDSC-like vs monocyte, the PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil, the Tpex programme for
-        CD8 Tpex vs naive/memory, MHC class II for apCAF among fibroblasts), default ``obs["sample"]`` when present:
-        pass it when the data pool several samples or tissues, or a split may follow them instead.
+        Protein panels and segmented RNA with coordinates: ``obs`` columns of samples (default ``obs["sample"]``
+        when present) and of images within a sample. Each image has its own coordinates, so cells touch only
+        within it. RNA: the samples within which MDSC-like, progenitor-exhausted and apCAF populations are split off
+        (HLA class II for M-MDSC-like vs monocyte, the PMN-MDSC-like programme for PMN-MDSC-like vs neutrophil, the
+        Tpex programme for CD8 Tpex vs naive/memory, MHC class II for apCAF among fibroblasts), default
+        ``obs["sample"]`` when present: pass it when the data pool several samples or tissues, or a split may follow
+        them instead.
     tumor_signature
         RNA only: a registry signature that marks the malignant cells on this panel, for panels without the
         epithelial genes the malignant lineage is otherwise decided by (e.g. ``"MPAS"``, MAPK activity, on a lung
@@ -210,8 +218,10 @@ def annotate(
     ``uns["tmt_annotate"]``
         ``params`` (with ``lineage_method``: ``classifier``, ``one lineage`` (one lineage had enough seeds) or
         ``markers`` (none had), the neighbour graph used, the
-        ``sample_key`` given, and ``log_base``: the base of log values read as the counts they encode, ``""`` for
-        none) and ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in
+        ``sample_key`` given, ``log_base``: the base of log values read as the counts they encode, ``""`` for
+        none, and for RNA ``spillover``: the fraction of a touching cell's count below which a marker did not
+        count against a lineage, 0 where no cell was read so) and
+        ``rules``: every label, what decides it (lineages: marker ``genes``, the reserve genes read in
         place of missing ones (``stand_ins``) and ``negative`` genes, ``n_seeds``;
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it
         could be assessed (``reason``: why not, or for a state whose rivals the panel cannot score, that it was
@@ -317,12 +327,13 @@ def annotate(
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
+    xy, images = _segmented_cells(adata, samples, image_key) if spillover > 0 else (None, None)
     expr = read_expression(get_matrix(adata, layer), adata.var_names, species=report.species, state=report.state,
-                           table=marker_table, seed=0)
+                           table=marker_table, seed=0, xy=xy, images=images, spillover=spillover)
     ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
                          connectivities=adata.obsp.get("connectivities"), n_neighbors=n_neighbors, seed=0,
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
-    log_base = expr.encoding[0]
+    log_base, spilled = expr.encoding[0], expr.spillover
     del expr  # its fit cells' log values (20,000 cells x every gene) served the principal components alone
     mixed = mixed_lineage_evidence(ident.evidence_own)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
@@ -351,7 +362,8 @@ def annotate(
                    "lineage_method": ident.result.method, "marker_table_version": marker_table.version,
                    "not_decisive": ",".join(ident.result.not_decisive),
                    "neighbours": ident.graph,
-                   "log_base": {np.e: "e", 2.0: "2", 10.0: "10"}.get(log_base, "")},
+                   "log_base": {np.e: "e", 2.0: "2", 10.0: "10"}.get(log_base, ""),
+                   "spillover": spilled},
         "rules": calls.rules,
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
@@ -381,6 +393,23 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
         hv = sc.pp.highly_variable_genes(AnnData(expr.fit_matrix), n_top_genes=N_TOP_GENES, flavor="seurat",
                                          inplace=False)
     return hv["highly_variable"].to_numpy()
+
+
+def _segmented_cells(adata: AnnData, samples: pd.Series, image_key: str | None):
+    """Coordinates and images of segmented cells, whose touching neighbours' transcripts are told from their own, or
+    ``(None, None)``: no finite ``obsm["spatial"]``, or spots (mixtures of cells, not segmented ones)."""
+    from ._spatial_utils import image_groups, warn_overlapping_fields
+
+    if "spatial" not in adata.obsm or is_spot_data(adata):
+        return None, None
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    if not np.isfinite(xy).all():
+        logger.info('obsm["spatial"] has NaN or infinite coordinates: transcripts of touching cells are read as '
+                    "each cell's own")
+        return None, None
+    if image_key is None:
+        warn_overlapping_fields(adata, samples)
+    return xy, image_groups(adata, samples, image_key).to_numpy()
 
 
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,

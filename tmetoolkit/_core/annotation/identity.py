@@ -65,6 +65,10 @@ class Expression:
     genes_only: np.ndarray  # its columns that hold genes (not control probes)
     state: str
     encoding: Encoding = NOT_ENCODED  # log values read as the counts they encode: their base, their zeros' level
+    # segmented cells: the marker reads a touching cell explains (ranks.spillover_reads), as columns of ``ranks``,
+    # and the fraction of a neighbour's count they were read at (0: not read)
+    explained: sp.csr_matrix | None = None
+    spillover: float = 0.0
 
     @property
     def n_genes(self) -> int:
@@ -91,10 +95,14 @@ class Identity:
     pcs: np.ndarray | None
 
 
-def read_expression(X, var_names, *, species: str, state: str, table: MarkerTable, seed: int = 0) -> Expression:
+def read_expression(X, var_names, *, species: str, state: str, table: MarkerTable, seed: int = 0,
+                    xy: np.ndarray | None = None, images: np.ndarray | None = None,
+                    spillover: float = 0.0) -> Expression:
     """One pass over the matrix: the markers' within-cell ranks and the log-normalised values of the cells the data
     set's own principal axes and variable genes are fitted on (``fit``); every cell's values are read again when
-    it is projected (:meth:`Expression.lognorm_columns`)."""
+    it is projected (:meth:`Expression.lognorm_columns`). On whole-number counts, markers at the ambient level read
+    as not expressed (:func:`.ranks.discount_ambient`), and given the segmented cells' coordinates ``xy`` and
+    ``images``, the reads a touching cell explains at ``spillover`` are marked (:func:`.ranks.spillover_reads`)."""
     found = match_genes(table.genes, var_names, species)
     genes = list(found)
     cols = np.array([found[g][0] for g in genes], dtype=np.int64)
@@ -126,14 +134,19 @@ def read_expression(X, var_names, *, species: str, state: str, table: MarkerTabl
         here = fit[(fit >= start) & (fit < stop)] - start
         if here.size:
             F_parts.append(_lognorm(block, state, encoding, rows=here))
+    explained = None
     if umis and V_parts:
-        ranks.discount_ambient(R, sp.vstack(V_parts, format="csr"), library, columns=unique_of)
+        V = sp.vstack(V_parts, format="csr")
+        ranks.discount_ambient(R, V, library, columns=unique_of)
+        if xy is not None and spillover > 0:
+            explained = ranks.spillover_reads(V, xy, images, spillover)[:, unique_of]
     F = sp.vstack(F_parts, format="csr") if F_parts else sp.csr_matrix((0, genes_only.size), dtype=np.float32)
     # the markers join the variable genes the components are computed on (stand-ins only when they are read)
     spare = table.reserve_genes
     marker_cols = np.unique([c for g, c in zip(genes, cols, strict=True) if g not in spare])
     keep = np.searchsorted(genes_only, np.intersect1d(marker_cols, genes_only))
-    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, encoding)
+    return Expression(R, {g: i for i, g in enumerate(genes)}, F, keep, fit, empty, X, genes_only, state, encoding,
+                      explained, spillover if explained is not None else 0.0)
 
 
 def _genes_of(block, genes_only: np.ndarray):
@@ -222,7 +235,7 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
     the markers, span the principal components; ``connectivities`` is the user's neighbour graph or ``None``.
     """
     R, gene_col = expr.ranks, expr.gene_col
-    E, missing = lineage_core.label_evidence(R, gene_col, table)
+    E, missing = lineage_core.label_evidence(R, gene_col, table, expr.explained)
     E.index = obs_names
     n_obs = len(obs_names)
     pcs = None
@@ -244,7 +257,7 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
     # a cell without a single read has no identity of its own, whatever its neighbours are
     res.lineage[expr.empty], res.label[expr.empty], res.confidence[expr.empty] = UNASSIGNED, UNASSIGNED, 0.0
     for parent in table.splits:
-        _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed)
+        _split(res, parent, table.split(parent), R, gene_col, W, pcs, seed, expr.explained)
     if res.by_markers:
         warn(f"too few confident cells to learn {', '.join(res.by_markers)} from this data set (fewer than "
              f"{lineage_core.MIN_SEEDS}): their cells are called by their markers alone")
@@ -252,14 +265,14 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
 
 
 def _split(res: lineage_core.LineageResult, parent: str, sub: MarkerTable, R: np.ndarray, gene_col: dict,
-           W: sp.csr_matrix, pcs, seed: int) -> None:
+           W: sp.csr_matrix, pcs, seed: int, explained: sp.csr_matrix | None = None) -> None:
     """Divide the cells called ``parent`` (T cells) into the lineages of ``sub`` (CD8 T, CD4 T), in place.
 
     Evidence is pooled over neighbours of the same parent only; seeds and the classifier work as for lineages, and
     every such cell gets the likelier lineage (its confidence is the lower of the two calls).
     """
     mask = res.lineage == parent
-    E, missing = lineage_core.label_evidence(R[mask], gene_col, sub)
+    E, missing = lineage_core.label_evidence(R[mask], gene_col, sub, None if explained is None else explained[mask])
     res.not_assessable.update(missing)
     if not mask.any():
         return

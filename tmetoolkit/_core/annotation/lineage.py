@@ -61,20 +61,26 @@ class LineageResult:
     not_decisive: list[str] = field(default_factory=list)  # decisive genes this data set shows in other lineages
 
 
-def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) -> tuple[pd.DataFrame, dict]:
+def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
+                   explained: sp.spmatrix | None = None) -> tuple[pd.DataFrame, dict]:
     """Per label: the weakest positive group's score minus the strongest negative group's.
 
     A group's score is the mean rank score of its best-expressed half of markers; the subunits of one protein
     complex (``table.complexes``) are one marker, read as their mean.
 
     ``R`` holds within-cell rank scores of the marker genes, ``gene_col`` says which column holds which gene.
-    A label none of whose genes are on a positive group's list is not assessable (reason returned).
+    ``explained`` (boolean, shaped like ``R``) marks reads a touching cell explains (:func:`.ranks.spillover_reads`):
+    they do not speak against a label, though they still speak for one, so that a cell beside a stronger expresser
+    of its own type keeps its markers. A label none of whose genes are on a positive group's list is not assessable
+    (reason returned).
     """
-    def group_mean(genes, background=True, reserve=()):
+    explained = None if explained is None else sp.csc_matrix(explained)  # read a few columns at a time
+
+    def group_mean(genes, background=True, reserve=(), against=False):
         names = [g for g in (*genes, *stand_ins_of(genes, reserve, gene_col)) if g in gene_col]
         if not names:
             return None
-        M = marker_columns(R, names, gene_col, table.complexes)
+        M = marker_columns(R, names, gene_col, table.complexes, explained if against else None)
         # the mean of the group's best half: a marker that this platform rarely detects does not veto the rest
         k = (M.shape[1] + 1) // 2
         score = np.sort(M, axis=1)[:, -k:].mean(axis=1)
@@ -105,7 +111,7 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
             # a negative group the panel lacks altogether is read through its stand-ins (T cells without CD3 on
             # the panel must still count against NK cells); where some of its genes are there, they alone speak
             lost = not any(g in gene_col for g in genes)
-            m = group_mean(genes, NEGATIVE_BACKGROUND, reserve=spare if lost else ())
+            m = group_mean(genes, NEGATIVE_BACKGROUND, reserve=spare if lost else (), against=True)
             if m is not None:
                 neg.append(m)
         ev = np.min(np.vstack(pos), axis=0)
@@ -115,17 +121,22 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable) 
     return pd.DataFrame(cols), missing
 
 
-def marker_columns(R: np.ndarray, names: list[str], gene_col: dict[str, int], complexes) -> np.ndarray:
+def marker_columns(R: np.ndarray, names: list[str], gene_col: dict[str, int], complexes,
+                   explained: sp.spmatrix | None = None) -> np.ndarray:
     """One column per marker of ``names``: a gene's rank scores, or the mean of a complex's subunits among
     ``names`` (a cell that makes one subunit makes the others, and spill-over from a neighbour carries all of them,
-    so three C1Q genes are one piece of evidence, not three)."""
+    so three C1Q genes are one piece of evidence, not three); reads ``explained`` marks count as 0."""
     cols, done = [], set()
     for g in names:
         if g in done:
             continue
         unit = next(([x for x in cx if x in names] for cx in complexes if g in cx), [g])
         done.update(unit)
-        cols.append(R[:, [gene_col[x] for x in unit]].mean(axis=1))
+        at = [gene_col[x] for x in unit]
+        block = R[:, at]
+        if explained is not None:
+            block = np.where(explained[:, at].toarray(), 0.0, block)
+        cols.append(block.mean(axis=1))
     return np.column_stack(cols)
 
 

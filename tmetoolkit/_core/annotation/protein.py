@@ -26,6 +26,7 @@ from ..._utils import TmtInputError, TmtKeyError, logger, nearest, warn
 from ..scoring.mixture import fit_two_components
 from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample, by_lineage
 from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls
+from .touching import N_TOUCHING, touching_cells
 
 # canonical marker -> channel names it goes by (compared after upper-casing and dropping non-alphanumerics and any
 # "(Opal 540)"-style stain suffix). "tumor" is the malignant-cell marker: keratins/E-cadherin/EpCAM by default;
@@ -344,7 +345,7 @@ def gate_with_fit(x, threshold=None, *, score=None, seed: int = 0, also=None, ta
 
 
 def compensate_spillover(X: np.ndarray, xy: np.ndarray, fraction: float, images: np.ndarray,
-                         *, n_neighbors: int = 6) -> np.ndarray:
+                         *, n_neighbors: int = N_TOUCHING) -> np.ndarray:
     """Intensities with lateral spill-over from touching cells removed.
 
     In multiplex images a cell next to a bright cell picks up part of its membrane signal, so a CD8-negative
@@ -353,20 +354,11 @@ def compensate_spillover(X: np.ndarray, xy: np.ndarray, fraction: float, images:
     A cell touches those of its ``n_neighbors`` nearest cells that lie within twice the median nearest-neighbour
     distance of its image.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     out = X.copy()
-    groups = pd.factorize(np.asarray(images))[0]
-    for g in np.unique(groups):
-        rows = np.flatnonzero(groups == g)
-        k = min(n_neighbors + 1, len(rows))
-        if k < 2:
-            continue
-        dist, idx = NearestNeighbors(n_neighbors=k).fit(xy[rows]).kneighbors(xy[rows])
-        touching = dist[:, 1:] <= 2 * np.median(dist[:, 1])
+    for rows, near, touching in touching_cells(xy, images, n_neighbors):
         brightest = np.zeros((len(rows), X.shape[1]))
-        for j in range(1, k):  # one neighbour rank at a time: memory stays cells x channels
-            brightest = np.maximum(brightest, np.where(touching[:, j - 1, None], X[rows[idx[:, j]]], 0.0))
+        for j in range(near.shape[1]):  # one neighbour rank at a time: memory stays cells x channels
+            brightest = np.maximum(brightest, np.where(touching[:, j, None], X[near[:, j]], 0.0))
         out[rows] = np.clip(X[rows] - fraction * brightest, 0, None)
     return out
 

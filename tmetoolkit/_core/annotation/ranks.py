@@ -12,6 +12,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .touching import touching_cells
+
 # UCell's default: a gene ranked below the 1,500th of a cell counts as not expressed by it
 MAX_RANK = 1500
 # On a panel of selected genes (2,000 highly variable genes, a 500-gene targeted panel) a cell's 1,500th gene is near
@@ -59,6 +61,29 @@ def discount_ambient(R: np.ndarray, counts: sp.csr_matrix, library: np.ndarray, 
         flags = flags[:, columns]
     R[flags.nonzero()] = 0.0
     return int(ambient.sum())
+
+
+def spillover_reads(counts: sp.csr_matrix, xy: np.ndarray, images: np.ndarray, fraction: float) -> sp.csr_matrix:
+    """The marker reads a touching cell explains: where a cell's count is at most ``fraction`` x the count of its
+    touching neighbour with the most of that marker (:func:`.touching.touching_cells`), as a boolean matrix shaped
+    like ``counts`` (the markers' counts).
+
+    Segmentation gives a cell some of the transcripts of the cell beside it: a T cell touching a macrophage carries a
+    few of its C1Q transcripts, in the proportion the protein panels' ``spillover`` assumes for intensities.
+    """
+    hit_rows, hit_cols = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    if fraction > 0 and counts.nnz:
+        for rows, near, touching in touching_cells(xy, images):
+            most = sp.csr_matrix((len(rows), counts.shape[1]), dtype=np.float64)
+            for j in range(near.shape[1]):  # one neighbour rank at a time: memory stays that of the image's counts
+                most = most.maximum(sp.diags(touching[:, j].astype(np.float64)) @ counts[near[:, j]])
+            own = counts[rows].tocoo()
+            beside = np.asarray(most.tocsr()[own.row, own.col], dtype=np.float64).ravel()
+            hit = own.data <= fraction * beside
+            hit_rows.append(rows[own.row[hit]])
+            hit_cols.append(own.col[hit].astype(np.int64))
+    r, c = np.concatenate(hit_rows), np.concatenate(hit_cols)
+    return sp.csr_matrix((np.ones(r.size, dtype=bool), (r, c)), shape=counts.shape)
 
 
 def max_rank_for(n_genes: int) -> float:
