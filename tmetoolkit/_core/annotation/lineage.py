@@ -125,7 +125,7 @@ def marker_columns(R: np.ndarray, names: list[str], gene_col: dict[str, int], co
                    explained: sp.spmatrix | None = None) -> np.ndarray:
     """One column per marker of ``names``: a gene's rank scores, or the mean of a complex's subunits among
     ``names`` (a cell that makes one subunit makes the others, and spill-over from a neighbour carries all of them,
-    so three C1Q genes are one piece of evidence, not three); reads ``explained`` marks count as 0."""
+    so three C1Q genes are one piece of evidence, not three); the reads ``explained`` marks count as 0."""
     cols, done = [], set()
     for g in names:
         if g in done:
