@@ -327,7 +327,8 @@ def annotate(
     used = {name: set(str(info.at[name, "genes_used"]).split(",")) if name in info.index else set()
             for name in S.columns}
     state_rules = {lin: rules.resolve(table, used) for lin, table in state_rules.items()}
-    xy, images = _segmented_cells(adata, samples, image_key) if spillover > 0 else (None, None)
+    segmented = spillover > 0 and report.state == "counts"  # spill-over is read from transcript counts
+    xy, images = _segmented_cells(adata, samples, image_key) if segmented else (None, None)
     expr = read_expression(get_matrix(adata, layer), adata.var_names, species=report.species, state=report.state,
                            table=marker_table, seed=0, xy=xy, images=images, spillover=spillover)
     ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
