@@ -167,7 +167,7 @@ def annotate(
         gives a cell some of the transcripts of the cell beside it, so a marker a cell holds at most this fraction
         of the count of its touching neighbour with the most of it does not count against the cell's lineage (it
         still counts for one: a cell beside a stronger expresser of its own type keeps its markers). Not applied to
-        spots.
+        spots, nor to normalised or log values; ``0`` reads every transcript as the cell's own.
     sample_key, image_key
         Protein panels and segmented RNA with coordinates: ``obs`` columns of samples (default ``obs["sample"]``
         when present) and of images within a sample. Each image has its own coordinates, so cells touch only
