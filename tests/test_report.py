@@ -373,3 +373,13 @@ def test_summary_gives_a_fixed_threshold_flag_its_value_not_its_z(tmp_path):
     p1, p2 = sample_summaries(a, "sample", None)
     assert "non-malignant cells -0.72, flagged below -0.5" in p1 and "z +0.0" not in p1
     assert "Regulatory T cells (Tregs) (z +1.9 across samples" in p2
+
+
+def test_overview_counts_one_observation_in_the_singular():
+    """A report of one observation (one bulk sample) says "1 observation", not "1 observations"."""
+    from tmetoolkit import _report
+
+    one = ad.AnnData(np.zeros((1, 3), dtype=np.float32))
+    assert "1 observation x 3 features" in _report._overview(one, None, bulk=True)
+    assert "2 observations x 3 features" in _report._overview(ad.AnnData(np.zeros((2, 3), dtype=np.float32)), None,
+                                                               bulk=True)

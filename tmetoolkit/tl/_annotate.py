@@ -397,8 +397,9 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
 
 
 def _segmented_cells(adata: AnnData, samples: pd.Series, image_key: str | None):
-    """Coordinates and images of segmented cells, whose touching neighbours' transcripts are told from their own, or
-    ``(None, None)``: no finite ``obsm["spatial"]``, or spots (mixtures of cells, not segmented ones)."""
+    """Coordinates and images of segmented cells, between touching ones of which spill-over is read (transcripts or
+    intensities), or ``(None, None)``: no finite ``obsm["spatial"]``, or spots (mixtures of cells, not segmented
+    ones)."""
     from ._spatial_utils import image_groups, warn_overlapping_fields
 
     if "spatial" not in adata.obsm or is_spot_data(adata):
@@ -416,8 +417,6 @@ def _segmented_cells(adata: AnnData, samples: pd.Series, image_key: str | None):
 def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sample_key, image_key, min_confidence,
                       override_confidence) -> None:
     """Protein-panel path of :func:`annotate`: read the panel, call it (:func:`.protein.call_protein`), write."""
-    from ._spatial_utils import image_groups, warn_overlapping_fields
-
     channels = prot.match_markers(adata.var_names, markers)
     defining = {m for groups in prot.LINEAGE_RULES.values() for m in groups[0]}
     if not defining & set(channels):
@@ -437,14 +436,10 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
         compensate = False
     xy = images = None
     if compensate:
-        xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
-        if not np.isfinite(xy).all():
+        if not np.isfinite(np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]).all():
             msg = 'obsm["spatial"] has NaN or infinite coordinates; fix them or pass spillover=0.'
             raise TmtInputError(msg)
-        samples = samples_of(adata, sample_key)
-        if image_key is None:
-            warn_overlapping_fields(adata, samples)
-        images = image_groups(adata, samples, image_key).to_numpy()
+        xy, images = _segmented_cells(adata, samples_of(adata, sample_key), image_key)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
     res = prot.call_protein(X, names, channels, adata.obs_names, gates=gates, spillover=spillover, xy=xy,
                             images=images, groups=groups, min_confidence=min_confidence,
