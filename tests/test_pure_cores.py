@@ -415,3 +415,19 @@ def test_explained_reads_speak_for_a_label_not_against_one():
     t_cells = np.arange(0, 20, 2)
     assert (told["T"].to_numpy()[t_cells] > own["T"].to_numpy()[t_cells]).all()
     assert np.allclose(told["Monocyte/Macrophage"], own["Monocyte/Macrophage"])
+
+
+def test_unassigned_reasons_name_the_first_that_applies():
+    from tmetoolkit._core.annotation.lineage import MARKERS_AGAINST, NO_READ, NOT_CONFIDENT, unassigned_reasons
+
+    lineage = np.array(["B", "unassigned", "unassigned", "unassigned", "unassigned", "T"], dtype=object)
+    empty = np.array([False, True, False, False, False, False])
+    vetoed = np.array([False, True, True, True, False, False])  # an empty cell is counted as empty
+    table = unassigned_reasons(lineage, empty=empty, vetoed=vetoed)
+    assert table["reason"].tolist() == [NO_READ, MARKERS_AGAINST, NOT_CONFIDENT]
+    assert table["n_cells"].tolist() == [1, 2, 1]
+    assert np.allclose(table["fraction"], [1 / 6, 2 / 6, 1 / 6])
+    # without a classifier no cell is vetoed (an empty mask); with every cell called, no row
+    assert unassigned_reasons(lineage, empty=np.zeros(6, bool), vetoed=np.zeros(0, bool))["n_cells"].tolist() == [4]
+    assert unassigned_reasons(np.array(["B", "T"], dtype=object), empty=np.zeros(2, bool),
+                              vetoed=np.zeros(2, bool)).empty

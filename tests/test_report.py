@@ -103,7 +103,8 @@ def test_a_report_path_that_cannot_be_a_file_is_refused_before_drawing(sim_small
 
 def test_report_warns_about_mixed_lineage_evidence(tmp_path, monkeypatch):
     """A MERFISH window where a sixth of the cells carry two lineages' marker evidence gets a caveat naming the pairs
-    once the share passes the warning level (lowered here from 20% to 10%)."""
+    once the share passes the warning level (lowered here from 20% to 10%), and one saying how many cells are
+    unassigned and why."""
     from tmetoolkit.tl import _annotate
 
     from .conftest import real_data
@@ -116,6 +117,11 @@ def test_report_warns_about_mixed_lineage_evidence(tmp_path, monkeypatch):
     caveat = re.search(r"<p class='caveat'>(\d+)% of cells carry strong evidence of two lineages \(([^)]*)\)", html)
     assert caveat is not None and int(caveat.group(1)) >= 10
     assert "Monocyte/Macrophage + " in caveat.group(2)
+    # and how many cells are unassigned, and why (annotate's uns table)
+    unassigned = re.search(r"<p class='caveat'>([\d.]+)% of cells are unassigned \(([^)]*)\)", html)
+    assert unassigned is not None
+    assert abs(float(unassigned.group(1)) - 100 * (c.obs["tmt_lineage"] == "unassigned").mean()) < 0.06
+    assert "speak against the lineage the classifier chose" in unassigned.group(2)
     missing = re.search(r"<p class='caveat'>Not assessable with this gene panel: ([^<]*)</p>", html)
     assert missing is None or "|" not in missing.group(1), missing  # "DC: cDC1", not the rule key "DC|cDC1"
 

@@ -15,7 +15,7 @@ import pandas as pd
 from . import __version__, _keys
 from ._report_text import describe, glossary_context, sample_summaries
 from ._utils import TmtInputError
-from .tl._annotate import mixed_evidence_summary, split_summary
+from .tl._annotate import mixed_evidence_summary, split_summary, unassigned_summary
 from .tl._checkpoints import is_protein
 from .tl._tables import NOT_PER_SAMPLE, is_bulk, resolve_sample_key
 
@@ -243,6 +243,10 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
                                          for lab in rules.loc[~rules["assessable"].astype(bool), "label"]))
         panel = "marker panel" if "gates" in annotated else "gene panel"
         caveats.append(f"Not assessable with this {panel}: {html.escape(labels)}.")
+    unassigned = unassigned_summary(annotated.get("unassigned"))
+    if unassigned:
+        caveats.append(f"{html.escape(unassigned)}. Cells of types the markers do not name (progenitors, glia, "
+                       "doublets) are meant to stay unassigned; tmt_confidence ranks the calls that were made.")
     mixed = mixed_evidence_summary(annotated.get("mixed_evidence"))
     if mixed:
         caveats.append(f"{html.escape(mixed)}: in segmented spatial data, transcripts assigned to the wrong cell. "

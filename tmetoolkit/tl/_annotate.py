@@ -17,6 +17,7 @@ from .._core.annotation.identity import (
     read_expression,
     rna_identity,
 )
+from .._core.annotation.lineage import unassigned_reasons
 from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
@@ -232,7 +233,10 @@ def annotate(
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
         II, neutrophils into PMN-MDSC-like and neutrophil, naive/memory CD8 T cells into Tpex and naive/memory and
         fibroblasts into apCAF and the rest (cells, Ashman's D, threshold, cells given the split-off state, or why
-        not, ``too_few`` when too few cells to tell); for protein panels
+        not, ``too_few`` when too few cells to tell); ``unassigned`` (RNA): why the unassigned cells are, with
+        their number and share of all cells (no read among the genes; their own pooled markers speak against the
+        lineage the classifier chose, as for types the vocabulary does not name; or no lineage reaches
+        ``min_confidence``); for protein panels
         ``gates``: per marker its channel, gate, source, fraction of positive cells, gating ``scale`` and
         ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and whether the classifier
         learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
@@ -334,7 +338,7 @@ def annotate(
     ident = rna_identity(expr, adata.obs_names, variable=_variable_genes(expr), table=marker_table,
                          connectivities=adata.obsp.get("connectivities"), n_neighbors=n_neighbors, seed=0,
                          min_confidence=LINEAGE_MIN_PROBABILITY if min_confidence is None else min_confidence)
-    log_base, spilled = expr.encoding[0], expr.spillover
+    log_base, spilled, empty = expr.encoding[0], expr.spillover, expr.empty
     del expr  # its fit cells' log values (20,000 cells x every gene) served the principal components alone
     mixed = mixed_lineage_evidence(ident.evidence_own)
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
@@ -369,7 +373,10 @@ def annotate(
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
         "splits": calls.splits,
+        "unassigned": unassigned_reasons(calls.lineage, empty=empty, vetoed=ident.result.vetoed),
     }
+    if unassigned := unassigned_summary(adata.uns[_keys.ANNOTATE]["unassigned"]):
+        logger.info(unassigned)
     summary = mixed_evidence_summary(mixed)
     if summary:
         warn(f"{summary}. In segmented spatial data this usually means transcripts assigned to the wrong cell; such "
@@ -483,6 +490,15 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
         return ""
     top = ", ".join(f"{r.lineage_a} + {r.lineage_b} ({r.fraction:.0%})" for r in mixed.head(3).itertuples())
     return f"{mixed['fraction'].sum():.0%} of cells carry strong evidence of two lineages ({top})"
+
+
+def unassigned_summary(table: pd.DataFrame | None) -> str:
+    """``"4% of cells are unassigned: 3% whose markers speak against ..., 1% ..."`` from
+    ``uns["tmt_annotate"]["unassigned"]``, ``""`` when no cell is."""
+    if table is None or not len(table):
+        return ""
+    parts = ", ".join(f"{r.fraction:.1%} {r.reason}" for r in table.itertuples())
+    return f"{table['fraction'].sum():.1%} of cells are unassigned ({parts})"
 
 
 def pooled_split_message(adata: AnnData, sample_key: str | None, splits: pd.DataFrame) -> str:

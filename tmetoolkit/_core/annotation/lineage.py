@@ -59,6 +59,8 @@ class LineageResult:
     not_assessable: dict[str, str] = field(default_factory=dict)
     method: str = "classifier"  # or "one lineage" (a single lineage learned) or "markers" (none)
     not_decisive: list[str] = field(default_factory=list)  # decisive genes this data set shows in other lineages
+    # cells whose pooled markers speak against the lineage the classifier chose (left unassigned; empty: none)
+    vetoed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
@@ -250,7 +252,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     by_markers = sorted({lineage_of[lab] for lab in kept[rare]} - {lineage_of[lab] for lab in learn})
     method = "classifier" if PL.shape[1] > 1 else "one lineage"
     return LineageResult(lineage, label, conf, E_pooled, PL, seeds, n_seeds, by_markers,
-                         dict(not_assessable or {}), method)
+                         dict(not_assessable or {}), method, vetoed=~claimed)
 
 
 def _learned_probability(features, seeds: np.ndarray, learn: list[str], index, seed: int) -> pd.DataFrame:
@@ -337,3 +339,25 @@ def _subsample(idx: np.ndarray, k: int, rng) -> np.ndarray:
 def pool(E: pd.DataFrame, W: sp.csr_matrix) -> pd.DataFrame:
     """Each cell's evidence averaged over its expression neighbours (``W`` row-normalised)."""
     return pd.DataFrame(W @ E.to_numpy(dtype=np.float64), index=E.index, columns=E.columns)
+
+
+NO_READ = "without a read among the genes"
+MARKERS_AGAINST = "whose own markers speak against the lineage the classifier chose"
+NOT_CONFIDENT = "that no lineage claims with the confidence asked for"
+
+
+def unassigned_reasons(lineage: np.ndarray, *, empty: np.ndarray, vetoed: np.ndarray) -> pd.DataFrame:
+    """Why the cells left ``unassigned`` are: a cell without a single read (``empty``), one whose pooled markers
+    speak against the classifier's lineage (``vetoed``, :func:`call_lineages`: types the vocabulary does not name,
+    doublets, spill-over), or one no lineage claims with the confidence asked for. Columns ``reason``, ``n_cells``
+    and ``fraction`` (of all cells), one row per reason that occurs."""
+    cols = ["reason", "n_cells", "fraction"]
+    lineage = np.asarray(lineage, dtype=object)
+    out = lineage == UNASSIGNED
+    if not out.any():
+        return pd.DataFrame(columns=cols)
+    vetoed = vetoed if vetoed.size else np.zeros(lineage.size, dtype=bool)
+    why = np.select([empty, vetoed], [NO_READ, MARKERS_AGAINST], NOT_CONFIDENT)[out]
+    order = [NO_READ, MARKERS_AGAINST, NOT_CONFIDENT]
+    n = pd.Series(why).value_counts().reindex(order).dropna().astype(int)
+    return pd.DataFrame({"reason": n.index, "n_cells": n.to_numpy(), "fraction": n.to_numpy() / lineage.size})[cols]
