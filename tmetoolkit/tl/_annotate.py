@@ -233,8 +233,8 @@ def annotate(
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
         II, neutrophils into PMN-MDSC-like and neutrophil, naive/memory CD8 T cells into Tpex and naive/memory and
         fibroblasts into apCAF and the rest (cells, Ashman's D, threshold, cells given the split-off state, or why
-        not, ``too_few`` when too few cells to tell); ``unassigned`` (RNA): why the unassigned cells are, with
-        their number and share of all cells (no read among the genes; their own pooled markers speak against the
+        not, ``too_few`` when too few cells to tell); ``unassigned`` (RNA): why cells are unassigned, with their
+        number and share of all cells (no read among the genes; their own pooled markers speak against the
         lineage the classifier chose, as for types the vocabulary does not name; or no lineage reaches
         ``min_confidence``); for protein panels
         ``gates``: per marker its channel, gate, source, fraction of positive cells, gating ``scale`` and
@@ -493,8 +493,8 @@ def mixed_evidence_summary(mixed: pd.DataFrame | None) -> str:
 
 
 def unassigned_summary(table: pd.DataFrame | None) -> str:
-    """``"4% of cells are unassigned: 3% whose markers speak against ..., 1% ..."`` from
-    ``uns["tmt_annotate"]["unassigned"]``, ``""`` when no cell is."""
+    """``"3.3% of cells are unassigned (3.0% whose own markers speak against ..., 0.3% that no lineage claims
+    ...)"`` from ``uns["tmt_annotate"]["unassigned"]``; ``""`` when no cell is."""
     if table is None or not len(table):
         return ""
     parts = ", ".join(f"{r.fraction:.1%} {r.reason}" for r in table.itertuples())

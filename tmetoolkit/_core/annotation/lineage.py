@@ -59,7 +59,8 @@ class LineageResult:
     not_assessable: dict[str, str] = field(default_factory=dict)
     method: str = "classifier"  # or "one lineage" (a single lineage learned) or "markers" (none)
     not_decisive: list[str] = field(default_factory=list)  # decisive genes this data set shows in other lineages
-    # cells whose pooled markers speak against the lineage the classifier chose (left unassigned; empty: none)
+    # cells whose pooled markers speak against the lineage the classifier chose, left unassigned (empty when no
+    # classifier ran)
     vetoed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
@@ -347,10 +348,10 @@ NOT_CONFIDENT = "that no lineage claims with the confidence asked for"
 
 
 def unassigned_reasons(lineage: np.ndarray, *, empty: np.ndarray, vetoed: np.ndarray) -> pd.DataFrame:
-    """Why the cells left ``unassigned`` are: a cell without a single read (``empty``), one whose pooled markers
-    speak against the classifier's lineage (``vetoed``, :func:`call_lineages`: types the vocabulary does not name,
-    doublets, spill-over), or one no lineage claims with the confidence asked for. Columns ``reason``, ``n_cells``
-    and ``fraction`` (of all cells), one row per reason that occurs."""
+    """Why cells are ``unassigned``, the first that applies: no single read (``empty``); pooled markers that speak
+    against the classifier's lineage (``vetoed``, :func:`call_lineages`: types the vocabulary does not name,
+    doublets, spill-over); or no lineage claims the cell with the confidence asked for. Columns ``reason``,
+    ``n_cells`` and ``fraction`` (of all cells), one row per reason that occurs."""
     cols = ["reason", "n_cells", "fraction"]
     lineage = np.asarray(lineage, dtype=object)
     out = lineage == UNASSIGNED
