@@ -206,7 +206,9 @@ def annotate(
     ``uns["tmt_lineage_colors"]``, ``uns["tmt_state_colors"]``
         Fixed colours of every label (scanpy's convention; the same in every tmetoolkit figure).
     ``obs["tmt_tam_subset"]``, ``obs["tmt_caf_subset"]``
-        RNA: consensus TAM subsets (Ma 2022) and CAF-S1 clusters (Kieffer 2020) on macrophages and fibroblasts.
+        RNA: consensus TAM subsets (Ma 2022) and CAF-S1 clusters (Kieffer 2020) on macrophages and fibroblasts,
+        the closest published subset by its whole set; the subset whose set holds the lineage's most abundant genes
+        takes most cells (docs/validation.md), so compare the subsets' scores across samples, not the shares.
     ``obs["tmt_tam_polarization"]``
         RNA: ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages.
     ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
