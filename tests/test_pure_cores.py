@@ -423,11 +423,11 @@ def test_unassigned_reasons_name_the_first_that_applies():
     lineage = np.array(["B", "unassigned", "unassigned", "unassigned", "unassigned", "T"], dtype=object)
     empty = np.array([False, True, False, False, False, False])
     vetoed = np.array([False, True, True, True, False, False])  # an empty cell is counted as empty
-    table = unassigned_reasons(lineage, empty=empty, vetoed=vetoed)
+    table = unassigned_reasons(lineage, {NO_READ: empty, MARKERS_AGAINST: vetoed})
     assert table["reason"].tolist() == [NO_READ, MARKERS_AGAINST, NOT_CONFIDENT]
     assert table["n_cells"].tolist() == [1, 2, 1]
     assert np.allclose(table["fraction"], [1 / 6, 2 / 6, 1 / 6])
     # without a classifier no cell is vetoed (an empty mask); with every cell called, no row
-    assert unassigned_reasons(lineage, empty=np.zeros(6, bool), vetoed=np.zeros(0, bool))["n_cells"].tolist() == [4]
-    assert unassigned_reasons(np.array(["B", "T"], dtype=object), empty=np.zeros(2, bool),
-                              vetoed=np.zeros(2, bool)).empty
+    none = {NO_READ: np.zeros(6, bool), MARKERS_AGAINST: np.zeros(0, bool)}
+    assert unassigned_reasons(lineage, none)["n_cells"].tolist() == [4]
+    assert unassigned_reasons(np.array(["B", "T"], dtype=object), {NO_READ: np.zeros(2, bool)}).empty

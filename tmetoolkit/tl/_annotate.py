@@ -17,7 +17,7 @@ from .._core.annotation.identity import (
     read_expression,
     rna_identity,
 )
-from .._core.annotation.lineage import unassigned_reasons
+from .._core.annotation.lineage import MARKERS_AGAINST, NO_READ, unassigned_reasons
 from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
@@ -235,10 +235,11 @@ def annotate(
         wrong cell); ``splits``: per sample, whether monocytes were split into M-MDSC-like and monocyte by HLA class
         II, neutrophils into PMN-MDSC-like and neutrophil, naive/memory CD8 T cells into Tpex and naive/memory and
         fibroblasts into apCAF and the rest (cells, Ashman's D, threshold, cells given the split-off state, or why
-        not, ``too_few`` when too few cells to tell); ``unassigned`` (RNA): why cells are unassigned, with their
-        number and share of all cells (no read among the genes; their own pooled markers speak against the
-        lineage the classifier chose, as for types the vocabulary does not name; or no lineage reaches
-        ``min_confidence``); for protein panels
+        not, ``too_few`` when too few cells to tell); ``unassigned``: why cells are unassigned, with their number
+        and share of all cells (RNA: no read among the genes, or their own pooled markers speak against the
+        lineage the classifier chose, as for types the vocabulary does not name; protein: their gates support no
+        lineage, or do not support the classifier's; otherwise no lineage reaches ``min_confidence``); for
+        protein panels
         ``gates``: per marker its channel, gate, source, fraction of positive cells, gating ``scale`` and
         ``separation`` (Ashman's D), and ``seeds``: per lineage its confident cells and whether the classifier
         learned it (``params["lineage_method"]``: ``classifier`` or ``markers``).
@@ -375,7 +376,7 @@ def annotate(
         "lineage_by_markers": list(ident.result.by_markers),
         "mixed_evidence": mixed,
         "splits": calls.splits,
-        "unassigned": unassigned_reasons(calls.lineage, empty=empty, vetoed=ident.result.vetoed),
+        "unassigned": unassigned_reasons(calls.lineage, {NO_READ: empty, MARKERS_AGAINST: ident.result.vetoed}),
     }
     if unassigned := unassigned_summary(adata.uns[_keys.ANNOTATE]["unassigned"]):
         logger.info(unassigned)
@@ -473,7 +474,10 @@ def _annotate_protein(adata, layer, *, markers, gates, groupby, spillover, sampl
                                "learned": [lab in learned.learned for lab in learned.n_seeds]})
         if learned is not None else pd.DataFrame(columns=["lineage", "n_seeds", "learned"]),
         "lineage_by_markers": sorted(set(learned.n_seeds) - set(learned.learned)) if learned is not None else [],
+        "unassigned": res.unassigned,
     }
+    if unassigned := unassigned_summary(res.unassigned):
+        logger.info(unassigned)
     logger.info("protein panel: %d markers recognised (%s)", len(channels),
                 ", ".join(f"{k}={v}" for k, v in channels.items()))
     skipped = rule_tab[~rule_tab["assessable"] & (rule_tab["level"] == "lineage")]

@@ -347,18 +347,19 @@ MARKERS_AGAINST = "whose own markers speak against the lineage the classifier ch
 NOT_CONFIDENT = "that no lineage claims with the confidence asked for"
 
 
-def unassigned_reasons(lineage: np.ndarray, *, empty: np.ndarray, vetoed: np.ndarray) -> pd.DataFrame:
-    """Why cells are ``unassigned``, the first that applies: no single read (``empty``); pooled markers that speak
-    against the classifier's lineage (``vetoed``, :func:`call_lineages`: types the vocabulary does not name,
-    doublets, spill-over); or no lineage claims the cell with the confidence asked for. Columns ``reason``,
+def unassigned_reasons(lineage: np.ndarray, causes: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Why cells are ``unassigned``: the first of ``causes`` (reason -> cells, in order; an empty mask holds none)
+    that holds the cell, else ``NOT_CONFIDENT`` (no lineage claims it with the confidence asked for). For RNA the
+    causes are no single read and pooled markers that speak against the classifier's lineage (``vetoed``,
+    :func:`call_lineages`: types the vocabulary does not name, doublets, spill-over). Columns ``reason``,
     ``n_cells`` and ``fraction`` (of all cells), one row per reason that occurs."""
     cols = ["reason", "n_cells", "fraction"]
     lineage = np.asarray(lineage, dtype=object)
     out = lineage == UNASSIGNED
     if not out.any():
         return pd.DataFrame(columns=cols)
-    vetoed = vetoed if vetoed.size else np.zeros(lineage.size, dtype=bool)
-    why = np.select([empty, vetoed], [NO_READ, MARKERS_AGAINST], NOT_CONFIDENT)[out]
-    order = [NO_READ, MARKERS_AGAINST, NOT_CONFIDENT]
-    n = pd.Series(why).value_counts().reindex(order).dropna().astype(int)
+    masks = {why: m for why, m in causes.items() if np.asarray(m).size}
+    why = np.select(list(masks.values()), list(masks), NOT_CONFIDENT)[out] if masks else \
+        np.full(int(out.sum()), NOT_CONFIDENT, dtype=object)
+    n = pd.Series(why).value_counts().reindex([*masks, NOT_CONFIDENT]).dropna().astype(int)
     return pd.DataFrame({"reason": n.index, "n_cells": n.to_numpy(), "fraction": n.to_numpy() / lineage.size})[cols]

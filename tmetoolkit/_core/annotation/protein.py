@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..._utils import TmtInputError, TmtKeyError, logger, nearest, warn
 from ..scoring.mixture import fit_two_components
-from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample, by_lineage
+from .lineage import MAX_TRAIN_PER_LABEL, MIN_SEEDS, UNASSIGNED, _subsample, by_lineage, unassigned_reasons
 from .states import cluster_probability_calls, consensus, decide, lend_cluster_calls
 from .touching import N_TOUCHING, touching_cells
 
@@ -534,8 +534,9 @@ def learn_lineages(L: pd.DataFrame, features: np.ndarray, *, seed: int = 0, excl
 class ProteinCalls:
     """What :func:`call_protein` decided: per cell the lineage, the state and the confidence; the evidence per
     marker (``"CD8+"``) and per label, cells x columns (NaN where a state's lineage was not called); one row per
-    rule (level, label, markers, assessable, reason); the gate table of :func:`marker_evidence`; and what
-    :func:`learn_lineages` learned (``None`` when no classifier was trained)."""
+    rule (level, label, markers, assessable, reason); the gate table of :func:`marker_evidence`; what
+    :func:`learn_lineages` learned (``None`` when no classifier was trained); and why cells are unassigned
+    (:func:`.lineage.unassigned_reasons`)."""
 
     lineage: np.ndarray
     state: np.ndarray
@@ -544,6 +545,11 @@ class ProteinCalls:
     rules: pd.DataFrame
     gates: pd.DataFrame
     learned: Learned | None
+    unassigned: pd.DataFrame
+
+
+NO_GATE = "whose gates support no lineage"
+GATES_AGAINST = "whose own gates do not support the lineage the classifier chose"
 
 
 def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], index, *,
@@ -595,12 +601,14 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
 
     n = len(index)
     lineage, conf, E, L, missing = call(LINEAGE_RULES, np.ones(n, dtype=bool), NEGATIVE)
+    no_gate = (L.to_numpy() <= 0).all(axis=1) if L.shape[1] else np.ones(n, dtype=bool)
+    unsupported = np.zeros(n, dtype=bool)
     learned = None
     if gates is None:  # given gates are the user's decision: kept as made
         learned = learn_lineages(L, channel_features(X), exclude=unimodal_lineages(gate_table))
         if learned.probability is not None:
-            lineage, conf = learned_calls(defining_evidence(Z, Z_imaged), learned, lineage, conf, min_confidence,
-                                          min_probability)
+            lineage, conf, unsupported = learned_calls(defining_evidence(Z, Z_imaged), learned, lineage, conf,
+                                                       min_confidence, min_probability)
             alone = sorted(set(learned.n_seeds) - set(learned.learned))
             if alone:
                 logger.info("protein panel: %s called by their gates alone (fewer than %d confident cells, or no "
@@ -639,7 +647,9 @@ def call_protein(X: np.ndarray, names: list[str], channels: dict[str, str], inde
         full = pd.DataFrame(np.nan, index=index, columns=Es.columns)
         full.iloc[np.flatnonzero(mask)] = Es.to_numpy()  # by position: cell names may repeat
         evidence.append(full)
-    return ProteinCalls(lineage, state, conf, pd.concat(evidence, axis=1), pd.DataFrame(rows), gate_table, learned)
+    unassigned = unassigned_reasons(lineage, {NO_GATE: no_gate, GATES_AGAINST: unsupported})
+    return ProteinCalls(lineage, state, conf, pd.concat(evidence, axis=1), pd.DataFrame(rows), gate_table, learned,
+                        unassigned)
 
 
 def defining_evidence(Z: pd.DataFrame, Z_imaged: pd.DataFrame) -> pd.DataFrame:
@@ -651,7 +661,8 @@ def defining_evidence(Z: pd.DataFrame, Z_imaged: pd.DataFrame) -> pd.DataFrame:
 
 
 def learned_calls(L: pd.DataFrame, learned: Learned, lineage, conf, min_confidence: float, min_probability: float):
-    """Lineage and confidence from the classifier :func:`learn_lineages` trained.
+    """Lineage, confidence and the cells whose own gates do not support the classifier's lineage (left
+    unassigned), from the classifier :func:`learn_lineages` trained.
 
     A cell gets the lineage of highest probability, with that probability as confidence, when its own gates
     support it (``L``, the lineage's evidence from :func:`defining_evidence`, is positive: a defining marker above
@@ -669,4 +680,4 @@ def learned_calls(L: pd.DataFrame, learned: Learned, lineage, conf, min_confiden
     rare = ~np.isin(lineage, list(P.columns)) & (lineage != UNASSIGNED) & (conf >= min_confidence)
     new_conf = np.where(rare, conf, np.where(claimed, prob, 0.0))
     new_lineage = np.where(rare, lineage, np.where(claimed & (prob >= min_probability), called, UNASSIGNED))
-    return new_lineage.astype(object), new_conf
+    return new_lineage.astype(object), new_conf, ~rare & ~claimed
