@@ -91,9 +91,9 @@ def annotate(
     effector against Tex on their sets without the cytotoxic programme and without genes most lymphocytes express
     (IL2RB, IL2RG, CD74, NAMPT); a panel that cannot score Tex there leaves them effector. TAM M1-like and M2-like
     compete as one against monocytes and M-MDSC-like cells, and a cell called a TAM is named by its polarization
-    (``obs["tmt_tam_polarization"]``): M1-like or M2-like where that programme is above two noise units (the
-    background spread of both scores over all cells) and ahead of the other by two; where both are high (mixed) or
-    neither is, the cell keeps the lineage's name. MDSC-like cells are a
+    (``obs["tmt_tam_polarization"]``): M1-like or M2-like where that programme alone is above two noise units (the
+    background spread of both scores over all cells), or both are and it leads by two; where both are high and
+    close (mixed) or neither is high, the cell keeps the lineage's name. MDSC-like cells are a
     population apart from the conventional cells of their lineage in the same sample. M-MDSC-like cells are
     classical monocytes with HLA-DR low or negative (Bronte 2016): they hold the monocytes' own genes, so among the
     cells of a sample called monocyte or M-MDSC-like those whose HLA class II (the down genes of ``M_MDSC_like``) is

@@ -196,8 +196,8 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
     The noise unit is :func:`.states.noise_scale` of both scores over every cell: the cells that make neither
     programme (most of them lymphocytes, stromal and tumour cells) hold its background. Read among the macrophages
     alone, which nearly all make the M2-like genes, it came from too few cells below zero and fell back on the
-    spread of expression itself: on Puram's 20 macrophages 2 noise units were above the M2-like score of all but 6
-    (now 12 M2-like, 3 mixed)."""
+    spread of expression itself: 6 of the 17 cells of Puram's 20 macrophages called monocyte/macrophage were
+    M1-like or M2-like (now 13: 12 M2-like, 1 M1-like; 3 mixed)."""
     mac = lineage == MACROPHAGE
     pol = np.full(len(lineage), None, dtype=object)
     if mac.any() and {"TAM_M1_like", "TAM_M2_like"} <= set(S.columns):
