@@ -1215,6 +1215,22 @@ def test_tam_state_is_its_polarization(annotated):
     assert not st[unsure].isin(["TAM M1-like", "TAM M2-like"]).any()
 
 
+def test_tam_states_without_the_m1_genes_stay_the_competitions():
+    """A panel that cannot score the M1-like programme has no polarization: its TAM M2-like cells keep the state the
+    competition gives them (117 of 119 planted; none while an unread polarization named every TAM the lineage), and
+    the planted M1-like cells keep the lineage's name."""
+    a = tmt.datasets.simulate(n_samples=2, n_cells=1500, seed=3)
+    b = a[:, ~a.var_names.isin(tmt.sig.get("TAM_M1_like").genes_up)].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(b)
+    mm = (b.obs["tmt_lineage"] == "Monocyte/Macrophage").to_numpy()
+    truth, st = b.obs["true_state"].astype(str)[mm], b.obs["tmt_state"].astype(str)[mm]
+    assert b.obs["tmt_tam_polarization"][mm].isna().all()
+    assert (st[truth == "TAM M2-like"] == "TAM M2-like").mean() >= 0.9
+    assert not (st[truth == "TAM M1-like"] == "TAM M2-like").any()
+
+
 def test_puram_macrophage_polarization_reads_the_noise_of_cells_without_the_programmes():
     """Puram's 20 macrophages (Smart-seq2) hold the M2-like programme well above the other cells (TAM_M2_like
     median 1.4 against -0.3 to 0 in T cells). Its noise unit, taken from the macrophages alone, fell back on the

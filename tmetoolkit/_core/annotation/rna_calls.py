@@ -157,8 +157,9 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
         conf[mask] = np.where(ok, np.minimum(lin_conf[mask], st_conf), lin_conf[mask])
         if lin in killer_rules:
             which_killers(lin, killer_rules[lin])
+    # a panel that cannot score one of the two programmes has no polarization: its TAM calls stay the competition's
     polarization = tam_polarization(S, lineage)
-    tam = (lineage == MACROPHAGE) & np.isin(state, list(TAM_BY_POLARIZATION.values()))
+    tam = (lineage == MACROPHAGE) & np.isin(state, list(TAM_BY_POLARIZATION.values())) & pd.notna(polarization)
     state[tam] = [TAM_BY_POLARIZATION.get(p, MACROPHAGE) for p in polarization[tam]]
     splits = rules.population_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
 
