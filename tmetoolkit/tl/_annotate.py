@@ -93,7 +93,8 @@ def annotate(
     compete as one against monocytes and M-MDSC-like cells, and a cell called a TAM is named by its polarization
     (``obs["tmt_tam_polarization"]``): M1-like or M2-like where that programme alone is above two noise units (the
     background spread of both scores over all cells), or both are and it leads by two; where both are high and
-    close (mixed) or neither is high, the cell keeps the lineage's name. MDSC-like cells are a
+    close (mixed) or neither is high, the cell keeps the lineage's name (a panel that cannot score both programmes
+    has no polarization, and there the competition names the TAM). MDSC-like cells are a
     population apart from the conventional cells of their lineage in the same sample. M-MDSC-like cells are
     classical monocytes with HLA-DR low or negative (Bronte 2016): they hold the monocytes' own genes, so among the
     cells of a sample called monocyte or M-MDSC-like those whose HLA class II (the down genes of ``M_MDSC_like``) is
@@ -214,8 +215,8 @@ def annotate(
         the closest published subset by its whole set; the subset whose set holds the lineage's most abundant genes
         takes most cells (docs/validation.md), so compare the subsets' scores across samples, not the shares.
     ``obs["tmt_tam_polarization"]``
-        RNA: ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages; a TAM's state
-        (``TAM M1-like``, ``TAM M2-like``) is its polarization.
+        RNA: ``M1-like``, ``M2-like``, ``M1/M2 mixed`` or ``neither`` for monocytes/macrophages (missing where the
+        panel cannot score both programmes); a TAM's state (``TAM M1-like``, ``TAM M2-like``) is its polarization.
     ``obsm["tmt_scores"]``, ``uns["tmt_scores"]``
         RNA: each cell's own signature scores, as :func:`tmetoolkit.tl.score` writes them; labels are decided on
         their neighbour averages (``n_neighbors``).
