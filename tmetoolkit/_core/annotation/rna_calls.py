@@ -33,6 +33,8 @@ MACROPHAGE = "Monocyte/Macrophage"
 # turns to the other polarization at 2,000 variable genes (287 lose their state) and 3 at 1,000 counts a cell
 # (127 lose it).
 TAM_BY_POLARIZATION = {"M1-like": "TAM M1-like", "M2-like": "TAM M2-like"}
+# the programme whose polarization names each TAM state (tam_polarization), listed with its deciding signatures
+TAM_PROGRAMMES = {"TAM M1-like": "TAM_M1_like", "TAM M2-like": "TAM_M2_like"}
 
 
 @dataclass
@@ -201,9 +203,10 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
     M1-like or M2-like (now 13: 12 M2-like, 1 M1-like; 3 mixed)."""
     mac = lineage == MACROPHAGE
     pol = np.full(len(lineage), None, dtype=object)
-    if mac.any() and {"TAM_M1_like", "TAM_M2_like"} <= set(S.columns):
-        m1, m2 = S.loc[mac, "TAM_M1_like"].to_numpy(), S.loc[mac, "TAM_M2_like"].to_numpy()
-        sig = noise_scale(S[["TAM_M1_like", "TAM_M2_like"]].to_numpy(dtype=float).ravel())
+    both_programmes = list(TAM_PROGRAMMES.values())
+    if mac.any() and set(both_programmes) <= set(S.columns):
+        m1, m2 = (S.loc[mac, TAM_PROGRAMMES[st]].to_numpy() for st in ("TAM M1-like", "TAM M2-like"))
+        sig = noise_scale(S[both_programmes].to_numpy(dtype=float).ravel())
         hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
         both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
         pol[mac] = np.select([both, hi1 & (m1 > m2), hi2 & (m2 >= m1)], ["M1/M2 mixed", "M1-like", "M2-like"],
@@ -231,7 +234,9 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
         killers = killer_rules.get(level, {})
         for label, sigs in table.items():
             why = not_assessable.get((level, label), "")
-            sigs = dict.fromkeys([*sigs, *killers.get(label, ())])  # a killer state: those deciding among killers too
+            # a killer state: those deciding among killers too; a TAM state: the programme of its polarization
+            polarized = (TAM_PROGRAMMES[label],) if level == MACROPHAGE and label in TAM_PROGRAMMES else ()
+            sigs = dict.fromkeys([*sigs, *killers.get(label, ()), *polarized])
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why or alone.get((level, label), "")})
     rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})
