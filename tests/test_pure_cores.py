@@ -191,6 +191,38 @@ def test_call_rna_states_decisive_treg_and_polarization_on_arrays():
 
 
 
+def test_tam_states_take_their_polarization_and_unpolarized_tams_the_lineages_confidence():
+    """TAM M1-like and M2-like compete as one against monocytes, then a TAM takes its polarization; a TAM high in
+    both programmes (mixed) keeps the lineage's name, and with it the lineage's confidence (0.9 here), not the lower
+    confidence of its lead over the monocyte programme."""
+    from tmetoolkit._core.annotation.markers import lineage_markers
+    from tmetoolkit._core.annotation.rna_calls import call_rna
+
+    rng = np.random.default_rng(2)
+    n = 400
+    group = np.repeat(["M1", "M2", "mixed", "monocyte"], n // 4)
+    index = pd.Index([f"c{i}" for i in range(n)])
+    S = pd.DataFrame(rng.normal(0, 1, (n, 3)), index=index, columns=["mono", "TAM_M1_like", "TAM_M2_like"])
+    S.loc[group == "M1", "TAM_M1_like"] += 8
+    S.loc[group == "M2", "TAM_M2_like"] += 8
+    S.loc[group == "mixed", ["TAM_M1_like", "TAM_M2_like"]] += 8
+    S.loc[group == "mixed", "mono"] += 7  # a small lead of the TAM programmes over the monocyte one
+    S.loc[group == "monocyte", "mono"] += 8
+    lineage = np.full(n, "Monocyte/Macrophage")
+    own = pd.DataFrame({"T|Treg": np.zeros(n)}, index=index)
+    state_rules = {"Monocyte/Macrophage": {"Monocyte": ("mono",), "TAM M1-like": ("TAM_M1_like",),
+                                           "TAM M2-like": ("TAM_M2_like",)}}
+    calls = call_rna(S, _identity(lineage, np.zeros((n, 1)), ["FOXP3"], own), lineage_markers(), state_rules,
+                     groups=None, samples=np.full(n, "s1", dtype=object), n_neighbors=1, state_min=0.3,
+                     lineage_min=0.5, override=0.8, tumor_signature=None)
+    st, pol = calls.state, calls.polarization
+    assert (st[group == "M1"] == "TAM M1-like").mean() >= 0.95 and (st[group == "M2"] == "TAM M2-like").mean() >= 0.95
+    assert (st[group == "monocyte"] == "Monocyte").mean() >= 0.95
+    assert (pol[st == "TAM M1-like"] == "M1-like").all() and (pol[st == "TAM M2-like"] == "M2-like").all()
+    unnamed = (group == "mixed") & (st == "Monocyte/Macrophage") & (pol == "M1/M2 mixed")
+    assert unnamed.sum() >= 50 and (calls.confidence[unnamed] == 0.9).all()
+
+
 def test_killers_are_decided_among_themselves_on_the_genes_they_do_not_share():
     """Exhausted CD8 T cells that keep their granzymes score the effector set (with its granule genes) above their
     own: in one competition they were effector. Effector and Tex compete as one against naive/memory, then among

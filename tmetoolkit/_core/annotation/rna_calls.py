@@ -18,7 +18,7 @@ from .lineage import UNASSIGNED
 from .markers import MarkerTable
 from .states import decide, label_scores, noise_scale, standardise
 
-_AS_ONE = "as one"  # states of a lineage that compete as one (rules.KILLERS, TAM_BY_POLARIZATION)
+_AS_ONE = "as one"  # states of a lineage that compete as one (rules.KILLERS, TAM_PROGRAMMES)
 MACROPHAGE = "Monocyte/Macrophage"
 # TAM M1-like and M2-like compete as one against monocytes and M-MDSC-like cells, and a cell called a TAM is named by
 # its polarization (tam_polarization): M1-like, M2-like, or the lineage's name where both programmes are high or
@@ -32,9 +32,9 @@ MACROPHAGE = "Monocyte/Macrophage"
 # monocyte/macrophage states 0.982 -> 0.977 (0.5% of them left without a state). Of Kim's 507 TAM calls, none
 # turns to the other polarization at 2,000 variable genes (287 lose their state) and 3 at 1,000 counts a cell
 # (127 lose it).
-TAM_BY_POLARIZATION = {"M1-like": "TAM M1-like", "M2-like": "TAM M2-like"}
-# the programme whose polarization names each TAM state (tam_polarization), listed with its deciding signatures
+# each TAM state and the programme its polarization reads (listed with its deciding signatures in the rules table)
 TAM_PROGRAMMES = {"TAM M1-like": "TAM_M1_like", "TAM M2-like": "TAM_M2_like"}
+TAM_BY_POLARIZATION = {state.removeprefix("TAM "): state for state in TAM_PROGRAMMES}  # "M1-like" -> "TAM M1-like"
 
 
 @dataclass
@@ -92,7 +92,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             return lone_state(M[lone].to_numpy(dtype=float), samples[mask], lone)
         # states that compete as one against the others (the killer states, rules.KILLERS: a Tex cell that keeps
         # its granzymes ties with the effector state, and the tie is no lead over naive/memory or Tpex; the TAM
-        # states, TAM_BY_POLARIZATION)
+        # states, TAM_PROGRAMMES)
         inner = [k for k in as_one if k in M.columns]
         first = None
         if len(inner) > 1:
@@ -152,7 +152,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             if lin == "CD8 T":
                 logger.info("no CD8 T cells found: progenitor and terminal exhaustion were not assessed")
             continue
-        as_one = tuple(killer_rules.get(lin, ())) or (tuple(TAM_BY_POLARIZATION.values()) if lin == MACROPHAGE else ())
+        as_one = tuple(killer_rules.get(lin, ())) or (tuple(TAM_PROGRAMMES) if lin == MACROPHAGE else ())
         st, st_conf = call(table, mask, lin, as_one=as_one, apart=rules.apart_from_lineage(lin))
         ok = (st_conf >= state_min) & (st != UNASSIGNED)
         state[mask] = np.where(ok, st, lin)
@@ -161,8 +161,11 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             which_killers(lin, killer_rules[lin])
     # a panel that cannot score one of the two programmes has no polarization: its TAM calls stay the competition's
     polarization = tam_polarization(S, lineage)
-    tam = (lineage == MACROPHAGE) & np.isin(state, list(TAM_BY_POLARIZATION.values())) & pd.notna(polarization)
+    tam = (lineage == MACROPHAGE) & np.isin(state, list(TAM_PROGRAMMES)) & pd.notna(polarization)
     state[tam] = [TAM_BY_POLARIZATION.get(p, MACROPHAGE) for p in polarization[tam]]
+    # mixed or neither: the finest call left is the lineage, and so is its confidence
+    unnamed = tam & (state == MACROPHAGE)
+    conf[unnamed] = lin_conf[unnamed]
     splits = rules.population_splits(S, lineage, state, samples, min_cells=lineage_core.MIN_SEEDS)
 
     # a cell carrying a decisive transcript with a partner (FOXP3 and a second Treg gene: stimulated conventional
