@@ -463,3 +463,39 @@ def test_unassigned_reasons_name_the_first_that_applies():
     none = {NO_READ: np.zeros(6, bool), MARKERS_AGAINST: np.zeros(0, bool)}
     assert unassigned_reasons(lineage, none)["n_cells"].tolist() == [4]
     assert unassigned_reasons(np.array(["B", "T"], dtype=object), {NO_READ: np.zeros(2, bool)}).empty
+
+
+def test_a_sibling_lineages_genes_do_not_veto_a_cell_its_own_markers_claim():
+    """Macrophages that make cDC2 genes as well (the DC3 border, Villani 2017): the DC group counts against their
+    macrophage evidence and alone vetoes the classifier's call; read without that sibling group
+    (``without_siblings``) their own markers lead every other negative group, so they keep it. Their T-cell genes
+    still veto the macrophage call of the cells that make CD3E as well."""
+    from tmetoolkit._core.annotation import lineage as core
+    from tmetoolkit._core.annotation.markers import LabelMarkers, MarkerTable
+
+    mac, dc, t = ("C1QA", "CD163"), ("CD1C", "FCER1A"), ("CD3E",)
+    table = MarkerTable((LabelMarkers("Monocyte/Macrophage", (mac,), (t, dc), (), siblings=(1,)),
+                         LabelMarkers("DC", (dc,), (t, mac), (), siblings=(1,)),
+                         LabelMarkers("T", (t,), (mac, dc), ())))
+    gene_col = {"C1QA": 0, "CD163": 1, "CD1C": 2, "FCER1A": 3, "CD3E": 4}
+    n = 40
+    kinds = {"macrophage": [1, 1, 0, 0, 0], "dc": [0, 0, 1, 1, 0], "t": [0, 0, 0, 0, 1],
+             "border": [0.6, 0.6, 1, 1, 0], "with_t": [0.6, 0.6, 1, 1, 1]}
+    R = np.repeat(np.array(list(kinds.values()), dtype=np.float32), n, axis=0)
+    rng = np.random.default_rng(0)
+    centre = {"macrophage": 0, "dc": 6, "t": -6, "border": 0, "with_t": 0}  # the border cells sit with macrophages
+    features = np.vstack([rng.normal(centre[k], 1, (n, 5)) for k in kinds])
+    of = {k: np.arange(i * n, (i + 1) * n) for i, k in enumerate(kinds)}
+
+    E, _ = core.label_evidence(R, gene_col, table)
+    free, _ = core.label_evidence(R, gene_col, table, without_siblings=True)
+    assert list(free.columns) == ["Monocyte/Macrophage", "DC"]  # only the labels with siblings
+    assert (E["Monocyte/Macrophage"].to_numpy()[of["border"]] < -core.AGAINST).all()
+    vetoed = core.call_lineages(E, features, min_confidence=0.0)
+    kept = core.call_lineages(E, features, min_confidence=0.0, sibling_free=free)
+    assert (vetoed.lineage[of["border"]] == core.UNASSIGNED).all()
+    assert (kept.lineage[of["border"]] == "Monocyte/Macrophage").all()
+    assert not kept.vetoed[of["border"]].any()
+    assert (kept.lineage[of["with_t"]] != "Monocyte/Macrophage").all()
+    for k in ("macrophage", "dc", "t"):
+        assert (kept.lineage[of[k]] == vetoed.lineage[of[k]]).all()

@@ -70,15 +70,16 @@ def annotate(
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
     every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
     ``min_confidence`` or its own pooled markers speak against the lineage the classifier chose (silent markers do
-    not). T cells are divided into CD8 T and CD4 T among themselves the same way, where the classifier decides
-    alone: a T cell without a co-receptor read still takes its call. A lineage with too few seeds to learn keeps
-    its marker calls (with a warning); where one lineage alone has enough seeds (sorted T cells), it takes every
-    cell whose markers do not speak against it, and the other lineages' seeds keep their calls. On a panel that
-    has lost most of a marker group (a file of highly variable genes), cited reserve genes of the same lineage
-    stand in for the missing ones. The subunits of one protein complex (the three C1Q chains, CD3D/E/G,
-    CD79A/B) count as one marker, so that spill-over of a complex from a neighbouring cell counts once. A cell
-    that carries a transcript no other cell makes (FOXP3) keeps that label's lineage against its neighbours'
-    spill-over.
+    not, nor the genes of a sibling lineage the classifier tells it from, such as a macrophage's cDC2 genes, where
+    the cell's own markers lead every other lineage's). T cells are divided into CD8 T and CD4 T among themselves
+    the same way, where the classifier decides alone: a T cell without a co-receptor read still takes its call. A
+    lineage with too few seeds to learn keeps its marker calls (with a warning); where one lineage alone has
+    enough seeds (sorted T cells), it takes every cell whose markers do not speak against it, and the other
+    lineages' seeds keep their calls. On a panel that has lost most of a marker group (a file of highly variable
+    genes), cited reserve genes of the same lineage stand in for the missing ones. The subunits of one protein
+    complex (the three C1Q chains, CD3D/E/G, CD79A/B) count as one marker, so that spill-over of a complex from a
+    neighbouring cell counts once. A cell that carries a transcript no other cell makes (FOXP3) keeps that label's
+    lineage against its neighbours' spill-over.
 
     **States** are decided within their lineage: CD8 naive/memory, effector, progenitor-exhausted (Tpex) and
     terminally exhausted (Tex); CD4 naive/memory, helper and Treg; monocyte, TAM M1-like, TAM M2-like and

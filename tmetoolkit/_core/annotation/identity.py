@@ -252,7 +252,10 @@ def rna_identity(expr: Expression, obs_names, *, variable: np.ndarray | None, ta
     else:
         W, graph = sp.identity(n_obs, format="csr"), "none"
     pooled = lineage_core.pool(E, W)
-    res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing)
+    E_free, _ = lineage_core.label_evidence(R, gene_col, table, expr.explained, without_siblings=True)
+    E_free.index = obs_names
+    res = lineage_core.call_lineages(pooled, pcs, min_confidence=min_confidence, seed=seed, not_assessable=missing,
+                                     sibling_free=lineage_core.pool(E_free, W) if E_free.shape[1] else None)
     lineage_core.apply_decisive(res, E, R, gene_col, table)
     # a cell without a single read has no identity of its own, whatever its neighbours are
     res.lineage[expr.empty], res.label[expr.empty], res.confidence[expr.empty] = UNASSIGNED, UNASSIGNED, 0.0

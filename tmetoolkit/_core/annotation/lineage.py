@@ -65,7 +65,8 @@ class LineageResult:
 
 
 def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
-                   explained: sp.spmatrix | None = None) -> tuple[pd.DataFrame, dict]:
+                   explained: sp.spmatrix | None = None, *,
+                   without_siblings: bool = False) -> tuple[pd.DataFrame, dict]:
     """Per label: the weakest positive group's score minus the strongest negative group's.
 
     A group's score is the mean rank score of its best-expressed half of markers; the subunits of one protein
@@ -75,7 +76,8 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
     ``explained`` (boolean, shaped like ``R``) marks reads a touching cell explains (:func:`.ranks.spillover_reads`):
     they do not speak against a label, though they still speak for one, so that a cell beside a stronger expresser
     of its own type keeps its markers. A label none of whose genes are on a positive group's list is not assessable
-    (reason returned).
+    (reason returned). ``without_siblings``: only the labels with sibling groups (``LabelMarkers.siblings``), each
+    without them, the evidence the veto of :func:`call_lineages` reads as well.
     """
     explained = None if explained is None else sp.csc_matrix(explained)  # read a few columns at a time
 
@@ -96,6 +98,8 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
 
     cols, missing = {}, {}
     for lab in table.labels:
+        if without_siblings and not lab.siblings:
+            continue
         pos = [group_mean(g, reserve=r) for g, r in zip(lab.positive, lab.reserve or [()] * len(lab.positive),
                                                          strict=True)]
         if any(p is None for p in pos):
@@ -110,7 +114,9 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
                 "; ".join(unread) + " (nor a stand-in) on the panel"
             continue
         neg = []
-        for genes, spare in zip(lab.negative, spares, strict=True):
+        for i, (genes, spare) in enumerate(zip(lab.negative, spares, strict=True)):
+            if without_siblings and i in lab.siblings:
+                continue
             # a negative group the panel lacks altogether is read through its stand-ins (T cells without CD3 on
             # the panel must still count against NK cells); where some of its genes are there, they alone speak
             lost = not any(g in gene_col for g in genes)
@@ -184,7 +190,7 @@ def select_seeds(E: pd.DataFrame, *, margin: float = SEED_MARGIN, min_evidence: 
 
 def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_confidence: float = 0.5,
                   seed: int = 0, not_assessable: dict | None = None, require_evidence: bool = True,
-                  seed_evidence: float = MIN_EVIDENCE) -> LineageResult:
+                  seed_evidence: float = MIN_EVIDENCE, sibling_free: pd.DataFrame | None = None) -> LineageResult:
     """Seeds from pooled marker evidence, then a logistic regression on ``features`` trained on them.
 
     Labels with at least ``MIN_SEEDS`` seeds are learned (each lineage's probability is the sum of its labels');
@@ -193,7 +199,10 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     with probability 1, and the same rules keep the other lineages' seeds and the cells whose markers speak
     against it. Without ``features`` or without a learnable label, every cell gets its marker call. A cell's pooled
     evidence for the classifier's lineage must not speak against it (``require_evidence``: at least -``AGAINST``),
-    so cells of types the marker table does not name stay unassigned; where the cells are already
+    so cells of types the marker table does not name stay unassigned. The genes of a sibling lineage the classifier
+    tells it from (a macrophage's DC genes) do not veto a cell whose pooled evidence without them
+    (``sibling_free``, from :func:`label_evidence` ``without_siblings``) is above 0: its own markers lead every
+    other negative group. Where the cells are already
     known to belong to a parent lineage (CD8 or CD4 among T cells) the classifier decides alone: a T cell that
     shows neither co-receptor, common at droplet depth, or sits beside cells of the other one, takes its call.
     A seed's best label reaches ``seed_evidence``.
@@ -247,6 +256,11 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     conf[rare] = marker_conf[rare]
     # no class claims a cell whose own (pooled) markers speak against the lineage the classifier chose
     claimed = (rare | (claim >= -AGAINST)) if require_evidence else np.ones(n, dtype=bool)
+    if require_evidence and sibling_free is not None and sibling_free.shape[1]:
+        E_free = E_pooled.copy()
+        E_free[sibling_free.columns] = sibling_free.to_numpy()
+        free = by_lineage(E_free).reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
+        claimed |= free > 0
     conf = np.where(claimed, conf, 0.0)
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
     label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)

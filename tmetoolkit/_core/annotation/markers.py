@@ -31,6 +31,9 @@ class LabelMarkers:
     # positions in ``negative`` of the groups the label is told from: where the panel reads none of such a group's
     # genes nor its stand-ins, the label cannot be called (NK cells without any T-cell gene on the panel)
     told_from: tuple[int, ...] = ()
+    # positions in ``negative`` of the groups that mark a sibling lineage the classifier tells this one from
+    # (macrophages and DCs): they do not veto a cell whose own markers lead every other negative group
+    siblings: tuple[int, ...] = ()
 
     @property
     def lineage(self) -> str:
@@ -106,7 +109,8 @@ def lineage_markers() -> MarkerTable:
                             tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"),
                             tuple(tuple(reserve.get(g, {}).get("genes", ())) if negative_stand_ins else ()
                                   for g in entry.get("negative", ())),
-                            tuple(entry.get("negative", ()).index(g) for g in entry.get("told_from", ())))
+                            tuple(entry.get("negative", ()).index(g) for g in entry.get("told_from", ())),
+                            tuple(entry.get("negative", ()).index(g) for g in entry.get("siblings", ())))
 
     labels = tuple(one(name, entry) for name, entry in spec["labels"].items())
     # in a split the two labels are each other's negative: a stand-in read there would count twice (IL7R and CD28,
