@@ -202,10 +202,9 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     so cells of types the marker table does not name stay unassigned. The genes of a sibling lineage the classifier
     tells it from (a macrophage's DC genes) do not veto a cell whose pooled evidence without them
     (``sibling_free``, from :func:`label_evidence` ``without_siblings``) is above 0: its own markers lead every
-    other negative group. Where the cells are already
-    known to belong to a parent lineage (CD8 or CD4 among T cells) the classifier decides alone: a T cell that
-    shows neither co-receptor, common at droplet depth, or sits beside cells of the other one, takes its call.
-    A seed's best label reaches ``seed_evidence``.
+    other negative group. Where the cells are already known to belong to a parent lineage (CD8 or CD4 among T
+    cells) the classifier decides alone: a T cell that shows neither co-receptor, common at droplet depth, or sits
+    beside cells of the other one, takes its call. A seed's best label reaches ``seed_evidence``.
     """
     n = len(E_pooled)
     seeds = select_seeds(E_pooled, min_evidence=seed_evidence)
