@@ -232,11 +232,12 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     P = _learned_probability(features, seeds, learn, E_pooled.index, seed)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
     lin_arr = PL.to_numpy()
-    lineage = np.asarray(PL.columns, dtype=object)[np.argmax(lin_arr, axis=1)]
+    chosen = np.argmax(lin_arr, axis=1)
+    lineage = np.asarray(PL.columns, dtype=object)[chosen]
     conf = lin_arr.max(axis=1)
     label = np.asarray(P.columns, dtype=object)[np.argmax(P.to_numpy(), axis=1)]
     # the pooled evidence of the lineage the classifier chose
-    claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
+    claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), chosen]
     # a rare label's seeds keep their marker call: the classifier never saw that lineage. So do the cells whose
     # pooled markers favour a lineage it did not learn, ahead of every other lineage: at a seed's evidence
     # (MIN_EVIDENCE) short of its margin (six pericytes among 285 cells would otherwise all be fibroblasts), and
@@ -258,7 +259,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     if require_evidence and sibling_free is not None and sibling_free.shape[1]:
         E_free = E_pooled.copy()
         E_free[sibling_free.columns] = sibling_free.to_numpy()
-        free = by_lineage(E_free).reindex(columns=PL.columns).to_numpy()[np.arange(n), np.argmax(lin_arr, axis=1)]
+        free = by_lineage(E_free).reindex(columns=PL.columns).to_numpy()[np.arange(n), chosen]
         claimed |= free > 0
     conf = np.where(claimed, conf, 0.0)
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)

@@ -208,7 +208,7 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
     pol = np.full(len(lineage), None, dtype=object)
     both_programmes = list(TAM_PROGRAMMES.values())
     if mac.any() and set(both_programmes) <= set(S.columns):
-        m1, m2 = (S.loc[mac, TAM_PROGRAMMES[st]].to_numpy() for st in ("TAM M1-like", "TAM M2-like"))
+        m1, m2 = S.loc[mac, both_programmes].to_numpy(dtype=float).T
         sig = noise_scale(S[both_programmes].to_numpy(dtype=float).ravel())
         hi1, hi2 = m1 > 2 * sig, m2 > 2 * sig
         both = hi1 & hi2 & (np.abs(m1 - m2) < 2 * sig)
