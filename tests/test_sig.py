@@ -84,6 +84,12 @@ def test_outdated_symbols_are_renamed_and_matched():
     # a reference that still uses SEPP1 is matched to SELENOP
     found = match_genes(("SELENOP", "C1QA"), pd.Index(["SEPP1", "C1QA", "X"]), "human")
     assert found == {"SELENOP": [0], "C1QA": [1]}
+    # genes renamed since the hg19-era references of many shared files (Puram 2017, Tirosh 2016 and Wu 2020 carry
+    # these previous symbols), and one registry gene renamed since its list was published
+    found = match_genes(("ATP5MC1", "H2AC6", "GFUS", "GALNT15"), pd.Index(["TSTA3", "HIST1H2AC", "ATP5G1", "GALNTL2"]),
+                        "human")
+    assert found == {"ATP5MC1": [2], "H2AC6": [1], "GFUS": [0], "GALNT15": [3]}
+    assert "GALNT15" in tmt.sig.get("CAF_S1").genes_up
 
 
 def test_ortholog_table_ships_and_translates():
