@@ -90,6 +90,9 @@ def test_outdated_symbols_are_renamed_and_matched():
                         "human")
     assert found == {"ATP5MC1": [2], "H2AC6": [1], "GFUS": [0], "GALNT15": [3]}
     assert "GALNT15" in tmt.sig.get("CAF_S1").genes_up
+    # older mouse references keep the previous symbols too, which the ortholog table (current symbols) lacks
+    assert match_genes(("SELENOP", "CCN2", "CD8A"), pd.Index(["Sepp1", "Ctgf", "Cd8a"]), "mouse") == {
+        "SELENOP": [0], "CCN2": [1], "CD8A": [2]}
 
 
 def test_ortholog_table_ships_and_translates():

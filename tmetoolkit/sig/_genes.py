@@ -95,7 +95,8 @@ def match_genes(genes, var_index: pd.Index, species: str) -> dict[str, list[int]
     """Column positions in ``var_index`` for each signature gene.
 
     A human gene is found under its current symbol, under a previous symbol still used by older references, or,
-    for mouse data, under its reciprocal best mouse orthologs (all of them where HCOP's support ties).
+    for mouse data, under its reciprocal best mouse orthologs (all of them where HCOP's support ties) or the
+    mouse form of a previous symbol (``Sepp1`` for SELENOP).
     """
     return GeneIndex(var_index, species).match(genes)
 
@@ -104,7 +105,10 @@ def _match(genes, lookup: dict[str, int], species: str) -> dict[str, list[int]]:
     prev = _previous_symbols()
     if species == "mouse":
         h2m = _human_to_mouse()
-        candidates = {g: [m.upper() for m in (*h2m.get(g, ()), *(m for p in prev.get(g, ()) for m in h2m.get(p, ())))]
+        # a renamed gene keeps its previous symbol in older mouse references too (Sepp1, Ctgf, Ddx58), which HCOP,
+        # built on current symbols, does not list
+        candidates = {g: [m.upper() for m in (*h2m.get(g, ()), *(m for p in prev.get(g, ()) for m in h2m.get(p, ())),
+                                               *prev.get(g, ()))]
                       for g in genes}
     else:
         candidates = {g: [g, *prev.get(g, ())] for g in genes}
