@@ -82,6 +82,14 @@ def test_ensembl_and_mouse_are_detected(sim_small):
     lower.var_names = lower.var_names.str.lower()
     (problem,) = tmt.pp.check_input(lower).problems
     assert "none of the" in problem and ".str.upper()" in problem
+    # a combined (xenograft) reference prefixes each gene with its genome: named, with the fix
+    pdx = sim_small.copy()
+    pdx.var_names = ["GRCh38_" + g if i % 3 else "mm10___" + g.capitalize() for i, g in enumerate(pdx.var_names)]
+    (problem,) = tmt.pp.check_input(pdx).problems
+    assert "genome prefix ('GRCh38_', 'mm10___'" in problem and "removeprefix('GRCh38_')" in problem
+    fixed = pdx[:, pdx.var_names.str.startswith("GRCh38_")].copy()
+    fixed.var_names = fixed.var_names.str.removeprefix("GRCh38_")
+    assert not tmt.pp.check_input(fixed).problems
 
 
 def test_nan_and_empty_cells_are_reported():

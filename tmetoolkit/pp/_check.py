@@ -604,7 +604,7 @@ def no_signature_scorable(var_names, n_signatures: int, report: InputReport, obs
     """Why no signature can be scored on ``var_names``, and the likely fix (symbols in the wrong letter case, genes
     as observations, or a file of selected genes that holds some of the signatures' genes, not enough)."""
     cov = report.coverage if cov is None else cov
-    case = lower_case_hint(var_names)
+    case = lower_case_hint(var_names) or genome_prefix_hint(var_names)
     if not case and cov is not None and len(cov) and int(cov["n_found"].sum()) > 0:
         shown = cov.sort_values("n_found", ascending=False, kind="stable").head(5)
         detail = ", ".join(f"{r.signature} ({r.n_found}/{r.n_genes}, needs {r.min_genes}"
@@ -629,6 +629,24 @@ def lower_case_hint(var_names) -> str:
         return (" They look lower-case (e.g. " + repr(names[0]) + "): use adata.var_names = "
                 "adata.var_names.str.upper() for human genes, .str.capitalize() for mouse genes.")
     return ""
+
+
+def genome_prefix_hint(var_names) -> str:
+    """A sentence naming the fix when most ``var_names`` are gene symbols behind a genome prefix, as Cell Ranger
+    names the genes of a combined reference (``GRCh38_CD3D`` and ``mm10___Cd3e`` in a xenograft), else ``""``."""
+    from ..sig._genes import orthologs
+
+    names = pd.Index(var_names).astype(str)
+    parts = names.str.extract(r"^([A-Za-z][A-Za-z0-9.]*?_+)(.+)$")
+    tab = orthologs()
+    known = parts[1].str.upper().isin(set(tab["human"]) | set(tab["mouse"].str.upper()))
+    if parts[0].notna().mean() <= 0.5 or known.mean() < 0.1:
+        return ""
+    prefixes = parts.loc[known, 0].value_counts()
+    first = prefixes.index[0]
+    return (f" They carry a genome prefix ({', '.join(map(repr, prefixes.index[:3]))}, as Cell Ranger names the genes "
+            f"of a combined reference): keep one genome's genes and strip it, e.g. a = adata[:, adata.var_names."
+            f"str.startswith({first!r})].copy(); a.var_names = a.var_names.str.removeprefix({first!r}).")
 
 
 def transposed_hint(obs_names, var_names) -> str:
