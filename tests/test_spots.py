@@ -203,3 +203,30 @@ def test_map_of_visium_pixels_has_a_scale_bar_in_micrometres(sim_small):
     length_um = float(label.get_text().split()[0])
     assert np.ptp(bar.get_xdata()) * 0.2645 == pytest.approx(length_um)
     plt.close(fig)
+
+
+def test_visium_hd_bins_are_read_in_micrometres_on_a_square_grid():
+    """Visium HD bins: Space Ranger's microns_per_pixel (or the bin's side over its diameter in pixels) gives the
+    scale, not Visium's 55-um spot over the bin's 29 pixels (6.9 times too large); the square grid has four
+    neighbours a bin, and a warning says that the spot rules were made for multi-cell spots."""
+    from anndata import AnnData
+
+    from tmetoolkit.tl._spots import check_hd_bins, spot_graph, visium_pixel_size
+
+    hd = AnnData(obs=pd.DataFrame(index=[f"b{i}" for i in range(100)]))
+    factors = {"spot_diameter_fullres": 8 / 0.2737, "bin_size_um": 8.0, "microns_per_pixel": 0.2737}
+    hd.uns["spatial"] = {"slide": {"scalefactors": factors}}
+    assert visium_pixel_size(hd) == pytest.approx(0.2737)
+    del factors["microns_per_pixel"]
+    assert visium_pixel_size(hd) == pytest.approx(0.2737)
+    visium = hd.copy()
+    visium.uns["spatial"] = {"slide": {"scalefactors": {"spot_diameter_fullres": 55 / 0.2645}}}
+    assert visium_pixel_size(visium) == pytest.approx(0.2645)
+    assert check_hd_bins(visium) == 6
+    with pytest.warns(tmt.TmtWarning, match="Visium HD bins of 8 um"):
+        assert check_hd_bins(hd) == 4
+    rows, cols = np.divmod(np.arange(100), 10)
+    graph = spot_graph(np.c_[cols, rows] * 8.0, pd.Series("slide", index=hd.obs_names), n_neighs=4)
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    inside = (rows > 0) & (rows < 9) & (cols > 0) & (cols < 9)
+    assert (degree[inside] == 4).all() and (degree[~inside] < 4).all()

@@ -22,6 +22,7 @@ from ._spatial_utils import (
     warn_overlapping_fields,
 )
 from ._spots import (
+    check_hd_bins,
     check_one_array_per_image,
     check_spot_pitch,
     is_spot_data,
@@ -107,8 +108,10 @@ def compartments(
         Labels of tumour cells in ``cell_type_key`` (default ``"Malignant/Epithelial"``).
     pixel_size
         Micrometres per coordinate unit; ``None`` when coordinates are micrometres, or for Visium spots read by
-        scanpy or squidpy (full-resolution pixels), the 55-um spot diameter over the scale factors'
-        ``spot_diameter_fullres`` in ``uns["spatial"]``.
+        scanpy or squidpy (full-resolution pixels), the scale factors' ``microns_per_pixel`` in
+        ``uns["spatial"]`` (Visium HD), else the 55-um spot diameter (an HD bin's ``bin_size_um``) over their
+        ``spot_diameter_fullres``. Visium HD bins are read as spots on a square grid, with a warning: the spot
+        rules were made for spots that hold several cells.
     image_key
         ``obs`` column of images when a sample has several, each with its own coordinates; every image is
         processed on its own (the table's rows are ``"sample/image"``). Without it, a column named like images
@@ -255,7 +258,8 @@ def _spot_compartments(adata, xy, *, sample_key, image_key, pixel_size, margin_w
     pitch = spot_pitch(xy, images)
     check_spot_pitch(pitch, pixel_size)
     rings = round(margin_width / pitch) if margin_width is not None and np.isfinite(pitch) else int(margin_rings or 1)
-    comp, dist, rows = spot_compartments(spot_graph(xy, images), xy, images, is_t, margin_rings=max(rings, 1),
+    graph = spot_graph(xy, images, n_neighs=check_hd_bins(adata))
+    comp, dist, rows = spot_compartments(graph, xy, images, is_t, margin_rings=max(rings, 1),
                                          min_spots=min_spots or 3)
     adata.obs[_keys.TUMOR_SPOT] = is_t
     _write(adata, comp, dist, pd.DataFrame.from_dict(rows, orient="index"), {

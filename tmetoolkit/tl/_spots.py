@@ -22,21 +22,23 @@ def is_spot_data(adata: AnnData) -> bool:
 
 
 HEX_NEIGHBOURS = 6
+SQUARE_NEIGHBOURS = 4
 VISIUM_SPOT_DIAMETER_UM = 55.0  # 10x Genomics: 55-um spots, 100 um apart centre to centre
 MAX_SLIDES = 500  # a column of more distinct values is not one of slides
 MAX_SPOT_PITCH_UM = 300.0  # beyond every spot array (Visium 100 um, the original ST arrays 200 um): not micrometres
 
 
-def spot_graph(xy: np.ndarray, images: pd.Series):
-    """Hexagonal neighbour graph of the spots (squidpy grid neighbours), never joining two images; the spots of
-    an image too small for a grid (at most six) have no neighbours."""
+def spot_graph(xy: np.ndarray, images: pd.Series, n_neighs: int = HEX_NEIGHBOURS):
+    """Neighbour graph of the spots (squidpy grid neighbours: 6 on Visium's hexagonal array, 4 on Visium HD's
+    square bins), never joining two images; the spots of an image too small for a grid (at most ``n_neighs``)
+    have no neighbours."""
     import logging
 
     import scipy.sparse as sp
     import squidpy as sq
 
     sizes = images.map(images.value_counts())
-    gridded = (sizes > HEX_NEIGHBOURS).to_numpy()
+    gridded = (sizes > n_neighs).to_numpy()
     graph = sp.csr_matrix((len(images), len(images)), dtype=np.int8)
     if not gridded.any():
         return graph
@@ -47,8 +49,7 @@ def spot_graph(xy: np.ndarray, images: pd.Series):
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        res = sq.gr.spatial_neighbors(view, coord_type="grid", n_neighs=HEX_NEIGHBOURS, library_key="image",
-                                      copy=True)
+        res = sq.gr.spatial_neighbors(view, coord_type="grid", n_neighs=n_neighs, library_key="image", copy=True)
     finally:
         quiet.setLevel(level)
     conn = res[0]
@@ -57,17 +58,59 @@ def spot_graph(xy: np.ndarray, images: pd.Series):
     return sp.csr_matrix((np.ones(sub.nnz, dtype=np.int8), (idx[sub.row], idx[sub.col])), shape=graph.shape)
 
 
-def visium_pixel_size(adata: AnnData) -> float | None:
-    """Micrometres per coordinate unit of spots read by scanpy or squidpy (``obsm["spatial"]`` in pixels of the
-    full-resolution image): the 55-um spot diameter over ``uns["spatial"][library]["scalefactors"]
-    ["spot_diameter_fullres"]``, the median over libraries; ``None`` without it."""
+def _scalefactors(adata: AnnData) -> list[Mapping]:
     libraries = adata.uns.get("spatial")
     if not isinstance(libraries, Mapping):
-        return None
-    diameters = [lib.get("scalefactors", {}).get("spot_diameter_fullres") for lib in libraries.values()
-                 if isinstance(lib, Mapping)]
-    diameters = [float(d) for d in diameters if d is not None and np.isfinite(float(d)) and float(d) > 0]
-    return VISIUM_SPOT_DIAMETER_UM / float(np.median(diameters)) if diameters else None
+        return []
+    return [lib["scalefactors"] for lib in libraries.values()
+            if isinstance(lib, Mapping) and isinstance(lib.get("scalefactors"), Mapping)]
+
+
+def _positive(values) -> list[float]:
+    out = []
+    for v in values:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(v) and v > 0:
+            out.append(v)
+    return out
+
+
+def visium_pixel_size(adata: AnnData) -> float | None:
+    """Micrometres per coordinate unit of spots read by scanpy or squidpy (``obsm["spatial"]`` in pixels of the
+    full-resolution image), from ``uns["spatial"][library]["scalefactors"]``: ``microns_per_pixel`` where Space
+    Ranger writes it (Visium HD), else the spot's diameter in micrometres (55, or a Visium HD bin's
+    ``bin_size_um``) over ``spot_diameter_fullres``; the median over libraries, ``None`` without them."""
+    factors = _scalefactors(adata)
+    given = _positive(f.get("microns_per_pixel") for f in factors)
+    if given:
+        return float(np.median(given))
+    sizes = [float(f.get("bin_size_um", VISIUM_SPOT_DIAMETER_UM)) / float(f["spot_diameter_fullres"]) for f in factors
+             if _positive([f.get("spot_diameter_fullres")]) and _positive([f.get("bin_size_um", 1.0)])]
+    return float(np.median(sizes)) if sizes else None
+
+
+def hd_bin_size(adata: AnnData) -> float | None:
+    """The square bins' side in micrometres when the spots are Visium HD bins (``bin_size_um`` in the scale
+    factors), else ``None``."""
+    sizes = _positive(f.get("bin_size_um") for f in _scalefactors(adata))
+    return float(np.median(sizes)) if sizes else None
+
+
+def check_hd_bins(adata: AnnData) -> int:
+    """The grid's neighbours per spot (4 for Visium HD's square bins, 6 for Visium's hexagonal spots), warning
+    that HD bins are read as spots."""
+    size = hd_bin_size(adata)
+    if size is None:
+        return HEX_NEIGHBOURS
+    warn(f"these spots are Visium HD bins of {size:g} um. The spot rules (a tenth of CD8 T-positive spots, the "
+         f"malignant programme's mixture) were made for Visium's {VISIUM_SPOT_DIAMETER_UM:g}-um spots, which hold "
+         "several cells; bins of a cell's size give lower fractions. Pool the bins into squares of about 50 um, or "
+         "segment cells from them and run the cell path (cell types and coordinates in micrometres, without "
+         "obs['array_row'] and obs['array_col']).")
+    return SQUARE_NEIGHBOURS
 
 
 def spot_pixel_size(adata: AnnData, pixel_size: float | None) -> float | None:
