@@ -87,6 +87,13 @@ def test_ensembl_and_mouse_are_detected(sim_small):
     pdx.var_names = ["GRCh38_" + g if i % 3 else "mm10___" + g.capitalize() for i, g in enumerate(pdx.var_names)]
     (problem,) = tmt.pp.check_input(pdx).problems
     assert "genome prefix ('GRCh38_', 'mm10___'" in problem and "removeprefix('GRCh38_')" in problem
+    # CITE-seq read with every feature (gex_only=False): antibody counts beside the genes are refused, with the fix
+    cite = sim_small.copy()
+    cite.var["feature_types"] = ["Antibody Capture" if i < 12 else "Gene Expression" for i in range(cite.n_vars)]
+    (problem,) = tmt.pp.check_input(cite).problems
+    assert "Antibody Capture features (12)" in problem and "== 'Gene Expression'" in problem
+    genes = cite[:, cite.var["feature_types"] == "Gene Expression"].copy()
+    assert not tmt.pp.check_input(genes).problems
     fixed = pdx[:, pdx.var_names.str.startswith("GRCh38_")].copy()
     fixed.var_names = fixed.var_names.str.removeprefix("GRCh38_")
     assert not tmt.pp.check_input(fixed).problems

@@ -414,6 +414,13 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
             f"adata.var_names = adata.var[{column or 'gene_symbols'!r}].astype(str), then "
             "adata.var_names_make_unique()" + ("." if column else " (name the var column that holds symbols).")
         )
+    other = other_modalities(adata.var)
+    if other:
+        problems.append(
+            f"var['feature_types'] mixes gene expression with {other}: they count in every cell's library and "
+            "ranks. Keep the genes: adata = adata[:, adata.var['feature_types'] == 'Gene Expression'].copy() (an "
+            "antibody panel alone is read as protein)."
+        )
     target = None
     if libs:
         lib = np.concatenate(libs)
@@ -427,6 +434,23 @@ def _inspect(adata: AnnData, X, layer: str | None, *, full_scan: bool, chunk_siz
         duplicated_var_names=sorted(set(adata.var_names[adata.var_names.duplicated()].astype(str))),
         species_basis=call.basis, species_reason=call.reason,
     )
+
+
+# Cell Ranger's feature types measured beside the genes (CITE-seq, multiome, CRISPR screens, cell hashing); the
+# control probes of imaging panels (Xenium's "Negative Control Probe", ...) are left out of the scores by name
+OTHER_MODALITIES = ("Antibody Capture", "Peaks", "CRISPR Guide Capture", "Multiplexing Capture")
+
+
+def other_modalities(var: pd.DataFrame) -> str:
+    """The features of ``var["feature_types"]`` of another modality than the genes beside them (``"Antibody
+    Capture: 17"``), or ``""``."""
+    if "feature_types" not in var:
+        return ""
+    types = var["feature_types"].astype(str).value_counts()
+    other = types[types.index.isin(OTHER_MODALITIES)]
+    if other.empty or "Gene Expression" not in types.index:
+        return ""
+    return ", ".join(f"{k} features ({v:,})" for k, v in other.items())
 
 
 def scaled_subset_hint(n_vars: int, n_raw: int) -> str:
@@ -540,7 +564,9 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     Tells raw counts from log-normalised, linear (TPM/CPM), scaled and protein-intensity data; gene symbols from
     Ensembl IDs; human from mouse; counts empty cells and NaN/inf values; and measures how many genes of each
     signature are present. Refuses (in ``problems``) data without observations, without any expression, with a
-    single feature, or with entries above 1e9 (no count matrix holds them: corrupt values or integer overflow);
+    single feature, with entries above 1e9 (no count matrix holds them: corrupt values or integer overflow), or
+    with genes beside another modality's features (``var["feature_types"]``: antibody capture, ATAC peaks, CRISPR
+    guides, hashtags, as Cell Ranger's files hold them when read with every feature);
     warns, with the number of entries, about counts above 1e7 (more than a whole cell's mRNA), about duplicated
     ``var_names``, and when ``X`` holds a gene subset of ``adata.raw`` that leaves signature genes out. Nothing is
     written into ``adata``.
