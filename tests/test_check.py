@@ -99,6 +99,26 @@ def test_ensembl_and_mouse_are_detected(sim_small):
     assert not tmt.pp.check_input(fixed).problems
 
 
+def test_an_unfiltered_droplet_matrix_is_warned_about():
+    """Cell Ranger's raw matrix (every barcode, mostly empty droplets of a few ambient UMIs) is named as such; the
+    cells of a filtered matrix and a shallow imaging panel are not."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    raw = AnnData(sp.random(12_000, 6_000, density=0.0005, format="csr", random_state=rng, dtype=np.float32,
+                            data_rvs=lambda n: np.ones(n)), var=pd.DataFrame(index=[f"G{i}" for i in range(6_000)]))
+    with pytest.warns(tmt.TmtWarning, match="raw \\(unfiltered\\) droplet matrix, whose 12,000 barcodes"):
+        tmt.pp.check_input(raw)
+    cells = raw[:3_000].copy()
+    cells.X = sp.random(3_000, 6_000, density=0.2, format="csr", random_state=rng, dtype=np.float32,
+                        data_rvs=lambda n: np.ones(n))
+    panel = raw[:, :400].copy()
+    for a in (cells, panel):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*unfiltered.*")
+            tmt.pp.check_input(a)
+
+
 def test_nan_and_empty_cells_are_reported():
     X = np.abs(np.random.default_rng(0).normal(size=(20, 150)))
     X[3] = 0

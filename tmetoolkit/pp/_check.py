@@ -47,6 +47,11 @@ MAX_CENTRED_FRACTION = 0.9
 MIN_GENES_TRANSPOSED, GENE_LIKE_TRANSPOSED = 50, 0.2  # observations named like genes: a matrix read transposed
 MAX_PLAUSIBLE_COUNT = 1e7
 MAX_POSSIBLE_VALUE = 1e9
+# Cell Ranger's raw (unfiltered) matrix lists every barcode with a read, mostly empty droplets holding a few ambient
+# UMIs: a median barcode below this many counts, on a whole transcriptome and many barcodes, is warned about. Cells of
+# droplet assays hold a median of 1,000 UMIs or more; imaging panels (hundreds of genes) hold fewer and are not
+# concerned (Chen's MERFISH cells: a median of 64 counts on 479 genes).
+UNFILTERED_MEDIAN_COUNTS, UNFILTERED_MIN_GENES, UNFILTERED_MIN_BARCODES = 20, 5000, 10_000
 # A cell leaves most genes undetected, and on any log scale they share one value, the row's floor (0 for log1p,
 # log2(eps) for log2(x + eps)): 95% of the entries of a Zilionis 2019 cell on log2(CPM + 0.1). Batch correction
 # (ComBat) and regression give each such gene a value of its own, so hardly any entry sits at the floor (0.005% after
@@ -698,6 +703,12 @@ def _warn_implausible(report: InputReport) -> None:
         warn(f"{report.n_implausible:,} entries ({report.n_implausible / max(report.n_obs * report.n_vars, 1):.2%}) "
              f"exceed {MAX_PLAUSIBLE_COUNT:.0e}, more than a whole cell's mRNA: corrupt values, or data that are not "
              "counts of single cells (with bulk samples: --bulk / bulk=True).")
+    if (report.state == "counts" and report.target_sum is not None and report.target_sum < UNFILTERED_MEDIAN_COUNTS
+            and report.n_vars >= UNFILTERED_MIN_GENES and report.n_obs >= UNFILTERED_MIN_BARCODES):
+        warn(f"the median barcode holds {report.target_sum:g} counts on {report.n_vars:,} genes: this looks like a "
+             f"raw (unfiltered) droplet matrix, whose {report.n_obs:,} barcodes are mostly empty droplets. Read the "
+             "filtered matrix (filtered_feature_bc_matrix.h5), or keep the cells, e.g. sc.pp.filter_cells(adata, "
+             "min_counts=500).")
     warn_duplicated(report)
 
 
