@@ -1023,6 +1023,28 @@ def test_nk_cells_are_not_called_where_the_panel_reads_no_t_cell_gene():
     assert full.uns["tmt_annotate"]["rules"].set_index(["level", "label"]).loc[("lineage", "NK"), "assessable"]
 
 
+def test_a_lineage_read_from_one_marker_gene_is_named(sim_small):
+    """A panel that keeps one gene of a lineage's markers reads that gene as the lineage (Tirosh 2016's selected
+    genes keep PDGFRA alone of the fibroblast genes, and its PDGFRA+ glioma cells were called fibroblasts): annotate
+    names such a lineage, its cells and the gene; the rules table lists the genes read. On the whole panel it is
+    quiet."""
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    fib = next(lab for lab in lineage_markers().labels if lab.label == "Fibroblast")
+    drop = {g for g in (*fib.genes, *(g for grp in fib.reserve for g in grp)) if g != "PDGFRA"}
+    cut = sim_small[:, ~sim_small.var_names.isin(drop)].copy()
+    with pytest.warns(tmt.TmtWarning, match=r"one marker gene on this panel: Fibroblast: \d+ cells on PDGFRA of its "
+                                           r"7 genes.*sc\.pl\.dotplot\(adata, \['PDGFRA'\]"):
+        tmt.tl.annotate(cut)
+    rules = cut.uns["tmt_annotate"]["rules"].set_index("label")
+    assert rules.at["Fibroblast", "genes_read"] == "PDGFRA" and rules.at["Fibroblast", "stand_ins"] == ""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*one marker gene.*")
+        tmt.tl.annotate(sim_small)
+    assert set(sim_small.uns["tmt_annotate"]["rules"].set_index("label").at["Fibroblast", "genes_read"].split(",")) \
+        == set(fib.genes)
+
+
 def test_cd4_stand_ins_split_t_cells_on_a_panel_without_cd4_and_cd40lg(pbmc68k):
     """Files of variable genes often drop CD4 and CD40LG. Without them IL7R and CD28 stand in for the CD4 group
     among T cells: on scanpy's PBMC sample without the two genes, 0.76 of the sorted T cells get the right

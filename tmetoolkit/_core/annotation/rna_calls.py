@@ -189,7 +189,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
         subsets[col] = np.where(mask, out, None)
 
     rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable, killer_rules, alone)
-    messages = _messages(rule_tab, ident, tumor_signature)
+    messages = _messages(rule_tab, ident, tumor_signature, marker_table.complexes)
     return RnaCalls(lineage=lineage, state=state, confidence=conf, subsets=subsets,
                     polarization=polarization, rules=rule_tab, splits=splits, messages=messages)
 
@@ -227,7 +227,8 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
         for lab in sub:
             spare[lab.label] = [*spare.get(parent, ()), *spare.get(lab.label, ())]
     rows = [{"level": "lineage", "label": lab.label, "signatures": f"markers:{lab.label}",
-             "genes": ",".join(lab.genes), "stand_ins": ",".join(spare.get(lab.label, ())),
+             "genes": ",".join(lab.genes), "genes_read": ",".join(g for g in lab.genes if g in ident.gene_col),
+             "stand_ins": ",".join(spare.get(lab.label, ())),
              "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
              "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
              "assessable": ("lineage", lab.label) not in not_assessable,
@@ -242,13 +243,42 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
             sigs = dict.fromkeys([*sigs, *killers.get(label, ()), *polarized])
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why or alone.get((level, label), "")})
-    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "stand_ins": "", "negative": "", "n_seeds": 0})
+    rule_tab = pd.DataFrame(rows).fillna({"genes": "", "genes_read": "", "stand_ins": "", "negative": "",
+                                         "n_seeds": 0})
     rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
     return rule_tab
 
 
-def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | None) -> list[str]:
-    """The labels that could not be assessed, and a malignant lineage too rare to learn."""
+# a label whose table lists at least this many marker genes but whose panel reads one of them (a complex's subunits
+# count as one) is named when it calls at least MIN_SEEDS cells: a selected-gene panel that keeps PDGFRA alone of the
+# fibroblast genes calls oligodendrocyte precursors fibroblasts (Tirosh 2016, 132 of 142 glioma cells)
+SINGLE_MARKER_OF = 3
+
+
+def _single_marker_messages(rule_tab: pd.DataFrame, ident: Identity, complexes) -> list[str]:
+    """The lineage labels the panel reads from a single marker gene (nor a stand-in), with the cells they call."""
+    unit = {g: cx[0] for cx in complexes for g in cx}
+    called = pd.Series(ident.result.label).value_counts()
+    named = []
+    for r in rule_tab[(rule_tab["level"] == "lineage") & rule_tab["assessable"].astype(bool)].itertuples():
+        listed = [g for g in str(r.genes).split(",") if g]
+        read = [g for g in (*str(r.genes_read).split(","), *str(r.stand_ins).split(",")) if g]
+        n = int(called.get(r.label, 0))
+        if len(listed) >= SINGLE_MARKER_OF and len({unit.get(g, g) for g in read}) == 1 and n >= lineage_core.MIN_SEEDS:
+            lineage, _, kind = str(r.label).partition("|")
+            what = f"{lineage} ({kind})" if kind else lineage
+            named.append((f"{what}: {n} cells on {read[0]} of its {len(listed)} genes", read[0]))
+    if not named:
+        return []
+    genes = list(dict.fromkeys(g for _, g in named))
+    return ["read from one marker gene on this panel: " + "; ".join(t for t, _ in named) + ". Other cell types may "
+            f"make that gene too: look at it across lineages, e.g. sc.pl.dotplot(adata, {genes!r}, "
+            "groupby='tmt_lineage')"]
+
+
+def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | None, complexes=()) -> list[str]:
+    """The labels that could not be assessed, labels read from one marker gene, and a malignant lineage too rare to
+    learn."""
     messages = []
     # a lineage is not assessable when none of its labels is ("Malignant/Epithelial|melanocytic" alone is not news)
     lin_of = rule_tab["label"].astype(str).str.split("|").str[0]
@@ -266,6 +296,7 @@ def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | No
                 if lost else "")
         messages.append("not assessable (signature genes missing): "
                         + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint + fate)
+    messages += _single_marker_messages(rule_tab, ident, complexes)
     malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
     malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
     if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
