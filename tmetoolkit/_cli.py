@@ -17,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="analyse an .h5ad file and write the annotated data, a sample table and a report")
-    run.add_argument("input", help="input AnnData file (.h5ad) with counts or log-normalised values")
+    run.add_argument("input", help="input file with counts or log-normalised values: AnnData (.h5ad, or a .zarr "
+                                   "folder) or Cell Ranger's feature-barcode matrix (.h5, its gene expression)")
     run.add_argument("-o", "--outdir", required=True,
                      help="output folder (created if missing); files of an earlier run there that this run does not "
                           "write again are removed (those listed in its tmetoolkit_outputs.txt), the input never")
@@ -159,9 +160,27 @@ def main(argv: list[str] | None = None) -> int:
         return _command(args)
 
 
-def _command(args) -> int:
+_INPUT_KINDS = {".h5ad": "an .h5ad file", ".zarr": "an AnnData .zarr folder",
+                ".h5": "a Cell Ranger feature-barcode matrix (.h5)"}
+
+
+def _read_input(path: Path, kind: str):
+    """The AnnData in ``path``: .h5ad, .zarr, or Cell Ranger's .h5 (its gene expression features, repeated gene
+    symbols made unique as scanpy's reader leaves them)."""
     import anndata as ad
 
+    if path.suffix.lower() == ".zarr":
+        return ad.read_zarr(path)
+    if path.suffix.lower() == ".h5":
+        import scanpy as sc
+
+        adata = sc.read_10x_h5(path)
+        adata.var_names_make_unique()
+        return adata
+    return ad.read_h5ad(path)
+
+
+def _command(args) -> int:
     from . import datasets
     from ._pipeline import prepare_outdir, run_pipeline
 
@@ -173,12 +192,16 @@ def _command(args) -> int:
             paths = run_pipeline(adata, args.outdir, sample_key="sample", group_key="response", name="demo")
         else:
             path = Path(args.input)
-            if not path.is_file():
+            if not path.exists():
                 return _fail(f"input file {str(path)!r} does not exist.")
+            kind = _INPUT_KINDS.get(path.suffix.lower())
+            if kind is None:
+                return _fail(f"cannot read {str(path)!r}: give an AnnData file (.h5ad, or a .zarr folder) or Cell "
+                             "Ranger's feature-barcode matrix (.h5).")
             try:
-                adata = ad.read_h5ad(path)
-            except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable h5ad"
-                return _fail(f"could not read {str(path)!r} as an .h5ad file ({type(e).__name__}).")
+                adata = _read_input(path, kind)
+            except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable file of that kind"
+                return _fail(f"could not read {str(path)!r} as {kind} ({type(e).__name__}).")
             columns = _split(args.spatial_columns) or []
             if args.spatial_columns is not None and len(columns) != 2:
                 return _fail(f"--spatial-columns takes two obs columns, X,Y; got {args.spatial_columns!r}.")
