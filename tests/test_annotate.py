@@ -1038,6 +1038,13 @@ def test_a_lineage_read_from_one_marker_gene_is_named(sim_small):
         tmt.tl.annotate(cut)
     rules = cut.uns["tmt_annotate"]["rules"].set_index("label")
     assert rules.at["Fibroblast", "genes_read"] == "PDGFRA" and rules.at["Fibroblast", "stand_ins"] == ""
+    assert rules.at["Fibroblast", "n_called"] >= 10
+    from tmetoolkit._report import _cell_state_section  # the report names it among its caveats
+
+    caveats = []
+    _cell_state_section(cut, "sample", caveats)
+    assert any(c.startswith("Read from one marker gene on this gene panel: Fibroblast (") for c in caveats), caveats
+
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*one marker gene.*")
         tmt.tl.annotate(sim_small)

@@ -243,6 +243,16 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
                                          for lab in rules.loc[~rules["assessable"].astype(bool), "label"]))
         panel = "marker panel" if "gates" in annotated else "gene panel"
         caveats.append(f"Not assessable with this {panel}: {html.escape(labels)}.")
+    if rules is not None and "genes_read" in rules:
+        from ._core.annotation.markers import lineage_markers
+        from ._core.annotation.rna_calls import single_marker_labels
+
+        single = single_marker_labels(rules, lineage_markers().complexes)
+        if len(single):
+            named = ", ".join(f"{str(r.label).replace('|', ': ')} ({r.n_cells} cells on {r.gene})"
+                              for r in single.itertuples())
+            caveats.append(f"Read from one marker gene on this gene panel: {html.escape(named)}. Other cell types "
+                           "may make that gene too.")
     unassigned = unassigned_summary(annotated.get("unassigned"))
     if unassigned:
         caveats.append(f"{html.escape(unassigned)}. Cells of types the markers do not name (progenitors, glia, "

@@ -233,7 +233,8 @@ def annotate(
         count against a lineage, 0 where no cell was read so) and
         ``rules``: every label, what decides it (lineages: marker ``genes``, those the panel holds
         (``genes_read``), the reserve genes read in place of missing ones (``stand_ins``) and ``negative`` genes,
-        ``n_seeds``; a lineage read from one gene of three or more that calls 10 cells or more is warned about);
+        ``n_seeds`` and the cells called with the label, ``n_called``; a lineage read from one gene of three or
+        more that calls 10 cells or more is warned about, and the report names it);
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it
         could be assessed (``reason``: why not, or for a state whose rivals the panel cannot score, that it was
         called only where its cells form a population apart); ``lineage_by_markers``: lineages with too few seeds

@@ -222,6 +222,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
     """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``); a killer
     state's signatures include the sets deciding among killers (``<name>_among_killers``)."""
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
+    called = pd.Series(ident.result.label).value_counts()
     spare = lineage_core.stand_ins(marker_table, ident.gene_col)
     for parent, sub in marker_table.splits.items():  # CD8 T and CD4 T rows carry what T cells were read by
         for lab in sub:
@@ -230,7 +231,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
              "genes": ",".join(lab.genes), "genes_read": ",".join(g for g in lab.genes if g in ident.gene_col),
              "stand_ins": ",".join(spare.get(lab.label, ())),
              "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
-             "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)),
+             "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)), "n_called": int(called.get(lab.label, 0)),
              "assessable": ("lineage", lab.label) not in not_assessable,
              "reason": not_assessable.get(("lineage", lab.label), "")}
             for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
@@ -244,8 +245,8 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why or alone.get((level, label), "")})
     rule_tab = pd.DataFrame(rows).fillna({"genes": "", "genes_read": "", "stand_ins": "", "negative": "",
-                                         "n_seeds": 0})
-    rule_tab["n_seeds"] = rule_tab["n_seeds"].astype(int)
+                                         "n_seeds": 0, "n_called": 0})
+    rule_tab[["n_seeds", "n_called"]] = rule_tab[["n_seeds", "n_called"]].astype(int)
     return rule_tab
 
 
@@ -255,25 +256,35 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
 SINGLE_MARKER_OF = 3
 
 
-def _single_marker_messages(rule_tab: pd.DataFrame, ident: Identity, complexes) -> list[str]:
-    """The lineage labels the panel reads from a single marker gene (nor a stand-in), with the cells they call."""
+def single_marker_labels(rule_tab: pd.DataFrame, complexes=()) -> pd.DataFrame:
+    """The lineage labels of a rules table (``uns["tmt_annotate"]["rules"]``) that the panel read from one marker gene
+    (nor a stand-in; a complex's subunits are one) of the ``SINGLE_MARKER_OF`` or more it lists, calling at least
+    ``MIN_SEEDS`` cells: ``label``, ``gene``, ``n_genes`` listed and ``n_cells`` called."""
     unit = {g: cx[0] for cx in complexes for g in cx}
-    called = pd.Series(ident.result.label).value_counts()
-    named = []
-    for r in rule_tab[(rule_tab["level"] == "lineage") & rule_tab["assessable"].astype(bool)].itertuples():
+    rows = []
+    lineages = rule_tab[(rule_tab["level"] == "lineage") & rule_tab["assessable"].astype(bool)]
+    for r in lineages.itertuples():
         listed = [g for g in str(r.genes).split(",") if g]
         read = [g for g in (*str(r.genes_read).split(","), *str(r.stand_ins).split(",")) if g]
-        n = int(called.get(r.label, 0))
-        if len(listed) >= SINGLE_MARKER_OF and len({unit.get(g, g) for g in read}) == 1 and n >= lineage_core.MIN_SEEDS:
-            lineage, _, kind = str(r.label).partition("|")
-            what = f"{lineage} ({kind})" if kind else lineage
-            named.append((f"{what}: {n} cells on {read[0]} of its {len(listed)} genes", read[0]))
-    if not named:
+        if len(listed) >= SINGLE_MARKER_OF and len({unit.get(g, g) for g in read}) == 1 \
+                and int(r.n_called) >= lineage_core.MIN_SEEDS:
+            rows.append({"label": r.label, "gene": read[0], "n_genes": len(listed), "n_cells": int(r.n_called)})
+    return pd.DataFrame(rows, columns=["label", "gene", "n_genes", "n_cells"])
+
+
+def _single_marker_messages(rule_tab: pd.DataFrame, complexes) -> list[str]:
+    """A warning naming the labels of :func:`single_marker_labels`, their cells and genes."""
+    single = single_marker_labels(rule_tab, complexes)
+    if single.empty:
         return []
-    genes = list(dict.fromkeys(g for _, g in named))
-    return ["read from one marker gene on this panel: " + "; ".join(t for t, _ in named) + ". Other cell types may "
-            f"make that gene too: look at it across lineages, e.g. sc.pl.dotplot(adata, {genes!r}, "
-            "groupby='tmt_lineage')"]
+    named = []
+    for r in single.itertuples():
+        lineage, _, kind = str(r.label).partition("|")
+        what = f"{lineage} ({kind})" if kind else lineage
+        named.append(f"{what}: {r.n_cells} cells on {r.gene} of its {r.n_genes} genes")
+    genes = list(dict.fromkeys(single["gene"]))
+    return ["read from one marker gene on this panel: " + "; ".join(named) + ". Other cell types may make that gene "
+            f"too: look at it across lineages, e.g. sc.pl.dotplot(adata, {genes!r}, groupby='tmt_lineage')"]
 
 
 def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | None, complexes=()) -> list[str]:
@@ -296,7 +307,7 @@ def _messages(rule_tab: pd.DataFrame, ident: Identity, tumor_signature: str | No
                 if lost else "")
         messages.append("not assessable (signature genes missing): "
                         + ", ".join(f"{r.label} ({r.level})" for r in skipped.itertuples()) + hint + fate)
-    messages += _single_marker_messages(rule_tab, ident, complexes)
+    messages += _single_marker_messages(rule_tab, complexes)
     malignant_seeds = sum(n for lab, n in ident.result.n_seeds.items() if lab.startswith("Malignant/Epithelial"))
     malignant_measured = any(r.startswith("Malignant/Epithelial") for r in ident.evidence_own.columns)
     if malignant_measured and malignant_seeds < lineage_core.MIN_SEEDS and tumor_signature is None:
