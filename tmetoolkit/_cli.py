@@ -164,7 +164,7 @@ _INPUT_KINDS = {".h5ad": "an .h5ad file", ".zarr": "an AnnData .zarr folder",
                 ".h5": "a Cell Ranger feature-barcode matrix (.h5)"}
 
 
-def _read_input(path: Path, kind: str):
+def _read_input(path: Path):
     """The AnnData in ``path``: .h5ad, .zarr, or Cell Ranger's .h5 (its gene expression features, repeated gene
     symbols made unique as scanpy's reader leaves them)."""
     import anndata as ad
@@ -199,7 +199,7 @@ def _command(args) -> int:
                 return _fail(f"cannot read {str(path)!r}: give an AnnData file (.h5ad, or a .zarr folder) or Cell "
                              "Ranger's feature-barcode matrix (.h5).")
             try:
-                adata = _read_input(path, kind)
+                adata = _read_input(path)
             except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable file of that kind"
                 return _fail(f"could not read {str(path)!r} as {kind} ({type(e).__name__}).")
             columns = _split(args.spatial_columns) or []

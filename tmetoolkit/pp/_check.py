@@ -448,7 +448,7 @@ OTHER_MODALITIES = ("Antibody Capture", "Peaks", "CRISPR Guide Capture", "Multip
 
 def other_modalities(var: pd.DataFrame) -> str:
     """The features of ``var["feature_types"]`` of another modality than the genes beside them (``"Antibody
-    Capture: 17"``), or ``""``."""
+    Capture features (17)"``), or ``""``."""
     if "feature_types" not in var:
         return ""
     types = var["feature_types"].astype(str).value_counts()

@@ -101,15 +101,16 @@ def hd_bin_size(adata: AnnData) -> float | None:
 
 def check_hd_bins(adata: AnnData) -> int:
     """The grid's neighbours per spot (4 for Visium HD's square bins, 6 for Visium's hexagonal spots), warning
-    that HD bins are read as spots."""
+    when the bins are smaller than Visium's spots."""
     size = hd_bin_size(adata)
     if size is None:
         return HEX_NEIGHBOURS
-    warn(f"these spots are Visium HD bins of {size:g} um. The spot rules (a tenth of CD8 T-positive spots, the "
-         f"malignant programme's mixture) were made for Visium's {VISIUM_SPOT_DIAMETER_UM:g}-um spots, which hold "
-         "several cells; bins of a cell's size give lower fractions. Pool the bins into squares of about 50 um, or "
-         "segment cells from them and run the cell path (cell types and coordinates in micrometres, without "
-         "obs['array_row'] and obs['array_col']).")
+    if size < 0.8 * VISIUM_SPOT_DIAMETER_UM:
+        warn(f"these spots are Visium HD bins of {size:g} um. The spot rules (a tenth of CD8 T-positive spots, the "
+             f"malignant programme's mixture) were made for Visium's {VISIUM_SPOT_DIAMETER_UM:g}-um spots, which "
+             "hold several cells; bins of a cell's size give lower fractions. Pool the bins into squares of about "
+             "50 um, or segment cells from them and run the cell path (cell types and coordinates in micrometres, "
+             "without obs['array_row'] and obs['array_col']).")
     return SQUARE_NEIGHBOURS
 
 
