@@ -160,24 +160,25 @@ def main(argv: list[str] | None = None) -> int:
         return _command(args)
 
 
-_INPUT_KINDS = {".h5ad": "an .h5ad file", ".zarr": "an AnnData .zarr folder",
-                ".h5": "a Cell Ranger feature-barcode matrix (.h5)"}
+def _read_h5(path: Path):
+    """Cell Ranger's feature-barcode matrix: its gene expression, repeated symbols made unique (scanpy's reader
+    leaves them)."""
+    import scanpy as sc
+
+    adata = sc.read_10x_h5(path)
+    adata.var_names_make_unique()
+    return adata
 
 
-def _read_input(path: Path):
-    """The AnnData in ``path``: .h5ad, .zarr, or Cell Ranger's .h5 (its gene expression features, repeated gene
-    symbols made unique as scanpy's reader leaves them)."""
+def _read_anndata(path: Path):
     import anndata as ad
 
-    if path.suffix.lower() == ".zarr":
-        return ad.read_zarr(path)
-    if path.suffix.lower() == ".h5":
-        import scanpy as sc
+    return ad.read_zarr(path) if path.suffix.lower() == ".zarr" else ad.read_h5ad(path)
 
-        adata = sc.read_10x_h5(path)
-        adata.var_names_make_unique()
-        return adata
-    return ad.read_h5ad(path)
+
+# suffix -> (what the file is, its reader)
+_READERS = {".h5ad": ("an .h5ad file", _read_anndata), ".zarr": ("an AnnData .zarr folder", _read_anndata),
+            ".h5": ("a Cell Ranger feature-barcode matrix (.h5)", _read_h5)}
 
 
 def _command(args) -> int:
@@ -194,12 +195,12 @@ def _command(args) -> int:
             path = Path(args.input)
             if not path.exists():
                 return _fail(f"input file {str(path)!r} does not exist.")
-            kind = _INPUT_KINDS.get(path.suffix.lower())
-            if kind is None:
+            if path.suffix.lower() not in _READERS:
                 return _fail(f"cannot read {str(path)!r}: give an AnnData file (.h5ad, or a .zarr folder) or Cell "
                              "Ranger's feature-barcode matrix (.h5).")
+            kind, read = _READERS[path.suffix.lower()]
             try:
-                adata = _read_input(path)
+                adata = read(path)
             except Exception as e:  # noqa: BLE001 - any reader failure means "not a readable file of that kind"
                 return _fail(f"could not read {str(path)!r} as {kind} ({type(e).__name__}).")
             columns = _split(args.spatial_columns) or []

@@ -573,8 +573,8 @@ def check_input(adata: AnnData, layer: str | None = None, *, signatures="all", u
     with genes beside another modality's features (``var["feature_types"]``: antibody capture, ATAC peaks, CRISPR
     guides, hashtags, as Cell Ranger's files hold them when read with every feature);
     warns, with the number of entries, about counts above 1e7 (more than a whole cell's mRNA), about duplicated
-    ``var_names``, and when ``X`` holds a gene subset of ``adata.raw`` that leaves signature genes out. Nothing is
-    written into ``adata``.
+    ``var_names``, about a raw (unfiltered) droplet matrix of mostly empty barcodes, and when ``X`` holds a gene
+    subset of ``adata.raw`` that leaves signature genes out. Nothing is written into ``adata``.
 
     Negative values alone do not make data scaled: log values with negatives (voom log-CPM, microarray log2
     intensities, log2(TPM + 0.001)) are ``lognorm``. Values count as ``scaled`` when they were centred per gene:

@@ -87,8 +87,12 @@ def visium_pixel_size(adata: AnnData) -> float | None:
     given = _positive(f.get("microns_per_pixel") for f in factors)
     if given:
         return float(np.median(given))
-    sizes = [float(f.get("bin_size_um", VISIUM_SPOT_DIAMETER_UM)) / float(f["spot_diameter_fullres"]) for f in factors
-             if _positive([f.get("spot_diameter_fullres")]) and _positive([f.get("bin_size_um", 1.0)])]
+    sizes = []
+    for f in factors:
+        side = _positive([f.get("bin_size_um", VISIUM_SPOT_DIAMETER_UM)])
+        pixels = _positive([f.get("spot_diameter_fullres")])
+        if side and pixels:
+            sizes.append(side[0] / pixels[0])
     return float(np.median(sizes)) if sizes else None
 
 
