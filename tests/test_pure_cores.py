@@ -451,6 +451,27 @@ def test_neutrophil_genes_monocytes_make_do_not_veto_a_macrophage():
     assert E.loc[1, ["Monocyte/Macrophage|macrophage", "Monocyte/Macrophage|monocyte"]].max() < 0
 
 
+def test_a_pdc_is_not_a_plasma_cell():
+    """pDCs make JCHAIN, MZB1, DERL3 and IGKC of the plasma group (the Spectra sample's pDCs: rank scores 0.69-0.88);
+    the pDC genes plasma cells lack (LILRA4, CLEC4C, PTCRA) count against the plasma label, which a plasma cell
+    keeps (the packaged marker table)."""
+    from tmetoolkit._core.annotation.lineage import MIN_EVIDENCE, SEED_MARGIN, label_evidence
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    genes = ["JCHAIN", "MZB1", "DERL3", "IGKC", "TNFRSF17", "FKBP11", "LILRA4", "CLEC4C", "PTCRA", "CD3E", "MS4A1"]
+    col = {g: i for i, g in enumerate(genes)}
+    R = np.zeros((20, len(genes)))
+    for row, cell in enumerate(({"JCHAIN": 0.87, "MZB1": 0.87, "DERL3": 0.69, "IGKC": 0.88, "LILRA4": 0.81,
+                                 "CLEC4C": 0.54, "PTCRA": 0.31},
+                                {"JCHAIN": 0.83, "MZB1": 0.99, "DERL3": 0.91, "IGKC": 0.6, "TNFRSF17": 0.61,
+                                 "FKBP11": 0.93})):
+        for g, v in cell.items():
+            R[row, col[g]] = v
+    E, _ = label_evidence(R, col, lineage_markers())
+    assert E.loc[0, "DC|pDC"] - E.loc[0, "Plasma"] >= SEED_MARGIN  # 0.873 for plasma against 0.675 without
+    assert E.loc[1, "Plasma"] >= MIN_EVIDENCE and E.loc[1, "DC|pDC"] <= 0
+
+
 def test_explained_reads_speak_for_a_label_not_against_one():
     """A T cell (CD3 and CD2) carrying a neighbour's C1Q: read as its own, the macrophage group counts against its
     T-cell evidence; marked as explained by the neighbour, it does not, while the same reads still count for the
