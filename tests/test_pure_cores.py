@@ -472,6 +472,31 @@ def test_a_pdc_is_not_a_plasma_cell():
     assert E.loc[1, "Plasma"] >= MIN_EVIDENCE and E.loc[1, "DC|pDC"] <= 0
 
 
+def test_a_negative_groups_own_stand_ins_are_read():
+    """A negative group lost from the panel is read through its stand-ins, and they are read even when no positive
+    group lists them (the marker table once loaded only the positive groups' stand-ins, so such a gene was never
+    read and the negative fell silent)."""
+    import scipy.sparse as sp
+
+    from tmetoolkit._core.annotation.identity import read_expression
+    from tmetoolkit._core.annotation.lineage import label_evidence
+    from tmetoolkit._core.annotation.markers import LabelMarkers, MarkerTable
+
+    t_cell = LabelMarkers("T", positive=(("CD3E", "CD2"),), negative=(("KLRF1",),), sources=(),
+                          negative_reserve=(("TYROBP",),))
+    table = MarkerTable(labels=(t_cell,))
+    assert "TYROBP" in table.genes and "TYROBP" in table.reserve_genes
+    genes = ["CD3E", "CD2", "TYROBP", *(f"G{i}" for i in range(20))]  # no KLRF1 on the panel
+    rng = np.random.default_rng(0)
+    X = rng.poisson(1.0, (40, len(genes))).astype(np.float32)
+    X[:, :3] = 0
+    X[:, :2] = 8  # every cell makes CD3E and CD2; the second half TYROBP as well
+    X[20:, 2] = 8
+    expr = read_expression(sp.csr_matrix(X), pd.Index(genes), species="human", state="counts", table=table)
+    E, _ = label_evidence(expr.ranks, expr.gene_col, table)
+    assert (E["T"].to_numpy()[20:] < E["T"].to_numpy()[:20].min() - 0.5).all()
+
+
 def test_explained_reads_speak_for_a_label_not_against_one():
     """A T cell (CD3 and CD2) carrying a neighbour's C1Q: read as its own, the macrophage group counts against its
     T-cell evidence; marked as explained by the neighbour, it does not, while the same reads still count for the

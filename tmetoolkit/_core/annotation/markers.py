@@ -55,8 +55,10 @@ class MarkerTable:
 
     @property
     def genes(self) -> list[str]:
+        """Every gene the table may read: its groups and their stand-ins, negative groups' included."""
         every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
-        return list(dict.fromkeys(g for lab in every for grp in (*lab.positive, *lab.reserve, *lab.negative)
+        groups = [grp for lab in every for grp in (*lab.positive, *lab.reserve, *lab.negative)]
+        return list(dict.fromkeys(g for grp in (*groups, *(grp for lab in every for grp in lab.negative_reserve))
                                   for g in grp))
 
     @property
@@ -64,7 +66,7 @@ class MarkerTable:
         """Genes read only in place of missing markers (not part of any group)."""
         every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
         core = {g for lab in every for grp in (*lab.positive, *lab.negative) for g in grp}
-        return {g for lab in every for grp in lab.reserve for g in grp} - core
+        return {g for lab in every for grp in (*lab.reserve, *lab.negative_reserve) for g in grp} - core
 
     def split(self, parent: str) -> MarkerTable:
         """The table that divides ``parent``'s cells into lineages (empty when it is a lineage itself)."""
