@@ -107,8 +107,10 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
             missing[lab.label] = "no marker gene on the panel: " + "; ".join(absent)
             continue
         spares = lab.negative_reserve or [()] * len(lab.negative)
+        # a stand-in made by part of the look-alike lineage (CD8B) cannot show that a cell is not of it
         unread = [",".join(lab.negative[i]) for i in lab.told_from
-                  if not any(g in gene_col for g in (*lab.negative[i], *spares[i]))]
+                  if not any(g in gene_col and g not in table.subset_stand_ins
+                             for g in (*lab.negative[i], *spares[i]))]
         if unread:
             missing[lab.label] = "cannot be told from the cells of its look-alike lineage: no gene of " + \
                 "; ".join(unread) + " (nor a stand-in) on the panel"

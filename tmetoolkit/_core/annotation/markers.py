@@ -52,6 +52,9 @@ class MarkerTable:
     splits: dict[str, tuple[LabelMarkers, ...]] = field(default_factory=dict)  # parent label -> its lineages
     # subunits of one protein complex (C1QA/C1QB/C1QC): a group reads them as one marker, their mean rank
     complexes: tuple[tuple[str, ...], ...] = ()
+    # stand-ins made by part of a lineage only (CD8B: CD8 T cells): read for the lineage, but they cannot show that
+    # a cell is not of it, so they do not make a label told from that lineage assessable (``told_from``)
+    subset_stand_ins: frozenset[str] = frozenset()
 
     @property
     def genes(self) -> list[str]:
@@ -70,7 +73,8 @@ class MarkerTable:
 
     def split(self, parent: str) -> MarkerTable:
         """The table that divides ``parent``'s cells into lineages (empty when it is a lineage itself)."""
-        return MarkerTable(self.splits.get(parent, ()), self.sources, self.version, complexes=self.complexes)
+        return MarkerTable(self.splits.get(parent, ()), self.sources, self.version, complexes=self.complexes,
+                           subset_stand_ins=self.subset_stand_ins)
 
     def with_label(self, label: str, genes: tuple[str, ...], source: str) -> MarkerTable:
         """A copy with one more label (e.g. a malignant programme given by the user), with the negatives of the
@@ -78,7 +82,8 @@ class MarkerTable:
         lineage = label.split("|")[0]
         negative = next((lab.negative for lab in self.labels if lab.lineage == lineage), ())
         extra = LabelMarkers(label, (tuple(genes),), negative, (source,))
-        return MarkerTable((*self.labels, extra), self.sources, self.version, self.splits, self.complexes)
+        return MarkerTable((*self.labels, extra), self.sources, self.version, self.splits, self.complexes,
+                           self.subset_stand_ins)
 
     def table(self) -> pd.DataFrame:
         """One row per label: lineage, positive and negative genes (groups joined by ``;``), sources."""
@@ -104,13 +109,16 @@ def lineage_markers() -> MarkerTable:
     groups = {**spec["groups"], **spec.get("negative_groups", {})}
     reserve = spec.get("reserve", {})
 
+    def spare(group):  # a group's stand-ins in the order they are read: the lineage's own, then a subset's
+        entry = reserve.get(group, {})
+        return (*entry.get("genes", ()), *entry.get("subset", ()))
+
     def one(name, entry, negative_stand_ins=True):
         return LabelMarkers(name, tuple(tuple(groups[g]) for g in entry["positive"]),
                             tuple(tuple(groups[g]) for g in entry.get("negative", ())), tuple(entry.get("sources", ())),
-                            tuple(tuple(reserve.get(g, {}).get("genes", ())) for g in entry["positive"]),
+                            tuple(spare(g) for g in entry["positive"]),
                             tuple(entry.get("decisive", {}).get("genes", ())), entry.get("decisive", {}).get("state"),
-                            tuple(tuple(reserve.get(g, {}).get("genes", ())) if negative_stand_ins else ()
-                                  for g in entry.get("negative", ())),
+                            tuple(spare(g) if negative_stand_ins else () for g in entry.get("negative", ())),
                             tuple(entry.get("negative", ()).index(g) for g in entry.get("told_from", ())),
                             tuple(entry.get("negative", ()).index(g) for g in entry.get("siblings", ())))
 
@@ -120,4 +128,5 @@ def lineage_markers() -> MarkerTable:
     splits = {parent: tuple(one(name, entry, negative_stand_ins=False) for name, entry in table.items())
               for parent, table in spec.get("splits", {}).items()}
     complexes = tuple(tuple(entry["genes"]) for entry in spec.get("complexes", {}).values())
-    return MarkerTable(labels, spec.get("sources", {}), int(spec.get("version", 1)), splits, complexes)
+    subset = frozenset(g for entry in reserve.values() for g in entry.get("subset", ()))
+    return MarkerTable(labels, spec.get("sources", {}), int(spec.get("version", 1)), splits, complexes, subset)
