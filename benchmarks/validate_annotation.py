@@ -27,10 +27,11 @@ classes that fall on other cells, which the score cannot see. Usage::
     python benchmarks/validate_annotation.py --stability   # calls with a few cells left out; accuracy per confidence
     python benchmarks/validate_annotation.py --external # held-out sets read from PyPI wheels (external_sets.py)
 
-``--external`` runs the same tables on six author-labelled sets that ship inside PyPI packages and that no rule was
-chosen on (Kim 2020 lung adenocarcinoma with exhausted CD8 T cells, Tregs and myofibroblasts; Qian 2020 ovarian
-cancer; Wu 2020 T cells; Tirosh 2016 oligodendroglioma, whose glial cells no lineage of the vocabulary names;
-Spectra's breast tumour immune cells, log values of selected genes; Hao 2021 blood cells with Tregs and DCs).
+``--external`` runs the same tables on six author-labelled sets that ship inside PyPI packages, found after the
+rules of their day were set (``external_sets.py`` names the three rules they motivated since): Kim 2020 lung
+adenocarcinoma with exhausted CD8 T cells, Tregs and myofibroblasts; Qian 2020 ovarian cancer; Wu 2020 T cells;
+Tirosh 2016 oligodendroglioma, whose glial cells no lineage of the vocabulary names; Spectra's breast tumour immune
+cells, log values of selected genes; Hao 2021 blood cells with Tregs and DCs.
 
 No shared set labels exhausted or naive CD8 T cells, CAF or TAM subsets apart from Chen's TAMs, so two label-free
 checks follow the states: ``state_kept``, the share of cells called the same lineage on the whole panel and on a

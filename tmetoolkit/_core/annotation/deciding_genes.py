@@ -111,9 +111,7 @@ def signature_genes(signatures: pd.DataFrame, var_names, names: list[str],
 
 def marker_label(label: str):
     """The entry of the lineage marker table that decided ``label`` (``None`` for a user's malignant programme)."""
-    table = lineage_markers()
-    every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
-    return next((lab for lab in every if lab.label == label), None)
+    return next((lab for lab in lineage_markers().every_label if lab.label == label), None)
 
 
 def group_sums(chunks, cols: list[int], groupings: list[pd.Series]):

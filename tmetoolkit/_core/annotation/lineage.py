@@ -162,8 +162,7 @@ def stand_ins_of(genes, reserve, gene_col: dict[str, int]) -> list[str]:
 def stand_ins(table: MarkerTable, gene_col: dict[str, int]) -> dict[str, list[str]]:
     """Per label, the reserve genes :func:`label_evidence` reads on this panel in place of missing markers."""
     out = {}
-    every = [*table.labels, *(lab for sub in table.splits.values() for lab in sub)]
-    for lab in every:
+    for lab in table.every_label:
         used = [g for genes, reserve in zip(lab.positive, lab.reserve or [()] * len(lab.positive), strict=True)
                 for g in stand_ins_of(genes, reserve, gene_col)]
         if used:

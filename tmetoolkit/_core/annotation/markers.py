@@ -16,8 +16,9 @@ class LabelMarkers:
     """One label's identity: every ``positive`` group must be expressed, no ``negative`` group may be.
 
     ``reserve`` holds, per positive group, cited genes of the same lineage that stand in for the group's genes a
-    panel lacks (a file of 2,000 highly variable genes, a targeted panel); on a panel with the whole group they are
-    not read.
+    panel lacks (a file of 2,000 highly variable genes, a targeted panel), in the order they are read (genes of a
+    subset of the lineage last: ``MarkerTable.subset_stand_ins``); on a panel with the whole group they are not
+    read.
     """
 
     label: str
@@ -57,17 +58,22 @@ class MarkerTable:
     subset_stand_ins: frozenset[str] = frozenset()
 
     @property
+    def every_label(self) -> tuple[LabelMarkers, ...]:
+        """The lineage labels and the labels of their splits (CD8 T and CD4 T among T cells)."""
+        return (*self.labels, *(lab for sub in self.splits.values() for lab in sub))
+
+    @property
     def genes(self) -> list[str]:
-        """Every gene the table may read: its groups and their stand-ins, negative groups' included."""
-        every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
+        """Every gene the table may read: its groups, then their stand-ins (negative groups' last)."""
+        every = self.every_label
         groups = [grp for lab in every for grp in (*lab.positive, *lab.reserve, *lab.negative)]
-        return list(dict.fromkeys(g for grp in (*groups, *(grp for lab in every for grp in lab.negative_reserve))
-                                  for g in grp))
+        groups += [grp for lab in every for grp in lab.negative_reserve]
+        return list(dict.fromkeys(g for grp in groups for g in grp))
 
     @property
     def reserve_genes(self) -> set[str]:
         """Genes read only in place of missing markers (not part of any group)."""
-        every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
+        every = self.every_label
         core = {g for lab in every for grp in (*lab.positive, *lab.negative) for g in grp}
         return {g for lab in every for grp in (*lab.reserve, *lab.negative_reserve) for g in grp} - core
 
@@ -87,13 +93,12 @@ class MarkerTable:
 
     def table(self) -> pd.DataFrame:
         """One row per label: lineage, positive and negative genes (groups joined by ``;``), sources."""
-        every = [*self.labels, *(lab for sub in self.splits.values() for lab in sub)]
         return pd.DataFrame([{
             "label": lab.label, "lineage": lab.lineage,
             "positive": "; ".join(",".join(g) for g in lab.positive),
             "negative": "; ".join(",".join(g) for g in lab.negative),
             "sources": "; ".join(self.sources.get(s, {}).get("doi", s) for s in lab.sources),
-        } for lab in every])
+        } for lab in self.every_label])
 
 
 def _marker_file() -> Path:
