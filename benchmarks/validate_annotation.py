@@ -653,7 +653,8 @@ def per_label(pred: pd.Series, truth: pd.Series) -> pd.DataFrame:
 GROUP_LINEAGES = {"t_core": ("CD4 T", "CD8 T"), "cd8": ("CD8 T",), "cd4": ("CD4 T",), "nk": ("NK",), "b": ("B",),
                   "plasma": ("Plasma",), "macrophage": (MM,), "monocyte": (MM,), "neutrophil": ("Neutrophil",),
                   "mast": ("Mast",), "fibroblast": ("Fibroblast",), "pericyte": ("Pericyte",),
-                  "endothelial": ("Endothelial",), "epithelial": ("Malignant/Epithelial",)}
+                  "endothelial": ("Endothelial",), "epithelial": ("Malignant/Epithelial",),
+                  "immune": ("CD4 T", "CD8 T", "T", "NK", "B", "Plasma", MM, "Neutrophil", "Mast", "DC")}
 
 
 def _recall(call: pd.Series, truth: np.ndarray, cells: np.ndarray) -> float:
