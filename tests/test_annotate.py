@@ -1027,7 +1027,7 @@ def test_a_panel_without_ptprc_reads_a_pan_leukocyte_gene_against_the_stromal_la
     """PTPRC is the immune group that the stromal and epithelial labels read against. On a panel without it a
     pan-leukocyte gene stands in (scGate's immune genes LAPTM5 and CD52, then CD53): Zilionis' whole transcriptome
     without PTPRC gives 14 of its 230 immune cells stromal evidence above 0 (26 with PTPRC, 71 with no stand-in),
-    while 65 of its 66 stromal and epithelial cells keep theirs."""
+    while 65 of its 66 stromal and epithelial cells keep theirs. The rules table names the gene read against them."""
     from tmetoolkit._core.annotation.identity import read_expression
     from tmetoolkit._core.annotation.lineage import label_evidence
     from tmetoolkit._core.annotation.markers import lineage_markers
@@ -1050,6 +1050,13 @@ def test_a_panel_without_ptprc_reads_a_pan_leukocyte_gene_against_the_stromal_la
     without = stromal_evidence(np.asarray(z.var_names != "PTPRC"))
     assert (without[immune_cells] > 0).sum() <= (with_ptprc[immune_cells] > 0).sum() + 5
     assert (without[stromal_cells] > 0).mean() >= 0.95
+    cut = z[:, np.asarray(z.var_names != "PTPRC")].copy()  # the rules table names the gene read against them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmt.tl.annotate(cut)
+    rules = cut.uns["tmt_annotate"]["rules"].set_index("label")
+    assert (rules.loc[stromal, "negative_stand_ins"] == "LAPTM5").all()
+    assert rules.at["B", "negative_stand_ins"] == ""
 
 
 def test_cd8b_stands_in_for_t_cells_but_does_not_tell_nk_cells_apart():

@@ -232,7 +232,9 @@ def annotate(
         none, and for RNA ``spillover``: the fraction of a touching cell's count below which a marker did not
         count against a lineage, 0 where no cell was read so) and
         ``rules``: every label, what decides it (lineages: marker ``genes``, those the panel holds
-        (``genes_read``), the reserve genes read in place of missing ones (``stand_ins``) and ``negative`` genes,
+        (``genes_read``), the reserve genes read in place of missing ones (``stand_ins``), ``negative`` genes
+        and the reserve genes read against the label in place of a negative group the panel lacks
+        (``negative_stand_ins``: LAPTM5 for PTPRC against the stromal labels),
         ``n_seeds`` and the cells called with the label, ``n_called``; a lineage read from one gene of three or
         more that calls 10 cells or more is warned about, and the report names it);
         states: signatures, on panels without most of Treg_core but with FOXP3 the longer Treg set), and whether it

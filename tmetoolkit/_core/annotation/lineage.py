@@ -119,10 +119,8 @@ def label_evidence(R: np.ndarray, gene_col: dict[str, int], table: MarkerTable,
         for i, (genes, spare) in enumerate(zip(lab.negative, spares, strict=True)):
             if without_siblings and i in lab.siblings:
                 continue
-            # a negative group the panel lacks altogether is read through its stand-ins (T cells without CD3 on
-            # the panel must still count against NK cells); where some of its genes are there, they alone speak
-            lost = not any(g in gene_col for g in genes)
-            m = group_mean(genes, NEGATIVE_BACKGROUND, reserve=spare if lost else (), against=True)
+            m = group_mean((*genes, *negative_stand_ins_of(genes, spare, gene_col)), NEGATIVE_BACKGROUND,
+                           against=True)
             if m is not None:
                 neg.append(m)
         ev = np.min(np.vstack(pos), axis=0)
@@ -159,14 +157,23 @@ def stand_ins_of(genes, reserve, gene_col: dict[str, int]) -> list[str]:
     return spare[:max(0, (len(genes) + 1) // 2 - n_have)]
 
 
-def stand_ins(table: MarkerTable, gene_col: dict[str, int]) -> dict[str, list[str]]:
-    """Per label, the reserve genes :func:`label_evidence` reads on this panel in place of missing markers."""
+def negative_stand_ins_of(genes, reserve, gene_col: dict[str, int]) -> list[str]:
+    """The reserve genes read for a negative group: only where the panel lacks the whole group (T cells without CD3
+    on the panel must still count against NK cells); where some of its genes are there, they alone speak."""
+    return [] if any(g in gene_col for g in genes) else stand_ins_of(genes, reserve, gene_col)
+
+
+def stand_ins(table: MarkerTable, gene_col: dict[str, int], *, negative: bool = False) -> dict[str, list[str]]:
+    """Per label, the reserve genes :func:`label_evidence` reads on this panel in place of missing markers, or with
+    ``negative`` in place of the negative groups the panel lacks (LAPTM5 for PTPRC against the stromal labels)."""
     out = {}
     for lab in table.every_label:
-        used = [g for genes, reserve in zip(lab.positive, lab.reserve or [()] * len(lab.positive), strict=True)
-                for g in stand_ins_of(genes, reserve, gene_col)]
+        groups, reserves = (lab.negative, lab.negative_reserve) if negative else (lab.positive, lab.reserve)
+        read = negative_stand_ins_of if negative else stand_ins_of
+        used = [g for genes, reserve in zip(groups, reserves or [()] * len(groups), strict=True)
+                for g in read(genes, reserve, gene_col)]
         if used:
-            out[lab.label] = used
+            out[lab.label] = list(dict.fromkeys(used))
     return out
 
 

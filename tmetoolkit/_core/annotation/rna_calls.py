@@ -224,6 +224,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
     split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
     called = pd.Series(ident.result.label).value_counts()
     spare = lineage_core.stand_ins(marker_table, ident.gene_col)
+    against = lineage_core.stand_ins(marker_table, ident.gene_col, negative=True)
     for parent, sub in marker_table.splits.items():  # CD8 T and CD4 T rows carry what T cells were read by
         for lab in sub:
             spare[lab.label] = [*spare.get(parent, ()), *spare.get(lab.label, ())]
@@ -231,6 +232,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
              "genes": ",".join(lab.genes), "genes_read": ",".join(g for g in lab.genes if g in ident.gene_col),
              "stand_ins": ",".join(spare.get(lab.label, ())),
              "negative": ",".join(dict.fromkeys(g for grp in lab.negative for g in grp)),
+             "negative_stand_ins": ",".join(against.get(lab.label, ())),
              "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)), "n_called": int(called.get(lab.label, 0)),
              "assessable": ("lineage", lab.label) not in not_assessable,
              "reason": not_assessable.get(("lineage", lab.label), "")}
@@ -245,7 +247,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why or alone.get((level, label), "")})
     rule_tab = pd.DataFrame(rows).fillna({"genes": "", "genes_read": "", "stand_ins": "", "negative": "",
-                                         "n_seeds": 0, "n_called": 0})
+                                         "negative_stand_ins": "", "n_seeds": 0, "n_called": 0})
     rule_tab[["n_seeds", "n_called"]] = rule_tab[["n_seeds", "n_called"]].astype(int)
     return rule_tab
 
