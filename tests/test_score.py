@@ -318,20 +318,22 @@ def test_genes_in_raw_only_are_counted_once(sim_small):
 
 def test_tools_reuse_scores_of_the_run(sim_small, monkeypatch):
     """The pipeline scores every signature of the run once; annotate, immunosuppression and the resistance
-    profile then find their columns scored and pass over the matrix no more for them."""
+    profile then find their columns scored and pass over the matrix no more for them. annotate reads the rows of
+    the cells it called fibroblasts once more, for myCAF and iCAF scored among them."""
     from tmetoolkit._pipeline import run_signatures
     from tmetoolkit.tl import _score
 
     passes = []
     original = _score.score_matrix
-    monkeypatch.setattr(_score, "score_matrix", lambda X, plan, **kw: passes.append(len(plan)) or original(X, plan,
-                                                                                                             **kw))
+    monkeypatch.setattr(_score, "score_matrix",
+                        lambda X, plan, **kw: passes.append((X.shape[0], len(plan))) or original(X, plan, **kw))
     tmt.tl.score(sim_small, run_signatures(annotate=True))
     first = sim_small.obsm["tmt_scores"].copy()
     tmt.tl.annotate(sim_small)
     tmt.tl.immunosuppression(sim_small, sample_key="sample")
     tmt.tl.resistance_profile(sim_small, sample_key="sample")
-    assert len(passes) == 1 and passes[0] == first.shape[1]
+    fibroblasts = int((sim_small.obs["tmt_lineage"] == "Fibroblast").sum())
+    assert passes == [(sim_small.n_obs, first.shape[1]), (fibroblasts, 2)]
     pd.testing.assert_frame_equal(sim_small.obsm["tmt_scores"][first.columns], first)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,10 +23,10 @@ from .._core.annotation.markers import lineage_markers
 from .._core.annotation.rna_calls import call_rna
 from .._core.annotation.states import mixed_lineage_evidence
 from .._matrix import dense_matrix, get_matrix, looks_like_bulk
-from .._utils import TmtInputError, check_tmt_key, checked_number, logger, missing_key_error, target, warn
+from .._utils import TmtInputError, TmtWarning, check_tmt_key, checked_number, logger, missing_key_error, target, warn
 from ..pp._check import corrected_values_message, input_error, inspect, refuse_non_finite, warn_duplicated
 from ._sample_features import one_sample_hint, samples_of
-from ._score import score_once
+from ._score import score, score_once
 from ._spots import is_spot_data
 
 WRITTEN = (_keys.LINEAGE, _keys.STATE, _keys.CONFIDENCE, _keys.TAM_SUBSET, _keys.CAF_SUBSET, _keys.TAM_POLARIZATION)
@@ -87,7 +88,9 @@ def annotate(
     scores (:func:`tmetoolkit.tl.score`, ``mean_ctrl``) on the genes that are a state's own (signatures
     ``<name>_specific`` without the genes of sibling states and of the lineage's identity), averaged over the same
     expression neighbours; the best-scoring state wins when its lead over the runner-up is clear, else the cell
-    keeps its lineage name. CD8 effector and Tex cells both kill, and exhausted cells of tumours keep their
+    keeps its lineage name. myCAF and iCAF, two ends of one axis within CAFs whose genes every fibroblast makes
+    above other cells, are scored among the cells called fibroblasts (20 or more; ``obsm["tmt_scores"]`` keeps
+    the scores against all cells). CD8 effector and Tex cells both kill, and exhausted cells of tumours keep their
     granzymes (Li 2019): the two compete as one against naive/memory and Tpex, then, among the cells called either,
     effector against Tex on their sets without the cytotoxic programme and without genes most lymphocytes express
     (IL2RB, IL2RG, CD74, NAMPT); a panel that cannot score Tex there leaves them effector. TAM M1-like and M2-like
@@ -325,9 +328,7 @@ def annotate(
         marker_table = marker_table.with_label(f"Malignant/Epithelial|{tumor_signature}", tsig.genes_up,
                                                tumor_signature)
 
-    import warnings
-
-    from .._utils import TmtCoverageWarning, TmtRepeatedNamesWarning, TmtWarning
+    from .._utils import TmtCoverageWarning, TmtRepeatedNamesWarning
 
     state_rules = rules.specific_state_rules()[0]
     specific = rules.derived_signatures()
@@ -355,6 +356,8 @@ def annotate(
     log_base, spilled, empty = expr.encoding[0], expr.spillover, expr.empty
     del expr  # its fit cells' log values (20,000 cells x every gene) served the principal components alone
     mixed = mixed_lineage_evidence(ident.evidence_own)
+    S = _states_scored_within(adata, layer, report.species, S, ident.result.lineage, state_rules,
+                              [*needed, *specific])
     groups = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna()) if groupby is not None else None
     calls = call_rna(S, ident, marker_table, state_rules, groups=groups, samples=samples.to_numpy(dtype=object),
                      n_neighbors=n_neighbors,
@@ -415,6 +418,29 @@ def _variable_genes(expr: Expression) -> np.ndarray | None:
         hv = sc.pp.highly_variable_genes(AnnData(expr.fit_matrix), n_top_genes=N_TOP_GENES, flavor="seurat",
                                          inplace=False)
     return hv["highly_variable"].to_numpy()
+
+
+def _states_scored_within(adata: AnnData, layer: str | None, species: str, S: pd.DataFrame, lineage: np.ndarray,
+                          state_rules: dict, signatures: list) -> pd.DataFrame:
+    """``S`` with the competing states of each lineage of ``rules.SCORED_WITHIN`` (myCAF and iCAF) scored again
+    among the cells called that lineage, as ``mean_ctrl`` on those cells alone; the user's ``obsm["tmt_scores"]``
+    keep the scores against all cells."""
+    out = S
+    for lin in rules.SCORED_WITHIN:
+        cells = np.flatnonzero(lineage == lin)
+        apart = rules.apart_from_lineage(lin)
+        names = {sig for label, sigs in state_rules.get(lin, {}).items() if label not in apart for sig in sigs}
+        todo = [sig for sig in signatures if getattr(sig, "name", sig) in names and getattr(sig, "name", sig) in S]
+        if cells.size < rules.MIN_CELLS_WITHIN or not todo:
+            continue
+        own = AnnData(get_matrix(adata, layer)[cells], var=pd.DataFrame(index=adata.var_names))
+        with warnings.catch_warnings():  # the same genes as the scores of all cells, whose run warned already
+            warnings.simplefilter("ignore", TmtWarning)
+            score(own, todo, method="mean_ctrl", species=species)
+        within = own.obsm[_keys.SCORES]
+        out = out.copy() if out is S else out
+        out.iloc[cells, out.columns.get_indexer(within.columns)] = within.to_numpy()
+    return out
 
 
 def _segmented_cells(adata: AnnData, samples: pd.Series, image_key: str | None):
