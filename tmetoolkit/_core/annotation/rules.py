@@ -158,9 +158,9 @@ LACKING_SUFFIX = "_lacks"
 # there (0.66 before) and in 0.80 in Qian 2020 (0.77); simulate()'s fibroblasts given the contractile genes keep
 # their planted states (0.84 -> 0.98), as drawn 0.985 -> 0.983. The share of Qian's state calls kept at 1,000
 # counts a cell fell 0.658 -> 0.622 (0.865 -> 0.857 at 2,000 genes; Kim's 0.797 -> 0.814 and 0.866 -> 0.864).
-# Every other figure of validate_annotation.py (with --external) is unchanged. The same
-# for every lineage lowered Kim's Treg, Tex and myeloid tasks (session 35): those sets are not contrasts within a
-# lineage. apCAF, split off as a population apart, keeps its scores against all cells.
+# Every other figure of validate_annotation.py (with --external) is unchanged. The same for every lineage lowered
+# Kim's Treg, Tex and myeloid tasks (session 35): those sets are not contrasts within a lineage. apCAF, split off
+# as a population apart, keeps its scores against all cells.
 SCORED_WITHIN = ("Fibroblast",)
 # fewer cells than this: the lineage's own gene means, which choose the control genes, are too few to bin genes by
 MIN_CELLS_WITHIN = 20
