@@ -430,7 +430,8 @@ def _states_scored_within(adata: AnnData, layer: str | None, species: str, S: pd
         cells = np.flatnonzero(lineage == lin)
         apart = rules.apart_from_lineage(lin)
         names = {sig for label, sigs in state_rules.get(lin, {}).items() if label not in apart for sig in sigs}
-        todo = [sig for sig in signatures if getattr(sig, "name", sig) in names and getattr(sig, "name", sig) in S]
+        names &= set(S.columns)  # those the run could score
+        todo = [sig for sig in signatures if getattr(sig, "name", sig) in names]
         if cells.size < rules.MIN_CELLS_WITHIN or not todo:
             continue
         own = AnnData(get_matrix(adata, layer)[cells], var=pd.DataFrame(index=adata.var_names))

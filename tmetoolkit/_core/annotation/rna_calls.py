@@ -221,7 +221,6 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
                 killer_rules, alone) -> pd.DataFrame:
     """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``); a killer
     state's signatures include the sets deciding among killers (``<name>_among_killers``)."""
-    split_labels = [lab for sub in marker_table.splits.values() for lab in sub]
     called = pd.Series(ident.result.label).value_counts()
     spare = lineage_core.stand_ins(marker_table, ident.gene_col)
     against = lineage_core.stand_ins(marker_table, ident.gene_col, negative=True)
@@ -236,7 +235,7 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
              "n_seeds": int(ident.result.n_seeds.get(lab.label, 0)), "n_called": int(called.get(lab.label, 0)),
              "assessable": ("lineage", lab.label) not in not_assessable,
              "reason": not_assessable.get(("lineage", lab.label), "")}
-            for lab in [*marker_table.labels, *split_labels] if lab.label not in marker_table.splits]
+            for lab in marker_table.every_label if lab.label not in marker_table.splits]
     for level, table in (*state_rules.items(), *((c, t) for c, (_, t) in rules.SUBSET_RULES.items())):
         killers = killer_rules.get(level, {})
         for label, sigs in table.items():
