@@ -69,7 +69,8 @@ def annotate(
     evidence is pooled over its expression neighbours (``obsp["connectivities"]`` when present,
     else ``n_neighbors`` cells on the data set's principal components). The cells the markers call with a clear
     lead are seeds; a logistic regression trained on them, on the data set's own principal components, calls
-    every cell. The confidence is its probability; a cell is ``unassigned`` when no lineage reaches
+    every cell. The confidence is its probability, with the share it puts on lineages the cell's own pooled markers
+    speak against set aside where that share is under half; a cell is ``unassigned`` when no lineage reaches
     ``min_confidence`` or its own pooled markers speak against the lineage the classifier chose (silent markers do
     not, nor the genes of a sibling lineage the classifier tells it from, such as a macrophage's cDC2 genes, where
     the cell's own markers lead every other lineage's). T cells are divided into CD8 T and CD4 T among themselves

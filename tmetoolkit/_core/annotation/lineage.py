@@ -239,11 +239,15 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
                              sorted({lineage_of[lab] for lab in n_seeds}), dict(not_assessable or {}), "markers")
     P = _learned_probability(features, seeds, learn, E_pooled.index, seed)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
+    supported = _supported(E_pooled, PL.columns, sibling_free) if require_evidence else None
+    if supported is not None:
+        PL = _without_contradicted(PL, supported)
     lin_arr = PL.to_numpy()
     chosen = np.argmax(lin_arr, axis=1)
     lineage = np.asarray(PL.columns, dtype=object)[chosen]
     conf = lin_arr.max(axis=1)
-    label = np.asarray(P.columns, dtype=object)[np.argmax(P.to_numpy(), axis=1)]
+    own = np.asarray([lineage_of[c] for c in P.columns], dtype=object)  # each label's best within its lineage
+    label = np.asarray(P.columns, dtype=object)[np.argmax(np.where(own == lineage[:, None], P.to_numpy(), -1), axis=1)]
     # the pooled evidence of the lineage the classifier chose
     claim = L.reindex(columns=PL.columns).to_numpy()[np.arange(n), chosen]
     # a rare label's seeds keep their marker call: the classifier never saw that lineage. So do the cells whose
@@ -263,12 +267,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     label[rare] = kept[rare]
     conf[rare] = marker_conf[rare]
     # no class claims a cell whose own (pooled) markers speak against the lineage the classifier chose
-    claimed = (rare | (claim >= -AGAINST)) if require_evidence else np.ones(n, dtype=bool)
-    if require_evidence and sibling_free is not None and sibling_free.shape[1]:
-        E_free = E_pooled.copy()
-        E_free[sibling_free.columns] = sibling_free.to_numpy()
-        free = by_lineage(E_free).reindex(columns=PL.columns).to_numpy()[np.arange(n), chosen]
-        claimed |= free > 0
+    claimed = (rare | supported[np.arange(n), chosen]) if supported is not None else np.ones(n, dtype=bool)
     conf = np.where(claimed, conf, 0.0)
     lineage = np.where((conf >= min_confidence) & claimed, lineage, UNASSIGNED).astype(object)
     label = np.where(lineage == UNASSIGNED, UNASSIGNED, label).astype(object)
@@ -276,6 +275,30 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
     method = "classifier" if PL.shape[1] > 1 else "one lineage"
     return LineageResult(lineage, label, conf, E_pooled, PL, seeds, n_seeds, by_markers,
                          dict(not_assessable or {}), method, vetoed=~claimed)
+
+
+def _supported(E_pooled: pd.DataFrame, lineages, sibling_free: pd.DataFrame | None) -> np.ndarray:
+    """Cells x ``lineages``: the cell's pooled markers do not speak against the lineage (evidence at least
+    -``AGAINST``, or above 0 without the genes of a sibling lineage, ``sibling_free``)."""
+    ok = by_lineage(E_pooled).reindex(columns=lineages).to_numpy() >= -AGAINST
+    if sibling_free is not None and sibling_free.shape[1]:
+        E_free = E_pooled.copy()
+        E_free[sibling_free.columns] = sibling_free.to_numpy()
+        ok |= by_lineage(E_free).reindex(columns=lineages).to_numpy() > 0
+    return ok
+
+
+def _without_contradicted(PL: pd.DataFrame, supported: np.ndarray) -> pd.DataFrame:
+    """The classifier's probabilities with the share it puts on lineages the cell's own markers speak against set
+    aside, and the rest renormalised, where that share is under half: a CD8 T cell at the NK border with 0.45 on
+    each and 0.1 on a lineage its markers rule out is a T cell at 0.5. Where half or more falls on such lineages,
+    the cell is of a kind the markers do not recognise (a CD34+ progenitor) and keeps its probabilities, which the
+    veto then leaves unassigned."""
+    P = PL.to_numpy()
+    M = P * supported
+    kept = M.sum(axis=1, keepdims=True)
+    out = np.where(kept > 0.5, M / np.where(kept > 0, kept, 1.0), P)
+    return pd.DataFrame(out, index=PL.index, columns=PL.columns)
 
 
 def _learned_probability(features, seeds: np.ndarray, learn: list[str], index, seed: int) -> pd.DataFrame:
