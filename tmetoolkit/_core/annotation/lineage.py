@@ -52,7 +52,9 @@ class LineageResult:
     label: np.ndarray  # the finest marker label ("DC|cDC2"), or the lineage where the classifier decided alone
     confidence: np.ndarray
     evidence: pd.DataFrame  # pooled marker evidence per label
-    probability: pd.DataFrame  # classifier probability per lineage (empty when it did not run)
+    # classifier probability per lineage, its share on lineages a cell's markers rule out set aside where under half
+    # (_without_contradicted); empty when it did not run
+    probability: pd.DataFrame
     seed: np.ndarray  # the seed label of each cell, "" for cells that were not seeds
     n_seeds: dict[str, int]
     by_markers: list[str] = field(default_factory=list)  # lineages called by their markers alone (too few seeds)
@@ -290,10 +292,10 @@ def _supported(E_pooled: pd.DataFrame, lineages, sibling_free: pd.DataFrame | No
 
 def _without_contradicted(PL: pd.DataFrame, supported: np.ndarray) -> pd.DataFrame:
     """The classifier's probabilities with the share it puts on lineages the cell's own markers speak against set
-    aside, and the rest renormalised, where that share is under half: a CD8 T cell at the NK border with 0.45 on
-    each and 0.1 on a lineage its markers rule out is a T cell at 0.5. Where half or more falls on such lineages,
-    the cell is of a kind the markers do not recognise (a CD34+ progenitor) and keeps its probabilities, which the
-    veto then leaves unassigned."""
+    aside, and the rest renormalised, where that share is under half: a CD8 T cell at the NK border with 0.45 on T,
+    0.40 on NK and 0.15 on a lineage its markers rule out is a T cell at 0.53. Where half or more falls on such
+    lineages, the cell is of a kind the markers do not recognise (a CD34+ progenitor) and keeps its probabilities,
+    which the veto then leaves unassigned."""
     P = PL.to_numpy()
     M = P * supported
     kept = M.sum(axis=1, keepdims=True)
