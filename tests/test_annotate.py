@@ -879,8 +879,10 @@ def test_chen_merfish_transcripts_of_touching_cells_do_not_veto_a_call():
     """Segmentation gives a MERFISH cell some transcripts of the cell beside it (C1Q of a macrophage, collagen of a
     fibroblast). With ``spillover`` (default 0.15, as for protein panels) a marker a cell holds at most that fraction
     of its touching neighbour's count does not count against the cell's lineage. Measured: cells whose lineage
-    matches the authors' type_lvl1 0.649 -> 0.659, unassigned 411 -> 383, Treg F1 0.459 -> 0.479 (86 of the 212
-    Tregs found, 81 without). ``spillover=0`` reads the counts as they are, and ``params`` records which was done."""
+    matches the authors' type_lvl1 0.663 -> 0.670, unassigned 290 -> 279, 86 of the 212 Tregs found (81 without);
+    before the classifier's share on lineages a cell's markers rule out was set aside, which rescues most of the
+    vetoed cells either way, 0.648 -> 0.659 and 416 -> 386. ``spillover=0`` reads the counts as they are, and
+    ``params`` records which was done."""
     c = real_data("chen")
     off = c.copy()
     tmt.tl.annotate(c)
@@ -896,7 +898,7 @@ def test_chen_merfish_transcripts_of_touching_cells_do_not_veto_a_call():
         return np.mean([lab in allowed[t] for lab, t in pairs])
 
     assert right(c) >= right(off) + 0.005
-    assert (c.obs["tmt_lineage"] == "unassigned").sum() <= (off.obs["tmt_lineage"] == "unassigned").sum() - 15
+    assert (c.obs["tmt_lineage"] == "unassigned").sum() <= (off.obs["tmt_lineage"] == "unassigned").sum() - 5
     treg = c.obs["type_lvl2"].astype(str) == "Treg"
     assert (treg & (c.obs["tmt_state"] == "Treg")).sum() >= (treg & (off.obs["tmt_state"] == "Treg")).sum() + 3
     # log values hold no transcript counts to compare with a neighbour's: read as they are
