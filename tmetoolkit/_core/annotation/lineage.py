@@ -241,7 +241,7 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
                              sorted({lineage_of[lab] for lab in n_seeds}), dict(not_assessable or {}), "markers")
     P = _learned_probability(features, seeds, learn, E_pooled.index, seed)
     PL = P.T.groupby([lineage_of[c] for c in P.columns], sort=False).sum().T
-    supported = _supported(E_pooled, PL.columns, sibling_free) if require_evidence else None
+    supported = _supported(L, E_pooled, PL.columns, sibling_free) if require_evidence else None
     if supported is not None:
         PL = _without_contradicted(PL, supported)
     lin_arr = PL.to_numpy()
@@ -279,10 +279,11 @@ def call_lineages(E_pooled: pd.DataFrame, features: np.ndarray | None, *, min_co
                          dict(not_assessable or {}), method, vetoed=~claimed)
 
 
-def _supported(E_pooled: pd.DataFrame, lineages, sibling_free: pd.DataFrame | None) -> np.ndarray:
-    """Cells x ``lineages``: the cell's pooled markers do not speak against the lineage (evidence at least
-    -``AGAINST``, or above 0 without the genes of a sibling lineage, ``sibling_free``)."""
-    ok = by_lineage(E_pooled).reindex(columns=lineages).to_numpy() >= -AGAINST
+def _supported(L: pd.DataFrame, E_pooled: pd.DataFrame, lineages, sibling_free: pd.DataFrame | None) -> np.ndarray:
+    """Cells x ``lineages``: the cell's pooled markers do not speak against the lineage (its evidence ``L``, the
+    labels' ``E_pooled`` by lineage, at least -``AGAINST``, or above 0 without the genes of a sibling lineage,
+    ``sibling_free``)."""
+    ok = L.reindex(columns=lineages).to_numpy() >= -AGAINST
     if sibling_free is not None and sibling_free.shape[1]:
         E_free = E_pooled.copy()
         E_free[sibling_free.columns] = sibling_free.to_numpy()
