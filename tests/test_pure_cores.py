@@ -191,6 +191,52 @@ def test_call_rna_states_decisive_treg_and_polarization_on_arrays():
 
 
 
+def test_a_second_programme_shows_a_state_only_where_the_cell_itself_reads_it():
+    """Follicular helpers (their own programme, and the activation genes they share with Tregs) are helpers, not
+    Tregs; a Treg whose expression neighbours are follicular helpers keeps its call, since the second programme is
+    taken only where the cell's own score is above zero."""
+    from dataclasses import replace
+
+    import scipy.sparse as sp
+
+    from tmetoolkit._core.annotation.markers import lineage_markers
+    from tmetoolkit._core.annotation.rna_calls import call_rna
+
+    rng = np.random.default_rng(0)
+    n = 60  # 0-19 Tregs, 20-39 follicular helpers, 40-59 naive/memory
+    treg, tfh, naive = np.arange(n) < 20, (np.arange(n) >= 20) & (np.arange(n) < 40), np.arange(n) >= 40
+    index = pd.Index([f"c{i}" for i in range(n)])
+    S = pd.DataFrame(rng.normal(0, 0.1, (n, 4)), index=index, columns=["th1", "tfh", "naive", "treg"])
+    S.loc[treg, "treg"] += 6
+    S.loc[tfh, "treg"] += 3  # CTLA4, TNFRSF18, TNFRSF4 of activated cells
+    S.loc[tfh, "tfh"] += 12  # CXCL13 at a hundred transcripts
+    S.loc[~tfh, "tfh"] -= 0.5
+    S.loc[naive, "naive"] += 6
+    # each Treg and follicular helper averaged with its partner of the other kind, the naive cells with themselves
+    partner = np.where(treg, np.arange(n) + 20, np.where(tfh, np.arange(n) - 20, np.arange(n)))
+    W = sp.csr_matrix((np.ones(2 * n), (np.r_[np.arange(n), np.arange(n)], np.r_[np.arange(n), partner])),
+                      shape=(n, n))
+    lineage = np.full(n, "CD4 T")
+    ident = _identity(lineage, np.zeros((n, 1)), ["FOXP3"], pd.DataFrame({"T|Treg": np.zeros(n)}, index=index))
+    ident = replace(ident, weights=W)
+    table = {"CD4 T": {"CD4 helper": ("th1",), "CD4 naive/memory": ("naive",), "Treg": ("treg",)}}
+
+    def run(second):
+        return call_rna(S, ident, lineage_markers(), table, groups=None, samples=np.full(n, "s1", dtype=object),
+                        n_neighbors=15, state_min=0.3, lineage_min=0.5, override=0.8, tumor_signature=None,
+                        second_programmes=second)
+
+    assert (run({}).state[tfh] == "Treg").all()  # pooled, Treg 4.5 against Th1 0
+    calls = run({"CD4 helper": "tfh"})
+    assert (calls.state[tfh] == "CD4 helper").all()  # pooled Tfh 5.75 against Treg 4.5
+    assert (calls.state[treg] == "Treg").all()  # pooled Tfh 5.75 as well, but not read in the cell itself
+    assert (calls.state[naive] == "CD4 naive/memory").all()
+    assert calls.rules.set_index(["level", "label"]).loc[("CD4 T", "CD4 helper"), "signatures"] == "th1,tfh"
+    unscored = run({"CD4 helper": "not_on_panel"})  # a panel that cannot score it: as without, and not listed
+    assert (unscored.state == run({}).state).all()
+    assert unscored.rules.set_index(["level", "label"]).loc[("CD4 T", "CD4 helper"), "signatures"] == "th1"
+
+
 def test_tam_states_take_their_polarization_and_unpolarized_tams_the_lineages_confidence():
     """TAM M1-like and M2-like compete as one against monocytes, then a TAM takes its polarization; a TAM high in
     both programmes (mixed) keeps the lineage's name, and with it the lineage's confidence (0.9 here), not the lower

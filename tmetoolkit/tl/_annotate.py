@@ -89,7 +89,11 @@ def annotate(
     scores (:func:`tmetoolkit.tl.score`, ``mean_ctrl``) on the genes that are a state's own (signatures
     ``<name>_specific`` without the genes of sibling states and of the lineage's identity), averaged over the same
     expression neighbours; the best-scoring state wins when its lead over the runner-up is clear, else the cell
-    keeps its lineage name. myCAF and iCAF, two ends of one axis within CAFs whose genes every fibroblast makes
+    keeps its lineage name. CD4 helper cells are Th1-like or follicular and peripheral helpers, whose CXCL13 and
+    IL-21 Tregs do not make but whose CTLA4 and TNFRSF18 they do: a cell's helper evidence is the better of the Th1
+    programme and the follicular helpers' (``CD4_Tfh_second_programme``, ProjecTILs' Tfh gate without TOX and TOX2,
+    which Tregs make too), the second only where the cell itself reads it, since such helpers gather beside Tregs.
+    myCAF and iCAF, two ends of one axis within CAFs whose genes every fibroblast makes
     above other cells, are scored among the cells called fibroblasts (20 or more; ``obsm["tmt_scores"]`` keeps
     the scores against all cells). CD8 effector and Tex cells both kill, and exhausted cells of tumours keep their
     granzymes (Li 2019): the two compete as one against naive/memory and Tpex, then, among the cells called either,

@@ -58,14 +58,17 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
              state_rules: dict[str, dict[str, tuple[str, ...]]], *, groups: pd.Series | None, samples: np.ndarray,
              n_neighbors: int, state_min: float, lineage_min: float, override: float,
              tumor_signature: str | None,
-             killer_rules: dict[str, dict[str, tuple[str, ...]]] | None = None) -> RnaCalls:
+             killer_rules: dict[str, dict[str, tuple[str, ...]]] | None = None,
+             second_programmes: dict[str, str] | None = None) -> RnaCalls:
     """States, subsets, polarization and the rule table from signature scores ``S`` (cells x signatures, each
     cell's own) and the lineage identity ``ident``.
 
     ``state_rules``: per lineage, label -> signatures (:func:`.rules.resolve`d); ``groups``: clusters (NaN: none)
     that lend their lineage to unsure cells (:func:`.identity.cluster_consensus`); ``samples``: per cell, within
     which the population splits are made; ``killer_rules``: per lineage, the table deciding among the cells called
-    one of its killer states (default :func:`.rules.killer_rules`).
+    one of its killer states (default :func:`.rules.killer_rules`); ``second_programmes``: state -> the signature of
+    a second programme that shows it as well where the cell's own score is above zero (default
+    :func:`.rules.second_programmes`).
 
     States and subsets are called cell by cell within their lineage, whatever ``groups`` says: clusters at the
     resolution users cluster at hold a lineage, not a state, and a cluster's mean scores gave its majority state to
@@ -73,6 +76,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
     DC 0.769 -> 0.686; with 40 k-means clusters, ``simulate()`` seed 3's monocyte/macrophage states 0.983 -> 0.650).
     """
     n = len(S)
+    own = S
     if n_neighbors > 1 and n > 2:
         S = pd.DataFrame(neighbour_mean_w(S.to_numpy(dtype=np.float64), ident.weights), index=S.index,
                          columns=S.columns)
@@ -84,6 +88,10 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
         M, missing = label_scores(S.loc[mask], table)
         for lab, why in missing.items():
             not_assessable[(level, lab)] = why
+        for lab, name in second_programmes.items():  # the better of the two, the second where the cell reads it
+            if lab in M.columns:
+                read = own.loc[mask, name].to_numpy() > 0
+                M[lab] = np.fmax(M[lab].to_numpy(), np.where(read, S.loc[mask, name].to_numpy(), np.nan))
         M = M.drop(columns=[c for c in apart if c in M.columns])
         rivals = [lab for lab in table if lab not in apart]
         if M.shape[1] == 1 and len(rivals) > 1:  # its rivals cannot be scored (rules.ALONE)
@@ -140,6 +148,8 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
         conf[among] = np.where(ok, np.minimum(conf[among], st_conf), conf[among])
 
     killer_rules = rules.killer_rules()[0] if killer_rules is None else killer_rules
+    second_programmes = rules.second_programmes()[0] if second_programmes is None else second_programmes
+    second_programmes = {lab: name for lab, name in second_programmes.items() if name in S.columns}  # scored
     lineage, lin_conf = ident.result.lineage.copy(), ident.result.confidence.copy()
     if groups is not None:
         lineage, lin_conf = cluster_consensus(ident.result, groups, override, lineage_min,
@@ -188,7 +198,7 @@ def call_rna(S: pd.DataFrame, ident: Identity, marker_table: MarkerTable,
             out[mask] = np.where(st_conf >= state_min, st, "undetermined")
         subsets[col] = np.where(mask, out, None)
 
-    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable, killer_rules, alone)
+    rule_tab = _rule_table(marker_table, ident, state_rules, not_assessable, killer_rules, alone, second_programmes)
     messages = _messages(rule_tab, ident, tumor_signature, marker_table.complexes)
     return RnaCalls(lineage=lineage, state=state, confidence=conf, subsets=subsets,
                     polarization=polarization, rules=rule_tab, splits=splits, messages=messages)
@@ -218,9 +228,10 @@ def tam_polarization(S: pd.DataFrame, lineage: np.ndarray) -> np.ndarray:
 
 
 def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_assessable,
-                killer_rules, alone) -> pd.DataFrame:
+                killer_rules, alone, second_programmes) -> pd.DataFrame:
     """Every label, what decides it and whether it could be assessed (``uns["tmt_annotate"]["rules"]``); a killer
-    state's signatures include the sets deciding among killers (``<name>_among_killers``)."""
+    state's signatures include the sets deciding among killers (``<name>_among_killers``), a state with a second
+    programme that programme's set (``<name>_second_programme``)."""
     called = pd.Series(ident.result.label).value_counts()
     spare = lineage_core.stand_ins(marker_table, ident.gene_col)
     against = lineage_core.stand_ins(marker_table, ident.gene_col, negative=True)
@@ -242,7 +253,8 @@ def _rule_table(marker_table: MarkerTable, ident: Identity, state_rules, not_ass
             why = not_assessable.get((level, label), "")
             # a killer state: those deciding among killers too; a TAM state: the programme of its polarization
             polarized = (TAM_PROGRAMMES[label],) if level == MACROPHAGE and label in TAM_PROGRAMMES else ()
-            sigs = dict.fromkeys([*sigs, *killers.get(label, ()), *polarized])
+            second = (second_programmes[label],) if label in second_programmes else ()
+            sigs = dict.fromkeys([*sigs, *killers.get(label, ()), *polarized, *second])
             rows.append({"level": level, "label": label, "signatures": ",".join(sigs), "assessable": not why,
                          "reason": why or alone.get((level, label), "")})
     rule_tab = pd.DataFrame(rows).fillna({"genes": "", "genes_read": "", "stand_ins": "", "negative": "",

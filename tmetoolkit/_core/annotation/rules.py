@@ -337,10 +337,49 @@ def killer_rules() -> tuple[dict[str, dict[str, tuple[str, ...]]], list[Signatur
     return out_tables, list(out.values())
 
 
+# A state that a second programme shows as well, read in each cell itself. Conventional CD4 helper cells of tumours
+# are Th1-like (Bagaev's CD4_helper: IFNG, TBX21, CD40LG) or follicular and peripheral helpers that make CXCL13 and
+# IL-21 (Gu-Trantien C et al. JCI Insight 2:e91487 (2017), doi:10.1172/jci.insight.91487, in breast tumours; Rao DA
+# et al. Nature 542:110 (2017), doi:10.1038/nature20810). Those make CTLA4, TNFRSF18 and TNFRSF4 as activated T cells
+# do, Treg_core's genes, and without their own programme won the CD4 competition as Tregs: 47 of Spectra's 264
+# conventional CD4 T cells called Treg, 55% of them reading CXCL13 against 2% of its Tregs. ProjecTILs' Tfh gate is
+# that programme without TOX and TOX2, which Tregs read about as often as conventional CD4 T cells or more (share of
+# Tregs / of conventional CD4 T cells reading TOX, TOX2: Puram 0.30 / 0.10, 0.30 / 0.05; Zilionis' mouse lungs
+# 0.20 / 0.09, 0.07 / 0.01; Wu 2020 0.14 / 0.07, 0.21 / 0.01; Spectra 0.21 / 0.19 for TOX; Zilionis' human lungs the
+# exception, TOX 0.00 / 0.12). A cell's evidence for the state is the better of the two programmes, the second taken
+# only where the cell's own score is above zero: follicular helpers expand beside Tregs (Gu-Trantien 2017), and
+# averaged over expression neighbours 4 of Wu's 14 Tregs, three of them without a read of the programme's genes,
+# read as helpers.
+# state -> (the second programme's signature, its genes left out)
+SECOND_PROGRAMMES: dict[str, tuple[str, frozenset[str]]] = {
+    "CD4 helper": ("CD4_Tfh", frozenset({"TOX", "TOX2"})),
+}
+SECOND_SUFFIX = "_second_programme"
+
+
+def second_programmes() -> tuple[dict[str, str], list[Signature]]:
+    """State -> the derived signature of its second programme (``SECOND_PROGRAMMES``), named
+    ``<signature>_second_programme``, and those signatures."""
+    from dataclasses import replace
+
+    from ...sig import get
+
+    names, out = {}, []
+    for state, (name, left_out) in SECOND_PROGRAMMES.items():
+        sig = get(name)
+        genes = tuple(g for g in sig.genes_up if g not in left_out)
+        about = f"{name} without {' and '.join(sorted(left_out))}: the second programme of {state} cells"
+        out.append(replace(sig, name=name + SECOND_SUFFIX, genes_up=genes,
+                           weights={g: w for g, w in sig.weights.items() if g in genes or g in sig.genes_down},
+                           min_genes=min(sig.min_genes, len(genes)), metadata={**sig.metadata, "description": about}))
+        names[state] = out[-1].name
+    return names, out
+
+
 def published_name(name: str) -> str:
     """The registry signature a set annotate derives is made from (``CD8_Tex_specific``, ``CD8_Tex_among_killers``
     and ``M_MDSC_like_lacks`` -> ``CD8_Tex``, ``CD8_Tex``, ``M_MDSC_like``); a registry name is its own."""
-    for suffix in (SPECIFIC_SUFFIX, KILLER_SUFFIX, LACKING_SUFFIX):
+    for suffix in (SPECIFIC_SUFFIX, KILLER_SUFFIX, LACKING_SUFFIX, SECOND_SUFFIX):
         if name.endswith(suffix):
             return name.removesuffix(suffix)
     return name
@@ -374,9 +413,9 @@ def needed_signatures() -> list[str]:
 
 
 def derived_signatures() -> list[Signature]:
-    """Every signature annotate derives from the registry's (state-specific sets and the programmes a state lacks),
-    scored with the registry's in one pass by annotate and by the pipeline alike."""
-    return [*specific_state_rules()[1], *killer_rules()[1], *lacking_signatures()]
+    """Every signature annotate derives from the registry's (state-specific sets, the programmes a state lacks and
+    second programmes), scored with the registry's in one pass by annotate and by the pipeline alike."""
+    return [*specific_state_rules()[1], *killer_rules()[1], *lacking_signatures(), *second_programmes()[1]]
 
 
 def lacking_signatures() -> list[Signature]:
