@@ -70,7 +70,7 @@ def compartments(
     Tumor/Stroma categories (phenoptr sample field) for 0.911 of cells. A pathologist's low-power regions are
     coarser: Xenium's breast IDC "Invasive Tumor" holds stroma strands and a rim around the tumour cells, and leaves
     two tumour-cell nests (78 and 158 tumour cells) in "Stroma"; there agreement is 0.837. The nests decide it: not
-    counting the 268 tumour cells the pathologist left in "Stroma" lifts the same rule to 0.888, but neither size
+    counting the 268 tumour cells the pathologist left in "Stroma" lifts the same rule to 0.889, but neither size
     nor width sets those nests apart: inForm calls phenoptr's nests of 62-189 tumour cells Tumor, with inscribed
     radii of 3-9 cell spacings against 4 for both, and their cells are luminal (GATA3, ANKRD30A) like the invasive
     ones, with less ESR1 and more PGR. Nor does the myoepithelial layer that normal ducts, lobules and carcinoma in
