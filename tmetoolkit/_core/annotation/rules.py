@@ -368,7 +368,8 @@ def second_programmes() -> tuple[dict[str, str], list[Signature]]:
     for state, (name, left_out) in SECOND_PROGRAMMES.items():
         sig = get(name)
         genes = tuple(g for g in sig.genes_up if g not in left_out)
-        about = f"{name} without {' and '.join(sorted(left_out))}: the second programme of {state} cells"
+        without = f" without {' and '.join(sorted(left_out))}" if left_out else ""
+        about = f"{name}{without}: the second programme of {state} cells"
         out.append(replace(sig, name=name + SECOND_SUFFIX, genes_up=genes,
                            weights={g: w for g, w in sig.weights.items() if g in genes or g in sig.genes_down},
                            min_genes=min(sig.min_genes, len(genes)), metadata={**sig.metadata, "description": about}))
