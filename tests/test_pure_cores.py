@@ -518,6 +518,35 @@ def test_a_pdc_is_not_a_plasma_cell():
     assert E.loc[1, "Plasma"] >= MIN_EVIDENCE and E.loc[1, "DC|pDC"] <= 0
 
 
+def test_il3ra_stands_in_for_the_pdc_genes_a_panel_lacks():
+    """On a panel without LILRA4, CLEC4C and PTCRA (Hao 2021's blood cells keep IL3RA and, of the plasma group, IGKC
+    and TNFRSF17) IL3RA stands in for the pDC group and against the plasma label: a pDC (IL3RA, IGKC; TNFRSF17 in a
+    quarter of them) is a pDC, not a plasma cell; a plasma cell keeps its label; an endothelial cell that reads
+    IL3RA is no pDC. With a pDC gene on the panel, IL3RA is not read in its place."""
+    from tmetoolkit._core.annotation.lineage import MIN_EVIDENCE, SEED_MARGIN, label_evidence, stand_ins
+    from tmetoolkit._core.annotation.markers import lineage_markers
+
+    genes = ["IL3RA", "IGKC", "TNFRSF17", "IGLL5", "VWF", "CDH5", "PLVAP", "CD3E", "MS4A1"]
+    col = {g: i for i, g in enumerate(genes)}
+    R = np.zeros((20, len(genes)))
+    cells = ({"IL3RA": 0.9, "IGKC": 0.95, "TNFRSF17": 0.5},  # pDC
+             {"IGKC": 0.99, "TNFRSF17": 0.9, "IGLL5": 0.8},  # plasma cell
+             {"IL3RA": 0.8, "VWF": 0.9, "CDH5": 0.85, "PLVAP": 0.95})  # endothelial cell
+    for row, cell in enumerate(cells):
+        for g, v in cell.items():
+            R[row, col[g]] = v
+    table = lineage_markers()
+    E, missing = label_evidence(R, col, table)
+    assert "DC|pDC" not in missing
+    assert E.loc[0, "DC|pDC"] - E.loc[0, "Plasma"] >= SEED_MARGIN
+    assert E.loc[1, "Plasma"] >= MIN_EVIDENCE and E.loc[1, "DC|pDC"] <= 0
+    assert E.loc[2, "DC|pDC"] <= 0
+    assert stand_ins(table, col)["DC|pDC"] == ["IL3RA"]
+    assert stand_ins(table, col, negative=True)["Plasma"] == ["IL3RA"]
+    with_pdc_genes = {**col, "LILRA4": len(col), "CLEC4C": len(col) + 1}
+    assert "DC|pDC" not in stand_ins(table, with_pdc_genes)
+
+
 def test_a_negative_groups_own_stand_ins_are_read():
     """A negative group lost from the panel is read through its stand-ins, and they are read even when no positive
     group lists them (the marker table once loaded only the positive groups' stand-ins, so such a gene was never
