@@ -522,7 +522,7 @@ def test_il3ra_stands_in_for_the_pdc_genes_a_panel_lacks():
     """On a panel without LILRA4, CLEC4C and PTCRA (Hao 2021's blood cells keep IL3RA and, of the plasma group, IGKC
     and TNFRSF17) IL3RA stands in for the pDC group and against the plasma label: a pDC (IL3RA, IGKC; TNFRSF17 in a
     quarter of them) is a pDC, not a plasma cell; a plasma cell keeps its label; an endothelial cell that reads
-    IL3RA is no pDC. With a pDC gene on the panel, IL3RA is not read in its place."""
+    IL3RA is no pDC. With two of the group's three genes on the panel, IL3RA is not read."""
     from tmetoolkit._core.annotation.lineage import MIN_EVIDENCE, SEED_MARGIN, label_evidence, stand_ins
     from tmetoolkit._core.annotation.markers import lineage_markers
 
