@@ -522,7 +522,8 @@ def test_il3ra_stands_in_for_the_pdc_genes_a_panel_lacks():
     """On a panel without LILRA4, CLEC4C and PTCRA (Hao 2021's blood cells keep IL3RA and, of the plasma group, IGKC
     and TNFRSF17) IL3RA stands in for the pDC group and against the plasma label: a pDC (IL3RA, IGKC; TNFRSF17 in a
     quarter of them) is a pDC, not a plasma cell; a plasma cell keeps its label; an endothelial cell that reads
-    IL3RA is no pDC. With two of the group's three genes on the panel, IL3RA is not read."""
+    IL3RA is no pDC. With two of the group's three genes on the panel, IL3RA is not read. The warning that names
+    labels read from one gene says that IL3RA is a stand-in, not one of the group's genes."""
     from tmetoolkit._core.annotation.lineage import MIN_EVIDENCE, SEED_MARGIN, label_evidence, stand_ins
     from tmetoolkit._core.annotation.markers import lineage_markers
 
@@ -545,6 +546,13 @@ def test_il3ra_stands_in_for_the_pdc_genes_a_panel_lacks():
     assert stand_ins(table, col, negative=True)["Plasma"] == ["IL3RA"]
     with_pdc_genes = {**col, "LILRA4": len(col), "CLEC4C": len(col) + 1}
     assert "DC|pDC" not in stand_ins(table, with_pdc_genes)
+
+    from tmetoolkit._core.annotation.rna_calls import _single_marker_messages  # the warning says it is a stand-in
+
+    rules = pd.DataFrame({"level": ["lineage"], "label": ["DC|pDC"], "assessable": [True],
+                          "genes": ["LILRA4,CLEC4C,PTCRA"], "genes_read": [""], "stand_ins": ["IL3RA"],
+                          "n_called": [86]})
+    assert "DC (pDC): 86 cells on IL3RA, a stand-in for its 3 genes" in _single_marker_messages(rules, ())[0]
 
 
 def test_a_negative_groups_own_stand_ins_are_read():

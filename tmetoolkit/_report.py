@@ -249,8 +249,8 @@ def _cell_state_section(adata, s_key, caveats: list[str]) -> str | None:
 
         single = single_marker_labels(rules, lineage_markers().complexes)
         if len(single):
-            named = ", ".join(f"{str(r.label).replace('|', ': ')} ({r.n_cells} cells on {r.gene})"
-                              for r in single.itertuples())
+            named = ", ".join(f"{str(r.label).replace('|', ': ')} ({r.n_cells} cells on {r.gene}"
+                              + (", a stand-in)" if r.stand_in else ")") for r in single.itertuples())
             caveats.append(f"Read from one marker gene on this gene panel: {html.escape(named)}. Other cell types "
                            "may make that gene too.")
     unassigned = unassigned_summary(annotated.get("unassigned"))

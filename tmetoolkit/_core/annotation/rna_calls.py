@@ -272,7 +272,8 @@ SINGLE_MARKER_OF = 3
 def single_marker_labels(rule_tab: pd.DataFrame, complexes=()) -> pd.DataFrame:
     """The lineage labels of a rules table (``uns["tmt_annotate"]["rules"]``) that the panel read from one marker gene
     (nor a stand-in; a complex's subunits are one) of the ``SINGLE_MARKER_OF`` or more it lists, calling at least
-    ``MIN_SEEDS`` cells: ``label``, ``gene``, ``n_genes`` listed and ``n_cells`` called."""
+    ``MIN_SEEDS`` cells: ``label``, ``gene``, ``n_genes`` listed, ``n_cells`` called and ``stand_in`` (the gene
+    is a stand-in for the listed ones, not one of them)."""
     unit = {g: cx[0] for cx in complexes for g in cx}
     rows = []
     lineages = rule_tab[(rule_tab["level"] == "lineage") & rule_tab["assessable"].astype(bool)]
@@ -281,8 +282,9 @@ def single_marker_labels(rule_tab: pd.DataFrame, complexes=()) -> pd.DataFrame:
         read = [g for g in (*str(r.genes_read).split(","), *str(r.stand_ins).split(",")) if g]
         if len(listed) >= SINGLE_MARKER_OF and len({unit.get(g, g) for g in read}) == 1 \
                 and int(r.n_called) >= lineage_core.MIN_SEEDS:
-            rows.append({"label": r.label, "gene": read[0], "n_genes": len(listed), "n_cells": int(r.n_called)})
-    return pd.DataFrame(rows, columns=["label", "gene", "n_genes", "n_cells"])
+            rows.append({"label": r.label, "gene": read[0], "n_genes": len(listed), "n_cells": int(r.n_called),
+                         "stand_in": read[0] not in listed})
+    return pd.DataFrame(rows, columns=["label", "gene", "n_genes", "n_cells", "stand_in"])
 
 
 def _single_marker_messages(rule_tab: pd.DataFrame, complexes) -> list[str]:
@@ -294,7 +296,8 @@ def _single_marker_messages(rule_tab: pd.DataFrame, complexes) -> list[str]:
     for r in single.itertuples():
         lineage, _, kind = str(r.label).partition("|")
         what = f"{lineage} ({kind})" if kind else lineage
-        named.append(f"{what}: {r.n_cells} cells on {r.gene} of its {r.n_genes} genes")
+        how = f"a stand-in for its {r.n_genes} genes" if r.stand_in else f"one of its {r.n_genes} genes"
+        named.append(f"{what}: {r.n_cells} cells on {r.gene}, {how}")
     genes = list(dict.fromkeys(single["gene"]))
     return ["read from one marker gene on this panel: " + "; ".join(named) + ". Other cell types may make that gene "
             f"too: look at it across lineages, e.g. sc.pl.dotplot(adata, {genes!r}, groupby='tmt_lineage')"]
