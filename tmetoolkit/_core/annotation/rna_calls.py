@@ -270,10 +270,10 @@ SINGLE_MARKER_OF = 3
 
 
 def single_marker_labels(rule_tab: pd.DataFrame, complexes=()) -> pd.DataFrame:
-    """The lineage labels of a rules table (``uns["tmt_annotate"]["rules"]``) that the panel read from one marker gene
-    (nor a stand-in; a complex's subunits are one) of the ``SINGLE_MARKER_OF`` or more it lists, calling at least
-    ``MIN_SEEDS`` cells: ``label``, ``gene``, ``n_genes`` listed, ``n_cells`` called and ``stand_in`` (the gene
-    is a stand-in for the listed ones, not one of them)."""
+    """The lineage labels of a rules table (``uns["tmt_annotate"]["rules"]``) that the panel read from one gene, a
+    marker or a stand-in (a complex's subunits are one), though they list ``SINGLE_MARKER_OF`` or more, calling at
+    least ``MIN_SEEDS`` cells: ``label``, ``gene``, ``n_genes`` listed, ``n_cells`` called and ``stand_in`` (the
+    gene stands in for the listed ones rather than being one of them)."""
     unit = {g: cx[0] for cx in complexes for g in cx}
     rows = []
     lineages = rule_tab[(rule_tab["level"] == "lineage") & rule_tab["assessable"].astype(bool)]
